@@ -1,0 +1,250 @@
+//! The sandbox: runs one task — a WebAssembly (wasm32-wasip1) module — under wasmtime with
+//! WASI preview 1, deterministically and within limits.
+//!
+//! Per task the guest gets its argv, its stdin, a read-only `/in` with its input files and a
+//! writable `/out` whose files become its outputs; nothing else of the host: no other files,
+//! no network, no environment. Clocks and randomness are virtual and seeded from the task,
+//! NaNs are canonical and threads are off, so the same task prints the same bytes on every
+//! host. Fuel (≈ instructions), memory and wall-clock time are limited; every run ends in one
+//! [`Outcome`]. A guest trap is an outcome, never a host error.
+//!
+//! One [`Sandbox`] per process: it owns the wasmtime `Engine`, the WASI linker, an epoch
+//! ticker thread for timeouts, and the compiled-module cache (in memory, and on disk keyed by
+//! the module's BLAKE3 hash plus the engine's settings and version). Only this crate knows
+//! wasmtime.
+
+mod cache;
+mod run;
+mod wasi;
+
+pub use run::{RunResult, TaskRun};
+
+use anyhow::Context as _;
+use naac_types::ContentId;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use wasmtime::{Config, Engine, InstancePre, Linker, Module};
+
+/// How often the epoch ticks; timeouts and cancellation are noticed within one tick.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Compiled modules kept ready in memory.
+const MEMORY_CACHE_ENTRIES: usize = 64;
+
+/// Sandbox settings that are the host's, not the task's.
+#[derive(Clone, Debug)]
+pub struct SandboxConfig {
+    /// Directory for compiled modules; `None` keeps them in memory only.
+    pub cache_dir: Option<PathBuf>,
+    /// Directory under which each task gets a scratch directory for `/in` and `/out`.
+    pub work_dir: PathBuf,
+    /// Most bytes a task may write to stdout.
+    pub stdout_limit: usize,
+    /// Most bytes a task may write to stderr.
+    pub stderr_limit: usize,
+    /// Most bytes a task may leave in `/out`, all files together.
+    pub output_limit: u64,
+}
+
+impl SandboxConfig {
+    pub const DEFAULT_STDOUT_LIMIT: usize = 64 << 20;
+    pub const DEFAULT_STDERR_LIMIT: usize = 1 << 20;
+    pub const DEFAULT_OUTPUT_LIMIT: u64 = 256 << 20;
+
+    pub fn new(work_dir: PathBuf) -> Self {
+        Self {
+            cache_dir: None,
+            work_dir,
+            stdout_limit: Self::DEFAULT_STDOUT_LIMIT,
+            stderr_limit: Self::DEFAULT_STDERR_LIMIT,
+            output_limit: Self::DEFAULT_OUTPUT_LIMIT,
+        }
+    }
+
+    pub fn with_cache_dir(mut self, dir: PathBuf) -> Self {
+        self.cache_dir = Some(dir);
+        self
+    }
+}
+
+/// A module that cannot be run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ModuleError {
+    #[error("module bytes do not match their hash (expected {expected}, got {actual})")]
+    HashMismatch { expected: String, actual: String },
+    #[error("not a valid WebAssembly module: {0}")]
+    Invalid(String),
+    #[error("module cannot run under naac: {0}")]
+    Unlinkable(String),
+}
+
+/// A compiled module, linked against WASI and ready to instantiate. Cheap to clone.
+#[derive(Clone)]
+pub struct Prepared {
+    pre: InstancePre<wasi::Ctx>,
+    id: ContentId,
+}
+
+impl Prepared {
+    pub fn id(&self) -> ContentId {
+        self.id
+    }
+}
+
+/// The per-process sandbox; see the crate docs.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<wasi::Ctx>,
+    config: SandboxConfig,
+    /// Hash of the engine's settings and wasmtime's version: part of every disk cache key.
+    engine_key: [u8; 32],
+    ready: Mutex<HashMap<ContentId, Prepared>>,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+impl Sandbox {
+    /// Builds the engine and starts the epoch ticker.
+    pub fn start(config: SandboxConfig) -> anyhow::Result<Self> {
+        let mut c = Config::new();
+        c.consume_fuel(true)
+            .epoch_interruption(true)
+            // Determinism: identical bits on every host.
+            .cranelift_nan_canonicalization(true)
+            .relaxed_simd_deterministic(true)
+            // No threads: the `threads` feature of wasmtime is not even compiled in.
+            .parallel_compilation(true);
+        let engine = Engine::new(&c).map_err(|e| wasm_err(e, "create the wasmtime engine"))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |ctx: &mut wasi::Ctx| &mut ctx.wasi)
+            .map_err(|e| wasm_err(e, "link WASI preview 1"))?;
+        std::fs::create_dir_all(&config.work_dir)
+            .with_context(|| format!("create work dir {}", config.work_dir.display()))?;
+        if let Some(d) = &config.cache_dir {
+            std::fs::create_dir_all(d)
+                .with_context(|| format!("create module cache dir {}", d.display()))?;
+        }
+        let engine_key = cache::engine_key(&engine);
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.clone();
+            let stop = stop_ticker.clone();
+            std::thread::Builder::new()
+                .name("naac-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .context("start the epoch ticker thread")?;
+        }
+        Ok(Self {
+            engine,
+            linker,
+            config,
+            engine_key,
+            ready: Mutex::new(HashMap::new()),
+            stop_ticker,
+        })
+    }
+
+    pub fn config(&self) -> &SandboxConfig {
+        &self.config
+    }
+
+    /// The module, if it is compiled already (in memory or in the disk cache).
+    pub fn cached(&self, id: &ContentId) -> Option<Prepared> {
+        if let Some(p) = self.ready.lock().expect("cache lock").get(id) {
+            return Some(p.clone());
+        }
+        let module = cache::load(
+            &self.engine,
+            self.config.cache_dir.as_deref(),
+            &self.key(id),
+        )?;
+        let p = self.link(*id, &module).ok()?;
+        self.remember(p.clone());
+        Some(p)
+    }
+
+    /// Validates, compiles and links `bytes`, which must hash to `id`. The compiled artifact
+    /// goes to the disk cache so the next run (in any naac process on this machine) skips
+    /// compilation.
+    pub fn compile(&self, id: &ContentId, bytes: &[u8]) -> Result<Prepared, ModuleError> {
+        let actual = ContentId::of(bytes);
+        if actual != *id {
+            return Err(ModuleError::HashMismatch {
+                expected: id.to_hex(),
+                actual: actual.to_hex(),
+            });
+        }
+        if let Some(p) = self.cached(id) {
+            return Ok(p);
+        }
+        let module =
+            Module::new(&self.engine, bytes).map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
+        let p = self.link(*id, &module)?;
+        if let Some(dir) = &self.config.cache_dir {
+            if let Err(e) = cache::store(&module, dir, &self.key(id)) {
+                tracing::warn!("failed to cache compiled module {}: {e:#}", id.short());
+            }
+        }
+        self.remember(p.clone());
+        Ok(p)
+    }
+
+    /// Runs one task to its outcome. Host-side failures (cannot create the scratch
+    /// directory, ...) are errors; everything the guest does is an outcome.
+    pub fn run(
+        &self,
+        module: &Prepared,
+        task: &TaskRun,
+        cancel: &Arc<AtomicBool>,
+    ) -> anyhow::Result<RunResult> {
+        run::run(&self.engine, &self.config, module, task, cancel)
+    }
+
+    fn key(&self, id: &ContentId) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_derive_key("naac module cache v1");
+        h.update(&id.0);
+        h.update(&self.engine_key);
+        *h.finalize().as_bytes()
+    }
+
+    fn link(&self, id: ContentId, module: &Module) -> Result<Prepared, ModuleError> {
+        if module.get_export("_start").is_none() {
+            return Err(ModuleError::Unlinkable(
+                "it exports no `_start`; build it as a WASI command (a binary with fn main)".into(),
+            ));
+        }
+        let pre = self
+            .linker
+            .instantiate_pre(module)
+            .map_err(|e| ModuleError::Unlinkable(format!("{e:#}")))?;
+        Ok(Prepared { pre, id })
+    }
+
+    fn remember(&self, p: Prepared) {
+        let mut ready = self.ready.lock().expect("cache lock");
+        if ready.len() >= MEMORY_CACHE_ENTRIES {
+            if let Some(k) = ready.keys().next().copied() {
+                ready.remove(&k);
+            }
+        }
+        ready.insert(p.id, p);
+    }
+}
+
+/// wasmtime has its own error type; carry its full chain into `anyhow`.
+pub(crate) fn wasm_err(e: wasmtime::Error, what: &str) -> anyhow::Error {
+    anyhow::anyhow!("{what}: {e:#}")
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,286 @@
+//! Running one task: scratch directories, WASI context, limits, outcome classification.
+
+use crate::wasi::{Ctx, SeededRandom, Stop, VirtualClock};
+use crate::{Prepared, SandboxConfig, wasm_err};
+use anyhow::Context as _;
+use naac_types::units::format_size;
+use naac_types::{Limits, Outcome};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+
+/// Everything one run needs.
+#[derive(Clone, Debug, Default)]
+pub struct TaskRun {
+    /// argv[0], conventionally the job name.
+    pub argv0: String,
+    /// argv after argv[0].
+    pub args: Vec<String>,
+    pub stdin: Vec<u8>,
+    /// Files for `/in`: plain names (no `/`), contents.
+    pub inputs: Vec<(String, Arc<Vec<u8>>)>,
+    pub limits: Limits,
+    /// Seeds the virtual random source; replicas of a task get the same seed.
+    pub seed: [u8; 32],
+}
+
+/// How a run ended and what it produced.
+#[derive(Clone, Debug)]
+pub struct RunResult {
+    pub outcome: Outcome,
+    /// The guest's exit code, when it exited.
+    pub exit_code: Option<i32>,
+    /// Human-readable detail for failures (trap message, limit hit); empty for `ok`.
+    pub message: String,
+    /// Fuel consumed: the billing unit.
+    pub fuel_used: u64,
+    pub wall: Duration,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// Files the guest left in `/out`: relative paths with `/`, contents.
+    pub outputs: Vec<(String, Vec<u8>)>,
+}
+
+pub(crate) fn run(
+    engine: &Engine,
+    cfg: &SandboxConfig,
+    module: &Prepared,
+    task: &TaskRun,
+    cancel: &Arc<AtomicBool>,
+) -> anyhow::Result<RunResult> {
+    let started = Instant::now();
+    let scratch = tempfile::Builder::new()
+        .prefix("task-")
+        .tempdir_in(&cfg.work_dir)
+        .with_context(|| format!("create a task directory in {}", cfg.work_dir.display()))?;
+    let in_dir = scratch.path().join("in");
+    let out_dir = scratch.path().join("out");
+    std::fs::create_dir(&in_dir).context("create /in")?;
+    std::fs::create_dir(&out_dir).context("create /out")?;
+    for (name, bytes) in &task.inputs {
+        if !is_plain_name(name) {
+            anyhow::bail!("input file name {name:?} is not a plain file name");
+        }
+        std::fs::write(in_dir.join(name), bytes.as_slice())
+            .with_context(|| format!("write input {name}"))?;
+    }
+
+    let stdout = MemoryOutputPipe::new(cfg.stdout_limit);
+    let stderr = MemoryOutputPipe::new(cfg.stderr_limit);
+    let clock = VirtualClock::new();
+    let mut b = WasiCtxBuilder::new();
+    b.arg(&task.argv0)
+        .stdin(MemoryInputPipe::new(task.stdin.clone()))
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .wall_clock(clock.clone())
+        .monotonic_clock(clock)
+        .secure_random(SeededRandom::new(&task.seed, "secure"))
+        .insecure_random(SeededRandom::new(&task.seed, "insecure"))
+        .insecure_random_seed(u128::from_le_bytes(
+            task.seed[..16].try_into().expect("16 bytes"),
+        ))
+        .allow_blocking_current_thread(true)
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    for a in &task.args {
+        b.arg(a);
+    }
+    b.preopened_dir(&in_dir, "/in", FsPerms::ReadOnly)
+        .map_err(|e| wasm_err(e, "preopen /in"))?;
+    b.preopened_dir(&out_dir, "/out", FsPerms::ReadWrite)
+        .map_err(|e| wasm_err(e, "preopen /out"))?;
+
+    let timeout = task.limits.timeout();
+    let mut store = Store::new(
+        engine,
+        Ctx {
+            wasi: b.build_p1(),
+            memory_limit: task.limits.memory,
+            deadline: started + timeout,
+            cancel: cancel.clone(),
+            stop: None,
+        },
+    );
+    store.limiter(|c| c);
+    store
+        .set_fuel(task.limits.fuel)
+        .map_err(|e| wasm_err(e, "set fuel"))?;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|mut cx| {
+        let c = cx.data_mut();
+        if c.cancel.load(Ordering::Relaxed) {
+            c.stop = Some(Stop::Cancelled);
+            return Err(wasmtime::Error::msg("cancelled by the host"));
+        }
+        if Instant::now() >= c.deadline {
+            c.stop = Some(Stop::Timeout);
+            return Err(wasmtime::Error::msg("wall-clock limit reached"));
+        }
+        Ok(UpdateDeadline::Continue(1))
+    });
+
+    let result = module
+        .pre
+        .instantiate(&mut store)
+        .and_then(|instance| instance.get_typed_func::<(), ()>(&mut store, "_start"))
+        .and_then(|start| start.call(&mut store, ()));
+    let fuel_used = task
+        .limits
+        .fuel
+        .saturating_sub(store.get_fuel().unwrap_or(0));
+    let stop = store.data().stop;
+    drop(store);
+
+    let stdout = stdout.contents().to_vec();
+    let stderr = stderr.contents().to_vec();
+    let (mut outcome, exit_code, mut message) = classify(result, stop, &task.limits, timeout);
+    if stdout.len() >= cfg.stdout_limit && outcome != Outcome::Ok {
+        outcome = Outcome::Trap;
+        message = format!(
+            "stdout exceeded its {} limit",
+            format_size(cfg.stdout_limit as u64)
+        );
+    } else if stderr.len() >= cfg.stderr_limit && outcome != Outcome::Ok {
+        outcome = Outcome::Trap;
+        message = format!(
+            "stderr exceeded its {} limit",
+            format_size(cfg.stderr_limit as u64)
+        );
+    }
+
+    let mut outputs = Vec::new();
+    if outcome == Outcome::Ok {
+        let mut total = 0u64;
+        if let Err(e) = collect_outputs(
+            &out_dir,
+            &out_dir,
+            cfg.output_limit,
+            &mut total,
+            &mut outputs,
+        ) {
+            outcome = Outcome::Trap;
+            message = e;
+            outputs.clear();
+        }
+    }
+    Ok(RunResult {
+        outcome,
+        exit_code,
+        message,
+        fuel_used,
+        wall: started.elapsed(),
+        stdout,
+        stderr,
+        outputs,
+    })
+}
+
+fn classify(
+    result: wasmtime::Result<()>,
+    stop: Option<Stop>,
+    limits: &Limits,
+    timeout: Duration,
+) -> (Outcome, Option<i32>, String) {
+    let err = match result {
+        Ok(()) => return (Outcome::Ok, Some(0), String::new()),
+        Err(e) => e,
+    };
+    if let Some(exit) = err.downcast_ref::<I32Exit>() {
+        return if exit.0 == 0 {
+            (Outcome::Ok, Some(0), String::new())
+        } else {
+            (
+                Outcome::Exit,
+                Some(exit.0),
+                format!("exited with code {}", exit.0),
+            )
+        };
+    }
+    match stop {
+        Some(Stop::Timeout) => {
+            return (
+                Outcome::Timeout,
+                None,
+                format!("ran past its {timeout:?} wall-clock limit"),
+            );
+        }
+        Some(Stop::Cancelled) => return (Outcome::Timeout, None, "cancelled by the host".into()),
+        Some(Stop::Memory) => {
+            return (
+                Outcome::Memory,
+                None,
+                format!(
+                    "tried to grow memory past its {} limit",
+                    format_size(limits.memory)
+                ),
+            );
+        }
+        None => {}
+    }
+    if let Some(trap) = err.downcast_ref::<Trap>() {
+        if *trap == Trap::OutOfFuel {
+            return (
+                Outcome::OutOfFuel,
+                None,
+                format!("used all {} units of fuel", limits.fuel),
+            );
+        }
+        return (Outcome::Trap, None, trap.to_string());
+    }
+    let msg = format!("{err:#}");
+    (
+        Outcome::Trap,
+        None,
+        msg.lines().next().unwrap_or("trap").to_string(),
+    )
+}
+
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
+}
+
+fn collect_outputs(
+    root: &Path,
+    dir: &Path,
+    limit: u64,
+    total: &mut u64,
+    out: &mut Vec<(String, Vec<u8>)>,
+) -> Result<(), String> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot read /out: {e}"))?
+        .filter_map(Result::ok)
+        .collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let ft = e
+            .file_type()
+            .map_err(|e| format!("cannot read /out: {e}"))?;
+        let path = e.path();
+        if ft.is_dir() {
+            collect_outputs(root, &path, limit, total, out)?;
+        } else if ft.is_file() {
+            let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+            *total += len;
+            if *total > limit || out.len() >= 10_000 {
+                return Err(format!(
+                    "/out holds more than {} or 10000 files",
+                    format_size(limit)
+                ));
+            }
+            let bytes = std::fs::read(&path).map_err(|e| format!("cannot read /out file: {e}"))?;
+            let rel = path
+                .strip_prefix(root)
+                .expect("walked from root")
+                .to_string_lossy()
+                .replace('\\', "/");
+            out.push((rel, bytes));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,353 @@
+use super::*;
+
+/// Drains commands and keeps what each provider holds, like the requester would.
+struct Harness {
+    s: Scheduler<u32>,
+    held: HashMap<u32, Vec<(TaskId, Attempt)>>,
+    failed: Vec<(TaskId, FailureKind)>,
+    cancels: Vec<(u32, Vec<TaskId>)>,
+    finished: bool,
+}
+
+impl Harness {
+    fn new(total: u32, config: Config) -> Self {
+        let mut h = Self {
+            s: Scheduler::new(total, config),
+            held: HashMap::new(),
+            failed: Vec::new(),
+            cancels: Vec::new(),
+            finished: false,
+        };
+        h.drain();
+        h
+    }
+
+    fn drain(&mut self) {
+        while let Some(c) = self.s.poll_command() {
+            match c {
+                Command::Assign { provider, tasks } => {
+                    self.held.entry(provider).or_default().extend(tasks)
+                }
+                Command::Cancel { provider, tasks } => {
+                    if let Some(h) = self.held.get_mut(&provider) {
+                        h.retain(|(t, _)| !tasks.contains(t));
+                    }
+                    self.cancels.push((provider, tasks));
+                }
+                Command::TaskFailed { task, kind } => self.failed.push((task, kind)),
+                Command::JobFinished => {
+                    assert!(!self.finished, "finished twice");
+                    self.finished = true
+                }
+            }
+        }
+    }
+
+    fn join(&mut self, p: u32, slots: u32, now: u64) {
+        self.s.provider_joined(p, slots, Millis(now));
+        self.drain();
+    }
+
+    /// Provider `p` completes its oldest held task successfully.
+    fn complete_one(&mut self, p: u32, run_ms: u64, now: u64) -> Option<TaskId> {
+        let held = self.held.get_mut(&p)?;
+        if held.is_empty() {
+            return None;
+        }
+        let (t, _) = held.remove(0);
+        self.s.task_succeeded(&p, t, run_ms, Millis(now));
+        self.drain();
+        Some(t)
+    }
+
+    fn fail_one(&mut self, p: u32, kind: FailureKind, now: u64) -> Option<TaskId> {
+        let held = self.held.get_mut(&p)?;
+        if held.is_empty() {
+            return None;
+        }
+        let (t, a) = held.remove(0);
+        self.s.task_failed(&p, t, a, kind, Millis(now));
+        self.drain();
+        Some(t)
+    }
+
+    fn lose(&mut self, p: u32) {
+        self.held.remove(&p);
+        self.s.provider_lost(&p);
+        self.drain();
+    }
+
+    fn check(&self) {
+        let pr = self.s.progress();
+        assert_eq!(pr.succeeded + pr.failed + pr.running + pr.pending, pr.total);
+        let held: usize = self.held.values().map(Vec::len).sum();
+        assert_eq!(held as u32, pr.running, "what providers hold = running");
+    }
+}
+
+fn cfg() -> Config {
+    Config {
+        retries: 2,
+        lease_ms: 1_000,
+        queue_target_ms: 20,
+        max_queue_per_slot: 8,
+    }
+}
+
+#[test]
+fn empty_job_finishes_at_once() {
+    let h = Harness::new(0, cfg());
+    assert!(h.finished);
+}
+
+#[test]
+fn two_providers_share_and_finish() {
+    let mut h = Harness::new(20, cfg());
+    h.join(1, 2, 0);
+    h.join(2, 1, 0);
+    // Before any result: slots + 1 queued per provider.
+    assert_eq!(h.held[&1].len(), 3);
+    assert_eq!(h.held[&2].len(), 2);
+    let mut now = 0;
+    while !h.finished {
+        now += 10;
+        h.complete_one(1, 500, now);
+        h.complete_one(2, 500, now);
+        h.check();
+    }
+    let pr = h.s.progress();
+    assert_eq!(pr.succeeded, 20);
+    assert_eq!(pr.retried, 0);
+}
+
+#[test]
+fn queue_depth_follows_task_duration() {
+    let mut h = Harness::new(10_000, cfg());
+    h.join(1, 2, 0);
+    // Tiny tasks: the queue grows to the per-slot bound.
+    for i in 0..50 {
+        h.complete_one(1, 0, i);
+    }
+    assert_eq!(h.s.capacity(&1), 2 + 2 * 8);
+    assert_eq!(h.held[&1].len(), 18);
+    // Long tasks: no queue beyond the slots (after the average settles).
+    for i in 0..200 {
+        h.complete_one(1, 5_000, 100 + i);
+    }
+    assert_eq!(h.s.capacity(&1), 2);
+}
+
+#[test]
+fn provider_lost_mid_task_is_reassigned() {
+    let mut h = Harness::new(6, cfg());
+    h.join(1, 1, 0);
+    h.join(2, 1, 0);
+    let on_1: Vec<TaskId> = h.held[&1].iter().map(|(t, _)| *t).collect();
+    assert!(!on_1.is_empty());
+    h.lose(1);
+    h.check();
+    // Provider 2 picks the lost tasks up first (they go before fresh ones).
+    h.complete_one(2, 10, 1);
+    let on_2: Vec<TaskId> = h.held[&2].iter().map(|(t, _)| *t).collect();
+    assert!(on_1.iter().any(|t| on_2.contains(t)), "{on_1:?} {on_2:?}");
+    let mut now = 0;
+    while !h.finished {
+        now += 1;
+        assert!(h.complete_one(2, 10, now).is_some(), "provider 2 has work");
+    }
+    assert_eq!(h.s.progress().succeeded, 6);
+    assert_eq!(h.s.progress().retried as usize, on_1.len());
+}
+
+#[test]
+fn provider_joining_late_gets_work() {
+    let mut h = Harness::new(100, cfg());
+    assert!(h.held.is_empty(), "no providers, nothing assigned");
+    assert_eq!(h.s.progress().pending, 100);
+    h.join(1, 1, 0);
+    h.complete_one(1, 100, 100);
+    h.join(7, 4, 150);
+    assert!(!h.held[&7].is_empty());
+    h.check();
+    let mut now = 200;
+    while !h.finished {
+        now += 100;
+        h.complete_one(1, 100, now);
+        h.complete_one(7, 100, now);
+        h.complete_one(7, 100, now);
+    }
+    assert_eq!(h.s.progress().succeeded, 100);
+}
+
+#[test]
+fn lapsed_lease_reassigns_and_cancels() {
+    let mut h = Harness::new(4, cfg());
+    h.join(1, 1, 0);
+    h.join(2, 1, 0);
+    let stuck: Vec<TaskId> = h.held[&1].iter().map(|(t, _)| *t).collect();
+    // Provider 2 keeps reporting; provider 1 goes silent.
+    h.s.renew(&2, Millis(900));
+    h.s.tick(Millis(1_500));
+    h.drain();
+    assert!(h.cancels.iter().any(|(p, ts)| *p == 1 && *ts == stuck));
+    assert!(h.held.get(&1).is_none_or(Vec::is_empty));
+    h.check();
+    let mut now = 1_500;
+    while !h.finished {
+        now += 10;
+        assert!(h.complete_one(2, 10, now).is_some());
+    }
+    // Provider 1 comes back: renewing makes it eligible again, but there is nothing left.
+    h.s.renew(&1, Millis(now));
+    h.drain();
+    assert!(h.held.get(&1).is_none_or(Vec::is_empty));
+}
+
+#[test]
+fn late_result_after_lapse_is_accepted_once() {
+    let mut h = Harness::new(1, cfg());
+    h.join(1, 1, 0);
+    let (t, _) = h.held[&1][0];
+    h.s.tick(Millis(5_000));
+    h.drain();
+    h.join(2, 1, 5_000);
+    assert_eq!(h.held[&2][0].0, t);
+    // The slow provider's result arrives after all: accepted, the copy is cancelled.
+    assert!(h.s.task_succeeded(&1, t, 10, Millis(5_100)));
+    h.drain();
+    assert!(h.cancels.iter().any(|(p, ts)| *p == 2 && ts.contains(&t)));
+    assert!(h.finished);
+    // The duplicate is not accepted.
+    assert!(!h.s.task_succeeded(&2, t, 10, Millis(5_200)));
+    assert_eq!(h.s.progress().succeeded, 1);
+}
+
+#[test]
+fn failures_retry_elsewhere_then_fail_for_good() {
+    let mut h = Harness::new(1, cfg()); // retries = 2: three attempts
+    h.join(1, 1, 0);
+    h.join(2, 1, 0);
+    let first = if h.held.get(&1).is_some_and(|v| !v.is_empty()) {
+        1
+    } else {
+        2
+    };
+    let other = 3 - first;
+    h.fail_one(first, FailureKind::Trap, 1);
+    assert_eq!(h.held[&other].len(), 1, "retried on the other provider");
+    h.fail_one(other, FailureKind::Trap, 2);
+    assert_eq!(h.held[&first].len(), 1, "and back");
+    h.fail_one(first, FailureKind::OutOfFuel, 3);
+    assert_eq!(h.failed, vec![(TaskId(0), FailureKind::OutOfFuel)]);
+    assert!(h.finished);
+    let pr = h.s.progress();
+    assert_eq!((pr.succeeded, pr.failed, pr.retried), (0, 1, 1));
+}
+
+#[test]
+fn a_lone_provider_still_gets_the_retry() {
+    let mut h = Harness::new(1, cfg());
+    h.join(1, 1, 0);
+    h.fail_one(1, FailureKind::Exit, 1);
+    assert_eq!(h.held[&1].len(), 1);
+}
+
+#[test]
+fn losses_exhaust_retries_as_lost() {
+    let mut h = Harness::new(
+        1,
+        Config {
+            retries: 1,
+            ..cfg()
+        },
+    );
+    h.join(1, 1, 0);
+    h.lose(1);
+    h.join(2, 1, 10);
+    h.lose(2);
+    assert_eq!(h.failed, vec![(TaskId(0), FailureKind::Lost)]);
+    assert!(h.finished);
+}
+
+#[test]
+fn stale_failure_reports_are_ignored() {
+    let mut h = Harness::new(1, cfg());
+    h.join(1, 1, 0);
+    let (t, a) = h.held[&1][0];
+    h.s.task_failed(&1, t, a + 5, FailureKind::Trap, Millis(1));
+    h.s.task_failed(&9, t, a, FailureKind::Trap, Millis(1));
+    h.drain();
+    assert_eq!(h.s.progress().running, 1);
+    assert_eq!(h.s.progress().retried, 0);
+}
+
+/// Random interleavings of every event: counts always add up, no task is both accepted and
+/// failed, and the job always finishes once providers stop misbehaving.
+#[test]
+fn random_event_sequences_keep_invariants() {
+    for seed in 0..200u64 {
+        let mut rng = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let total = 1 + next(40) as u32;
+        let mut h = Harness::new(
+            total,
+            Config {
+                retries: 2,
+                ..cfg()
+            },
+        );
+        let mut now = 0;
+        let mut accepted = HashSet::new();
+        for _ in 0..300 {
+            now += next(50);
+            let p = next(4) as u32;
+            match next(10) {
+                0 => h.join(p, 1 + next(3) as u32, now),
+                1 => h.lose(p),
+                2 => {
+                    h.fail_one(p, FailureKind::Trap, now);
+                }
+                3 => {
+                    h.s.tick(Millis(now));
+                    h.drain();
+                }
+                _ => {
+                    if let Some(t) = h.complete_one(p, next(100), now) {
+                        assert!(accepted.insert(t), "seed {seed}: {t:?} accepted twice");
+                    }
+                }
+            }
+            h.check();
+            for (t, _) in &h.failed {
+                assert!(
+                    !accepted.contains(t),
+                    "seed {seed}: {t:?} accepted and failed"
+                );
+            }
+        }
+        // Calm period: one reliable provider finishes the job.
+        h.join(99, 4, now);
+        while !h.finished {
+            now += 10;
+            h.s.renew(&99, Millis(now));
+            h.s.tick(Millis(now));
+            h.drain();
+            for p in [0, 1, 2, 3, 99] {
+                if let Some(t) = h.complete_one(p, 10, now) {
+                    accepted.insert(t);
+                }
+            }
+            assert!(now < 10_000_000, "seed {seed}: job never finished");
+        }
+        let pr = h.s.progress();
+        assert_eq!(pr.succeeded + pr.failed, total, "seed {seed}");
+        assert_eq!(pr.succeeded as usize, accepted.len(), "seed {seed}");
+    }
+}

@@ -1,0 +1,105 @@
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A BLAKE3 hash naming a blob (module, input, output) by its content.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ContentId(#[serde(with = "serde_bytes")] pub [u8; 32]);
+
+impl ContentId {
+    /// Hashes `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Self(*blake3::hash(bytes).as_bytes())
+    }
+
+    /// Lowercase hex, 64 characters.
+    pub fn to_hex(&self) -> String {
+        hex(&self.0)
+    }
+
+    /// First 12 hex characters, for logs and messages.
+    pub fn short(&self) -> String {
+        hex(&self.0[..6])
+    }
+}
+
+impl fmt::Display for ContentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for ContentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ContentId({})", self.short())
+    }
+}
+
+/// Identifies one submitted job; random per submission.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct JobId(pub [u8; 16]);
+
+impl JobId {
+    /// Derives a fresh id from the job's content and something unique to this submission
+    /// (time, process id), so two submissions of the same file get different ids.
+    pub fn derive(content: &ContentId, unique: &[u8]) -> Self {
+        let mut h = blake3::Hasher::new_derive_key("naac job id v1");
+        h.update(&content.0);
+        h.update(unique);
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&h.finalize().as_bytes()[..16]);
+        Self(id)
+    }
+
+    /// Lowercase hex, 32 characters.
+    pub fn to_hex(&self) -> String {
+        hex(&self.0)
+    }
+
+    /// First 8 hex characters, used in default output directory names.
+    pub fn short(&self) -> String {
+        hex(&self.0[..4])
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "JobId({})", self.short())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        write!(s, "{b:02x}").expect("writing to a String cannot fail");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_id_hex_is_blake3() {
+        let id = ContentId::of(b"abc");
+        assert_eq!(
+            id.to_hex(),
+            "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"
+        );
+        assert_eq!(id.short().len(), 12);
+    }
+
+    #[test]
+    fn job_ids_differ_per_submission() {
+        let c = ContentId::of(b"job");
+        assert_ne!(JobId::derive(&c, b"1"), JobId::derive(&c, b"2"));
+        assert_eq!(JobId::derive(&c, b"1"), JobId::derive(&c, b"1"));
+    }
+}

@@ -1,0 +1,805 @@
+//! The job file: a WebAssembly module, its arguments, a parameter sweep and limits.
+//!
+//! ```toml
+//! name = "pi"                         # optional; default: the file's stem
+//! module = "pi.wasm"                  # path relative to the job file
+//! args = ["{seed}", "{samples}"]      # argv after argv[0]; {key} from the sweep
+//! inputs = ["data/{seed}.bin"]        # optional: files placed in /in (templated too)
+//! stdin = "data/{seed}.txt"           # optional: file fed to the task's stdin
+//! retries = 3                         # optional; per task
+//!
+//! [sweep]                             # one task per combination, cartesian product
+//! seed = { from = 0, to = 64 }        # integers, `to` exclusive, optional `step`
+//! samples = [10000000]                # or an explicit list of values (ints or strings)
+//!
+//! [limits]
+//! fuel = 50_000_000_000
+//! memory = "256MiB"
+//! timeout = "5m"
+//!
+//! [reduce]                            # optional: runs once after every task succeeded
+//! module = "pi.wasm"                  # default: the job's module
+//! args = ["reduce"]                   # stdin = every task's stdout, in task order
+//! ```
+//!
+//! Tasks are numbered from 0 in the order of the product, keys in file order, the last key
+//! varying fastest. Task `i` is computed on demand ([`Job::task`]), so a sweep of millions
+//! costs no memory.
+
+use crate::units::{parse_duration, parse_size};
+use crate::{ContentId, Limits};
+use indexmap::IndexMap;
+use serde::Deserialize;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// Most tasks one job may expand to.
+pub const MAX_TASKS: u64 = 10_000_000;
+/// Largest module accepted, in bytes.
+pub const MAX_MODULE_BYTES: u64 = 256 << 20;
+/// Default number of retries per task.
+pub const DEFAULT_RETRIES: u32 = 3;
+
+/// A job file that could not be used, with where and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobError {
+    pub file: PathBuf,
+    /// 1-based line in the job file, when the problem has a place.
+    pub line: Option<usize>,
+    /// The offending field, e.g. `limits.memory` or `args[1]`.
+    pub field: Option<String>,
+    pub message: String,
+    /// What to do about it.
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for JobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "job file {}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ": line {line}")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, ": {field}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for JobError {}
+
+/// One value a sweep key takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SweepValue {
+    Int(i64),
+    Str(String),
+}
+
+impl fmt::Display for SweepValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SweepValue::Int(i) => write!(f, "{i}"),
+            SweepValue::Str(s) => f.write_str(s),
+        }
+    }
+}
+
+/// The values of one sweep key: an integer range or an explicit list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SweepAxis {
+    Range { from: i64, to: i64, step: i64 },
+    List(Vec<SweepValue>),
+}
+
+impl SweepAxis {
+    pub fn len(&self) -> u64 {
+        match self {
+            SweepAxis::Range { from, to, step } => {
+                if to <= from {
+                    0
+                } else {
+                    ((*to as i128 - *from as i128 + *step as i128 - 1) / *step as i128) as u64
+                }
+            }
+            SweepAxis::List(v) => v.len() as u64,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn get(&self, i: u64) -> SweepValue {
+        match self {
+            SweepAxis::Range { from, step, .. } => SweepValue::Int(from + step * i as i64),
+            SweepAxis::List(v) => v[i as usize].clone(),
+        }
+    }
+}
+
+/// A string with `{key}` placeholders filled from the sweep (`{{` and `}}` escape braces).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Lit(String),
+    /// Index of the sweep key.
+    Key(usize),
+}
+
+impl Template {
+    fn parse(s: &str, keys: &[String]) -> Result<Self, (String, Option<String>)> {
+        let mut parts = Vec::new();
+        let mut lit = String::new();
+        let mut chars = s.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '{' if chars.peek() == Some(&'{') => {
+                    chars.next();
+                    lit.push('{');
+                }
+                '}' if chars.peek() == Some(&'}') => {
+                    chars.next();
+                    lit.push('}');
+                }
+                '{' => {
+                    let mut name = String::new();
+                    loop {
+                        match chars.next() {
+                            Some('}') => break,
+                            Some(c) => name.push(c),
+                            None => {
+                                return Err((
+                                    format!("unclosed \"{{\" in \"{s}\""),
+                                    Some("write {{ for a literal brace".into()),
+                                ));
+                            }
+                        }
+                    }
+                    let Some(i) = keys.iter().position(|k| *k == name) else {
+                        let hint = match did_you_mean(&name, keys.iter().map(|k| k.as_str())) {
+                            Some(k) => format!("did you mean {{{k}}}?"),
+                            None if keys.is_empty() => {
+                                "the job has no [sweep]; add one or remove the placeholder".into()
+                            }
+                            None => format!(
+                                "sweep keys are: {}",
+                                keys.iter()
+                                    .map(|k| format!("{{{k}}}"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        };
+                        return Err((format!("unknown sweep key {{{name}}}"), Some(hint)));
+                    };
+                    if !lit.is_empty() {
+                        parts.push(Part::Lit(std::mem::take(&mut lit)));
+                    }
+                    parts.push(Part::Key(i));
+                }
+                '}' => {
+                    return Err((
+                        format!("unmatched \"}}\" in \"{s}\""),
+                        Some("write }} for a literal brace".into()),
+                    ));
+                }
+                c => lit.push(c),
+            }
+        }
+        if !lit.is_empty() {
+            parts.push(Part::Lit(lit));
+        }
+        Ok(Self { parts })
+    }
+
+    fn render(&self, values: &[SweepValue]) -> String {
+        let mut s = String::new();
+        for p in &self.parts {
+            match p {
+                Part::Lit(l) => s.push_str(l),
+                Part::Key(i) => s.push_str(&values[*i].to_string()),
+            }
+        }
+        s
+    }
+}
+
+/// The reduce step: runs once, after every task succeeded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reduce {
+    /// Absolute or job-relative path of the module.
+    pub module: PathBuf,
+    pub args: Vec<String>,
+}
+
+/// A validated job file.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The job file this came from.
+    pub file: PathBuf,
+    pub name: String,
+    /// Path of the module (resolved against the job file's directory).
+    pub module: PathBuf,
+    pub retries: u32,
+    pub limits: Limits,
+    pub reduce: Option<Reduce>,
+    /// Sweep keys in file order.
+    pub sweep: Vec<(String, SweepAxis)>,
+    args: Vec<Template>,
+    inputs: Vec<Template>,
+    stdin: Option<Template>,
+    task_count: u64,
+}
+
+/// The concrete parameters of one task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskParams {
+    pub index: u64,
+    /// argv after argv[0].
+    pub args: Vec<String>,
+    /// Files to place in `/in`, as paths on this machine (resolved against the job file).
+    pub inputs: Vec<PathBuf>,
+    /// File whose bytes are the task's stdin.
+    pub stdin: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJob {
+    name: Option<Spanned<String>>,
+    module: Spanned<String>,
+    #[serde(default)]
+    args: Vec<Spanned<String>>,
+    #[serde(default)]
+    inputs: Vec<Spanned<String>>,
+    stdin: Option<Spanned<String>>,
+    retries: Option<Spanned<i64>>,
+    #[serde(default)]
+    sweep: IndexMap<String, Spanned<toml::Value>>,
+    limits: Option<RawLimits>,
+    reduce: Option<RawReduce>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    fuel: Option<Spanned<i64>>,
+    memory: Option<Spanned<toml::Value>>,
+    timeout: Option<Spanned<toml::Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReduce {
+    module: Option<Spanned<String>>,
+    #[serde(default)]
+    args: Vec<String>,
+}
+
+const TOP_KEYS: &[&str] = &[
+    "name", "module", "args", "inputs", "stdin", "retries", "sweep", "limits", "reduce",
+];
+const LIMIT_KEYS: &[&str] = &["fuel", "memory", "timeout"];
+const REDUCE_KEYS: &[&str] = &["module", "args"];
+
+/// Suggests the candidate closest to `word`, if any is close enough.
+pub fn did_you_mean<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .map(|c| (strsim::damerau_levenshtein(word, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3) && *d < c.len().max(word.len()))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+struct Ctx<'a> {
+    file: &'a Path,
+    src: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(
+        &self,
+        span: Option<Range<usize>>,
+        field: impl Into<Option<String>>,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) -> JobError {
+        JobError {
+            file: self.file.to_path_buf(),
+            line: span.map(|s| line_of(self.src, s.start)),
+            field: field.into(),
+            message: message.into(),
+            hint,
+        }
+    }
+}
+
+fn line_of(src: &str, offset: usize) -> usize {
+    src.as_bytes()[..offset.min(src.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+impl Job {
+    /// Reads and validates a job file. Checks that the module exists and looks like
+    /// WebAssembly; full validation (compilation) is the sandbox's job.
+    pub fn load(path: &Path) -> Result<Job, JobError> {
+        let src = std::fs::read_to_string(path).map_err(|e| JobError {
+            file: path.to_path_buf(),
+            line: None,
+            field: None,
+            message: format!("cannot read: {e}"),
+            hint: Some("check the path; job files are TOML, e.g. examples/pi/job.toml".into()),
+        })?;
+        Self::parse(path, &src)
+    }
+
+    /// Parses job file text; `path` locates relative module and input paths.
+    pub fn parse(path: &Path, src: &str) -> Result<Job, JobError> {
+        let cx = Ctx { file: path, src };
+        let raw: RawJob = toml::from_str(src).map_err(|e| toml_error(&cx, &e))?;
+        let dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir
+        };
+
+        let name = match raw.name {
+            Some(n) => {
+                let v = n.get_ref().trim();
+                if v.is_empty()
+                    || !v
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                {
+                    return Err(cx.err(
+                        Some(n.span()),
+                        "name".to_string(),
+                        format!("\"{v}\" is not a valid job name"),
+                        Some("use letters, digits, '-', '_' and '.'".into()),
+                    ));
+                }
+                v.to_string()
+            }
+            None => path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "job".into()),
+        };
+
+        // Sweep first: templates refer to its keys.
+        let mut sweep = Vec::new();
+        for (key, value) in raw.sweep {
+            let field = format!("sweep.{key}");
+            if key.is_empty() || key.contains(['{', '}']) {
+                return Err(cx.err(
+                    Some(value.span()),
+                    field,
+                    "sweep keys must be non-empty and contain no braces",
+                    None,
+                ));
+            }
+            let axis = sweep_axis(&cx, &field, value)?;
+            sweep.push((key, axis));
+        }
+        let keys: Vec<String> = sweep.iter().map(|(k, _)| k.clone()).collect();
+        let mut task_count: u64 = 1;
+        for (k, axis) in &sweep {
+            task_count = task_count.saturating_mul(axis.len());
+            if axis.is_empty() {
+                return Err(cx.err(
+                    None,
+                    format!("sweep.{k}"),
+                    "has no values, so the job would have no tasks",
+                    Some("give it at least one value, or a range with to > from".into()),
+                ));
+            }
+        }
+        if task_count > MAX_TASKS {
+            return Err(cx.err(
+                None,
+                "sweep".to_string(),
+                format!("expands to {task_count} tasks, more than the limit of {MAX_TASKS}"),
+                Some("split the job into several jobs".into()),
+            ));
+        }
+
+        let template = |field: String, s: &Spanned<String>| {
+            Template::parse(s.get_ref(), &keys)
+                .map_err(|(m, h)| cx.err(Some(s.span()), field, m, h))
+        };
+        let args = raw
+            .args
+            .iter()
+            .enumerate()
+            .map(|(i, a)| template(format!("args[{i}]"), a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let inputs = raw
+            .inputs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| template(format!("inputs[{i}]"), a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let stdin = raw
+            .stdin
+            .as_ref()
+            .map(|s| template("stdin".into(), s))
+            .transpose()?;
+
+        let retries = match raw.retries {
+            None => DEFAULT_RETRIES,
+            Some(r) => u32::try_from(*r.get_ref())
+                .ok()
+                .filter(|r| *r <= 100)
+                .ok_or_else(|| {
+                    cx.err(
+                        Some(r.span()),
+                        "retries".to_string(),
+                        format!("{} is out of range", r.get_ref()),
+                        Some("use a number from 0 to 100".into()),
+                    )
+                })?,
+        };
+
+        let limits = limits(&cx, raw.limits)?;
+
+        let module = check_module(&cx, &dir, &raw.module, "module")?;
+        let reduce = match raw.reduce {
+            None => None,
+            Some(r) => Some(Reduce {
+                module: match &r.module {
+                    Some(m) => check_module(&cx, &dir, m, "reduce.module")?,
+                    None => module.clone(),
+                },
+                args: r.args,
+            }),
+        };
+
+        let job = Job {
+            file: path.to_path_buf(),
+            name,
+            module,
+            retries,
+            limits,
+            reduce,
+            sweep,
+            args,
+            inputs,
+            stdin,
+            task_count,
+        };
+        // Inputs must exist before anything runs; check the first task's now and every
+        // task's when it is built.
+        if job.task_count > 0 {
+            job.task(0)?;
+        }
+        Ok(job)
+    }
+
+    /// Number of tasks the sweep expands to.
+    pub fn task_count(&self) -> u64 {
+        self.task_count
+    }
+
+    /// The sweep values of task `index` (mixed radix, last key fastest).
+    pub fn sweep_values(&self, index: u64) -> Vec<SweepValue> {
+        let mut values = vec![SweepValue::Int(0); self.sweep.len()];
+        let mut rest = index;
+        for (i, (_, axis)) in self.sweep.iter().enumerate().rev() {
+            let n = axis.len();
+            values[i] = axis.get(rest % n);
+            rest /= n;
+        }
+        values
+    }
+
+    /// Builds task `index`; fails when an input file it names does not exist.
+    pub fn task(&self, index: u64) -> Result<TaskParams, JobError> {
+        assert!(index < self.task_count, "task index out of range");
+        let values = self.sweep_values(index);
+        let dir = self.dir();
+        let resolve = |field: String, t: &Template| -> Result<PathBuf, JobError> {
+            let rel = t.render(&values);
+            let p = dir.join(&rel);
+            if !p.is_file() {
+                return Err(JobError {
+                    file: self.file.clone(),
+                    line: None,
+                    field: Some(field),
+                    message: format!("task {index}: input file {} does not exist", p.display()),
+                    hint: Some("paths are relative to the job file's directory".into()),
+                });
+            }
+            Ok(p)
+        };
+        let inputs = self
+            .inputs
+            .iter()
+            .enumerate()
+            .map(|(i, t)| resolve(format!("inputs[{i}]"), t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let stdin = self
+            .stdin
+            .as_ref()
+            .map(|t| resolve("stdin".into(), t))
+            .transpose()?;
+        Ok(TaskParams {
+            index,
+            args: self.args.iter().map(|t| t.render(&values)).collect(),
+            inputs,
+            stdin,
+        })
+    }
+
+    fn dir(&self) -> PathBuf {
+        match self.file.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    /// A hash of everything that defines the job's work (used to derive ids).
+    pub fn fingerprint(&self, module_id: &ContentId) -> ContentId {
+        let mut h = blake3::Hasher::new_derive_key("naac job fingerprint v1");
+        h.update(&module_id.0);
+        h.update(self.name.as_bytes());
+        h.update(&self.task_count.to_le_bytes());
+        for t in &self.args {
+            h.update(format!("{t:?}").as_bytes());
+        }
+        ContentId(*h.finalize().as_bytes())
+    }
+}
+
+fn toml_error(cx: &Ctx<'_>, e: &toml::de::Error) -> JobError {
+    let msg = e.message().trim().to_string();
+    // serde's message for deny_unknown_fields: "unknown field `x`, expected one of `a`, `b`"
+    if let Some(rest) = msg.strip_prefix("unknown field `") {
+        if let Some(end) = rest.find('`') {
+            let key = &rest[..end];
+            let candidates: &[&str] = if rest.contains("`fuel`") {
+                LIMIT_KEYS
+            } else if rest.contains("`module`") && !rest.contains("`sweep`") {
+                REDUCE_KEYS
+            } else {
+                TOP_KEYS
+            };
+            let hint = match did_you_mean(key, candidates.iter().copied()) {
+                Some(k) => format!("did you mean \"{k}\"?"),
+                None => format!("known keys here: {}", candidates.join(", ")),
+            };
+            return cx.err(e.span(), None, format!("unknown key \"{key}\""), Some(hint));
+        }
+    }
+    if let Some(rest) = msg.strip_prefix("missing field `") {
+        let key = rest.split('`').next().unwrap_or(rest);
+        return cx.err(
+            None,
+            key.to_string(),
+            format!("missing required key \"{key}\""),
+            Some(format!(
+                "add e.g. {key} = \"task.wasm\" at the top of the file"
+            )),
+        );
+    }
+    cx.err(e.span(), None, msg, None)
+}
+
+fn sweep_axis(
+    cx: &Ctx<'_>,
+    field: &str,
+    value: Spanned<toml::Value>,
+) -> Result<SweepAxis, JobError> {
+    let span = value.span();
+    let shape_hint = || {
+        Some(
+            "write e.g. seed = { from = 0, to = 64 } or seed = [1, 2, 3] or name = [\"a\", \"b\"]"
+                .to_string(),
+        )
+    };
+    match value.into_inner() {
+        toml::Value::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, it) in items.into_iter().enumerate() {
+                out.push(match it {
+                    toml::Value::Integer(n) => SweepValue::Int(n),
+                    toml::Value::String(s) => SweepValue::Str(s),
+                    other => {
+                        return Err(cx.err(
+                            Some(span.clone()),
+                            format!("{field}[{i}]"),
+                            format!(
+                                "{} values cannot be swept; use integers or strings",
+                                other.type_str()
+                            ),
+                            None,
+                        ));
+                    }
+                });
+            }
+            Ok(SweepAxis::List(out))
+        }
+        toml::Value::Table(t) => {
+            let int = |k: &str| -> Result<Option<i64>, JobError> {
+                match t.get(k) {
+                    None => Ok(None),
+                    Some(toml::Value::Integer(n)) => Ok(Some(*n)),
+                    Some(other) => Err(cx.err(
+                        Some(span.clone()),
+                        format!("{field}.{k}"),
+                        format!("must be an integer, found {}", other.type_str()),
+                        None,
+                    )),
+                }
+            };
+            for k in t.keys() {
+                if !["from", "to", "step"].contains(&k.as_str()) {
+                    let hint = did_you_mean(k, ["from", "to", "step"].into_iter())
+                        .map(|s| format!("did you mean \"{s}\"?"));
+                    return Err(cx.err(
+                        Some(span.clone()),
+                        field.to_string(),
+                        format!("unknown key \"{k}\" in range"),
+                        hint.or_else(shape_hint),
+                    ));
+                }
+            }
+            let (Some(from), Some(to)) = (int("from")?, int("to")?) else {
+                return Err(cx.err(
+                    Some(span.clone()),
+                    field.to_string(),
+                    "a range needs both \"from\" and \"to\"",
+                    shape_hint(),
+                ));
+            };
+            let step = int("step")?.unwrap_or(1);
+            if step <= 0 {
+                return Err(cx.err(
+                    Some(span.clone()),
+                    format!("{field}.step"),
+                    format!("step must be positive, found {step}"),
+                    None,
+                ));
+            }
+            Ok(SweepAxis::Range { from, to, step })
+        }
+        other => Err(cx.err(
+            Some(span),
+            field.to_string(),
+            format!(
+                "a sweep key must be a range or a list, found {}",
+                other.type_str()
+            ),
+            shape_hint(),
+        )),
+    }
+}
+
+fn limits(cx: &Ctx<'_>, raw: Option<RawLimits>) -> Result<Limits, JobError> {
+    let mut l = Limits::default();
+    let Some(raw) = raw else { return Ok(l) };
+    if let Some(f) = raw.fuel {
+        l.fuel = u64::try_from(*f.get_ref())
+            .ok()
+            .filter(|f| *f > 0)
+            .ok_or_else(|| {
+                cx.err(
+                    Some(f.span()),
+                    "limits.fuel".to_string(),
+                    format!("{} is not a positive number of instructions", f.get_ref()),
+                    Some("e.g. fuel = 50_000_000_000".into()),
+                )
+            })?;
+    }
+    if let Some(m) = raw.memory {
+        let parsed = match m.get_ref() {
+            toml::Value::Integer(n) if *n > 0 => Ok(*n as u64),
+            toml::Value::String(s) => parse_size(s),
+            _ => Err("must be a size like \"256MiB\"".to_string()),
+        };
+        l.memory = parsed
+            .and_then(|v| {
+                if v < 64 << 10 {
+                    Err("is below one WebAssembly page (64 KiB)".to_string())
+                } else if v > Limits::MAX_MEMORY {
+                    Err("is above 4 GiB, the most a wasm32 guest can address".to_string())
+                } else {
+                    Ok(v)
+                }
+            })
+            .map_err(|e| {
+                cx.err(
+                    Some(m.span()),
+                    "limits.memory".to_string(),
+                    e,
+                    Some("e.g. memory = \"256MiB\"".into()),
+                )
+            })?;
+    }
+    if let Some(t) = raw.timeout {
+        let parsed = match t.get_ref() {
+            toml::Value::Integer(n) if *n > 0 => Ok(std::time::Duration::from_secs(*n as u64)),
+            toml::Value::String(s) => parse_duration(s),
+            _ => Err("must be a duration like \"5m\"".to_string()),
+        };
+        let d = parsed
+            .and_then(|d| {
+                if d.is_zero() {
+                    Err("must be longer than zero".to_string())
+                } else {
+                    Ok(d)
+                }
+            })
+            .map_err(|e| {
+                cx.err(
+                    Some(t.span()),
+                    "limits.timeout".to_string(),
+                    e,
+                    Some("e.g. timeout = \"5m\"".into()),
+                )
+            })?;
+        l.timeout_ms = d.as_millis().min(u64::MAX as u128) as u64;
+    }
+    Ok(l)
+}
+
+fn check_module(
+    cx: &Ctx<'_>,
+    dir: &Path,
+    m: &Spanned<String>,
+    field: &str,
+) -> Result<PathBuf, JobError> {
+    let p = dir.join(m.get_ref());
+    let fail =
+        |msg: String, hint: &str| cx.err(Some(m.span()), field.to_string(), msg, Some(hint.into()));
+    let meta = std::fs::metadata(&p).map_err(|e| {
+        fail(
+            format!("module {} cannot be read: {e}", p.display()),
+            "the path is relative to the job file; build guests with scripts/build-guests.sh",
+        )
+    })?;
+    if !meta.is_file() {
+        return Err(fail(
+            format!("module {} is not a file", p.display()),
+            "name a .wasm file",
+        ));
+    }
+    if meta.len() > MAX_MODULE_BYTES {
+        return Err(fail(
+            format!(
+                "module {} is {} bytes, above the {MAX_MODULE_BYTES}-byte limit",
+                p.display(),
+                meta.len()
+            ),
+            "strip debug info (strip = true) or split the module",
+        ));
+    }
+    let mut magic = [0u8; 4];
+    let ok = std::fs::File::open(&p)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+        .is_ok();
+    if !ok || magic != *b"\0asm" {
+        return Err(fail(
+            format!(
+                "{} is not a WebAssembly module (no \\0asm header)",
+                p.display()
+            ),
+            "build the guest for wasm32-wasip1, e.g. cargo build --target wasm32-wasip1",
+        ));
+    }
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests;

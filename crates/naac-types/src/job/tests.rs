@@ -1,0 +1,186 @@
+use super::*;
+use std::fs;
+
+struct Dir(tempfile::TempDir);
+
+impl Dir {
+    fn new() -> Self {
+        let d = tempfile::tempdir().expect("tempdir");
+        fs::write(d.path().join("m.wasm"), b"\0asm\x01\0\0\0").expect("write module");
+        fs::write(d.path().join("bad.wasm"), b"hello").expect("write bad module");
+        Dir(d)
+    }
+    fn job(&self, src: &str) -> Result<Job, JobError> {
+        let p = self.0.path().join("job.toml");
+        fs::write(&p, src).expect("write job");
+        Job::load(&p)
+    }
+}
+
+#[test]
+fn full_example_expands_in_order() {
+    let d = Dir::new();
+    let job = d
+        .job(
+            r#"
+name = "pi"
+module = "m.wasm"
+args = ["{seed}", "{samples}", "x{{y}}"]
+retries = 5
+
+[sweep]
+seed = { from = 0, to = 4 }
+samples = [10, "twenty"]
+
+[limits]
+fuel = 1_000
+memory = "1MiB"
+timeout = "2m"
+
+[reduce]
+args = ["reduce"]
+"#,
+        )
+        .expect("valid job");
+    assert_eq!(job.name, "pi");
+    assert_eq!(job.task_count(), 8);
+    assert_eq!(job.retries, 5);
+    assert_eq!(job.limits.fuel, 1000);
+    assert_eq!(job.limits.memory, 1 << 20);
+    assert_eq!(job.limits.timeout_ms, 120_000);
+    let args: Vec<Vec<String>> = (0..8).map(|i| job.task(i).expect("task").args).collect();
+    assert_eq!(args[0], ["0", "10", "x{y}"]);
+    assert_eq!(args[1], ["0", "twenty", "x{y}"]);
+    assert_eq!(args[2], ["1", "10", "x{y}"]);
+    assert_eq!(args[7], ["3", "twenty", "x{y}"]);
+    let r = job.reduce.expect("reduce");
+    assert_eq!(r.module, job.module);
+    assert_eq!(r.args, ["reduce"]);
+}
+
+#[test]
+fn defaults_and_name_from_stem() {
+    let d = Dir::new();
+    let job = d.job("module = \"m.wasm\"\n").expect("valid");
+    assert_eq!(job.name, "job");
+    assert_eq!(job.task_count(), 1);
+    assert_eq!(job.retries, DEFAULT_RETRIES);
+    assert_eq!(job.limits, Limits::default());
+    assert!(job.reduce.is_none());
+}
+
+#[test]
+fn range_with_step() {
+    let d = Dir::new();
+    let job = d
+        .job("module = \"m.wasm\"\nargs=[\"{s}\"]\n[sweep]\ns = { from = 0, to = 10, step = 3 }\n")
+        .expect("valid");
+    assert_eq!(job.task_count(), 4);
+    assert_eq!(job.task(3).expect("task").args, ["9"]);
+}
+
+#[test]
+fn unknown_key_suggests() {
+    let d = Dir::new();
+    let e = d.job("modle = \"m.wasm\"\n").expect_err("unknown key");
+    assert_eq!(e.line, Some(1));
+    assert!(e.message.contains("unknown key \"modle\""), "{e}");
+    assert_eq!(e.hint.as_deref(), Some("did you mean \"module\"?"));
+
+    let e = d
+        .job("module = \"m.wasm\"\n\n[limits]\nmemroy = \"1MiB\"\n")
+        .expect_err("unknown limit key");
+    assert_eq!(e.line, Some(4));
+    assert_eq!(e.hint.as_deref(), Some("did you mean \"memory\"?"));
+    assert!(e.to_string().contains("job.toml: line 4"), "{e}");
+}
+
+#[test]
+fn malformed_toml_names_line() {
+    let d = Dir::new();
+    let e = d
+        .job("module = \"m.wasm\"\nargs = [\n")
+        .expect_err("malformed");
+    assert!(e.line.is_some(), "{e:?}");
+}
+
+#[test]
+fn empty_sweep_is_an_error() {
+    let d = Dir::new();
+    let e = d
+        .job("module = \"m.wasm\"\n[sweep]\nseed = { from = 3, to = 3 }\n")
+        .expect_err("empty");
+    assert_eq!(e.field.as_deref(), Some("sweep.seed"));
+    let e = d
+        .job("module = \"m.wasm\"\n[sweep]\nseed = []\n")
+        .expect_err("empty");
+    assert!(e.message.contains("no values"), "{e}");
+}
+
+#[test]
+fn template_errors() {
+    let d = Dir::new();
+    let e = d
+        .job("module = \"m.wasm\"\nargs = [\"{sede}\"]\n[sweep]\nseed = [1]\n")
+        .expect_err("bad key");
+    assert_eq!(e.field.as_deref(), Some("args[0]"));
+    assert_eq!(e.line, Some(2));
+    assert_eq!(e.hint.as_deref(), Some("did you mean {seed}?"));
+}
+
+#[test]
+fn module_checks() {
+    let d = Dir::new();
+    let e = d.job("module = \"missing.wasm\"\n").expect_err("missing");
+    assert_eq!(e.field.as_deref(), Some("module"));
+    assert!(e.message.contains("cannot be read"), "{e}");
+    let e = d.job("module = \"bad.wasm\"\n").expect_err("not wasm");
+    assert!(e.message.contains("not a WebAssembly module"), "{e}");
+    let e = d.job("name = \"x\"\n").expect_err("no module");
+    assert!(e.message.contains("missing required key \"module\""), "{e}");
+}
+
+#[test]
+fn bad_limits() {
+    let d = Dir::new();
+    let e = d
+        .job("module = \"m.wasm\"\n[limits]\nmemory = \"12 parsecs\"\n")
+        .expect_err("bad size");
+    assert_eq!(e.field.as_deref(), Some("limits.memory"));
+    assert_eq!(e.line, Some(3));
+    let e = d
+        .job("module = \"m.wasm\"\n[limits]\nfuel = -1\n")
+        .expect_err("bad fuel");
+    assert_eq!(e.field.as_deref(), Some("limits.fuel"));
+    let e = d
+        .job("module = \"m.wasm\"\n[limits]\nmemory = \"8GiB\"\n")
+        .expect_err("too big");
+    assert!(e.message.contains("4 GiB"), "{e}");
+}
+
+#[test]
+fn inputs_resolve_and_must_exist() {
+    let d = Dir::new();
+    fs::create_dir(d.0.path().join("data")).expect("mkdir");
+    fs::write(d.0.path().join("data/1.bin"), b"x").expect("write");
+    let job = d
+        .job("module = \"m.wasm\"\ninputs = [\"data/{n}.bin\"]\n[sweep]\nn = [1]\n")
+        .expect("valid");
+    assert_eq!(
+        job.task(0).expect("task").inputs,
+        [d.0.path().join("data/1.bin")]
+    );
+    let e = d
+        .job("module = \"m.wasm\"\ninputs = [\"data/{n}.bin\"]\n[sweep]\nn = [2]\n")
+        .expect_err("missing input");
+    assert_eq!(e.field.as_deref(), Some("inputs[0]"));
+}
+
+#[test]
+fn huge_sweeps_are_refused() {
+    let d = Dir::new();
+    let e = d
+        .job("module = \"m.wasm\"\n[sweep]\na = { from = 0, to = 100000 }\nb = { from = 0, to = 100000 }\n")
+        .expect_err("too many");
+    assert!(e.message.contains("more than the limit"), "{e}");
+}

@@ -1,0 +1,12 @@
+//! Plain data shared by every naac crate: content ids, job ids, task limits and outcomes,
+//! and the job file (`job.toml`) with its parser and sweep expansion. No IO beyond reading
+//! the job file itself, no async, no network.
+
+mod ids;
+pub mod job;
+mod outcome;
+pub mod units;
+
+pub use ids::{ContentId, JobId};
+pub use job::{Job, JobError, TaskParams};
+pub use outcome::{FailureKind, Limits, Outcome};
