@@ -1,0 +1,242 @@
+//! The sandbox against the real testkit guest: every outcome, the file-system boundary,
+//! determinism and the compiled-module cache.
+
+use naac_sandbox::{ModuleError, Prepared, RunResult, Sandbox, SandboxConfig, TaskRun};
+use naac_types::{ContentId, Limits, Outcome};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+fn testkit_bytes() -> Vec<u8> {
+    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/testkit/testkit.wasm");
+    std::fs::read(p).expect("examples/testkit/testkit.wasm is committed")
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    sandbox: Sandbox,
+    module: Prepared,
+}
+
+fn fixture_with(f: impl FnOnce(SandboxConfig) -> SandboxConfig) -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = f(SandboxConfig::new(dir.path().join("work")).with_cache_dir(dir.path().join("cache")));
+    let sandbox = Sandbox::start(cfg).expect("sandbox");
+    let bytes = testkit_bytes();
+    let module = sandbox.compile(&ContentId::of(&bytes), &bytes).expect("compile testkit");
+    Fixture {
+        _dir: dir,
+        sandbox,
+        module,
+    }
+}
+
+fn fixture() -> Fixture {
+    fixture_with(|c| c)
+}
+
+fn task(args: &[&str]) -> TaskRun {
+    TaskRun {
+        argv0: "testkit".into(),
+        args: args.iter().map(|s| s.to_string()).collect(),
+        limits: Limits {
+            fuel: 2_000_000_000,
+            memory: 64 << 20,
+            timeout_ms: 20_000,
+        },
+        seed: [7; 32],
+        ..TaskRun::default()
+    }
+}
+
+impl Fixture {
+    fn run(&self, t: &TaskRun) -> RunResult {
+        self.sandbox
+            .run(&self.module, t, &Arc::new(AtomicBool::new(false)))
+            .expect("host-side run")
+    }
+}
+
+#[test]
+fn noop_is_ok_and_metered() {
+    let f = fixture();
+    let r = f.run(&task(&["noop"]));
+    assert_eq!(r.outcome, Outcome::Ok, "{}", r.message);
+    assert_eq!(r.exit_code, Some(0));
+    assert!(r.fuel_used > 0);
+    assert!(r.stdout.is_empty());
+}
+
+#[test]
+fn stdin_reaches_the_guest() {
+    let f = fixture();
+    let mut t = task(&["echo"]);
+    t.stdin = b"hello sandbox\n".to_vec();
+    let r = f.run(&t);
+    assert_eq!(r.outcome, Outcome::Ok);
+    assert_eq!(r.stdout, b"hello sandbox\n");
+}
+
+#[test]
+fn runs_are_deterministic() {
+    let f = fixture();
+    let a = f.run(&task(&["random"]));
+    let b = f.run(&task(&["random"]));
+    assert_eq!(a.outcome, Outcome::Ok, "{}", a.message);
+    assert!(!a.stdout.is_empty());
+    assert_eq!(a.stdout, b.stdout, "same task, same bytes");
+    assert_eq!(a.fuel_used, b.fuel_used, "same task, same fuel");
+    let mut other = task(&["random"]);
+    other.seed = [8; 32];
+    let c = f.run(&other);
+    assert_ne!(a.stdout, c.stdout, "the seed drives the random source");
+}
+
+#[test]
+fn trap_is_an_outcome() {
+    let f = fixture();
+    let r = f.run(&task(&["trap"]));
+    assert_eq!(r.outcome, Outcome::Trap);
+    assert!(!r.message.is_empty());
+}
+
+#[test]
+fn nonzero_exit() {
+    let f = fixture();
+    let r = f.run(&task(&["exit", "7"]));
+    assert_eq!(r.outcome, Outcome::Exit);
+    assert_eq!(r.exit_code, Some(7));
+}
+
+#[test]
+fn infinite_loop_runs_out_of_fuel() {
+    let f = fixture();
+    let mut t = task(&["loop"]);
+    t.limits.fuel = 50_000_000;
+    let r = f.run(&t);
+    assert_eq!(r.outcome, Outcome::OutOfFuel, "{}", r.message);
+    assert_eq!(r.fuel_used, 50_000_000);
+}
+
+#[test]
+fn infinite_loop_times_out() {
+    let f = fixture();
+    let mut t = task(&["loop"]);
+    t.limits.fuel = u64::MAX / 2;
+    t.limits.timeout_ms = 300;
+    let r = f.run(&t);
+    assert_eq!(r.outcome, Outcome::Timeout, "{}", r.message);
+    assert!(r.wall.as_millis() < 5_000, "stopped promptly: {:?}", r.wall);
+}
+
+#[test]
+fn unbounded_allocation_hits_the_memory_limit() {
+    let f = fixture();
+    let mut t = task(&["alloc"]);
+    t.limits.memory = 16 << 20;
+    let r = f.run(&t);
+    assert_eq!(r.outcome, Outcome::Memory, "{}", r.message);
+}
+
+#[test]
+fn huge_stdout_is_cut_off() {
+    let f = fixture_with(|mut c| {
+        c.stdout_limit = 1 << 20;
+        c
+    });
+    let r = f.run(&task(&["bytes", "1073741824"]));
+    assert_eq!(r.outcome, Outcome::Trap, "{}", r.message);
+    assert!(r.message.contains("stdout exceeded"), "{}", r.message);
+    assert!(r.stdout.len() <= 1 << 20);
+}
+
+#[test]
+fn host_files_are_out_of_reach() {
+    let f = fixture();
+    for path in ["/etc/passwd", "/in/../etc/passwd", "../../../../etc/passwd", "/out/../../x"] {
+        let r = f.run(&task(&["readfile", path]));
+        assert_eq!(r.outcome, Outcome::Exit, "{path}: {}", r.message);
+        assert_eq!(r.exit_code, Some(3), "{path}");
+        assert!(!String::from_utf8_lossy(&r.stdout).contains("root:"), "{path}");
+    }
+}
+
+#[test]
+fn inputs_and_outputs() {
+    let f = fixture();
+    let mut t = task(&["readin", "data.bin"]);
+    t.inputs = vec![("data.bin".into(), Arc::new(vec![1u8, 2, 3, 250]))];
+    let r = f.run(&t);
+    assert_eq!(r.outcome, Outcome::Ok, "{}", r.message);
+    assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), "4 256");
+
+    let r = f.run(&task(&["outfile", "result.bin", "1000"]));
+    assert_eq!(r.outcome, Outcome::Ok, "{}", r.message);
+    assert_eq!(r.outputs.len(), 1);
+    assert_eq!(r.outputs[0].0, "result.bin");
+    assert_eq!(r.outputs[0].1.len(), 1000);
+    assert_eq!(r.outputs[0].1[251], 0);
+}
+
+#[test]
+fn input_names_must_be_plain() {
+    let f = fixture();
+    let mut t = task(&["noop"]);
+    t.inputs = vec![("../evil".into(), Arc::new(vec![1]))];
+    assert!(f.sandbox.run(&f.module, &t, &Arc::new(AtomicBool::new(false))).is_err());
+}
+
+#[test]
+fn invalid_modules_are_rejected() {
+    let f = fixture();
+    let junk = b"\0asm\x01\0\0\0garbage".to_vec();
+    assert!(matches!(
+        f.sandbox.compile(&ContentId::of(&junk), &junk),
+        Err(ModuleError::Invalid(_))
+    ));
+    assert!(matches!(
+        f.sandbox.compile(&ContentId::of(b"other"), &junk),
+        Err(ModuleError::HashMismatch { .. })
+    ));
+    // A valid module that is not a WASI command.
+    let lib = b"\0asm\x01\0\0\0".to_vec();
+    assert!(matches!(
+        f.sandbox.compile(&ContentId::of(&lib), &lib),
+        Err(ModuleError::Unlinkable(_))
+    ));
+}
+
+#[test]
+fn cancellation_stops_a_running_guest() {
+    let f = fixture();
+    let mut t = task(&["loop"]);
+    t.limits.fuel = u64::MAX / 2;
+    let cancel = Arc::new(AtomicBool::new(false));
+    let c2 = cancel.clone();
+    let stopper = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        c2.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let r = f.sandbox.run(&f.module, &t, &cancel).expect("run");
+    stopper.join().expect("join");
+    assert_eq!(r.outcome, Outcome::Timeout);
+    assert!(r.message.contains("cancelled"));
+}
+
+#[test]
+fn compiled_modules_are_cached_on_disk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = SandboxConfig::new(dir.path().join("work")).with_cache_dir(dir.path().join("cache"));
+    let bytes = testkit_bytes();
+    let id = ContentId::of(&bytes);
+    {
+        let a = Sandbox::start(cfg.clone()).expect("sandbox");
+        assert!(a.cached(&id).is_none());
+        a.compile(&id, &bytes).expect("compile");
+    }
+    let b = Sandbox::start(cfg).expect("sandbox");
+    let m = b.cached(&id).expect("a new process finds the compiled module on disk");
+    let r = b
+        .run(&m, &task(&["print", "cached"]), &Arc::new(AtomicBool::new(false)))
+        .expect("run");
+    assert_eq!(r.stdout, b"cached\n");
+}
