@@ -1,1 +1,426 @@
-//! placeholder
+//! naac's peer-to-peer layer over libp2p: TCP + Noise + Yamux, identify, ping, mDNS discovery
+//! and the `/naac/task/1` request-response protocol. Only this crate knows libp2p.
+//!
+//! Shape (as in rust-libp2p's file-sharing example): [`start`] builds the `Swarm` and spawns an
+//! [`EventLoop`] task that owns it; callers hold a cloneable [`Client`] that sends commands over
+//! a bounded channel (with a oneshot for the reply), and read [`Event`]s from a bounded
+//! channel. Malformed or oversized frames fail that one stream; the node stays up.
+
+mod identity;
+
+pub use identity::{load_or_create_identity, peer_id_of};
+pub use libp2p::identity::Keypair;
+pub use libp2p::{Multiaddr, PeerId};
+
+use futures::StreamExt;
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent, behaviour::toggle::Toggle};
+use libp2p::{StreamProtocol, Swarm, identify, mdns, noise, ping, tcp, yamux};
+use naac_proto::{MAX_MESSAGE_BYTES, Request, Response, TASK_PROTOCOL};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Capacity of the command and event channels.
+const CHANNEL_CAPACITY: usize = 1024;
+
+/// Network settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Addresses to listen on, e.g. `/ip4/0.0.0.0/tcp/0`.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial at start.
+    pub join: Vec<Multiaddr>,
+    /// Find peers on the local network with mDNS.
+    pub mdns: bool,
+    /// How long a request may wait for its response.
+    pub request_timeout: Duration,
+    /// Close connections idle for this long.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: vec!["/ip4/0.0.0.0/tcp/0".parse().expect("valid multiaddr")],
+            join: Vec::new(),
+            mdns: true,
+            request_timeout: Duration::from_secs(120),
+            idle_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Why a request got no response.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RequestError {
+    #[error("peer {0} is not connected and could not be dialed")]
+    DialFailure(PeerId),
+    #[error("request to {0} timed out")]
+    Timeout(PeerId),
+    #[error("connection to {0} closed")]
+    ConnectionClosed(PeerId),
+    #[error("peer {0} does not speak {TASK_PROTOCOL}")]
+    Unsupported(PeerId),
+    #[error("request to {peer} failed: {message}")]
+    Io { peer: PeerId, message: String },
+    #[error("the network event loop has stopped")]
+    Stopped,
+}
+
+/// Things the network tells its owner.
+#[derive(Debug)]
+pub enum Event {
+    /// Now listening on this address.
+    Listening(Multiaddr),
+    /// First connection to a peer opened.
+    Connected(PeerId),
+    /// Last connection to a peer closed.
+    Disconnected(PeerId),
+    /// A peer sent a request; answer it with [`Client::respond`].
+    Request {
+        peer: PeerId,
+        request: Request,
+        channel: ResponseChannel<Response>,
+    },
+    /// A peer sent a malformed or oversized frame, which was dropped.
+    BadFrame { peer: PeerId, error: String },
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    mdns: Toggle<mdns::tokio::Behaviour>,
+    task: request_response::cbor::Behaviour<Request, Response>,
+}
+
+enum Command {
+    Dial(Multiaddr, oneshot::Sender<anyhow::Result<()>>),
+    Request {
+        peer: PeerId,
+        request: Request,
+        reply: oneshot::Sender<Result<Response, RequestError>>,
+    },
+    Respond(ResponseChannel<Response>, Response),
+    Listeners(oneshot::Sender<Vec<Multiaddr>>),
+    Disconnect(PeerId),
+}
+
+/// Cloneable handle to the network.
+#[derive(Clone)]
+pub struct Client {
+    tx: mpsc::Sender<Command>,
+    peer_id: PeerId,
+}
+
+impl Client {
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// Dials `addr`; returns once the dial has started (not when it connects).
+    pub async fn dial(&self, addr: Multiaddr) -> anyhow::Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Dial(addr, tx)).await?;
+        rx.await.map_err(|_| RequestError::Stopped)?
+    }
+
+    /// Sends a request and waits for the response.
+    pub async fn request(&self, peer: PeerId, request: Request) -> Result<Response, RequestError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Request {
+            peer,
+            request,
+            reply: tx,
+        })
+        .await
+        .map_err(|_| RequestError::Stopped)?;
+        rx.await.map_err(|_| RequestError::Stopped)?
+    }
+
+    /// Answers an inbound request.
+    pub async fn respond(&self, channel: ResponseChannel<Response>, response: Response) {
+        let _ = self.send(Command::Respond(channel, response)).await;
+    }
+
+    /// The addresses we listen on, with our peer id appended (ready to share).
+    pub async fn listen_addrs(&self) -> Vec<Multiaddr> {
+        let (tx, rx) = oneshot::channel();
+        if self.send(Command::Listeners(tx)).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// Closes every connection to `peer`.
+    pub async fn disconnect(&self, peer: PeerId) {
+        let _ = self.send(Command::Disconnect(peer)).await;
+    }
+
+    async fn send(&self, c: Command) -> anyhow::Result<()> {
+        self.tx
+            .send(c)
+            .await
+            .map_err(|_| anyhow::anyhow!("the network event loop has stopped"))
+    }
+}
+
+/// Builds the swarm, starts listening and dialing, and spawns the event loop on the current
+/// tokio runtime. The loop stops when every [`Client`] is dropped.
+pub async fn start(
+    keypair: Keypair,
+    config: Config,
+) -> anyhow::Result<(Client, mpsc::Receiver<Event>)> {
+    let peer_id = keypair.public().to_peer_id();
+    let mut swarm = build_swarm(keypair, &config)?;
+    for addr in &config.listen {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| anyhow::anyhow!("listen on {addr}: {e}"))?;
+    }
+    for addr in &config.join {
+        swarm
+            .dial(addr.clone())
+            .map_err(|e| anyhow::anyhow!("dial {addr}: {e}"))?;
+    }
+    let (cmd_tx, cmd_rx) = mpsc::channel(CHANNEL_CAPACITY);
+    let (ev_tx, ev_rx) = mpsc::channel(CHANNEL_CAPACITY);
+    let event_loop = EventLoop {
+        swarm,
+        commands: cmd_rx,
+        events: ev_tx,
+        pending: HashMap::new(),
+        listeners: Vec::new(),
+    };
+    tokio::spawn(event_loop.run());
+    Ok((
+        Client {
+            tx: cmd_tx,
+            peer_id,
+        },
+        ev_rx,
+    ))
+}
+
+fn build_swarm(keypair: Keypair, config: &Config) -> anyhow::Result<Swarm<Behaviour>> {
+    let mdns_on = config.mdns;
+    let request_timeout = config.request_timeout;
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::new().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )?
+        .with_behaviour(|key| {
+            let peer_id = key.public().to_peer_id();
+            let mdns = if mdns_on {
+                Some(mdns::tokio::Behaviour::new(
+                    mdns::Config::default(),
+                    peer_id,
+                )?)
+            } else {
+                None
+            };
+            let codec = request_response::cbor::codec::Codec::default()
+                .set_request_size_maximum(MAX_MESSAGE_BYTES)
+                .set_response_size_maximum(MAX_MESSAGE_BYTES);
+            Ok(Behaviour {
+                identify: identify::Behaviour::new(
+                    identify::Config::new("/naac/id/1".into(), key.public())
+                        .with_agent_version(format!("naac/{}", env!("CARGO_PKG_VERSION"))),
+                ),
+                ping: ping::Behaviour::new(ping::Config::new()),
+                mdns: Toggle::from(mdns),
+                task: request_response::Behaviour::with_codec(
+                    codec,
+                    [(StreamProtocol::new(TASK_PROTOCOL), ProtocolSupport::Full)],
+                    request_response::Config::default()
+                        .with_request_timeout(request_timeout)
+                        .with_max_concurrent_streams(1024),
+                ),
+            })
+        })?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
+        .build();
+    Ok(swarm)
+}
+
+/// Owns the swarm; see the crate docs.
+pub struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<Event>,
+    pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, RequestError>>>,
+    listeners: Vec<Multiaddr>,
+}
+
+impl EventLoop {
+    async fn run(mut self) {
+        loop {
+            tokio::select! {
+                ev = self.swarm.select_next_some() => self.on_swarm(ev).await,
+                cmd = self.commands.recv() => match cmd {
+                    Some(c) => self.on_command(c),
+                    None => break,
+                },
+            }
+        }
+        tracing::debug!("network event loop stopped");
+    }
+
+    fn on_command(&mut self, c: Command) {
+        match c {
+            Command::Dial(addr, reply) => {
+                let r = self
+                    .swarm
+                    .dial(addr.clone())
+                    .map_err(|e| anyhow::anyhow!("dial {addr}: {e}"));
+                let _ = reply.send(r);
+            }
+            Command::Request {
+                peer,
+                request,
+                reply,
+            } => {
+                let id = self.swarm.behaviour_mut().task.send_request(&peer, request);
+                self.pending.insert(id, reply);
+            }
+            Command::Respond(channel, response) => {
+                // Fails only when the peer went away meanwhile; nothing to do then.
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .task
+                    .send_response(channel, response);
+            }
+            Command::Listeners(reply) => {
+                let me = *self.swarm.local_peer_id();
+                let addrs = self
+                    .listeners
+                    .iter()
+                    .map(|a| a.clone().with_p2p(me).unwrap_or_else(|a| a))
+                    .collect();
+                let _ = reply.send(addrs);
+            }
+            Command::Disconnect(peer) => {
+                let _ = self.swarm.disconnect_peer_id(peer);
+            }
+        }
+    }
+
+    async fn emit(&mut self, e: Event) {
+        // Bounded: a slow owner slows the network down instead of growing a queue.
+        let _ = self.events.send(e).await;
+    }
+
+    async fn on_swarm(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::debug!("listening on {address}");
+                self.listeners.push(address.clone());
+                self.emit(Event::Listening(address)).await;
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.listeners.retain(|a| *a != address);
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                if num_established.get() == 1 {
+                    self.emit(Event::Connected(peer_id)).await;
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                if num_established == 0 {
+                    self.emit(Event::Disconnected(peer_id)).await;
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!("could not connect to {peer_id:?}: {error}");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                for (peer, addr) in found {
+                    if !self.swarm.is_connected(&peer) {
+                        tracing::debug!("mdns: found {peer} at {addr}");
+                        let _ = self.swarm.dial(addr.with_p2p(peer).unwrap_or_else(|a| a));
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Task(ev)) => self.on_task(ev).await,
+            _ => {}
+        }
+    }
+
+    async fn on_task(&mut self, ev: request_response::Event<Request, Response>) {
+        use request_response::{Event as E, InboundFailure, Message, OutboundFailure};
+        match ev {
+            E::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                self.emit(Event::Request {
+                    peer,
+                    request,
+                    channel,
+                })
+                .await;
+            }
+            E::Message {
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(tx) = self.pending.remove(&request_id) {
+                    let _ = tx.send(Ok(response));
+                }
+            }
+            E::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                let e = match error {
+                    OutboundFailure::DialFailure => RequestError::DialFailure(peer),
+                    OutboundFailure::Timeout => RequestError::Timeout(peer),
+                    OutboundFailure::ConnectionClosed => RequestError::ConnectionClosed(peer),
+                    OutboundFailure::UnsupportedProtocols => RequestError::Unsupported(peer),
+                    OutboundFailure::Io(e) => RequestError::Io {
+                        peer,
+                        message: e.to_string(),
+                    },
+                };
+                if let Some(tx) = self.pending.remove(&request_id) {
+                    let _ = tx.send(Err(e));
+                }
+            }
+            E::InboundFailure { peer, error, .. } => match error {
+                InboundFailure::Io(e) => {
+                    tracing::warn!("dropped a malformed request from {peer}: {e}");
+                    self.emit(Event::BadFrame {
+                        peer,
+                        error: e.to_string(),
+                    })
+                    .await;
+                }
+                other => tracing::debug!("inbound request from {peer} failed: {other}"),
+            },
+            E::ResponseSent { .. } => {}
+        }
+    }
+}

@@ -1,1 +1,11 @@
-//! placeholder
+//! The naac daemon as a library: the provider (runs tasks for requesters that reach it), the
+//! requester (turns a job into tasks, drives the sans-IO scheduler over the network, writes
+//! results), and the data-dir layout they share. The binary only parses arguments and calls in
+//! here, so tests can start nodes in-process with temp dirs and ephemeral ports.
+
+pub mod home;
+pub mod output;
+pub mod provider;
+pub mod requester;
+
+pub use home::Home;

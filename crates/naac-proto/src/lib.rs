@@ -1,1 +1,158 @@
-//! placeholder
+//! Versioned wire messages of the naac task protocol (`/naac/task/1`) — the only network serde
+//! in naac.
+//!
+//! Both sides speak the same request/response pair; who sends what:
+//!
+//! | request | from → to | response |
+//! | --- | --- | --- |
+//! | [`RequestBody::Hello`] | requester → provider | [`ResponseBody::Welcome`] (slots) or `Refused` |
+//! | [`RequestBody::Assign`] | requester → provider | `Ack` or `Refused` |
+//! | [`RequestBody::Cancel`] | requester → provider | `Ack` |
+//! | [`RequestBody::Fetch`] | provider → requester | `Blob` or `NotFound` |
+//! | [`RequestBody::Report`] | provider → requester | `Ack` |
+//!
+//! A `Report` carries finished results and renews the lease of every task still held.
+//! Modules and inputs travel by content id: a provider fetches each blob once and checks its
+//! hash. Every message carries [`VERSION`]; byte payloads use `serde_bytes` (compact CBOR
+//! byte strings). Sizes are bounded by [`MAX_MESSAGE_BYTES`] at the codec.
+
+use naac_types::{ContentId, JobId, Limits, Outcome};
+use serde::{Deserialize, Serialize};
+
+/// Protocol name for task dispatch and results.
+pub const TASK_PROTOCOL: &str = "/naac/task/1";
+/// Message schema version inside the protocol.
+pub const VERSION: u16 = 1;
+/// Largest message either side accepts; larger frames are dropped by the codec.
+pub const MAX_MESSAGE_BYTES: u64 = 512 << 20;
+/// A provider sends results in reports of about this size at most (one larger result still
+/// goes alone).
+pub const REPORT_SOFT_LIMIT: usize = 16 << 20;
+/// Most tasks in one `Assign`.
+pub const MAX_TASKS_PER_ASSIGN: usize = 4096;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Request {
+    pub v: u16,
+    pub body: RequestBody,
+}
+
+impl Request {
+    pub fn new(body: RequestBody) -> Self {
+        Self { v: VERSION, body }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum RequestBody {
+    /// Are you a provider, and how many slots do you have?
+    Hello,
+    Assign(Assign),
+    /// Drop these tasks of the job; an empty list means every task of the job.
+    Cancel {
+        job: JobId,
+        tasks: Vec<u32>,
+    },
+    /// Send me the blob with this content id (module, input, stdin).
+    Fetch {
+        id: ContentId,
+    },
+    Report(Report),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Response {
+    pub v: u16,
+    pub body: ResponseBody,
+}
+
+impl Response {
+    pub fn new(body: ResponseBody) -> Self {
+        Self { v: VERSION, body }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum ResponseBody {
+    Welcome {
+        slots: u32,
+        agent: String,
+    },
+    Ack,
+    Blob(#[serde(with = "serde_bytes")] Vec<u8>),
+    NotFound,
+    /// The request was understood and declined; the text says why.
+    Refused(String),
+}
+
+/// Tasks of one job for one provider.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Assign {
+    pub job: JobId,
+    pub module: ContentId,
+    /// argv[0] for every task (the job's name).
+    pub argv0: String,
+    pub limits: Limits,
+    pub tasks: Vec<TaskSpec>,
+}
+
+/// One run of one task.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TaskSpec {
+    pub index: u32,
+    pub attempt: u32,
+    pub args: Vec<String>,
+    pub stdin: Option<ContentId>,
+    /// Files for `/in`: plain name and content id.
+    pub inputs: Vec<(String, ContentId)>,
+    /// Seeds the guest's virtual clock and random source.
+    pub seed: ContentId,
+}
+
+/// Finished results plus the tasks still held (their leases are renewed).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Report {
+    pub job: JobId,
+    pub results: Vec<TaskResult>,
+    pub running: Vec<u32>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TaskResult {
+    pub index: u32,
+    pub attempt: u32,
+    /// `None` when the provider could not run the task at all (see `message`).
+    pub outcome: Option<Outcome>,
+    pub exit_code: Option<i32>,
+    pub message: String,
+    pub fuel_used: u64,
+    /// Run time on the provider, microseconds.
+    pub wall_us: u64,
+    #[serde(with = "serde_bytes")]
+    pub stdout: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub stderr: Vec<u8>,
+    pub outputs: Vec<OutputFile>,
+}
+
+impl TaskResult {
+    /// Approximate encoded size, for batching.
+    pub fn size(&self) -> usize {
+        256 + self.message.len()
+            + self.stdout.len()
+            + self.stderr.len()
+            + self
+                .outputs
+                .iter()
+                .map(|o| o.name.len() + o.data.len() + 16)
+                .sum::<usize>()
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OutputFile {
+    /// Path relative to `/out`, `/`-separated.
+    pub name: String,
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+}

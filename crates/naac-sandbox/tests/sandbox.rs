@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 fn testkit_bytes() -> Vec<u8> {
-    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/testkit/testkit.wasm");
+    let p = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/testkit/testkit.wasm"
+    );
     std::fs::read(p).expect("examples/testkit/testkit.wasm is committed")
 }
 
@@ -19,10 +22,13 @@ struct Fixture {
 
 fn fixture_with(f: impl FnOnce(SandboxConfig) -> SandboxConfig) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = f(SandboxConfig::new(dir.path().join("work")).with_cache_dir(dir.path().join("cache")));
+    let cfg =
+        f(SandboxConfig::new(dir.path().join("work")).with_cache_dir(dir.path().join("cache")));
     let sandbox = Sandbox::start(cfg).expect("sandbox");
     let bytes = testkit_bytes();
-    let module = sandbox.compile(&ContentId::of(&bytes), &bytes).expect("compile testkit");
+    let module = sandbox
+        .compile(&ContentId::of(&bytes), &bytes)
+        .expect("compile testkit");
     Fixture {
         _dir: dir,
         sandbox,
@@ -152,11 +158,19 @@ fn huge_stdout_is_cut_off() {
 #[test]
 fn host_files_are_out_of_reach() {
     let f = fixture();
-    for path in ["/etc/passwd", "/in/../etc/passwd", "../../../../etc/passwd", "/out/../../x"] {
+    for path in [
+        "/etc/passwd",
+        "/in/../etc/passwd",
+        "../../../../etc/passwd",
+        "/out/../../x",
+    ] {
         let r = f.run(&task(&["readfile", path]));
         assert_eq!(r.outcome, Outcome::Exit, "{path}: {}", r.message);
         assert_eq!(r.exit_code, Some(3), "{path}");
-        assert!(!String::from_utf8_lossy(&r.stdout).contains("root:"), "{path}");
+        assert!(
+            !String::from_utf8_lossy(&r.stdout).contains("root:"),
+            "{path}"
+        );
     }
 }
 
@@ -182,7 +196,11 @@ fn input_names_must_be_plain() {
     let f = fixture();
     let mut t = task(&["noop"]);
     t.inputs = vec![("../evil".into(), Arc::new(vec![1]))];
-    assert!(f.sandbox.run(&f.module, &t, &Arc::new(AtomicBool::new(false))).is_err());
+    assert!(
+        f.sandbox
+            .run(&f.module, &t, &Arc::new(AtomicBool::new(false)))
+            .is_err()
+    );
 }
 
 #[test]
@@ -234,9 +252,15 @@ fn compiled_modules_are_cached_on_disk() {
         a.compile(&id, &bytes).expect("compile");
     }
     let b = Sandbox::start(cfg).expect("sandbox");
-    let m = b.cached(&id).expect("a new process finds the compiled module on disk");
+    let m = b
+        .cached(&id)
+        .expect("a new process finds the compiled module on disk");
     let r = b
-        .run(&m, &task(&["print", "cached"]), &Arc::new(AtomicBool::new(false)))
+        .run(
+            &m,
+            &task(&["print", "cached"]),
+            &Arc::new(AtomicBool::new(false)),
+        )
         .expect("run");
     assert_eq!(r.stdout, b"cached\n");
 }

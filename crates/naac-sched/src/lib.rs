@@ -260,6 +260,10 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
     /// A provider returned a good result. Returns `true` when the result is accepted (the
     /// task was not already finished); the caller keeps the result only then.
     pub fn task_succeeded(&mut self, provider: &P, task: TaskId, run_ms: u64, now: Millis) -> bool {
+        if !self.providers.contains_key(provider) {
+            // Only providers that joined (and were handed work) may report results.
+            return false;
+        }
         self.renew(provider, now);
         let Some(t) = self.tasks.get_mut(task.0 as usize) else {
             return false;

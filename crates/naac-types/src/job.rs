@@ -487,6 +487,11 @@ impl Job {
         Ok(job)
     }
 
+    /// The job names input or stdin files (so each task's must be checked).
+    pub fn has_files(&self) -> bool {
+        !self.inputs.is_empty() || self.stdin.is_some()
+    }
+
     /// Number of tasks the sweep expands to.
     pub fn task_count(&self) -> u64 {
         self.task_count

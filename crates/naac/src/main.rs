@@ -1,1 +1,122 @@
-fn main() {}
+//! `naac`: pool the machines you have into one computer.
+//!
+//! The binary is glue: it parses arguments, sets up logging and calls into `naac-node`.
+//! One file per command.
+
+mod bench;
+mod key;
+mod node;
+mod pool;
+mod run;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "naac",
+    version,
+    about = "Network as a Computer: pool machines and run sandboxed WebAssembly jobs on them",
+    long_about = "Network as a Computer: pool the idle machines you have into one computer and \
+run sandboxed, deterministic WebAssembly jobs on them.\n\n\
+Quick start (no set-up; uses this machine's cores):\n  naac run examples/pi/job.toml",
+    after_help = "Data dir: $NAAC_HOME (default ~/.local/share/naac). Logs: RUST_LOG=naac=debug."
+)]
+struct Cli {
+    /// More log output on stderr (repeat for more)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a job file and collect its results
+    Run(run::Args),
+    /// Run a node of the pool (`--provide` to run tasks for others)
+    Node(node::Args),
+    /// Show this node's identity
+    #[command(subcommand)]
+    Key(key::Cmd),
+    /// Measure throughput, latency, scaling and sandbox overhead
+    Bench(bench::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match (&cli.command, cli.verbose) {
+        (_, 2..) => "debug",
+        (_, 1) => "info",
+        (Cmd::Node(_), 0) => "info",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::env::var_os("NO_COLOR").is_none())
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: start the async runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Cmd::Run(a) => run::main(a).await,
+            Cmd::Node(a) => node::main(a).await,
+            Cmd::Key(c) => key::main(c).await,
+            Cmd::Bench(a) => bench::main(a).await,
+        }
+    });
+    // Do not wait for blocking threads (a guest still winding down) on the way out.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            if is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Resolves on Ctrl-C (or SIGTERM on Unix).
+pub(crate) async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,55 @@
+//! The data dir (`$NAAC_HOME`, default `~/.local/share/naac`) and what lives in it.
+
+use anyhow::Context as _;
+use std::path::{Path, PathBuf};
+
+/// Paths inside one data dir.
+#[derive(Clone, Debug)]
+pub struct Home {
+    root: PathBuf,
+}
+
+impl Home {
+    /// `$NAAC_HOME`, else `$XDG_DATA_HOME/naac`, else `~/.local/share/naac`.
+    pub fn from_env() -> anyhow::Result<Self> {
+        if let Some(h) = std::env::var_os("NAAC_HOME").filter(|h| !h.is_empty()) {
+            return Ok(Self::at(PathBuf::from(h)));
+        }
+        if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|h| !h.is_empty()) {
+            return Ok(Self::at(PathBuf::from(x).join("naac")));
+        }
+        let home = std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .context("neither NAAC_HOME nor HOME is set; set NAAC_HOME to a writable directory")?;
+        Ok(Self::at(PathBuf::from(home).join(".local/share/naac")))
+    }
+
+    pub fn at(root: PathBuf) -> Self {
+        Self { root }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The node's ed25519 key (mode 0600).
+    pub fn identity(&self) -> PathBuf {
+        self.root.join("identity.key")
+    }
+
+    /// Compiled modules, keyed by module hash and engine settings.
+    pub fn module_cache(&self) -> PathBuf {
+        self.root.join("cache/modules")
+    }
+
+    /// Scratch space for running tasks.
+    pub fn work(&self) -> PathBuf {
+        self.root.join("work")
+    }
+
+    /// Creates the data dir if needed.
+    pub fn ensure(&self) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.root)
+            .with_context(|| format!("create data dir {}", self.root.display()))
+    }
+}

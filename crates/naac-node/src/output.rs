@@ -1,0 +1,171 @@
+//! The results directory — a contract users and tests script against:
+//!
+//! ```text
+//! DIR/tasks/<index>/stdout
+//! DIR/tasks/<index>/stderr
+//! DIR/tasks/<index>/out/...        files the task left in /out
+//! DIR/reduce/stdout, stderr, out/  when the job has a reduce step
+//! DIR/summary.json
+//! ```
+//!
+//! Each task directory is assembled under a temporary name and renamed into place, so a
+//! reader never sees half a task; `summary.json` is written to a temporary file and renamed.
+
+use anyhow::Context as _;
+use naac_proto::OutputFile;
+use serde::Serialize;
+use std::path::{Component, Path, PathBuf};
+
+/// Writes one task's (or the reduce step's) files into `dir` atomically.
+pub fn write_result_dir(
+    dir: &Path,
+    stdout: &[u8],
+    stderr: &[u8],
+    outputs: &[OutputFile],
+) -> anyhow::Result<()> {
+    let parent = dir.parent().context("result dir has a parent")?;
+    let name = dir
+        .file_name()
+        .context("result dir has a name")?
+        .to_string_lossy()
+        .into_owned();
+    let tmp = parent.join(format!(".{name}.tmp"));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).with_context(|| format!("remove {}", tmp.display()))?;
+    }
+    std::fs::create_dir_all(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+    std::fs::write(tmp.join("stdout"), stdout).context("write stdout")?;
+    std::fs::write(tmp.join("stderr"), stderr).context("write stderr")?;
+    if !outputs.is_empty() {
+        let out = tmp.join("out");
+        for f in outputs {
+            let rel = safe_relative(&f.name).with_context(|| {
+                format!("output file name {:?} is not a safe relative path", f.name)
+            })?;
+            let p = out.join(rel);
+            if let Some(d) = p.parent() {
+                std::fs::create_dir_all(d).with_context(|| format!("create {}", d.display()))?;
+            }
+            std::fs::write(&p, &f.data).with_context(|| format!("write {}", p.display()))?;
+        }
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("replace {}", dir.display()))?;
+    }
+    std::fs::rename(&tmp, dir).with_context(|| format!("move results into {}", dir.display()))
+}
+
+/// A path from a peer, accepted only if it stays inside the directory it is joined to.
+fn safe_relative(name: &str) -> Option<PathBuf> {
+    let p = Path::new(name);
+    if name.is_empty() || name.len() > 4096 {
+        return None;
+    }
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(s) => out.push(s),
+            _ => return None,
+        }
+    }
+    (!out.as_os_str().is_empty()).then_some(out)
+}
+
+/// Writes `value` as pretty JSON to `path` via a temporary file and a rename.
+pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
+    let dir = path.parent().context("json path has a parent")?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("create a temporary file in {}", dir.display()))?;
+    serde_json::to_writer_pretty(&mut tmp, value).context("encode json")?;
+    std::io::Write::write_all(&mut tmp, b"\n").context("write json")?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("write {}", path.display()))?;
+    Ok(())
+}
+
+/// `summary.json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub job_id: String,
+    pub name: String,
+    pub tasks: TaskCounts,
+    pub wall_seconds: f64,
+    pub fuel_total: u64,
+    pub providers: Vec<ProviderTasks>,
+    pub failures: Vec<Failure>,
+    /// Where the results are.
+    pub out_dir: PathBuf,
+    /// The run was stopped (Ctrl-C) before every task finished.
+    pub interrupted: bool,
+    /// The reduce step's outcome, when the job has one and it ran.
+    pub reduce: Option<ReduceSummary>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TaskCounts {
+    pub total: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    /// Tasks that needed more than one attempt.
+    pub retried: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ProviderTasks {
+    pub peer_id: String,
+    pub tasks: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Failure {
+    pub task: u64,
+    pub kind: String,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ReduceSummary {
+    pub outcome: String,
+    pub message: String,
+    pub fuel: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsafe_output_names_are_refused() {
+        for bad in ["../x", "/etc/passwd", "a/../../b", "", "./"] {
+            assert!(safe_relative(bad).is_none(), "{bad}");
+        }
+        assert_eq!(safe_relative("a/b.png"), Some(PathBuf::from("a/b.png")));
+    }
+
+    #[test]
+    fn result_dirs_are_replaced_whole() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let dir = d.path().join("tasks/3");
+        std::fs::create_dir_all(d.path().join("tasks")).expect("mkdir");
+        let out = vec![OutputFile {
+            name: "img/a.png".into(),
+            data: vec![1, 2],
+        }];
+        write_result_dir(&dir, b"out", b"err", &out).expect("write");
+        assert_eq!(std::fs::read(dir.join("stdout")).expect("read"), b"out");
+        assert_eq!(
+            std::fs::read(dir.join("out/img/a.png")).expect("read"),
+            [1, 2]
+        );
+        write_result_dir(&dir, b"second", b"", &[]).expect("rewrite");
+        assert_eq!(std::fs::read(dir.join("stdout")).expect("read"), b"second");
+        assert!(!dir.join("out").exists());
+        let evil = vec![OutputFile {
+            name: "../../escape".into(),
+            data: vec![],
+        }];
+        assert!(write_result_dir(&dir, b"", b"", &evil).is_err());
+        assert!(!d.path().join("escape").exists());
+    }
+}

@@ -1,0 +1,512 @@
+//! The provider: runs tasks for any requester that reaches it.
+//!
+//! Inbound `Assign`s are acknowledged at once; each task then waits for its module and input
+//! blobs (fetched once from the requester and checked against their hashes) and for a free
+//! slot, runs in the sandbox on a blocking thread, and its result joins the job's outbox. One
+//! `Report` per job is in flight at a time, so results batch up naturally under load; a
+//! heartbeat report renews the leases of held tasks every [`HEARTBEAT`]. A requester that
+//! disconnects has its tasks cancelled. Nothing a requester or a guest does stops the node.
+
+use anyhow::Context as _;
+use naac_net::{Client, Event, Keypair, PeerId};
+use naac_proto::{
+    Assign, MAX_TASKS_PER_ASSIGN, OutputFile, REPORT_SOFT_LIMIT, Report, Request, RequestBody,
+    Response, ResponseBody, TaskResult, TaskSpec, VERSION,
+};
+use naac_sandbox::{Prepared, Sandbox, SandboxConfig, TaskRun};
+use naac_types::{ContentId, JobId};
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{OnceCell, Semaphore, mpsc};
+
+use crate::Home;
+
+/// How often a provider renews the leases of the tasks it holds.
+pub const HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// Most blob bytes kept in memory for reuse across tasks.
+const BLOB_CACHE_BYTES: usize = 512 << 20;
+
+/// Provider settings.
+#[derive(Clone, Debug)]
+pub struct ProviderConfig {
+    pub home: Home,
+    /// Tasks run at once.
+    pub slots: u32,
+    pub net: naac_net::Config,
+}
+
+type JobKey = (PeerId, JobId);
+
+enum Internal {
+    Done {
+        key: JobKey,
+        result: TaskResult,
+    },
+    /// `unsent` holds the results of a report that did not get through, to try again.
+    ReportSent {
+        key: JobKey,
+        unsent: Vec<TaskResult>,
+    },
+}
+
+#[derive(Default)]
+struct JobState {
+    /// Tasks held (queued or running) and their cancel flags.
+    held: HashMap<u32, Arc<AtomicBool>>,
+    outbox: Vec<TaskResult>,
+    reporting: bool,
+}
+
+/// Blobs by content id, fetched at most once at a time.
+#[derive(Default)]
+struct Blobs {
+    cells: Mutex<HashMap<ContentId, Arc<OnceCell<Arc<Vec<u8>>>>>>,
+    bytes: Mutex<usize>,
+}
+
+impl Blobs {
+    async fn get(
+        &self,
+        client: &Client,
+        peer: PeerId,
+        id: ContentId,
+    ) -> anyhow::Result<Arc<Vec<u8>>> {
+        let cell = self
+            .cells
+            .lock()
+            .expect("blob lock")
+            .entry(id)
+            .or_default()
+            .clone();
+        let blob = cell
+            .get_or_try_init(|| async {
+                let resp = client
+                    .request(peer, Request::new(RequestBody::Fetch { id }))
+                    .await
+                    .with_context(|| format!("fetch blob {}", id.short()))?;
+                match resp.body {
+                    ResponseBody::Blob(bytes) => {
+                        if ContentId::of(&bytes) != id {
+                            anyhow::bail!(
+                                "blob {} from {peer} does not match its hash",
+                                id.short()
+                            );
+                        }
+                        Ok(Arc::new(bytes))
+                    }
+                    other => anyhow::bail!("requester has no blob {}: {other:?}", id.short()),
+                }
+            })
+            .await?
+            .clone();
+        let mut total = self.bytes.lock().expect("blob lock");
+        *total += blob.len();
+        if *total > BLOB_CACHE_BYTES {
+            // Crude but bounded: start over; tasks holding an Arc keep their copy.
+            self.cells.lock().expect("blob lock").clear();
+            *total = 0;
+        }
+        Ok(blob)
+    }
+}
+
+struct Shared {
+    client: Client,
+    sandbox: Arc<Sandbox>,
+    slots: Arc<Semaphore>,
+    blobs: Blobs,
+    modules: Mutex<HashMap<ContentId, Arc<OnceCell<Prepared>>>>,
+    internal: mpsc::Sender<Internal>,
+}
+
+impl Shared {
+    async fn module(&self, peer: PeerId, id: ContentId) -> anyhow::Result<Prepared> {
+        let cell = self
+            .modules
+            .lock()
+            .expect("module lock")
+            .entry(id)
+            .or_default()
+            .clone();
+        cell.get_or_try_init(|| async {
+            let sandbox = self.sandbox.clone();
+            if let Some(p) = tokio::task::spawn_blocking(move || sandbox.cached(&id)).await? {
+                return Ok(p);
+            }
+            let bytes = self.blobs.get(&self.client, peer, id).await?;
+            let sandbox = self.sandbox.clone();
+            let p = tokio::task::spawn_blocking(move || sandbox.compile(&id, &bytes)).await??;
+            Ok(p)
+        })
+        .await
+        .cloned()
+    }
+
+    /// Runs one task to a result; never fails (a task that cannot run is a rejected result).
+    async fn run_task(
+        &self,
+        peer: PeerId,
+        assign: &AssignInfo,
+        spec: TaskSpec,
+        cancel: Arc<AtomicBool>,
+    ) -> TaskResult {
+        let (index, attempt) = (spec.index, spec.attempt);
+        match self.try_run(peer, assign, spec, cancel).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(
+                    "failed to run task {index} of job {}: {e:#}",
+                    assign.job.short()
+                );
+                rejected(index, attempt, format!("{e:#}"))
+            }
+        }
+    }
+
+    async fn try_run(
+        &self,
+        peer: PeerId,
+        assign: &AssignInfo,
+        spec: TaskSpec,
+        cancel: Arc<AtomicBool>,
+    ) -> anyhow::Result<TaskResult> {
+        let module = self.module(peer, assign.module).await?;
+        let stdin = match spec.stdin {
+            Some(id) => self.blobs.get(&self.client, peer, id).await?.to_vec(),
+            None => Vec::new(),
+        };
+        let mut inputs = Vec::with_capacity(spec.inputs.len());
+        for (name, id) in &spec.inputs {
+            inputs.push((name.clone(), self.blobs.get(&self.client, peer, *id).await?));
+        }
+        let _permit = self.slots.acquire().await.context("slots closed")?;
+        if cancel.load(Ordering::Relaxed) {
+            anyhow::bail!("cancelled before it started");
+        }
+        let run = TaskRun {
+            argv0: assign.argv0.clone(),
+            args: spec.args,
+            stdin,
+            inputs,
+            limits: assign.limits,
+            seed: spec.seed.0,
+        };
+        let sandbox = self.sandbox.clone();
+        let r = tokio::task::spawn_blocking(move || sandbox.run(&module, &run, &cancel))
+            .await
+            .context("task thread panicked")??;
+        Ok(TaskResult {
+            index: spec.index,
+            attempt: spec.attempt,
+            outcome: Some(r.outcome),
+            exit_code: r.exit_code,
+            message: r.message,
+            fuel_used: r.fuel_used,
+            wall_us: r.wall.as_micros() as u64,
+            stdout: r.stdout,
+            stderr: r.stderr,
+            outputs: r
+                .outputs
+                .into_iter()
+                .map(|(name, data)| OutputFile { name, data })
+                .collect(),
+        })
+    }
+}
+
+fn rejected(index: u32, attempt: u32, message: String) -> TaskResult {
+    TaskResult {
+        index,
+        attempt,
+        outcome: None,
+        exit_code: None,
+        message,
+        fuel_used: 0,
+        wall_us: 0,
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+        outputs: Vec::new(),
+    }
+}
+
+/// What every task of one `Assign` shares.
+struct AssignInfo {
+    job: JobId,
+    module: ContentId,
+    argv0: String,
+    limits: naac_types::Limits,
+}
+
+/// Runs a provider until `shutdown` resolves. `ready` receives the listen addresses (with
+/// the peer id) once the node listens.
+pub async fn run(
+    config: ProviderConfig,
+    keypair: Keypair,
+    ready: Option<tokio::sync::oneshot::Sender<Vec<naac_net::Multiaddr>>>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    config.home.ensure()?;
+    let sandbox = Arc::new(
+        Sandbox::start(
+            SandboxConfig::new(config.home.work()).with_cache_dir(config.home.module_cache()),
+        )
+        .context("start the sandbox")?,
+    );
+    let (client, mut events) = naac_net::start(keypair, config.net.clone()).await?;
+    let (internal_tx, mut internal) = mpsc::channel(1024);
+    let slots = config.slots.max(1);
+    let shared = Arc::new(Shared {
+        client: client.clone(),
+        sandbox,
+        slots: Arc::new(Semaphore::new(slots as usize)),
+        blobs: Blobs::default(),
+        modules: Mutex::new(HashMap::new()),
+        internal: internal_tx,
+    });
+    let mut p = Provider {
+        shared,
+        slots,
+        jobs: HashMap::new(),
+    };
+    let mut ready = ready;
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    tracing::info!("provider {} up with {slots} slots", client.peer_id());
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            ev = events.recv() => match ev {
+                Some(Event::Listening(_)) => {
+                    if let Some(tx) = ready.take() {
+                        let _ = tx.send(client.listen_addrs().await);
+                    }
+                }
+                Some(ev) => p.on_event(ev).await,
+                None => break,
+            },
+            Some(i) = internal.recv() => p.on_internal(i),
+            _ = heartbeat.tick() => p.heartbeat(),
+        }
+    }
+    for job in p.jobs.values() {
+        for c in job.held.values() {
+            c.store(true, Ordering::Relaxed);
+        }
+    }
+    tracing::info!("provider stopped");
+    Ok(())
+}
+
+struct Provider {
+    shared: Arc<Shared>,
+    slots: u32,
+    jobs: HashMap<JobKey, JobState>,
+}
+
+impl Provider {
+    async fn on_event(&mut self, ev: Event) {
+        match ev {
+            Event::Request {
+                peer,
+                request,
+                channel,
+            } => {
+                let resp = if request.v != VERSION {
+                    ResponseBody::Refused(format!(
+                        "message version {} is not supported (this node speaks {VERSION})",
+                        request.v
+                    ))
+                } else {
+                    self.on_request(peer, request.body)
+                };
+                self.shared
+                    .client
+                    .respond(channel, Response::new(resp))
+                    .await;
+            }
+            Event::Disconnected(peer) => {
+                let keys: Vec<JobKey> = self.jobs.keys().filter(|k| k.0 == peer).copied().collect();
+                for k in keys {
+                    if let Some(job) = self.jobs.remove(&k) {
+                        tracing::info!(
+                            "requester {peer} left: dropping {} tasks of job {}",
+                            job.held.len(),
+                            k.1.short()
+                        );
+                        for c in job.held.values() {
+                            c.store(true, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+            Event::BadFrame { peer, error } => {
+                tracing::warn!("dropped a bad frame from {peer}: {error}");
+            }
+            Event::Connected(_) | Event::Listening(_) => {}
+        }
+    }
+
+    fn on_request(&mut self, peer: PeerId, body: RequestBody) -> ResponseBody {
+        match body {
+            RequestBody::Hello => ResponseBody::Welcome {
+                slots: self.slots,
+                agent: format!("naac/{}", env!("CARGO_PKG_VERSION")),
+            },
+            RequestBody::Assign(a) => self.on_assign(peer, a),
+            RequestBody::Cancel { job, tasks } => {
+                if let Some(state) = self.jobs.get_mut(&(peer, job)) {
+                    let cancel_all = tasks.is_empty();
+                    let wanted: HashSet<u32> = tasks.into_iter().collect();
+                    state.held.retain(|t, c| {
+                        if cancel_all || wanted.contains(t) {
+                            c.store(true, Ordering::Relaxed);
+                            false
+                        } else {
+                            true
+                        }
+                    });
+                }
+                ResponseBody::Ack
+            }
+            RequestBody::Fetch { .. } => ResponseBody::NotFound,
+            RequestBody::Report(_) => {
+                ResponseBody::Refused("this node does not request work".into())
+            }
+        }
+    }
+
+    fn on_assign(&mut self, peer: PeerId, a: Assign) -> ResponseBody {
+        if a.tasks.len() > MAX_TASKS_PER_ASSIGN {
+            return ResponseBody::Refused(format!(
+                "{} tasks in one assignment; the limit is {MAX_TASKS_PER_ASSIGN}",
+                a.tasks.len()
+            ));
+        }
+        let key = (peer, a.job);
+        let info = Arc::new(AssignInfo {
+            job: a.job,
+            module: a.module,
+            argv0: a.argv0,
+            limits: a.limits,
+        });
+        let state = self.jobs.entry(key).or_default();
+        for spec in a.tasks {
+            let cancel = Arc::new(AtomicBool::new(false));
+            if let Some(old) = state.held.insert(spec.index, cancel.clone()) {
+                // A new attempt of a task we still hold: the old one is stale.
+                old.store(true, Ordering::Relaxed);
+            }
+            let shared = self.shared.clone();
+            let info = info.clone();
+            tokio::spawn(async move {
+                let result = shared.run_task(peer, &info, spec, cancel).await;
+                let _ = shared.internal.send(Internal::Done { key, result }).await;
+            });
+        }
+        ResponseBody::Ack
+    }
+
+    fn on_internal(&mut self, i: Internal) {
+        match i {
+            Internal::Done { key, result } => {
+                let Some(job) = self.jobs.get_mut(&key) else {
+                    return;
+                };
+                match job.held.get(&result.index) {
+                    // Cancelled or superseded: the requester no longer wants it.
+                    Some(c) if !c.load(Ordering::Relaxed) => {}
+                    _ => return,
+                }
+                job.held.remove(&result.index);
+                job.outbox.push(result);
+                self.send_report(key);
+            }
+            Internal::ReportSent { key, unsent } => {
+                let Some(job) = self.jobs.get_mut(&key) else {
+                    return;
+                };
+                job.reporting = false;
+                if !unsent.is_empty() {
+                    // Keep them for the next report (the heartbeat retries).
+                    let later = std::mem::replace(&mut job.outbox, unsent);
+                    job.outbox.extend(later);
+                    return;
+                }
+                self.send_report(key);
+            }
+        }
+    }
+
+    fn heartbeat(&mut self) {
+        let keys: Vec<JobKey> = self.jobs.keys().copied().collect();
+        for k in keys {
+            self.send_report(k);
+        }
+    }
+
+    /// Sends the job's pending results (or a bare lease renewal when the heartbeat asks),
+    /// unless a report is already in flight; forgets jobs with nothing left.
+    fn send_report(&mut self, key: JobKey) {
+        let Some(job) = self.jobs.get_mut(&key) else {
+            return;
+        };
+        if job.reporting {
+            return;
+        }
+        if job.outbox.is_empty() && job.held.is_empty() {
+            self.jobs.remove(&key);
+            return;
+        }
+        let mut size = 0;
+        let mut n = 0;
+        for r in &job.outbox {
+            if n > 0 && size + r.size() > REPORT_SOFT_LIMIT {
+                break;
+            }
+            size += r.size();
+            n += 1;
+        }
+        let results: Vec<TaskResult> = job.outbox.drain(..n).collect();
+        let running: Vec<u32> = job.held.keys().copied().collect();
+        job.reporting = true;
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let req = Request::new(RequestBody::Report(Report {
+                job: key.1,
+                results,
+                running,
+            }));
+            let unsent = match shared.client.request(key.0, req.clone()).await {
+                Ok(Response {
+                    body: ResponseBody::Ack,
+                    ..
+                }) => Vec::new(),
+                Ok(other) => {
+                    // The requester does not want this job's results any more.
+                    tracing::debug!(
+                        "requester {} answered a report with {:?}",
+                        key.0,
+                        other.body
+                    );
+                    Vec::new()
+                }
+                Err(e) => {
+                    tracing::debug!("failed to report to {}: {e}", key.0);
+                    match req.body {
+                        RequestBody::Report(r) => r.results,
+                        _ => Vec::new(),
+                    }
+                }
+            };
+            let _ = shared
+                .internal
+                .send(Internal::ReportSent { key, unsent })
+                .await;
+        });
+    }
+}

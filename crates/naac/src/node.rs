@@ -1,0 +1,98 @@
+//! `naac node`: run a node of the pool.
+
+use anyhow::Context as _;
+use naac_net::Multiaddr;
+use naac_node::Home;
+use naac_node::provider::{self, ProviderConfig};
+use std::process::ExitCode;
+use tokio::io::AsyncReadExt;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Run tasks for requesters that reach this node
+    #[arg(long)]
+    provide: bool,
+    /// Tasks run at once [default: the number of cores]
+    #[arg(long, value_name = "N")]
+    slots: Option<u32>,
+    /// Address to listen on (repeatable)
+    #[arg(long, value_name = "MULTIADDR", default_value = "/ip4/0.0.0.0/tcp/0")]
+    listen: Vec<Multiaddr>,
+    /// Peer to dial at start, e.g. /ip4/192.168.1.5/tcp/4001/p2p/12D3K... (repeatable)
+    #[arg(long, value_name = "MULTIADDR")]
+    join: Vec<Multiaddr>,
+    /// Do not discover peers on the local network (mDNS)
+    #[arg(long)]
+    no_mdns: bool,
+    /// Use a throwaway identity instead of the data dir's key (embedded pools, tests)
+    #[arg(long, hide = true)]
+    ephemeral: bool,
+    /// Exit when stdin closes (set by the process that started this node)
+    #[arg(long, hide = true)]
+    exit_with_parent: bool,
+}
+
+pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
+    if !a.provide {
+        eprintln!(
+            "error: nothing to do: a node without --provide has no role yet\nhint: naac node --provide [--slots N]"
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let home = Home::from_env()?;
+    home.ensure()?;
+    let keypair = if a.ephemeral {
+        naac_net::Keypair::generate_ed25519()
+    } else {
+        naac_net::load_or_create_identity(&home.identity()).context("load the node identity")?
+    };
+    let slots = a.slots.unwrap_or_else(cores).max(1);
+    let config = ProviderConfig {
+        home,
+        slots,
+        net: naac_net::Config {
+            listen: a.listen,
+            join: a.join,
+            mdns: !a.no_mdns,
+            ..naac_net::Config::default()
+        },
+    };
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        if let Ok(addrs) = ready_rx.await {
+            for a in addrs {
+                println!("listening on {a}");
+            }
+        }
+    });
+    let exit_with_parent = a.exit_with_parent;
+    let shutdown = async move {
+        if exit_with_parent {
+            tokio::select! {
+                _ = crate::shutdown_signal() => {}
+                _ = stdin_closed() => {}
+            }
+        } else {
+            crate::shutdown_signal().await
+        }
+    };
+    provider::run(config, keypair, Some(ready_tx), shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn stdin_closed() {
+    let mut stdin = tokio::io::stdin();
+    let mut buf = [0u8; 64];
+    loop {
+        match stdin.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+pub fn cores() -> u32 {
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1)
+}

@@ -1,0 +1,277 @@
+//! `naac run JOB.toml`: run a job on the embedded pool (default) or on providers reached with
+//! `--join`/mDNS, with a progress bar, and write results to the output directory.
+
+use crate::pool::Pool;
+use anyhow::Context as _;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use naac_net::Multiaddr;
+use naac_node::Home;
+use naac_node::requester::{self, Finished, Options, Progress, RunError};
+use naac_sandbox::{Sandbox, SandboxConfig};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The job file (TOML), e.g. examples/pi/job.toml
+    job: PathBuf,
+    /// Provider processes for the embedded pool [default: the number of cores]
+    #[arg(long, value_name = "N")]
+    workers: Option<u32>,
+    /// Where results go [default: ./naac-out/<name>-<id>]
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Print one JSON object (the summary) on stdout instead of text
+    #[arg(long)]
+    json: bool,
+    /// Use the providers reached at this address (and found by mDNS) instead of an embedded
+    /// pool (repeatable)
+    #[arg(long, value_name = "MULTIADDR")]
+    join: Vec<Multiaddr>,
+    /// Do not discover providers on the local network (mDNS) when using --join
+    #[arg(long)]
+    no_mdns: bool,
+    /// Give up when no provider has joined for this long
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    provider_wait: Duration,
+    /// Hidden testing aid: extra arguments for embedded provider processes
+    #[arg(long, hide = true, allow_hyphen_values = true)]
+    provider_arg: Vec<String>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    naac_types::units::parse_duration(s)
+}
+
+pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
+    let home = Home::from_env()?;
+    home.ensure()?;
+    let sandbox = Arc::new(
+        Sandbox::start(SandboxConfig::new(home.work()).with_cache_dir(home.module_cache()))
+            .context("start the sandbox")?,
+    );
+    // Everything that depends on the user's input is checked before anything starts.
+    let prepared = match requester::prepare(&a.job, &sandbox) {
+        Ok(p) => p,
+        Err(RunError::Invalid(e)) => {
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(2));
+        }
+        Err(RunError::Internal(e)) => return Err(e),
+    };
+    let out_dir = a.out.clone().unwrap_or_else(|| {
+        PathBuf::from("naac-out").join(format!("{}-{}", prepared.job.name, prepared.id.short()))
+    });
+    let total = prepared.job.task_count();
+
+    let keypair =
+        naac_net::load_or_create_identity(&home.identity()).context("load the node identity")?;
+    let embedded = a.join.is_empty();
+    let listen: Multiaddr = if embedded {
+        "/ip4/127.0.0.1/tcp/0"
+    } else {
+        "/ip4/0.0.0.0/tcp/0"
+    }
+    .parse()
+    .expect("valid multiaddr");
+    let (client, mut events) = naac_net::start(
+        keypair,
+        naac_net::Config {
+            listen: vec![listen],
+            join: a.join.clone(),
+            mdns: !embedded && !a.no_mdns,
+            ..naac_net::Config::default()
+        },
+    )
+    .await?;
+
+    let mut pool = None;
+    if embedded {
+        // Wait until we listen, then start providers that dial us.
+        let addr = loop {
+            match events.recv().await {
+                Some(naac_net::Event::Listening(_)) => {
+                    let addrs = client.listen_addrs().await;
+                    if let Some(a) = addrs.into_iter().next() {
+                        break a;
+                    }
+                }
+                Some(other) => tracing::debug!("before the pool started: {other:?}"),
+                None => anyhow::bail!("the network stopped before listening"),
+            }
+        };
+        let workers = a.workers.unwrap_or_else(crate::node::cores).max(1);
+        pool = Some(Pool::start(workers, 1, &addr, &a.provider_arg)?);
+        if !a.json {
+            eprintln!(
+                "naac: job {} ({total} tasks) on an embedded pool of {workers} providers",
+                prepared.job.name
+            );
+        }
+    } else if !a.json {
+        eprintln!(
+            "naac: job {} ({total} tasks) on providers reached via {}",
+            prepared.job.name,
+            a.join
+                .iter()
+                .map(|m| m.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+
+    let (ptx, prx) = watch::channel(Progress::default());
+    let bar = progress_bar(total, prx, a.json);
+    let opts = Options {
+        out_dir: out_dir.clone(),
+        sched: naac_sched::Config {
+            retries: prepared.job.retries,
+            ..naac_sched::Config::default()
+        },
+        provider_wait: a.provider_wait,
+    };
+    let result = requester::run(
+        prepared,
+        client,
+        events,
+        sandbox,
+        opts,
+        ptx,
+        crate::shutdown_signal(),
+    )
+    .await;
+    bar.abort();
+    if let Some(p) = pool {
+        p.stop().await;
+    }
+    let finished = match result {
+        Ok(f) => f,
+        Err(RunError::Invalid(e)) => {
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(2));
+        }
+        Err(RunError::Internal(e)) => return Err(e),
+    };
+    report(&finished, a.json)?;
+    Ok(if finished.summary.interrupted {
+        ExitCode::from(130)
+    } else if finished.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn progress_bar(
+    total: u64,
+    mut rx: watch::Receiver<Progress>,
+    quiet: bool,
+) -> tokio::task::JoinHandle<()> {
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    if quiet {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len} tasks  {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    tokio::spawn(async move {
+        let guard = BarGuard(bar.clone());
+        while rx.changed().await.is_ok() {
+            let p = *rx.borrow_and_update();
+            let s = p.sched;
+            let done = (s.succeeded + s.failed) as u64;
+            bar.set_position(done);
+            let secs = p.elapsed.as_secs_f64().max(0.001);
+            let rate = done as f64 / secs;
+            let eta = if rate > 0.0 && done < total {
+                format!("  ETA {:.0}s", (total - done) as f64 / rate)
+            } else {
+                String::new()
+            };
+            let providers = if s.providers == 0 {
+                "waiting for providers".to_string()
+            } else {
+                format!("{} providers", s.providers)
+            };
+            bar.set_message(format!(
+                "running {}  failed {}  {rate:.1} tasks/s{eta}  ({providers})",
+                s.running, s.failed
+            ));
+        }
+        drop(guard);
+    })
+}
+
+/// Clears the bar however the progress task ends (including `abort`).
+struct BarGuard(ProgressBar);
+
+impl Drop for BarGuard {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
+fn report(f: &Finished, json: bool) -> anyhow::Result<()> {
+    use std::io::Write;
+    let s = &f.summary;
+    let mut out = std::io::stdout().lock();
+    if json {
+        let mut v = serde_json::to_value(s).context("encode summary")?;
+        if let Some(stdout) = &f.reduce_stdout {
+            v["reduce_stdout"] = String::from_utf8_lossy(stdout).into_owned().into();
+        }
+        writeln!(out, "{v}")?;
+        return Ok(());
+    }
+    if let Some(stdout) = &f.reduce_stdout {
+        out.write_all(stdout)?;
+        out.flush()?;
+    }
+    let t = &s.tasks;
+    let status = if s.interrupted {
+        "interrupted"
+    } else if f.success() {
+        "done"
+    } else {
+        "finished with failures"
+    };
+    eprintln!(
+        "naac: {status}: {}/{} tasks succeeded, {} failed, {} retried in {:.2} s on {} providers ({:.2} G fuel)",
+        t.succeeded,
+        t.total,
+        t.failed,
+        t.retried,
+        s.wall_seconds,
+        s.providers.len(),
+        s.fuel_total as f64 / 1e9
+    );
+    for fl in s.failures.iter().take(10) {
+        eprintln!("  task {}: {}: {}", fl.task, fl.kind, fl.message);
+    }
+    if s.failures.len() > 10 {
+        eprintln!(
+            "  ... and {} more (see summary.json)",
+            s.failures.len() - 10
+        );
+    }
+    if let Some(r) = &s.reduce {
+        if r.outcome != "ok" {
+            eprintln!("  reduce: {}: {}", r.outcome, r.message);
+        }
+    }
+    if s.interrupted {
+        eprintln!(
+            "naac: kept the results of the {} finished tasks",
+            t.succeeded
+        );
+    }
+    eprintln!("naac: results in {}", s.out_dir.display());
+    Ok(())
+}
