@@ -6,7 +6,10 @@
 //! a bounded channel (with a oneshot for the reply), and read [`Event`]s from a bounded
 //! channel. Malformed or oversized frames fail that one stream; the node stays up.
 
+mod codec;
 mod identity;
+#[doc(hidden)]
+pub mod testing;
 
 pub use identity::{load_or_create_identity, peer_id_of};
 pub use libp2p::identity::Keypair;
@@ -16,7 +19,7 @@ use futures::StreamExt;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent, behaviour::toggle::Toggle};
 use libp2p::{StreamProtocol, Swarm, identify, mdns, noise, ping, tcp, yamux};
-use naac_proto::{MAX_MESSAGE_BYTES, Request, Response, TASK_PROTOCOL};
+use naac_proto::{Request, Response, TASK_PROTOCOL};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -92,7 +95,7 @@ struct Behaviour {
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     mdns: Toggle<mdns::tokio::Behaviour>,
-    task: request_response::cbor::Behaviour<Request, Response>,
+    task: request_response::Behaviour<codec::TaskCodec>,
 }
 
 enum Command {
@@ -223,9 +226,7 @@ fn build_swarm(keypair: Keypair, config: &Config) -> anyhow::Result<Swarm<Behavi
             } else {
                 None
             };
-            let codec = request_response::cbor::codec::Codec::default()
-                .set_request_size_maximum(MAX_MESSAGE_BYTES)
-                .set_response_size_maximum(MAX_MESSAGE_BYTES);
+            let codec = codec::TaskCodec;
             Ok(Behaviour {
                 identify: identify::Behaviour::new(
                     identify::Config::new("/naac/id/1".into(), key.public())

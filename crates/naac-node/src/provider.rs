@@ -199,6 +199,12 @@ impl Shared {
         let r = tokio::task::spawn_blocking(move || sandbox.run(&module, &run, &cancel))
             .await
             .context("task thread panicked")??;
+        let (mut stdout, mut stderr) = (r.stdout, r.stderr);
+        if r.outcome != naac_types::Outcome::Ok {
+            // A failed attempt's output is for diagnosis only: keep the tail.
+            keep_tail(&mut stdout, FAILED_OUTPUT_TAIL);
+            keep_tail(&mut stderr, FAILED_OUTPUT_TAIL);
+        }
         Ok(TaskResult {
             index: spec.index,
             attempt: spec.attempt,
@@ -207,14 +213,23 @@ impl Shared {
             message: r.message,
             fuel_used: r.fuel_used,
             wall_us: r.wall.as_micros() as u64,
-            stdout: r.stdout,
-            stderr: r.stderr,
+            stdout,
+            stderr,
             outputs: r
                 .outputs
                 .into_iter()
                 .map(|(name, data)| OutputFile { name, data })
                 .collect(),
         })
+    }
+}
+
+/// Bytes of stdout and stderr kept from a failed attempt.
+const FAILED_OUTPUT_TAIL: usize = 64 << 10;
+
+fn keep_tail(v: &mut Vec<u8>, n: usize) {
+    if v.len() > n {
+        v.drain(..v.len() - n);
     }
 }
 
