@@ -46,7 +46,58 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     naac_types::units::parse_duration(s)
 }
 
+/// One run of a job, as `naac run` and `naac bench` need it.
+pub struct Exec {
+    pub job: PathBuf,
+    pub workers: Option<u32>,
+    pub out: Option<PathBuf>,
+    pub join: Vec<Multiaddr>,
+    pub mdns: bool,
+    pub provider_wait: Duration,
+    pub provider_args: Vec<String>,
+    /// No progress bar or banner.
+    pub quiet: bool,
+    /// Receives the embedded pool's worker pids once it starts.
+    pub on_pool: Option<tokio::sync::oneshot::Sender<crate::pool::Pids>>,
+}
+
+pub enum Executed {
+    /// The job file, a module or an input is wrong.
+    Invalid(anyhow::Error),
+    Done(Finished),
+}
+
 pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
+    let json = a.json;
+    let exec = Exec {
+        job: a.job,
+        workers: a.workers,
+        out: a.out,
+        join: a.join,
+        mdns: !a.no_mdns,
+        provider_wait: a.provider_wait,
+        provider_args: a.provider_arg,
+        quiet: json,
+        on_pool: None,
+    };
+    let finished = match execute(exec).await? {
+        Executed::Invalid(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(2));
+        }
+        Executed::Done(f) => f,
+    };
+    report(&finished, json)?;
+    Ok(if finished.summary.interrupted {
+        ExitCode::from(130)
+    } else if finished.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
     let home = Home::from_env()?;
     home.ensure()?;
     let sandbox = Arc::new(
@@ -56,10 +107,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
     // Everything that depends on the user's input is checked before anything starts.
     let prepared = match requester::prepare(&a.job, &sandbox) {
         Ok(p) => p,
-        Err(RunError::Invalid(e)) => {
-            eprintln!("error: {e:#}");
-            return Ok(ExitCode::from(2));
-        }
+        Err(RunError::Invalid(e)) => return Ok(Executed::Invalid(e)),
         Err(RunError::Internal(e)) => return Err(e),
     };
     let out_dir = a.out.clone().unwrap_or_else(|| {
@@ -82,7 +130,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         naac_net::Config {
             listen: vec![listen],
             join: a.join.clone(),
-            mdns: !embedded && !a.no_mdns,
+            mdns: !embedded && a.mdns,
             ..naac_net::Config::default()
         },
     )
@@ -104,14 +152,18 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
             }
         };
         let workers = a.workers.unwrap_or_else(crate::node::cores).max(1);
-        pool = Some(Pool::start(workers, 1, &addr, &a.provider_arg)?);
-        if !a.json {
+        let p = Pool::start(workers, 1, &addr, &a.provider_args)?;
+        if let Some(tx) = a.on_pool {
+            let _ = tx.send(p.pids());
+        }
+        pool = Some(p);
+        if !a.quiet {
             eprintln!(
                 "naac: job {} ({total} tasks) on an embedded pool of {workers} providers",
                 prepared.job.name
             );
         }
-    } else if !a.json {
+    } else if !a.quiet {
         eprintln!(
             "naac: job {} ({total} tasks) on providers reached via {}",
             prepared.job.name,
@@ -124,7 +176,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
     }
 
     let (ptx, prx) = watch::channel(Progress::default());
-    let bar = progress_bar(total, prx, a.json);
+    let bar = progress_bar(total, prx, a.quiet);
     let opts = Options {
         out_dir: out_dir.clone(),
         sched: naac_sched::Config {
@@ -144,25 +196,15 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
     )
     .await;
     bar.abort();
+    let _ = bar.await;
     if let Some(p) = pool {
         p.stop().await;
     }
-    let finished = match result {
-        Ok(f) => f,
-        Err(RunError::Invalid(e)) => {
-            eprintln!("error: {e:#}");
-            return Ok(ExitCode::from(2));
-        }
-        Err(RunError::Internal(e)) => return Err(e),
-    };
-    report(&finished, a.json)?;
-    Ok(if finished.summary.interrupted {
-        ExitCode::from(130)
-    } else if finished.success() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    match result {
+        Ok(f) => Ok(Executed::Done(f)),
+        Err(RunError::Invalid(e)) => Ok(Executed::Invalid(e)),
+        Err(RunError::Internal(e)) => Err(e),
+    }
 }
 
 fn progress_bar(
