@@ -102,6 +102,7 @@ pub struct Sandbox {
     /// Hash of the engine's settings and wasmtime's version: part of every disk cache key.
     engine_key: [u8; 32],
     ready: Mutex<HashMap<ContentId, Prepared>>,
+    scratch: run::ScratchPool,
     stop_ticker: Arc<AtomicBool>,
 }
 
@@ -147,6 +148,7 @@ impl Sandbox {
             config,
             engine_key,
             ready: Mutex::new(HashMap::new()),
+            scratch: run::ScratchPool::default(),
             stop_ticker,
         })
     }
@@ -204,7 +206,14 @@ impl Sandbox {
         task: &TaskRun,
         cancel: &Arc<AtomicBool>,
     ) -> anyhow::Result<RunResult> {
-        run::run(&self.engine, &self.config, module, task, cancel)
+        run::run(
+            &self.engine,
+            &self.config,
+            &self.scratch,
+            module,
+            task,
+            cancel,
+        )
     }
 
     fn key(&self, id: &ContentId) -> [u8; 32] {

@@ -5,9 +5,9 @@ use crate::{Prepared, SandboxConfig, wasm_err};
 use anyhow::Context as _;
 use naac_types::units::format_size;
 use naac_types::{Limits, Outcome};
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
@@ -48,19 +48,88 @@ pub struct RunResult {
 pub(crate) fn run(
     engine: &Engine,
     cfg: &SandboxConfig,
+    scratch_pool: &ScratchPool,
     module: &Prepared,
     task: &TaskRun,
     cancel: &Arc<AtomicBool>,
 ) -> anyhow::Result<RunResult> {
     let started = Instant::now();
-    let scratch = tempfile::Builder::new()
-        .prefix("task-")
-        .tempdir_in(&cfg.work_dir)
-        .with_context(|| format!("create a task directory in {}", cfg.work_dir.display()))?;
-    let in_dir = scratch.path().join("in");
-    let out_dir = scratch.path().join("out");
-    std::fs::create_dir(&in_dir).context("create /in")?;
-    std::fs::create_dir(&out_dir).context("create /out")?;
+    let scratch = scratch_pool.take(&cfg.work_dir)?;
+    let result = run_in(engine, cfg, module, task, cancel, &scratch, started);
+    scratch_pool.give_back(scratch);
+    result
+}
+
+/// A task's `/in` and `/out`, reused across tasks: creating and deleting directories per task
+/// costs more than a no-op task itself on ext4.
+pub(crate) struct Scratch {
+    _root: tempfile::TempDir,
+    in_dir: PathBuf,
+    out_dir: PathBuf,
+}
+
+/// Clean scratch directories ready for the next task.
+#[derive(Default)]
+pub(crate) struct ScratchPool {
+    free: Mutex<Vec<Scratch>>,
+}
+
+/// Scratch directories kept for reuse.
+const MAX_FREE_SCRATCH: usize = 64;
+
+impl ScratchPool {
+    fn take(&self, work_dir: &Path) -> anyhow::Result<Scratch> {
+        if let Some(s) = self.free.lock().expect("scratch lock").pop() {
+            return Ok(s);
+        }
+        let root = tempfile::Builder::new()
+            .prefix("task-")
+            .tempdir_in(work_dir)
+            .with_context(|| format!("create a task directory in {}", work_dir.display()))?;
+        let in_dir = root.path().join("in");
+        let out_dir = root.path().join("out");
+        std::fs::create_dir(&in_dir).context("create /in")?;
+        std::fs::create_dir(&out_dir).context("create /out")?;
+        Ok(Scratch {
+            _root: root,
+            in_dir,
+            out_dir,
+        })
+    }
+
+    /// Empties the directories and keeps them, or drops (deletes) them if that fails.
+    fn give_back(&self, s: Scratch) {
+        if empty_dir(&s.in_dir).is_ok() && empty_dir(&s.out_dir).is_ok() {
+            let mut free = self.free.lock().expect("scratch lock");
+            if free.len() < MAX_FREE_SCRATCH {
+                free.push(s);
+            }
+        }
+    }
+}
+
+fn empty_dir(dir: &Path) -> std::io::Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        if e.file_type()?.is_dir() {
+            std::fs::remove_dir_all(e.path())?;
+        } else {
+            std::fs::remove_file(e.path())?;
+        }
+    }
+    Ok(())
+}
+
+fn run_in(
+    engine: &Engine,
+    cfg: &SandboxConfig,
+    module: &Prepared,
+    task: &TaskRun,
+    cancel: &Arc<AtomicBool>,
+    scratch: &Scratch,
+    started: Instant,
+) -> anyhow::Result<RunResult> {
+    let (in_dir, out_dir) = (&scratch.in_dir, &scratch.out_dir);
     for (name, bytes) in &task.inputs {
         if !is_plain_name(name) {
             anyhow::bail!("input file name {name:?} is not a plain file name");
@@ -91,9 +160,9 @@ pub(crate) fn run(
     for a in &task.args {
         b.arg(a);
     }
-    b.preopened_dir(&in_dir, "/in", FsPerms::ReadOnly)
+    b.preopened_dir(in_dir, "/in", FsPerms::ReadOnly)
         .map_err(|e| wasm_err(e, "preopen /in"))?;
-    b.preopened_dir(&out_dir, "/out", FsPerms::ReadWrite)
+    b.preopened_dir(out_dir, "/out", FsPerms::ReadWrite)
         .map_err(|e| wasm_err(e, "preopen /out"))?;
 
     let timeout = task.limits.timeout();

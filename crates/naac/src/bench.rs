@@ -241,7 +241,10 @@ impl Bench {
         let scale = if self.quick { 4 } else { 1 };
         let pi_samples = 100_000_000 / scale;
         let sha_rounds = 4_000_000 / scale;
-        let sandbox = Sandbox::start(SandboxConfig::new(self.dir.join("work")))?;
+        let work = self.dir.join("work");
+        // wasmtime-wasi's synchronous API must not run on an async worker thread.
+        let (pi_wasm, pi_native, sha_wasm, sha_native) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let sandbox = Sandbox::start(SandboxConfig::new(work))?;
         let id = ContentId::of(TESTKIT);
         let module = sandbox.compile(&id, TESTKIT)?;
         let run = |args: &[String]| -> anyhow::Result<(Duration, String)> {
@@ -295,6 +298,10 @@ impl Bench {
             Ok((t0.elapsed(), naac_guest::hex(&h)))
         })?;
         anyhow::ensure!(sha_out == sha_native_out, "sha256 kernel differs");
+        Ok((pi_wasm, pi_native, sha_wasm, sha_native))
+        })
+        .await
+        .context("guest benchmark thread panicked")??;
         let pi_ratio = pi_native.as_secs_f64() / pi_wasm.as_secs_f64();
         let sha_ratio = sha_native.as_secs_f64() / sha_wasm.as_secs_f64();
         Ok(vec![

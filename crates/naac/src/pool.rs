@@ -81,6 +81,9 @@ impl Pool {
                 let mut child = first;
                 let mut restarts = 0;
                 loop {
+                    // Held here: `Child::wait` would close it, and a closed stdin tells the
+                    // worker to exit.
+                    let stdin = child.stdin.take();
                     pids.lock().expect("pids lock")[i] = child.id();
                     tokio::select! {
                         status = child.wait() => {
@@ -104,7 +107,7 @@ impl Pool {
                         }
                         _ = stop_rx.changed() => {
                             // Closing stdin asks the worker to exit; kill it if it lingers.
-                            drop(child.stdin.take());
+                            drop(stdin);
                             if tokio::time::timeout(Duration::from_secs(2), child.wait()).await.is_err() {
                                 let _ = child.kill().await;
                             }
