@@ -330,19 +330,15 @@ impl EventLoop {
                 peer_id,
                 num_established,
                 ..
-            } => {
-                if num_established.get() == 1 {
-                    self.emit(Event::Connected(peer_id)).await;
-                }
+            } if num_established.get() == 1 => {
+                self.emit(Event::Connected(peer_id)).await;
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established,
+                num_established: 0,
                 ..
             } => {
-                if num_established == 0 {
-                    self.emit(Event::Disconnected(peer_id)).await;
-                }
+                self.emit(Event::Disconnected(peer_id)).await;
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!("could not connect to {peer_id:?}: {error}");

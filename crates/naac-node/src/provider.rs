@@ -61,10 +61,13 @@ struct JobState {
     reporting: bool,
 }
 
+/// A blob, or the fetch that will produce it.
+type BlobCell = Arc<OnceCell<Arc<Vec<u8>>>>;
+
 /// Blobs by content id, fetched at most once at a time.
 #[derive(Default)]
 struct Blobs {
-    cells: Mutex<HashMap<ContentId, Arc<OnceCell<Arc<Vec<u8>>>>>>,
+    cells: Mutex<HashMap<ContentId, BlobCell>>,
     bytes: Mutex<usize>,
 }
 

@@ -217,14 +217,13 @@ pub async fn run(
                 } else if no_provider_since.is_none() {
                     no_provider_since = Some(Instant::now());
                 }
-                if let Some(since) = no_provider_since {
-                    if since.elapsed() > opts.provider_wait {
+                if let Some(since) = no_provider_since
+                    && since.elapsed() > opts.provider_wait {
                         return Err(anyhow::anyhow!(
                             "no provider joined within {:?}; {} tasks are waiting\nhint: start providers with `naac node --provide` and pass --join ADDR, or run without --join to use this machine's cores",
                             opts.provider_wait, p.pending
                         ).into());
                     }
-                }
                 progress.send_replace(Progress { sched: p, fuel: r.fuel, elapsed: started.elapsed() });
             }
         }
@@ -287,13 +286,14 @@ pub async fn run(
         reduce: None,
     };
     let mut reduce_stdout = None;
-    if let Some((module, args)) = &prepared.reduce {
-        if !interrupted && final_progress.succeeded == total {
-            let (rs, out) = reduce(&prepared, module, args, &opts.out_dir, &sandbox).await?;
-            summary.fuel_total += rs.fuel;
-            summary.reduce = Some(rs);
-            reduce_stdout = out;
-        }
+    if let Some((module, args)) = &prepared.reduce
+        && !interrupted
+        && final_progress.succeeded == total
+    {
+        let (rs, out) = reduce(&prepared, module, args, &opts.out_dir, &sandbox).await?;
+        summary.fuel_total += rs.fuel;
+        summary.reduce = Some(rs);
+        reduce_stdout = out;
     }
     summary.wall_seconds = started.elapsed().as_secs_f64();
     output::write_json_atomic(&opts.out_dir.join("summary.json"), &summary)?;

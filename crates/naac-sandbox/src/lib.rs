@@ -189,10 +189,10 @@ impl Sandbox {
         let module =
             Module::new(&self.engine, bytes).map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
         let p = self.link(*id, &module)?;
-        if let Some(dir) = &self.config.cache_dir {
-            if let Err(e) = cache::store(&module, dir, &self.key(id)) {
-                tracing::warn!("failed to cache compiled module {}: {e:#}", id.short());
-            }
+        if let Some(dir) = &self.config.cache_dir
+            && let Err(e) = cache::store(&module, dir, &self.key(id))
+        {
+            tracing::warn!("failed to cache compiled module {}: {e:#}", id.short());
         }
         self.remember(p.clone());
         Ok(p)
@@ -238,10 +238,10 @@ impl Sandbox {
 
     fn remember(&self, p: Prepared) {
         let mut ready = self.ready.lock().expect("cache lock");
-        if ready.len() >= MEMORY_CACHE_ENTRIES {
-            if let Some(k) = ready.keys().next().copied() {
-                ready.remove(&k);
-            }
+        if ready.len() >= MEMORY_CACHE_ENTRIES
+            && let Some(k) = ready.keys().next().copied()
+        {
+            ready.remove(&k);
         }
         ready.insert(p.id, p);
     }

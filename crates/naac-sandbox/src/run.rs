@@ -226,13 +226,9 @@ fn run_in(
     let mut outputs = Vec::new();
     if outcome == Outcome::Ok {
         let mut total = 0u64;
-        if let Err(e) = collect_outputs(
-            &out_dir,
-            &out_dir,
-            cfg.output_limit,
-            &mut total,
-            &mut outputs,
-        ) {
+        if let Err(e) =
+            collect_outputs(out_dir, out_dir, cfg.output_limit, &mut total, &mut outputs)
+        {
             outcome = Outcome::Trap;
             message = e;
             outputs.clear();

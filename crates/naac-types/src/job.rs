@@ -570,22 +570,22 @@ impl Job {
 fn toml_error(cx: &Ctx<'_>, e: &toml::de::Error) -> JobError {
     let msg = e.message().trim().to_string();
     // serde's message for deny_unknown_fields: "unknown field `x`, expected one of `a`, `b`"
-    if let Some(rest) = msg.strip_prefix("unknown field `") {
-        if let Some(end) = rest.find('`') {
-            let key = &rest[..end];
-            let candidates: &[&str] = if rest.contains("`fuel`") {
-                LIMIT_KEYS
-            } else if rest.contains("`module`") && !rest.contains("`sweep`") {
-                REDUCE_KEYS
-            } else {
-                TOP_KEYS
-            };
-            let hint = match did_you_mean(key, candidates.iter().copied()) {
-                Some(k) => format!("did you mean \"{k}\"?"),
-                None => format!("known keys here: {}", candidates.join(", ")),
-            };
-            return cx.err(e.span(), None, format!("unknown key \"{key}\""), Some(hint));
-        }
+    if let Some(rest) = msg.strip_prefix("unknown field `")
+        && let Some(end) = rest.find('`')
+    {
+        let key = &rest[..end];
+        let candidates: &[&str] = if rest.contains("`fuel`") {
+            LIMIT_KEYS
+        } else if rest.contains("`module`") && !rest.contains("`sweep`") {
+            REDUCE_KEYS
+        } else {
+            TOP_KEYS
+        };
+        let hint = match did_you_mean(key, candidates.iter().copied()) {
+            Some(k) => format!("did you mean \"{k}\"?"),
+            None => format!("known keys here: {}", candidates.join(", ")),
+        };
+        return cx.err(e.span(), None, format!("unknown key \"{key}\""), Some(hint));
     }
     if let Some(rest) = msg.strip_prefix("missing field `") {
         let key = rest.split('`').next().unwrap_or(rest);

@@ -396,10 +396,10 @@ async fn round_trips(rounds: u32) -> anyhow::Result<Vec<Duration>> {
     )
     .await?;
     let addr = loop {
-        if let Some(Event::Listening(_)) = events.recv().await {
-            if let Some(a) = client.listen_addrs().await.into_iter().next() {
-                break a;
-            }
+        if let Some(Event::Listening(_)) = events.recv().await
+            && let Some(a) = client.listen_addrs().await.into_iter().next()
+        {
+            break a;
         }
     };
     let pool = Pool::start(1, 1, &addr, &[])?;

@@ -64,7 +64,7 @@ pub struct Exec {
 pub enum Executed {
     /// The job file, a module or an input is wrong.
     Invalid(anyhow::Error),
-    Done(Finished),
+    Done(Box<Finished>),
 }
 
 pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
@@ -201,7 +201,7 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
         p.stop().await;
     }
     match result {
-        Ok(f) => Ok(Executed::Done(f)),
+        Ok(f) => Ok(Executed::Done(Box::new(f))),
         Err(RunError::Invalid(e)) => Ok(Executed::Invalid(e)),
         Err(RunError::Internal(e)) => Err(e),
     }
@@ -303,10 +303,10 @@ fn report(f: &Finished, json: bool) -> anyhow::Result<()> {
             s.failures.len() - 10
         );
     }
-    if let Some(r) = &s.reduce {
-        if r.outcome != "ok" {
-            eprintln!("  reduce: {}: {}", r.outcome, r.message);
-        }
+    if let Some(r) = &s.reduce
+        && r.outcome != "ok"
+    {
+        eprintln!("  reduce: {}: {}", r.outcome, r.message);
     }
     if s.interrupted {
         eprintln!(
