@@ -26,6 +26,9 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Capacity of the command and event channels.
 const CHANNEL_CAPACITY: usize = 1024;
+/// Events held back while the owner is slow; beyond this, events are dropped (a dropped
+/// request simply times out at its sender).
+const MAX_BACKLOG: usize = 8192;
 
 /// Network settings.
 #[derive(Clone, Debug)]
@@ -195,6 +198,7 @@ pub async fn start(
         events: ev_tx,
         pending: HashMap::new(),
         listeners: Vec::new(),
+        backlog: std::collections::VecDeque::new(),
     };
     tokio::spawn(event_loop.run());
     Ok((
@@ -239,7 +243,7 @@ fn build_swarm(keypair: Keypair, config: &Config) -> anyhow::Result<Swarm<Behavi
                     [(StreamProtocol::new(TASK_PROTOCOL), ProtocolSupport::Full)],
                     request_response::Config::default()
                         .with_request_timeout(request_timeout)
-                        .with_max_concurrent_streams(1024),
+                        .with_max_concurrent_streams(128),
                 ),
             })
         })?
@@ -255,16 +259,24 @@ pub struct EventLoop {
     events: mpsc::Sender<Event>,
     pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, RequestError>>>,
     listeners: Vec<Multiaddr>,
+    /// Events the owner has not taken yet. The swarm never waits on its owner (the owner may be
+    /// waiting on us to accept a command), so events queue here, bounded.
+    backlog: std::collections::VecDeque<Event>,
 }
 
 impl EventLoop {
     async fn run(mut self) {
+        let events = self.events.clone();
         loop {
             tokio::select! {
-                ev = self.swarm.select_next_some() => self.on_swarm(ev).await,
+                ev = self.swarm.select_next_some() => self.on_swarm(ev),
                 cmd = self.commands.recv() => match cmd {
                     Some(c) => self.on_command(c),
                     None => break,
+                },
+                permit = events.reserve(), if !self.backlog.is_empty() => match permit {
+                    Ok(p) => p.send(self.backlog.pop_front().expect("backlog is not empty")),
+                    Err(_) => self.backlog.clear(),
                 },
             }
         }
@@ -311,17 +323,32 @@ impl EventLoop {
         }
     }
 
-    async fn emit(&mut self, e: Event) {
-        // Bounded: a slow owner slows the network down instead of growing a queue.
-        let _ = self.events.send(e).await;
+    fn emit(&mut self, e: Event) {
+        if !self.backlog.is_empty() {
+            self.push_backlog(e);
+            return;
+        }
+        match self.events.try_send(e) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(e)) => self.push_backlog(e),
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
     }
 
-    async fn on_swarm(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+    fn push_backlog(&mut self, e: Event) {
+        if self.backlog.len() >= MAX_BACKLOG {
+            tracing::warn!("the node is not keeping up with the network; dropped an event");
+            return;
+        }
+        self.backlog.push_back(e);
+    }
+
+    fn on_swarm(&mut self, ev: SwarmEvent<BehaviourEvent>) {
         match ev {
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::debug!("listening on {address}");
                 self.listeners.push(address.clone());
-                self.emit(Event::Listening(address)).await;
+                self.emit(Event::Listening(address));
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.listeners.retain(|a| *a != address);
@@ -331,14 +358,14 @@ impl EventLoop {
                 num_established,
                 ..
             } if num_established.get() == 1 => {
-                self.emit(Event::Connected(peer_id)).await;
+                self.emit(Event::Connected(peer_id));
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 num_established: 0,
                 ..
             } => {
-                self.emit(Event::Disconnected(peer_id)).await;
+                self.emit(Event::Disconnected(peer_id));
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!("could not connect to {peer_id:?}: {error}");
@@ -351,12 +378,12 @@ impl EventLoop {
                     }
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Task(ev)) => self.on_task(ev).await,
+            SwarmEvent::Behaviour(BehaviourEvent::Task(ev)) => self.on_task(ev),
             _ => {}
         }
     }
 
-    async fn on_task(&mut self, ev: request_response::Event<Request, Response>) {
+    fn on_task(&mut self, ev: request_response::Event<Request, Response>) {
         use request_response::{Event as E, InboundFailure, Message, OutboundFailure};
         match ev {
             E::Message {
@@ -371,8 +398,7 @@ impl EventLoop {
                     peer,
                     request,
                     channel,
-                })
-                .await;
+                });
             }
             E::Message {
                 message:
@@ -412,8 +438,7 @@ impl EventLoop {
                     self.emit(Event::BadFrame {
                         peer,
                         error: e.to_string(),
-                    })
-                    .await;
+                    });
                 }
                 other => tracing::debug!("inbound request from {peer} failed: {other}"),
             },

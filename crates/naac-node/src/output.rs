@@ -56,9 +56,9 @@ pub fn write_result_dir(
 }
 
 /// A path from a peer, accepted only if it stays inside the directory it is joined to.
-fn safe_relative(name: &str) -> Option<PathBuf> {
+pub fn safe_relative(name: &str) -> Option<PathBuf> {
     let p = Path::new(name);
-    if name.is_empty() || name.len() > 4096 {
+    if name.is_empty() || name.len() > 4096 || name.contains(['\\', '\0']) {
         return None;
     }
     let mut out = PathBuf::new();

@@ -27,6 +27,9 @@ use crate::Home;
 /// How often a provider renews the leases of the tasks it holds.
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
 
+/// Modules kept linked and ready in memory.
+const MAX_MODULES: usize = 64;
+
 /// Most blob bytes kept in memory for reuse across tasks.
 const BLOB_CACHE_BYTES: usize = 512 << 20;
 
@@ -53,12 +56,32 @@ enum Internal {
     },
 }
 
+/// One task attempt we hold: queued or running.
+struct Held {
+    attempt: u32,
+    cancel: Arc<AtomicBool>,
+}
+
 #[derive(Default)]
 struct JobState {
-    /// Tasks held (queued or running) and their cancel flags.
-    held: HashMap<u32, Arc<AtomicBool>>,
+    /// Tasks queued or running, by index.
+    held: HashMap<u32, Held>,
+    /// Finished results not yet sent.
     outbox: Vec<TaskResult>,
+    /// `(task, attempt)` of results in the report in flight.
+    inflight: Vec<(u32, u32)>,
     reporting: bool,
+}
+
+impl JobState {
+    /// Every attempt the requester should consider ours: held, waiting to be sent, or sent
+    /// and not yet acknowledged.
+    fn all_held(&self) -> Vec<(u32, u32)> {
+        let mut v: Vec<(u32, u32)> = self.held.iter().map(|(i, h)| (*i, h.attempt)).collect();
+        v.extend(self.outbox.iter().map(|r| (r.index, r.attempt)));
+        v.extend_from_slice(&self.inflight);
+        v
+    }
 }
 
 /// A blob, or the fetch that will produce it.
@@ -85,8 +108,10 @@ impl Blobs {
             .entry(id)
             .or_default()
             .clone();
+        let mut fetched = false;
         let blob = cell
             .get_or_try_init(|| async {
+                fetched = true;
                 let resp = client
                     .request(peer, Request::new(RequestBody::Fetch { id }))
                     .await
@@ -106,6 +131,9 @@ impl Blobs {
             })
             .await?
             .clone();
+        if !fetched {
+            return Ok(blob);
+        }
         let mut total = self.bytes.lock().expect("blob lock");
         *total += blob.len();
         if *total > BLOB_CACHE_BYTES {
@@ -128,13 +156,14 @@ struct Shared {
 
 impl Shared {
     async fn module(&self, peer: PeerId, id: ContentId) -> anyhow::Result<Prepared> {
-        let cell = self
-            .modules
-            .lock()
-            .expect("module lock")
-            .entry(id)
-            .or_default()
-            .clone();
+        let cell = {
+            let mut modules = self.modules.lock().expect("module lock");
+            if modules.len() >= MAX_MODULES && !modules.contains_key(&id) {
+                // Bounded: start over (the sandbox's own cache still has them compiled).
+                modules.clear();
+            }
+            modules.entry(id).or_default().clone()
+        };
         cell.get_or_try_init(|| async {
             let sandbox = self.sandbox.clone();
             if let Some(p) = tokio::task::spawn_blocking(move || sandbox.cached(&id)).await? {
@@ -312,8 +341,8 @@ pub async fn run(
         }
     }
     for job in p.jobs.values() {
-        for c in job.held.values() {
-            c.store(true, Ordering::Relaxed);
+        for h in job.held.values() {
+            h.cancel.store(true, Ordering::Relaxed);
         }
     }
     tracing::info!("provider stopped");
@@ -356,8 +385,8 @@ impl Provider {
                             job.held.len(),
                             k.1.short()
                         );
-                        for c in job.held.values() {
-                            c.store(true, Ordering::Relaxed);
+                        for h in job.held.values() {
+                            h.cancel.store(true, Ordering::Relaxed);
                         }
                     }
                 }
@@ -379,10 +408,10 @@ impl Provider {
             RequestBody::Cancel { job, tasks } => {
                 if let Some(state) = self.jobs.get_mut(&(peer, job)) {
                     let cancel_all = tasks.is_empty();
-                    let wanted: HashSet<u32> = tasks.into_iter().collect();
-                    state.held.retain(|t, c| {
-                        if cancel_all || wanted.contains(t) {
-                            c.store(true, Ordering::Relaxed);
+                    let wanted: HashSet<(u32, u32)> = tasks.into_iter().collect();
+                    state.held.retain(|t, h| {
+                        if cancel_all || wanted.contains(&(*t, h.attempt)) {
+                            h.cancel.store(true, Ordering::Relaxed);
                             false
                         } else {
                             true
@@ -415,9 +444,13 @@ impl Provider {
         let state = self.jobs.entry(key).or_default();
         for spec in a.tasks {
             let cancel = Arc::new(AtomicBool::new(false));
-            if let Some(old) = state.held.insert(spec.index, cancel.clone()) {
+            let held = Held {
+                attempt: spec.attempt,
+                cancel: cancel.clone(),
+            };
+            if let Some(old) = state.held.insert(spec.index, held) {
                 // A new attempt of a task we still hold: the old one is stale.
-                old.store(true, Ordering::Relaxed);
+                old.cancel.store(true, Ordering::Relaxed);
             }
             let shared = self.shared.clone();
             let info = info.clone();
@@ -436,26 +469,29 @@ impl Provider {
                     return;
                 };
                 match job.held.get(&result.index) {
-                    // Cancelled or superseded: the requester no longer wants it.
-                    Some(c) if !c.load(Ordering::Relaxed) => {}
+                    // Only the attempt we still hold counts; a cancelled or superseded
+                    // attempt's result is not wanted.
+                    Some(h) if h.attempt == result.attempt && !h.cancel.load(Ordering::Relaxed) => {
+                    }
                     _ => return,
                 }
                 job.held.remove(&result.index);
                 job.outbox.push(result);
-                self.send_report(key);
+                self.send_report(key, false);
             }
             Internal::ReportSent { key, unsent } => {
                 let Some(job) = self.jobs.get_mut(&key) else {
                     return;
                 };
                 job.reporting = false;
+                job.inflight.clear();
                 if !unsent.is_empty() {
                     // Keep them for the next report (the heartbeat retries).
                     let later = std::mem::replace(&mut job.outbox, unsent);
                     job.outbox.extend(later);
                     return;
                 }
-                self.send_report(key);
+                self.send_report(key, false);
             }
         }
     }
@@ -463,21 +499,35 @@ impl Provider {
     fn heartbeat(&mut self) {
         let keys: Vec<JobKey> = self.jobs.keys().copied().collect();
         for k in keys {
-            self.send_report(k);
+            self.send_report(k, true);
         }
     }
 
-    /// Sends the job's pending results (or a bare lease renewal when the heartbeat asks),
-    /// unless a report is already in flight; forgets jobs with nothing left.
-    fn send_report(&mut self, key: JobKey) {
+    /// Sends the job's pending results, unless a report is already in flight; forgets jobs
+    /// with nothing left. A heartbeat always goes out (a bare lease renewal next to a large
+    /// report still uploading), so leases do not lapse during long transfers.
+    fn send_report(&mut self, key: JobKey, heartbeat: bool) {
         let Some(job) = self.jobs.get_mut(&key) else {
             return;
         };
-        if job.reporting {
+        if job.outbox.is_empty() && job.held.is_empty() && !job.reporting {
+            self.jobs.remove(&key);
             return;
         }
-        if job.outbox.is_empty() && job.held.is_empty() {
-            self.jobs.remove(&key);
+        if job.reporting {
+            if heartbeat {
+                let renewal = Report {
+                    job: key.1,
+                    results: Vec::new(),
+                    held: job.all_held(),
+                };
+                let client = self.shared.client.clone();
+                tokio::spawn(async move {
+                    let _ = client
+                        .request(key.0, Request::new(RequestBody::Report(renewal)))
+                        .await;
+                });
+            }
             return;
         }
         let mut size = 0;
@@ -490,14 +540,15 @@ impl Provider {
             n += 1;
         }
         let results: Vec<TaskResult> = job.outbox.drain(..n).collect();
-        let running: Vec<u32> = job.held.keys().copied().collect();
+        job.inflight = results.iter().map(|r| (r.index, r.attempt)).collect();
+        let held = job.all_held();
         job.reporting = true;
         let shared = self.shared.clone();
         tokio::spawn(async move {
             let req = Request::new(RequestBody::Report(Report {
                 job: key.1,
                 results,
-                running,
+                held,
             }));
             let unsent = match shared.client.request(key.0, req.clone()).await {
                 Ok(Response {

@@ -253,18 +253,23 @@ pub async fn run(
         ..
     } = r;
     drop(write_tx);
-    writer
-        .await
-        .context("result writer panicked")?
-        .context("write results")?;
+    let write_errors = writer.await.context("result writer panicked")?;
+    let mut failures = failures;
+    for (task, message) in &write_errors {
+        failures.push(Failure {
+            task: *task as u64,
+            kind: "write".into(),
+            message: format!("result could not be written: {message}"),
+        });
+    }
 
     let mut summary = Summary {
         job_id: prepared.id.to_hex(),
         name: prepared.job.name.clone(),
         tasks: TaskCounts {
             total: total as u64,
-            succeeded: final_progress.succeeded as u64,
-            failed: final_progress.failed as u64,
+            succeeded: final_progress.succeeded as u64 - write_errors.len() as u64,
+            failed: final_progress.failed as u64 + write_errors.len() as u64,
             retried: final_progress.retried as u64,
         },
         wall_seconds: 0.0,
@@ -303,14 +308,20 @@ pub async fn run(
     })
 }
 
-/// The writer thread: one task directory per result, off the network loop.
-fn write_results(tasks_dir: &Path, mut rx: mpsc::Receiver<WriteJob>) -> anyhow::Result<()> {
+/// The writer thread: one task directory per result, off the network loop. A result that
+/// cannot be written (disk full, ...) is reported, not fatal: the others still land.
+fn write_results(tasks_dir: &Path, mut rx: mpsc::Receiver<WriteJob>) -> Vec<(u32, String)> {
+    let mut errors = Vec::new();
     while let Some(w) = rx.blocking_recv() {
         let dir = tasks_dir.join(w.index.to_string());
-        output::write_result_dir(&dir, &w.result.stdout, &w.result.stderr, &w.result.outputs)
-            .with_context(|| format!("write results of task {}", w.index))?;
+        if let Err(e) =
+            output::write_result_dir(&dir, &w.result.stdout, &w.result.stderr, &w.result.outputs)
+        {
+            tracing::error!("failed to write the results of task {}: {e:#}", w.index);
+            errors.push((w.index, format!("{e:#}")));
+        }
     }
-    Ok(())
+    errors
 }
 
 async fn reduce(
@@ -398,7 +409,8 @@ impl Run<'_> {
             }
             Event::Disconnected(peer) => {
                 self.known_peers.retain(|p| *p != peer);
-                self.sched.provider_lost(&peer);
+                let now = self.now();
+                self.sched.provider_lost(&peer, now);
                 self.drive();
             }
             Event::Request {
@@ -442,6 +454,20 @@ impl Run<'_> {
         }
         let now = self.now();
         self.sched.renew(&peer, now);
+        let held: Vec<(TaskId, u32)> = report
+            .held
+            .iter()
+            .chain(
+                report
+                    .results
+                    .iter()
+                    .map(|r| (r.index, r.attempt))
+                    .collect::<Vec<_>>()
+                    .iter(),
+            )
+            .map(|(t, a)| (TaskId(*t), *a))
+            .collect();
+        self.sched.reconcile(&peer, &held, now);
         for result in report.results {
             let index = result.index;
             if index as u64 >= self.prepared.job.task_count() {
@@ -449,12 +475,27 @@ impl Run<'_> {
                 continue;
             }
             let task = TaskId(index);
+            let bad_name = result
+                .outputs
+                .iter()
+                .find(|o| output::safe_relative(&o.name).is_none())
+                .map(|o| o.name.clone());
             match result.outcome {
+                Some(Outcome::Ok) if bad_name.is_some() => {
+                    let message = format!(
+                        "output file name {:?} is not a safe relative path",
+                        bad_name.unwrap_or_default()
+                    );
+                    self.last_failure
+                        .insert(index, (FailureKind::Rejected, message));
+                    self.sched
+                        .task_failed(&peer, task, result.attempt, FailureKind::Rejected, now);
+                }
                 Some(Outcome::Ok) => {
                     let run_ms = result.wall_us / 1000;
                     let fuel = result.fuel_used;
                     if self.sched.task_succeeded(&peer, task, run_ms, now) {
-                        self.fuel += fuel;
+                        self.fuel = self.fuel.saturating_add(fuel);
                         *self.per_provider.entry(peer).or_default() += 1;
                         self.last_failure.remove(&index);
                         if self
@@ -497,9 +538,14 @@ impl Run<'_> {
             }
             Internal::Hello(_, None) => {}
             Internal::AssignFailed(peer, why) => {
-                tracing::warn!("provider {peer} did not take its tasks: {why}");
+                tracing::warn!("provider {peer} did not take its tasks: {why}; dropping it");
                 self.known_peers.retain(|p| *p != peer);
-                self.sched.provider_lost(&peer);
+                let now = self.now();
+                self.sched.provider_lost(&peer, now);
+                // Its Hello is not repeated on this connection: close it, so a reconnect
+                // starts clean.
+                let client = self.client.clone();
+                tokio::spawn(async move { client.disconnect(peer).await });
             }
         }
         self.drive();
@@ -514,7 +560,7 @@ impl Run<'_> {
                     let client = self.client.clone();
                     let req = Request::new(RequestBody::Cancel {
                         job: self.prepared.id,
-                        tasks: tasks.iter().map(|t| t.0).collect(),
+                        tasks: tasks.iter().map(|(t, a)| (t.0, *a)).collect(),
                     });
                     tokio::spawn(async move {
                         let _ = client.request(provider, req).await;

@@ -48,10 +48,11 @@ pub enum RequestBody {
     /// Are you a provider, and how many slots do you have?
     Hello,
     Assign(Assign),
-    /// Drop these tasks of the job; an empty list means every task of the job.
+    /// Drop these attempts `(task, attempt)` of the job; an empty list means every task of
+    /// the job. A newer attempt of the same task is not affected.
     Cancel {
         job: JobId,
-        tasks: Vec<u32>,
+        tasks: Vec<(u32, u32)>,
     },
     /// Send me the blob with this content id (module, input, stdin).
     Fetch {
@@ -109,12 +110,15 @@ pub struct TaskSpec {
     pub seed: ContentId,
 }
 
-/// Finished results plus the tasks still held (their leases are renewed).
+/// Finished results plus every attempt still held: queued, running, or finished but not yet
+/// acknowledged. The report renews the provider's lease; an attempt the requester assigned
+/// a while ago that is missing from `held` is treated as lost.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Report {
     pub job: JobId,
     pub results: Vec<TaskResult>,
-    pub running: Vec<u32>,
+    /// `(task, attempt)` pairs.
+    pub held: Vec<(u32, u32)>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

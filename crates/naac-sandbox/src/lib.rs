@@ -115,6 +115,8 @@ impl Sandbox {
             // Determinism: identical bits on every host.
             .cranelift_nan_canonicalization(true)
             .relaxed_simd_deterministic(true)
+            // One linear memory per guest, so the memory limit is the guest's limit.
+            .wasm_multi_memory(false)
             // No threads: the `threads` feature of wasmtime is not even compiled in.
             .parallel_compilation(true);
         let engine = Engine::new(&c).map_err(|e| wasm_err(e, "create the wasmtime engine"))?;

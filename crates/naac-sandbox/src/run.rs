@@ -138,8 +138,10 @@ fn run_in(
             .with_context(|| format!("write input {name}"))?;
     }
 
-    let stdout = MemoryOutputPipe::new(cfg.stdout_limit);
-    let stderr = MemoryOutputPipe::new(cfg.stderr_limit);
+    // One byte of headroom: a buffer longer than the limit means the guest tried to write
+    // past it, whether or not it noticed the write error.
+    let stdout = MemoryOutputPipe::new(cfg.stdout_limit + 1);
+    let stderr = MemoryOutputPipe::new(cfg.stderr_limit + 1);
     let clock = VirtualClock::new();
     let mut b = WasiCtxBuilder::new();
     b.arg(&task.argv0)
@@ -206,21 +208,23 @@ fn run_in(
     let stop = store.data().stop;
     drop(store);
 
-    let stdout = stdout.contents().to_vec();
-    let stderr = stderr.contents().to_vec();
+    let mut stdout = stdout.contents().to_vec();
+    let mut stderr = stderr.contents().to_vec();
     let (mut outcome, exit_code, mut message) = classify(result, stop, &task.limits, timeout);
-    if stdout.len() >= cfg.stdout_limit && outcome != Outcome::Ok {
+    if stdout.len() > cfg.stdout_limit {
         outcome = Outcome::Trap;
         message = format!(
             "stdout exceeded its {} limit",
             format_size(cfg.stdout_limit as u64)
         );
-    } else if stderr.len() >= cfg.stderr_limit && outcome != Outcome::Ok {
+        stdout.truncate(cfg.stdout_limit);
+    } else if stderr.len() > cfg.stderr_limit {
         outcome = Outcome::Trap;
         message = format!(
             "stderr exceeded its {} limit",
             format_size(cfg.stderr_limit as u64)
         );
+        stderr.truncate(cfg.stderr_limit);
     }
 
     let mut outputs = Vec::new();
@@ -342,8 +346,9 @@ fn collect_outputs(
             let rel = path
                 .strip_prefix(root)
                 .expect("walked from root")
-                .to_string_lossy()
-                .replace('\\', "/");
+                .to_str()
+                .ok_or_else(|| format!("/out holds a file whose name is not UTF-8: {path:?}"))?
+                .to_string();
             out.push((rel, bytes));
         }
     }

@@ -50,6 +50,16 @@ impl ResourceLimiter for Ctx {
     ) -> wasmtime::Result<bool> {
         Ok(desired <= 1_000_000)
     }
+
+    // One memory, one instance: the memory limit is per memory, so more memories would
+    // multiply it.
+    fn memories(&self) -> usize {
+        1
+    }
+
+    fn instances(&self) -> usize {
+        1
+    }
 }
 
 /// A clock that starts at a fixed instant and advances one microsecond per reading, so

@@ -47,7 +47,13 @@ pub struct Config {
     pub queue_target_ms: u64,
     /// Upper bound on queued tasks per slot, whatever the task duration.
     pub max_queue_per_slot: u32,
+    /// A task assigned at least this long ago that its provider does not list as held is
+    /// lost (the assignment or its result went missing).
+    pub reconcile_grace_ms: u64,
 }
+
+/// Most slots a provider may claim; more is treated as this many.
+pub const MAX_SLOTS: u32 = 1024;
 
 impl Default for Config {
     fn default() -> Self {
@@ -56,6 +62,7 @@ impl Default for Config {
             lease_ms: 10_000,
             queue_target_ms: 20,
             max_queue_per_slot: 64,
+            reconcile_grace_ms: 5_000,
         }
     }
 }
@@ -68,8 +75,11 @@ pub enum Command<P> {
         provider: P,
         tasks: Vec<(TaskId, Attempt)>,
     },
-    /// Tell the provider to drop these tasks (they were reassigned or the job ended).
-    Cancel { provider: P, tasks: Vec<TaskId> },
+    /// Tell the provider to drop these attempts (they were reassigned or the job ended).
+    Cancel {
+        provider: P,
+        tasks: Vec<(TaskId, Attempt)>,
+    },
     /// The task failed for good; `kind` is the last attempt's failure.
     TaskFailed { task: TaskId, kind: FailureKind },
     /// Every task is done or failed.
@@ -93,7 +103,11 @@ pub struct Progress {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum State<P> {
     Pending,
-    Assigned { provider: P, attempt: Attempt },
+    Assigned {
+        provider: P,
+        attempt: Attempt,
+        since: Millis,
+    },
     Done,
     Failed,
 }
@@ -202,12 +216,13 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
                 (n as u32).min(self.config.max_queue_per_slot)
             }
         };
-        p.slots + p.slots * extra_per_slot
+        p.slots
+            .saturating_add(p.slots.saturating_mul(extra_per_slot))
     }
 
     /// A provider offers `slots` parallel slots.
     pub fn provider_joined(&mut self, provider: P, slots: u32, now: Millis) {
-        let slots = slots.max(1);
+        let slots = slots.clamp(1, MAX_SLOTS);
         match self.providers.get_mut(&provider) {
             Some(p) => {
                 p.slots = slots;
@@ -227,11 +242,11 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
                 self.order.push(provider);
             }
         }
-        self.fill();
+        self.fill(now);
     }
 
     /// The provider is gone (disconnected, refused us): its tasks go back to the queue.
-    pub fn provider_lost(&mut self, provider: &P) {
+    pub fn provider_lost(&mut self, provider: &P, now: Millis) {
         let Some(p) = self.providers.remove(provider) else {
             return;
         };
@@ -241,7 +256,7 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
         for t in lost {
             self.attempt_ended(t, provider, FailureKind::Lost);
         }
-        self.fill();
+        self.fill(now);
         self.check_finished();
     }
 
@@ -252,7 +267,7 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
             p.lease_deadline = now.plus(lease);
             if p.lapsed {
                 p.lapsed = false;
-                self.fill();
+                self.fill(now);
             }
         }
     }
@@ -260,14 +275,22 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
     /// A provider returned a good result. Returns `true` when the result is accepted (the
     /// task was not already finished); the caller keeps the result only then.
     pub fn task_succeeded(&mut self, provider: &P, task: TaskId, run_ms: u64, now: Millis) -> bool {
-        if !self.providers.contains_key(provider) {
-            // Only providers that joined (and were handed work) may report results.
+        let Some(t) = self.tasks.get(task.0 as usize) else {
+            return false;
+        };
+        // Only the current holder, or the one that held it last, may deliver its result.
+        let entitled = match &t.state {
+            State::Assigned { provider: p, .. } => {
+                p == provider || t.avoid.as_ref() == Some(provider)
+            }
+            State::Pending => t.avoid.as_ref() == Some(provider),
+            State::Done | State::Failed => false,
+        };
+        if !entitled || !self.providers.contains_key(provider) {
             return false;
         }
         self.renew(provider, now);
-        let Some(t) = self.tasks.get_mut(task.0 as usize) else {
-            return false;
-        };
+        let t = &mut self.tasks[task.0 as usize];
         match &t.state {
             State::Done | State::Failed => return false,
             State::Pending => {
@@ -277,9 +300,11 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
                 }
             }
             State::Assigned {
-                provider: holder, ..
+                provider: holder,
+                attempt,
+                ..
             } => {
-                let holder = holder.clone();
+                let (holder, attempt) = (holder.clone(), *attempt);
                 self.running -= 1;
                 if let Some(h) = self.providers.get_mut(&holder) {
                     h.assigned.remove(&task);
@@ -287,7 +312,7 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
                 if holder != *provider {
                     self.commands.push_back(Command::Cancel {
                         provider: holder,
-                        tasks: vec![task],
+                        tasks: vec![(task, attempt)],
                     });
                 }
             }
@@ -299,7 +324,7 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
             None => run,
             Some(m) => m * 0.9 + run * 0.1,
         });
-        self.fill();
+        self.fill(now);
         self.check_finished();
         true
     }
@@ -317,7 +342,7 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
         self.renew(provider, now);
         let current = matches!(
             self.tasks.get(task.0 as usize).map(|t| &t.state),
-            Some(State::Assigned { provider: p, attempt: a }) if p == provider && *a == attempt
+            Some(State::Assigned { provider: p, attempt: a, .. }) if p == provider && *a == attempt
         );
         if !current {
             return;
@@ -326,7 +351,7 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
             p.assigned.remove(&task);
         }
         self.attempt_ended(task, provider, kind);
-        self.fill();
+        self.fill(now);
         self.check_finished();
     }
 
@@ -348,17 +373,60 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
             let mut tasks: Vec<TaskId> = p.assigned.drain().collect();
             tasks.sort();
             if !tasks.is_empty() {
+                let with_attempts = tasks.iter().map(|t| (*t, self.attempt_of(*t))).collect();
                 self.commands.push_back(Command::Cancel {
                     provider: id.clone(),
-                    tasks: tasks.clone(),
+                    tasks: with_attempts,
                 });
             }
             for t in tasks {
                 self.attempt_ended(t, &id, FailureKind::Lost);
             }
         }
-        self.fill();
+        self.fill(now);
         self.check_finished();
+    }
+
+    /// The provider reported which attempts it still holds (running, queued, or finished but
+    /// not yet acknowledged). Attempts assigned to it long enough ago that are missing from
+    /// `held` went missing on the way (a lost assignment or result): they are lost.
+    pub fn reconcile(&mut self, provider: &P, held: &[(TaskId, Attempt)], now: Millis) {
+        let grace = self.config.reconcile_grace_ms;
+        let Some(p) = self.providers.get(provider) else {
+            return;
+        };
+        let held: HashSet<(TaskId, Attempt)> = held.iter().copied().collect();
+        let mut missing: Vec<TaskId> = p
+            .assigned
+            .iter()
+            .filter(|t| match &self.tasks[t.0 as usize].state {
+                State::Assigned { attempt, since, .. } => {
+                    since.plus(grace) <= now && !held.contains(&(**t, *attempt))
+                }
+                _ => false,
+            })
+            .copied()
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        missing.sort();
+        let p = self.providers.get_mut(provider).expect("checked above");
+        for t in &missing {
+            p.assigned.remove(t);
+        }
+        for t in missing {
+            self.attempt_ended(t, provider, FailureKind::Lost);
+        }
+        self.fill(now);
+        self.check_finished();
+    }
+
+    fn attempt_of(&self, task: TaskId) -> Attempt {
+        match &self.tasks[task.0 as usize].state {
+            State::Assigned { attempt, .. } => *attempt,
+            _ => 0,
+        }
     }
 
     /// Ends the current attempt of `task` (already removed from the provider's set):
@@ -385,7 +453,7 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
     }
 
     /// Hands out pending tasks to providers with room, in join order.
-    fn fill(&mut self) {
+    fn fill(&mut self, now: Millis) {
         if self.finished {
             return;
         }
@@ -442,6 +510,7 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
                 task.state = State::Assigned {
                     provider: id.clone(),
                     attempt: task.attempts,
+                    since: now,
                 };
                 p.assigned.insert(t);
                 out.push((t, task.attempts));

@@ -30,9 +30,10 @@ impl Harness {
                 }
                 Command::Cancel { provider, tasks } => {
                     if let Some(h) = self.held.get_mut(&provider) {
-                        h.retain(|(t, _)| !tasks.contains(t));
+                        h.retain(|held| !tasks.contains(held));
                     }
-                    self.cancels.push((provider, tasks));
+                    self.cancels
+                        .push((provider, tasks.iter().map(|(t, _)| *t).collect()));
                 }
                 Command::TaskFailed { task, kind } => self.failed.push((task, kind)),
                 Command::JobFinished => {
@@ -73,7 +74,7 @@ impl Harness {
 
     fn lose(&mut self, p: u32) {
         self.held.remove(&p);
-        self.s.provider_lost(&p);
+        self.s.provider_lost(&p, Millis(0));
         self.drain();
     }
 
@@ -91,7 +92,48 @@ fn cfg() -> Config {
         lease_ms: 1_000,
         queue_target_ms: 20,
         max_queue_per_slot: 8,
+        reconcile_grace_ms: 500,
     }
+}
+
+#[test]
+fn attempts_missing_from_a_report_are_lost_after_the_grace() {
+    let mut h = Harness::new(3, cfg());
+    h.join(1, 1, 0);
+    let held = h.held[&1].clone();
+    assert_eq!(held.len(), 2);
+    // Too early: nothing happens even though the provider lists nothing.
+    h.s.reconcile(&1, &[], Millis(100));
+    h.drain();
+    assert_eq!(h.s.progress().running, 2);
+    // The provider only knows the first one: the second went missing.
+    h.s.reconcile(&1, &held[..1], Millis(600));
+    h.drain();
+    let pr = h.s.progress();
+    assert_eq!(pr.retried, 1);
+    let now_held = h.held[&1].clone();
+    h.held.insert(1, vec![held[0]]);
+    assert!(now_held.len() >= 2);
+}
+
+#[test]
+fn strangers_cannot_deliver_results() {
+    let mut h = Harness::new(2, cfg());
+    h.join(1, 1, 0);
+    h.join(2, 1, 0);
+    let (t, _) = h.held[&1][0];
+    assert!(!h.s.task_succeeded(&2, t, 1, Millis(1)), "not its task");
+    assert!(!h.s.task_succeeded(&9, t, 1, Millis(1)), "never joined");
+    assert!(h.s.task_succeeded(&1, t, 1, Millis(1)));
+}
+
+#[test]
+fn absurd_slot_counts_are_clamped() {
+    let mut h = Harness::new(100_000, cfg());
+    h.join(1, u32::MAX, 0);
+    assert_eq!(h.s.capacity(&1), MAX_SLOTS + 1);
+    h.complete_one(1, 0, 1);
+    assert!(h.s.capacity(&1) <= MAX_SLOTS * 9);
 }
 
 #[test]

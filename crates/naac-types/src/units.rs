@@ -70,7 +70,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "d" => n * 86400.0,
             _ => return Err(bad()),
         };
-        total += Duration::from_secs_f64(secs);
+        total = Duration::try_from_secs_f64(secs)
+            .ok()
+            .and_then(|d| total.checked_add(d))
+            .ok_or_else(|| format!("duration \"{s}\" is out of range"))?;
     }
     Ok(total)
 }
@@ -115,5 +118,6 @@ mod tests {
         assert_eq!(parse_duration("42"), Ok(Duration::from_secs(42)));
         assert!(parse_duration("5 fortnights").is_err());
         assert!(parse_duration("m").is_err());
+        assert!(parse_duration("99999999999999999999d").is_err());
     }
 }

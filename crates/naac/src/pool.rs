@@ -88,7 +88,9 @@ impl Pool {
                     tokio::select! {
                         status = child.wait() => {
                             pids.lock().expect("pids lock")[i] = None;
-                            if *stop_rx.borrow() {
+                            // A clean exit (Ctrl-C reached the worker too, or its stdin
+                            // closed) is not a crash.
+                            if *stop_rx.borrow() || status.as_ref().is_ok_and(|s| s.success()) {
                                 return;
                             }
                             if restarts >= MAX_RESTARTS {
