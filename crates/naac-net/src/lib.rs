@@ -434,7 +434,11 @@ impl EventLoop {
             }
             E::InboundFailure { peer, error, .. } => match error {
                 InboundFailure::Io(e) => {
-                    tracing::warn!("dropped a malformed request from {peer}: {e}");
+                    // A peer that sends malformed frames is broken or hostile: hang up.
+                    tracing::warn!(
+                        "dropped a malformed request from {peer} and its connection: {e}"
+                    );
+                    let _ = self.swarm.disconnect_peer_id(peer);
                     self.emit(Event::BadFrame {
                         peer,
                         error: e.to_string(),

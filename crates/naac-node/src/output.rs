@@ -16,24 +16,31 @@ use naac_proto::OutputFile;
 use serde::Serialize;
 use std::path::{Component, Path, PathBuf};
 
-/// Writes one task's (or the reduce step's) files into `dir` atomically.
+/// Writes one task's (or the reduce step's) files into `dir` atomically: they are assembled
+/// in `staging` (a directory on the same file system) and renamed into place. Staging keeps
+/// the work out of `dir`'s parent, which holds one entry per task and gets large.
 pub fn write_result_dir(
+    staging: &Path,
     dir: &Path,
     stdout: &[u8],
     stderr: &[u8],
     outputs: &[OutputFile],
 ) -> anyhow::Result<()> {
-    let parent = dir.parent().context("result dir has a parent")?;
     let name = dir
         .file_name()
         .context("result dir has a name")?
         .to_string_lossy()
         .into_owned();
-    let tmp = parent.join(format!(".{name}.tmp"));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).with_context(|| format!("remove {}", tmp.display()))?;
+    let tmp = staging.join(&name);
+    match std::fs::create_dir(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            // Left over from an interrupted write.
+            std::fs::remove_dir_all(&tmp).with_context(|| format!("remove {}", tmp.display()))?;
+            std::fs::create_dir(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+        }
+        Err(e) => return Err(e).with_context(|| format!("create {}", tmp.display())),
     }
-    std::fs::create_dir_all(&tmp).with_context(|| format!("create {}", tmp.display()))?;
     std::fs::write(tmp.join("stdout"), stdout).context("write stdout")?;
     std::fs::write(tmp.join("stderr"), stderr).context("write stderr")?;
     if !outputs.is_empty() {
@@ -49,10 +56,15 @@ pub fn write_result_dir(
             std::fs::write(&p, &f.data).with_context(|| format!("write {}", p.display()))?;
         }
     }
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).with_context(|| format!("replace {}", dir.display()))?;
+    if std::fs::rename(&tmp, dir).is_err() {
+        // The destination exists (a rerun into the same directory): replace it.
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).with_context(|| format!("replace {}", dir.display()))?;
+        }
+        std::fs::rename(&tmp, dir)
+            .with_context(|| format!("move results into {}", dir.display()))?;
     }
-    std::fs::rename(&tmp, dir).with_context(|| format!("move results into {}", dir.display()))
+    Ok(())
 }
 
 /// A path from a peer, accepted only if it stays inside the directory it is joined to.
@@ -147,25 +159,27 @@ mod tests {
     fn result_dirs_are_replaced_whole() {
         let d = tempfile::tempdir().expect("tempdir");
         let dir = d.path().join("tasks/3");
+        let staging = d.path().join(".staging");
         std::fs::create_dir_all(d.path().join("tasks")).expect("mkdir");
+        std::fs::create_dir_all(&staging).expect("mkdir");
         let out = vec![OutputFile {
             name: "img/a.png".into(),
             data: vec![1, 2],
         }];
-        write_result_dir(&dir, b"out", b"err", &out).expect("write");
+        write_result_dir(&staging, &dir, b"out", b"err", &out).expect("write");
         assert_eq!(std::fs::read(dir.join("stdout")).expect("read"), b"out");
         assert_eq!(
             std::fs::read(dir.join("out/img/a.png")).expect("read"),
             [1, 2]
         );
-        write_result_dir(&dir, b"second", b"", &[]).expect("rewrite");
+        write_result_dir(&staging, &dir, b"second", b"", &[]).expect("rewrite");
         assert_eq!(std::fs::read(dir.join("stdout")).expect("read"), b"second");
         assert!(!dir.join("out").exists());
         let evil = vec![OutputFile {
             name: "../../escape".into(),
             data: vec![],
         }];
-        assert!(write_result_dir(&dir, b"", b"", &evil).is_err());
+        assert!(write_result_dir(&staging, &dir, b"", b"", &evil).is_err());
         assert!(!d.path().join("escape").exists());
     }
 }

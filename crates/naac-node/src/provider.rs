@@ -297,12 +297,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     config.home.ensure()?;
-    let sandbox = Arc::new(
-        Sandbox::start(
-            SandboxConfig::new(config.home.work()).with_cache_dir(config.home.module_cache()),
-        )
-        .context("start the sandbox")?,
-    );
+    let mut sandbox_config =
+        SandboxConfig::new(config.home.work()).with_cache_dir(config.home.module_cache());
+    // Room for every slot plus stragglers still winding down after a cancel.
+    sandbox_config.max_concurrent = config.slots.max(1).saturating_mul(2).max(8);
+    let sandbox = Arc::new(Sandbox::start(sandbox_config).context("start the sandbox")?);
     let (client, mut events) = naac_net::start(keypair, config.net.clone()).await?;
     let (internal_tx, mut internal) = mpsc::channel(1024);
     let slots = config.slots.max(1);

@@ -165,10 +165,13 @@ pub async fn run(
     std::fs::create_dir_all(&tasks_dir)
         .with_context(|| format!("create output dir {}", tasks_dir.display()))?;
 
-    let (write_tx, write_rx) = mpsc::channel::<WriteJob>(256);
+    let staging = opts.out_dir.join(".staging");
+    std::fs::create_dir_all(&staging)
+        .with_context(|| format!("create output dir {}", staging.display()))?;
+    let (write_tx, write_rx) = mpsc::channel::<WriteJob>(1024);
     let writer = {
-        let tasks_dir = tasks_dir.clone();
-        tokio::task::spawn_blocking(move || write_results(&tasks_dir, write_rx))
+        let (tasks_dir, staging) = (tasks_dir.clone(), staging.clone());
+        tokio::task::spawn_blocking(move || write_results(&staging, &tasks_dir, write_rx))
     };
 
     let mut blobs: HashMap<ContentId, Arc<Vec<u8>>> = HashMap::new();
@@ -300,6 +303,7 @@ pub async fn run(
         summary.reduce = Some(rs);
         reduce_stdout = out;
     }
+    let _ = std::fs::remove_dir(&staging);
     summary.wall_seconds = started.elapsed().as_secs_f64();
     output::write_json_atomic(&opts.out_dir.join("summary.json"), &summary)?;
     Ok(Finished {
@@ -310,13 +314,21 @@ pub async fn run(
 
 /// The writer thread: one task directory per result, off the network loop. A result that
 /// cannot be written (disk full, ...) is reported, not fatal: the others still land.
-fn write_results(tasks_dir: &Path, mut rx: mpsc::Receiver<WriteJob>) -> Vec<(u32, String)> {
+fn write_results(
+    staging: &Path,
+    tasks_dir: &Path,
+    mut rx: mpsc::Receiver<WriteJob>,
+) -> Vec<(u32, String)> {
     let mut errors = Vec::new();
     while let Some(w) = rx.blocking_recv() {
         let dir = tasks_dir.join(w.index.to_string());
-        if let Err(e) =
-            output::write_result_dir(&dir, &w.result.stdout, &w.result.stderr, &w.result.outputs)
-        {
+        if let Err(e) = output::write_result_dir(
+            staging,
+            &dir,
+            &w.result.stdout,
+            &w.result.stderr,
+            &w.result.outputs,
+        ) {
             tracing::error!("failed to write the results of task {}: {e:#}", w.index);
             errors.push((w.index, format!("{e:#}")));
         }
@@ -357,7 +369,13 @@ async fn reduce(
         .into_iter()
         .map(|(name, data)| naac_proto::OutputFile { name, data })
         .collect();
-    output::write_result_dir(&out_dir.join("reduce"), &r.stdout, &r.stderr, &outputs)?;
+    output::write_result_dir(
+        &out_dir.join(".staging"),
+        &out_dir.join("reduce"),
+        &r.stdout,
+        &r.stderr,
+        &outputs,
+    )?;
     let ok = r.outcome == Outcome::Ok;
     Ok((
         ReduceSummary {

@@ -47,6 +47,13 @@ pub struct SandboxConfig {
     pub stderr_limit: usize,
     /// Most bytes a task may leave in `/out`, all files together.
     pub output_limit: u64,
+    /// Canonicalize NaNs so float results are bit-identical on every CPU (on by default;
+    /// costs up to ~40% on float-heavy code, which `naac bench` shows). Turning it off is
+    /// only for measurements: replicas could then disagree across architectures.
+    pub canonical_nans: bool,
+    /// Most guests running at once in this process (instance slots are preallocated and
+    /// reused, which makes starting a task cheap).
+    pub max_concurrent: u32,
 }
 
 impl SandboxConfig {
@@ -61,6 +68,8 @@ impl SandboxConfig {
             stdout_limit: Self::DEFAULT_STDOUT_LIMIT,
             stderr_limit: Self::DEFAULT_STDERR_LIMIT,
             output_limit: Self::DEFAULT_OUTPUT_LIMIT,
+            canonical_nans: true,
+            max_concurrent: 64,
         }
     }
 
@@ -113,12 +122,25 @@ impl Sandbox {
         c.consume_fuel(true)
             .epoch_interruption(true)
             // Determinism: identical bits on every host.
-            .cranelift_nan_canonicalization(true)
+            .cranelift_nan_canonicalization(config.canonical_nans)
             .relaxed_simd_deterministic(true)
             // One linear memory per guest, so the memory limit is the guest's limit.
             .wasm_multi_memory(false)
             // No threads: the `threads` feature of wasmtime is not even compiled in.
             .parallel_compilation(true);
+        // Preallocated, reused instance slots: no mmap/munmap (and TLB shootdowns) per task.
+        let mut pool = wasmtime::PoolingAllocationConfig::new();
+        let n = config.max_concurrent.max(1);
+        pool.total_core_instances(n)
+            .total_memories(n)
+            .total_tables(n)
+            .max_memories_per_module(1)
+            .max_memory_size(naac_types::Limits::MAX_MEMORY as usize)
+            .table_elements(100_000)
+            // Small memories are zeroed in place on reuse instead of unmapped.
+            .linear_memory_keep_resident(1 << 20)
+            .table_keep_resident(1 << 16);
+        c.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&c).map_err(|e| wasm_err(e, "create the wasmtime engine"))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |ctx: &mut wasi::Ctx| &mut ctx.wasi)

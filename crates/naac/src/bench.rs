@@ -176,9 +176,9 @@ impl Bench {
             "benchmark job failed: {:?}",
             f.summary.failures.first()
         );
-        let wall = f.summary.wall_seconds;
-        let _ = std::fs::remove_dir_all(&out);
-        Ok(wall)
+        // Outputs stay until the end: deleting thousands of files makes ext4 slow to create
+        // the next run's (it scans for recently deleted inodes), which would skew figures.
+        Ok(f.summary.wall_seconds)
     }
 
     async fn throughput(&self) -> anyhow::Result<Vec<Figure>> {
@@ -243,8 +243,8 @@ impl Bench {
         let sha_rounds = 4_000_000 / scale;
         let work = self.dir.join("work");
         // wasmtime-wasi's synchronous API must not run on an async worker thread.
-        let (pi_wasm, pi_native, sha_wasm, sha_native) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let sandbox = Sandbox::start(SandboxConfig::new(work))?;
+        let (pi_wasm, pi_wasm_fast, pi_native, sha_wasm, sha_native) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let sandbox = Sandbox::start(SandboxConfig::new(work.clone()))?;
         let id = ContentId::of(TESTKIT);
         let module = sandbox.compile(&id, TESTKIT)?;
         let run = |args: &[String]| -> anyhow::Result<(Duration, String)> {
@@ -275,6 +275,23 @@ impl Bench {
             best.context("ran at least once")
         };
         let (pi_wasm, pi_out) = best(&|| run(&["pi".into(), "1".into(), pi_samples.to_string()]))?;
+        // The same kernel without NaN canonicalization, to show what determinism costs.
+        let mut fast_cfg = SandboxConfig::new(work.join("fast"));
+        fast_cfg.canonical_nans = false;
+        let fast = Sandbox::start(fast_cfg)?;
+        let fast_module = fast.compile(&id, TESTKIT)?;
+        let (pi_wasm_fast, _) = best(&|| {
+            let t = TaskRun {
+                argv0: "testkit".into(),
+                args: vec!["pi".into(), "1".into(), pi_samples.to_string()],
+                limits: Limits { fuel: u64::MAX / 4, memory: 64 << 20, timeout_ms: 600_000 },
+                ..TaskRun::default()
+            };
+            let t0 = Instant::now();
+            let r = fast.run(&fast_module, &t, &Arc::new(AtomicBool::new(false)))?;
+            anyhow::ensure!(r.outcome == Outcome::Ok, "guest failed: {}", r.message);
+            Ok((t0.elapsed(), String::new()))
+        })?;
         let (pi_native, pi_native_out) = best(&|| {
             let t0 = Instant::now();
             let h = naac_guest::kernels::pi_hits(
@@ -298,11 +315,12 @@ impl Bench {
             Ok((t0.elapsed(), naac_guest::hex(&h)))
         })?;
         anyhow::ensure!(sha_out == sha_native_out, "sha256 kernel differs");
-        Ok((pi_wasm, pi_native, sha_wasm, sha_native))
+        Ok((pi_wasm, pi_wasm_fast, pi_native, sha_wasm, sha_native))
         })
         .await
         .context("guest benchmark thread panicked")??;
         let pi_ratio = pi_native.as_secs_f64() / pi_wasm.as_secs_f64();
+        let pi_fast_ratio = pi_native.as_secs_f64() / pi_wasm_fast.as_secs_f64();
         let sha_ratio = sha_native.as_secs_f64() / sha_wasm.as_secs_f64();
         Ok(vec![
             Figure {
@@ -314,10 +332,19 @@ impl Bench {
                 raw: json!({"native_seconds": pi_native.as_secs_f64(), "wasm_seconds": pi_wasm.as_secs_f64(), "ratio": pi_ratio}),
             },
             Figure {
+                name: "  same, NaN canonicalization off",
+                value: format!("{pi_fast_ratio:.2} of native"),
+                target: "(cost shown)",
+                baseline: "",
+                ratio: None,
+                raw: json!({"wasm_seconds": pi_wasm_fast.as_secs_f64(), "ratio": pi_fast_ratio}),
+            },
+            Figure {
                 name: "guest vs native, SHA-256 kernel",
                 value: format!("{sha_ratio:.2} of native"),
                 target: ">= 0.75",
-                baseline: "wasmtime 48: 0.8-1.0",
+                // sha2 uses the CPU's SHA instructions natively when present; wasm cannot.
+                baseline: "native may use SHA-NI",
                 ratio: None,
                 raw: json!({"native_seconds": sha_native.as_secs_f64(), "wasm_seconds": sha_wasm.as_secs_f64(), "ratio": sha_ratio}),
             },
@@ -346,14 +373,18 @@ impl Bench {
 
     async fn failover(&self) -> anyhow::Result<Vec<Figure>> {
         let tasks = if self.quick { 16 } else { 64 };
-        // ~0.5 s per task.
+        // About 0.5 s per task with both providers busy.
         let job = self.job(
             "failover",
             &format!(
-                "args = [\"pi\", \"{{seed}}\", \"140000000\"]\n[sweep]\nseed = {{ from = 0, to = {tasks} }}\n"
+                "args = [\"pi\", \"{{seed}}\", \"70000000\"]\n[sweep]\nseed = {{ from = 0, to = {tasks} }}\n"
             ),
         )?;
-        let calm = self.run(&job, 2, None).await?;
+        // The calm figure is the better of two runs: this machine is noisy.
+        let calm = self
+            .run(&job, 2, None)
+            .await?
+            .min(self.run(&job, 2, None).await?);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let killer = tokio::spawn(async move {
             let pids: crate::pool::Pids = rx.await.ok()?;
