@@ -56,8 +56,12 @@ pub(crate) fn run(
     let started = Instant::now();
     let scratch = scratch_pool.take(&cfg.work_dir)?;
     let result = run_in(engine, cfg, module, task, cancel, &scratch, started);
-    scratch_pool.give_back(scratch);
-    result
+    // Skip the cleanup reads where nothing can be there: no inputs were written, and `/out`
+    // was seen empty after the run.
+    let in_used = !task.inputs.is_empty();
+    let out_used = !matches!(&result, Ok((_, false)));
+    scratch_pool.give_back(scratch, in_used, out_used);
+    result.map(|(r, _)| r)
 }
 
 /// A task's `/in` and `/out`, reused across tasks: creating and deleting directories per task
@@ -98,8 +102,10 @@ impl ScratchPool {
     }
 
     /// Empties the directories and keeps them, or drops (deletes) them if that fails.
-    fn give_back(&self, s: Scratch) {
-        if empty_dir(&s.in_dir).is_ok() && empty_dir(&s.out_dir).is_ok() {
+    fn give_back(&self, s: Scratch, in_used: bool, out_used: bool) {
+        let in_ok = !in_used || empty_dir(&s.in_dir).is_ok();
+        let out_ok = !out_used || empty_dir(&s.out_dir).is_ok();
+        if in_ok && out_ok {
             let mut free = self.free.lock().expect("scratch lock");
             if free.len() < MAX_FREE_SCRATCH {
                 free.push(s);
@@ -128,7 +134,7 @@ fn run_in(
     cancel: &Arc<AtomicBool>,
     scratch: &Scratch,
     started: Instant,
-) -> anyhow::Result<RunResult> {
+) -> anyhow::Result<(RunResult, bool)> {
     let (in_dir, out_dir) = (&scratch.in_dir, &scratch.out_dir);
     for (name, bytes) in &task.inputs {
         if !is_plain_name(name) {
@@ -228,17 +234,28 @@ fn run_in(
     }
 
     let mut outputs = Vec::new();
+    // Whether `/out` may hold anything; only a successful run's `/out` is read.
+    let mut out_used = true;
     if outcome == Outcome::Ok {
         let mut total = 0u64;
-        if let Err(e) =
-            collect_outputs(out_dir, out_dir, cfg.output_limit, &mut total, &mut outputs)
-        {
-            outcome = Outcome::Trap;
-            message = e;
-            outputs.clear();
+        let mut entries = 0usize;
+        match collect_outputs(
+            out_dir,
+            out_dir,
+            cfg.output_limit,
+            &mut total,
+            &mut outputs,
+            &mut entries,
+        ) {
+            Ok(()) => out_used = entries > 0,
+            Err(e) => {
+                outcome = Outcome::Trap;
+                message = e;
+                outputs.clear();
+            }
         }
     }
-    Ok(RunResult {
+    let result = RunResult {
         outcome,
         exit_code,
         message,
@@ -247,7 +264,8 @@ fn run_in(
         stdout,
         stderr,
         outputs,
-    })
+    };
+    Ok((result, out_used))
 }
 
 fn classify(
@@ -320,19 +338,21 @@ fn collect_outputs(
     limit: u64,
     total: &mut u64,
     out: &mut Vec<(String, Vec<u8>)>,
+    seen: &mut usize,
 ) -> Result<(), String> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| format!("cannot read /out: {e}"))?
         .filter_map(Result::ok)
         .collect();
     entries.sort_by_key(|e| e.file_name());
+    *seen += entries.len();
     for e in entries {
         let ft = e
             .file_type()
             .map_err(|e| format!("cannot read /out: {e}"))?;
         let path = e.path();
         if ft.is_dir() {
-            collect_outputs(root, &path, limit, total, out)?;
+            collect_outputs(root, &path, limit, total, out, seen)?;
         } else if ft.is_file() {
             let len = e.metadata().map(|m| m.len()).unwrap_or(0);
             *total += len;

@@ -264,3 +264,20 @@ fn compiled_modules_are_cached_on_disk() {
         .expect("run");
     assert_eq!(r.stdout, b"cached\n");
 }
+
+#[test]
+fn scratch_dirs_are_clean_for_the_next_task() {
+    let f = fixture();
+    let mut t = task(&["readin", "secret.bin"]);
+    t.inputs = vec![("secret.bin".into(), Arc::new(vec![42; 10]))];
+    assert_eq!(f.run(&t).outcome, Outcome::Ok);
+    let r = f.run(&task(&["outfile", "left.bin", "10"]));
+    assert_eq!(r.outcome, Outcome::Ok);
+    // Neither the previous task's input nor its output is visible to the next one.
+    for path in ["/in/secret.bin", "/out/left.bin"] {
+        let r = f.run(&task(&["readfile", path]));
+        assert_eq!(r.exit_code, Some(3), "{path} leaked into the next task");
+    }
+    let r = f.run(&task(&["noop"]));
+    assert!(r.outputs.is_empty());
+}
