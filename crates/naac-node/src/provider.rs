@@ -49,10 +49,9 @@ enum Internal {
         key: JobKey,
         result: TaskResult,
     },
-    /// `unsent` holds the results of a report that did not get through, to try again.
+    /// A report got its answer (or failed).
     ReportSent {
         key: JobKey,
-        unsent: Vec<TaskResult>,
     },
 }
 
@@ -478,18 +477,12 @@ impl Provider {
                 job.outbox.push(result);
                 self.send_report(key, false);
             }
-            Internal::ReportSent { key, unsent } => {
+            Internal::ReportSent { key } => {
                 let Some(job) = self.jobs.get_mut(&key) else {
                     return;
                 };
                 job.reporting = false;
                 job.inflight.clear();
-                if !unsent.is_empty() {
-                    // Keep them for the next report (the heartbeat retries).
-                    let later = std::mem::replace(&mut job.outbox, unsent);
-                    job.outbox.extend(later);
-                    return;
-                }
                 self.send_report(key, false);
             }
         }
@@ -549,32 +542,24 @@ impl Provider {
                 results,
                 held,
             }));
-            let unsent = match shared.client.request(key.0, req.clone()).await {
+            // A report that does not get through is not resent: its results are dropped
+            // from what we hold, and the requester reassigns them when it reconciles (the
+            // usual cause, a requester that is gone, makes resending pointless anyway).
+            match shared.client.request(key.0, req).await {
                 Ok(Response {
                     body: ResponseBody::Ack,
                     ..
-                }) => Vec::new(),
+                }) => {}
                 Ok(other) => {
-                    // The requester does not want this job's results any more.
                     tracing::debug!(
                         "requester {} answered a report with {:?}",
                         key.0,
                         other.body
                     );
-                    Vec::new()
                 }
-                Err(e) => {
-                    tracing::debug!("failed to report to {}: {e}", key.0);
-                    match req.body {
-                        RequestBody::Report(r) => r.results,
-                        _ => Vec::new(),
-                    }
-                }
-            };
-            let _ = shared
-                .internal
-                .send(Internal::ReportSent { key, unsent })
-                .await;
+                Err(e) => tracing::debug!("failed to report to {}: {e}", key.0),
+            }
+            let _ = shared.internal.send(Internal::ReportSent { key }).await;
         });
     }
 }

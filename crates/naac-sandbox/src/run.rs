@@ -214,8 +214,10 @@ fn run_in(
     let stop = store.data().stop;
     drop(store);
 
-    let mut stdout = stdout.contents().to_vec();
-    let mut stderr = stderr.contents().to_vec();
+    // The store (and the WASI context's handles on the pipes) is gone: take the buffers
+    // without copying them.
+    let mut stdout = pipe_bytes(stdout);
+    let mut stderr = pipe_bytes(stderr);
     let (mut outcome, exit_code, mut message) = classify(result, stop, &task.limits, timeout);
     if stdout.len() > cfg.stdout_limit {
         outcome = Outcome::Trap;
@@ -326,6 +328,17 @@ fn classify(
         None,
         msg.lines().next().unwrap_or("trap").to_string(),
     )
+}
+
+fn pipe_bytes(p: MemoryOutputPipe) -> Vec<u8> {
+    match p.try_into_inner() {
+        Some(b) => Vec::from(b),
+        None => {
+            // Cannot happen once the store is dropped; never lose output silently though.
+            tracing::error!("guest output pipe still shared after the run; output lost");
+            Vec::new()
+        }
+    }
 }
 
 fn is_plain_name(name: &str) -> bool {
