@@ -103,6 +103,8 @@ pub struct Summary {
     pub name: String,
     pub tasks: TaskCounts,
     pub wall_seconds: f64,
+    /// Seconds from submission until the first provider joined (pool start-up, discovery).
+    pub first_provider_seconds: Option<f64>,
     pub fuel_total: u64,
     pub providers: Vec<ProviderTasks>,
     pub failures: Vec<Failure>,

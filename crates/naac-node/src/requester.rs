@@ -190,6 +190,7 @@ pub async fn run(
         last_failure: HashMap::new(),
         failures: Vec::new(),
         known_peers: Vec::new(),
+        first_provider: None,
         finished: false,
     };
     r.drive();
@@ -253,6 +254,7 @@ pub async fn run(
         fuel,
         per_provider,
         failures,
+        first_provider,
         ..
     } = r;
     drop(write_tx);
@@ -276,6 +278,7 @@ pub async fn run(
             retried: final_progress.retried as u64,
         },
         wall_seconds: 0.0,
+        first_provider_seconds: first_provider.map(|d| d.as_secs_f64()),
         fuel_total: fuel,
         providers: {
             let mut v: Vec<ProviderTasks> = per_provider
@@ -401,6 +404,8 @@ struct Run<'a> {
     last_failure: HashMap<u32, (FailureKind, String)>,
     failures: Vec<Failure>,
     known_peers: Vec<PeerId>,
+    /// When the first provider joined, from the start of the run.
+    first_provider: Option<Duration>,
     finished: bool,
 }
 
@@ -552,6 +557,8 @@ impl Run<'_> {
                 if !self.known_peers.contains(&peer) {
                     self.known_peers.push(peer);
                 }
+                self.first_provider
+                    .get_or_insert_with(|| self.started.elapsed());
                 self.sched.provider_joined(peer, slots, self.now());
             }
             Internal::Hello(_, None) => {}
