@@ -189,8 +189,18 @@ fn run_in(
         .set_fuel(task.limits.fuel)
         .map_err(|e| wasm_err(e, "set fuel"))?;
     store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(|mut cx| {
+    // `/out` is on the host's disk: watch it while the guest runs, so a guest cannot fill the
+    // disk before the run ends and the size check after it.
+    let watch_dir = out_dir.to_path_buf();
+    let out_limit = cfg.output_limit;
+    let mut ticks = 0u32;
+    store.epoch_deadline_callback(move |mut cx| {
         let c = cx.data_mut();
+        ticks = ticks.wrapping_add(1);
+        if ticks % OUT_CHECK_TICKS == 0 && dir_exceeds(&watch_dir, out_limit) {
+            c.stop = Some(Stop::Output);
+            return Err(wasmtime::Error::msg("/out grew past its limit"));
+        }
         if c.cancel.load(Ordering::Relaxed) {
             c.stop = Some(Stop::Cancelled);
             return Err(wasmtime::Error::msg("cancelled by the host"));
@@ -300,6 +310,13 @@ fn classify(
             );
         }
         Some(Stop::Cancelled) => return (Outcome::Timeout, None, "cancelled by the host".into()),
+        Some(Stop::Output) => {
+            return (
+                Outcome::Trap,
+                None,
+                "/out grew past its size limit while the task ran".into(),
+            );
+        }
         Some(Stop::Memory) => {
             return (
                 Outcome::Memory,
@@ -328,6 +345,39 @@ fn classify(
         None,
         msg.lines().next().unwrap_or("trap").to_string(),
     )
+}
+
+/// Epoch ticks between checks of `/out`'s size (25 × 10 ms).
+const OUT_CHECK_TICKS: u32 = 25;
+
+/// Whether the files under `dir` hold more than `limit` bytes (or an absurd number of
+/// entries). Stops walking as soon as it knows.
+fn dir_exceeds(dir: &Path, limit: u64) -> bool {
+    let mut total = 0u64;
+    let mut entries = 0usize;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            entries += 1;
+            if entries > 100_000 {
+                return true;
+            }
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) => {
+                    total += m.len();
+                    if total > limit {
+                        return true;
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    false
 }
 
 fn pipe_bytes(p: MemoryOutputPipe) -> Vec<u8> {

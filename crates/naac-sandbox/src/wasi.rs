@@ -15,6 +15,8 @@ pub(crate) enum Stop {
     Timeout,
     Cancelled,
     Memory,
+    /// `/out` grew past its limit while the guest ran.
+    Output,
 }
 
 pub(crate) struct Ctx {

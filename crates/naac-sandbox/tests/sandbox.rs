@@ -281,3 +281,21 @@ fn scratch_dirs_are_clean_for_the_next_task() {
     let r = f.run(&task(&["noop"]));
     assert!(r.outputs.is_empty());
 }
+
+#[test]
+fn a_guest_cannot_fill_the_disk_through_out() {
+    let f = fixture_with(|mut c| {
+        c.output_limit = 4 << 20;
+        c
+    });
+    let mut t = task(&["outfile", "huge.bin", "100000000000"]);
+    t.limits.fuel = u64::MAX / 2;
+    t.limits.timeout_ms = 120_000;
+    let r = f.run(&t);
+    assert_eq!(r.outcome, Outcome::Trap, "{}", r.message);
+    assert!(r.message.contains("/out"), "{}", r.message);
+    assert!(r.wall.as_secs() < 30, "stopped while running: {:?}", r.wall);
+    // And the next task starts with an empty /out.
+    let r = f.run(&task(&["readfile", "/out/huge.bin"]));
+    assert_eq!(r.exit_code, Some(3));
+}
