@@ -197,7 +197,7 @@ fn run_in(
     store.epoch_deadline_callback(move |mut cx| {
         let c = cx.data_mut();
         ticks = ticks.wrapping_add(1);
-        if ticks % OUT_CHECK_TICKS == 0 && dir_exceeds(&watch_dir, out_limit) {
+        if ticks.is_multiple_of(OUT_CHECK_TICKS) && dir_exceeds(&watch_dir, out_limit) {
             c.stop = Some(Stop::Output);
             return Err(wasmtime::Error::msg("/out grew past its limit"));
         }
