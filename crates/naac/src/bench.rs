@@ -41,6 +41,10 @@ pub struct Args {
     /// Run only these (comma-separated): throughput, latency, scaling, guest, gather, failover
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     only: Vec<String>,
+    /// Where job outputs go [default: a temporary dir on /dev/shm (tmpfs) when there is one,
+    /// so the figures measure naac rather than the disk; else the system temp dir]
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
 }
 
 struct Figure {
@@ -64,16 +68,24 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         }
     }
     let want = |n: &str| a.only.is_empty() || a.only.iter().any(|o| o == n);
-    eprintln!(
-        "note: ext4 creates files slowly for a few minutes after many were deleted; \
-         figures right after deleting a large output directory are low"
-    );
     if cfg!(debug_assertions) {
         eprintln!(
             "warning: this is a debug build; run `cargo run --release -- bench` for real figures"
         );
     }
-    let dir = tempfile::tempdir().context("create a scratch dir")?;
+    let base = a.dir.clone().unwrap_or_else(|| {
+        let shm = PathBuf::from("/dev/shm");
+        if shm.is_dir() {
+            shm
+        } else {
+            std::env::temp_dir()
+        }
+    });
+    let dir = tempfile::Builder::new()
+        .prefix("naac-bench-")
+        .tempdir_in(&base)
+        .with_context(|| format!("create a scratch dir in {}", base.display()))?;
+    eprintln!("bench: job outputs in {}", dir.path().display());
     std::fs::write(dir.path().join("testkit.wasm"), TESTKIT).context("write testkit.wasm")?;
     let b = Bench {
         dir: dir.path().to_path_buf(),
