@@ -267,117 +267,11 @@ impl Bench {
     }
 
     async fn guest(&self) -> anyhow::Result<Vec<Figure>> {
-        let scale = if self.quick { 4 } else { 1 };
-        let pi_samples = 100_000_000 / scale;
-        let sha_rounds = 4_000_000 / scale;
-        let work = self.dir.join("work");
+        let (work, quick) = (self.dir.join("work"), self.quick);
         // wasmtime-wasi's synchronous API must not run on an async worker thread.
-        let (pi_wasm, pi_wasm_fast, pi_native, sha_wasm, sha_native) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let sandbox = Sandbox::start(SandboxConfig::new(work.clone()))?;
-        let id = ContentId::of(TESTKIT);
-        let module = sandbox.compile(&id, TESTKIT)?;
-        let run = |args: &[String]| -> anyhow::Result<(Duration, String)> {
-            let t = TaskRun {
-                argv0: "testkit".into(),
-                args: args.to_vec(),
-                limits: Limits {
-                    fuel: u64::MAX / 4,
-                    memory: 64 << 20,
-                    timeout_ms: 600_000,
-                },
-                ..TaskRun::default()
-            };
-            let t0 = Instant::now();
-            let r = sandbox.run(&module, &t, &Arc::new(AtomicBool::new(false)))?;
-            let d = t0.elapsed();
-            anyhow::ensure!(r.outcome == Outcome::Ok, "guest failed: {}", r.message);
-            Ok((d, String::from_utf8_lossy(&r.stdout).trim().to_string()))
-        };
-        let best = |f: &dyn Fn() -> anyhow::Result<(Duration, String)>| -> anyhow::Result<(Duration, String)> {
-            let mut best: Option<(Duration, String)> = None;
-            for _ in 0..3 {
-                let r = f()?;
-                if best.as_ref().is_none_or(|b| r.0 < b.0) {
-                    best = Some(r);
-                }
-            }
-            best.context("ran at least once")
-        };
-        let (pi_wasm, pi_out) = best(&|| run(&["pi".into(), "1".into(), pi_samples.to_string()]))?;
-        // The same kernel without NaN canonicalization, to show what determinism costs.
-        let mut fast_cfg = SandboxConfig::new(work.join("fast"));
-        fast_cfg.canonical_nans = false;
-        let fast = Sandbox::start(fast_cfg)?;
-        let fast_module = fast.compile(&id, TESTKIT)?;
-        let (pi_wasm_fast, _) = best(&|| {
-            let t = TaskRun {
-                argv0: "testkit".into(),
-                args: vec!["pi".into(), "1".into(), pi_samples.to_string()],
-                limits: Limits { fuel: u64::MAX / 4, memory: 64 << 20, timeout_ms: 600_000 },
-                ..TaskRun::default()
-            };
-            let t0 = Instant::now();
-            let r = fast.run(&fast_module, &t, &Arc::new(AtomicBool::new(false)))?;
-            anyhow::ensure!(r.outcome == Outcome::Ok, "guest failed: {}", r.message);
-            Ok((t0.elapsed(), String::new()))
-        })?;
-        let (pi_native, pi_native_out) = best(&|| {
-            let t0 = Instant::now();
-            let h = naac_guest::kernels::pi_hits(
-                std::hint::black_box(1),
-                std::hint::black_box(pi_samples),
-            );
-            Ok((t0.elapsed(), h.to_string()))
-        })?;
-        anyhow::ensure!(
-            pi_out == pi_native_out,
-            "pi kernel differs: wasm {pi_out}, native {pi_native_out}"
-        );
-        let (sha_wasm, sha_out) =
-            best(&|| run(&["sha256".into(), "1".into(), sha_rounds.to_string()]))?;
-        let (sha_native, sha_native_out) = best(&|| {
-            let t0 = Instant::now();
-            let h = naac_guest::kernels::sha256_chain(
-                std::hint::black_box(1),
-                std::hint::black_box(sha_rounds),
-            );
-            Ok((t0.elapsed(), naac_guest::hex(&h)))
-        })?;
-        anyhow::ensure!(sha_out == sha_native_out, "sha256 kernel differs");
-        Ok((pi_wasm, pi_wasm_fast, pi_native, sha_wasm, sha_native))
-        })
-        .await
-        .context("guest benchmark thread panicked")??;
-        let pi_ratio = pi_native.as_secs_f64() / pi_wasm.as_secs_f64();
-        let pi_fast_ratio = pi_native.as_secs_f64() / pi_wasm_fast.as_secs_f64();
-        let sha_ratio = sha_native.as_secs_f64() / sha_wasm.as_secs_f64();
-        Ok(vec![
-            Figure {
-                name: "guest vs native, pi kernel",
-                value: format!("{pi_ratio:.2} of native"),
-                target: ">= 0.90",
-                baseline: "wasmtime 48: 0.8-1.0",
-                ratio: None,
-                raw: json!({"native_seconds": pi_native.as_secs_f64(), "wasm_seconds": pi_wasm.as_secs_f64(), "ratio": pi_ratio}),
-            },
-            Figure {
-                name: "  same, NaN canonicalization off",
-                value: format!("{pi_fast_ratio:.2} of native"),
-                target: "(cost shown)",
-                baseline: "",
-                ratio: None,
-                raw: json!({"wasm_seconds": pi_wasm_fast.as_secs_f64(), "ratio": pi_fast_ratio}),
-            },
-            Figure {
-                name: "guest vs native, SHA-256 kernel",
-                value: format!("{sha_ratio:.2} of native"),
-                target: ">= 0.75",
-                // sha2 uses the CPU's SHA instructions natively when present; wasm cannot.
-                baseline: "native may use SHA-NI",
-                ratio: None,
-                raw: json!({"native_seconds": sha_native.as_secs_f64(), "wasm_seconds": sha_wasm.as_secs_f64(), "ratio": sha_ratio}),
-            },
-        ])
+        tokio::task::spawn_blocking(move || guest_figures(work, quick))
+            .await
+            .context("guest benchmark thread panicked")?
     }
 
     async fn gather(&self) -> anyhow::Result<Vec<Figure>> {
@@ -442,6 +336,118 @@ impl Bench {
             raw: json!({"tasks": tasks, "calm_seconds": calm, "with_kill_seconds": stormy, "extra_seconds": extra, "killed_pid": killed}),
         }])
     }
+}
+
+/// Guest speed against the same kernels compiled natively (best of three runs each).
+fn guest_figures(work: PathBuf, quick: bool) -> anyhow::Result<Vec<Figure>> {
+    let scale = if quick { 4 } else { 1 };
+    let pi_args = [
+        "pi".to_string(),
+        "1".into(),
+        (100_000_000 / scale).to_string(),
+    ];
+    let sha_rounds = 4_000_000 / scale;
+    let sha_args = ["sha256".to_string(), "1".into(), sha_rounds.to_string()];
+    let id = ContentId::of(TESTKIT);
+    let sandbox = Sandbox::start(SandboxConfig::new(work.join("canonical")))?;
+    let module = sandbox.compile(&id, TESTKIT)?;
+    // The same engine without NaN canonicalization, to show what determinism costs.
+    let mut fast_cfg = SandboxConfig::new(work.join("fast"));
+    fast_cfg.canonical_nans = false;
+    let fast = Sandbox::start(fast_cfg)?;
+    let fast_module = fast.compile(&id, TESTKIT)?;
+
+    let (pi_wasm, pi_out) = best_of_3(|| time_guest(&sandbox, &module, &pi_args))?;
+    let (pi_fast, _) = best_of_3(|| time_guest(&fast, &fast_module, &pi_args))?;
+    let (pi_native, pi_native_out) = best_of_3(|| {
+        let t0 = Instant::now();
+        let h = naac_guest::kernels::pi_hits(
+            std::hint::black_box(1),
+            std::hint::black_box(100_000_000 / scale),
+        );
+        Ok((t0.elapsed(), h.to_string()))
+    })?;
+    anyhow::ensure!(
+        pi_out == pi_native_out,
+        "pi kernel differs: wasm {pi_out}, native {pi_native_out}"
+    );
+    let (sha_wasm, sha_out) = best_of_3(|| time_guest(&sandbox, &module, &sha_args))?;
+    let (sha_native, sha_native_out) = best_of_3(|| {
+        let t0 = Instant::now();
+        let h = naac_guest::kernels::sha256_chain(
+            std::hint::black_box(1),
+            std::hint::black_box(sha_rounds),
+        );
+        Ok((t0.elapsed(), naac_guest::hex(&h)))
+    })?;
+    anyhow::ensure!(sha_out == sha_native_out, "sha256 kernel differs");
+
+    let ratio = |native: Duration, wasm: Duration| native.as_secs_f64() / wasm.as_secs_f64();
+    let (pi_ratio, pi_fast_ratio) = (ratio(pi_native, pi_wasm), ratio(pi_native, pi_fast));
+    let sha_ratio = ratio(sha_native, sha_wasm);
+    Ok(vec![
+        Figure {
+            name: "guest vs native, pi kernel",
+            value: format!("{pi_ratio:.2} of native"),
+            target: ">= 0.90",
+            baseline: "wasmtime 48: 0.8-1.0",
+            ratio: None,
+            raw: json!({"native_seconds": pi_native.as_secs_f64(), "wasm_seconds": pi_wasm.as_secs_f64(), "ratio": pi_ratio}),
+        },
+        Figure {
+            name: "  same, NaN canonicalization off",
+            value: format!("{pi_fast_ratio:.2} of native"),
+            target: "(cost shown)",
+            baseline: "",
+            ratio: None,
+            raw: json!({"wasm_seconds": pi_fast.as_secs_f64(), "ratio": pi_fast_ratio}),
+        },
+        Figure {
+            name: "guest vs native, SHA-256 kernel",
+            value: format!("{sha_ratio:.2} of native"),
+            target: ">= 0.75",
+            // sha2 uses the CPU's SHA instructions natively when present; wasm cannot.
+            baseline: "native may use SHA-NI",
+            ratio: None,
+            raw: json!({"native_seconds": sha_native.as_secs_f64(), "wasm_seconds": sha_wasm.as_secs_f64(), "ratio": sha_ratio}),
+        },
+    ])
+}
+
+/// Runs the testkit guest once with generous limits; returns its time and trimmed stdout.
+fn time_guest(
+    sandbox: &Sandbox,
+    module: &naac_sandbox::Prepared,
+    args: &[String],
+) -> anyhow::Result<(Duration, String)> {
+    let t = TaskRun {
+        argv0: "testkit".into(),
+        args: args.to_vec(),
+        limits: Limits {
+            fuel: u64::MAX / 4,
+            memory: 64 << 20,
+            timeout_ms: 600_000,
+        },
+        ..TaskRun::default()
+    };
+    let t0 = Instant::now();
+    let r = sandbox.run(module, &t, &Arc::new(AtomicBool::new(false)))?;
+    let d = t0.elapsed();
+    anyhow::ensure!(r.outcome == Outcome::Ok, "guest failed: {}", r.message);
+    Ok((d, String::from_utf8_lossy(&r.stdout).trim().to_string()))
+}
+
+fn best_of_3(
+    f: impl Fn() -> anyhow::Result<(Duration, String)>,
+) -> anyhow::Result<(Duration, String)> {
+    let mut best: Option<(Duration, String)> = None;
+    for _ in 0..3 {
+        let r = f()?;
+        if best.as_ref().is_none_or(|b| r.0 < b.0) {
+            best = Some(r);
+        }
+    }
+    best.context("ran at least once")
 }
 
 /// Measures the round trip of one no-op task at a time: assign → run → report.
