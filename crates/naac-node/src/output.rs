@@ -6,6 +6,7 @@
 //! DIR/tasks/<index>/out/...        files the task left in /out
 //! DIR/reduce/stdout, stderr, out/  when the job has a reduce step
 //! DIR/summary.json
+//! DIR/tasks.jsonl                  one line per accepted result: fuel, provider, time
 //! ```
 //!
 //! Each task directory is assembled under a temporary name and renamed into place, so a
@@ -94,6 +95,61 @@ pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> anyhow::Result
         .map_err(|e| e.error)
         .with_context(|| format!("write {}", path.display()))?;
     Ok(())
+}
+
+/// One line of `tasks.jsonl`: what each accepted result cost and where it ran.
+#[derive(Clone, Debug, Serialize)]
+pub struct TaskRecord {
+    pub task: u64,
+    pub attempt: u32,
+    /// The provider whose result was accepted.
+    pub provider: String,
+    /// Fuel the task used: the billing unit.
+    pub fuel: u64,
+    /// Run time on the provider.
+    pub wall_ms: f64,
+    pub stdout_bytes: u64,
+    /// Files the task left in `/out`.
+    pub outputs: u64,
+}
+
+/// Writes `tasks.jsonl` in the staging dir, then renames it into place.
+pub struct TaskIndexWriter {
+    tmp: PathBuf,
+    out: std::io::BufWriter<std::fs::File>,
+}
+
+impl TaskIndexWriter {
+    /// `None` (with the reason logged) when the file cannot be created; results still land.
+    pub fn create(staging: &Path) -> Option<Self> {
+        let tmp = staging.join("tasks.jsonl");
+        match std::fs::File::create(&tmp) {
+            Ok(f) => Some(Self {
+                tmp,
+                out: std::io::BufWriter::new(f),
+            }),
+            Err(e) => {
+                tracing::error!("failed to create {}: {e}", tmp.display());
+                None
+            }
+        }
+    }
+
+    pub fn record(&mut self, r: &TaskRecord) {
+        use std::io::Write;
+        let line = serde_json::to_string(r).expect("a task record always encodes");
+        if let Err(e) = writeln!(self.out, "{line}") {
+            tracing::error!("failed to write {}: {e}", self.tmp.display());
+        }
+    }
+
+    pub fn finish(self, target: &Path) -> anyhow::Result<()> {
+        let Self { tmp, out } = self;
+        out.into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(|| format!("flush {}", tmp.display()))?;
+        std::fs::rename(&tmp, target).with_context(|| format!("move {}", target.display()))
+    }
 }
 
 /// `summary.json`.

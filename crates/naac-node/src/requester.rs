@@ -145,6 +145,7 @@ enum Internal {
 
 struct WriteJob {
     index: u32,
+    provider: PeerId,
     result: TaskResult,
 }
 
@@ -323,6 +324,8 @@ fn write_results(
     mut rx: mpsc::Receiver<WriteJob>,
 ) -> Vec<(u32, String)> {
     let mut errors = Vec::new();
+    // One line per accepted result, in arrival order, renamed into place at the end.
+    let mut index = output::TaskIndexWriter::create(staging);
     while let Some(w) = rx.blocking_recv() {
         let dir = tasks_dir.join(w.index.to_string());
         if let Err(e) = output::write_result_dir(
@@ -334,6 +337,24 @@ fn write_results(
         ) {
             tracing::error!("failed to write the results of task {}: {e:#}", w.index);
             errors.push((w.index, format!("{e:#}")));
+            continue;
+        }
+        if let Some(ix) = index.as_mut() {
+            ix.record(&output::TaskRecord {
+                task: w.index as u64,
+                attempt: w.result.attempt,
+                provider: w.provider.to_string(),
+                fuel: w.result.fuel_used,
+                wall_ms: w.result.wall_us as f64 / 1000.0,
+                stdout_bytes: w.result.stdout.len() as u64,
+                outputs: w.result.outputs.len() as u64,
+            });
+        }
+    }
+    if let Some(ix) = index {
+        let target = tasks_dir.parent().unwrap_or(tasks_dir).join("tasks.jsonl");
+        if let Err(e) = ix.finish(&target) {
+            tracing::error!("failed to write {}: {e:#}", target.display());
         }
     }
     errors
@@ -523,7 +544,11 @@ impl Run<'_> {
                         self.last_failure.remove(&index);
                         if self
                             .write_tx
-                            .send(WriteJob { index, result })
+                            .send(WriteJob {
+                                index,
+                                provider: peer,
+                                result,
+                            })
                             .await
                             .is_err()
                         {
