@@ -99,11 +99,11 @@ pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> anyhow::Result
 
 /// One line of `tasks.jsonl`: what each accepted result cost and where it ran.
 #[derive(Clone, Debug, Serialize)]
-pub struct TaskRecord {
+pub struct TaskRecord<'a> {
     pub task: u64,
     pub attempt: u32,
     /// The provider whose result was accepted.
-    pub provider: String,
+    pub provider: &'a str,
     /// Fuel the task used: the billing unit.
     pub fuel: u64,
     /// Run time on the provider.
@@ -135,10 +135,12 @@ impl TaskIndexWriter {
         }
     }
 
-    pub fn record(&mut self, r: &TaskRecord) {
+    pub fn record(&mut self, r: &TaskRecord<'_>) {
         use std::io::Write;
-        let line = serde_json::to_string(r).expect("a task record always encodes");
-        if let Err(e) = writeln!(self.out, "{line}") {
+        let written = serde_json::to_writer(&mut self.out, r)
+            .map_err(std::io::Error::from)
+            .and_then(|()| self.out.write_all(b"\n"));
+        if let Err(e) = written {
             tracing::error!("failed to write {}: {e}", self.tmp.display());
         }
     }

@@ -326,6 +326,8 @@ fn write_results(
     let mut errors = Vec::new();
     // One line per accepted result, in arrival order, renamed into place at the end.
     let mut index = output::TaskIndexWriter::create(staging);
+    // Peer ids in text form, made once per provider (base58 is not free).
+    let mut names: HashMap<PeerId, String> = HashMap::new();
     while let Some(w) = rx.blocking_recv() {
         let dir = tasks_dir.join(w.index.to_string());
         if let Err(e) = output::write_result_dir(
@@ -343,7 +345,9 @@ fn write_results(
             ix.record(&output::TaskRecord {
                 task: w.index as u64,
                 attempt: w.result.attempt,
-                provider: w.provider.to_string(),
+                provider: names
+                    .entry(w.provider)
+                    .or_insert_with(|| w.provider.to_string()),
                 fuel: w.result.fuel_used,
                 wall_ms: w.result.wall_us as f64 / 1000.0,
                 stdout_bytes: w.result.stdout.len() as u64,
