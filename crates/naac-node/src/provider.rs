@@ -287,12 +287,12 @@ struct AssignInfo {
     limits: naac_types::Limits,
 }
 
-/// Runs a provider until `shutdown` resolves. `ready` receives the listen addresses (with
-/// the peer id) once the node listens.
+/// Runs a provider until `shutdown` resolves. `listening` receives each address the node
+/// listens on (with the peer id appended, ready to share) as it comes up.
 pub async fn run(
     config: ProviderConfig,
     keypair: Keypair,
-    ready: Option<tokio::sync::oneshot::Sender<Vec<naac_net::Multiaddr>>>,
+    listening: Option<mpsc::Sender<naac_net::Multiaddr>>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     config.home.ensure()?;
@@ -317,7 +317,6 @@ pub async fn run(
         slots,
         jobs: HashMap::new(),
     };
-    let mut ready = ready;
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
@@ -326,9 +325,10 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => break,
             ev = events.recv() => match ev {
-                Some(Event::Listening(_)) => {
-                    if let Some(tx) = ready.take() {
-                        let _ = tx.send(client.listen_addrs().await);
+                Some(Event::Listening(addr)) => {
+                    if let Some(tx) = &listening {
+                        let me = client.peer_id();
+                        let _ = tx.try_send(addr.clone().with_p2p(me).unwrap_or(addr));
                     }
                 }
                 Some(ev) => p.on_event(ev).await,

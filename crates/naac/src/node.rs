@@ -57,12 +57,14 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
             ..naac_net::Config::default()
         },
     };
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let (listen_tx, mut listen_rx) = tokio::sync::mpsc::channel(16);
     tokio::spawn(async move {
-        if let Ok(addrs) = ready_rx.await {
-            for a in addrs {
-                println!("listening on {a}");
-            }
+        // One line per address, for people and for scripts (`listening on MULTIADDR`).
+        // Whoever started us may stop reading after the first line: not an error.
+        while let Some(a) = listen_rx.recv().await {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "listening on {a}").and_then(|()| out.flush());
         }
     });
     let exit_with_parent = a.exit_with_parent;
@@ -76,7 +78,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
             crate::shutdown_signal().await
         }
     };
-    provider::run(config, keypair, Some(ready_tx), shutdown).await?;
+    provider::run(config, keypair, Some(listen_tx), shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 
