@@ -336,7 +336,10 @@ impl EventLoop {
     }
 
     fn push_backlog(&mut self, e: Event) {
-        if self.backlog.len() >= MAX_BACKLOG {
+        // Connection events are never dropped (there is one per connection); a dropped
+        // request just fails at its sender.
+        let droppable = matches!(e, Event::Request { .. } | Event::BadFrame { .. });
+        if droppable && self.backlog.len() >= MAX_BACKLOG {
             tracing::warn!("the node is not keeping up with the network; dropped an event");
             return;
         }
@@ -433,8 +436,8 @@ impl EventLoop {
                 }
             }
             E::InboundFailure { peer, error, .. } => match error {
-                InboundFailure::Io(e) => {
-                    // A peer that sends malformed frames is broken or hostile: hang up.
+                InboundFailure::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    // The codec refused the frame: the peer is broken or hostile, hang up.
                     tracing::warn!(
                         "dropped a malformed request from {peer} and its connection: {e}"
                     );

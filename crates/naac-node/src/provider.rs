@@ -49,9 +49,10 @@ enum Internal {
         key: JobKey,
         result: TaskResult,
     },
-    /// A report got its answer (or failed).
+    /// A report got its answer (or failed); `forget` when the requester disowned the job.
     ReportSent {
         key: JobKey,
+        forget: bool,
     },
 }
 
@@ -70,6 +71,8 @@ struct JobState {
     /// `(task, attempt)` of results in the report in flight.
     inflight: Vec<(u32, u32)>,
     reporting: bool,
+    /// Highest `Assign::seq` applied.
+    seen_seq: u64,
 }
 
 impl JobState {
@@ -86,9 +89,12 @@ impl JobState {
 /// A blob, or the fetch that will produce it.
 type BlobCell = Arc<OnceCell<Arc<Vec<u8>>>>;
 
+/// Fetches in flight at once: queued tasks prefetch their inputs, but not all at once.
+const MAX_FETCHES: usize = 32;
+
 /// Blobs by content id, fetched at most once at a time.
-#[derive(Default)]
 struct Blobs {
+    fetches: Semaphore,
     cells: Mutex<HashMap<ContentId, BlobCell>>,
     bytes: Mutex<usize>,
 }
@@ -111,6 +117,7 @@ impl Blobs {
         let blob = cell
             .get_or_try_init(|| async {
                 fetched = true;
+                let _permit = self.fetches.acquire().await.context("fetches closed")?;
                 let resp = client
                     .request(peer, Request::new(RequestBody::Fetch { id }))
                     .await
@@ -308,7 +315,11 @@ pub async fn run(
         client: client.clone(),
         sandbox,
         slots: Arc::new(Semaphore::new(slots as usize)),
-        blobs: Blobs::default(),
+        blobs: Blobs {
+            fetches: Semaphore::new(MAX_FETCHES),
+            cells: Mutex::new(HashMap::new()),
+            bytes: Mutex::new(0),
+        },
         modules: Mutex::new(HashMap::new()),
         internal: internal_tx,
     });
@@ -404,7 +415,14 @@ impl Provider {
             },
             RequestBody::Assign(a) => self.on_assign(peer, a),
             RequestBody::Cancel { job, tasks } => {
-                if let Some(state) = self.jobs.get_mut(&(peer, job)) {
+                if tasks.is_empty() {
+                    // The requester is done with the job (finished or interrupted).
+                    if let Some(state) = self.jobs.remove(&(peer, job)) {
+                        for h in state.held.values() {
+                            h.cancel.store(true, Ordering::Relaxed);
+                        }
+                    }
+                } else if let Some(state) = self.jobs.get_mut(&(peer, job)) {
                     let cancel_all = tasks.is_empty();
                     let wanted: HashSet<(u32, u32)> = tasks.into_iter().collect();
                     state.held.retain(|t, h| {
@@ -440,6 +458,7 @@ impl Provider {
             limits: a.limits,
         });
         let state = self.jobs.entry(key).or_default();
+        state.seen_seq = state.seen_seq.max(a.seq);
         for spec in a.tasks {
             let cancel = Arc::new(AtomicBool::new(false));
             let held = Held {
@@ -477,7 +496,15 @@ impl Provider {
                 job.outbox.push(result);
                 self.send_report(key, false);
             }
-            Internal::ReportSent { key } => {
+            Internal::ReportSent { key, forget } => {
+                if forget {
+                    if let Some(job) = self.jobs.remove(&key) {
+                        for h in job.held.values() {
+                            h.cancel.store(true, Ordering::Relaxed);
+                        }
+                    }
+                    return;
+                }
                 let Some(job) = self.jobs.get_mut(&key) else {
                     return;
                 };
@@ -502,8 +529,9 @@ impl Provider {
         let Some(job) = self.jobs.get_mut(&key) else {
             return;
         };
-        if job.outbox.is_empty() && job.held.is_empty() && !job.reporting {
-            self.jobs.remove(&key);
+        // The job's state stays until the requester cancels it or goes away: an idle provider
+        // keeps sending heartbeats, so the requester always knows it is there and what it holds.
+        if !heartbeat && job.outbox.is_empty() {
             return;
         }
         if job.reporting {
@@ -512,6 +540,7 @@ impl Provider {
                     job: key.1,
                     results: Vec::new(),
                     held: job.all_held(),
+                    seen_seq: job.seen_seq,
                 };
                 let client = self.shared.client.clone();
                 tokio::spawn(async move {
@@ -534,6 +563,7 @@ impl Provider {
         let results: Vec<TaskResult> = job.outbox.drain(..n).collect();
         job.inflight = results.iter().map(|r| (r.index, r.attempt)).collect();
         let held = job.all_held();
+        let seen_seq = job.seen_seq;
         job.reporting = true;
         let shared = self.shared.clone();
         tokio::spawn(async move {
@@ -541,25 +571,34 @@ impl Provider {
                 job: key.1,
                 results,
                 held,
+                seen_seq,
             }));
             // A report that does not get through is not resent: its results are dropped
             // from what we hold, and the requester reassigns them when it reconciles (the
             // usual cause, a requester that is gone, makes resending pointless anyway).
-            match shared.client.request(key.0, req).await {
+            let forget = match shared.client.request(key.0, req).await {
                 Ok(Response {
                     body: ResponseBody::Ack,
                     ..
-                }) => {}
+                }) => false,
                 Ok(other) => {
+                    // The requester does not know the job (any more): stop working for it.
                     tracing::debug!(
                         "requester {} answered a report with {:?}",
                         key.0,
                         other.body
                     );
+                    true
                 }
-                Err(e) => tracing::debug!("failed to report to {}: {e}", key.0),
-            }
-            let _ = shared.internal.send(Internal::ReportSent { key }).await;
+                Err(e) => {
+                    tracing::debug!("failed to report to {}: {e}", key.0);
+                    false
+                }
+            };
+            let _ = shared
+                .internal
+                .send(Internal::ReportSent { key, forget })
+                .await;
         });
     }
 }

@@ -34,6 +34,9 @@ pub enum RunError {
     Internal(#[from] anyhow::Error),
 }
 
+/// Largest input (or stdin) file: it must fit in one message with room to spare.
+pub const MAX_INPUT_BYTES: u64 = naac_proto::MAX_MESSAGE_BYTES - (1 << 20);
+
 /// A job that passed every check and is ready to run.
 pub struct PreparedJob {
     pub job: Job,
@@ -65,7 +68,16 @@ pub fn prepare(job_file: &Path, sandbox: &Sandbox) -> Result<PreparedJob, RunErr
         if i > 0 && !job.has_files() {
             break;
         }
-        job.task(i).map_err(|e| RunError::Invalid(job_error(e)))?;
+        let params = job.task(i).map_err(|e| RunError::Invalid(job_error(e)))?;
+        for path in params.inputs.iter().chain(params.stdin.iter()) {
+            let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            if len > MAX_INPUT_BYTES {
+                return Err(RunError::Invalid(anyhow::anyhow!(
+                    "input file {} of task {i} is {len} bytes; the limit is {MAX_INPUT_BYTES}\nhint: split the input across tasks",
+                    path.display()
+                )));
+            }
+        }
     }
     let mut unique = Vec::new();
     unique.extend_from_slice(&std::process::id().to_le_bytes());
@@ -143,6 +155,9 @@ enum Internal {
     AssignFailed(PeerId, String),
 }
 
+/// An `Assign` not yet confirmed applied: its sequence number and its attempts.
+type SentAssign = (u64, Vec<(TaskId, u32)>);
+
 struct WriteJob {
     index: u32,
     provider: PeerId,
@@ -192,6 +207,8 @@ pub async fn run(
         failures: Vec::new(),
         known_peers: Vec::new(),
         first_provider: None,
+        next_seq: HashMap::new(),
+        unconfirmed: HashMap::new(),
         finished: false,
     };
     r.drive();
@@ -233,17 +250,16 @@ pub async fn run(
             }
         }
     }
-    if interrupted {
-        // Best effort: tell providers to stop; do not wait long for them.
-        for peer in r.known_peers.clone() {
-            let req = Request::new(RequestBody::Cancel {
-                job: prepared.id,
-                tasks: Vec::new(),
-            });
-            let _ =
-                tokio::time::timeout(Duration::from_millis(500), client.request(peer, req)).await;
-        }
-    }
+    // Tell every provider the job is over (after Ctrl-C: to stop working on it), so they
+    // forget it; best effort, without waiting long.
+    let farewells = r.known_peers.iter().map(|peer| {
+        let req = Request::new(RequestBody::Cancel {
+            job: prepared.id,
+            tasks: Vec::new(),
+        });
+        tokio::time::timeout(Duration::from_millis(500), client.request(*peer, req))
+    });
+    futures::future::join_all(farewells).await;
     let final_progress = r.sched.progress();
     progress.send_replace(Progress {
         sched: final_progress,
@@ -431,6 +447,10 @@ struct Run<'a> {
     known_peers: Vec<PeerId>,
     /// When the first provider joined, from the start of the run.
     first_provider: Option<Duration>,
+    /// Per provider: the last `Assign::seq` used, and the assignments it has not yet
+    /// confirmed applying (by echoing their seq in a report).
+    next_seq: HashMap<PeerId, u64>,
+    unconfirmed: HashMap<PeerId, std::collections::VecDeque<SentAssign>>,
     finished: bool,
 }
 
@@ -457,6 +477,7 @@ impl Run<'_> {
             }
             Event::Disconnected(peer) => {
                 self.known_peers.retain(|p| *p != peer);
+                self.unconfirmed.remove(&peer);
                 let now = self.now();
                 self.sched.provider_lost(&peer, now);
                 self.drive();
@@ -502,19 +523,21 @@ impl Run<'_> {
         }
         let now = self.now();
         self.sched.renew(&peer, now);
-        let held: Vec<(TaskId, u32)> = report
+        // What the provider holds: its list, the results in this report, and every assignment
+        // it had not yet applied when it took the list (those cannot be judged yet).
+        let mut held: Vec<(TaskId, u32)> = report
             .held
             .iter()
-            .chain(
-                report
-                    .results
-                    .iter()
-                    .map(|r| (r.index, r.attempt))
-                    .collect::<Vec<_>>()
-                    .iter(),
-            )
-            .map(|(t, a)| (TaskId(*t), *a))
+            .copied()
+            .chain(report.results.iter().map(|r| (r.index, r.attempt)))
+            .map(|(t, a)| (TaskId(t), a))
             .collect();
+        if let Some(sent) = self.unconfirmed.get_mut(&peer) {
+            while sent.front().is_some_and(|(seq, _)| *seq <= report.seen_seq) {
+                sent.pop_front();
+            }
+            held.extend(sent.iter().flat_map(|(_, tasks)| tasks.iter().copied()));
+        }
         self.sched.reconcile(&peer, &held, now);
         for result in report.results {
             let index = result.index;
@@ -657,8 +680,16 @@ impl Run<'_> {
             }
         }
         for chunk in specs.chunks(MAX_TASKS_PER_ASSIGN) {
+            let seq = self.next_seq.entry(provider).or_default();
+            *seq += 1;
+            let seq = *seq;
+            self.unconfirmed.entry(provider).or_default().push_back((
+                seq,
+                chunk.iter().map(|t| (TaskId(t.index), t.attempt)).collect(),
+            ));
             let req = Request::new(RequestBody::Assign(Assign {
                 job: self.prepared.id,
+                seq,
                 module: self.prepared.module_id,
                 argv0: job.name.clone(),
                 limits: job.limits,

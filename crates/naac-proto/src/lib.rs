@@ -90,6 +90,9 @@ pub enum ResponseBody {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Assign {
     pub job: JobId,
+    /// Increases with every `Assign` a requester sends a provider; reports echo the highest
+    /// applied, so the requester knows which assignments a report's `held` list reflects.
+    pub seq: u64,
     pub module: ContentId,
     /// argv[0] for every task (the job's name).
     pub argv0: String,
@@ -119,6 +122,8 @@ pub struct Report {
     pub results: Vec<TaskResult>,
     /// `(task, attempt)` pairs.
     pub held: Vec<(u32, u32)>,
+    /// The highest `Assign::seq` applied when `held` was taken.
+    pub seen_seq: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

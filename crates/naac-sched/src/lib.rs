@@ -361,9 +361,10 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
             .order
             .iter()
             .filter(|id| {
+                // Only work can lapse: an idle provider owes us no reports.
                 self.providers
                     .get(*id)
-                    .is_some_and(|p| !p.lapsed && p.lease_deadline < now)
+                    .is_some_and(|p| !p.lapsed && !p.assigned.is_empty() && p.lease_deadline < now)
             })
             .cloned()
             .collect();
@@ -504,6 +505,8 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
             }
             let mut out = Vec::with_capacity(batch.len());
             let p = self.providers.get_mut(id).expect("checked above");
+            // New work starts a full lease, even for a provider that was idle (and silent).
+            p.lease_deadline = p.lease_deadline.max(now.plus(self.config.lease_ms));
             for t in batch {
                 let task = &mut self.tasks[t.0 as usize];
                 task.attempts += 1;

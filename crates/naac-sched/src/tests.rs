@@ -73,8 +73,12 @@ impl Harness {
     }
 
     fn lose(&mut self, p: u32) {
+        self.lose_at(p, 0);
+    }
+
+    fn lose_at(&mut self, p: u32, now: u64) {
         self.held.remove(&p);
-        self.s.provider_lost(&p, Millis(0));
+        self.s.provider_lost(&p, Millis(now));
         self.drain();
     }
 
@@ -391,5 +395,38 @@ fn random_event_sequences_keep_invariants() {
         let pr = h.s.progress();
         assert_eq!(pr.succeeded + pr.failed, total, "seed {seed}");
         assert_eq!(pr.succeeded as usize, accepted.len(), "seed {seed}");
+    }
+}
+
+#[test]
+fn idle_providers_do_not_lapse_and_new_work_gets_a_full_lease() {
+    let mut h = Harness::new(3, cfg()); // lease 1 s
+    h.join(1, 1, 0);
+    h.join(2, 1, 0);
+    // Provider 2 finishes its work and goes quiet; provider 1 keeps reporting.
+    h.complete_one(2, 10, 10);
+    while h.held.get(&2).is_some_and(|v| !v.is_empty()) {
+        h.complete_one(2, 10, 20);
+    }
+    for now in (100..5_000).step_by(100) {
+        h.s.renew(&1, Millis(now));
+        h.s.tick(Millis(now));
+        h.drain();
+    }
+    assert!(
+        h.cancels.iter().all(|(p, _)| *p != 2),
+        "idle provider 2 was lapsed"
+    );
+    // Provider 1 dies: its work goes to provider 2, which was idle for seconds.
+    h.lose_at(1, 5_000);
+    assert!(h.held.get(&2).is_some_and(|v| !v.is_empty()));
+    h.s.tick(Millis(5_100));
+    h.drain();
+    assert!(
+        h.held.get(&2).is_some_and(|v| !v.is_empty()),
+        "fresh lease, not lapsed at once"
+    );
+    while !h.finished {
+        assert!(h.complete_one(2, 10, 5_200).is_some());
     }
 }

@@ -483,6 +483,7 @@ async fn round_trips(rounds: u32) -> anyhow::Result<Vec<Duration>> {
     for i in 0..=rounds {
         let req = Request::new(RequestBody::Assign(Assign {
             job,
+            seq: u64::from(i) + 1,
             module,
             argv0: "testkit".into(),
             limits: Limits::default(),
