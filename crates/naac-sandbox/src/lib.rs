@@ -145,6 +145,7 @@ impl Sandbox {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |ctx: &mut wasi::Ctx| &mut ctx.wasi)
             .map_err(|e| wasm_err(e, "link WASI preview 1"))?;
+        wasi::add_virtual_poll(&mut linker).map_err(|e| wasm_err(e, "link virtual poll_oneoff"))?;
         std::fs::create_dir_all(&config.work_dir)
             .with_context(|| format!("create work dir {}", config.work_dir.display()))?;
         if let Some(d) = &config.cache_dir {

@@ -155,7 +155,7 @@ fn run_in(
         .stdout(stdout.clone())
         .stderr(stderr.clone())
         .wall_clock(clock.clone())
-        .monotonic_clock(clock)
+        .monotonic_clock(clock.clone())
         .secure_random(SeededRandom::new(&task.seed, "secure"))
         .insecure_random(SeededRandom::new(&task.seed, "insecure"))
         .insecure_random_seed(u128::from_le_bytes(
@@ -178,6 +178,7 @@ fn run_in(
         engine,
         Ctx {
             wasi: b.build_p1(),
+            clock,
             memory_limit: task.limits.memory,
             deadline: started + timeout,
             cancel: cancel.clone(),

@@ -299,3 +299,23 @@ fn a_guest_cannot_fill_the_disk_through_out() {
     let r = f.run(&task(&["readfile", "/out/huge.bin"]));
     assert_eq!(r.exit_code, Some(3));
 }
+
+#[test]
+fn sleeping_takes_virtual_time_only() {
+    let f = fixture();
+    // An hour of sleep: the virtual clock jumps, the host does not wait, and the timeout (20 s
+    // here) is never at risk inside a host call.
+    let r = f.run(&task(&["sleep", "3600000"]));
+    assert_eq!(r.outcome, Outcome::Ok, "{}", r.message);
+    assert!(r.wall.as_secs() < 10, "slept for real: {:?}", r.wall);
+    let out = String::from_utf8_lossy(&r.stdout);
+    let ms: u64 = out
+        .trim()
+        .strip_prefix("slept ")
+        .and_then(|s| s.strip_suffix(" ms"))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected output {out:?}"));
+    assert!(ms >= 3_600_000, "the guest saw {ms} ms pass");
+    // Deterministic like everything else.
+    assert_eq!(f.run(&task(&["sleep", "3600000"])).stdout, r.stdout);
+}

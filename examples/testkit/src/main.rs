@@ -5,6 +5,7 @@
 //! | mode                   | behaviour                                                        |
 //! |------------------------|------------------------------------------------------------------|
 //! | `noop`                 | exits 0, prints nothing                                          |
+//! | `sleep MILLIS`         | sleeps, then prints `slept N ms` as the monotonic clock saw it   |
 //! | `echo`                 | copies stdin to stdout                                           |
 //! | `print TEXT`           | prints `TEXT` and a newline                                      |
 //! | `stderr TEXT`          | prints `TEXT` and a newline to stderr, exits 0                   |
@@ -38,7 +39,7 @@ use naac_guest::args::{self, arg};
 use naac_guest::kernels::{pi_hits, sha256_chain};
 use naac_guest::{IN_DIR, OUT_DIR, hex};
 
-const MODES: &str = "noop, echo, print TEXT, stderr TEXT, exit CODE, random, spin MILLIS, \
+const MODES: &str = "noop, sleep MILLIS, echo, print TEXT, stderr TEXT, exit CODE, random, spin MILLIS, \
                      pi SEED SAMPLES, sha256 SEED ROUNDS, bytes N, outfile NAME N, readin NAME, \
                      readfile PATH, trap, loop, alloc";
 
@@ -62,6 +63,14 @@ fn main() {
     };
     match mode.as_str() {
         "noop" => {}
+        "sleep" => {
+            // Sleeps MILLIS of (the host's) clock time, then prints how long the monotonic
+            // clock says it slept.
+            let ms: u64 = arg(2, "millis");
+            let t0 = Instant::now();
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            println!("slept {} ms", t0.elapsed().as_millis());
+        }
         "echo" => echo(),
         "print" => println!("{}", arg::<String>(2, "text")),
         "stderr" => eprintln!("{}", arg::<String>(2, "text")),
