@@ -236,6 +236,17 @@ fn shade(escape: Option<u32>, max_iter: u32) -> u8 {
     }
 }
 
+/// Continues a SHA-256 chain: hashes the 32-byte `state` `rounds` more times, so that
+/// `sha256_extend(sha256_chain(seed, a), b) == sha256_chain(seed, a + b)` for every `a >= 1`.
+/// Each round costs the same, which makes a round a fixed unit of work.
+#[must_use]
+pub fn sha256_extend(mut state: [u8; 32], rounds: u64) -> [u8; 32] {
+    for _ in 0..rounds {
+        state = Sha256::digest(state).into();
+    }
+    state
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,6 +365,16 @@ mod tests {
         let mut raw = [0u8; 32];
         raw[..8].copy_from_slice(&7u64.to_le_bytes());
         assert_eq!(sha256_chain(7, 0), raw);
+    }
+
+    #[test]
+    fn sha256_extend_continues_the_chain() {
+        assert_eq!(sha256_extend(sha256_chain(9, 1), 0), sha256_chain(9, 1));
+        assert_eq!(sha256_extend(sha256_chain(9, 3), 4), sha256_chain(9, 7));
+        assert_eq!(
+            sha256_extend(sha256_extend(sha256_chain(9, 1), 10), 5),
+            sha256_chain(9, 16)
+        );
     }
 
     #[test]

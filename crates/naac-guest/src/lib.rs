@@ -9,7 +9,9 @@
 //!   host can also run them natively, e.g. to compare wasm and native speed;
 //! * [`args`], argument parsing that reports problems the way every example does
 //!   (`error: argument <index> (<name>): ...` on stderr, exit code 2);
-//! * [`hex`] and [`out_path`], small helpers for printing results and writing output files.
+//! * [`hex`] and [`out_path`], small helpers for printing results and writing output files;
+//! * [`checkpoint`] and [`restore`], so a long task can save its progress and a later run of
+//!   it (possibly on another machine) resumes where it left off.
 //!
 //! Nothing here reads clocks, spawns threads or touches the OS random source.
 
@@ -103,6 +105,68 @@ pub fn out_path(name: &str) -> PathBuf {
     dir.join(name)
 }
 
+/// Offers the host a checkpoint: `state`, which must fully describe the task's progress.
+///
+/// Cheap to call often (say, every few milliseconds of work): the host keeps a copy at most
+/// once per checkpoint interval (a setting of the job, not of the guest) and ignores the other
+/// calls without copying anything. The guest cannot tell whether a copy was taken, on purpose: that depends on
+/// wall time, and the task's output must not. If the task is interrupted, a later run of it
+/// gets the last copy taken from [`restore`] and must continue so that its output is exactly
+/// that of an uninterrupted run.
+///
+/// The host ends the task with a trap if `state` is longer than 64 MiB. Natively (outside
+/// wasm) this does nothing.
+pub fn checkpoint(state: &[u8]) {
+    #[cfg(target_arch = "wasm32")]
+    host::checkpoint(state);
+    #[cfg(not(target_arch = "wasm32"))]
+    let _ = state;
+}
+
+/// The state this run resumes from: what an earlier run of the same task passed to
+/// [`checkpoint`], or `None` when the task starts afresh (and always natively, outside wasm).
+#[must_use]
+pub fn restore() -> Option<Vec<u8>> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        host::restore()
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        None
+    }
+}
+
+/// Safe wrappers of the `naac` host functions.
+#[cfg(target_arch = "wasm32")]
+#[allow(unsafe_code)]
+mod host {
+    #[link(wasm_import_module = "naac")]
+    unsafe extern "C" {
+        #[link_name = "checkpoint"]
+        fn naac_checkpoint(ptr: *const u8, len: usize);
+        #[link_name = "restore_size"]
+        fn naac_restore_size() -> i64;
+        #[link_name = "restore"]
+        fn naac_restore(ptr: *mut u8, len: usize) -> usize;
+    }
+
+    pub(crate) fn checkpoint(state: &[u8]) {
+        // SAFETY: the host only reads `len` bytes at `ptr`, which `state` owns.
+        unsafe { naac_checkpoint(state.as_ptr(), state.len()) }
+    }
+
+    pub(crate) fn restore() -> Option<Vec<u8>> {
+        // SAFETY: takes no arguments and touches no guest memory.
+        let size = usize::try_from(unsafe { naac_restore_size() }).ok()?;
+        let mut state = vec![0u8; size];
+        // SAFETY: the host writes at most `len` bytes at `ptr`, all of them inside `state`.
+        let copied = unsafe { naac_restore(state.as_mut_ptr(), state.len()) };
+        state.truncate(copied);
+        Some(state)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +218,11 @@ mod tests {
         assert_eq!(unhex("zz"), None);
         let all: Vec<u8> = (0..=255).collect();
         assert_eq!(unhex(&hex(&all)), Some(all));
+    }
+
+    #[test]
+    fn checkpoints_are_inert_natively() {
+        checkpoint(b"state");
+        assert_eq!(restore(), None);
     }
 }

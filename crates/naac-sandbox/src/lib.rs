@@ -8,15 +8,22 @@
 //! host. Fuel (≈ instructions), memory and wall-clock time are limited; every run ends in one
 //! [`Outcome`]. A guest trap is an outcome, never a host error.
 //!
+//! A guest may also save its progress through the `naac` import module (`checkpoint`,
+//! `restore_size`, `restore`): the host keeps a copy at most once per
+//! [`TaskRun::checkpoint_interval`] and hands it to [`TaskRun::on_checkpoint`]; a later run
+//! given it as [`TaskRun::restore`], on any host, resumes from there.
+//!
 //! One [`Sandbox`] per process: it owns the wasmtime `Engine`, the WASI linker, an epoch
 //! ticker thread for timeouts, and the compiled-module cache (in memory, and on disk keyed by
 //! the module's BLAKE3 hash plus the engine's settings and version). Only this crate knows
 //! wasmtime.
 
 mod cache;
+mod checkpoint;
 mod run;
 mod wasi;
 
+pub use checkpoint::{CheckpointSink, MAX_CHECKPOINT_BYTES};
 pub use run::{RunResult, TaskRun};
 
 use anyhow::Context as _;
@@ -146,6 +153,8 @@ impl Sandbox {
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |ctx: &mut wasi::Ctx| &mut ctx.wasi)
             .map_err(|e| wasm_err(e, "link WASI preview 1"))?;
         wasi::add_virtual_poll(&mut linker).map_err(|e| wasm_err(e, "link virtual poll_oneoff"))?;
+        checkpoint::add_to_linker(&mut linker)
+            .map_err(|e| wasm_err(e, "link the checkpoint functions"))?;
         std::fs::create_dir_all(&config.work_dir)
             .with_context(|| format!("create work dir {}", config.work_dir.display()))?;
         if let Some(d) = &config.cache_dir {

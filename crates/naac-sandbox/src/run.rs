@@ -1,5 +1,6 @@
 //! Running one task: scratch directories, WASI context, limits, outcome classification.
 
+use crate::checkpoint::{CheckpointSink, Checkpoints, GuestFault, MAX_CHECKPOINT_BYTES};
 use crate::wasi::{Ctx, SeededRandom, Stop, VirtualClock};
 use crate::{Prepared, SandboxConfig, wasm_err};
 use anyhow::Context as _;
@@ -26,6 +27,16 @@ pub struct TaskRun {
     pub limits: Limits,
     /// Seeds the virtual random source; replicas of a task get the same seed.
     pub seed: [u8; 32],
+    /// Checkpoint to resume from (what an earlier run of the same task handed to its
+    /// [`on_checkpoint`](Self::on_checkpoint)); `None` starts the task afresh. One larger
+    /// than [`MAX_CHECKPOINT_BYTES`] makes the run a host-side error.
+    pub restore: Option<Arc<Vec<u8>>>,
+    /// Least wall time between checkpoints, counted from the start of the run and then from
+    /// the last checkpoint taken: the guest's `checkpoint` calls in between are ignored.
+    /// `None` (or no [`on_checkpoint`](Self::on_checkpoint)) disables checkpoints.
+    pub checkpoint_interval: Option<Duration>,
+    /// Receives the checkpoints this run takes.
+    pub on_checkpoint: Option<CheckpointSink>,
 }
 
 /// How a run ended and what it produced.
@@ -43,6 +54,8 @@ pub struct RunResult {
     pub stderr: Vec<u8>,
     /// Files the guest left in `/out`: relative paths with `/`, contents.
     pub outputs: Vec<(String, Vec<u8>)>,
+    /// Checkpoints taken (handed to [`TaskRun::on_checkpoint`]) during this run.
+    pub checkpoints: u32,
 }
 
 pub(crate) fn run(
@@ -135,6 +148,15 @@ fn run_in(
     scratch: &Scratch,
     started: Instant,
 ) -> anyhow::Result<(RunResult, bool)> {
+    if let Some(state) = &task.restore
+        && state.len() > MAX_CHECKPOINT_BYTES
+    {
+        anyhow::bail!(
+            "checkpoint to restore holds {} bytes, more than the {} limit",
+            state.len(),
+            format_size(MAX_CHECKPOINT_BYTES as u64)
+        );
+    }
     let (in_dir, out_dir) = (&scratch.in_dir, &scratch.out_dir);
     for (name, bytes) in &task.inputs {
         if !is_plain_name(name) {
@@ -183,6 +205,12 @@ fn run_in(
             deadline: started + timeout,
             cancel: cancel.clone(),
             stop: None,
+            checkpoints: Checkpoints::new(
+                task.restore.clone(),
+                task.checkpoint_interval,
+                task.on_checkpoint.clone(),
+                started,
+            ),
         },
     );
     store.limiter(|c| c);
@@ -223,6 +251,7 @@ fn run_in(
         .fuel
         .saturating_sub(store.get_fuel().unwrap_or(0));
     let stop = store.data().stop;
+    let checkpoints = store.data().checkpoints.taken;
     drop(store);
 
     // The store (and the WASI context's handles on the pipes) is gone: take the buffers
@@ -277,6 +306,7 @@ fn run_in(
         stdout,
         stderr,
         outputs,
+        checkpoints,
     };
     Ok((result, out_used))
 }
@@ -329,6 +359,9 @@ fn classify(
             );
         }
         None => {}
+    }
+    if let Some(fault) = err.downcast_ref::<GuestFault>() {
+        return (Outcome::Trap, None, fault.0.clone());
     }
     if let Some(trap) = err.downcast_ref::<Trap>() {
         if *trap == Trap::OutOfFuel {

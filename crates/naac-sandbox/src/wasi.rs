@@ -1,6 +1,7 @@
 //! The guest's world: WASI context with virtual clocks and seeded randomness, plus the
 //! store-level state the limits need.
 
+use crate::checkpoint::Checkpoints;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,6 +28,8 @@ pub(crate) struct Ctx {
     pub deadline: Instant,
     pub cancel: Arc<AtomicBool>,
     pub stop: Option<Stop>,
+    /// The run's checkpoint to resume from and where new ones go.
+    pub checkpoints: Checkpoints,
 }
 
 impl ResourceLimiter for Ctx {

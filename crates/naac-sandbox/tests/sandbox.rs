@@ -1,10 +1,14 @@
 //! The sandbox against the real testkit guest: every outcome, the file-system boundary,
-//! determinism and the compiled-module cache.
+//! determinism, the compiled-module cache, and checkpoint/restore.
 
-use naac_sandbox::{ModuleError, Prepared, RunResult, Sandbox, SandboxConfig, TaskRun};
+use naac_sandbox::{
+    CheckpointSink, MAX_CHECKPOINT_BYTES, ModuleError, Prepared, RunResult, Sandbox, SandboxConfig,
+    TaskRun,
+};
 use naac_types::{ContentId, Limits, Outcome};
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 fn testkit_bytes() -> Vec<u8> {
     let p = concat!(
@@ -318,4 +322,184 @@ fn sleeping_takes_virtual_time_only() {
     assert!(ms >= 3_600_000, "the guest saw {ms} ms pass");
     // Deterministic like everything else.
     assert_eq!(f.run(&task(&["sleep", "3600000"])).stdout, r.stdout);
+}
+
+/// A sink that keeps every checkpoint it gets.
+fn collecting_sink() -> (CheckpointSink, Arc<Mutex<Vec<Vec<u8>>>>) {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let keep = got.clone();
+    let sink = CheckpointSink::new(move |state| keep.lock().expect("sink lock").push(state));
+    (sink, got)
+}
+
+/// `ckpt 5 2000 100`: a SHA-256 chain of 2000 steps, checkpointed every 100.
+fn ckpt_task(interval: Option<Duration>, sink: &CheckpointSink) -> TaskRun {
+    TaskRun {
+        checkpoint_interval: interval,
+        on_checkpoint: Some(sink.clone()),
+        ..task(&["ckpt", "5", "2000", "100"])
+    }
+}
+
+#[test]
+fn checkpoints_reach_the_sink() {
+    let f = fixture();
+    let (sink, got) = collecting_sink();
+    let r = f.run(&ckpt_task(Some(Duration::ZERO), &sink));
+    assert_eq!(r.outcome, Outcome::Ok, "{}", r.message);
+    let got = got.lock().expect("sink lock");
+    // Every 100 steps from step 1, the last step excepted: 101, 201, ..., 1901.
+    assert_eq!(got.len(), 19);
+    assert_eq!(r.checkpoints, 19);
+    assert!(got.iter().all(|c| c.len() == 40), "(step, state) each");
+    // Checkpointing does not change the result: the same chain as `sha256`.
+    let plain = f.run(&task(&["sha256", "5", "2000"]));
+    assert_eq!(r.stdout, plain.stdout);
+}
+
+#[test]
+fn a_run_resumes_from_a_checkpoint() {
+    let f = fixture();
+    let (sink, got) = collecting_sink();
+    let fresh = f.run(&ckpt_task(Some(Duration::ZERO), &sink));
+    assert_eq!(fresh.outcome, Outcome::Ok, "{}", fresh.message);
+    assert!(!String::from_utf8_lossy(&fresh.stderr).contains("resumed"));
+    let mid = got.lock().expect("sink lock")[9].clone();
+
+    let (sink, _) = collecting_sink();
+    let mut t = ckpt_task(None, &sink);
+    t.restore = Some(Arc::new(mid));
+    let resumed = f.run(&t);
+    assert_eq!(resumed.outcome, Outcome::Ok, "{}", resumed.message);
+    assert_eq!(
+        resumed.stdout, fresh.stdout,
+        "same bytes as an uninterrupted run"
+    );
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert!(stderr.contains("resumed at step 1001"), "{stderr}");
+    assert!(
+        resumed.fuel_used < fresh.fuel_used,
+        "the restored steps were skipped"
+    );
+}
+
+#[test]
+fn checkpoints_can_be_disabled() {
+    let f = fixture();
+    let (sink, got) = collecting_sink();
+    let r = f.run(&ckpt_task(None, &sink));
+    assert_eq!(r.outcome, Outcome::Ok, "{}", r.message);
+    assert_eq!(r.checkpoints, 0);
+    assert!(got.lock().expect("sink lock").is_empty());
+}
+
+#[test]
+fn checkpoints_wait_for_their_interval() {
+    let f = fixture();
+    let (sink, got) = collecting_sink();
+    let r = f.run(&ckpt_task(Some(Duration::from_secs(3600)), &sink));
+    assert_eq!(r.outcome, Outcome::Ok, "{}", r.message);
+    assert_eq!(r.checkpoints, 0);
+    assert!(got.lock().expect("sink lock").is_empty());
+}
+
+#[test]
+fn an_oversized_checkpoint_traps_even_when_disabled() {
+    let f = fixture();
+    let big = (MAX_CHECKPOINT_BYTES + 1).to_string();
+    let mut t = task(&["ckptbig", &big, "1"]);
+    t.limits.memory = 256 << 20;
+    let r = f.run(&t);
+    assert_eq!(r.outcome, Outcome::Trap, "{}", r.message);
+    assert_eq!(
+        r.message,
+        format!("checkpoint of {big} bytes exceeds the 64 MiB limit")
+    );
+    // The largest allowed state is fine.
+    let mut t = task(&["ckptbig", &MAX_CHECKPOINT_BYTES.to_string(), "2"]);
+    t.limits.memory = 256 << 20;
+    let lens = Arc::new(Mutex::new(Vec::new()));
+    let keep = lens.clone();
+    t.checkpoint_interval = Some(Duration::ZERO);
+    t.on_checkpoint = Some(CheckpointSink::new(move |state| {
+        keep.lock().expect("sink lock").push(state.len());
+    }));
+    let r = f.run(&t);
+    assert_eq!(r.outcome, Outcome::Ok, "{}", r.message);
+    assert_eq!(r.stdout, b"2\n");
+    assert_eq!(*lens.lock().expect("sink lock"), [MAX_CHECKPOINT_BYTES; 2]);
+}
+
+#[test]
+fn an_oversized_restore_is_refused() {
+    let f = fixture();
+    let mut t = task(&["noop"]);
+    t.restore = Some(Arc::new(vec![0; MAX_CHECKPOINT_BYTES + 1]));
+    assert!(
+        f.sandbox
+            .run(&f.module, &t, &Arc::new(AtomicBool::new(false)))
+            .is_err()
+    );
+}
+
+#[test]
+fn guests_without_checkpoints_run_as_before() {
+    let f = fixture();
+    let r = f.run(&task(&["print", "still here"]));
+    assert_eq!(r.outcome, Outcome::Ok, "{}", r.message);
+    assert_eq!(r.stdout, b"still here\n");
+    assert_eq!(r.checkpoints, 0);
+    // pi imports nothing from `naac`.
+    let pi = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/pi/pi.wasm"
+    ))
+    .expect("examples/pi/pi.wasm is committed");
+    let module = f
+        .sandbox
+        .compile(&ContentId::of(&pi), &pi)
+        .expect("compile pi");
+    let mut t = task(&["1", "1000"]);
+    t.argv0 = "pi".into();
+    let r = f
+        .sandbox
+        .run(&module, &t, &Arc::new(AtomicBool::new(false)))
+        .expect("run pi");
+    assert_eq!(r.outcome, Outcome::Ok, "{}", r.message);
+    assert!(r.stdout.ends_with(b" 1000\n"));
+}
+
+/// A minimal WASI command whose `_start` calls the function `naac::NAME`, imported with type
+/// `() -> ()`.
+fn module_importing(name: &str) -> Vec<u8> {
+    let name_len = u8::try_from(name.len()).expect("short name");
+    let mut import = vec![1, 4];
+    import.extend_from_slice(b"naac");
+    import.push(name_len);
+    import.extend_from_slice(name.as_bytes());
+    import.extend_from_slice(&[0, 0]);
+    let mut m = b"\0asm\x01\0\0\0".to_vec();
+    m.extend_from_slice(&[1, 4, 1, 0x60, 0, 0]); // type 0: () -> ()
+    m.extend_from_slice(&[2, u8::try_from(import.len()).expect("short section")]);
+    m.extend_from_slice(&import);
+    m.extend_from_slice(&[3, 2, 1, 0]); // function 1 has type 0
+    m.extend_from_slice(&[7, 10, 1, 6]);
+    m.extend_from_slice(b"_start");
+    m.extend_from_slice(&[0, 1]); // exports function 1
+    m.extend_from_slice(&[10, 6, 1, 4, 0, 0x10, 0, 0x0b]); // body: call 0
+    m
+}
+
+#[test]
+fn unknown_naac_imports_are_unlinkable() {
+    let f = fixture();
+    // `checkpoint` exists but takes (i32, i32).
+    for name in ["bogus", "checkpoint"] {
+        let m = module_importing(name);
+        match f.sandbox.compile(&ContentId::of(&m), &m) {
+            Err(ModuleError::Unlinkable(e)) => assert!(e.contains(name), "{e}"),
+            Err(e) => panic!("{name}: {e}"),
+            Ok(_) => panic!("{name}: linked"),
+        }
+    }
 }

@@ -15,6 +15,11 @@
 //! | `spin MILLIS`          | busy-loops for roughly `MILLIS` ms of native CPU, prints result  |
 //! | `pi SEED SAMPLES`      | prints `naac_guest::kernels::pi_hits(SEED, SAMPLES)`             |
 //! | `sha256 SEED ROUNDS`   | prints the hex of `naac_guest::kernels::sha256_chain`            |
+//! | `ckpt SEED STEPS [PER]`| prints what `sha256 SEED STEPS` prints, one round per step,      |
+//! |                        | checkpointing `(step, state)` every `PER` steps (default 1000)   |
+//! |                        | and resuming from a restored checkpoint (`resumed at step N` on  |
+//! |                        | stderr)                                                          |
+//! | `ckptbig BYTES ITERS`  | offers a `BYTES`-long checkpoint `ITERS` times, prints `ITERS`   |
 //! | `bytes N`              | writes `N` pattern bytes to stdout in 64 KiB chunks              |
 //! | `outfile NAME N`       | writes `N` pattern bytes to `/out/NAME`, prints `wrote NAME`     |
 //! | `readin NAME`          | reads `/in/NAME`, prints `LENGTH CHECKSUM`                       |
@@ -36,12 +41,13 @@ use std::io::{self, Read, Write};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use naac_guest::args::{self, arg};
-use naac_guest::kernels::{pi_hits, sha256_chain};
+use naac_guest::kernels::{pi_hits, sha256_chain, sha256_extend};
 use naac_guest::{IN_DIR, OUT_DIR, hex};
 
 const MODES: &str = "noop, sleep MILLIS, echo, print TEXT, stderr TEXT, exit CODE, random, spin MILLIS, \
-                     pi SEED SAMPLES, sha256 SEED ROUNDS, bytes N, outfile NAME N, readin NAME, \
-                     readfile PATH, trap, loop, alloc";
+                     pi SEED SAMPLES, sha256 SEED ROUNDS, ckpt SEED STEPS [PER], \
+                     ckptbig BYTES ITERS, bytes N, outfile NAME N, readin NAME, readfile PATH, \
+                     trap, loop, alloc";
 
 /// Size of the chunks written by `bytes` and `outfile`.
 const CHUNK: usize = 64 * 1024;
@@ -56,6 +62,9 @@ const SPIN_ITERATIONS_PER_MS: u64 = 600_000;
 
 /// Exit code of `readfile` when the file cannot be read.
 const DENIED_EXIT_CODE: i32 = 3;
+
+/// Steps between the checkpoints of `ckpt` unless given.
+const DEFAULT_STEPS_PER_CHECKPOINT: u64 = 1000;
 
 fn main() {
     let Some(mode) = args::optional(1, "mode") else {
@@ -82,6 +91,8 @@ fn main() {
         ),
         "pi" => println!("{}", pi_hits(arg(2, "seed"), arg(3, "samples"))),
         "sha256" => println!("{}", hex(&sha256_chain(arg(2, "seed"), arg(3, "rounds")))),
+        "ckpt" => ckpt(arg(2, "seed"), arg(3, "steps"), steps_per_checkpoint()),
+        "ckptbig" => ckptbig(arg(2, "bytes"), arg(3, "iters")),
         "bytes" => bytes(arg(2, "n")),
         "outfile" => outfile(&arg::<String>(2, "name"), arg(3, "n")),
         "readin" => readin(&arg::<String>(2, "name")),
@@ -146,6 +157,69 @@ fn alloc_forever() -> ! {
         blocks.push(black_box(block));
         black_box(&blocks);
     }
+}
+
+fn steps_per_checkpoint() -> u64 {
+    if args::count() < 4 {
+        return DEFAULT_STEPS_PER_CHECKPOINT;
+    }
+    let per = arg(4, "steps per checkpoint");
+    if per == 0 {
+        args::usage_error("argument 4 (steps per checkpoint): must be at least 1");
+    }
+    per
+}
+
+/// The SHA-256 chain of `sha256 SEED STEPS`, one round per step, checkpointed as
+/// `(step, state)` every `per` steps. A restored checkpoint skips the steps it covers; the
+/// output is the same either way.
+fn ckpt(seed: u64, steps: u64, per: u64) {
+    // The chain's first round hashes the seed; every later round, one step, hashes a digest.
+    let (mut step, mut state) = match naac_guest::restore() {
+        Some(saved) => {
+            let Some((step, state)) =
+                decode_progress(&saved).filter(|(s, _)| (steps.min(1)..=steps).contains(s))
+            else {
+                args::fail(&format!(
+                    "ckpt: checkpoint of {} bytes does not fit this task",
+                    saved.len()
+                ));
+            };
+            eprintln!("resumed at step {step}");
+            (step, state)
+        }
+        None => (steps.min(1), sha256_chain(seed, steps.min(1))),
+    };
+    while step < steps {
+        let n = per.min(steps - step);
+        state = sha256_extend(state, n);
+        step += n;
+        if step < steps {
+            naac_guest::checkpoint(&encode_progress(step, &state));
+        }
+    }
+    println!("{}", hex(&state));
+}
+
+/// `ckpt`'s checkpoint: the step number (little-endian) followed by the chain's state.
+fn encode_progress(step: u64, state: &[u8; 32]) -> Vec<u8> {
+    let mut out = step.to_le_bytes().to_vec();
+    out.extend_from_slice(state);
+    out
+}
+
+fn decode_progress(bytes: &[u8]) -> Option<(u64, [u8; 32])> {
+    let (step, state) = bytes.split_first_chunk::<8>()?;
+    Some((u64::from_le_bytes(*step), state.try_into().ok()?))
+}
+
+/// Offers the same `bytes`-long checkpoint `iters` times (to measure what checkpoints cost).
+fn ckptbig(bytes: usize, iters: u64) {
+    let state = vec![0xa5u8; bytes];
+    for _ in 0..iters {
+        naac_guest::checkpoint(black_box(&state));
+    }
+    println!("{iters}");
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -283,6 +357,15 @@ mod tests {
             length_and_checksum(&[255u8; 4][..]).expect("small"),
             (4, 1020)
         );
+    }
+
+    #[test]
+    fn progress_round_trips() {
+        let state = sha256_chain(3, 5);
+        let bytes = encode_progress(5, &state);
+        assert_eq!(decode_progress(&bytes), Some((5, state)));
+        assert_eq!(decode_progress(&bytes[..39]), None);
+        assert_eq!(decode_progress(&[]), None);
     }
 
     #[test]
