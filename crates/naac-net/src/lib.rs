@@ -8,12 +8,14 @@
 
 mod codec;
 mod identity;
+mod signing;
 #[doc(hidden)]
 pub mod testing;
 
 pub use identity::{load_or_create_identity, peer_id_of};
 pub use libp2p::identity::Keypair;
 pub use libp2p::{Multiaddr, PeerId};
+pub use signing::{public_key_of, sign, verify};
 
 use futures::StreamExt;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
@@ -79,8 +81,8 @@ pub enum RequestError {
 pub enum Event {
     /// Now listening on this address.
     Listening(Multiaddr),
-    /// First connection to a peer opened.
-    Connected(PeerId),
+    /// First connection to a peer opened; the peer's IP address as seen from here.
+    Connected(PeerId, Option<std::net::IpAddr>),
     /// Last connection to a peer closed.
     Disconnected(PeerId),
     /// A peer sent a request; answer it with [`Client::respond`].
@@ -359,9 +361,11 @@ impl EventLoop {
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 num_established,
+                endpoint,
                 ..
             } if num_established.get() == 1 => {
-                self.emit(Event::Connected(peer_id));
+                let ip = ip_of(endpoint.get_remote_address());
+                self.emit(Event::Connected(peer_id, ip));
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -451,5 +455,15 @@ impl EventLoop {
             },
             E::ResponseSent { .. } => {}
         }
+    }
+}
+
+/// The IP address at the start of a multiaddr, if it starts with one.
+fn ip_of(addr: &Multiaddr) -> Option<std::net::IpAddr> {
+    use libp2p::multiaddr::Protocol;
+    match addr.iter().next()? {
+        Protocol::Ip4(ip) => Some(ip.into()),
+        Protocol::Ip6(ip) => Some(ip.into()),
+        _ => None,
     }
 }

@@ -42,6 +42,11 @@ impl Home {
         self.root.join("cache/modules")
     }
 
+    /// The requester's record of every provider it has used (SQLite).
+    pub fn reputation_db(&self) -> PathBuf {
+        self.root.join("reputation.db")
+    }
+
     /// Scratch space for running tasks.
     pub fn work(&self) -> PathBuf {
         self.root.join("work")

@@ -6,6 +6,7 @@
 pub mod home;
 pub mod output;
 pub mod provider;
+pub mod reputation;
 pub mod requester;
 
 pub use home::Home;

@@ -6,7 +6,8 @@
 //! DIR/tasks/<index>/out/...        files the task left in /out
 //! DIR/reduce/stdout, stderr, out/  when the job has a reduce step
 //! DIR/summary.json
-//! DIR/tasks.jsonl                  one line per accepted result: fuel, provider, time
+//! DIR/tasks.jsonl                  one line per accepted result: fuel, provider, time,
+//!                                  output digest, signature, verification
 //! ```
 //!
 //! Each task directory is assembled under a temporary name and renamed into place, so a
@@ -111,6 +112,18 @@ pub struct TaskRecord<'a> {
     pub stdout_bytes: u64,
     /// Files the task left in `/out`.
     pub outputs: u64,
+    /// BLAKE3 output digest (what replicas compare), hex.
+    pub output: String,
+    /// Content id of the signed result record, hex.
+    pub record: String,
+    /// The provider's ed25519 signature over the record, hex.
+    pub signature: String,
+    /// At least two providers returned this exact output.
+    pub verified: bool,
+    /// Results compared for this task (1 when accepted on one provider's word).
+    pub copies: u32,
+    /// The run resumed from a checkpoint.
+    pub resumed: bool,
 }
 
 /// Writes `tasks.jsonl` in the staging dir, then renames it into place.
@@ -164,7 +177,13 @@ pub struct Summary {
     /// Seconds from submission until the first provider joined (pool start-up, discovery).
     pub first_provider_seconds: Option<f64>,
     pub fuel_total: u64,
+    /// Fuel of every result received, copies and rejected ones included.
+    pub fuel_spent: u64,
     pub providers: Vec<ProviderTasks>,
+    pub verification: VerificationSummary,
+    /// Every task whose results disagreed, with the providers on each side.
+    pub discrepancies: Vec<Discrepancy>,
+    pub checkpoints: CheckpointSummary,
     pub failures: Vec<Failure>,
     /// Where the results are.
     pub out_dir: PathBuf,
@@ -183,10 +202,65 @@ pub struct TaskCounts {
     pub retried: u64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct ProviderTasks {
     pub peer_id: String,
+    /// Accepted results that came from this provider.
     pub tasks: u64,
+    /// Its results that agreed with a quorum.
+    pub verified: u64,
+    /// Its results that lost a vote, failed the verifier or carried a bad signature.
+    pub rejected: u64,
+    /// Its runs that were lost.
+    pub lost: u64,
+    /// Its reputation score after this job (see `naac reputation`).
+    pub reputation: Option<f64>,
+}
+
+/// The job's verification level and what it cost.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct VerificationSummary {
+    pub replicas: u32,
+    pub quorum: u32,
+    pub adaptive: bool,
+    pub spot_check: f64,
+    pub verifier: bool,
+    /// Runs started, copies and retries included.
+    pub runs: u64,
+    /// Runs per accepted or failed task.
+    pub overhead: f64,
+    /// Tasks accepted on the agreement of two or more providers.
+    pub verified: u64,
+    pub disagreements: u64,
+    /// Results accepted on one provider's word and checked again after it was caught.
+    pub rechecked: u64,
+    /// Speculative copies started for stragglers.
+    pub speculative: u64,
+    /// Results refused: bad signature or rejected by the verifier.
+    pub rejected_results: u64,
+}
+
+/// One disagreement: which output won (if any) and who returned what.
+#[derive(Clone, Debug, Serialize)]
+pub struct Discrepancy {
+    pub task: u64,
+    /// The accepted output digest; `null` when no quorum formed.
+    pub accepted: Option<String>,
+    pub sides: Vec<Side>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Side {
+    pub output: String,
+    pub providers: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CheckpointSummary {
+    /// Checkpoints received from providers.
+    pub received: u64,
+    /// Runs started from a checkpoint (after their provider was lost).
+    pub resumed: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]

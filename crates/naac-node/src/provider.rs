@@ -6,6 +6,15 @@
 //! `Report` per job is in flight at a time, so results batch up naturally under load; a
 //! heartbeat report renews the leases of held tasks every [`HEARTBEAT`]. A requester that
 //! disconnects has its tasks cancelled. Nothing a requester or a guest does stops the node.
+//!
+//! Every result is signed with the node's key over its [`ResultRecord`] (job, task, module,
+//! inputs, output digest, outcome, fuel). A guest's checkpoints are sent to the requester as
+//! they are taken (one upload per task at a time; a checkpoint taken while the previous one
+//! is still uploading is skipped), and a task assigned with `resume` starts from one.
+//!
+//! Two testing aids make misbehaviour reproducible: `faulty` returns a wrong output for a
+//! fraction of tasks (still signed: a cheater signs its own lies), and `slowdown` makes the
+//! node hold every result for that many times the task's run time.
 
 use anyhow::Context as _;
 use naac_net::{Client, Event, Keypair, PeerId};
@@ -13,8 +22,8 @@ use naac_proto::{
     Assign, MAX_TASKS_PER_ASSIGN, OutputFile, REPORT_SOFT_LIMIT, Report, Request, RequestBody,
     Response, ResponseBody, TaskResult, TaskSpec, VERSION,
 };
-use naac_sandbox::{Prepared, Sandbox, SandboxConfig, TaskRun};
-use naac_types::{ContentId, JobId};
+use naac_sandbox::{CheckpointSink, Prepared, Sandbox, SandboxConfig, TaskRun};
+use naac_types::{ContentId, JobId, ResultRecord};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,6 +49,25 @@ pub struct ProviderConfig {
     /// Tasks run at once.
     pub slots: u32,
     pub net: naac_net::Config,
+    /// Who runs this node, announced so requesters keep replicas of one task apart.
+    pub owner: Option<String>,
+    /// Testing aid: return a wrong output for this fraction of tasks.
+    pub faulty: Option<f64>,
+    /// Testing aid: hold each result for this many times its run time (1 = normal speed).
+    pub slowdown: f64,
+}
+
+impl ProviderConfig {
+    pub fn new(home: Home, slots: u32, net: naac_net::Config) -> Self {
+        Self {
+            home,
+            slots,
+            net,
+            owner: None,
+            faulty: None,
+            slowdown: 1.0,
+        }
+    }
 }
 
 type JobKey = (PeerId, JobId);
@@ -153,6 +181,9 @@ impl Blobs {
 
 struct Shared {
     client: Client,
+    keypair: Keypair,
+    faulty: Option<f64>,
+    slowdown: f64,
     sandbox: Arc<Sandbox>,
     slots: Arc<Semaphore>,
     blobs: Blobs,
@@ -221,10 +252,25 @@ impl Shared {
         for (name, id) in &spec.inputs {
             inputs.push((name.clone(), self.blobs.get(&self.client, peer, *id).await?));
         }
+        let restore = match spec.resume {
+            Some(id) => Some(self.blobs.get(&self.client, peer, id).await?),
+            None => None,
+        };
+        let input_digest = spec.input_digest(&assign.argv0);
         let _permit = self.slots.acquire().await.context("slots closed")?;
         if cancel.load(Ordering::Relaxed) {
             anyhow::bail!("cancelled before it started");
         }
+        let checkpoint_interval = assign.checkpoint_interval_ms.map(Duration::from_millis);
+        let on_checkpoint = checkpoint_interval.map(|_| {
+            checkpoint_sink(
+                self.client.clone(),
+                peer,
+                assign.job,
+                spec.index,
+                spec.attempt,
+            )
+        });
         let run = TaskRun {
             argv0: assign.argv0.clone(),
             args: spec.args,
@@ -232,18 +278,39 @@ impl Shared {
             inputs,
             limits: assign.limits,
             seed: spec.seed.0,
+            restore,
+            checkpoint_interval,
+            on_checkpoint,
         };
         let sandbox = self.sandbox.clone();
-        let r = tokio::task::spawn_blocking(move || sandbox.run(&module, &run, &cancel))
+        let cancel2 = cancel.clone();
+        let r = tokio::task::spawn_blocking(move || sandbox.run(&module, &run, &cancel2))
             .await
             .context("task thread panicked")??;
+        if self.slowdown > 1.0 {
+            // Testing aid: a slow machine holds its slot for the extra time too.
+            let extra = r.wall.mul_f64(self.slowdown - 1.0);
+            let until = tokio::time::Instant::now() + extra;
+            while tokio::time::Instant::now() < until && !cancel.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(20).min(extra)).await;
+            }
+        }
         let (mut stdout, mut stderr) = (r.stdout, r.stderr);
+        if r.outcome == naac_types::Outcome::Ok
+            && let Some(fraction) = self.faulty
+            && cheat_on(&self.client.peer_id(), &assign.job, spec.index, fraction)
+        {
+            // Testing aid: a made-up answer, different on every faulty provider.
+            stdout.extend_from_slice(
+                format!("\n[wrong answer from {}]\n", self.client.peer_id()).as_bytes(),
+            );
+        }
         if r.outcome != naac_types::Outcome::Ok {
             // A failed attempt's output is for diagnosis only: keep the tail.
             keep_tail(&mut stdout, FAILED_OUTPUT_TAIL);
             keep_tail(&mut stderr, FAILED_OUTPUT_TAIL);
         }
-        Ok(TaskResult {
+        let mut result = TaskResult {
             index: spec.index,
             attempt: spec.attempt,
             outcome: Some(r.outcome),
@@ -258,8 +325,64 @@ impl Shared {
                 .into_iter()
                 .map(|(name, data)| OutputFile { name, data })
                 .collect(),
-        })
+            signature: Vec::new(),
+            checkpoints: r.checkpoints,
+            resumed: spec.resume,
+        };
+        let record = ResultRecord {
+            job: assign.job,
+            task: spec.index,
+            attempt: spec.attempt,
+            module: assign.module,
+            input: input_digest,
+            output: result.output_digest(),
+            outcome: r.outcome,
+            fuel_used: result.fuel_used,
+        };
+        result.signature = naac_net::sign(&self.keypair, &record.signing_bytes());
+        Ok(result)
     }
+}
+
+/// Sends each checkpoint the guest takes to the requester; while one is uploading, newer
+/// ones are skipped (the next one after it lands is sent).
+fn checkpoint_sink(
+    client: Client,
+    peer: PeerId,
+    job: JobId,
+    index: u32,
+    attempt: u32,
+) -> CheckpointSink {
+    let handle = tokio::runtime::Handle::current();
+    let uploading = Arc::new(AtomicBool::new(false));
+    CheckpointSink(Arc::new(move |data: Vec<u8>| {
+        if uploading.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (client, uploading) = (client.clone(), uploading.clone());
+        handle.spawn(async move {
+            let req = Request::new(RequestBody::Checkpoint {
+                job,
+                index,
+                attempt,
+                data,
+            });
+            if let Err(e) = client.request(peer, req).await {
+                tracing::debug!("checkpoint of task {index} did not reach {peer}: {e}");
+            }
+            uploading.store(false, Ordering::Release);
+        });
+    }))
+}
+
+/// Testing aid: whether a faulty node cheats on this task (a fixed choice per node and task).
+fn cheat_on(me: &PeerId, job: &JobId, index: u32, fraction: f64) -> bool {
+    let mut h = blake3::Hasher::new_derive_key("naac faulty provider v1");
+    h.update(&me.to_bytes());
+    h.update(&job.0);
+    h.update(&index.to_le_bytes());
+    let x = u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes"));
+    ((x >> 11) as f64 / (1u64 << 53) as f64) < fraction
 }
 
 /// Bytes of stdout and stderr kept from a failed attempt.
@@ -283,6 +406,9 @@ fn rejected(index: u32, attempt: u32, message: String) -> TaskResult {
         stdout: Vec::new(),
         stderr: Vec::new(),
         outputs: Vec::new(),
+        signature: Vec::new(),
+        checkpoints: 0,
+        resumed: None,
     }
 }
 
@@ -292,6 +418,7 @@ struct AssignInfo {
     module: ContentId,
     argv0: String,
     limits: naac_types::Limits,
+    checkpoint_interval_ms: Option<u64>,
 }
 
 /// Runs a provider until `shutdown` resolves. `listening` receives each address the node
@@ -308,11 +435,20 @@ pub async fn run(
     // Room for every slot plus stragglers still winding down after a cancel.
     sandbox_config.max_concurrent = config.slots.max(1).saturating_mul(2).max(8);
     let sandbox = Arc::new(Sandbox::start(sandbox_config).context("start the sandbox")?);
-    let (client, mut events) = naac_net::start(keypair, config.net.clone()).await?;
+    let (client, mut events) = naac_net::start(keypair.clone(), config.net.clone()).await?;
     let (internal_tx, mut internal) = mpsc::channel(1024);
     let slots = config.slots.max(1);
+    if let Some(f) = config.faulty {
+        tracing::warn!(
+            "testing aid: this node returns wrong outputs for {:.0}% of tasks",
+            f * 100.0
+        );
+    }
     let shared = Arc::new(Shared {
         client: client.clone(),
+        keypair,
+        faulty: config.faulty,
+        slowdown: config.slowdown.max(1.0),
         sandbox,
         slots: Arc::new(Semaphore::new(slots as usize)),
         blobs: Blobs {
@@ -326,6 +462,7 @@ pub async fn run(
     let mut p = Provider {
         shared,
         slots,
+        owner: config.owner.clone(),
         jobs: HashMap::new(),
     };
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
@@ -361,6 +498,7 @@ pub async fn run(
 struct Provider {
     shared: Arc<Shared>,
     slots: u32,
+    owner: Option<String>,
     jobs: HashMap<JobKey, JobState>,
 }
 
@@ -403,7 +541,7 @@ impl Provider {
             Event::BadFrame { peer, error } => {
                 tracing::warn!("dropped a bad frame from {peer}: {error}");
             }
-            Event::Connected(_) | Event::Listening(_) => {}
+            Event::Connected(..) | Event::Listening(_) => {}
         }
     }
 
@@ -412,6 +550,7 @@ impl Provider {
             RequestBody::Hello => ResponseBody::Welcome {
                 slots: self.slots,
                 agent: format!("naac/{}", env!("CARGO_PKG_VERSION")),
+                owner: self.owner.clone(),
             },
             RequestBody::Assign(a) => self.on_assign(peer, a),
             RequestBody::Cancel { job, tasks } => {
@@ -437,7 +576,7 @@ impl Provider {
                 ResponseBody::Ack
             }
             RequestBody::Fetch { .. } => ResponseBody::NotFound,
-            RequestBody::Report(_) => {
+            RequestBody::Report(_) | RequestBody::Checkpoint { .. } => {
                 ResponseBody::Refused("this node does not request work".into())
             }
         }
@@ -456,6 +595,7 @@ impl Provider {
             module: a.module,
             argv0: a.argv0,
             limits: a.limits,
+            checkpoint_interval_ms: a.checkpoint_interval_ms,
         });
         let state = self.jobs.entry(key).or_default();
         state.seen_seq = state.seen_seq.max(a.seq);

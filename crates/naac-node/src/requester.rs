@@ -4,8 +4,20 @@
 //!
 //! [`prepare`] does everything that can fail because of the user's input (job file, module,
 //! input files) before anything runs; [`run`] then needs only a network client.
+//!
+//! Verification: every result's signature is checked against the record rebuilt from what
+//! was assigned and what came back; a job's `verifier` module, if any, judges each result;
+//! the scheduler's verdicts decide which copy is written. Result bytes wait in memory until
+//! their task's verdict. Providers' verified, rejected and lost counts go to the reputation
+//! store, and a provider whose score falls below the job's `min_reputation` is dropped.
+//! Checkpoints from running tasks are kept (the latest per task) and handed to the run that
+//! replaces a lost one.
 
-use crate::output::{self, Failure, ProviderTasks, ReduceSummary, Summary, TaskCounts};
+use crate::output::{
+    self, CheckpointSummary, Discrepancy, Failure, ProviderTasks, ReduceSummary, Side, Summary,
+    TaskCounts, VerificationSummary,
+};
+use crate::reputation::Reputation;
 use anyhow::Context as _;
 use naac_net::{Client, Event, PeerId};
 use naac_proto::{
@@ -13,10 +25,11 @@ use naac_proto::{
     TaskSpec, VERSION,
 };
 use naac_sandbox::{Prepared, Sandbox, TaskRun};
-use naac_sched::{Command, Millis, Scheduler, TaskId};
-use naac_types::{ContentId, FailureKind, Job, JobId, Outcome};
-use std::collections::HashMap;
+use naac_sched::{Command, Millis, ProviderInfo, Scheduler, TaskId};
+use naac_types::{ContentId, FailureKind, Job, JobId, Outcome, ResultRecord};
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -44,6 +57,7 @@ pub struct PreparedJob {
     module_id: ContentId,
     module_bytes: Arc<Vec<u8>>,
     reduce: Option<(Prepared, Vec<String>)>,
+    verifier: Option<Prepared>,
 }
 
 impl PreparedJob {
@@ -61,6 +75,10 @@ pub fn prepare(job_file: &Path, sandbox: &Sandbox) -> Result<PreparedJob, RunErr
             let (_, _, prepared) = load_module(&r.module, sandbox)?;
             Some((prepared, r.args.clone()))
         }
+        None => None,
+    };
+    let verifier = match &job.verify.verifier {
+        Some(v) => Some(load_module(v, sandbox)?.2),
         None => None,
     };
     // Every task's input files must exist before anything runs.
@@ -93,6 +111,7 @@ pub fn prepare(job_file: &Path, sandbox: &Sandbox) -> Result<PreparedJob, RunErr
         module_id,
         module_bytes: Arc::new(module_bytes),
         reduce,
+        verifier,
     })
 }
 
@@ -121,6 +140,8 @@ pub struct Options {
     pub sched: naac_sched::Config,
     /// Give up when no provider has joined for this long while tasks wait.
     pub provider_wait: Duration,
+    /// The reputation store; `None` keeps no record.
+    pub reputation: Option<PathBuf>,
 }
 
 /// Live counts for progress displays.
@@ -151,17 +172,43 @@ impl Finished {
 }
 
 enum Internal {
-    Hello(PeerId, Option<u32>),
+    /// A provider answered Hello: slots and declared owner (`None`: not a provider).
+    Hello(PeerId, Option<(u32, Option<String>)>),
     AssignFailed(PeerId, String),
+}
+
+/// A result waiting for its task's verdict.
+struct Vote {
+    provider: PeerId,
+    digest: ContentId,
+    record: ContentId,
+    result: TaskResult,
+}
+
+/// Per-provider counts for the summary.
+#[derive(Default)]
+struct Stats {
+    accepted: u64,
+    verified: u64,
+    rejected: u64,
+    lost: u64,
 }
 
 /// An `Assign` not yet confirmed applied: its sequence number and its attempts.
 type SentAssign = (u64, Vec<(TaskId, u32)>);
 
-struct WriteJob {
-    index: u32,
-    provider: PeerId,
-    result: TaskResult,
+enum WriteJob {
+    Write {
+        index: u32,
+        provider: PeerId,
+        result: Box<TaskResult>,
+        digest: ContentId,
+        record: ContentId,
+        verified: bool,
+        copies: u32,
+    },
+    /// A result written earlier was voided by a re-check.
+    Remove(u32),
 }
 
 /// Runs a prepared job over the network until every task is done or failed, or `shutdown`
@@ -193,25 +240,49 @@ pub async fn run(
     let mut blobs: HashMap<ContentId, Arc<Vec<u8>>> = HashMap::new();
     blobs.insert(prepared.module_id, prepared.module_bytes.clone());
     let (internal_tx, mut internal) = mpsc::channel(256);
+    let reputation = match &opts.reputation {
+        Some(path) => Some(Reputation::open(path)?),
+        None => None,
+    };
+    let mut sched_config = opts.sched.clone();
+    sched_config.verify = prepared.job.verify.clone();
+    sched_config.straggler_factor = prepared.job.straggler_factor;
+    sched_config.retries = prepared.job.retries;
+    sched_config.seed = u64::from_le_bytes(prepared.id.0[..8].try_into().expect("8 bytes"));
     let mut r = Run {
         prepared: &prepared,
         client: client.clone(),
-        sched: Scheduler::new(total, opts.sched.clone()),
+        sched: Scheduler::new(total, sched_config),
         started,
         blobs,
         internal: internal_tx,
         write_tx,
+        sandbox: sandbox.clone(),
         fuel: 0,
-        per_provider: HashMap::new(),
+        fuel_spent: 0,
+        stats: HashMap::new(),
         last_failure: HashMap::new(),
         failures: Vec::new(),
         known_peers: Vec::new(),
         first_provider: None,
         next_seq: HashMap::new(),
         unconfirmed: HashMap::new(),
+        votes: HashMap::new(),
+        input_digests: HashMap::new(),
+        checkpoints: HashMap::new(),
+        checkpoint_blobs: HashMap::new(),
+        checkpoint_summary: CheckpointSummary::default(),
+        reopened: HashSet::new(),
+        discrepancies: Vec::new(),
+        rejected_results: 0,
+        reputation,
+        module_hex: prepared.module_id.to_hex(),
+        banned: HashSet::new(),
+        peer_ips: HashMap::new(),
         finished: false,
     };
     r.drive();
+    let mut last_flush = Instant::now();
 
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -233,6 +304,10 @@ pub async fn run(
                 let now = r.now();
                 r.sched.tick(now);
                 r.drive();
+                if last_flush.elapsed() > Duration::from_secs(1) {
+                    r.flush_reputation();
+                    last_flush = Instant::now();
+                }
                 let p = r.sched.progress();
                 if p.providers > 0 {
                     no_provider_since = None;
@@ -266,12 +341,52 @@ pub async fn run(
         fuel: r.fuel,
         elapsed: started.elapsed(),
     });
+    r.flush_reputation();
+    let mut providers: Vec<ProviderTasks> = r
+        .stats
+        .iter()
+        .map(|(p, st)| {
+            let peer_id = p.to_string();
+            let reputation = r
+                .reputation
+                .as_mut()
+                .and_then(|rep| rep.get(&peer_id).ok())
+                .map(|rec| rec.score());
+            ProviderTasks {
+                peer_id,
+                tasks: st.accepted,
+                verified: st.verified,
+                rejected: st.rejected,
+                lost: st.lost,
+                reputation,
+            }
+        })
+        .collect();
+    providers.sort_by(|a, b| b.tasks.cmp(&a.tasks).then(a.peer_id.cmp(&b.peer_id)));
+    let policy = &prepared.job.verify;
+    let closed = (final_progress.succeeded + final_progress.failed).max(1) as f64;
+    let verification = VerificationSummary {
+        replicas: policy.replicas,
+        quorum: policy.quorum,
+        adaptive: policy.adaptive,
+        spot_check: policy.spot_check,
+        verifier: policy.verifier.is_some(),
+        runs: final_progress.started,
+        overhead: final_progress.started as f64 / closed,
+        verified: final_progress.verified as u64,
+        disagreements: final_progress.disagreements as u64,
+        rechecked: final_progress.rechecked as u64,
+        speculative: final_progress.speculative as u64,
+        rejected_results: r.rejected_results,
+    };
     let Run {
         write_tx,
         fuel,
-        per_provider,
+        fuel_spent,
         failures,
         first_provider,
+        discrepancies,
+        checkpoint_summary,
         ..
     } = r;
     drop(write_tx);
@@ -297,17 +412,11 @@ pub async fn run(
         wall_seconds: 0.0,
         first_provider_seconds: first_provider.map(|d| d.as_secs_f64()),
         fuel_total: fuel,
-        providers: {
-            let mut v: Vec<ProviderTasks> = per_provider
-                .into_iter()
-                .map(|(p, n)| ProviderTasks {
-                    peer_id: p.to_string(),
-                    tasks: n,
-                })
-                .collect();
-            v.sort_by(|a, b| b.tasks.cmp(&a.tasks).then(a.peer_id.cmp(&b.peer_id)));
-            v
-        },
+        fuel_spent,
+        providers,
+        verification,
+        discrepancies,
+        checkpoints: checkpoint_summary,
         failures,
         out_dir: opts.out_dir.clone(),
         interrupted,
@@ -345,29 +454,53 @@ fn write_results(
     // Peer ids in text form, made once per provider (base58 is not free).
     let mut names: HashMap<PeerId, String> = HashMap::new();
     while let Some(w) = rx.blocking_recv() {
-        let dir = tasks_dir.join(w.index.to_string());
+        let (index_no, provider, result, digest, record, verified, copies) = match w {
+            WriteJob::Remove(i) => {
+                let dir = tasks_dir.join(i.to_string());
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::error!("failed to remove voided result {}: {e}", dir.display());
+                }
+                continue;
+            }
+            WriteJob::Write {
+                index,
+                provider,
+                result,
+                digest,
+                record,
+                verified,
+                copies,
+            } => (index, provider, result, digest, record, verified, copies),
+        };
+        let dir = tasks_dir.join(index_no.to_string());
         if let Err(e) = output::write_result_dir(
             staging,
             &dir,
-            &w.result.stdout,
-            &w.result.stderr,
-            &w.result.outputs,
+            &result.stdout,
+            &result.stderr,
+            &result.outputs,
         ) {
-            tracing::error!("failed to write the results of task {}: {e:#}", w.index);
-            errors.push((w.index, format!("{e:#}")));
+            tracing::error!("failed to write the results of task {index_no}: {e:#}");
+            errors.push((index_no, format!("{e:#}")));
             continue;
         }
         if let Some(ix) = index.as_mut() {
             ix.record(&output::TaskRecord {
-                task: w.index as u64,
-                attempt: w.result.attempt,
+                task: index_no as u64,
+                attempt: result.attempt,
                 provider: names
-                    .entry(w.provider)
-                    .or_insert_with(|| w.provider.to_string()),
-                fuel: w.result.fuel_used,
-                wall_ms: w.result.wall_us as f64 / 1000.0,
-                stdout_bytes: w.result.stdout.len() as u64,
-                outputs: w.result.outputs.len() as u64,
+                    .entry(provider)
+                    .or_insert_with(|| provider.to_string()),
+                fuel: result.fuel_used,
+                wall_ms: result.wall_us as f64 / 1000.0,
+                stdout_bytes: result.stdout.len() as u64,
+                outputs: result.outputs.len() as u64,
+                output: digest.to_hex(),
+                record: record.to_hex(),
+                signature: naac_types::hex(&result.signature),
+                verified,
+                copies,
+                resumed: result.resumed.is_some(),
             });
         }
     }
@@ -400,6 +533,7 @@ async fn reduce(
         inputs: Vec::new(),
         limits: prepared.job.limits,
         seed: ContentId::of(b"naac reduce").0,
+        ..TaskRun::default()
     };
     let sandbox = sandbox.clone();
     let module = module.clone();
@@ -439,8 +573,12 @@ struct Run<'a> {
     blobs: HashMap<ContentId, Arc<Vec<u8>>>,
     internal: mpsc::Sender<Internal>,
     write_tx: mpsc::Sender<WriteJob>,
+    sandbox: Arc<Sandbox>,
+    /// Fuel of accepted results.
     fuel: u64,
-    per_provider: HashMap<PeerId, u64>,
+    /// Fuel of every result received.
+    fuel_spent: u64,
+    stats: HashMap<PeerId, Stats>,
     /// The most recent failure of each task, for the summary when it fails for good.
     last_failure: HashMap<u32, (FailureKind, String)>,
     failures: Vec<Failure>,
@@ -451,6 +589,23 @@ struct Run<'a> {
     /// confirmed applying (by echoing their seq in a report).
     next_seq: HashMap<PeerId, u64>,
     unconfirmed: HashMap<PeerId, std::collections::VecDeque<SentAssign>>,
+    /// Results waiting for their task's verdict.
+    votes: HashMap<u32, Vec<Vote>>,
+    /// Input digest of every open task, for checking result records.
+    input_digests: HashMap<u32, ContentId>,
+    /// Latest checkpoint of each open task, and the checkpoint bytes providers may fetch.
+    checkpoints: HashMap<u32, ContentId>,
+    checkpoint_blobs: HashMap<ContentId, Arc<Vec<u8>>>,
+    checkpoint_summary: CheckpointSummary,
+    /// Tasks whose written result is being checked again.
+    reopened: HashSet<u32>,
+    discrepancies: Vec<Discrepancy>,
+    rejected_results: u64,
+    reputation: Option<Reputation>,
+    module_hex: String,
+    /// Providers dropped for a low reputation.
+    banned: HashSet<PeerId>,
+    peer_ips: HashMap<PeerId, IpAddr>,
     finished: bool,
 }
 
@@ -461,22 +616,26 @@ impl Run<'_> {
 
     async fn on_event(&mut self, ev: Event) {
         match ev {
-            Event::Connected(peer) => {
+            Event::Connected(peer, ip) => {
+                if let Some(ip) = ip {
+                    self.peer_ips.insert(peer, ip);
+                }
                 let client = self.client.clone();
                 let tx = self.internal.clone();
                 tokio::spawn(async move {
-                    let slots = match client.request(peer, Request::new(RequestBody::Hello)).await {
+                    let offer = match client.request(peer, Request::new(RequestBody::Hello)).await {
                         Ok(Response {
-                            body: ResponseBody::Welcome { slots, .. },
+                            body: ResponseBody::Welcome { slots, owner, .. },
                             ..
-                        }) => Some(slots),
+                        }) => Some((slots, owner)),
                         _ => None,
                     };
-                    let _ = tx.send(Internal::Hello(peer, slots)).await;
+                    let _ = tx.send(Internal::Hello(peer, offer)).await;
                 });
             }
             Event::Disconnected(peer) => {
                 self.known_peers.retain(|p| *p != peer);
+                self.peer_ips.remove(&peer);
                 self.unconfirmed.remove(&peer);
                 let now = self.now();
                 self.sched.provider_lost(&peer, now);
@@ -503,11 +662,21 @@ impl Run<'_> {
 
     async fn on_request(&mut self, peer: PeerId, body: RequestBody) -> ResponseBody {
         match body {
-            RequestBody::Fetch { id } => match self.blobs.get(&id) {
+            RequestBody::Fetch { id } => match self
+                .blobs
+                .get(&id)
+                .or_else(|| self.checkpoint_blobs.get(&id))
+            {
                 Some(b) => ResponseBody::Blob(b.to_vec()),
                 None => ResponseBody::NotFound,
             },
             RequestBody::Report(report) => self.on_report(peer, report).await,
+            RequestBody::Checkpoint {
+                job,
+                index,
+                attempt,
+                data,
+            } => self.on_checkpoint(peer, job, index, attempt, data),
             RequestBody::Hello => {
                 ResponseBody::Refused("this node is a requester, not a provider".into())
             }
@@ -540,79 +709,261 @@ impl Run<'_> {
         }
         self.sched.reconcile(&peer, &held, now);
         for result in report.results {
-            let index = result.index;
-            if index as u64 >= self.prepared.job.task_count() {
-                tracing::warn!("provider {peer} reported unknown task {index}");
-                continue;
-            }
-            let task = TaskId(index);
-            let bad_name = result
-                .outputs
-                .iter()
-                .find(|o| output::safe_relative(&o.name).is_none())
-                .map(|o| o.name.clone());
-            match result.outcome {
-                Some(Outcome::Ok) if bad_name.is_some() => {
-                    let message = format!(
-                        "output file name {:?} is not a safe relative path",
-                        bad_name.unwrap_or_default()
-                    );
-                    self.last_failure
-                        .insert(index, (FailureKind::Rejected, message));
-                    self.sched
-                        .task_failed(&peer, task, result.attempt, FailureKind::Rejected, now);
-                }
-                Some(Outcome::Ok) => {
-                    let run_ms = result.wall_us / 1000;
-                    let fuel = result.fuel_used;
-                    if self.sched.task_succeeded(&peer, task, run_ms, now) {
-                        self.fuel = self.fuel.saturating_add(fuel);
-                        *self.per_provider.entry(peer).or_default() += 1;
-                        self.last_failure.remove(&index);
-                        if self
-                            .write_tx
-                            .send(WriteJob {
-                                index,
-                                provider: peer,
-                                result,
-                            })
-                            .await
-                            .is_err()
-                        {
-                            tracing::error!("the result writer stopped");
-                        }
-                    }
-                }
-                outcome => {
-                    let kind = outcome
-                        .and_then(FailureKind::from_outcome)
-                        .unwrap_or(FailureKind::Rejected);
-                    tracing::debug!(
-                        "task {index} failed on {peer}: {}: {}",
-                        kind.as_str(),
-                        result.message
-                    );
-                    self.last_failure.insert(index, (kind, result.message));
-                    self.sched
-                        .task_failed(&peer, task, result.attempt, kind, now);
-                }
-            }
+            self.on_result(peer, result, now).await;
         }
         self.drive();
         ResponseBody::Ack
     }
 
+    /// Checks one result (record signature, output names, verifier) and hands it to the
+    /// scheduler as a vote or a failure.
+    async fn on_result(&mut self, peer: PeerId, result: TaskResult, now: Millis) {
+        let index = result.index;
+        if index as u64 >= self.prepared.job.task_count() {
+            tracing::warn!("provider {peer} reported unknown task {index}");
+            return;
+        }
+        let task = TaskId(index);
+        let attempt = result.attempt;
+        // A task that is no longer open has no digest: a stale result, not wanted.
+        let Some(input) = self.input_digests.get(&index).copied() else {
+            return;
+        };
+        let Some(outcome) = result.outcome else {
+            // The provider could not run it at all (fetch failed, ...): unsigned, a retry.
+            self.last_failure
+                .insert(index, (FailureKind::Rejected, result.message));
+            self.sched
+                .task_failed(&peer, task, attempt, FailureKind::Rejected, now);
+            return;
+        };
+        self.fuel_spent = self.fuel_spent.saturating_add(result.fuel_used);
+        let digest = result.output_digest();
+        let record = ResultRecord {
+            job: self.prepared.id,
+            task: index,
+            attempt,
+            module: self.prepared.module_id,
+            input,
+            output: digest,
+            outcome,
+            fuel_used: result.fuel_used,
+        };
+        if !naac_net::verify(&peer, &record.signing_bytes(), &result.signature) {
+            tracing::warn!(
+                "provider {peer}: the record of task {index} is not signed by it; result refused"
+            );
+            self.refuse(
+                peer,
+                task,
+                attempt,
+                FailureKind::Rejected,
+                "the result's signature does not match its record".into(),
+                now,
+            );
+            return;
+        }
+        if outcome != Outcome::Ok {
+            let kind = FailureKind::from_outcome(outcome).unwrap_or(FailureKind::Rejected);
+            tracing::debug!(
+                "task {index} failed on {peer}: {}: {}",
+                kind.as_str(),
+                result.message
+            );
+            self.last_failure.insert(index, (kind, result.message));
+            self.sched.task_failed(&peer, task, attempt, kind, now);
+            return;
+        }
+        if let Some(bad) = result
+            .outputs
+            .iter()
+            .find(|o| output::safe_relative(&o.name).is_none())
+        {
+            let message = format!(
+                "output file name {:?} is not a safe relative path",
+                bad.name
+            );
+            self.last_failure
+                .insert(index, (FailureKind::Rejected, message));
+            self.sched
+                .task_failed(&peer, task, attempt, FailureKind::Rejected, now);
+            return;
+        }
+        if let Some(verifier) = self.prepared.verifier.clone() {
+            match self.run_verifier(&verifier, index, &result).await {
+                Ok(None) => {}
+                Ok(Some(why)) => {
+                    tracing::warn!("the verifier rejected task {index} from {peer}: {why}");
+                    self.refuse(peer, task, attempt, FailureKind::Unverified, why, now);
+                    return;
+                }
+                Err(e) => {
+                    // Our own failure, not the provider's: do not blame it, try again.
+                    tracing::error!("could not run the verifier on task {index}: {e:#}");
+                    self.last_failure
+                        .insert(index, (FailureKind::Rejected, format!("verifier: {e:#}")));
+                    self.sched
+                        .task_failed(&peer, task, attempt, FailureKind::Rejected, now);
+                    return;
+                }
+            }
+        }
+        if self.sched.task_result(&peer, task, attempt, digest, now) {
+            self.votes.entry(index).or_default().push(Vote {
+                provider: peer,
+                digest,
+                record: record.id(),
+                result,
+            });
+        }
+    }
+
+    /// A provably bad result: count it against the provider and retry the task elsewhere.
+    fn refuse(
+        &mut self,
+        peer: PeerId,
+        task: TaskId,
+        attempt: u32,
+        kind: FailureKind,
+        why: String,
+        now: Millis,
+    ) {
+        self.rejected_results += 1;
+        self.stats.entry(peer).or_default().rejected += 1;
+        if let Some(rep) = self.reputation.as_mut()
+            && let Err(e) = rep.add(&peer.to_string(), 0, 1, 0)
+        {
+            tracing::warn!("reputation store: {e:#}");
+        }
+        self.last_failure.insert(task.0, (kind, why));
+        self.sched.task_rejected(&peer, task, attempt, kind, now);
+        self.check_reputation(peer);
+    }
+
+    /// Runs the job's verifier on a claimed result: `Ok(None)` accepts, `Ok(Some(why))`
+    /// rejects. The verifier gets `verifier_args` (default: the task's arguments), the task's
+    /// input files, the claimed stdout on its stdin, and each claimed output file at `/in/out.<name>` (`/` in names becomes
+    /// `_`).
+    async fn run_verifier(
+        &mut self,
+        verifier: &Prepared,
+        index: u32,
+        result: &TaskResult,
+    ) -> anyhow::Result<Option<String>> {
+        let spec = task_spec(
+            &self.prepared.job,
+            self.prepared.module_id,
+            index,
+            0,
+            &mut self.blobs,
+        )?;
+        let mut inputs = Vec::with_capacity(spec.inputs.len() + result.outputs.len());
+        for (name, id) in &spec.inputs {
+            let bytes = self.blobs.get(id).context("input blob")?.clone();
+            inputs.push((name.clone(), bytes));
+        }
+        for o in &result.outputs {
+            inputs.push((
+                format!("out.{}", o.name.replace('/', "_")),
+                Arc::new(o.data.clone()),
+            ));
+        }
+        let run = TaskRun {
+            argv0: self.prepared.job.name.clone(),
+            args: self.prepared.job.verifier_args(index as u64),
+            stdin: result.stdout.clone(),
+            inputs,
+            limits: self.prepared.job.limits,
+            seed: spec.seed.0,
+            ..TaskRun::default()
+        };
+        let sandbox = self.sandbox.clone();
+        let verifier = verifier.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            sandbox.run(&verifier, &run, &Arc::new(AtomicBool::new(false)))
+        })
+        .await
+        .context("verifier thread panicked")??;
+        Ok(match r.outcome {
+            Outcome::Ok => None,
+            Outcome::Exit => Some(format!(
+                "the verifier exited with code {}: {}",
+                r.exit_code.unwrap_or(-1),
+                String::from_utf8_lossy(&r.stderr).trim()
+            )),
+            other => anyhow::bail!(
+                "the verifier itself failed ({}): {}",
+                other.as_str(),
+                r.message
+            ),
+        })
+    }
+
+    fn on_checkpoint(
+        &mut self,
+        peer: PeerId,
+        job: JobId,
+        index: u32,
+        attempt: u32,
+        data: Vec<u8>,
+    ) -> ResponseBody {
+        if job != self.prepared.id {
+            return ResponseBody::Refused(format!("unknown job {job}"));
+        }
+        if data.len() > naac_sandbox::MAX_CHECKPOINT_BYTES {
+            return ResponseBody::Refused(format!(
+                "checkpoint of {} bytes is over the {}-byte limit",
+                data.len(),
+                naac_sandbox::MAX_CHECKPOINT_BYTES
+            ));
+        }
+        // Only the runs out right now may checkpoint; anything else is stale.
+        if !self.sched.is_running(&peer, TaskId(index), attempt) {
+            return ResponseBody::Ack;
+        }
+        let id = ContentId::of(&data);
+        self.checkpoint_summary.received += 1;
+        if let Some(old) = self.checkpoints.insert(index, id)
+            && old != id
+        {
+            self.checkpoint_blobs.remove(&old);
+        }
+        self.checkpoint_blobs.insert(id, Arc::new(data));
+        ResponseBody::Ack
+    }
+
+    /// Drops a provider whose reputation fell below the job's floor.
+    fn check_reputation(&mut self, peer: PeerId) {
+        let min = self.prepared.job.verify.min_reputation;
+        let Some(rep) = self.reputation.as_mut() else {
+            return;
+        };
+        let Ok(record) = rep.get(&peer.to_string()) else {
+            return;
+        };
+        if record.excluded(min) && self.banned.insert(peer) {
+            tracing::warn!(
+                "dropping provider {peer}: reputation {:.2} is below {min} ({} verified, {} rejected)",
+                record.score(),
+                record.verified,
+                record.rejected
+            );
+            let now = self.now();
+            self.sched.provider_lost(&peer, now);
+        }
+    }
+
+    fn flush_reputation(&mut self) {
+        if let Some(rep) = self.reputation.as_mut()
+            && let Err(e) = rep.flush()
+        {
+            tracing::warn!("failed to save reputation: {e:#}");
+        }
+    }
+
     fn on_internal(&mut self, i: Internal) {
         match i {
-            Internal::Hello(peer, Some(slots)) => {
-                tracing::debug!("provider {peer} joined with {slots} slots");
-                if !self.known_peers.contains(&peer) {
-                    self.known_peers.push(peer);
-                }
-                self.first_provider
-                    .get_or_insert_with(|| self.started.elapsed());
-                self.sched.provider_joined(peer, slots, self.now());
-            }
+            Internal::Hello(peer, Some((slots, owner))) => self.on_hello(peer, slots, owner),
             Internal::Hello(_, None) => {}
             Internal::AssignFailed(peer, why) => {
                 tracing::warn!("provider {peer} did not take its tasks: {why}; dropping it");
@@ -626,6 +977,53 @@ impl Run<'_> {
             }
         }
         self.drive();
+    }
+
+    fn on_hello(&mut self, peer: PeerId, slots: u32, owner: Option<String>) {
+        let name = peer.to_string();
+        let mut streak = 0;
+        if let Some(rep) = self.reputation.as_mut() {
+            let min = self.prepared.job.verify.min_reputation;
+            match rep.get(&name) {
+                Ok(r) if r.excluded(min) => {
+                    tracing::warn!(
+                        "not using provider {peer}: reputation {:.2} is below {min}",
+                        r.score()
+                    );
+                    self.banned.insert(peer);
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("reputation store: {e:#}"),
+            }
+            streak = rep.streak(&name, &self.module_hex).unwrap_or(0);
+        }
+        if self.banned.contains(&peer) {
+            return;
+        }
+        tracing::debug!("provider {peer} joined with {slots} slots");
+        if !self.known_peers.contains(&peer) {
+            self.known_peers.push(peer);
+        }
+        self.first_provider
+            .get_or_insert_with(|| self.started.elapsed());
+        let mut groups = Vec::new();
+        if let Some(o) = owner {
+            groups.push(format!("owner:{o}"));
+        }
+        if let Some(net) = self.peer_ips.get(&peer).and_then(|ip| network_label(*ip)) {
+            groups.push(net);
+        }
+        let now = self.now();
+        self.sched.provider_joined(
+            peer,
+            ProviderInfo {
+                slots,
+                groups,
+                streak,
+            },
+            now,
+        );
     }
 
     /// Performs the scheduler's commands.
@@ -643,9 +1041,43 @@ impl Run<'_> {
                         let _ = client.request(provider, req).await;
                     });
                 }
+                Command::Verdict {
+                    task,
+                    accepted,
+                    verified,
+                    votes,
+                } => self.on_verdict(task, accepted, verified, votes),
+                Command::Reopened { task, provider } => {
+                    tracing::info!(
+                        "re-checking task {} (accepted on the word of {provider}, since caught)",
+                        task.0
+                    );
+                    self.reopened.insert(task.0);
+                }
+                Command::Lost { provider, tasks } => {
+                    self.stats.entry(provider).or_default().lost += tasks.len() as u64;
+                    if let Some(rep) = self.reputation.as_mut()
+                        && let Err(e) = rep.add(&provider.to_string(), 0, 0, tasks.len() as u64)
+                    {
+                        tracing::warn!("reputation store: {e:#}");
+                    }
+                }
                 Command::TaskFailed { task, kind } => {
-                    let message = match self.last_failure.remove(&task.0) {
-                        Some((_, m)) if kind != FailureKind::Lost => m,
+                    let last = self.last_failure.remove(&task.0);
+                    self.close_task(task.0);
+                    if self.reopened.remove(&task.0) {
+                        // Its earlier result did not survive the re-check.
+                        let _ = self.write_tx.try_send(WriteJob::Remove(task.0));
+                    }
+                    let message = match last {
+                        Some((_, m))
+                            if kind != FailureKind::Lost && kind != FailureKind::NoQuorum =>
+                        {
+                            m
+                        }
+                        _ if kind == FailureKind::NoQuorum => {
+                            "its replicas disagreed and no output reached the quorum".to_string()
+                        }
                         _ => "its providers vanished or stopped reporting".to_string(),
                     };
                     self.failures.push(Failure {
@@ -659,12 +1091,139 @@ impl Run<'_> {
         }
     }
 
+    /// Forgets what an open task needed: its input digest, votes and checkpoint.
+    fn close_task(&mut self, index: u32) {
+        self.input_digests.remove(&index);
+        self.votes.remove(&index);
+        self.last_failure.remove(&index);
+        if let Some(id) = self.checkpoints.remove(&index) {
+            self.checkpoint_blobs.remove(&id);
+        }
+    }
+
+    fn on_verdict(
+        &mut self,
+        task: TaskId,
+        accepted: Option<ContentId>,
+        verified: bool,
+        votes: Vec<(PeerId, ContentId)>,
+    ) {
+        let index = task.0;
+        let mut mine = self.votes.remove(&index).unwrap_or_default();
+        self.close_task(index);
+        if let Some(d) = accepted {
+            self.reopened.remove(&index);
+            if let Some(pos) = mine.iter().position(|v| v.digest == d) {
+                let v = mine.swap_remove(pos);
+                self.fuel = self.fuel.saturating_add(v.result.fuel_used);
+                self.stats.entry(v.provider).or_default().accepted += 1;
+                let job = WriteJob::Write {
+                    index,
+                    provider: v.provider,
+                    digest: v.digest,
+                    record: v.record,
+                    verified,
+                    copies: votes.len() as u32,
+                    result: Box::new(v.result),
+                };
+                // The writer is bounded; a full queue waits here, not in memory.
+                if let Err(e) = self.write_tx.try_send(job) {
+                    let tx = self.write_tx.clone();
+                    let job = match e {
+                        mpsc::error::TrySendError::Full(j)
+                        | mpsc::error::TrySendError::Closed(j) => j,
+                    };
+                    tokio::spawn(async move {
+                        if tx.send(job).await.is_err() {
+                            tracing::error!("the result writer stopped");
+                        }
+                    });
+                }
+            }
+            // Otherwise the winner is the result already written before a re-check.
+        }
+        if votes.len() >= 2 {
+            let winner = accepted;
+            for (p, d) in &votes {
+                let agreed = Some(*d) == winner;
+                let st = self.stats.entry(*p).or_default();
+                if agreed && verified {
+                    st.verified += 1;
+                } else if winner.is_some() && !agreed {
+                    st.rejected += 1;
+                }
+                if let Some(rep) = self.reputation.as_mut() {
+                    let name = p.to_string();
+                    let res = if agreed && verified {
+                        rep.add(&name, 1, 0, 0)
+                    } else if winner.is_some() && !agreed {
+                        rep.add(&name, 0, 1, 0)
+                    } else {
+                        Ok(Default::default())
+                    };
+                    if let Err(e) = res {
+                        tracing::warn!("reputation store: {e:#}");
+                    }
+                    if let Some(streak) = self.sched.streak(p) {
+                        rep.set_streak(&name, &self.module_hex, streak);
+                    }
+                }
+            }
+            if votes.iter().any(|(_, d)| Some(*d) != winner) {
+                let mut sides: Vec<Side> = Vec::new();
+                for (p, d) in &votes {
+                    let hex = d.to_hex();
+                    match sides.iter_mut().find(|s| s.output == hex) {
+                        Some(side) => side.providers.push(p.to_string()),
+                        None => sides.push(Side {
+                            output: hex,
+                            providers: vec![p.to_string()],
+                        }),
+                    }
+                }
+                tracing::warn!(
+                    "task {index}: results disagreed ({} sides){}",
+                    sides.len(),
+                    if winner.is_some() {
+                        "; the quorum's output was kept"
+                    } else {
+                        ""
+                    }
+                );
+                self.discrepancies.push(Discrepancy {
+                    task: index as u64,
+                    accepted: winner.map(|d| d.to_hex()),
+                    sides,
+                });
+                for (p, d) in &votes {
+                    if winner.is_some() && Some(*d) != winner {
+                        self.check_reputation(*p);
+                    }
+                }
+            }
+        }
+    }
+
     fn assign(&mut self, provider: PeerId, tasks: Vec<(TaskId, u32)>) {
         let job = &self.prepared.job;
         let mut specs = Vec::with_capacity(tasks.len());
         for (t, attempt) in tasks {
             match task_spec(job, self.prepared.module_id, t.0, attempt, &mut self.blobs) {
-                Ok(s) => specs.push(s),
+                Ok(mut s) => {
+                    self.input_digests
+                        .entry(t.0)
+                        .or_insert_with(|| s.input_digest(&job.name));
+                    // A lone replacement run resumes from the lost run's checkpoint; copies
+                    // that are compared with each other start fresh, so each stays
+                    // independent.
+                    if let Some(ck) = self.checkpoints.get(&t.0)
+                        && self.sched.copies(t) == (1, 0)
+                    {
+                        s.resume = Some(*ck);
+                        self.checkpoint_summary.resumed += 1;
+                    }
+                    specs.push(s)
+                }
                 Err(e) => {
                     tracing::error!("failed to prepare task {}: {e:#}", t.0);
                     self.last_failure
@@ -693,6 +1252,7 @@ impl Run<'_> {
                 module: self.prepared.module_id,
                 argv0: job.name.clone(),
                 limits: job.limits,
+                checkpoint_interval_ms: job.checkpoint_interval.map(|d| d.as_millis() as u64),
                 tasks: chunk.to_vec(),
             }));
             let client = self.client.clone();
@@ -708,6 +1268,32 @@ impl Run<'_> {
                 };
                 let _ = tx.send(Internal::AssignFailed(provider, why)).await;
             });
+        }
+    }
+}
+
+/// The network label replicas must not share: the /24 (IPv4) or /48 (IPv6) of a public
+/// address. Loopback, private and link-local addresses say nothing about who runs a host
+/// (a whole LAN shares one), so they get no label.
+fn network_label(ip: IpAddr) -> Option<String> {
+    match ip {
+        IpAddr::V4(v4) => {
+            if v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified() {
+                return None;
+            }
+            let o = v4.octets();
+            Some(format!("net:{}.{}.{}.0/24", o[0], o[1], o[2]))
+        }
+        IpAddr::V6(v6) => {
+            let seg = v6.segments();
+            if v6.is_loopback()
+                || v6.is_unspecified()
+                || (seg[0] & 0xfe00) == 0xfc00
+                || (seg[0] & 0xffc0) == 0xfe80
+            {
+                return None;
+            }
+            Some(format!("net:{:x}:{:x}:{:x}::/48", seg[0], seg[1], seg[2]))
         }
     }
 }
@@ -758,5 +1344,6 @@ fn task_spec(
         stdin,
         inputs,
         seed: ContentId(*h.finalize().as_bytes()),
+        resume: None,
     })
 }

@@ -10,8 +10,13 @@
 //! | [`RequestBody::Cancel`] | requester → provider | `Ack` |
 //! | [`RequestBody::Fetch`] | provider → requester | `Blob` or `NotFound` |
 //! | [`RequestBody::Report`] | provider → requester | `Ack` |
+//! | [`RequestBody::Checkpoint`] | provider → requester | `Ack` or `Refused` |
 //!
-//! A `Report` carries finished results and renews the lease of every task still held.
+//! A `Report` carries finished results and renews the lease of every task still held. Each
+//! result is signed by the provider (see [`naac_types::record`]); the requester rebuilds the
+//! record from what it assigned and what came back, and rejects it unless the signature
+//! matches. A `Checkpoint` carries a running task's saved state; a later attempt of the task
+//! names it in [`TaskSpec::resume`] and fetches it like any other blob.
 //! Modules and inputs travel by content id: a provider fetches each blob once and checks its
 //! hash. Every message carries [`VERSION`]; byte payloads use `serde_bytes` (compact CBOR
 //! byte strings). Sizes are bounded by [`MAX_MESSAGE_BYTES`] at the codec.
@@ -22,7 +27,7 @@ use serde::{Deserialize, Serialize};
 /// Protocol name for task dispatch and results.
 pub const TASK_PROTOCOL: &str = "/naac/task/1";
 /// Message schema version inside the protocol.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 /// Largest message either side accepts; larger frames are dropped by the codec.
 pub const MAX_MESSAGE_BYTES: u64 = 512 << 20;
 /// A provider sends results in reports of about this size at most (one larger result still
@@ -59,6 +64,14 @@ pub enum RequestBody {
         id: ContentId,
     },
     Report(Report),
+    /// A running attempt saved its state; the requester keeps the latest per task.
+    Checkpoint {
+        job: JobId,
+        index: u32,
+        attempt: u32,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -78,6 +91,9 @@ pub enum ResponseBody {
     Welcome {
         slots: u32,
         agent: String,
+        /// Who runs this provider, when its operator says so; replicas of a task go to
+        /// providers with distinct owners.
+        owner: Option<String>,
     },
     Ack,
     Blob(#[serde(with = "serde_bytes")] Vec<u8>),
@@ -97,6 +113,8 @@ pub struct Assign {
     /// argv[0] for every task (the job's name).
     pub argv0: String,
     pub limits: Limits,
+    /// Guests may checkpoint at most this often (milliseconds); `None`: no checkpoints.
+    pub checkpoint_interval_ms: Option<u64>,
     pub tasks: Vec<TaskSpec>,
 }
 
@@ -111,6 +129,21 @@ pub struct TaskSpec {
     pub inputs: Vec<(String, ContentId)>,
     /// Seeds the guest's virtual clock and random source.
     pub seed: ContentId,
+    /// A checkpoint (by content id, fetched like an input) to resume from.
+    pub resume: Option<ContentId>,
+}
+
+impl TaskSpec {
+    /// The digest of the task's inputs that result records bind.
+    pub fn input_digest(&self, argv0: &str) -> ContentId {
+        naac_types::record::input_digest(
+            argv0,
+            self.args.iter().map(String::as_str),
+            self.stdin.as_ref(),
+            self.inputs.iter().map(|(n, id)| (n.as_str(), id)),
+            &self.seed,
+        )
+    }
 }
 
 /// Finished results plus every attempt still held: queued, running, or finished but not yet
@@ -142,12 +175,32 @@ pub struct TaskResult {
     #[serde(with = "serde_bytes")]
     pub stderr: Vec<u8>,
     pub outputs: Vec<OutputFile>,
+    /// The provider's ed25519 signature over the [`naac_types::ResultRecord`] of this run.
+    #[serde(with = "serde_bytes")]
+    pub signature: Vec<u8>,
+    /// Checkpoints the guest took in this run.
+    pub checkpoints: u32,
+    /// The checkpoint this run resumed from.
+    pub resumed: Option<ContentId>,
 }
 
 impl TaskResult {
+    /// The digest replicas compare (see [`naac_types::record::output_digest`]).
+    pub fn output_digest(&self) -> ContentId {
+        naac_types::record::output_digest(
+            self.outcome,
+            self.exit_code,
+            &self.stdout,
+            self.outputs
+                .iter()
+                .map(|o| (o.name.as_str(), o.data.as_slice())),
+        )
+    }
+
     /// Approximate encoded size, for batching.
     pub fn size(&self) -> usize {
         256 + self.message.len()
+            + self.signature.len()
             + self.stdout.len()
             + self.stderr.len()
             + self

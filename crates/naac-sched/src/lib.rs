@@ -1,21 +1,42 @@
-//! The requester's task scheduler as a sans-IO state machine.
+//! The requester's task scheduler and verification policy as a sans-IO state machine.
 //!
 //! Events go in (a provider joined, a result came back, time passed), commands come out
-//! (assign these tasks to that provider, cancel those, the job is finished). No clocks, no
-//! sockets, no threads: the caller passes the current time ([`Millis`]) and performs the
-//! commands, so the same code runs under the daemon and under a simulator or a unit test
-//! with a fake clock.
+//! (assign these tasks to that provider, cancel those, this result is accepted, the job is
+//! finished). No clocks, no sockets, no threads, no OS randomness: the caller passes the
+//! current time ([`Millis`]) and a seed, and performs the commands, so the same code runs
+//! under the daemon and under a simulator or a unit test with a fake clock.
 //!
-//! Life of a task: `pending → assigned(provider, attempt) → done | failed`. Every
-//! assignment is a lease that the provider renews with each report; a provider that
-//! disconnects, or whose lease lapses, has its tasks put back at the front of the queue. A
-//! failed attempt is retried, preferring a different provider, until the task's retry
-//! budget is spent. Each provider is kept fed with a small queue beyond its slots, sized
-//! from the observed task duration, so no slot waits on a network round trip while long
-//! tasks do not pile up behind one host.
+//! **Runs and votes.** A task is `open` until it is `accepted` or `failed`. While open it has
+//! zero or more *runs* (copies assigned to distinct providers, each an `(attempt, provider)`
+//! lease) and collects *votes* (the output digest each provider returned). It needs `need`
+//! votes and accepts a digest that `quorum` of them share:
+//!
+//! * plain jobs: `need = quorum = 1`, the first result wins;
+//! * `replicas = k, quorum = q`: `need = k` copies on providers with no owner or network in
+//!   common; when the votes are in and no digest has `q`, more copies are added (just enough
+//!   that a quorum becomes possible) up to `max_replicas`, else the task fails `no_quorum`;
+//! * `adaptive`: a task's first provider decides. Until it has `trust_after` verified results
+//!   in a row the task is replicated (`need = quorum = 2`); after that only with probability
+//!   `1/streak`. A result accepted on one unchecked vote is remembered; when that provider is
+//!   later caught disagreeing, its streak resets and its recent unchecked results are
+//!   re-opened and checked on another provider;
+//! * `spot_check = r`: a fraction `r` of tasks silently get a second copy (`need = quorum =
+//!   2`); the copies are identical, so no provider can tell a check from a normal task.
+//!
+//! **Failures.** A run that fails (trap, lost provider, lapsed lease, missing from a report,
+//! rejected by a verifier) ends; the task gets another copy, preferring another provider,
+//! until its retry budget is spent.
+//!
+//! **Stragglers.** When no work is waiting and a provider has room, a run that has been out
+//! longer than `straggler_factor` × the median task time gets one speculative copy on another
+//! provider; the first result to be accepted wins and the other copy is cancelled.
+//!
+//! Each provider is kept fed with a small queue beyond its slots, sized from the observed
+//! task duration, so no slot waits on a network round trip while long tasks do not pile up
+//! behind one host.
 
-use naac_types::FailureKind;
-use std::collections::{HashMap, HashSet, VecDeque};
+use naac_types::{ContentId, FailureKind, VerifyPolicy};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::hash::Hash;
 
 /// Milliseconds on the caller's clock (monotonic, any origin).
@@ -32,13 +53,14 @@ impl Millis {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TaskId(pub u32);
 
-/// Which run of a task this is; the first run is attempt 1.
+/// Which run of a task this is; the first run is attempt 1. Copies of a task running at the
+/// same time have different attempts.
 pub type Attempt = u32;
 
 /// Scheduler settings.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Extra attempts allowed per task after the first fails or is lost.
+    /// Failed or lost runs a task may have before it fails for good.
     pub retries: u32,
     /// How long an assignment stays valid without a renewal from its provider.
     pub lease_ms: u64,
@@ -50,10 +72,28 @@ pub struct Config {
     /// A task assigned at least this long ago that its provider does not list as held is
     /// lost (the assignment or its result went missing).
     pub reconcile_grace_ms: u64,
+    /// Replication, quorum, adaptive replication and spot checks.
+    pub verify: VerifyPolicy,
+    /// Speculate on runs out longer than this many times the median; 0 turns it off.
+    pub straggler_factor: f64,
+    /// Runs shorter than this are never stragglers, however fast the median.
+    pub straggler_min_ms: u64,
+    /// Seeds the random choices (adaptive sampling, spot checks).
+    pub seed: u64,
+    /// Unchecked results remembered per provider for re-checking if it is caught.
+    pub recheck_window: usize,
 }
 
 /// Most slots a provider may claim; more is treated as this many.
 pub const MAX_SLOTS: u32 = 1024;
+/// Completed run times kept for the median.
+const DURATION_SAMPLES: usize = 1001;
+/// Completed runs needed before stragglers are judged.
+const MIN_DURATION_SAMPLES: usize = 3;
+/// Queue entries examined per provider per fill (tasks that cannot go to it are skipped).
+const SCAN_BUDGET: usize = 512;
+/// Tasks waiting for another copy beyond which no fresh tasks are started.
+const MAX_WAITING: usize = 4096;
 
 impl Default for Config {
     fn default() -> Self {
@@ -63,6 +103,11 @@ impl Default for Config {
             queue_target_ms: 20,
             max_queue_per_slot: 64,
             reconcile_grace_ms: 5_000,
+            verify: VerifyPolicy::default(),
+            straggler_factor: 3.0,
+            straggler_min_ms: 250,
+            seed: 0,
+            recheck_window: 128,
         }
     }
 }
@@ -75,59 +120,161 @@ pub enum Command<P> {
         provider: P,
         tasks: Vec<(TaskId, Attempt)>,
     },
-    /// Tell the provider to drop these attempts (they were reassigned or the job ended).
+    /// Tell the provider to drop these attempts (reassigned, decided, or the job ended).
     Cancel {
         provider: P,
         tasks: Vec<(TaskId, Attempt)>,
     },
-    /// The task failed for good; `kind` is the last attempt's failure.
+    /// The task's votes were judged. `accepted` is the winning digest (keep that result,
+    /// replacing any earlier one for the task), or `None` when no quorum formed (a
+    /// `TaskFailed` follows). `verified` is true when at least two distinct providers agreed.
+    /// `votes` lists every provider's digest, so the losing side can be reported.
+    Verdict {
+        task: TaskId,
+        accepted: Option<ContentId>,
+        verified: bool,
+        votes: Vec<(P, ContentId)>,
+    },
+    /// A result accepted earlier on one provider's word is being checked again, because
+    /// that provider was caught returning a wrong result elsewhere.
+    Reopened { task: TaskId, provider: P },
+    /// The task failed for good; `kind` is the last run's failure. A result accepted for it
+    /// earlier (before a re-check) is void.
     TaskFailed { task: TaskId, kind: FailureKind },
-    /// Every task is done or failed.
+    /// These runs of the provider were lost (it vanished, its lease lapsed, or it forgot
+    /// them).
+    Lost { provider: P, tasks: Vec<TaskId> },
+    /// Every task is accepted or failed.
     JobFinished,
 }
 
-/// Counts for progress displays.
+/// Counts for progress displays and figures.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Progress {
     pub total: u32,
     pub succeeded: u32,
     pub failed: u32,
-    /// Assigned to a provider (running or queued there).
+    /// Open tasks with at least one run out.
     pub running: u32,
     pub pending: u32,
-    /// Tasks that needed more than one attempt.
+    /// Tasks that needed more than one attempt because a run failed or was lost.
     pub retried: u32,
     pub providers: u32,
+    /// Runs out right now (copies included).
+    pub runs: u32,
+    /// Runs started so far (copies, retries and speculation included).
+    pub started: u64,
+    /// Tasks accepted on the agreement of two or more providers.
+    pub verified: u32,
+    /// Disagreements seen (verdicts with a losing side).
+    pub disagreements: u32,
+    /// Accepted results re-opened for a check.
+    pub rechecked: u32,
+    /// Speculative copies started for stragglers.
+    pub speculative: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum State<P> {
-    Pending,
-    Assigned {
-        provider: P,
-        attempt: Attempt,
-        since: Millis,
-    },
-    Done,
+enum Status {
+    Open,
+    Accepted { verified: bool },
     Failed,
 }
 
 #[derive(Clone, Debug)]
+struct Run<P> {
+    provider: P,
+    attempt: Attempt,
+    since: Millis,
+    speculative: bool,
+}
+
+#[derive(Clone, Debug)]
 struct Task<P> {
-    state: State<P>,
+    status: Status,
+    runs: Vec<Run<P>>,
+    votes: Vec<(P, ContentId)>,
+    /// Votes wanted before judging.
+    need: u32,
+    quorum: u32,
     /// Attempts started so far.
     attempts: u32,
-    /// The provider of the last failed or lost attempt, avoided on retry when possible.
+    /// Failed or lost runs.
+    failures: u32,
+    /// The provider of the last failed or lost run, avoided on retry when possible.
     avoid: Option<P>,
+    /// In the waiting queue.
+    queued: bool,
+    /// Replication was decided by a trust sample (adaptive) and may be revised.
+    sampled: bool,
+}
+
+impl<P> Task<P> {
+    fn new() -> Self {
+        Self {
+            status: Status::Open,
+            runs: Vec::new(),
+            votes: Vec::new(),
+            need: 1,
+            quorum: 1,
+            attempts: 0,
+            failures: 0,
+            avoid: None,
+            queued: false,
+            sampled: false,
+        }
+    }
+
+    /// More copies wanted right now.
+    fn wanted(&self) -> u32 {
+        if self.status != Status::Open {
+            return 0;
+        }
+        self.need
+            .saturating_sub(self.votes.len() as u32 + self.runs.len() as u32)
+    }
+
+    /// Copies must be on independent providers.
+    fn independent(&self) -> bool {
+        self.need > 1 || !self.votes.is_empty()
+    }
 }
 
 #[derive(Clone, Debug)]
 struct Provider {
     slots: u32,
+    /// Owner and network labels; copies of a task never share one.
+    groups: Vec<String>,
+    /// Tasks it has a run of (one run per task per provider).
     assigned: HashSet<TaskId>,
     lease_deadline: Millis,
     /// Its lease lapsed: no new work until it renews.
     lapsed: bool,
+    /// Verified results in a row (for adaptive replication).
+    streak: u32,
+    /// Recent tasks accepted on its word alone, oldest first.
+    unchecked: VecDeque<TaskId>,
+}
+
+/// What the scheduler knows about a provider when it joins.
+#[derive(Clone, Debug, Default)]
+pub struct ProviderInfo {
+    /// Parallel slots it offers.
+    pub slots: u32,
+    /// Labels such as `owner:alice` or `net:203.0.113.0/24`; copies of one task go to
+    /// providers that share none.
+    pub groups: Vec<String>,
+    /// Verified results in a row so far (from the reputation store).
+    pub streak: u32,
+}
+
+impl ProviderInfo {
+    pub fn slots(slots: u32) -> Self {
+        Self {
+            slots,
+            ..Self::default()
+        }
+    }
 }
 
 /// The scheduler for one job. `P` identifies a provider (a libp2p `PeerId` in the daemon,
@@ -136,42 +283,49 @@ struct Provider {
 pub struct Scheduler<P> {
     config: Config,
     total: u32,
-    /// Tasks below this index that were never assigned do not exist: fresh tasks are handed
-    /// out in index order from `next_fresh`, so a sweep of millions needs no queue.
+    /// Fresh tasks are handed out in index order from `next_fresh`, so a sweep of millions
+    /// needs no queue; tasks below it have a state in `tasks`.
     next_fresh: u32,
-    /// Task states for tasks that have been touched (index < next_fresh).
     tasks: Vec<Task<P>>,
-    /// Tasks waiting for a retry, oldest first; they go before fresh tasks.
-    retry_queue: VecDeque<TaskId>,
+    /// Open tasks that want another copy, oldest first; they go before fresh tasks.
+    waiting: VecDeque<TaskId>,
+    /// Open tasks with at least one run out.
+    active: BTreeSet<TaskId>,
     providers: HashMap<P, Provider>,
     /// Providers in join order, for deterministic assignment.
     order: Vec<P>,
     commands: VecDeque<Command<P>>,
-    succeeded: u32,
-    failed: u32,
-    running: u32,
-    retried: u32,
-    /// Exponential moving average of task run time in milliseconds; `None` until the first result.
+    progress: Progress,
+    /// Exponential moving average of run time in milliseconds; `None` until the first result.
     mean_run_ms: Option<f64>,
+    /// Recent run times (assignment to result), for the straggler median.
+    durations: VecDeque<u64>,
+    median_cache: Option<u64>,
+    rng: u64,
     finished: bool,
 }
 
 impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
     pub fn new(total: u32, config: Config) -> Self {
+        let rng = config.seed ^ 0x9e37_79b9_7f4a_7c15;
         let mut s = Self {
             config,
             total,
             next_fresh: 0,
             tasks: Vec::new(),
-            retry_queue: VecDeque::new(),
+            waiting: VecDeque::new(),
+            active: BTreeSet::new(),
             providers: HashMap::new(),
             order: Vec::new(),
             commands: VecDeque::new(),
-            succeeded: 0,
-            failed: 0,
-            running: 0,
-            retried: 0,
+            progress: Progress {
+                total,
+                ..Progress::default()
+            },
             mean_run_ms: None,
+            durations: VecDeque::new(),
+            median_cache: None,
+            rng,
             finished: false,
         };
         s.check_finished();
@@ -184,19 +338,50 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
     }
 
     pub fn progress(&self) -> Progress {
-        Progress {
-            total: self.total,
-            succeeded: self.succeeded,
-            failed: self.failed,
-            running: self.running,
-            pending: self.total - self.succeeded - self.failed - self.running,
-            retried: self.retried,
-            providers: self.providers.len() as u32,
-        }
+        let mut p = self.progress;
+        p.running = self.active.len() as u32;
+        p.pending = self.total - p.succeeded - p.failed - p.running;
+        p.providers = self.providers.len() as u32;
+        p
     }
 
     pub fn is_finished(&self) -> bool {
         self.finished
+    }
+
+    /// The provider's current streak of verified results, if it is known.
+    pub fn streak(&self, provider: &P) -> Option<u32> {
+        self.providers.get(provider).map(|p| p.streak)
+    }
+
+    /// Whether `attempt` of `task` is out on `provider` right now.
+    pub fn is_running(&self, provider: &P, task: TaskId, attempt: Attempt) -> bool {
+        self.tasks.get(task.0 as usize).is_some_and(|t| {
+            t.runs
+                .iter()
+                .any(|r| r.provider == *provider && r.attempt == attempt)
+        })
+    }
+
+    /// Runs out and votes in for `task`.
+    pub fn copies(&self, task: TaskId) -> (usize, usize) {
+        self.tasks
+            .get(task.0 as usize)
+            .map_or((0, 0), |t| (t.runs.len(), t.votes.len()))
+    }
+
+    /// The median run time of completed runs, once there are enough of them.
+    pub fn median_run_ms(&mut self) -> Option<u64> {
+        if self.durations.len() < MIN_DURATION_SAMPLES {
+            return None;
+        }
+        if self.median_cache.is_none() {
+            let mut v: Vec<u64> = self.durations.iter().copied().collect();
+            let mid = v.len() / 2;
+            let (_, m, _) = v.select_nth_unstable(mid);
+            self.median_cache = Some(*m);
+        }
+        self.median_cache
     }
 
     /// How many tasks `provider` may hold (running plus queued) right now.
@@ -220,12 +405,13 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
             .saturating_add(p.slots.saturating_mul(extra_per_slot))
     }
 
-    /// A provider offers `slots` parallel slots.
-    pub fn provider_joined(&mut self, provider: P, slots: u32, now: Millis) {
-        let slots = slots.clamp(1, MAX_SLOTS);
+    /// A provider offers work slots (again, if it was known: its slots and labels update).
+    pub fn provider_joined(&mut self, provider: P, info: ProviderInfo, now: Millis) {
+        let slots = info.slots.clamp(1, MAX_SLOTS);
         match self.providers.get_mut(&provider) {
             Some(p) => {
                 p.slots = slots;
+                p.groups = info.groups;
                 p.lapsed = false;
                 p.lease_deadline = now.plus(self.config.lease_ms);
             }
@@ -234,9 +420,12 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
                     provider.clone(),
                     Provider {
                         slots,
+                        groups: info.groups,
                         assigned: HashSet::new(),
                         lease_deadline: now.plus(self.config.lease_ms),
                         lapsed: false,
+                        streak: info.streak,
+                        unchecked: VecDeque::new(),
                     },
                 );
                 self.order.push(provider);
@@ -245,7 +434,7 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
         self.fill(now);
     }
 
-    /// The provider is gone (disconnected, refused us): its tasks go back to the queue.
+    /// The provider is gone (disconnected, refused us, banned): its runs are lost.
     pub fn provider_lost(&mut self, provider: &P, now: Millis) {
         let Some(p) = self.providers.remove(provider) else {
             return;
@@ -253,8 +442,16 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
         self.order.retain(|o| o != provider);
         let mut lost: Vec<TaskId> = p.assigned.into_iter().collect();
         lost.sort();
+        if !lost.is_empty() {
+            self.commands.push_back(Command::Lost {
+                provider: provider.clone(),
+                tasks: lost.clone(),
+            });
+        }
         for t in lost {
-            self.attempt_ended(t, provider, FailureKind::Lost);
+            if let Some(run) = self.take_run(t, provider) {
+                self.run_failed(t, run, FailureKind::Lost);
+            }
         }
         self.fill(now);
         self.check_finished();
@@ -272,65 +469,69 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
         }
     }
 
-    /// A provider returned a good result. Returns `true` when the result is accepted (the
-    /// task was not already finished); the caller keeps the result only then.
-    pub fn task_succeeded(&mut self, provider: &P, task: TaskId, run_ms: u64, now: Millis) -> bool {
-        let Some(t) = self.tasks.get(task.0 as usize) else {
-            return false;
-        };
-        // Only the current holder, or the one that held it last, may deliver its result.
-        let entitled = match &t.state {
-            State::Assigned { provider: p, .. } => {
-                p == provider || t.avoid.as_ref() == Some(provider)
-            }
-            State::Pending => t.avoid.as_ref() == Some(provider),
-            State::Done | State::Failed => false,
-        };
-        if !entitled || !self.providers.contains_key(provider) {
+    /// A provider returned a result with output digest `digest` for `attempt` of `task`.
+    /// Returns `true` when the result counts as a vote: the caller keeps its bytes until a
+    /// [`Command::Verdict`] for the task says which digest won. A late result from a run
+    /// that was given up on still counts while the task is open.
+    pub fn task_result(
+        &mut self,
+        provider: &P,
+        task: TaskId,
+        attempt: Attempt,
+        digest: ContentId,
+        now: Millis,
+    ) -> bool {
+        if !self.providers.contains_key(provider) {
             return false;
         }
         self.renew(provider, now);
-        let t = &mut self.tasks[task.0 as usize];
-        match &t.state {
-            State::Done | State::Failed => return false,
-            State::Pending => {
-                // A late result from an attempt we had given up on: still a result.
-                if let Some(pos) = self.retry_queue.iter().position(|q| *q == task) {
-                    self.retry_queue.remove(pos);
-                }
+        let Some(t) = self.tasks.get(task.0 as usize) else {
+            return false;
+        };
+        if t.status != Status::Open || t.votes.iter().any(|(p, _)| p == provider) {
+            return false;
+        }
+        let current = t
+            .runs
+            .iter()
+            .any(|r| r.provider == *provider && r.attempt == attempt);
+        // A late result must come from the provider whose run was given up on last.
+        if !current && t.avoid.as_ref() != Some(provider) {
+            return false;
+        }
+        if let Some(run) = self.take_run(task, provider) {
+            if run.attempt != attempt {
+                self.commands.push_back(Command::Cancel {
+                    provider: provider.clone(),
+                    tasks: vec![(task, run.attempt)],
+                });
             }
-            State::Assigned {
-                provider: holder,
-                attempt,
-                ..
-            } => {
-                let (holder, attempt) = (holder.clone(), *attempt);
-                self.running -= 1;
-                if let Some(h) = self.providers.get_mut(&holder) {
-                    h.assigned.remove(&task);
-                }
-                if holder != *provider {
-                    self.commands.push_back(Command::Cancel {
-                        provider: holder,
-                        tasks: vec![(task, attempt)],
-                    });
-                }
+            self.record_duration(now.0.saturating_sub(run.since.0));
+        }
+        let t = &mut self.tasks[task.0 as usize];
+        t.votes.push((provider.clone(), digest));
+        // Adaptive: a provider that lost its trust since the task was sampled out gets
+        // its result checked after all.
+        if t.sampled && t.need == 1 && t.votes.len() == 1 {
+            let trusted = self
+                .providers
+                .get(provider)
+                .is_some_and(|p| p.streak >= self.config.verify.trust_after);
+            if !trusted {
+                let t = &mut self.tasks[task.0 as usize];
+                t.need = 2;
+                t.quorum = t.quorum.max(2);
             }
         }
-        self.tasks[task.0 as usize].state = State::Done;
-        self.succeeded += 1;
-        let run = run_ms as f64;
-        self.mean_run_ms = Some(match self.mean_run_ms {
-            None => run,
-            Some(m) => m * 0.9 + run * 0.1,
-        });
+        self.judge(task);
         self.fill(now);
         self.check_finished();
         true
     }
 
-    /// An attempt failed on the provider (`kind` is never `Lost` here). Stale reports (for an
-    /// attempt that is no longer current) are ignored.
+    /// A run failed on the provider (`kind` is never `Lost` here), or its result was
+    /// refused (bad signature, rejected by the verifier). Stale reports (for a run that is
+    /// no longer out) are ignored.
     pub fn task_failed(
         &mut self,
         provider: &P,
@@ -340,22 +541,40 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
         now: Millis,
     ) {
         self.renew(provider, now);
-        let current = matches!(
-            self.tasks.get(task.0 as usize).map(|t| &t.state),
-            Some(State::Assigned { provider: p, attempt: a, .. }) if p == provider && *a == attempt
-        );
+        let current = self.tasks.get(task.0 as usize).is_some_and(|t| {
+            t.status == Status::Open
+                && t.runs
+                    .iter()
+                    .any(|r| r.provider == *provider && r.attempt == attempt)
+        });
         if !current {
             return;
         }
-        if let Some(p) = self.providers.get_mut(provider) {
-            p.assigned.remove(&task);
-        }
-        self.attempt_ended(task, provider, kind);
+        let run = self.take_run(task, provider).expect("checked above");
+        self.run_failed(task, run, kind);
         self.fill(now);
         self.check_finished();
     }
 
-    /// Time passed: lapse the leases of providers that stopped reporting.
+    /// The provider returned a result that was provably wrong (a verifier rejected it or
+    /// its signature did not match): its trust is gone and its recent unchecked results
+    /// are checked again. The run itself ends as a failure of kind `kind`.
+    pub fn task_rejected(
+        &mut self,
+        provider: &P,
+        task: TaskId,
+        attempt: Attempt,
+        kind: FailureKind,
+        now: Millis,
+    ) {
+        self.distrust(provider);
+        self.task_failed(provider, task, attempt, kind, now);
+        self.fill(now);
+        self.check_finished();
+    }
+
+    /// Time passed: lapse the leases of providers that stopped reporting, and look for
+    /// stragglers.
     pub fn tick(&mut self, now: Millis) {
         let expired: Vec<P> = self
             .order
@@ -371,25 +590,30 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
         for id in expired {
             let p = self.providers.get_mut(&id).expect("listed in order");
             p.lapsed = true;
-            let mut tasks: Vec<TaskId> = p.assigned.drain().collect();
+            let mut tasks: Vec<TaskId> = p.assigned.iter().copied().collect();
             tasks.sort();
-            if !tasks.is_empty() {
-                let with_attempts = tasks.iter().map(|t| (*t, self.attempt_of(*t))).collect();
-                self.commands.push_back(Command::Cancel {
-                    provider: id.clone(),
-                    tasks: with_attempts,
-                });
+            let mut cancel = Vec::new();
+            for t in &tasks {
+                if let Some(run) = self.take_run(*t, &id) {
+                    cancel.push((*t, run.attempt));
+                    self.run_failed(*t, run, FailureKind::Lost);
+                }
             }
-            for t in tasks {
-                self.attempt_ended(t, &id, FailureKind::Lost);
-            }
+            self.commands.push_back(Command::Cancel {
+                provider: id.clone(),
+                tasks: cancel,
+            });
+            self.commands.push_back(Command::Lost {
+                provider: id.clone(),
+                tasks,
+            });
         }
         self.fill(now);
         self.check_finished();
     }
 
     /// The provider reported which attempts it still holds (running, queued, or finished but
-    /// not yet acknowledged). Attempts assigned to it long enough ago that are missing from
+    /// not yet acknowledged). Runs assigned to it long enough ago that are missing from
     /// `held` went missing on the way (a lost assignment or result): they are lost.
     pub fn reconcile(&mut self, provider: &P, held: &[(TaskId, Attempt)], now: Millis) {
         let grace = self.config.reconcile_grace_ms;
@@ -400,11 +624,12 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
         let mut missing: Vec<TaskId> = p
             .assigned
             .iter()
-            .filter(|t| match &self.tasks[t.0 as usize].state {
-                State::Assigned { attempt, since, .. } => {
-                    since.plus(grace) <= now && !held.contains(&(**t, *attempt))
-                }
-                _ => false,
+            .filter(|t| {
+                self.tasks[t.0 as usize].runs.iter().any(|r| {
+                    r.provider == *provider
+                        && r.since.plus(grace) <= now
+                        && !held.contains(&(**t, r.attempt))
+                })
             })
             .copied()
             .collect();
@@ -412,48 +637,341 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
             return;
         }
         missing.sort();
-        let p = self.providers.get_mut(provider).expect("checked above");
-        for t in &missing {
-            p.assigned.remove(t);
-        }
+        self.commands.push_back(Command::Lost {
+            provider: provider.clone(),
+            tasks: missing.clone(),
+        });
         for t in missing {
-            self.attempt_ended(t, provider, FailureKind::Lost);
+            if let Some(run) = self.take_run(t, provider) {
+                self.run_failed(t, run, FailureKind::Lost);
+            }
         }
         self.fill(now);
         self.check_finished();
     }
 
-    fn attempt_of(&self, task: TaskId) -> Attempt {
-        match &self.tasks[task.0 as usize].state {
-            State::Assigned { attempt, .. } => *attempt,
-            _ => 0,
+    /// Removes `provider`'s run of `task`, keeping the counters right.
+    fn take_run(&mut self, task: TaskId, provider: &P) -> Option<Run<P>> {
+        let t = self.tasks.get_mut(task.0 as usize)?;
+        let i = t.runs.iter().position(|r| r.provider == *provider)?;
+        let run = t.runs.swap_remove(i);
+        if t.runs.is_empty() {
+            self.active.remove(&task);
         }
+        self.progress.runs -= 1;
+        if let Some(p) = self.providers.get_mut(provider) {
+            p.assigned.remove(&task);
+        }
+        Some(run)
     }
 
-    /// Ends the current attempt of `task` (already removed from the provider's set):
-    /// requeue it or fail it for good.
-    fn attempt_ended(&mut self, task: TaskId, provider: &P, kind: FailureKind) {
+    fn add_run(&mut self, task: TaskId, provider: &P, now: Millis, speculative: bool) -> Attempt {
+        let t = &mut self.tasks[task.0 as usize];
+        t.attempts += 1;
+        let attempt = t.attempts;
+        t.runs.push(Run {
+            provider: provider.clone(),
+            attempt,
+            since: now,
+            speculative,
+        });
+        self.active.insert(task);
+        self.progress.runs += 1;
+        self.progress.started += 1;
+        if speculative {
+            self.progress.speculative += 1;
+        }
+        let p = self
+            .providers
+            .get_mut(provider)
+            .expect("assigning to a known provider");
+        p.assigned.insert(task);
+        // New work starts a full lease, even for a provider that was idle (and silent).
+        p.lease_deadline = p.lease_deadline.max(now.plus(self.config.lease_ms));
+        attempt
+    }
+
+    /// A run ended without a vote: retry the task or fail it for good.
+    fn run_failed(&mut self, task: TaskId, run: Run<P>, kind: FailureKind) {
         let retries = self.config.retries;
         let t = &mut self.tasks[task.0 as usize];
-        if !matches!(t.state, State::Assigned { .. }) {
+        if t.status != Status::Open {
             return;
         }
-        self.running -= 1;
-        t.avoid = Some(provider.clone());
-        if t.attempts <= retries {
-            if t.attempts == 1 {
-                self.retried += 1;
-            }
-            t.state = State::Pending;
-            self.retry_queue.push_back(task);
+        t.failures += 1;
+        if t.failures == 1 {
+            self.progress.retried += 1;
+        }
+        t.avoid = Some(run.provider);
+        if t.failures > retries {
+            self.fail(task, kind);
         } else {
-            t.state = State::Failed;
-            self.failed += 1;
-            self.commands.push_back(Command::TaskFailed { task, kind });
+            self.enqueue(task);
         }
     }
 
-    /// Hands out pending tasks to providers with room, in join order.
+    fn enqueue(&mut self, task: TaskId) {
+        let t = &mut self.tasks[task.0 as usize];
+        if !t.queued && t.wanted() > 0 {
+            t.queued = true;
+            self.waiting.push_back(task);
+        }
+    }
+
+    fn fail(&mut self, task: TaskId, kind: FailureKind) {
+        let t = &mut self.tasks[task.0 as usize];
+        if let Status::Accepted { verified } = t.status {
+            self.progress.succeeded -= 1;
+            if verified {
+                self.progress.verified -= 1;
+            }
+        }
+        t.status = Status::Failed;
+        self.progress.failed += 1;
+        self.cancel_runs(task);
+        self.commands.push_back(Command::TaskFailed { task, kind });
+    }
+
+    fn cancel_runs(&mut self, task: TaskId) {
+        let runs: Vec<(P, Attempt)> = self.tasks[task.0 as usize]
+            .runs
+            .iter()
+            .map(|r| (r.provider.clone(), r.attempt))
+            .collect();
+        for (provider, attempt) in runs {
+            self.take_run(task, &provider);
+            self.commands.push_back(Command::Cancel {
+                provider,
+                tasks: vec![(task, attempt)],
+            });
+        }
+    }
+
+    /// Looks at the votes of an open task: accept, wait, add copies, or give up.
+    fn judge(&mut self, task: TaskId) {
+        let t = &self.tasks[task.0 as usize];
+        if t.status != Status::Open || t.votes.is_empty() {
+            return;
+        }
+        let mut counts: Vec<(ContentId, u32)> = Vec::new();
+        for (_, d) in &t.votes {
+            match counts.iter_mut().find(|(c, _)| c == d) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((*d, 1)),
+            }
+        }
+        // Most votes first; ties by first seen.
+        let (best, best_n) = counts
+            .iter()
+            .copied()
+            .fold(None::<(ContentId, u32)>, |acc, (d, n)| match acc {
+                Some((_, m)) if m >= n => acc,
+                _ => Some((d, n)),
+            })
+            .expect("at least one vote");
+        if best_n >= t.quorum {
+            self.accept(task, best);
+            return;
+        }
+        let votes = t.votes.len() as u32;
+        if votes < t.need {
+            // Copies still out (or to be started).
+            self.enqueue(task);
+            return;
+        }
+        // Every wanted vote is in and there is no quorum: add just enough copies that one
+        // could form, if the budget allows.
+        let short = t.quorum - best_n;
+        let max = self.config.verify.max_replicas.max(t.quorum);
+        if votes + short > max {
+            let votes_list = t.votes.clone();
+            self.progress.disagreements += 1;
+            self.commands.push_back(Command::Verdict {
+                task,
+                accepted: None,
+                verified: false,
+                votes: votes_list,
+            });
+            self.fail(task, FailureKind::NoQuorum);
+            return;
+        }
+        self.tasks[task.0 as usize].need = votes + short;
+        self.enqueue(task);
+    }
+
+    fn accept(&mut self, task: TaskId, digest: ContentId) {
+        let t = &mut self.tasks[task.0 as usize];
+        let agreeing = t.votes.iter().filter(|(_, d)| *d == digest).count();
+        let verified = agreeing >= 2;
+        t.status = Status::Accepted { verified };
+        t.queued = false;
+        let votes = std::mem::take(&mut t.votes);
+        self.progress.succeeded += 1;
+        if verified {
+            self.progress.verified += 1;
+        }
+        self.cancel_runs(task);
+        let disagreed = votes.iter().any(|(_, d)| *d != digest);
+        if disagreed {
+            self.progress.disagreements += 1;
+        }
+        if verified {
+            for (p, d) in &votes {
+                if *d == digest
+                    && let Some(pr) = self.providers.get_mut(p)
+                {
+                    pr.streak = pr.streak.saturating_add(1);
+                }
+            }
+        } else if self.config.verify.compares() {
+            // Accepted on one provider's word: remember it in case that provider is caught.
+            let window = self.config.recheck_window;
+            if let Some(pr) = self.providers.get_mut(&votes[0].0) {
+                if pr.unchecked.len() >= window {
+                    pr.unchecked.pop_front();
+                }
+                pr.unchecked.push_back(task);
+            }
+        }
+        // Keep the winning vote: a re-check needs to know whose word it was.
+        self.tasks[task.0 as usize].votes = votes
+            .iter()
+            .filter(|(_, d)| *d == digest)
+            .take(1)
+            .cloned()
+            .collect();
+        self.commands.push_back(Command::Verdict {
+            task,
+            accepted: Some(digest),
+            verified,
+            votes: votes.clone(),
+        });
+        for (p, d) in &votes {
+            if *d != digest {
+                self.distrust(p);
+            }
+        }
+    }
+
+    /// The provider was caught with a wrong result: reset its streak and re-open the
+    /// results accepted on its word alone.
+    fn distrust(&mut self, provider: &P) {
+        let Some(p) = self.providers.get_mut(provider) else {
+            return;
+        };
+        p.streak = 0;
+        if self.finished {
+            return;
+        }
+        let unchecked: Vec<TaskId> = p.unchecked.drain(..).collect();
+        for task in unchecked {
+            let t = &mut self.tasks[task.0 as usize];
+            let on_its_word = t.status == (Status::Accepted { verified: false })
+                && t.votes.len() == 1
+                && t.votes[0].0 == *provider;
+            if !on_its_word {
+                continue;
+            }
+            t.status = Status::Open;
+            t.need = 2;
+            t.quorum = t.quorum.max(2);
+            self.progress.succeeded -= 1;
+            self.progress.rechecked += 1;
+            self.commands.push_back(Command::Reopened {
+                task,
+                provider: provider.clone(),
+            });
+            self.enqueue(task);
+        }
+    }
+
+    fn record_duration(&mut self, ms: u64) {
+        if self.durations.len() >= DURATION_SAMPLES {
+            self.durations.pop_front();
+        }
+        self.durations.push_back(ms);
+        self.median_cache = None;
+        let run = ms as f64;
+        self.mean_run_ms = Some(match self.mean_run_ms {
+            None => run,
+            Some(m) => m * 0.9 + run * 0.1,
+        });
+    }
+
+    fn random(&mut self) -> f64 {
+        // xorshift64*; seeded by the caller, so runs replay exactly.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        let x = self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Sets a fresh task's replication from the policy and its first provider.
+    fn decide(&mut self, task: TaskId, first: &P) {
+        let v = &self.config.verify;
+        let (replicas, quorum, adaptive, spot, trust_after) = (
+            v.replicas,
+            v.quorum,
+            v.adaptive,
+            v.spot_check,
+            v.trust_after,
+        );
+        let (mut need, mut q) = (replicas.max(1), quorum.max(1));
+        let mut sampled = false;
+        if adaptive && need == 1 {
+            let streak = self.providers.get(first).map_or(0, |p| p.streak);
+            let check = streak < trust_after || self.random() * streak as f64 <= 1.0;
+            if check {
+                need = 2;
+                q = 2;
+            } else {
+                sampled = true;
+            }
+        }
+        if spot > 0.0 && need == 1 && self.random() < spot {
+            need = 2;
+            q = 2;
+        }
+        let t = &mut self.tasks[task.0 as usize];
+        t.need = need;
+        t.quorum = q;
+        t.sampled = sampled;
+    }
+
+    /// Whether a copy of `task` may go to `provider`.
+    fn eligible(&self, task: TaskId, provider: &P, active_providers: usize) -> bool {
+        let t = &self.tasks[task.0 as usize];
+        if t.runs.iter().any(|r| r.provider == *provider) {
+            return false;
+        }
+        if t.independent() {
+            let Some(me) = self.providers.get(provider) else {
+                return false;
+            };
+            let others = t
+                .runs
+                .iter()
+                .map(|r| &r.provider)
+                .chain(t.votes.iter().map(|(p, _)| p));
+            for o in others {
+                if o == provider {
+                    return false;
+                }
+                if let Some(op) = self.providers.get(o)
+                    && op.groups.iter().any(|g| me.groups.contains(g))
+                {
+                    return false;
+                }
+            }
+            return true;
+        }
+        // A single copy: avoid the provider it last failed on when another exists.
+        !(active_providers > 1 && t.avoid.as_ref() == Some(provider))
+    }
+
+    /// Hands out waiting copies and fresh tasks to providers with room, in join order; then,
+    /// with slots to spare and nothing waiting, speculative copies of stragglers.
     fn fill(&mut self, now: Millis) {
         if self.finished {
             return;
@@ -472,63 +990,108 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
             }
             let cap = self.capacity_of(p);
             let mut room = cap.saturating_sub(p.assigned.len() as u32);
-            let mut batch = Vec::new();
-            // Retries first, skipping ones that last failed here when another host exists.
-            let mut skipped = Vec::new();
-            while room > 0 {
-                let Some(t) = self.retry_queue.pop_front() else {
+            let mut batch: Vec<(TaskId, Attempt)> = Vec::new();
+            // Waiting copies first, skipping those that cannot go here.
+            let mut kept = VecDeque::new();
+            let mut scanned = 0;
+            while room > 0 && scanned < SCAN_BUDGET {
+                let Some(t) = self.waiting.pop_front() else {
                     break;
                 };
-                if active > 1 && self.tasks[t.0 as usize].avoid.as_ref() == Some(id) {
-                    skipped.push(t);
+                scanned += 1;
+                if self.tasks[t.0 as usize].wanted() == 0 {
+                    self.tasks[t.0 as usize].queued = false;
                     continue;
                 }
-                batch.push(t);
+                if !self.eligible(t, id, active) {
+                    kept.push_back(t);
+                    continue;
+                }
+                batch.push((t, self.add_run(t, id, now, false)));
                 room -= 1;
+                if self.tasks[t.0 as usize].wanted() > 0 {
+                    kept.push_back(t);
+                } else {
+                    self.tasks[t.0 as usize].queued = false;
+                }
             }
-            for t in skipped.into_iter().rev() {
-                self.retry_queue.push_front(t);
+            while let Some(t) = kept.pop_back() {
+                self.waiting.push_front(t);
             }
-            while room > 0 && self.next_fresh < self.total {
+            while room > 0 && self.next_fresh < self.total && self.waiting.len() < MAX_WAITING {
                 let t = TaskId(self.next_fresh);
                 self.next_fresh += 1;
-                self.tasks.push(Task {
-                    state: State::Pending,
-                    attempts: 0,
-                    avoid: None,
-                });
-                batch.push(t);
+                self.tasks.push(Task::new());
+                self.decide(t, id);
+                batch.push((t, self.add_run(t, id, now, false)));
                 room -= 1;
+                // Replicas go to other providers.
+                self.enqueue(t);
             }
-            if batch.is_empty() {
+            if room > 0 && self.waiting.is_empty() && self.next_fresh == self.total {
+                self.speculate(id, &mut room, &mut batch, now, active);
+            }
+            if !batch.is_empty() {
+                self.commands.push_back(Command::Assign {
+                    provider: id.clone(),
+                    tasks: batch,
+                });
+            }
+        }
+    }
+
+    /// Starts speculative copies on `provider` of runs that are taking far longer than the
+    /// median.
+    fn speculate(
+        &mut self,
+        provider: &P,
+        room: &mut u32,
+        batch: &mut Vec<(TaskId, Attempt)>,
+        now: Millis,
+        active_providers: usize,
+    ) {
+        let factor = self.config.straggler_factor;
+        if factor <= 0.0 {
+            return;
+        }
+        let Some(median) = self.median_run_ms() else {
+            return;
+        };
+        let threshold = ((median as f64 * factor) as u64).max(self.config.straggler_min_ms);
+        let candidates: Vec<TaskId> = self
+            .active
+            .iter()
+            .filter(|t| {
+                let task = &self.tasks[t.0 as usize];
+                task.wanted() == 0
+                    && !task.runs.iter().any(|r| r.speculative)
+                    && task
+                        .runs
+                        .iter()
+                        .all(|r| now.0.saturating_sub(r.since.0) > threshold)
+            })
+            .copied()
+            .collect();
+        for t in candidates {
+            if *room == 0 {
+                break;
+            }
+            if !self.eligible(t, provider, active_providers) {
                 continue;
             }
-            let mut out = Vec::with_capacity(batch.len());
-            let p = self.providers.get_mut(id).expect("checked above");
-            // New work starts a full lease, even for a provider that was idle (and silent).
-            p.lease_deadline = p.lease_deadline.max(now.plus(self.config.lease_ms));
-            for t in batch {
-                let task = &mut self.tasks[t.0 as usize];
-                task.attempts += 1;
-                task.state = State::Assigned {
-                    provider: id.clone(),
-                    attempt: task.attempts,
-                    since: now,
-                };
-                p.assigned.insert(t);
-                out.push((t, task.attempts));
-            }
-            self.running += out.len() as u32;
-            self.commands.push_back(Command::Assign {
-                provider: id.clone(),
-                tasks: out,
-            });
+            batch.push((t, self.add_run(t, provider, now, true)));
+            *room -= 1;
         }
     }
 
     fn check_finished(&mut self) {
-        if !self.finished && self.succeeded + self.failed == self.total {
+        if !self.finished && self.progress.succeeded + self.progress.failed == self.total {
             self.finished = true;
+            // Nothing more is needed: drop copies still out.
+            let open: Vec<TaskId> = self.active.iter().copied().collect();
+            for t in open {
+                self.cancel_runs(t);
+            }
             self.commands.push_back(Command::JobFinished);
         }
     }

@@ -73,7 +73,8 @@ impl fmt::Debug for JobId {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lowercase hex encoding.
+pub fn hex(bytes: &[u8]) -> String {
     use fmt::Write;
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {

@@ -7,6 +7,8 @@
 //! inputs = ["data/{seed}.bin"]        # optional: files placed in /in (templated too)
 //! stdin = "data/{seed}.txt"           # optional: file fed to the task's stdin
 //! retries = 3                         # optional; per task
+//! checkpoint_interval = "10s"         # optional: guests may checkpoint this often
+//! straggler_factor = 3.0              # optional: speculate past 3x the median; 0 = off
 //!
 //! [sweep]                             # one task per combination, cartesian product
 //! seed = { from = 0, to = 64 }        # integers, `to` exclusive, optional `step`
@@ -16,6 +18,10 @@
 //! fuel = 50_000_000_000
 //! memory = "256MiB"
 //! timeout = "5m"
+//!
+//! [verify]                            # optional: see naac_types::verify
+//! replicas = 2
+//! quorum = 2
 //!
 //! [reduce]                            # optional: runs once after every task succeeded
 //! module = "pi.wasm"                  # default: the job's module
@@ -27,6 +33,7 @@
 //! costs no memory.
 
 use crate::units::{parse_duration, parse_size};
+use crate::verify::{MAX_REPLICAS, VerifyPolicy};
 use crate::{ContentId, Limits};
 use indexmap::IndexMap;
 use serde::Deserialize;
@@ -41,6 +48,10 @@ pub const MAX_TASKS: u64 = 10_000_000;
 pub const MAX_MODULE_BYTES: u64 = 256 << 20;
 /// Default number of retries per task.
 pub const DEFAULT_RETRIES: u32 = 3;
+/// Default straggler factor: a task running 3x longer than the median gets a speculative copy.
+pub const DEFAULT_STRAGGLER_FACTOR: f64 = 3.0;
+/// Shortest checkpoint interval a job may ask for.
+pub const MIN_CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// A job file that could not be used, with where and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -228,11 +239,19 @@ pub struct Job {
     pub retries: u32,
     pub limits: Limits,
     pub reduce: Option<Reduce>,
+    pub verify: VerifyPolicy,
+    /// Guests may checkpoint at most this often; `None` disables checkpoints.
+    pub checkpoint_interval: Option<std::time::Duration>,
+    /// A task running longer than this many times the median task gets a speculative copy
+    /// on an idle provider; 0 turns speculation off.
+    pub straggler_factor: f64,
     /// Sweep keys in file order.
     pub sweep: Vec<(String, SweepAxis)>,
     args: Vec<Template>,
     inputs: Vec<Template>,
     stdin: Option<Template>,
+    /// The verifier's argv after argv[0]; `None`: the task's own args.
+    verifier_args: Option<Vec<Template>>,
     task_count: u64,
 }
 
@@ -263,6 +282,24 @@ struct RawJob {
     sweep: IndexMap<String, Spanned<toml::Value>>,
     limits: Option<RawLimits>,
     reduce: Option<RawReduce>,
+    verify: Option<RawVerify>,
+    checkpoint_interval: Option<Spanned<toml::Value>>,
+    straggler_factor: Option<Spanned<toml::Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVerify {
+    replicas: Option<Spanned<i64>>,
+    quorum: Option<Spanned<i64>>,
+    max_replicas: Option<Spanned<i64>>,
+    adaptive: Option<bool>,
+    trust_after: Option<Spanned<i64>>,
+    spot_check: Option<Spanned<toml::Value>>,
+    verifier: Option<Spanned<String>>,
+    #[serde(default)]
+    verifier_args: Vec<Spanned<String>>,
+    min_reputation: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -282,7 +319,29 @@ struct RawReduce {
 }
 
 const TOP_KEYS: &[&str] = &[
-    "name", "module", "args", "inputs", "stdin", "retries", "sweep", "limits", "reduce",
+    "name",
+    "module",
+    "args",
+    "inputs",
+    "stdin",
+    "retries",
+    "checkpoint_interval",
+    "straggler_factor",
+    "sweep",
+    "limits",
+    "verify",
+    "reduce",
+];
+const VERIFY_KEYS: &[&str] = &[
+    "replicas",
+    "quorum",
+    "max_replicas",
+    "adaptive",
+    "trust_after",
+    "spot_check",
+    "verifier",
+    "verifier_args",
+    "min_reputation",
 ];
 const LIMIT_KEYS: &[&str] = &["fuel", "memory", "timeout"];
 const REDUCE_KEYS: &[&str] = &["module", "args"];
@@ -466,6 +525,72 @@ impl Job {
             }),
         };
 
+        let verifier_args = match &raw.verify {
+            Some(v) if !v.verifier_args.is_empty() => Some(
+                v.verifier_args
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| template(format!("verify.verifier_args[{i}]"), a))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            _ => None,
+        };
+        let verify = verify(&cx, &dir, raw.verify)?;
+        if verifier_args.is_some() && verify.verifier.is_none() {
+            return Err(cx.err(
+                None,
+                "verify.verifier_args".to_string(),
+                "verifier_args without a verifier",
+                Some("add verifier = \"check.wasm\" or remove verifier_args".into()),
+            ));
+        }
+        let checkpoint_interval = raw
+            .checkpoint_interval
+            .map(|t| {
+                let parsed = match t.get_ref() {
+                    toml::Value::Integer(n) if *n > 0 => {
+                        Ok(std::time::Duration::from_secs(*n as u64))
+                    }
+                    toml::Value::String(s) => parse_duration(s),
+                    _ => Err("must be a duration like \"10s\"".to_string()),
+                };
+                parsed
+                    .and_then(|d| {
+                        if d < MIN_CHECKPOINT_INTERVAL {
+                            Err(format!(
+                                "must be at least {} ms",
+                                MIN_CHECKPOINT_INTERVAL.as_millis()
+                            ))
+                        } else {
+                            Ok(d)
+                        }
+                    })
+                    .map_err(|e| {
+                        cx.err(
+                            Some(t.span()),
+                            "checkpoint_interval".to_string(),
+                            e,
+                            Some("e.g. checkpoint_interval = \"10s\"".into()),
+                        )
+                    })
+            })
+            .transpose()?;
+        let straggler_factor = match raw.straggler_factor {
+            None => DEFAULT_STRAGGLER_FACTOR,
+            Some(f) => number(&cx, &f, "straggler_factor").and_then(|v| {
+                if v == 0.0 || (1.0..=1000.0).contains(&v) {
+                    Ok(v)
+                } else {
+                    Err(cx.err(
+                        Some(f.span()),
+                        "straggler_factor".to_string(),
+                        format!("{v} is out of range"),
+                        Some("use 0 (off) or a factor from 1 to 1000, e.g. 3".into()),
+                    ))
+                }
+            })?,
+        };
+
         let job = Job {
             file: path.to_path_buf(),
             name,
@@ -473,10 +598,14 @@ impl Job {
             retries,
             limits,
             reduce,
+            verify,
+            checkpoint_interval,
+            straggler_factor,
             sweep,
             args,
             inputs,
             stdin,
+            verifier_args,
             task_count,
         };
         // Inputs must exist before anything runs; check the first task's now and every
@@ -547,6 +676,16 @@ impl Job {
         })
     }
 
+    /// The verifier's arguments for task `index`: `verify.verifier_args` filled from the
+    /// sweep, or else the task's own arguments.
+    pub fn verifier_args(&self, index: u64) -> Vec<String> {
+        let values = self.sweep_values(index);
+        match &self.verifier_args {
+            Some(ts) => ts.iter().map(|t| t.render(&values)).collect(),
+            None => self.args.iter().map(|t| t.render(&values)).collect(),
+        }
+    }
+
     fn dir(&self) -> PathBuf {
         match self.file.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -576,6 +715,8 @@ fn toml_error(cx: &Ctx<'_>, e: &toml::de::Error) -> JobError {
         let key = &rest[..end];
         let candidates: &[&str] = if rest.contains("`fuel`") {
             LIMIT_KEYS
+        } else if rest.contains("`quorum`") {
+            VERIFY_KEYS
         } else if rest.contains("`module`") && !rest.contains("`sweep`") {
             REDUCE_KEYS
         } else {
@@ -757,6 +898,108 @@ fn limits(cx: &Ctx<'_>, raw: Option<RawLimits>) -> Result<Limits, JobError> {
         l.timeout_ms = d.as_millis().min(u64::MAX as u128) as u64;
     }
     Ok(l)
+}
+
+/// A TOML integer or float as `f64`.
+fn number(cx: &Ctx<'_>, v: &Spanned<toml::Value>, field: &str) -> Result<f64, JobError> {
+    match v.get_ref() {
+        toml::Value::Integer(n) => Ok(*n as f64),
+        toml::Value::Float(f) if f.is_finite() => Ok(*f),
+        other => Err(cx.err(
+            Some(v.span()),
+            field.to_string(),
+            format!("must be a number, found {}", other.type_str()),
+            None,
+        )),
+    }
+}
+
+fn verify(cx: &Ctx<'_>, dir: &Path, raw: Option<RawVerify>) -> Result<VerifyPolicy, JobError> {
+    let mut p = VerifyPolicy::default();
+    let Some(raw) = raw else { return Ok(p) };
+    let count = |v: &Spanned<i64>, field: &str, lo: i64, hi: i64| -> Result<u32, JobError> {
+        let n = *v.get_ref();
+        if (lo..=hi).contains(&n) {
+            Ok(n as u32)
+        } else {
+            Err(cx.err(
+                Some(v.span()),
+                format!("verify.{field}"),
+                format!("{n} is out of range"),
+                Some(format!("use a number from {lo} to {hi}")),
+            ))
+        }
+    };
+    let max = MAX_REPLICAS as i64;
+    if let Some(r) = &raw.replicas {
+        p.replicas = count(r, "replicas", 1, max)?;
+    }
+    p.quorum = match &raw.quorum {
+        Some(q) => count(q, "quorum", 1, max)?,
+        // A majority of the replicas.
+        None => p.replicas / 2 + 1,
+    };
+    if p.quorum > p.replicas {
+        let span = raw.quorum.as_ref().map(|q| q.span());
+        return Err(cx.err(
+            span,
+            "verify.quorum".to_string(),
+            format!(
+                "quorum {} is more than replicas {}, so no task could be accepted",
+                p.quorum, p.replicas
+            ),
+            Some("set quorum to at most the number of replicas".into()),
+        ));
+    }
+    p.adaptive = raw.adaptive.unwrap_or(false);
+    if let Some(t) = &raw.trust_after {
+        p.trust_after = count(t, "trust_after", 1, 1_000_000)?;
+    }
+    if let Some(s) = &raw.spot_check {
+        let v = number(cx, s, "verify.spot_check")?;
+        if !(0.0..=1.0).contains(&v) {
+            return Err(cx.err(
+                Some(s.span()),
+                "verify.spot_check".to_string(),
+                format!("{v} is not a fraction"),
+                Some("use a number from 0 to 1, e.g. spot_check = 0.05".into()),
+            ));
+        }
+        p.spot_check = v;
+    }
+    if let Some(m) = &raw.min_reputation {
+        let v = number(cx, m, "verify.min_reputation")?;
+        if !(0.0..=1.0).contains(&v) {
+            return Err(cx.err(
+                Some(m.span()),
+                "verify.min_reputation".to_string(),
+                format!("{v} is not a score"),
+                Some("use a number from 0 to 1; 0 uses every provider".into()),
+            ));
+        }
+        p.min_reputation = v;
+    }
+    let checked = p.replicas > 1 || p.adaptive || p.spot_check > 0.0;
+    p.max_replicas = match &raw.max_replicas {
+        Some(m) => {
+            let v = count(m, "max_replicas", 1, max)?;
+            if v < p.replicas {
+                return Err(cx.err(
+                    Some(m.span()),
+                    "verify.max_replicas".to_string(),
+                    format!("max_replicas {v} is less than replicas {}", p.replicas),
+                    Some("max_replicas bounds the extra copies added on disagreement".into()),
+                ));
+            }
+            v
+        }
+        None if checked => (p.replicas + 2).clamp(3, MAX_REPLICAS),
+        None => 1,
+    };
+    if let Some(v) = &raw.verifier {
+        p.verifier = Some(check_module(cx, dir, v, "verify.verifier")?);
+    }
+    Ok(p)
 }
 
 fn check_module(

@@ -5,8 +5,12 @@
 mod ids;
 pub mod job;
 mod outcome;
+pub mod record;
 pub mod units;
+pub mod verify;
 
-pub use ids::{ContentId, JobId};
+pub use ids::{ContentId, JobId, hex};
 pub use job::{Job, JobError, TaskParams};
 pub use outcome::{FailureKind, Limits, Outcome};
+pub use record::ResultRecord;
+pub use verify::VerifyPolicy;

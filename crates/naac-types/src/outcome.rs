@@ -81,6 +81,10 @@ pub enum FailureKind {
     Lost,
     /// The provider could not run it at all (could not fetch the module, bad input, ...).
     Rejected,
+    /// Its replicas disagreed and no result reached the quorum within `max_replicas`.
+    NoQuorum,
+    /// The job's verifier module rejected every result returned for it.
+    Unverified,
 }
 
 impl FailureKind {
@@ -93,6 +97,8 @@ impl FailureKind {
             FailureKind::Memory => "memory",
             FailureKind::Lost => "lost",
             FailureKind::Rejected => "rejected",
+            FailureKind::NoQuorum => "no_quorum",
+            FailureKind::Unverified => "unverified",
         }
     }
 

@@ -471,7 +471,7 @@ async fn round_trips(rounds: u32) -> anyhow::Result<Vec<Duration>> {
     let pool = Pool::start(1, 1, &addr, &[])?;
     let peer = loop {
         match events.recv().await {
-            Some(Event::Connected(p)) => break p,
+            Some(Event::Connected(p, _)) => break p,
             Some(_) => {}
             None => anyhow::bail!("network stopped"),
         }
@@ -487,6 +487,7 @@ async fn round_trips(rounds: u32) -> anyhow::Result<Vec<Duration>> {
             module,
             argv0: "testkit".into(),
             limits: Limits::default(),
+            checkpoint_interval_ms: None,
             tasks: vec![TaskSpec {
                 index: i,
                 attempt: 1,
@@ -494,6 +495,7 @@ async fn round_trips(rounds: u32) -> anyhow::Result<Vec<Duration>> {
                 stdin: None,
                 inputs: Vec::new(),
                 seed: module,
+                resume: None,
             }],
         }));
         let t0 = Instant::now();

@@ -24,6 +24,16 @@ pub struct Args {
     /// Do not discover peers on the local network (mDNS)
     #[arg(long)]
     no_mdns: bool,
+    /// Who runs this node (any name); requesters never put two copies of one task on
+    /// nodes of the same owner
+    #[arg(long, value_name = "NAME")]
+    owner: Option<String>,
+    /// Testing aid: return wrong outputs for a fraction of tasks, e.g. wrong:0.3
+    #[arg(long, hide = true, value_name = "wrong:FRACTION", value_parser = parse_faulty)]
+    faulty: Option<f64>,
+    /// Testing aid: hold every result for N times its run time
+    #[arg(long, hide = true, value_name = "N", default_value_t = 1.0)]
+    slowdown: f64,
     /// Use a throwaway identity instead of the data dir's key (embedded pools, tests)
     #[arg(long, hide = true)]
     ephemeral: bool,
@@ -47,16 +57,26 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         naac_net::load_or_create_identity(&home.identity()).context("load the node identity")?
     };
     let slots = a.slots.unwrap_or_else(cores).max(1);
-    let config = ProviderConfig {
+    if !(1.0..=1000.0).contains(&a.slowdown) {
+        eprintln!(
+            "error: --slowdown {} is out of range\nhint: use a factor from 1 to 1000",
+            a.slowdown
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let mut config = ProviderConfig::new(
         home,
         slots,
-        net: naac_net::Config {
+        naac_net::Config {
             listen: a.listen,
             join: a.join,
             mdns: !a.no_mdns,
             ..naac_net::Config::default()
         },
-    };
+    );
+    config.owner = a.owner;
+    config.faulty = a.faulty;
+    config.slowdown = a.slowdown;
     let (listen_tx, mut listen_rx) = tokio::sync::mpsc::channel(16);
     tokio::spawn(async move {
         // One line per address, for people and for scripts (`listening on MULTIADDR`).
@@ -91,6 +111,20 @@ async fn stdin_closed() {
             Ok(_) => {}
         }
     }
+}
+
+/// `wrong:FRACTION` with a fraction from 0 to 1.
+fn parse_faulty(s: &str) -> Result<f64, String> {
+    let f = s
+        .strip_prefix("wrong:")
+        .ok_or_else(|| format!("{s:?} is not a fault; write wrong:FRACTION, e.g. wrong:0.3"))?;
+    let v: f64 = f
+        .parse()
+        .map_err(|_| format!("{f:?} is not a number; write e.g. wrong:0.3"))?;
+    if !(0.0..=1.0).contains(&v) {
+        return Err(format!("{v} is not a fraction from 0 to 1"));
+    }
+    Ok(v)
 }
 
 pub fn cores() -> u32 {

@@ -184,6 +184,7 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
             ..naac_sched::Config::default()
         },
         provider_wait: a.provider_wait,
+        reputation: Some(home.reputation_db()),
     };
     let result = requester::run(
         prepared,
@@ -242,8 +243,13 @@ fn progress_bar(
             } else {
                 format!("{} providers", s.providers)
             };
+            let checks = if s.verified > 0 || s.disagreements > 0 {
+                format!("  verified {}  disputed {}", s.verified, s.disagreements)
+            } else {
+                String::new()
+            };
             bar.set_message(format!(
-                "running {}  failed {}  {rate:.1} tasks/s{eta}  ({providers})",
+                "running {}  failed {}{checks}  {rate:.1} tasks/s{eta}  ({providers})",
                 s.running, s.failed
             ));
         }
@@ -294,6 +300,43 @@ fn report(f: &Finished, json: bool) -> anyhow::Result<()> {
         s.providers.len(),
         s.fuel_total as f64 / 1e9
     );
+    let v = &s.verification;
+    if v.runs > t.total || v.verified > 0 || !s.discrepancies.is_empty() {
+        eprintln!(
+            "naac: verification: {} verified, {} disagreements, {} re-checked, {} results refused; {} runs ({:.2} per task)",
+            v.verified, v.disagreements, v.rechecked, v.rejected_results, v.runs, v.overhead
+        );
+    }
+    for d in s.discrepancies.iter().take(5) {
+        let sides: Vec<String> = d
+            .sides
+            .iter()
+            .map(|side| {
+                let mark = if d.accepted.as_deref() == Some(side.output.as_str()) {
+                    "accepted"
+                } else {
+                    "rejected"
+                };
+                format!(
+                    "{} {} from {}",
+                    mark,
+                    &side.output[..12],
+                    side.providers
+                        .iter()
+                        .map(|p| short_peer(p))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+            .collect();
+        eprintln!("  task {} disputed: {}", d.task, sides.join("; "));
+    }
+    if s.discrepancies.len() > 5 {
+        eprintln!(
+            "  ... and {} more disputes (see summary.json)",
+            s.discrepancies.len() - 5
+        );
+    }
     for fl in s.failures.iter().take(10) {
         eprintln!("  task {}: {}: {}", fl.task, fl.kind, fl.message);
     }
@@ -316,4 +359,9 @@ fn report(f: &Finished, json: bool) -> anyhow::Result<()> {
     }
     eprintln!("naac: results in {}", s.out_dir.display());
     Ok(())
+}
+
+/// The last characters of a peer id: enough to tell providers apart in a listing.
+fn short_peer(p: &str) -> &str {
+    &p[p.len().saturating_sub(8)..]
 }

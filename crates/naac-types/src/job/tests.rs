@@ -184,3 +184,88 @@ fn huge_sweeps_are_refused() {
         .expect_err("too many");
     assert!(e.message.contains("more than the limit"), "{e}");
 }
+
+#[test]
+fn verify_section_defaults_and_errors() {
+    let d = Dir::new();
+    let plain = d.job("module = \"m.wasm\"\n").expect("plain");
+    assert_eq!(plain.verify, VerifyPolicy::default());
+    assert!(plain.checkpoint_interval.is_none());
+    assert_eq!(plain.straggler_factor, DEFAULT_STRAGGLER_FACTOR);
+
+    let j = d
+        .job("module = \"m.wasm\"\ncheckpoint_interval = \"2s\"\nstraggler_factor = 0\n[verify]\nreplicas = 3\n")
+        .expect("replicas");
+    assert_eq!(
+        (j.verify.replicas, j.verify.quorum, j.verify.max_replicas),
+        (3, 2, 5)
+    );
+    assert_eq!(
+        j.checkpoint_interval,
+        Some(std::time::Duration::from_secs(2))
+    );
+    assert_eq!(j.straggler_factor, 0.0);
+
+    let j = d
+        .job("module = \"m.wasm\"\nargs = [\"{n}\"]\n[sweep]\nn = [7]\n[verify]\nspot_check = 0.1\nverifier = \"m.wasm\"\nverifier_args = [\"check\", \"{n}\"]\n")
+        .expect("spot check");
+    assert_eq!(j.verify.max_replicas, 3);
+    assert_eq!(j.verifier_args(0), vec!["check".to_string(), "7".into()]);
+
+    let cases = [
+        (
+            "[verify]\nreplicas = 2\nquorum = 3\n",
+            "verify.quorum",
+            "more than replicas",
+        ),
+        (
+            "[verify]\nreplicas = 0\n",
+            "verify.replicas",
+            "out of range",
+        ),
+        (
+            "[verify]\nspot_check = 1.5\n",
+            "verify.spot_check",
+            "not a fraction",
+        ),
+        (
+            "[verify]\nreplicas = 3\nmax_replicas = 2\n",
+            "verify.max_replicas",
+            "less than",
+        ),
+        (
+            "[verify]\nverifier = \"bad.wasm\"\n",
+            "verify.verifier",
+            "not a WebAssembly",
+        ),
+        (
+            "[verify]\nverifier_args = [\"x\"]\n",
+            "verify.verifier_args",
+            "without a verifier",
+        ),
+        (
+            "checkpoint_interval = \"1ms\"\n",
+            "checkpoint_interval",
+            "at least",
+        ),
+        (
+            "straggler_factor = 0.5\n",
+            "straggler_factor",
+            "out of range",
+        ),
+    ];
+    for (body, field, msg) in cases {
+        let e = d
+            .job(&format!("module = \"m.wasm\"\n{body}"))
+            .expect_err(body);
+        assert_eq!(e.field.as_deref(), Some(field), "{body}: {e}");
+        assert!(e.message.contains(msg), "{body}: {e}");
+    }
+    let e = d
+        .job("module = \"m.wasm\"\n[verify]\nreplica = 2\n")
+        .expect_err("typo");
+    assert!(
+        e.hint.as_deref().unwrap_or("").contains("replicas"),
+        "{e:?}"
+    );
+}

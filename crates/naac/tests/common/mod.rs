@@ -1,0 +1,139 @@
+//! Helpers shared by the end-to-end tests: real `naac` processes on 127.0.0.1 with a
+//! scratch data dir.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+pub fn naac() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_naac"));
+    c.env("NO_COLOR", "1").env_remove("RUST_LOG");
+    c
+}
+
+pub fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+/// A scratch directory that is also the data dir of every process the test starts.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    pub fn home(&self) -> PathBuf {
+        self.path().join("home")
+    }
+    pub fn cmd(&self) -> Command {
+        let mut c = naac();
+        c.env("NAAC_HOME", self.home()).current_dir(self.path());
+        c
+    }
+    /// Writes a job file next to a copy of an example module.
+    pub fn job(&self, name: &str, module: &str, body: &str) -> PathBuf {
+        let src = examples().join(module);
+        let file = Path::new(module).file_name().expect("module file name");
+        std::fs::copy(&src, self.path().join(file)).expect("copy module");
+        let p = self.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &p,
+            format!(
+                "name = \"{name}\"\nmodule = \"{}\"\n{body}",
+                file.to_string_lossy()
+            ),
+        )
+        .expect("write job");
+        p
+    }
+    pub fn run(&self, job: &Path, extra: &[&str]) -> (Output, Value) {
+        let out_dir = self.path().join(format!(
+            "out-{}",
+            job.file_stem().expect("stem").to_string_lossy()
+        ));
+        self.run_to(job, &out_dir, extra)
+    }
+    pub fn run_to(&self, job: &Path, out_dir: &Path, extra: &[&str]) -> (Output, Value) {
+        let out = self
+            .cmd()
+            .arg("run")
+            .arg(job)
+            .args(["--json", "--out"])
+            .arg(out_dir)
+            .args(extra)
+            .output()
+            .expect("run naac");
+        let summary = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out, summary)
+    }
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A `naac node --provide` process on 127.0.0.1 and its address.
+pub struct Provider {
+    pub child: Child,
+    pub addr: String,
+}
+
+impl Provider {
+    pub fn start(s: &Scratch, slots: u32) -> Self {
+        Self::start_with(s, slots, &[])
+    }
+
+    /// A provider with extra `naac node` flags (e.g. `--faulty wrong:1.0`).
+    pub fn start_with(s: &Scratch, slots: u32, extra: &[&str]) -> Self {
+        let mut child = s
+            .cmd()
+            .args(["node", "--provide", "--no-mdns", "--ephemeral"])
+            .args(["--slots", &slots.to_string()])
+            .args(extra)
+            .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start provider");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the provider's address");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        Provider { child, addr }
+    }
+
+    /// The provider's peer id (the last component of its address).
+    pub fn peer_id(&self) -> String {
+        self.addr
+            .rsplit('/')
+            .next()
+            .expect("address has a peer id")
+            .to_string()
+    }
+
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
