@@ -1,0 +1,219 @@
+//! End-to-end tests of zero-trust execution over real `naac` processes on 127.0.0.1:
+//! replicas outvoting faulty providers, reputation, stragglers, and checkpoints carrying a
+//! task across a SIGKILL.
+
+mod common;
+
+use common::{Provider, Scratch, stderr};
+use serde_json::Value;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+fn join_args(providers: &[&Provider]) -> Vec<String> {
+    let mut v = vec!["--no-mdns".to_string()];
+    for p in providers {
+        v.push("--join".into());
+        v.push(p.addr.clone());
+    }
+    v
+}
+
+#[test]
+fn replicas_outvote_faulty_providers_and_name_them() {
+    let s = Scratch::new();
+    let honest: Vec<Provider> = (0..3).map(|_| Provider::start(&s, 1)).collect();
+    let faulty: Vec<Provider> = (0..2)
+        .map(|_| Provider::start_with(&s, 1, &["--faulty", "wrong:1.0"]))
+        .collect();
+    let samples = 100_000u64;
+    let job = s.job(
+        "vote",
+        "testkit/testkit.wasm",
+        &format!(
+            "args = [\"pi\", \"{{seed}}\", \"{samples}\"]\n[sweep]\nseed = {{ from = 0, to = 30 }}\n[verify]\nreplicas = 3\nquorum = 2\n"
+        ),
+    );
+    let all: Vec<&Provider> = honest.iter().chain(faulty.iter()).collect();
+    let args = join_args(&all);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (out, v) = s.run(&job, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(v["tasks"]["succeeded"], 30, "{v:#}");
+    // Every accepted result is the right one.
+    for seed in 0..30u64 {
+        let got = std::fs::read_to_string(s.path().join(format!("out-vote/tasks/{seed}/stdout")))
+            .expect("stdout");
+        assert_eq!(
+            got.trim(),
+            naac_guest::kernels::pi_hits(seed, samples).to_string(),
+            "task {seed}"
+        );
+    }
+    // The discrepancy report names the faulty providers, and only them, as the losing side.
+    let bad: Vec<String> = faulty.iter().map(Provider::peer_id).collect();
+    let good: Vec<String> = honest.iter().map(Provider::peer_id).collect();
+    let disc = v["discrepancies"].as_array().expect("discrepancies");
+    assert!(!disc.is_empty(), "{v:#}");
+    let mut named = std::collections::HashSet::new();
+    for d in disc {
+        let accepted = d["accepted"].as_str().expect("a winner");
+        for side in d["sides"].as_array().expect("sides") {
+            let providers: Vec<&str> = side["providers"]
+                .as_array()
+                .expect("providers")
+                .iter()
+                .map(|p| p.as_str().expect("peer id"))
+                .collect();
+            if side["output"] == accepted {
+                assert!(
+                    providers.iter().all(|p| good.iter().any(|g| g == p)),
+                    "{d:#}"
+                );
+            } else {
+                assert!(
+                    providers.iter().all(|p| bad.iter().any(|b| b == p)),
+                    "{d:#}"
+                );
+                named.extend(providers.iter().map(|p| p.to_string()));
+            }
+        }
+    }
+    assert!(!named.is_empty());
+    // Their reputation fell below the honest providers'.
+    for p in v["providers"].as_array().expect("providers") {
+        let id = p["peer_id"].as_str().expect("peer id");
+        let score = p["reputation"].as_f64().expect("score");
+        if bad.iter().any(|b| b == id) {
+            assert!(score < 0.5, "faulty {id}: {p:#}");
+            assert_eq!(p["tasks"], 0, "a faulty result was accepted: {p:#}");
+        } else {
+            assert!(score > 0.5, "honest {id}: {p:#}");
+        }
+    }
+    assert!(v["verification"]["verified"].as_u64().expect("verified") >= 30);
+    // tasks.jsonl records each accepted result's signed record.
+    let index = std::fs::read_to_string(s.path().join("out-vote/tasks.jsonl")).expect("index");
+    for line in index.lines() {
+        let r: Value = serde_json::from_str(line).expect("json line");
+        assert_eq!(r["verified"], true, "{r}");
+        assert_eq!(
+            r["signature"].as_str().expect("signature").len(),
+            128,
+            "{r}"
+        );
+    }
+    // The reputation store remembers them: a second job does not use them at all.
+    let (out, v) = s.run(&job, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for p in v["providers"].as_array().expect("providers") {
+        let id = p["peer_id"].as_str().expect("peer id");
+        assert!(
+            !bad.iter().any(|b| b == id),
+            "excluded provider {id} was used: {p:#}"
+        );
+    }
+    assert_eq!(
+        v["discrepancies"].as_array().map(Vec::len),
+        Some(0),
+        "{v:#}"
+    );
+}
+
+#[test]
+fn a_slow_provider_does_not_hold_the_job_hostage() {
+    let s = Scratch::new();
+    let fast = Provider::start(&s, 1);
+    let slow = Provider::start_with(&s, 1, &["--slowdown", "40"]);
+    // 12 tasks of ~150 ms: the slow provider takes ~6 s for each one it holds.
+    let job = s.job(
+        "slow",
+        "testkit/testkit.wasm",
+        "args = [\"spin\", \"150\"]\n[sweep]\nn = { from = 0, to = 12 }\n",
+    );
+    let args = join_args(&[&fast, &slow]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let t0 = Instant::now();
+    let (out, v) = s.run(&job, &args);
+    let took = t0.elapsed();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(v["tasks"]["succeeded"], 12);
+    assert!(
+        v["verification"]["speculative"]
+            .as_u64()
+            .expect("speculative")
+            >= 1,
+        "{v:#}"
+    );
+    // Waiting for the slow provider would take at least 6 s per task it held.
+    assert!(took < Duration::from_secs(6), "took {took:?}: {v:#}");
+}
+
+/// CPU time (user + system, in clock ticks) a process has used so far.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime is the 12th, stime 13th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let n = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+    n(11) + n(12)
+}
+
+#[test]
+fn a_checkpointing_task_survives_a_sigkill_of_its_provider() {
+    let s = Scratch::new();
+    let mut a = Provider::start(&s, 1);
+    let mut b = Provider::start(&s, 1);
+    // One SHA-256 chain of ~20 s on this machine, checkpointing every second.
+    let (seed, steps) = (7u64, 70_000_000u64);
+    let job = s.job(
+        "ckpt",
+        "testkit/testkit.wasm",
+        &format!(
+            "args = [\"ckpt\", \"{seed}\", \"{steps}\", \"20000\"]\ncheckpoint_interval = \"1s\"\nstraggler_factor = 0\n[limits]\nfuel = 2_000_000_000_000\n"
+        ),
+    );
+    let out_dir = s.path().join("out-ckpt");
+    let args = join_args(&[&a, &b]);
+    let child = s
+        .cmd()
+        .arg("run")
+        .arg(&job)
+        .args(["--json", "--out"])
+        .arg(&out_dir)
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    std::thread::sleep(Duration::from_secs(15));
+    // Kill whichever provider is doing the work.
+    let (ta, tb) = (cpu_ticks(a.child.id()), cpu_ticks(b.child.id()));
+    let victim = if ta >= tb { &mut a } else { &mut b };
+    victim.child.kill().expect("SIGKILL the busy provider");
+    let killed = Instant::now();
+    let out = child.wait_with_output().expect("wait");
+    let after_kill = killed.elapsed();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["tasks"]["succeeded"], 1, "{v:#}");
+    // The same bytes as an uninterrupted run (the chain computed natively).
+    let want = naac_guest::hex(&naac_guest::kernels::sha256_chain(seed, steps));
+    let got = std::fs::read_to_string(out_dir.join("tasks/0/stdout")).expect("stdout");
+    assert_eq!(got.trim(), want);
+    // It resumed from a checkpoint rather than starting over.
+    let err = std::fs::read_to_string(out_dir.join("tasks/0/stderr")).expect("stderr");
+    assert!(err.contains("resumed at step"), "stderr: {err}");
+    assert!(
+        v["checkpoints"]["resumed"].as_u64().expect("resumed") >= 1,
+        "{v:#}"
+    );
+    assert!(
+        v["checkpoints"]["received"].as_u64().expect("received") >= 5,
+        "{v:#}"
+    );
+    // Starting over would take the full ~20 s again.
+    assert!(
+        after_kill < Duration::from_secs(14),
+        "{after_kill:?} after the kill"
+    );
+}
