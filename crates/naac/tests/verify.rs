@@ -217,3 +217,46 @@ fn a_checkpointing_task_survives_a_sigkill_of_its_provider() {
         "{after_kill:?} after the kill"
     );
 }
+
+#[test]
+fn a_verifier_module_rejects_wrong_results() {
+    let s = Scratch::new();
+    let honest = Provider::start(&s, 1);
+    let faulty = Provider::start_with(&s, 1, &["--faulty", "wrong:1.0"]);
+    let job = s.job(
+        "factor",
+        "testkit/testkit.wasm",
+        "args = [\"factor\", \"{n}\"]\n[sweep]\nn = [1000001, 999999937000000063, 77, 91, 1234567, 8051]\n[verify]\nverifier = \"testkit.wasm\"\nverifier_args = [\"checkfactor\", \"{n}\"]\n",
+    );
+    let args = join_args(&[&honest, &faulty]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (out, v) = s.run(&job, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(v["tasks"]["succeeded"], 6, "{v:#}");
+    for (i, n) in [1000001u64, 999999937000000063, 77, 91, 1234567, 8051]
+        .iter()
+        .enumerate()
+    {
+        let got = std::fs::read_to_string(s.path().join(format!("out-factor/tasks/{i}/stdout")))
+            .expect("stdout");
+        let f: Vec<u64> = got
+            .split_whitespace()
+            .map(|w| w.parse().expect("number"))
+            .collect();
+        assert_eq!(f[0] * f[1], *n, "task {i}: {got}");
+    }
+    assert!(
+        v["verification"]["rejected_results"]
+            .as_u64()
+            .expect("rejected")
+            >= 1,
+        "{v:#}"
+    );
+    let bad = faulty.peer_id();
+    for p in v["providers"].as_array().expect("providers") {
+        if p["peer_id"] == bad.as_str() {
+            assert_eq!(p["tasks"], 0, "{p:#}");
+            assert!(p["rejected"].as_u64().expect("rejected") >= 1, "{p:#}");
+        }
+    }
+}

@@ -46,7 +46,7 @@ use naac_guest::{IN_DIR, OUT_DIR, hex};
 
 const MODES: &str = "noop, sleep MILLIS, echo, print TEXT, stderr TEXT, exit CODE, random, spin MILLIS, \
                      pi SEED SAMPLES, sha256 SEED ROUNDS, ckpt SEED STEPS [PER], \
-                     ckptbig BYTES ITERS, bytes N, outfile NAME N, readin NAME, readfile PATH, \
+                     ckptbig BYTES ITERS, factor N, checkfactor N, bytes N, outfile NAME N, readin NAME, readfile PATH, \
                      trap, loop, alloc";
 
 /// Size of the chunks written by `bytes` and `outfile`.
@@ -93,6 +93,8 @@ fn main() {
         "sha256" => println!("{}", hex(&sha256_chain(arg(2, "seed"), arg(3, "rounds")))),
         "ckpt" => ckpt(arg(2, "seed"), arg(3, "steps"), steps_per_checkpoint()),
         "ckptbig" => ckptbig(arg(2, "bytes"), arg(3, "iters")),
+        "factor" => factor(arg(2, "n")),
+        "checkfactor" => checkfactor(arg(2, "n")),
         "bytes" => bytes(arg(2, "n")),
         "outfile" => outfile(&arg::<String>(2, "name"), arg(3, "n")),
         "readin" => readin(&arg::<String>(2, "name")),
@@ -220,6 +222,31 @@ fn ckptbig(bytes: usize, iters: u64) {
         naac_guest::checkpoint(black_box(&state));
     }
     println!("{iters}");
+}
+
+/// Prints the smallest factor `p > 1` of `n` and `n / p` (slow: trial division).
+fn factor(n: u64) {
+    let p = (2..)
+        .take_while(|p| p * p <= n)
+        .find(|p| n % p == 0)
+        .unwrap_or(n);
+    println!("{p} {}", n / p);
+}
+
+/// A verifier for `factor`: reads the claimed "p q" on stdin and exits 0 when p * q = n
+/// with p > 1 (cheap, unlike finding the factors).
+fn checkfactor(n: u64) {
+    let mut claim = String::new();
+    let _ = io::stdin().read_to_string(&mut claim);
+    let parts: Vec<u64> = claim
+        .split_whitespace()
+        .map(|w| w.parse().unwrap_or(0))
+        .collect();
+    let ok = matches!(parts.as_slice(), [p, q] if *p > 1 && p.checked_mul(*q) == Some(n));
+    if !ok {
+        eprintln!("claimed factors {:?} of {n} are wrong", claim.trim());
+        std::process::exit(1);
+    }
 }
 
 #[cfg(target_arch = "wasm32")]
