@@ -28,6 +28,7 @@ const ALL: &[&str] = &[
     "guest",
     "gather",
     "failover",
+    "verify",
 ];
 
 #[derive(clap::Args)]
@@ -38,7 +39,8 @@ pub struct Args {
     /// Print one JSON object with every figure on stdout
     #[arg(long)]
     json: bool,
-    /// Run only these (comma-separated): throughput, latency, scaling, guest, gather, failover
+    /// Run only these (comma-separated): throughput, latency, scaling, guest, gather, failover,
+    /// verify
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     only: Vec<String>,
     /// Where job outputs go [default: a temporary dir on /dev/shm (tmpfs) when there is one,
@@ -92,13 +94,14 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         quick: a.quick,
     };
     let mut figures = Vec::new();
-    let steps: [(&str, BenchFn); 6] = [
+    let steps: [(&str, BenchFn); 7] = [
         ("throughput", |b| Box::pin(b.throughput())),
         ("latency", |b| Box::pin(b.latency())),
         ("scaling", |b| Box::pin(b.scaling())),
         ("guest", |b| Box::pin(b.guest())),
         ("gather", |b| Box::pin(b.gather())),
         ("failover", |b| Box::pin(b.failover())),
+        ("verify", |b| Box::pin(b.verify())),
     ];
     for (name, f) in steps {
         if !want(name) {
@@ -175,6 +178,21 @@ impl Bench {
         workers: u32,
         on_pool: Option<tokio::sync::oneshot::Sender<crate::pool::Pids>>,
     ) -> anyhow::Result<(f64, f64)> {
+        let f = self.run_with(job, workers, on_pool, &[]).await?;
+        Ok((
+            f.summary.wall_seconds,
+            f.summary.first_provider_seconds.unwrap_or(0.0),
+        ))
+    }
+
+    /// Runs a job on an embedded pool whose workers get `provider_args`; returns the result.
+    async fn run_with(
+        &self,
+        job: &Path,
+        workers: u32,
+        on_pool: Option<tokio::sync::oneshot::Sender<crate::pool::Pids>>,
+        provider_args: &[&str],
+    ) -> anyhow::Result<Box<naac_node::requester::Finished>> {
         let out = self.dir.join(format!(
             "out-{}-{workers}-{}",
             job.file_stem()
@@ -189,7 +207,7 @@ impl Bench {
             join: Vec::new(),
             mdns: false,
             provider_wait: Duration::from_secs(30),
-            provider_args: Vec::new(),
+            provider_args: provider_args.iter().map(|a| a.to_string()).collect(),
             quiet: true,
             on_pool,
         };
@@ -204,10 +222,7 @@ impl Bench {
         );
         // Outputs stay until the end: deleting thousands of files makes ext4 slow to create
         // the next run's (it scans for recently deleted inodes), which would skew figures.
-        Ok((
-            f.summary.wall_seconds,
-            f.summary.first_provider_seconds.unwrap_or(0.0),
-        ))
+        Ok(f)
     }
 
     async fn throughput(&self) -> anyhow::Result<Vec<Figure>> {
@@ -336,6 +351,178 @@ impl Bench {
             raw: json!({"tasks": tasks, "calm_seconds": calm, "with_kill_seconds": stormy, "extra_seconds": extra, "killed_pid": killed}),
         }])
     }
+}
+
+impl Bench {
+    /// The cost of verification: replication with free slots, adaptive replication once
+    /// trust is earned, a SIGKILL with checkpoints, and the checkpoint call itself.
+    async fn verify(&self) -> anyhow::Result<Vec<Figure>> {
+        let mut figures = Vec::new();
+
+        // Replicas with free slots. Providers run with --slowdown, so each task holds its
+        // slot ~20x longer than it uses the CPU: like remote hosts, slots (not this
+        // machine's 2 cores) are what is scarce, and doubling the providers doubles them.
+        let tasks = if self.quick { 24 } else { 64 };
+        let body = format!(
+            "args = [\"spin\", \"10\"]\nstraggler_factor = 0\n[sweep]\ni = {{ from = 0, to = {tasks} }}\n"
+        );
+        let plain = self.job("plain", &body)?;
+        let replicated = self.job(
+            "replicated",
+            &format!("{body}[verify]\nreplicas = 2\nquorum = 2\n"),
+        )?;
+        let slow = ["--slowdown", "20"];
+        let t_plain = self
+            .run_with(&plain, 4, None, &slow)
+            .await?
+            .summary
+            .wall_seconds;
+        let f = self.run_with(&replicated, 8, None, &slow).await?;
+        anyhow::ensure!(
+            f.summary.verification.verified == tasks,
+            "not every task was verified"
+        );
+        let t_rep = f.summary.wall_seconds;
+        let ratio = t_rep / t_plain;
+        figures.push(Figure {
+            name: "replicas = 2, free slots: wall time",
+            value: format!("{ratio:.2}x of none"),
+            target: "<= 1.05x",
+            baseline: "BOINC: 2x (fixed quorum)",
+            ratio: None,
+            raw: json!({"tasks": tasks, "plain_seconds": t_plain, "replicated_seconds": t_rep, "ratio": ratio}),
+        });
+
+        // Adaptive replication over a long job: total runs per task.
+        let tasks = if self.quick { 1_000 } else { 4_000 };
+        let job = self.job(
+            "adaptive",
+            &format!("args = [\"noop\"]\n[sweep]\ni = {{ from = 0, to = {tasks} }}\n[verify]\nadaptive = true\n"),
+        )?;
+        let f = self.run_with(&job, 2, None, &[]).await?;
+        let v = &f.summary.verification;
+        figures.push(Figure {
+            name: "adaptive replication, total work",
+            value: format!("{:.3}x ({} verified)", v.overhead, v.verified),
+            target: "<= 1.2x",
+            baseline: "replicas = 2: 2x",
+            ratio: None,
+            raw: json!({"tasks": tasks, "runs": v.runs, "overhead": v.overhead, "verified": v.verified}),
+        });
+
+        // SIGKILL of the provider running a checkpointing task.
+        let steps: u64 = if self.quick { 12_000_000 } else { 24_000_000 };
+        let job = self.job(
+            "ckpt",
+            &format!(
+                "args = [\"ckpt\", \"1\", \"{steps}\", \"20000\"]\ncheckpoint_interval = \"1s\"\nstraggler_factor = 0\n[limits]\nfuel = 2_000_000_000_000\n"
+            ),
+        )?;
+        let calm = self
+            .run_with(&job, 2, None, &[])
+            .await?
+            .summary
+            .wall_seconds;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let killer = tokio::spawn(async move {
+            let pids: crate::pool::Pids = rx.await.ok()?;
+            tokio::time::sleep(Duration::from_secs_f64(calm * 0.6)).await;
+            let pids: Vec<u32> = pids.lock().ok()?.iter().flatten().copied().collect();
+            // The busy one is the one using the CPU.
+            let pid = pids.into_iter().max_by_key(|p| cpu_ticks(*p))?;
+            let ok = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status()
+                .ok()?
+                .success();
+            ok.then_some(pid)
+        });
+        let f = self.run_with(&job, 2, Some(tx), &[]).await?;
+        killer
+            .await
+            .ok()
+            .flatten()
+            .context("no provider was killed")?;
+        anyhow::ensure!(
+            f.summary.checkpoints.resumed >= 1,
+            "the task did not resume from a checkpoint"
+        );
+        let extra = f.summary.wall_seconds - calm;
+        figures.push(Figure {
+            name: "SIGKILL, checkpoints every 1 s",
+            value: format!("{extra:+.2} s"),
+            target: "<= +3 s (1 s unsaved)",
+            baseline: "no checkpoint: +60% of task",
+            ratio: None,
+            raw: json!({"calm_seconds": calm, "with_kill_seconds": f.summary.wall_seconds, "extra_seconds": extra, "task_seconds": calm}),
+        });
+
+        // The checkpoint call itself, 1 MiB of state: guest to host copy plus content hash.
+        let (work, iters) = (
+            self.dir.join("work-ckpt"),
+            if self.quick { 100 } else { 400 },
+        );
+        let per = tokio::task::spawn_blocking(move || checkpoint_cost(work, 1 << 20, iters))
+            .await
+            .context("checkpoint benchmark thread panicked")??;
+        let ms = per.as_secs_f64() * 1e3;
+        figures.push(Figure {
+            name: "checkpoint of 1 MiB state",
+            value: format!("{ms:.2} ms"),
+            target: "<= 5 ms",
+            baseline: "CRIU dump: ~100 ms",
+            ratio: None,
+            raw: json!({"bytes": 1 << 20, "iterations": iters, "ms_per_checkpoint": ms}),
+        });
+        Ok(figures)
+    }
+}
+
+/// CPU time (user + system clock ticks) a process has used so far; 0 if it is gone.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let n = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+    n(11) + n(12)
+}
+
+/// Time per checkpoint of `bytes` taken `iters` times, minus the same calls with
+/// checkpoints off. The sink hashes the state, as the requester does on arrival.
+fn checkpoint_cost(work: PathBuf, bytes: usize, iters: u64) -> anyhow::Result<Duration> {
+    let sandbox = Sandbox::start(SandboxConfig::new(work))?;
+    let id = ContentId::of(TESTKIT);
+    let module = sandbox.compile(&id, TESTKIT)?;
+    let args = vec!["ckptbig".to_string(), bytes.to_string(), iters.to_string()];
+    let run = |on: bool| -> anyhow::Result<Duration> {
+        let sink = naac_sandbox::CheckpointSink::new(|state: Vec<u8>| {
+            std::hint::black_box(ContentId::of(&state));
+        });
+        let t = TaskRun {
+            argv0: "testkit".into(),
+            args: args.clone(),
+            limits: Limits {
+                fuel: u64::MAX / 4,
+                memory: 64 << 20,
+                timeout_ms: 600_000,
+            },
+            checkpoint_interval: on.then_some(Duration::ZERO),
+            on_checkpoint: on.then_some(sink),
+            ..TaskRun::default()
+        };
+        let t0 = Instant::now();
+        let r = sandbox.run(&module, &t, &Arc::new(AtomicBool::new(false)))?;
+        anyhow::ensure!(r.outcome == Outcome::Ok, "ckptbig failed: {}", r.message);
+        anyhow::ensure!(
+            !on || r.checkpoints as u64 == iters,
+            "only {} checkpoints taken",
+            r.checkpoints
+        );
+        Ok(t0.elapsed())
+    };
+    let off = run(false)?.min(run(false)?);
+    let on = run(true)?.min(run(true)?);
+    Ok(on.saturating_sub(off) / iters as u32)
 }
 
 /// Guest speed against the same kernels compiled natively (best of three runs each).

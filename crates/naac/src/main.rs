@@ -7,6 +7,7 @@ mod bench;
 mod key;
 mod node;
 mod pool;
+mod reputation;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -39,7 +40,9 @@ enum Cmd {
     /// Show this node's identity
     #[command(subcommand)]
     Key(key::Cmd),
-    /// Measure throughput, latency, scaling and sandbox overhead
+    /// List the providers this machine has used, with their verified/rejected/lost counts
+    Reputation(reputation::Args),
+    /// Measure throughput, latency, scaling, sandbox and verification overhead
     Bench(bench::Args),
 }
 
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
             Cmd::Run(a) => run::main(a).await,
             Cmd::Node(a) => node::main(a).await,
             Cmd::Key(c) => key::main(c).await,
+            Cmd::Reputation(a) => reputation::main(a).await,
             Cmd::Bench(a) => bench::main(a).await,
         }
     });

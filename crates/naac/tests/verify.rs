@@ -117,6 +117,25 @@ fn replicas_outvote_faulty_providers_and_name_them() {
         Some(0),
         "{v:#}"
     );
+    // `naac reputation` shows what was learned.
+    let out = s
+        .cmd()
+        .args(["reputation", "--json"])
+        .output()
+        .expect("reputation");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json row"))
+        .collect();
+    for b in &bad {
+        let row = rows
+            .iter()
+            .find(|r| r["peer_id"] == b.as_str())
+            .expect("faulty on record");
+        assert!(row["rejected"].as_u64().expect("rejected") >= 2, "{row}");
+        assert!(row["score"].as_f64().expect("score") < 0.5, "{row}");
+    }
 }
 
 #[test]
