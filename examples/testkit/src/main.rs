@@ -228,7 +228,7 @@ fn ckptbig(bytes: usize, iters: u64) {
 fn factor(n: u64) {
     let p = (2..)
         .take_while(|p| p * p <= n)
-        .find(|p| n % p == 0)
+        .find(|p| n.is_multiple_of(*p))
         .unwrap_or(n);
     println!("{p} {}", n / p);
 }
