@@ -58,6 +58,8 @@ pub struct Reputation {
     conn: Connection,
     /// Records as they are now (loaded plus pending changes), by peer.
     cache: HashMap<String, Record>,
+    /// Increments not yet written (added to the stored counts, so two requesters sharing a
+    /// data dir do not overwrite each other's).
     dirty: HashMap<String, Record>,
     streaks: HashMap<(String, String), u32>,
     dirty_streaks: HashMap<(String, String), u32>,
@@ -162,7 +164,10 @@ impl Reputation {
         r.rejected += rejected;
         r.lost += lost;
         self.cache.insert(peer.to_string(), r.clone());
-        self.dirty.insert(peer.to_string(), r.clone());
+        let d = self.dirty.entry(peer.to_string()).or_default();
+        d.verified += verified;
+        d.rejected += rejected;
+        d.lost += lost;
         Ok(r)
     }
 
@@ -186,8 +191,8 @@ impl Reputation {
             let mut up = tx.prepare_cached(
                 "INSERT INTO provider (peer, verified, rejected, lost, updated)
                  VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT(peer) DO UPDATE SET verified = ?2, rejected = ?3, lost = ?4,
-                     updated = ?5",
+                 ON CONFLICT(peer) DO UPDATE SET verified = verified + ?2,
+                     rejected = rejected + ?3, lost = lost + ?4, updated = ?5",
             )?;
             for (peer, r) in &self.dirty {
                 up.execute(params![

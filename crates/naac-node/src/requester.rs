@@ -47,6 +47,14 @@ pub enum RunError {
     Internal(#[from] anyhow::Error),
 }
 
+/// Most checkpoint bytes kept in memory for all open tasks together; beyond it new
+/// checkpoints are refused (the older ones stay usable).
+pub const CHECKPOINT_BUDGET: usize = 1 << 30;
+
+/// Longest a verifier may run on one result (the job's timeout if shorter): verifiers are
+/// meant to be cheap, and one runs on the requester for every result.
+pub const VERIFIER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Largest input (or stdin) file: it must fit in one message with room to spare.
 pub const MAX_INPUT_BYTES: u64 = naac_proto::MAX_MESSAGE_BYTES - (1 << 20);
 
@@ -257,6 +265,7 @@ pub async fn run(
         blobs,
         internal: internal_tx,
         write_tx,
+        write_queue: std::collections::VecDeque::new(),
         sandbox: sandbox.clone(),
         fuel: 0,
         fuel_spent: 0,
@@ -271,6 +280,8 @@ pub async fn run(
         input_digests: HashMap::new(),
         checkpoints: HashMap::new(),
         checkpoint_blobs: HashMap::new(),
+        checkpoint_bytes: 0,
+        resumed_runs: HashSet::new(),
         checkpoint_summary: CheckpointSummary::default(),
         reopened: HashSet::new(),
         discrepancies: Vec::new(),
@@ -287,6 +298,9 @@ pub async fn run(
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut no_provider_since = Some(Instant::now());
+    // Providers are there but none may take the waiting tasks (e.g. replicas need more
+    // independent providers than have joined).
+    let mut stalled_since: Option<Instant> = None;
     let mut interrupted = false;
     tokio::pin!(shutdown);
     while !r.finished {
@@ -296,14 +310,21 @@ pub async fn run(
                 break;
             }
             ev = events.recv() => match ev {
-                Some(ev) => r.on_event(ev).await,
+                Some(ev) => {
+                    r.on_event(ev).await;
+                    r.flush_writes().await;
+                }
                 None => return Err(anyhow::anyhow!("the network stopped").into()),
             },
-            Some(i) = internal.recv() => r.on_internal(i),
+            Some(i) = internal.recv() => {
+                r.on_internal(i);
+                r.flush_writes().await;
+            }
             _ = tick.tick() => {
                 let now = r.now();
                 r.sched.tick(now);
                 r.drive();
+                r.flush_writes().await;
                 if last_flush.elapsed() > Duration::from_secs(1) {
                     r.flush_reputation();
                     last_flush = Instant::now();
@@ -321,6 +342,26 @@ pub async fn run(
                             opts.provider_wait, p.pending
                         ).into());
                     }
+                if p.providers > 0 && p.runs == 0 && !r.finished {
+                    let since = *stalled_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > opts.provider_wait {
+                        let v = &prepared.job.verify;
+                        let why = if v.compares() {
+                            format!(
+                                "copies of a task must run on providers with distinct owners and networks (replicas = {}, quorum = {}), and only {} usable providers joined",
+                                v.replicas, v.quorum, p.providers
+                            )
+                        } else {
+                            format!("none of the {} providers will take them", p.providers)
+                        };
+                        return Err(anyhow::anyhow!(
+                            "{} tasks have waited {:?} without a provider to run them: {why}\nhint: add providers (or --workers N for the embedded pool), or lower [verify] replicas",
+                            p.pending, opts.provider_wait
+                        ).into());
+                    }
+                } else {
+                    stalled_since = None;
+                }
                 progress.send_replace(Progress { sched: p, fuel: r.fuel, elapsed: started.elapsed() });
             }
         }
@@ -341,6 +382,7 @@ pub async fn run(
         fuel: r.fuel,
         elapsed: started.elapsed(),
     });
+    r.flush_writes().await;
     r.flush_reputation();
     let mut providers: Vec<ProviderTasks> = r
         .stats
@@ -405,7 +447,7 @@ pub async fn run(
         name: prepared.job.name.clone(),
         tasks: TaskCounts {
             total: total as u64,
-            succeeded: final_progress.succeeded as u64 - write_errors.len() as u64,
+            succeeded: (final_progress.succeeded as u64).saturating_sub(write_errors.len() as u64),
             failed: final_progress.failed as u64 + write_errors.len() as u64,
             retried: final_progress.retried as u64,
         },
@@ -573,6 +615,8 @@ struct Run<'a> {
     blobs: HashMap<ContentId, Arc<Vec<u8>>>,
     internal: mpsc::Sender<Internal>,
     write_tx: mpsc::Sender<WriteJob>,
+    /// Writes in verdict order, handed to the writer thread after each event.
+    write_queue: std::collections::VecDeque<WriteJob>,
     sandbox: Arc<Sandbox>,
     /// Fuel of accepted results.
     fuel: u64,
@@ -595,7 +639,11 @@ struct Run<'a> {
     input_digests: HashMap<u32, ContentId>,
     /// Latest checkpoint of each open task, and the checkpoint bytes providers may fetch.
     checkpoints: HashMap<u32, ContentId>,
-    checkpoint_blobs: HashMap<ContentId, Arc<Vec<u8>>>,
+    /// Checkpoint bytes by content id, with how many tasks refer to them.
+    checkpoint_blobs: HashMap<ContentId, (Arc<Vec<u8>>, u32)>,
+    checkpoint_bytes: usize,
+    /// `(task, attempt)` of runs assigned to resume from a checkpoint.
+    resumed_runs: HashSet<(u32, u32)>,
     checkpoint_summary: CheckpointSummary,
     /// Tasks whose written result is being checked again.
     reopened: HashSet<u32>,
@@ -665,7 +713,7 @@ impl Run<'_> {
             RequestBody::Fetch { id } => match self
                 .blobs
                 .get(&id)
-                .or_else(|| self.checkpoint_blobs.get(&id))
+                .or_else(|| self.checkpoint_blobs.get(&id).map(|(b, _)| b))
             {
                 Some(b) => ResponseBody::Blob(b.to_vec()),
                 None => ResponseBody::NotFound,
@@ -808,6 +856,11 @@ impl Run<'_> {
                 }
             }
         }
+        if self.resumed_runs.remove(&(index, attempt)) {
+            // It started from state another provider made: under a verifying policy, an
+            // independent copy must confirm it.
+            self.sched.require_check(task);
+        }
         if self.sched.task_result(&peer, task, attempt, digest, now) {
             self.votes.entry(index).or_default().push(Vote {
                 provider: peer,
@@ -837,6 +890,9 @@ impl Run<'_> {
         }
         self.last_failure.insert(task.0, (kind, why));
         self.sched.task_rejected(&peer, task, attempt, kind, now);
+        if let Some(rep) = self.reputation.as_mut() {
+            rep.set_streak(&peer.to_string(), &self.module_hex, 0);
+        }
         self.check_reputation(peer);
     }
 
@@ -873,7 +929,15 @@ impl Run<'_> {
             args: self.prepared.job.verifier_args(index as u64),
             stdin: result.stdout.clone(),
             inputs,
-            limits: self.prepared.job.limits,
+            limits: naac_types::Limits {
+                timeout_ms: self
+                    .prepared
+                    .job
+                    .limits
+                    .timeout_ms
+                    .min(VERIFIER_TIMEOUT.as_millis() as u64),
+                ..self.prepared.job.limits
+            },
             seed: spec.seed.0,
             ..TaskRun::default()
         };
@@ -922,14 +986,42 @@ impl Run<'_> {
             return ResponseBody::Ack;
         }
         let id = ContentId::of(&data);
-        self.checkpoint_summary.received += 1;
-        if let Some(old) = self.checkpoints.insert(index, id)
-            && old != id
-        {
-            self.checkpoint_blobs.remove(&old);
+        if self.checkpoints.get(&index) == Some(&id) {
+            return ResponseBody::Ack;
         }
-        self.checkpoint_blobs.insert(id, Arc::new(data));
+        if self.checkpoint_bytes + data.len() > CHECKPOINT_BUDGET
+            && !self.checkpoint_blobs.contains_key(&id)
+        {
+            tracing::debug!("checkpoint store full; refused a checkpoint of task {index}");
+            return ResponseBody::Refused("the requester's checkpoint store is full".into());
+        }
+        self.checkpoint_summary.received += 1;
+        self.drop_checkpoint(index);
+        self.checkpoints.insert(index, id);
+        let len = data.len();
+        let entry = self
+            .checkpoint_blobs
+            .entry(id)
+            .or_insert_with(|| (Arc::new(data), 0));
+        if entry.1 == 0 {
+            self.checkpoint_bytes += len;
+        }
+        entry.1 += 1;
         ResponseBody::Ack
+    }
+
+    /// Forgets the task's checkpoint, freeing its bytes once no task refers to them.
+    fn drop_checkpoint(&mut self, index: u32) {
+        let Some(id) = self.checkpoints.remove(&index) else {
+            return;
+        };
+        if let Some((bytes, refs)) = self.checkpoint_blobs.get_mut(&id) {
+            *refs -= 1;
+            if *refs == 0 {
+                self.checkpoint_bytes -= bytes.len();
+                self.checkpoint_blobs.remove(&id);
+            }
+        }
     }
 
     /// Drops a provider whose reputation fell below the job's floor.
@@ -950,6 +1042,26 @@ impl Run<'_> {
             );
             let now = self.now();
             self.sched.provider_lost(&peer, now);
+            // Tell it to stop working on this job.
+            let client = self.client.clone();
+            let req = Request::new(RequestBody::Cancel {
+                job: self.prepared.id,
+                tasks: Vec::new(),
+            });
+            tokio::spawn(async move {
+                let _ = client.request(peer, req).await;
+            });
+        }
+    }
+
+    /// Hands queued writes to the writer thread, in order; waits when it is behind, which
+    /// holds back this loop (and so the providers) instead of piling results up in memory.
+    async fn flush_writes(&mut self) {
+        while let Some(job) = self.write_queue.pop_front() {
+            if self.write_tx.send(job).await.is_err() {
+                tracing::error!("the result writer stopped");
+                self.write_queue.clear();
+            }
         }
     }
 
@@ -1055,6 +1167,10 @@ impl Run<'_> {
                     self.reopened.insert(task.0);
                 }
                 Command::Lost { provider, tasks } => {
+                    if self.banned.contains(&provider) {
+                        // We took its work away; it did not lose it.
+                        continue;
+                    }
                     self.stats.entry(provider).or_default().lost += tasks.len() as u64;
                     if let Some(rep) = self.reputation.as_mut()
                         && let Err(e) = rep.add(&provider.to_string(), 0, 0, tasks.len() as u64)
@@ -1067,7 +1183,7 @@ impl Run<'_> {
                     self.close_task(task.0);
                     if self.reopened.remove(&task.0) {
                         // Its earlier result did not survive the re-check.
-                        let _ = self.write_tx.try_send(WriteJob::Remove(task.0));
+                        self.write_queue.push_back(WriteJob::Remove(task.0));
                     }
                     let message = match last {
                         Some((_, m))
@@ -1096,9 +1212,7 @@ impl Run<'_> {
         self.input_digests.remove(&index);
         self.votes.remove(&index);
         self.last_failure.remove(&index);
-        if let Some(id) = self.checkpoints.remove(&index) {
-            self.checkpoint_blobs.remove(&id);
-        }
+        self.drop_checkpoint(index);
     }
 
     fn on_verdict(
@@ -1126,19 +1240,7 @@ impl Run<'_> {
                     copies: votes.len() as u32,
                     result: Box::new(v.result),
                 };
-                // The writer is bounded; a full queue waits here, not in memory.
-                if let Err(e) = self.write_tx.try_send(job) {
-                    let tx = self.write_tx.clone();
-                    let job = match e {
-                        mpsc::error::TrySendError::Full(j)
-                        | mpsc::error::TrySendError::Closed(j) => j,
-                    };
-                    tokio::spawn(async move {
-                        if tx.send(job).await.is_err() {
-                            tracing::error!("the result writer stopped");
-                        }
-                    });
-                }
+                self.write_queue.push_back(job);
             }
             // Otherwise the winner is the result already written before a re-check.
         }
@@ -1164,7 +1266,12 @@ impl Run<'_> {
                     if let Err(e) = res {
                         tracing::warn!("reputation store: {e:#}");
                     }
-                    if let Some(streak) = self.sched.streak(p) {
+                    let streak = if winner.is_some() && !agreed {
+                        Some(0)
+                    } else {
+                        self.sched.streak(p)
+                    };
+                    if let Some(streak) = streak {
                         rep.set_streak(&name, &self.module_hex, streak);
                     }
                 }
@@ -1216,10 +1323,14 @@ impl Run<'_> {
                     // A lone replacement run resumes from the lost run's checkpoint; copies
                     // that are compared with each other start fresh, so each stays
                     // independent.
+                    // Only after a loss: a run that failed on its own (out of fuel, trap) must
+                    // not get a fresh budget by resuming.
                     if let Some(ck) = self.checkpoints.get(&t.0)
                         && self.sched.copies(t) == (1, 0)
+                        && !self.last_failure.contains_key(&t.0)
                     {
                         s.resume = Some(*ck);
+                        self.resumed_runs.insert((t.0, attempt));
                         self.checkpoint_summary.resumed += 1;
                     }
                     specs.push(s)

@@ -256,6 +256,15 @@ struct Provider {
     unchecked: VecDeque<TaskId>,
 }
 
+/// What is kept of a provider that left: enough to keep copies apart from its votes, and
+/// to hold it to account (its streak and unchecked results) if it comes back.
+#[derive(Clone, Debug, Default)]
+struct Departed {
+    groups: Vec<String>,
+    streak: u32,
+    unchecked: VecDeque<TaskId>,
+}
+
 /// What the scheduler knows about a provider when it joins.
 #[derive(Clone, Debug, Default)]
 pub struct ProviderInfo {
@@ -292,6 +301,8 @@ pub struct Scheduler<P> {
     /// Open tasks with at least one run out.
     active: BTreeSet<TaskId>,
     providers: HashMap<P, Provider>,
+    /// Providers that left during the job.
+    departed: HashMap<P, Departed>,
     /// Providers in join order, for deterministic assignment.
     order: Vec<P>,
     commands: VecDeque<Command<P>>,
@@ -316,6 +327,7 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
             waiting: VecDeque::new(),
             active: BTreeSet::new(),
             providers: HashMap::new(),
+            departed: HashMap::new(),
             order: Vec::new(),
             commands: VecDeque::new(),
             progress: Progress {
@@ -351,7 +363,48 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
 
     /// The provider's current streak of verified results, if it is known.
     pub fn streak(&self, provider: &P) -> Option<u32> {
-        self.providers.get(provider).map(|p| p.streak)
+        self.providers
+            .get(provider)
+            .map(|p| p.streak)
+            .or_else(|| self.departed.get(provider).map(|d| d.streak))
+    }
+
+    /// Asks for an independent second opinion on `task` before it is accepted (used for a
+    /// result that resumed from another provider's checkpoint).
+    pub fn require_check(&mut self, task: TaskId) {
+        if !self.config.verify.compares() {
+            return;
+        }
+        if let Some(t) = self.tasks.get_mut(task.0 as usize)
+            && t.status == Status::Open
+        {
+            t.need = t.need.max(2);
+            t.quorum = t.quorum.max(2);
+            t.sampled = false;
+        }
+    }
+
+    fn groups_of(&self, p: &P) -> Option<&Vec<String>> {
+        self.providers
+            .get(p)
+            .map(|x| &x.groups)
+            .or_else(|| self.departed.get(p).map(|d| &d.groups))
+    }
+
+    /// Whether `provider` shares an identity or a group with another provider that ran or
+    /// voted on `task`.
+    fn conflicts(&self, task: TaskId, provider: &P) -> bool {
+        let t = &self.tasks[task.0 as usize];
+        let mine = self.groups_of(provider);
+        t.runs
+            .iter()
+            .map(|r| &r.provider)
+            .chain(t.votes.iter().map(|(p, _)| p))
+            .filter(|o| *o != provider)
+            .any(|o| match (mine, self.groups_of(o)) {
+                (Some(a), Some(b)) => a.iter().any(|g| b.contains(g)),
+                _ => false,
+            })
     }
 
     /// Whether `attempt` of `task` is out on `provider` right now.
@@ -416,6 +469,13 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
                 p.lease_deadline = now.plus(self.config.lease_ms);
             }
             None => {
+                // A provider that left and came back keeps what it had (leaving does not
+                // wipe its unchecked results or restore a lost streak).
+                let back = self.departed.remove(&provider);
+                let (streak, unchecked) = match back {
+                    Some(d) => (d.streak, d.unchecked),
+                    None => (info.streak, VecDeque::new()),
+                };
                 self.providers.insert(
                     provider.clone(),
                     Provider {
@@ -424,8 +484,8 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
                         assigned: HashSet::new(),
                         lease_deadline: now.plus(self.config.lease_ms),
                         lapsed: false,
-                        streak: info.streak,
-                        unchecked: VecDeque::new(),
+                        streak,
+                        unchecked,
                     },
                 );
                 self.order.push(provider);
@@ -440,6 +500,14 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
             return;
         };
         self.order.retain(|o| o != provider);
+        self.departed.insert(
+            provider.clone(),
+            Departed {
+                groups: p.groups,
+                streak: p.streak,
+                unchecked: p.unchecked,
+            },
+        );
         let mut lost: Vec<TaskId> = p.assigned.into_iter().collect();
         lost.sort();
         if !lost.is_empty() {
@@ -495,8 +563,12 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
             .runs
             .iter()
             .any(|r| r.provider == *provider && r.attempt == attempt);
-        // A late result must come from the provider whose run was given up on last.
+        // A late result must come from the provider whose run was given up on last, and
+        // must not share an owner or network with the copies that replaced it.
         if !current && t.avoid.as_ref() != Some(provider) {
+            return false;
+        }
+        if !current && t.independent() && self.conflicts(task, provider) {
             return false;
         }
         if let Some(run) = self.take_run(task, provider) {
@@ -665,6 +737,16 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
         Some(run)
     }
 
+    /// The unchecked list and streak of a present or departed provider.
+    fn trust_of(&mut self, provider: &P) -> Option<(&mut u32, &mut VecDeque<TaskId>)> {
+        if let Some(p) = self.providers.get_mut(provider) {
+            return Some((&mut p.streak, &mut p.unchecked));
+        }
+        self.departed
+            .get_mut(provider)
+            .map(|d| (&mut d.streak, &mut d.unchecked))
+    }
+
     fn add_run(&mut self, task: TaskId, provider: &P, now: Millis, speculative: bool) -> Attempt {
         let t = &mut self.tasks[task.0 as usize];
         t.attempts += 1;
@@ -696,6 +778,11 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
         let retries = self.config.retries;
         let t = &mut self.tasks[task.0 as usize];
         if t.status != Status::Open {
+            return;
+        }
+        if run.speculative {
+            // A spare copy failing says nothing about the task: the original is still out.
+            self.enqueue(task);
             return;
         }
         t.failures += 1;
@@ -826,11 +913,11 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
         } else if self.config.verify.compares() {
             // Accepted on one provider's word: remember it in case that provider is caught.
             let window = self.config.recheck_window;
-            if let Some(pr) = self.providers.get_mut(&votes[0].0) {
-                if pr.unchecked.len() >= window {
-                    pr.unchecked.pop_front();
+            if let Some((_, unchecked)) = self.trust_of(&votes[0].0) {
+                if unchecked.len() >= window {
+                    unchecked.pop_front();
                 }
-                pr.unchecked.push_back(task);
+                unchecked.push_back(task);
             }
         }
         // Keep the winning vote: a re-check needs to know whose word it was.
@@ -856,14 +943,15 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
     /// The provider was caught with a wrong result: reset its streak and re-open the
     /// results accepted on its word alone.
     fn distrust(&mut self, provider: &P) {
-        let Some(p) = self.providers.get_mut(provider) else {
+        let finished = self.finished;
+        let Some((streak, unchecked)) = self.trust_of(provider) else {
             return;
         };
-        p.streak = 0;
-        if self.finished {
+        *streak = 0;
+        if finished {
             return;
         }
-        let unchecked: Vec<TaskId> = p.unchecked.drain(..).collect();
+        let unchecked: Vec<TaskId> = unchecked.drain(..).collect();
         for task in unchecked {
             let t = &mut self.tasks[task.0 as usize];
             let on_its_word = t.status == (Status::Accepted { verified: false })
@@ -875,6 +963,9 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
             t.status = Status::Open;
             t.need = 2;
             t.quorum = t.quorum.max(2);
+            // A fresh retry budget: the check must not fail for the original's troubles.
+            t.failures = 0;
+            t.avoid = None;
             self.progress.succeeded -= 1;
             self.progress.rechecked += 1;
             self.commands.push_back(Command::Reopened {
@@ -946,25 +1037,10 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
             return false;
         }
         if t.independent() {
-            let Some(me) = self.providers.get(provider) else {
+            if t.votes.iter().any(|(p, _)| p == provider) {
                 return false;
-            };
-            let others = t
-                .runs
-                .iter()
-                .map(|r| &r.provider)
-                .chain(t.votes.iter().map(|(p, _)| p));
-            for o in others {
-                if o == provider {
-                    return false;
-                }
-                if let Some(op) = self.providers.get(o)
-                    && op.groups.iter().any(|g| me.groups.contains(g))
-                {
-                    return false;
-                }
             }
-            return true;
+            return !self.conflicts(task, provider);
         }
         // A single copy: avoid the provider it last failed on when another exists.
         !(active_providers > 1 && t.avoid.as_ref() == Some(provider))

@@ -18,7 +18,8 @@ use tokio::sync::watch;
 pub struct Args {
     /// The job file (TOML), e.g. examples/pi/job.toml
     job: PathBuf,
-    /// Provider processes for the embedded pool [default: the number of cores]
+    /// Provider processes for the embedded pool [default: the number of cores, at least the
+    /// job's replicas]
     #[arg(long, value_name = "N")]
     workers: Option<u32>,
     /// Where results go [default: ./naac-out/<name>-<id>]
@@ -151,7 +152,13 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
                 None => anyhow::bail!("the network stopped before listening"),
             }
         };
-        let workers = a.workers.unwrap_or_else(crate::node::cores).max(1);
+        // Copies of a task need distinct providers: enough workers for the job's replicas.
+        let v = &prepared.job.verify;
+        let copies = if v.compares() { v.replicas.max(2) } else { 1 };
+        let workers = a
+            .workers
+            .unwrap_or_else(|| crate::node::cores().max(copies))
+            .max(1);
         let p = Pool::start(workers, 1, &addr, &a.provider_args)?;
         if let Some(tx) = a.on_pool {
             let _ = tx.send(p.pids());
