@@ -279,3 +279,72 @@ fn a_verifier_module_rejects_wrong_results() {
         }
     }
 }
+
+/// A provider cheating on 10% of its tasks under `spot_check = 0.2`: each cheated result is
+/// checked with probability 0.2, so about 1 / (0.1 * 0.2) = 50 of its tasks pass before it
+/// is caught. With 3000 tasks over 5 providers it runs ~600, so it escapes with probability
+/// below 0.98^600 ≈ 5e-6.
+#[test]
+fn spot_checks_catch_a_provider_cheating_on_a_tenth_of_its_tasks() {
+    let s = Scratch::new();
+    let honest: Vec<Provider> = (0..4).map(|_| Provider::start(&s, 1)).collect();
+    let cheater = Provider::start_with(&s, 1, &["--faulty", "wrong:0.1"]);
+    let job = s.job(
+        "spot",
+        "testkit/testkit.wasm",
+        "args = [\"print\", \"{i}\"]\n[sweep]\ni = { from = 0, to = 3000 }\n[verify]\nspot_check = 0.2\n",
+    );
+    let all: Vec<&Provider> = honest.iter().chain([&cheater]).collect();
+    let args = join_args(&all);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (out, v) = s.run(&job, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let bad = cheater.peer_id();
+    let caught = v["discrepancies"]
+        .as_array()
+        .expect("discrepancies")
+        .iter()
+        .any(|d| {
+            d["sides"].as_array().expect("sides").iter().any(|side| {
+                side["output"] != d["accepted"]
+                    && side["providers"]
+                        .as_array()
+                        .expect("providers")
+                        .iter()
+                        .any(|p| p == bad.as_str())
+            })
+        });
+    assert!(
+        caught,
+        "the cheater was never caught: {:#}",
+        v["verification"]
+    );
+    // 20% checks, plus re-checks of the cheater's unchecked results each time it is caught
+    // (about its whole output: ~20% of the tasks again).
+    let cost = v["verification"]["runs"].as_u64().expect("runs") as f64 / 3000.0;
+    assert!(cost < 1.7, "spot checks cost {cost}x");
+    assert!(v["verification"]["rechecked"].as_u64().expect("rechecked") > 0);
+    // (Spot checks catch the cheater, they do not guarantee every result: wrong results it
+    // returned after it was last caught stay unless the job asks for replicas.)
+}
+
+#[test]
+fn adaptive_replication_costs_little_once_trust_is_earned() {
+    let s = Scratch::new();
+    let job = s.job(
+        "adaptive",
+        "testkit/testkit.wasm",
+        "args = [\"print\", \"{i}\"]\n[sweep]\ni = { from = 0, to = 3000 }\n[verify]\nadaptive = true\n",
+    );
+    let (out, v) = s.run(&job, &["--workers", "3"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ver = &v["verification"];
+    // Every provider had to earn trust (10 verified results each) before sampling began.
+    assert!(ver["verified"].as_u64().expect("verified") >= 15, "{ver:#}");
+    assert!(ver["overhead"].as_f64().expect("overhead") < 1.2, "{ver:#}");
+    for i in [0, 1234, 2999] {
+        let got = std::fs::read_to_string(s.path().join(format!("out-adaptive/tasks/{i}/stdout")))
+            .expect("stdout");
+        assert_eq!(got.trim(), i.to_string());
+    }
+}
