@@ -15,7 +15,7 @@ pub mod testing;
 pub use identity::{load_or_create_identity, peer_id_of};
 pub use libp2p::identity::Keypair;
 pub use libp2p::{Multiaddr, PeerId};
-pub use signing::{public_key_of, sign, verify};
+pub use signing::{PeerKeys, public_key_of, sign, verify};
 
 use futures::StreamExt;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};

@@ -30,6 +30,73 @@ pub fn verify(peer: &PeerId, msg: &[u8], sig: &[u8]) -> bool {
     public_key_of(peer).is_some_and(|k| k.verify(msg, sig))
 }
 
+/// Peers' public keys, decoded once each (decoding an ed25519 key decompresses a curve
+/// point, which costs about as much as checking a signature). Bounded: cleared when full.
+#[derive(Default)]
+pub struct PeerKeys {
+    keys: std::collections::HashMap<PeerId, Option<PublicKey>>,
+    dalek: std::collections::HashMap<PeerId, Option<ed25519_dalek::VerifyingKey>>,
+}
+
+/// Peers whose keys are kept decoded.
+const MAX_PEER_KEYS: usize = 4096;
+
+impl PeerKeys {
+    /// Whether `sig` is `peer`'s signature over `msg`.
+    pub fn verify(&mut self, peer: &PeerId, msg: &[u8], sig: &[u8]) -> bool {
+        if self.keys.len() >= MAX_PEER_KEYS && !self.keys.contains_key(peer) {
+            self.keys.clear();
+        }
+        self.keys
+            .entry(*peer)
+            .or_insert_with(|| public_key_of(peer))
+            .as_ref()
+            .is_some_and(|k| k.verify(msg, sig))
+    }
+
+    fn verifying_key(&mut self, peer: &PeerId) -> Option<ed25519_dalek::VerifyingKey> {
+        if self.dalek.len() >= MAX_PEER_KEYS && !self.dalek.contains_key(peer) {
+            self.dalek.clear();
+        }
+        *self.dalek.entry(*peer).or_insert_with(|| {
+            let k = public_key_of(peer)?.try_into_ed25519().ok()?;
+            ed25519_dalek::VerifyingKey::from_bytes(&k.to_bytes()).ok()
+        })
+    }
+
+    /// Checks many `(peer, message, signature)` at once: one batch verification (about
+    /// twice as fast per signature as one by one); if the batch fails, each is checked on
+    /// its own to find the bad ones.
+    pub fn verify_many(&mut self, items: &[(PeerId, &[u8], &[u8])]) -> Vec<bool> {
+        if items.len() >= 2 {
+            let mut keys = Vec::with_capacity(items.len());
+            let mut sigs = Vec::with_capacity(items.len());
+            for (peer, _, sig) in items {
+                match (
+                    self.verifying_key(peer),
+                    ed25519_dalek::Signature::from_slice(sig).ok(),
+                ) {
+                    (Some(k), Some(s)) => {
+                        keys.push(k);
+                        sigs.push(s);
+                    }
+                    _ => break,
+                }
+            }
+            if keys.len() == items.len() {
+                let msgs: Vec<&[u8]> = items.iter().map(|(_, m, _)| *m).collect();
+                if ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok() {
+                    return vec![true; items.len()];
+                }
+            }
+        }
+        items
+            .iter()
+            .map(|(peer, msg, sig)| self.verify(peer, msg, sig))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,5 +115,19 @@ mod tests {
         bad[0] ^= 1;
         assert!(!verify(&pa, b"record", &bad));
         assert!(!verify(&pa, b"record", &[]));
+        let mut keys = PeerKeys::default();
+        assert!(keys.verify(&pa, b"record", &sig));
+        assert!(keys.verify(&pa, b"record", &sig), "cached");
+        assert!(!keys.verify(&pb, b"record", &sig));
+        let sig_b = sign(&b, b"other");
+        let ok = keys.verify_many(&[(pa, b"record", &sig), (pb, b"other", &sig_b)]);
+        assert_eq!(ok, vec![true, true]);
+        let ok = keys.verify_many(&[
+            (pa, b"record", &sig),
+            (pb, b"forged", &sig_b),
+            (pb, b"other", &sig_b),
+        ]);
+        assert_eq!(ok, vec![true, false, true]);
+        assert_eq!(keys.verify_many(&[(pa, b"record", &[1, 2])]), vec![false]);
     }
 }

@@ -290,6 +290,7 @@ pub async fn run(
         module_hex: prepared.module_id.to_hex(),
         banned: HashSet::new(),
         peer_ips: HashMap::new(),
+        peer_keys: naac_net::PeerKeys::default(),
         finished: false,
     };
     r.drive();
@@ -654,6 +655,7 @@ struct Run<'a> {
     /// Providers dropped for a low reputation.
     banned: HashSet<PeerId>,
     peer_ips: HashMap<PeerId, IpAddr>,
+    peer_keys: naac_net::PeerKeys,
     finished: bool,
 }
 
@@ -756,8 +758,32 @@ impl Run<'_> {
             held.extend(sent.iter().flat_map(|(_, tasks)| tasks.iter().copied()));
         }
         self.sched.reconcile(&peer, &held, now);
-        for result in report.results {
-            self.on_result(peer, result, now).await;
+        // Rebuild every result's record and check all signatures in one batch.
+        let checked: Vec<Option<(ResultRecord, Vec<u8>)>> = report
+            .results
+            .iter()
+            .map(|r| {
+                self.record_of(r).map(|rec| {
+                    let bytes = rec.signing_bytes();
+                    (rec, bytes)
+                })
+            })
+            .collect();
+        let items: Vec<(PeerId, &[u8], &[u8])> = checked
+            .iter()
+            .zip(&report.results)
+            .filter_map(|(c, r)| {
+                c.as_ref()
+                    .map(|(_, b)| (peer, b.as_slice(), r.signature.as_slice()))
+            })
+            .collect();
+        let mut verdicts = self.peer_keys.verify_many(&items).into_iter();
+        let signed: Vec<Option<(ResultRecord, bool)>> = checked
+            .into_iter()
+            .map(|c| c.map(|(rec, _)| (rec, verdicts.next().unwrap_or(false))))
+            .collect();
+        for (result, signed) in report.results.into_iter().zip(signed) {
+            self.on_result(peer, result, signed, now).await;
         }
         self.drive();
         ResponseBody::Ack
@@ -765,7 +791,29 @@ impl Run<'_> {
 
     /// Checks one result (record signature, output names, verifier) and hands it to the
     /// scheduler as a vote or a failure.
-    async fn on_result(&mut self, peer: PeerId, result: TaskResult, now: Millis) {
+    /// The record a result claims to be signed over, rebuilt from what was assigned; `None`
+    /// for a stale result or one without an outcome (unsigned).
+    fn record_of(&self, result: &TaskResult) -> Option<ResultRecord> {
+        let input = *self.input_digests.get(&result.index)?;
+        Some(ResultRecord {
+            job: self.prepared.id,
+            task: result.index,
+            attempt: result.attempt,
+            module: self.prepared.module_id,
+            input,
+            output: result.output_digest(),
+            outcome: result.outcome?,
+            fuel_used: result.fuel_used,
+        })
+    }
+
+    async fn on_result(
+        &mut self,
+        peer: PeerId,
+        result: TaskResult,
+        signed: Option<(ResultRecord, bool)>,
+        now: Millis,
+    ) {
         let index = result.index;
         if index as u64 >= self.prepared.job.task_count() {
             tracing::warn!("provider {peer} reported unknown task {index}");
@@ -774,10 +822,10 @@ impl Run<'_> {
         let task = TaskId(index);
         let attempt = result.attempt;
         // A task that is no longer open has no digest: a stale result, not wanted.
-        let Some(input) = self.input_digests.get(&index).copied() else {
+        if !self.input_digests.contains_key(&index) {
             return;
-        };
-        let Some(outcome) = result.outcome else {
+        }
+        let (Some(outcome), Some((record, signature_ok))) = (result.outcome, signed) else {
             // The provider could not run it at all (fetch failed, ...): unsigned, a retry.
             self.last_failure
                 .insert(index, (FailureKind::Rejected, result.message));
@@ -786,18 +834,8 @@ impl Run<'_> {
             return;
         };
         self.fuel_spent = self.fuel_spent.saturating_add(result.fuel_used);
-        let digest = result.output_digest();
-        let record = ResultRecord {
-            job: self.prepared.id,
-            task: index,
-            attempt,
-            module: self.prepared.module_id,
-            input,
-            output: digest,
-            outcome,
-            fuel_used: result.fuel_used,
-        };
-        if !naac_net::verify(&peer, &record.signing_bytes(), &result.signature) {
+        let digest = record.output;
+        if !signature_ok {
             tracing::warn!(
                 "provider {peer}: the record of task {index} is not signed by it; result refused"
             );
