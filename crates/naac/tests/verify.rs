@@ -142,8 +142,8 @@ fn replicas_outvote_faulty_providers_and_name_them() {
 fn a_slow_provider_does_not_hold_the_job_hostage() {
     let s = Scratch::new();
     let fast = Provider::start(&s, 1);
-    let slow = Provider::start_with(&s, 1, &["--slowdown", "40"]);
-    // 12 tasks of ~150 ms: the slow provider takes ~6 s for each one it holds.
+    let slow = Provider::start_with(&s, 1, &["--slowdown", "200"]);
+    // 12 tasks of ~150 ms: the slow provider takes ~30 s for each one it holds.
     let job = s.job(
         "slow",
         "testkit/testkit.wasm",
@@ -163,8 +163,13 @@ fn a_slow_provider_does_not_hold_the_job_hostage() {
             >= 1,
         "{v:#}"
     );
-    // Waiting for the slow provider would take at least 6 s per task it held.
-    assert!(took < Duration::from_secs(6), "took {took:?}: {v:#}");
+    // Waiting for the slow provider would take at least 30 s; its copies were overtaken.
+    assert!(took < Duration::from_secs(30), "took {took:?}: {v:#}");
+    for p in v["providers"].as_array().expect("providers") {
+        if p["peer_id"] == slow.peer_id().as_str() {
+            assert_eq!(p["tasks"], 0, "{p:#}");
+        }
+    }
 }
 
 /// CPU time (user + system, in clock ticks) a process has used so far.
@@ -209,9 +214,7 @@ fn a_checkpointing_task_survives_a_sigkill_of_its_provider() {
     let (ta, tb) = (cpu_ticks(a.child.id()), cpu_ticks(b.child.id()));
     let victim = if ta >= tb { &mut a } else { &mut b };
     victim.child.kill().expect("SIGKILL the busy provider");
-    let killed = Instant::now();
     let out = child.wait_with_output().expect("wait");
-    let after_kill = killed.elapsed();
     assert!(out.status.success(), "{}", stderr(&out));
     let v: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["tasks"]["succeeded"], 1, "{v:#}");
@@ -230,11 +233,15 @@ fn a_checkpointing_task_survives_a_sigkill_of_its_provider() {
         v["checkpoints"]["received"].as_u64().expect("received") >= 5,
         "{v:#}"
     );
-    // Starting over would take the full ~20 s again.
-    assert!(
-        after_kill < Duration::from_secs(14),
-        "{after_kill:?} after the kill"
-    );
+    // It picked up well into the chain, not from the start (checkpoints came every ~1 s
+    // for ~15 s before the kill).
+    let step: u64 = err
+        .split("resumed at step ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("resumed step");
+    assert!(step >= steps / 10, "resumed at step {step} of {steps}");
 }
 
 #[test]
