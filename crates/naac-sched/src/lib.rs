@@ -508,19 +508,7 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
                 unchecked: p.unchecked,
             },
         );
-        let mut lost: Vec<TaskId> = p.assigned.into_iter().collect();
-        lost.sort();
-        if !lost.is_empty() {
-            self.commands.push_back(Command::Lost {
-                provider: provider.clone(),
-                tasks: lost.clone(),
-            });
-        }
-        for t in lost {
-            if let Some(run) = self.take_run(t, provider) {
-                self.run_failed(t, run, FailureKind::Lost);
-            }
-        }
+        self.lose_runs(provider, p.assigned.into_iter().collect());
         self.fill(now);
         self.check_finished();
     }
@@ -662,22 +650,11 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
         for id in expired {
             let p = self.providers.get_mut(&id).expect("listed in order");
             p.lapsed = true;
-            let mut tasks: Vec<TaskId> = p.assigned.iter().copied().collect();
-            tasks.sort();
-            let mut cancel = Vec::new();
-            for t in &tasks {
-                if let Some(run) = self.take_run(*t, &id) {
-                    cancel.push((*t, run.attempt));
-                    self.run_failed(*t, run, FailureKind::Lost);
-                }
-            }
+            let tasks: Vec<TaskId> = p.assigned.iter().copied().collect();
+            let cancel = self.lose_runs(&id, tasks);
             self.commands.push_back(Command::Cancel {
                 provider: id.clone(),
                 tasks: cancel,
-            });
-            self.commands.push_back(Command::Lost {
-                provider: id.clone(),
-                tasks,
             });
         }
         self.fill(now);
@@ -693,7 +670,7 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
             return;
         };
         let held: HashSet<(TaskId, Attempt)> = held.iter().copied().collect();
-        let mut missing: Vec<TaskId> = p
+        let missing: Vec<TaskId> = p
             .assigned
             .iter()
             .filter(|t| {
@@ -708,18 +685,29 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
         if missing.is_empty() {
             return;
         }
-        missing.sort();
-        self.commands.push_back(Command::Lost {
-            provider: provider.clone(),
-            tasks: missing.clone(),
-        });
-        for t in missing {
-            if let Some(run) = self.take_run(t, provider) {
-                self.run_failed(t, run, FailureKind::Lost);
-            }
-        }
+        self.lose_runs(provider, missing);
         self.fill(now);
         self.check_finished();
+    }
+
+    /// The provider's runs of `tasks` are lost: reported, ended, and their tasks retried.
+    /// Returns the `(task, attempt)` pairs that were out.
+    fn lose_runs(&mut self, provider: &P, mut tasks: Vec<TaskId>) -> Vec<(TaskId, Attempt)> {
+        tasks.sort();
+        let mut ended = Vec::with_capacity(tasks.len());
+        for t in &tasks {
+            if let Some(run) = self.take_run(*t, provider) {
+                ended.push((*t, run.attempt));
+                self.run_failed(*t, run, FailureKind::Lost);
+            }
+        }
+        if !tasks.is_empty() {
+            self.commands.push_back(Command::Lost {
+                provider: provider.clone(),
+                tasks,
+            });
+        }
+        ended
     }
 
     /// Removes `provider`'s run of `task`, keeping the counters right.
