@@ -601,13 +601,8 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
         now: Millis,
     ) {
         self.renew(provider, now);
-        let current = self.tasks.get(task.0 as usize).is_some_and(|t| {
-            t.status == Status::Open
-                && t.runs
-                    .iter()
-                    .any(|r| r.provider == *provider && r.attempt == attempt)
-        });
-        if !current {
+        // Runs of a closed task were cancelled, so "running" implies open.
+        if !self.is_running(provider, task, attempt) {
             return;
         }
         let run = self.take_run(task, provider).expect("checked above");
