@@ -2,9 +2,11 @@
 //! and the job file (`job.toml`) with its parser and sweep expansion. No IO beyond reading
 //! the job file itself, no async, no network.
 
+pub mod host;
 mod ids;
 pub mod job;
 mod outcome;
+pub mod policy;
 pub mod record;
 pub mod units;
 pub mod verify;

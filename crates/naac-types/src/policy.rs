@@ -1,0 +1,1 @@
+//! The owner's usage policy (`policy.toml` in the data dir). Being written.
