@@ -47,6 +47,33 @@ impl Home {
         self.root.join("reputation.db")
     }
 
+    /// The owner's usage policy (TOML; missing means the documented defaults).
+    pub fn policy(&self) -> PathBuf {
+        self.root.join("policy.toml")
+    }
+
+    /// The device manager's cached probe results (compute score, keyed by hardware).
+    pub fn device_cache(&self) -> PathBuf {
+        self.root.join("device.json")
+    }
+
+    /// When this node was up, for the availability figure.
+    pub fn uptime(&self) -> PathBuf {
+        self.root.join("uptime.json")
+    }
+
+    /// Present while the owner has paused the node by hand (`naac pause`); may hold an
+    /// RFC 3339 time until which the pause lasts.
+    pub fn pause_file(&self) -> PathBuf {
+        self.root.join("paused")
+    }
+
+    /// The user's key: requesters attest their per-run identity with it, so providers'
+    /// allow and deny lists name people, not runs.
+    pub fn user_identity(&self) -> PathBuf {
+        self.root.join("user.key")
+    }
+
     /// Scratch space for running tasks.
     pub fn work(&self) -> PathBuf {
         self.root.join("work")
