@@ -131,9 +131,12 @@ mod tests {
             assert!(read_frame::<_, Request>(&mut &[0u8, 0][..]).await.is_err());
             let ok = {
                 let mut b = Vec::new();
-                write_frame(&mut b, &Request::new(RequestBody::Hello))
-                    .await
-                    .expect("write");
+                write_frame(
+                    &mut b,
+                    &Request::new(RequestBody::Hello(Default::default())),
+                )
+                .await
+                .expect("write");
                 b
             };
             assert!(

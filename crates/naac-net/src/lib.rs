@@ -113,6 +113,7 @@ enum Command {
     Respond(ResponseChannel<Response>, Response),
     Listeners(oneshot::Sender<Vec<Multiaddr>>),
     Disconnect(PeerId),
+    Rtts(oneshot::Sender<Vec<(PeerId, Duration)>>),
 }
 
 /// Cloneable handle to the network.
@@ -166,6 +167,16 @@ impl Client {
         let _ = self.send(Command::Disconnect(peer)).await;
     }
 
+    /// The latest ping round-trip time to each connected peer (pinged on connect, then
+    /// every 15 s).
+    pub async fn rtts(&self) -> Vec<(PeerId, Duration)> {
+        let (tx, rx) = oneshot::channel();
+        if self.send(Command::Rtts(tx)).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
     async fn send(&self, c: Command) -> anyhow::Result<()> {
         self.tx
             .send(c)
@@ -201,6 +212,7 @@ pub async fn start(
         pending: HashMap::new(),
         listeners: Vec::new(),
         backlog: std::collections::VecDeque::new(),
+        rtts: HashMap::new(),
     };
     tokio::spawn(event_loop.run());
     Ok((
@@ -264,6 +276,8 @@ pub struct EventLoop {
     /// Events the owner has not taken yet. The swarm never waits on its owner (the owner may be
     /// waiting on us to accept a command), so events queue here, bounded.
     backlog: std::collections::VecDeque<Event>,
+    /// Latest ping round trip per connected peer.
+    rtts: HashMap<PeerId, Duration>,
 }
 
 impl EventLoop {
@@ -322,6 +336,9 @@ impl EventLoop {
             Command::Disconnect(peer) => {
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
+            Command::Rtts(reply) => {
+                let _ = reply.send(self.rtts.iter().map(|(p, d)| (*p, *d)).collect());
+            }
         }
     }
 
@@ -372,7 +389,15 @@ impl EventLoop {
                 num_established: 0,
                 ..
             } => {
+                self.rtts.remove(&peer_id);
                 self.emit(Event::Disconnected(peer_id));
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                result: Ok(rtt),
+                ..
+            })) if self.swarm.is_connected(&peer) => {
+                self.rtts.insert(peer, rtt);
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!("could not connect to {peer_id:?}: {error}");

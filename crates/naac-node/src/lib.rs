@@ -3,10 +3,14 @@
 //! results), and the data-dir layout they share. The binary only parses arguments and calls in
 //! here, so tests can start nodes in-process with temp dirs and ephemeral ports.
 
+pub mod device;
+pub mod explain;
 pub mod home;
 pub mod output;
+pub mod owner;
 pub mod provider;
 pub mod reputation;
 pub mod requester;
+pub mod survey;
 
 pub use home::Home;

@@ -22,7 +22,9 @@ use naac_proto::{
     Assign, MAX_TASKS_PER_ASSIGN, OutputFile, REPORT_SOFT_LIMIT, Report, Request, RequestBody,
     Response, ResponseBody, TaskResult, TaskSpec, VERSION,
 };
-use naac_sandbox::{CheckpointSink, Prepared, Sandbox, SandboxConfig, TaskRun};
+use naac_proto::{HostStatus, Welcome};
+use naac_sandbox::{CheckpointSink, Gate, Prepared, Sandbox, SandboxConfig, TaskRun};
+use naac_types::host::{HostLimits, HostState, PeerRtt, Resources};
 use naac_types::{ContentId, JobId, ResultRecord};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -32,9 +34,28 @@ use std::time::Duration;
 use tokio::sync::{OnceCell, Semaphore, mpsc};
 
 use crate::Home;
+use crate::device::{self, DeviceManager};
+use crate::owner::{self, Monitor};
+use std::time::Instant;
 
 /// How often a provider renews the leases of the tasks it holds.
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// How often the owner's policy and activity are checked (pause latency is this plus an
+/// epoch tick).
+pub const POLICY_POLL: Duration = Duration::from_millis(250);
+
+/// How often memory, disk, power and round-trip times are re-probed.
+const DEVICE_REFRESH: Duration = Duration::from_secs(10);
+
+/// Peers get a status at least this often, changed or not.
+const STATUS_EVERY: Duration = Duration::from_secs(30);
+
+/// A status that does not get through in this time is dropped.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Most peers that get status updates.
+const MAX_STATUS_PEERS: usize = 1024;
 
 /// Modules kept linked and ready in memory.
 const MAX_MODULES: usize = 64;
@@ -55,6 +76,9 @@ pub struct ProviderConfig {
     pub faulty: Option<f64>,
     /// Testing aid: hold each result for this many times its run time (1 = normal speed).
     pub slowdown: f64,
+    /// Obey the owner's policy file and probe the device (off for embedded pools, which run
+    /// their own user's job on their own machine).
+    pub owner_policy: bool,
 }
 
 impl ProviderConfig {
@@ -66,6 +90,7 @@ impl ProviderConfig {
             owner: None,
             faulty: None,
             slowdown: 1.0,
+            owner_policy: true,
         }
     }
 }
@@ -82,12 +107,18 @@ enum Internal {
         key: JobKey,
         forget: bool,
     },
+    /// The device manager is ready (first probe done).
+    Device(Box<anyhow::Result<DeviceManager>>),
+    /// A fresh probe, and the bytes under the storage dirs.
+    Resources(Box<Resources>, u64),
 }
 
 /// One task attempt we hold: queued or running.
 struct Held {
     attempt: u32,
     cancel: Arc<AtomicBool>,
+    /// It got a slot (it is running, or paused while running).
+    started: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -101,6 +132,8 @@ struct JobState {
     reporting: bool,
     /// Highest `Assign::seq` applied.
     seen_seq: u64,
+    /// Attempts handed back unfinished, for the next report.
+    returned: Vec<(u32, u32)>,
 }
 
 impl JobState {
@@ -186,6 +219,7 @@ struct Shared {
     slowdown: f64,
     sandbox: Arc<Sandbox>,
     slots: Arc<Semaphore>,
+    gate: Gate,
     blobs: Blobs,
     modules: Mutex<HashMap<ContentId, Arc<OnceCell<Prepared>>>>,
     internal: mpsc::Sender<Internal>,
@@ -222,9 +256,10 @@ impl Shared {
         assign: &AssignInfo,
         spec: TaskSpec,
         cancel: Arc<AtomicBool>,
+        started: Arc<AtomicBool>,
     ) -> TaskResult {
         let (index, attempt) = (spec.index, spec.attempt);
-        match self.try_run(peer, assign, spec, cancel).await {
+        match self.try_run(peer, assign, spec, cancel, started).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(
@@ -242,6 +277,7 @@ impl Shared {
         assign: &AssignInfo,
         spec: TaskSpec,
         cancel: Arc<AtomicBool>,
+        started: Arc<AtomicBool>,
     ) -> anyhow::Result<TaskResult> {
         let module = self.module(peer, assign.module).await?;
         let stdin = match spec.stdin {
@@ -261,6 +297,7 @@ impl Shared {
         if cancel.load(Ordering::Relaxed) {
             anyhow::bail!("cancelled before it started");
         }
+        started.store(true, Ordering::Relaxed);
         let checkpoint_interval = assign.checkpoint_interval_ms.map(Duration::from_millis);
         let on_checkpoint = checkpoint_interval.map(|_| {
             checkpoint_sink(
@@ -430,8 +467,23 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     config.home.ensure()?;
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1);
+    let monitor = if config.owner_policy {
+        Some(Monitor::new(&config.home, cores, Instant::now())?)
+    } else {
+        None
+    };
+    let work_dir = match monitor
+        .as_ref()
+        .and_then(|m| m.policy().storage_dir.clone())
+    {
+        Some(d) => d.join("work"),
+        None => config.home.work(),
+    };
     let mut sandbox_config =
-        SandboxConfig::new(config.home.work()).with_cache_dir(config.home.module_cache());
+        SandboxConfig::new(work_dir.clone()).with_cache_dir(config.home.module_cache());
     // Room for every slot plus stragglers still winding down after a cancel.
     sandbox_config.max_concurrent = config.slots.max(1).saturating_mul(2).max(8);
     let sandbox = Arc::new(Sandbox::start(sandbox_config).context("start the sandbox")?);
@@ -444,13 +496,19 @@ pub async fn run(
             f * 100.0
         );
     }
+    let allowed = monitor
+        .as_ref()
+        .and_then(|m| m.policy().max_slots)
+        .map_or(slots, |m| m.clamp(1, slots));
+    let gate = sandbox.gate();
     let shared = Arc::new(Shared {
         client: client.clone(),
         keypair,
         faulty: config.faulty,
         slowdown: config.slowdown.max(1.0),
         sandbox,
-        slots: Arc::new(Semaphore::new(slots as usize)),
+        slots: Arc::new(Semaphore::new(allowed as usize)),
+        gate,
         blobs: Blobs {
             fetches: Semaphore::new(MAX_FETCHES),
             cells: Mutex::new(HashMap::new()),
@@ -459,16 +517,66 @@ pub async fn run(
         modules: Mutex::new(HashMap::new()),
         internal: internal_tx,
     });
+    let mut resources = Resources {
+        cpu: device::probe_cpu(),
+        memory: device::probe_memory(),
+        ..Resources::default()
+    };
+    resources.cpu.cores = cores;
     let mut p = Provider {
         shared,
         slots,
+        allowed,
         owner: config.owner.clone(),
         jobs: HashMap::new(),
+        state: HostState::Accepting,
+        paused_since: None,
+        price_multiplier: 1.0,
+        resources,
+        device: None,
+        status_seq: 0,
+        last_status: Instant::now(),
+        peers: HashMap::new(),
+        work_dir,
+        cache_dir: config.home.module_cache(),
+        monitor,
     };
+    if let Some(m) = &p.monitor {
+        let pol = m.policy();
+        tracing::info!(
+            "policy {} ({}): idle_only {}, max_cpu_percent {}, {} time windows",
+            m.path().display(),
+            if m.path().exists() {
+                "loaded"
+            } else {
+                "not there: defaults"
+            },
+            pol.idle_only,
+            pol.max_cpu_percent,
+            pol.windows.len()
+        );
+        // First probe off the runtime thread (the compute score may need measuring).
+        let home = config.home.clone();
+        let tx = p.shared.internal.clone();
+        tokio::spawn(async move {
+            let dm = tokio::task::spawn_blocking(move || DeviceManager::start(&home))
+                .await
+                .unwrap_or_else(|e| Err(anyhow::anyhow!("device probe panicked: {e}")));
+            let _ = tx.send(Internal::Device(Box::new(dm))).await;
+        });
+        p.poll_policy();
+    }
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut policy_tick = tokio::time::interval(POLICY_POLL);
+    policy_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut refresh_tick = tokio::time::interval(DEVICE_REFRESH);
+    refresh_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
-    tracing::info!("provider {} up with {slots} slots", client.peer_id());
+    tracing::info!(
+        "provider {} up with {slots} slots ({allowed} allowed by policy)",
+        client.peer_id()
+    );
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
@@ -484,6 +592,8 @@ pub async fn run(
             },
             Some(i) = internal.recv() => p.on_internal(i),
             _ = heartbeat.tick() => p.heartbeat(),
+            _ = policy_tick.tick(), if p.monitor.is_some() => p.poll_policy(),
+            _ = refresh_tick.tick(), if p.monitor.is_some() => p.refresh_device(),
         }
     }
     for job in p.jobs.values() {
@@ -497,9 +607,24 @@ pub async fn run(
 
 struct Provider {
     shared: Arc<Shared>,
+    /// Slots the node has, and how many its policy allows now.
     slots: u32,
+    allowed: u32,
     owner: Option<String>,
     jobs: HashMap<JobKey, JobState>,
+    /// `None` when no owner policy applies (embedded pools).
+    monitor: Option<Monitor>,
+    state: HostState,
+    paused_since: Option<Instant>,
+    price_multiplier: f64,
+    resources: Resources,
+    device: Option<Arc<Mutex<DeviceManager>>>,
+    status_seq: u64,
+    last_status: Instant,
+    /// Peers that said Hello (they get status updates), with their attested user.
+    peers: HashMap<PeerId, Option<String>>,
+    work_dir: std::path::PathBuf,
+    cache_dir: std::path::PathBuf,
 }
 
 impl Provider {
@@ -524,6 +649,7 @@ impl Provider {
                     .await;
             }
             Event::Disconnected(peer) => {
+                self.peers.remove(&peer);
                 let keys: Vec<JobKey> = self.jobs.keys().filter(|k| k.0 == peer).copied().collect();
                 for k in keys {
                     if let Some(job) = self.jobs.remove(&k) {
@@ -547,11 +673,22 @@ impl Provider {
 
     fn on_request(&mut self, peer: PeerId, body: RequestBody) -> ResponseBody {
         match body {
-            RequestBody::Hello => ResponseBody::Welcome {
-                slots: self.slots,
-                agent: format!("naac/{}", env!("CARGO_PKG_VERSION")),
-                owner: self.owner.clone(),
-            },
+            RequestBody::Hello(hello) => {
+                let user = hello.user.and_then(|u| {
+                    let id: PeerId = u.user.parse().ok()?;
+                    let bytes = naac_proto::UserAttestation::signing_bytes(&peer.to_bytes());
+                    naac_net::verify(&id, &bytes, &u.signature).then_some(u.user)
+                });
+                if self.peers.len() < MAX_STATUS_PEERS || self.peers.contains_key(&peer) {
+                    self.peers.insert(peer, user);
+                }
+                ResponseBody::Welcome(Box::new(Welcome {
+                    slots: self.slots,
+                    agent: format!("naac/{}", env!("CARGO_PKG_VERSION")),
+                    owner: self.owner.clone(),
+                    status: self.status_for(&peer),
+                }))
+            }
             RequestBody::Assign(a) => self.on_assign(peer, a),
             RequestBody::Cancel { job, tasks } => {
                 if tasks.is_empty() {
@@ -576,7 +713,7 @@ impl Provider {
                 ResponseBody::Ack
             }
             RequestBody::Fetch { .. } => ResponseBody::NotFound,
-            RequestBody::Report(_) | RequestBody::Checkpoint { .. } => {
+            RequestBody::Report(_) | RequestBody::Checkpoint { .. } | RequestBody::Status(_) => {
                 ResponseBody::Refused("this node does not request work".into())
             }
         }
@@ -589,7 +726,23 @@ impl Provider {
                 a.tasks.len()
             ));
         }
+        if let Some(why) = self.denied(&peer) {
+            return ResponseBody::Refused(format!("this node's owner does not serve you: {why}"));
+        }
+        if let Some(why) = self.exceeds_limits(&a.limits) {
+            return ResponseBody::Refused(why);
+        }
         let key = (peer, a.job);
+        if !self.state.is_accepting() {
+            // Raced with our status update: hand them straight back.
+            let state = self.jobs.entry(key).or_default();
+            state.seen_seq = state.seen_seq.max(a.seq);
+            state
+                .returned
+                .extend(a.tasks.iter().map(|t| (t.index, t.attempt)));
+            self.send_report(key, false);
+            return ResponseBody::Ack;
+        }
         let info = Arc::new(AssignInfo {
             job: a.job,
             module: a.module,
@@ -601,9 +754,11 @@ impl Provider {
         state.seen_seq = state.seen_seq.max(a.seq);
         for spec in a.tasks {
             let cancel = Arc::new(AtomicBool::new(false));
+            let started = Arc::new(AtomicBool::new(false));
             let held = Held {
                 attempt: spec.attempt,
                 cancel: cancel.clone(),
+                started: started.clone(),
             };
             if let Some(old) = state.held.insert(spec.index, held) {
                 // A new attempt of a task we still hold: the old one is stale.
@@ -612,7 +767,7 @@ impl Provider {
             let shared = self.shared.clone();
             let info = info.clone();
             tokio::spawn(async move {
-                let result = shared.run_task(peer, &info, spec, cancel).await;
+                let result = shared.run_task(peer, &info, spec, cancel, started).await;
                 let _ = shared.internal.send(Internal::Done { key, result }).await;
             });
         }
@@ -652,7 +807,259 @@ impl Provider {
                 job.inflight.clear();
                 self.send_report(key, false);
             }
+            Internal::Device(dm) => match *dm {
+                Ok(dm) => {
+                    let mut r = dm.resources().clone();
+                    r.network = std::mem::take(&mut self.resources.network);
+                    tracing::info!(
+                        "device: {} ({} cores, score {:.2} Gfuel/s per core), {} memory, {} free disk, {} GPUs",
+                        r.cpu.model,
+                        r.cpu.cores,
+                        r.cpu.score,
+                        naac_types::units::format_size(r.memory.total),
+                        naac_types::units::format_size(r.disk.free),
+                        r.gpus.len()
+                    );
+                    self.resources = r;
+                    self.device = Some(Arc::new(Mutex::new(dm)));
+                    self.push_status();
+                }
+                Err(e) => tracing::warn!("device probe failed: {e:#}"),
+            },
+            Internal::Resources(r, storage_used) => {
+                let changed = !same_resources(&self.resources, &r);
+                self.resources = *r;
+                if let Some(m) = self.monitor.as_mut() {
+                    m.power = self.resources.power.clone();
+                    m.storage_used = storage_used;
+                }
+                if changed || self.last_status.elapsed() >= STATUS_EVERY {
+                    self.push_status();
+                }
+            }
         }
+    }
+
+    /// Why `peer` may not use this node at all, if it may not.
+    fn denied(&self, peer: &PeerId) -> Option<String> {
+        let m = self.monitor.as_ref()?;
+        let user = self.peers.get(peer).cloned().flatten();
+        m.policy()
+            .peer_access(&peer.to_string(), user.as_deref())
+            .err()
+    }
+
+    /// Why tasks with `limits` may not run here, if they may not.
+    fn exceeds_limits(&self, limits: &naac_types::Limits) -> Option<String> {
+        let pol = self.monitor.as_ref()?.policy();
+        use naac_types::units::format_size;
+        if let Some(max) = pol.max_task_memory
+            && limits.memory > max
+        {
+            return Some(format!(
+                "task memory {} > its limit {}",
+                format_size(limits.memory),
+                format_size(max)
+            ));
+        }
+        if let Some(max) = pol.max_task_runtime
+            && u128::from(limits.timeout_ms) > max.as_millis()
+        {
+            return Some(format!(
+                "task time limit {:?} > its limit {:?}",
+                Duration::from_millis(limits.timeout_ms),
+                max
+            ));
+        }
+        None
+    }
+
+    /// This node as `peer` sees it.
+    fn status_for(&self, peer: &PeerId) -> HostStatus {
+        let limits = match &self.monitor {
+            Some(m) => {
+                let pol = m.policy();
+                HostLimits {
+                    max_task_memory: pol.max_task_memory,
+                    max_task_runtime_ms: pol.max_task_runtime.map(|d| d.as_millis() as u64),
+                    storage_free: Some(
+                        pol.storage_quota
+                            .saturating_sub(m.storage_used)
+                            .min(self.resources.disk.free.max(1)),
+                    ),
+                    min_price: pol.min_price,
+                    price_multiplier: self.price_multiplier,
+                    max_cpu_percent: pol.max_cpu_percent,
+                }
+            }
+            None => HostLimits {
+                price_multiplier: 1.0,
+                max_cpu_percent: 100,
+                ..HostLimits::default()
+            },
+        };
+        HostStatus {
+            seq: self.status_seq,
+            resources: self.resources.clone(),
+            state: self.state.clone(),
+            limits,
+            slots: self.allowed,
+            running: self.shared.gate.running() as u32,
+            denied: self.denied(peer),
+        }
+    }
+
+    /// Sends every peer that said Hello our current status.
+    fn push_status(&mut self) {
+        self.status_seq += 1;
+        self.last_status = Instant::now();
+        for peer in self.peers.keys().copied().collect::<Vec<_>>() {
+            let req = Request::new(RequestBody::Status(Box::new(self.status_for(&peer))));
+            let client = self.shared.client.clone();
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(STATUS_TIMEOUT, client.request(peer, req)).await;
+            });
+        }
+    }
+
+    /// Re-reads the owner's policy and activity and pauses, resumes, throttles or hands work
+    /// back accordingly.
+    fn poll_policy(&mut self) {
+        let Some(m) = self.monitor.as_mut() else {
+            return;
+        };
+        let now = Instant::now();
+        let reloaded = m.reload();
+        let decision = m.decide(now);
+        let grace = m.policy().pause_grace;
+        let max_slots = m.policy().max_slots;
+        let duty = m.duty(now, self.shared.gate.running());
+        self.shared.gate.set_duty(duty);
+        let mut changed = reloaded;
+        if reloaded {
+            let allowed = max_slots.map_or(self.slots, |n| n.clamp(1, self.slots));
+            self.set_allowed(allowed);
+        }
+        if (decision.price_multiplier - self.price_multiplier).abs() > f64::EPSILON {
+            self.price_multiplier = decision.price_multiplier;
+            changed = true;
+        }
+        let state = if decision.accept {
+            HostState::Accepting
+        } else {
+            HostState::Paused(
+                decision
+                    .reasons
+                    .iter()
+                    .map(|r| r.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        };
+        if state != self.state {
+            match &state {
+                HostState::Paused(why) => {
+                    self.shared.gate.pause();
+                    self.paused_since = Some(now);
+                    tracing::info!("paused: {why}");
+                    // Work that has not started goes back at once; running tasks wait out
+                    // the grace period.
+                    self.hand_back(false);
+                }
+                HostState::Accepting => {
+                    self.shared.gate.resume();
+                    self.paused_since = None;
+                    tracing::info!("accepting work again");
+                }
+            }
+            self.state = state;
+            changed = true;
+        }
+        if let Some(since) = self.paused_since
+            && now.duration_since(since) >= grace
+            && self.jobs.values().any(|j| !j.held.is_empty())
+        {
+            tracing::info!("paused for longer than {grace:?}: handing running tasks back");
+            self.hand_back(true);
+        }
+        if changed {
+            self.push_status();
+        }
+    }
+
+    /// Cancels held tasks (only those that have not started unless `running` too) and
+    /// reports them as returned.
+    fn hand_back(&mut self, running: bool) {
+        let keys: Vec<JobKey> = self.jobs.keys().copied().collect();
+        for key in keys {
+            let Some(job) = self.jobs.get_mut(&key) else {
+                continue;
+            };
+            let mut back = Vec::new();
+            job.held.retain(|index, h| {
+                if running || !h.started.load(Ordering::Relaxed) {
+                    h.cancel.store(true, Ordering::Relaxed);
+                    back.push((*index, h.attempt));
+                    false
+                } else {
+                    true
+                }
+            });
+            if !back.is_empty() {
+                job.returned.extend(back);
+                self.send_report(key, false);
+            }
+        }
+    }
+
+    /// Changes how many tasks may run at once.
+    fn set_allowed(&mut self, n: u32) {
+        if n > self.allowed {
+            self.shared.slots.add_permits((n - self.allowed) as usize);
+        } else if n < self.allowed {
+            // Take the extra permits out as running tasks give them back.
+            let k = self.allowed - n;
+            let sem = self.shared.slots.clone();
+            tokio::spawn(async move {
+                if let Ok(p) = sem.acquire_many_owned(k).await {
+                    p.forget();
+                }
+            });
+        }
+        if n != self.allowed {
+            tracing::info!("policy: {n} slots");
+        }
+        self.allowed = n;
+    }
+
+    /// Refreshes the cheap probes (memory, disk, power, availability), the round-trip times
+    /// and the storage use, off the runtime thread.
+    fn refresh_device(&mut self) {
+        let Some(dm) = self.device.clone() else {
+            return;
+        };
+        let client = self.shared.client.clone();
+        let tx = self.shared.internal.clone();
+        let dirs = [self.work_dir.clone(), self.cache_dir.clone()];
+        tokio::spawn(async move {
+            let rtts = client.rtts().await;
+            let probed = tokio::task::spawn_blocking(move || {
+                let mut r = dm.lock().expect("device lock").refresh().clone();
+                r.network = rtts
+                    .into_iter()
+                    .map(|(p, d)| PeerRtt {
+                        peer: p.to_string(),
+                        rtt_ms: d.as_secs_f64() * 1e3,
+                    })
+                    .collect();
+                let used = dirs.iter().map(|d| owner::dir_size(d, 100_000)).sum();
+                (r, used)
+            })
+            .await;
+            if let Ok((r, used)) = probed {
+                let _ = tx.send(Internal::Resources(Box::new(r), used)).await;
+            }
+        });
     }
 
     fn heartbeat(&mut self) {
@@ -671,7 +1078,7 @@ impl Provider {
         };
         // The job's state stays until the requester cancels it or goes away: an idle provider
         // keeps sending heartbeats, so the requester always knows it is there and what it holds.
-        if !heartbeat && job.outbox.is_empty() {
+        if !heartbeat && job.outbox.is_empty() && job.returned.is_empty() {
             return;
         }
         if job.reporting {
@@ -681,6 +1088,7 @@ impl Provider {
                     results: Vec::new(),
                     held: job.all_held(),
                     seen_seq: job.seen_seq,
+                    returned: Vec::new(),
                 };
                 let client = self.shared.client.clone();
                 tokio::spawn(async move {
@@ -704,6 +1112,7 @@ impl Provider {
         job.inflight = results.iter().map(|r| (r.index, r.attempt)).collect();
         let held = job.all_held();
         let seen_seq = job.seen_seq;
+        let returned = std::mem::take(&mut job.returned);
         job.reporting = true;
         let shared = self.shared.clone();
         tokio::spawn(async move {
@@ -712,6 +1121,7 @@ impl Provider {
                 results,
                 held,
                 seen_seq,
+                returned,
             }));
             // A report that does not get through is not resent: its results are dropped
             // from what we hold, and the requester reassigns them when it reconciles (the
@@ -741,4 +1151,16 @@ impl Provider {
                 .await;
         });
     }
+}
+
+/// Whether two probes differ enough to tell peers (free memory and disk drift all the time:
+/// only a 10% change counts).
+fn same_resources(a: &Resources, b: &Resources) -> bool {
+    let near = |x: u64, y: u64| x.abs_diff(y) <= x.max(y) / 10;
+    a.cpu == b.cpu
+        && a.gpus == b.gpus
+        && a.power == b.power
+        && a.memory.total == b.memory.total
+        && near(a.memory.available, b.memory.available)
+        && near(a.disk.free, b.disk.free)
 }

@@ -21,8 +21,8 @@ use crate::reputation::Reputation;
 use anyhow::Context as _;
 use naac_net::{Client, Event, PeerId};
 use naac_proto::{
-    Assign, MAX_TASKS_PER_ASSIGN, Report, Request, RequestBody, Response, ResponseBody, TaskResult,
-    TaskSpec, VERSION,
+    Assign, Hello, HostStatus, MAX_TASKS_PER_ASSIGN, Report, Request, RequestBody, Response,
+    ResponseBody, TaskResult, TaskSpec, VERSION, Welcome,
 };
 use naac_sandbox::{Prepared, Sandbox, TaskRun};
 use naac_sched::{Command, Millis, ProviderInfo, Scheduler, TaskId};
@@ -150,14 +150,21 @@ pub struct Options {
     pub provider_wait: Duration,
     /// The reputation store; `None` keeps no record.
     pub reputation: Option<PathBuf>,
+    /// The user's key: attests this run's identity to providers (their allow/deny lists).
+    pub user_key: Option<naac_net::Keypair>,
+    /// Fail at once, with the reasons, when the hosts in view cannot run the job, instead of
+    /// waiting for them.
+    pub no_wait: bool,
 }
 
 /// Live counts for progress displays.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Progress {
     pub sched: naac_sched::Progress,
     pub fuel: u64,
     pub elapsed: Duration,
+    /// Why tasks are waiting when no host in view may run them now.
+    pub waiting: Option<String>,
 }
 
 /// What happened, for the caller's exit code and printout.
@@ -180,8 +187,8 @@ impl Finished {
 }
 
 enum Internal {
-    /// A provider answered Hello: slots and declared owner (`None`: not a provider).
-    Hello(PeerId, Option<(u32, Option<String>)>),
+    /// A provider answered Hello (`None`: not a provider).
+    Hello(PeerId, Option<Box<Welcome>>),
     AssignFailed(PeerId, String),
 }
 
@@ -291,6 +298,8 @@ pub async fn run(
         banned: HashSet::new(),
         peer_ips: HashMap::new(),
         peer_keys: naac_net::PeerKeys::default(),
+        hosts: HashMap::new(),
+        hello: crate::survey::hello(&client, opts.user_key.as_ref()),
         finished: false,
     };
     r.drive();
@@ -343,7 +352,20 @@ pub async fn run(
                             opts.provider_wait, p.pending
                         ).into());
                     }
-                if p.providers > 0 && p.runs == 0 && !r.finished {
+                let mut waiting = None;
+                let explained = r.explanation();
+                if p.runs == 0 && !r.finished && explained.hosts > 0 && explained.usable == 0 {
+                    // Hosts are there but none may run the tasks now: wait (the reason is
+                    // shown), unless told not to.
+                    if opts.no_wait {
+                        return Err(anyhow::anyhow!(
+                            "no host in view can run the job now: {}\nhint: see `naac pool`, or run without --no-wait to wait until one can",
+                            explained.reasons()
+                        ).into());
+                    }
+                    waiting = Some(explained.reasons());
+                    stalled_since = None;
+                } else if p.providers > 0 && p.runs == 0 && !r.finished {
                     let since = *stalled_since.get_or_insert_with(Instant::now);
                     if since.elapsed() > opts.provider_wait {
                         let v = &prepared.job.verify;
@@ -363,7 +385,7 @@ pub async fn run(
                 } else {
                     stalled_since = None;
                 }
-                progress.send_replace(Progress { sched: p, fuel: r.fuel, elapsed: started.elapsed() });
+                progress.send_replace(Progress { sched: p, fuel: r.fuel, elapsed: started.elapsed(), waiting });
             }
         }
     }
@@ -382,6 +404,7 @@ pub async fn run(
         sched: final_progress,
         fuel: r.fuel,
         elapsed: started.elapsed(),
+        waiting: None,
     });
     r.flush_writes().await;
     r.flush_reputation();
@@ -628,6 +651,10 @@ struct Run<'a> {
     last_failure: HashMap<u32, (FailureKind, String)>,
     failures: Vec<Failure>,
     known_peers: Vec<PeerId>,
+    /// The newest status of every provider that welcomed us.
+    hosts: HashMap<PeerId, HostStatus>,
+    /// What we greet providers with.
+    hello: Hello,
     /// When the first provider joined, from the start of the run.
     first_provider: Option<Duration>,
     /// Per provider: the last `Assign::seq` used, and the assignments it has not yet
@@ -672,18 +699,23 @@ impl Run<'_> {
                 }
                 let client = self.client.clone();
                 let tx = self.internal.clone();
+                let hello = self.hello.clone();
                 tokio::spawn(async move {
-                    let offer = match client.request(peer, Request::new(RequestBody::Hello)).await {
+                    let offer = match client
+                        .request(peer, Request::new(RequestBody::Hello(hello)))
+                        .await
+                    {
                         Ok(Response {
-                            body: ResponseBody::Welcome { slots, owner, .. },
+                            body: ResponseBody::Welcome(w),
                             ..
-                        }) => Some((slots, owner)),
+                        }) => Some(w),
                         _ => None,
                     };
                     let _ = tx.send(Internal::Hello(peer, offer)).await;
                 });
             }
             Event::Disconnected(peer) => {
+                self.hosts.remove(&peer);
                 self.known_peers.retain(|p| *p != peer);
                 self.peer_ips.remove(&peer);
                 self.unconfirmed.remove(&peer);
@@ -727,7 +759,11 @@ impl Run<'_> {
                 attempt,
                 data,
             } => self.on_checkpoint(peer, job, index, attempt, data),
-            RequestBody::Hello => {
+            RequestBody::Status(st) => {
+                self.on_status(peer, *st);
+                ResponseBody::Ack
+            }
+            RequestBody::Hello(_) => {
                 ResponseBody::Refused("this node is a requester, not a provider".into())
             }
             RequestBody::Assign(_) | RequestBody::Cancel { .. } => {
@@ -742,6 +778,21 @@ impl Run<'_> {
         }
         let now = self.now();
         self.sched.renew(&peer, now);
+        if !report.returned.is_empty() {
+            tracing::info!(
+                "provider {peer} handed back {} tasks (its owner's policy paused them)",
+                report.returned.len()
+            );
+            let returned: Vec<(TaskId, u32)> = report
+                .returned
+                .iter()
+                .map(|(t, a)| (TaskId(*t), *a))
+                .collect();
+            for (t, a) in &report.returned {
+                self.resumed_runs.remove(&(*t, *a));
+            }
+            self.sched.runs_returned(&peer, &returned, now);
+        }
         // What the provider holds: its list, the results in this report, and every assignment
         // it had not yet applied when it took the list (those cannot be judged yet).
         let mut held: Vec<(TaskId, u32)> = report
@@ -1113,7 +1164,12 @@ impl Run<'_> {
 
     fn on_internal(&mut self, i: Internal) {
         match i {
-            Internal::Hello(peer, Some((slots, owner))) => self.on_hello(peer, slots, owner),
+            Internal::Hello(peer, Some(w)) => {
+                let w = *w;
+                self.hosts.insert(peer, w.status.clone());
+                self.on_hello(peer, w.slots, w.owner);
+                self.apply_status(peer);
+            }
             Internal::Hello(_, None) => {}
             Internal::AssignFailed(peer, why) => {
                 tracing::warn!("provider {peer} did not take its tasks: {why}; dropping it");
@@ -1171,9 +1227,45 @@ impl Run<'_> {
                 slots,
                 groups,
                 streak,
+                paused: self.hosts.get(&peer).is_some_and(|st| {
+                    !crate::explain::rule_out(&self.prepared.job.limits, st).is_empty()
+                }),
             },
             now,
         );
+    }
+
+    /// A provider's status changed: keep the newest, and let the scheduler know whether it
+    /// may take this job's tasks now.
+    fn on_status(&mut self, peer: PeerId, st: HostStatus) {
+        match self.hosts.get_mut(&peer) {
+            Some(old) if st.seq > old.seq => *old = st,
+            _ => return,
+        }
+        self.apply_status(peer);
+        self.drive();
+    }
+
+    fn apply_status(&mut self, peer: PeerId) {
+        let Some(st) = self.hosts.get(&peer) else {
+            return;
+        };
+        let why = crate::explain::rule_out(&self.prepared.job.limits, st);
+        let paused = !why.is_empty();
+        if paused == self.sched.is_available(&peer) {
+            if paused {
+                tracing::info!("provider {peer} cannot take tasks now: {}", why.join("; "));
+            } else {
+                tracing::info!("provider {peer} takes tasks again");
+            }
+        }
+        let now = self.now();
+        self.sched.set_paused(&peer, paused, now);
+    }
+
+    /// Why the hosts in view cannot run this job's tasks now.
+    fn explanation(&self) -> crate::explain::Explanation {
+        crate::explain::Explanation::of(&self.prepared.job.limits, self.hosts.values())
     }
 
     /// Performs the scheduler's commands.

@@ -5,7 +5,8 @@
 //!
 //! | request | from → to | response |
 //! | --- | --- | --- |
-//! | [`RequestBody::Hello`] | requester → provider | [`ResponseBody::Welcome`] (slots) or `Refused` |
+//! | [`RequestBody::Hello`] | requester → provider | [`ResponseBody::Welcome`] (slots, host status) or `Refused` |
+//! | [`RequestBody::Status`] | provider → requester | `Ack` |
 //! | [`RequestBody::Assign`] | requester → provider | `Ack` or `Refused` |
 //! | [`RequestBody::Cancel`] | requester → provider | `Ack` |
 //! | [`RequestBody::Fetch`] | provider → requester | `Blob` or `NotFound` |
@@ -15,7 +16,12 @@
 //! A `Report` carries finished results and renews the lease of every task still held. Each
 //! result is signed by the provider (see [`naac_types::record`]); the requester rebuilds the
 //! record from what it assigned and what came back, and rejects it unless the signature
-//! matches. A `Checkpoint` carries a running task's saved state; a later attempt of the task
+//! matches. A provider's [`HostStatus`] (its resources from the device manager, whether its
+//! owner's policy lets it take work now, its limits, and whether the asking requester may use
+//! it at all) comes with the `Welcome` and is pushed again as a `Status` whenever it changes
+//! and at least every 30 s. A `Hello` may carry a [`UserAttestation`]: the requester's
+//! per-run identity signed by its user's long-lived key, so providers' allow and deny lists
+//! can name people. A `Checkpoint` carries a running task's saved state; a later attempt of the task
 //! names it in [`TaskSpec::resume`] and fetches it like any other blob.
 //! Modules and inputs travel by content id: a provider fetches each blob once and checks its
 //! hash. Every message carries [`VERSION`]; byte payloads use `serde_bytes` (compact CBOR
@@ -27,7 +33,7 @@ use serde::{Deserialize, Serialize};
 /// Protocol name for task dispatch and results.
 pub const TASK_PROTOCOL: &str = "/naac/task/1";
 /// Message schema version inside the protocol.
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 /// Largest message either side accepts; larger frames are dropped by the codec.
 pub const MAX_MESSAGE_BYTES: u64 = 512 << 20;
 /// A provider sends results in reports of about this size at most (one larger result still
@@ -51,7 +57,9 @@ impl Request {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum RequestBody {
     /// Are you a provider, and how many slots do you have?
-    Hello,
+    Hello(Hello),
+    /// A provider's status changed (or 30 s passed): sent to every peer that said Hello.
+    Status(Box<HostStatus>),
     Assign(Assign),
     /// Drop these attempts `(task, attempt)` of the job; an empty list means every task of
     /// the job. A newer attempt of the same task is not affected.
@@ -88,18 +96,64 @@ impl Response {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum ResponseBody {
-    Welcome {
-        slots: u32,
-        agent: String,
-        /// Who runs this provider, when its operator says so; replicas of a task go to
-        /// providers with distinct owners.
-        owner: Option<String>,
-    },
+    Welcome(Box<Welcome>),
     Ack,
     Blob(#[serde(with = "serde_bytes")] Vec<u8>),
     NotFound,
     /// The request was understood and declined; the text says why.
     Refused(String),
+}
+
+/// Opens a conversation with a provider.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Hello {
+    pub user: Option<UserAttestation>,
+}
+
+/// "The peer sending this works for user `user`": the user's key signs the sender's peer id.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UserAttestation {
+    /// The user's id (a peer id string of the user's key).
+    pub user: String,
+    /// The user key's signature over [`UserAttestation::signing_bytes`].
+    #[serde(with = "serde_bytes")]
+    pub signature: Vec<u8>,
+}
+
+impl UserAttestation {
+    /// What the user key signs: a domain tag and the session peer id's bytes.
+    pub fn signing_bytes(session_peer: &[u8]) -> Vec<u8> {
+        let mut v = b"naac user session v1\0".to_vec();
+        v.extend_from_slice(session_peer);
+        v
+    }
+}
+
+/// A provider's answer to `Hello`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Welcome {
+    /// Slots the node has (its policy may allow fewer now; see `status.slots`).
+    pub slots: u32,
+    pub agent: String,
+    /// Who runs this provider, when its operator says so; replicas of a task go to
+    /// providers with distinct owners.
+    pub owner: Option<String>,
+    pub status: HostStatus,
+}
+
+/// What a provider is and whether it takes work, as seen by the peer it is sent to.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct HostStatus {
+    /// Increases with every status the provider sends; older ones are ignored.
+    pub seq: u64,
+    pub resources: naac_types::host::Resources,
+    pub state: naac_types::host::HostState,
+    pub limits: naac_types::host::HostLimits,
+    /// Slots the policy allows now (`max_slots`), and how many are busy.
+    pub slots: u32,
+    pub running: u32,
+    /// Why this peer may not use the provider at all (deny or allow list).
+    pub denied: Option<String>,
 }
 
 /// Tasks of one job for one provider.
@@ -157,6 +211,9 @@ pub struct Report {
     pub held: Vec<(u32, u32)>,
     /// The highest `Assign::seq` applied when `held` was taken.
     pub seen_seq: u64,
+    /// Attempts handed back unfinished (the owner's policy paused them past its grace
+    /// period, or stopped them before they started): reassign them, they did not fail.
+    pub returned: Vec<(u32, u32)>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -6,7 +6,7 @@
 //! no network, no environment. Clocks and randomness are virtual and seeded from the task,
 //! NaNs are canonical and threads are off, so the same task prints the same bytes on every
 //! host. Fuel (≈ instructions), memory and wall-clock time are limited; every run ends in one
-//! [`Outcome`]. A guest trap is an outcome, never a host error.
+//! [`Outcome`](naac_types::Outcome). A guest trap is an outcome, never a host error.
 //!
 //! A guest may also save its progress through the `naac` import module (`checkpoint`,
 //! `restore_size`, `restore`): the host keeps a copy at most once per
@@ -17,13 +17,23 @@
 //! ticker thread for timeouts, and the compiled-module cache (in memory, and on disk keyed by
 //! the module's BLAKE3 hash plus the engine's settings and version). Only this crate knows
 //! wasmtime.
+//!
+//! The sandbox's [`Gate`] ([`Sandbox::gate`]) lets the owner's policy pause all its guests
+//! (they stop within one [`EPOCH_TICK`] and later go on exactly where they were) and cap the
+//! share of time they run ([`Gate::set_duty`], duty cycling over [`DUTY_PERIOD`]). Blocked
+//! guests use no CPU, still notice cancellation, and do not have the time they spent blocked
+//! counted against their wall-clock limit ([`RunResult::paused`] reports it). Since guests
+//! are deterministic and their clocks virtual, neither changes a task's result. The epoch
+//! ticker sleeps while no guest needs ticks, so an idle sandbox costs no CPU.
 
 mod cache;
 mod checkpoint;
+mod gate;
 mod run;
 mod wasi;
 
 pub use checkpoint::{CheckpointSink, MAX_CHECKPOINT_BYTES};
+pub use gate::{DUTY_PERIOD, Gate, MIN_DUTY};
 pub use run::{RunResult, TaskRun};
 
 use anyhow::Context as _;
@@ -35,7 +45,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasmtime::{Config, Engine, InstancePre, Linker, Module};
 
-/// How often the epoch ticks; timeouts and cancellation are noticed within one tick.
+/// How often the epoch ticks while a guest runs; timeouts, cancellation and a
+/// [`Gate::pause`] are noticed within one tick.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Compiled modules kept ready in memory.
@@ -119,6 +130,7 @@ pub struct Sandbox {
     engine_key: [u8; 32],
     ready: Mutex<HashMap<ContentId, Prepared>>,
     scratch: run::ScratchPool,
+    gate: Gate,
     stop_ticker: Arc<AtomicBool>,
 }
 
@@ -163,18 +175,27 @@ impl Sandbox {
         }
         let engine_key = cache::engine_key(&engine);
         let stop_ticker = Arc::new(AtomicBool::new(false));
+        let gate = Gate::new();
         {
             let engine = engine.clone();
             let stop = stop_ticker.clone();
-            std::thread::Builder::new()
+            let tick_gate = gate.clone();
+            let ticker = std::thread::Builder::new()
                 .name("naac-epoch".into())
                 .spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
+                    while !stop.load(Ordering::SeqCst) {
+                        // Ticks only while some guest runs (and is not blocked by the gate):
+                        // a run wakes the ticker when it starts.
+                        if !tick_gate.needs_ticks() {
+                            std::thread::park();
+                            continue;
+                        }
                         std::thread::sleep(EPOCH_TICK);
                         engine.increment_epoch();
                     }
                 })
                 .context("start the epoch ticker thread")?;
+            gate.set_ticker(ticker.thread().clone());
         }
         Ok(Self {
             engine,
@@ -183,12 +204,18 @@ impl Sandbox {
             engine_key,
             ready: Mutex::new(HashMap::new()),
             scratch: run::ScratchPool::default(),
+            gate,
             stop_ticker,
         })
     }
 
     pub fn config(&self) -> &SandboxConfig {
         &self.config
+    }
+
+    /// The gate all runs of this sandbox pass: pause, resume and throttle them.
+    pub fn gate(&self) -> Gate {
+        self.gate.clone()
     }
 
     /// The module, if it is compiled already (in memory or in the disk cache).
@@ -233,7 +260,9 @@ impl Sandbox {
     }
 
     /// Runs one task to its outcome. Host-side failures (cannot create the scratch
-    /// directory, ...) are errors; everything the guest does is an outcome.
+    /// directory, ...) are errors; everything the guest does is an outcome. The run passes
+    /// the sandbox's [`Gate`]: while it is paused or throttled the run blocks (and its
+    /// wall-clock limit is extended by that time).
     pub fn run(
         &self,
         module: &Prepared,
@@ -244,6 +273,7 @@ impl Sandbox {
             &self.engine,
             &self.config,
             &self.scratch,
+            &self.gate,
             module,
             task,
             cancel,
@@ -288,6 +318,7 @@ pub(crate) fn wasm_err(e: wasmtime::Error, what: &str) -> anyhow::Error {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        self.stop_ticker.store(true, Ordering::Relaxed);
+        self.stop_ticker.store(true, Ordering::SeqCst);
+        self.gate.wake_ticker();
     }
 }

@@ -1,6 +1,7 @@
 //! Running one task: scratch directories, WASI context, limits, outcome classification.
 
 use crate::checkpoint::{CheckpointSink, Checkpoints, GuestFault, MAX_CHECKPOINT_BYTES};
+use crate::gate::{Gate, Passed, Throttle};
 use crate::wasi::{Ctx, SeededRandom, Stop, VirtualClock};
 use crate::{Prepared, SandboxConfig, wasm_err};
 use anyhow::Context as _;
@@ -17,9 +18,9 @@ use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 /// Everything one run needs.
 #[derive(Clone, Debug, Default)]
 pub struct TaskRun {
-    /// argv[0], conventionally the job name.
+    /// `argv[0]`, conventionally the job name.
     pub argv0: String,
-    /// argv after argv[0].
+    /// argv after `argv[0]`.
     pub args: Vec<String>,
     pub stdin: Vec<u8>,
     /// Files for `/in`: plain names (no `/`), contents.
@@ -49,7 +50,11 @@ pub struct RunResult {
     pub message: String,
     /// Fuel consumed: the billing unit.
     pub fuel_used: u64,
+    /// Wall time of the whole run, including [`paused`](Self::paused).
     pub wall: Duration,
+    /// Time the run spent blocked by the sandbox's [`Gate`](crate::Gate) (paused, or
+    /// sleeping off its duty); it does not count against the wall-clock limit.
+    pub paused: Duration,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
     /// Files the guest left in `/out`: relative paths with `/`, contents.
@@ -62,13 +67,15 @@ pub(crate) fn run(
     engine: &Engine,
     cfg: &SandboxConfig,
     scratch_pool: &ScratchPool,
+    gate: &Gate,
     module: &Prepared,
     task: &TaskRun,
     cancel: &Arc<AtomicBool>,
 ) -> anyhow::Result<RunResult> {
     let started = Instant::now();
+    let _running = gate.enter();
     let scratch = scratch_pool.take(&cfg.work_dir)?;
-    let result = run_in(engine, cfg, module, task, cancel, &scratch, started);
+    let result = run_in(engine, cfg, gate, module, task, cancel, &scratch, started);
     // Skip the cleanup reads where nothing can be there: no inputs were written, and `/out`
     // was seen empty after the run.
     let in_used = !task.inputs.is_empty();
@@ -139,9 +146,11 @@ fn empty_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_in(
     engine: &Engine,
     cfg: &SandboxConfig,
+    gate: &Gate,
     module: &Prepared,
     task: &TaskRun,
     cancel: &Arc<AtomicBool>,
@@ -203,6 +212,7 @@ fn run_in(
             clock,
             memory_limit: task.limits.memory,
             deadline: started + timeout,
+            blocked: Duration::ZERO,
             cancel: cancel.clone(),
             stop: None,
             checkpoints: Checkpoints::new(
@@ -223,6 +233,8 @@ fn run_in(
     let watch_dir = out_dir.to_path_buf();
     let out_limit = cfg.output_limit;
     let mut ticks = 0u32;
+    let tick_gate = gate.clone();
+    let mut throttle = Throttle::default();
     store.epoch_deadline_callback(move |mut cx| {
         let c = cx.data_mut();
         ticks = ticks.wrapping_add(1);
@@ -234,6 +246,9 @@ fn run_in(
             c.stop = Some(Stop::Cancelled);
             return Err(wasmtime::Error::msg("cancelled by the host"));
         }
+        // Paused or throttled: block here, then go on where the guest was.
+        let passed = tick_gate.pass(&mut throttle, &c.cancel);
+        c.note_blocked(passed)?;
         if Instant::now() >= c.deadline {
             c.stop = Some(Stop::Timeout);
             return Err(wasmtime::Error::msg("wall-clock limit reached"));
@@ -245,12 +260,18 @@ fn run_in(
         .pre
         .instantiate(&mut store)
         .and_then(|instance| instance.get_typed_func::<(), ()>(&mut store, "_start"))
-        .and_then(|start| start.call(&mut store, ()));
+        .and_then(|start| {
+            // A guest about to start while the gate is paused waits before running any code.
+            let passed = gate.pass(&mut Throttle::default(), cancel);
+            store.data_mut().note_blocked(passed)?;
+            start.call(&mut store, ())
+        });
     let fuel_used = task
         .limits
         .fuel
         .saturating_sub(store.get_fuel().unwrap_or(0));
     let stop = store.data().stop;
+    let paused = store.data().blocked;
     let checkpoints = store.data().checkpoints.taken;
     drop(store);
 
@@ -303,12 +324,27 @@ fn run_in(
         message,
         fuel_used,
         wall: started.elapsed(),
+        paused,
         stdout,
         stderr,
         outputs,
         checkpoints,
     };
     Ok((result, out_used))
+}
+
+impl Ctx {
+    /// Accounts for time blocked by the gate: it does not count against the wall-clock
+    /// limit. Fails the run if it was cancelled meanwhile.
+    fn note_blocked(&mut self, passed: Passed) -> wasmtime::Result<()> {
+        self.deadline += passed.blocked;
+        self.blocked += passed.blocked;
+        if passed.cancelled {
+            self.stop = Some(Stop::Cancelled);
+            return Err(wasmtime::Error::msg("cancelled by the host"));
+        }
+        Ok(())
+    }
 }
 
 fn classify(

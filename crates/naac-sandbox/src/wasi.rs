@@ -25,7 +25,10 @@ pub(crate) struct Ctx {
     /// The task's virtual clock (shared with the WASI context's clocks).
     pub clock: VirtualClock,
     pub memory_limit: u64,
+    /// When the run times out; pushed back by the time it spends blocked by the gate.
     pub deadline: Instant,
+    /// Time the run spent blocked by the gate (paused or throttled).
+    pub blocked: Duration,
     pub cancel: Arc<AtomicBool>,
     pub stop: Option<Stop>,
     /// The run's checkpoint to resume from and where new ones go.

@@ -250,6 +250,9 @@ struct Provider {
     lease_deadline: Millis,
     /// Its lease lapsed: no new work until it renews.
     lapsed: bool,
+    /// Its owner's policy stopped it taking work (or this job does not fit it): it keeps
+    /// what it holds but gets nothing new.
+    paused: bool,
     /// Verified results in a row (for adaptive replication).
     streak: u32,
     /// Recent tasks accepted on its word alone, oldest first.
@@ -275,6 +278,8 @@ pub struct ProviderInfo {
     pub groups: Vec<String>,
     /// Verified results in a row so far (from the reputation store).
     pub streak: u32,
+    /// It may not take new work yet (see [`Scheduler::set_paused`]).
+    pub paused: bool,
 }
 
 impl ProviderInfo {
@@ -466,6 +471,7 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
                 p.slots = slots;
                 p.groups = info.groups;
                 p.lapsed = false;
+                p.paused = info.paused;
                 p.lease_deadline = now.plus(self.config.lease_ms);
             }
             None => {
@@ -484,6 +490,7 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
                         assigned: HashSet::new(),
                         lease_deadline: now.plus(self.config.lease_ms),
                         lapsed: false,
+                        paused: info.paused,
                         streak,
                         unchecked,
                     },
@@ -509,6 +516,42 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
             },
         );
         self.lose_runs(provider, p.assigned.into_iter().collect());
+        self.fill(now);
+        self.check_finished();
+    }
+
+    /// The provider may (`false`) or may not (`true`) take new work now; what it already
+    /// holds stays with it. Unknown providers are ignored.
+    pub fn set_paused(&mut self, provider: &P, paused: bool, now: Millis) {
+        if let Some(p) = self.providers.get_mut(provider)
+            && p.paused != paused
+        {
+            p.paused = paused;
+            if !paused {
+                self.fill(now);
+            }
+        }
+    }
+
+    /// Whether `provider` is known and not paused.
+    pub fn is_available(&self, provider: &P) -> bool {
+        self.providers.get(provider).is_some_and(|p| !p.paused)
+    }
+
+    /// The provider handed these runs back unfinished (its owner's policy stopped them):
+    /// their tasks go to other providers without counting as failures. Runs it no longer
+    /// has are ignored.
+    pub fn runs_returned(&mut self, provider: &P, runs: &[(TaskId, Attempt)], now: Millis) {
+        for (task, attempt) in runs {
+            if !self.is_running(provider, *task, *attempt) {
+                continue;
+            }
+            if self.take_run(*task, provider).is_some()
+                && self.tasks[task.0 as usize].status == Status::Open
+            {
+                self.enqueue(*task);
+            }
+        }
         self.fill(now);
         self.check_finished();
     }
@@ -1038,13 +1081,17 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
         let order = self.order.clone();
         let active = order
             .iter()
-            .filter(|id| self.providers.get(*id).is_some_and(|p| !p.lapsed))
+            .filter(|id| {
+                self.providers
+                    .get(*id)
+                    .is_some_and(|p| !p.lapsed && !p.paused)
+            })
             .count();
         for id in &order {
             let Some(p) = self.providers.get(id) else {
                 continue;
             };
-            if p.lapsed {
+            if p.lapsed || p.paused {
                 continue;
             }
             let cap = self.capacity_of(p);

@@ -562,6 +562,7 @@ fn copies_never_share_an_owner() {
                 slots: 1,
                 groups: vec![format!("owner:{owner}")],
                 streak: 0,
+                ..ProviderInfo::default()
             },
             Millis(0),
         );
@@ -863,6 +864,7 @@ fn a_late_vote_cannot_make_a_quorum_with_its_own_owner() {
                 slots: 1,
                 groups: vec![format!("owner:{owner}")],
                 streak: 0,
+                ..ProviderInfo::default()
             },
             Millis(0),
         );
@@ -966,4 +968,50 @@ fn leaving_does_not_wipe_a_providers_unchecked_results() {
     for t in 0..2_000 {
         assert_eq!(h.accepted[&TaskId(t)], good(TaskId(t)), "task {t}");
     }
+}
+
+#[test]
+fn a_paused_provider_keeps_its_runs_but_gets_no_new_work() {
+    let mut h = Harness::new(20, cfg());
+    h.join(1, 1, 0);
+    let before = h.held[&1].clone();
+    assert!(!before.is_empty());
+    h.s.set_paused(&1, true, Millis(1));
+    h.drain();
+    assert!(!h.s.is_available(&1));
+    // It finishes what it holds, and nothing new arrives while paused.
+    while h.complete_one(1, 2).is_some() {}
+    assert!(h.held[&1].is_empty(), "no work for a paused provider");
+    h.check();
+    h.s.set_paused(&1, false, Millis(3));
+    h.drain();
+    assert!(!h.held[&1].is_empty(), "work again once it may take it");
+    h.check();
+}
+
+#[test]
+fn returned_runs_go_elsewhere_without_spending_retries() {
+    let mut h = Harness::new(
+        2,
+        Config {
+            retries: 0,
+            ..cfg()
+        },
+    );
+    h.join(1, 2, 0);
+    let runs = h.held[&1].clone();
+    assert_eq!(runs.len(), 2);
+    h.s.set_paused(&1, true, Millis(1));
+    // Handed back twice (the second time stale): neither counts as a failure.
+    for _ in 0..2 {
+        h.held.get_mut(&1).expect("held").clear();
+        h.s.runs_returned(&1, &runs, Millis(2));
+        h.drain();
+    }
+    assert!(h.failed.is_empty(), "a returned run is not a failure");
+    h.join(2, 2, 3);
+    assert_eq!(h.held[&2].len(), 2, "both tasks went to the other provider");
+    while h.complete_one(2, 4).is_some() {}
+    assert!(h.finished);
+    assert_eq!(h.s.progress().retried, 0);
 }

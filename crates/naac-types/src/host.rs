@@ -17,6 +17,9 @@ pub struct Resources {
     /// Empty when there is no GPU or no way to see one (no NVML library).
     pub gpus: Vec<Gpu>,
     pub power: Power,
+    /// Round-trip time to each peer this node is connected to (libp2p ping), filled in by the
+    /// daemon; the probes leave it empty.
+    pub network: Vec<PeerRtt>,
     /// Fraction of the last 7 days this node was up (0–1), counted from its first start when
     /// that is more recent.
     pub availability: f64,
@@ -73,6 +76,12 @@ pub struct Power {
     pub on_ac: Option<bool>,
     /// `None`: no battery.
     pub battery_percent: Option<u8>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PeerRtt {
+    pub peer: String,
+    pub rtt_ms: f64,
 }
 
 /// Whether a host takes work now.

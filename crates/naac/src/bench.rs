@@ -5,7 +5,7 @@
 //! process, real wasmtime, results written to disk. Use a release build:
 //! `cargo run --release -- bench`.
 
-use crate::pool::Pool;
+use crate::embedded::Pool;
 use crate::run::{Exec, Executed, execute};
 use anyhow::Context as _;
 use naac_net::{Event, Keypair, Multiaddr};
@@ -166,7 +166,7 @@ impl Bench {
         &self,
         job: &Path,
         workers: u32,
-        on_pool: Option<tokio::sync::oneshot::Sender<crate::pool::Pids>>,
+        on_pool: Option<tokio::sync::oneshot::Sender<crate::embedded::Pids>>,
     ) -> anyhow::Result<f64> {
         Ok(self.run_timed(job, workers, on_pool).await?.0)
     }
@@ -176,7 +176,7 @@ impl Bench {
         &self,
         job: &Path,
         workers: u32,
-        on_pool: Option<tokio::sync::oneshot::Sender<crate::pool::Pids>>,
+        on_pool: Option<tokio::sync::oneshot::Sender<crate::embedded::Pids>>,
     ) -> anyhow::Result<(f64, f64)> {
         let f = self.run_with(job, workers, on_pool, &[]).await?;
         Ok((
@@ -190,7 +190,7 @@ impl Bench {
         &self,
         job: &Path,
         workers: u32,
-        on_pool: Option<tokio::sync::oneshot::Sender<crate::pool::Pids>>,
+        on_pool: Option<tokio::sync::oneshot::Sender<crate::embedded::Pids>>,
         provider_args: &[&str],
     ) -> anyhow::Result<Box<naac_node::requester::Finished>> {
         let out = self.dir.join(format!(
@@ -210,6 +210,7 @@ impl Bench {
             provider_args: provider_args.iter().map(|a| a.to_string()).collect(),
             quiet: true,
             on_pool,
+            no_wait: false,
         };
         let f = match execute(exec).await? {
             Executed::Done(f) => f,
@@ -325,7 +326,7 @@ impl Bench {
             .min(self.run(&job, 2, None).await?);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let killer = tokio::spawn(async move {
-            let pids: crate::pool::Pids = rx.await.ok()?;
+            let pids: crate::embedded::Pids = rx.await.ok()?;
             tokio::time::sleep(Duration::from_secs_f64(calm * 0.4)).await;
             let pid = pids.lock().ok()?.iter().flatten().next().copied()?;
             let ok = std::process::Command::new("kill")
@@ -425,7 +426,7 @@ impl Bench {
             .wall_seconds;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let killer = tokio::spawn(async move {
-            let pids: crate::pool::Pids = rx.await.ok()?;
+            let pids: crate::embedded::Pids = rx.await.ok()?;
             tokio::time::sleep(Duration::from_secs_f64(calm * 0.6)).await;
             let pids: Vec<u32> = pids.lock().ok()?.iter().flatten().copied().collect();
             // The busy one is the one using the CPU.

@@ -9,6 +9,10 @@ use std::process::ExitCode;
 pub enum Cmd {
     /// Print this node's peer id (the identity is made on first use)
     Show {
+        /// Print the user id instead: the key `naac run` attests its runs with, which
+        /// providers' allow and deny lists name
+        #[arg(long)]
+        user: bool,
         /// Print one JSON object instead of text
         #[arg(long)]
         json: bool,
@@ -17,16 +21,20 @@ pub enum Cmd {
 
 pub async fn main(cmd: Cmd) -> anyhow::Result<ExitCode> {
     match cmd {
-        Cmd::Show { json } => {
+        Cmd::Show { json, user } => {
             let home = Home::from_env()?;
             home.ensure()?;
-            let key = naac_net::load_or_create_identity(&home.identity())
-                .context("load the node identity")?;
+            let file = if user {
+                home.user_identity()
+            } else {
+                home.identity()
+            };
+            let key = naac_net::load_or_create_identity(&file).context("load the key")?;
             let id = naac_net::peer_id_of(&key);
             if json {
                 let v = serde_json::json!({
                     "peer_id": id.to_string(),
-                    "key_file": home.identity(),
+                    "key_file": file,
                 });
                 println!("{v}");
             } else {

@@ -4,8 +4,10 @@
 //! One file per command.
 
 mod bench;
+mod embedded;
 mod key;
 mod node;
+mod policy;
 mod pool;
 mod reputation;
 mod run;
@@ -40,6 +42,16 @@ enum Cmd {
     /// Show this node's identity
     #[command(subcommand)]
     Key(key::Cmd),
+    /// Show the pool as one computer: every host in view, its resources, free slots, policy
+    /// state and latency, and the totals
+    Pool(pool::Args),
+    /// Show, change or check this machine's usage policy (when and how much it shares)
+    #[command(subcommand)]
+    Policy(policy::Cmd),
+    /// Pause this machine's node: running tasks stop within a second, resume later
+    Pause(policy::PauseArgs),
+    /// Resume a node paused with `naac pause`
+    Resume,
     /// List the providers this machine has used, with their verified/rejected/lost counts
     Reputation(reputation::Args),
     /// Measure throughput, latency, scaling, sandbox and verification overhead
@@ -81,6 +93,10 @@ fn main() -> ExitCode {
             Cmd::Node(a) => node::main(a).await,
             Cmd::Key(c) => key::main(c).await,
             Cmd::Reputation(a) => reputation::main(a).await,
+            Cmd::Pool(a) => pool::main(a).await,
+            Cmd::Policy(c) => policy::main(c).await,
+            Cmd::Pause(a) => policy::pause(a).await,
+            Cmd::Resume => policy::resume().await,
             Cmd::Bench(a) => bench::main(a).await,
         }
     });

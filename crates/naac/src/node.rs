@@ -34,7 +34,8 @@ pub struct Args {
     /// Testing aid: hold every result for N times its run time
     #[arg(long, hide = true, value_name = "N", default_value_t = 1.0)]
     slowdown: f64,
-    /// Use a throwaway identity instead of the data dir's key (embedded pools, tests)
+    /// Use a throwaway identity instead of the data dir's key, and no owner policy (embedded
+    /// pools, tests)
     #[arg(long, hide = true)]
     ephemeral: bool,
     /// Exit when stdin closes (set by the process that started this node)
@@ -77,6 +78,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
     config.owner = a.owner;
     config.faulty = a.faulty;
     config.slowdown = a.slowdown;
+    config.owner_policy = !a.ephemeral;
     let (listen_tx, mut listen_rx) = tokio::sync::mpsc::channel(16);
     tokio::spawn(async move {
         // One line per address, for people and for scripts (`listening on MULTIADDR`).

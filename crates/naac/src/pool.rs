@@ -1,141 +1,252 @@
-//! The embedded pool: provider processes on 127.0.0.1 started by `naac run` (and `naac bench`)
-//! when no `--join` is given, so a newcomer gets results with no set-up.
-//!
-//! Like a Ray raylet, the pool supervises its workers: one that dies (crash, OOM killer,
-//! `kill -9`) is restarted, up to [`MAX_RESTARTS`] times, and rejoins the requester; the
-//! requester meanwhile reassigns the dead worker's tasks. Workers exit when their stdin closes,
-//! so they never outlive the pool even if `naac run` itself is killed.
+//! `naac pool`: the pool as one computer — every host in view, its resources, free slots,
+//! policy state and latency from here, and the totals.
 
-use anyhow::Context as _;
 use naac_net::Multiaddr;
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use naac_node::Home;
+use naac_node::survey::Seen;
+use naac_types::host::HostState;
+use naac_types::units::format_size;
+use std::process::ExitCode;
 use std::time::Duration;
-use tokio::process::{Child, Command};
-use tokio::sync::watch;
 
-/// Restarts allowed per worker over the life of the pool.
-pub const MAX_RESTARTS: u32 = 10;
-
-/// Process ids of the running workers (changes as workers restart).
-pub type Pids = Arc<Mutex<Vec<Option<u32>>>>;
-
-pub struct Pool {
-    stop: watch::Sender<bool>,
-    supervisors: Vec<tokio::task::JoinHandle<()>>,
-    pids: Pids,
+#[derive(clap::Args)]
+pub struct Args {
+    /// Reach the pool through this host (repeatable), e.g. /ip4/192.168.1.5/tcp/4001/p2p/12D3K...
+    #[arg(long, value_name = "MULTIADDR")]
+    join: Vec<Multiaddr>,
+    /// Do not discover hosts on the local network (mDNS)
+    #[arg(long)]
+    no_mdns: bool,
+    /// How long to listen for hosts
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = crate::run::parse_duration)]
+    wait: Duration,
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    json: bool,
 }
 
-struct Spec {
-    exe: PathBuf,
-    slots: u32,
-    requester: Multiaddr,
-    extra: Vec<String>,
-}
-
-impl Spec {
-    fn spawn(&self) -> anyhow::Result<Child> {
-        Command::new(&self.exe)
-            .arg("node")
-            .arg("--provide")
-            .args(["--slots", &self.slots.to_string()])
-            .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
-            .args(["--join", &self.requester.to_string()])
-            .args(["--no-mdns", "--ephemeral", "--exit-with-parent"])
-            .args(&self.extra)
-            // Quiet unless the user asked for logs.
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("start provider process {}", self.exe.display()))
-    }
-}
-
-impl Pool {
-    /// Starts `workers` providers of `slots` slots each that dial `requester`.
-    pub fn start(
-        workers: u32,
-        slots: u32,
-        requester: &Multiaddr,
-        extra: &[String],
-    ) -> anyhow::Result<Self> {
-        let spec = Arc::new(Spec {
-            exe: std::env::current_exe().context("find the naac executable")?,
-            slots,
-            requester: requester.clone(),
-            extra: extra.to_vec(),
+pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
+    let home = Home::from_env()?;
+    home.ensure()?;
+    let user = crate::run::user_key(&home)?;
+    let (client, mut events) = naac_net::start(
+        naac_net::Keypair::generate_ed25519(),
+        naac_net::Config {
+            listen: vec!["/ip4/0.0.0.0/tcp/0".parse().expect("valid multiaddr")],
+            join: a.join.clone(),
+            mdns: !a.no_mdns,
+            ..naac_net::Config::default()
+        },
+    )
+    .await?;
+    let seen = naac_node::survey::survey(&client, &mut events, Some(&user), a.wait).await;
+    let totals = Totals::of(&seen);
+    if a.json {
+        let hosts: Vec<serde_json::Value> = seen.iter().map(host_json).collect();
+        let v = serde_json::json!({
+            "hosts": hosts,
+            "totals": {
+                "hosts": totals.hosts,
+                "accepting": totals.accepting,
+                "cores": totals.cores,
+                "memory": totals.memory,
+                "memory_available": totals.memory_available,
+                "disk_free": totals.disk_free,
+                "gpus": totals.gpus,
+                "slots": totals.slots,
+                "free_slots": totals.free_slots,
+                "compute_score": totals.score,
+            },
         });
-        let (stop, stop_rx) = watch::channel(false);
-        let pids: Pids = Arc::new(Mutex::new(vec![None; workers as usize]));
-        let mut supervisors = Vec::new();
-        for i in 0..workers as usize {
-            let first = spec.spawn()?;
-            let (spec, mut stop_rx, pids) = (spec.clone(), stop_rx.clone(), pids.clone());
-            supervisors.push(tokio::spawn(async move {
-                let mut child = first;
-                let mut restarts = 0;
-                loop {
-                    // Held here: `Child::wait` would close it, and a closed stdin tells the
-                    // worker to exit.
-                    let stdin = child.stdin.take();
-                    pids.lock().expect("pids lock")[i] = child.id();
-                    tokio::select! {
-                        status = child.wait() => {
-                            pids.lock().expect("pids lock")[i] = None;
-                            // A clean exit (Ctrl-C reached the worker too, or its stdin
-                            // closed) is not a crash.
-                            if *stop_rx.borrow() || status.as_ref().is_ok_and(|s| s.success()) {
-                                return;
-                            }
-                            if restarts >= MAX_RESTARTS {
-                                tracing::error!("provider worker {i} keeps dying ({status:?}); not restarting it");
-                                return;
-                            }
-                            restarts += 1;
-                            tracing::warn!("provider worker {i} exited ({status:?}); restarting it");
-                            match spec.spawn() {
-                                Ok(c) => child = c,
-                                Err(e) => {
-                                    tracing::error!("failed to restart provider worker {i}: {e:#}");
-                                    return;
-                                }
-                            }
-                        }
-                        _ = stop_rx.changed() => {
-                            // Closing stdin asks the worker to exit; kill it if it lingers.
-                            drop(stdin);
-                            if tokio::time::timeout(Duration::from_secs(2), child.wait()).await.is_err() {
-                                let _ = child.kill().await;
-                            }
-                            return;
-                        }
-                    }
-                }
-            }));
-        }
-        Ok(Self {
-            stop,
-            supervisors,
-            pids,
-        })
+        println!("{v}");
+        return Ok(ExitCode::SUCCESS);
     }
+    if seen.is_empty() {
+        println!(
+            "no hosts found in {:?}\nhint: start one with `naac node --provide`, and pass --join ADDR when it is not on this network",
+            a.wait
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    for s in &seen {
+        print!("{}", host_text(s));
+        println!();
+    }
+    println!(
+        "pool: {} hosts ({} accepting), {} cores, {} memory ({} available), {} disk free, {} GPUs, {}/{} slots free, compute {:.2} Gfuel/s",
+        totals.hosts,
+        totals.accepting,
+        totals.cores,
+        format_size(totals.memory),
+        format_size(totals.memory_available),
+        format_size(totals.disk_free),
+        totals.gpus,
+        totals.free_slots,
+        totals.slots,
+        totals.score
+    );
+    Ok(ExitCode::SUCCESS)
+}
 
-    /// The workers' process ids, for benchmarks that kill one.
-    pub fn pids(&self) -> Pids {
-        self.pids.clone()
-    }
+#[derive(Default)]
+struct Totals {
+    hosts: usize,
+    accepting: usize,
+    cores: u64,
+    memory: u64,
+    memory_available: u64,
+    disk_free: u64,
+    gpus: usize,
+    slots: u64,
+    free_slots: u64,
+    score: f64,
+}
 
-    /// Stops every worker and waits for them to exit.
-    pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        for s in self.supervisors {
-            let _ = s.await;
+impl Totals {
+    fn of(seen: &[Seen]) -> Self {
+        let mut t = Totals::default();
+        for s in seen {
+            let st = &s.welcome.status;
+            let r = &st.resources;
+            t.hosts += 1;
+            let usable = st.state.is_accepting() && st.denied.is_none();
+            if usable {
+                t.accepting += 1;
+                t.free_slots += u64::from(st.slots.saturating_sub(st.running));
+            }
+            t.cores += u64::from(r.cpu.cores);
+            t.memory += r.memory.total;
+            t.memory_available += r.memory.available;
+            t.disk_free += r.disk.free;
+            t.gpus += r.gpus.len();
+            t.slots += u64::from(st.slots);
+            t.score += r.cpu.total_score();
         }
+        t
     }
+}
+
+fn state_text(s: &Seen) -> String {
+    let st = &s.welcome.status;
+    match (&st.denied, &st.state) {
+        (Some(d), _) => format!("not for you: {d}"),
+        (None, HostState::Accepting) => "accepting".into(),
+        (None, HostState::Paused(why)) => format!("paused: {why}"),
+    }
+}
+
+fn host_text(s: &Seen) -> String {
+    use std::fmt::Write as _;
+    let st = &s.welcome.status;
+    let r = &st.resources;
+    let mut o = String::new();
+    let owner = s
+        .welcome
+        .owner
+        .as_deref()
+        .map(|o| format!(" (owner {o})"))
+        .unwrap_or_default();
+    let _ = writeln!(o, "host {}{owner}: {}", s.peer, state_text(s));
+    let features = if r.cpu.features.is_empty() {
+        String::new()
+    } else {
+        format!(" [{}]", r.cpu.features.join(" "))
+    };
+    let score = if r.cpu.score > 0.0 {
+        format!(", score {:.2} Gfuel/s per core", r.cpu.score)
+    } else {
+        ", score not measured yet".into()
+    };
+    let _ = writeln!(
+        o,
+        "  cpu           {}, {}, {} cores{features}{score}",
+        r.cpu.model, r.cpu.arch, r.cpu.cores
+    );
+    let _ = writeln!(
+        o,
+        "  memory        {} available of {}",
+        format_size(r.memory.available),
+        format_size(r.memory.total)
+    );
+    let _ = writeln!(
+        o,
+        "  disk          {} free of {}",
+        format_size(r.disk.free),
+        format_size(r.disk.total)
+    );
+    let gpus = if r.gpus.is_empty() {
+        "none".to_string()
+    } else {
+        r.gpus
+            .iter()
+            .map(|g| format!("{} {} ({})", g.vendor, g.model, format_size(g.memory)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let _ = writeln!(o, "  gpus          {gpus}");
+    let power = match (r.power.on_ac, r.power.battery_percent) {
+        (_, Some(b)) if r.power.on_ac == Some(true) => format!("on AC, battery {b}%"),
+        (_, Some(b)) => format!("on battery, {b}%"),
+        (Some(true), None) => "on AC".into(),
+        (Some(false), None) => "on battery".into(),
+        (None, None) => "no power supply information".into(),
+    };
+    let _ = writeln!(o, "  power         {power}");
+    let _ = writeln!(
+        o,
+        "  slots         {} free of {} ({} running)",
+        st.slots.saturating_sub(st.running),
+        st.slots,
+        st.running
+    );
+    let l = &st.limits;
+    let mut limits = vec![format!("cpu ≤ {}%", l.max_cpu_percent)];
+    if let Some(m) = l.max_task_memory {
+        limits.push(format!("task memory ≤ {}", format_size(m)));
+    }
+    if let Some(ms) = l.max_task_runtime_ms {
+        limits.push(format!(
+            "task time ≤ {}",
+            naac_node::explain::human(Duration::from_millis(ms))
+        ));
+    }
+    if let Some(f) = l.storage_free {
+        limits.push(format!("storage {} left", format_size(f)));
+    }
+    limits.push(format!("min price {} credits/Gfuel", l.min_price));
+    if l.price_multiplier > 1.0 {
+        limits.push(format!("×{} now", l.price_multiplier));
+    }
+    let _ = writeln!(o, "  policy        {}", limits.join(", "));
+    let latency = s
+        .rtt
+        .map(|d| format!("{:.2} ms", d.as_secs_f64() * 1e3))
+        .unwrap_or_else(|| "not measured yet".into());
+    let _ = writeln!(o, "  latency       {latency} from here");
+    let _ = writeln!(
+        o,
+        "  availability  {:.0}% of the last 7 days",
+        r.availability * 100.0
+    );
+    o
+}
+
+fn host_json(s: &Seen) -> serde_json::Value {
+    let st = &s.welcome.status;
+    serde_json::json!({
+        "peer_id": s.peer.to_string(),
+        "owner": s.welcome.owner,
+        "agent": s.welcome.agent,
+        "state": match &st.state {
+            HostState::Accepting => serde_json::json!({"accepting": true}),
+            HostState::Paused(why) => serde_json::json!({"accepting": false, "paused": why}),
+        },
+        "denied": st.denied,
+        "slots": st.slots,
+        "running": st.running,
+        "free_slots": st.slots.saturating_sub(st.running),
+        "resources": st.resources,
+        "limits": st.limits,
+        "latency_ms": s.rtt.map(|d| d.as_secs_f64() * 1e3),
+    })
 }

@@ -1,7 +1,7 @@
 //! `naac run JOB.toml`: run a job on the embedded pool (default) or on providers reached with
 //! `--join`/mDNS, with a progress bar, and write results to the output directory.
 
-use crate::pool::Pool;
+use crate::embedded::Pool;
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use naac_net::Multiaddr;
@@ -38,12 +38,20 @@ pub struct Args {
     /// Give up when no provider has joined for this long
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     provider_wait: Duration,
+    /// Do not run: say which hosts in view could run the job now, and why the others cannot
+    /// (per constraint)
+    #[arg(long)]
+    explain: bool,
+    /// Fail at once, with the reasons, when no host in view may run the job now (default:
+    /// wait for one, showing why)
+    #[arg(long)]
+    no_wait: bool,
     /// Hidden testing aid: extra arguments for embedded provider processes
     #[arg(long, hide = true, allow_hyphen_values = true)]
     provider_arg: Vec<String>,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     naac_types::units::parse_duration(s)
 }
 
@@ -59,7 +67,8 @@ pub struct Exec {
     /// No progress bar or banner.
     pub quiet: bool,
     /// Receives the embedded pool's worker pids once it starts.
-    pub on_pool: Option<tokio::sync::oneshot::Sender<crate::pool::Pids>>,
+    pub on_pool: Option<tokio::sync::oneshot::Sender<crate::embedded::Pids>>,
+    pub no_wait: bool,
 }
 
 pub enum Executed {
@@ -69,6 +78,9 @@ pub enum Executed {
 }
 
 pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
+    if a.explain {
+        return explain(a).await;
+    }
     let json = a.json;
     let exec = Exec {
         job: a.job,
@@ -80,6 +92,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         provider_args: a.provider_arg,
         quiet: json,
         on_pool: None,
+        no_wait: a.no_wait,
     };
     let finished = match execute(exec).await? {
         Executed::Invalid(e) => {
@@ -192,6 +205,8 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
         },
         provider_wait: a.provider_wait,
         reputation: Some(home.reputation_db()),
+        user_key: Some(user_key(&home)?),
+        no_wait: a.no_wait,
     };
     let result = requester::run(
         prepared,
@@ -234,7 +249,7 @@ fn progress_bar(
     tokio::spawn(async move {
         let guard = BarGuard(bar.clone());
         while rx.changed().await.is_ok() {
-            let p = *rx.borrow_and_update();
+            let p = rx.borrow_and_update().clone();
             let s = p.sched;
             let done = (s.succeeded + s.failed) as u64;
             bar.set_position(done);
@@ -245,6 +260,10 @@ fn progress_bar(
             } else {
                 String::new()
             };
+            if let Some(why) = &p.waiting {
+                bar.set_message(format!("waiting: no host may run it now: {why}"));
+                continue;
+            }
             let providers = if s.providers == 0 {
                 "waiting for providers".to_string()
             } else {
@@ -371,4 +390,101 @@ fn report(f: &Finished, json: bool) -> anyhow::Result<()> {
 /// The last characters of a peer id: enough to tell providers apart in a listing.
 fn short_peer(p: &str) -> &str {
     &p[p.len().saturating_sub(8)..]
+}
+
+/// The user's key (made on first use): attests each run's throwaway identity to providers.
+pub fn user_key(home: &Home) -> anyhow::Result<naac_net::Keypair> {
+    naac_net::load_or_create_identity(&home.user_identity()).context("load the user key")
+}
+
+/// How long `--explain` (and `naac pool`) listen for hosts.
+pub const SURVEY_WAIT: Duration = Duration::from_secs(2);
+
+/// `naac run --explain`: which hosts in view could run the job now, and why not the others.
+async fn explain(a: Args) -> anyhow::Result<ExitCode> {
+    let home = Home::from_env()?;
+    home.ensure()?;
+    let sandbox = Arc::new(
+        Sandbox::start(SandboxConfig::new(home.work()).with_cache_dir(home.module_cache()))
+            .context("start the sandbox")?,
+    );
+    let prepared = match requester::prepare(&a.job, &sandbox) {
+        Ok(p) => p,
+        Err(RunError::Invalid(e)) => {
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(2));
+        }
+        Err(RunError::Internal(e)) => return Err(e),
+    };
+    let limits = prepared.job.limits;
+    if a.join.is_empty() {
+        let workers = a.workers.unwrap_or_else(crate::node::cores);
+        let text = format!(
+            "job {}: runs on an embedded pool of {workers} workers on this machine (no owner policies apply); pass --join ADDR to explain a pool",
+            prepared.job.name
+        );
+        if a.json {
+            println!(
+                "{}",
+                serde_json::json!({"job": prepared.job.name, "embedded": true, "hosts": workers, "usable": workers, "ruled_out": []})
+            );
+        } else {
+            println!("{text}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let user = user_key(&home)?;
+    let (client, mut events) = naac_net::start(
+        naac_net::Keypair::generate_ed25519(),
+        naac_net::Config {
+            listen: vec!["/ip4/0.0.0.0/tcp/0".parse().expect("valid multiaddr")],
+            join: a.join.clone(),
+            mdns: a.mdns_on(),
+            ..naac_net::Config::default()
+        },
+    )
+    .await?;
+    let seen = naac_node::survey::survey(&client, &mut events, Some(&user), SURVEY_WAIT).await;
+    let e = naac_node::explain::Explanation::of(&limits, seen.iter().map(|s| &s.welcome.status));
+    if a.json {
+        let hosts: Vec<serde_json::Value> = seen
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "peer_id": s.peer.to_string(),
+                    "ruled_out": naac_node::explain::rule_out(&limits, &s.welcome.status),
+                })
+            })
+            .collect();
+        let ruled: Vec<serde_json::Value> = e
+            .ruled_out
+            .iter()
+            .map(|(r, n)| serde_json::json!({"reason": r, "hosts": n}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"job": prepared.job.name, "embedded": false, "hosts": e.hosts, "usable": e.usable, "ruled_out": ruled, "per_host": hosts})
+        );
+    } else {
+        println!("job {}: {e}", prepared.job.name);
+        for s in &seen {
+            let why = naac_node::explain::rule_out(&limits, &s.welcome.status);
+            if why.is_empty() {
+                println!("  {}  can run it", s.peer);
+            } else {
+                println!("  {}  {}", s.peer, why.join("; "));
+            }
+        }
+    }
+    Ok(if e.usable > 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+impl Args {
+    fn mdns_on(&self) -> bool {
+        !self.no_mdns
+    }
 }

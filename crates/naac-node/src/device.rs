@@ -1,0 +1,1367 @@
+//! The device manager: what this host has and offers, probed at start and kept current, in
+//! the [`Resources`] schema of `naac-types` that a node publishes with its offer.
+//!
+//! Where each value comes from, and its unit (Linux; elsewhere the probes return zeros,
+//! `"unknown"` or `None` rather than failing):
+//!
+//! - `cpu.model` (text): `/proc/cpuinfo` `model name`; on ARM, a well-known core named by
+//!   its `CPU implementer` and `CPU part` ids (e.g. `ARM Neoverse-N1`), else `Hardware` (the
+//!   SoC), `Model` (the board) or the raw ids; else `"unknown"`.
+//! - `cpu.arch` (text): the architecture naac was built for (`x86_64`, `aarch64`, ...).
+//! - `cpu.cores` (count): logical cores this process may use (CPU affinity and the cgroup's
+//!   CPU quota included).
+//! - `cpu.features` (names): notable instruction-set extensions the CPU has, out of x86
+//!   `sse4.2 avx avx2 avx512f fma bmi2 aes sha` or aarch64
+//!   `neon sve sve2 aes sha2 sha3 crc lse dotprod fp16 i8mm bf16`.
+//! - `cpu.score` (giga-fuel per second, one core): a built-in WebAssembly benchmark, below.
+//! - `memory.total`, `memory.available` (bytes): `/proc/meminfo` `MemTotal` and
+//!   `MemAvailable` (`MemFree` on kernels before 3.14). The host's, not a container's limit.
+//! - `disk.free`, `disk.total` (bytes): `statvfs` of the data dir: blocks available to
+//!   unprivileged users, and all blocks, times the fragment size.
+//! - `gpus` (vendor, model, bytes of memory): NVIDIA only, through NVML
+//!   (`libnvidia-ml.so.1`, from the driver); empty when there is no driver.
+//! - `power.on_ac` (yes, no, unknown) and `power.battery_percent` (0–100):
+//!   `/sys/class/power_supply/*`, below.
+//! - `availability` (0–1): the share of the last 7 days this node was up, from
+//!   `uptime.json` in the data dir, below.
+//! - `network`: not probed here (the daemon fills it in).
+//! - `probed_at_ms` (Unix time, ms): when [`DeviceManager::refresh`] last ran.
+//!
+//! **Compute score.** Fuel is what the sandbox meters and bills: about one unit per
+//! WebAssembly instruction. The score is the fuel one core burns per second, in billions,
+//! running naac's own test guest in the real sandbox with the settings tasks get (NaN
+//! canonicalization included): the `pi` kernel (a 64-bit integer PRNG feeding float
+//! multiply-adds) and the `sha256` kernel (32-bit integer rotations and shifts over a small
+//! buffer), three runs of each (~25 ms a run on a 2020s server core), interleaved; the
+//! fastest run of each kernel counts and the two rates are combined by geometric mean.
+//! Since fuel is the billing unit, a host with score 2 finishes a task about twice as fast
+//! as one with score 1. The score is measured once per hardware fingerprint (CPU model,
+//! architecture, cores, features, naac version) and kept in `device.json` in the data dir;
+//! a missing or corrupt file, or a changed fingerprint, means a new measurement (~0.15 s,
+//! plus ~0.15 s to compile the guest). A score measured while the machine was busy is low
+//! and stays until the fingerprint changes: delete `device.json` to measure again.
+//!
+//! **Power.** A supply of type `Mains` or `USB*` that is `online` means on AC; a system
+//! battery (type `Battery`, not `scope` `Device` like a wireless mouse's) that is
+//! `Discharging` means on battery, and wins over an online supply (a charger too weak to keep
+//! up still drains the battery). With a battery, supplies that are all offline mean on
+//! battery, and a battery `Charging`, `Full` or `Not charging` with no supply information
+//! means on AC. Without a battery or an online supply (servers, VMs, a desktop whose USB-C
+//! ports show up as offline supplies) it is unknown.
+//!
+//! **Availability.** Up time is kept as a list of `[start_ms, end_ms]` intervals, one per
+//! run of the node: the current one is extended every 30 s (so a crash loses at most 30 s of
+//! up time); intervals older than 7 days are pruned and at most 1024 are kept.
+//!
+//! The daemon also reads the host's CPU load ([`cpu_times`], [`own_cpu_ticks`]) and the
+//! owner's keyboard and mouse activity ([`input_interrupts`]) through this module.
+
+use anyhow::Context as _;
+use naac_sandbox::{Sandbox, SandboxConfig, TaskRun};
+use naac_types::host::{Cpu, Disk, Gpu, Memory, Power, Resources};
+use naac_types::{ContentId, Limits, Outcome};
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::Home;
+
+/// The benchmark guest (naac's test guest, committed with the source).
+const TESTKIT: &[u8] = include_bytes!("../../../examples/testkit/testkit.wasm");
+
+/// Benchmark runs per kernel; the fastest counts.
+const BENCH_RUNS: usize = 3;
+
+/// `pi` samples per benchmark run (~25 ms on a 2020s server core, 375 M fuel).
+const BENCH_PI_SAMPLES: u64 = 5_000_000;
+
+/// `sha256` rounds per benchmark run (~25 ms on a 2020s server core, 530 M fuel).
+const BENCH_SHA_ROUNDS: u64 = 100_000;
+
+/// Part of the fingerprint: bump when the benchmark changes, so cached scores are re-measured.
+const BENCH_VERSION: u32 = 1;
+
+/// Scores cached in `device.json`, for as many fingerprints (newest first).
+const MAX_CACHED_SCORES: usize = 8;
+
+/// Where Linux lists power supplies.
+const SYSFS_POWER_SUPPLY: &str = "/sys/class/power_supply";
+
+/// The availability window.
+const WEEK_MS: u64 = 7 * 24 * 3600 * 1000;
+
+/// How often [`DeviceManager::refresh`] writes the up-time file.
+const UPTIME_WRITE_EVERY_MS: u64 = 30_000;
+
+/// Most up-time intervals kept (the oldest go first).
+const MAX_UPTIME_INTERVALS: usize = 1024;
+
+/// Whether the compute score came from `device.json` or was measured by this process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScoreOrigin {
+    /// Read from `device.json`, measured earlier on the same hardware.
+    Cached,
+    /// Measured by this process (and written to `device.json`).
+    Measured,
+}
+
+/// Keeps this host's [`Resources`] current.
+#[derive(Debug)]
+pub struct DeviceManager {
+    home: Home,
+    resources: Resources,
+    fingerprint: Fingerprint,
+    score_origin: ScoreOrigin,
+    uptime: Uptime,
+    uptime_written_ms: u64,
+}
+
+impl DeviceManager {
+    /// Probes everything once (the compute score from cache or measured; GPUs once).
+    /// Creates the data dir if needed. Blocking: call from `spawn_blocking`.
+    pub fn start(home: &Home) -> anyhow::Result<DeviceManager> {
+        home.ensure()?;
+        let mut cpu = probe_cpu();
+        let fingerprint = Fingerprint::of(&cpu);
+        let (score, score_origin) = score_for(home, &fingerprint)?;
+        cpu.score = score;
+        let gpus = probe_gpus();
+        let now = now_ms();
+        let mut uptime = Uptime::open(&home.uptime(), now);
+        if let Err(e) = uptime.touch(now) {
+            tracing::warn!("cannot record up time: {e:#}");
+        }
+        let mut dm = DeviceManager {
+            home: home.clone(),
+            resources: Resources {
+                cpu,
+                gpus,
+                ..Resources::default()
+            },
+            fingerprint,
+            score_origin,
+            uptime,
+            uptime_written_ms: now,
+        };
+        dm.refresh_changing(now);
+        let r = &dm.resources;
+        tracing::info!(
+            "device: {} ({} cores, {}), score {:.2} giga-fuel/s per core ({}), {} GPU(s)",
+            r.cpu.model,
+            r.cpu.cores,
+            r.cpu.arch,
+            r.cpu.score,
+            match score_origin {
+                ScoreOrigin::Cached => "cached",
+                ScoreOrigin::Measured => "measured",
+            },
+            r.gpus.len()
+        );
+        Ok(dm)
+    }
+
+    /// Re-reads the cheap, changing things (memory available, disk free, power,
+    /// availability) and returns the current snapshot; also re-checks the hardware
+    /// fingerprint and re-measures the score if it changed. Writes the up-time file when
+    /// 30 s have passed since the last write, so calling this at least every 30 s keeps up
+    /// time recorded. Blocking but fast (a few ms) apart from a re-measure.
+    pub fn refresh(&mut self) -> &Resources {
+        let now = now_ms();
+        let mut cpu = probe_cpu();
+        let fingerprint = Fingerprint::of(&cpu);
+        cpu.score = self.resources.cpu.score;
+        if fingerprint != self.fingerprint {
+            tracing::info!(
+                "hardware changed ({} cores, {}): checking the compute score",
+                cpu.cores,
+                cpu.model
+            );
+            match score_for(&self.home, &fingerprint) {
+                Ok((score, origin)) => {
+                    cpu.score = score;
+                    self.score_origin = origin;
+                }
+                // Keep the old score; the new fingerprint is kept too, so a broken sandbox
+                // is not re-tried on every refresh.
+                Err(e) => tracing::warn!("cannot measure the compute score: {e:#}"),
+            }
+            self.fingerprint = fingerprint;
+        }
+        self.resources.cpu = cpu;
+        if now.saturating_sub(self.uptime_written_ms) >= UPTIME_WRITE_EVERY_MS {
+            if let Err(e) = self.uptime.touch(now) {
+                tracing::warn!("cannot record up time: {e:#}");
+            }
+            self.uptime_written_ms = now;
+        }
+        self.refresh_changing(now);
+        &self.resources
+    }
+
+    /// [`refresh`](Self::refresh), and the GPUs probed again (NVML can take a few hundred
+    /// ms to start): for the slow refresh, every few minutes.
+    pub fn refresh_slow(&mut self) -> &Resources {
+        self.resources.gpus = probe_gpus();
+        self.refresh()
+    }
+
+    /// The snapshot of the last refresh.
+    pub fn resources(&self) -> &Resources {
+        &self.resources
+    }
+
+    /// Whether the current score was read from the cache or measured by this process.
+    pub fn score_origin(&self) -> ScoreOrigin {
+        self.score_origin
+    }
+
+    fn refresh_changing(&mut self, now: u64) {
+        let r = &mut self.resources;
+        r.memory = probe_memory();
+        r.disk = probe_disk(self.home.root());
+        r.power = probe_power(Path::new(SYSFS_POWER_SUPPLY));
+        r.availability = self.uptime.fraction(now);
+        r.probed_at_ms = now;
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+// ---------------------------------------------------------------------------------------
+// CPU
+
+/// Model, architecture, cores and features of this host's CPU (score 0: see
+/// [`measure_score`]).
+pub fn probe_cpu() -> Cpu {
+    Cpu {
+        model: cpu_model(Path::new("/proc/cpuinfo")),
+        arch: std::env::consts::ARCH.to_string(),
+        cores: std::thread::available_parallelism()
+            .map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX)),
+        features: cpu_features(),
+        score: 0.0,
+    }
+}
+
+/// The CPU model named in a `/proc/cpuinfo` file. On x86 the first processor's block names
+/// it, and only that block is read (generating the whole file takes long on large hosts).
+fn cpu_model(path: &Path) -> String {
+    let Ok(file) = std::fs::File::open(path) else {
+        return "unknown".into();
+    };
+    let mut reader = BufReader::new(file);
+    let mut text = String::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        if line.trim().is_empty() {
+            if let Some(m) = cpuinfo_field(&text, "model name") {
+                return m;
+            }
+            break;
+        }
+        text.push_str(&line);
+    }
+    // No model name in the first block (ARM): the rest may hold `Hardware` or `Model`.
+    let _ = reader.read_to_string(&mut text);
+    parse_cpu_model(&text)
+}
+
+/// A field of `/proc/cpuinfo` text (its first occurrence), whitespace collapsed; `None`
+/// when missing or empty.
+fn cpuinfo_field(cpuinfo: &str, name: &str) -> Option<String> {
+    cpuinfo.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        let v = v.split_whitespace().collect::<Vec<_>>().join(" ");
+        (k.trim() == name && !v.is_empty()).then_some(v)
+    })
+}
+
+/// The CPU model in `/proc/cpuinfo` text: `model name` (x86, some ARM), else a well-known
+/// ARM core named by its part id, `Hardware` (the SoC, on ARM), `Model` (the board, e.g. a
+/// Raspberry Pi), the raw ARM ids, or `"unknown"`.
+fn parse_cpu_model(cpuinfo: &str) -> String {
+    let field = |name: &str| cpuinfo_field(cpuinfo, name);
+    let (implementer, part) = (field("CPU implementer"), field("CPU part"));
+    let known_part = implementer
+        .as_deref()
+        .zip(part.as_deref())
+        .and_then(|(i, p)| arm_part_name(i, p));
+    if let Some(m) = field("model name")
+        .or_else(|| known_part.map(str::to_string))
+        .or_else(|| field("Hardware"))
+        .or_else(|| field("Model"))
+    {
+        return m;
+    }
+    match (implementer, part) {
+        (Some(i), Some(p)) => format!("implementer {i} part {p}"),
+        (None, Some(p)) => format!("part {p}"),
+        _ => "unknown".into(),
+    }
+}
+
+/// Names of some common ARM cores by implementer and part id (as `lscpu` knows them).
+fn arm_part_name(implementer: &str, part: &str) -> Option<&'static str> {
+    let parse = |s: &str| u32::from_str_radix(s.trim().trim_start_matches("0x"), 16).ok();
+    Some(match (parse(implementer)?, parse(part)?) {
+        (0x41, 0xd03) => "ARM Cortex-A53",
+        (0x41, 0xd04) => "ARM Cortex-A35",
+        (0x41, 0xd05) => "ARM Cortex-A55",
+        (0x41, 0xd07) => "ARM Cortex-A57",
+        (0x41, 0xd08) => "ARM Cortex-A72",
+        (0x41, 0xd09) => "ARM Cortex-A73",
+        (0x41, 0xd0a) => "ARM Cortex-A75",
+        (0x41, 0xd0b) => "ARM Cortex-A76",
+        (0x41, 0xd0c) => "ARM Neoverse-N1",
+        (0x41, 0xd0d) => "ARM Cortex-A77",
+        (0x41, 0xd40) => "ARM Neoverse-V1",
+        (0x41, 0xd41) => "ARM Cortex-A78",
+        (0x41, 0xd44) => "ARM Cortex-X1",
+        (0x41, 0xd46) => "ARM Cortex-A510",
+        (0x41, 0xd47) => "ARM Cortex-A710",
+        (0x41, 0xd48) => "ARM Cortex-X2",
+        (0x41, 0xd49) => "ARM Neoverse-N2",
+        (0x41, 0xd4b) => "ARM Cortex-A78C",
+        (0x41, 0xd4f) => "ARM Neoverse-V2",
+        (0x41, 0xd80) => "ARM Cortex-A520",
+        (0x41, 0xd81) => "ARM Cortex-A720",
+        (0x41, 0xd82) => "ARM Cortex-X4",
+        (0x41, 0xd8e) => "ARM Neoverse-N3",
+        (0x61, _) => "Apple",
+        (0x46, 0x001) => "Fujitsu A64FX",
+        (0xc0, _) => "Ampere",
+        _ => return None,
+    })
+}
+
+#[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+fn cpu_features() -> Vec<String> {
+    let mut found = Vec::new();
+    macro_rules! detect {
+        ($($f:tt),*) => {$(
+            if std::arch::is_x86_feature_detected!($f) {
+                found.push($f.to_string());
+            }
+        )*};
+    }
+    detect!(
+        "sse4.2", "avx", "avx2", "avx512f", "fma", "bmi2", "aes", "sha"
+    );
+    found
+}
+
+#[cfg(target_arch = "aarch64")]
+fn cpu_features() -> Vec<String> {
+    let mut found = Vec::new();
+    macro_rules! detect {
+        ($($f:tt),*) => {$(
+            if std::arch::is_aarch64_feature_detected!($f) {
+                found.push($f.to_string());
+            }
+        )*};
+    }
+    detect!(
+        "neon", "sve", "sve2", "aes", "sha2", "sha3", "crc", "lse", "dotprod", "fp16", "i8mm",
+        "bf16"
+    );
+    found
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "x86", target_arch = "aarch64")))]
+fn cpu_features() -> Vec<String> {
+    Vec::new()
+}
+
+// ---------------------------------------------------------------------------------------
+// Compute score
+
+/// What a cached score is valid for: when any of it changes, the score is measured again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Fingerprint {
+    model: String,
+    arch: String,
+    cores: u32,
+    features: Vec<String>,
+    naac_version: String,
+    bench: u32,
+}
+
+impl Fingerprint {
+    fn of(cpu: &Cpu) -> Self {
+        Self {
+            model: cpu.model.clone(),
+            arch: cpu.arch.clone(),
+            cores: cpu.cores,
+            features: cpu.features.clone(),
+            naac_version: env!("CARGO_PKG_VERSION").to_string(),
+            bench: BENCH_VERSION,
+        }
+    }
+}
+
+/// `device.json`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct DeviceCache {
+    /// Newest first.
+    scores: Vec<CachedScore>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CachedScore {
+    fingerprint: Fingerprint,
+    score: f64,
+    measured_at_ms: u64,
+}
+
+/// The score for `fingerprint`: from the cache, else measured (and cached).
+fn score_for(home: &Home, fingerprint: &Fingerprint) -> anyhow::Result<(f64, ScoreOrigin)> {
+    let path = home.device_cache();
+    let mut cache = read_device_cache(&path);
+    if let Some(c) = cache
+        .scores
+        .iter()
+        .find(|c| c.fingerprint == *fingerprint && c.score.is_finite() && c.score > 0.0)
+    {
+        return Ok((c.score, ScoreOrigin::Cached));
+    }
+    let score = measure_score(home.root()).context("measure the compute score")?;
+    cache.scores.retain(|c| c.fingerprint != *fingerprint);
+    cache.scores.insert(
+        0,
+        CachedScore {
+            fingerprint: fingerprint.clone(),
+            score,
+            measured_at_ms: now_ms(),
+        },
+    );
+    cache.scores.truncate(MAX_CACHED_SCORES);
+    let written = serde_json::to_vec_pretty(&cache)
+        .context("encode the device cache")
+        .and_then(|bytes| write_atomically(&path, &bytes, true));
+    if let Err(e) = written {
+        tracing::warn!("cannot cache the compute score: {e:#}");
+    }
+    Ok((score, ScoreOrigin::Measured))
+}
+
+fn read_device_cache(path: &Path) -> DeviceCache {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::debug!("ignoring device cache {}: {e}", path.display());
+            }
+            return DeviceCache::default();
+        }
+    };
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        tracing::debug!("ignoring corrupt device cache {}: {e}", path.display());
+        DeviceCache::default()
+    })
+}
+
+/// Measures the compute score (giga-fuel per second on one core; see the module docs) by
+/// running the built-in benchmark in a fresh sandbox whose scratch is a temporary directory
+/// inside `work_dir` (removed afterwards). Blocking; ~0.3 s on a 2020s server core.
+pub fn measure_score(work_dir: &Path) -> anyhow::Result<f64> {
+    std::fs::create_dir_all(work_dir).with_context(|| format!("create {}", work_dir.display()))?;
+    let scratch = tempfile::Builder::new()
+        .prefix(".bench-")
+        .tempdir_in(work_dir)
+        .with_context(|| format!("create a scratch dir in {}", work_dir.display()))?;
+    let mut config = SandboxConfig::new(scratch.path().to_path_buf());
+    config.max_concurrent = 1;
+    let sandbox = Sandbox::start(config)?;
+    let module = sandbox
+        .compile(&ContentId::of(TESTKIT), TESTKIT)
+        .context("compile the benchmark guest")?;
+    // Giga-fuel per second of one run.
+    let rate = |args: &[String]| -> anyhow::Result<f64> {
+        let task = TaskRun {
+            argv0: "bench".into(),
+            args: args.to_vec(),
+            limits: Limits {
+                fuel: u64::MAX / 4,
+                memory: 64 << 20,
+                timeout_ms: 60_000,
+            },
+            ..TaskRun::default()
+        };
+        let r = sandbox.run(&module, &task, &Arc::new(AtomicBool::new(false)))?;
+        anyhow::ensure!(
+            r.outcome == Outcome::Ok,
+            "benchmark guest ({}) failed: {:?} {}",
+            args.join(" "),
+            r.outcome,
+            r.message
+        );
+        let secs = r.wall.max(Duration::from_micros(1)).as_secs_f64();
+        Ok(r.fuel_used as f64 / secs / 1e9)
+    };
+    let pi_args = ["pi".to_string(), "1".into(), BENCH_PI_SAMPLES.to_string()];
+    let sha_args = [
+        "sha256".to_string(),
+        "1".into(),
+        BENCH_SHA_ROUNDS.to_string(),
+    ];
+    // Interleaved, so a burst of other load spoils one run of each kernel at most.
+    let (mut pi, mut sha) = (0.0f64, 0.0f64);
+    for _ in 0..BENCH_RUNS {
+        pi = pi.max(rate(&pi_args)?);
+        sha = sha.max(rate(&sha_args)?);
+    }
+    let score = (pi * sha).sqrt();
+    tracing::debug!("compute score {score:.3} (pi {pi:.3}, sha256 {sha:.3}) giga-fuel/s");
+    anyhow::ensure!(score.is_finite() && score > 0.0, "benchmark gave no score");
+    Ok(score)
+}
+
+// ---------------------------------------------------------------------------------------
+// Memory, disk, GPUs, power
+
+/// Total and available memory from `/proc/meminfo`, in bytes; zeros if unreadable.
+pub fn probe_memory() -> Memory {
+    std::fs::read_to_string("/proc/meminfo")
+        .map(|t| parse_meminfo(&t))
+        .unwrap_or_default()
+}
+
+fn parse_meminfo(text: &str) -> Memory {
+    let kib = |name: &str| {
+        text.lines().find_map(|l| {
+            let rest = l.strip_prefix(name)?.strip_prefix(':')?;
+            let n: u64 = rest.split_whitespace().next()?.parse().ok()?;
+            Some(n.saturating_mul(1024))
+        })
+    };
+    Memory {
+        total: kib("MemTotal").unwrap_or(0),
+        available: kib("MemAvailable").or_else(|| kib("MemFree")).unwrap_or(0),
+    }
+}
+
+/// Free space (for unprivileged users) and total size of the file system holding `dir`, in
+/// bytes. A `dir` that does not exist yet is measured at its nearest existing ancestor;
+/// zeros if `statvfs` fails.
+pub fn probe_disk(dir: &Path) -> Disk {
+    for d in dir.ancestors().filter(|d| !d.as_os_str().is_empty()) {
+        match rustix::fs::statvfs(d) {
+            Ok(s) => {
+                let unit = if s.f_frsize > 0 {
+                    s.f_frsize
+                } else {
+                    s.f_bsize
+                };
+                return Disk {
+                    free: s.f_bavail.saturating_mul(unit),
+                    total: s.f_blocks.saturating_mul(unit),
+                };
+            }
+            Err(rustix::io::Errno::NOENT) => continue,
+            Err(e) => {
+                tracing::debug!("statvfs {}: {e}", d.display());
+                break;
+            }
+        }
+    }
+    Disk::default()
+}
+
+/// NVIDIA GPUs through NVML; empty (logged at debug) when NVML is missing or fails. Loading
+/// NVML can take a few hundred ms.
+pub fn probe_gpus() -> Vec<Gpu> {
+    match std::panic::catch_unwind(nvidia_gpus) {
+        Ok(Ok(gpus)) => gpus,
+        Ok(Err(e)) => {
+            tracing::debug!("no NVIDIA GPUs: {e}");
+            Vec::new()
+        }
+        Err(_) => {
+            tracing::warn!("NVML panicked; no GPUs");
+            Vec::new()
+        }
+    }
+}
+
+fn nvidia_gpus() -> Result<Vec<Gpu>, nvml_wrapper::error::NvmlError> {
+    use nvml_wrapper::Nvml;
+    // Drivers install `libnvidia-ml.so.1`; the unversioned name (nvml-wrapper's default)
+    // often comes only with development packages.
+    let nvml = match Nvml::builder()
+        .lib_path(std::ffi::OsStr::new("libnvidia-ml.so.1"))
+        .init()
+    {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::debug!("NVML (libnvidia-ml.so.1): {e}");
+            Nvml::init()?
+        }
+    };
+    let mut gpus = Vec::new();
+    for i in 0..nvml.device_count()? {
+        let device = match nvml.device_by_index(i) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::debug!("NVML device {i}: {e}");
+                continue;
+            }
+        };
+        gpus.push(Gpu {
+            vendor: "nvidia".into(),
+            model: device.name().unwrap_or_else(|_| "unknown".into()),
+            memory: device.memory_info().map_or(0, |m| m.total),
+        });
+    }
+    Ok(gpus)
+}
+
+/// Whether the host is on AC power and how full its battery is, from a sysfs
+/// `power_supply` directory (normally `/sys/class/power_supply`; see the module docs for
+/// the rules). A missing or empty directory (servers, VMs) gives unknown and no battery.
+pub fn probe_power(sysfs_power_supply: &Path) -> Power {
+    let Ok(entries) = std::fs::read_dir(sysfs_power_supply) else {
+        return Power::default();
+    };
+    let read = |dir: &Path, name: &str| {
+        std::fs::read_to_string(dir.join(name))
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    let number = |dir: &Path, name: &str| read(dir, name).and_then(|s| s.parse::<u64>().ok());
+    let (mut supply_seen, mut supply_online) = (false, false);
+    let (mut discharging, mut charged) = (false, false);
+    // Per battery: `capacity` (%), and (energy or charge) now and when full.
+    let mut batteries: Vec<(Option<u64>, Option<Level>)> = Vec::new();
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        if read(&dir, "scope").as_deref() == Some("Device") {
+            continue; // a peripheral's battery or supply, not the host's
+        }
+        let Some(kind) = read(&dir, "type") else {
+            continue;
+        };
+        if kind == "Mains" || kind.starts_with("USB") {
+            supply_seen = true;
+            supply_online |= number(&dir, "online").is_some_and(|n| n != 0);
+        } else if kind == "Battery" {
+            if read(&dir, "present").as_deref() == Some("0") {
+                continue;
+            }
+            match read(&dir, "status").as_deref() {
+                Some("Discharging") => discharging = true,
+                Some("Charging" | "Full" | "Not charging") => charged = true,
+                _ => {}
+            }
+            let level = number(&dir, "energy_now")
+                .zip(number(&dir, "energy_full"))
+                .or_else(|| number(&dir, "charge_now").zip(number(&dir, "charge_full")))
+                .filter(|(_, full)| *full > 0);
+            batteries.push((number(&dir, "capacity"), level));
+        }
+    }
+    let on_ac = if discharging {
+        Some(false)
+    } else if supply_online {
+        Some(true)
+    } else if batteries.is_empty() {
+        // A desktop's idle USB-C port is an offline supply, yet the host runs on mains.
+        None
+    } else if supply_seen {
+        Some(false)
+    } else if charged {
+        Some(true)
+    } else {
+        None
+    };
+    let percent = if !batteries.is_empty() && batteries.iter().all(|b| b.1.is_some()) {
+        let (now, full) = batteries
+            .iter()
+            .filter_map(|b| b.1)
+            .fold((0u64, 0u64), |(n, f), (bn, bf)| {
+                (n.saturating_add(bn.min(bf)), f.saturating_add(bf))
+            });
+        Some((now as f64 * 100.0 / full as f64).round())
+    } else {
+        let caps: Vec<u64> = batteries.iter().filter_map(|b| b.0).collect();
+        (!caps.is_empty()).then(|| (caps.iter().sum::<u64>() as f64 / caps.len() as f64).round())
+    };
+    Power {
+        on_ac,
+        battery_percent: percent.map(|p| p.clamp(0.0, 100.0) as u8),
+    }
+}
+
+/// A battery's energy (µWh) or charge (µAh) now and when full.
+type Level = (u64, u64);
+
+// ---------------------------------------------------------------------------------------
+// Availability
+
+/// When this node was up, persisted across restarts (see the module docs): the fraction of
+/// the last 7 days it was up.
+#[derive(Debug)]
+pub struct Uptime {
+    path: PathBuf,
+    /// Sorted and disjoint; the last one is this run's.
+    intervals: Vec<[u64; 2]>,
+}
+
+impl Uptime {
+    /// Reads the recorded intervals at `path` (a missing or corrupt file counts as none,
+    /// logged at debug) and starts a new one at `now_ms`. Writes nothing.
+    pub fn open(path: &Path, now_ms: u64) -> Uptime {
+        let mut intervals: Vec<[u64; 2]> = match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::debug!("ignoring corrupt up-time file {}: {e}", path.display());
+                Vec::new()
+            }),
+            Err(e) => {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::debug!("ignoring up-time file {}: {e}", path.display());
+                }
+                Vec::new()
+            }
+        };
+        // Clamp what a wrong clock may have left in the future, drop nonsense, sort, merge.
+        for i in &mut intervals {
+            *i = [i[0].min(now_ms), i[1].min(now_ms)];
+        }
+        intervals.retain(|[s, e]| s <= e);
+        intervals.sort_unstable();
+        let mut merged: Vec<[u64; 2]> = Vec::with_capacity(intervals.len() + 1);
+        for [s, e] in intervals.into_iter().chain([[now_ms, now_ms]]) {
+            match merged.last_mut() {
+                Some(last) if s <= last[1] => last[1] = last[1].max(e),
+                _ => merged.push([s, e]),
+            }
+        }
+        let mut up = Uptime {
+            path: path.to_path_buf(),
+            intervals: merged,
+        };
+        up.prune(now_ms);
+        up
+    }
+
+    /// Extends this run's interval to `now_ms` and writes the file atomically (no fsync:
+    /// a file lost in a power cut only costs the history).
+    pub fn touch(&mut self, now_ms: u64) -> anyhow::Result<()> {
+        if let Some(last) = self.intervals.last_mut() {
+            last[1] = last[1].max(now_ms);
+        }
+        self.prune(now_ms);
+        let bytes = serde_json::to_vec(&self.intervals).context("encode up time")?;
+        write_atomically(&self.path, &bytes, false)
+    }
+
+    /// Up time within `[max(now − 7 days, first start), now]` over the length of that span
+    /// (this run counts as up until `now_ms`); 1.0 when the span is empty.
+    pub fn fraction(&self, now_ms: u64) -> f64 {
+        let Some(first) = self.intervals.first() else {
+            return 1.0;
+        };
+        let from = now_ms.saturating_sub(WEEK_MS).max(first[0]);
+        if now_ms <= from {
+            return 1.0;
+        }
+        let last = self.intervals.len() - 1;
+        let up: u64 = self
+            .intervals
+            .iter()
+            .enumerate()
+            .map(|(i, &[s, e])| {
+                let e = if i == last { e.max(now_ms) } else { e };
+                e.min(now_ms).saturating_sub(s.max(from))
+            })
+            .sum();
+        (up as f64 / (now_ms - from) as f64).clamp(0.0, 1.0)
+    }
+
+    /// Drops intervals that ended before the window and the oldest beyond the bound, never
+    /// this run's.
+    fn prune(&mut self, now_ms: u64) {
+        let from = now_ms.saturating_sub(WEEK_MS);
+        let Some(current) = self.intervals.pop() else {
+            return;
+        };
+        self.intervals.retain(|iv| iv[1] >= from);
+        self.intervals.push(current);
+        let excess = self.intervals.len().saturating_sub(MAX_UPTIME_INTERVALS);
+        self.intervals.drain(..excess);
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename,
+/// so readers see the old content or the new, never a mix.
+fn write_atomically(path: &Path, bytes: &[u8], sync: bool) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("create a temporary file in {}", dir.display()))?;
+    tmp.write_all(bytes)
+        .with_context(|| format!("write {}", path.display()))?;
+    if sync {
+        tmp.as_file()
+            .sync_all()
+            .with_context(|| format!("sync {}", path.display()))?;
+    }
+    tmp.persist(path)
+        .with_context(|| format!("replace {}", path.display()))?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Load and owner activity
+
+/// Time all CPUs spent since boot, from the first line of `/proc/stat`, in clock ticks
+/// (`USER_HZ`, normally 100 per second per CPU).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuTimes {
+    /// user + nice + system + idle + iowait + irq + softirq + steal.
+    pub total: u64,
+    /// idle + iowait.
+    pub idle: u64,
+}
+
+impl CpuTimes {
+    /// The share (0–1) of all CPUs used by everything but naac between `self` and `later`,
+    /// given the ticks naac itself used meanwhile (a difference of [`own_cpu_ticks`]).
+    /// 0 when no time passed.
+    pub fn other_load(&self, later: &CpuTimes, own_ticks: u64) -> f64 {
+        let total = later.total.saturating_sub(self.total);
+        let idle = later.idle.saturating_sub(self.idle);
+        let busy = total.saturating_sub(idle).saturating_sub(own_ticks);
+        if total == 0 {
+            return 0.0;
+        }
+        (busy as f64 / total as f64).clamp(0.0, 1.0)
+    }
+}
+
+/// All CPUs' time since boot from `/proc/stat`; `None` if unreadable.
+pub fn cpu_times() -> Option<CpuTimes> {
+    parse_proc_stat(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+fn parse_proc_stat(text: &str) -> Option<CpuTimes> {
+    let mut fields = text.lines().next()?.split_whitespace();
+    if fields.next()? != "cpu" {
+        return None;
+    }
+    // user nice system idle iowait irq softirq steal [guest guest_nice: already in user, nice]
+    let v: Vec<u64> = fields.take(8).map_while(|f| f.parse().ok()).collect();
+    if v.len() < 4 {
+        return None;
+    }
+    Some(CpuTimes {
+        total: v.iter().sum(),
+        idle: v[3] + v.get(4).copied().unwrap_or(0),
+    })
+}
+
+/// CPU time this process has used (user + system), in clock ticks (`USER_HZ`), from
+/// `/proc/self/stat`; `None` if unreadable.
+pub fn own_cpu_ticks() -> Option<u64> {
+    parse_self_stat(&std::fs::read_to_string("/proc/self/stat").ok()?)
+}
+
+fn parse_self_stat(text: &str) -> Option<u64> {
+    // The command name (field 2) is in parentheses and may hold spaces; utime and stime are
+    // fields 14 and 15, the 12th and 13th after it.
+    let (_, rest) = text.rsplit_once(')')?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Interrupts taken so far by input devices (keyboard, mouse, touchpad), summed over CPUs,
+/// from a `/proc/interrupts` file; a change means someone touched the machine. Counts the
+/// lines naming `i8042` (PS/2), a keyboard, mouse, touchpad or touchscreen, an (i2c-)HID
+/// device, an input device, or a touchpad by its ACPI id (`ELAN…`, `SYNA…`, `ALPS…`);
+/// virtio queues (`virtio2-input.0` is a network queue) do not count. `None` if the file is
+/// unreadable or names no input device. USB keyboards and mice share their controller's
+/// interrupt (`xhci_hcd`) with other USB devices, so they are not seen here.
+pub fn input_interrupts(proc_interrupts: &Path) -> Option<u64> {
+    parse_interrupts(&std::fs::read_to_string(proc_interrupts).ok()?)
+}
+
+fn parse_interrupts(text: &str) -> Option<u64> {
+    let mut lines = text.lines();
+    let cpus = lines
+        .next()?
+        .split_whitespace()
+        .filter(|w| w.starts_with("CPU"))
+        .count();
+    let mut sum: Option<u64> = None;
+    for line in lines {
+        let Some((_, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let mut words = rest.split_whitespace().peekable();
+        let mut count: u64 = 0;
+        for _ in 0..cpus {
+            match words.peek().and_then(|w| w.parse::<u64>().ok()) {
+                Some(n) => {
+                    count = count.saturating_add(n);
+                    words.next();
+                }
+                None => break,
+            }
+        }
+        if words.any(names_input_device) {
+            sum = Some(sum.unwrap_or(0).saturating_add(count));
+        }
+    }
+    sum
+}
+
+/// Whether one word of an interrupt's description names an input device.
+fn names_input_device(word: &str) -> bool {
+    let word = word.trim_matches(',');
+    let lower = word.to_ascii_lowercase();
+    if lower.starts_with("virtio") {
+        return false;
+    }
+    // ACPI ids of i2c touchpads, e.g. "ELAN0712:00", "SYNA7DB5:01".
+    let acpi_touchpad = ["ELAN", "SYNA", "ALPS"].iter().any(|p| {
+        word.strip_prefix(p)
+            .is_some_and(|rest| rest.chars().next().is_some_and(|c| c.is_ascii_hexdigit()))
+    });
+    acpi_touchpad
+        || lower.split(['-', '_', '.', ':', '/']).any(|part| {
+            matches!(
+                part,
+                "i8042"
+                    | "keyboard"
+                    | "kbd"
+                    | "keyb"
+                    | "mouse"
+                    | "touchpad"
+                    | "touchscreen"
+                    | "hid"
+                    | "input"
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: u64 = 24 * 3600 * 1000;
+    const T0: u64 = 1_700_000_000_000;
+
+    fn write(dir: &Path, files: &[(&str, &str)]) {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        for (name, content) in files {
+            std::fs::write(dir.join(name), format!("{content}\n")).expect("write");
+        }
+    }
+
+    #[test]
+    fn device_power_none_on_a_server() {
+        let d = tempfile::tempdir().expect("tempdir");
+        assert_eq!(probe_power(d.path()), Power::default());
+        assert_eq!(probe_power(&d.path().join("missing")), Power::default());
+    }
+
+    #[test]
+    fn device_power_desktop_with_idle_usb_c_port() {
+        let d = tempfile::tempdir().expect("tempdir");
+        write(
+            &d.path().join("ucsi-source-psy-USBC000:001"),
+            &[("type", "USB"), ("online", "0")],
+        );
+        assert_eq!(probe_power(d.path()), Power::default());
+    }
+
+    #[test]
+    fn device_power_ac_online() {
+        let d = tempfile::tempdir().expect("tempdir");
+        write(&d.path().join("AC"), &[("type", "Mains"), ("online", "1")]);
+        let p = probe_power(d.path());
+        assert_eq!(p.on_ac, Some(true));
+        assert_eq!(p.battery_percent, None);
+    }
+
+    #[test]
+    fn device_power_battery_discharging() {
+        let d = tempfile::tempdir().expect("tempdir");
+        write(
+            &d.path().join("BAT0"),
+            &[
+                ("type", "Battery"),
+                ("status", "Discharging"),
+                ("capacity", "15"),
+            ],
+        );
+        assert_eq!(
+            probe_power(d.path()),
+            Power {
+                on_ac: Some(false),
+                battery_percent: Some(15)
+            }
+        );
+        // With the charger's entry present but offline: the same.
+        write(
+            &d.path().join("ADP1"),
+            &[("type", "Mains"), ("online", "0")],
+        );
+        assert_eq!(probe_power(d.path()).on_ac, Some(false));
+    }
+
+    #[test]
+    fn device_power_ac_and_battery() {
+        let d = tempfile::tempdir().expect("tempdir");
+        write(&d.path().join("AC0"), &[("type", "Mains"), ("online", "1")]);
+        write(
+            &d.path().join("BAT0"),
+            &[
+                ("type", "Battery"),
+                ("status", "Charging"),
+                ("capacity", "80"),
+            ],
+        );
+        // A wireless mouse's battery is not the host's.
+        write(
+            &d.path().join("hidpp_battery_0"),
+            &[
+                ("type", "Battery"),
+                ("scope", "Device"),
+                ("status", "Discharging"),
+                ("capacity", "5"),
+            ],
+        );
+        assert_eq!(
+            probe_power(d.path()),
+            Power {
+                on_ac: Some(true),
+                battery_percent: Some(80)
+            }
+        );
+        // A charger too weak to keep up: plugged in, but the battery drains.
+        write(&d.path().join("BAT0"), &[("status", "Discharging")]);
+        assert_eq!(probe_power(d.path()).on_ac, Some(false));
+    }
+
+    #[test]
+    fn device_power_usb_c_and_two_batteries() {
+        let d = tempfile::tempdir().expect("tempdir");
+        write(
+            &d.path().join("ucsi-source-psy-USBC000:001"),
+            &[("type", "USB"), ("online", "1")],
+        );
+        // 10 of 20 Wh and 30 of 60 Wh: 50% together, whatever `capacity` says.
+        write(
+            &d.path().join("BAT0"),
+            &[
+                ("type", "Battery"),
+                ("status", "Charging"),
+                ("capacity", "40"),
+                ("energy_now", "10000000"),
+                ("energy_full", "20000000"),
+            ],
+        );
+        write(
+            &d.path().join("BAT1"),
+            &[
+                ("type", "Battery"),
+                ("status", "Not charging"),
+                ("capacity", "70"),
+                ("energy_now", "30000000"),
+                ("energy_full", "60000000"),
+            ],
+        );
+        assert_eq!(
+            probe_power(d.path()),
+            Power {
+                on_ac: Some(true),
+                battery_percent: Some(50)
+            }
+        );
+    }
+
+    #[test]
+    fn device_memory_and_cpu_of_this_machine() {
+        let m = probe_memory();
+        assert!(m.total > 64 << 20, "{m:?}");
+        assert!(m.available > 0 && m.available <= m.total, "{m:?}");
+        let c = probe_cpu();
+        assert!(c.cores >= 1);
+        assert!(!c.model.is_empty() && c.model != "unknown", "{c:?}");
+        assert_eq!(c.arch, std::env::consts::ARCH);
+        #[cfg(target_arch = "x86_64")]
+        assert!(c.features.iter().any(|f| f == "sse4.2"), "{c:?}");
+    }
+
+    #[test]
+    fn device_meminfo_parse() {
+        let m = parse_meminfo(
+            "MemTotal:       24684084 kB\nMemFree:        22487484 kB\nMemAvailable:   23968440 kB\n",
+        );
+        assert_eq!(m.total, 24_684_084 * 1024);
+        assert_eq!(m.available, 23_968_440 * 1024);
+        let old = parse_meminfo("MemTotal: 1000 kB\nMemFree: 300 kB\n");
+        assert_eq!(old.available, 300 * 1024);
+        assert_eq!(parse_meminfo("garbage"), Memory::default());
+    }
+
+    #[test]
+    fn device_cpu_model_parse() {
+        let x86 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13  64-Core Processor\nflags\t\t: fpu\n";
+        assert_eq!(parse_cpu_model(x86), "AMD EPYC 7B13 64-Core Processor");
+        let arm32 = "processor\t: 0\nmodel name\t: \nCPU part\t: 0xc07\n\nHardware\t: BCM2835\nRevision\t: a02082\n";
+        assert_eq!(parse_cpu_model(arm32), "BCM2835");
+        let graviton = "processor\t: 0\nBogoMIPS\t: 243.75\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU part\t: 0xd0c\n\n";
+        assert_eq!(parse_cpu_model(graviton), "ARM Neoverse-N1");
+        let pi4 = "processor\t: 0\nCPU implementer\t: 0x41\nCPU part\t: 0xd08\n\nHardware\t: BCM2835\nModel\t: Raspberry Pi 4 Model B Rev 1.4\n";
+        assert_eq!(parse_cpu_model(pi4), "ARM Cortex-A72");
+        let board =
+            "processor\t: 0\nCPU implementer\t: 0x51\nCPU part\t: 0x801\n\nModel\t: Some Board\n";
+        assert_eq!(parse_cpu_model(board), "Some Board");
+        let odd = "processor\t: 0\nCPU implementer\t: 0x51\nCPU part\t: 0x801\n";
+        assert_eq!(parse_cpu_model(odd), "implementer 0x51 part 0x801");
+        assert_eq!(parse_cpu_model(""), "unknown");
+        // Reading the file: the x86 model from the first block.
+        let d = tempfile::tempdir().expect("tempdir");
+        let f = d.path().join("cpuinfo");
+        std::fs::write(&f, format!("{x86}\n{x86}\n")).expect("write");
+        assert_eq!(cpu_model(&f), "AMD EPYC 7B13 64-Core Processor");
+        std::fs::write(&f, arm32).expect("write");
+        assert_eq!(cpu_model(&f), "BCM2835");
+        assert_eq!(cpu_model(&d.path().join("missing")), "unknown");
+    }
+
+    #[test]
+    fn device_disk_of_a_temp_dir() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let disk = probe_disk(d.path());
+        assert!(
+            disk.total > 0 && disk.free > 0 && disk.free <= disk.total,
+            "{disk:?}"
+        );
+        // Not created yet: measured where it will be.
+        assert_eq!(probe_disk(&d.path().join("a/b")).total, disk.total);
+    }
+
+    #[test]
+    fn device_no_gpus_here_and_no_panic() {
+        // This machine has no NVIDIA driver; the probe must say so quietly.
+        let gpus = probe_gpus();
+        if std::path::Path::new("/proc/driver/nvidia").exists() {
+            return;
+        }
+        assert!(gpus.is_empty(), "{gpus:?}");
+    }
+
+    #[test]
+    fn device_score_is_cached_by_fingerprint() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let home = Home::at(d.path().join("home"));
+        let first = DeviceManager::start(&home).expect("start");
+        assert_eq!(first.score_origin(), ScoreOrigin::Measured);
+        let score = first.resources().cpu.score;
+        assert!(score > 0.0);
+        assert!(first.resources().memory.total > 0);
+        assert!(first.resources().disk.total > 0);
+        assert!((first.resources().availability - 1.0).abs() < 1e-9);
+        // The scratch dir is gone.
+        let leftovers: Vec<_> = std::fs::read_dir(home.root())
+            .expect("read home")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".bench-"))
+            .collect();
+        assert!(leftovers.is_empty());
+
+        let mut second = DeviceManager::start(&home).expect("start");
+        assert_eq!(second.score_origin(), ScoreOrigin::Cached);
+        assert_eq!(second.resources().cpu.score, score);
+        let r = second.refresh().clone();
+        assert_eq!(second.score_origin(), ScoreOrigin::Cached);
+        assert_eq!(r.cpu.score, score);
+        assert!(r.probed_at_ms > 0);
+
+        // Another machine's score in the file: measured again, and both kept.
+        let mut cache: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(home.device_cache()).expect("read cache"))
+                .expect("json");
+        cache["scores"][0]["fingerprint"]["model"] = "Other CPU".into();
+        std::fs::write(home.device_cache(), cache.to_string()).expect("write");
+        let third = DeviceManager::start(&home).expect("start");
+        assert_eq!(third.score_origin(), ScoreOrigin::Measured);
+        assert!(third.resources().cpu.score > 0.0);
+        let cache = read_device_cache(&home.device_cache());
+        assert_eq!(cache.scores.len(), 2);
+        assert_eq!(cache.scores[1].fingerprint.model, "Other CPU");
+
+        // A corrupt file is ignored (and replaced).
+        std::fs::write(home.device_cache(), "{not json").expect("write");
+        let fourth = DeviceManager::start(&home).expect("start");
+        assert_eq!(fourth.score_origin(), ScoreOrigin::Measured);
+        assert_eq!(read_device_cache(&home.device_cache()).scores.len(), 1);
+    }
+
+    #[test]
+    fn device_uptime_fresh_start_is_fully_available() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let path = d.path().join("uptime.json");
+        let mut up = Uptime::open(&path, T0);
+        assert_eq!(up.fraction(T0), 1.0);
+        assert_eq!(up.fraction(T0 + 3 * DAY), 1.0);
+        up.touch(T0 + 1000).expect("touch");
+        let saved: Vec<[u64; 2]> =
+            serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+        assert_eq!(saved, vec![[T0, T0 + 1000]]);
+    }
+
+    #[test]
+    fn device_uptime_up_down_up() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let path = d.path().join("uptime.json");
+        let mut up = Uptime::open(&path, T0);
+        up.touch(T0 + DAY).expect("touch");
+        drop(up);
+        // Down for a day, then up again.
+        let mut up = Uptime::open(&path, T0 + 2 * DAY);
+        assert!((up.fraction(T0 + 2 * DAY) - 0.5).abs() < 1e-9);
+        assert!((up.fraction(T0 + 3 * DAY) - 2.0 / 3.0).abs() < 1e-9);
+        up.touch(T0 + 3 * DAY).expect("touch");
+        // A crash, then back 12 hours later.
+        let up = Uptime::open(&path, T0 + 3 * DAY + DAY / 2);
+        assert!((up.fraction(T0 + 3 * DAY + DAY / 2) - 2.0 / 3.5).abs() < 1e-9);
+        // Up until day 10: the window is days 3 to 10, down half a day of it.
+        assert!((up.fraction(T0 + 10 * DAY) - 6.5 / 7.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn device_uptime_prunes_old_intervals() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let path = d.path().join("uptime.json");
+        let mut up = Uptime::open(&path, T0);
+        up.touch(T0 + DAY).expect("touch");
+        // Back after 9 days: the old day is out of the window, so the window starts now.
+        let mut up = Uptime::open(&path, T0 + 10 * DAY);
+        assert_eq!(up.fraction(T0 + 10 * DAY), 1.0);
+        up.touch(T0 + 10 * DAY + 1).expect("touch");
+        let saved: Vec<[u64; 2]> =
+            serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+        assert_eq!(saved, vec![[T0 + 10 * DAY, T0 + 10 * DAY + 1]]);
+        // Up 3.5 days, down 3.5 days, up: the week was half up.
+        let mut up = Uptime::open(&path, T0 + 20 * DAY);
+        up.touch(T0 + 23 * DAY + DAY / 2).expect("touch");
+        let mut up = Uptime::open(&path, T0 + 27 * DAY);
+        assert!((up.fraction(T0 + 27 * DAY) - 0.5).abs() < 1e-9);
+        up.touch(T0 + 27 * DAY).expect("touch");
+    }
+
+    #[test]
+    fn device_uptime_bounded_and_corrupt_ignored() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let path = d.path().join("uptime.json");
+        // A node that restarts every minute, for two days.
+        for i in 0..3000u64 {
+            let t = T0 + i * 60_000;
+            let mut up = Uptime::open(&path, t);
+            up.touch(t + 30_000).expect("touch");
+        }
+        let saved: Vec<[u64; 2]> =
+            serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+        assert_eq!(saved.len(), MAX_UPTIME_INTERVALS);
+        let now = T0 + 3000 * 60_000;
+        let f = Uptime::open(&path, now).fraction(now);
+        assert!((f - 0.5).abs() < 0.01, "{f}");
+
+        std::fs::write(&path, "[[1, 2], oops").expect("write");
+        let mut up = Uptime::open(&path, T0);
+        assert_eq!(up.fraction(T0 + 1000), 1.0);
+        up.touch(T0 + 1000).expect("touch");
+        let saved: Vec<[u64; 2]> =
+            serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+        assert_eq!(saved, vec![[T0, T0 + 1000]]);
+        // Intervals from a clock that was ahead are clamped, not trusted.
+        std::fs::write(&path, format!("[[{}, {}]]", T0 + DAY, T0 + 2 * DAY)).expect("write");
+        let up = Uptime::open(&path, T0);
+        assert_eq!(up.fraction(T0), 1.0);
+    }
+
+    #[test]
+    fn device_input_interrupts() {
+        let text = "\
+           CPU0       CPU1       CPU2       CPU3
+  0:         22          0          0          0   IO-APIC   2-edge      timer
+  1:          9          3          0          0   IO-APIC   1-edge      i8042
+  8:          0          0          0          1   IO-APIC   8-edge      rtc0
+ 12:        100         44          0          0   IO-APIC  12-edge      i8042
+ 16:          0          0          0          0   IO-APIC  16-fasteoi   i2c_designware.0, idma64.0
+ 38:          0      12057          0          0   PCI-MSIX-0000:00:03.0   1-edge      virtio2-input.0
+ 51:          0          0        700          0  amd_gpio    5  ELAN0712:00
+ 60:          0          0          0          5  PCI-MSI 1048576-edge      xhci_hcd
+NMI:          0          0          0          0   Non-maskable interrupts
+LOC:    1905879    1995797    1905879    1995797   Local timer interrupts
+ERR:          0
+";
+        assert_eq!(parse_interrupts(text), Some(9 + 3 + 100 + 44 + 700));
+        let server = "\
+           CPU0       CPU1
+ 24:          1          0  IO-APIC   5-edge      ACPI:Ged
+ 34:        167          0 PCI-MSIX-0000:00:05.0   1-edge      virtio4-input
+ 38:          0      12057 PCI-MSIX-0000:00:03.0   1-edge      virtio2-input.0
+LOC:    1905879    1995797   Local timer interrupts
+";
+        assert_eq!(parse_interrupts(server), None);
+        let hid =
+            "           CPU0\n 77:   5   intel-gpio  95  i2c-hid\n 78:  2  gpio  3  gpio-keys\n";
+        assert_eq!(parse_interrupts(hid), Some(5));
+
+        let d = tempfile::tempdir().expect("tempdir");
+        let f = d.path().join("interrupts");
+        std::fs::write(&f, text).expect("write");
+        assert_eq!(input_interrupts(&f), Some(856));
+        assert_eq!(input_interrupts(&d.path().join("missing")), None);
+        // The real file is readable on Linux (whatever it names).
+        let _ = input_interrupts(Path::new("/proc/interrupts"));
+    }
+
+    #[test]
+    fn device_cpu_times_and_own_ticks() {
+        let t = parse_proc_stat("cpu  100 5 50 1000 20 1 2 3 7 0\ncpu0 1 2 3 4\n").expect("parse");
+        assert_eq!(
+            t,
+            CpuTimes {
+                total: 1181,
+                idle: 1020
+            }
+        );
+        assert_eq!(parse_proc_stat("intr 1 2 3\n"), None);
+        let later = CpuTimes {
+            total: t.total + 400,
+            idle: t.idle + 100,
+        };
+        // 300 ticks busy, 100 of them ours: others used half of the 400.
+        assert!((t.other_load(&later, 100) - 0.5).abs() < 1e-9);
+        assert_eq!(t.other_load(&t, 0), 0.0);
+
+        let stat =
+            "1234 (naac (worker) x) S 1 1234 1234 0 -1 4194560 500 0 0 0 17 4 0 0 20 0 1 0 100 0 0";
+        assert_eq!(parse_self_stat(stat), Some(21));
+        assert!(cpu_times().expect("/proc/stat").total > 0);
+        assert!(own_cpu_ticks().is_some());
+    }
+}

@@ -1,0 +1,188 @@
+//! Why a job can or cannot run on the hosts in view: each host's status (from its `Welcome`
+//! and `Status` updates) checked against the job, and the verdicts counted per constraint —
+//! "3 hosts: owner active; 1 host: task memory 512 MiB > its limit 256 MiB".
+
+use naac_proto::HostStatus;
+use naac_types::Limits;
+use naac_types::units::format_size;
+use std::time::Duration;
+
+/// Every reason `status`'s host cannot take tasks with `limits` now; empty when it can.
+pub fn rule_out(limits: &Limits, status: &HostStatus) -> Vec<String> {
+    let mut why = Vec::new();
+    if let Some(d) = &status.denied {
+        why.push(d.clone());
+    }
+    if let naac_types::host::HostState::Paused(p) = &status.state {
+        why.extend(p.split("; ").map(str::to_string));
+    }
+    let l = &status.limits;
+    if let Some(max) = l.max_task_memory
+        && limits.memory > max
+    {
+        why.push(format!(
+            "task memory {} > its limit {}",
+            format_size(limits.memory),
+            format_size(max)
+        ));
+    }
+    if let Some(max) = l.max_task_runtime_ms
+        && limits.timeout_ms > max
+    {
+        why.push(format!(
+            "task time limit {} > its limit {}",
+            human(Duration::from_millis(limits.timeout_ms)),
+            human(Duration::from_millis(max))
+        ));
+    }
+    if status.slots == 0 {
+        why.push("no slots".into());
+    }
+    why
+}
+
+/// How many hosts each reason rules out, most first.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Explanation {
+    pub hosts: usize,
+    pub usable: usize,
+    pub ruled_out: Vec<(String, usize)>,
+}
+
+impl Explanation {
+    pub fn of<'a>(limits: &Limits, hosts: impl IntoIterator<Item = &'a HostStatus>) -> Self {
+        let mut e = Explanation::default();
+        for st in hosts {
+            e.hosts += 1;
+            let why = rule_out(limits, st);
+            if why.is_empty() {
+                e.usable += 1;
+            }
+            for w in why {
+                match e.ruled_out.iter_mut().find(|(r, _)| *r == w) {
+                    Some((_, n)) => *n += 1,
+                    None => e.ruled_out.push((w, 1)),
+                }
+            }
+        }
+        e.ruled_out
+            .sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        e
+    }
+
+    /// "3 hosts: owner active; 1 host: task memory 512 MiB > its limit 256 MiB".
+    pub fn reasons(&self) -> String {
+        self.ruled_out
+            .iter()
+            .map(|(r, n)| format!("{n} host{}: {r}", if *n == 1 { "" } else { "s" }))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+impl std::fmt::Display for Explanation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.hosts == 0 {
+            return write!(f, "no hosts in view");
+        }
+        write!(
+            f,
+            "{} of {} host{} can run it now",
+            self.usable,
+            self.hosts,
+            if self.hosts == 1 { "" } else { "s" }
+        )?;
+        if !self.ruled_out.is_empty() {
+            write!(f, "; ruled out: {}", self.reasons())?;
+        }
+        Ok(())
+    }
+}
+
+/// "30m", "1h 30m", "45s".
+pub fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    if s == 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    let (h, m, sec) = (s / 3600, s / 60 % 60, s % 60);
+    let mut parts = Vec::new();
+    if h > 0 {
+        parts.push(format!("{h}h"));
+    }
+    if m > 0 {
+        parts.push(format!("{m}m"));
+    }
+    if sec > 0 {
+        parts.push(format!("{sec}s"));
+    }
+    parts.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use naac_types::host::{HostLimits, HostState};
+
+    fn host(state: HostState, denied: Option<&str>, mem: Option<u64>) -> HostStatus {
+        HostStatus {
+            state,
+            denied: denied.map(str::to_string),
+            limits: HostLimits {
+                max_task_memory: mem,
+                ..HostLimits::default()
+            },
+            slots: 2,
+            ..HostStatus::default()
+        }
+    }
+
+    #[test]
+    fn counts_hosts_per_constraint() {
+        let limits = Limits {
+            memory: 512 << 20,
+            ..Limits::default()
+        };
+        let active = HostState::Paused("owner active".into());
+        let hosts = [
+            host(active.clone(), None, None),
+            host(active.clone(), None, None),
+            host(
+                HostState::Paused("owner active; on battery".into()),
+                None,
+                None,
+            ),
+            host(HostState::Accepting, Some("you are on its deny list"), None),
+            host(HostState::Accepting, Some("you are on its deny list"), None),
+            host(HostState::Accepting, None, Some(256 << 20)),
+            host(HostState::Accepting, None, Some(1 << 30)),
+        ];
+        let e = Explanation::of(&limits, &hosts);
+        assert_eq!(e.hosts, 7);
+        assert_eq!(e.usable, 1);
+        assert_eq!(
+            e.reasons(),
+            "3 hosts: owner active; 2 hosts: you are on its deny list; 1 host: on battery; \
+             1 host: task memory 512 MiB > its limit 256 MiB"
+        );
+        assert!(
+            e.to_string()
+                .starts_with("1 of 7 hosts can run it now; ruled out: 3 hosts")
+        );
+    }
+
+    #[test]
+    fn runtime_limits() {
+        let limits = Limits {
+            timeout_ms: 3_600_000,
+            ..Limits::default()
+        };
+        let mut h = host(HostState::Accepting, None, None);
+        h.limits.max_task_runtime_ms = Some(1_800_000);
+        assert_eq!(
+            rule_out(&limits, &h),
+            vec!["task time limit 1h > its limit 30m"]
+        );
+        assert_eq!(human(Duration::from_secs(5400)), "1h 30m");
+    }
+}
