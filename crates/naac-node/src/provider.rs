@@ -41,9 +41,10 @@ use std::time::Instant;
 /// How often a provider renews the leases of the tasks it holds.
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
 
-/// How often the owner's policy and activity are checked (pause latency is this plus an
-/// epoch tick).
-pub const POLICY_POLL: Duration = Duration::from_millis(250);
+/// How often the owner's policy and activity are checked while tasks are held (pause latency
+/// is this plus an epoch tick); an idle node checks every [`IDLE_POLICY_POLL`].
+pub const POLICY_POLL: Duration = Duration::from_millis(100);
+const IDLE_POLICY_POLL: Duration = Duration::from_secs(1);
 
 /// How often memory, disk, power and round-trip times are re-probed.
 const DEVICE_REFRESH: Duration = Duration::from_secs(10);
@@ -536,6 +537,9 @@ pub async fn run(
         device: None,
         status_seq: 0,
         last_status: Instant::now(),
+        last_poll: Instant::now()
+            .checked_sub(IDLE_POLICY_POLL)
+            .unwrap_or_else(Instant::now),
         peers: HashMap::new(),
         work_dir,
         cache_dir: config.home.module_cache(),
@@ -621,6 +625,7 @@ struct Provider {
     device: Option<Arc<Mutex<DeviceManager>>>,
     status_seq: u64,
     last_status: Instant,
+    last_poll: Instant,
     /// Peers that said Hello (they get status updates), with their attested user.
     peers: HashMap<PeerId, Option<String>>,
     work_dir: std::path::PathBuf,
@@ -925,10 +930,15 @@ impl Provider {
     /// Re-reads the owner's policy and activity and pauses, resumes, throttles or hands work
     /// back accordingly.
     fn poll_policy(&mut self) {
+        let now = Instant::now();
+        let busy = self.jobs.values().any(|j| !j.held.is_empty());
+        if !busy && now.duration_since(self.last_poll) < IDLE_POLICY_POLL {
+            return;
+        }
+        self.last_poll = now;
         let Some(m) = self.monitor.as_mut() else {
             return;
         };
-        let now = Instant::now();
         let reloaded = m.reload();
         let decision = m.decide(now);
         let grace = m.policy().pause_grace;

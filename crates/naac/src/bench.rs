@@ -5,6 +5,8 @@
 //! process, real wasmtime, results written to disk. Use a release build:
 //! `cargo run --release -- bench`.
 
+mod owner;
+
 use crate::embedded::Pool;
 use crate::run::{Exec, Executed, execute};
 use anyhow::Context as _;
@@ -29,6 +31,7 @@ const ALL: &[&str] = &[
     "gather",
     "failover",
     "verify",
+    "owner",
 ];
 
 #[derive(clap::Args)]
@@ -40,7 +43,7 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     /// Run only these (comma-separated): throughput, latency, scaling, guest, gather, failover,
-    /// verify
+    /// verify, owner
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     only: Vec<String>,
     /// Where job outputs go [default: a temporary dir on /dev/shm (tmpfs) when there is one,
@@ -94,7 +97,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         quick: a.quick,
     };
     let mut figures = Vec::new();
-    let steps: [(&str, BenchFn); 7] = [
+    let steps: [(&str, BenchFn); 8] = [
         ("throughput", |b| Box::pin(b.throughput())),
         ("latency", |b| Box::pin(b.latency())),
         ("scaling", |b| Box::pin(b.scaling())),
@@ -102,6 +105,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         ("gather", |b| Box::pin(b.gather())),
         ("failover", |b| Box::pin(b.failover())),
         ("verify", |b| Box::pin(b.verify())),
+        ("owner", |b| Box::pin(b.owner())),
     ];
     for (name, f) in steps {
         if !want(name) {
