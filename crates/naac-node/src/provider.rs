@@ -327,7 +327,7 @@ impl Shared {
             .context("task thread panicked")??;
         if self.slowdown > 1.0 {
             // Testing aid: a slow machine holds its slot for the extra time too.
-            let extra = r.wall.mul_f64(self.slowdown - 1.0);
+            let extra = r.wall.saturating_sub(r.paused).mul_f64(self.slowdown - 1.0);
             let until = tokio::time::Instant::now() + extra;
             while tokio::time::Instant::now() < until && !cancel.load(Ordering::Relaxed) {
                 tokio::time::sleep(Duration::from_millis(20).min(extra)).await;
