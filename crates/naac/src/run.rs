@@ -111,18 +111,29 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
+type Opened = (Home, Arc<Sandbox>, requester::PreparedJob);
+
+/// The data dir, a sandbox, and the job checked: everything that depends on the user's
+/// input is checked before anything starts. `Ok(Err(_))`: the job, a module or an input is
+/// invalid.
+fn open(job: &std::path::Path) -> anyhow::Result<Result<Opened, anyhow::Error>> {
     let home = Home::from_env()?;
     home.ensure()?;
     let sandbox = Arc::new(
         Sandbox::start(SandboxConfig::new(home.work()).with_cache_dir(home.module_cache()))
             .context("start the sandbox")?,
     );
-    // Everything that depends on the user's input is checked before anything starts.
-    let prepared = match requester::prepare(&a.job, &sandbox) {
-        Ok(p) => p,
-        Err(RunError::Invalid(e)) => return Ok(Executed::Invalid(e)),
-        Err(RunError::Internal(e)) => return Err(e),
+    match requester::prepare(job, &sandbox) {
+        Ok(p) => Ok(Ok((home, sandbox, p))),
+        Err(RunError::Invalid(e)) => Ok(Err(e)),
+        Err(RunError::Internal(e)) => Err(e),
+    }
+}
+
+pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
+    let (home, sandbox, prepared) = match open(&a.job)? {
+        Ok(x) => x,
+        Err(e) => return Ok(Executed::Invalid(e)),
     };
     let out_dir = a.out.clone().unwrap_or_else(|| {
         PathBuf::from("naac-out").join(format!("{}-{}", prepared.job.name, prepared.id.short()))
@@ -402,19 +413,12 @@ pub const SURVEY_WAIT: Duration = Duration::from_secs(2);
 
 /// `naac run --explain`: which hosts in view could run the job now, and why not the others.
 async fn explain(a: Args) -> anyhow::Result<ExitCode> {
-    let home = Home::from_env()?;
-    home.ensure()?;
-    let sandbox = Arc::new(
-        Sandbox::start(SandboxConfig::new(home.work()).with_cache_dir(home.module_cache()))
-            .context("start the sandbox")?,
-    );
-    let prepared = match requester::prepare(&a.job, &sandbox) {
-        Ok(p) => p,
-        Err(RunError::Invalid(e)) => {
+    let (home, _sandbox, prepared) = match open(&a.job)? {
+        Ok(x) => x,
+        Err(e) => {
             eprintln!("error: {e:#}");
             return Ok(ExitCode::from(2));
         }
-        Err(RunError::Internal(e)) => return Err(e),
     };
     let limits = prepared.job.limits;
     if a.join.is_empty() {
