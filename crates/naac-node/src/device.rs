@@ -881,6 +881,11 @@ pub fn own_cpu_ticks() -> Option<u64> {
     parse_self_stat(&std::fs::read_to_string("/proc/self/stat").ok()?)
 }
 
+/// Another process's utime+stime in clock ticks, from `/proc/PID/stat`.
+pub fn cpu_ticks_of(pid: u32) -> Option<u64> {
+    parse_self_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
 fn parse_self_stat(text: &str) -> Option<u64> {
     // The command name (field 2) is in parentheses and may hold spaces; utime and stime are
     // fields 14 and 15, the 12th and 13th after it.

@@ -485,11 +485,7 @@ impl Bench {
 
 /// CPU time (user + system clock ticks) a process has used so far; 0 if it is gone.
 fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let n = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
-    n(11) + n(12)
+    naac_node::device::cpu_ticks_of(pid).unwrap_or(0)
 }
 
 /// Time per checkpoint of `bytes` taken `iters` times, minus the same calls with
