@@ -22,10 +22,7 @@ fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = SandboxConfig::new(dir.path().join("work")).with_cache_dir(dir.path().join("cache"));
     let sandbox = Sandbox::start(cfg).expect("sandbox");
-    let p = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../examples/testkit/testkit.wasm"
-    );
+    let p = example("testkit/testkit.wasm");
     let bytes = std::fs::read(p).expect("examples/testkit/testkit.wasm is committed");
     let module = sandbox
         .compile(&ContentId::of(&bytes), &bytes)
@@ -376,4 +373,11 @@ fn throttled_time_does_not_count_against_the_wall_clock_limit() {
     assert_eq!(r.outcome, Outcome::Ok, "{}", r.message);
     assert!(r.wall > Duration::from_millis(1_000), "{:?}", r.wall);
     assert!(r.paused > Duration::from_millis(800), "{:?}", r.paused);
+}
+
+/// A committed example module, found at run time: the test binary may have been built in
+/// another checkout sharing the target directory, so a compile-time path could be stale.
+fn example(rel: &str) -> std::path::PathBuf {
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo test");
+    std::path::Path::new(&dir).join("../../examples").join(rel)
 }

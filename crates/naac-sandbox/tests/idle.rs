@@ -39,10 +39,7 @@ fn ticker_switches() -> u64 {
 fn the_epoch_ticker_sleeps_while_no_guest_runs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sandbox = Sandbox::start(SandboxConfig::new(dir.path().join("work"))).expect("sandbox");
-    let p = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../examples/testkit/testkit.wasm"
-    );
+    let p = example("testkit/testkit.wasm");
     let bytes = std::fs::read(p).expect("examples/testkit/testkit.wasm is committed");
     let module = sandbox
         .compile(&ContentId::of(&bytes), &bytes)
@@ -80,4 +77,11 @@ fn the_epoch_ticker_sleeps_while_no_guest_runs() {
         let c = ticker_switches();
         assert!(c - b >= 5, "round {round}: the ticker ticked ({})", c - b);
     }
+}
+
+/// A committed example module, found at run time: the test binary may have been built in
+/// another checkout sharing the target directory, so a compile-time path could be stale.
+fn example(rel: &str) -> std::path::PathBuf {
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo test");
+    std::path::Path::new(&dir).join("../../examples").join(rel)
 }

@@ -11,10 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 fn testkit_bytes() -> Vec<u8> {
-    let p = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../examples/testkit/testkit.wasm"
-    );
+    let p = example("testkit/testkit.wasm");
     std::fs::read(p).expect("examples/testkit/testkit.wasm is committed")
 }
 
@@ -450,11 +447,7 @@ fn guests_without_checkpoints_run_as_before() {
     assert_eq!(r.stdout, b"still here\n");
     assert_eq!(r.checkpoints, 0);
     // pi imports nothing from `naac`.
-    let pi = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../examples/pi/pi.wasm"
-    ))
-    .expect("examples/pi/pi.wasm is committed");
+    let pi = std::fs::read(example("pi/pi.wasm")).expect("examples/pi/pi.wasm is committed");
     let module = f
         .sandbox
         .compile(&ContentId::of(&pi), &pi)
@@ -502,4 +495,11 @@ fn unknown_naac_imports_are_unlinkable() {
             Ok(_) => panic!("{name}: linked"),
         }
     }
+}
+
+/// A committed example module, found at run time: the test binary may have been built in
+/// another checkout sharing the target directory, so a compile-time path could be stale.
+fn example(rel: &str) -> std::path::PathBuf {
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo test");
+    std::path::Path::new(&dir).join("../../examples").join(rel)
 }

@@ -14,7 +14,8 @@ pub fn naac() -> Command {
 }
 
 pub fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+    Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo test"))
+        .join("../../examples")
 }
 
 /// A scratch directory that is also the data dir of every process the test starts.
