@@ -5,6 +5,7 @@
 pub mod host;
 mod ids;
 pub mod job;
+pub mod money;
 mod outcome;
 pub mod policy;
 pub mod record;
@@ -13,6 +14,7 @@ pub mod verify;
 
 pub use ids::{ContentId, JobId, hex};
 pub use job::{Job, JobError, TaskParams};
+pub use money::{Credits, Price};
 pub use outcome::{FailureKind, Limits, Outcome};
 pub use record::ResultRecord;
 pub use verify::VerifyPolicy;

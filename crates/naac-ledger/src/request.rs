@@ -1,0 +1,142 @@
+//! Requests to the bank, as their authorizer signs them.
+//!
+//! The signed message is a domain string, the bank's key (so a request cannot be replayed
+//! at another bank) and the request in CBOR. The bank stores the exact bytes and the
+//! signature in the entry it appends ([`Entry::auth`](crate::Entry::auth)), so every entry
+//! can be checked later against its authorizer's key alone.
+
+use crate::entry::{AccountKey, MAX_AUTH};
+use naac_market::SignedAsk;
+use naac_types::{Credits, JobId, Price};
+use serde::{Deserialize, Serialize};
+
+const REQUEST_DOMAIN: &[u8] = b"naac bank request v1\0";
+
+/// A provider's signed result record: [`naac_types::ResultRecord::signing_bytes`] and the
+/// provider's signature over them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedRecord {
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub sig: Vec<u8>,
+}
+
+/// What an authorizer asks the bank to do.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Mint → `to`; authorized by the bank itself, once per account.
+    Grant { to: AccountKey, amount: Credits },
+    /// `from` → `to`; authorized by `from`. `nonce` makes each transfer distinct (a replay
+    /// of the same signed transfer is a duplicate).
+    Transfer {
+        from: AccountKey,
+        to: AccountKey,
+        amount: Credits,
+        nonce: u64,
+    },
+    /// `payer` → escrow of `job`; authorized by `payer`. At most `max_price` per giga-fuel
+    /// will be paid from it; after `expires_ms` the bank refunds what is left.
+    OpenEscrow {
+        job: JobId,
+        payer: AccountKey,
+        amount: Credits,
+        max_price: Price,
+        expires_ms: u64,
+    },
+    /// Escrow of `job` → `provider`, `price × record.fuel_used`; authorized by the escrow's
+    /// payer. `winner` is the provider's own signed ask for the job; `second` the
+    /// second-lowest ask (another provider's), which set `price`; with no `second` the price
+    /// is the escrow's `max_price` (a lone bidder).
+    Settle {
+        job: JobId,
+        provider: AccountKey,
+        record: SignedRecord,
+        price: Price,
+        winner: SignedAsk,
+        second: Option<SignedAsk>,
+    },
+    /// Escrow of `job` → its payer, everything left; closes the escrow. Authorized by the
+    /// payer, or by the bank once the escrow has expired.
+    Refund { job: JobId },
+}
+
+/// The signed envelope: the bank it is meant for and the request.
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    bank: AccountKey,
+    request: Request,
+}
+
+/// Why a request's bytes could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("request is {0} bytes; at most {MAX_AUTH} allowed")]
+    TooLarge(usize),
+    #[error("request does not start with the bank request domain")]
+    Domain,
+    #[error("request is not valid CBOR: {0}")]
+    Cbor(String),
+}
+
+impl Request {
+    /// The exact bytes an authorizer signs for `bank`.
+    pub fn to_msg(&self, bank: &AccountKey) -> Vec<u8> {
+        let env = Envelope {
+            bank: *bank,
+            request: self.clone(),
+        };
+        let mut b = REQUEST_DOMAIN.to_vec();
+        // Writing CBOR to a Vec cannot fail.
+        let body = cbor4ii::serde::to_vec(Vec::new(), &env).unwrap_or_default();
+        b.extend_from_slice(&body);
+        b
+    }
+
+    /// Reads [`Request::to_msg`]: the bank it names and the request.
+    pub fn from_msg(msg: &[u8]) -> Result<(AccountKey, Request), DecodeError> {
+        if msg.len() > MAX_AUTH {
+            return Err(DecodeError::TooLarge(msg.len()));
+        }
+        let body = msg
+            .strip_prefix(REQUEST_DOMAIN)
+            .ok_or(DecodeError::Domain)?;
+        let env: Envelope =
+            cbor4ii::serde::from_slice(body).map_err(|e| DecodeError::Cbor(e.to_string()))?;
+        Ok((env.bank, env.request))
+    }
+}
+
+/// A request with its authorizer's key and signature, as sent to the bank.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedRequest {
+    pub authorizer: AccountKey,
+    /// [`Request::to_msg`].
+    #[serde(with = "serde_bytes")]
+    pub msg: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub sig: Vec<u8>,
+}
+
+impl SignedRequest {
+    /// Signs `request` for `bank` with `sign` (the authorizer's ed25519 key).
+    pub fn new(
+        authorizer: AccountKey,
+        bank: &AccountKey,
+        request: &Request,
+        sign: impl FnOnce(&[u8]) -> Vec<u8>,
+    ) -> Self {
+        let msg = request.to_msg(bank);
+        let sig = sign(&msg);
+        Self {
+            authorizer,
+            msg,
+            sig,
+        }
+    }
+
+    /// Whether the signature is the authorizer's over `msg`.
+    pub fn signature_ok(&self) -> bool {
+        naac_market::verify_ed25519(&self.authorizer.0, &self.msg, &self.sig)
+    }
+}
