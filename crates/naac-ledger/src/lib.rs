@@ -4,6 +4,7 @@
 mod checkpoint;
 mod entry;
 mod request;
+pub mod store;
 
 pub use checkpoint::Checkpoint;
 pub use entry::{Account, AccountKey, Entry, Hash, Kind, MAX_AUTH, MAX_MEMO, unhex};

@@ -1,0 +1,1 @@
+//! Durable storage of ledger entries and checkpoints (SQLite, PostgreSQL).
