@@ -3,9 +3,15 @@
 
 mod checkpoint;
 mod entry;
+pub mod merkle;
 mod request;
+mod rules;
 pub mod store;
+mod verify;
 
 pub use checkpoint::Checkpoint;
 pub use entry::{Account, AccountKey, Entry, Hash, Kind, MAX_AUTH, MAX_MEMO, unhex};
+pub use merkle::{InclusionProof, MerkleTree};
 pub use request::{DecodeError, Request, SignedRecord, SignedRequest};
+pub use rules::{Applied, EscrowState, Ledger, LedgerError, ReplayError, ReplayFault};
+pub use verify::{Report, VerifyError, verify_entries};

@@ -1,5 +1,7 @@
-//! naac's peer-to-peer layer over libp2p: TCP + Noise + Yamux, identify, ping, mDNS discovery
-//! and the `/naac/task/1` request-response protocol. Only this crate knows libp2p.
+//! naac's peer-to-peer layer over libp2p: TCP + Noise + Yamux, identify, ping, mDNS discovery,
+//! the `/naac/task/1` request-response protocol, and the market overlay: gossipsub topics for
+//! offers and a private Kademlia DHT (`/naac/kad/1.0.0`) where providers announce provider
+//! records keyed by commodity class. Only this crate knows libp2p.
 //!
 //! Shape (as in rust-libp2p's file-sharing example): [`start`] builds the `Swarm` and spawns an
 //! [`EventLoop`] task that owns it; callers hold a cloneable [`Client`] that sends commands over
@@ -8,22 +10,29 @@
 
 mod codec;
 mod identity;
+mod market;
 mod signing;
 #[doc(hidden)]
 pub mod testing;
 
 pub use identity::{load_or_create_identity, peer_id_of};
 pub use libp2p::identity::Keypair;
-pub use libp2p::{Multiaddr, PeerId};
-pub use signing::{PeerKeys, public_key_of, sign, verify};
+pub use libp2p::{Multiaddr, PeerId, multiaddr::Protocol};
+pub use market::{
+    KAD_PROTOCOL, MAX_GOSSIP_BYTES, MAX_KEY_BYTES, MAX_TOPIC_BYTES, Providers, PublishError,
+};
+pub use signing::{
+    PeerKeys, ed25519_of, ed25519_of_keypair, peer_of_ed25519, public_key_of, sign, verify,
+};
 
 use futures::StreamExt;
+use libp2p::kad::QueryId;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent, behaviour::toggle::Toggle};
 use libp2p::{StreamProtocol, Swarm, identify, mdns, noise, ping, tcp, yamux};
 use naac_proto::{Request, Response, TASK_PROTOCOL};
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// Capacity of the command and event channels.
@@ -93,6 +102,16 @@ pub enum Event {
     },
     /// A peer sent a malformed or oversized frame, which was dropped.
     BadFrame { peer: PeerId, error: String },
+    /// A gossip message arrived on a topic we subscribed to. Dropped (and counted) rather
+    /// than queued without bound when the owner is slow.
+    Gossip {
+        /// The author, whose signature gossipsub checked.
+        source: Option<PeerId>,
+        /// The neighbour that forwarded it to us.
+        propagated_by: PeerId,
+        topic: String,
+        data: Vec<u8>,
+    },
 }
 
 #[derive(NetworkBehaviour)]
@@ -101,6 +120,8 @@ struct Behaviour {
     ping: ping::Behaviour,
     mdns: Toggle<mdns::tokio::Behaviour>,
     task: request_response::Behaviour<codec::TaskCodec>,
+    gossipsub: market::Gossipsub,
+    kad: market::Kademlia,
 }
 
 enum Command {
@@ -114,6 +135,7 @@ enum Command {
     Listeners(oneshot::Sender<Vec<Multiaddr>>),
     Disconnect(PeerId),
     Rtts(oneshot::Sender<Vec<(PeerId, Duration)>>),
+    Market(market::MarketCommand),
 }
 
 /// Cloneable handle to the network.
@@ -177,6 +199,120 @@ impl Client {
         rx.await.unwrap_or_default()
     }
 
+    /// Subscribes to a gossip topic; its messages arrive as [`Event::Gossip`].
+    pub async fn subscribe(&self, topic: &str) -> anyhow::Result<()> {
+        market::check_topic(topic)?;
+        let (tx, rx) = oneshot::channel();
+        self.market(market::MarketCommand::Subscribe(topic.to_string(), tx))
+            .await?;
+        rx.await.map_err(|_| RequestError::Stopped)?
+    }
+
+    /// Leaves a gossip topic.
+    pub async fn unsubscribe(&self, topic: &str) {
+        let _ = self
+            .market(market::MarketCommand::Unsubscribe(topic.to_string()))
+            .await;
+    }
+
+    /// Publishes `data` (signed by this node) on a gossip topic; subscribing is not needed.
+    /// Publishing the same message twice is not an error. [`PublishError::NoPeers`] means no
+    /// connected peer listens on the topic yet, which callers may ignore.
+    pub async fn publish(&self, topic: &str, data: Vec<u8>) -> Result<(), PublishError> {
+        market::check_topic(topic)?;
+        if data.len() > MAX_GOSSIP_BYTES {
+            return Err(PublishError::TooLarge { size: data.len() });
+        }
+        let (tx, rx) = oneshot::channel();
+        self.market(market::MarketCommand::Publish {
+            topic: topic.to_string(),
+            data,
+            reply: tx,
+        })
+        .await
+        .map_err(|_| PublishError::Stopped)?;
+        rx.await.map_err(|_| PublishError::Stopped)?
+    }
+
+    /// Announces this node as a provider of `key` in the DHT. Kademlia re-announces the record
+    /// every 20 minutes (records expire after an hour), and the node announces again when its
+    /// routing table gets its first peer.
+    pub async fn start_providing(&self, key: Vec<u8>) -> anyhow::Result<()> {
+        market::check_key(&key)?;
+        let (tx, rx) = oneshot::channel();
+        self.market(market::MarketCommand::StartProviding(key, tx))
+            .await?;
+        rx.await.map_err(|_| RequestError::Stopped)?
+    }
+
+    /// Stops announcing `key` (records already stored elsewhere expire on their own).
+    pub async fn stop_providing(&self, key: Vec<u8>) {
+        let _ = self.market(market::MarketCommand::StopProviding(key)).await;
+    }
+
+    /// Finds the providers of `key` with a Kademlia lookup, collecting them until the lookup
+    /// ends or `timeout` passes, with the addresses known for each (every one ending in
+    /// `/p2p/<peer>`, ready for [`Client::dial`]). A provider whose addresses nobody told us
+    /// is looked up by its id in the DHT, within the same deadline; its list may still come
+    /// back empty. This node is never among the results.
+    pub async fn get_providers(
+        &self,
+        key: Vec<u8>,
+        timeout: Duration,
+    ) -> anyhow::Result<Providers> {
+        market::check_key(&key)?;
+        let deadline = Instant::now() + timeout;
+        let (tx, rx) = oneshot::channel();
+        self.market(market::MarketCommand::GetProviders {
+            key,
+            timeout,
+            reply: tx,
+        })
+        .await?;
+        let mut providers = rx.await.map_err(|_| RequestError::Stopped)??;
+        let unknown = providers.iter().filter(|(_, a)| a.is_empty()).count();
+        let left = deadline.saturating_duration_since(Instant::now());
+        if unknown > 0 && !left.is_zero() {
+            let lookups = providers.iter_mut().filter(|(_, a)| a.is_empty()).map(
+                |(peer, addrs)| async move {
+                    if let Ok(found) = self.find_peer(*peer, left).await {
+                        *addrs = found;
+                    }
+                },
+            );
+            futures::future::join_all(lookups).await;
+        }
+        Ok(providers)
+    }
+
+    /// Looks a peer's addresses up: a Kademlia lookup of its id (which finds the peer itself
+    /// if it is reachable), plus whatever identify and the routing table told us. Each address
+    /// ends in `/p2p/<peer>`; the list is empty if nobody knows the peer within `timeout`.
+    pub async fn find_peer(
+        &self,
+        peer: PeerId,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<Multiaddr>> {
+        let (tx, rx) = oneshot::channel();
+        self.market(market::MarketCommand::FindPeer {
+            peer,
+            timeout,
+            reply: tx,
+        })
+        .await?;
+        rx.await.map_err(|_| RequestError::Stopped)?
+    }
+
+    /// Starts a Kademlia bootstrap (a lookup of our own id, which fills the routing table).
+    /// Does nothing while no peer is known.
+    pub async fn bootstrap(&self) {
+        let _ = self.market(market::MarketCommand::Bootstrap).await;
+    }
+
+    async fn market(&self, c: market::MarketCommand) -> anyhow::Result<()> {
+        self.send(Command::Market(c)).await
+    }
+
     async fn send(&self, c: Command) -> anyhow::Result<()> {
         self.tx
             .send(c)
@@ -213,6 +349,10 @@ pub async fn start(
         listeners: Vec::new(),
         backlog: std::collections::VecDeque::new(),
         rtts: HashMap::new(),
+        backlog_gossip: 0,
+        dropped_gossip: 0,
+        lookups: HashMap::new(),
+        book: market::AddressBook::default(),
     };
     tokio::spawn(event_loop.run());
     Ok((
@@ -259,6 +399,8 @@ fn build_swarm(keypair: Keypair, config: &Config) -> anyhow::Result<Swarm<Behavi
                         .with_request_timeout(request_timeout)
                         .with_max_concurrent_streams(128),
                 ),
+                gossipsub: market::gossipsub(key)?,
+                kad: market::kademlia(peer_id),
             })
         })?
         .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
@@ -278,11 +420,21 @@ pub struct EventLoop {
     backlog: std::collections::VecDeque<Event>,
     /// Latest ping round trip per connected peer.
     rtts: HashMap<PeerId, Duration>,
+    /// Gossip messages in `backlog`, and how many were dropped because it was full.
+    backlog_gossip: usize,
+    dropped_gossip: u64,
+    /// Kademlia lookups waiting for their query, by query.
+    lookups: HashMap<QueryId, market::Lookup>,
+    /// Addresses heard for peers.
+    book: market::AddressBook,
 }
 
 impl EventLoop {
     async fn run(mut self) {
         let events = self.events.clone();
+        // Lookup deadlines are checked on this tick (only while lookups run).
+        let mut lookup_tick = tokio::time::interval(Duration::from_millis(100));
+        lookup_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 ev = self.swarm.select_next_some() => self.on_swarm(ev),
@@ -291,9 +443,19 @@ impl EventLoop {
                     None => break,
                 },
                 permit = events.reserve(), if !self.backlog.is_empty() => match permit {
-                    Ok(p) => p.send(self.backlog.pop_front().expect("backlog is not empty")),
-                    Err(_) => self.backlog.clear(),
+                    Ok(p) => {
+                        let e = self.backlog.pop_front().expect("backlog is not empty");
+                        if matches!(e, Event::Gossip { .. }) {
+                            self.backlog_gossip -= 1;
+                        }
+                        p.send(e);
+                    }
+                    Err(_) => {
+                        self.backlog.clear();
+                        self.backlog_gossip = 0;
+                    }
                 },
+                _ = lookup_tick.tick(), if !self.lookups.is_empty() => self.expire_lookups(),
             }
         }
         tracing::debug!("network event loop stopped");
@@ -339,6 +501,7 @@ impl EventLoop {
             Command::Rtts(reply) => {
                 let _ = reply.send(self.rtts.iter().map(|(p, d)| (*p, *d)).collect());
             }
+            Command::Market(c) => self.on_market_command(c),
         }
     }
 
@@ -357,10 +520,22 @@ impl EventLoop {
     fn push_backlog(&mut self, e: Event) {
         // Connection events are never dropped (there is one per connection); a dropped
         // request just fails at its sender.
-        let droppable = matches!(e, Event::Request { .. } | Event::BadFrame { .. });
+        let gossip = matches!(e, Event::Gossip { .. });
+        if gossip && self.backlog_gossip >= market::MAX_GOSSIP_BACKLOG {
+            self.dropped_gossip += 1;
+            tracing::debug!(
+                "the node is not keeping up with gossip; dropped a message ({} so far)",
+                self.dropped_gossip
+            );
+            return;
+        }
+        let droppable = gossip || matches!(e, Event::Request { .. } | Event::BadFrame { .. });
         if droppable && self.backlog.len() >= MAX_BACKLOG {
             tracing::warn!("the node is not keeping up with the network; dropped an event");
             return;
+        }
+        if gossip {
+            self.backlog_gossip += 1;
         }
         self.backlog.push_back(e);
     }
@@ -380,9 +555,14 @@ impl EventLoop {
                 num_established,
                 endpoint,
                 ..
-            } if num_established.get() == 1 => {
-                let ip = ip_of(endpoint.get_remote_address());
-                self.emit(Event::Connected(peer_id, ip));
+            } => {
+                if endpoint.is_dialer() {
+                    self.on_dialed(peer_id, endpoint.get_remote_address().clone());
+                }
+                if num_established.get() == 1 {
+                    let ip = ip_of(endpoint.get_remote_address());
+                    self.emit(Event::Connected(peer_id, ip));
+                }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -411,6 +591,13 @@ impl EventLoop {
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Task(ev)) => self.on_task(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => self.on_identified(peer_id, info),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(ev)) => self.on_gossipsub(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(ev)) => self.on_kad(ev),
             _ => {}
         }
     }

@@ -97,6 +97,25 @@ impl PeerKeys {
     }
 }
 
+/// The raw ed25519 public key a peer id embeds (a ledger account), if it embeds one.
+pub fn ed25519_of(peer: &PeerId) -> Option<[u8; 32]> {
+    public_key_of(peer)?
+        .try_into_ed25519()
+        .ok()
+        .map(|k| k.to_bytes())
+}
+
+/// The raw ed25519 public key of a keypair (a ledger account), if it is an ed25519 pair.
+pub fn ed25519_of_keypair(key: &Keypair) -> Option<[u8; 32]> {
+    key.public().try_into_ed25519().ok().map(|k| k.to_bytes())
+}
+
+/// The peer id of a raw ed25519 public key.
+pub fn peer_of_ed25519(key: &[u8; 32]) -> Option<PeerId> {
+    let pk = libp2p::identity::ed25519::PublicKey::try_from_bytes(key).ok()?;
+    Some(PublicKey::from(pk).to_peer_id())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -75,6 +75,17 @@ impl Home {
     }
 
     /// Scratch space for running tasks.
+    /// A bank's key (`bank/identity.key`): its account key, apart from the node key so
+    /// the same data dir can run a node and an embedded bank.
+    pub fn bank_identity(&self) -> PathBuf {
+        self.root.join("bank").join("identity.key")
+    }
+
+    /// A bank's default ledger (`bank/ledger.db`, SQLite); the embedded pool's bank too.
+    pub fn bank_ledger(&self) -> PathBuf {
+        self.root.join("bank").join("ledger.db")
+    }
+
     pub fn work(&self) -> PathBuf {
         self.root.join("work")
     }

@@ -3,11 +3,13 @@
 //! results), and the data-dir layout they share. The binary only parses arguments and calls in
 //! here, so tests can start nodes in-process with temp dirs and ephemeral ports.
 
+pub mod bank;
 pub mod device;
 pub mod explain;
 pub mod home;
 pub mod output;
 pub mod owner;
+pub mod pay;
 pub mod provider;
 pub mod reputation;
 pub mod requester;

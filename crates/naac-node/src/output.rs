@@ -124,6 +124,10 @@ pub struct TaskRecord<'a> {
     pub copies: u32,
     /// The run resumed from a checkpoint.
     pub resumed: bool,
+    /// The auction price the accepted result was paid at (credits per giga-fuel), when the
+    /// job was paid; the payment is this times `fuel`, rounded up to the micro-credit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price: Option<String>,
 }
 
 /// Writes `tasks.jsonl` in the staging dir, then renames it into place.
@@ -191,6 +195,29 @@ pub struct Summary {
     pub interrupted: bool,
     /// The reduce step's outcome, when the job has one and it ran.
     pub reduce: Option<ReduceSummary>,
+    /// What the job cost, when a bank kept the books (amounts in credits, as exact decimal
+    /// strings).
+    pub cost: Option<CostSummary>,
+}
+
+/// The job's bill.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CostSummary {
+    /// The bank's account key (hex).
+    pub bank: String,
+    /// Most credits per giga-fuel the job would pay.
+    pub max_price: String,
+    /// What the escrow held at the start.
+    pub escrow: String,
+    /// Paid to providers for verified results.
+    pub paid: String,
+    /// Returned to the payer when the job ended.
+    pub refunded: String,
+    /// Results paid.
+    pub settlements: u64,
+    /// Payments the bank refused, and why (the last reason).
+    pub refused: u64,
+    pub refusal: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -215,6 +242,10 @@ pub struct ProviderTasks {
     pub lost: u64,
     /// Its reputation score after this job (see `naac reputation`).
     pub reputation: Option<f64>,
+    /// Its ask for this job (credits per giga-fuel), when the job was paid.
+    pub ask: Option<String>,
+    /// What it was paid for this job (credits), when the job was paid.
+    pub earned: Option<String>,
 }
 
 /// The job's verification level and what it cost.

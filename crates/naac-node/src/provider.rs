@@ -80,6 +80,13 @@ pub struct ProviderConfig {
     /// Obey the owner's policy file and probe the device (off for embedded pools, which run
     /// their own user's job on their own machine).
     pub owner_policy: bool,
+    /// Asking price per giga-fuel before the owner's window multiplier; the policy's
+    /// `min_price` is the floor.
+    pub price: naac_types::Price,
+    /// This node is also the pool's bank: bank requests go here.
+    pub bank: Option<crate::bank::BankHandle>,
+    /// Run tasks (a node may be only a bank).
+    pub provide: bool,
 }
 
 impl ProviderConfig {
@@ -92,6 +99,9 @@ impl ProviderConfig {
             faulty: None,
             slowdown: 1.0,
             owner_policy: true,
+            price: naac_types::Price(0),
+            bank: None,
+            provide: true,
         }
     }
 }
@@ -113,6 +123,11 @@ enum Internal {
     /// A fresh probe, and the bytes under the storage dirs.
     Resources(Box<Resources>, u64),
 }
+
+/// How often a provider renews its market offer.
+const OFFER_INTERVAL: Duration = Duration::from_secs(10);
+/// How long an offer lives unless renewed (soft state).
+const OFFER_TTL: Duration = Duration::from_secs(30);
 
 /// One task attempt we hold: queued or running.
 struct Held {
@@ -544,7 +559,25 @@ pub async fn run(
         work_dir,
         cache_dir: config.home.module_cache(),
         monitor,
+        base_price: config.price,
+        bank: config.bank.clone(),
+        provide: config.provide,
+        addrs: Vec::new(),
+        offer_seq: 0,
     };
+    if p.provide {
+        // The market: offers on the class's gossip topic, and a provider record under the
+        // class's DHT key so requesters find us in O(log N) hops.
+        let class = naac_market::commodity_class();
+        if let Err(e) = client.subscribe(&naac_market::topic(class)).await {
+            tracing::warn!("market topic: {e:#}");
+        }
+        if let Err(e) = client.start_providing(naac_market::dht_key(class)).await {
+            tracing::warn!("market provider record: {e:#}");
+        }
+    }
+    let mut offer_tick = tokio::time::interval(OFFER_INTERVAL);
+    offer_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     if let Some(m) = &p.monitor {
         let pol = m.policy();
         tracing::info!(
@@ -586,9 +619,13 @@ pub async fn run(
             _ = &mut shutdown => break,
             ev = events.recv() => match ev {
                 Some(Event::Listening(addr)) => {
+                    let me = client.peer_id();
+                    let full = addr.clone().with_p2p(me).unwrap_or(addr);
+                    if p.addrs.len() < naac_market::MAX_ADDRS && !p.addrs.contains(&full) {
+                        p.addrs.push(full.clone());
+                    }
                     if let Some(tx) = &listening {
-                        let me = client.peer_id();
-                        let _ = tx.try_send(addr.clone().with_p2p(me).unwrap_or(addr));
+                        let _ = tx.try_send(full);
                     }
                 }
                 Some(ev) => p.on_event(ev).await,
@@ -598,6 +635,7 @@ pub async fn run(
             _ = heartbeat.tick() => p.heartbeat(),
             _ = policy_tick.tick(), if p.monitor.is_some() => p.poll_policy(),
             _ = refresh_tick.tick(), if p.monitor.is_some() => p.refresh_device(),
+            _ = offer_tick.tick(), if p.provide => p.publish_offer(),
         }
     }
     for job in p.jobs.values() {
@@ -630,11 +668,42 @@ struct Provider {
     peers: HashMap<PeerId, Option<String>>,
     work_dir: std::path::PathBuf,
     cache_dir: std::path::PathBuf,
+    /// Asking price before the window multiplier (the policy's `min_price` is the floor).
+    base_price: naac_types::Price,
+    bank: Option<crate::bank::BankHandle>,
+    provide: bool,
+    /// Where we listen (with our peer id), for offers.
+    addrs: Vec<naac_net::Multiaddr>,
+    /// Sequence number of our last offer.
+    offer_seq: u64,
 }
 
 impl Provider {
     async fn on_event(&mut self, ev: Event) {
         match ev {
+            Event::Request {
+                peer: _,
+                request:
+                    Request {
+                        v: VERSION,
+                        body: RequestBody::Bank(req),
+                    },
+                channel,
+            } => {
+                // Bank requests wait for a durable commit: answer from a task.
+                let client = self.shared.client.clone();
+                let bank = self.bank.clone();
+                tokio::spawn(async move {
+                    let body = match bank {
+                        Some(b) => match b.call(req).await {
+                            Ok(r) => ResponseBody::Bank(Box::new(r)),
+                            Err(e) => ResponseBody::Refused(e),
+                        },
+                        None => ResponseBody::Refused("this node is not a bank".into()),
+                    };
+                    client.respond(channel, Response::new(body)).await;
+                });
+            }
             Event::Request {
                 peer,
                 request,
@@ -672,13 +741,17 @@ impl Provider {
             Event::BadFrame { peer, error } => {
                 tracing::warn!("dropped a bad frame from {peer}: {error}");
             }
-            Event::Connected(..) | Event::Listening(_) => {}
+            Event::Connected(..) | Event::Listening(_) | Event::Gossip { .. } => {}
         }
     }
 
     fn on_request(&mut self, peer: PeerId, body: RequestBody) -> ResponseBody {
         match body {
+            RequestBody::Hello(_) | RequestBody::Assign(_) if !self.provide => {
+                ResponseBody::Refused("this node does not run tasks (it is a bank)".into())
+            }
             RequestBody::Hello(hello) => {
+                let bid = hello.solicit.as_ref().map(|s| self.bid(s));
                 let user = hello.user.and_then(|u| {
                     let id: PeerId = u.user.parse().ok()?;
                     let bytes = naac_proto::UserAttestation::signing_bytes(&peer.to_bytes());
@@ -692,6 +765,7 @@ impl Provider {
                     agent: format!("naac/{}", env!("CARGO_PKG_VERSION")),
                     owner: self.owner.clone(),
                     status: self.status_for(&peer),
+                    bid,
                 }))
             }
             RequestBody::Assign(a) => self.on_assign(peer, a),
@@ -721,6 +795,7 @@ impl Provider {
             RequestBody::Report(_) | RequestBody::Checkpoint { .. } | RequestBody::Status(_) => {
                 ResponseBody::Refused("this node does not request work".into())
             }
+            RequestBody::Bank(_) => ResponseBody::Refused("this node is not a bank".into()),
         }
     }
 
@@ -879,6 +954,43 @@ impl Provider {
         None
     }
 
+    /// What this node asks per giga-fuel now: its base price, at least the owner's
+    /// `min_price`, times the current window's multiplier.
+    fn ask_price(&self) -> naac_types::Price {
+        let floor = self
+            .monitor
+            .as_ref()
+            .map(|m| naac_types::Price::whole(m.policy().min_price))
+            .unwrap_or_default();
+        naac_market::ask_price(self.base_price.max(floor), self.price_multiplier)
+    }
+
+    /// A sealed ask for a requester's job, or why it will not bid.
+    fn bid(&self, s: &naac_proto::Solicit) -> naac_proto::Bid {
+        let price = self.ask_price();
+        if !naac_market::will_bid(price, s.max_price) {
+            return naac_proto::Bid::NoBid(format!(
+                "it asks {price} credits per giga-fuel; the job pays at most {}",
+                s.max_price
+            ));
+        }
+        let Some(provider) = naac_net::ed25519_of_keypair(&self.shared.keypair) else {
+            return naac_proto::Bid::NoBid("its key cannot sign asks".into());
+        };
+        let ask = naac_market::Ask {
+            job: s.job,
+            provider,
+            price,
+            expires_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0)
+                + 3_600_000,
+        };
+        let sig = naac_net::sign(&self.shared.keypair, &ask.signing_bytes());
+        naac_proto::Bid::Ask(naac_market::SignedAsk { ask, sig })
+    }
+
     /// This node as `peer` sees it.
     fn status_for(&self, peer: &PeerId) -> HostStatus {
         let limits = match &self.monitor {
@@ -914,8 +1026,63 @@ impl Provider {
         }
     }
 
+    /// Publishes a signed offer on the market topic: soft state, renewed every
+    /// [`OFFER_INTERVAL`] and when our state changes, expiring after [`OFFER_TTL`] unless
+    /// renewed.
+    fn publish_offer(&mut self) {
+        let Some(provider) = naac_net::ed25519_of_keypair(&self.shared.keypair) else {
+            return;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        // Time-based, so a restarted node's offers still supersede its old ones.
+        self.offer_seq = self.offer_seq.max(now.saturating_sub(1)) + 1;
+        let running = self.shared.gate.running() as u32;
+        let offer = naac_market::Offer {
+            provider,
+            class: naac_market::commodity_class().to_string(),
+            cores: self.resources.cpu.cores,
+            memory: self.resources.memory.available,
+            score_milli: (self.resources.cpu.score * 1000.0) as u64,
+            slots: self.allowed,
+            free_slots: self.allowed.saturating_sub(running),
+            price: self.ask_price(),
+            max_task_memory: self
+                .monitor
+                .as_ref()
+                .and_then(|m| m.policy().max_task_memory)
+                .unwrap_or(0),
+            accepting: matches!(self.state, HostState::Accepting),
+            addrs: self.addrs.iter().map(|a| a.to_string()).collect(),
+            seq: self.offer_seq,
+            issued_ms: now,
+            expires_ms: now + OFFER_TTL.as_millis() as u64,
+        };
+        let sig = naac_net::sign(&self.shared.keypair, &offer.signing_bytes());
+        let bytes = match (naac_market::SignedOffer { offer, sig }).to_bytes() {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!("offer not published: {e}");
+                return;
+            }
+        };
+        let client = self.shared.client.clone();
+        tokio::spawn(async move {
+            let topic = naac_market::topic(naac_market::commodity_class());
+            match client.publish(&topic, bytes).await {
+                Ok(()) | Err(naac_net::PublishError::NoPeers(_)) => {}
+                Err(e) => tracing::debug!("offer not published: {e}"),
+            }
+        });
+    }
+
     /// Sends every peer that said Hello our current status.
     fn push_status(&mut self) {
+        if self.provide {
+            self.publish_offer();
+        }
         self.status_seq += 1;
         self.last_status = Instant::now();
         for peer in self.peers.keys().copied().collect::<Vec<_>>() {

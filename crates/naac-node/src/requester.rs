@@ -17,16 +17,18 @@ use crate::output::{
     self, CheckpointSummary, Discrepancy, Failure, ProviderTasks, ReduceSummary, Side, Summary,
     TaskCounts, VerificationSummary,
 };
+use crate::pay::{Payer, Terms};
 use crate::reputation::Reputation;
 use anyhow::Context as _;
+use naac_market::SignedAsk;
 use naac_net::{Client, Event, PeerId};
 use naac_proto::{
-    Assign, Hello, HostStatus, MAX_TASKS_PER_ASSIGN, Report, Request, RequestBody, Response,
-    ResponseBody, TaskResult, TaskSpec, VERSION, Welcome,
+    Assign, Bid, Hello, HostStatus, MAX_TASKS_PER_ASSIGN, Report, Request, RequestBody, Response,
+    ResponseBody, Solicit, TaskResult, TaskSpec, VERSION, Welcome,
 };
 use naac_sandbox::{Prepared, Sandbox, TaskRun};
 use naac_sched::{Command, Millis, ProviderInfo, Scheduler, TaskId};
-use naac_types::{ContentId, FailureKind, Job, JobId, Outcome, ResultRecord};
+use naac_types::{ContentId, Credits, FailureKind, Job, JobId, Outcome, Price, ResultRecord};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::IpAddr;
@@ -155,6 +157,26 @@ pub struct Options {
     /// Fail at once, with the reasons, when the hosts in view cannot run the job, instead of
     /// waiting for them.
     pub no_wait: bool,
+    /// Pay for the job through a bank: its escrow is already open.
+    pub payment: Option<Payment>,
+}
+
+/// A job's open escrow and the key that signs its payments.
+#[derive(Clone)]
+pub struct Payment {
+    pub escrow: crate::pay::Escrow,
+    pub user: naac_net::Keypair,
+}
+
+impl std::fmt::Debug for Payment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Payment {{ job: {}, escrow: {} }}",
+            self.escrow.job.short(),
+            self.escrow.amount
+        )
+    }
 }
 
 /// Live counts for progress displays.
@@ -165,6 +187,8 @@ pub struct Progress {
     pub elapsed: Duration,
     /// Why tasks are waiting when no host in view may run them now.
     pub waiting: Option<String>,
+    /// Paid to providers so far, when the job is paid.
+    pub cost: Option<Credits>,
 }
 
 /// What happened, for the caller's exit code and printout.
@@ -186,9 +210,15 @@ impl Finished {
     }
 }
 
+/// How long a paid job collects sealed asks before it awards its first batch.
+const BIDDING_WINDOW: Duration = Duration::from_millis(300);
+
+/// Most market offers (and providers dialled from them) a run keeps.
+const MAX_OFFERS: usize = 4096;
+
 enum Internal {
-    /// A provider answered Hello (`None`: not a provider).
-    Hello(PeerId, Option<Box<Welcome>>),
+    /// A provider answered Hello (`None`: not a provider), with the round-trip time to it.
+    Hello(PeerId, Option<Box<Welcome>>, Option<Duration>),
     AssignFailed(PeerId, String),
 }
 
@@ -221,6 +251,7 @@ enum WriteJob {
         record: ContentId,
         verified: bool,
         copies: u32,
+        price: Option<Price>,
     },
     /// A result written earlier was voided by a re-check.
     Remove(u32),
@@ -233,7 +264,7 @@ pub async fn run(
     client: Client,
     mut events: mpsc::Receiver<Event>,
     sandbox: Arc<Sandbox>,
-    opts: Options,
+    mut opts: Options,
     progress: watch::Sender<Progress>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Finished, RunError> {
@@ -264,6 +295,16 @@ pub async fn run(
     sched_config.straggler_factor = prepared.job.straggler_factor;
     sched_config.retries = prepared.job.retries;
     sched_config.seed = u64::from_le_bytes(prepared.id.0[..8].try_into().expect("8 bytes"));
+    let max_price = prepared.job.budget.max_price;
+    let payer = opts.payment.take().map(|p| Payer::new(p.escrow, p.user));
+    let mut hello = crate::survey::hello(&client, opts.user_key.as_ref());
+    if payer.is_some() {
+        hello.solicit = Some(Solicit {
+            job: prepared.id,
+            max_price,
+            fuel: prepared.job.limits.fuel,
+        });
+    }
     let mut r = Run {
         prepared: &prepared,
         client: client.clone(),
@@ -299,9 +340,47 @@ pub async fn run(
         peer_ips: HashMap::new(),
         peer_keys: naac_net::PeerKeys::default(),
         hosts: HashMap::new(),
-        hello: crate::survey::hello(&client, opts.user_key.as_ref()),
+        hello,
         finished: false,
+        payer,
+        max_price,
+        bids: HashMap::new(),
+        asks: HashMap::new(),
+        no_bids: HashMap::new(),
+        terms: HashMap::new(),
+        offers: naac_market::OfferBook::new(MAX_OFFERS),
+        dialled: HashSet::new(),
+        bidding_until: None,
+        bidding_closed: false,
     };
+    // The market: hear providers' offers, and look providers up by commodity class in the
+    // DHT; both lead to providers we were not told about.
+    let class = naac_market::commodity_class();
+    if let Err(e) = client.subscribe(&naac_market::topic(class)).await {
+        tracing::debug!("market topic: {e:#}");
+    }
+    {
+        let client = client.clone();
+        tokio::spawn(async move {
+            client.bootstrap().await;
+            match client
+                .get_providers(naac_market::dht_key(class), Duration::from_secs(10))
+                .await
+            {
+                Ok(found) => {
+                    tracing::debug!("the DHT names {} providers of {class}", found.len());
+                    for (peer, addrs) in found {
+                        if let Some(a) = addrs.into_iter().next()
+                            && let Err(e) = client.dial(a).await
+                        {
+                            tracing::debug!("dial {peer}: {e:#}");
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!("market lookup: {e:#}"),
+            }
+        });
+    }
     r.drive();
     let mut last_flush = Instant::now();
 
@@ -331,6 +410,7 @@ pub async fn run(
                 r.flush_writes().await;
             }
             _ = tick.tick() => {
+                r.close_bidding();
                 let now = r.now();
                 r.sched.tick(now);
                 r.drive();
@@ -347,6 +427,14 @@ pub async fn run(
                 }
                 if let Some(since) = no_provider_since
                     && since.elapsed() > opts.provider_wait {
+                        if !r.no_bids.is_empty() {
+                            let mut why: Vec<String> = r.no_bids.iter().map(|(p, w)| format!("{p}: {w}")).collect();
+                            why.sort();
+                            return Err(anyhow::anyhow!(
+                                "no provider bid for the job within {:?} ({} declined: {})\nhint: raise [budget] max_price in the job file",
+                                opts.provider_wait, why.len(), why.join("; ")
+                            ).into());
+                        }
                         return Err(anyhow::anyhow!(
                             "no provider joined within {:?}; {} tasks are waiting\nhint: start providers with `naac node --provide` and pass --join ADDR, or run without --join to use this machine's cores",
                             opts.provider_wait, p.pending
@@ -385,7 +473,8 @@ pub async fn run(
                 } else {
                     stalled_since = None;
                 }
-                progress.send_replace(Progress { sched: p, fuel: r.fuel, elapsed: started.elapsed(), waiting });
+                let cost = r.cost();
+                progress.send_replace(Progress { sched: p, fuel: r.fuel, elapsed: started.elapsed(), waiting, cost });
             }
         }
     }
@@ -400,14 +489,49 @@ pub async fn run(
     });
     futures::future::join_all(farewells).await;
     let final_progress = r.sched.progress();
+    r.flush_writes().await;
+    r.flush_reputation();
+    // Pay what is still queued, then refund the rest of the escrow.
+    let mut cost = None;
+    let mut earned: HashMap<PeerId, Credits> = HashMap::new();
+    if let Some(payer) = r.payer.take() {
+        let paid = payer.paid.clone();
+        let (bank, escrow, max_price) = (
+            naac_types::hex(&payer.escrow().bank_key.0),
+            payer.escrow().amount,
+            payer.escrow().max_price,
+        );
+        let refunded = match payer.finish(Duration::from_secs(60)).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(
+                    "the escrow could not be refunded now: {e}; the bank refunds it when it expires"
+                );
+                Credits::ZERO
+            }
+        };
+        let p = paid.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        earned = p.by_provider.clone();
+        cost = Some(output::CostSummary {
+            bank,
+            max_price: max_price.to_string(),
+            escrow: escrow.to_string(),
+            paid: p.total.to_string(),
+            refunded: refunded.to_string(),
+            settlements: p.settlements,
+            refused: p.refused,
+            refusal: p.last_refusal,
+        });
+    }
     progress.send_replace(Progress {
         sched: final_progress,
         fuel: r.fuel,
         elapsed: started.elapsed(),
         waiting: None,
+        cost: cost
+            .as_ref()
+            .and_then(|c| Credits::parse(&c.paid.replace(',', "")).ok()),
     });
-    r.flush_writes().await;
-    r.flush_reputation();
     let mut providers: Vec<ProviderTasks> = r
         .stats
         .iter()
@@ -425,6 +549,10 @@ pub async fn run(
                 rejected: st.rejected,
                 lost: st.lost,
                 reputation,
+                ask: r.bids.get(p).map(|b| b.price.to_string()),
+                earned: cost
+                    .is_some()
+                    .then(|| earned.get(p).copied().unwrap_or_default().to_string()),
             }
         })
         .collect();
@@ -487,6 +615,7 @@ pub async fn run(
         out_dir: opts.out_dir.clone(),
         interrupted,
         reduce: None,
+        cost,
     };
     let mut reduce_stdout = None;
     if let Some((module, args)) = &prepared.reduce
@@ -520,7 +649,7 @@ fn write_results(
     // Peer ids in text form, made once per provider (base58 is not free).
     let mut names: HashMap<PeerId, String> = HashMap::new();
     while let Some(w) = rx.blocking_recv() {
-        let (index_no, provider, result, digest, record, verified, copies) = match w {
+        let (index_no, provider, result, digest, record, verified, copies, price) = match w {
             WriteJob::Remove(i) => {
                 let dir = tasks_dir.join(i.to_string());
                 if let Err(e) = std::fs::remove_dir_all(&dir) {
@@ -536,7 +665,10 @@ fn write_results(
                 record,
                 verified,
                 copies,
-            } => (index, provider, result, digest, record, verified, copies),
+                price,
+            } => (
+                index, provider, result, digest, record, verified, copies, price,
+            ),
         };
         let dir = tasks_dir.join(index_no.to_string());
         if let Err(e) = output::write_result_dir(
@@ -567,6 +699,7 @@ fn write_results(
                 verified,
                 copies,
                 resumed: result.resumed.is_some(),
+                price: price.map(|p| p.to_string()),
             });
         }
     }
@@ -684,6 +817,24 @@ struct Run<'a> {
     peer_ips: HashMap<PeerId, IpAddr>,
     peer_keys: naac_net::PeerKeys,
     finished: bool,
+    /// Pays verified results, when the job is paid.
+    payer: Option<Payer>,
+    max_price: Price,
+    /// Every provider's sealed ask for this job, as auction bids.
+    bids: HashMap<PeerId, naac_market::Bid<PeerId>>,
+    asks: HashMap<PeerId, SignedAsk>,
+    /// Providers that would not bid, and why.
+    no_bids: HashMap<PeerId, String>,
+    /// The price of each open run, fixed when its batch was auctioned: per task, by attempt.
+    terms: HashMap<u32, Vec<(u32, Terms)>>,
+    /// Providers' offers heard on the market topic (soft state).
+    offers: naac_market::OfferBook,
+    /// Providers found through the market that we dialled.
+    dialled: HashSet<PeerId>,
+    /// A paid job's first auction closes here: asks are collected until then, so the
+    /// first batches are not awarded before the other bids are in.
+    bidding_until: Option<Instant>,
+    bidding_closed: bool,
 }
 
 impl Run<'_> {
@@ -711,11 +862,17 @@ impl Run<'_> {
                         }) => Some(w),
                         _ => None,
                     };
-                    let _ = tx.send(Internal::Hello(peer, offer)).await;
+                    let rtt = client
+                        .rtts()
+                        .await
+                        .into_iter()
+                        .find_map(|(p, d)| (p == peer).then_some(d));
+                    let _ = tx.send(Internal::Hello(peer, offer, rtt)).await;
                 });
             }
             Event::Disconnected(peer) => {
                 self.hosts.remove(&peer);
+                self.bids.remove(&peer);
                 self.known_peers.retain(|p| *p != peer);
                 self.peer_ips.remove(&peer);
                 self.unconfirmed.remove(&peer);
@@ -738,12 +895,14 @@ impl Run<'_> {
             Event::BadFrame { peer, error } => {
                 tracing::warn!("dropped a bad frame from {peer}: {error}");
             }
+            Event::Gossip { topic, data, .. } => self.on_offer(&topic, &data),
             Event::Listening(_) => {}
         }
     }
 
     async fn on_request(&mut self, peer: PeerId, body: RequestBody) -> ResponseBody {
         match body {
+            RequestBody::Bank(_) => ResponseBody::Refused("this node is not a bank".into()),
             RequestBody::Fetch { id } => match self
                 .blobs
                 .get(&id)
@@ -1164,13 +1323,19 @@ impl Run<'_> {
 
     fn on_internal(&mut self, i: Internal) {
         match i {
-            Internal::Hello(peer, Some(w)) => {
+            Internal::Hello(peer, Some(w), rtt) => {
                 let w = *w;
+                if self.payer.is_some() && !self.take_bid(peer, w.bid.as_ref(), rtt) {
+                    return;
+                }
                 self.hosts.insert(peer, w.status.clone());
                 self.on_hello(peer, w.slots, w.owner);
                 self.apply_status(peer);
+                if self.payer.is_some() {
+                    self.rerank();
+                }
             }
-            Internal::Hello(_, None) => {}
+            Internal::Hello(_, None, _) => {}
             Internal::AssignFailed(peer, why) => {
                 tracing::warn!("provider {peer} did not take its tasks: {why}; dropping it");
                 self.known_peers.retain(|p| *p != peer);
@@ -1183,6 +1348,190 @@ impl Run<'_> {
             }
         }
         self.drive();
+    }
+
+    /// A provider's offer on the market topic: kept as soft state; a provider we have not
+    /// met that accepts work is dialled (its `Hello` follows on connection).
+    fn on_offer(&mut self, topic: &str, data: &[u8]) {
+        if topic != naac_market::topic(naac_market::commodity_class()) {
+            return;
+        }
+        let Ok(offer) = naac_market::SignedOffer::from_bytes(data) else {
+            tracing::debug!("dropped a malformed offer");
+            return;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        self.offers.expire(now);
+        let o = offer.offer.clone();
+        match self.offers.insert(offer, now) {
+            Ok(naac_market::Inserted::Stale) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let Some(peer) = naac_net::peer_of_ed25519(&o.provider) else {
+            return;
+        };
+        if !o.accepting
+            || o.price > self.max_price && self.payer.is_some()
+            || self.hosts.contains_key(&peer)
+            || self.banned.contains(&peer)
+            || self.dialled.len() >= MAX_OFFERS
+            || !self.dialled.insert(peer)
+        {
+            return;
+        }
+        let Some(addr) = o
+            .addrs
+            .iter()
+            .find_map(|a| a.parse::<naac_net::Multiaddr>().ok())
+        else {
+            return;
+        };
+        tracing::debug!("dialling {peer}, found on the market at {addr}");
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            if let Err(e) = client.dial(addr).await {
+                tracing::debug!("dial {peer}: {e:#}");
+            }
+        });
+    }
+
+    /// What has been paid so far.
+    fn cost(&self) -> Option<Credits> {
+        self.payer
+            .as_ref()
+            .map(|p| p.paid.lock().unwrap_or_else(|e| e.into_inner()).total)
+    }
+
+    /// Checks a provider's sealed ask and keeps it as a bid; `false` if it did not bid (or
+    /// its ask is not valid), in which case it gets no work.
+    fn take_bid(&mut self, peer: PeerId, bid: Option<&Bid>, rtt: Option<Duration>) -> bool {
+        let why = match bid {
+            None => "it sent no ask (an older naac?)".to_string(),
+            Some(Bid::NoBid(why)) => why.clone(),
+            Some(Bid::Ask(a)) => {
+                let key = naac_net::ed25519_of(&peer);
+                if !a.verify() || key != Some(a.ask.provider) {
+                    "its ask is not signed by its key".to_string()
+                } else if a.ask.job != self.prepared.id {
+                    "its ask is for another job".to_string()
+                } else if a.ask.price > self.max_price {
+                    format!(
+                        "it asks {} credits per giga-fuel; the job pays at most {}",
+                        a.ask.price, self.max_price
+                    )
+                } else {
+                    let reputation = self
+                        .reputation
+                        .as_mut()
+                        .and_then(|r| r.get(&peer.to_string()).ok())
+                        .map(|r| r.score())
+                        .unwrap_or(0.5);
+                    self.bids.insert(
+                        peer,
+                        naac_market::Bid {
+                            provider: peer,
+                            price: a.ask.price,
+                            reputation,
+                            latency_ms: rtt.map(|d| d.as_millis() as u64).unwrap_or(u64::MAX / 2),
+                        },
+                    );
+                    self.asks.insert(peer, a.clone());
+                    self.no_bids.remove(&peer);
+                    self.bidding_until
+                        .get_or_insert_with(|| Instant::now() + BIDDING_WINDOW);
+                    return true;
+                }
+            }
+        };
+        tracing::info!("provider {peer} does not bid for this job: {why}");
+        self.no_bids.insert(peer, why);
+        false
+    }
+
+    /// Ends the first bidding window: the bidders may take work now.
+    fn close_bidding(&mut self) {
+        if self.bidding_closed || self.bidding_until.is_none_or(|t| Instant::now() < t) {
+            return;
+        }
+        self.bidding_closed = true;
+        tracing::debug!("bidding closed with {} bids", self.bids.len());
+        let peers: Vec<PeerId> = self.bids.keys().copied().collect();
+        for p in peers {
+            self.apply_status(p);
+        }
+        self.rerank();
+        self.drive();
+    }
+
+    /// Whether a paid job is still collecting its first asks.
+    fn bidding(&self) -> bool {
+        self.payer.is_some() && !self.bidding_closed
+    }
+
+    /// Offers work to bidders in auction order: cheapest ask, then reputation, then latency.
+    fn rerank(&mut self) {
+        let mut bids: Vec<naac_market::Bid<PeerId>> = self.bids.values().cloned().collect();
+        naac_market::rank(&mut bids);
+        let order: Vec<PeerId> = bids.iter().map(|b| b.provider).collect();
+        let now = self.now();
+        self.sched.set_preference(&order, now);
+    }
+
+    /// The batch going to `provider` is auctioned: its price and the asks that set it.
+    fn terms_for(&self, provider: &PeerId) -> Option<Terms> {
+        let bids: Vec<naac_market::Bid<PeerId>> = self
+            .bids
+            .values()
+            .filter(|b| self.sched.is_available(&b.provider))
+            .cloned()
+            .collect();
+        let c = naac_market::clear_for(&bids, provider, self.max_price)?;
+        Some(Terms {
+            price: c.price,
+            winner: self.asks.get(provider)?.clone(),
+            second: match c.second {
+                Some(i) => Some(self.asks.get(&bids[i].provider)?.clone()),
+                None => None,
+            },
+        })
+    }
+
+    /// Pays every copy of an accepted task that agreed with the accepted output; returns
+    /// the price each paid attempt got.
+    fn pay(&mut self, index: u32, accepted: ContentId, copies: &[&Vote]) -> Vec<(u32, Price)> {
+        let terms = self.terms.remove(&index).unwrap_or_default();
+        let mut paid = Vec::new();
+        let Some(payer) = &self.payer else {
+            return paid;
+        };
+        for v in copies {
+            if v.digest != accepted {
+                continue;
+            }
+            let Some(t) = terms
+                .iter()
+                .find(|(a, _)| *a == v.result.attempt)
+                .map(|(_, t)| t)
+            else {
+                continue;
+            };
+            let Some(record) = self.record_of(&v.result) else {
+                continue;
+            };
+            payer.settle(
+                v.provider,
+                naac_ledger::SignedRecord {
+                    bytes: record.signing_bytes(),
+                    sig: v.result.signature.clone(),
+                },
+                t,
+            );
+            paid.push((v.result.attempt, t.price));
+        }
+        paid
     }
 
     fn on_hello(&mut self, peer: PeerId, slots: u32, owner: Option<String>) {
@@ -1227,9 +1576,10 @@ impl Run<'_> {
                 slots,
                 groups,
                 streak,
-                paused: self.hosts.get(&peer).is_some_and(|st| {
-                    !crate::explain::rule_out(&self.prepared.job.limits, st).is_empty()
-                }),
+                paused: self.bidding()
+                    || self.hosts.get(&peer).is_some_and(|st| {
+                        !crate::explain::rule_out(&self.prepared.job.limits, st).is_empty()
+                    }),
             },
             now,
         );
@@ -1251,8 +1601,8 @@ impl Run<'_> {
             return;
         };
         let why = crate::explain::rule_out(&self.prepared.job.limits, st);
-        let paused = !why.is_empty();
-        if paused == self.sched.is_available(&peer) {
+        let paused = !why.is_empty() || self.bidding();
+        if paused == self.sched.is_available(&peer) && !self.bidding() {
             if paused {
                 tracing::info!("provider {peer} cannot take tasks now: {}", why.join("; "));
             } else {
@@ -1354,6 +1704,16 @@ impl Run<'_> {
     ) {
         let index = task.0;
         let mut mine = self.votes.remove(&index).unwrap_or_default();
+        let mut paid = Vec::new();
+        match accepted {
+            Some(d) => {
+                let copies: Vec<&Vote> = mine.iter().collect();
+                paid = self.pay(index, d, &copies);
+            }
+            None => {
+                self.terms.remove(&index);
+            }
+        }
         self.close_task(index);
         if let Some(d) = accepted {
             self.reopened.remove(&index);
@@ -1368,6 +1728,10 @@ impl Run<'_> {
                     record: v.record,
                     verified,
                     copies: votes.len() as u32,
+                    price: paid
+                        .iter()
+                        .find(|(a, _)| *a == v.result.attempt)
+                        .map(|(_, p)| *p),
                     result: Box::new(v.result),
                 };
                 self.write_queue.push_back(job);
@@ -1442,6 +1806,19 @@ impl Run<'_> {
     }
 
     fn assign(&mut self, provider: PeerId, tasks: Vec<(TaskId, u32)>) {
+        if self.payer.is_some() {
+            match self.terms_for(&provider) {
+                Some(t) => {
+                    for (task, attempt) in &tasks {
+                        self.terms
+                            .entry(task.0)
+                            .or_default()
+                            .push((*attempt, t.clone()));
+                    }
+                }
+                None => tracing::warn!("no auction price for {provider}: its results go unpaid"),
+            }
+        }
         let job = &self.prepared.job;
         let mut specs = Vec::with_capacity(tasks.len());
         for (t, attempt) in tasks {

@@ -18,6 +18,7 @@ pub fn hello(client: &Client, user_key: Option<&Keypair>) -> Hello {
                 &UserAttestation::signing_bytes(&client.peer_id().to_bytes()),
             ),
         }),
+        solicit: None,
     }
 }
 

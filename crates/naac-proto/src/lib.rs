@@ -12,6 +12,7 @@
 //! | [`RequestBody::Fetch`] | provider → requester | `Blob` or `NotFound` |
 //! | [`RequestBody::Report`] | provider → requester | `Ack` |
 //! | [`RequestBody::Checkpoint`] | provider → requester | `Ack` or `Refused` |
+//! | [`RequestBody::Bank`] | anyone → a bank | [`ResponseBody::Bank`] or `Refused` |
 //!
 //! A `Report` carries finished results and renews the lease of every task still held. Each
 //! result is signed by the provider (see [`naac_types::record`]); the requester rebuilds the
@@ -23,17 +24,22 @@
 //! per-run identity signed by its user's long-lived key, so providers' allow and deny lists
 //! can name people. A `Checkpoint` carries a running task's saved state; a later attempt of the task
 //! names it in [`TaskSpec::resume`] and fetches it like any other blob.
+//! A requester's `Hello` may carry a [`Solicit`] (the job, its `max_price` and limits): the
+//! provider answers with a sealed, signed ask in its `Welcome` ([`Bid`]), which the requester
+//! uses in its reverse Vickrey auctions and the bank checks when the requester pays.
 //! Modules and inputs travel by content id: a provider fetches each blob once and checks its
 //! hash. Every message carries [`VERSION`]; byte payloads use `serde_bytes` (compact CBOR
 //! byte strings). Sizes are bounded by [`MAX_MESSAGE_BYTES`] at the codec.
 
-use naac_types::{ContentId, JobId, Limits, Outcome};
+use naac_ledger::{Account, AccountKey, Checkpoint, Entry, Hash, InclusionProof, SignedRequest};
+use naac_market::SignedAsk;
+use naac_types::{ContentId, Credits, JobId, Limits, Outcome, Price};
 use serde::{Deserialize, Serialize};
 
 /// Protocol name for task dispatch and results.
 pub const TASK_PROTOCOL: &str = "/naac/task/1";
 /// Message schema version inside the protocol.
-pub const VERSION: u16 = 3;
+pub const VERSION: u16 = 4;
 /// Largest message either side accepts; larger frames are dropped by the codec.
 pub const MAX_MESSAGE_BYTES: u64 = 512 << 20;
 /// A provider sends results in reports of about this size at most (one larger result still
@@ -80,6 +86,7 @@ pub enum RequestBody {
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
+    Bank(BankRequest),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -102,12 +109,34 @@ pub enum ResponseBody {
     NotFound,
     /// The request was understood and declined; the text says why.
     Refused(String),
+    /// A bank's answer to [`RequestBody::Bank`].
+    Bank(Box<BankResponse>),
 }
 
 /// Opens a conversation with a provider.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Hello {
     pub user: Option<UserAttestation>,
+    /// A requester's call for a sealed ask for its job.
+    pub solicit: Option<Solicit>,
+}
+
+/// What a provider needs to price a job.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Solicit {
+    pub job: JobId,
+    /// The most the requester pays per giga-fuel.
+    pub max_price: Price,
+    /// Fuel limit of one task.
+    pub fuel: u64,
+}
+
+/// A provider's answer to a [`Solicit`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Bid {
+    Ask(SignedAsk),
+    /// It will not bid, and why (e.g. its owner's minimum price is above `max_price`).
+    NoBid(String),
 }
 
 /// "The peer sending this works for user `user`": the user's key signs the sender's peer id.
@@ -139,6 +168,8 @@ pub struct Welcome {
     /// providers with distinct owners.
     pub owner: Option<String>,
     pub status: HostStatus,
+    /// The answer to the `Hello`'s [`Solicit`], if it had one.
+    pub bid: Option<Bid>,
 }
 
 /// What a provider is and whether it takes work, as seen by the peer it is sent to.
@@ -274,4 +305,77 @@ pub struct OutputFile {
     pub name: String,
     #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
+}
+
+/// Most signed requests in one [`BankRequest::Submit`].
+pub const MAX_BANK_BATCH: usize = 1024;
+/// Most entries in one [`BankResponse::Entries`].
+pub const MAX_BANK_ENTRIES: u32 = 10_000;
+
+/// A request to a bank (a node started with `--bank`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum BankRequest {
+    /// The bank's key, grant and latest checkpoint.
+    Info,
+    /// An account's balance; a new account gets the bank's grant first.
+    Balance { account: AccountKey },
+    /// Transfers, escrows, settlements, refunds: applied in order, each answered.
+    Submit(Vec<SignedRequest>),
+    /// Entries touching `account`, newest first, with seq below `before`.
+    History {
+        account: Account,
+        before: Option<u64>,
+        limit: u32,
+    },
+    /// Entries `from..from + limit` in order (at most [`MAX_BANK_ENTRIES`]).
+    Entries { from: u64, limit: u32 },
+    /// An inclusion proof of entry `seq` against the latest checkpoint.
+    Proof { seq: u64 },
+    /// A proof that the tree of size `new` extends the tree of size `old`.
+    Consistency { old: u64, new: u64 },
+    /// The signed checkpoint of this size (`None`: the latest).
+    Checkpoint { size: Option<u64> },
+}
+
+/// A bank's answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum BankResponse {
+    Info(BankInfo),
+    Balance {
+        balance: Credits,
+        checkpoint: Option<Checkpoint>,
+    },
+    /// One answer per submitted request, in order.
+    Submitted(Vec<Result<Receipt, String>>),
+    Entries(Vec<Entry>),
+    Proof(Box<EntryProof>),
+    Consistency(Vec<Hash>),
+    Checkpoint(Option<Checkpoint>),
+}
+
+/// An entry, its inclusion proof and the signed checkpoint it is proven against.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EntryProof {
+    pub entry: Entry,
+    pub proof: InclusionProof,
+    pub checkpoint: Checkpoint,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BankInfo {
+    pub bank: AccountKey,
+    /// What a new account is given.
+    pub grant: Credits,
+    pub entries: u64,
+    pub checkpoint: Option<Checkpoint>,
+}
+
+/// The bank's acknowledgement of one applied request: durable when sent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub seq: u64,
+    pub hash: Hash,
+    pub amount: Credits,
+    /// It had been applied before (nothing changed this time).
+    pub duplicate: bool,
 }

@@ -308,7 +308,8 @@ pub struct Scheduler<P> {
     providers: HashMap<P, Provider>,
     /// Providers that left during the job.
     departed: HashMap<P, Departed>,
-    /// Providers in join order, for deterministic assignment.
+    /// Providers in preference order (see [`Scheduler::set_preference`]), then join order,
+    /// for deterministic assignment.
     order: Vec<P>,
     commands: VecDeque<Command<P>>,
     progress: Progress,
@@ -531,6 +532,16 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
                 self.fill(now);
             }
         }
+    }
+
+    /// Sets the order in which providers are offered work: the listed ones first, in this
+    /// order (the market's auction ranking: cheapest ask, then reputation, then latency),
+    /// then the rest in join order. Only who gets work first changes; nothing is reassigned.
+    pub fn set_preference(&mut self, ranked: &[P], now: Millis) {
+        let pos = |p: &P| ranked.iter().position(|r| r == p).unwrap_or(usize::MAX);
+        // A stable sort keeps join order among the unranked.
+        self.order.sort_by_key(|p| pos(p));
+        self.fill(now);
     }
 
     /// Whether `provider` is known and not paused.

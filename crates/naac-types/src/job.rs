@@ -23,6 +23,10 @@
 //! replicas = 2
 //! quorum = 2
 //!
+//! [budget]                            # optional: what the user pays (when a bank is used)
+//! max_price = 2.5                     # most credits per giga-fuel (default 1)
+//! max_cost = 1000                     # refuse to start if the escrow would exceed this
+//!
 //! [reduce]                            # optional: runs once after every task succeeded
 //! module = "pi.wasm"                  # default: the job's module
 //! args = ["reduce"]                   # stdin = every task's stdout, in task order
@@ -240,6 +244,8 @@ pub struct Job {
     pub limits: Limits,
     pub reduce: Option<Reduce>,
     pub verify: VerifyPolicy,
+    /// What the user will pay (`[budget]`).
+    pub budget: Budget,
     /// Guests may checkpoint at most this often; `None` disables checkpoints.
     pub checkpoint_interval: Option<std::time::Duration>,
     /// A task running longer than this many times the median task gets a speculative copy
@@ -283,6 +289,7 @@ struct RawJob {
     limits: Option<RawLimits>,
     reduce: Option<RawReduce>,
     verify: Option<RawVerify>,
+    budget: Option<RawBudget>,
     checkpoint_interval: Option<Spanned<toml::Value>>,
     straggler_factor: Option<Spanned<toml::Value>>,
 }
@@ -312,6 +319,37 @@ struct RawLimits {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawBudget {
+    max_price: Option<Spanned<toml::Value>>,
+    max_cost: Option<Spanned<toml::Value>>,
+}
+
+/// The job's `[budget]`: where a bank keeps the books, the most the user pays per unit of
+/// work and in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Most credits per giga-fuel any provider is paid (the auction's reserve price).
+    pub max_price: crate::Price,
+    /// Refuse to start when the job could cost more than this (its escrow).
+    pub max_cost: Option<crate::Credits>,
+}
+
+impl Budget {
+    /// 1 credit per giga-fuel.
+    pub const DEFAULT_MAX_PRICE: crate::Price = crate::Price(crate::money::MICROS);
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self {
+            max_price: Self::DEFAULT_MAX_PRICE,
+            max_cost: None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawReduce {
     module: Option<Spanned<String>>,
     #[serde(default)]
@@ -330,8 +368,10 @@ const TOP_KEYS: &[&str] = &[
     "sweep",
     "limits",
     "verify",
+    "budget",
     "reduce",
 ];
+const BUDGET_KEYS: &[&str] = &["max_price", "max_cost"];
 const VERIFY_KEYS: &[&str] = &[
     "replicas",
     "quorum",
@@ -512,6 +552,7 @@ impl Job {
         };
 
         let limits = limits(&cx, raw.limits)?;
+        let budget = budget(&cx, raw.budget)?;
 
         let module = check_module(&cx, &dir, &raw.module, "module")?;
         let reduce = match raw.reduce {
@@ -599,6 +640,7 @@ impl Job {
             limits,
             reduce,
             verify,
+            budget,
             checkpoint_interval,
             straggler_factor,
             sweep,
@@ -717,6 +759,8 @@ fn toml_error(cx: &Ctx<'_>, e: &toml::de::Error) -> JobError {
             LIMIT_KEYS
         } else if rest.contains("`quorum`") {
             VERIFY_KEYS
+        } else if rest.contains("`max_price`") {
+            BUDGET_KEYS
         } else if rest.contains("`module`") && !rest.contains("`sweep`") {
             REDUCE_KEYS
         } else {
@@ -830,6 +874,34 @@ fn sweep_axis(
             shape_hint(),
         )),
     }
+}
+
+fn budget(cx: &Ctx<'_>, raw: Option<RawBudget>) -> Result<Budget, JobError> {
+    let mut b = Budget::default();
+    let Some(raw) = raw else { return Ok(b) };
+    let amount = |v: &Spanned<toml::Value>, key: &str, example: &str| {
+        let parsed = match v.get_ref() {
+            toml::Value::Integer(n) if *n >= 0 => Ok(crate::Credits::whole(*n as u64).0),
+            toml::Value::Float(f) => crate::Credits::parse(&f.to_string()).map(|c| c.0),
+            toml::Value::String(s) => crate::Credits::parse(s).map(|c| c.0),
+            _ => Err("must be a number of credits like 2.5".to_string()),
+        };
+        parsed.map_err(|e| {
+            cx.err(
+                Some(v.span()),
+                format!("budget.{key}"),
+                e,
+                Some(format!("e.g. {key} = {example}")),
+            )
+        })
+    };
+    if let Some(p) = &raw.max_price {
+        b.max_price = crate::Price(amount(p, "max_price", "2.5")?);
+    }
+    if let Some(c) = &raw.max_cost {
+        b.max_cost = Some(crate::Credits(amount(c, "max_cost", "1000")?));
+    }
+    Ok(b)
 }
 
 fn limits(cx: &Ctx<'_>, raw: Option<RawLimits>) -> Result<Limits, JobError> {

@@ -13,7 +13,7 @@ pub mod units;
 pub mod verify;
 
 pub use ids::{ContentId, JobId, hex};
-pub use job::{Job, JobError, TaskParams};
+pub use job::{Budget, Job, JobError, TaskParams};
 pub use money::{Credits, Price};
 pub use outcome::{FailureKind, Limits, Outcome};
 pub use record::ResultRecord;

@@ -49,6 +49,24 @@ impl ResultRecord {
         b
     }
 
+    /// Reads [`ResultRecord::signing_bytes`] back: the exact inverse, so
+    /// `from_signing_bytes(&r.signing_bytes()) == Some(r)`. Anything else (another length,
+    /// another domain, an unknown outcome code) is `None`.
+    pub fn from_signing_bytes(bytes: &[u8]) -> Option<ResultRecord> {
+        let mut r = Reader(bytes.strip_prefix(RECORD_DOMAIN.as_bytes())?);
+        let record = ResultRecord {
+            job: JobId(r.take()?),
+            task: u32::from_le_bytes(r.take()?),
+            attempt: u32::from_le_bytes(r.take()?),
+            module: ContentId(r.take()?),
+            input: ContentId(r.take()?),
+            output: ContentId(r.take()?),
+            outcome: outcome_from_code(r.take::<1>()?[0])?,
+            fuel_used: u64::from_le_bytes(r.take()?),
+        };
+        r.0.is_empty().then_some(record)
+    }
+
     /// The record's own content id (used to name it in reports and, later, in receipts).
     pub fn id(&self) -> ContentId {
         ContentId::of(&self.signing_bytes())
@@ -63,6 +81,29 @@ fn outcome_code(o: Outcome) -> u8 {
         Outcome::OutOfFuel => 3,
         Outcome::Timeout => 4,
         Outcome::Memory => 5,
+    }
+}
+
+fn outcome_from_code(c: u8) -> Option<Outcome> {
+    Some(match c {
+        0 => Outcome::Ok,
+        1 => Outcome::Exit,
+        2 => Outcome::Trap,
+        3 => Outcome::OutOfFuel,
+        4 => Outcome::Timeout,
+        5 => Outcome::Memory,
+        _ => return None,
+    })
+}
+
+/// Reads fixed-size fields off the front of a byte slice.
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (head, rest) = self.0.split_first_chunk::<N>()?;
+        self.0 = rest;
+        Some(*head)
     }
 }
 
@@ -183,6 +224,44 @@ mod tests {
         for v in variants {
             assert_ne!(v.signing_bytes(), base, "{v:?}");
         }
+    }
+
+    #[test]
+    fn signing_bytes_round_trip() {
+        let outcomes = [
+            Outcome::Ok,
+            Outcome::Exit,
+            Outcome::Trap,
+            Outcome::OutOfFuel,
+            Outcome::Timeout,
+            Outcome::Memory,
+        ];
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            let r = ResultRecord {
+                task: u32::MAX - i as u32,
+                attempt: i as u32,
+                outcome,
+                fuel_used: u64::MAX / (i as u64 + 1),
+                ..record()
+            };
+            let b = r.signing_bytes();
+            assert_eq!(ResultRecord::from_signing_bytes(&b), Some(r));
+        }
+        let b = record().signing_bytes();
+        // Truncated, extended, another domain, an unknown outcome: refused.
+        assert_eq!(ResultRecord::from_signing_bytes(&b[..b.len() - 1]), None);
+        assert_eq!(
+            ResultRecord::from_signing_bytes(&[&b[..], &[0]].concat()),
+            None
+        );
+        assert_eq!(ResultRecord::from_signing_bytes(&[]), None);
+        let mut other = b.clone();
+        other[0] ^= 1;
+        assert_eq!(ResultRecord::from_signing_bytes(&other), None);
+        let mut bad_outcome = b.clone();
+        let at = b.len() - 9;
+        bad_outcome[at] = 6;
+        assert_eq!(ResultRecord::from_signing_bytes(&bad_outcome), None);
     }
 
     #[test]

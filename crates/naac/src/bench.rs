@@ -5,6 +5,7 @@
 //! process, real wasmtime, results written to disk. Use a release build:
 //! `cargo run --release -- bench`.
 
+mod economy;
 mod owner;
 
 use crate::embedded::Pool;
@@ -32,6 +33,7 @@ const ALL: &[&str] = &[
     "failover",
     "verify",
     "owner",
+    "economy",
 ];
 
 #[derive(clap::Args)]
@@ -43,7 +45,7 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     /// Run only these (comma-separated): throughput, latency, scaling, guest, gather, failover,
-    /// verify, owner
+    /// verify, owner, economy
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     only: Vec<String>,
     /// Where job outputs go [default: a temporary dir on /dev/shm (tmpfs) when there is one,
@@ -97,7 +99,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         quick: a.quick,
     };
     let mut figures = Vec::new();
-    let steps: [(&str, BenchFn); 8] = [
+    let steps: [(&str, BenchFn); 9] = [
         ("throughput", |b| Box::pin(b.throughput())),
         ("latency", |b| Box::pin(b.latency())),
         ("scaling", |b| Box::pin(b.scaling())),
@@ -106,6 +108,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         ("failover", |b| Box::pin(b.failover())),
         ("verify", |b| Box::pin(b.verify())),
         ("owner", |b| Box::pin(b.owner())),
+        ("economy", |b| Box::pin(b.economy())),
     ];
     for (name, f) in steps {
         if !want(name) {
@@ -215,10 +218,12 @@ impl Bench {
             quiet: true,
             on_pool,
             no_wait: false,
+            bank: crate::run::BankChoice::None,
         };
         let f = match execute(exec).await? {
             Executed::Done(f) => f,
             Executed::Invalid(e) => anyhow::bail!("benchmark job is invalid: {e:#}"),
+            Executed::Refused(e) => anyhow::bail!("benchmark job refused: {e}"),
         };
         anyhow::ensure!(
             f.success(),

@@ -11,6 +11,7 @@ mod policy;
 mod pool;
 mod reputation;
 mod run;
+mod wallet;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -54,6 +55,9 @@ enum Cmd {
     Resume,
     /// List the providers this machine has used, with their verified/rejected/lost counts
     Reputation(reputation::Args),
+    /// Your credits: balance, history, and an independent check of the bank's ledger
+    #[command(subcommand)]
+    Wallet(wallet::Cmd),
     /// Measure throughput, latency, scaling, sandbox and verification overhead
     Bench(bench::Args),
 }
@@ -98,6 +102,7 @@ fn main() -> ExitCode {
             Cmd::Pause(a) => policy::pause(a).await,
             Cmd::Resume => policy::resume().await,
             Cmd::Bench(a) => bench::main(a).await,
+            Cmd::Wallet(c) => wallet::main(c).await,
         }
     });
     // Do not wait for blocking threads (a guest still winding down) on the way out.

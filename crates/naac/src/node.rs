@@ -12,6 +12,21 @@ pub struct Args {
     /// Run tasks for requesters that reach this node
     #[arg(long)]
     provide: bool,
+    /// Keep the pool's accounts: balances, escrows, payments and the signed ledger
+    /// (requesters and wallets reach it with --bank ADDR)
+    #[arg(long)]
+    bank: bool,
+    /// The bank's ledger: a SQLite path (default: bank/ledger.db in the data dir) or a
+    /// PostgreSQL connection string (postgres://... or "host=... dbname=...")
+    #[arg(long, value_name = "URL", requires = "bank", env = "NAAC_LEDGER")]
+    ledger: Option<String>,
+    /// Credits every new account gets from this bank
+    #[arg(long, value_name = "CREDITS", default_value = "1000", requires = "bank", value_parser = parse_credits)]
+    grant: naac_types::Credits,
+    /// Asking price in credits per giga-fuel, before the owner's time-window multiplier;
+    /// the policy's min_price is the floor [default: 0.1]
+    #[arg(long, value_name = "CREDITS", value_parser = parse_price)]
+    price: Option<naac_types::Price>,
     /// Tasks run at once [default: the number of cores]
     #[arg(long, value_name = "N")]
     slots: Option<u32>,
@@ -44,14 +59,21 @@ pub struct Args {
 }
 
 pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
-    if !a.provide {
+    if !a.provide && !a.bank {
         eprintln!(
-            "error: nothing to do: a node without --provide has no role yet\nhint: naac node --provide [--slots N]"
+            "error: nothing to do: give the node a role\nhint: naac node --provide [--slots N] to run tasks, or naac node --bank to keep a pool's accounts"
         );
         return Ok(ExitCode::from(2));
     }
     let home = Home::from_env()?;
     home.ensure()?;
+    let bank = if a.bank {
+        let h = naac_node::bank::start_in_home(&home, a.ledger.clone(), a.grant)?;
+        tracing::info!("bank key {}", naac_types::hex(&h.key().0));
+        Some(h)
+    } else {
+        None
+    };
     let keypair = if a.ephemeral {
         naac_net::Keypair::generate_ed25519()
     } else {
@@ -78,7 +100,10 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
     config.owner = a.owner;
     config.faulty = a.faulty;
     config.slowdown = a.slowdown;
-    config.owner_policy = !a.ephemeral;
+    config.owner_policy = !a.ephemeral && a.provide;
+    config.price = a.price.unwrap_or(DEFAULT_PRICE);
+    config.bank = bank;
+    config.provide = a.provide;
     let (listen_tx, mut listen_rx) = tokio::sync::mpsc::channel(16);
     tokio::spawn(async move {
         // One line per address, for people and for scripts (`listening on MULTIADDR`).
@@ -113,6 +138,18 @@ async fn stdin_closed() {
             Ok(_) => {}
         }
     }
+}
+
+/// What a provider asks when neither `--price` nor its policy's `min_price` says more:
+/// 0.1 credits per giga-fuel.
+pub const DEFAULT_PRICE: naac_types::Price = naac_types::Price(100_000);
+
+fn parse_credits(s: &str) -> Result<naac_types::Credits, String> {
+    naac_types::Credits::parse(s)
+}
+
+fn parse_price(s: &str) -> Result<naac_types::Price, String> {
+    naac_types::Price::parse(s)
 }
 
 /// `wrong:FRACTION` with a fraction from 0 to 1.

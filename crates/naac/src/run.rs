@@ -46,6 +46,14 @@ pub struct Args {
     /// wait for one, showing why)
     #[arg(long)]
     no_wait: bool,
+    /// Pay through this bank (a node started with `naac node --bank`), e.g.
+    /// /ip4/192.168.1.5/tcp/4001/p2p/12D3K... [default: the embedded pool's own bank;
+    /// with --join and no --bank the run is unpaid]
+    #[arg(long, value_name = "MULTIADDR", env = "NAAC_BANK")]
+    bank: Option<Multiaddr>,
+    /// Do not pay: run without a bank (providers' asks are ignored)
+    #[arg(long, conflicts_with = "bank")]
+    no_pay: bool,
     /// Hidden testing aid: extra arguments for embedded provider processes
     #[arg(long, hide = true, allow_hyphen_values = true)]
     provider_arg: Vec<String>,
@@ -69,11 +77,29 @@ pub struct Exec {
     /// Receives the embedded pool's worker pids once it starts.
     pub on_pool: Option<tokio::sync::oneshot::Sender<crate::embedded::Pids>>,
     pub no_wait: bool,
+    /// Where to pay.
+    pub bank: BankChoice,
 }
+
+/// Which bank pays for a run.
+#[derive(Clone, Debug)]
+pub enum BankChoice {
+    /// The embedded pool's own (in this process, ledger in the data dir); unpaid with --join.
+    Default,
+    /// A bank node.
+    Remote(Multiaddr),
+    /// No payments.
+    None,
+}
+
+/// What a new account gets from the embedded pool's bank: the quick start's play money.
+pub const EMBEDDED_GRANT: naac_types::Credits = naac_types::Credits(1_000_000 * 1_000_000);
 
 pub enum Executed {
     /// The job file, a module or an input is wrong.
     Invalid(anyhow::Error),
+    /// The bank refused to open the job's escrow (too little balance, over budget).
+    Refused(String),
     Done(Box<Finished>),
 }
 
@@ -93,11 +119,20 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         quiet: json,
         on_pool: None,
         no_wait: a.no_wait,
+        bank: match (a.no_pay, a.bank) {
+            (true, _) => BankChoice::None,
+            (false, Some(b)) => BankChoice::Remote(b),
+            (false, None) => BankChoice::Default,
+        },
     };
     let finished = match execute(exec).await? {
         Executed::Invalid(e) => {
             eprintln!("error: {e:#}");
             return Ok(ExitCode::from(2));
+        }
+        Executed::Refused(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(3));
         }
         Executed::Done(f) => f,
     };
@@ -161,6 +196,62 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
     )
     .await?;
 
+    // Pay first: a job the user cannot pay for is refused before anything runs.
+    let user = user_key(&home)?;
+    let bank = match &a.bank {
+        BankChoice::None => None,
+        BankChoice::Default if !embedded => None,
+        BankChoice::Default => Some(naac_node::pay::BankConn::Local(
+            naac_node::bank::start_in_home(&home, None, EMBEDDED_GRANT)
+                .context("start the embedded pool's bank")?,
+        )),
+        BankChoice::Remote(addr) => Some(connect_bank(&client, addr).await?),
+    };
+    let payment = match bank {
+        None => None,
+        Some(bank) => {
+            let amount = naac_node::pay::escrow_for(&prepared.job, total);
+            match naac_node::pay::open_escrow(
+                bank,
+                &user,
+                prepared.id,
+                amount,
+                prepared.job.budget.max_price,
+                prepared.job.budget.max_cost,
+            )
+            .await
+            {
+                Ok(escrow) => Some(requester::Payment {
+                    escrow,
+                    user: user.clone(),
+                }),
+                Err(e @ naac_node::pay::PayError::Insufficient { .. })
+                | Err(e @ naac_node::pay::PayError::OverBudget { .. }) => {
+                    return Ok(Executed::Refused(format!(
+                        "{e}\nhint: the escrow is max_price ({} credits per giga-fuel) x limits.fuel ({}) x {} copies; lower [budget] max_price or [limits] fuel in the job file{}",
+                        prepared.job.budget.max_price,
+                        prepared.job.limits.fuel,
+                        naac_node::pay::expected_copies(&prepared.job, total),
+                        if embedded {
+                            ", or run with --no-pay"
+                        } else {
+                            ", or ask the bank for credits"
+                        }
+                    )));
+                }
+                Err(e) => return Err(anyhow::anyhow!("{e}")),
+            }
+        }
+    };
+    if let Some(p) = &payment
+        && !a.quiet
+    {
+        eprintln!(
+            "naac: escrow of {} credits opened (balance was {}; max price {} credits per giga-fuel)",
+            p.escrow.amount, p.escrow.balance_before, p.escrow.max_price
+        );
+    }
+
     let mut pool = None;
     if embedded {
         // Wait until we listen, then start providers that dial us.
@@ -216,8 +307,9 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
         },
         provider_wait: a.provider_wait,
         reputation: Some(home.reputation_db()),
-        user_key: Some(user_key(&home)?),
+        user_key: Some(user),
         no_wait: a.no_wait,
+        payment,
     };
     let result = requester::run(
         prepared,
@@ -285,8 +377,12 @@ fn progress_bar(
             } else {
                 String::new()
             };
+            let cost = match p.cost {
+                Some(c) => format!("  cost {c} credits"),
+                None => String::new(),
+            };
             bar.set_message(format!(
-                "running {}  failed {}{checks}  {rate:.1} tasks/s{eta}  ({providers})",
+                "running {}  failed {}{checks}{cost}  {rate:.1} tasks/s{eta}  ({providers})",
                 s.running, s.failed
             ));
         }
@@ -383,6 +479,24 @@ fn report(f: &Finished, json: bool) -> anyhow::Result<()> {
             s.failures.len() - 10
         );
     }
+    if let Some(c) = &s.cost {
+        eprintln!(
+            "naac: cost {} credits for {} paid results (escrow {}, refunded {}){}",
+            c.paid,
+            c.settlements,
+            c.escrow,
+            c.refunded,
+            if c.refused > 0 {
+                format!(
+                    "; {} payments refused: {}",
+                    c.refused,
+                    c.refusal.as_deref().unwrap_or("")
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
     if let Some(r) = &s.reduce
         && r.outcome != "ok"
     {
@@ -396,6 +510,40 @@ fn report(f: &Finished, json: bool) -> anyhow::Result<()> {
     }
     eprintln!("naac: results in {}", s.out_dir.display());
     Ok(())
+}
+
+/// Dials a bank node and checks that it answers as one.
+pub async fn connect_bank(
+    client: &naac_net::Client,
+    addr: &Multiaddr,
+) -> anyhow::Result<naac_node::pay::BankConn> {
+    let peer = addr
+        .iter()
+        .find_map(|p| match p {
+            naac_net::Protocol::P2p(id) => Some(id),
+            _ => None,
+        })
+        .with_context(|| {
+            format!("bank address {addr} has no /p2p/ peer id; copy the whole \"listening on\" line of the bank")
+        })?;
+    client
+        .dial(addr.clone())
+        .await
+        .with_context(|| format!("dial the bank at {addr}"))?;
+    let conn = naac_node::pay::BankConn::Remote {
+        client: client.clone(),
+        peer,
+        addr: addr.clone(),
+    };
+    let mut last = String::new();
+    for _ in 0..50 {
+        match conn.key().await {
+            Ok(_) => return Ok(conn),
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the bank at {addr} does not answer: {last}")
 }
 
 /// The last characters of a peer id: enough to tell providers apart in a listing.

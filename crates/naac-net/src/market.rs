@@ -1,0 +1,536 @@
+//! The market overlay: gossipsub (offers are published on topics) and Kademlia (providers
+//! announce provider records keyed by commodity class; requesters find them in O(log N) hops).
+//!
+//! This module builds both behaviours and handles their events for the [`EventLoop`]; the
+//! commands that drive them arrive through [`crate::Client`].
+
+use crate::{Event, EventLoop};
+use libp2p::kad::store::{MemoryStore, MemoryStoreConfig, RecordStore};
+use libp2p::kad::{self, GetClosestPeersOk, GetProvidersOk, Mode, QueryId, QueryResult};
+use libp2p::multiaddr::Protocol;
+use libp2p::{Multiaddr, PeerId, StreamProtocol, gossipsub, identify};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// The Kademlia protocol name: a private DHT, apart from the public IPFS one.
+pub const KAD_PROTOCOL: &str = "/naac/kad/1.0.0";
+/// Largest gossip payload: the 64 KiB wire limit less room for the signed envelope (author
+/// key, signature, sequence number, topic name up to [`MAX_TOPIC_BYTES`]).
+pub const MAX_GOSSIP_BYTES: usize = MAX_GOSSIP_FRAME - 1024;
+/// Largest gossip frame on the wire, both ways (gossipsub's `max_transmit_size`). Gossipsub
+/// checks only the payload against it when publishing; a frame over it would fail to encode.
+const MAX_GOSSIP_FRAME: usize = 64 * 1024;
+/// Longest topic name.
+pub const MAX_TOPIC_BYTES: usize = 256;
+/// Longest provider key.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// Topics this node may subscribe to, and that a peer may be subscribed to as far as we track.
+const MAX_TOPICS: usize = 64;
+/// Gossip messages held in the event backlog while the owner is slow; more are dropped.
+pub(crate) const MAX_GOSSIP_BACKLOG: usize = 256;
+/// Lookups (`get_providers`, address resolution) running at once.
+const MAX_LOOKUPS: usize = 64;
+/// Providers collected per lookup.
+const MAX_PROVIDERS: usize = 64;
+/// Peers and addresses per peer kept in the address book.
+const MAX_BOOK_PEERS: usize = 4096;
+const MAX_ADDRS_PER_PEER: usize = 8;
+/// Kademlia message limit (records we carry are small: keys and peer addresses).
+const KAD_MAX_PACKET: usize = 16 * 1024;
+/// Provider records expire after this unless their provider re-announces them, which kad
+/// does every [`PROVIDER_REPUBLISH`].
+const PROVIDER_TTL: Duration = Duration::from_secs(60 * 60);
+const PROVIDER_REPUBLISH: Duration = Duration::from_secs(20 * 60);
+/// An iterative kad query gives up after this.
+const KAD_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub(crate) type Gossipsub = gossipsub::Behaviour<
+    gossipsub::IdentityTransform,
+    gossipsub::MaxCountSubscriptionFilter<gossipsub::AllowAllSubscriptionFilter>,
+>;
+pub(crate) type Kademlia = kad::Behaviour<MemoryStore>;
+/// Providers found for a key, each with the addresses known for it.
+pub type Providers = Vec<(PeerId, Vec<Multiaddr>)>;
+
+/// Why a gossip message was not published.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PublishError {
+    /// No connected peer has subscribed to the topic yet. Usually harmless: nobody is there
+    /// to hear it (try again once peers subscribe).
+    #[error("no peer is subscribed to topic {0} yet")]
+    NoPeers(String),
+    #[error("message of {size} bytes is over the {MAX_GOSSIP_BYTES}-byte gossip limit")]
+    TooLarge { size: usize },
+    #[error("invalid topic: {0}")]
+    BadTopic(String),
+    #[error("publish failed: {0}")]
+    Failed(String),
+    #[error("the network event loop has stopped")]
+    Stopped,
+}
+
+pub(crate) fn gossipsub(key: &libp2p::identity::Keypair) -> anyhow::Result<Gossipsub> {
+    let config = gossipsub::ConfigBuilder::default()
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .max_transmit_size(MAX_GOSSIP_FRAME)
+        .heartbeat_initial_delay(Duration::from_millis(100))
+        .heartbeat_interval(Duration::from_millis(500))
+        // Small networks: keep whatever peers there are. A node below `mesh_n_low` grafts
+        // every subscribed neighbour it hears of, so with 2 no chain of single links forms.
+        .mesh_n_low(2)
+        .mesh_n(4)
+        .mesh_n_high(8)
+        .mesh_outbound_min(1)
+        .gossip_lazy(4)
+        .flood_publish(true)
+        .connection_handler_queue_len(256)
+        .max_publish_messages(256)
+        .build()
+        .map_err(|e| anyhow::anyhow!("gossipsub config: {e}"))?;
+    let filter = gossipsub::MaxCountSubscriptionFilter {
+        filter: gossipsub::AllowAllSubscriptionFilter {},
+        max_subscribed_topics: MAX_TOPICS,
+        max_subscriptions_per_request: MAX_TOPICS,
+    };
+    gossipsub::Behaviour::new_with_subscription_filter(
+        gossipsub::MessageAuthenticity::Signed(key.clone()),
+        config,
+        filter,
+    )
+    .map_err(|e| anyhow::anyhow!("gossipsub: {e}"))
+}
+
+pub(crate) fn kademlia(peer_id: PeerId) -> Kademlia {
+    let mut config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
+    config
+        .set_query_timeout(KAD_QUERY_TIMEOUT)
+        .set_max_packet_size(KAD_MAX_PACKET)
+        .set_provider_record_ttl(Some(PROVIDER_TTL))
+        .set_provider_publication_interval(Some(PROVIDER_REPUBLISH));
+    let store = MemoryStore::with_config(
+        peer_id,
+        MemoryStoreConfig {
+            max_records: 256,
+            max_value_bytes: 4 * 1024,
+            max_provided_keys: 1024,
+            max_providers_per_key: 20,
+        },
+    );
+    let mut kad = kad::Behaviour::with_config(peer_id, store, config);
+    // Serve records even without a confirmed external address (loopback and LAN pools).
+    kad.set_mode(Some(Mode::Server));
+    kad
+}
+
+/// Addresses heard for peers (identify, dialed connections, kad), bounded.
+#[derive(Default)]
+pub(crate) struct AddressBook {
+    map: HashMap<PeerId, Vec<Multiaddr>>,
+}
+
+impl AddressBook {
+    pub(crate) fn add(&mut self, peer: PeerId, addr: Multiaddr) {
+        let addr = strip_p2p(addr);
+        if !self.map.contains_key(&peer) && self.map.len() >= MAX_BOOK_PEERS {
+            // Forget someone; addresses are hints, and kad keeps its own table.
+            if let Some(victim) = self.map.keys().next().copied() {
+                self.map.remove(&victim);
+            }
+        }
+        let addrs = self.map.entry(peer).or_default();
+        if addrs.contains(&addr) {
+            return;
+        }
+        if addrs.len() >= MAX_ADDRS_PER_PEER {
+            addrs.remove(0);
+        }
+        addrs.push(addr);
+    }
+
+    fn get(&self, peer: &PeerId) -> &[Multiaddr] {
+        self.map.get(peer).map(Vec::as_slice).unwrap_or_default()
+    }
+}
+
+/// A lookup waiting for its kad query.
+pub(crate) enum Lookup {
+    Providers {
+        found: Vec<PeerId>,
+        reply: oneshot::Sender<anyhow::Result<Providers>>,
+        deadline: Instant,
+    },
+    Peer {
+        peer: PeerId,
+        found: Vec<Multiaddr>,
+        reply: oneshot::Sender<anyhow::Result<Vec<Multiaddr>>>,
+        deadline: Instant,
+    },
+}
+
+impl Lookup {
+    fn deadline(&self) -> Instant {
+        match self {
+            Lookup::Providers { deadline, .. } | Lookup::Peer { deadline, .. } => *deadline,
+        }
+    }
+}
+
+pub(crate) enum MarketCommand {
+    Subscribe(String, oneshot::Sender<anyhow::Result<()>>),
+    Unsubscribe(String),
+    Publish {
+        topic: String,
+        data: Vec<u8>,
+        reply: oneshot::Sender<Result<(), PublishError>>,
+    },
+    StartProviding(Vec<u8>, oneshot::Sender<anyhow::Result<()>>),
+    StopProviding(Vec<u8>),
+    GetProviders {
+        key: Vec<u8>,
+        timeout: Duration,
+        reply: oneshot::Sender<anyhow::Result<Providers>>,
+    },
+    FindPeer {
+        peer: PeerId,
+        timeout: Duration,
+        reply: oneshot::Sender<anyhow::Result<Vec<Multiaddr>>>,
+    },
+    Bootstrap,
+}
+
+impl EventLoop {
+    pub(crate) fn on_market_command(&mut self, c: MarketCommand) {
+        let me = *self.swarm.local_peer_id();
+        let b = self.swarm.behaviour_mut();
+        match c {
+            MarketCommand::Subscribe(topic, reply) => {
+                let t = gossipsub::IdentTopic::new(topic.clone());
+                let r = if b.gossipsub.topics().count() >= MAX_TOPICS
+                    && !b.gossipsub.topics().any(|h| *h == t.hash())
+                {
+                    Err(anyhow::anyhow!(
+                        "already subscribed to {MAX_TOPICS} topics, the most allowed"
+                    ))
+                } else {
+                    b.gossipsub
+                        .subscribe(&t)
+                        .map(|_| ())
+                        .map_err(|e| anyhow::anyhow!("subscribe to {topic}: {e:?}"))
+                };
+                let _ = reply.send(r);
+            }
+            MarketCommand::Unsubscribe(topic) => {
+                b.gossipsub.unsubscribe(&gossipsub::IdentTopic::new(topic));
+            }
+            MarketCommand::Publish { topic, data, reply } => {
+                let size = data.len();
+                let r = match b
+                    .gossipsub
+                    .publish(gossipsub::IdentTopic::new(topic.clone()), data)
+                {
+                    Ok(_) | Err(gossipsub::PublishError::Duplicate) => Ok(()),
+                    Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
+                        Err(PublishError::NoPeers(topic))
+                    }
+                    Err(gossipsub::PublishError::MessageTooLarge) => {
+                        Err(PublishError::TooLarge { size })
+                    }
+                    Err(e) => Err(PublishError::Failed(format!("{e:?}").to_lowercase())),
+                };
+                let _ = reply.send(r);
+            }
+            MarketCommand::StartProviding(key, reply) => {
+                let r = b
+                    .kad
+                    .start_providing(kad::RecordKey::new(&key))
+                    .map(|_| ())
+                    .map_err(|e| anyhow::anyhow!("store the provider record: {e}"));
+                let _ = reply.send(r);
+            }
+            MarketCommand::StopProviding(key) => {
+                b.kad.stop_providing(&kad::RecordKey::new(&key));
+            }
+            MarketCommand::GetProviders {
+                key,
+                timeout,
+                reply,
+            } => {
+                if self.lookups.len() >= MAX_LOOKUPS {
+                    let _ = reply.send(Err(anyhow::anyhow!(
+                        "{MAX_LOOKUPS} lookups are already running"
+                    )));
+                    return;
+                }
+                let id = b.kad.get_providers(kad::RecordKey::new(&key));
+                self.lookups.insert(
+                    id,
+                    Lookup::Providers {
+                        found: Vec::new(),
+                        reply,
+                        deadline: Instant::now() + timeout,
+                    },
+                );
+            }
+            MarketCommand::FindPeer {
+                peer,
+                timeout,
+                reply,
+            } => {
+                if peer == me {
+                    let _ = reply.send(Ok(Vec::new()));
+                    return;
+                }
+                if self.lookups.len() >= MAX_LOOKUPS {
+                    let _ = reply.send(Err(anyhow::anyhow!(
+                        "{MAX_LOOKUPS} lookups are already running"
+                    )));
+                    return;
+                }
+                let id = b.kad.get_closest_peers(peer);
+                self.lookups.insert(
+                    id,
+                    Lookup::Peer {
+                        peer,
+                        found: Vec::new(),
+                        reply,
+                        deadline: Instant::now() + timeout,
+                    },
+                );
+            }
+            MarketCommand::Bootstrap => {
+                if b.kad.bootstrap().is_err() {
+                    tracing::debug!("kad bootstrap: no known peers yet");
+                }
+            }
+        }
+    }
+
+    /// Ends lookups whose deadline has passed, answering with what they found so far.
+    pub(crate) fn expire_lookups(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<QueryId> = self
+            .lookups
+            .iter()
+            .filter(|(_, l)| l.deadline() <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                q.finish();
+            }
+            self.finish_lookup(id);
+        }
+    }
+
+    fn finish_lookup(&mut self, id: QueryId) {
+        let Some(lookup) = self.lookups.remove(&id) else {
+            return;
+        };
+        match lookup {
+            Lookup::Providers { found, reply, .. } => {
+                let with_addrs = found
+                    .into_iter()
+                    .map(|p| (p, self.addresses_of(&p, Vec::new())))
+                    .collect();
+                let _ = reply.send(Ok(with_addrs));
+            }
+            Lookup::Peer {
+                peer, found, reply, ..
+            } => {
+                let addrs = self.addresses_of(&peer, found);
+                let _ = reply.send(Ok(addrs));
+            }
+        }
+    }
+
+    /// Every address known for `peer` (address book, kad routing table, `extra`), each ending
+    /// in `/p2p/<peer>` so it can be dialed as is.
+    fn addresses_of(&mut self, peer: &PeerId, extra: Vec<Multiaddr>) -> Vec<Multiaddr> {
+        let mut all: Vec<Multiaddr> = Vec::new();
+        let mut push = |a: Multiaddr| {
+            let a = strip_p2p(a);
+            if !all.contains(&a) && all.len() < MAX_ADDRS_PER_PEER * 2 {
+                all.push(a);
+            }
+        };
+        for a in self.book.get(peer) {
+            push(a.clone());
+        }
+        if let Some(bucket) = self.swarm.behaviour_mut().kad.kbucket(*peer) {
+            for e in bucket.iter() {
+                if e.node.key.preimage() == peer {
+                    for a in e.node.value.iter() {
+                        push(a.clone());
+                    }
+                }
+            }
+        }
+        for a in extra {
+            push(a);
+        }
+        all.into_iter()
+            .filter_map(|a| a.with_p2p(*peer).ok())
+            .collect()
+    }
+
+    pub(crate) fn on_identified(&mut self, peer: PeerId, info: identify::Info) {
+        let speaks_kad = info.protocols.iter().any(|p| p.as_ref() == KAD_PROTOCOL);
+        for addr in info.listen_addrs.into_iter().take(MAX_ADDRS_PER_PEER) {
+            let addr = strip_p2p(addr);
+            if speaks_kad {
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(&peer, addr.clone());
+            }
+            self.book.add(peer, addr);
+        }
+    }
+
+    pub(crate) fn on_dialed(&mut self, peer: PeerId, addr: Multiaddr) {
+        let addr = strip_p2p(addr);
+        self.swarm
+            .behaviour_mut()
+            .kad
+            .add_address(&peer, addr.clone());
+        self.book.add(peer, addr);
+    }
+
+    pub(crate) fn on_gossipsub(&mut self, ev: gossipsub::Event) {
+        match ev {
+            gossipsub::Event::Message {
+                propagation_source,
+                message,
+                ..
+            } => {
+                self.emit(Event::Gossip {
+                    source: message.source,
+                    propagated_by: propagation_source,
+                    topic: message.topic.into_string(),
+                    data: message.data,
+                });
+            }
+            gossipsub::Event::Subscribed { peer_id, topic, .. } => {
+                tracing::trace!("gossip: {peer_id} subscribed to {topic}");
+            }
+            gossipsub::Event::SlowPeer {
+                peer_id,
+                failed_messages,
+            } => {
+                tracing::debug!("gossip: {peer_id} is slow: {failed_messages:?}");
+            }
+            _ => {}
+        }
+    }
+
+    pub(crate) fn on_kad(&mut self, ev: kad::Event) {
+        match ev {
+            kad::Event::OutboundQueryProgressed {
+                id, result, step, ..
+            } => self.on_query(id, result, step.last),
+            kad::Event::RoutingUpdated {
+                peer,
+                is_new_peer,
+                addresses,
+                ..
+            } => {
+                for a in addresses.iter() {
+                    self.book.add(peer, a.clone());
+                }
+                if is_new_peer {
+                    self.on_new_kad_peer();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The first peer in an empty routing table: announce what we provide now rather than
+    /// at the next republication (a node may `start_providing` before it knows anyone).
+    fn on_new_kad_peer(&mut self) {
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        let known: usize = kad.kbuckets().map(|b| b.num_entries()).sum();
+        if known != 1 {
+            return;
+        }
+        let keys: Vec<kad::RecordKey> = kad.store_mut().provided().map(|r| r.key.clone()).collect();
+        for key in keys {
+            if let Err(e) = kad.start_providing(key) {
+                tracing::debug!("kad: re-announce failed: {e}");
+            }
+        }
+    }
+
+    fn on_query(&mut self, id: QueryId, result: QueryResult, last: bool) {
+        let me = *self.swarm.local_peer_id();
+        match result {
+            QueryResult::GetProviders(r) => {
+                if let Some(Lookup::Providers { found, .. }) = self.lookups.get_mut(&id) {
+                    if let Ok(GetProvidersOk::FoundProviders { providers, .. }) = r {
+                        for p in providers {
+                            if p != me && !found.contains(&p) && found.len() < MAX_PROVIDERS {
+                                found.push(p);
+                            }
+                        }
+                    } else if let Err(e) = r {
+                        tracing::debug!("kad: provider lookup: {e}");
+                    }
+                }
+            }
+            QueryResult::GetClosestPeers(r) => {
+                let peers = match r {
+                    Ok(GetClosestPeersOk { peers, .. }) => peers,
+                    Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
+                };
+                if let Some(Lookup::Peer { peer, found, .. }) = self.lookups.get_mut(&id) {
+                    for info in peers.into_iter().filter(|i| i.peer_id == *peer) {
+                        found.extend(info.addrs.into_iter().take(MAX_ADDRS_PER_PEER));
+                    }
+                }
+            }
+            QueryResult::StartProviding(r) | QueryResult::RepublishProvider(r) => match r {
+                Ok(ok) => tracing::debug!("kad: announced provider record {:?}", ok.key),
+                Err(e) => tracing::debug!("kad: provider announcement: {e}"),
+            },
+            QueryResult::Bootstrap(Err(e)) => tracing::debug!("kad bootstrap: {e}"),
+            _ => {}
+        }
+        if last {
+            self.finish_lookup(id);
+        }
+    }
+}
+
+/// Drops a trailing `/p2p/<id>`.
+fn strip_p2p(mut addr: Multiaddr) -> Multiaddr {
+    if let Some(Protocol::P2p(_)) = addr.iter().last() {
+        addr.pop();
+    }
+    addr
+}
+
+/// Checks a topic name before it goes to the event loop.
+pub(crate) fn check_topic(topic: &str) -> Result<(), PublishError> {
+    if topic.is_empty() {
+        return Err(PublishError::BadTopic("empty topic name".into()));
+    }
+    if topic.len() > MAX_TOPIC_BYTES {
+        return Err(PublishError::BadTopic(format!(
+            "topic name is over {MAX_TOPIC_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a provider key before it goes to the event loop.
+pub(crate) fn check_key(key: &[u8]) -> anyhow::Result<()> {
+    anyhow::ensure!(!key.is_empty(), "empty provider key");
+    anyhow::ensure!(
+        key.len() <= MAX_KEY_BYTES,
+        "provider key of {} bytes is over the {MAX_KEY_BYTES}-byte limit",
+        key.len()
+    );
+    Ok(())
+}

@@ -1,0 +1,363 @@
+//! The requester's side of the economy: the escrow a job opens before it runs, the reverse
+//! Vickrey auction that prices each batch, the settlements that pay verified results, and the
+//! refund when the job ends.
+//!
+//! A job with a bank opens an escrow of `max_price × fuel limit × expected copies` first, so
+//! a user who cannot pay is refused before anything runs. Providers answer the requester's
+//! `Hello` with a sealed, signed ask; each batch of tasks goes to the best-ranked provider
+//! with room and is priced by [`naac_market::clear_for`]: the next ask up among the other
+//! bidders, or the job's `max_price` when there is none. Each result the verification
+//! accepts is paid at its batch's price for the fuel it used; the bank checks the provider's
+//! signed record and both asks, so the requester cannot underpay. Settlements are batched
+//! and idempotent (by result record hash), so they are simply sent again after an error.
+
+use crate::bank::BankHandle;
+use naac_ledger::{AccountKey, Request, SignedRecord, SignedRequest};
+use naac_market::SignedAsk;
+use naac_net::{Client, Keypair, PeerId};
+use naac_proto::{BankRequest, BankResponse, MAX_BANK_BATCH, Receipt, ResponseBody};
+use naac_types::{Credits, Job, JobId, Price};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// How an escrow is opened and how long it lives before the bank refunds it by itself.
+pub const ESCROW_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Settlements waiting to be sent.
+const SETTLE_QUEUE: usize = 65_536;
+
+/// Where the bank is: in this process (the embedded pool's) or a peer.
+#[derive(Clone)]
+pub enum BankConn {
+    Local(BankHandle),
+    Remote {
+        client: Client,
+        peer: PeerId,
+        /// Dialled again when a request fails (the bank restarted, the connection dropped).
+        addr: naac_net::Multiaddr,
+    },
+}
+
+impl BankConn {
+    /// One request to the bank.
+    pub async fn call(&self, req: BankRequest) -> Result<BankResponse, String> {
+        match self {
+            BankConn::Local(h) => h.call(req).await,
+            BankConn::Remote { client, peer, addr } => {
+                let msg = naac_proto::Request::new(naac_proto::RequestBody::Bank(req));
+                let resp = match client.request(*peer, msg.clone()).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        // Once more over a fresh connection.
+                        let _ = client.dial(addr.clone()).await;
+                        client
+                            .request(*peer, msg)
+                            .await
+                            .map_err(|e| format!("bank {peer}: {e}"))?
+                    }
+                };
+                match resp.body {
+                    ResponseBody::Bank(b) => Ok(*b),
+                    ResponseBody::Refused(why) => Err(why),
+                    other => Err(format!("bank {peer} answered {other:?}")),
+                }
+            }
+        }
+    }
+
+    /// The bank's account key.
+    pub async fn key(&self) -> Result<AccountKey, String> {
+        match self.call(BankRequest::Info).await? {
+            BankResponse::Info(i) => Ok(i.bank),
+            other => Err(format!("unexpected answer {other:?}")),
+        }
+    }
+
+    /// Submits signed requests and returns one answer each.
+    pub async fn submit(
+        &self,
+        reqs: Vec<SignedRequest>,
+    ) -> Result<Vec<Result<Receipt, String>>, String> {
+        match self.call(BankRequest::Submit(reqs)).await? {
+            BankResponse::Submitted(v) => Ok(v),
+            other => Err(format!("unexpected answer {other:?}")),
+        }
+    }
+
+    /// An account's balance (granting a new account first).
+    pub async fn balance(&self, account: AccountKey) -> Result<Credits, String> {
+        match self.call(BankRequest::Balance { account }).await? {
+            BankResponse::Balance { balance, .. } => Ok(balance),
+            other => Err(format!("unexpected answer {other:?}")),
+        }
+    }
+}
+
+/// Copies of each task the escrow must cover: the `[verify]` replicas, plus the spot-check
+/// fraction (rounded up over the job).
+pub fn expected_copies(job: &Job, tasks: u64) -> u64 {
+    let v = &job.verify;
+    let base = tasks.saturating_mul(u64::from(v.replicas.max(1)));
+    let spot = (v.spot_check.clamp(0.0, 1.0) * tasks as f64).ceil() as u64;
+    base.saturating_add(spot)
+}
+
+/// The escrow a job needs: `max_price × fuel limit × expected copies`.
+pub fn escrow_for(job: &Job, tasks: u64) -> Credits {
+    let per_copy = job.budget.max_price.cost(job.limits.fuel);
+    Credits(per_copy.0.saturating_mul(expected_copies(job, tasks)))
+}
+
+/// Why a job cannot be paid for.
+#[derive(Debug, thiserror::Error)]
+pub enum PayError {
+    #[error("job needs up to {need} credits; balance {balance}")]
+    Insufficient { need: Credits, balance: Credits },
+    #[error("job could cost up to {need} credits; its budget.max_cost is {max}")]
+    OverBudget { need: Credits, max: Credits },
+    #[error("bank: {0}")]
+    Bank(String),
+}
+
+/// The escrow of one job, opened.
+#[derive(Clone)]
+pub struct Escrow {
+    pub bank: BankConn,
+    pub bank_key: AccountKey,
+    pub job: JobId,
+    pub payer: AccountKey,
+    pub amount: Credits,
+    pub max_price: Price,
+    pub balance_before: Credits,
+}
+
+/// Checks the balance and opens the job's escrow; nothing runs if this fails.
+pub async fn open_escrow(
+    bank: BankConn,
+    user: &Keypair,
+    job: JobId,
+    amount: Credits,
+    max_price: Price,
+    max_cost: Option<Credits>,
+) -> Result<Escrow, PayError> {
+    if let Some(max) = max_cost
+        && amount > max
+    {
+        return Err(PayError::OverBudget { need: amount, max });
+    }
+    let payer = AccountKey(
+        naac_net::ed25519_of_keypair(user)
+            .ok_or(PayError::Bank("the user key is not ed25519".into()))?,
+    );
+    let bank_key = bank.key().await.map_err(PayError::Bank)?;
+    let balance = bank.balance(payer).await.map_err(PayError::Bank)?;
+    if balance < amount {
+        return Err(PayError::Insufficient {
+            need: amount,
+            balance,
+        });
+    }
+    let expires_ms = now_ms() + ESCROW_LIFETIME.as_millis() as u64;
+    let req = Request::OpenEscrow {
+        job,
+        payer,
+        amount,
+        max_price,
+        expires_ms,
+    };
+    let signed = SignedRequest::new(payer, &bank_key, &req, |m| naac_net::sign(user, m));
+    let mut answers = bank.submit(vec![signed]).await.map_err(PayError::Bank)?;
+    match answers.pop() {
+        Some(Ok(_)) => Ok(Escrow {
+            bank,
+            bank_key,
+            job,
+            payer,
+            amount,
+            max_price,
+            balance_before: balance,
+        }),
+        Some(Err(e)) if e.contains("balance") => Err(PayError::Insufficient {
+            need: amount,
+            balance,
+        }),
+        Some(Err(e)) => Err(PayError::Bank(e)),
+        None => Err(PayError::Bank("no answer to the escrow request".into())),
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// What has been paid so far, per provider.
+#[derive(Clone, Debug, Default)]
+pub struct Paid {
+    pub total: Credits,
+    pub by_provider: HashMap<PeerId, Credits>,
+    pub settlements: u64,
+    /// Settlements the bank refused (with the last reason).
+    pub refused: u64,
+    pub last_refusal: Option<String>,
+}
+
+/// The price of one run, fixed when its batch was auctioned.
+#[derive(Clone, Debug)]
+pub struct Terms {
+    pub price: Price,
+    pub winner: SignedAsk,
+    pub second: Option<SignedAsk>,
+}
+
+/// Sends settlements to the bank in batches, in the background.
+pub struct Payer {
+    escrow: Arc<Escrow>,
+    user: Keypair,
+    tx: Option<mpsc::Sender<(PeerId, SignedRequest)>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    pub paid: Arc<Mutex<Paid>>,
+}
+
+impl Payer {
+    pub fn new(escrow: Escrow, user: Keypair) -> Self {
+        let escrow = Arc::new(escrow);
+        let paid = Arc::new(Mutex::new(Paid::default()));
+        let (tx, rx) = mpsc::channel(SETTLE_QUEUE);
+        let task = tokio::spawn(settle_loop(escrow.bank.clone(), rx, paid.clone()));
+        Self {
+            escrow,
+            user,
+            tx: Some(tx),
+            task: Some(task),
+            paid,
+        }
+    }
+
+    pub fn escrow(&self) -> &Escrow {
+        &self.escrow
+    }
+
+    /// Pays `provider` for one accepted result.
+    pub fn settle(&self, provider: PeerId, record: SignedRecord, terms: &Terms) {
+        let Some(key) = naac_net::ed25519_of(&provider) else {
+            return;
+        };
+        let req = Request::Settle {
+            job: self.escrow.job,
+            provider: AccountKey(key),
+            record,
+            price: terms.price,
+            winner: terms.winner.clone(),
+            second: terms.second.clone(),
+        };
+        let signed = SignedRequest::new(self.escrow.payer, &self.escrow.bank_key, &req, |m| {
+            naac_net::sign(&self.user, m)
+        });
+        if let Some(tx) = &self.tx
+            && tx.try_send((provider, signed)).is_err()
+        {
+            tracing::warn!("settlement queue full: a payment to {provider} is dropped");
+        }
+    }
+
+    /// Waits for every settlement (up to `wait`), then refunds what is left of the escrow.
+    /// Returns the refunded amount.
+    pub async fn finish(mut self, wait: Duration) -> Result<Credits, String> {
+        self.tx = None;
+        if let Some(task) = self.task.take()
+            && tokio::time::timeout(wait, task).await.is_err()
+        {
+            tracing::warn!("some settlements were still unsent after {wait:?}");
+        }
+        refund(&self.escrow, &self.user).await
+    }
+}
+
+/// Refunds what is left of an escrow to its payer (idempotent).
+pub async fn refund(escrow: &Escrow, user: &Keypair) -> Result<Credits, String> {
+    let req = Request::Refund { job: escrow.job };
+    let signed = SignedRequest::new(escrow.payer, &escrow.bank_key, &req, |m| {
+        naac_net::sign(user, m)
+    });
+    let mut last = String::new();
+    for attempt in 0..5 {
+        match escrow.bank.submit(vec![signed.clone()]).await {
+            Ok(mut v) => match v.pop() {
+                Some(Ok(r)) => return Ok(r.amount),
+                Some(Err(e)) => return Err(e),
+                None => last = "no answer".into(),
+            },
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+    }
+    Err(last)
+}
+
+async fn settle_loop(
+    bank: BankConn,
+    mut rx: mpsc::Receiver<(PeerId, SignedRequest)>,
+    paid: Arc<Mutex<Paid>>,
+) {
+    let mut batch: Vec<(PeerId, SignedRequest)> = Vec::new();
+    loop {
+        if batch.is_empty() {
+            match rx.recv().await {
+                Some(s) => batch.push(s),
+                None => return,
+            }
+        }
+        // Gather what else is waiting, briefly, so a stream of results is paid in batches.
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(20);
+        while batch.len() < MAX_BANK_BATCH {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(s)) => batch.push(s),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let reqs: Vec<SignedRequest> = batch.iter().map(|(_, r)| r.clone()).collect();
+        let mut tries = 0;
+        loop {
+            match bank.submit(reqs.clone()).await {
+                Ok(answers) => {
+                    let mut p = paid.lock().unwrap_or_else(|e| e.into_inner());
+                    for ((provider, _), a) in batch.iter().zip(answers) {
+                        match a {
+                            Ok(r) => {
+                                if !r.duplicate {
+                                    p.total = Credits(p.total.0.saturating_add(r.amount.0));
+                                    let e = p.by_provider.entry(*provider).or_default();
+                                    *e = Credits(e.0.saturating_add(r.amount.0));
+                                    p.settlements += 1;
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!("the bank refused a payment to {provider}: {e}");
+                                p.refused += 1;
+                                p.last_refusal = Some(e);
+                            }
+                        }
+                    }
+                    break;
+                }
+                Err(e) => {
+                    tries += 1;
+                    if tries > 20 {
+                        tracing::error!("giving up on {} settlements: {e}", reqs.len());
+                        let mut p = paid.lock().unwrap_or_else(|e| e.into_inner());
+                        p.refused += reqs.len() as u64;
+                        p.last_refusal = Some(e);
+                        break;
+                    }
+                    tracing::warn!("bank unreachable ({e}); retrying the settlements");
+                    tokio::time::sleep(Duration::from_millis(250 * tries.min(8))).await;
+                }
+            }
+        }
+        batch.clear();
+    }
+}

@@ -1,0 +1,508 @@
+//! `naac wallet`: balances, history and an independent check of a bank's ledger.
+//!
+//! With `--bank ADDR` the wallet asks that bank over the network; without, it reads this data
+//! dir's own bank (the embedded pool's ledger, `bank/ledger.db`) directly, read-only.
+
+use anyhow::Context as _;
+use naac_ledger::store::{self, Store};
+use naac_ledger::{Account, AccountKey, Checkpoint, Entry, Ledger, verify_entries};
+use naac_net::Multiaddr;
+use naac_node::Home;
+use naac_node::pay::BankConn;
+use naac_proto::{BankRequest, BankResponse, MAX_BANK_ENTRIES};
+use naac_types::Credits;
+use serde_json::json;
+use std::process::ExitCode;
+
+#[derive(clap::Subcommand)]
+pub enum Cmd {
+    /// Show an account's balance
+    Balance(Args),
+    /// List an account's entries, newest first
+    History(HistoryArgs),
+    /// Check the bank's whole ledger: hash chain, every signature, the rules, the balances
+    /// recomputed from the entries, the signed checkpoint (and that it extends the one seen
+    /// last time), and an inclusion proof of your latest entry
+    Verify(Args),
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The bank to ask [default: this data dir's own bank, read directly]
+    #[arg(long, value_name = "MULTIADDR", env = "NAAC_BANK")]
+    bank: Option<Multiaddr>,
+    /// Read a ledger database directly instead (a SQLite path or PostgreSQL connection
+    /// string), e.g. on the bank's host
+    #[arg(long, value_name = "URL", conflicts_with = "bank")]
+    ledger: Option<String>,
+    /// Whose account: "user" (your user key, what `naac run` pays with), "node" (this
+    /// machine's node key, what a provider earns) or a peer id [default: user]
+    #[arg(long, value_name = "WHO", default_value = "user")]
+    account: String,
+    /// Print JSON
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    args: Args,
+    /// Most entries to list
+    #[arg(long, default_value_t = 20)]
+    limit: u32,
+}
+
+pub async fn main(cmd: Cmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Cmd::Balance(a) => balance(a).await,
+        Cmd::History(h) => history(h).await,
+        Cmd::Verify(a) => verify(a).await,
+    }
+}
+
+/// Where the books are read from.
+enum Source {
+    Bank(BankConn),
+    Store {
+        store: Box<dyn Store>,
+        bank: AccountKey,
+    },
+}
+
+async fn open(a: &Args, home: &Home) -> anyhow::Result<Source> {
+    if let Some(addr) = &a.bank {
+        let (client, _events) = naac_net::start(
+            naac_net::Keypair::generate_ed25519(),
+            naac_net::Config {
+                listen: vec!["/ip4/0.0.0.0/tcp/0".parse().expect("valid multiaddr")],
+                mdns: false,
+                ..naac_net::Config::default()
+            },
+        )
+        .await?;
+        return Ok(Source::Bank(crate::run::connect_bank(&client, addr).await?));
+    }
+    let url = match &a.ledger {
+        Some(u) => u.clone(),
+        None => {
+            let path = home.bank_ledger();
+            if !path.exists() {
+                anyhow::bail!(
+                    "no bank here yet: {} does not exist\nhint: run a job (`naac run JOB.toml`) to start the embedded pool's bank, or pass --bank ADDR",
+                    path.display()
+                );
+            }
+            format!("sqlite:{}", path.display())
+        }
+    };
+    let store = if let Some(path) = url.strip_prefix("sqlite:") {
+        Box::new(store::SqliteStore::open_read_only(path)?) as Box<dyn Store>
+    } else {
+        store::open(&url)?
+    };
+    // The bank's key: from its key file when it is ours, else from its latest checkpoint.
+    let bank = if a.ledger.is_none() {
+        AccountKey(
+            naac_net::ed25519_of_keypair(&naac_net::load_or_create_identity(
+                &home.bank_identity(),
+            )?)
+            .context("the bank key is not ed25519")?,
+        )
+    } else {
+        let mut s = store;
+        let cp = s
+            .latest_checkpoint()?
+            .context("the ledger has no checkpoint: it names no bank")?;
+        return Ok(Source::Store {
+            store: s,
+            bank: cp.bank,
+        });
+    };
+    Ok(Source::Store { store, bank })
+}
+
+impl Source {
+    async fn bank_call(&self, req: BankRequest) -> anyhow::Result<BankResponse> {
+        match self {
+            Source::Bank(b) => b.call(req).await.map_err(|e| anyhow::anyhow!("{e}")),
+            Source::Store { .. } => anyhow::bail!("not a bank"),
+        }
+    }
+
+    fn bank_key_local(&self) -> Option<AccountKey> {
+        match self {
+            Source::Store { bank, .. } => Some(*bank),
+            Source::Bank(_) => None,
+        }
+    }
+
+    async fn bank_key(&self) -> anyhow::Result<AccountKey> {
+        match self {
+            Source::Bank(b) => b.key().await.map_err(|e| anyhow::anyhow!("{e}")),
+            Source::Store { bank, .. } => Ok(*bank),
+        }
+    }
+
+    async fn checkpoint(&mut self) -> anyhow::Result<Option<Checkpoint>> {
+        match self {
+            Source::Bank(_) => match self
+                .bank_call(BankRequest::Checkpoint { size: None })
+                .await?
+            {
+                BankResponse::Checkpoint(c) => Ok(c),
+                other => anyhow::bail!("unexpected answer {other:?}"),
+            },
+            Source::Store { store, .. } => Ok(store.latest_checkpoint()?),
+        }
+    }
+
+    /// Every entry, in order.
+    async fn entries(&mut self) -> anyhow::Result<Vec<Entry>> {
+        let mut out: Vec<Entry> = Vec::new();
+        loop {
+            let from = out.len() as u64;
+            let page = match self {
+                Source::Bank(b) => match b
+                    .call(BankRequest::Entries {
+                        from,
+                        limit: MAX_BANK_ENTRIES,
+                    })
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?
+                {
+                    BankResponse::Entries(v) => v,
+                    other => anyhow::bail!("unexpected answer {other:?}"),
+                },
+                Source::Store { store, .. } => store.read(from, MAX_BANK_ENTRIES as usize)?,
+            };
+            if page.is_empty() {
+                return Ok(out);
+            }
+            out.extend(page);
+        }
+    }
+
+    async fn balance(&mut self, who: AccountKey) -> anyhow::Result<Credits> {
+        match self {
+            Source::Bank(b) => b.balance(who).await.map_err(|e| anyhow::anyhow!("{e}")),
+            Source::Store { .. } => {
+                let bank = self.bank_key_local().expect("a store source");
+                let mut ledger = Ledger::new(bank);
+                for e in self.entries().await? {
+                    ledger.replay_trusted(&e).map_err(|e| {
+                        anyhow::anyhow!("{e}\nhint: `naac wallet verify` checks the whole ledger")
+                    })?;
+                }
+                Ok(ledger.balance(&Account::User(who)))
+            }
+        }
+    }
+
+    async fn history(&mut self, who: AccountKey, limit: u32) -> anyhow::Result<Vec<Entry>> {
+        let account = Account::User(who);
+        match self {
+            Source::Bank(b) => match b
+                .call(BankRequest::History {
+                    account,
+                    before: None,
+                    limit,
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+            {
+                BankResponse::Entries(v) => Ok(v),
+                other => anyhow::bail!("unexpected answer {other:?}"),
+            },
+            Source::Store { store, .. } => Ok(store.history(&account, None, limit as usize)?),
+        }
+    }
+}
+
+/// The account a `--account` names.
+fn account_of(who: &str, home: &Home) -> anyhow::Result<AccountKey> {
+    let key = match who {
+        "user" => naac_net::ed25519_of_keypair(&crate::run::user_key(home)?),
+        "node" => naac_net::ed25519_of_keypair(
+            &naac_net::load_or_create_identity(&home.identity())
+                .context("load the node identity")?,
+        ),
+        peer => {
+            let id: naac_net::PeerId = peer.parse().with_context(|| {
+                format!("--account {peer:?} is not \"user\", \"node\" or a peer id")
+            })?;
+            naac_net::ed25519_of(&id)
+        }
+    };
+    key.map(AccountKey)
+        .context("that identity has no ed25519 key: it cannot hold an account")
+}
+
+fn peer_name(k: &AccountKey) -> String {
+    naac_net::peer_of_ed25519(&k.0)
+        .map(|p| p.to_string())
+        .unwrap_or_else(|| naac_types::hex(&k.0))
+}
+
+fn account_name(a: &Account) -> String {
+    match a {
+        Account::Mint => "mint".into(),
+        Account::User(k) => peer_name(k),
+        Account::Escrow(j) => format!("escrow of job {}", j.short()),
+    }
+}
+
+async fn balance(a: Args) -> anyhow::Result<ExitCode> {
+    let home = Home::from_env()?;
+    let who = account_of(&a.account, &home)?;
+    let mut src = open(&a, &home).await?;
+    let b = src.balance(who).await?;
+    if a.json {
+        println!(
+            "{}",
+            json!({"account": peer_name(&who), "balance": b.to_string(), "micro_credits": b.0})
+        );
+    } else {
+        println!("{} credits", b);
+        eprintln!("account {}", peer_name(&who));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn history(h: HistoryArgs) -> anyhow::Result<ExitCode> {
+    let home = Home::from_env()?;
+    let who = account_of(&h.args.account, &home)?;
+    let mut src = open(&h.args, &home).await?;
+    let entries = src.history(who, h.limit.min(MAX_BANK_ENTRIES)).await?;
+    let me = Account::User(who);
+    if h.args.json {
+        let v: Vec<_> = entries
+            .iter()
+            .map(|e| {
+                json!({
+                    "seq": e.seq,
+                    "time_ms": e.time_ms,
+                    "kind": e.kind.as_str(),
+                    "debit": account_name(&e.debit),
+                    "credit": account_name(&e.credit),
+                    "amount": e.amount.to_string(),
+                    "change": if e.credit == me { format!("+{}", e.amount) } else { format!("-{}", e.amount) },
+                    "job": e.job.map(|j| j.to_hex()),
+                    "task": e.task,
+                    "record": e.record.map(|r| naac_types::hex(&r)),
+                    "memo": e.memo,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(v));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if entries.is_empty() {
+        println!("no entries for {}", peer_name(&who));
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:>7}  {:<25}  {:<8}  {:>16}  other side / why",
+        "entry", "time", "kind", "change"
+    );
+    for e in &entries {
+        let (sign, other) = if e.credit == me {
+            ("+", &e.debit)
+        } else {
+            ("-", &e.credit)
+        };
+        let when = jiff::Timestamp::from_millisecond(e.time_ms as i64)
+            .map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+            .unwrap_or_default();
+        println!(
+            "{:>7}  {:<25}  {:<8}  {:>16}  {}{}",
+            e.seq,
+            when,
+            e.kind.as_str(),
+            format!("{sign}{}", e.amount),
+            account_name(other),
+            if e.memo.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", e.memo)
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn verify(a: Args) -> anyhow::Result<ExitCode> {
+    let home = Home::from_env()?;
+    let who = account_of(&a.account, &home)?;
+    let mut src = open(&a, &home).await?;
+    let bank = src.bank_key().await?;
+    let cp = src.checkpoint().await?;
+    let entries = src.entries().await?;
+    let n = entries.len() as u64;
+    let mine: Vec<u64> = entries
+        .iter()
+        .filter(|e| e.debit == Account::User(who) || e.credit == Account::User(who))
+        .map(|e| e.seq)
+        .collect();
+    let last_mine = mine.last().and_then(|s| entries.get(*s as usize).cloned());
+    let fail = |what: String, json: bool| -> anyhow::Result<ExitCode> {
+        if json {
+            println!("{}", json!({"ok": false, "error": what}));
+        } else {
+            eprintln!("error: ledger does not verify: {what}");
+        }
+        Ok(ExitCode::from(1))
+    };
+    let report = match verify_entries(bank, entries, cp.as_ref()) {
+        Ok(r) => r,
+        Err(e) => return fail(e.to_string(), a.json),
+    };
+    let mut checks: Vec<String> = vec![format!(
+        "{n} entries: hash chain, signatures and rules hold; balances recomputed ({} credits issued, all accounted for)",
+        report.issued
+    )];
+    match &cp {
+        Some(c) if c.size == n => checks.push(format!(
+            "the bank's signed checkpoint covers all {n} entries and its Merkle root matches"
+        )),
+        Some(c) => checks.push(format!(
+            "the bank's signed checkpoint of {} entries matches ({} entries are newer)",
+            c.size,
+            n - c.size
+        )),
+        None => {
+            if n > 0 {
+                return fail(
+                    "the ledger has entries but no signed checkpoint".into(),
+                    a.json,
+                );
+            }
+        }
+    }
+    // The bank's claim about our balance, against the recomputed one.
+    let verified = report.balance(&Account::User(who));
+    if let Source::Bank(_) = &src {
+        let claimed = src.balance(who).await?;
+        if claimed != verified && report.checkpoint_size == Some(n) {
+            return fail(
+                format!(
+                    "the bank says your balance is {claimed} credits; its entries say {verified}"
+                ),
+                a.json,
+            );
+        }
+    }
+    checks.push(format!(
+        "your balance: {verified} credits ({} entries)",
+        mine.len()
+    ));
+    // The latest checkpoint must extend the one seen last time.
+    if let Some(c) = &cp {
+        let seen_path = home.root().join("wallet").join(format!(
+            "{}.checkpoint.json",
+            naac_types::hex(&bank.0[..16])
+        ));
+        if let Ok(bytes) = std::fs::read(&seen_path)
+            && let Ok(old) = serde_json::from_slice::<Checkpoint>(&bytes)
+            && old.size <= c.size
+        {
+            let ok = match &src {
+                Source::Bank(_) if old.size > 0 && old.size < c.size => {
+                    match src
+                        .bank_call(BankRequest::Consistency {
+                            old: old.size,
+                            new: c.size,
+                        })
+                        .await?
+                    {
+                        BankResponse::Consistency(proof) => {
+                            naac_ledger::merkle::verify_consistency(
+                                old.size, c.size, &old.root, &c.root, &proof,
+                            )
+                        }
+                        _ => false,
+                    }
+                }
+                // With every entry at hand, recompute the old root directly.
+                _ => {
+                    let mut tree = naac_ledger::MerkleTree::new();
+                    for e in src.entries().await?.iter().take(old.size as usize) {
+                        tree.push(naac_ledger::merkle::leaf_hash(&e.to_bytes()));
+                    }
+                    tree.root_at(old.size) == Some(old.root)
+                }
+            };
+            if !ok {
+                return fail(
+                    format!(
+                        "the checkpoint of {} entries does not extend the one of {} entries seen on {}: the bank rewrote history",
+                        c.size,
+                        old.size,
+                        seen_path.display()
+                    ),
+                    a.json,
+                );
+            }
+            checks.push(format!(
+                "it extends the checkpoint of {} entries seen before",
+                old.size
+            ));
+        }
+        if let Some(dir) = seen_path.parent() {
+            std::fs::create_dir_all(dir).ok();
+        }
+        if let Err(e) = naac_node::output::write_json_atomic(&seen_path, c) {
+            tracing::warn!("could not remember the checkpoint: {e:#}");
+        }
+        // An inclusion proof of our latest entry against the checkpoint.
+        if let (Some(e), Source::Bank(_)) = (&last_mine, &src)
+            && e.seq < c.size
+        {
+            match src.bank_call(BankRequest::Proof { seq: e.seq }).await? {
+                BankResponse::Proof(p) => {
+                    let naac_proto::EntryProof {
+                        entry,
+                        proof,
+                        checkpoint,
+                    } = *p;
+                    if entry != *e
+                        || !proof.verify_entry(e, &checkpoint.root)
+                        || !checkpoint.signature_ok()
+                    {
+                        return fail(
+                            format!("the inclusion proof of entry {} does not check", e.seq),
+                            a.json,
+                        );
+                    }
+                    checks.push(format!(
+                        "your latest entry ({}) is in the signed tree (proof of {} hashes)",
+                        e.seq,
+                        proof.path.len()
+                    ));
+                }
+                other => anyhow::bail!("unexpected answer {other:?}"),
+            }
+        }
+    }
+    if a.json {
+        println!(
+            "{}",
+            json!({
+                "ok": true,
+                "bank": naac_types::hex(&bank.0),
+                "entries": n,
+                "issued": report.issued.to_string(),
+                "checkpoint": cp.as_ref().map(|c| json!({"size": c.size, "root": naac_types::hex(&c.root)})),
+                "account": peer_name(&who),
+                "balance": verified.to_string(),
+                "checks": checks,
+            })
+        );
+    } else {
+        println!("ledger ok");
+        for c in &checks {
+            println!("  {c}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,394 @@
+//! End-to-end tests of the economy over real `naac` processes on 127.0.0.1: a bank node,
+//! providers with different asks, jobs that pay verified results at the auction's price and
+//! refund the rest, a job refused for its balance before anything runs, a bank killed with
+//! SIGKILL in the middle of a stream of settlements, and a tampered ledger row caught by
+//! `naac wallet verify`.
+
+mod common;
+
+use common::{Scratch, naac, stderr};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// A node with its own data dir and the address it listens on.
+struct Node {
+    child: Child,
+    addr: String,
+}
+
+impl Node {
+    fn start(home: &Path, args: &[&str]) -> Node {
+        std::fs::create_dir_all(home).expect("home");
+        std::fs::write(home.join("policy.toml"), "idle_only = false\n").expect("policy");
+        let mut child = naac()
+            .env("NAAC_HOME", home)
+            .arg("node")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start node");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the node's address");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        Node { child, addr }
+    }
+
+    fn bank(s: &Scratch, name: &str, port: u16, grant: &str) -> Node {
+        Node::start(
+            &s.path().join(name),
+            &[
+                "--bank",
+                "--no-mdns",
+                "--grant",
+                grant,
+                "--listen",
+                &format!("/ip4/127.0.0.1/tcp/{port}"),
+            ],
+        )
+    }
+
+    fn provider(s: &Scratch, name: &str, price: &str) -> Node {
+        Node::start(
+            &s.path().join(name),
+            &[
+                "--provide",
+                "--no-mdns",
+                "--slots",
+                "1",
+                "--price",
+                price,
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+            ],
+        )
+    }
+
+    fn peer_id(&self) -> String {
+        self.addr.rsplit('/').next().expect("peer id").to_string()
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// `naac wallet ARGS --json` with the scratch's data dir.
+fn wallet(s: &Scratch, args: &[&str]) -> (std::process::Output, Value) {
+    let out = s
+        .cmd()
+        .arg("wallet")
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("naac wallet");
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out, v)
+}
+
+/// Credits as µcredits from their exact decimal text ("1,200.5").
+fn micros(v: &Value) -> u64 {
+    let s = v.as_str().unwrap_or_else(|| panic!("not an amount: {v}"));
+    let s = s.replace(',', "");
+    let (w, f) = s.split_once('.').unwrap_or((&s, ""));
+    let mut frac = f.to_string();
+    while frac.len() < 6 {
+        frac.push('0');
+    }
+    w.parse::<u64>().expect("whole") * 1_000_000 + frac.parse::<u64>().expect("fraction")
+}
+
+/// µcredits for `fuel` at `price_micros` per giga-fuel, rounded up (as the bank computes).
+fn cost(price_micros: u64, fuel: u64) -> u64 {
+    (price_micros as u128 * fuel as u128).div_ceil(1_000_000_000) as u64
+}
+
+fn tasks_of(out_dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(out_dir.join("tasks.jsonl"))
+        .expect("tasks.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("task line"))
+        .collect()
+}
+
+#[test]
+fn a_job_across_three_providers_pays_each_exactly_and_refunds_the_rest() {
+    let s = Scratch::new();
+    let bank = Node::bank(&s, "bank", free_port(), "1000");
+    let cheap = Node::provider(&s, "cheap", "0.1");
+    let mid = Node::provider(&s, "mid", "0.2");
+    let dear = Node::provider(&s, "dear", "0.3");
+    let job = s.job(
+        "paid",
+        "pi/pi.wasm",
+        "args = [\"{seed}\", \"200000\"]\n[sweep]\nseed = { from = 0, to = 24 }\n[limits]\nfuel = 2_000_000_000\n[budget]\nmax_price = 0.5\n",
+    );
+    let out_dir = s.path().join("out-paid");
+    let (out, summary) = s.run_to(
+        &job,
+        &out_dir,
+        &[
+            "--no-mdns",
+            "--bank",
+            &bank.addr,
+            "--join",
+            &cheap.addr,
+            "--join",
+            &mid.addr,
+            "--join",
+            &dear.addr,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cost_v = &summary["cost"];
+    assert!(cost_v.is_object(), "{summary:#}");
+    // Escrow = max_price × fuel limit × tasks.
+    assert_eq!(micros(&cost_v["escrow"]), 24 * cost(500_000, 2_000_000_000));
+    // The second-price rule: each provider is paid the next ask above its own, the dearest
+    // the job's max_price.
+    let price_of = |peer: &str| -> u64 {
+        if peer == cheap.peer_id() {
+            200_000
+        } else if peer == mid.peer_id() {
+            300_000
+        } else if peer == dear.peer_id() {
+            500_000
+        } else {
+            panic!("unknown provider {peer}")
+        }
+    };
+    let mut expected: std::collections::HashMap<String, u64> = Default::default();
+    for t in tasks_of(&out_dir) {
+        let p = t["provider"].as_str().expect("provider").to_string();
+        let fuel = t["fuel"].as_u64().expect("fuel");
+        // Every task line names the price it was paid at.
+        assert_eq!(micros(&t["price"]), price_of(&p), "{t}");
+        *expected.entry(p.clone()).or_default() += cost(price_of(&p), fuel);
+    }
+    let total: u64 = expected.values().sum();
+    assert_eq!(micros(&cost_v["paid"]), total, "{summary:#}");
+    assert_eq!(cost_v["settlements"], 24);
+    assert_eq!(
+        micros(&cost_v["paid"]) + micros(&cost_v["refunded"]),
+        micros(&cost_v["escrow"])
+    );
+    for p in summary["providers"].as_array().expect("providers") {
+        let peer = p["peer_id"].as_str().expect("peer");
+        assert_eq!(
+            micros(&p["earned"]),
+            expected.get(peer).copied().unwrap_or(0),
+            "{p:#}"
+        );
+    }
+    // The bank agrees, provider by provider and for the payer.
+    for node in [&cheap, &mid, &dear] {
+        let (o, v) = wallet(
+            &s,
+            &[
+                "balance",
+                "--bank",
+                &bank.addr,
+                "--account",
+                &node.peer_id(),
+            ],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        // Providers get the grant too when the bank first hears of them.
+        assert_eq!(
+            v["micro_credits"].as_u64().expect("balance"),
+            1_000_000_000 + expected.get(&node.peer_id()).copied().unwrap_or(0)
+        );
+    }
+    let (o, v) = wallet(&s, &["balance", "--bank", &bank.addr]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        v["micro_credits"].as_u64().expect("balance"),
+        1_000_000_000 - total
+    );
+    let (o, v) = wallet(&s, &["verify", "--bank", &bank.addr]);
+    assert!(o.status.success(), "{}{v:#}", stderr(&o));
+    assert_eq!(v["ok"], true);
+    // The cheapest provider was preferred.
+    let cheap_tasks = summary["providers"]
+        .as_array()
+        .expect("providers")
+        .iter()
+        .find(|p| p["peer_id"] == cheap.peer_id())
+        .map(|p| p["tasks"].as_u64().unwrap_or(0))
+        .unwrap_or(0);
+    assert!(cheap_tasks > 0, "{summary:#}");
+}
+
+#[test]
+fn a_job_the_user_cannot_pay_for_is_refused_before_anything_runs() {
+    let s = Scratch::new();
+    let bank = Node::bank(&s, "bank", free_port(), "3");
+    let p = Node::provider(&s, "p", "0.1");
+    let job = s.job(
+        "dear",
+        "pi/pi.wasm",
+        "args = [\"{seed}\", \"1000\"]\n[sweep]\nseed = { from = 0, to = 4 }\n[limits]\nfuel = 1_000_000_000\n",
+    );
+    let out_dir = s.path().join("out-dear");
+    let (out, _) = s.run_to(
+        &job,
+        &out_dir,
+        &["--no-mdns", "--bank", &bank.addr, "--join", &p.addr],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("job needs up to 4 credits; balance 3"),
+        "{err}"
+    );
+    assert!(!out_dir.join("tasks.jsonl").exists(), "nothing ran");
+    // Nothing was taken.
+    let (_, v) = wallet(&s, &["balance", "--bank", &bank.addr]);
+    assert_eq!(v["micro_credits"], 3_000_000);
+}
+
+#[test]
+fn the_embedded_pool_pays_through_its_own_bank_and_a_tampered_row_is_caught() {
+    let s = Scratch::new();
+    let job = s.job(
+        "local",
+        "pi/pi.wasm",
+        "args = [\"{seed}\", \"100000\"]\n[sweep]\nseed = { from = 0, to = 6 }\n[limits]\nfuel = 1_000_000_000\n",
+    );
+    let (out, summary) = s.run(&job, &["--workers", "2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let c = &summary["cost"];
+    assert!(micros(&c["paid"]) > 0, "{summary:#}");
+    assert_eq!(
+        micros(&c["paid"]) + micros(&c["refunded"]),
+        micros(&c["escrow"])
+    );
+    let (o, v) = wallet(&s, &["verify"]);
+    assert!(o.status.success(), "{}{v:#}", stderr(&o));
+    let (_, b) = wallet(&s, &["balance"]);
+    assert_eq!(
+        b["micro_credits"].as_u64().expect("balance"),
+        1_000_000 * 1_000_000 - micros(&c["paid"])
+    );
+    let (_, h) = wallet(&s, &["history", "--limit", "100"]);
+    let kinds: Vec<&str> = h
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|e| e["kind"].as_str().expect("kind"))
+        .collect();
+    assert!(
+        kinds.contains(&"grant") && kinds.contains(&"escrow") && kinds.contains(&"refund"),
+        "{kinds:?}"
+    );
+
+    // One changed amount in the database: the chain no longer holds.
+    let db = s.home().join("bank").join("ledger.db");
+    let conn = rusqlite::Connection::open(&db).expect("open ledger");
+    conn.execute("UPDATE entries SET amount = amount + 1 WHERE seq = 3", [])
+        .expect("tamper");
+    drop(conn);
+    let (o, v) = wallet(&s, &["verify"]);
+    assert_eq!(o.status.code(), Some(1), "{}{v:#}", stderr(&o));
+    assert_eq!(v["ok"], false);
+    let why = v["error"].as_str().expect("error");
+    assert!(why.contains("entry"), "{why}");
+}
+
+#[test]
+fn a_bank_killed_mid_stream_restarts_and_its_ledger_verifies() {
+    let s = Scratch::new();
+    let port = free_port();
+    let mut bank = Node::bank(&s, "bank", port, "1000");
+    let a = Node::provider(&s, "a", "0.1");
+    let b = Node::provider(&s, "b", "0.2");
+    // Many short tasks: a steady stream of settlements.
+    let job = s.job(
+        "stream",
+        "testkit/testkit.wasm",
+        "args = [\"sleep\", \"30\"]\n[sweep]\ni = { from = 0, to = 150 }\n[limits]\nfuel = 1_000_000_000\n",
+    );
+    let out_dir = s.path().join("out-stream");
+    let run = s
+        .cmd()
+        .arg("run")
+        .arg(&job)
+        .args(["--json", "--out"])
+        .arg(&out_dir)
+        .args([
+            "--no-mdns",
+            "--bank",
+            &bank.addr,
+            "--join",
+            &a.addr,
+            "--join",
+            &b.addr,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    // Kill the bank once some results are in, then bring it back on the same port and ledger.
+    let t = Instant::now();
+    while !out_dir.join("tasks.jsonl").exists()
+        || std::fs::read_to_string(out_dir.join("tasks.jsonl"))
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+            < 20
+    {
+        assert!(t.elapsed() < Duration::from_secs(60), "no results");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bank.kill9();
+    std::thread::sleep(Duration::from_millis(500));
+    let bank = Node::bank(&s, "bank", port, "1000");
+    let out = run.wait_with_output().expect("run output");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary: Value = serde_json::from_slice(&out.stdout).expect("summary");
+    let c = &summary["cost"];
+    assert_eq!(c["settlements"], 150, "{summary:#}");
+    assert_eq!(c["refused"], 0, "{summary:#}");
+    let (o, v) = wallet(&s, &["verify", "--bank", &bank.addr]);
+    assert!(o.status.success(), "{}{v:#}", stderr(&o));
+    // The sums match: what the payer lost is what the providers gained.
+    let (_, payer) = wallet(&s, &["balance", "--bank", &bank.addr]);
+    let paid = micros(&c["paid"]);
+    assert_eq!(
+        payer["micro_credits"].as_u64().expect("balance"),
+        1_000_000_000 - paid
+    );
+    let mut earned = 0;
+    for n in [&a, &b] {
+        let (_, v) = wallet(
+            &s,
+            &["balance", "--bank", &bank.addr, "--account", &n.peer_id()],
+        );
+        earned += v["micro_credits"].as_u64().expect("balance") - 1_000_000_000;
+    }
+    assert_eq!(earned, paid);
+}
