@@ -392,6 +392,7 @@ pub async fn run(
     let mut stalled_since: Option<Instant> = None;
     let mut interrupted = false;
     tokio::pin!(shutdown);
+    let mut failed: Option<RunError> = None;
     while !r.finished {
         tokio::select! {
             _ = &mut shutdown => {
@@ -403,7 +404,7 @@ pub async fn run(
                     r.on_event(ev).await;
                     r.flush_writes().await;
                 }
-                None => return Err(anyhow::anyhow!("the network stopped").into()),
+                None => { failed = Some(anyhow::anyhow!("the network stopped").into()); break; }
             },
             Some(i) = internal.recv() => {
                 r.on_internal(i);
@@ -430,15 +431,17 @@ pub async fn run(
                         if !r.no_bids.is_empty() {
                             let mut why: Vec<String> = r.no_bids.iter().map(|(p, w)| format!("{p}: {w}")).collect();
                             why.sort();
-                            return Err(anyhow::anyhow!(
+                            failed = Some(anyhow::anyhow!(
                                 "no provider bid for the job within {:?} ({} declined: {})\nhint: raise [budget] max_price in the job file",
                                 opts.provider_wait, why.len(), why.join("; ")
                             ).into());
+                        break;
                         }
-                        return Err(anyhow::anyhow!(
+                        failed = Some(anyhow::anyhow!(
                             "no provider joined within {:?}; {} tasks are waiting\nhint: start providers with `naac node --provide` and pass --join ADDR, or run without --join to use this machine's cores",
                             opts.provider_wait, p.pending
                         ).into());
+                        break;
                     }
                 let mut waiting = None;
                 let explained = r.explanation();
@@ -446,10 +449,11 @@ pub async fn run(
                     // Hosts are there but none may run the tasks now: wait (the reason is
                     // shown), unless told not to.
                     if opts.no_wait {
-                        return Err(anyhow::anyhow!(
+                        failed = Some(anyhow::anyhow!(
                             "no host in view can run the job now: {}\nhint: see `naac pool`, or run without --no-wait to wait until one can",
                             explained.reasons()
                         ).into());
+                        break;
                     }
                     waiting = Some(explained.reasons());
                     stalled_since = None;
@@ -465,10 +469,11 @@ pub async fn run(
                         } else {
                             format!("none of the {} providers will take them", p.providers)
                         };
-                        return Err(anyhow::anyhow!(
+                        failed = Some(anyhow::anyhow!(
                             "{} tasks have waited {:?} without a provider to run them: {why}\nhint: add providers (or --workers N for the embedded pool), or lower [verify] replicas",
                             p.pending, opts.provider_wait
                         ).into());
+                        break;
                     }
                 } else {
                     stalled_since = None;
@@ -477,6 +482,17 @@ pub async fn run(
                 progress.send_replace(Progress { sched: p, fuel: r.fuel, elapsed: started.elapsed(), waiting, cost });
             }
         }
+    }
+    if let Some(e) = failed {
+        // Pay for what was verified, then give the rest of the escrow back.
+        if let Some(payer) = r.payer.take()
+            && let Err(why) = payer.finish(Duration::from_secs(30)).await
+        {
+            tracing::error!(
+                "the escrow could not be refunded now: {why}; the bank refunds it when it expires"
+            );
+        }
+        return Err(e);
     }
     // Tell every provider the job is over (after Ctrl-C: to stop working on it), so they
     // forget it; best effort, without waiting long.

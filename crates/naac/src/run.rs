@@ -207,6 +207,10 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
         )),
         BankChoice::Remote(addr) => Some(connect_bank(&client, addr).await?),
     };
+    // A run into this directory that crashed left its escrow open: close it out first.
+    if let Some(bank) = &bank {
+        reclaim_escrow(&out_dir, bank, &user).await;
+    }
     let payment = match bank {
         None => None,
         Some(bank) => {
@@ -243,6 +247,10 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
             }
         }
     };
+    if let Some(p) = &payment {
+        note_escrow(&out_dir, &p.escrow, true);
+    }
+    let escrow = payment.as_ref().map(|p| p.escrow.clone());
     if let Some(p) = &payment
         && !a.quiet
     {
@@ -323,6 +331,10 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
     .await;
     bar.abort();
     let _ = bar.await;
+    if let Some(e) = &escrow {
+        // The requester refunded it (or the bank will at expiry): nothing to reclaim.
+        note_escrow(&out_dir, e, false);
+    }
     if let Some(p) = pool {
         p.stop().await;
     }
@@ -510,6 +522,79 @@ fn report(f: &Finished, json: bool) -> anyhow::Result<()> {
     }
     eprintln!("naac: results in {}", s.out_dir.display());
     Ok(())
+}
+
+/// What `DIR/escrow.json` says about a run's escrow: open from before the job starts until
+/// the run has paid and refunded, so a run that crashed leaves it open.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct EscrowNote {
+    job: String,
+    bank: String,
+    amount: String,
+    open: bool,
+}
+
+fn note_escrow(out_dir: &std::path::Path, e: &naac_node::pay::Escrow, open: bool) {
+    let note = EscrowNote {
+        job: e.job.to_hex(),
+        bank: naac_types::hex(&e.bank_key.0),
+        amount: e.amount.to_string(),
+        open,
+    };
+    let write = std::fs::create_dir_all(out_dir)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| naac_node::output::write_json_atomic(&out_dir.join("escrow.json"), &note));
+    if let Err(e) = write {
+        tracing::warn!("could not note the escrow in {}: {e:#}", out_dir.display());
+    }
+}
+
+/// Refunds the escrow an interrupted run into `out_dir` left open (idempotent: a refund of a
+/// closed escrow changes nothing). Settlements that run never sent are not recovered: its
+/// providers' results were never written here either.
+async fn reclaim_escrow(
+    out_dir: &std::path::Path,
+    bank: &naac_node::pay::BankConn,
+    user: &naac_net::Keypair,
+) {
+    let Ok(bytes) = std::fs::read(out_dir.join("escrow.json")) else {
+        return;
+    };
+    let Ok(note) = serde_json::from_slice::<EscrowNote>(&bytes) else {
+        return;
+    };
+    if !note.open {
+        return;
+    }
+    let (Some(job), Ok(bank_key), Some(payer)) = (
+        naac_ledger::unhex::<16>(&note.job),
+        bank.key().await,
+        naac_net::ed25519_of_keypair(user),
+    ) else {
+        return;
+    };
+    if naac_types::hex(&bank_key.0) != note.bank {
+        return;
+    }
+    let escrow = naac_node::pay::Escrow {
+        bank: bank.clone(),
+        bank_key,
+        job: naac_types::JobId(job),
+        payer: naac_ledger::AccountKey(payer),
+        amount: naac_types::Credits::ZERO,
+        max_price: naac_types::Price(0),
+        balance_before: naac_types::Credits::ZERO,
+    };
+    match naac_node::pay::refund(&escrow, user).await {
+        Ok(c) => {
+            eprintln!(
+                "naac: refunded {c} credits left in the escrow of an interrupted run (job {})",
+                escrow.job.short()
+            );
+            note_escrow(out_dir, &escrow, false);
+        }
+        Err(e) => tracing::warn!("the interrupted run's escrow: {e}"),
+    }
 }
 
 /// Dials a bank node and checks that it answers as one.

@@ -392,3 +392,69 @@ fn a_bank_killed_mid_stream_restarts_and_its_ledger_verifies() {
     }
     assert_eq!(earned, paid);
 }
+
+#[test]
+fn a_requester_killed_mid_job_gets_its_escrow_back_when_run_again() {
+    let s = Scratch::new();
+    let bank = Node::bank(&s, "bank", free_port(), "1000");
+    let p = Node::provider(&s, "p", "0.1");
+    let job = s.job(
+        "again",
+        "testkit/testkit.wasm",
+        "args = [\"sleep\", \"200\"]\n[sweep]\ni = { from = 0, to = 40 }\n[limits]\nfuel = 1_000_000_000\n",
+    );
+    let out_dir = s.path().join("out-again");
+    let mut first = s
+        .cmd()
+        .arg("run")
+        .arg(&job)
+        .args(["--json", "--out"])
+        .arg(&out_dir)
+        .args(["--no-mdns", "--bank", &bank.addr, "--join", &p.addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run");
+    let t = Instant::now();
+    while !out_dir.join("escrow.json").exists() {
+        assert!(t.elapsed() < Duration::from_secs(30), "no escrow");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = first.kill();
+    let _ = first.wait();
+    let note: Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("escrow.json")).expect("note"))
+            .expect("json");
+    assert_eq!(note["open"], true);
+    // The escrow is still held by the bank.
+    let (_, before) = wallet(&s, &["balance", "--bank", &bank.addr]);
+    assert_eq!(before["micro_credits"], 1_000_000_000 - 40_000_000);
+    // Run again into the same directory: the old escrow comes back first.
+    let (out, summary) = s.run_to(
+        &job,
+        &out_dir,
+        &["--no-mdns", "--bank", &bank.addr, "--join", &p.addr],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("left in the escrow of an interrupted run"),
+        "{}",
+        stderr(&out)
+    );
+    let paid = micros(&summary["cost"]["paid"]);
+    let (_, after) = wallet(&s, &["balance", "--bank", &bank.addr]);
+    let (_, earned) = wallet(
+        &s,
+        &["balance", "--bank", &bank.addr, "--account", &p.peer_id()],
+    );
+    // Whatever the first run paid before it died went to the provider; nothing is lost.
+    let provider_gain = earned["micro_credits"].as_u64().expect("balance") - 1_000_000_000;
+    assert!(provider_gain >= paid);
+    assert_eq!(
+        after["micro_credits"].as_u64().expect("balance") + provider_gain,
+        1_000_000_000
+    );
+    let (o, v) = wallet(&s, &["verify", "--bank", &bank.addr]);
+    assert!(o.status.success(), "{v:#}");
+}
