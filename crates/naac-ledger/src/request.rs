@@ -36,12 +36,15 @@ pub enum Request {
         nonce: u64,
     },
     /// `payer` → escrow of `job`; authorized by `payer`. At most `max_price` per giga-fuel
-    /// will be paid from it; after `expires_ms` the bank refunds what is left.
+    /// will be paid from it, for at most `fuel_limit` fuel per result (the job's per-task
+    /// limit: a provider cannot be paid for more than a task may burn); after `expires_ms`
+    /// the bank refunds what is left.
     OpenEscrow {
         job: JobId,
         payer: AccountKey,
         amount: Credits,
         max_price: Price,
+        fuel_limit: u64,
         expires_ms: u64,
     },
     /// Escrow of `job` → `provider`, `price × record.fuel_used`; authorized by the escrow's

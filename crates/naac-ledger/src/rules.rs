@@ -128,6 +128,8 @@ pub struct EscrowState {
     pub paid: Credits,
     /// The most that may be paid per giga-fuel.
     pub max_price: Price,
+    /// The most fuel one paid result may claim (the job's per-task limit).
+    pub fuel_limit: u64,
     /// After this (Unix milliseconds) the bank may refund it.
     pub expires_ms: u64,
     /// Refunded; nothing more moves in or out.
@@ -588,6 +590,7 @@ impl Ledger {
                 payer,
                 amount,
                 max_price,
+                fuel_limit,
                 expires_ms,
             } => {
                 if signer != payer {
@@ -611,6 +614,7 @@ impl Ledger {
                         left: amount,
                         paid: Credits::ZERO,
                         max_price,
+                        fuel_limit,
                         expires_ms,
                         closed: false,
                         settled: 0,
@@ -678,6 +682,12 @@ impl Ledger {
                     second.as_ref(),
                     sigs,
                 )?;
+                if parsed.fuel_used > esc.fuel_limit {
+                    return Err(LedgerError::BadRecord(format!(
+                        "record claims {} fuel, above the job's limit of {}",
+                        parsed.fuel_used, esc.fuel_limit
+                    )));
+                }
                 let need = price.cost(parsed.fuel_used);
                 let left = esc
                     .left

@@ -145,6 +145,7 @@ fn open_req(payer: &SigningKey, job: JobId, amount: Credits, max: Price, exp: u6
         payer: key(payer),
         amount,
         max_price: max,
+        fuel_limit: u64::MAX,
         expires_ms: exp,
     }
 }
@@ -1263,6 +1264,7 @@ impl Sim {
                     payer: key(self.k(payer)),
                     amount: Credits(amount),
                     max_price: Price(max_price),
+                    fuel_limit: u64::MAX,
                     expires_ms: now + expires_in,
                 };
                 signed(self.k(signer), &bank, &r)
@@ -1593,4 +1595,33 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_record_claiming_more_fuel_than_the_jobs_limit_is_refused() {
+    let mut w = World::new();
+    let (payer, a) = (sk(1), sk(2));
+    w.grant(&payer, c(1_000));
+    let mut open = open_req(&payer, job(7), c(100), p(10), w.now + 60_000);
+    if let Request::OpenEscrow { fuel_limit, .. } = &mut open {
+        *fuel_limit = 2 * GIGA;
+    }
+    w.ok(&payer, open);
+    let settle = |fuel| {
+        settle_req(
+            job(7),
+            &a,
+            record(&a, job(7), 1, fuel),
+            p(10),
+            ask(&a, job(7), p(1)),
+            None,
+        )
+    };
+    let e = w.refused(&payer, settle(2 * GIGA + 1));
+    assert!(
+        matches!(&e, LedgerError::BadRecord(why) if why.contains("above the job's limit")),
+        "{e}"
+    );
+    // At the limit it is paid.
+    assert_eq!(w.ok(&payer, settle(2 * GIGA)).amount, c(20));
 }

@@ -11,7 +11,8 @@
 //! refunds by escrow, transfers by nonce, grants by account). If the store fails, nothing
 //! of the batch is acknowledged and the ledger is reloaded from the store.
 //!
-//! New accounts get the configured grant the first time the bank hears of them. Escrows
+//! A new account gets the configured grant with its first validly signed request (a balance
+//! query grants nothing, so nobody can make the bank mint for keys they do not hold). Escrows
 //! past their expiry are refunded by the bank itself.
 
 use anyhow::Context as _;
@@ -80,28 +81,48 @@ pub type Signer = Box<dyn Fn(&[u8]) -> Vec<u8> + Send>;
 /// Opens the store, replays every entry into the rules (so a corrupt or tampered ledger
 /// stops the bank with the first bad entry named) and starts the bank thread.
 pub fn start(config: BankConfig, key: AccountKey, sign: Signer) -> anyhow::Result<BankHandle> {
-    let store = store::open(&config.store)
-        .with_context(|| format!("open the bank's ledger {}", config.store))?;
-    let mut bank = Bank {
-        ledger: Ledger::new(key),
-        store,
-        sign,
-        grant: config.grant,
-        key,
-    };
-    bank.reload().context("load the bank's ledger")?;
-    tracing::info!(
-        "bank {} up: {} entries, {} credits issued, ledger {}",
-        naac_types::hex(&key.0[..8]),
-        bank.ledger.len(),
-        bank.ledger.issued(),
-        bank.store.describe()
-    );
     let (tx, rx) = std_mpsc::sync_channel(QUEUE);
+    let (ready_tx, ready_rx) = std_mpsc::sync_channel::<anyhow::Result<()>>(1);
+    // The store is opened, loaded and used only on the bank's own thread: database clients
+    // may block (the PostgreSQL client runs its own little runtime), which must never
+    // happen on the async runtime's threads.
     std::thread::Builder::new()
         .name("naac-bank".into())
-        .spawn(move || bank.run(rx))
+        .spawn(move || {
+            let opened = store::open(&config.store)
+                .with_context(|| format!("open the bank's ledger {}", config.store));
+            let store = match opened {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            let mut bank = Bank {
+                ledger: Ledger::new(key),
+                store,
+                sign,
+                grant: config.grant,
+                key,
+            };
+            if let Err(e) = bank.reload().context("load the bank's ledger") {
+                let _ = ready_tx.send(Err(e));
+                return;
+            }
+            tracing::info!(
+                "bank {} up: {} entries, {} credits issued, ledger {}",
+                naac_types::hex(&key.0[..8]),
+                bank.ledger.len(),
+                bank.ledger.issued(),
+                bank.store.describe()
+            );
+            let _ = ready_tx.send(Ok(()));
+            bank.run(rx)
+        })
         .context("start the bank thread")?;
+    ready_rx
+        .recv()
+        .map_err(|_| anyhow::anyhow!("the bank thread stopped while loading its ledger"))??;
     Ok(BankHandle { tx, key })
 }
 
@@ -160,6 +181,22 @@ impl Bank {
         Ok(())
     }
 
+    /// Replays what another process appended after our last entry, up to `n` entries.
+    fn catch_up(&mut self, n: u64) -> anyhow::Result<()> {
+        while self.ledger.len() < n {
+            let page = self.store.read(self.ledger.len(), 10_000)?;
+            if page.is_empty() {
+                break;
+            }
+            for e in &page {
+                self.ledger
+                    .replay_trusted(e)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+        }
+        Ok(())
+    }
+
     fn run(mut self, rx: std_mpsc::Receiver<(BankRequest, Reply)>) {
         loop {
             let first = match rx.recv_timeout(Duration::from_secs(1)) {
@@ -203,7 +240,15 @@ impl Bank {
         let pending = loop {
             attempt += 1;
             match self.store.len() {
-                Ok(n) if n != self.ledger.len() => {
+                Ok(n) if n > self.ledger.len() => {
+                    if let Err(e) = self.catch_up(n) {
+                        tracing::warn!("bank: catching up with the ledger: {e:#}; reloading it");
+                        if let Err(e) = self.reload() {
+                            tracing::error!("bank: reloading the ledger failed: {e:#}");
+                        }
+                    }
+                }
+                Ok(n) if n < self.ledger.len() => {
                     if let Err(e) = self.reload() {
                         tracing::error!("bank: reloading the ledger failed: {e:#}");
                     }
@@ -325,10 +370,8 @@ impl Bank {
                 entries: self.ledger.len(),
                 checkpoint: self.store.latest_checkpoint().ok().flatten(),
             }))),
-            BankRequest::Balance { account } => {
-                self.ensure_account(account, now, new);
-                Pending::Balance(Account::User(account))
-            }
+            // Read-only: grants go only to keys that sign a request.
+            BankRequest::Balance { account } => Pending::Balance(Account::User(account)),
             BankRequest::Submit(reqs) => {
                 if reqs.len() > MAX_BANK_BATCH {
                     return Pending::Done(Err(format!(
@@ -338,7 +381,9 @@ impl Bank {
                 }
                 let mut out = Vec::with_capacity(reqs.len());
                 for r in reqs {
-                    self.ensure_account(r.authorizer, now, new);
+                    if r.signature_ok() {
+                        self.ensure_account(r.authorizer, now, new);
+                    }
                     out.push(match self.ledger.apply(&r, now) {
                         Ok(Applied::New(e)) => {
                             let r = Receipt {

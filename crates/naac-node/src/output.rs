@@ -218,6 +218,11 @@ pub struct CostSummary {
     /// Payments the bank refused, and why (the last reason).
     pub refused: u64,
     pub refusal: Option<String>,
+    /// Payments the bank could not be reached to confirm.
+    pub unconfirmed: u64,
+    /// The escrow is still open (payments unconfirmed): the next run into the same
+    /// directory sends them again and refunds the rest.
+    pub open: bool,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]

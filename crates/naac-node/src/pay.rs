@@ -18,6 +18,7 @@ use naac_net::{Client, Keypair, PeerId};
 use naac_proto::{BankRequest, BankResponse, MAX_BANK_BATCH, Receipt, ResponseBody};
 use naac_types::{Credits, Job, JobId, Price};
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -85,7 +86,7 @@ impl BankConn {
         }
     }
 
-    /// An account's balance (granting a new account first).
+    /// An account's balance (read-only: zero for an account the bank has not seen).
     pub async fn balance(&self, account: AccountKey) -> Result<Credits, String> {
         match self.call(BankRequest::Balance { account }).await? {
             BankResponse::Balance { balance, .. } => Ok(balance),
@@ -94,12 +95,19 @@ impl BankConn {
     }
 }
 
-/// Copies of each task the escrow must cover: the `[verify]` replicas, plus the spot-check
-/// fraction (rounded up over the job).
+/// Paid copies the escrow must cover, at most: one per task, or `max_replicas` per task
+/// when copies are compared (a disagreement adds copies up to it), plus one more per task
+/// when spot checks may pick it. An upper bound, so a job never runs out of escrow; what
+/// is not used is refunded.
 pub fn expected_copies(job: &Job, tasks: u64) -> u64 {
     let v = &job.verify;
-    let base = tasks.saturating_mul(u64::from(v.replicas.max(1)));
-    let spot = (v.spot_check.clamp(0.0, 1.0) * tasks as f64).ceil() as u64;
+    let per_task = if v.compares() {
+        v.max_replicas.max(v.replicas).max(1)
+    } else {
+        1
+    };
+    let base = tasks.saturating_mul(u64::from(per_task));
+    let spot = if v.spot_check > 0.0 { tasks } else { 0 };
     base.saturating_add(spot)
 }
 
@@ -139,6 +147,7 @@ pub async fn open_escrow(
     job: JobId,
     amount: Credits,
     max_price: Price,
+    fuel_limit: u64,
     max_cost: Option<Credits>,
 ) -> Result<Escrow, PayError> {
     if let Some(max) = max_cost
@@ -151,36 +160,35 @@ pub async fn open_escrow(
             .ok_or(PayError::Bank("the user key is not ed25519".into()))?,
     );
     let bank_key = bank.key().await.map_err(PayError::Bank)?;
-    let balance = bank.balance(payer).await.map_err(PayError::Bank)?;
-    if balance < amount {
-        return Err(PayError::Insufficient {
-            need: amount,
-            balance,
-        });
-    }
+    // A new account gets its grant with its first signed request, so the escrow request
+    // itself is the balance check.
     let expires_ms = now_ms() + ESCROW_LIFETIME.as_millis() as u64;
     let req = Request::OpenEscrow {
         job,
         payer,
         amount,
         max_price,
+        fuel_limit,
         expires_ms,
     };
     let signed = SignedRequest::new(payer, &bank_key, &req, |m| naac_net::sign(user, m));
     let mut answers = bank.submit(vec![signed]).await.map_err(PayError::Bank)?;
     match answers.pop() {
-        Some(Ok(_)) => Ok(Escrow {
-            bank,
-            bank_key,
-            job,
-            payer,
-            amount,
-            max_price,
-            balance_before: balance,
-        }),
+        Some(Ok(_)) => {
+            let after = bank.balance(payer).await.map_err(PayError::Bank)?;
+            Ok(Escrow {
+                bank,
+                bank_key,
+                job,
+                payer,
+                amount,
+                max_price,
+                balance_before: Credits(after.0.saturating_add(amount.0)),
+            })
+        }
         Some(Err(e)) if e.contains("balance") => Err(PayError::Insufficient {
             need: amount,
-            balance,
+            balance: bank.balance(payer).await.map_err(PayError::Bank)?,
         }),
         Some(Err(e)) => Err(PayError::Bank(e)),
         None => Err(PayError::Bank("no answer to the escrow request".into())),
@@ -203,6 +211,8 @@ pub struct Paid {
     /// Settlements the bank refused (with the last reason).
     pub refused: u64,
     pub last_refusal: Option<String>,
+    /// Settlements the bank has not confirmed (it could not be reached).
+    pub unconfirmed: u64,
 }
 
 /// The price of one run, fixed when its batch was auctioned.
@@ -213,26 +223,94 @@ pub struct Terms {
     pub second: Option<SignedAsk>,
 }
 
+/// Where a job's settlements are logged before they are sent: `DIR/payments-<job>.jsonl`,
+/// one signed request per line. A run that dies with settlements unsent leaves them here;
+/// the next run into `DIR` sends them again (the bank ignores what it already has) before it
+/// refunds the escrow.
+pub fn payment_log(out_dir: &Path, job: &JobId) -> PathBuf {
+    out_dir.join(format!("payments-{}.jsonl", job.to_hex()))
+}
+
+fn log_line(r: &SignedRequest) -> String {
+    format!(
+        "{{\"authorizer\":\"{}\",\"msg\":\"{}\",\"sig\":\"{}\"}}\n",
+        naac_types::hex(&r.authorizer.0),
+        naac_types::hex(&r.msg),
+        naac_types::hex(&r.sig)
+    )
+}
+
+fn unhex_vec(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
+        return None;
+    }
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok())
+        .collect()
+}
+
+/// Reads a payment log back (lines that do not parse are skipped).
+pub fn read_payment_log(path: &Path) -> Vec<SignedRequest> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            let authorizer = naac_ledger::unhex::<32>(v["authorizer"].as_str()?)?;
+            Some(SignedRequest {
+                authorizer: AccountKey(authorizer),
+                msg: unhex_vec(v["msg"].as_str()?)?,
+                sig: unhex_vec(v["sig"].as_str()?)?,
+            })
+        })
+        .collect()
+}
+
+/// Sends a payment log's settlements again; `Err` if the bank could not be reached (the
+/// escrow must then stay open).
+pub async fn resend_log(bank: &BankConn, path: &Path) -> Result<usize, String> {
+    let reqs = read_payment_log(path);
+    for chunk in reqs.chunks(MAX_BANK_BATCH) {
+        bank.submit(chunk.to_vec()).await?;
+    }
+    Ok(reqs.len())
+}
+
 /// Sends settlements to the bank in batches, in the background.
 pub struct Payer {
     escrow: Arc<Escrow>,
     user: Keypair,
     tx: Option<mpsc::Sender<(PeerId, SignedRequest)>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    log: Option<std::io::BufWriter<std::fs::File>>,
+    queued: u64,
     pub paid: Arc<Mutex<Paid>>,
 }
 
 impl Payer {
-    pub fn new(escrow: Escrow, user: Keypair) -> Self {
+    /// `log`: the payment log to append every settlement to before it is sent.
+    pub fn new(escrow: Escrow, user: Keypair, log: Option<&Path>) -> Self {
         let escrow = Arc::new(escrow);
         let paid = Arc::new(Mutex::new(Paid::default()));
         let (tx, rx) = mpsc::channel(SETTLE_QUEUE);
         let task = tokio::spawn(settle_loop(escrow.bank.clone(), rx, paid.clone()));
+        let log = log.and_then(|p| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| tracing::warn!("payment log {}: {e}", p.display()))
+                .ok()
+                .map(std::io::BufWriter::new)
+        });
         Self {
             escrow,
             user,
             tx: Some(tx),
             task: Some(task),
+            log,
+            queued: 0,
             paid,
         }
     }
@@ -242,7 +320,7 @@ impl Payer {
     }
 
     /// Pays `provider` for one accepted result.
-    pub fn settle(&self, provider: PeerId, record: SignedRecord, terms: &Terms) {
+    pub fn settle(&mut self, provider: PeerId, record: SignedRecord, terms: &Terms) {
         let Some(key) = naac_net::ed25519_of(&provider) else {
             return;
         };
@@ -257,15 +335,27 @@ impl Payer {
         let signed = SignedRequest::new(self.escrow.payer, &self.escrow.bank_key, &req, |m| {
             naac_net::sign(&self.user, m)
         });
+        if let Some(log) = &mut self.log {
+            use std::io::Write;
+            if let Err(e) = log
+                .write_all(log_line(&signed).as_bytes())
+                .and_then(|()| log.flush())
+            {
+                tracing::warn!("payment log: {e}");
+            }
+        }
+        self.queued += 1;
         if let Some(tx) = &self.tx
             && tx.try_send((provider, signed)).is_err()
         {
-            tracing::warn!("settlement queue full: a payment to {provider} is dropped");
+            tracing::warn!("settlement queue full: a payment to {provider} waits in the log");
         }
     }
 
-    /// Waits for every settlement (up to `wait`), then refunds what is left of the escrow.
-    /// Returns the refunded amount.
+    /// Waits until the bank has answered every settlement (up to `wait`), then refunds what
+    /// is left of the escrow and returns the refund. If some settlement is unconfirmed the
+    /// escrow stays open (refunding now would leave verified work unpaid): `Err` says so,
+    /// and the next run into the same directory sends the logged settlements again first.
     pub async fn finish(mut self, wait: Duration) -> Result<Credits, String> {
         self.tx = None;
         if let Some(task) = self.task.take()
@@ -273,10 +363,20 @@ impl Payer {
         {
             tracing::warn!("some settlements were still unsent after {wait:?}");
         }
+        let unconfirmed = {
+            let p = self.paid.lock().unwrap_or_else(|e| e.into_inner());
+            self.queued
+                .saturating_sub(p.settlements + p.refused)
+                .max(p.unconfirmed)
+        };
+        if unconfirmed > 0 {
+            return Err(format!(
+                "{unconfirmed} payments are not confirmed by the bank, so the escrow stays open; run the job again into the same directory to send them and get the rest back"
+            ));
+        }
         refund(&self.escrow, &self.user).await
     }
 }
-
 /// Refunds what is left of an escrow to its payer (idempotent).
 pub async fn refund(escrow: &Escrow, user: &Keypair) -> Result<Credits, String> {
     let req = Request::Refund { job: escrow.job };
@@ -327,13 +427,13 @@ async fn settle_loop(
                     let mut p = paid.lock().unwrap_or_else(|e| e.into_inner());
                     for ((provider, _), a) in batch.iter().zip(answers) {
                         match a {
+                            // A duplicate is this run's own settlement whose first answer
+                            // was lost: it was paid.
                             Ok(r) => {
-                                if !r.duplicate {
-                                    p.total = Credits(p.total.0.saturating_add(r.amount.0));
-                                    let e = p.by_provider.entry(*provider).or_default();
-                                    *e = Credits(e.0.saturating_add(r.amount.0));
-                                    p.settlements += 1;
-                                }
+                                p.total = Credits(p.total.0.saturating_add(r.amount.0));
+                                let e = p.by_provider.entry(*provider).or_default();
+                                *e = Credits(e.0.saturating_add(r.amount.0));
+                                p.settlements += 1;
                             }
                             Err(e) => {
                                 tracing::warn!("the bank refused a payment to {provider}: {e}");
@@ -349,7 +449,7 @@ async fn settle_loop(
                     if tries > 20 {
                         tracing::error!("giving up on {} settlements: {e}", reqs.len());
                         let mut p = paid.lock().unwrap_or_else(|e| e.into_inner());
-                        p.refused += reqs.len() as u64;
+                        p.unconfirmed += reqs.len() as u64;
                         p.last_refusal = Some(e);
                         break;
                     }

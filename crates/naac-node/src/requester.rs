@@ -296,7 +296,10 @@ pub async fn run(
     sched_config.retries = prepared.job.retries;
     sched_config.seed = u64::from_le_bytes(prepared.id.0[..8].try_into().expect("8 bytes"));
     let max_price = prepared.job.budget.max_price;
-    let payer = opts.payment.take().map(|p| Payer::new(p.escrow, p.user));
+    let payer = opts.payment.take().map(|p| {
+        let log = crate::pay::payment_log(&opts.out_dir, &p.escrow.job);
+        Payer::new(p.escrow, p.user, Some(&log))
+    });
     let mut hello = crate::survey::hello(&client, opts.user_key.as_ref());
     if payer.is_some() {
         hello.solicit = Some(Solicit {
@@ -517,13 +520,11 @@ pub async fn run(
             payer.escrow().amount,
             payer.escrow().max_price,
         );
-        let refunded = match payer.finish(Duration::from_secs(60)).await {
-            Ok(c) => c,
+        let (refunded, open) = match payer.finish(Duration::from_secs(60)).await {
+            Ok(c) => (c, false),
             Err(e) => {
-                tracing::error!(
-                    "the escrow could not be refunded now: {e}; the bank refunds it when it expires"
-                );
-                Credits::ZERO
+                tracing::error!("the escrow was not refunded: {e}");
+                (Credits::ZERO, true)
             }
         };
         let p = paid.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -537,6 +538,8 @@ pub async fn run(
             settlements: p.settlements,
             refused: p.refused,
             refusal: p.last_refusal,
+            unconfirmed: p.unconfirmed,
+            open,
         });
     }
     progress.send_replace(Progress {
@@ -1075,6 +1078,23 @@ impl Run<'_> {
             );
             return;
         }
+        if result.fuel_used > self.prepared.job.limits.fuel {
+            // Fuel is what a result is paid for: a claim above the task's limit is a lie.
+            tracing::warn!(
+                "provider {peer}: task {index} claims {} fuel, above its limit {}; result refused",
+                result.fuel_used,
+                self.prepared.job.limits.fuel
+            );
+            self.refuse(
+                peer,
+                task,
+                attempt,
+                FailureKind::Rejected,
+                "the result claims more fuel than the task's limit".into(),
+                now,
+            );
+            return;
+        }
         if outcome != Outcome::Ok {
             let kind = FailureKind::from_outcome(outcome).unwrap_or(FailureKind::Rejected);
             tracing::debug!(
@@ -1520,9 +1540,10 @@ impl Run<'_> {
     fn pay(&mut self, index: u32, accepted: ContentId, copies: &[&Vote]) -> Vec<(u32, Price)> {
         let terms = self.terms.remove(&index).unwrap_or_default();
         let mut paid = Vec::new();
-        let Some(payer) = &self.payer else {
+        if self.payer.is_none() {
             return paid;
-        };
+        }
+        let mut due = Vec::new();
         for v in copies {
             if v.digest != accepted {
                 continue;
@@ -1537,15 +1558,20 @@ impl Run<'_> {
             let Some(record) = self.record_of(&v.result) else {
                 continue;
             };
-            payer.settle(
+            due.push((
                 v.provider,
                 naac_ledger::SignedRecord {
                     bytes: record.signing_bytes(),
                     sig: v.result.signature.clone(),
                 },
-                t,
-            );
+                t.clone(),
+            ));
             paid.push((v.result.attempt, t.price));
+        }
+        if let Some(payer) = self.payer.as_mut() {
+            for (provider, record, t) in due {
+                payer.settle(provider, record, &t);
+            }
         }
         paid
     }

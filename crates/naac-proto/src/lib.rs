@@ -317,7 +317,8 @@ pub const MAX_BANK_ENTRIES: u32 = 10_000;
 pub enum BankRequest {
     /// The bank's key, grant and latest checkpoint.
     Info,
-    /// An account's balance; a new account gets the bank's grant first.
+    /// An account's balance (read-only; an account gets the bank's grant with its first
+    /// signed request).
     Balance { account: AccountKey },
     /// Transfers, escrows, settlements, refunds: applied in order, each answered.
     Submit(Vec<SignedRequest>),

@@ -221,6 +221,7 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
                 prepared.id,
                 amount,
                 prepared.job.budget.max_price,
+                prepared.job.limits.fuel,
                 prepared.job.budget.max_cost,
             )
             .await
@@ -251,6 +252,7 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
         note_escrow(&out_dir, &p.escrow, true);
     }
     let escrow = payment.as_ref().map(|p| p.escrow.clone());
+    let user_for_reclaim = user.clone();
     if let Some(p) = &payment
         && !a.quiet
     {
@@ -282,7 +284,15 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
             .workers
             .unwrap_or_else(|| crate::node::cores().max(copies))
             .max(1);
-        let p = Pool::start(workers, 1, &addr, &a.provider_args)?;
+        let p = match Pool::start(workers, 1, &addr, &a.provider_args) {
+            Ok(p) => p,
+            Err(e) => {
+                if let Some(p) = &payment {
+                    reclaim_escrow(&out_dir, &p.escrow.bank, &user).await;
+                }
+                return Err(e);
+            }
+        };
         if let Some(tx) = a.on_pool {
             let _ = tx.send(p.pids());
         }
@@ -332,8 +342,16 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
     bar.abort();
     let _ = bar.await;
     if let Some(e) = &escrow {
-        // The requester refunded it (or the bank will at expiry): nothing to reclaim.
-        note_escrow(&out_dir, e, false);
+        match &result {
+            // Paid and refunded: nothing to reclaim.
+            Ok(f) if f.summary.cost.as_ref().is_some_and(|c| !c.open) => {
+                note_escrow(&out_dir, e, false)
+            }
+            // The run failed or left payments unconfirmed: send the logged payments again
+            // and refund the rest now if the bank answers (else the next run into this
+            // directory does).
+            _ => reclaim_escrow(&out_dir, &e.bank, &user_for_reclaim).await,
+        }
     }
     if let Some(p) = pool {
         p.stop().await;
@@ -549,9 +567,8 @@ fn note_escrow(out_dir: &std::path::Path, e: &naac_node::pay::Escrow, open: bool
     }
 }
 
-/// Refunds the escrow an interrupted run into `out_dir` left open (idempotent: a refund of a
-/// closed escrow changes nothing). Settlements that run never sent are not recovered: its
-/// providers' results were never written here either.
+/// Settles and refunds the escrow an interrupted or failed run into `out_dir` left open:
+/// its logged settlements are sent again, then the rest is refunded (both idempotent).
 async fn reclaim_escrow(
     out_dir: &std::path::Path,
     bank: &naac_node::pay::BankConn,
@@ -585,6 +602,15 @@ async fn reclaim_escrow(
         max_price: naac_types::Price(0),
         balance_before: naac_types::Credits::ZERO,
     };
+    // Its verified results are paid first: the settlements it logged are sent again (the
+    // bank ignores those it already has).
+    let log = naac_node::pay::payment_log(out_dir, &escrow.job);
+    if let Err(e) = naac_node::pay::resend_log(bank, &log).await {
+        tracing::warn!(
+            "the interrupted run's payments could not be sent: {e}; its escrow stays open"
+        );
+        return;
+    }
     match naac_node::pay::refund(&escrow, user).await {
         Ok(c) => {
             eprintln!(

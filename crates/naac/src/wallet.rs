@@ -64,10 +64,22 @@ pub async fn main(cmd: Cmd) -> anyhow::Result<ExitCode> {
 /// Where the books are read from.
 enum Source {
     Bank(BankConn),
-    Store {
-        store: Box<dyn Store>,
-        bank: AccountKey,
-    },
+    Store { store: Shared, bank: AccountKey },
+}
+
+/// A store used from blocking threads only (database clients may block).
+type Shared = std::sync::Arc<std::sync::Mutex<Box<dyn Store>>>;
+
+async fn blocking<T: Send + 'static>(
+    store: &Shared,
+    f: impl FnOnce(&mut dyn Store) -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut g = s.lock().unwrap_or_else(|e| e.into_inner());
+        f(g.as_mut())
+    })
+    .await?
 }
 
 async fn open(a: &Args, home: &Home) -> anyhow::Result<Source> {
@@ -96,11 +108,15 @@ async fn open(a: &Args, home: &Home) -> anyhow::Result<Source> {
             format!("sqlite:{}", path.display())
         }
     };
-    let store = if let Some(path) = url.strip_prefix("sqlite:") {
-        Box::new(store::SqliteStore::open_read_only(path)?) as Box<dyn Store>
-    } else {
-        store::open(&url)?
-    };
+    let store: Box<dyn Store> = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        Ok(if let Some(path) = url.strip_prefix("sqlite:") {
+            Box::new(store::SqliteStore::open_read_only(path)?) as Box<dyn Store>
+        } else {
+            store::open(&url)?
+        })
+    })
+    .await??;
+    let store: Shared = std::sync::Arc::new(std::sync::Mutex::new(store));
     // The bank's key: from its key file when it is ours, else from its latest checkpoint.
     let bank = if a.ledger.is_none() {
         AccountKey(
@@ -110,12 +126,11 @@ async fn open(a: &Args, home: &Home) -> anyhow::Result<Source> {
             .context("the bank key is not ed25519")?,
         )
     } else {
-        let mut s = store;
-        let cp = s
-            .latest_checkpoint()?
+        let cp = blocking(&store, |s| Ok(s.latest_checkpoint()?))
+            .await?
             .context("the ledger has no checkpoint: it names no bank")?;
         return Ok(Source::Store {
-            store: s,
+            store,
             bank: cp.bank,
         });
     };
@@ -153,7 +168,7 @@ impl Source {
                 BankResponse::Checkpoint(c) => Ok(c),
                 other => anyhow::bail!("unexpected answer {other:?}"),
             },
-            Source::Store { store, .. } => Ok(store.latest_checkpoint()?),
+            Source::Store { store, .. } => blocking(store, |s| Ok(s.latest_checkpoint()?)).await,
         }
     }
 
@@ -174,7 +189,9 @@ impl Source {
                     BankResponse::Entries(v) => v,
                     other => anyhow::bail!("unexpected answer {other:?}"),
                 },
-                Source::Store { store, .. } => store.read(from, MAX_BANK_ENTRIES as usize)?,
+                Source::Store { store, .. } => {
+                    blocking(store, move |s| Ok(s.read(from, MAX_BANK_ENTRIES as usize)?)).await?
+                }
             };
             if page.is_empty() {
                 return Ok(out);
@@ -214,7 +231,12 @@ impl Source {
                 BankResponse::Entries(v) => Ok(v),
                 other => anyhow::bail!("unexpected answer {other:?}"),
             },
-            Source::Store { store, .. } => Ok(store.history(&account, None, limit as usize)?),
+            Source::Store { store, .. } => {
+                blocking(store, move |s| {
+                    Ok(s.history(&account, None, limit as usize)?)
+                })
+                .await
+            }
         }
     }
 }
@@ -404,7 +426,20 @@ async fn verify(a: Args) -> anyhow::Result<ExitCode> {
         ));
         if let Ok(bytes) = std::fs::read(&seen_path)
             && let Ok(old) = serde_json::from_slice::<Checkpoint>(&bytes)
-            && old.size <= c.size
+            && old.size > c.size
+        {
+            return fail(
+                format!(
+                    "the bank's checkpoint shrank from {} entries (seen before, {}) to {}: it rewrote history",
+                    old.size,
+                    seen_path.display(),
+                    c.size
+                ),
+                a.json,
+            );
+        }
+        if let Ok(bytes) = std::fs::read(&seen_path)
+            && let Ok(old) = serde_json::from_slice::<Checkpoint>(&bytes)
         {
             let ok = match &src {
                 Source::Bank(_) if old.size > 0 && old.size < c.size => {

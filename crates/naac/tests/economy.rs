@@ -218,10 +218,10 @@ fn a_job_across_three_providers_pays_each_exactly_and_refunds_the_rest() {
             ],
         );
         assert!(o.status.success(), "{}", stderr(&o));
-        // Providers get the grant too when the bank first hears of them.
+        // Providers never signed anything: no grant, only what they earned.
         assert_eq!(
             v["micro_credits"].as_u64().expect("balance"),
-            1_000_000_000 + expected.get(&node.peer_id()).copied().unwrap_or(0)
+            expected.get(&node.peer_id()).copied().unwrap_or(0)
         );
     }
     let (o, v) = wallet(&s, &["balance", "--bank", &bank.addr]);
@@ -388,7 +388,7 @@ fn a_bank_killed_mid_stream_restarts_and_its_ledger_verifies() {
             &s,
             &["balance", "--bank", &bank.addr, "--account", &n.peer_id()],
         );
-        earned += v["micro_credits"].as_u64().expect("balance") - 1_000_000_000;
+        earned += v["micro_credits"].as_u64().expect("balance");
     }
     assert_eq!(earned, paid);
 }
@@ -449,7 +449,7 @@ fn a_requester_killed_mid_job_gets_its_escrow_back_when_run_again() {
         &["balance", "--bank", &bank.addr, "--account", &p.peer_id()],
     );
     // Whatever the first run paid before it died went to the provider; nothing is lost.
-    let provider_gain = earned["micro_credits"].as_u64().expect("balance") - 1_000_000_000;
+    let provider_gain = earned["micro_credits"].as_u64().expect("balance");
     assert!(provider_gain >= paid);
     assert_eq!(
         after["micro_credits"].as_u64().expect("balance") + provider_gain,

@@ -53,6 +53,7 @@ fn settlements(bank: &Keypair, n: usize) -> (Vec<SignedRequest>, Vec<SignedReque
                 payer: payer_key,
                 amount: Credits::whole(1_000_000_000),
                 max_price,
+                fuel_limit: 10_000_000_000,
                 expires_ms: u64::MAX / 2,
             },
             |m| sign(&payer, m),
@@ -177,10 +178,17 @@ impl Bench {
             Ok(url) if !url.is_empty() => {
                 // A fresh schema of our own, dropped afterwards.
                 let schema = format!("naac_bench_{}", std::process::id());
-                let scoped = naac_ledger::store::PgStore::scratch_schema(&url, &schema)
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                let (u, sc) = (url.clone(), schema.clone());
+                let scoped = tokio::task::spawn_blocking(move || {
+                    naac_ledger::store::PgStore::scratch_schema(&u, &sc)
+                })
+                .await?
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
                 let r = settle_rate(scoped, n).await;
-                let _ = naac_ledger::store::PgStore::drop_schema(&url, &schema);
+                let _ = tokio::task::spawn_blocking(move || {
+                    naac_ledger::store::PgStore::drop_schema(&url, &schema)
+                })
+                .await;
                 let (rate, _) = r?;
                 figs.push(Figure {
                     name: "settlements per second, PostgreSQL (durable)",
