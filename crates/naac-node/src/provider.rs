@@ -750,6 +750,22 @@ impl Provider {
             RequestBody::Hello(_) | RequestBody::Assign(_) if !self.provide => {
                 ResponseBody::Refused("this node does not run tasks (it is a bank)".into())
             }
+            RequestBody::Hello(hello)
+                if hello.solicit.is_none()
+                    && self
+                        .monitor
+                        .as_ref()
+                        .is_some_and(|m| m.policy().min_price > 0) =>
+            {
+                // The owner set a price: no work for requesters that do not pay.
+                ResponseBody::Refused(format!(
+                    "this host works only for pay (its owner's min_price is {} credits per giga-fuel); run with --bank ADDR",
+                    self.monitor
+                        .as_ref()
+                        .map(|m| m.policy().min_price)
+                        .unwrap_or(0)
+                ))
+            }
             RequestBody::Hello(hello) => {
                 let bid = hello.solicit.as_ref().map(|s| self.bid(s));
                 let user = hello.user.and_then(|u| {

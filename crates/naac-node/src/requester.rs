@@ -219,6 +219,8 @@ const MAX_OFFERS: usize = 4096;
 enum Internal {
     /// A provider answered Hello (`None`: not a provider), with the round-trip time to it.
     Hello(PeerId, Option<Box<Welcome>>, Option<Duration>),
+    /// A node declined to work for us, and why.
+    Declined(PeerId, String),
     AssignFailed(PeerId, String),
 }
 
@@ -435,7 +437,7 @@ pub async fn run(
                             let mut why: Vec<String> = r.no_bids.iter().map(|(p, w)| format!("{p}: {w}")).collect();
                             why.sort();
                             failed = Some(anyhow::anyhow!(
-                                "no provider bid for the job within {:?} ({} declined: {})\nhint: raise [budget] max_price in the job file",
+                                "no provider bid for the job within {:?} ({} declined: {})\nhint: raise [budget] max_price in the job file, or pay through a bank (--bank ADDR)",
                                 opts.provider_wait, why.len(), why.join("; ")
                             ).into());
                         break;
@@ -879,6 +881,13 @@ impl Run<'_> {
                             body: ResponseBody::Welcome(w),
                             ..
                         }) => Some(w),
+                        Ok(Response {
+                            body: ResponseBody::Refused(why),
+                            ..
+                        }) => {
+                            let _ = tx.send(Internal::Declined(peer, why)).await;
+                            return;
+                        }
                         _ => None,
                     };
                     let rtt = client
@@ -1372,6 +1381,12 @@ impl Run<'_> {
                 }
             }
             Internal::Hello(_, None, _) => {}
+            Internal::Declined(peer, why) => {
+                tracing::info!("{peer} declined: {why}");
+                if self.no_bids.len() < MAX_OFFERS {
+                    self.no_bids.insert(peer, why);
+                }
+            }
             Internal::AssignFailed(peer, why) => {
                 tracing::warn!("provider {peer} did not take its tasks: {why}; dropping it");
                 self.known_peers.retain(|p| *p != peer);

@@ -22,7 +22,9 @@ struct Node {
 impl Node {
     fn start(home: &Path, args: &[&str]) -> Node {
         std::fs::create_dir_all(home).expect("home");
-        std::fs::write(home.join("policy.toml"), "idle_only = false\n").expect("policy");
+        if !home.join("policy.toml").exists() {
+            std::fs::write(home.join("policy.toml"), "idle_only = false\n").expect("policy");
+        }
         let mut child = naac()
             .env("NAAC_HOME", home)
             .arg("node")
@@ -457,4 +459,40 @@ fn a_requester_killed_mid_job_gets_its_escrow_back_when_run_again() {
     );
     let (o, v) = wallet(&s, &["verify", "--bank", &bank.addr]);
     assert!(o.status.success(), "{v:#}");
+}
+
+#[test]
+fn an_owner_who_set_a_price_does_not_work_for_free() {
+    let s = Scratch::new();
+    let home = s.path().join("priced");
+    std::fs::create_dir_all(&home).expect("home");
+    std::fs::write(
+        home.join("policy.toml"),
+        "idle_only = false\nmin_price = 1\n",
+    )
+    .expect("policy");
+    let p = Node::provider(&s, "priced", "0.1");
+    let job = s.job(
+        "free",
+        "testkit/testkit.wasm",
+        "args = [\"noop\"]\n[limits]\nfuel = 1_000_000_000\n",
+    );
+    // No bank: an unpaid run. The host declines, and the error says why.
+    let (out, _) = s.run(
+        &job,
+        &["--no-mdns", "--join", &p.addr, "--provider-wait", "3s"],
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("works only for pay"), "{err}");
+    // Paying through a bank, at a max_price it accepts, the same host runs it.
+    let bank = Node::bank(&s, "bank", free_port(), "1000");
+    let (out, summary) = s.run(
+        &job,
+        &["--no-mdns", "--join", &p.addr, "--bank", &bank.addr],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Its ask is its owner's min_price (1 credit), a lone bidder is paid the job's
+    // max_price (1 by default).
+    assert_eq!(summary["providers"][0]["ask"], "1");
 }
