@@ -18,7 +18,7 @@
 //! deny = ["12D3KooW..."]       # never these; deny wins over allow
 //! min_battery_percent = 20     # on battery, pause below this charge (0-100; 20)
 //! on_ac_only = true            # pause whenever the machine runs on battery (default true)
-//! min_price = 0                # least credits per giga-fuel; the market uses it (default 0)
+//! min_price = 0                # least credits per giga-fuel it asks; > 0: no unpaid work (0)
 //! pause_grace = "2m"           # a task paused longer than this is handed back (default "2m")
 //!
 //! [[windows]]                  # hours, in the owner's civil time
