@@ -223,6 +223,47 @@ pub struct Ledger {
     /// `time_ms` of the last entry (0 when empty): entry times never go back.
     last_time: u64,
     tree: MerkleTree,
+    /// Asks whose signature already checked out: one job's settlements repeat the same few
+    /// asks thousands of times.
+    asks_checked: AskCache,
+}
+
+/// A bounded memo of signed asks whose signatures verified (BLAKE3 of the signed bytes and
+/// the signature). Not state: two ledgers with different memos are equal.
+#[derive(Clone, Debug, Default)]
+struct AskCache(std::cell::RefCell<std::collections::HashSet<Hash>>);
+
+/// Most asks remembered; the memo is cleared when full.
+const ASK_CACHE: usize = 65_536;
+
+impl PartialEq for AskCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for AskCache {}
+
+impl AskCache {
+    /// Whether the ask's signature is its provider's, checking each distinct ask once.
+    fn verified(&self, a: &SignedAsk) -> bool {
+        let mut h = blake3::Hasher::new();
+        h.update(&a.ask.signing_bytes());
+        h.update(&a.sig);
+        let id = *h.finalize().as_bytes();
+        if self.0.borrow().contains(&id) {
+            return true;
+        }
+        if !a.verify() {
+            return false;
+        }
+        let mut set = self.0.borrow_mut();
+        if set.len() >= ASK_CACHE {
+            set.clear();
+        }
+        set.insert(id);
+        true
+    }
 }
 
 impl Ledger {
@@ -240,6 +281,7 @@ impl Ledger {
             head: [0; 32],
             last_time: 0,
             tree: MerkleTree::new(),
+            asks_checked: AskCache::default(),
         }
     }
 
@@ -681,6 +723,7 @@ impl Ledger {
                     &winner,
                     second.as_ref(),
                     sigs,
+                    &self.asks_checked,
                 )?;
                 if parsed.fuel_used > esc.fuel_limit {
                     return Err(LedgerError::BadRecord(format!(
@@ -886,10 +929,11 @@ fn check_asks(
     winner: &SignedAsk,
     second: Option<&SignedAsk>,
     sigs: Sigs,
+    cache: &AskCache,
 ) -> Result<(), LedgerError> {
     let bad = |s: String| Err(LedgerError::BadAsk(s));
     let w = &winner.ask;
-    if sigs == Sigs::Check && !winner.verify() {
+    if sigs == Sigs::Check && !cache.verified(winner) {
         return bad("winner's ask is not signed by its provider".into());
     }
     if w.job != job {
@@ -920,7 +964,7 @@ fn check_asks(
     match second {
         Some(second) => {
             let s = &second.ask;
-            if sigs == Sigs::Check && !second.verify() {
+            if sigs == Sigs::Check && !cache.verified(second) {
                 return bad("second ask is not signed by its provider".into());
             }
             if s.job != job {
