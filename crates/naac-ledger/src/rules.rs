@@ -722,8 +722,7 @@ impl Ledger {
                     esc.max_price,
                     &winner,
                     second.as_ref(),
-                    sigs,
-                    &self.asks_checked,
+                    (sigs == Sigs::Check).then_some(&self.asks_checked),
                 )?;
                 if parsed.fuel_used > esc.fuel_limit {
                     return Err(LedgerError::BadRecord(format!(
@@ -928,12 +927,12 @@ fn check_asks(
     max_price: Price,
     winner: &SignedAsk,
     second: Option<&SignedAsk>,
-    sigs: Sigs,
-    cache: &AskCache,
+    // `None`: signatures are trusted (the bank's own reload).
+    check: Option<&AskCache>,
 ) -> Result<(), LedgerError> {
     let bad = |s: String| Err(LedgerError::BadAsk(s));
     let w = &winner.ask;
-    if sigs == Sigs::Check && !cache.verified(winner) {
+    if check.is_some_and(|c| !c.verified(winner)) {
         return bad("winner's ask is not signed by its provider".into());
     }
     if w.job != job {
@@ -964,7 +963,7 @@ fn check_asks(
     match second {
         Some(second) => {
             let s = &second.ask;
-            if sigs == Sigs::Check && !cache.verified(second) {
+            if check.is_some_and(|c| !c.verified(second)) {
                 return bad("second ask is not signed by its provider".into());
             }
             if s.job != job {
