@@ -353,6 +353,23 @@ async fn history(h: HistoryArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Where the books are, as the user named them: the bank's peer id, or the ledger's location.
+fn where_(a: &Args, home: &Home) -> String {
+    if let Some(addr) = &a.bank {
+        return addr
+            .iter()
+            .find_map(|p| match p {
+                naac_net::Protocol::P2p(id) => Some(format!("bank {id}")),
+                _ => None,
+            })
+            .unwrap_or_else(|| format!("bank {addr}"));
+    }
+    match &a.ledger {
+        Some(url) => format!("ledger {url}"),
+        None => format!("ledger {}", home.bank_ledger().display()),
+    }
+}
+
 async fn verify(a: Args) -> anyhow::Result<ExitCode> {
     let home = Home::from_env()?;
     let who = account_of(&a.account, &home)?;
@@ -420,10 +437,27 @@ async fn verify(a: Args) -> anyhow::Result<ExitCode> {
     ));
     // The latest checkpoint must extend the one seen last time.
     if let Some(c) = &cp {
+        // What we saw of this bank before, kept by where the bank is (its peer id, or the
+        // ledger's location), not by the key it claims now: a bank that re-signed its
+        // ledger under a new key is caught here.
         let seen_path = home.root().join("wallet").join(format!(
             "{}.checkpoint.json",
-            naac_types::hex(&bank.0[..16])
+            &naac_types::hex(blake3::hash(where_(&a, &home).as_bytes()).as_bytes())[..32]
         ));
+        if let Ok(bytes) = std::fs::read(&seen_path)
+            && let Ok(old) = serde_json::from_slice::<Checkpoint>(&bytes)
+            && old.bank != bank
+        {
+            return fail(
+                format!(
+                    "this bank signed with key {} before ({}) and now with {}: its ledger is not the one seen before",
+                    naac_types::hex(&old.bank.0),
+                    seen_path.display(),
+                    naac_types::hex(&bank.0)
+                ),
+                a.json,
+            );
+        }
         if let Ok(bytes) = std::fs::read(&seen_path)
             && let Ok(old) = serde_json::from_slice::<Checkpoint>(&bytes)
             && old.size > c.size

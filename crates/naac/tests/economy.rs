@@ -496,3 +496,39 @@ fn an_owner_who_set_a_price_does_not_work_for_free() {
     // max_price (1 by default).
     assert_eq!(summary["providers"][0]["ask"], "1");
 }
+
+#[test]
+fn a_ledger_rolled_back_to_an_earlier_checkpoint_is_caught() {
+    let s = Scratch::new();
+    let job = s.job(
+        "twice",
+        "testkit/testkit.wasm",
+        "args = [\"noop\"]\n[sweep]\ni = { from = 0, to = 4 }\n[limits]\nfuel = 1_000_000_000\n",
+    );
+    for _ in 0..2 {
+        let (out, _) = s.run(&job, &["--workers", "1"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let (o, v) = wallet(&s, &["verify"]);
+    assert!(o.status.success(), "{}{v:#}", stderr(&o));
+    // Roll the books back to the checkpoint before the last one: a consistent, signed, but
+    // shorter ledger, as a bank hiding its latest entries would serve.
+    let db = s.home().join("bank").join("ledger.db");
+    let conn = rusqlite::Connection::open(&db).expect("open ledger");
+    let size: i64 = conn
+        .query_row(
+            "SELECT max(size) FROM checkpoints WHERE size < (SELECT max(size) FROM checkpoints)",
+            [],
+            |r| r.get(0),
+        )
+        .expect("an earlier checkpoint");
+    conn.execute("DELETE FROM checkpoints WHERE size > ?1", [size])
+        .expect("drop checkpoints");
+    conn.execute("DELETE FROM entries WHERE seq >= ?1", [size])
+        .expect("drop entries");
+    drop(conn);
+    let (o, v) = wallet(&s, &["verify"]);
+    assert_eq!(o.status.code(), Some(1), "{}{v:#}", stderr(&o));
+    let why = v["error"].as_str().expect("error");
+    assert!(why.contains("shrank"), "{why}");
+}
