@@ -122,6 +122,8 @@ enum Internal {
     Device(Box<anyhow::Result<DeviceManager>>),
     /// A fresh probe, and the bytes under the storage dirs.
     Resources(Box<Resources>, u64),
+    /// A peer connected a moment ago: let it hear our offer without waiting for the renewal.
+    Offer,
 }
 
 /// How often a provider renews its market offer.
@@ -564,6 +566,7 @@ pub async fn run(
         provide: config.provide,
         addrs: Vec::new(),
         offer_seq: 0,
+        last_offer: Instant::now(),
     };
     if p.provide {
         // The market: offers on the class's gossip topic, and a provider record under the
@@ -674,8 +677,9 @@ struct Provider {
     provide: bool,
     /// Where we listen (with our peer id), for offers.
     addrs: Vec<naac_net::Multiaddr>,
-    /// Sequence number of our last offer.
+    /// Sequence number of our last offer, and when it went out.
     offer_seq: u64,
+    last_offer: Instant,
 }
 
 impl Provider {
@@ -740,6 +744,14 @@ impl Provider {
             }
             Event::BadFrame { peer, error } => {
                 tracing::warn!("dropped a bad frame from {peer}: {error}");
+            }
+            Event::Connected(..) if self.provide => {
+                // After its gossip subscription has had time to reach us.
+                let tx = self.shared.internal.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(1200)).await;
+                    let _ = tx.send(Internal::Offer).await;
+                });
             }
             Event::Connected(..) | Event::Listening(_) | Event::Gossip { .. } => {}
         }
@@ -872,6 +884,11 @@ impl Provider {
 
     fn on_internal(&mut self, i: Internal) {
         match i {
+            Internal::Offer => {
+                if self.last_offer.elapsed() >= Duration::from_secs(1) {
+                    self.publish_offer();
+                }
+            }
             Internal::Done { key, result } => {
                 let Some(job) = self.jobs.get_mut(&key) else {
                     return;
@@ -1055,6 +1072,7 @@ impl Provider {
             .unwrap_or(0);
         // Time-based, so a restarted node's offers still supersede its old ones.
         self.offer_seq = self.offer_seq.max(now.saturating_sub(1)) + 1;
+        self.last_offer = Instant::now();
         let running = self.shared.gate.running() as u32;
         let offer = naac_market::Offer {
             provider,

@@ -6,6 +6,7 @@
 mod bench;
 mod embedded;
 mod key;
+mod market;
 mod node;
 mod policy;
 mod pool;
@@ -55,6 +56,8 @@ enum Cmd {
     Resume,
     /// List the providers this machine has used, with their verified/rejected/lost counts
     Reputation(reputation::Args),
+    /// The market: every live offer in view (asking price, free slots, cores, speed)
+    Market(market::Args),
     /// Your credits: balance, history, and an independent check of the bank's ledger
     #[command(subcommand)]
     Wallet(wallet::Cmd),
@@ -103,6 +106,7 @@ fn main() -> ExitCode {
             Cmd::Resume => policy::resume().await,
             Cmd::Bench(a) => bench::main(a).await,
             Cmd::Wallet(c) => wallet::main(c).await,
+            Cmd::Market(a) => market::main(a).await,
         }
     });
     // Do not wait for blocking threads (a guest still winding down) on the way out.

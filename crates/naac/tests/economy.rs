@@ -532,3 +532,68 @@ fn a_ledger_rolled_back_to_an_earlier_checkpoint_is_caught() {
     let why = v["error"].as_str().expect("error");
     assert!(why.contains("shrank"), "{why}");
 }
+
+#[test]
+fn the_market_shows_offers_from_providers_it_was_not_told_about() {
+    let s = Scratch::new();
+    let a = Node::provider(&s, "a", "0.1");
+    // b knows only a; the market viewer knows only a too.
+    let b = Node::start(
+        &s.path().join("b"),
+        &[
+            "--provide",
+            "--no-mdns",
+            "--slots",
+            "2",
+            "--price",
+            "0.3",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--join",
+            &a.addr,
+        ],
+    );
+    let out = s
+        .cmd()
+        .args([
+            "market",
+            "--json",
+            "--no-mdns",
+            "--wait",
+            "5s",
+            "--join",
+            &a.addr,
+        ])
+        .output()
+        .expect("naac market");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let offers = v.as_array().expect("offers");
+    let find = |peer: &str| offers.iter().find(|o| o["peer_id"] == peer);
+    let oa = find(&a.peer_id()).unwrap_or_else(|| panic!("a missing: {v:#}"));
+    let ob = find(&b.peer_id()).unwrap_or_else(|| panic!("b missing: {v:#}"));
+    assert_eq!(oa["price"], "0.1");
+    assert_eq!(ob["price"], "0.3");
+    assert_eq!(ob["slots"], 2);
+    assert_eq!(ob["accepting"], true);
+
+    // A job joined to a alone finds b through the market too, and uses it.
+    let bank = Node::bank(&s, "bank", free_port(), "1000");
+    let job = s.job(
+        "found",
+        "testkit/testkit.wasm",
+        "args = [\"sleep\", \"150\"]\n[sweep]\ni = { from = 0, to = 40 }\n[limits]\nfuel = 1_000_000_000\n",
+    );
+    let (out, summary) = s.run(
+        &job,
+        &["--no-mdns", "--join", &a.addr, "--bank", &bank.addr],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let used: Vec<&str> = summary["providers"]
+        .as_array()
+        .expect("providers")
+        .iter()
+        .filter_map(|p| p["peer_id"].as_str())
+        .collect();
+    assert!(used.contains(&b.peer_id().as_str()), "{summary:#}");
+}

@@ -1,0 +1,169 @@
+//! `naac market`: the live offers in view — what each provider asks per giga-fuel and what it
+//! has free — heard on the market's gossip topic, with providers found through the DHT.
+
+use naac_market::{OfferBook, SignedOffer};
+use naac_net::{Event, Multiaddr};
+use naac_types::units::format_size;
+use serde_json::json;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Reach the pool through this host (repeatable), e.g. /ip4/192.168.1.5/tcp/4001/p2p/12D3K...
+    #[arg(long, value_name = "MULTIADDR")]
+    join: Vec<Multiaddr>,
+    /// Do not discover hosts on the local network (mDNS)
+    #[arg(long)]
+    no_mdns: bool,
+    /// How long to listen for offers (providers renew theirs every 10 s, and send one to a
+    /// newcomer about a second after it connects)
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = crate::run::parse_duration)]
+    wait: Duration,
+    /// Print JSON
+    #[arg(long)]
+    json: bool,
+}
+
+/// Most offers kept.
+const MAX_OFFERS: usize = 4096;
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
+    let (client, mut events) = naac_net::start(
+        naac_net::Keypair::generate_ed25519(),
+        naac_net::Config {
+            listen: vec!["/ip4/0.0.0.0/tcp/0".parse().expect("valid multiaddr")],
+            join: a.join.clone(),
+            mdns: !a.no_mdns,
+            ..naac_net::Config::default()
+        },
+    )
+    .await?;
+    let class = naac_market::commodity_class();
+    client.subscribe(&naac_market::topic(class)).await?;
+    // Providers we were not told about: look the class up in the DHT once the first peers
+    // are known, and dial them.
+    {
+        let client = client.clone();
+        let half = a.wait / 2;
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            client.bootstrap().await;
+            if let Ok(found) = client
+                .get_providers(naac_market::dht_key(class), half)
+                .await
+            {
+                for (_, addrs) in found {
+                    if let Some(addr) = addrs.into_iter().next() {
+                        let _ = client.dial(addr).await;
+                    }
+                }
+            }
+        });
+    }
+    let mut book = OfferBook::new(MAX_OFFERS);
+    let deadline = Instant::now() + a.wait;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match tokio::time::timeout(left, events.recv()).await {
+            Err(_) | Ok(None) => break,
+            Ok(Some(Event::Gossip { topic, data, .. })) if topic == naac_market::topic(class) => {
+                match SignedOffer::from_bytes(&data) {
+                    Ok(o) => {
+                        if let Err(e) = book.insert(o, now_ms()) {
+                            tracing::debug!("offer dropped: {e}");
+                        }
+                    }
+                    Err(e) => tracing::debug!("malformed offer dropped: {e}"),
+                }
+            }
+            Ok(Some(Event::Request { channel, .. })) => {
+                let body = naac_proto::ResponseBody::Refused("this node is only looking".into());
+                client
+                    .respond(channel, naac_proto::Response::new(body))
+                    .await;
+            }
+            Ok(Some(_)) => {}
+        }
+    }
+    let now = now_ms();
+    let offers = book.live(class, now);
+    let peer = |o: &SignedOffer| {
+        naac_net::peer_of_ed25519(&o.offer.provider)
+            .map(|p| p.to_string())
+            .unwrap_or_default()
+    };
+    if a.json {
+        let v: Vec<_> = offers
+            .iter()
+            .map(|o| {
+                let f = &o.offer;
+                json!({
+                    "peer_id": peer(o),
+                    "class": f.class,
+                    "price": f.price.to_string(),
+                    "accepting": f.accepting,
+                    "cores": f.cores,
+                    "slots": f.slots,
+                    "free_slots": f.free_slots,
+                    "memory_available": f.memory,
+                    "max_task_memory": (f.max_task_memory > 0).then_some(f.max_task_memory),
+                    "compute_score": f.score_milli as f64 / 1000.0,
+                    "addrs": f.addrs,
+                    "expires_in_ms": f.expires_ms.saturating_sub(now),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(v));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if offers.is_empty() {
+        println!(
+            "no offers heard in {:?}\nhint: providers (`naac node --provide`) publish offers; pass --join ADDR to reach a pool not on this network, or a longer --wait",
+            a.wait
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<14} {:>12} {:>6} {:>10} {:>10} {:>11}  state",
+        "provider", "credits/Gfuel", "cores", "free slots", "memory", "Gfuel/s/core"
+    );
+    for o in &offers {
+        let f = &o.offer;
+        let id = peer(o);
+        println!(
+            "{:<14} {:>12} {:>6} {:>10} {:>10} {:>11.2}  {}",
+            &id[id.len().saturating_sub(12)..],
+            f.price.to_string(),
+            f.cores,
+            format!("{}/{}", f.free_slots, f.slots),
+            format_size(f.memory),
+            f.score_milli as f64 / 1000.0,
+            if f.accepting { "accepting" } else { "paused" }
+        );
+    }
+    let cheapest = offers
+        .iter()
+        .filter(|o| o.offer.accepting)
+        .map(|o| o.offer.price)
+        .min();
+    println!(
+        "market: {} offers, {} accepting{}",
+        offers.len(),
+        offers.iter().filter(|o| o.offer.accepting).count(),
+        cheapest
+            .map(|p| format!(", cheapest {p} credits per giga-fuel"))
+            .unwrap_or_default()
+    );
+    Ok(ExitCode::SUCCESS)
+}
