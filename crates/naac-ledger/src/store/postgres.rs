@@ -386,6 +386,17 @@ fn stored_len(row: Row) -> Result<u64, StoreError> {
     }
 }
 
+/// A plain connection for schema administration, and its description for messages.
+fn admin(conninfo: &str) -> Result<(Client, String), StoreError> {
+    let config: Config = conninfo.parse().map_err(|e| StoreError::Url {
+        url: redact(conninfo),
+        why: format!("not a PostgreSQL connection string: {e}"),
+    })?;
+    let at = describe_config(&config);
+    let client = config.connect(NoTls).map_err(|e| pg_error(&at, e))?;
+    Ok((client, at))
+}
+
 /// The entry in a row selected with [`ENTRY_COLUMNS`].
 fn decode_entry(row: &Row) -> Result<Entry, StoreError> {
     let seq: i64 = row.try_get(0).map_err(|e| StoreError::Corrupt {
@@ -611,12 +622,7 @@ impl PgStore {
                 why: format!("schema name {name:?} must be letters, digits and _"),
             });
         }
-        let config: Config = conninfo.parse().map_err(|e| StoreError::Url {
-            url: redact(conninfo),
-            why: format!("not a PostgreSQL connection string: {e}"),
-        })?;
-        let at = describe_config(&config);
-        let mut client = config.connect(NoTls).map_err(|e| pg_error(&at, e))?;
+        let (mut client, at) = admin(conninfo)?;
         client
             .batch_execute(&format!(
                 "SET client_min_messages = warning; DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"
@@ -634,12 +640,7 @@ impl PgStore {
 
     /// Drops a schema made by [`PgStore::scratch_schema`].
     pub fn drop_schema(conninfo: &str, name: &str) -> Result<(), StoreError> {
-        let config: Config = conninfo.parse().map_err(|e| StoreError::Url {
-            url: redact(conninfo),
-            why: format!("not a PostgreSQL connection string: {e}"),
-        })?;
-        let at = describe_config(&config);
-        let mut client = config.connect(NoTls).map_err(|e| pg_error(&at, e))?;
+        let (mut client, at) = admin(conninfo)?;
         client
             .batch_execute(&format!(
                 "SET client_min_messages = warning; DROP SCHEMA IF EXISTS {name} CASCADE"
