@@ -75,15 +75,7 @@ impl PgStore {
     /// Refuses a database written by a newer naac. Commits wait for the server's disk
     /// (`synchronous_commit = on`).
     pub fn connect(conninfo: &str) -> Result<PgStore, StoreError> {
-        let mut config: Config = conninfo.parse().map_err(|e| StoreError::Url {
-            url: redact(conninfo),
-            why: format!("not a PostgreSQL connection string ({})", chain(&e)),
-        })?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        let at = describe_config(&config);
-        let mut client = config.connect(NoTls).map_err(|e| pg_error(&at, e))?;
+        let (mut client, at) = admin(conninfo)?;
         client
             .batch_execute("SET synchronous_commit = on; SET client_min_messages = warning")
             .map_err(|e| pg_error(&at, e))?;
@@ -386,12 +378,16 @@ fn stored_len(row: Row) -> Result<u64, StoreError> {
     }
 }
 
-/// A plain connection for schema administration, and its description for messages.
+/// A connection (with a connect timeout unless the string gives one), and its description
+/// for messages (without the password).
 fn admin(conninfo: &str) -> Result<(Client, String), StoreError> {
-    let config: Config = conninfo.parse().map_err(|e| StoreError::Url {
+    let mut config: Config = conninfo.parse().map_err(|e| StoreError::Url {
         url: redact(conninfo),
-        why: format!("not a PostgreSQL connection string: {e}"),
+        why: format!("not a PostgreSQL connection string ({})", chain(&e)),
     })?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
     let at = describe_config(&config);
     let client = config.connect(NoTls).map_err(|e| pg_error(&at, e))?;
     Ok((client, at))
