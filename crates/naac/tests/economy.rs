@@ -6,9 +6,8 @@
 
 mod common;
 
-use common::{Scratch, naac, stderr};
+use common::{Scratch, naac, spawn_node, stderr};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -25,24 +24,9 @@ impl Node {
         if !home.join("policy.toml").exists() {
             std::fs::write(home.join("policy.toml"), "idle_only = false\n").expect("policy");
         }
-        let mut child = naac()
-            .env("NAAC_HOME", home)
-            .arg("node")
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start node");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the node's address");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
+        let mut c = naac();
+        c.env("NAAC_HOME", home).arg("node").args(args);
+        let (child, addr) = spawn_node(c);
         Node { child, addr }
     }
 

@@ -5,9 +5,8 @@
 
 mod common;
 
-use common::{Scratch, naac, stderr};
+use common::{Scratch, naac, spawn_node, stderr};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -24,25 +23,12 @@ impl Host {
         let home = s.path().join(format!("host-{name}"));
         std::fs::create_dir_all(&home).expect("home");
         std::fs::write(home.join("policy.toml"), policy).expect("policy");
-        let mut child = naac()
-            .env("NAAC_HOME", &home)
+        let mut c = naac();
+        c.env("NAAC_HOME", &home)
             .args(["node", "--provide", "--no-mdns"])
             .args(["--slots", &slots.to_string()])
-            .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start provider");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the provider's address");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
+            .args(["--listen", "/ip4/127.0.0.1/tcp/0"]);
+        let (child, addr) = spawn_node(c);
         Host { child, addr, home }
     }
 

@@ -78,6 +78,27 @@ impl Scratch {
     }
 }
 
+/// Starts a `naac node ...` command and waits for the address it prints first
+/// (`listening on MULTIADDR`).
+pub fn spawn_node(mut c: Command) -> (Child, String) {
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start naac node");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the node's address");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    (child, addr)
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -95,26 +116,12 @@ impl Provider {
 
     /// A provider with extra `naac node` flags (e.g. `--faulty wrong:1.0`).
     pub fn start_with(s: &Scratch, slots: u32, extra: &[&str]) -> Self {
-        let mut child = s
-            .cmd()
-            .args(["node", "--provide", "--no-mdns", "--ephemeral"])
+        let mut c = s.cmd();
+        c.args(["node", "--provide", "--no-mdns", "--ephemeral"])
             .args(["--slots", &slots.to_string()])
             .args(extra)
-            .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start provider");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the provider's address");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
+            .args(["--listen", "/ip4/127.0.0.1/tcp/0"]);
+        let (child, addr) = spawn_node(c);
         Provider { child, addr }
     }
 
