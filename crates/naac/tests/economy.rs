@@ -321,11 +321,7 @@ fn a_bank_killed_mid_stream_restarts_and_its_ledger_verifies() {
     );
     let out_dir = s.path().join("out-stream");
     let run = s
-        .cmd()
-        .arg("run")
-        .arg(&job)
-        .args(["--json", "--out"])
-        .arg(&out_dir)
+        .run_cmd(&job, &out_dir)
         .args([
             "--no-mdns",
             "--bank",
@@ -391,11 +387,7 @@ fn a_requester_killed_mid_job_gets_its_escrow_back_when_run_again() {
     );
     let out_dir = s.path().join("out-again");
     let mut first = s
-        .cmd()
-        .arg("run")
-        .arg(&job)
-        .args(["--json", "--out"])
-        .arg(&out_dir)
+        .run_cmd(&job, &out_dir)
         .args(["--no-mdns", "--bank", &bank.addr, "--join", &p.addr])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

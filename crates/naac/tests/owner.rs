@@ -209,11 +209,7 @@ fn pause_and_resume_give_identical_output() {
     );
     let out_dir = s.path().join("out-pause");
     let mut run = s
-        .cmd()
-        .arg("run")
-        .arg(&job)
-        .args(["--json", "--out"])
-        .arg(&out_dir)
+        .run_cmd(&job, &out_dir)
         .args(joins(&[&host]))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -265,11 +261,7 @@ fn a_task_paused_past_its_grace_goes_elsewhere() {
     );
     let out_dir = s.path().join("out-grace");
     let run = s
-        .cmd()
-        .arg("run")
-        .arg(&job)
-        .args(["--json", "--out"])
-        .arg(&out_dir)
+        .run_cmd(&job, &out_dir)
         .args(joins(&[&hosts[0], &hosts[1]]))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -322,11 +314,7 @@ fn a_job_waits_for_a_paused_host_then_runs() {
     a.pop();
     let out_dir = s.path().join("out-wait2");
     let run = s
-        .cmd()
-        .arg("run")
-        .arg(&job)
-        .args(["--json", "--out"])
-        .arg(&out_dir)
+        .run_cmd(&job, &out_dir)
         .args(&a)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

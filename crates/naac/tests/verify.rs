@@ -199,11 +199,7 @@ fn a_checkpointing_task_survives_a_sigkill_of_its_provider() {
     let out_dir = s.path().join("out-ckpt");
     let args = join_args(&[&a, &b]);
     let child = s
-        .cmd()
-        .arg("run")
-        .arg(&job)
-        .args(["--json", "--out"])
-        .arg(&out_dir)
+        .run_cmd(&job, &out_dir)
         .args(&args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

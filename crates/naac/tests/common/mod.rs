@@ -63,13 +63,16 @@ impl Scratch {
         ));
         self.run_to(job, &out_dir, extra)
     }
+    /// `naac run JOB --json --out DIR` with this data dir, for a test to add flags to and
+    /// spawn.
+    pub fn run_cmd(&self, job: &Path, out_dir: &Path) -> Command {
+        let mut c = self.cmd();
+        c.arg("run").arg(job).args(["--json", "--out"]).arg(out_dir);
+        c
+    }
     pub fn run_to(&self, job: &Path, out_dir: &Path, extra: &[&str]) -> (Output, Value) {
         let out = self
-            .cmd()
-            .arg("run")
-            .arg(job)
-            .args(["--json", "--out"])
-            .arg(out_dir)
+            .run_cmd(job, out_dir)
             .args(extra)
             .output()
             .expect("run naac");
