@@ -15,7 +15,9 @@
 //!   `neon sve sve2 aes sha2 sha3 crc lse dotprod fp16 i8mm bf16`.
 //! - `cpu.score` (giga-fuel per second, one core): a built-in WebAssembly benchmark, below.
 //! - `memory.total`, `memory.available` (bytes): `/proc/meminfo` `MemTotal` and
-//!   `MemAvailable` (`MemFree` on kernels before 3.14). The host's, not a container's limit.
+//!   `MemAvailable` (`MemFree` on kernels before 3.14), narrowed to this process's cgroup
+//!   memory limit (v2 `memory.max`, v1 `memory.limit_in_bytes`; less what the cgroup
+//!   uses) when that is lower.
 //! - `disk.free`, `disk.total` (bytes): `statvfs` of the data dir: blocks available to
 //!   unprivileged users, and all blocks, times the fragment size.
 //! - `gpus` (vendor, model, bytes of memory): NVIDIA only, through NVML
@@ -38,8 +40,10 @@
 //! as one with score 1. The score is measured once per hardware fingerprint (CPU model,
 //! architecture, cores, features, naac version) and kept in `device.json` in the data dir;
 //! a missing or corrupt file, or a changed fingerprint, means a new measurement (~0.15 s,
-//! plus ~0.15 s to compile the guest). A score measured while the machine was busy is low
-//! and stays until the fingerprint changes: delete `device.json` to measure again.
+//! plus ~0.15 s to compile the guest). Each run is timed by the CPU time of the thread that
+//! runs it, not the wall clock, so other programs competing for the core do not lower the
+//! score (they still slow it a little through shared caches and hyper-threads); delete
+//! `device.json` to measure again.
 //!
 //! **Power.** A supply of type `Mains` or `USB*` that is `online` means on AC; a system
 //! battery (type `Battery`, not `scope` `Device` like a wireless mouse's) that is
@@ -88,7 +92,7 @@ const BENCH_VERSION: u32 = 1;
 const MAX_CACHED_SCORES: usize = 8;
 
 /// Where Linux lists power supplies.
-const SYSFS_POWER_SUPPLY: &str = "/sys/class/power_supply";
+pub const SYSFS_POWER_SUPPLY: &str = "/sys/class/power_supply";
 
 /// The availability window.
 const WEEK_MS: u64 = 7 * 24 * 3600 * 1000;
@@ -499,7 +503,12 @@ pub fn measure_score(work_dir: &Path) -> anyhow::Result<f64> {
             },
             ..TaskRun::default()
         };
+        // The guest runs on this thread: its CPU time, unlike wall time, does not count
+        // the time other programs held the core, so a busy machine still measures close
+        // to its real speed.
+        let cpu0 = thread_cpu_time();
         let r = sandbox.run(&module, &task, &Arc::new(AtomicBool::new(false)))?;
+        let cpu = thread_cpu_time().saturating_sub(cpu0);
         anyhow::ensure!(
             r.outcome == Outcome::Ok,
             "benchmark guest ({}) failed: {:?} {}",
@@ -507,7 +516,14 @@ pub fn measure_score(work_dir: &Path) -> anyhow::Result<f64> {
             r.outcome,
             r.message
         );
-        let secs = r.wall.max(Duration::from_micros(1)).as_secs_f64();
+        // Thread CPU time is never more than wall time; fall back on wall time when the
+        // clock is missing.
+        let busy = if cpu.is_zero() {
+            r.wall
+        } else {
+            cpu.min(r.wall)
+        };
+        let secs = busy.max(Duration::from_micros(1)).as_secs_f64();
         Ok(r.fuel_used as f64 / secs / 1e9)
     };
     let pi_args = ["pi".to_string(), "1".into(), BENCH_PI_SAMPLES.to_string()];
@@ -528,14 +544,83 @@ pub fn measure_score(work_dir: &Path) -> anyhow::Result<f64> {
     Ok(score)
 }
 
+/// CPU time this thread has used (zero where the clock is missing).
+fn thread_cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
+
 // ---------------------------------------------------------------------------------------
 // Memory, disk, GPUs, power
 
-/// Total and available memory from `/proc/meminfo`, in bytes; zeros if unreadable.
+/// Total and available memory from `/proc/meminfo`, in bytes, within this process's
+/// cgroup memory limit (v2 `memory.max`, or v1 `memory.limit_in_bytes`) when it has one;
+/// zeros if unreadable.
 pub fn probe_memory() -> Memory {
-    std::fs::read_to_string("/proc/meminfo")
+    let host = std::fs::read_to_string("/proc/meminfo")
         .map(|t| parse_meminfo(&t))
-        .unwrap_or_default()
+        .unwrap_or_default();
+    let Ok(cgroups) = std::fs::read_to_string("/proc/self/cgroup") else {
+        return host;
+    };
+    for (dir, max, current) in cgroup_memory_files(&cgroups) {
+        if let Ok(max) = std::fs::read_to_string(dir.join(max)) {
+            let current = std::fs::read_to_string(dir.join(current)).ok();
+            return within_cgroup(host, Some(&max), current.as_deref());
+        }
+    }
+    host
+}
+
+/// Where this process's cgroup memory limit and use may be, given `/proc/self/cgroup`:
+/// (dir, limit file, use file), most specific first. In a container the cgroup file
+/// system is often mounted at the process's own cgroup, so its root is tried too.
+fn cgroup_memory_files(proc_self_cgroup: &str) -> Vec<(PathBuf, &'static str, &'static str)> {
+    let root = Path::new("/sys/fs/cgroup");
+    let mut out = Vec::new();
+    for line in proc_self_cgroup.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let rel = path.trim().trim_start_matches('/');
+        if controllers.split(',').any(|c| c == "memory") {
+            let base = root.join("memory");
+            out.push((
+                base.join(rel),
+                "memory.limit_in_bytes",
+                "memory.usage_in_bytes",
+            ));
+            out.push((base, "memory.limit_in_bytes", "memory.usage_in_bytes"));
+        } else if controllers.is_empty() {
+            out.push((root.join(rel), "memory.max", "memory.current"));
+            out.push((root.to_path_buf(), "memory.max", "memory.current"));
+        }
+    }
+    out.dedup();
+    out
+}
+
+/// The host's memory narrowed to a cgroup's memory limit (bytes, or `max` for none) given
+/// its use: a container's limit is what its tasks may really use.
+fn within_cgroup(host: Memory, max: Option<&str>, current: Option<&str>) -> Memory {
+    let Some(limit) = max.and_then(|m| m.trim().parse::<u64>().ok()) else {
+        return host;
+    };
+    if host.total > 0 && limit >= host.total {
+        return host;
+    }
+    let used = current
+        .and_then(|c| c.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    Memory {
+        total: limit,
+        available: limit.saturating_sub(used).min(host.available),
+    }
 }
 
 fn parse_meminfo(text: &str) -> Memory {
@@ -1126,6 +1211,53 @@ mod tests {
         let old = parse_meminfo("MemTotal: 1000 kB\nMemFree: 300 kB\n");
         assert_eq!(old.available, 300 * 1024);
         assert_eq!(parse_meminfo("garbage"), Memory::default());
+    }
+
+    #[test]
+    fn device_memory_within_a_cgroup_limit() {
+        let v1 = cgroup_memory_files("12:cpu:/x\n4:memory:/process_api/abc\n0::/\n");
+        assert_eq!(
+            v1[0],
+            (
+                PathBuf::from("/sys/fs/cgroup/memory/process_api/abc"),
+                "memory.limit_in_bytes",
+                "memory.usage_in_bytes"
+            )
+        );
+        assert_eq!(v1[1].0, PathBuf::from("/sys/fs/cgroup/memory"));
+        assert_eq!(v1[2].0, PathBuf::from("/sys/fs/cgroup"));
+        assert_eq!(v1.len(), 3, "the v2 root is listed once: {v1:?}");
+        let v2 = cgroup_memory_files("0::/system.slice/naac.service\n");
+        assert_eq!(
+            v2[0],
+            (
+                PathBuf::from("/sys/fs/cgroup/system.slice/naac.service"),
+                "memory.max",
+                "memory.current"
+            )
+        );
+        assert!(cgroup_memory_files("garbage").is_empty());
+        let host = Memory {
+            total: 16 << 30,
+            available: 12 << 30,
+        };
+        // No limit, or one above the host's memory: the host's figures.
+        assert_eq!(
+            within_cgroup(host.clone(), Some("max\n"), Some("100\n")),
+            host
+        );
+        assert_eq!(
+            within_cgroup(host.clone(), Some("34359738368\n"), None),
+            host
+        );
+        assert_eq!(within_cgroup(host.clone(), None, None), host);
+        // A 2 GiB container using 512 MiB has 1.5 GiB left.
+        let c = within_cgroup(host.clone(), Some("2147483648\n"), Some("536870912\n"));
+        assert_eq!(c.total, 2 << 30);
+        assert_eq!(c.available, 1536 << 20);
+        // Over its limit (reclaim lags): nothing available, not an underflow.
+        let over = within_cgroup(host.clone(), Some("1024\n"), Some("4096\n"));
+        assert_eq!((over.total, over.available), (1024, 0));
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod bank;
 pub mod device;
 pub mod explain;
 pub mod home;
+pub mod logind;
 pub mod output;
 pub mod owner;
 pub mod pay;

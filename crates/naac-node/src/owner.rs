@@ -4,13 +4,20 @@
 //! `max_cpu_percent`.
 //!
 //! Owner activity is detected without any desktop dependency: a change in the input-device
-//! interrupt counters of `/proc/interrupts` (keyboard, mouse, touchpad), or CPU load from
+//! interrupt counters of `/proc/interrupts` (keyboard, mouse, touchpad), CPU load from
 //! other programs above `idle_cpu_percent` (the machine's busy time minus naac's own, from
-//! `/proc/stat` and `/proc/self/stat`, over windows of at least a second). The daemon's start
-//! counts as activity, so `idle_only` waits `idle_after` before the first task.
+//! `/proc/stat` and `/proc/self/stat`, over windows of at least a second), and, where
+//! systemd-logind runs, the login sessions' idle hints (see [`crate::logind`]; this is what
+//! sees USB keyboards and mice, whose interrupts are shared with other USB devices). The
+//! daemon's start counts as activity, so `idle_only` waits `idle_after` before the first
+//! task.
+//!
+//! Power is read from sysfs at every poll when the policy cares about it (`on_ac_only`,
+//! `min_battery_percent`), so unplugging a laptop pauses work as fast as any other trip.
 
 use crate::Home;
 use crate::device;
+use crate::logind;
 use naac_types::host::Power;
 use naac_types::policy::{Decision, Facts, Policy};
 use std::path::PathBuf;
@@ -43,6 +50,12 @@ impl Activity {
             sample: None,
             load: None,
         }
+    }
+
+    /// The owner was last seen at `at` by another source (logind's idle hints); an earlier
+    /// time than what is already known changes nothing.
+    pub fn seen(&mut self, at: Instant) {
+        self.last_active = self.last_active.max(at);
     }
 
     /// One reading of the counters: input interrupts (any change is activity), the machine's
@@ -161,7 +174,11 @@ pub struct Monitor {
     activity: Activity,
     throttle: Throttle,
     interrupts: PathBuf,
-    /// Latest power reading and storage use, refreshed by the daemon.
+    power_supply: PathBuf,
+    /// Started the first time the policy asks for `idle_only`.
+    logind: Option<logind::Watcher>,
+    /// Latest power reading (also read at each decision when the policy cares about it) and
+    /// storage use, refreshed by the daemon.
     pub power: Power,
     pub storage_used: u64,
 }
@@ -185,6 +202,8 @@ impl Monitor {
             activity: Activity::new(now),
             throttle: Throttle::new(cores),
             interrupts: PathBuf::from("/proc/interrupts"),
+            power_supply: PathBuf::from(device::SYSFS_POWER_SUPPLY),
+            logind: None,
             power: Power::default(),
             storage_used: 0,
         })
@@ -226,13 +245,39 @@ impl Monitor {
         }
     }
 
-    /// Reads the activity counters, the manual pause and the clock, and decides.
-    pub fn decide(&mut self, now: Instant) -> Decision {
+    /// Reads other sources than the real machine's (tests): `interrupts` for
+    /// `/proc/interrupts`, `power_supply` for `/sys/class/power_supply`.
+    pub fn with_sources(mut self, interrupts: PathBuf, power_supply: PathBuf) -> Self {
+        self.interrupts = interrupts;
+        self.power_supply = power_supply;
+        self
+    }
+
+    /// Reads the activity counters, logind's hints, the power supply (when the policy
+    /// cares), the manual pause and the clock, and decides. `busy`: the node holds tasks.
+    pub fn decide(&mut self, now: Instant, busy: bool) -> Decision {
         let cpu = device::cpu_times().map(|c| (c.total, c.total.saturating_sub(c.idle)));
         let own = device::own_cpu_ticks();
         let input = device::input_interrupts(&self.interrupts);
         self.activity
             .observe(now, input, cpu, own, self.policy.idle_cpu_percent);
+        if self.policy.idle_only {
+            let w = self.logind.get_or_insert_with(logind::Watcher::start);
+            w.set_busy(busy);
+            match w.hint() {
+                Some(logind::Hint::Active) => self.activity.seen(now),
+                Some(logind::Hint::IdleSince(t)) => {
+                    let ago = SystemTime::now().duration_since(t).unwrap_or_default();
+                    if let Some(at) = now.checked_sub(ago) {
+                        self.activity.seen(at);
+                    }
+                }
+                None => {}
+            }
+        }
+        if self.policy.on_ac_only || self.policy.min_battery_percent > 0 {
+            self.power = device::probe_power(&self.power_supply);
+        }
         let facts = Facts {
             now: jiff::Timestamp::now(),
             owner_idle_for: Some(self.activity.idle_for(now)),
@@ -373,6 +418,73 @@ mod tests {
         let used = 2.0 * duty * 1.2 / 2.0;
         assert!((used - 0.5).abs() < 0.05, "use {used}");
         assert_eq!(t.update(now, 100, 2, Some(own)), 1.0);
+    }
+
+    #[test]
+    fn unplugging_pauses_at_the_next_decision() {
+        use naac_types::policy::PauseReason;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = Home::at(dir.path().join("home"));
+        home.ensure().expect("home");
+        std::fs::write(
+            home.policy(),
+            "idle_only = false\non_ac_only = true\nmin_battery_percent = 30\n",
+        )
+        .expect("policy");
+        let sysfs = dir.path().join("power_supply");
+        let set = |name: &str, file: &str, value: &str| {
+            let d = sysfs.join(name);
+            std::fs::create_dir_all(&d).expect("mkdir");
+            std::fs::write(d.join(file), value).expect("write");
+        };
+        set("AC", "type", "Mains\n");
+        set("AC", "online", "1\n");
+        set("BAT0", "type", "Battery\n");
+        set("BAT0", "status", "Charging\n");
+        set("BAT0", "capacity", "80\n");
+        let t0 = Instant::now();
+        let mut m = Monitor::new(&home, 2, t0)
+            .expect("monitor")
+            .with_sources(dir.path().join("no-interrupts"), sysfs.clone());
+        let d = m.decide(t0, true);
+        assert!(d.accept, "on AC: {:?}", d.reasons);
+        // Unplugged: the very next decision (no device refresh in between) pauses.
+        set("AC", "online", "0\n");
+        set("BAT0", "status", "Discharging\n");
+        let d = m.decide(t0 + POLL, true);
+        assert_eq!(d.reasons, [PauseReason::OnBattery]);
+        set("BAT0", "capacity", "25\n");
+        let d = m.decide(t0 + 2 * POLL, true);
+        assert_eq!(
+            d.reasons,
+            [
+                PauseReason::OnBattery,
+                PauseReason::BatteryLow {
+                    percent: 25,
+                    min: 30
+                }
+            ]
+        );
+        set("AC", "online", "1\n");
+        set("BAT0", "status", "Charging\n");
+        set("BAT0", "capacity", "80\n");
+        assert!(m.decide(t0 + 3 * POLL, true).accept);
+    }
+
+    const POLL: Duration = Duration::from_millis(100);
+
+    #[test]
+    fn logind_sightings_only_move_the_last_activity_forward() {
+        let t0 = Instant::now();
+        let mut a = Activity::new(t0);
+        let t1 = t0 + Duration::from_secs(600);
+        // Seen before the daemon started: the start still counts.
+        a.seen(t0.checked_sub(Duration::from_secs(60)).unwrap_or(t0));
+        assert_eq!(a.idle_for(t1), Duration::from_secs(600));
+        a.seen(t0 + Duration::from_secs(500));
+        assert_eq!(a.idle_for(t1), Duration::from_secs(100));
+        a.seen(t0 + Duration::from_secs(400));
+        assert_eq!(a.idle_for(t1), Duration::from_secs(100));
     }
 
     #[test]

@@ -49,6 +49,9 @@ const IDLE_POLICY_POLL: Duration = Duration::from_secs(1);
 /// How often memory, disk, power and round-trip times are re-probed.
 const DEVICE_REFRESH: Duration = Duration::from_secs(10);
 
+/// How often the storage dirs are measured while tasks run.
+const STORAGE_MEASURE: Duration = Duration::from_secs(1);
+
 /// Peers get a status at least this often, changed or not.
 const STATUS_EVERY: Duration = Duration::from_secs(30);
 
@@ -122,6 +125,8 @@ enum Internal {
     Device(Box<anyhow::Result<DeviceManager>>),
     /// A fresh probe, and the bytes under the storage dirs.
     Resources(Box<Resources>, u64),
+    /// The bytes under the storage dirs (measured more often while tasks run).
+    Storage(u64),
     /// A peer connected a moment ago: let it hear our offer without waiting for the renewal.
     Offer,
 }
@@ -557,6 +562,8 @@ pub async fn run(
         last_poll: Instant::now()
             .checked_sub(IDLE_POLICY_POLL)
             .unwrap_or_else(Instant::now),
+        storage_measured: Instant::now(),
+        storage_measuring: false,
         peers: HashMap::new(),
         work_dir,
         cache_dir: config.home.module_cache(),
@@ -667,6 +674,10 @@ struct Provider {
     status_seq: u64,
     last_status: Instant,
     last_poll: Instant,
+    /// When the storage dirs were last measured between device refreshes, and whether a
+    /// measurement is under way.
+    storage_measured: Instant,
+    storage_measuring: bool,
     /// Peers that said Hello (they get status updates), with their attested user.
     peers: HashMap<PeerId, Option<String>>,
     work_dir: std::path::PathBuf,
@@ -939,6 +950,13 @@ impl Provider {
                 }
                 Err(e) => tracing::warn!("device probe failed: {e:#}"),
             },
+            Internal::Storage(used) => {
+                self.storage_measuring = false;
+                self.storage_measured = Instant::now();
+                if let Some(m) = self.monitor.as_mut() {
+                    m.storage_used = used;
+                }
+            }
             Internal::Resources(r, storage_used) => {
                 let changed = !same_resources(&self.resources, &r);
                 self.resources = *r;
@@ -1141,7 +1159,22 @@ impl Provider {
             return;
         };
         let reloaded = m.reload();
-        let decision = m.decide(now);
+        // Tasks fill the storage dirs: while they run, measure them every second so a
+        // reached quota pauses work promptly (the device refresh measures them too).
+        if busy
+            && m.policy().storage_quota > 0
+            && !self.storage_measuring
+            && now.duration_since(self.storage_measured) >= STORAGE_MEASURE
+        {
+            self.storage_measuring = true;
+            let dirs = [self.work_dir.clone(), self.cache_dir.clone()];
+            let tx = self.shared.internal.clone();
+            tokio::task::spawn_blocking(move || {
+                let used = dirs.iter().map(|d| owner::dir_size(d, 100_000)).sum();
+                let _ = tx.blocking_send(Internal::Storage(used));
+            });
+        }
+        let decision = m.decide(now, busy);
         let grace = m.policy().pause_grace;
         let max_slots = m.policy().max_slots;
         let duty = m.duty(now, self.shared.gate.running());
