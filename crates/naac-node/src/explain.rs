@@ -49,12 +49,28 @@ pub struct Explanation {
     pub ruled_out: Vec<(String, usize)>,
 }
 
+/// Why a job whose floor is `min` does not use a provider with this reputation record
+/// here, if it does not.
+pub fn reputation_rules_out(record: &crate::reputation::Record, min: f64) -> Option<String> {
+    record.excluded(min).then(|| {
+        format!(
+            "its results were rejected here (reputation {:.2} < your {min})",
+            record.score()
+        )
+    })
+}
+
 impl Explanation {
+    /// Counts each host's [`rule_out`] reasons.
     pub fn of<'a>(limits: &Limits, hosts: impl IntoIterator<Item = &'a HostStatus>) -> Self {
+        Self::of_reasons(hosts.into_iter().map(|st| rule_out(limits, st)))
+    }
+
+    /// Counts the reasons given for each host (empty: it can run the job).
+    pub fn of_reasons(hosts: impl IntoIterator<Item = Vec<String>>) -> Self {
         let mut e = Explanation::default();
-        for st in hosts {
+        for why in hosts {
             e.hosts += 1;
-            let why = rule_out(limits, st);
             if why.is_empty() {
                 e.usable += 1;
             }

@@ -360,32 +360,7 @@ pub async fn run(
     };
     // The market: hear providers' offers, and look providers up by commodity class in the
     // DHT; both lead to providers we were not told about.
-    let class = naac_market::commodity_class();
-    if let Err(e) = client.subscribe(&naac_market::topic(class)).await {
-        tracing::debug!("market topic: {e:#}");
-    }
-    {
-        let client = client.clone();
-        tokio::spawn(async move {
-            client.bootstrap().await;
-            match client
-                .get_providers(naac_market::dht_key(class), Duration::from_secs(10))
-                .await
-            {
-                Ok(found) => {
-                    tracing::debug!("the DHT names {} providers of {class}", found.len());
-                    for (peer, addrs) in found {
-                        if let Some(a) = addrs.into_iter().next()
-                            && let Err(e) = client.dial(a).await
-                        {
-                            tracing::debug!("dial {peer}: {e:#}");
-                        }
-                    }
-                }
-                Err(e) => tracing::debug!("market lookup: {e:#}"),
-            }
-        });
-    }
+    crate::survey::discover(&client, Duration::ZERO, Duration::from_secs(10)).await;
     r.drive();
     let mut last_flush = Instant::now();
 
@@ -1404,24 +1379,18 @@ impl Run<'_> {
     /// A provider's offer on the market topic: kept as soft state; a provider we have not
     /// met that accepts work is dialled (its `Hello` follows on connection).
     fn on_offer(&mut self, topic: &str, data: &[u8]) {
-        if topic != naac_market::topic(naac_market::commodity_class()) {
-            return;
-        }
-        let Ok(offer) = naac_market::SignedOffer::from_bytes(data) else {
-            tracing::debug!("dropped a malformed offer");
+        let Some(offer) = crate::survey::offer_of(topic, data) else {
             return;
         };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let now = crate::survey::unix_ms();
         self.offers.expire(now);
         let o = offer.offer.clone();
+        let contact = crate::survey::offer_contact(&offer);
         match self.offers.insert(offer, now) {
             Ok(naac_market::Inserted::Stale) | Err(_) => return,
             Ok(_) => {}
         }
-        let Some(peer) = naac_net::peer_of_ed25519(&o.provider) else {
+        let Some((peer, addr)) = contact else {
             return;
         };
         if !o.accepting
@@ -1433,13 +1402,6 @@ impl Run<'_> {
         {
             return;
         }
-        let Some(addr) = o
-            .addrs
-            .iter()
-            .find_map(|a| a.parse::<naac_net::Multiaddr>().ok())
-        else {
-            return;
-        };
         tracing::debug!("dialling {peer}, found on the market at {addr}");
         let client = self.client.clone();
         tokio::spawn(async move {
@@ -1672,7 +1634,16 @@ impl Run<'_> {
 
     /// Why the hosts in view cannot run this job's tasks now.
     fn explanation(&self) -> crate::explain::Explanation {
-        crate::explain::Explanation::of(&self.prepared.job.limits, self.hosts.values())
+        let min = self.prepared.job.verify.min_reputation;
+        crate::explain::Explanation::of_reasons(self.hosts.iter().map(|(peer, st)| {
+            let mut why = crate::explain::rule_out(&self.prepared.job.limits, st);
+            if self.banned.contains(peer) {
+                why.push(format!(
+                    "its results were rejected here (reputation below your {min})"
+                ));
+            }
+            why
+        }))
     }
 
     /// Performs the scheduler's commands.

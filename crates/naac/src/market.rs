@@ -28,13 +28,6 @@ pub struct Args {
 /// Most offers kept.
 const MAX_OFFERS: usize = 4096;
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
     let (client, mut events) = naac_net::start(
         naac_net::Keypair::generate_ed25519(),
@@ -47,27 +40,9 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
     )
     .await?;
     let class = naac_market::commodity_class();
-    client.subscribe(&naac_market::topic(class)).await?;
-    // Providers we were not told about: look the class up in the DHT once the first peers
-    // are known, and dial them.
-    {
-        let client = client.clone();
-        let half = a.wait / 2;
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            client.bootstrap().await;
-            if let Ok(found) = client
-                .get_providers(naac_market::dht_key(class), half)
-                .await
-            {
-                for (_, addrs) in found {
-                    if let Some(addr) = addrs.into_iter().next() {
-                        let _ = client.dial(addr).await;
-                    }
-                }
-            }
-        });
-    }
+    // Offers arrive by gossip; providers we were not told about are found in the DHT once
+    // the first peers are known, and dialled.
+    naac_node::survey::discover(&client, Duration::from_millis(300), a.wait / 2).await;
     let mut book = OfferBook::new(MAX_OFFERS);
     let deadline = Instant::now() + a.wait;
     loop {
@@ -77,14 +52,11 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         }
         match tokio::time::timeout(left, events.recv()).await {
             Err(_) | Ok(None) => break,
-            Ok(Some(Event::Gossip { topic, data, .. })) if topic == naac_market::topic(class) => {
-                match SignedOffer::from_bytes(&data) {
-                    Ok(o) => {
-                        if let Err(e) = book.insert(o, now_ms()) {
-                            tracing::debug!("offer dropped: {e}");
-                        }
-                    }
-                    Err(e) => tracing::debug!("malformed offer dropped: {e}"),
+            Ok(Some(Event::Gossip { topic, data, .. })) => {
+                if let Some(o) = naac_node::survey::offer_of(&topic, &data)
+                    && let Err(e) = book.insert(o, naac_node::survey::unix_ms())
+                {
+                    tracing::debug!("offer dropped: {e}");
                 }
             }
             Ok(Some(Event::Request { channel, .. })) => {
@@ -96,7 +68,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
             Ok(Some(_)) => {}
         }
     }
-    let now = now_ms();
+    let now = naac_node::survey::unix_ms();
     let offers = book.live(class, now);
     let peer = |o: &SignedOffer| {
         naac_net::peer_of_ed25519(&o.offer.provider)

@@ -1,8 +1,10 @@
-//! `naac pool`: the pool as one computer — every host in view, its resources, free slots,
-//! policy state and latency from here, and the totals.
+//! `naac pool`: the pool as one computer — every host in view (told, on the LAN, or known
+//! to the market), its resources, free slots, policy state, asking price, latency from here
+//! and what this machine's requester has learned of it, and the totals.
 
 use naac_net::Multiaddr;
 use naac_node::Home;
+use naac_node::reputation::{Record, Reputation};
 use naac_node::survey::Seen;
 use naac_types::host::HostState;
 use naac_types::units::format_size;
@@ -17,8 +19,9 @@ pub struct Args {
     /// Do not discover hosts on the local network (mDNS)
     #[arg(long)]
     no_mdns: bool,
-    /// How long to listen for hosts
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = crate::run::parse_duration)]
+    /// How long to listen for hosts (those the market knows are looked up and dialled in the
+    /// first half)
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = crate::run::parse_duration)]
     wait: Duration,
     /// Print one JSON object instead of text
     #[arg(long)]
@@ -41,8 +44,13 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
     .await?;
     let seen = naac_node::survey::survey(&client, &mut events, Some(&user), a.wait).await;
     let totals = Totals::of(&seen);
+    let records = records(&home, &seen);
     if a.json {
-        let hosts: Vec<serde_json::Value> = seen.iter().map(host_json).collect();
+        let hosts: Vec<serde_json::Value> = seen
+            .iter()
+            .zip(&records)
+            .map(|(s, r)| host_json(s, r.as_ref()))
+            .collect();
         let v = serde_json::json!({
             "hosts": hosts,
             "totals": {
@@ -68,8 +76,8 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    for s in &seen {
-        print!("{}", host_text(s));
+    for (s, r) in seen.iter().zip(&records) {
+        print!("{}", host_text(s, r.as_ref()));
         println!();
     }
     println!(
@@ -86,6 +94,43 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         totals.score
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// What this machine's requester has on record for each host (`None`: nothing, or no
+/// store yet).
+fn records(home: &Home, seen: &[Seen]) -> Vec<Option<Record>> {
+    let path = home.reputation_db();
+    let store = if path.exists() {
+        Reputation::open(&path)
+            .map_err(|e| tracing::warn!("reputation store {}: {e:#}", path.display()))
+            .ok()
+    } else {
+        None
+    };
+    let Some(mut store) = store else {
+        return vec![None; seen.len()];
+    };
+    seen.iter()
+        .map(|s| {
+            store
+                .get(&s.peer.to_string())
+                .ok()
+                .filter(|r| *r != Record::default())
+        })
+        .collect()
+}
+
+fn reputation_text(r: Option<&Record>) -> String {
+    match r {
+        Some(r) => format!(
+            "{:.2} ({} verified, {} rejected, {} lost)",
+            r.score(),
+            r.verified,
+            r.rejected,
+            r.lost
+        ),
+        None => "no results from it on record here".into(),
+    }
 }
 
 #[derive(Default)]
@@ -135,7 +180,7 @@ fn state_text(s: &Seen) -> String {
     }
 }
 
-fn host_text(s: &Seen) -> String {
+fn host_text(s: &Seen, record: Option<&Record>) -> String {
     use std::fmt::Write as _;
     let st = &s.welcome.status;
     let r = &st.resources;
@@ -218,6 +263,12 @@ fn host_text(s: &Seen) -> String {
         limits.push(format!("×{} now", l.price_multiplier));
     }
     let _ = writeln!(o, "  policy        {}", limits.join(", "));
+    let ask = s
+        .ask
+        .map(|p| format!("asks {p} credits per giga-fuel"))
+        .unwrap_or_else(|| "no market offer heard".into());
+    let _ = writeln!(o, "  price         {ask}");
+    let _ = writeln!(o, "  reputation    {}", reputation_text(record));
     let latency = s
         .rtt
         .map(|d| format!("{:.2} ms", d.as_secs_f64() * 1e3))
@@ -231,7 +282,7 @@ fn host_text(s: &Seen) -> String {
     o
 }
 
-fn host_json(s: &Seen) -> serde_json::Value {
+fn host_json(s: &Seen, record: Option<&Record>) -> serde_json::Value {
     let st = &s.welcome.status;
     serde_json::json!({
         "peer_id": s.peer.to_string(),
@@ -248,5 +299,12 @@ fn host_json(s: &Seen) -> serde_json::Value {
         "resources": st.resources,
         "limits": st.limits,
         "latency_ms": s.rtt.map(|d| d.as_secs_f64() * 1e3),
+        "ask": s.ask.map(|p| p.to_string()),
+        "reputation": record.map(|r| serde_json::json!({
+            "score": r.score(),
+            "verified": r.verified,
+            "rejected": r.rejected,
+            "lost": r.lost,
+        })),
     })
 }

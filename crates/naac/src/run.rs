@@ -708,14 +708,38 @@ async fn explain(a: Args) -> anyhow::Result<ExitCode> {
     )
     .await?;
     let seen = naac_node::survey::survey(&client, &mut events, Some(&user), SURVEY_WAIT).await;
-    let e = naac_node::explain::Explanation::of(&limits, seen.iter().map(|s| &s.welcome.status));
+    // What the hosts say, plus what this machine's requester learned of them: a provider
+    // whose results were rejected here is not used.
+    let mut reputation = {
+        let path = home.reputation_db();
+        path.exists()
+            .then(|| naac_node::reputation::Reputation::open(&path).ok())
+            .flatten()
+    };
+    let min = prepared.job.verify.min_reputation;
+    let per_host: Vec<Vec<String>> = seen
+        .iter()
+        .map(|s| {
+            let mut why = naac_node::explain::rule_out(&limits, &s.welcome.status);
+            if let Some(r) = reputation
+                .as_mut()
+                .and_then(|rep| rep.get(&s.peer.to_string()).ok())
+                && let Some(w) = naac_node::explain::reputation_rules_out(&r, min)
+            {
+                why.push(w);
+            }
+            why
+        })
+        .collect();
+    let e = naac_node::explain::Explanation::of_reasons(per_host.iter().cloned());
     if a.json {
         let hosts: Vec<serde_json::Value> = seen
             .iter()
-            .map(|s| {
+            .zip(&per_host)
+            .map(|(s, why)| {
                 serde_json::json!({
                     "peer_id": s.peer.to_string(),
-                    "ruled_out": naac_node::explain::rule_out(&limits, &s.welcome.status),
+                    "ruled_out": why,
                 })
             })
             .collect();
@@ -730,8 +754,7 @@ async fn explain(a: Args) -> anyhow::Result<ExitCode> {
         );
     } else {
         println!("job {}: {e}", prepared.job.name);
-        for s in &seen {
-            let why = naac_node::explain::rule_out(&limits, &s.welcome.status);
+        for (s, why) in seen.iter().zip(&per_host) {
             if why.is_empty() {
                 println!("  {}  can run it", s.peer);
             } else {

@@ -20,6 +20,11 @@ struct Host {
 
 impl Host {
     fn start(s: &Scratch, name: &str, slots: u32, policy: &str) -> Host {
+        Host::start_with(s, name, slots, policy, &[])
+    }
+
+    /// A host started with `extra` node arguments (e.g. `--join` another host).
+    fn start_with(s: &Scratch, name: &str, slots: u32, policy: &str, extra: &[&str]) -> Host {
         let home = s.path().join(format!("host-{name}"));
         std::fs::create_dir_all(&home).expect("home");
         std::fs::write(home.join("policy.toml"), policy).expect("policy");
@@ -27,7 +32,8 @@ impl Host {
         c.env("NAAC_HOME", &home)
             .args(["node", "--provide", "--no-mdns"])
             .args(["--slots", &slots.to_string()])
-            .args(["--listen", "/ip4/127.0.0.1/tcp/0"]);
+            .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
+            .args(extra);
         let (child, addr) = spawn_node(c);
         Host { child, addr, home }
     }
@@ -381,6 +387,54 @@ fn pool_shows_resources_policy_state_and_totals_and_policy_reloads() {
     assert!(text.contains("accepting"), "{text}");
     assert!(text.contains("paused: owner"), "{text}");
     assert!(text.contains("pool: 2 hosts (1 accepting)"), "{text}");
+}
+
+#[test]
+fn pool_finds_the_hosts_the_market_knows_with_their_asks_and_reputation() {
+    let s = Scratch::new();
+    let a = Host::start(&s, "a", 1, OPEN);
+    // b knows only a, and `naac pool` is told only of a.
+    let b = Host::start_with(&s, "b", 1, OPEN, &["--join", &a.addr, "--price", "0.25"]);
+    let mut v = Value::Null;
+    wait_until("b through a", Duration::from_secs(30), || {
+        v = pool(&s, &[&a]);
+        v["hosts"].as_array().is_some_and(|h| h.len() == 2)
+    });
+    // Asks come from the market offers (the default price, and b's own).
+    wait_until("both asks", Duration::from_secs(30), || {
+        v = pool(&s, &[&a]);
+        v["hosts"]
+            .as_array()
+            .is_some_and(|h| h.len() == 2 && h.iter().all(|h| h["ask"].is_string()))
+    });
+    let hb = host_in(&v, &b.peer_id());
+    assert_eq!(host_in(&v, &a.peer_id())["ask"], "0.1", "{v:#}");
+    assert_eq!(hb["ask"], "0.25", "{hb:#}");
+    assert!(hb["reputation"].is_null(), "nothing on record yet: {hb:#}");
+    // A job whose copies are compared gives both a record here.
+    let job = s.job(
+        "twice",
+        "testkit/testkit.wasm",
+        "args = [\"pi\", \"{i}\", \"20000\"]\n[sweep]\ni = { from = 0, to = 4 }\n[verify]\nreplicas = 2\n",
+    );
+    let (out, _) = s.run(&job, &["--no-pay", "--no-mdns", "--join", &a.addr]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = pool(&s, &[&a]);
+    for peer in [a.peer_id(), b.peer_id()] {
+        let r = &host_in(&v, &peer)["reputation"];
+        assert_eq!(r["verified"], 4, "{peer}: {v:#}");
+        assert_eq!(r["rejected"], 0, "{peer}: {v:#}");
+    }
+    // (The default wait gives offers time to arrive: a provider sends one about a second
+    // after a peer connects.)
+    let mut c = s.cmd();
+    c.args(["pool"]).args(joins(&[&a]));
+    let text = String::from_utf8_lossy(&c.output().expect("pool").stdout).to_string();
+    assert!(text.contains("asks 0.25 credits per giga-fuel"), "{text}");
+    assert!(
+        text.contains("reputation    0.83 (4 verified, 0 rejected, 0 lost)"),
+        "{text}"
+    );
 }
 
 #[test]

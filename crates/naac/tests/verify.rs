@@ -136,6 +136,27 @@ fn replicas_outvote_faulty_providers_and_name_them() {
         assert!(row["rejected"].as_u64().expect("rejected") >= 2, "{row}");
         assert!(row["score"].as_f64().expect("score") < 0.5, "{row}");
     }
+    // `--explain` counts them out, and says why.
+    let out = s
+        .cmd()
+        .args(["run", "--explain", "--json"])
+        .arg(&job)
+        .args(&args)
+        .output()
+        .expect("explain");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let e: Value = serde_json::from_slice(&out.stdout).expect("explain json");
+    assert_eq!(e["hosts"], 5, "{e:#}");
+    assert_eq!(e["usable"], 3, "{e:#}");
+    for h in e["per_host"].as_array().expect("per host") {
+        let why = h["ruled_out"].to_string();
+        let is_bad = bad.iter().any(|b| h["peer_id"] == b.as_str());
+        assert_eq!(
+            why.contains("its results were rejected here"),
+            is_bad,
+            "{h}"
+        );
+    }
 }
 
 #[test]
