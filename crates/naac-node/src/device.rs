@@ -523,6 +523,13 @@ pub fn measure_score(work_dir: &Path) -> anyhow::Result<f64> {
         } else {
             cpu.min(r.wall)
         };
+        tracing::debug!(
+            "benchmark {}: {} fuel in {:?} of CPU time, {:?} wall",
+            args.join(" "),
+            r.fuel_used,
+            cpu,
+            r.wall
+        );
         let secs = busy.max(Duration::from_micros(1)).as_secs_f64();
         Ok(r.fuel_used as f64 / secs / 1e9)
     };
