@@ -45,7 +45,7 @@ enum Cmd {
     #[command(subcommand)]
     Key(key::Cmd),
     /// Show the pool as one computer: every host in view, its resources, free slots, policy
-    /// state and latency, and the totals
+    /// state, ask, latency and reputation here, and the totals
     Pool(pool::Args),
     /// Show, change or check this machine's usage policy (when and how much it shares)
     #[command(subcommand)]
