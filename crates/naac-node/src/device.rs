@@ -978,6 +978,18 @@ pub fn cpu_ticks_of(pid: u32) -> Option<u64> {
     parse_self_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
+/// CPU ticks of process `pid` plus those of its children it has waited for (helpers such as
+/// `loginctl`).
+pub fn cpu_ticks_with_children_of(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let own = parse_self_stat(&text)?;
+    let (_, rest) = text.rsplit_once(')')?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let cutime: u64 = f.get(13)?.parse().ok()?;
+    let cstime: u64 = f.get(14)?.parse().ok()?;
+    Some(own + cutime + cstime)
+}
+
 fn parse_self_stat(text: &str) -> Option<u64> {
     // The command name (field 2) is in parentheses and may hold spaces; utime and stime are
     // fields 14 and 15, the 12th and 13th after it.

@@ -96,22 +96,26 @@ pub fn parse_show(show: &str) -> Option<Hint> {
 pub struct Watcher {
     hint: Arc<Mutex<Option<Hint>>>,
     busy: Arc<AtomicBool>,
+    /// The watcher's thread, woken when the node becomes busy.
+    thread: Option<std::thread::Thread>,
 }
 
 impl Watcher {
     /// Starts the thread. Where logind or `loginctl` is missing the hint stays `None` and
     /// the thread retries once a minute.
     pub fn start() -> Self {
-        let w = Watcher {
+        let mut w = Watcher {
             hint: Arc::new(Mutex::new(None)),
             busy: Arc::new(AtomicBool::new(false)),
+            thread: None,
         };
         let t = w.clone();
-        let spawned = std::thread::Builder::new()
+        match std::thread::Builder::new()
             .name("naac-logind".into())
-            .spawn(move || t.run());
-        if let Err(e) = spawned {
-            tracing::warn!("cannot start the logind watcher: {e}");
+            .spawn(move || t.run())
+        {
+            Ok(handle) => w.thread = Some(handle.thread().clone()),
+            Err(e) => tracing::warn!("cannot start the logind watcher: {e}"),
         }
         w
     }
@@ -123,7 +127,13 @@ impl Watcher {
 
     /// Whether the node holds tasks (poll faster).
     pub fn set_busy(&self, busy: bool) {
-        self.busy.store(busy, Ordering::Relaxed);
+        let was = self.busy.swap(busy, Ordering::Relaxed);
+        if busy
+            && !was
+            && let Some(t) = &self.thread
+        {
+            t.unpark();
+        }
     }
 
     fn run(&self) {
@@ -142,13 +152,14 @@ impl Watcher {
                 }
             };
             *self.hint.lock().unwrap_or_else(|e| e.into_inner()) = hint.ok().flatten();
-            // Sleep in short steps so that becoming busy shortens a long idle pause.
+            // Becoming busy wakes the thread early (`set_busy` unparks it).
             let until = Instant::now() + pause;
-            while Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(250));
-                if pause == POLL_IDLE && self.busy.load(Ordering::Relaxed) {
+            loop {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() || pause == POLL_IDLE && self.busy.load(Ordering::Relaxed) {
                     break;
                 }
+                std::thread::park_timeout(left);
             }
         }
     }
