@@ -12,8 +12,8 @@
 //! daemon's start counts as activity, so `idle_only` waits `idle_after` before the first
 //! task.
 //!
-//! Power is read from sysfs at every poll when the policy cares about it (`on_ac_only`,
-//! `min_battery_percent`), so unplugging a laptop pauses work as fast as any other trip.
+//! Power is read from sysfs every [`POWER_READ`] when the policy cares about it
+//! (`on_ac_only`, `min_battery_percent`), so unplugging a laptop pauses work within a second.
 
 use crate::Home;
 use crate::device;
@@ -177,11 +177,17 @@ pub struct Monitor {
     power_supply: PathBuf,
     /// Started the first time the policy asks for `idle_only`.
     logind: Option<logind::Watcher>,
-    /// Latest power reading (also read at each decision when the policy cares about it) and
-    /// storage use, refreshed by the daemon.
-    pub power: Power,
+    /// Latest power reading: read here every [`POWER_READ`] when the policy cares about
+    /// power, else from the daemon's device refresh ([`Monitor::probed_power`]).
+    power: Power,
+    power_read: Option<Instant>,
+    /// Storage use, measured by the daemon.
     pub storage_used: u64,
 }
+
+/// How often a decision re-reads the power supply when the policy cares about power (sysfs
+/// battery reads can be slow on some laptops, so not at every 100 ms poll).
+pub const POWER_READ: Duration = Duration::from_millis(500);
 
 impl Monitor {
     /// Loads the policy; an invalid file is an error (the node does not start on a policy
@@ -205,6 +211,7 @@ impl Monitor {
             power_supply: PathBuf::from(device::SYSFS_POWER_SUPPLY),
             logind: None,
             power: Power::default(),
+            power_read: None,
             storage_used: 0,
         })
     }
@@ -275,8 +282,13 @@ impl Monitor {
                 None => {}
             }
         }
-        if self.policy.on_ac_only || self.policy.min_battery_percent > 0 {
+        if self.cares_about_power()
+            && self
+                .power_read
+                .is_none_or(|t| now.saturating_duration_since(t) >= POWER_READ)
+        {
             self.power = device::probe_power(&self.power_supply);
+            self.power_read = Some(now);
         }
         let facts = Facts {
             now: jiff::Timestamp::now(),
@@ -287,6 +299,18 @@ impl Monitor {
             manual_pause: manual_pause(&self.home.pause_file()),
         };
         self.policy.evaluate(&facts)
+    }
+
+    fn cares_about_power(&self) -> bool {
+        self.policy.on_ac_only || self.policy.min_battery_percent > 0
+    }
+
+    /// The device refresh's power reading: used unless decisions read power themselves
+    /// (theirs is fresher).
+    pub fn probed_power(&mut self, power: Power) {
+        if !self.cares_about_power() {
+            self.power = power;
+        }
     }
 
     /// The duty cycle for `running` guests now.
@@ -448,13 +472,15 @@ mod tests {
             .with_sources(dir.path().join("no-interrupts"), sysfs.clone());
         let d = m.decide(t0, true);
         assert!(d.accept, "on AC: {:?}", d.reasons);
-        // Unplugged: the very next decision (no device refresh in between) pauses.
+        // Unplugged: the next power read (no device refresh in between) pauses.
         set("AC", "online", "0\n");
         set("BAT0", "status", "Discharging\n");
-        let d = m.decide(t0 + POLL, true);
+        let d = m.decide(t0 + POWER_READ, true);
         assert_eq!(d.reasons, [PauseReason::OnBattery]);
         set("BAT0", "capacity", "25\n");
-        let d = m.decide(t0 + 2 * POLL, true);
+        // Not re-read within POWER_READ; then read again.
+        assert_eq!(m.decide(t0 + POWER_READ + POLL, true).reasons.len(), 1);
+        let d = m.decide(t0 + 2 * POWER_READ, true);
         assert_eq!(
             d.reasons,
             [
@@ -468,7 +494,13 @@ mod tests {
         set("AC", "online", "1\n");
         set("BAT0", "status", "Charging\n");
         set("BAT0", "capacity", "80\n");
-        assert!(m.decide(t0 + 3 * POLL, true).accept);
+        assert!(m.decide(t0 + 3 * POWER_READ, true).accept);
+        // A device refresh's (older) reading does not override the decision's own.
+        m.probed_power(Power {
+            on_ac: Some(false),
+            battery_percent: Some(5),
+        });
+        assert!(m.decide(t0 + 3 * POWER_READ + POLL, true).accept);
     }
 
     const POLL: Duration = Duration::from_millis(100);

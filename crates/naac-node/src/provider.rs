@@ -125,8 +125,9 @@ enum Internal {
     Device(Box<anyhow::Result<DeviceManager>>),
     /// A fresh probe, and the bytes under the storage dirs.
     Resources(Box<Resources>, u64),
-    /// The bytes under the storage dirs (measured more often while tasks run).
-    Storage(u64),
+    /// The bytes under the storage dirs (measured more often while tasks run), and how
+    /// long measuring took.
+    Storage(u64, Duration),
     /// A peer connected a moment ago: let it hear our offer without waiting for the renewal.
     Offer,
 }
@@ -950,9 +951,11 @@ impl Provider {
                 }
                 Err(e) => tracing::warn!("device probe failed: {e:#}"),
             },
-            Internal::Storage(used) => {
+            Internal::Storage(used, took) => {
                 self.storage_measuring = false;
-                self.storage_measured = Instant::now();
+                // A walk of many files waits ten times its own length before the next, so
+                // measuring never takes more than a tenth of a core.
+                self.storage_measured = Instant::now() + took.saturating_mul(9);
                 if let Some(m) = self.monitor.as_mut() {
                     m.storage_used = used;
                 }
@@ -961,7 +964,7 @@ impl Provider {
                 let changed = !same_resources(&self.resources, &r);
                 self.resources = *r;
                 if let Some(m) = self.monitor.as_mut() {
-                    m.power = self.resources.power.clone();
+                    m.probed_power(self.resources.power.clone());
                     m.storage_used = storage_used;
                 }
                 if changed || self.last_status.elapsed() >= STATUS_EVERY {
@@ -1170,8 +1173,9 @@ impl Provider {
             let dirs = [self.work_dir.clone(), self.cache_dir.clone()];
             let tx = self.shared.internal.clone();
             tokio::task::spawn_blocking(move || {
+                let t = Instant::now();
                 let used = dirs.iter().map(|d| owner::dir_size(d, 100_000)).sum();
-                let _ = tx.blocking_send(Internal::Storage(used));
+                let _ = tx.blocking_send(Internal::Storage(used, t.elapsed()));
             });
         }
         let decision = m.decide(now, busy);
