@@ -576,10 +576,25 @@ pub fn probe_memory() -> Memory {
     for (dir, max, current) in cgroup_memory_files(&cgroups) {
         if let Ok(max) = std::fs::read_to_string(dir.join(max)) {
             let current = std::fs::read_to_string(dir.join(current)).ok();
-            return within_cgroup(host, Some(&max), current.as_deref());
+            let stat = std::fs::read_to_string(dir.join("memory.stat")).unwrap_or_default();
+            return within_cgroup(host, Some(&max), current.as_deref(), &stat);
         }
     }
     host
+}
+
+/// Reclaimable page cache in a cgroup's `memory.stat` (v2 `inactive_file`, v1
+/// `total_inactive_file`), bytes.
+fn inactive_file(memory_stat: &str) -> u64 {
+    memory_stat
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            matches!(k, "inactive_file" | "total_inactive_file")
+                .then(|| v.trim().parse::<u64>().ok())
+                .flatten()
+        })
+        .unwrap_or(0)
 }
 
 /// Where this process's cgroup memory limit and use may be, given `/proc/self/cgroup`:
@@ -613,8 +628,14 @@ fn cgroup_memory_files(proc_self_cgroup: &str) -> Vec<(PathBuf, &'static str, &'
 }
 
 /// The host's memory narrowed to a cgroup's memory limit (bytes, or `max` for none) given
-/// its use: a container's limit is what its tasks may really use.
-fn within_cgroup(host: Memory, max: Option<&str>, current: Option<&str>) -> Memory {
+/// its use (less the page cache it could drop, from `memory_stat`): a container's limit is
+/// what its tasks may really use.
+fn within_cgroup(
+    host: Memory,
+    max: Option<&str>,
+    current: Option<&str>,
+    memory_stat: &str,
+) -> Memory {
     let Some(limit) = max.and_then(|m| m.trim().parse::<u64>().ok()) else {
         return host;
     };
@@ -623,7 +644,8 @@ fn within_cgroup(host: Memory, max: Option<&str>, current: Option<&str>) -> Memo
     }
     let used = current
         .and_then(|c| c.trim().parse::<u64>().ok())
-        .unwrap_or(0);
+        .unwrap_or(0)
+        .saturating_sub(inactive_file(memory_stat));
     Memory {
         total: limit,
         available: limit.saturating_sub(used).min(host.available),
@@ -967,10 +989,11 @@ fn parse_proc_stat(text: &str) -> Option<CpuTimes> {
     })
 }
 
-/// CPU time this process has used (user + system), in clock ticks (`USER_HZ`), from
-/// `/proc/self/stat`; `None` if unreadable.
+/// CPU time naac itself has used (user + system), in clock ticks (`USER_HZ`): this process
+/// and the helpers it ran and waited for (`loginctl`), from `/proc/self/stat`; `None` if
+/// unreadable.
 pub fn own_cpu_ticks() -> Option<u64> {
-    parse_self_stat(&std::fs::read_to_string("/proc/self/stat").ok()?)
+    cpu_ticks_with_children_of(std::process::id())
 }
 
 /// Another process's utime+stime in clock ticks, from `/proc/PID/stat`.
@@ -1262,20 +1285,27 @@ mod tests {
         };
         // No limit, or one above the host's memory: the host's figures.
         assert_eq!(
-            within_cgroup(host.clone(), Some("max\n"), Some("100\n")),
+            within_cgroup(host.clone(), Some("max\n"), Some("100\n"), ""),
             host
         );
         assert_eq!(
-            within_cgroup(host.clone(), Some("34359738368\n"), None),
+            within_cgroup(host.clone(), Some("34359738368\n"), None, ""),
             host
         );
-        assert_eq!(within_cgroup(host.clone(), None, None), host);
+        assert_eq!(within_cgroup(host.clone(), None, None, ""), host);
         // A 2 GiB container using 512 MiB has 1.5 GiB left.
-        let c = within_cgroup(host.clone(), Some("2147483648\n"), Some("536870912\n"));
+        let c = within_cgroup(host.clone(), Some("2147483648\n"), Some("536870912\n"), "");
         assert_eq!(c.total, 2 << 30);
         assert_eq!(c.available, 1536 << 20);
+        // Page cache it could drop does not count as used (v2 and v1 names).
+        let stat = "anon 268435456\nfile 268435456\ninactive_file 134217728\n";
+        let c = within_cgroup(host.clone(), Some("2147483648"), Some("536870912"), stat);
+        assert_eq!(c.available, 1664 << 20);
+        let v1 = "cache 1\ntotal_inactive_file 134217728\n";
+        let c = within_cgroup(host.clone(), Some("2147483648"), Some("536870912"), v1);
+        assert_eq!(c.available, 1664 << 20);
         // Over its limit (reclaim lags): nothing available, not an underflow.
-        let over = within_cgroup(host.clone(), Some("1024\n"), Some("4096\n"));
+        let over = within_cgroup(host.clone(), Some("1024\n"), Some("4096\n"), "");
         assert_eq!((over.total, over.available), (1024, 0));
     }
 

@@ -52,12 +52,13 @@ pub struct Explanation {
 /// Why a job whose floor is `min` does not use a provider with this reputation record
 /// here, if it does not.
 pub fn reputation_rules_out(record: &crate::reputation::Record, min: f64) -> Option<String> {
-    record.excluded(min).then(|| {
-        format!(
-            "its results were rejected here (reputation {:.2} < your {min})",
-            record.score()
-        )
-    })
+    record.excluded(min).then(|| rejected_here(min))
+}
+
+/// The reason a provider excluded for its reputation is ruled out (one text for all such
+/// providers, so an explanation counts them together).
+pub fn rejected_here(min: f64) -> String {
+    format!("its results were rejected here (reputation below your {min})")
 }
 
 impl Explanation {

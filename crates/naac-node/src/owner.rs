@@ -12,8 +12,9 @@
 //! daemon's start counts as activity, so `idle_only` waits `idle_after` before the first
 //! task.
 //!
-//! Power is read from sysfs every [`POWER_READ`] when the policy cares about it
-//! (`on_ac_only`, `min_battery_percent`), so unplugging a laptop pauses work within a second.
+//! Power is read from sysfs every [`POWER_READ`] on a thread of its own when the policy cares
+//! about it (`on_ac_only`, `min_battery_percent`), so unplugging a laptop pauses work within
+//! a second.
 
 use crate::Home;
 use crate::device;
@@ -21,6 +22,8 @@ use crate::logind;
 use naac_types::host::Power;
 use naac_types::policy::{Decision, Facts, Policy};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Clock ticks per second of `/proc` CPU counters (USER_HZ; 100 on every Linux platform naac
@@ -177,17 +180,58 @@ pub struct Monitor {
     power_supply: PathBuf,
     /// Started the first time the policy asks for `idle_only`.
     logind: Option<logind::Watcher>,
-    /// Latest power reading: read here every [`POWER_READ`] when the policy cares about
-    /// power, else from the daemon's device refresh ([`Monitor::probed_power`]).
+    /// Latest power reading: from a [`PowerReader`] when the policy cares about power, else
+    /// from the daemon's device refresh ([`Monitor::probed_power`]).
     power: Power,
-    power_read: Option<Instant>,
+    power_reader: Option<PowerReader>,
     /// Storage use, measured by the daemon.
     pub storage_used: u64,
 }
 
-/// How often a decision re-reads the power supply when the policy cares about power (sysfs
-/// battery reads can be slow on some laptops, so not at every 100 ms poll).
+/// How often the power supply is read when the policy cares about power.
 pub const POWER_READ: Duration = Duration::from_millis(500);
+
+/// Reads the power supply every [`POWER_READ`] on its own thread: sysfs battery reads can
+/// take milliseconds on some laptops, and decisions run on the daemon's event loop. The
+/// thread ends when this is dropped.
+struct PowerReader {
+    latest: Arc<Mutex<Option<Power>>>,
+    alive: Arc<AtomicBool>,
+}
+
+impl PowerReader {
+    fn start(power_supply: PathBuf) -> Self {
+        let latest = Arc::new(Mutex::new(None));
+        let alive = Arc::new(AtomicBool::new(true));
+        let (l, a) = (latest.clone(), alive.clone());
+        let spawned = std::thread::Builder::new()
+            .name("naac-power".into())
+            .spawn(move || {
+                while a.load(Ordering::Relaxed) {
+                    let p = device::probe_power(&power_supply);
+                    *l.lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
+                    std::thread::sleep(POWER_READ);
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start the power reader: {e}");
+        }
+        PowerReader { latest, alive }
+    }
+
+    fn latest(&self) -> Option<Power> {
+        self.latest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl Drop for PowerReader {
+    fn drop(&mut self) {
+        self.alive.store(false, Ordering::Relaxed);
+    }
+}
 
 impl Monitor {
     /// Loads the policy; an invalid file is an error (the node does not start on a policy
@@ -211,7 +255,7 @@ impl Monitor {
             power_supply: PathBuf::from(device::SYSFS_POWER_SUPPLY),
             logind: None,
             power: Power::default(),
-            power_read: None,
+            power_reader: None,
             storage_used: 0,
         })
     }
@@ -282,13 +326,16 @@ impl Monitor {
                 None => {}
             }
         }
-        if self.cares_about_power()
-            && self
-                .power_read
-                .is_none_or(|t| now.saturating_duration_since(t) >= POWER_READ)
-        {
-            self.power = device::probe_power(&self.power_supply);
-            self.power_read = Some(now);
+        if self.cares_about_power() {
+            let supply = &self.power_supply;
+            let reader = self
+                .power_reader
+                .get_or_insert_with(|| PowerReader::start(supply.clone()));
+            if let Some(p) = reader.latest() {
+                self.power = p;
+            }
+        } else {
+            self.power_reader = None;
         }
         let facts = Facts {
             now: jiff::Timestamp::now(),
@@ -318,6 +365,14 @@ impl Monitor {
         let pct = self.policy.max_cpu_percent;
         self.throttle
             .update(now, pct, running, device::own_cpu_ticks())
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        if let Some(w) = &self.logind {
+            w.stop();
+        }
     }
 }
 
@@ -466,41 +521,48 @@ mod tests {
         set("BAT0", "type", "Battery\n");
         set("BAT0", "status", "Charging\n");
         set("BAT0", "capacity", "80\n");
-        let t0 = Instant::now();
-        let mut m = Monitor::new(&home, 2, t0)
+        let mut m = Monitor::new(&home, 2, Instant::now())
             .expect("monitor")
             .with_sources(dir.path().join("no-interrupts"), sysfs.clone());
-        let d = m.decide(t0, true);
-        assert!(d.accept, "on AC: {:?}", d.reasons);
-        // Unplugged: the next power read (no device refresh in between) pauses.
+        // Decisions use the reader thread's latest reading: poll until it shows.
+        let mut until = |want: &[PauseReason]| {
+            let start = Instant::now();
+            loop {
+                let d = m.decide(Instant::now(), true);
+                if d.reasons == want {
+                    return;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(10),
+                    "still {:?}, want {want:?}",
+                    d.reasons
+                );
+                std::thread::sleep(POLL);
+            }
+        };
+        until(&[]);
+        // Unplugged: paused, with no device refresh in between.
         set("AC", "online", "0\n");
         set("BAT0", "status", "Discharging\n");
-        let d = m.decide(t0 + POWER_READ, true);
-        assert_eq!(d.reasons, [PauseReason::OnBattery]);
+        until(&[PauseReason::OnBattery]);
         set("BAT0", "capacity", "25\n");
-        // Not re-read within POWER_READ; then read again.
-        assert_eq!(m.decide(t0 + POWER_READ + POLL, true).reasons.len(), 1);
-        let d = m.decide(t0 + 2 * POWER_READ, true);
-        assert_eq!(
-            d.reasons,
-            [
-                PauseReason::OnBattery,
-                PauseReason::BatteryLow {
-                    percent: 25,
-                    min: 30
-                }
-            ]
-        );
+        until(&[
+            PauseReason::OnBattery,
+            PauseReason::BatteryLow {
+                percent: 25,
+                min: 30,
+            },
+        ]);
         set("AC", "online", "1\n");
         set("BAT0", "status", "Charging\n");
         set("BAT0", "capacity", "80\n");
-        assert!(m.decide(t0 + 3 * POWER_READ, true).accept);
-        // A device refresh's (older) reading does not override the decision's own.
+        until(&[]);
+        // A device refresh's (older) reading does not override the reader's.
         m.probed_power(Power {
             on_ac: Some(false),
             battery_percent: Some(5),
         });
-        assert!(m.decide(t0 + 3 * POWER_READ + POLL, true).accept);
+        assert!(m.decide(Instant::now(), true).accept);
     }
 
     const POLL: Duration = Duration::from_millis(100);

@@ -42,7 +42,7 @@ use std::time::Instant;
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
 
 /// How often the owner's policy and activity are checked while tasks are held (pause latency
-/// is this plus an epoch tick); an idle node checks every [`IDLE_POLICY_POLL`].
+/// is this plus an epoch tick); an idle node checks every `IDLE_POLICY_POLL` (1 s).
 pub const POLICY_POLL: Duration = Duration::from_millis(100);
 const IDLE_POLICY_POLL: Duration = Duration::from_secs(1);
 
@@ -124,12 +124,28 @@ enum Internal {
     /// The device manager is ready (first probe done).
     Device(Box<anyhow::Result<DeviceManager>>),
     /// A fresh probe, and the bytes under the storage dirs.
-    Resources(Box<Resources>, u64),
+    Resources(Box<Resources>, StorageUse),
     /// The bytes under the storage dirs (measured more often while tasks run), and how
     /// long measuring took.
-    Storage(u64, Duration),
+    Storage(StorageUse, Duration),
     /// A peer connected a moment ago: let it hear our offer without waiting for the renewal.
     Offer,
+}
+
+/// Bytes under the storage dirs, and when the walk that counted them began.
+#[derive(Clone, Copy, Debug)]
+struct StorageUse {
+    bytes: u64,
+    at: Instant,
+}
+
+impl StorageUse {
+    /// Walks the storage dirs (bounded; blocking).
+    fn measure(dirs: &[std::path::PathBuf]) -> Self {
+        let at = Instant::now();
+        let bytes = dirs.iter().map(|d| owner::dir_size(d, 100_000)).sum();
+        StorageUse { bytes, at }
+    }
 }
 
 /// How often a provider renews its market offer.
@@ -565,6 +581,7 @@ pub async fn run(
             .unwrap_or_else(Instant::now),
         storage_measured: Instant::now(),
         storage_measuring: false,
+        storage_at: None,
         peers: HashMap::new(),
         work_dir,
         cache_dir: config.home.module_cache(),
@@ -679,6 +696,8 @@ struct Provider {
     /// measurement is under way.
     storage_measured: Instant,
     storage_measuring: bool,
+    /// When the walk behind the storage use the monitor has began.
+    storage_at: Option<Instant>,
     /// Peers that said Hello (they get status updates), with their attested user.
     peers: HashMap<PeerId, Option<String>>,
     work_dir: std::path::PathBuf,
@@ -956,21 +975,31 @@ impl Provider {
                 // A walk of many files waits ten times its own length before the next, so
                 // measuring never takes more than a tenth of a core.
                 self.storage_measured = Instant::now() + took.saturating_mul(9);
-                if let Some(m) = self.monitor.as_mut() {
-                    m.storage_used = used;
-                }
+                self.note_storage(used);
             }
             Internal::Resources(r, storage_used) => {
                 let changed = !same_resources(&self.resources, &r);
                 self.resources = *r;
                 if let Some(m) = self.monitor.as_mut() {
                     m.probed_power(self.resources.power.clone());
-                    m.storage_used = storage_used;
                 }
+                self.note_storage(storage_used);
                 if changed || self.last_status.elapsed() >= STATUS_EVERY {
                     self.push_status();
                 }
             }
+        }
+    }
+
+    /// Keeps the newest storage measurement (the device refresh's and the running tasks'
+    /// walks may finish out of order).
+    fn note_storage(&mut self, used: StorageUse) {
+        if self.storage_at.is_some_and(|at| used.at < at) {
+            return;
+        }
+        self.storage_at = Some(used.at);
+        if let Some(m) = self.monitor.as_mut() {
+            m.storage_used = used.bytes;
         }
     }
 
@@ -1173,9 +1202,8 @@ impl Provider {
             let dirs = [self.work_dir.clone(), self.cache_dir.clone()];
             let tx = self.shared.internal.clone();
             tokio::task::spawn_blocking(move || {
-                let t = Instant::now();
-                let used = dirs.iter().map(|d| owner::dir_size(d, 100_000)).sum();
-                let _ = tx.blocking_send(Internal::Storage(used, t.elapsed()));
+                let used = StorageUse::measure(&dirs);
+                let _ = tx.blocking_send(Internal::Storage(used, used.at.elapsed()));
             });
         }
         let decision = m.decide(now, busy);
@@ -1300,8 +1328,7 @@ impl Provider {
                         rtt_ms: d.as_secs_f64() * 1e3,
                     })
                     .collect();
-                let used = dirs.iter().map(|d| owner::dir_size(d, 100_000)).sum();
-                (r, used)
+                (r, StorageUse::measure(&dirs))
             })
             .await;
             if let Ok((r, used)) = probed {

@@ -360,7 +360,10 @@ pub async fn run(
     };
     // The market: hear providers' offers, and look providers up by commodity class in the
     // DHT; both lead to providers we were not told about.
-    crate::survey::discover(&client, Duration::ZERO, Duration::from_secs(10)).await;
+    if let Err(e) = crate::survey::discover(&client, Duration::ZERO, Duration::from_secs(10)).await
+    {
+        tracing::warn!("{e:#}");
+    }
     r.drive();
     let mut last_flush = Instant::now();
 
@@ -1638,9 +1641,7 @@ impl Run<'_> {
         crate::explain::Explanation::of_reasons(self.hosts.iter().map(|(peer, st)| {
             let mut why = crate::explain::rule_out(&self.prepared.job.limits, st);
             if self.banned.contains(peer) {
-                why.push(format!(
-                    "its results were rejected here (reputation below your {min})"
-                ));
+                why.push(crate::explain::rejected_here(min));
             }
             why
         }))

@@ -18,12 +18,11 @@ const MAX_DIALS: usize = 4096;
 /// Finds providers nobody told us about: subscribes to the market's offers (they arrive as
 /// [`Event::Gossip`]) and, after `delay` (for the first connections to fill the routing
 /// table), looks the commodity class up in the DHT for at most `within` and dials each
-/// provider found (a `Connected` event follows). Returns at once.
-pub async fn discover(client: &Client, delay: Duration, within: Duration) {
+/// provider found (a `Connected` event follows). Returns once subscribed; an error means
+/// the offers will not be heard (the lookup runs anyway).
+pub async fn discover(client: &Client, delay: Duration, within: Duration) -> anyhow::Result<()> {
     let class = naac_market::commodity_class();
-    if let Err(e) = client.subscribe(&naac_market::topic(class)).await {
-        tracing::debug!("market topic: {e:#}");
-    }
+    let subscribed = client.subscribe(&naac_market::topic(class)).await;
     let client = client.clone();
     tokio::spawn(async move {
         tokio::time::sleep(delay).await;
@@ -45,6 +44,9 @@ pub async fn discover(client: &Client, delay: Duration, within: Duration) {
             Err(e) => tracing::debug!("market lookup: {e:#}"),
         }
     });
+    subscribed
+        .map(|_| ())
+        .map_err(|e| anyhow::anyhow!("subscribe to the market's offers: {e:#}"))
 }
 
 /// A gossiped market offer, if `data` on `topic` is a valid one.
@@ -111,7 +113,9 @@ pub async fn survey(
     let mut offers = OfferBook::new(MAX_DIALS);
     let mut dialled: HashSet<PeerId> = HashSet::new();
     let hello = hello(client, user_key);
-    discover(client, Duration::from_millis(300), wait / 2).await;
+    if let Err(e) = discover(client, Duration::from_millis(300), wait / 2).await {
+        tracing::warn!("{e:#}");
+    }
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => break,
@@ -130,8 +134,13 @@ pub async fn survey(
                     // A provider the market knows: dial it (its Hello follows on connection).
                     let Some(o) = offer_of(&topic, &data) else { continue };
                     let contact = offer_contact(&o);
-                    let _ = offers.insert(o, unix_ms());
-                    if let Some((peer, addr)) = contact
+                    // Only offers the book takes (signed, live, newer) lead to a dial.
+                    let fresh = matches!(
+                        offers.insert(o, unix_ms()),
+                        Ok(naac_market::Inserted::New | naac_market::Inserted::Renewed)
+                    );
+                    if fresh
+                        && let Some((peer, addr)) = contact
                         && dialled.len() < MAX_DIALS
                         && !seen.contains_key(&peer)
                         && dialled.insert(peer)

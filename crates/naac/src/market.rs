@@ -42,7 +42,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
     let class = naac_market::commodity_class();
     // Offers arrive by gossip; providers we were not told about are found in the DHT once
     // the first peers are known, and dialled.
-    naac_node::survey::discover(&client, Duration::from_millis(300), a.wait / 2).await;
+    naac_node::survey::discover(&client, Duration::from_millis(300), a.wait / 2).await?;
     let mut book = OfferBook::new(MAX_OFFERS);
     let deadline = Instant::now() + a.wait;
     loop {

@@ -425,12 +425,19 @@ fn pool_finds_the_hosts_the_market_knows_with_their_asks_and_reputation() {
         assert_eq!(r["verified"], 4, "{peer}: {v:#}");
         assert_eq!(r["rejected"], 0, "{peer}: {v:#}");
     }
-    // (The default wait gives offers time to arrive: a provider sends one about a second
-    // after a peer connects.)
-    let mut c = s.cmd();
-    c.args(["pool"]).args(joins(&[&a]));
-    let text = String::from_utf8_lossy(&c.output().expect("pool").stdout).to_string();
-    assert!(text.contains("asks 0.25 credits per giga-fuel"), "{text}");
+    // The text output: b's ask shows once its offer arrives (a provider sends one about a
+    // second after a peer connects).
+    let mut text = String::new();
+    wait_until(
+        "b's ask in the text output",
+        Duration::from_secs(30),
+        || {
+            let mut c = s.cmd();
+            c.args(["pool"]).args(joins(&[&a]));
+            text = String::from_utf8_lossy(&c.output().expect("pool").stdout).to_string();
+            text.contains("asks 0.25 credits per giga-fuel")
+        },
+    );
     assert!(
         text.contains("reputation    0.83 (4 verified, 0 rejected, 0 lost)"),
         "{text}"
