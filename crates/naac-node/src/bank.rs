@@ -31,6 +31,10 @@ pub const MAX_BATCH: usize = 4096;
 /// Requests waiting for the bank thread.
 const QUEUE: usize = 4096;
 
+/// Callers that may wait on a blocking thread for room in a full queue at once; the rest
+/// wait for their turn without holding a thread.
+const WAITING_SENDERS: usize = 16;
+
 /// How a bank is set up.
 #[derive(Clone, Debug)]
 pub struct BankConfig {
@@ -47,6 +51,7 @@ type Reply = oneshot::Sender<Result<BankResponse, String>>;
 pub struct BankHandle {
     tx: std_mpsc::SyncSender<(BankRequest, Reply)>,
     key: AccountKey,
+    waiting: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for BankHandle {
@@ -64,12 +69,26 @@ impl BankHandle {
     /// Sends a request and waits for the answer (after the durable commit, for writes).
     pub async fn call(&self, req: BankRequest) -> Result<BankResponse, String> {
         let (tx, rx) = oneshot::channel();
-        let sender = self.tx.clone();
-        // The queue is bounded; wait for room off the runtime threads.
-        tokio::task::spawn_blocking(move || sender.send((req, tx)))
-            .await
-            .map_err(|e| format!("bank queue: {e}"))?
-            .map_err(|_| "the bank has stopped".to_string())?;
+        match self.tx.try_send((req, tx)) {
+            Ok(()) => {}
+            Err(std_mpsc::TrySendError::Disconnected(_)) => {
+                return Err("the bank has stopped".to_string());
+            }
+            // The queue is full: wait for room off the runtime threads, a bounded number of
+            // callers at a time.
+            Err(std_mpsc::TrySendError::Full(msg)) => {
+                let _turn = self
+                    .waiting
+                    .acquire()
+                    .await
+                    .map_err(|_| "the bank has stopped".to_string())?;
+                let sender = self.tx.clone();
+                tokio::task::spawn_blocking(move || sender.send(msg))
+                    .await
+                    .map_err(|e| format!("bank queue: {e}"))?
+                    .map_err(|_| "the bank has stopped".to_string())?;
+            }
+        }
         rx.await
             .map_err(|_| "the bank stopped before answering".to_string())?
     }
@@ -123,7 +142,11 @@ pub fn start(config: BankConfig, key: AccountKey, sign: Signer) -> anyhow::Resul
     ready_rx
         .recv()
         .map_err(|_| anyhow::anyhow!("the bank thread stopped while loading its ledger"))??;
-    Ok(BankHandle { tx, key })
+    Ok(BankHandle {
+        tx,
+        key,
+        waiting: std::sync::Arc::new(tokio::sync::Semaphore::new(WAITING_SENDERS)),
+    })
 }
 
 struct Bank {
