@@ -967,6 +967,50 @@ fn append_rate(h: &Harness) {
 // ---------------------------------------------------------------------------------------
 // SQLite only
 
+/// A PostgreSQL connection the server drops (a restart, a terminated backend) is made
+/// again: the read that hit the drop is retried, later writes go through, nothing is lost.
+#[test]
+fn postgres_reconnects_after_the_server_drops_the_connection() {
+    let Some(h) = Harness::postgres("reconnect") else {
+        return;
+    };
+    let Db::Postgres { conninfo, .. } = &h.db else {
+        unreachable!("a postgres harness")
+    };
+    let name = format!("naac_reconnect_{}", std::process::id());
+    let tagged = if conninfo.starts_with("postgres://") || conninfo.starts_with("postgresql://") {
+        let sep = if conninfo.contains('?') { '&' } else { '?' };
+        format!("{conninfo}{sep}application_name={name}")
+    } else {
+        format!("{conninfo} application_name={name}")
+    };
+    let mut s = PgStore::connect(&tagged).expect("connect");
+    let all = entries(20);
+    s.append(&all[..10]).expect("append");
+    let drop_backend = || {
+        let mut admin = ::postgres::Client::connect(conninfo, ::postgres::NoTls).expect("admin");
+        let n = admin
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+                &[&name],
+            )
+            .expect("terminate")
+            .len();
+        assert_eq!(n, 1, "one backend of the store");
+    };
+    drop_backend();
+    assert_eq!(s.len().expect("a read retried on a new connection"), 10);
+    drop_backend();
+    // A write on a dropped connection may fail (its fate unknown to the writer); the next
+    // one goes through on a new connection.
+    if s.append(&all[10..15]).is_err() {
+        assert_eq!(s.len().expect("len"), 10, "the failed write left nothing");
+        s.append(&all[10..15]).expect("append after reconnecting");
+    }
+    s.append(&all[15..]).expect("append");
+    assert_eq!(s.read(0, 100).expect("read"), all);
+}
+
 #[test]
 fn sqlite_read_only_sees_the_writers_commits() {
     let h = Harness::sqlite();

@@ -62,10 +62,18 @@ struct Statements {
 
 /// A ledger kept in PostgreSQL (tables `entries`, `checkpoints` and `schema_version` in
 /// the first schema of the connection's `search_path`).
+///
+/// A lost connection (the server restarted, the backend was terminated) is made again
+/// before the next operation; a read that fails because the connection just dropped is
+/// tried once more on the new one. A write is not retried here: its commit may or may not
+/// have happened, and the caller (the bank) re-reads the ledger and applies it again, which
+/// its idempotent rules make safe.
 pub struct PgStore {
     client: Client,
     /// The connection parameters, without the password.
     at: String,
+    /// The connection string as given (it may hold a password: never shown), to reconnect.
+    conninfo: String,
     stmts: Statements,
 }
 
@@ -81,7 +89,35 @@ impl PgStore {
             .map_err(|e| pg_error(&at, e))?;
         create_schema(&mut client, &at)?;
         let stmts = prepare(&mut client).map_err(|e| pg_error(&at, e))?;
-        Ok(PgStore { client, at, stmts })
+        Ok(PgStore {
+            client,
+            at,
+            conninfo: conninfo.to_string(),
+            stmts,
+        })
+    }
+
+    /// Connects again if the connection was lost.
+    fn live(&mut self) -> Result<(), StoreError> {
+        if self.client.is_closed() {
+            *self = PgStore::connect(&self.conninfo)?;
+        }
+        Ok(())
+    }
+
+    /// Runs a read, once more on a new connection if the connection dropped under it.
+    fn reading<T>(
+        &mut self,
+        read: impl Fn(&mut Self) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.live()?;
+        match read(self) {
+            Err(_) if self.client.is_closed() => {
+                self.live()?;
+                read(self)
+            }
+            r => r,
+        }
     }
 
     fn err(&self) -> impl Fn(::postgres::Error) -> StoreError + '_ {
@@ -101,6 +137,7 @@ impl PgStore {
             .collect::<Result<Vec<_>, _>>()?;
         let cp = cp.map(EncodedCheckpoint::new).transpose()?;
 
+        self.live()?;
         let at = &self.at;
         let err = |e| pg_error(at, e);
         let stmts = &self.stmts;
@@ -158,10 +195,11 @@ impl PgStore {
         which: fn(&Statements) -> &Statement,
         params: &[&(dyn ::postgres::types::ToSql + Sync)],
     ) -> Result<Vec<Entry>, StoreError> {
-        let rows = self
-            .client
-            .query(which(&self.stmts), params)
-            .map_err(|e| pg_error(&self.at, e))?;
+        let rows = self.reading(|s| {
+            s.client
+                .query(which(&s.stmts), params)
+                .map_err(|e| pg_error(&s.at, e))
+        })?;
         rows.iter().map(decode_entry).collect()
     }
 
@@ -170,10 +208,11 @@ impl PgStore {
         which: fn(&Statements) -> &Statement,
         params: &[&(dyn ::postgres::types::ToSql + Sync)],
     ) -> Result<Option<Checkpoint>, StoreError> {
-        let row = self
-            .client
-            .query_opt(which(&self.stmts), params)
-            .map_err(|e| pg_error(&self.at, e))?;
+        let row = self.reading(|s| {
+            s.client
+                .query_opt(which(&s.stmts), params)
+                .map_err(|e| pg_error(&s.at, e))
+        })?;
         row.as_ref().map(decode_checkpoint).transpose()
     }
 }
@@ -192,10 +231,7 @@ impl Store for PgStore {
     }
 
     fn len(&mut self) -> Result<u64, StoreError> {
-        let row = self
-            .client
-            .query_one(&self.stmts.max_seq, &[])
-            .map_err(self.err())?;
+        let row = self.reading(|s| s.client.query_one(&s.stmts.max_seq, &[]).map_err(s.err()))?;
         stored_len(row)
     }
 
