@@ -184,8 +184,9 @@ pub struct Monitor {
     /// from the daemon's device refresh ([`Monitor::probed_power`]).
     power: Power,
     power_reader: Option<PowerReader>,
-    /// Storage use, measured by the daemon.
+    /// Storage use, and the free space of the disk holding it, measured by the daemon.
     pub storage_used: u64,
+    pub disk_free: Option<u64>,
 }
 
 /// How often the power supply is read when the policy cares about power.
@@ -257,6 +258,7 @@ impl Monitor {
             power: Power::default(),
             power_reader: None,
             storage_used: 0,
+            disk_free: None,
         })
     }
 
@@ -343,6 +345,7 @@ impl Monitor {
             on_ac: self.power.on_ac,
             battery_percent: self.power.battery_percent,
             storage_used: self.storage_used,
+            disk_free: self.disk_free,
             manual_pause: manual_pause(&self.home.pause_file()),
         };
         self.policy.evaluate(&facts)

@@ -132,10 +132,12 @@ enum Internal {
     Offer,
 }
 
-/// Bytes under the storage dirs, and when the walk that counted them began.
+/// Bytes under the storage dirs, the free space of the disk holding the first, and when
+/// the walk that counted them began.
 #[derive(Clone, Copy, Debug)]
 struct StorageUse {
     bytes: u64,
+    free: Option<u64>,
     at: Instant,
 }
 
@@ -144,7 +146,15 @@ impl StorageUse {
     fn measure(dirs: &[std::path::PathBuf]) -> Self {
         let at = Instant::now();
         let bytes = dirs.iter().map(|d| owner::dir_size(d, 100_000)).sum();
-        StorageUse { bytes, at }
+        let free = dirs
+            .first()
+            .map(|d| crate::device::probe_disk(d))
+            .filter(|d| d.total > 0);
+        StorageUse {
+            bytes,
+            free: free.map(|d| d.free),
+            at,
+        }
     }
 }
 
@@ -1000,6 +1010,7 @@ impl Provider {
         self.storage_at = Some(used.at);
         if let Some(m) = self.monitor.as_mut() {
             m.storage_used = used.bytes;
+            m.disk_free = used.free;
         }
     }
 
@@ -1191,10 +1202,10 @@ impl Provider {
             return;
         };
         let reloaded = m.reload();
-        // Tasks fill the storage dirs: while they run, measure them every second so a
-        // reached quota pauses work promptly (the device refresh measures them too).
-        if busy
-            && m.policy().storage_quota > 0
+        // Tasks fill the storage dirs: while they run, measure them (and the free space of
+        // their disk) every second so a reached quota or a nearly full disk pauses work
+        // promptly; the device refresh measures them too, and the first poll does at once.
+        if (busy || self.storage_at.is_none())
             && !self.storage_measuring
             && now.duration_since(self.storage_measured) >= STORAGE_MEASURE
         {

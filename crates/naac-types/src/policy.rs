@@ -14,6 +14,7 @@
 //! max_task_memory = "2GiB"     # largest memory limit a task may ask for; default: none
 //! storage_quota = "10GiB"      # disk for tasks' data (default "10GiB")
 //! storage_dir = "/srv/naac"    # where that data lives (absolute); default: the data dir
+//! min_free_disk = "1GiB"       # pause when its disk has less free space (default "1GiB")
 //! allow = ["12D3KooW..."]      # if not empty: only these peers or users
 //! deny = ["12D3KooW..."]       # never these; deny wins over allow
 //! min_battery_percent = 20     # on battery, pause below this charge (0-100; 20)
@@ -78,6 +79,7 @@ pub const KEYS: &[&str] = &[
     "max_task_memory",
     "storage_quota",
     "storage_dir",
+    "min_free_disk",
     "allow",
     "deny",
     "min_battery_percent",
@@ -99,6 +101,7 @@ const LOOKAHEAD: SignedDuration = SignedDuration::from_hours(8 * 24);
 
 const DEFAULT_IDLE_AFTER: Duration = Duration::from_secs(5 * 60);
 const DEFAULT_STORAGE_QUOTA: u64 = 10 << 30;
+const DEFAULT_MIN_FREE_DISK: u64 = 1 << 30;
 const DEFAULT_PAUSE_GRACE: Duration = Duration::from_secs(2 * 60);
 
 /// The owner's rules for lending this machine.
@@ -126,6 +129,9 @@ pub struct Policy {
     pub storage_quota: u64,
     /// Where that data lives; `None`: the data dir.
     pub storage_dir: Option<PathBuf>,
+    /// Pause when the file system holding that data has less free space than this (bytes):
+    /// the owner's disk never fills because of naac, whatever a guest writes.
+    pub min_free_disk: u64,
     /// If not empty, only these peer or user ids may use the machine.
     pub allow: Vec<String>,
     /// These peer or user ids may never use it; wins over `allow`.
@@ -154,6 +160,7 @@ impl Default for Policy {
             max_task_memory: None,
             storage_quota: DEFAULT_STORAGE_QUOTA,
             storage_dir: None,
+            min_free_disk: DEFAULT_MIN_FREE_DISK,
             allow: Vec::new(),
             deny: Vec::new(),
             min_battery_percent: 20,
@@ -234,6 +241,8 @@ pub struct Facts {
     pub battery_percent: Option<u8>,
     /// Bytes of tasks' data on disk.
     pub storage_used: u64,
+    /// Free bytes on the file system holding tasks' data; `None`: unknown.
+    pub disk_free: Option<u64>,
     /// `Some(None)`: paused by the owner until resumed; `Some(Some(t))`: until `t`.
     pub manual_pause: Option<Option<Timestamp>>,
 }
@@ -288,6 +297,10 @@ pub enum PauseReason {
         used: u64,
         quota: u64,
     },
+    DiskLow {
+        free: u64,
+        floor: u64,
+    },
 }
 
 impl fmt::Display for PauseReason {
@@ -323,6 +336,12 @@ impl fmt::Display for PauseReason {
                 "storage quota full ({} of {})",
                 format_size(*used),
                 format_size(*quota)
+            ),
+            PauseReason::DiskLow { free, floor } => write!(
+                f,
+                "disk nearly full ({} free < {})",
+                format_size(*free),
+                format_size(*floor)
             ),
         }
     }
@@ -436,6 +455,9 @@ impl Policy {
                 "storage_quota" => {
                     p.storage_quota = cx.size(value, k, "storage_quota = \"10GiB\"")?
                 }
+                "min_free_disk" => {
+                    p.min_free_disk = cx.size(value, k, "min_free_disk = \"1GiB\"")?
+                }
                 "storage_dir" => {
                     let dir = cx.string(value, k, "storage_dir = \"/srv/naac\"")?;
                     if !Path::new(dir).is_absolute() {
@@ -543,6 +565,14 @@ impl Policy {
                 quota: self.storage_quota,
             });
         }
+        if let Some(free) = facts.disk_free
+            && free < self.min_free_disk
+        {
+            reasons.push(PauseReason::DiskLow {
+                free,
+                floor: self.min_free_disk,
+            });
+        }
         Decision {
             accept: reasons.is_empty(),
             reasons,
@@ -583,6 +613,7 @@ impl Policy {
             max_task_memory,
             storage_quota,
             storage_dir,
+            min_free_disk,
             allow,
             deny,
             min_battery_percent,
@@ -605,7 +636,7 @@ impl Policy {
             None => "the system's zone".to_string(),
         };
         // (key, value or None when not set, comment)
-        let lines: [(&str, Option<String>, String); 16] = [
+        let lines: [(&str, Option<String>, String); 17] = [
             (
                 "max_slots",
                 max_slots.map(|n| n.to_string()),
@@ -670,6 +701,11 @@ impl Policy {
                     "where tasks' data lives",
                     "tasks' data lives in the data dir",
                 ),
+            ),
+            (
+                "min_free_disk",
+                Some(size_value(*min_free_disk).to_string()),
+                "pause when its disk has less free".into(),
             ),
             (
                 "allow",
@@ -936,7 +972,7 @@ fn typed_value(key: &str, v: &str) -> Result<toml_edit::Value, (String, String)>
             parse_duration(v).map_err(|e| (e, hint()))?;
             Ok(v.into())
         }
-        "max_task_memory" | "storage_quota" => {
+        "max_task_memory" | "storage_quota" | "min_free_disk" => {
             parse_size(v).map_err(|e| (e, hint()))?;
             Ok(v.into())
         }
@@ -964,6 +1000,7 @@ fn example(key: &str) -> &'static str {
         "pause_grace" => "\"2m\"",
         "max_task_memory" => "\"2GiB\"",
         "storage_quota" => "\"10GiB\"",
+        "min_free_disk" => "\"1GiB\"",
         _ => "",
     }
 }

@@ -90,8 +90,13 @@ pub async fn main(cmd: Cmd) -> anyhow::Result<ExitCode> {
             };
             let power =
                 naac_node::device::probe_power(std::path::Path::new("/sys/class/power_supply"));
-            let storage = naac_node::owner::dir_size(&home.work(), 100_000)
+            let work = match &policy.storage_dir {
+                Some(d) => d.join("work"),
+                None => home.work(),
+            };
+            let storage = naac_node::owner::dir_size(&work, 100_000)
                 + naac_node::owner::dir_size(&home.module_cache(), 100_000);
+            let disk = naac_node::device::probe_disk(&work);
             let now = jiff::Timestamp::now();
             // Owner activity is watched by the running node; here it is taken as away.
             let facts = Facts {
@@ -100,6 +105,7 @@ pub async fn main(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 on_ac: power.on_ac,
                 battery_percent: power.battery_percent,
                 storage_used: storage,
+                disk_free: (disk.total > 0).then_some(disk.free),
                 manual_pause: naac_node::owner::manual_pause(&home.pause_file()),
             };
             let d = policy.evaluate(&facts);

@@ -445,6 +445,58 @@ fn pool_finds_the_hosts_the_market_knows_with_their_asks_and_reputation() {
 }
 
 #[test]
+fn a_host_whose_disk_is_nearly_full_takes_no_work() {
+    let s = Scratch::new();
+    // No disk here has a petabyte free: the floor is always under water.
+    let full = Host::start(
+        &s,
+        "full",
+        1,
+        &format!("{OPEN}min_free_disk = \"1000TiB\"\n"),
+    );
+    let ok = Host::start(&s, "ok", 1, OPEN);
+    wait_until("the full host to pause", Duration::from_secs(20), || {
+        let v = pool(&s, &[&full]);
+        v["hosts"].as_array().is_some_and(|h| {
+            h.iter().any(|h| {
+                h["state"]["paused"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with("disk nearly full ("))
+            })
+        })
+    });
+    let job = s.job(
+        "roomy",
+        "testkit/testkit.wasm",
+        "args = [\"print\", \"{i}\"]\n[sweep]\ni = { from = 0, to = 20 }\n",
+    );
+    let (out, v) = s.run(
+        &job,
+        &[
+            "--no-pay",
+            "--no-mdns",
+            "--join",
+            &full.addr,
+            "--join",
+            &ok.addr,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let used: Vec<&str> = v["providers"]
+        .as_array()
+        .expect("providers")
+        .iter()
+        .filter(|p| p["tasks"].as_u64() > Some(0))
+        .filter_map(|p| p["peer_id"].as_str())
+        .collect();
+    assert_eq!(used, [ok.peer_id().as_str()], "{v:#}");
+    // `naac policy check` on that host says so too.
+    let out = full.naac(&["policy", "check"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("disk nearly full"), "{text}");
+}
+
+#[test]
 fn policy_commands_validate_and_keep_comments() {
     let s = Scratch::new();
     let home = s.home();

@@ -607,6 +607,7 @@ fn to_toml_round_trips() {
         max_task_memory: Some(1536 << 20),
         storage_quota: 1_000_001,
         storage_dir: Some(PathBuf::from("/srv/naac data/\"quoted\"")),
+        min_free_disk: 7,
         allow: vec![peer('A'), peer('B')],
         deny: vec![peer('C')],
         min_battery_percent: 0,
@@ -1036,6 +1037,7 @@ fn idle_facts() -> Facts {
         on_ac: Some(true),
         battery_percent: None,
         storage_used: 0,
+        disk_free: None,
         manual_pause: None,
     }
 }
@@ -1257,6 +1259,37 @@ fn evaluate_storage_quota() {
 }
 
 #[test]
+fn evaluate_disk_nearly_full() {
+    let p = Policy::default();
+    let low = Facts {
+        disk_free: Some((1 << 30) - 1),
+        ..idle_facts()
+    };
+    let r = reasons(&p, &low);
+    assert_eq!(
+        r,
+        [PauseReason::DiskLow {
+            free: (1 << 30) - 1,
+            floor: 1 << 30
+        }]
+    );
+    assert!(
+        r[0].to_string().starts_with("disk nearly full ("),
+        "{}",
+        r[0]
+    );
+    let enough = Facts {
+        disk_free: Some(1 << 30),
+        ..idle_facts()
+    };
+    assert!(p.evaluate(&enough).accept);
+    let p = Policy::parse(Path::new("policy.toml"), "min_free_disk = \"10GiB\"\n").expect("parse");
+    assert_eq!(p.min_free_disk, 10 << 30);
+    assert!(!p.evaluate(&enough).accept);
+    assert!(Policy::parse(Path::new("policy.toml"), "min_free_disk = 0\n").is_err());
+}
+
+#[test]
 fn evaluate_lists_every_reason_in_order() {
     let p = windows("[[windows]]\ndays = \"sat,sun\"\naction = \"deny\"\n");
     let f = Facts {
@@ -1265,6 +1298,7 @@ fn evaluate_lists_every_reason_in_order() {
         on_ac: Some(false),
         battery_percent: Some(5),
         storage_used: 11 << 30,
+        disk_free: Some(100 << 20),
         manual_pause: Some(None),
     };
     let d = p.evaluate(&f);
@@ -1279,6 +1313,7 @@ fn evaluate_lists_every_reason_in_order() {
             "on battery",
             "battery 5% < 20%",
             "storage quota full (11 GiB of 10 GiB)",
+            "disk nearly full (100 MiB free < 1 GiB)",
         ]
     );
     assert_eq!(d.host_state(), HostState::Paused(text.join(", ")),);
