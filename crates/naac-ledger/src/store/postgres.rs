@@ -75,6 +75,24 @@ pub struct PgStore {
     /// The connection string as given (it may hold a password: never shown), to reconnect.
     conninfo: String,
     stmts: Statements,
+    /// The last operation lost the connection (the client may not have noticed yet).
+    broken: bool,
+}
+
+/// Whether `e` means the connection is gone: closed, a socket error, a connection exception
+/// (class 08) or the server shutting it down (57P01-57P03, e.g. a restart or
+/// `pg_terminate_backend`).
+fn connection_lost(e: &StoreError) -> bool {
+    let StoreError::Postgres { error, .. } = e else {
+        return false;
+    };
+    let io = std::error::Error::source(error).is_some_and(|s| s.is::<std::io::Error>());
+    error.is_closed()
+        || io
+        || error.code().is_some_and(|c| {
+            let c = c.code();
+            c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03")
+        })
 }
 
 impl PgStore {
@@ -94,15 +112,26 @@ impl PgStore {
             at,
             conninfo: conninfo.to_string(),
             stmts,
+            broken: false,
         })
     }
 
     /// Connects again if the connection was lost.
     fn live(&mut self) -> Result<(), StoreError> {
-        if self.client.is_closed() {
+        if self.broken || self.client.is_closed() {
             *self = PgStore::connect(&self.conninfo)?;
         }
         Ok(())
+    }
+
+    /// Notes an operation's outcome: a lost connection is made again before the next one.
+    fn noting<T>(&mut self, r: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(e) = &r
+            && connection_lost(e)
+        {
+            self.broken = true;
+        }
+        r
     }
 
     /// Runs a read, once more on a new connection if the connection dropped under it.
@@ -111,10 +140,12 @@ impl PgStore {
         read: impl Fn(&mut Self) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         self.live()?;
-        match read(self) {
-            Err(_) if self.client.is_closed() => {
+        let first = read(self);
+        match self.noting(first) {
+            Err(_) if self.broken => {
                 self.live()?;
-                read(self)
+                let again = read(self);
+                self.noting(again)
             }
             r => r,
         }
@@ -126,6 +157,12 @@ impl PgStore {
 
     /// Appends `entries` and stores `cp` in one transaction.
     fn write(&mut self, entries: &[Entry], cp: Option<&Checkpoint>) -> Result<(), StoreError> {
+        self.live()?;
+        let r = self.write_once(entries, cp);
+        self.noting(r)
+    }
+
+    fn write_once(&mut self, entries: &[Entry], cp: Option<&Checkpoint>) -> Result<(), StoreError> {
         if entries.is_empty() && cp.is_none() {
             return Ok(());
         }
@@ -137,7 +174,6 @@ impl PgStore {
             .collect::<Result<Vec<_>, _>>()?;
         let cp = cp.map(EncodedCheckpoint::new).transpose()?;
 
-        self.live()?;
         let at = &self.at;
         let err = |e| pg_error(at, e);
         let stmts = &self.stmts;
