@@ -965,7 +965,7 @@ fn append_rate(h: &Harness) {
 }
 
 // ---------------------------------------------------------------------------------------
-// SQLite only
+// PostgreSQL only
 
 /// A PostgreSQL connection the server drops (a restart, a terminated backend) is made
 /// again: the read that hit the drop is retried, later writes go through, nothing is lost.
@@ -996,7 +996,8 @@ fn postgres_reconnects_after_the_server_drops_the_connection() {
             )
             .expect("terminate")
             .len();
-        assert_eq!(n, 1, "one backend of the store");
+        // (A backend terminated a moment ago may still be listed.)
+        assert!(n >= 1, "the store's backend");
     };
     drop_backend();
     assert_eq!(s.len().expect("a read retried on a new connection"), 10);
@@ -1010,6 +1011,9 @@ fn postgres_reconnects_after_the_server_drops_the_connection() {
     s.append(&all[15..]).expect("append");
     assert_eq!(s.read(0, 100).expect("read"), all);
 }
+
+// ---------------------------------------------------------------------------------------
+// SQLite only
 
 #[test]
 fn sqlite_read_only_sees_the_writers_commits() {

@@ -77,16 +77,23 @@ impl BankHandle {
             // The queue is full: wait for room off the runtime threads, a bounded number of
             // callers at a time.
             Err(std_mpsc::TrySendError::Full(msg)) => {
-                let _turn = self
+                let turn = self
                     .waiting
-                    .acquire()
+                    .clone()
+                    .acquire_owned()
                     .await
                     .map_err(|_| "the bank has stopped".to_string())?;
                 let sender = self.tx.clone();
-                tokio::task::spawn_blocking(move || sender.send(msg))
-                    .await
-                    .map_err(|e| format!("bank queue: {e}"))?
-                    .map_err(|_| "the bank has stopped".to_string())?;
+                // The turn goes with the blocking send, so it is held until the send ends
+                // even if this caller gives up waiting.
+                tokio::task::spawn_blocking(move || {
+                    let sent = sender.send(msg);
+                    drop(turn);
+                    sent
+                })
+                .await
+                .map_err(|e| format!("bank queue: {e}"))?
+                .map_err(|_| "the bank has stopped".to_string())?;
             }
         }
         rx.await
@@ -100,6 +107,18 @@ pub type Signer = Box<dyn Fn(&[u8]) -> Vec<u8> + Send>;
 /// Opens the store, replays every entry into the rules (so a corrupt or tampered ledger
 /// stops the bank with the first bad entry named) and starts the bank thread.
 pub fn start(config: BankConfig, key: AccountKey, sign: Signer) -> anyhow::Result<BankHandle> {
+    let url = config.store;
+    let open = move || store::open(&url).with_context(|| format!("open the bank's ledger {url}"));
+    start_on(open, config.grant, key, sign)
+}
+
+/// [`start`] on the store `open` gives (called on the bank's thread).
+fn start_on(
+    open: impl FnOnce() -> anyhow::Result<Box<dyn Store>> + Send + 'static,
+    grant: Credits,
+    key: AccountKey,
+    sign: Signer,
+) -> anyhow::Result<BankHandle> {
     let (tx, rx) = std_mpsc::sync_channel(QUEUE);
     let (ready_tx, ready_rx) = std_mpsc::sync_channel::<anyhow::Result<()>>(1);
     // The store is opened, loaded and used only on the bank's own thread: database clients
@@ -108,9 +127,7 @@ pub fn start(config: BankConfig, key: AccountKey, sign: Signer) -> anyhow::Resul
     std::thread::Builder::new()
         .name("naac-bank".into())
         .spawn(move || {
-            let opened = store::open(&config.store)
-                .with_context(|| format!("open the bank's ledger {}", config.store));
-            let store = match opened {
+            let store = match open() {
                 Ok(s) => s,
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));
@@ -121,8 +138,9 @@ pub fn start(config: BankConfig, key: AccountKey, sign: Signer) -> anyhow::Resul
                 ledger: Ledger::new(key),
                 store,
                 sign,
-                grant: config.grant,
+                grant,
                 key,
+                stale: false,
             };
             if let Err(e) = bank.reload().context("load the bank's ledger") {
                 let _ = ready_tx.send(Err(e));
@@ -155,6 +173,9 @@ struct Bank {
     sign: Signer,
     grant: Credits,
     key: AccountKey,
+    /// A write failed and the ledger could not be read back: the rules in memory may hold
+    /// entries the store does not, so nothing is answered from them until a reload works.
+    stale: bool,
 }
 
 /// What one request in a batch waits for.
@@ -255,6 +276,18 @@ impl Bank {
 
     /// Applies a batch, commits it, answers it.
     fn process(&mut self, batch: Vec<(BankRequest, Reply)>) {
+        if self.stale {
+            match self.reload() {
+                Ok(()) => self.stale = false,
+                Err(e) => {
+                    let why = format!("the bank cannot read its ledger now: {e:#}");
+                    for (_, reply) in batch {
+                        let _ = reply.send(Err(why.clone()));
+                    }
+                    return;
+                }
+            }
+        }
         // Another bank process may share this ledger (two `naac run`s on one data dir, or a
         // bank restarted beside an old one): catch up with what it appended first, and if
         // it appends between our read and our write, the store refuses our batch (the seqs
@@ -282,8 +315,16 @@ impl Bank {
                 Ok(p) => break p,
                 Err(e) => {
                     tracing::warn!("bank: ledger write failed: {e}");
-                    if let Err(e) = self.reload() {
-                        tracing::error!("bank: reloading the ledger failed: {e:#}");
+                    if let Err(re) = self.reload() {
+                        // Applying the batch again on top of entries the store may not have
+                        // would answer from them: refuse it now; the next batch reloads.
+                        tracing::error!("bank: reloading the ledger failed: {re:#}");
+                        self.stale = true;
+                        for (_, reply) in batch {
+                            let _ =
+                                reply.send(Err(format!("the bank could not store the entry: {e}")));
+                        }
+                        return;
                     }
                     if attempt >= 3 {
                         for (_, reply) in batch {
@@ -535,4 +576,146 @@ pub fn start_in_home(
         }
     };
     start_with_keypair(BankConfig { store, grant }, keypair)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use naac_ledger::{Entry, Request, SignedRequest};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A SQLite store that fails every call while `down` (a database server restarting).
+    struct Flaky {
+        inner: Box<dyn Store>,
+        down: Arc<AtomicBool>,
+    }
+
+    impl Flaky {
+        fn check(&self) -> Result<(), store::StoreError> {
+            if self.down.load(Ordering::Relaxed) {
+                return Err(store::StoreError::Url {
+                    url: "flaky".into(),
+                    why: "the server is restarting".into(),
+                });
+            }
+            Ok(())
+        }
+    }
+
+    impl Store for Flaky {
+        fn append(&mut self, entries: &[Entry]) -> Result<(), store::StoreError> {
+            self.check()?;
+            self.inner.append(entries)
+        }
+        fn append_with_checkpoint(
+            &mut self,
+            entries: &[Entry],
+            cp: &Checkpoint,
+        ) -> Result<(), store::StoreError> {
+            self.check()?;
+            self.inner.append_with_checkpoint(entries, cp)
+        }
+        fn len(&mut self) -> Result<u64, store::StoreError> {
+            self.check()?;
+            self.inner.len()
+        }
+        fn read(&mut self, from: u64, limit: usize) -> Result<Vec<Entry>, store::StoreError> {
+            self.check()?;
+            self.inner.read(from, limit)
+        }
+        fn history(
+            &mut self,
+            account: &naac_ledger::Account,
+            before: Option<u64>,
+            limit: usize,
+        ) -> Result<Vec<Entry>, store::StoreError> {
+            self.check()?;
+            self.inner.history(account, before, limit)
+        }
+        fn put_checkpoint(&mut self, cp: &Checkpoint) -> Result<(), store::StoreError> {
+            self.check()?;
+            self.inner.put_checkpoint(cp)
+        }
+        fn latest_checkpoint(&mut self) -> Result<Option<Checkpoint>, store::StoreError> {
+            self.check()?;
+            self.inner.latest_checkpoint()
+        }
+        fn checkpoint(&mut self, size: u64) -> Result<Option<Checkpoint>, store::StoreError> {
+            self.check()?;
+            self.inner.checkpoint(size)
+        }
+        fn describe(&self) -> String {
+            "flaky".into()
+        }
+    }
+
+    fn ed25519() -> (naac_net::Keypair, AccountKey) {
+        let kp = naac_net::Keypair::generate_ed25519();
+        let key = AccountKey(naac_net::ed25519_of_keypair(&kp).unwrap());
+        (kp, key)
+    }
+
+    #[test]
+    fn a_store_that_fails_and_cannot_be_read_back_answers_nothing_from_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let down = Arc::new(AtomicBool::new(false));
+        let (bank_kp, bank_key) = ed25519();
+        let d = down.clone();
+        let open = move || -> anyhow::Result<Box<dyn Store>> {
+            Ok(Box::new(Flaky {
+                inner: Box::new(naac_ledger::store::SqliteStore::open(&path)?),
+                down: d,
+            }))
+        };
+        let sign: Signer = Box::new(move |m| naac_net::sign(&bank_kp, m));
+        let bank = start_on(open, Credits(100_000_000), bank_key, sign).unwrap();
+        let (alice_kp, alice) = ed25519();
+        let (_, bob) = ed25519();
+        let transfer = |nonce: u64| {
+            let req = Request::Transfer {
+                from: alice,
+                to: bob,
+                amount: Credits(10_000_000),
+                nonce,
+            };
+            BankRequest::Submit(vec![SignedRequest::new(alice, &bank_key, &req, |m| {
+                naac_net::sign(&alice_kp, m)
+            })])
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let balance = |who: AccountKey| {
+            rt.block_on(bank.call(BankRequest::Balance { account: who }))
+                .map(|r| match r {
+                    BankResponse::Balance { balance, .. } => balance,
+                    other => panic!("not a balance: {other:?}"),
+                })
+        };
+        let submitted = |req: BankRequest| match rt.block_on(bank.call(req)) {
+            Ok(BankResponse::Submitted(v)) => v.into_iter().all(|r| r.is_ok()),
+            Ok(other) => panic!("not submitted: {other:?}"),
+            Err(_) => false,
+        };
+        // Alice gets her grant and pays Bob 10.
+        assert!(submitted(transfer(1)));
+        assert_eq!(balance(alice), Ok(Credits(90_000_000)));
+        // The database goes away: the next payment fails, and nothing is answered from
+        // memory that the store may not hold.
+        down.store(true, Ordering::Relaxed);
+        assert!(!submitted(transfer(2)));
+        let while_down = balance(alice);
+        assert!(while_down.is_err(), "answered from memory: {while_down:?}");
+        // Back: the failed payment was never made; sent again, it is.
+        down.store(false, Ordering::Relaxed);
+        assert_eq!(balance(alice), Ok(Credits(90_000_000)));
+        assert!(submitted(transfer(2)));
+        assert_eq!(balance(alice), Ok(Credits(80_000_000)));
+        // (Bob signed nothing, so he has no grant.)
+        assert_eq!(balance(bob), Ok(Credits(20_000_000)));
+    }
 }

@@ -589,7 +589,9 @@ pub async fn run(
         last_poll: Instant::now()
             .checked_sub(IDLE_POLICY_POLL)
             .unwrap_or_else(Instant::now),
-        storage_measured: Instant::now(),
+        storage_measured: Instant::now()
+            .checked_sub(STORAGE_MEASURE)
+            .unwrap_or_else(Instant::now),
         storage_measuring: false,
         storage_at: None,
         peers: HashMap::new(),
@@ -1093,10 +1095,15 @@ impl Provider {
                 HostLimits {
                     max_task_memory: pol.max_task_memory,
                     max_task_runtime_ms: pol.max_task_runtime.map(|d| d.as_millis() as u64),
+                    // What tasks may still write: the quota left, and the work disk's free
+                    // space above the owner's floor.
                     storage_free: Some(
-                        pol.storage_quota
-                            .saturating_sub(m.storage_used)
-                            .min(self.resources.disk.free.max(1)),
+                        pol.storage_quota.saturating_sub(m.storage_used).min(
+                            m.disk_free
+                                .unwrap_or(self.resources.disk.free)
+                                .saturating_sub(pol.min_free_disk)
+                                .max(1),
+                        ),
                     ),
                     min_price: pol.min_price,
                     price_multiplier: self.price_multiplier,

@@ -14,7 +14,7 @@
 //! max_task_memory = "2GiB"     # largest memory limit a task may ask for; default: none
 //! storage_quota = "10GiB"      # disk for tasks' data (default "10GiB")
 //! storage_dir = "/srv/naac"    # where that data lives (absolute); default: the data dir
-//! min_free_disk = "1GiB"       # pause when its disk has less free space (default "1GiB")
+//! min_free_disk = "1GiB"       # pause when its disk has less free space (0: never; "1GiB")
 //! allow = ["12D3KooW..."]      # if not empty: only these peers or users
 //! deny = ["12D3KooW..."]       # never these; deny wins over allow
 //! min_battery_percent = 20     # on battery, pause below this charge (0-100; 20)
@@ -129,8 +129,8 @@ pub struct Policy {
     pub storage_quota: u64,
     /// Where that data lives; `None`: the data dir.
     pub storage_dir: Option<PathBuf>,
-    /// Pause when the file system holding that data has less free space than this (bytes):
-    /// the owner's disk never fills because of naac, whatever a guest writes.
+    /// Pause when the file system holding that data has less free space than this (bytes; 0:
+    /// never): the owner's disk does not fill because of naac, whatever a guest writes.
     pub min_free_disk: u64,
     /// If not empty, only these peer or user ids may use the machine.
     pub allow: Vec<String>,
@@ -456,7 +456,7 @@ impl Policy {
                     p.storage_quota = cx.size(value, k, "storage_quota = \"10GiB\"")?
                 }
                 "min_free_disk" => {
-                    p.min_free_disk = cx.size(value, k, "min_free_disk = \"1GiB\"")?
+                    p.min_free_disk = cx.size_or_zero(value, k, "min_free_disk = \"1GiB\"")?
                 }
                 "storage_dir" => {
                     let dir = cx.string(value, k, "storage_dir = \"/srv/naac\"")?;
@@ -705,7 +705,7 @@ impl Policy {
             (
                 "min_free_disk",
                 Some(size_value(*min_free_disk).to_string()),
-                "pause when its disk has less free".into(),
+                "pause when its disk has less free space (0: never)".into(),
             ),
             (
                 "allow",
@@ -1133,6 +1133,19 @@ impl Ctx<'_> {
 
     /// A size string or a number of bytes, more than zero.
     fn size(&self, v: &Val<'_>, field: &str, example: &str) -> Result<u64, PolicyError> {
+        match self.size_or_zero(v, field, example)? {
+            0 => Err(self.err(
+                Some(v.span()),
+                field,
+                "must be more than zero",
+                Some(format!("e.g. {example}")),
+            )),
+            n => Ok(n),
+        }
+    }
+
+    /// A size where 0 is allowed (it turns the limit off).
+    fn size_or_zero(&self, v: &Val<'_>, field: &str, example: &str) -> Result<u64, PolicyError> {
         let parsed = match v.get_ref() {
             DeValue::Integer(i) => u64::from_str_radix(i.as_str(), i.radix())
                 .map_err(|_| format!("{i} is not a number of bytes")),
@@ -1142,11 +1155,7 @@ impl Ctx<'_> {
                 other.type_str()
             )),
         };
-        match parsed {
-            Ok(0) => Err("must be more than zero".to_string()),
-            other => other,
-        }
-        .map_err(|m| self.err(Some(v.span()), field, m, Some(format!("e.g. {example}"))))
+        parsed.map_err(|m| self.err(Some(v.span()), field, m, Some(format!("e.g. {example}"))))
     }
 
     fn peers(&self, v: &Val<'_>, field: &str) -> Result<Vec<String>, PolicyError> {

@@ -1286,7 +1286,13 @@ fn evaluate_disk_nearly_full() {
     let p = Policy::parse(Path::new("policy.toml"), "min_free_disk = \"10GiB\"\n").expect("parse");
     assert_eq!(p.min_free_disk, 10 << 30);
     assert!(!p.evaluate(&enough).accept);
-    assert!(Policy::parse(Path::new("policy.toml"), "min_free_disk = 0\n").is_err());
+    let off = Policy::parse(Path::new("policy.toml"), "min_free_disk = 0\n").expect("parse");
+    let empty = Facts {
+        disk_free: Some(0),
+        ..idle_facts()
+    };
+    assert!(off.evaluate(&empty).accept, "0 turns the floor off");
+    assert!(Policy::parse(Path::new("policy.toml"), "storage_quota = 0\n").is_err());
 }
 
 #[test]
