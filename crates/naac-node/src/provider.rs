@@ -132,7 +132,7 @@ enum Internal {
     Offer,
 }
 
-/// Bytes under the storage dirs, the free space of the disk holding the first, and when
+/// Bytes under the storage dirs, the least free space of the disks holding them, and when
 /// the walk that counted them began.
 #[derive(Clone, Copy, Debug)]
 struct StorageUse {
@@ -147,14 +147,12 @@ impl StorageUse {
         let at = Instant::now();
         let bytes = dirs.iter().map(|d| owner::dir_size(d, 100_000)).sum();
         let free = dirs
-            .first()
+            .iter()
             .map(|d| crate::device::probe_disk(d))
-            .filter(|d| d.total > 0);
-        StorageUse {
-            bytes,
-            free: free.map(|d| d.free),
-            at,
-        }
+            .filter(|d| d.total > 0)
+            .map(|d| d.free)
+            .min();
+        StorageUse { bytes, free, at }
     }
 }
 

@@ -129,8 +129,9 @@ pub struct Policy {
     pub storage_quota: u64,
     /// Where that data lives; `None`: the data dir.
     pub storage_dir: Option<PathBuf>,
-    /// Pause when the file system holding that data has less free space than this (bytes; 0:
-    /// never): the owner's disk does not fill because of naac, whatever a guest writes.
+    /// Pause when a file system holding that data (task scratch, module cache) has less free
+    /// space than this (bytes; 0: never): the owner's disk does not fill because of naac,
+    /// whatever a guest writes.
     pub min_free_disk: u64,
     /// If not empty, only these peer or user ids may use the machine.
     pub allow: Vec<String>,

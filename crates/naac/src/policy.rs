@@ -96,7 +96,12 @@ pub async fn main(cmd: Cmd) -> anyhow::Result<ExitCode> {
             };
             let storage = naac_node::owner::dir_size(&work, 100_000)
                 + naac_node::owner::dir_size(&home.module_cache(), 100_000);
-            let disk = naac_node::device::probe_disk(&work);
+            let free = [&work, &home.module_cache()]
+                .into_iter()
+                .map(|d| naac_node::device::probe_disk(d))
+                .filter(|d| d.total > 0)
+                .map(|d| d.free)
+                .min();
             let now = jiff::Timestamp::now();
             // Owner activity is watched by the running node; here it is taken as away.
             let facts = Facts {
@@ -105,7 +110,7 @@ pub async fn main(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 on_ac: power.on_ac,
                 battery_percent: power.battery_percent,
                 storage_used: storage,
-                disk_free: (disk.total > 0).then_some(disk.free),
+                disk_free: free,
                 manual_pause: naac_node::owner::manual_pause(&home.pause_file()),
             };
             let d = policy.evaluate(&facts);
