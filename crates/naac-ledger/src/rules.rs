@@ -204,6 +204,24 @@ enum Plan {
     Append(Box<Entry>, Change),
 }
 
+impl Plan {
+    /// An idempotency key met before (entry `seq`, authorized by message `before`): the same
+    /// signed message again is a duplicate of that entry; another message under the same key
+    /// is refused with `conflict`.
+    fn again(
+        before: &Hash,
+        seq: u64,
+        msg: &Hash,
+        conflict: LedgerError,
+    ) -> Result<Plan, LedgerError> {
+        if before == msg {
+            Ok(Plan::Duplicate(seq))
+        } else {
+            Err(conflict)
+        }
+    }
+}
+
 /// The ledger's state and rules; no IO. Feed it requests ([`Ledger::apply`]) or stored
 /// entries ([`Ledger::replay`]); persist the entries it returns.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -553,11 +571,8 @@ impl Ledger {
                     return Err(LedgerError::NotBank);
                 }
                 if let Some(before) = self.grants.get(&to) {
-                    return if before.msg == seen.msg {
-                        Ok(Plan::Duplicate(before.seq))
-                    } else {
-                        Err(LedgerError::AlreadyGranted(to))
-                    };
+                    let conflict = LedgerError::AlreadyGranted(to);
+                    return Plan::again(&before.msg, before.seq, &seen.msg, conflict);
                 }
                 if amount.0 == 0 {
                     return Err(LedgerError::ZeroAmount);
@@ -594,11 +609,8 @@ impl Ledger {
                     return Err(not_payer(from));
                 }
                 if let Some(before) = self.transfers.get(&(from, nonce)) {
-                    return if before.msg == seen.msg {
-                        Ok(Plan::Duplicate(before.seq))
-                    } else {
-                        Err(LedgerError::NonceReused { from, nonce })
-                    };
+                    let conflict = LedgerError::NonceReused { from, nonce };
+                    return Plan::again(&before.msg, before.seq, &seen.msg, conflict);
                 }
                 if from == to {
                     return Err(LedgerError::SelfTransfer);
@@ -639,11 +651,8 @@ impl Ledger {
                     return Err(not_payer(payer));
                 }
                 if let Some(slot) = self.escrows.get(&job) {
-                    return if slot.open_msg == seen.msg {
-                        Ok(Plan::Duplicate(slot.open_seq))
-                    } else {
-                        Err(LedgerError::EscrowExists(job))
-                    };
+                    let conflict = LedgerError::EscrowExists(job);
+                    return Plan::again(&slot.open_msg, slot.open_seq, &seen.msg, conflict);
                 }
                 if amount.0 == 0 {
                     return Err(LedgerError::ZeroAmount);
