@@ -10,6 +10,7 @@ mod market;
 mod node;
 mod policy;
 mod pool;
+mod reach;
 mod reputation;
 mod run;
 mod wallet;

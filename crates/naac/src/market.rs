@@ -2,7 +2,7 @@
 //! has free — heard on the market's gossip topic, with providers found through the DHT.
 
 use naac_market::{OfferBook, SignedOffer};
-use naac_net::{Event, Multiaddr};
+use naac_net::Event;
 use naac_types::units::format_size;
 use serde_json::json;
 use std::process::ExitCode;
@@ -10,12 +10,8 @@ use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Reach the pool through this host (repeatable), e.g. /ip4/192.168.1.5/tcp/4001/p2p/12D3K...
-    #[arg(long, value_name = "MULTIADDR")]
-    join: Vec<Multiaddr>,
-    /// Do not discover hosts on the local network (mDNS)
-    #[arg(long)]
-    no_mdns: bool,
+    #[command(flatten)]
+    reach: crate::reach::Reach,
     /// How long to listen for offers (providers renew theirs every 10 s, and send one to a
     /// newcomer about a second after it connects)
     #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = crate::run::parse_duration)]
@@ -29,16 +25,7 @@ pub struct Args {
 const MAX_OFFERS: usize = 4096;
 
 pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
-    let (client, mut events) = naac_net::start(
-        naac_net::Keypair::generate_ed25519(),
-        naac_net::Config {
-            listen: vec!["/ip4/0.0.0.0/tcp/0".parse().expect("valid multiaddr")],
-            join: a.join.clone(),
-            mdns: !a.no_mdns,
-            ..naac_net::Config::default()
-        },
-    )
-    .await?;
+    let (client, mut events) = a.reach.start().await?;
     let class = naac_market::commodity_class();
     // Offers arrive by gossip; providers we were not told about are found in the DHT once
     // the first peers are known, and dialled.

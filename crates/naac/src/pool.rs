@@ -2,7 +2,6 @@
 //! to the market), its resources, free slots, policy state, asking price, latency from here
 //! and what this machine's requester has learned of it, and the totals.
 
-use naac_net::Multiaddr;
 use naac_node::Home;
 use naac_node::reputation::{Record, Reputation};
 use naac_node::survey::Seen;
@@ -13,12 +12,8 @@ use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Reach the pool through this host (repeatable), e.g. /ip4/192.168.1.5/tcp/4001/p2p/12D3K...
-    #[arg(long, value_name = "MULTIADDR")]
-    join: Vec<Multiaddr>,
-    /// Do not discover hosts on the local network (mDNS)
-    #[arg(long)]
-    no_mdns: bool,
+    #[command(flatten)]
+    reach: crate::reach::Reach,
     /// How long to listen for hosts (those the market knows are looked up and dialled in the
     /// first half)
     #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = crate::run::parse_duration)]
@@ -32,16 +27,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
     let home = Home::from_env()?;
     home.ensure()?;
     let user = crate::run::user_key(&home)?;
-    let (client, mut events) = naac_net::start(
-        naac_net::Keypair::generate_ed25519(),
-        naac_net::Config {
-            listen: vec!["/ip4/0.0.0.0/tcp/0".parse().expect("valid multiaddr")],
-            join: a.join.clone(),
-            mdns: !a.no_mdns,
-            ..naac_net::Config::default()
-        },
-    )
-    .await?;
+    let (client, mut events) = a.reach.start().await?;
     let seen = naac_node::survey::survey(&client, &mut events, Some(&user), a.wait).await;
     let totals = Totals::of(&seen);
     let records = records(&home, &seen);

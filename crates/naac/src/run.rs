@@ -697,16 +697,7 @@ async fn explain(a: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let user = user_key(&home)?;
-    let (client, mut events) = naac_net::start(
-        naac_net::Keypair::generate_ed25519(),
-        naac_net::Config {
-            listen: vec!["/ip4/0.0.0.0/tcp/0".parse().expect("valid multiaddr")],
-            join: a.join.clone(),
-            mdns: a.mdns_on(),
-            ..naac_net::Config::default()
-        },
-    )
-    .await?;
+    let (client, mut events) = crate::reach::looking_node(&a.join, a.mdns_on()).await?;
     let seen = naac_node::survey::survey(&client, &mut events, Some(&user), SURVEY_WAIT).await;
     // What the hosts say, plus what this machine's requester learned of them: a provider
     // whose results were rejected here is not used.
