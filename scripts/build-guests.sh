@@ -32,8 +32,21 @@ esac
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 cd "$root"
 
-if ! rustup target list --installed | grep -qx "$TARGET"; then
-    rustup target add "$TARGET"
+# A machine's own toolchain may lack the guest target, and a new machine cannot download it.
+# NAAC_NO_GUEST_TARGET=1 simulates that (to test CI on such a machine without uninstalling).
+have_target() {
+    [[ -z ${NAAC_NO_GUEST_TARGET:-} ]] && rustup target list --installed 2>/dev/null | grep -qx "$TARGET"
+}
+if ! have_target; then
+    if $check; then
+        # The committed modules stay the source of truth; they are checked where the target is.
+        echo "skipped: the $TARGET target is not installed here (it cannot be downloaded on a new machine); the committed guest modules are used as they are"
+        exit 0
+    fi
+    if [[ -n ${NAAC_NO_GUEST_TARGET:-} ]] || ! rustup target add "$TARGET"; then
+        echo "error: the $TARGET target is not installed and could not be added; install it with 'rustup target add $TARGET' where a toolchain download is possible" >&2
+        exit 1
+    fi
 fi
 
 target_dir="${NAAC_GUEST_TARGET_DIR:-$HOME/.cache/naac-guest-target}"
