@@ -36,13 +36,13 @@
 //! varying fastest. Task `i` is computed on demand ([`Job::task`]), so a sweep of millions
 //! costs no memory.
 
+use crate::diag::{FileError, FileKind, Source, did_you_mean, file_error, suggest};
 use crate::units::{parse_duration, parse_size};
 use crate::verify::{MAX_REPLICAS, VerifyPolicy};
 use crate::{ContentId, Limits};
 use indexmap::IndexMap;
 use serde::Deserialize;
 use std::fmt;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
@@ -58,32 +58,7 @@ pub const DEFAULT_STRAGGLER_FACTOR: f64 = 3.0;
 pub const MIN_CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// A job file that could not be used, with where and what to do about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobError {
-    pub file: PathBuf,
-    /// 1-based line in the job file, when the problem has a place.
-    pub line: Option<usize>,
-    /// The offending field, e.g. `limits.memory` or `args[1]`.
-    pub field: Option<String>,
-    pub message: String,
-    /// What to do about it.
-    pub hint: Option<String>,
-}
-
-impl fmt::Display for JobError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "job file {}", self.file.display())?;
-        if let Some(line) = self.line {
-            write!(f, ": line {line}")?;
-        }
-        if let Some(field) = &self.field {
-            write!(f, ": {field}")?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-impl std::error::Error for JobError {}
+pub type JobError = FileError;
 
 /// One value a sweep key takes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -386,63 +361,28 @@ const VERIFY_KEYS: &[&str] = &[
 const LIMIT_KEYS: &[&str] = &["fuel", "memory", "timeout"];
 const REDUCE_KEYS: &[&str] = &["module", "args"];
 
-/// Suggests the candidate closest to `word`, if any is close enough.
-pub fn did_you_mean<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
-    candidates
-        .map(|c| (strsim::damerau_levenshtein(word, c), c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 3) && *d < c.len().max(word.len()))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
-}
-
-struct Ctx<'a> {
-    file: &'a Path,
-    src: &'a str,
-}
-
-impl Ctx<'_> {
-    fn err(
-        &self,
-        span: Option<Range<usize>>,
-        field: impl Into<Option<String>>,
-        message: impl Into<String>,
-        hint: Option<String>,
-    ) -> JobError {
-        JobError {
-            file: self.file.to_path_buf(),
-            line: span.map(|s| line_of(self.src, s.start)),
-            field: field.into(),
-            message: message.into(),
-            hint,
-        }
-    }
-}
-
-fn line_of(src: &str, offset: usize) -> usize {
-    src.as_bytes()[..offset.min(src.len())]
-        .iter()
-        .filter(|b| **b == b'\n')
-        .count()
-        + 1
-}
-
 impl Job {
     /// Reads and validates a job file. Checks that the module exists and looks like
     /// WebAssembly; full validation (compilation) is the sandbox's job.
     pub fn load(path: &Path) -> Result<Job, JobError> {
-        let src = std::fs::read_to_string(path).map_err(|e| JobError {
-            file: path.to_path_buf(),
-            line: None,
-            field: None,
-            message: format!("cannot read: {e}"),
-            hint: Some("check the path; job files are TOML, e.g. examples/pi/job.toml".into()),
+        let src = std::fs::read_to_string(path).map_err(|e| {
+            file_error(
+                FileKind::Job,
+                path,
+                format!("cannot read: {e}"),
+                Some("check the path; job files are TOML, e.g. examples/pi/job.toml".into()),
+            )
         })?;
         Self::parse(path, &src)
     }
 
     /// Parses job file text; `path` locates relative module and input paths.
     pub fn parse(path: &Path, src: &str) -> Result<Job, JobError> {
-        let cx = Ctx { file: path, src };
+        let cx = Source {
+            kind: FileKind::Job,
+            file: path,
+            src,
+        };
         let raw: RawJob = toml::from_str(src).map_err(|e| toml_error(&cx, &e))?;
         let dir = path
             .parent()
@@ -689,12 +629,14 @@ impl Job {
             let rel = t.render(&values);
             let p = dir.join(&rel);
             if !p.is_file() {
-                return Err(JobError {
-                    file: self.file.clone(),
-                    line: None,
+                return Err(FileError {
                     field: Some(field),
-                    message: format!("task {index}: input file {} does not exist", p.display()),
-                    hint: Some("paths are relative to the job file's directory".into()),
+                    ..file_error(
+                        FileKind::Job,
+                        &self.file,
+                        format!("task {index}: input file {} does not exist", p.display()),
+                        Some("paths are relative to the job file's directory".into()),
+                    )
                 });
             }
             Ok(p)
@@ -748,7 +690,7 @@ impl Job {
     }
 }
 
-fn toml_error(cx: &Ctx<'_>, e: &toml::de::Error) -> JobError {
+fn toml_error(cx: &Source<'_>, e: &toml::de::Error) -> JobError {
     let msg = e.message().trim().to_string();
     // serde's message for deny_unknown_fields: "unknown field `x`, expected one of `a`, `b`"
     if let Some(rest) = msg.strip_prefix("unknown field `")
@@ -766,11 +708,7 @@ fn toml_error(cx: &Ctx<'_>, e: &toml::de::Error) -> JobError {
         } else {
             TOP_KEYS
         };
-        let hint = match did_you_mean(key, candidates.iter().copied()) {
-            Some(k) => format!("did you mean \"{k}\"?"),
-            None => format!("known keys here: {}", candidates.join(", ")),
-        };
-        return cx.err(e.span(), None, format!("unknown key \"{key}\""), Some(hint));
+        return cx.unknown_key(e.span(), None, key, candidates, "known keys here");
     }
     if let Some(rest) = msg.strip_prefix("missing field `") {
         let key = rest.split('`').next().unwrap_or(rest);
@@ -787,7 +725,7 @@ fn toml_error(cx: &Ctx<'_>, e: &toml::de::Error) -> JobError {
 }
 
 fn sweep_axis(
-    cx: &Ctx<'_>,
+    cx: &Source<'_>,
     field: &str,
     value: Spanned<toml::Value>,
 ) -> Result<SweepAxis, JobError> {
@@ -835,13 +773,11 @@ fn sweep_axis(
             };
             for k in t.keys() {
                 if !["from", "to", "step"].contains(&k.as_str()) {
-                    let hint = did_you_mean(k, ["from", "to", "step"].into_iter())
-                        .map(|s| format!("did you mean \"{s}\"?"));
                     return Err(cx.err(
                         Some(span.clone()),
                         field.to_string(),
                         format!("unknown key \"{k}\" in range"),
-                        hint.or_else(shape_hint),
+                        suggest(k, &["from", "to", "step"]).or_else(shape_hint),
                     ));
                 }
             }
@@ -876,7 +812,7 @@ fn sweep_axis(
     }
 }
 
-fn budget(cx: &Ctx<'_>, raw: Option<RawBudget>) -> Result<Budget, JobError> {
+fn budget(cx: &Source<'_>, raw: Option<RawBudget>) -> Result<Budget, JobError> {
     let mut b = Budget::default();
     let Some(raw) = raw else { return Ok(b) };
     let amount = |v: &Spanned<toml::Value>, key: &str, example: &str| {
@@ -904,7 +840,7 @@ fn budget(cx: &Ctx<'_>, raw: Option<RawBudget>) -> Result<Budget, JobError> {
     Ok(b)
 }
 
-fn limits(cx: &Ctx<'_>, raw: Option<RawLimits>) -> Result<Limits, JobError> {
+fn limits(cx: &Source<'_>, raw: Option<RawLimits>) -> Result<Limits, JobError> {
     let mut l = Limits::default();
     let Some(raw) = raw else { return Ok(l) };
     if let Some(f) = raw.fuel {
@@ -973,7 +909,7 @@ fn limits(cx: &Ctx<'_>, raw: Option<RawLimits>) -> Result<Limits, JobError> {
 }
 
 /// A TOML integer or float as `f64`.
-fn number(cx: &Ctx<'_>, v: &Spanned<toml::Value>, field: &str) -> Result<f64, JobError> {
+fn number(cx: &Source<'_>, v: &Spanned<toml::Value>, field: &str) -> Result<f64, JobError> {
     match v.get_ref() {
         toml::Value::Integer(n) => Ok(*n as f64),
         toml::Value::Float(f) if f.is_finite() => Ok(*f),
@@ -986,7 +922,7 @@ fn number(cx: &Ctx<'_>, v: &Spanned<toml::Value>, field: &str) -> Result<f64, Jo
     }
 }
 
-fn verify(cx: &Ctx<'_>, dir: &Path, raw: Option<RawVerify>) -> Result<VerifyPolicy, JobError> {
+fn verify(cx: &Source<'_>, dir: &Path, raw: Option<RawVerify>) -> Result<VerifyPolicy, JobError> {
     let mut p = VerifyPolicy::default();
     let Some(raw) = raw else { return Ok(p) };
     let count = |v: &Spanned<i64>, field: &str, lo: i64, hi: i64| -> Result<u32, JobError> {
@@ -1075,7 +1011,7 @@ fn verify(cx: &Ctx<'_>, dir: &Path, raw: Option<RawVerify>) -> Result<VerifyPoli
 }
 
 fn check_module(
-    cx: &Ctx<'_>,
+    cx: &Source<'_>,
     dir: &Path,
     m: &Spanned<String>,
     field: &str,

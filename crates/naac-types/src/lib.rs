@@ -2,6 +2,7 @@
 //! and the job file (`job.toml`) with its parser and sweep expansion. No IO beyond reading
 //! the job file itself, no async, no network.
 
+pub mod diag;
 pub mod host;
 mod ids;
 pub mod job;

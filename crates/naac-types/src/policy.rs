@@ -55,13 +55,12 @@
 //! [`Policy::evaluate`] turns the policy and the current facts (idle time, power, storage)
 //! into a [`Decision`]: accept work now, or the reasons not to.
 
+use crate::diag::{FileError, FileKind, Source, file_error};
 use crate::host::HostState;
-use crate::job::did_you_mean;
 use crate::units::{format_size, parse_duration, parse_size};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use std::fmt;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
@@ -349,32 +348,7 @@ impl fmt::Display for PauseReason {
 }
 
 /// A policy file that could not be used, with where and what to do about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PolicyError {
-    pub file: PathBuf,
-    /// 1-based line in the policy file, when the problem has a place.
-    pub line: Option<usize>,
-    /// The offending key, e.g. `max_cpu_percent`, `allow[1]` or `windows[2].from`.
-    pub field: Option<String>,
-    pub message: String,
-    /// What to do about it.
-    pub hint: Option<String>,
-}
-
-impl fmt::Display for PolicyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "policy file {}", self.file.display())?;
-        if let Some(line) = self.line {
-            write!(f, ": line {line}")?;
-        }
-        if let Some(field) = &self.field {
-            write!(f, ": {field}")?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-impl std::error::Error for PolicyError {}
+pub type PolicyError = FileError;
 
 impl Policy {
     /// Reads the policy file; a file that does not exist means the defaults.
@@ -382,21 +356,22 @@ impl Policy {
         match std::fs::read_to_string(path) {
             Ok(src) => Self::parse(path, &src),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Policy::default()),
-            Err(e) => Err(PolicyError {
-                file: path.to_path_buf(),
-                line: None,
-                field: None,
-                message: format!("cannot read: {e}"),
-                hint: Some(
-                    "check the file's permissions; without the file the defaults apply".into(),
-                ),
-            }),
+            Err(e) => Err(file_error(
+                FileKind::Policy,
+                path,
+                format!("cannot read: {e}"),
+                Some("check the file's permissions; without the file the defaults apply".into()),
+            )),
         }
     }
 
     /// Parses policy file text; `path` only names the file in errors.
     pub fn parse(path: &Path, src: &str) -> Result<Policy, PolicyError> {
-        let cx = Ctx { file: path, src };
+        let cx = Ctx(Source {
+            kind: FileKind::Policy,
+            file: path,
+            src,
+        });
         let doc = DeTable::parse(src).map_err(|e| {
             cx.err(
                 e.span(),
@@ -486,18 +461,7 @@ impl Policy {
                     p.min_price = cx.int(value, k, 0, i64::MAX, "min_price = 10")? as u64
                 }
                 "pause_grace" => p.pause_grace = cx.duration(value, k, "pause_grace = \"2m\"")?,
-                _ => {
-                    let hint = match did_you_mean(k, KEYS.iter().copied()) {
-                        Some(s) => format!("did you mean \"{s}\"?"),
-                        None => format!("known keys: {}", KEYS.join(", ")),
-                    };
-                    return Err(cx.err(
-                        Some(key.span()),
-                        None,
-                        format!("unknown key \"{k}\""),
-                        Some(hint),
-                    ));
-                }
+                _ => return Err(cx.unknown_key(Some(key.span()), None, k, KEYS, "known keys")),
             }
         }
         Ok(p)
@@ -878,45 +842,36 @@ impl Policy {
 /// layout. Returns the new text, which has passed [`Policy::parse`]; `path` only names the
 /// file in errors.
 pub fn set_key(src: &str, path: &Path, key: &str, value: &str) -> Result<String, PolicyError> {
-    let err = |line: Option<usize>, message: String, hint: Option<String>| PolicyError {
-        file: path.to_path_buf(),
-        line,
-        field: Some(key.to_string()),
-        message,
-        hint,
+    let cx = Source {
+        kind: FileKind::Policy,
+        file: path,
+        src,
     };
     if key == "windows" {
-        return Err(err(
+        return Err(cx.err(
             None,
-            "windows cannot be set from the command line".into(),
+            key,
+            "windows cannot be set from the command line",
             Some("edit the file: naac policy show --path".into()),
         ));
     }
     if !KEYS.contains(&key) {
-        let hint = match did_you_mean(key, KEYS.iter().copied()) {
-            Some(s) => format!("did you mean \"{s}\"?"),
-            None => format!("known keys: {}", KEYS.join(", ")),
-        };
-        return Err(PolicyError {
-            field: None,
-            ..err(None, format!("unknown key \"{key}\""), Some(hint))
-        });
+        return Err(cx.unknown_key(None, None, key, KEYS, "known keys"));
     }
-    let mut doc: toml_edit::DocumentMut =
-        src.parse().map_err(|e: toml_edit::TomlError| PolicyError {
-            field: None,
-            ..err(
-                e.span().map(|s| line_of(src, s.start)),
-                e.message().trim().to_string(),
-                Some("fix the file first: naac policy show --path".into()),
-            )
-        })?;
+    let mut doc: toml_edit::DocumentMut = src.parse().map_err(|e: toml_edit::TomlError| {
+        cx.err(
+            e.span(),
+            None,
+            e.message().trim(),
+            Some("fix the file first: naac policy show --path".into()),
+        )
+    })?;
     let v = value.trim();
     let table = doc.as_table_mut();
     if v.is_empty() || v.eq_ignore_ascii_case("none") {
         table.remove(key);
     } else {
-        let new = typed_value(key, v).map_err(|(m, h)| err(None, m, Some(h)))?;
+        let new = typed_value(key, v).map_err(|(m, h)| cx.err(None, key, m, Some(h)))?;
         match table.get_mut(key) {
             Some(toml_edit::Item::Value(old)) => {
                 // Keep the old value's surroundings (e.g. a trailing comment).
@@ -1006,30 +961,20 @@ fn example(key: &str) -> &'static str {
     }
 }
 
-struct Ctx<'a> {
-    file: &'a Path,
-    src: &'a str,
+/// A policy file being read: its [`Source`] and readers for each kind of value.
+struct Ctx<'a>(Source<'a>);
+
+impl<'a> std::ops::Deref for Ctx<'a> {
+    type Target = Source<'a>;
+
+    fn deref(&self) -> &Source<'a> {
+        &self.0
+    }
 }
 
 type Val<'i> = Spanned<DeValue<'i>>;
 
 impl Ctx<'_> {
-    fn err<'f>(
-        &self,
-        span: Option<Range<usize>>,
-        field: impl Into<Option<&'f str>>,
-        message: impl Into<String>,
-        hint: Option<String>,
-    ) -> PolicyError {
-        PolicyError {
-            file: self.file.to_path_buf(),
-            line: span.map(|s| line_of(self.src, s.start)),
-            field: field.into().map(str::to_string),
-            message: message.into(),
-            hint,
-        }
-    }
-
     fn int(
         &self,
         v: &Val<'_>,
@@ -1257,15 +1202,12 @@ impl Ctx<'_> {
                 "action" => &mut action,
                 "price" => &mut price,
                 other => {
-                    let hint = match did_you_mean(other, WINDOW_KEYS.iter().copied()) {
-                        Some(s) => format!("did you mean \"{s}\"?"),
-                        None => format!("a window's keys are: {}", WINDOW_KEYS.join(", ")),
-                    };
-                    return Err(self.err(
+                    return Err(self.unknown_key(
                         Some(k.span()),
                         field.as_str(),
-                        format!("unknown key \"{other}\""),
-                        Some(hint),
+                        other,
+                        WINDOW_KEYS,
+                        "a window's keys are",
                     ));
                 }
             };
@@ -1429,14 +1371,6 @@ fn number_text(v: &Val<'_>) -> String {
         DeValue::Float(f) => f.to_string(),
         other => other.type_str().to_string(),
     }
-}
-
-fn line_of(src: &str, offset: usize) -> usize {
-    src.as_bytes()[..offset.min(src.len())]
-        .iter()
-        .filter(|b| **b == b'\n')
-        .count()
-        + 1
 }
 
 fn looks_like_peer_id(s: &str) -> bool {
