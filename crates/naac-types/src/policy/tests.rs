@@ -1,4 +1,10 @@
+//! Unit tests of the policy file: parsing and its errors, `set_key`, `to_toml` round trips,
+//! `evaluate` and the time windows in civil time.
+
+use super::text::{format_days, parse_days, parse_time};
 use super::*;
+use crate::units::parse_duration;
+use std::path::Path;
 
 fn path() -> &'static Path {
     Path::new("/home/mary/.naac/policy.toml")
