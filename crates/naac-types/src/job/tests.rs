@@ -1,3 +1,6 @@
+//! Unit tests of the job file: parsing and its errors, sweep expansion and templates, tasks
+//! and their input files.
+
 use super::*;
 use std::fs;
 
