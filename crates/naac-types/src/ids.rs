@@ -1,3 +1,6 @@
+//! Identifiers: [`ContentId`] (a blob named by its BLAKE3 hash), [`JobId`] (one submitted
+//! job) and lowercase [`hex`].
+
 use serde::{Deserialize, Serialize};
 use std::fmt;
 

@@ -1,6 +1,7 @@
 //! Plain data shared by every naac crate: content ids, job ids, task limits and outcomes,
-//! and the job file (`job.toml`) with its parser and sweep expansion. No IO beyond reading
-//! the job file itself, no async, no network.
+//! the job file (`job.toml`) with its parser and sweep expansion, and the owner's policy
+//! file, both reporting errors through [`diag`]. No IO beyond reading those files, no
+//! async, no network.
 
 pub mod diag;
 pub mod host;

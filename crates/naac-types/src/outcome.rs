@@ -1,3 +1,6 @@
+//! A task's run: its resource [`Limits`], how one attempt ended ([`Outcome`]) and why a
+//! task failed for good ([`FailureKind`]).
+
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
