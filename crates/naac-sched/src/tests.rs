@@ -1,4 +1,5 @@
 use super::*;
+use std::collections::HashSet;
 
 /// Drains commands and keeps what each provider holds, like the requester would.
 struct Harness {
