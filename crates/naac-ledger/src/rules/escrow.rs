@@ -1,0 +1,228 @@
+//! The rules of a job's escrow: opening it, settling a provider's result from it (at the
+//! auction's price) and refunding what is left.
+
+use super::asks::check_asks;
+use super::plan::{Change, Draft, Plan, Sigs};
+use super::{EscrowSlot, EscrowState, Ledger, LedgerError, blake, short};
+use crate::entry::{Account, AccountKey, Entry, Kind};
+use crate::request::SignedRecord;
+use naac_market::{SignedAsk, verify_ed25519};
+use naac_types::{Credits, JobId, Price, ResultRecord};
+
+impl Ledger {
+    /// Opens the escrow of `job`, funded by `payer`'s wallet.
+    // The request's fields, as `plan` destructures them.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn plan_open_escrow(
+        &self,
+        d: &Draft,
+        job: JobId,
+        payer: AccountKey,
+        amount: Credits,
+        max_price: Price,
+        fuel_limit: u64,
+        expires_ms: u64,
+    ) -> Result<Plan, LedgerError> {
+        if d.signer != payer {
+            return Err(d.not_payer(payer));
+        }
+        if let Some(slot) = self.escrows.get(&job) {
+            let conflict = LedgerError::EscrowExists(job);
+            return Plan::again(&slot.open_msg, slot.open_seq, &d.seen.msg, conflict);
+        }
+        if amount.0 == 0 {
+            return Err(LedgerError::ZeroAmount);
+        }
+        let payer_balance = self.debited(&payer, amount.0, Some(job))?;
+        let slot = EscrowSlot {
+            state: EscrowState {
+                payer,
+                opened: amount,
+                left: amount,
+                paid: Credits::ZERO,
+                max_price,
+                fuel_limit,
+                expires_ms,
+                closed: false,
+                settled: 0,
+            },
+            open_seq: d.seen.seq,
+            open_msg: d.seen.msg,
+            close_seq: None,
+        };
+        Plan::append(
+            Entry {
+                job: Some(job),
+                ..d.entry(
+                    Kind::Escrow,
+                    Account::User(payer),
+                    Account::Escrow(job),
+                    amount.0,
+                    format!("job {}, at most {max_price} per giga-fuel", job.short()),
+                )
+            },
+            Change::Open {
+                payer,
+                payer_balance,
+                job,
+                slot,
+            },
+        )
+    }
+
+    /// Pays `provider` from the escrow of `job` for one signed result record, at the price
+    /// the auction's asks justify.
+    // The request's fields, as `plan` destructures them.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn plan_settle(
+        &self,
+        d: &Draft,
+        job: JobId,
+        provider: AccountKey,
+        record: SignedRecord,
+        price: Price,
+        winner: SignedAsk,
+        second: Option<SignedAsk>,
+    ) -> Result<Plan, LedgerError> {
+        let slot = self
+            .escrows
+            .get(&job)
+            .ok_or(LedgerError::NoSuchEscrow(job))?;
+        let esc = &slot.state;
+        if d.signer != esc.payer {
+            return Err(d.not_payer(esc.payer));
+        }
+        let parsed = parse_record(&record, job)?;
+        let record_hash = blake(&record.bytes);
+        if let Some(seq) = self.settled.get(&record_hash) {
+            return Ok(Plan::Duplicate(*seq));
+        }
+        if esc.closed {
+            return Err(LedgerError::EscrowClosed(job));
+        }
+        if d.sigs == Sigs::Check && !verify_ed25519(&provider.0, &record.bytes, &record.sig) {
+            return Err(LedgerError::BadRecord(format!(
+                "record is not signed by the provider {}",
+                short(&provider)
+            )));
+        }
+        check_asks(
+            job,
+            &provider,
+            price,
+            esc.max_price,
+            &winner,
+            second.as_ref(),
+            (d.sigs == Sigs::Check).then_some(&self.asks_checked),
+        )?;
+        if parsed.fuel_used > esc.fuel_limit {
+            return Err(LedgerError::BadRecord(format!(
+                "record claims {} fuel, above the job's limit of {}",
+                parsed.fuel_used, esc.fuel_limit
+            )));
+        }
+        let need = price.cost(parsed.fuel_used);
+        let left = esc
+            .left
+            .checked_sub(need)
+            .ok_or(LedgerError::EscrowExhausted {
+                need,
+                left: esc.left,
+            })?;
+        let escrow = EscrowState {
+            left,
+            paid: esc.paid.checked_add(need).ok_or(LedgerError::Overflow)?,
+            settled: esc.settled.checked_add(1).ok_or(LedgerError::Overflow)?,
+            ..esc.clone()
+        };
+        let provider_balance = self.credited(&provider, need.0)?;
+        Plan::append(
+            Entry {
+                job: Some(job),
+                task: Some(parsed.task),
+                record: Some(record_hash),
+                ..d.entry(
+                    Kind::Settle,
+                    Account::Escrow(job),
+                    Account::User(provider),
+                    need.0,
+                    format!(
+                        "job {} task {} attempt {}: {} fuel at {price} per giga-fuel",
+                        job.short(),
+                        parsed.task,
+                        parsed.attempt,
+                        parsed.fuel_used
+                    ),
+                )
+            },
+            Change::Settle {
+                job,
+                escrow,
+                provider,
+                provider_balance,
+                record: record_hash,
+            },
+        )
+    }
+
+    /// Closes the escrow of `job` and returns what is left to its payer.
+    pub(super) fn plan_refund(&self, d: &Draft, job: JobId) -> Result<Plan, LedgerError> {
+        let slot = self
+            .escrows
+            .get(&job)
+            .ok_or(LedgerError::NoSuchEscrow(job))?;
+        let esc = &slot.state;
+        let by_payer = d.signer == esc.payer;
+        let expired_by_bank = d.signer == self.bank && d.now_ms >= esc.expires_ms;
+        if !(by_payer || expired_by_bank) {
+            return Err(d.not_payer(esc.payer));
+        }
+        if let Some(seq) = slot.close_seq {
+            return Ok(Plan::Duplicate(seq));
+        }
+        let payer = esc.payer;
+        let payer_balance = self.credited(&payer, esc.left.0)?;
+        let escrow = EscrowState {
+            left: Credits::ZERO,
+            closed: true,
+            ..esc.clone()
+        };
+        let why = if by_payer { "refund" } else { "expired" };
+        Plan::append(
+            Entry {
+                job: Some(job),
+                ..d.entry(
+                    Kind::Refund,
+                    Account::Escrow(job),
+                    Account::User(payer),
+                    esc.left.0,
+                    format!("job {} {why}", job.short()),
+                )
+            },
+            Change::Refund {
+                job,
+                escrow,
+                payer,
+                payer_balance,
+            },
+        )
+    }
+}
+
+/// Reads a settled record and checks it is for `job`.
+fn parse_record(record: &SignedRecord, job: JobId) -> Result<ResultRecord, LedgerError> {
+    let parsed = ResultRecord::from_signing_bytes(&record.bytes).ok_or_else(|| {
+        LedgerError::BadRecord(format!(
+            "{} bytes are not a signed result record",
+            record.bytes.len()
+        ))
+    })?;
+    if parsed.job != job {
+        return Err(LedgerError::BadRecord(format!(
+            "record is for job {}, not job {}",
+            parsed.job.short(),
+            job.short()
+        )));
+    }
+    Ok(parsed)
+}

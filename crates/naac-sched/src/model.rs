@@ -1,0 +1,132 @@
+//! The scheduler's state for one task (its runs and votes) and for one provider (slots,
+//! groups, lease, trust), and what the caller says about a provider when it joins.
+
+use crate::{Attempt, Millis, TaskId};
+use naac_types::ContentId;
+use std::collections::{HashSet, VecDeque};
+
+/// Where a task stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Status {
+    Open,
+    Accepted { verified: bool },
+    Failed,
+}
+
+/// One copy of a task on one provider: the `(attempt, provider)` lease of a task that is
+/// out right now. (Not a whole job's run: a task may have several of these at once.)
+#[derive(Clone, Debug)]
+pub(crate) struct Run<P> {
+    pub(crate) provider: P,
+    pub(crate) attempt: Attempt,
+    /// When it was assigned.
+    pub(crate) since: Millis,
+    /// A spare copy of a straggler, not a replica the policy asked for.
+    pub(crate) speculative: bool,
+}
+
+/// One task of the job: its status, the copies out and the votes in.
+#[derive(Clone, Debug)]
+pub(crate) struct Task<P> {
+    pub(crate) status: Status,
+    pub(crate) runs: Vec<Run<P>>,
+    pub(crate) votes: Vec<(P, ContentId)>,
+    /// Votes wanted before judging.
+    pub(crate) need: u32,
+    pub(crate) quorum: u32,
+    /// Attempts started so far.
+    pub(crate) attempts: u32,
+    /// Failed or lost runs.
+    pub(crate) failures: u32,
+    /// The provider of the last failed or lost run, avoided on retry when possible.
+    pub(crate) avoid: Option<P>,
+    /// In the waiting queue.
+    pub(crate) queued: bool,
+    /// Replication was decided by a trust sample (adaptive) and may be revised.
+    pub(crate) sampled: bool,
+}
+
+impl<P> Task<P> {
+    pub(crate) fn new() -> Self {
+        Self {
+            status: Status::Open,
+            runs: Vec::new(),
+            votes: Vec::new(),
+            need: 1,
+            quorum: 1,
+            attempts: 0,
+            failures: 0,
+            avoid: None,
+            queued: false,
+            sampled: false,
+        }
+    }
+
+    /// More copies wanted right now.
+    pub(crate) fn wanted(&self) -> u32 {
+        if self.status != Status::Open {
+            return 0;
+        }
+        self.need
+            .saturating_sub(self.votes.len() as u32 + self.runs.len() as u32)
+    }
+
+    /// Copies must be on independent providers.
+    pub(crate) fn independent(&self) -> bool {
+        self.need > 1 || !self.votes.is_empty()
+    }
+}
+
+/// A provider present in the job.
+#[derive(Clone, Debug)]
+pub(crate) struct Provider {
+    pub(crate) slots: u32,
+    /// Owner and network labels; copies of a task never share one.
+    pub(crate) groups: Vec<String>,
+    /// Tasks it has a run of (one run per task per provider).
+    pub(crate) assigned: HashSet<TaskId>,
+    pub(crate) lease_deadline: Millis,
+    /// Its lease lapsed: no new work until it renews.
+    pub(crate) lapsed: bool,
+    /// Its owner's policy stopped it taking work (or this job does not fit it): it keeps
+    /// what it holds but gets nothing new.
+    pub(crate) paused: bool,
+    /// Verified results in a row (for adaptive replication).
+    pub(crate) streak: u32,
+    /// Recent tasks accepted on its word alone, oldest first.
+    pub(crate) unchecked: VecDeque<TaskId>,
+}
+
+/// What is kept of a provider that left: enough to keep copies apart from its votes, and
+/// to hold it to account (its streak and unchecked results) if it comes back.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Departed {
+    pub(crate) groups: Vec<String>,
+    pub(crate) streak: u32,
+    pub(crate) unchecked: VecDeque<TaskId>,
+}
+
+/// What the scheduler knows about a provider when it joins.
+#[derive(Clone, Debug, Default)]
+pub struct ProviderInfo {
+    /// Parallel slots it offers.
+    pub slots: u32,
+    /// Labels such as `owner:alice` or `net:203.0.113.0/24`; copies of one task go to
+    /// providers that share none.
+    pub groups: Vec<String>,
+    /// Verified results in a row so far (from the reputation store).
+    pub streak: u32,
+    /// It may not take new work yet (see [`Scheduler::set_paused`]).
+    ///
+    /// [`Scheduler::set_paused`]: crate::Scheduler::set_paused
+    pub paused: bool,
+}
+
+impl ProviderInfo {
+    pub fn slots(slots: u32) -> Self {
+        Self {
+            slots,
+            ..Self::default()
+        }
+    }
+}
