@@ -5,6 +5,7 @@
 
 pub mod bank;
 pub mod device;
+pub mod escrow;
 pub mod explain;
 pub mod home;
 pub mod logind;

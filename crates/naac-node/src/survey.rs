@@ -2,7 +2,8 @@
 //! the LAN, plus the providers the market knows: their gossiped offers and the DHT's
 //! provider records), greet each and collect what it says about itself (`Welcome` with its
 //! status), its asking price and the round-trip time to it. Used by `naac pool` and `naac
-//! run --explain`; [`discover`] is shared with `naac run` and `naac market`.
+//! run --explain`; [`discover`] and the offer listener [`Market`] are shared with `naac run`
+//! and `naac market`.
 
 use naac_market::{OfferBook, SignedOffer};
 use naac_net::{Client, Event, Keypair, Multiaddr, PeerId};
@@ -47,6 +48,104 @@ pub async fn discover(client: &Client, delay: Duration, within: Duration) -> any
     subscribed
         .map(|_| ())
         .map_err(|e| anyhow::anyhow!("subscribe to the market's offers: {e:#}"))
+}
+
+/// What the market says, as heard on its gossip topic: a bounded book of live offers, and
+/// the providers dialled because of them. One listener for `naac run`, `naac pool` and
+/// `naac market`.
+pub struct Market {
+    book: OfferBook,
+    dialled: HashSet<PeerId>,
+    max: usize,
+}
+
+impl Market {
+    /// Keeps at most `max` offers and dials at most `max` providers.
+    pub fn new(max: usize) -> Self {
+        Self {
+            book: OfferBook::new(max),
+            dialled: HashSet::new(),
+            max,
+        }
+    }
+
+    /// Takes what arrived on `topic`. When it is a fresh offer (signed, live, newer than
+    /// the one kept) from a provider not dialled before, and `want` says so, returns where
+    /// to dial it (its `Hello` follows on connection).
+    pub fn heard(
+        &mut self,
+        topic: &str,
+        data: &[u8],
+        want: impl FnOnce(&PeerId, &naac_market::Offer) -> bool,
+    ) -> Option<(PeerId, Multiaddr)> {
+        let offer = offer_of(topic, data)?;
+        let now = unix_ms();
+        self.book.expire(now);
+        let o = offer.offer.clone();
+        let contact = offer_contact(&offer);
+        match self.book.insert(offer, now) {
+            Ok(naac_market::Inserted::Stale) => return None,
+            Err(e) => {
+                tracing::debug!("offer dropped: {e}");
+                return None;
+            }
+            Ok(_) => {}
+        }
+        let (peer, addr) = contact?;
+        if self.dialled.len() >= self.max || self.dialled.contains(&peer) || !want(&peer, &o) {
+            return None;
+        }
+        self.dialled.insert(peer);
+        Some((peer, addr))
+    }
+
+    /// The live offers of this node's commodity class.
+    pub fn live(&self) -> Vec<&SignedOffer> {
+        self.book.live(naac_market::commodity_class(), unix_ms())
+    }
+
+    /// Each live offer's asking price, by provider.
+    pub fn asks(&self) -> HashMap<PeerId, Price> {
+        self.live()
+            .into_iter()
+            .filter_map(|o| Some((naac_net::peer_of_ed25519(&o.offer.provider)?, o.offer.price)))
+            .collect()
+    }
+}
+
+/// Dials a provider the market named, in the background.
+pub fn dial(client: &Client, peer: PeerId, addr: Multiaddr) {
+    tracing::debug!("dialling {peer}, found on the market at {addr}");
+    let client = client.clone();
+    tokio::spawn(async move {
+        if let Err(e) = client.dial(addr).await {
+            tracing::debug!("dial {peer}: {e:#}");
+        }
+    });
+}
+
+/// Listens for offers for `wait` (answering requests with a refusal: this node only looks)
+/// and returns what the market said.
+pub async fn listen(client: &Client, events: &mut mpsc::Receiver<Event>, wait: Duration) -> Market {
+    let mut market = Market::new(MAX_DIALS);
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => break,
+            ev = events.recv() => match ev {
+                Some(Event::Gossip { topic, data, .. }) => {
+                    market.heard(&topic, &data, |_, _| false);
+                }
+                Some(Event::Request { channel, .. }) => {
+                    let body = ResponseBody::Refused("this node is only looking".into());
+                    client.respond(channel, Response::new(body)).await;
+                }
+                Some(_) => {}
+                None => break,
+            },
+        }
+    }
+    market
 }
 
 /// A gossiped market offer, if `data` on `topic` is a valid one.
@@ -110,8 +209,7 @@ pub async fn survey(
     let deadline = tokio::time::Instant::now() + wait;
     let (tx, mut rx) = mpsc::channel::<(PeerId, Welcome)>(256);
     let mut seen: HashMap<PeerId, Welcome> = HashMap::new();
-    let mut offers = OfferBook::new(MAX_DIALS);
-    let mut dialled: HashSet<PeerId> = HashSet::new();
+    let mut market = Market::new(MAX_DIALS);
     let hello = hello(client, user_key);
     if let Err(e) = discover(client, Duration::from_millis(300), wait / 2).await {
         tracing::warn!("{e:#}");
@@ -132,25 +230,10 @@ pub async fn survey(
                 }
                 Some(Event::Gossip { topic, data, .. }) => {
                     // A provider the market knows: dial it (its Hello follows on connection).
-                    let Some(o) = offer_of(&topic, &data) else { continue };
-                    let contact = offer_contact(&o);
-                    // Only offers the book takes (signed, live, newer) lead to a dial.
-                    let fresh = matches!(
-                        offers.insert(o, unix_ms()),
-                        Ok(naac_market::Inserted::New | naac_market::Inserted::Renewed)
-                    );
-                    if fresh
-                        && let Some((peer, addr)) = contact
-                        && dialled.len() < MAX_DIALS
-                        && !seen.contains_key(&peer)
-                        && dialled.insert(peer)
+                    if let Some((peer, addr)) =
+                        market.heard(&topic, &data, |peer, _| !seen.contains_key(peer))
                     {
-                        let client = client.clone();
-                        tokio::spawn(async move {
-                            if let Err(e) = client.dial(addr).await {
-                                tracing::debug!("dial {peer}: {e:#}");
-                            }
-                        });
+                        dial(client, peer, addr);
                     }
                 }
                 Some(Event::Request { peer, request, channel }) => {
@@ -175,11 +258,7 @@ pub async fn survey(
         }
     }
     let rtts: HashMap<PeerId, Duration> = client.rtts().await.into_iter().collect();
-    let asks: HashMap<PeerId, Price> = offers
-        .live(naac_market::commodity_class(), unix_ms())
-        .into_iter()
-        .filter_map(|o| Some((naac_net::peer_of_ed25519(&o.offer.provider)?, o.offer.price)))
-        .collect();
+    let asks = market.asks();
     let mut out: Vec<Seen> = seen
         .into_iter()
         .map(|(peer, welcome)| Seen {

@@ -1,3 +1,6 @@
+//! Tests of the scheduler: placement, leases, retries, reconciliation, pauses and random
+//! event interleavings against its invariants (verification tests are in `tests/verify.rs`).
+
 use super::*;
 use std::collections::HashSet;
 

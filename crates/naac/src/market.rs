@@ -1,12 +1,11 @@
 //! `naac market`: the live offers in view — what each provider asks per giga-fuel and what it
 //! has free — heard on the market's gossip topic, with providers found through the DHT.
 
-use naac_market::{OfferBook, SignedOffer};
-use naac_net::Event;
+use naac_market::SignedOffer;
 use naac_types::units::format_size;
 use serde_json::json;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -21,42 +20,14 @@ pub struct Args {
     json: bool,
 }
 
-/// Most offers kept.
-const MAX_OFFERS: usize = 4096;
-
 pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
     let (client, mut events) = a.reach.start().await?;
-    let class = naac_market::commodity_class();
     // Offers arrive by gossip; providers we were not told about are found in the DHT once
     // the first peers are known, and dialled.
     naac_node::survey::discover(&client, Duration::from_millis(300), a.wait / 2).await?;
-    let mut book = OfferBook::new(MAX_OFFERS);
-    let deadline = Instant::now() + a.wait;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        match tokio::time::timeout(left, events.recv()).await {
-            Err(_) | Ok(None) => break,
-            Ok(Some(Event::Gossip { topic, data, .. })) => {
-                if let Some(o) = naac_node::survey::offer_of(&topic, &data)
-                    && let Err(e) = book.insert(o, naac_node::survey::unix_ms())
-                {
-                    tracing::debug!("offer dropped: {e}");
-                }
-            }
-            Ok(Some(Event::Request { channel, .. })) => {
-                let body = naac_proto::ResponseBody::Refused("this node is only looking".into());
-                client
-                    .respond(channel, naac_proto::Response::new(body))
-                    .await;
-            }
-            Ok(Some(_)) => {}
-        }
-    }
+    let market = naac_node::survey::listen(&client, &mut events, a.wait).await;
     let now = naac_node::survey::unix_ms();
-    let offers = book.live(class, now);
+    let offers = market.live();
     let peer = |o: &SignedOffer| {
         naac_net::peer_of_ed25519(&o.offer.provider)
             .map(|p| p.to_string())

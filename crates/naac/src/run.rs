@@ -214,17 +214,8 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
     let payment = match bank {
         None => None,
         Some(bank) => {
-            let amount = naac_node::pay::escrow_for(&prepared.job, total);
-            match naac_node::pay::open_escrow(
-                bank,
-                &user,
-                prepared.id,
-                amount,
-                prepared.job.budget.max_price,
-                prepared.job.limits.fuel,
-                prepared.job.budget.max_cost,
-            )
-            .await
+            match naac_node::escrow::open(&out_dir, bank, &user, &prepared.job, prepared.id, total)
+                .await
             {
                 Ok(escrow) => Some(requester::Payment {
                     escrow,
@@ -248,9 +239,6 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
             }
         }
     };
-    if let Some(p) = &payment {
-        note_escrow(&out_dir, &p.escrow, true);
-    }
     let escrow = payment.as_ref().map(|p| p.escrow.clone());
     let user_for_reclaim = user.clone();
     if let Some(p) = &payment
@@ -342,15 +330,16 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
     bar.abort();
     let _ = bar.await;
     if let Some(e) = &escrow {
-        match &result {
-            // Paid and refunded: nothing to reclaim.
-            Ok(f) if f.summary.cost.as_ref().is_some_and(|c| !c.open) => {
-                note_escrow(&out_dir, e, false)
-            }
-            // The run failed or left payments unconfirmed: send the logged payments again
-            // and refund the rest now if the bank answers (else the next run into this
-            // directory does).
-            _ => reclaim_escrow(&out_dir, &e.bank, &user_for_reclaim).await,
+        // Paid and refunded: nothing to reclaim; else the logged payments are sent again
+        // and the rest refunded now if the bank answers (or by the next run into the dir).
+        let settled = matches!(&result, Ok(f) if f.summary.cost.as_ref().is_some_and(|c| !c.open));
+        if let Some((job, c)) =
+            naac_node::escrow::close(&out_dir, e, &user_for_reclaim, settled).await
+        {
+            eprintln!(
+                "naac: refunded {c} credits left in the escrow of an interrupted run (job {})",
+                job.short()
+            );
         }
     }
     if let Some(p) = pool {
@@ -542,84 +531,17 @@ fn report(f: &Finished, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What `DIR/escrow.json` says about a run's escrow: open from before the job starts until
-/// the run has paid and refunded, so a run that crashed leaves it open.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct EscrowNote {
-    job: String,
-    bank: String,
-    amount: String,
-    open: bool,
-}
-
-fn note_escrow(out_dir: &std::path::Path, e: &naac_node::pay::Escrow, open: bool) {
-    let note = EscrowNote {
-        job: e.job.to_hex(),
-        bank: naac_types::hex(&e.bank_key.0),
-        amount: e.amount.to_string(),
-        open,
-    };
-    let write = std::fs::create_dir_all(out_dir)
-        .map_err(anyhow::Error::from)
-        .and_then(|()| naac_node::output::write_json_atomic(&out_dir.join("escrow.json"), &note));
-    if let Err(e) = write {
-        tracing::warn!("could not note the escrow in {}: {e:#}", out_dir.display());
-    }
-}
-
-/// Settles and refunds the escrow an interrupted or failed run into `out_dir` left open:
-/// its logged settlements are sent again, then the rest is refunded (both idempotent).
+/// Reclaims the escrow a crashed run into `out_dir` left open, saying so.
 async fn reclaim_escrow(
     out_dir: &std::path::Path,
     bank: &naac_node::pay::BankConn,
     user: &naac_net::Keypair,
 ) {
-    let Ok(bytes) = std::fs::read(out_dir.join("escrow.json")) else {
-        return;
-    };
-    let Ok(note) = serde_json::from_slice::<EscrowNote>(&bytes) else {
-        return;
-    };
-    if !note.open {
-        return;
-    }
-    let (Some(job), Ok(bank_key), Some(payer)) = (
-        naac_ledger::unhex::<16>(&note.job),
-        bank.key().await,
-        naac_net::ed25519_of_keypair(user),
-    ) else {
-        return;
-    };
-    if naac_types::hex(&bank_key.0) != note.bank {
-        return;
-    }
-    let escrow = naac_node::pay::Escrow {
-        bank: bank.clone(),
-        bank_key,
-        job: naac_types::JobId(job),
-        payer: naac_ledger::AccountKey(payer),
-        amount: naac_types::Credits::ZERO,
-        max_price: naac_types::Price(0),
-        balance_before: naac_types::Credits::ZERO,
-    };
-    // Its verified results are paid first: the settlements it logged are sent again (the
-    // bank ignores those it already has).
-    let log = naac_node::pay::payment_log(out_dir, &escrow.job);
-    if let Err(e) = naac_node::pay::resend_log(bank, &log).await {
-        tracing::warn!(
-            "the interrupted run's payments could not be sent: {e}; its escrow stays open"
+    if let Some((job, c)) = naac_node::escrow::reclaim(out_dir, bank, user).await {
+        eprintln!(
+            "naac: refunded {c} credits left in the escrow of an interrupted run (job {})",
+            job.short()
         );
-        return;
-    }
-    match naac_node::pay::refund(&escrow, user).await {
-        Ok(c) => {
-            eprintln!(
-                "naac: refunded {c} credits left in the escrow of an interrupted run (job {})",
-                escrow.job.short()
-            );
-            note_escrow(out_dir, &escrow, false);
-        }
-        Err(e) => tracing::warn!("the interrupted run's escrow: {e}"),
     }
 }
 

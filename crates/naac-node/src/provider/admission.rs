@@ -1,0 +1,272 @@
+//! Admission: whether a peer's `Hello` and `Assign` may be served here — the node's role,
+//! the owner's allow and deny lists (naming the peer or the user its `Hello` attested), the
+//! owner's minimum price, the task limits, the size of the assignment. A pure function of
+//! the policy and what the peer sent; the shell performs the answer.
+
+use naac_net::PeerId;
+use naac_proto::{Assign, Hello, MAX_TASKS_PER_ASSIGN, UserAttestation};
+use naac_types::Limits;
+use naac_types::policy::Policy;
+use naac_types::units::format_size;
+use std::time::Duration;
+
+/// What admission looks at: the node's role and its owner's policy (`None`: no owner
+/// policy applies, as in embedded pools).
+#[derive(Clone, Copy)]
+pub struct Admission<'a> {
+    pub provide: bool,
+    pub policy: Option<&'a Policy>,
+}
+
+impl Admission<'_> {
+    /// Whether to welcome `peer`: `Ok` with the user its `Hello` proves it works for (if
+    /// any), or `Err(why)`.
+    pub fn hello(&self, peer: &PeerId, hello: &Hello) -> Result<Option<String>, String> {
+        if !self.provide {
+            return Err(NOT_A_PROVIDER.into());
+        }
+        if let Some(pol) = self.policy
+            && pol.min_price > 0
+            && hello.solicit.is_none()
+        {
+            // The owner set a price: no work for requesters that do not pay.
+            return Err(format!(
+                "this host works only for pay (its owner's min_price is {} credits per giga-fuel); run with --bank ADDR",
+                pol.min_price
+            ));
+        }
+        Ok(attested_user(peer, hello))
+    }
+
+    /// Whether `a` from `peer` (which works for `user`, if its `Hello` said so) may run
+    /// here; `Err(why)` refuses it.
+    pub fn assign(&self, peer: &PeerId, user: Option<&str>, a: &Assign) -> Result<(), String> {
+        if !self.provide {
+            return Err(NOT_A_PROVIDER.into());
+        }
+        if a.tasks.len() > MAX_TASKS_PER_ASSIGN {
+            return Err(format!(
+                "{} tasks in one assignment; the limit is {MAX_TASKS_PER_ASSIGN}",
+                a.tasks.len()
+            ));
+        }
+        if let Some(why) = self.denied(peer, user) {
+            return Err(format!("this node's owner does not serve you: {why}"));
+        }
+        if let Some(why) = self.exceeds_limits(&a.limits) {
+            return Err(why);
+        }
+        Ok(())
+    }
+
+    /// Why `peer` (working for `user`) may not use this node at all, if it may not.
+    pub fn denied(&self, peer: &PeerId, user: Option<&str>) -> Option<String> {
+        self.policy?.peer_access(&peer.to_string(), user).err()
+    }
+
+    /// Why tasks with `limits` may not run here, if they may not.
+    pub fn exceeds_limits(&self, limits: &Limits) -> Option<String> {
+        let pol = self.policy?;
+        if let Some(max) = pol.max_task_memory
+            && limits.memory > max
+        {
+            return Some(format!(
+                "task memory {} > its limit {}",
+                format_size(limits.memory),
+                format_size(max)
+            ));
+        }
+        if let Some(max) = pol.max_task_runtime
+            && u128::from(limits.timeout_ms) > max.as_millis()
+        {
+            return Some(format!(
+                "task time limit {:?} > its limit {:?}",
+                Duration::from_millis(limits.timeout_ms),
+                max
+            ));
+        }
+        None
+    }
+}
+
+const NOT_A_PROVIDER: &str = "this node does not run tasks (it is a bank)";
+
+/// The user whose key signed `peer`'s session id in its `Hello`, if the signature holds.
+pub fn attested_user(peer: &PeerId, hello: &Hello) -> Option<String> {
+    let u = hello.user.as_ref()?;
+    let id: PeerId = u.user.parse().ok()?;
+    let bytes = UserAttestation::signing_bytes(&peer.to_bytes());
+    naac_net::verify(&id, &bytes, &u.signature).then(|| u.user.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use naac_net::Keypair;
+    use naac_proto::{Solicit, TaskSpec};
+    use naac_types::{ContentId, JobId, Price};
+    use std::path::Path;
+
+    fn policy(toml: &str) -> Policy {
+        Policy::parse(Path::new("policy.toml"), toml).expect("a valid policy")
+    }
+
+    fn hello(user: Option<(&Keypair, &PeerId)>, paid: bool) -> Hello {
+        Hello {
+            user: user.map(|(key, session)| UserAttestation {
+                user: key.public().to_peer_id().to_string(),
+                signature: naac_net::sign(
+                    key,
+                    &UserAttestation::signing_bytes(&session.to_bytes()),
+                ),
+            }),
+            solicit: paid.then(|| Solicit {
+                job: JobId::derive(&ContentId::of(b"j"), b"1"),
+                max_price: Price(1),
+                fuel: 1,
+            }),
+        }
+    }
+
+    fn assign(tasks: usize, limits: Limits) -> Assign {
+        let spec = TaskSpec {
+            index: 0,
+            attempt: 0,
+            args: Vec::new(),
+            stdin: None,
+            inputs: Vec::new(),
+            seed: ContentId::of(b"s"),
+            resume: None,
+        };
+        Assign {
+            job: JobId::derive(&ContentId::of(b"j"), b"1"),
+            seq: 1,
+            module: ContentId::of(b"m"),
+            argv0: "job".into(),
+            limits,
+            checkpoint_interval_ms: None,
+            tasks: vec![spec; tasks],
+        }
+    }
+
+    #[test]
+    fn a_user_is_attested_only_by_its_own_signature_over_this_session() {
+        let user = Keypair::generate_ed25519();
+        let session = PeerId::random();
+        let h = hello(Some((&user, &session)), false);
+        assert_eq!(
+            attested_user(&session, &h),
+            Some(user.public().to_peer_id().to_string())
+        );
+        // Replayed by another session: not attested.
+        assert_eq!(attested_user(&PeerId::random(), &h), None);
+        // Claims another user's name with its own signature.
+        let mut forged = h.clone();
+        forged.user.as_mut().expect("user").user = Keypair::generate_ed25519()
+            .public()
+            .to_peer_id()
+            .to_string();
+        assert_eq!(attested_user(&session, &forged), None);
+    }
+
+    #[test]
+    fn an_owner_with_a_price_welcomes_only_paying_requesters() {
+        let pol = policy("min_price = 2\n");
+        let a = Admission {
+            provide: true,
+            policy: Some(&pol),
+        };
+        let peer = PeerId::random();
+        let why = a
+            .hello(&peer, &hello(None, false))
+            .expect_err("unpaid refused");
+        assert!(why.contains("works only for pay"), "{why}");
+        assert_eq!(a.hello(&peer, &hello(None, true)), Ok(None));
+        // No policy (an embedded pool): everyone.
+        let open = Admission {
+            provide: true,
+            policy: None,
+        };
+        assert_eq!(open.hello(&peer, &hello(None, false)), Ok(None));
+    }
+
+    #[test]
+    fn a_bank_only_node_runs_nothing() {
+        let a = Admission {
+            provide: false,
+            policy: None,
+        };
+        let peer = PeerId::random();
+        assert_eq!(
+            a.hello(&peer, &hello(None, true)),
+            Err(NOT_A_PROVIDER.into())
+        );
+        assert_eq!(
+            a.assign(&peer, None, &assign(1, Limits::default())),
+            Err(NOT_A_PROVIDER.into())
+        );
+    }
+
+    #[test]
+    fn deny_and_allow_lists_name_peers_or_their_users() {
+        let (bad, good) = (PeerId::random(), PeerId::random());
+        let pol = policy(&format!("deny = [\"{bad}\"]\n"));
+        let a = Admission {
+            provide: true,
+            policy: Some(&pol),
+        };
+        let why = a
+            .assign(&bad, None, &assign(1, Limits::default()))
+            .expect_err("denied");
+        assert!(
+            why.starts_with("this node's owner does not serve you: "),
+            "{why}"
+        );
+        assert_eq!(a.assign(&good, None, &assign(1, Limits::default())), Ok(()));
+        // An allow list naming a user: a session working for that user gets in.
+        let pol = policy(&format!("allow = [\"{good}\"]\n"));
+        let a = Admission {
+            provide: true,
+            policy: Some(&pol),
+        };
+        let session = PeerId::random();
+        assert!(a.denied(&session, None).is_some());
+        assert_eq!(a.denied(&session, Some(&good.to_string())), None);
+    }
+
+    #[test]
+    fn oversized_assignments_and_tasks_over_the_owners_limits_are_refused() {
+        let pol = policy("max_task_memory = \"256MiB\"\nmax_task_runtime = \"1m\"\n");
+        let a = Admission {
+            provide: true,
+            policy: Some(&pol),
+        };
+        let peer = PeerId::random();
+        let small = Limits {
+            memory: 128 << 20,
+            timeout_ms: 30_000,
+            ..Limits::default()
+        };
+        assert_eq!(a.assign(&peer, None, &assign(1, small)), Ok(()));
+        let why = a
+            .assign(&peer, None, &assign(MAX_TASKS_PER_ASSIGN + 1, small))
+            .expect_err("too many");
+        assert!(why.contains("tasks in one assignment"), "{why}");
+        let big = Limits {
+            memory: 512 << 20,
+            ..small
+        };
+        assert_eq!(
+            a.assign(&peer, None, &assign(1, big)),
+            Err("task memory 512 MiB > its limit 256 MiB".into())
+        );
+        let slow = Limits {
+            timeout_ms: 120_000,
+            ..small
+        };
+        assert_eq!(
+            a.assign(&peer, None, &assign(1, slow)),
+            Err("task time limit 120s > its limit 60s".into())
+        );
+    }
+}

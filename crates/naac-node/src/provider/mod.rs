@@ -1,0 +1,83 @@
+//! The provider: runs tasks for any requester that reaches it.
+//!
+//! Inbound `Assign`s are acknowledged at once; each task then waits for its module and input
+//! blobs (fetched once from the requester and checked against their hashes) and for a free
+//! slot, runs in the sandbox on a blocking thread, and its result joins the job's outbox. One
+//! `Report` per job is in flight at a time, so results batch up naturally under load; a
+//! heartbeat report renews the leases of held tasks every [`HEARTBEAT`]. A requester that
+//! disconnects has its tasks cancelled. Nothing a requester or a guest does stops the node.
+//!
+//! Every result is signed with the node's key over its [`naac_types::ResultRecord`] (job,
+//! task, module, inputs, output digest, outcome, fuel). A guest's checkpoints are sent to the
+//! requester as they are taken (one upload per task at a time; a checkpoint taken while the
+//! previous one is still uploading is skipped), and a task assigned with `resume` starts from
+//! one.
+//!
+//! Two testing aids make misbehaviour reproducible: `faulty` returns a wrong output for a
+//! fraction of tasks (still signed: a cheater signs its own lies), and `slowdown` makes the
+//! node hold every result for that many times the task's run time.
+//!
+//! Parts: [`admission`] (may this peer's `Hello` and `Assign` be served: pure), [`runner`]
+//! (blobs, slots, sandbox, signing), [`reports`] (what each job holds and reports: pure),
+//! `control.rs` (the owner's policy, device and storage, status and offers) and `node.rs`
+//! (the shell: [`run`] builds the node's network and sandbox, [`serve`] takes them).
+
+pub mod admission;
+mod control;
+mod node;
+pub mod reports;
+pub mod runner;
+
+pub use node::{Deps, run, serve};
+
+use crate::Home;
+use std::time::Duration;
+
+/// How often a provider renews the leases of the tasks it holds.
+pub const HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// How often the owner's policy and activity are checked while tasks are held (pause latency
+/// is this plus an epoch tick); an idle node checks every second.
+pub const POLICY_POLL: Duration = Duration::from_millis(100);
+
+/// Provider settings.
+#[derive(Clone, Debug)]
+pub struct ProviderConfig {
+    pub home: Home,
+    /// Tasks run at once.
+    pub slots: u32,
+    pub net: naac_net::Config,
+    /// Who runs this node, announced so requesters keep replicas of one task apart.
+    pub owner: Option<String>,
+    /// Testing aid: return a wrong output for this fraction of tasks.
+    pub faulty: Option<f64>,
+    /// Testing aid: hold each result for this many times its run time (1 = normal speed).
+    pub slowdown: f64,
+    /// Obey the owner's policy file and probe the device (off for embedded pools, which run
+    /// their own user's job on their own machine).
+    pub owner_policy: bool,
+    /// Asking price per giga-fuel before the owner's window multiplier; the policy's
+    /// `min_price` is the floor.
+    pub price: naac_types::Price,
+    /// This node is also the pool's bank: bank requests go here.
+    pub bank: Option<crate::bank::BankHandle>,
+    /// Run tasks (a node may be only a bank).
+    pub provide: bool,
+}
+
+impl ProviderConfig {
+    pub fn new(home: Home, slots: u32, net: naac_net::Config) -> Self {
+        Self {
+            home,
+            slots,
+            net,
+            owner: None,
+            faulty: None,
+            slowdown: 1.0,
+            owner_policy: true,
+            price: naac_types::Price(0),
+            bank: None,
+            provide: true,
+        }
+    }
+}

@@ -1,0 +1,610 @@
+//! The provider's IO shell: the node's loop over network events, its own timers and what
+//! spawned work reports back. It asks [`super::admission`] whether to serve a peer, hands
+//! tasks to the [`super::runner`], keeps each job's [`JobState`] and sends what it says, and
+//! leaves the owner's side to `control.rs`.
+
+use super::ProviderConfig;
+use super::admission::Admission;
+use super::control::{IDLE_POLICY_POLL, STATUS_EVERY, STORAGE_MEASURE, StorageUse, same_resources};
+use super::reports::{Held, JobState, Outgoing};
+use super::runner::{AssignInfo, Runner};
+use super::{HEARTBEAT, POLICY_POLL};
+use crate::device::{self, DeviceManager};
+use crate::owner::Monitor;
+use anyhow::Context as _;
+use naac_net::{Client, Event, Keypair, PeerId};
+use naac_proto::{
+    Assign, Request, RequestBody, Response, ResponseBody, TaskResult, VERSION, Welcome,
+};
+use naac_sandbox::{Sandbox, SandboxConfig};
+use naac_types::JobId;
+use naac_types::host::{HostState, Resources};
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// How often memory, disk, power and round-trip times are re-probed.
+const DEVICE_REFRESH: Duration = Duration::from_secs(10);
+
+/// Most peers that get status updates.
+const MAX_STATUS_PEERS: usize = 1024;
+
+/// How often a provider renews its market offer.
+pub(super) const OFFER_INTERVAL: Duration = Duration::from_secs(10);
+
+pub(super) type JobKey = (PeerId, JobId);
+
+pub(super) enum Internal {
+    Done {
+        key: JobKey,
+        result: TaskResult,
+    },
+    /// A report got its answer (or failed); `forget` when the requester disowned the job.
+    ReportSent {
+        key: JobKey,
+        forget: bool,
+    },
+    /// The device manager is ready (first probe done).
+    Device(Box<anyhow::Result<DeviceManager>>),
+    /// A fresh probe, and the bytes under the storage dirs.
+    Resources(Box<Resources>, StorageUse),
+    /// The bytes under the storage dirs (measured more often while tasks run), and how
+    /// long measuring took.
+    Storage(StorageUse, Duration),
+    /// A peer connected a moment ago: let it hear our offer without waiting for the renewal.
+    Offer,
+}
+
+/// What a provider runs on: its network, its sandbox and its owner's monitor. [`run`] makes
+/// them from the config; tests may make their own and call [`serve`].
+pub struct Deps {
+    pub keypair: Keypair,
+    pub client: Client,
+    pub events: mpsc::Receiver<Event>,
+    pub sandbox: Arc<Sandbox>,
+    /// The owner's policy and activity (`None`: no owner policy applies).
+    pub monitor: Option<Monitor>,
+    /// Where tasks' scratch dirs live (measured against the owner's storage quota).
+    pub work_dir: PathBuf,
+}
+
+impl Deps {
+    /// Opens the data dir's owner policy (if the config obeys one), starts the sandbox
+    /// under it and the network with `keypair`.
+    pub async fn start(config: &ProviderConfig, keypair: Keypair) -> anyhow::Result<Self> {
+        config.home.ensure()?;
+        let monitor = if config.owner_policy {
+            Some(Monitor::new(&config.home, cores(), Instant::now())?)
+        } else {
+            None
+        };
+        let work_dir = match monitor
+            .as_ref()
+            .and_then(|m| m.policy().storage_dir.clone())
+        {
+            Some(d) => d.join("work"),
+            None => config.home.work(),
+        };
+        let mut sandbox_config =
+            SandboxConfig::new(work_dir.clone()).with_cache_dir(config.home.module_cache());
+        // Room for every slot plus stragglers still winding down after a cancel.
+        sandbox_config.max_concurrent = config.slots.max(1).saturating_mul(2).max(8);
+        let sandbox = Arc::new(Sandbox::start(sandbox_config).context("start the sandbox")?);
+        let (client, events) = naac_net::start(keypair.clone(), config.net.clone()).await?;
+        Ok(Self {
+            keypair,
+            client,
+            events,
+            sandbox,
+            monitor,
+            work_dir,
+        })
+    }
+}
+
+fn cores() -> u32 {
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1)
+}
+
+/// Runs a provider until `shutdown` resolves. `listening` receives each address the node
+/// listens on (with the peer id appended, ready to share) as it comes up.
+pub async fn run(
+    config: ProviderConfig,
+    keypair: Keypair,
+    listening: Option<mpsc::Sender<naac_net::Multiaddr>>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let deps = Deps::start(&config, keypair).await?;
+    serve(config, deps, listening, shutdown).await
+}
+
+/// Serves tasks over `deps` until `shutdown` resolves.
+pub async fn serve(
+    config: ProviderConfig,
+    deps: Deps,
+    listening: Option<mpsc::Sender<naac_net::Multiaddr>>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let Deps {
+        keypair,
+        client,
+        mut events,
+        sandbox,
+        monitor,
+        work_dir,
+    } = deps;
+    let cores = cores();
+    let (internal_tx, mut internal) = mpsc::channel(1024);
+    let slots = config.slots.max(1);
+    if let Some(f) = config.faulty {
+        tracing::warn!(
+            "testing aid: this node returns wrong outputs for {:.0}% of tasks",
+            f * 100.0
+        );
+    }
+    let allowed = monitor
+        .as_ref()
+        .and_then(|m| m.policy().max_slots)
+        .map_or(slots, |m| m.clamp(1, slots));
+    let runner = Arc::new(Runner::new(
+        client.clone(),
+        keypair,
+        sandbox,
+        allowed,
+        config.faulty,
+        config.slowdown,
+    ));
+    let mut resources = Resources {
+        cpu: device::probe_cpu(),
+        memory: device::probe_memory(),
+        ..Resources::default()
+    };
+    resources.cpu.cores = cores;
+    let mut p = Provider {
+        runner,
+        internal: internal_tx,
+        slots,
+        allowed,
+        owner: config.owner.clone(),
+        jobs: HashMap::new(),
+        state: HostState::Accepting,
+        paused_since: None,
+        price_multiplier: 1.0,
+        resources,
+        device: None,
+        status_seq: 0,
+        last_status: Instant::now(),
+        last_poll: Instant::now()
+            .checked_sub(IDLE_POLICY_POLL)
+            .unwrap_or_else(Instant::now),
+        storage_measured: Instant::now()
+            .checked_sub(STORAGE_MEASURE)
+            .unwrap_or_else(Instant::now),
+        storage_measuring: false,
+        storage_at: None,
+        peers: HashMap::new(),
+        work_dir,
+        cache_dir: config.home.module_cache(),
+        monitor,
+        base_price: config.price,
+        bank: config.bank.clone(),
+        provide: config.provide,
+        addrs: Vec::new(),
+        offer_seq: 0,
+        last_offer: Instant::now(),
+    };
+    if p.provide {
+        // The market: offers on the class's gossip topic, and a provider record under the
+        // class's DHT key so requesters find us in O(log N) hops.
+        let class = naac_market::commodity_class();
+        if let Err(e) = client.subscribe(&naac_market::topic(class)).await {
+            tracing::warn!("market topic: {e:#}");
+        }
+        if let Err(e) = client.start_providing(naac_market::dht_key(class)).await {
+            tracing::warn!("market provider record: {e:#}");
+        }
+    }
+    let mut offer_tick = tokio::time::interval(OFFER_INTERVAL);
+    offer_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    if let Some(m) = &p.monitor {
+        let pol = m.policy();
+        tracing::info!(
+            "policy {} ({}): idle_only {}, max_cpu_percent {}, {} time windows",
+            m.path().display(),
+            if m.path().exists() {
+                "loaded"
+            } else {
+                "not there: defaults"
+            },
+            pol.idle_only,
+            pol.max_cpu_percent,
+            pol.windows.len()
+        );
+        // First probe off the runtime thread (the compute score may need measuring).
+        let home = config.home.clone();
+        let tx = p.internal.clone();
+        tokio::spawn(async move {
+            let dm = tokio::task::spawn_blocking(move || DeviceManager::start(&home))
+                .await
+                .unwrap_or_else(|e| Err(anyhow::anyhow!("device probe panicked: {e}")));
+            let _ = tx.send(Internal::Device(Box::new(dm))).await;
+        });
+        p.poll_policy();
+    }
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut policy_tick = tokio::time::interval(POLICY_POLL);
+    policy_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut refresh_tick = tokio::time::interval(DEVICE_REFRESH);
+    refresh_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    tracing::info!(
+        "provider {} up with {slots} slots ({allowed} allowed by policy)",
+        client.peer_id()
+    );
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            ev = events.recv() => match ev {
+                Some(Event::Listening(addr)) => {
+                    let me = client.peer_id();
+                    let full = addr.clone().with_p2p(me).unwrap_or(addr);
+                    if p.addrs.len() < naac_market::MAX_ADDRS && !p.addrs.contains(&full) {
+                        p.addrs.push(full.clone());
+                    }
+                    if let Some(tx) = &listening {
+                        let _ = tx.try_send(full);
+                    }
+                }
+                Some(ev) => p.on_event(ev).await,
+                None => break,
+            },
+            Some(i) = internal.recv() => p.on_internal(i),
+            _ = heartbeat.tick() => p.heartbeat(),
+            _ = policy_tick.tick(), if p.monitor.is_some() => p.poll_policy(),
+            _ = refresh_tick.tick(), if p.monitor.is_some() => p.refresh_device(),
+            _ = offer_tick.tick(), if p.provide => p.publish_offer(),
+        }
+    }
+    for job in p.jobs.values() {
+        job.cancel_all();
+    }
+    tracing::info!("provider stopped");
+    Ok(())
+}
+
+pub(super) struct Provider {
+    pub(super) runner: Arc<Runner>,
+    pub(super) internal: mpsc::Sender<Internal>,
+    /// Slots the node has, and how many its policy allows now.
+    pub(super) slots: u32,
+    pub(super) allowed: u32,
+    pub(super) owner: Option<String>,
+    pub(super) jobs: HashMap<JobKey, JobState>,
+    /// `None` when no owner policy applies (embedded pools).
+    pub(super) monitor: Option<Monitor>,
+    pub(super) state: HostState,
+    pub(super) paused_since: Option<Instant>,
+    pub(super) price_multiplier: f64,
+    pub(super) resources: Resources,
+    pub(super) device: Option<Arc<Mutex<DeviceManager>>>,
+    pub(super) status_seq: u64,
+    pub(super) last_status: Instant,
+    pub(super) last_poll: Instant,
+    /// When the storage dirs were last measured between device refreshes, and whether a
+    /// measurement is under way.
+    pub(super) storage_measured: Instant,
+    pub(super) storage_measuring: bool,
+    /// When the walk behind the storage use the monitor has began.
+    pub(super) storage_at: Option<Instant>,
+    /// Peers that said Hello (they get status updates), with their attested user.
+    pub(super) peers: HashMap<PeerId, Option<String>>,
+    pub(super) work_dir: std::path::PathBuf,
+    pub(super) cache_dir: std::path::PathBuf,
+    /// Asking price before the window multiplier (the policy's `min_price` is the floor).
+    pub(super) base_price: naac_types::Price,
+    pub(super) bank: Option<crate::bank::BankHandle>,
+    pub(super) provide: bool,
+    /// Where we listen (with our peer id), for offers.
+    pub(super) addrs: Vec<naac_net::Multiaddr>,
+    /// Sequence number of our last offer, and when it went out.
+    pub(super) offer_seq: u64,
+    pub(super) last_offer: Instant,
+}
+
+impl Provider {
+    async fn on_event(&mut self, ev: Event) {
+        match ev {
+            Event::Request {
+                peer: _,
+                request:
+                    Request {
+                        v: VERSION,
+                        body: RequestBody::Bank(req),
+                    },
+                channel,
+            } => {
+                // Bank requests wait for a durable commit: answer from a task.
+                let client = self.runner.client.clone();
+                let bank = self.bank.clone();
+                tokio::spawn(async move {
+                    let body = match bank {
+                        Some(b) => match b.call(req).await {
+                            Ok(r) => ResponseBody::Bank(Box::new(r)),
+                            Err(e) => ResponseBody::Refused(e),
+                        },
+                        None => ResponseBody::Refused("this node is not a bank".into()),
+                    };
+                    client.respond(channel, Response::new(body)).await;
+                });
+            }
+            Event::Request {
+                peer,
+                request,
+                channel,
+            } => {
+                let resp = if request.v != VERSION {
+                    ResponseBody::Refused(format!(
+                        "message version {} is not supported (this node speaks {VERSION})",
+                        request.v
+                    ))
+                } else {
+                    self.on_request(peer, request.body)
+                };
+                self.runner
+                    .client
+                    .respond(channel, Response::new(resp))
+                    .await;
+            }
+            Event::Disconnected(peer) => {
+                self.peers.remove(&peer);
+                let keys: Vec<JobKey> = self.jobs.keys().filter(|k| k.0 == peer).copied().collect();
+                for k in keys {
+                    if let Some(job) = self.jobs.remove(&k) {
+                        tracing::info!(
+                            "requester {peer} left: dropping {} tasks of job {}",
+                            job.held.len(),
+                            k.1.short()
+                        );
+                        job.cancel_all();
+                    }
+                }
+            }
+            Event::BadFrame { peer, error } => {
+                tracing::warn!("dropped a bad frame from {peer}: {error}");
+            }
+            Event::Connected(..) if self.provide => {
+                // After its gossip subscription has had time to reach us.
+                let tx = self.internal.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(1200)).await;
+                    let _ = tx.send(Internal::Offer).await;
+                });
+            }
+            Event::Connected(..) | Event::Listening(_) | Event::Gossip { .. } => {}
+        }
+    }
+
+    fn on_request(&mut self, peer: PeerId, body: RequestBody) -> ResponseBody {
+        match body {
+            RequestBody::Hello(hello) => {
+                let user = match self.admission().hello(&peer, &hello) {
+                    Ok(user) => user,
+                    Err(why) => return ResponseBody::Refused(why),
+                };
+                let bid = hello.solicit.as_ref().map(|s| self.bid(s));
+                if self.peers.len() < MAX_STATUS_PEERS || self.peers.contains_key(&peer) {
+                    self.peers.insert(peer, user);
+                }
+                ResponseBody::Welcome(Box::new(Welcome {
+                    slots: self.slots,
+                    agent: format!("naac/{}", env!("CARGO_PKG_VERSION")),
+                    owner: self.owner.clone(),
+                    status: self.status_for(&peer),
+                    bid,
+                }))
+            }
+            RequestBody::Assign(a) => self.on_assign(peer, a),
+            RequestBody::Cancel { job, tasks } => {
+                if tasks.is_empty() {
+                    // The requester is done with the job (finished or interrupted).
+                    if let Some(state) = self.jobs.remove(&(peer, job)) {
+                        state.cancel_all();
+                    }
+                } else if let Some(state) = self.jobs.get_mut(&(peer, job)) {
+                    state.cancel(tasks);
+                }
+                ResponseBody::Ack
+            }
+            RequestBody::Fetch { .. } => ResponseBody::NotFound,
+            RequestBody::Report(_) | RequestBody::Checkpoint { .. } | RequestBody::Status(_) => {
+                ResponseBody::Refused("this node does not request work".into())
+            }
+            RequestBody::Bank(_) => ResponseBody::Refused("this node is not a bank".into()),
+        }
+    }
+
+    /// What admission looks at now.
+    fn admission(&self) -> Admission<'_> {
+        Admission {
+            provide: self.provide,
+            policy: self.monitor.as_ref().map(|m| m.policy()),
+        }
+    }
+
+    /// The user `peer` proved it works for in its `Hello`, if any.
+    pub(super) fn user_of(&self, peer: &PeerId) -> Option<&str> {
+        self.peers.get(peer).and_then(|u| u.as_deref())
+    }
+
+    fn on_assign(&mut self, peer: PeerId, a: Assign) -> ResponseBody {
+        if let Err(why) = self.admission().assign(&peer, self.user_of(&peer), &a) {
+            return ResponseBody::Refused(why);
+        }
+        let key = (peer, a.job);
+        if !self.state.is_accepting() {
+            // Raced with our status update: hand them straight back.
+            let state = self.jobs.entry(key).or_default();
+            state.applied(a.seq);
+            state.return_unstarted(a.tasks.iter().map(|t| (t.index, t.attempt)));
+            self.send_report(key, false);
+            return ResponseBody::Ack;
+        }
+        let info = Arc::new(AssignInfo {
+            job: a.job,
+            module: a.module,
+            argv0: a.argv0,
+            limits: a.limits,
+            checkpoint_interval_ms: a.checkpoint_interval_ms,
+        });
+        let state = self.jobs.entry(key).or_default();
+        state.applied(a.seq);
+        for spec in a.tasks {
+            let held = Held::new(spec.attempt);
+            let (cancel, started) = (held.cancel.clone(), held.started.clone());
+            // A new attempt of a task we still hold makes the old one stale.
+            state.hold(spec.index, held);
+            let runner = self.runner.clone();
+            let tx = self.internal.clone();
+            let info = info.clone();
+            tokio::spawn(async move {
+                let result = runner.run_task(peer, &info, spec, cancel, started).await;
+                let _ = tx.send(Internal::Done { key, result }).await;
+            });
+        }
+        ResponseBody::Ack
+    }
+
+    fn on_internal(&mut self, i: Internal) {
+        match i {
+            Internal::Offer => {
+                if self.last_offer.elapsed() >= Duration::from_secs(1) {
+                    self.publish_offer();
+                }
+            }
+            Internal::Done { key, result } => {
+                let Some(job) = self.jobs.get_mut(&key) else {
+                    return;
+                };
+                if job.finished(result) {
+                    self.send_report(key, false);
+                }
+            }
+            Internal::ReportSent { key, forget } => {
+                if forget {
+                    if let Some(job) = self.jobs.remove(&key) {
+                        job.cancel_all();
+                    }
+                    return;
+                }
+                let Some(job) = self.jobs.get_mut(&key) else {
+                    return;
+                };
+                job.report_answered();
+                self.send_report(key, false);
+            }
+            Internal::Device(dm) => match *dm {
+                Ok(dm) => {
+                    let mut r = dm.resources().clone();
+                    r.network = std::mem::take(&mut self.resources.network);
+                    tracing::info!(
+                        "device: {} ({} cores, score {:.2} Gfuel/s per core), {} memory, {} free disk, {} GPUs",
+                        r.cpu.model,
+                        r.cpu.cores,
+                        r.cpu.score,
+                        naac_types::units::format_size(r.memory.total),
+                        naac_types::units::format_size(r.disk.free),
+                        r.gpus.len()
+                    );
+                    self.resources = r;
+                    self.device = Some(Arc::new(Mutex::new(dm)));
+                    self.push_status();
+                }
+                Err(e) => tracing::warn!("device probe failed: {e:#}"),
+            },
+            Internal::Storage(used, took) => {
+                self.storage_measuring = false;
+                // A walk of many files waits ten times its own length before the next, so
+                // measuring never takes more than a tenth of a core.
+                self.storage_measured = Instant::now() + took.saturating_mul(9);
+                self.note_storage(used);
+            }
+            Internal::Resources(r, storage_used) => {
+                let changed = !same_resources(&self.resources, &r);
+                self.resources = *r;
+                if let Some(m) = self.monitor.as_mut() {
+                    m.probed_power(self.resources.power.clone());
+                }
+                self.note_storage(storage_used);
+                if changed || self.last_status.elapsed() >= STATUS_EVERY {
+                    self.push_status();
+                }
+            }
+        }
+    }
+
+    /// Why `peer` may not use this node at all, if it may not.
+    pub(super) fn denied(&self, peer: &PeerId) -> Option<String> {
+        self.admission().denied(peer, self.user_of(peer))
+    }
+
+    fn heartbeat(&mut self) {
+        let keys: Vec<JobKey> = self.jobs.keys().copied().collect();
+        for k in keys {
+            self.send_report(k, true);
+        }
+    }
+
+    /// Sends the job's next report, if [`JobState::next_report`] says there is one.
+    pub(super) fn send_report(&mut self, key: JobKey, heartbeat: bool) {
+        let Some(job) = self.jobs.get_mut(&key) else {
+            return;
+        };
+        let report = match job.next_report(key.1, heartbeat) {
+            Outgoing::Nothing => return,
+            Outgoing::Renewal(renewal) => {
+                let client = self.runner.client.clone();
+                tokio::spawn(async move {
+                    let _ = client
+                        .request(key.0, Request::new(RequestBody::Report(renewal)))
+                        .await;
+                });
+                return;
+            }
+            Outgoing::Report(r) => r,
+        };
+        let client = self.runner.client.clone();
+        let tx = self.internal.clone();
+        tokio::spawn(async move {
+            let req = Request::new(RequestBody::Report(report));
+            // A report that does not get through is not resent: its results are dropped
+            // from what we hold, and the requester reassigns them when it reconciles (the
+            // usual cause, a requester that is gone, makes resending pointless anyway).
+            let forget = match client.request(key.0, req).await {
+                Ok(Response {
+                    body: ResponseBody::Ack,
+                    ..
+                }) => false,
+                Ok(other) => {
+                    // The requester does not know the job (any more): stop working for it.
+                    tracing::debug!(
+                        "requester {} answered a report with {:?}",
+                        key.0,
+                        other.body
+                    );
+                    true
+                }
+                Err(e) => {
+                    tracing::debug!("failed to report to {}: {e}", key.0);
+                    false
+                }
+            };
+            let _ = tx.send(Internal::ReportSent { key, forget }).await;
+        });
+    }
+}

@@ -1,0 +1,366 @@
+//! The runner: what happens to one task between its `Assign` and its result — its module
+//! and input blobs fetched from the requester once each (hash-checked, bounded cache), a
+//! slot, the sandbox on a blocking thread, checkpoints uploaded as the guest takes them, and
+//! the result signed with the node's key over its record. Also the testing aids `faulty`
+//! (wrong outputs, still signed) and `slowdown`.
+
+use anyhow::Context as _;
+use naac_net::{Client, Keypair, PeerId};
+use naac_proto::{OutputFile, Request, RequestBody, ResponseBody, TaskResult, TaskSpec};
+use naac_sandbox::{CheckpointSink, Gate, Prepared, Sandbox, TaskRun};
+use naac_types::{ContentId, JobId, ResultRecord};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{OnceCell, Semaphore};
+
+/// Modules kept linked and ready in memory.
+const MAX_MODULES: usize = 64;
+
+/// Most blob bytes kept in memory for reuse across tasks.
+const BLOB_CACHE_BYTES: usize = 512 << 20;
+
+/// A blob, or the fetch that will produce it.
+type BlobCell = Arc<OnceCell<Arc<Vec<u8>>>>;
+
+/// Fetches in flight at once: queued tasks prefetch their inputs, but not all at once.
+const MAX_FETCHES: usize = 32;
+
+/// Blobs by content id, fetched at most once at a time.
+struct Blobs {
+    fetches: Semaphore,
+    cells: Mutex<HashMap<ContentId, BlobCell>>,
+    bytes: Mutex<usize>,
+}
+
+impl Default for Blobs {
+    fn default() -> Self {
+        Self {
+            fetches: Semaphore::new(MAX_FETCHES),
+            cells: Mutex::new(HashMap::new()),
+            bytes: Mutex::new(0),
+        }
+    }
+}
+
+impl Blobs {
+    async fn get(
+        &self,
+        client: &Client,
+        peer: PeerId,
+        id: ContentId,
+    ) -> anyhow::Result<Arc<Vec<u8>>> {
+        let cell = self
+            .cells
+            .lock()
+            .expect("blob lock")
+            .entry(id)
+            .or_default()
+            .clone();
+        let mut fetched = false;
+        let blob = cell
+            .get_or_try_init(|| async {
+                fetched = true;
+                let _permit = self.fetches.acquire().await.context("fetches closed")?;
+                let resp = client
+                    .request(peer, Request::new(RequestBody::Fetch { id }))
+                    .await
+                    .with_context(|| format!("fetch blob {}", id.short()))?;
+                match resp.body {
+                    ResponseBody::Blob(bytes) => {
+                        if ContentId::of(&bytes) != id {
+                            anyhow::bail!(
+                                "blob {} from {peer} does not match its hash",
+                                id.short()
+                            );
+                        }
+                        Ok(Arc::new(bytes))
+                    }
+                    other => anyhow::bail!("requester has no blob {}: {other:?}", id.short()),
+                }
+            })
+            .await?
+            .clone();
+        if !fetched {
+            return Ok(blob);
+        }
+        let mut total = self.bytes.lock().expect("blob lock");
+        *total += blob.len();
+        if *total > BLOB_CACHE_BYTES {
+            // Crude but bounded: start over; tasks holding an Arc keep their copy.
+            self.cells.lock().expect("blob lock").clear();
+            *total = 0;
+        }
+        Ok(blob)
+    }
+}
+
+/// Runs tasks: shared by every task of every job on this node.
+pub struct Runner {
+    pub client: Client,
+    pub keypair: Keypair,
+    faulty: Option<f64>,
+    slowdown: f64,
+    sandbox: Arc<Sandbox>,
+    /// Slots: one permit per task that may run at once.
+    pub slots: Arc<Semaphore>,
+    pub gate: Gate,
+    blobs: Blobs,
+    modules: Mutex<HashMap<ContentId, Arc<OnceCell<Prepared>>>>,
+}
+
+impl Runner {
+    /// A runner with `allowed` slots; `faulty` and `slowdown` are the testing aids.
+    pub fn new(
+        client: Client,
+        keypair: Keypair,
+        sandbox: Arc<Sandbox>,
+        allowed: u32,
+        faulty: Option<f64>,
+        slowdown: f64,
+    ) -> Self {
+        Self {
+            client,
+            keypair,
+            faulty,
+            slowdown: slowdown.max(1.0),
+            gate: sandbox.gate(),
+            sandbox,
+            slots: Arc::new(Semaphore::new(allowed as usize)),
+            blobs: Blobs::default(),
+            modules: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn module(&self, peer: PeerId, id: ContentId) -> anyhow::Result<Prepared> {
+        let cell = {
+            let mut modules = self.modules.lock().expect("module lock");
+            if modules.len() >= MAX_MODULES && !modules.contains_key(&id) {
+                // Bounded: start over (the sandbox's own cache still has them compiled).
+                modules.clear();
+            }
+            modules.entry(id).or_default().clone()
+        };
+        cell.get_or_try_init(|| async {
+            let sandbox = self.sandbox.clone();
+            if let Some(p) = tokio::task::spawn_blocking(move || sandbox.cached(&id)).await? {
+                return Ok(p);
+            }
+            let bytes = self.blobs.get(&self.client, peer, id).await?;
+            let sandbox = self.sandbox.clone();
+            let p = tokio::task::spawn_blocking(move || sandbox.compile(&id, &bytes)).await??;
+            Ok(p)
+        })
+        .await
+        .cloned()
+    }
+
+    /// Runs one task to a result; never fails (a task that cannot run is a rejected result).
+    pub async fn run_task(
+        &self,
+        peer: PeerId,
+        assign: &AssignInfo,
+        spec: TaskSpec,
+        cancel: Arc<AtomicBool>,
+        started: Arc<AtomicBool>,
+    ) -> TaskResult {
+        let (index, attempt) = (spec.index, spec.attempt);
+        match self.try_run(peer, assign, spec, cancel, started).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(
+                    "failed to run task {index} of job {}: {e:#}",
+                    assign.job.short()
+                );
+                rejected(index, attempt, format!("{e:#}"))
+            }
+        }
+    }
+
+    async fn try_run(
+        &self,
+        peer: PeerId,
+        assign: &AssignInfo,
+        spec: TaskSpec,
+        cancel: Arc<AtomicBool>,
+        started: Arc<AtomicBool>,
+    ) -> anyhow::Result<TaskResult> {
+        let module = self.module(peer, assign.module).await?;
+        let stdin = match spec.stdin {
+            Some(id) => self.blobs.get(&self.client, peer, id).await?.to_vec(),
+            None => Vec::new(),
+        };
+        let mut inputs = Vec::with_capacity(spec.inputs.len());
+        for (name, id) in &spec.inputs {
+            inputs.push((name.clone(), self.blobs.get(&self.client, peer, *id).await?));
+        }
+        let restore = match spec.resume {
+            Some(id) => Some(self.blobs.get(&self.client, peer, id).await?),
+            None => None,
+        };
+        let input_digest = spec.input_digest(&assign.argv0);
+        let _permit = self.slots.acquire().await.context("slots closed")?;
+        if cancel.load(Ordering::Relaxed) {
+            anyhow::bail!("cancelled before it started");
+        }
+        started.store(true, Ordering::Relaxed);
+        let checkpoint_interval = assign.checkpoint_interval_ms.map(Duration::from_millis);
+        let on_checkpoint = checkpoint_interval.map(|_| {
+            checkpoint_sink(
+                self.client.clone(),
+                peer,
+                assign.job,
+                spec.index,
+                spec.attempt,
+            )
+        });
+        let run = TaskRun {
+            argv0: assign.argv0.clone(),
+            args: spec.args,
+            stdin,
+            inputs,
+            limits: assign.limits,
+            seed: spec.seed.0,
+            restore,
+            checkpoint_interval,
+            on_checkpoint,
+        };
+        let sandbox = self.sandbox.clone();
+        let cancel2 = cancel.clone();
+        let r = tokio::task::spawn_blocking(move || sandbox.run(&module, &run, &cancel2))
+            .await
+            .context("task thread panicked")??;
+        if self.slowdown > 1.0 {
+            // Testing aid: a slow machine holds its slot for the extra time too.
+            let extra = r.wall.saturating_sub(r.paused).mul_f64(self.slowdown - 1.0);
+            let until = tokio::time::Instant::now() + extra;
+            while tokio::time::Instant::now() < until && !cancel.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(20).min(extra)).await;
+            }
+        }
+        let (mut stdout, mut stderr) = (r.stdout, r.stderr);
+        if r.outcome == naac_types::Outcome::Ok
+            && let Some(fraction) = self.faulty
+            && cheat_on(&self.client.peer_id(), &assign.job, spec.index, fraction)
+        {
+            // Testing aid: a made-up answer, different on every faulty provider.
+            stdout.extend_from_slice(
+                format!("\n[wrong answer from {}]\n", self.client.peer_id()).as_bytes(),
+            );
+        }
+        if r.outcome != naac_types::Outcome::Ok {
+            // A failed attempt's output is for diagnosis only: keep the tail.
+            keep_tail(&mut stdout, FAILED_OUTPUT_TAIL);
+            keep_tail(&mut stderr, FAILED_OUTPUT_TAIL);
+        }
+        let mut result = TaskResult {
+            index: spec.index,
+            attempt: spec.attempt,
+            outcome: Some(r.outcome),
+            exit_code: r.exit_code,
+            message: r.message,
+            fuel_used: r.fuel_used,
+            wall_us: r.wall.as_micros() as u64,
+            stdout,
+            stderr,
+            outputs: r
+                .outputs
+                .into_iter()
+                .map(|(name, data)| OutputFile { name, data })
+                .collect(),
+            signature: Vec::new(),
+            checkpoints: r.checkpoints,
+            resumed: spec.resume,
+        };
+        let record = ResultRecord {
+            job: assign.job,
+            task: spec.index,
+            attempt: spec.attempt,
+            module: assign.module,
+            input: input_digest,
+            output: result.output_digest(),
+            outcome: r.outcome,
+            fuel_used: result.fuel_used,
+        };
+        result.signature = naac_net::sign(&self.keypair, &record.signing_bytes());
+        Ok(result)
+    }
+}
+
+/// Sends each checkpoint the guest takes to the requester; while one is uploading, newer
+/// ones are skipped (the next one after it lands is sent).
+fn checkpoint_sink(
+    client: Client,
+    peer: PeerId,
+    job: JobId,
+    index: u32,
+    attempt: u32,
+) -> CheckpointSink {
+    let handle = tokio::runtime::Handle::current();
+    let uploading = Arc::new(AtomicBool::new(false));
+    CheckpointSink(Arc::new(move |data: Vec<u8>| {
+        if uploading.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (client, uploading) = (client.clone(), uploading.clone());
+        handle.spawn(async move {
+            let req = Request::new(RequestBody::Checkpoint {
+                job,
+                index,
+                attempt,
+                data,
+            });
+            if let Err(e) = client.request(peer, req).await {
+                tracing::debug!("checkpoint of task {index} did not reach {peer}: {e}");
+            }
+            uploading.store(false, Ordering::Release);
+        });
+    }))
+}
+
+/// Testing aid: whether a faulty node cheats on this task (a fixed choice per node and task).
+fn cheat_on(me: &PeerId, job: &JobId, index: u32, fraction: f64) -> bool {
+    let mut h = blake3::Hasher::new_derive_key("naac faulty provider v1");
+    h.update(&me.to_bytes());
+    h.update(&job.0);
+    h.update(&index.to_le_bytes());
+    let x = u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes"));
+    ((x >> 11) as f64 / (1u64 << 53) as f64) < fraction
+}
+
+/// Bytes of stdout and stderr kept from a failed attempt.
+const FAILED_OUTPUT_TAIL: usize = 64 << 10;
+
+fn keep_tail(v: &mut Vec<u8>, n: usize) {
+    if v.len() > n {
+        v.drain(..v.len() - n);
+    }
+}
+
+fn rejected(index: u32, attempt: u32, message: String) -> TaskResult {
+    TaskResult {
+        index,
+        attempt,
+        outcome: None,
+        exit_code: None,
+        message,
+        fuel_used: 0,
+        wall_us: 0,
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+        outputs: Vec::new(),
+        signature: Vec::new(),
+        checkpoints: 0,
+        resumed: None,
+    }
+}
+
+/// What every task of one `Assign` shares.
+pub struct AssignInfo {
+    pub job: JobId,
+    pub module: ContentId,
+    pub argv0: String,
+    pub limits: naac_types::Limits,
+    pub checkpoint_interval_ms: Option<u64>,
+}

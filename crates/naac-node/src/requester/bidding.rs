@@ -1,0 +1,311 @@
+//! Bidding for a paid job: providers' sealed asks checked and kept as bids, the first
+//! bidding window (no batch is awarded before the other bids are in), the auction order the
+//! scheduler offers work in, and the terms (price, winner's ask, price-setting ask) fixed
+//! for each run when its batch is auctioned. Also keeps who declined the job and why, paid
+//! or not. No IO; time is passed in.
+
+use crate::pay::Terms;
+use naac_market::SignedAsk;
+use naac_net::PeerId;
+use naac_proto::Bid;
+use naac_sched::{Millis, TaskId};
+use naac_types::{JobId, Price};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// How long a paid job collects sealed asks before it awards its first batch.
+pub const WINDOW: Duration = Duration::from_millis(300);
+
+/// Most providers remembered as having declined.
+pub const MAX_DECLINED: usize = 4096;
+
+/// Reputation assumed for a bidder the requester keeps no record of.
+const UNKNOWN_REPUTATION: f64 = 0.5;
+
+/// The bids and terms of one job.
+#[derive(Debug)]
+pub struct Bidding {
+    job: JobId,
+    /// Whether the job is paid (unpaid jobs take no bids and have no window).
+    paid: bool,
+    max_price: Price,
+    bids: HashMap<PeerId, naac_market::Bid<PeerId>>,
+    asks: HashMap<PeerId, SignedAsk>,
+    /// Providers that would not bid or work for us, and why.
+    declined: HashMap<PeerId, String>,
+    /// The terms of each open run: per task, by attempt.
+    terms: HashMap<u32, Vec<(u32, Terms)>>,
+    /// The first window closes here (set by the first valid ask).
+    until: Option<Millis>,
+    closed: bool,
+}
+
+impl Bidding {
+    pub fn new(job: JobId, paid: bool, max_price: Price) -> Self {
+        Self {
+            job,
+            paid,
+            max_price,
+            bids: HashMap::new(),
+            asks: HashMap::new(),
+            declined: HashMap::new(),
+            terms: HashMap::new(),
+            until: None,
+            closed: false,
+        }
+    }
+
+    pub fn paid(&self) -> bool {
+        self.paid
+    }
+
+    pub fn max_price(&self) -> Price {
+        self.max_price
+    }
+
+    /// Checks a provider's answer to the job's solicitation and keeps a valid ask as a bid
+    /// (`reputation`: the requester's score of it, if it keeps one). `Err(why)` when it did
+    /// not bid or its ask is not valid; it then gets no work.
+    pub fn take(
+        &mut self,
+        peer: PeerId,
+        bid: Option<&Bid>,
+        rtt: Option<Duration>,
+        reputation: Option<f64>,
+        now: Millis,
+    ) -> Result<(), String> {
+        let why = match bid {
+            None => "it sent no ask (an older naac?)".to_string(),
+            Some(Bid::NoBid(why)) => why.clone(),
+            Some(Bid::Ask(a)) => {
+                let key = naac_net::ed25519_of(&peer);
+                if !a.verify() || key != Some(a.ask.provider) {
+                    "its ask is not signed by its key".to_string()
+                } else if a.ask.job != self.job {
+                    "its ask is for another job".to_string()
+                } else if a.ask.price > self.max_price {
+                    format!(
+                        "it asks {} credits per giga-fuel; the job pays at most {}",
+                        a.ask.price, self.max_price
+                    )
+                } else {
+                    self.bids.insert(
+                        peer,
+                        naac_market::Bid {
+                            provider: peer,
+                            price: a.ask.price,
+                            reputation: reputation.unwrap_or(UNKNOWN_REPUTATION),
+                            latency_ms: rtt.map(|d| d.as_millis() as u64).unwrap_or(u64::MAX / 2),
+                        },
+                    );
+                    self.asks.insert(peer, a.clone());
+                    self.declined.remove(&peer);
+                    self.until
+                        .get_or_insert(Millis(now.0 + WINDOW.as_millis() as u64));
+                    return Ok(());
+                }
+            }
+        };
+        self.declined.insert(peer, why.clone());
+        Err(why)
+    }
+
+    /// A node declined to work for us (bounded: the first [`MAX_DECLINED`] are kept).
+    pub fn declined(&mut self, peer: PeerId, why: String) {
+        if self.declined.len() < MAX_DECLINED {
+            self.declined.insert(peer, why);
+        }
+    }
+
+    /// Who declined, as "peer: why".
+    pub fn declined_list(&self) -> Vec<String> {
+        self.declined
+            .iter()
+            .map(|(p, w)| format!("{p}: {w}"))
+            .collect()
+    }
+
+    /// The provider left: its bid goes (its runs keep their terms).
+    pub fn forget(&mut self, peer: &PeerId) {
+        self.bids.remove(peer);
+    }
+
+    /// Closes the first window once it is over; `true` exactly once, when the bidders may
+    /// take work.
+    pub fn close_due(&mut self, now: Millis) -> bool {
+        if self.closed || self.until.is_none_or(|t| now < t) {
+            return false;
+        }
+        self.closed = true;
+        true
+    }
+
+    /// Whether a paid job is still collecting its first asks.
+    pub fn open(&self) -> bool {
+        self.paid && !self.closed
+    }
+
+    /// The bidders.
+    pub fn bidders(&self) -> impl Iterator<Item = &PeerId> {
+        self.bids.keys()
+    }
+
+    /// The provider's asking price, if it bid.
+    pub fn ask_of(&self, peer: &PeerId) -> Option<Price> {
+        self.bids.get(peer).map(|b| b.price)
+    }
+
+    /// Bidders in auction order: cheapest ask, then reputation, then latency.
+    pub fn order(&self) -> Vec<PeerId> {
+        let mut bids: Vec<naac_market::Bid<PeerId>> = self.bids.values().cloned().collect();
+        naac_market::rank(&mut bids);
+        bids.iter().map(|b| b.provider).collect()
+    }
+
+    /// Auctions the batch going to `provider` among the bidders `available` now, and fixes
+    /// the terms of its runs; `None` (the runs go unpaid) when it has no valid bid.
+    pub fn award(
+        &mut self,
+        provider: &PeerId,
+        runs: &[(TaskId, u32)],
+        available: impl Fn(&PeerId) -> bool,
+    ) -> Option<Terms> {
+        let bids: Vec<naac_market::Bid<PeerId>> = self
+            .bids
+            .values()
+            .filter(|b| available(&b.provider))
+            .cloned()
+            .collect();
+        let c = naac_market::clear_for(&bids, provider, self.max_price)?;
+        let terms = Terms {
+            price: c.price,
+            winner: self.asks.get(provider)?.clone(),
+            second: match c.second {
+                Some(i) => Some(self.asks.get(&bids[i].provider)?.clone()),
+                None => None,
+            },
+        };
+        for (task, attempt) in runs {
+            self.terms
+                .entry(task.0)
+                .or_default()
+                .push((*attempt, terms.clone()));
+        }
+        Some(terms)
+    }
+
+    /// Takes the terms of every run of a closed task, by attempt.
+    pub fn take_terms(&mut self, index: u32) -> Vec<(u32, Terms)> {
+        self.terms.remove(&index).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use naac_market::Ask;
+
+    fn provider() -> (naac_net::Keypair, PeerId) {
+        let k = naac_net::Keypair::generate_ed25519();
+        let p = k.public().to_peer_id();
+        (k, p)
+    }
+
+    fn ask(key: &naac_net::Keypair, job: JobId, price: u64) -> Bid {
+        let ask = Ask {
+            job,
+            provider: naac_net::ed25519_of_keypair(key).expect("ed25519"),
+            price: Price(price),
+            expires_ms: u64::MAX,
+        };
+        let sig = naac_net::sign(key, &ask.signing_bytes());
+        Bid::Ask(SignedAsk { ask, sig })
+    }
+
+    fn job() -> JobId {
+        JobId::derive(&naac_types::ContentId::of(b"job"), b"1")
+    }
+
+    #[test]
+    fn valid_asks_become_bids_in_auction_order_and_open_a_window() {
+        let j = job();
+        let mut b = Bidding::new(j, true, Price(300));
+        let (k1, p1) = provider();
+        let (k2, p2) = provider();
+        assert!(b.open());
+        b.take(p1, Some(&ask(&k1, j, 200)), None, None, Millis(1_000))
+            .unwrap();
+        b.take(p2, Some(&ask(&k2, j, 100)), None, Some(0.9), Millis(1_100))
+            .unwrap();
+        assert_eq!(b.order(), vec![p2, p1]);
+        assert_eq!(b.ask_of(&p1), Some(Price(200)));
+        // The window runs from the first ask.
+        assert!(!b.close_due(Millis(1_299)));
+        assert!(b.close_due(Millis(1_300)));
+        assert!(!b.close_due(Millis(9_000)), "closes once");
+        assert!(!b.open());
+    }
+
+    #[test]
+    fn forged_foreign_and_dear_asks_are_refused_with_why() {
+        let j = job();
+        let mut b = Bidding::new(j, true, Price(300));
+        let (k1, p1) = provider();
+        let (k2, _) = provider();
+        // Signed by another key than the sender's.
+        let e = b.take(p1, Some(&ask(&k2, j, 100)), None, None, Millis(0));
+        assert_eq!(e, Err("its ask is not signed by its key".into()));
+        // A signature over other bytes.
+        let Bid::Ask(mut forged) = ask(&k1, j, 100) else {
+            unreachable!()
+        };
+        forged.ask.price = Price(1);
+        let e = b.take(p1, Some(&Bid::Ask(forged)), None, None, Millis(0));
+        assert_eq!(e, Err("its ask is not signed by its key".into()));
+        let other = JobId::derive(&naac_types::ContentId::of(b"other"), b"1");
+        let e = b.take(p1, Some(&ask(&k1, other, 100)), None, None, Millis(0));
+        assert_eq!(e, Err("its ask is for another job".into()));
+        let e = b.take(p1, Some(&ask(&k1, j, 301)), None, None, Millis(0));
+        assert!(e.is_err_and(|w| w.contains("the job pays at most")));
+        let e = b.take(p1, None, None, None, Millis(0));
+        assert_eq!(e, Err("it sent no ask (an older naac?)".into()));
+        assert!(b.order().is_empty());
+        assert_eq!(b.declined_list().len(), 1, "one entry per provider");
+        // No valid ask: no window.
+        assert!(!b.close_due(Millis(1_000_000)));
+    }
+
+    #[test]
+    fn a_batch_is_paid_the_next_ask_up_among_available_bidders() {
+        let j = job();
+        let mut b = Bidding::new(j, true, Price(300));
+        let (k1, p1) = provider();
+        let (k2, p2) = provider();
+        let (k3, p3) = provider();
+        for (k, p, price) in [(&k1, p1, 100), (&k2, p2, 200), (&k3, p3, 250)] {
+            b.take(p, Some(&ask(k, j, price)), None, None, Millis(0))
+                .unwrap();
+        }
+        let runs = [(TaskId(7), 0), (TaskId(8), 1)];
+        let t = b.award(&p1, &runs, |_| true).expect("terms");
+        assert_eq!(t.price, Price(200));
+        assert_eq!(t.second.as_ref().map(|a| a.ask.price), Some(Price(200)));
+        // With the second bidder paused, the third sets the price.
+        let t = b
+            .award(&p1, &[(TaskId(9), 0)], |p| *p != p2)
+            .expect("terms");
+        assert_eq!(t.price, Price(250));
+        let terms = b.take_terms(8);
+        assert_eq!(terms.len(), 1);
+        assert_eq!((terms[0].0, terms[0].1.price), (1, Price(200)));
+        assert!(b.take_terms(8).is_empty(), "taken once");
+        // A lone bidder is paid max_price; one that left gets nothing.
+        b.forget(&p2);
+        b.forget(&p3);
+        assert_eq!(
+            b.award(&p1, &[], |_| true).map(|t| t.price),
+            Some(Price(300))
+        );
+        assert!(b.award(&p2, &[], |_| true).is_none());
+    }
+}

@@ -1,0 +1,669 @@
+//! The session's handlers: what each network event, provider request and scheduler command
+//! turns into. Decisions are the parts'; here they are performed (scheduler calls, payments,
+//! reputation writes, network requests).
+
+use super::session::{Internal, Session};
+use super::tally::{Check, RepChange, Streak};
+use super::writer::{Write, WriteJob};
+use naac_net::{Event, PeerId};
+use naac_proto::{
+    Assign, HostStatus, MAX_TASKS_PER_ASSIGN, Report, Request, RequestBody, Response, ResponseBody,
+    TaskResult, VERSION,
+};
+use naac_sched::{Command, Millis, ProviderInfo, TaskId};
+use naac_types::{ContentId, FailureKind, JobId, Price, ResultRecord};
+use std::net::IpAddr;
+
+impl Session<'_> {
+    pub(super) async fn on_event(&mut self, ev: Event) {
+        match ev {
+            Event::Connected(peer, ip) => {
+                if let Some(ip) = ip {
+                    self.peer_ips.insert(peer, ip);
+                }
+                let client = self.client.clone();
+                let tx = self.internal.clone();
+                let hello = self.hello.clone();
+                tokio::spawn(async move {
+                    let offer = match client
+                        .request(peer, Request::new(RequestBody::Hello(hello)))
+                        .await
+                    {
+                        Ok(Response {
+                            body: ResponseBody::Welcome(w),
+                            ..
+                        }) => Some(w),
+                        Ok(Response {
+                            body: ResponseBody::Refused(why),
+                            ..
+                        }) => {
+                            let _ = tx.send(Internal::Declined(peer, why)).await;
+                            return;
+                        }
+                        _ => None,
+                    };
+                    let rtt = client
+                        .rtts()
+                        .await
+                        .into_iter()
+                        .find_map(|(p, d)| (p == peer).then_some(d));
+                    let _ = tx.send(Internal::Hello(peer, offer, rtt)).await;
+                });
+            }
+            Event::Disconnected(peer) => {
+                self.hosts.remove(&peer);
+                self.bidding.forget(&peer);
+                self.known_peers.retain(|p| *p != peer);
+                self.peer_ips.remove(&peer);
+                self.assigns.forget(&peer);
+                let now = self.now();
+                self.sched.provider_lost(&peer, now);
+                self.drive();
+            }
+            Event::Request {
+                peer,
+                request,
+                channel,
+            } => {
+                let body = if request.v != VERSION {
+                    ResponseBody::Refused(format!("message version {} is not supported", request.v))
+                } else {
+                    self.on_request(peer, request.body).await
+                };
+                self.client.respond(channel, Response::new(body)).await;
+            }
+            Event::BadFrame { peer, error } => {
+                tracing::warn!("dropped a bad frame from {peer}: {error}");
+            }
+            Event::Gossip { topic, data, .. } => self.on_offer(&topic, &data),
+            Event::Listening(_) => {}
+        }
+    }
+
+    async fn on_request(&mut self, peer: PeerId, body: RequestBody) -> ResponseBody {
+        match body {
+            RequestBody::Bank(_) => ResponseBody::Refused("this node is not a bank".into()),
+            RequestBody::Fetch { id } => {
+                match self.blobs.get(&id).or_else(|| self.checkpoints.blob(&id)) {
+                    Some(b) => ResponseBody::Blob(b.to_vec()),
+                    None => ResponseBody::NotFound,
+                }
+            }
+            RequestBody::Report(report) => self.on_report(peer, report).await,
+            RequestBody::Checkpoint {
+                job,
+                index,
+                attempt,
+                data,
+            } => self.on_checkpoint(peer, job, index, attempt, data),
+            RequestBody::Status(st) => {
+                self.on_status(peer, *st);
+                ResponseBody::Ack
+            }
+            RequestBody::Hello(_) => {
+                ResponseBody::Refused("this node is a requester, not a provider".into())
+            }
+            RequestBody::Assign(_) | RequestBody::Cancel { .. } => {
+                ResponseBody::Refused("this node is a requester, not a provider".into())
+            }
+        }
+    }
+
+    async fn on_report(&mut self, peer: PeerId, report: Report) -> ResponseBody {
+        if report.job != self.prepared.id {
+            return ResponseBody::Refused(format!("unknown job {}", report.job));
+        }
+        let now = self.now();
+        self.sched.renew(&peer, now);
+        if !report.returned.is_empty() {
+            tracing::info!(
+                "provider {peer} handed back {} tasks (its owner's policy paused them)",
+                report.returned.len()
+            );
+            let returned: Vec<(TaskId, u32)> = report
+                .returned
+                .iter()
+                .map(|(t, a)| (TaskId(*t), *a))
+                .collect();
+            for (t, a) in &report.returned {
+                self.tally.returned(*t, *a);
+            }
+            self.sched.runs_returned(&peer, &returned, now);
+        }
+        // What the provider holds: its list, the results in this report, and every
+        // assignment it had not yet applied when it took the list.
+        let listed = report
+            .held
+            .iter()
+            .copied()
+            .chain(report.results.iter().map(|r| (r.index, r.attempt)))
+            .map(|(t, a)| (TaskId(t), a));
+        let held = self.assigns.held(&peer, report.seen_seq, listed);
+        self.sched.reconcile(&peer, &held, now);
+        let signed = self.tally.signatures(peer, &report.results);
+        for (result, signed) in report.results.into_iter().zip(signed) {
+            self.on_result(peer, result, signed, now).await;
+        }
+        self.drive();
+        ResponseBody::Ack
+    }
+
+    /// Hands one result to the tally (running the verifier when it asks) and performs its
+    /// word: a vote for the scheduler, a retry, or a refusal counted against the provider.
+    async fn on_result(
+        &mut self,
+        peer: PeerId,
+        result: TaskResult,
+        signed: Option<(ResultRecord, bool)>,
+        now: Millis,
+    ) {
+        let mut check = self.tally.check(peer, &result, signed.as_ref());
+        if check == Check::Verify {
+            let (Some(verifier), Some((record, _))) = (&self.prepared.verifier, &signed) else {
+                return;
+            };
+            let verdict = super::sandboxed::verify(
+                self.prepared,
+                verifier,
+                &self.sandbox,
+                &mut self.blobs,
+                result.index,
+                &result,
+            )
+            .await
+            .map_err(|e| format!("{e:#}"));
+            check = self.tally.verified(peer, &result, record, verdict);
+        }
+        let (task, attempt) = (TaskId(result.index), result.attempt);
+        match check {
+            Check::Stale | Check::Verify => {}
+            Check::Failed(kind) => self.sched.task_failed(&peer, task, attempt, kind, now),
+            Check::Refused(kind) => {
+                self.apply_reputation(&RepChange {
+                    provider: peer,
+                    verified: 0,
+                    rejected: 1,
+                    streak: Streak::Reset,
+                });
+                self.sched.task_rejected(&peer, task, attempt, kind, now);
+                self.check_reputation(peer);
+            }
+            Check::Vote {
+                digest,
+                record,
+                resumed,
+            } => {
+                if resumed {
+                    // It started from state another provider made: under a verifying
+                    // policy, an independent copy must confirm it.
+                    self.sched.require_check(task);
+                }
+                if self.sched.task_result(&peer, task, attempt, digest, now) {
+                    self.tally.add_vote(peer, result, digest, record);
+                }
+            }
+        }
+    }
+
+    fn on_checkpoint(
+        &mut self,
+        peer: PeerId,
+        job: JobId,
+        index: u32,
+        attempt: u32,
+        data: Vec<u8>,
+    ) -> ResponseBody {
+        if job != self.prepared.id {
+            return ResponseBody::Refused(format!("unknown job {job}"));
+        }
+        if data.len() > naac_sandbox::MAX_CHECKPOINT_BYTES {
+            return ResponseBody::Refused(format!(
+                "checkpoint of {} bytes is over the {}-byte limit",
+                data.len(),
+                naac_sandbox::MAX_CHECKPOINT_BYTES
+            ));
+        }
+        // Only the runs out right now may checkpoint; anything else is stale.
+        if !self.sched.is_running(&peer, TaskId(index), attempt) {
+            return ResponseBody::Ack;
+        }
+        match self.checkpoints.offer(index, data) {
+            Ok(()) => ResponseBody::Ack,
+            Err(why) => {
+                tracing::debug!("refused a checkpoint of task {index}: {why}");
+                ResponseBody::Refused(why.to_string())
+            }
+        }
+    }
+
+    /// Writes one provider's reputation change, if the run keeps a reputation store.
+    fn apply_reputation(&mut self, c: &RepChange) {
+        let Some(rep) = self.reputation.as_mut() else {
+            return;
+        };
+        let name = c.provider.to_string();
+        if (c.verified, c.rejected) != (0, 0)
+            && let Err(e) = rep.add(&name, c.verified, c.rejected, 0)
+        {
+            tracing::warn!("reputation store: {e:#}");
+        }
+        let streak = match c.streak {
+            Streak::Reset => Some(0),
+            Streak::Current => self.sched.streak(&c.provider),
+        };
+        if let Some(streak) = streak {
+            rep.set_streak(&name, &self.module_hex, streak);
+        }
+    }
+
+    /// Drops a provider whose reputation fell below the job's floor.
+    fn check_reputation(&mut self, peer: PeerId) {
+        let min = self.prepared.job.verify.min_reputation;
+        let Some(rep) = self.reputation.as_mut() else {
+            return;
+        };
+        let Ok(record) = rep.get(&peer.to_string()) else {
+            return;
+        };
+        if record.excluded(min) && self.banned.insert(peer) {
+            tracing::warn!(
+                "dropping provider {peer}: reputation {:.2} is below {min} ({} verified, {} rejected)",
+                record.score(),
+                record.verified,
+                record.rejected
+            );
+            let now = self.now();
+            self.sched.provider_lost(&peer, now);
+            // Tell it to stop working on this job.
+            let client = self.client.clone();
+            let req = Request::new(RequestBody::Cancel {
+                job: self.prepared.id,
+                tasks: Vec::new(),
+            });
+            tokio::spawn(async move {
+                let _ = client.request(peer, req).await;
+            });
+        }
+    }
+
+    pub(super) fn on_internal(&mut self, i: Internal) {
+        match i {
+            Internal::Hello(peer, Some(w), rtt) => {
+                let w = *w;
+                if self.bidding.paid() {
+                    let reputation = self
+                        .reputation
+                        .as_mut()
+                        .and_then(|r| r.get(&peer.to_string()).ok())
+                        .map(|r| r.score());
+                    let now = self.now();
+                    if let Err(why) = self
+                        .bidding
+                        .take(peer, w.bid.as_ref(), rtt, reputation, now)
+                    {
+                        tracing::info!("provider {peer} does not bid for this job: {why}");
+                        return;
+                    }
+                }
+                self.hosts.insert(peer, w.status.clone());
+                self.on_hello(peer, w.slots, w.owner);
+                self.apply_status(peer);
+                if self.bidding.paid() {
+                    self.rerank();
+                }
+            }
+            Internal::Hello(_, None, _) => {}
+            Internal::Declined(peer, why) => {
+                tracing::info!("{peer} declined: {why}");
+                self.bidding.declined(peer, why);
+            }
+            Internal::AssignFailed(peer, why) => {
+                tracing::warn!("provider {peer} did not take its tasks: {why}; dropping it");
+                self.known_peers.retain(|p| *p != peer);
+                let now = self.now();
+                self.sched.provider_lost(&peer, now);
+                // Its Hello is not repeated on this connection: close it, so a reconnect
+                // starts clean.
+                let client = self.client.clone();
+                tokio::spawn(async move { client.disconnect(peer).await });
+            }
+        }
+        self.drive();
+    }
+
+    /// A provider's offer on the market topic: kept as soft state; a provider we have not
+    /// met that accepts work at our price is dialled (its `Hello` follows on connection).
+    fn on_offer(&mut self, topic: &str, data: &[u8]) {
+        let (hosts, banned, bidding) = (&self.hosts, &self.banned, &self.bidding);
+        let contact = self.market.heard(topic, data, |peer, o| {
+            o.accepting
+                && !(bidding.paid() && o.price > bidding.max_price())
+                && !hosts.contains_key(peer)
+                && !banned.contains(peer)
+        });
+        if let Some((peer, addr)) = contact {
+            crate::survey::dial(&self.client, peer, addr);
+        }
+    }
+
+    /// Ends the first bidding window when it is over: the bidders may take work now.
+    pub(super) fn close_bidding(&mut self) {
+        if !self.bidding.close_due(self.now()) {
+            return;
+        }
+        let peers: Vec<PeerId> = self.bidding.bidders().copied().collect();
+        tracing::debug!("bidding closed with {} bids", peers.len());
+        for p in peers {
+            self.apply_status(p);
+        }
+        self.rerank();
+        self.drive();
+    }
+
+    /// Offers work to bidders in auction order.
+    fn rerank(&mut self) {
+        let order = self.bidding.order();
+        let now = self.now();
+        self.sched.set_preference(&order, now);
+    }
+
+    fn on_hello(&mut self, peer: PeerId, slots: u32, owner: Option<String>) {
+        let name = peer.to_string();
+        let mut streak = 0;
+        if let Some(rep) = self.reputation.as_mut() {
+            let min = self.prepared.job.verify.min_reputation;
+            match rep.get(&name) {
+                Ok(r) if r.excluded(min) => {
+                    tracing::warn!(
+                        "not using provider {peer}: reputation {:.2} is below {min}",
+                        r.score()
+                    );
+                    self.banned.insert(peer);
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("reputation store: {e:#}"),
+            }
+            streak = rep.streak(&name, &self.module_hex).unwrap_or(0);
+        }
+        if self.banned.contains(&peer) {
+            return;
+        }
+        tracing::debug!("provider {peer} joined with {slots} slots");
+        if !self.known_peers.contains(&peer) {
+            self.known_peers.push(peer);
+        }
+        self.first_provider
+            .get_or_insert_with(|| self.started.elapsed());
+        let mut groups = Vec::new();
+        if let Some(o) = owner {
+            groups.push(format!("owner:{o}"));
+        }
+        if let Some(net) = self.peer_ips.get(&peer).and_then(|ip| network_label(*ip)) {
+            groups.push(net);
+        }
+        let now = self.now();
+        let paused = self.bidding.open()
+            || self.hosts.get(&peer).is_some_and(|st| {
+                !crate::explain::rule_out(&self.prepared.job.limits, st).is_empty()
+            });
+        self.sched.provider_joined(
+            peer,
+            ProviderInfo {
+                slots,
+                groups,
+                streak,
+                paused,
+            },
+            now,
+        );
+    }
+
+    /// A provider's status changed: keep the newest, and let the scheduler know whether it
+    /// may take this job's tasks now.
+    fn on_status(&mut self, peer: PeerId, st: HostStatus) {
+        match self.hosts.get_mut(&peer) {
+            Some(old) if st.seq > old.seq => *old = st,
+            _ => return,
+        }
+        self.apply_status(peer);
+        self.drive();
+    }
+
+    fn apply_status(&mut self, peer: PeerId) {
+        let Some(st) = self.hosts.get(&peer) else {
+            return;
+        };
+        let why = crate::explain::rule_out(&self.prepared.job.limits, st);
+        let bidding = self.bidding.open();
+        let paused = !why.is_empty() || bidding;
+        if paused == self.sched.is_available(&peer) && !bidding {
+            if paused {
+                tracing::info!("provider {peer} cannot take tasks now: {}", why.join("; "));
+            } else {
+                tracing::info!("provider {peer} takes tasks again");
+            }
+        }
+        let now = self.now();
+        self.sched.set_paused(&peer, paused, now);
+    }
+
+    /// Performs the scheduler's commands.
+    pub(super) fn drive(&mut self) {
+        while let Some(c) = self.sched.poll_command() {
+            match c {
+                Command::Assign { provider, tasks } => self.assign(provider, tasks),
+                Command::Cancel { provider, tasks } => {
+                    let client = self.client.clone();
+                    let req = Request::new(RequestBody::Cancel {
+                        job: self.prepared.id,
+                        tasks: tasks.iter().map(|(t, a)| (t.0, *a)).collect(),
+                    });
+                    tokio::spawn(async move {
+                        let _ = client.request(provider, req).await;
+                    });
+                }
+                Command::Verdict {
+                    task,
+                    accepted,
+                    verified,
+                    votes,
+                } => self.on_verdict(task, accepted, verified, votes),
+                Command::Reopened { task, provider } => {
+                    tracing::info!(
+                        "re-checking task {} (accepted on the word of {provider}, since caught)",
+                        task.0
+                    );
+                    self.tally.reopened(task.0);
+                }
+                Command::Lost { provider, tasks } => {
+                    if self.banned.contains(&provider) {
+                        // We took its work away; it did not lose it.
+                        continue;
+                    }
+                    self.tally.lost(provider, tasks.len() as u64);
+                    if let Some(rep) = self.reputation.as_mut()
+                        && let Err(e) = rep.add(&provider.to_string(), 0, 0, tasks.len() as u64)
+                    {
+                        tracing::warn!("reputation store: {e:#}");
+                    }
+                }
+                Command::TaskFailed { task, kind } => {
+                    self.checkpoints.forget(task.0);
+                    if self.tally.task_failed(task.0, kind) {
+                        // Its earlier result did not survive the re-check.
+                        self.writer.push(WriteJob::Remove(task.0));
+                    }
+                }
+                Command::JobFinished => self.finished = true,
+            }
+        }
+    }
+
+    /// Performs a verdict: pays the agreeing copies, queues the accepted one for writing and
+    /// records who agreed.
+    fn on_verdict(
+        &mut self,
+        task: TaskId,
+        accepted: Option<ContentId>,
+        verified: bool,
+        votes: Vec<(PeerId, ContentId)>,
+    ) {
+        let index = task.0;
+        let v = self.tally.verdict(index, accepted, verified, &votes);
+        let terms = self.bidding.take_terms(index);
+        let mut paid: Vec<(u32, Price)> = Vec::new();
+        if let Some(payer) = self.payer.as_mut() {
+            for c in v.pay {
+                let Some((_, t)) = terms.iter().find(|(a, _)| *a == c.attempt) else {
+                    continue;
+                };
+                let record = naac_ledger::SignedRecord {
+                    bytes: c.record,
+                    sig: c.signature,
+                };
+                payer.settle(c.provider, record, t);
+                paid.push((c.attempt, t.price));
+            }
+        }
+        self.checkpoints.forget(index);
+        if let Some((vote, copies)) = v.write {
+            let price = paid
+                .iter()
+                .find(|(a, _)| *a == vote.result.attempt)
+                .map(|(_, p)| *p);
+            self.writer.push(WriteJob::Write(Write {
+                index,
+                provider: vote.provider,
+                digest: vote.digest,
+                record: vote.record,
+                verified,
+                copies,
+                price,
+                result: Box::new(vote.result),
+            }));
+        }
+        for change in &v.reputation {
+            self.apply_reputation(change);
+        }
+        for p in v.suspects {
+            self.check_reputation(p);
+        }
+    }
+
+    fn assign(&mut self, provider: PeerId, tasks: Vec<(TaskId, u32)>) {
+        if self.bidding.paid() {
+            let sched = &self.sched;
+            if self
+                .bidding
+                .award(&provider, &tasks, |p| sched.is_available(p))
+                .is_none()
+            {
+                tracing::warn!("no auction price for {provider}: its results go unpaid");
+            }
+        }
+        let job = &self.prepared.job;
+        let mut specs = Vec::with_capacity(tasks.len());
+        for (t, attempt) in tasks {
+            match super::prepare::task_spec(
+                job,
+                self.prepared.module_id,
+                t.0,
+                attempt,
+                &mut self.blobs,
+            ) {
+                Ok(mut s) => {
+                    self.tally.open(t.0, || s.input_digest(&job.name));
+                    // A lone replacement run resumes from the lost run's checkpoint; copies
+                    // that are compared with each other start fresh, so each stays
+                    // independent. Only after a loss: a run that failed on its own (out of
+                    // fuel, trap) must not get a fresh budget by resuming.
+                    if let Some(ck) = self.checkpoints.latest(t.0)
+                        && self.sched.copies(t) == (1, 0)
+                        && !self.tally.failed_before(t.0)
+                    {
+                        s.resume = Some(ck);
+                        self.tally.resuming(t.0, attempt);
+                        self.checkpoints.resumed();
+                    }
+                    specs.push(s)
+                }
+                Err(e) => {
+                    tracing::error!("failed to prepare task {}: {e:#}", t.0);
+                    self.tally.unsendable(t.0, format!("{e:#}"));
+                    let now = self.now();
+                    self.sched
+                        .task_failed(&provider, t, attempt, FailureKind::Rejected, now);
+                }
+            }
+        }
+        for chunk in specs.chunks(MAX_TASKS_PER_ASSIGN) {
+            let runs = chunk.iter().map(|t| (TaskId(t.index), t.attempt)).collect();
+            let seq = self.assigns.send(provider, runs);
+            let req = Request::new(RequestBody::Assign(Assign {
+                job: self.prepared.id,
+                seq,
+                module: self.prepared.module_id,
+                argv0: job.name.clone(),
+                limits: job.limits,
+                checkpoint_interval_ms: job.checkpoint_interval.map(|d| d.as_millis() as u64),
+                tasks: chunk.to_vec(),
+            }));
+            let client = self.client.clone();
+            let tx = self.internal.clone();
+            tokio::spawn(async move {
+                let why = match client.request(provider, req).await {
+                    Ok(Response {
+                        body: ResponseBody::Ack,
+                        ..
+                    }) => return,
+                    Ok(other) => format!("{:?}", other.body),
+                    Err(e) => e.to_string(),
+                };
+                let _ = tx.send(Internal::AssignFailed(provider, why)).await;
+            });
+        }
+    }
+}
+
+/// The network label replicas must not share: the /24 (IPv4) or /48 (IPv6) of a public
+/// address. Loopback, private and link-local addresses say nothing about who runs a host
+/// (a whole LAN shares one), so they get no label.
+fn network_label(ip: IpAddr) -> Option<String> {
+    match ip {
+        IpAddr::V4(v4) => {
+            if v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified() {
+                return None;
+            }
+            let o = v4.octets();
+            Some(format!("net:{}.{}.{}.0/24", o[0], o[1], o[2]))
+        }
+        IpAddr::V6(v6) => {
+            let seg = v6.segments();
+            if v6.is_loopback()
+                || v6.is_unspecified()
+                || (seg[0] & 0xfe00) == 0xfc00
+                || (seg[0] & 0xffc0) == 0xfe80
+            {
+                return None;
+            }
+            Some(format!("net:{:x}:{:x}:{:x}::/48", seg[0], seg[1], seg[2]))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::network_label;
+
+    #[test]
+    fn network_labels_name_public_prefixes_only() {
+        let l = |s: &str| network_label(s.parse().expect("an address"));
+        assert_eq!(l("198.18.3.7").as_deref(), Some("net:198.18.3.0/24"));
+        assert_eq!(l("127.0.0.1"), None);
+        assert_eq!(l("192.168.1.9"), None);
+        assert_eq!(l("2001:db8:1:2::5").as_deref(), Some("net:2001:db8:1::/48"));
+        assert_eq!(l("fe80::1"), None);
+        assert_eq!(l("fd00::1"), None);
+    }
+}

@@ -1,0 +1,492 @@
+//! The vote tally: what the requester makes of each result and each verdict, without IO.
+//!
+//! A result is checked against the record the requester rebuilds from what it assigned (the
+//! provider's signature over it, in batches), the task's fuel limit and safe output names;
+//! the answer is a [`Check`]: stale, a failure to retry, a provably bad result to refuse, a
+//! request to run the job's verifier on it first, or a vote for the scheduler. When the
+//! scheduler's verdict on a task comes, [`Tally::verdict`] says what follows from it: which
+//! copy to write, which copies to pay, whose reputation changes, who disagreed. The tally
+//! keeps the per-provider counts, discrepancies and failures that go into `summary.json`.
+
+use crate::output::{Discrepancy, Failure, Side};
+use naac_net::{PeerId, PeerKeys};
+use naac_proto::TaskResult;
+use naac_types::{ContentId, FailureKind, JobId, Outcome, ResultRecord};
+use std::collections::{HashMap, HashSet};
+
+/// A result waiting for its task's verdict.
+#[derive(Debug)]
+pub struct Vote {
+    pub provider: PeerId,
+    pub digest: ContentId,
+    /// The id of its signed record.
+    pub record: ContentId,
+    pub result: TaskResult,
+}
+
+/// Per-provider counts for the summary.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub accepted: u64,
+    pub verified: u64,
+    pub rejected: u64,
+    pub lost: u64,
+}
+
+/// What to do with one result.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Check {
+    /// Not wanted: its task is closed, or unknown.
+    Stale,
+    /// Not usable and not provably the provider's fault: retry the task (`task_failed`).
+    Failed(FailureKind),
+    /// Provably bad: retry elsewhere and count it against the provider (`task_rejected`,
+    /// one rejection in its reputation, its streak reset).
+    Refused(FailureKind),
+    /// Run the job's verifier on it, then pass the outcome to [`Tally::verified`].
+    Verify,
+    /// A vote for the scheduler (`task_result`); if it counts, [`Tally::add_vote`]. A
+    /// `resumed` run started from another provider's state and needs an independent check.
+    Vote {
+        digest: ContentId,
+        record: ContentId,
+        resumed: bool,
+    },
+}
+
+/// A copy to pay: it agreed with the accepted output.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Payable {
+    pub provider: PeerId,
+    pub attempt: u32,
+    /// The signed record's bytes and the provider's signature over them.
+    pub record: Vec<u8>,
+    pub signature: Vec<u8>,
+}
+
+/// What happens to a provider's streak with the module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Streak {
+    /// It lost a vote: back to zero.
+    Reset,
+    /// Whatever the scheduler counts now.
+    Current,
+}
+
+/// One provider's reputation change after a verdict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RepChange {
+    pub provider: PeerId,
+    pub verified: u64,
+    pub rejected: u64,
+    pub streak: Streak,
+}
+
+/// What follows from a verdict.
+#[derive(Debug, Default)]
+pub struct Verdict {
+    /// The accepted copy to write (none when it was written before a re-check, or no
+    /// quorum formed), and how many copies voted.
+    pub write: Option<(Vote, u32)>,
+    pub pay: Vec<Payable>,
+    pub reputation: Vec<RepChange>,
+    /// Providers that lost a vote: their reputation may now be below the job's floor.
+    pub suspects: Vec<PeerId>,
+}
+
+/// The tally of one job.
+pub struct Tally {
+    job: JobId,
+    module: ContentId,
+    tasks: u64,
+    fuel_limit: u64,
+    has_verifier: bool,
+    keys: PeerKeys,
+    /// Input digest of every open task, for rebuilding result records.
+    digests: HashMap<u32, ContentId>,
+    votes: HashMap<u32, Vec<Vote>>,
+    /// `(task, attempt)` of runs assigned to resume from a checkpoint.
+    resumed: HashSet<(u32, u32)>,
+    /// Tasks whose written result is being checked again.
+    reopened: HashSet<u32>,
+    /// The most recent failure of each task, for the summary when it fails for good.
+    last_failure: HashMap<u32, (FailureKind, String)>,
+    pub stats: HashMap<PeerId, Stats>,
+    pub discrepancies: Vec<Discrepancy>,
+    pub failures: Vec<Failure>,
+    pub rejected_results: u64,
+    /// Fuel of accepted results.
+    pub fuel: u64,
+    /// Fuel of every signed result received.
+    pub fuel_spent: u64,
+}
+
+impl Tally {
+    /// The tally of `tasks` tasks of `job`, whose runs may use `fuel_limit` each.
+    pub fn new(
+        job: JobId,
+        module: ContentId,
+        tasks: u64,
+        fuel_limit: u64,
+        has_verifier: bool,
+    ) -> Self {
+        Self {
+            job,
+            module,
+            tasks,
+            fuel_limit,
+            has_verifier,
+            keys: PeerKeys::default(),
+            digests: HashMap::new(),
+            votes: HashMap::new(),
+            resumed: HashSet::new(),
+            reopened: HashSet::new(),
+            last_failure: HashMap::new(),
+            stats: HashMap::new(),
+            discrepancies: Vec::new(),
+            failures: Vec::new(),
+            rejected_results: 0,
+            fuel: 0,
+            fuel_spent: 0,
+        }
+    }
+
+    /// A run of task `index` went out: its results are judged against `input_digest`.
+    pub fn open(&mut self, index: u32, input_digest: impl FnOnce() -> ContentId) {
+        self.digests.entry(index).or_insert_with(input_digest);
+    }
+
+    /// A run of the task resumes from a checkpoint.
+    pub fn resuming(&mut self, index: u32, attempt: u32) {
+        self.resumed.insert((index, attempt));
+    }
+
+    /// A run was handed back unfinished.
+    pub fn returned(&mut self, index: u32, attempt: u32) {
+        self.resumed.remove(&(index, attempt));
+    }
+
+    /// Whether a run of the task failed before (a failed run must not get a fresh budget by
+    /// resuming from a checkpoint).
+    pub fn failed_before(&self, index: u32) -> bool {
+        self.last_failure.contains_key(&index)
+    }
+
+    /// The task could not be sent (its inputs could not be read, ...).
+    pub fn unsendable(&mut self, index: u32, why: String) {
+        self.last_failure
+            .insert(index, (FailureKind::Rejected, why));
+    }
+
+    /// The record a result claims to be signed over, rebuilt from what was assigned; `None`
+    /// for a stale result or one without an outcome (unsigned).
+    pub fn record_of(&self, result: &TaskResult) -> Option<ResultRecord> {
+        let input = *self.digests.get(&result.index)?;
+        Some(ResultRecord {
+            job: self.job,
+            task: result.index,
+            attempt: result.attempt,
+            module: self.module,
+            input,
+            output: result.output_digest(),
+            outcome: result.outcome?,
+            fuel_used: result.fuel_used,
+        })
+    }
+
+    /// Rebuilds every result's record and checks all of `peer`'s signatures in one batch.
+    pub fn signatures(
+        &mut self,
+        peer: PeerId,
+        results: &[TaskResult],
+    ) -> Vec<Option<(ResultRecord, bool)>> {
+        let checked: Vec<Option<(ResultRecord, Vec<u8>)>> = results
+            .iter()
+            .map(|r| {
+                self.record_of(r).map(|rec| {
+                    let bytes = rec.signing_bytes();
+                    (rec, bytes)
+                })
+            })
+            .collect();
+        let items: Vec<(PeerId, &[u8], &[u8])> = checked
+            .iter()
+            .zip(results)
+            .filter_map(|(c, r)| {
+                c.as_ref()
+                    .map(|(_, b)| (peer, b.as_slice(), r.signature.as_slice()))
+            })
+            .collect();
+        let mut ok = self.keys.verify_many(&items).into_iter();
+        checked
+            .into_iter()
+            .map(|c| c.map(|(rec, _)| (rec, ok.next().unwrap_or(false))))
+            .collect()
+    }
+
+    /// Judges one result from `peer`, given its rebuilt record and whether the signature
+    /// matched (from [`Tally::signatures`]).
+    pub fn check(
+        &mut self,
+        peer: PeerId,
+        result: &TaskResult,
+        signed: Option<&(ResultRecord, bool)>,
+    ) -> Check {
+        let index = result.index;
+        if index as u64 >= self.tasks {
+            tracing::warn!("provider {peer} reported unknown task {index}");
+            return Check::Stale;
+        }
+        // A task that is no longer open has no digest: a stale result, not wanted.
+        if !self.digests.contains_key(&index) {
+            return Check::Stale;
+        }
+        let (Some(outcome), Some((record, signature_ok))) = (result.outcome, signed) else {
+            // The provider could not run it at all (fetch failed, ...): unsigned, a retry.
+            return self.fail(index, FailureKind::Rejected, result.message.clone());
+        };
+        self.fuel_spent = self.fuel_spent.saturating_add(result.fuel_used);
+        if !signature_ok {
+            tracing::warn!(
+                "provider {peer}: the record of task {index} is not signed by it; result refused"
+            );
+            return self.refuse(
+                peer,
+                index,
+                FailureKind::Rejected,
+                "the result's signature does not match its record".into(),
+            );
+        }
+        if result.fuel_used > self.fuel_limit {
+            // Fuel is what a result is paid for: a claim above the task's limit is a lie.
+            tracing::warn!(
+                "provider {peer}: task {index} claims {} fuel, above its limit {}; result refused",
+                result.fuel_used,
+                self.fuel_limit
+            );
+            return self.refuse(
+                peer,
+                index,
+                FailureKind::Rejected,
+                "the result claims more fuel than the task's limit".into(),
+            );
+        }
+        if outcome != Outcome::Ok {
+            let kind = FailureKind::from_outcome(outcome).unwrap_or(FailureKind::Rejected);
+            tracing::debug!(
+                "task {index} failed on {peer}: {}: {}",
+                kind.as_str(),
+                result.message
+            );
+            return self.fail(index, kind, result.message.clone());
+        }
+        if let Some(bad) = result
+            .outputs
+            .iter()
+            .find(|o| crate::output::safe_relative(&o.name).is_none())
+        {
+            let why = format!(
+                "output file name {:?} is not a safe relative path",
+                bad.name
+            );
+            return self.fail(index, FailureKind::Rejected, why);
+        }
+        if self.has_verifier {
+            return Check::Verify;
+        }
+        self.vote_of(result, record)
+    }
+
+    /// The verifier's word on a result [`Check::Verify`] asked about: `Ok(None)` accepts,
+    /// `Ok(Some(why))` rejects, `Err` is the requester's own failure (retried, nobody blamed).
+    pub fn verified(
+        &mut self,
+        peer: PeerId,
+        result: &TaskResult,
+        record: &ResultRecord,
+        verdict: Result<Option<String>, String>,
+    ) -> Check {
+        let index = result.index;
+        match verdict {
+            Ok(None) => self.vote_of(result, record),
+            Ok(Some(why)) => {
+                tracing::warn!("the verifier rejected task {index} from {peer}: {why}");
+                self.refuse(peer, index, FailureKind::Unverified, why)
+            }
+            Err(e) => {
+                tracing::error!("could not run the verifier on task {index}: {e}");
+                self.fail(index, FailureKind::Rejected, format!("verifier: {e}"))
+            }
+        }
+    }
+
+    fn vote_of(&mut self, result: &TaskResult, record: &ResultRecord) -> Check {
+        Check::Vote {
+            digest: record.output,
+            record: record.id(),
+            resumed: self.resumed.remove(&(result.index, result.attempt)),
+        }
+    }
+
+    fn fail(&mut self, index: u32, kind: FailureKind, why: String) -> Check {
+        self.last_failure.insert(index, (kind, why));
+        Check::Failed(kind)
+    }
+
+    fn refuse(&mut self, peer: PeerId, index: u32, kind: FailureKind, why: String) -> Check {
+        self.rejected_results += 1;
+        self.stats.entry(peer).or_default().rejected += 1;
+        self.last_failure.insert(index, (kind, why));
+        Check::Refused(kind)
+    }
+
+    /// The scheduler counted the vote: it waits for the task's verdict.
+    pub fn add_vote(
+        &mut self,
+        peer: PeerId,
+        result: TaskResult,
+        digest: ContentId,
+        record: ContentId,
+    ) {
+        self.votes.entry(result.index).or_default().push(Vote {
+            provider: peer,
+            digest,
+            record,
+            result,
+        });
+    }
+
+    /// The scheduler reopened an accepted task for a re-check.
+    pub fn reopened(&mut self, index: u32) {
+        self.reopened.insert(index);
+    }
+
+    /// `provider` lost `tasks` runs.
+    pub fn lost(&mut self, provider: PeerId, tasks: u64) {
+        self.stats.entry(provider).or_default().lost += tasks;
+    }
+
+    /// Forgets what an open task needed: its input digest, votes and last failure.
+    fn close(&mut self, index: u32) {
+        self.digests.remove(&index);
+        self.votes.remove(&index);
+        self.last_failure.remove(&index);
+    }
+
+    /// The task failed for good: its failure goes into the summary. Returns whether a result
+    /// written earlier must be removed (it did not survive a re-check).
+    pub fn task_failed(&mut self, index: u32, kind: FailureKind) -> bool {
+        let last = self.last_failure.remove(&index);
+        self.close(index);
+        let remove = self.reopened.remove(&index);
+        let message = match last {
+            Some((_, m)) if kind != FailureKind::Lost && kind != FailureKind::NoQuorum => m,
+            _ if kind == FailureKind::NoQuorum => {
+                "its replicas disagreed and no output reached the quorum".to_string()
+            }
+            _ => "its providers vanished or stopped reporting".to_string(),
+        };
+        self.failures.push(Failure {
+            task: index as u64,
+            kind: kind.as_str().to_string(),
+            message,
+        });
+        remove
+    }
+
+    /// The scheduler's verdict on a task: `accepted` is the output digest that reached the
+    /// quorum (none: the task failed), `votes` every copy's digest.
+    pub fn verdict(
+        &mut self,
+        index: u32,
+        accepted: Option<ContentId>,
+        verified: bool,
+        votes: &[(PeerId, ContentId)],
+    ) -> Verdict {
+        let mut mine = self.votes.remove(&index).unwrap_or_default();
+        let mut out = Verdict::default();
+        if let Some(d) = accepted {
+            out.pay = mine
+                .iter()
+                .filter(|v| v.digest == d)
+                .filter_map(|v| {
+                    let record = self.record_of(&v.result)?;
+                    Some(Payable {
+                        provider: v.provider,
+                        attempt: v.result.attempt,
+                        record: record.signing_bytes(),
+                        signature: v.result.signature.clone(),
+                    })
+                })
+                .collect();
+        }
+        self.close(index);
+        if let Some(d) = accepted {
+            self.reopened.remove(&index);
+            if let Some(pos) = mine.iter().position(|v| v.digest == d) {
+                let v = mine.swap_remove(pos);
+                self.fuel = self.fuel.saturating_add(v.result.fuel_used);
+                self.stats.entry(v.provider).or_default().accepted += 1;
+                out.write = Some((v, votes.len() as u32));
+            }
+            // Otherwise the winner is the result already written before a re-check.
+        }
+        if votes.len() < 2 {
+            return out;
+        }
+        let winner = accepted;
+        for (p, d) in votes {
+            let agreed = Some(*d) == winner;
+            let lost = winner.is_some() && !agreed;
+            let st = self.stats.entry(*p).or_default();
+            if agreed && verified {
+                st.verified += 1;
+            } else if lost {
+                st.rejected += 1;
+            }
+            out.reputation.push(RepChange {
+                provider: *p,
+                verified: u64::from(agreed && verified),
+                rejected: u64::from(lost),
+                streak: if lost { Streak::Reset } else { Streak::Current },
+            });
+        }
+        if votes.iter().any(|(_, d)| Some(*d) != winner) {
+            let mut sides: Vec<Side> = Vec::new();
+            for (p, d) in votes {
+                let hex = d.to_hex();
+                match sides.iter_mut().find(|s| s.output == hex) {
+                    Some(side) => side.providers.push(p.to_string()),
+                    None => sides.push(Side {
+                        output: hex,
+                        providers: vec![p.to_string()],
+                    }),
+                }
+            }
+            tracing::warn!(
+                "task {index}: results disagreed ({} sides){}",
+                sides.len(),
+                if winner.is_some() {
+                    "; the quorum's output was kept"
+                } else {
+                    ""
+                }
+            );
+            self.discrepancies.push(Discrepancy {
+                task: index as u64,
+                accepted: winner.map(|d| d.to_hex()),
+                sides,
+            });
+            out.suspects = votes
+                .iter()
+                .filter(|(_, d)| winner.is_some() && Some(*d) != winner)
+                .map(|(p, _)| *p)
+                .collect();
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+#[path = "tally_tests.rs"]
+mod tests;

@@ -1,0 +1,152 @@
+//! The results writer: accepted results go to a thread of their own, in verdict order, one
+//! task directory each (assembled in `DIR/.staging/` and renamed into `DIR/tasks/`), plus a
+//! line each in `tasks.jsonl`. A result that cannot be written (disk full, ...) is reported,
+//! not fatal: the others still land.
+
+use crate::output;
+use anyhow::Context as _;
+use naac_net::PeerId;
+use naac_proto::TaskResult;
+use naac_types::{ContentId, Price};
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use tokio::sync::mpsc;
+
+/// One accepted copy of a task, to be written.
+#[derive(Debug)]
+pub struct Write {
+    pub index: u32,
+    pub provider: PeerId,
+    pub result: Box<TaskResult>,
+    pub digest: ContentId,
+    pub record: ContentId,
+    pub verified: bool,
+    pub copies: u32,
+    pub price: Option<Price>,
+}
+
+/// What the writer thread does next.
+#[derive(Debug)]
+pub enum WriteJob {
+    Write(Write),
+    /// A result written earlier was voided by a re-check.
+    Remove(u32),
+}
+
+/// The handle of the writer thread: writes queue here after each event and are handed over
+/// in order by [`Writer::flush`].
+pub struct Writer {
+    tx: mpsc::Sender<WriteJob>,
+    queue: VecDeque<WriteJob>,
+    thread: tokio::task::JoinHandle<Vec<(u32, String)>>,
+}
+
+impl Writer {
+    /// Creates `DIR/tasks` and `DIR/.staging` and starts the thread (the caller removes the
+    /// staging dir once the reduce step, which assembles there too, is done).
+    pub fn start(out_dir: &Path) -> anyhow::Result<Self> {
+        let tasks_dir = out_dir.join("tasks");
+        std::fs::create_dir_all(&tasks_dir)
+            .with_context(|| format!("create output dir {}", tasks_dir.display()))?;
+        let staging = out_dir.join(".staging");
+        std::fs::create_dir_all(&staging)
+            .with_context(|| format!("create output dir {}", staging.display()))?;
+        let (tx, rx) = mpsc::channel::<WriteJob>(1024);
+        let thread = tokio::task::spawn_blocking(move || write_results(&staging, &tasks_dir, rx));
+        Ok(Self {
+            tx,
+            queue: VecDeque::new(),
+            thread,
+        })
+    }
+
+    /// Queues a write; nothing reaches the thread before [`Writer::flush`].
+    pub fn push(&mut self, job: WriteJob) {
+        self.queue.push_back(job);
+    }
+
+    /// Hands queued writes to the thread, in order; waits when it is behind, which holds
+    /// back the caller's loop (and so the providers) instead of piling results up in memory.
+    pub async fn flush(&mut self) {
+        while let Some(job) = self.queue.pop_front() {
+            if self.tx.send(job).await.is_err() {
+                tracing::error!("the result writer stopped");
+                self.queue.clear();
+            }
+        }
+    }
+
+    /// Writes what is queued, waits for the thread to finish and returns the results that
+    /// could not be written, with why.
+    pub async fn finish(mut self) -> anyhow::Result<Vec<(u32, String)>> {
+        self.flush().await;
+        let Self { tx, thread, .. } = self;
+        drop(tx);
+        thread.await.context("result writer panicked")
+    }
+}
+
+fn write_results(
+    staging: &Path,
+    tasks_dir: &Path,
+    mut rx: mpsc::Receiver<WriteJob>,
+) -> Vec<(u32, String)> {
+    let mut errors = Vec::new();
+    // One line per accepted result, in arrival order, renamed into place at the end.
+    let mut index = output::TaskIndexWriter::create(staging);
+    // Peer ids in text form, made once per provider (base58 is not free).
+    let mut names: HashMap<PeerId, String> = HashMap::new();
+    while let Some(w) = rx.blocking_recv() {
+        let w = match w {
+            WriteJob::Remove(i) => {
+                let dir = tasks_dir.join(i.to_string());
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::error!("failed to remove voided result {}: {e}", dir.display());
+                }
+                continue;
+            }
+            WriteJob::Write(w) => w,
+        };
+        let index_no = w.index;
+        let result = &w.result;
+        let dir = tasks_dir.join(index_no.to_string());
+        if let Err(e) = output::write_result_dir(
+            staging,
+            &dir,
+            &result.stdout,
+            &result.stderr,
+            &result.outputs,
+        ) {
+            tracing::error!("failed to write the results of task {index_no}: {e:#}");
+            errors.push((index_no, format!("{e:#}")));
+            continue;
+        }
+        if let Some(ix) = index.as_mut() {
+            ix.record(&output::TaskRecord {
+                task: index_no as u64,
+                attempt: result.attempt,
+                provider: names
+                    .entry(w.provider)
+                    .or_insert_with(|| w.provider.to_string()),
+                fuel: result.fuel_used,
+                wall_ms: result.wall_us as f64 / 1000.0,
+                stdout_bytes: result.stdout.len() as u64,
+                outputs: result.outputs.len() as u64,
+                output: w.digest.to_hex(),
+                record: w.record.to_hex(),
+                signature: naac_types::hex(&result.signature),
+                verified: w.verified,
+                copies: w.copies,
+                resumed: result.resumed.is_some(),
+                price: w.price.map(|p| p.to_string()),
+            });
+        }
+    }
+    if let Some(ix) = index {
+        let target = tasks_dir.parent().unwrap_or(tasks_dir).join("tasks.jsonl");
+        if let Err(e) = ix.finish(&target) {
+            tracing::error!("failed to write {}: {e:#}", target.display());
+        }
+    }
+    errors
+}
