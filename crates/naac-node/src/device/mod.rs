@@ -74,7 +74,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::Home;
 
 /// The benchmark guest (naac's test guest, committed with the source).
-const TESTKIT: &[u8] = include_bytes!("../../../examples/testkit/testkit.wasm");
+const TESTKIT: &[u8] = include_bytes!("../../../../examples/testkit/testkit.wasm");
 
 /// Benchmark runs per kernel; the fastest counts.
 const BENCH_RUNS: usize = 3;
