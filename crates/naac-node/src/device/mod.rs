@@ -62,7 +62,7 @@
 
 use anyhow::Context as _;
 use naac_sandbox::{Sandbox, SandboxConfig, TaskRun};
-use naac_types::host::{Cpu, Disk, Gpu, Power, Resources};
+use naac_types::host::{Cpu, Gpu, Power, Resources};
 use naac_types::{ContentId, Limits, Outcome};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -73,9 +73,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::Home;
 
 mod cpu;
+mod disk;
 mod memory;
 
 pub use cpu::probe_cpu;
+pub use disk::probe_disk;
 pub use memory::probe_memory;
 
 /// The benchmark guest (naac's test guest, committed with the source).
@@ -413,33 +415,6 @@ fn thread_cpu_time() -> Duration {
         u64::try_from(t.tv_sec).unwrap_or(0),
         u32::try_from(t.tv_nsec).unwrap_or(0),
     )
-}
-
-/// Free space (for unprivileged users) and total size of the file system holding `dir`, in
-/// bytes. A `dir` that does not exist yet is measured at its nearest existing ancestor;
-/// zeros if `statvfs` fails.
-pub fn probe_disk(dir: &Path) -> Disk {
-    for d in dir.ancestors().filter(|d| !d.as_os_str().is_empty()) {
-        match rustix::fs::statvfs(d) {
-            Ok(s) => {
-                let unit = if s.f_frsize > 0 {
-                    s.f_frsize
-                } else {
-                    s.f_bsize
-                };
-                return Disk {
-                    free: s.f_bavail.saturating_mul(unit),
-                    total: s.f_blocks.saturating_mul(unit),
-                };
-            }
-            Err(rustix::io::Errno::NOENT) => continue,
-            Err(e) => {
-                tracing::debug!("statvfs {}: {e}", d.display());
-                break;
-            }
-        }
-    }
-    Disk::default()
 }
 
 /// NVIDIA GPUs through NVML; empty (logged at debug) when NVML is missing or fails. Loading
@@ -977,18 +952,6 @@ mod tests {
                 battery_percent: Some(50)
             }
         );
-    }
-
-    #[test]
-    fn device_disk_of_a_temp_dir() {
-        let d = tempfile::tempdir().expect("tempdir");
-        let disk = probe_disk(d.path());
-        assert!(
-            disk.total > 0 && disk.free > 0 && disk.free <= disk.total,
-            "{disk:?}"
-        );
-        // Not created yet: measured where it will be.
-        assert_eq!(probe_disk(&d.path().join("a/b")).total, disk.total);
     }
 
     #[test]
