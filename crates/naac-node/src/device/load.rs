@@ -1,5 +1,5 @@
-//! CPU load: all CPUs' time from `/proc/stat` and a process's own CPU time from
-//! `/proc/PID/stat`, for the daemon's load-based throttling.
+//! CPU load: all CPUs' time since boot from `/proc/stat`, and a process's own CPU time
+//! from `/proc/PID/stat` (so naac's own use can be told from others').
 
 /// Time all CPUs spent since boot, from the first line of `/proc/stat`, in clock ticks
 /// (`USER_HZ`, normally 100 per second per CPU).
