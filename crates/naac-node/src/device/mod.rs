@@ -59,6 +59,10 @@
 //!
 //! The daemon also reads the host's CPU load ([`cpu_times`], [`own_cpu_ticks`]) and the
 //! owner's keyboard and mouse activity ([`input_interrupts`]) through this module.
+//!
+//! This file holds the [`DeviceManager`], which assembles the probes; each probe lives in
+//! its own submodule (`cpu`, `memory`, `disk`, `gpu`, `power`, `score`, `uptime`, `load`,
+//! `input`), re-exported here.
 
 use anyhow::Context as _;
 use naac_types::host::Resources;
