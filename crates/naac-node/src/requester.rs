@@ -20,11 +20,11 @@ use crate::output::{
 use crate::pay::{Payer, Terms};
 use crate::reputation::Reputation;
 use anyhow::Context as _;
-use naac_market::SignedAsk;
+use naac_bank::wire::AskCheck as _;
 use naac_net::{Client, Event, PeerId};
 use naac_proto::{
     Assign, Bid, Hello, HostStatus, MAX_TASKS_PER_ASSIGN, Report, Request, RequestBody, Response,
-    ResponseBody, Solicit, TaskResult, TaskSpec, VERSION, Welcome,
+    ResponseBody, SignedAsk, Solicit, TaskResult, TaskSpec, VERSION, Welcome,
 };
 use naac_sandbox::{Prepared, Sandbox, TaskRun};
 use naac_sched::{Command, Millis, ProviderInfo, Scheduler, TaskId};
