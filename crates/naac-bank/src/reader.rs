@@ -149,3 +149,79 @@ impl Reader {
         Ok(ledger.balance(&Account::User(who)))
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::{BankConfig, BankConn};
+    use naac_ledger::{Request, SignedRequest};
+
+    fn ed25519() -> (naac_net::Keypair, AccountKey) {
+        let kp = naac_net::Keypair::generate_ed25519();
+        let key = AccountKey(naac_net::ed25519_of_keypair(&kp).unwrap());
+        (kp, key)
+    }
+
+    #[test]
+    fn answers_queries_from_the_store_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("ledger.db").display());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // Nothing in it yet: no checkpoint names the bank.
+        drop(store::SqliteStore::open(dir.path().join("ledger.db")).unwrap());
+        let e = start_reader(url.clone(), || Ok(None)).unwrap_err();
+        assert_eq!(
+            format!("{e:#}"),
+            "the ledger has no checkpoint: it names no bank"
+        );
+        let (bank_kp, bank_key) = ed25519();
+        let bank = BankConn::Local(
+            crate::start_with_keypair(
+                BankConfig {
+                    store: url.clone(),
+                    grant: naac_types::Credits(100),
+                },
+                bank_kp,
+            )
+            .unwrap(),
+        );
+        let (alice_kp, alice) = ed25519();
+        let (_, bob) = ed25519();
+        let req = Request::Transfer {
+            from: alice,
+            to: bob,
+            amount: naac_types::Credits(30),
+            nonce: 1,
+        };
+        let signed = SignedRequest::new(alice, &bank_key, &req, |m| naac_net::sign(&alice_kp, m));
+        let answers = rt.block_on(bank.submit(vec![signed.clone()])).unwrap();
+        assert!(answers.iter().all(|a| a.is_ok()));
+        let reader = BankConn::Local(start_reader(url, || Ok(None)).unwrap());
+        assert_eq!(rt.block_on(reader.key()), Ok(bank_key));
+        assert_eq!(
+            rt.block_on(reader.balance(alice)),
+            Ok(naac_types::Credits(70))
+        );
+        assert_eq!(
+            rt.block_on(reader.balance(bob)),
+            Ok(naac_types::Credits(30))
+        );
+        let entries = rt.block_on(reader.entries(0, 100)).unwrap();
+        assert_eq!(entries, rt.block_on(bank.entries(0, 100)).unwrap());
+        assert_eq!(entries.len(), 2, "the grant and the transfer");
+        let history = rt
+            .block_on(reader.history(Account::User(bob), None, 10))
+            .unwrap();
+        assert_eq!(history, vec![entries[1].clone()]);
+        assert_eq!(
+            rt.block_on(reader.checkpoint(None)).unwrap(),
+            rt.block_on(bank.checkpoint(None)).unwrap()
+        );
+        assert!(rt.block_on(reader.submit(vec![signed])).is_err());
+        assert!(rt.block_on(reader.proof(0)).is_err());
+    }
+}
