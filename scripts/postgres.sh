@@ -11,7 +11,7 @@
 #
 # Use it like CI does:
 #   export NAAC_TEST_POSTGRES="$(scripts/postgres.sh start)"
-#   cargo test -p naac-ledger --test store
+#   cargo test -p naac-bank --test store
 #
 # The server listens on 127.0.0.1 only (no Unix socket), trusts local connections (it is a
 # throwaway server for tests: never put real data in it), and keeps fsync on so the stores'

@@ -36,6 +36,6 @@ impl Checkpoint {
 
     /// Whether `sig` is the named bank's signature.
     pub fn signature_ok(&self) -> bool {
-        naac_market::verify_ed25519(&self.bank.0, &self.signing_bytes(), &self.sig)
+        naac_types::sig::verify(&self.bank.0, &self.signing_bytes(), &self.sig)
     }
 }

@@ -1,12 +1,12 @@
 //! The bank's books: a double-entry, hash-chained, signed ledger with RFC 6962 Merkle
-//! checkpoints, its sans-IO rules, and its SQLite and PostgreSQL stores.
+//! checkpoints and its sans-IO rules. Storing the entries (SQLite, PostgreSQL) is
+//! `naac-bank`'s.
 
 mod checkpoint;
 mod entry;
 pub mod merkle;
 mod request;
 mod rules;
-pub mod store;
 mod verify;
 
 pub use checkpoint::Checkpoint;

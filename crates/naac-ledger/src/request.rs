@@ -140,6 +140,6 @@ impl SignedRequest {
 
     /// Whether the signature is the authorizer's over `msg`.
     pub fn signature_ok(&self) -> bool {
-        naac_market::verify_ed25519(&self.authorizer.0, &self.msg, &self.sig)
+        naac_types::sig::verify(&self.authorizer.0, &self.msg, &self.sig)
     }
 }

@@ -1,5 +1,8 @@
 //! Sealed, signed asks: what a provider will take per giga-fuel for one job's work.
 
+/// Whether `sig` is the signature of the ed25519 key `key` over `msg` (strict checking):
+/// [`naac_types::sig::verify`], under the name the market's callers know.
+pub use naac_types::sig::verify as verify_ed25519;
 use naac_types::{JobId, Price};
 use serde::{Deserialize, Serialize};
 
@@ -43,15 +46,4 @@ impl SignedAsk {
     pub fn verify(&self) -> bool {
         verify_ed25519(&self.ask.provider, &self.ask.signing_bytes(), &self.sig)
     }
-}
-
-/// Whether `sig` is the signature of the ed25519 key `key` over `msg` (strict checking).
-pub fn verify_ed25519(key: &[u8; 32], msg: &[u8], sig: &[u8]) -> bool {
-    let Ok(vk) = ed25519_dalek::VerifyingKey::from_bytes(key) else {
-        return false;
-    };
-    let Ok(sig) = ed25519_dalek::Signature::from_slice(sig) else {
-        return false;
-    };
-    vk.verify_strict(msg, &sig).is_ok()
 }

@@ -2,10 +2,11 @@
 //!
 //! naac identities are ed25519 keys, whose libp2p peer ids embed the public key (an
 //! "identity" multihash), so a signature from any peer can be checked without asking it
-//! for its key.
+//! for its key. The check itself is [`naac_types::sig`]'s, with the key found here.
 
 use libp2p::PeerId;
 use libp2p::identity::{Keypair, PublicKey};
+use naac_types::sig::VerifyingKey;
 
 /// Multihash code of the identity hash: the digest is the key itself.
 const IDENTITY_MULTIHASH: u64 = 0x00;
@@ -25,17 +26,17 @@ pub fn public_key_of(peer: &PeerId) -> Option<PublicKey> {
     PublicKey::try_decode_protobuf(mh.digest()).ok()
 }
 
-/// Whether `sig` is `peer`'s signature over `msg`.
+/// Whether `sig` is `peer`'s signature over `msg` ([`naac_types::sig::verify`] with the key
+/// the peer id embeds).
 pub fn verify(peer: &PeerId, msg: &[u8], sig: &[u8]) -> bool {
-    public_key_of(peer).is_some_and(|k| k.verify(msg, sig))
+    ed25519_of(peer).is_some_and(|k| naac_types::sig::verify(&k, msg, sig))
 }
 
 /// Peers' public keys, decoded once each (decoding an ed25519 key decompresses a curve
 /// point, which costs about as much as checking a signature). Bounded: cleared when full.
 #[derive(Default)]
 pub struct PeerKeys {
-    keys: std::collections::HashMap<PeerId, Option<PublicKey>>,
-    dalek: std::collections::HashMap<PeerId, Option<ed25519_dalek::VerifyingKey>>,
+    keys: std::collections::HashMap<PeerId, Option<VerifyingKey>>,
 }
 
 /// Peers whose keys are kept decoded.
@@ -44,56 +45,27 @@ const MAX_PEER_KEYS: usize = 4096;
 impl PeerKeys {
     /// Whether `sig` is `peer`'s signature over `msg`.
     pub fn verify(&mut self, peer: &PeerId, msg: &[u8], sig: &[u8]) -> bool {
+        self.key(peer).is_some_and(|k| k.verify(msg, sig))
+    }
+
+    fn key(&mut self, peer: &PeerId) -> Option<VerifyingKey> {
         if self.keys.len() >= MAX_PEER_KEYS && !self.keys.contains_key(peer) {
             self.keys.clear();
         }
-        self.keys
+        *self
+            .keys
             .entry(*peer)
-            .or_insert_with(|| public_key_of(peer))
-            .as_ref()
-            .is_some_and(|k| k.verify(msg, sig))
+            .or_insert_with(|| VerifyingKey::from_bytes(&ed25519_of(peer)?))
     }
 
-    fn verifying_key(&mut self, peer: &PeerId) -> Option<ed25519_dalek::VerifyingKey> {
-        if self.dalek.len() >= MAX_PEER_KEYS && !self.dalek.contains_key(peer) {
-            self.dalek.clear();
-        }
-        *self.dalek.entry(*peer).or_insert_with(|| {
-            let k = public_key_of(peer)?.try_into_ed25519().ok()?;
-            ed25519_dalek::VerifyingKey::from_bytes(&k.to_bytes()).ok()
-        })
-    }
-
-    /// Checks many `(peer, message, signature)` at once: one batch verification (about
-    /// twice as fast per signature as one by one); if the batch fails, each is checked on
-    /// its own to find the bad ones.
+    /// Checks many `(peer, message, signature)` at once ([`naac_types::sig::verify_many`]:
+    /// one batch verification, and each on its own only if the batch fails).
     pub fn verify_many(&mut self, items: &[(PeerId, &[u8], &[u8])]) -> Vec<bool> {
-        if items.len() >= 2 {
-            let mut keys = Vec::with_capacity(items.len());
-            let mut sigs = Vec::with_capacity(items.len());
-            for (peer, _, sig) in items {
-                match (
-                    self.verifying_key(peer),
-                    ed25519_dalek::Signature::from_slice(sig).ok(),
-                ) {
-                    (Some(k), Some(s)) => {
-                        keys.push(k);
-                        sigs.push(s);
-                    }
-                    _ => break,
-                }
-            }
-            if keys.len() == items.len() {
-                let msgs: Vec<&[u8]> = items.iter().map(|(_, m, _)| *m).collect();
-                if ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok() {
-                    return vec![true; items.len()];
-                }
-            }
-        }
-        items
+        let keyed: Vec<(Option<VerifyingKey>, &[u8], &[u8])> = items
             .iter()
-            .map(|(peer, msg, sig)| self.verify(peer, msg, sig))
-            .collect()
+            .map(|(peer, msg, sig)| (self.key(peer), *msg, *sig))
+            .collect();
+        naac_types::sig::verify_many(&keyed)
     }
 }
 

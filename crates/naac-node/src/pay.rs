@@ -10,12 +10,13 @@
 //! accepts is paid at its batch's price for the fuel it used; the bank checks the provider's
 //! signed record and both asks, so the requester cannot underpay. Settlements are batched
 //! and idempotent (by result record hash), so they are simply sent again after an error.
+//! The bank is reached through `naac-bank`'s client, [`BankConn`] (re-exported here).
 
-use crate::bank::BankHandle;
+pub use naac_bank::BankConn;
+use naac_bank::FromWire as _;
 use naac_ledger::{AccountKey, Request, SignedRecord, SignedRequest};
-use naac_market::SignedAsk;
-use naac_net::{Client, Keypair, PeerId};
-use naac_proto::{BankRequest, BankResponse, MAX_BANK_BATCH, Receipt, ResponseBody};
+use naac_net::{Keypair, PeerId};
+use naac_proto::{MAX_BANK_BATCH, SignedAsk};
 use naac_types::{Credits, Job, JobId, Price};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -27,73 +28,6 @@ use tokio::sync::mpsc;
 pub const ESCROW_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Settlements waiting to be sent.
 const SETTLE_QUEUE: usize = 65_536;
-
-/// Where the bank is: in this process (the embedded pool's) or a peer.
-#[derive(Clone)]
-pub enum BankConn {
-    Local(BankHandle),
-    Remote {
-        client: Client,
-        peer: PeerId,
-        /// Dialled again when a request fails (the bank restarted, the connection dropped).
-        addr: naac_net::Multiaddr,
-    },
-}
-
-impl BankConn {
-    /// One request to the bank.
-    pub async fn call(&self, req: BankRequest) -> Result<BankResponse, String> {
-        match self {
-            BankConn::Local(h) => h.call(req).await,
-            BankConn::Remote { client, peer, addr } => {
-                let msg = naac_proto::Request::new(naac_proto::RequestBody::Bank(req));
-                let resp = match client.request(*peer, msg.clone()).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        // Once more over a fresh connection.
-                        let _ = client.dial(addr.clone()).await;
-                        client
-                            .request(*peer, msg)
-                            .await
-                            .map_err(|e| format!("bank {peer}: {e}"))?
-                    }
-                };
-                match resp.body {
-                    ResponseBody::Bank(b) => Ok(*b),
-                    ResponseBody::Refused(why) => Err(why),
-                    other => Err(format!("bank {peer} answered {other:?}")),
-                }
-            }
-        }
-    }
-
-    /// The bank's account key.
-    pub async fn key(&self) -> Result<AccountKey, String> {
-        match self.call(BankRequest::Info).await? {
-            BankResponse::Info(i) => Ok(i.bank),
-            other => Err(format!("unexpected answer {other:?}")),
-        }
-    }
-
-    /// Submits signed requests and returns one answer each.
-    pub async fn submit(
-        &self,
-        reqs: Vec<SignedRequest>,
-    ) -> Result<Vec<Result<Receipt, String>>, String> {
-        match self.call(BankRequest::Submit(reqs)).await? {
-            BankResponse::Submitted(v) => Ok(v),
-            other => Err(format!("unexpected answer {other:?}")),
-        }
-    }
-
-    /// An account's balance (read-only: zero for an account the bank has not seen).
-    pub async fn balance(&self, account: AccountKey) -> Result<Credits, String> {
-        match self.call(BankRequest::Balance { account }).await? {
-            BankResponse::Balance { balance, .. } => Ok(balance),
-            other => Err(format!("unexpected answer {other:?}")),
-        }
-    }
-}
 
 /// Paid copies the escrow must cover, at most: one per task, or `max_replicas` per task
 /// when copies are compared (a disagreement adds copies up to it), plus one more per task
@@ -215,7 +149,7 @@ pub struct Paid {
     pub unconfirmed: u64,
 }
 
-/// The price of one run, fixed when its batch was auctioned.
+/// The price of one run, fixed when its batch was auctioned; the asks as they came in.
 #[derive(Clone, Debug)]
 pub struct Terms {
     pub price: Price,
@@ -329,8 +263,8 @@ impl Payer {
             provider: AccountKey(key),
             record,
             price: terms.price,
-            winner: terms.winner.clone(),
-            second: terms.second.clone(),
+            winner: naac_market::SignedAsk::from_wire(terms.winner.clone()),
+            second: terms.second.clone().map(naac_market::SignedAsk::from_wire),
         };
         let signed = SignedRequest::new(self.escrow.payer, &self.escrow.bank_key, &req, |m| {
             naac_net::sign(&self.user, m)

@@ -30,9 +30,19 @@
 //! Modules and inputs travel by content id: a provider fetches each blob once and checks its
 //! hash. Every message carries [`VERSION`]; byte payloads use `serde_bytes` (compact CBOR
 //! byte strings). Sizes are bounded by [`MAX_MESSAGE_BYTES`] at the codec.
+//!
+//! The ledger values a bank exchanges ([`ledger`]) and the asks providers bid with
+//! ([`market`]) are this crate's own wire types, with the same serde shape (so the same
+//! bytes) as the `naac-ledger` and `naac-market` values they carry; `naac-bank` converts
+//! between the two, so this crate depends on neither.
 
-use naac_ledger::{Account, AccountKey, Checkpoint, Entry, Hash, InclusionProof, SignedRequest};
-use naac_market::SignedAsk;
+pub mod ledger;
+pub mod market;
+
+pub use ledger::{
+    Account, AccountKey, Checkpoint, Entry, Hash, InclusionProof, Kind, SignedRequest,
+};
+pub use market::{Ask, SignedAsk};
 use naac_types::{ContentId, Credits, JobId, Limits, Outcome, Price};
 use serde::{Deserialize, Serialize};
 

@@ -11,6 +11,7 @@ pub mod money;
 mod outcome;
 pub mod policy;
 pub mod record;
+pub mod sig;
 pub mod units;
 pub mod verify;
 

@@ -1,14 +1,15 @@
 //! `naac wallet`: balances, history and an independent check of a bank's ledger.
 //!
 //! With `--bank ADDR` the wallet asks that bank over the network; without, it reads this data
-//! dir's own bank (the embedded pool's ledger, `bank/ledger.db`) directly, read-only.
+//! dir's own bank (the embedded pool's ledger, `bank/ledger.db`) directly, read-only,
+//! through a read-only bank in this process (`naac_bank::start_reader`): either way the
+//! same bank client, [`BankConn`].
 
 use anyhow::Context as _;
-use naac_ledger::store::{self, Store};
-use naac_ledger::{Account, AccountKey, Checkpoint, Entry, Ledger, verify_entries};
+use naac_bank::BankConn;
+use naac_ledger::{Account, AccountKey, Checkpoint, Entry, verify_entries};
 use naac_net::Multiaddr;
 use naac_node::Home;
-use naac_node::pay::BankConn;
 use naac_proto::{BankRequest, BankResponse, MAX_BANK_ENTRIES};
 use naac_types::Credits;
 use serde_json::json;
@@ -61,25 +62,16 @@ pub async fn main(cmd: Cmd) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Where the books are read from.
-enum Source {
-    Bank(BankConn),
-    Store { store: Shared, bank: AccountKey },
+/// Where the books are read from: a bank node, or a read-only bank in this process over a
+/// ledger store (this data dir's own, or the one `--ledger` names). Both are reached through
+/// the same bank client; only a bank node is asked for its claims and proofs.
+struct Source {
+    bank: BankConn,
+    remote: bool,
 }
 
-/// A store used from blocking threads only (database clients may block).
-type Shared = std::sync::Arc<std::sync::Mutex<Box<dyn Store>>>;
-
-async fn blocking<T: Send + 'static>(
-    store: &Shared,
-    f: impl FnOnce(&mut dyn Store) -> anyhow::Result<T> + Send + 'static,
-) -> anyhow::Result<T> {
-    let s = store.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut g = s.lock().unwrap_or_else(|e| e.into_inner());
-        f(g.as_mut())
-    })
-    .await?
+fn bank_err(e: String) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
 }
 
 async fn open(a: &Args, home: &Home) -> anyhow::Result<Source> {
@@ -93,7 +85,10 @@ async fn open(a: &Args, home: &Home) -> anyhow::Result<Source> {
             },
         )
         .await?;
-        return Ok(Source::Bank(crate::run::connect_bank(&client, addr).await?));
+        return Ok(Source {
+            bank: crate::run::connect_bank(&client, addr).await?,
+            remote: true,
+        });
     }
     let url = match &a.ledger {
         Some(u) => u.clone(),
@@ -108,91 +103,44 @@ async fn open(a: &Args, home: &Home) -> anyhow::Result<Source> {
             format!("sqlite:{}", path.display())
         }
     };
-    let store: Box<dyn Store> = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        Ok(if let Some(path) = url.strip_prefix("sqlite:") {
-            Box::new(store::SqliteStore::open_read_only(path)?) as Box<dyn Store>
-        } else {
-            store::open(&url)?
-        })
-    })
-    .await??;
-    let store: Shared = std::sync::Arc::new(std::sync::Mutex::new(store));
     // The bank's key: from its key file when it is ours, else from its latest checkpoint.
-    let bank = if a.ledger.is_none() {
-        AccountKey(
-            naac_net::ed25519_of_keypair(&naac_net::load_or_create_identity(
-                &home.bank_identity(),
-            )?)
-            .context("the bank key is not ed25519")?,
-        )
-    } else {
-        let cp = blocking(&store, |s| Ok(s.latest_checkpoint()?))
-            .await?
-            .context("the ledger has no checkpoint: it names no bank")?;
-        return Ok(Source::Store {
-            store,
-            bank: cp.bank,
-        });
+    let key_file = a.ledger.is_none().then(|| home.bank_identity());
+    let bank_key = move || {
+        key_file
+            .map(|path| -> anyhow::Result<AccountKey> {
+                Ok(AccountKey(
+                    naac_net::ed25519_of_keypair(&naac_net::load_or_create_identity(&path)?)
+                        .context("the bank key is not ed25519")?,
+                ))
+            })
+            .transpose()
     };
-    Ok(Source::Store { store, bank })
+    let bank =
+        tokio::task::spawn_blocking(move || naac_bank::start_reader(url, bank_key)).await??;
+    Ok(Source {
+        bank: BankConn::Local(bank),
+        remote: false,
+    })
 }
 
 impl Source {
-    async fn bank_call(&self, req: BankRequest) -> anyhow::Result<BankResponse> {
-        match self {
-            Source::Bank(b) => b.call(req).await.map_err(|e| anyhow::anyhow!("{e}")),
-            Source::Store { .. } => anyhow::bail!("not a bank"),
-        }
-    }
-
-    fn bank_key_local(&self) -> Option<AccountKey> {
-        match self {
-            Source::Store { bank, .. } => Some(*bank),
-            Source::Bank(_) => None,
-        }
-    }
-
     async fn bank_key(&self) -> anyhow::Result<AccountKey> {
-        match self {
-            Source::Bank(b) => b.key().await.map_err(|e| anyhow::anyhow!("{e}")),
-            Source::Store { bank, .. } => Ok(*bank),
-        }
+        self.bank.key().await.map_err(bank_err)
     }
 
-    async fn checkpoint(&mut self) -> anyhow::Result<Option<Checkpoint>> {
-        match self {
-            Source::Bank(_) => match self
-                .bank_call(BankRequest::Checkpoint { size: None })
-                .await?
-            {
-                BankResponse::Checkpoint(c) => Ok(c),
-                other => anyhow::bail!("unexpected answer {other:?}"),
-            },
-            Source::Store { store, .. } => blocking(store, |s| Ok(s.latest_checkpoint()?)).await,
-        }
+    async fn checkpoint(&self) -> anyhow::Result<Option<Checkpoint>> {
+        self.bank.checkpoint(None).await.map_err(bank_err)
     }
 
     /// Every entry, in order.
-    async fn entries(&mut self) -> anyhow::Result<Vec<Entry>> {
+    async fn entries(&self) -> anyhow::Result<Vec<Entry>> {
         let mut out: Vec<Entry> = Vec::new();
         loop {
-            let from = out.len() as u64;
-            let page = match self {
-                Source::Bank(b) => match b
-                    .call(BankRequest::Entries {
-                        from,
-                        limit: MAX_BANK_ENTRIES,
-                    })
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?
-                {
-                    BankResponse::Entries(v) => v,
-                    other => anyhow::bail!("unexpected answer {other:?}"),
-                },
-                Source::Store { store, .. } => {
-                    blocking(store, move |s| Ok(s.read(from, MAX_BANK_ENTRIES as usize)?)).await?
-                }
-            };
+            let page = self
+                .bank
+                .entries(out.len() as u64, MAX_BANK_ENTRIES)
+                .await
+                .map_err(bank_err)?;
             if page.is_empty() {
                 return Ok(out);
             }
@@ -200,44 +148,15 @@ impl Source {
         }
     }
 
-    async fn balance(&mut self, who: AccountKey) -> anyhow::Result<Credits> {
-        match self {
-            Source::Bank(b) => b.balance(who).await.map_err(|e| anyhow::anyhow!("{e}")),
-            Source::Store { .. } => {
-                let bank = self.bank_key_local().expect("a store source");
-                let mut ledger = Ledger::new(bank);
-                for e in self.entries().await? {
-                    ledger.replay_trusted(&e).map_err(|e| {
-                        anyhow::anyhow!("{e}\nhint: `naac wallet verify` checks the whole ledger")
-                    })?;
-                }
-                Ok(ledger.balance(&Account::User(who)))
-            }
-        }
+    async fn balance(&self, who: AccountKey) -> anyhow::Result<Credits> {
+        self.bank.balance(who).await.map_err(bank_err)
     }
 
-    async fn history(&mut self, who: AccountKey, limit: u32) -> anyhow::Result<Vec<Entry>> {
-        let account = Account::User(who);
-        match self {
-            Source::Bank(b) => match b
-                .call(BankRequest::History {
-                    account,
-                    before: None,
-                    limit,
-                })
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?
-            {
-                BankResponse::Entries(v) => Ok(v),
-                other => anyhow::bail!("unexpected answer {other:?}"),
-            },
-            Source::Store { store, .. } => {
-                blocking(store, move |s| {
-                    Ok(s.history(&account, None, limit as usize)?)
-                })
-                .await
-            }
-        }
+    async fn history(&self, who: AccountKey, limit: u32) -> anyhow::Result<Vec<Entry>> {
+        self.bank
+            .history(Account::User(who), None, limit)
+            .await
+            .map_err(bank_err)
     }
 }
 
@@ -277,7 +196,7 @@ fn account_name(a: &Account) -> String {
 async fn balance(a: Args) -> anyhow::Result<ExitCode> {
     let home = Home::from_env()?;
     let who = account_of(&a.account, &home)?;
-    let mut src = open(&a, &home).await?;
+    let src = open(&a, &home).await?;
     let b = src.balance(who).await?;
     if a.json {
         println!(
@@ -294,7 +213,7 @@ async fn balance(a: Args) -> anyhow::Result<ExitCode> {
 async fn history(h: HistoryArgs) -> anyhow::Result<ExitCode> {
     let home = Home::from_env()?;
     let who = account_of(&h.args.account, &home)?;
-    let mut src = open(&h.args, &home).await?;
+    let src = open(&h.args, &home).await?;
     let entries = src.history(who, h.limit.min(MAX_BANK_ENTRIES)).await?;
     let me = Account::User(who);
     if h.args.json {
@@ -373,7 +292,7 @@ fn where_(a: &Args, home: &Home) -> String {
 async fn verify(a: Args) -> anyhow::Result<ExitCode> {
     let home = Home::from_env()?;
     let who = account_of(&a.account, &home)?;
-    let mut src = open(&a, &home).await?;
+    let src = open(&a, &home).await?;
     let bank = src.bank_key().await?;
     let cp = src.checkpoint().await?;
     let entries = src.entries().await?;
@@ -420,7 +339,7 @@ async fn verify(a: Args) -> anyhow::Result<ExitCode> {
     }
     // The bank's claim about our balance, against the recomputed one.
     let verified = report.balance(&Account::User(who));
-    if let Source::Bank(_) = &src {
+    if src.remote {
         let claimed = src.balance(who).await?;
         if claimed != verified && report.checkpoint_size == Some(n) {
             return fail(
@@ -476,13 +395,15 @@ async fn verify(a: Args) -> anyhow::Result<ExitCode> {
             && let Ok(old) = serde_json::from_slice::<Checkpoint>(&bytes)
         {
             let ok = match &src {
-                Source::Bank(_) if old.size > 0 && old.size < c.size => {
+                Source { remote: true, .. } if old.size > 0 && old.size < c.size => {
                     match src
-                        .bank_call(BankRequest::Consistency {
+                        .bank
+                        .call(BankRequest::Consistency {
                             old: old.size,
                             new: c.size,
                         })
-                        .await?
+                        .await
+                        .map_err(bank_err)?
                     {
                         BankResponse::Consistency(proof) => {
                             naac_ledger::merkle::verify_consistency(
@@ -524,33 +445,23 @@ async fn verify(a: Args) -> anyhow::Result<ExitCode> {
             tracing::warn!("could not remember the checkpoint: {e:#}");
         }
         // An inclusion proof of our latest entry against the checkpoint.
-        if let (Some(e), Source::Bank(_)) = (&last_mine, &src)
+        if let Some(e) = &last_mine
+            && src.remote
             && e.seq < c.size
         {
-            match src.bank_call(BankRequest::Proof { seq: e.seq }).await? {
-                BankResponse::Proof(p) => {
-                    let naac_proto::EntryProof {
-                        entry,
-                        proof,
-                        checkpoint,
-                    } = *p;
-                    if entry != *e
-                        || !proof.verify_entry(e, &checkpoint.root)
-                        || !checkpoint.signature_ok()
-                    {
-                        return fail(
-                            format!("the inclusion proof of entry {} does not check", e.seq),
-                            a.json,
-                        );
-                    }
-                    checks.push(format!(
-                        "your latest entry ({}) is in the signed tree (proof of {} hashes)",
-                        e.seq,
-                        proof.path.len()
-                    ));
-                }
-                other => anyhow::bail!("unexpected answer {other:?}"),
+            let (entry, proof, checkpoint) = src.bank.proof(e.seq).await.map_err(bank_err)?;
+            if entry != *e || !proof.verify_entry(e, &checkpoint.root) || !checkpoint.signature_ok()
+            {
+                return fail(
+                    format!("the inclusion proof of entry {} does not check", e.seq),
+                    a.json,
+                );
             }
+            checks.push(format!(
+                "your latest entry ({}) is in the signed tree (proof of {} hashes)",
+                e.seq,
+                proof.path.len()
+            ));
         }
     }
     if a.json {

@@ -98,7 +98,7 @@ impl Provider {
                 + 3_600_000,
         };
         let sig = naac_net::sign(&self.runner.keypair, &ask.signing_bytes());
-        naac_proto::Bid::Ask(naac_market::SignedAsk { ask, sig })
+        naac_bank::wire::ask_bid(naac_market::SignedAsk { ask, sig })
     }
 
     /// This node as `peer` sees it.

@@ -5,9 +5,9 @@
 //! or not. No IO; time is passed in.
 
 use crate::pay::Terms;
-use naac_market::SignedAsk;
+use naac_bank::wire::AskCheck as _;
 use naac_net::PeerId;
-use naac_proto::Bid;
+use naac_proto::{Bid, SignedAsk};
 use naac_sched::{Millis, TaskId};
 use naac_types::{JobId, Price};
 use std::collections::HashMap;
@@ -219,7 +219,7 @@ mod tests {
             expires_ms: u64::MAX,
         };
         let sig = naac_net::sign(key, &ask.signing_bytes());
-        Bid::Ask(SignedAsk { ask, sig })
+        naac_bank::wire::ask_bid(naac_market::SignedAsk { ask, sig })
     }
 
     fn job() -> JobId {

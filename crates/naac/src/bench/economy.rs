@@ -5,11 +5,10 @@
 
 use super::{Bench, Figure};
 use anyhow::Context as _;
+use naac_bank::{BankConfig, BankConn};
 use naac_ledger::{AccountKey, Request, SignedRecord, SignedRequest};
 use naac_market::{Ask, SignedAsk};
 use naac_net::Keypair;
-use naac_node::bank::{BankConfig, BankHandle};
-use naac_proto::{BankRequest, BankResponse};
 use naac_types::{ContentId, Credits, JobId, Outcome, Price, ResultRecord};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -115,13 +114,13 @@ async fn settle_rate(store: String, n: usize) -> anyhow::Result<(f64, u64)> {
         move || settlements(&bank, n)
     })
     .await?;
-    let handle = naac_node::bank::start_with_keypair(
+    let handle = BankConn::Local(naac_bank::start_with_keypair(
         BankConfig {
             store,
             grant: Credits::ZERO,
         },
         bank,
-    )?;
+    )?);
     submit(&handle, setup).await?;
     let t = Instant::now();
     let chunks: Vec<Vec<SignedRequest>> = reqs.chunks(BATCH).map(|c| c.to_vec()).collect();
@@ -140,22 +139,17 @@ async fn settle_rate(store: String, n: usize) -> anyhow::Result<(f64, u64)> {
     Ok((n as f64 / secs, applied))
 }
 
-async fn submit(h: &BankHandle, reqs: Vec<SignedRequest>) -> anyhow::Result<u64> {
-    match h
-        .call(BankRequest::Submit(reqs))
+async fn submit(bank: &BankConn, reqs: Vec<SignedRequest>) -> anyhow::Result<u64> {
+    let answers = bank
+        .submit(reqs)
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-    {
-        BankResponse::Submitted(v) => {
-            let mut ok = 0;
-            for r in v {
-                r.map_err(|e| anyhow::anyhow!("refused: {e}"))?;
-                ok += 1;
-            }
-            Ok(ok)
-        }
-        other => anyhow::bail!("unexpected answer {other:?}"),
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut ok = 0;
+    for r in answers {
+        r.map_err(|e| anyhow::anyhow!("refused: {e}"))?;
+        ok += 1;
     }
+    Ok(ok)
 }
 
 impl Bench {
@@ -180,13 +174,13 @@ impl Bench {
                 let schema = format!("naac_bench_{}", std::process::id());
                 let (u, sc) = (url.clone(), schema.clone());
                 let scoped = tokio::task::spawn_blocking(move || {
-                    naac_ledger::store::PgStore::scratch_schema(&u, &sc)
+                    naac_bank::store::PgStore::scratch_schema(&u, &sc)
                 })
                 .await?
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
                 let r = settle_rate(scoped, n).await;
                 let _ = tokio::task::spawn_blocking(move || {
-                    naac_ledger::store::PgStore::drop_schema(&url, &schema)
+                    naac_bank::store::PgStore::drop_schema(&url, &schema)
                 })
                 .await;
                 let (rate, _) = r?;

@@ -7,10 +7,10 @@
 //!
 //! ```sh
 //! export NAAC_TEST_POSTGRES="$(scripts/postgres.sh start)"
-//! cargo test -p naac-ledger --test store -- --nocapture
+//! cargo test -p naac-bank --test store -- --nocapture
 //! ```
 
-use naac_ledger::store::{self, PgStore, SqliteStore, Store, StoreError};
+use naac_bank::store::{self, PgStore, SqliteStore, Store, StoreError};
 use naac_ledger::{Account, AccountKey, Checkpoint, Entry, Hash, Kind};
 use naac_types::{Credits, JobId};
 use std::path::PathBuf;

@@ -5,10 +5,10 @@ use super::{
     CHECKPOINT_COLUMNS, ENTRY_COLUMNS, Encoded, EncodedCheckpoint, RawCheckpoint, RawEntry,
     SCHEMA_VERSION, Store, StoreError, check_seqs, history_bound, limit_i64, read_range, row_seq,
 };
-use crate::{Account, Checkpoint, Entry};
 use ::postgres::config::Host;
 use ::postgres::error::SqlState;
 use ::postgres::{Client, Config, NoTls, Row, Statement};
+use naac_ledger::{Account, Checkpoint, Entry};
 use std::time::Duration;
 
 /// How long connecting may take when the connection string does not say.

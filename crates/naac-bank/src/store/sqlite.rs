@@ -5,7 +5,7 @@ use super::{
     CHECKPOINT_COLUMNS, ENTRY_COLUMNS, Encoded, EncodedCheckpoint, RawCheckpoint, RawEntry,
     SCHEMA_VERSION, Store, StoreError, check_seqs, history_bound, limit_i64, read_range, row_seq,
 };
-use crate::{Account, Checkpoint, Entry};
+use naac_ledger::{Account, Checkpoint, Entry};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};

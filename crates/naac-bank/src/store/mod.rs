@@ -28,7 +28,7 @@ mod sqlite;
 pub use self::postgres::PgStore;
 pub use self::sqlite::SqliteStore;
 
-use crate::{Account, AccountKey, Checkpoint, Entry, Hash, Kind};
+use naac_ledger::{Account, AccountKey, Checkpoint, Entry, Hash, Kind};
 use naac_types::{Credits, JobId};
 
 /// The schema version this build writes and reads (SQLite `user_version`, PostgreSQL

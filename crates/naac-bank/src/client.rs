@@ -1,0 +1,141 @@
+//! The bank client: [`BankConn`] reaches a bank in this process (a [`BankHandle`]: the
+//! embedded pool's bank, a node's own, or a read-only view of a ledger) or a bank node over
+//! `/naac/task/1`, and speaks the ledger's types to its callers (the wire's are converted
+//! here).
+
+use crate::service::BankHandle;
+use crate::wire::{FromWire, ToWire};
+use naac_ledger::{Account, AccountKey, Checkpoint, Entry, InclusionProof, SignedRequest};
+use naac_net::{Client, PeerId};
+use naac_proto::{BankRequest, BankResponse, Receipt, ResponseBody};
+use naac_types::Credits;
+
+/// Where the bank is: in this process (the embedded pool's) or a peer.
+#[derive(Clone)]
+pub enum BankConn {
+    Local(BankHandle),
+    Remote {
+        client: Client,
+        peer: PeerId,
+        /// Dialled again when a request fails (the bank restarted, the connection dropped).
+        addr: naac_net::Multiaddr,
+    },
+}
+
+fn unexpected<T>(other: BankResponse) -> Result<T, String> {
+    Err(format!("unexpected answer {other:?}"))
+}
+
+impl BankConn {
+    /// One request to the bank.
+    pub async fn call(&self, req: BankRequest) -> Result<BankResponse, String> {
+        match self {
+            BankConn::Local(h) => h.call(req).await,
+            BankConn::Remote { client, peer, addr } => {
+                let msg = naac_proto::Request::new(naac_proto::RequestBody::Bank(req));
+                let resp = match client.request(*peer, msg.clone()).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        // Once more over a fresh connection.
+                        let _ = client.dial(addr.clone()).await;
+                        client
+                            .request(*peer, msg)
+                            .await
+                            .map_err(|e| format!("bank {peer}: {e}"))?
+                    }
+                };
+                match resp.body {
+                    ResponseBody::Bank(b) => Ok(*b),
+                    ResponseBody::Refused(why) => Err(why),
+                    other => Err(format!("bank {peer} answered {other:?}")),
+                }
+            }
+        }
+    }
+
+    /// The bank's account key.
+    pub async fn key(&self) -> Result<AccountKey, String> {
+        match self.call(BankRequest::Info).await? {
+            BankResponse::Info(i) => Ok(AccountKey::from_wire(i.bank)),
+            other => unexpected(other),
+        }
+    }
+
+    /// Submits signed requests and returns one answer each.
+    pub async fn submit(
+        &self,
+        reqs: Vec<SignedRequest>,
+    ) -> Result<Vec<Result<Receipt, String>>, String> {
+        match self.call(BankRequest::Submit(reqs.into_wire())).await? {
+            BankResponse::Submitted(v) => Ok(v),
+            other => unexpected(other),
+        }
+    }
+
+    /// An account's balance (read-only: zero for an account the bank has not seen).
+    pub async fn balance(&self, account: AccountKey) -> Result<Credits, String> {
+        match self
+            .call(BankRequest::Balance {
+                account: account.into_wire(),
+            })
+            .await?
+        {
+            BankResponse::Balance { balance, .. } => Ok(balance),
+            other => unexpected(other),
+        }
+    }
+
+    /// The signed checkpoint of this size (`None`: the latest).
+    pub async fn checkpoint(&self, size: Option<u64>) -> Result<Option<Checkpoint>, String> {
+        match self.call(BankRequest::Checkpoint { size }).await? {
+            BankResponse::Checkpoint(c) => Ok(Option::from_wire(c)),
+            other => unexpected(other),
+        }
+    }
+
+    /// Entries `from..from + limit`, in order (a bank sends at most
+    /// [`naac_proto::MAX_BANK_ENTRIES`] at once).
+    pub async fn entries(&self, from: u64, limit: u32) -> Result<Vec<Entry>, String> {
+        match self.call(BankRequest::Entries { from, limit }).await? {
+            BankResponse::Entries(v) => Ok(Vec::from_wire(v)),
+            other => unexpected(other),
+        }
+    }
+
+    /// Entries touching `account`, newest first, with seq below `before`.
+    pub async fn history(
+        &self,
+        account: Account,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<Entry>, String> {
+        let req = BankRequest::History {
+            account: account.into_wire(),
+            before,
+            limit,
+        };
+        match self.call(req).await? {
+            BankResponse::Entries(v) => Ok(Vec::from_wire(v)),
+            other => unexpected(other),
+        }
+    }
+
+    /// Entry `seq`, its inclusion proof and the signed checkpoint it is proven against.
+    pub async fn proof(&self, seq: u64) -> Result<(Entry, InclusionProof, Checkpoint), String> {
+        match self.call(BankRequest::Proof { seq }).await? {
+            BankResponse::Proof(p) => {
+                let naac_proto::EntryProof {
+                    entry,
+                    proof,
+                    checkpoint,
+                } = *p;
+                Ok((
+                    Entry::from_wire(entry),
+                    InclusionProof::from_wire(proof),
+                    Checkpoint::from_wire(checkpoint),
+                ))
+            }
+            other => unexpected(other),
+        }
+    }
+}

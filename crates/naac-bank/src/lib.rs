@@ -1,0 +1,21 @@
+//! The bank: where the ledger's rules (`naac-ledger`) meet storage and the network.
+//!
+//! - [`store`]: the ledger's durable stores behind one [`Store`](store::Store) trait —
+//!   SQLite (WAL, `synchronous=FULL`) and PostgreSQL (`synchronous_commit=on`), one schema.
+//! - the bank service ([`start`], [`BankHandle`]): one thread owns the rules and the store
+//!   and commits each batch of requests, with a signed checkpoint, before answering it.
+//! - [`start_reader`]: a read-only bank over a ledger store, for wallets.
+//! - [`BankConn`]: the one bank client, to a bank in this process or a bank node.
+//! - [`wire`]: conversions between the ledger's and the market's values and their
+//!   `naac-proto` wire counterparts (the only crate that knows both).
+
+mod client;
+mod reader;
+mod service;
+pub mod store;
+pub mod wire;
+
+pub use client::BankConn;
+pub use reader::start_reader;
+pub use service::{BankConfig, BankHandle, MAX_BATCH, Signer, start, start_with_keypair};
+pub use wire::{FromWire, ToWire};

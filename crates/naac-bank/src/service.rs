@@ -1,0 +1,713 @@
+//! The bank service: a pool's accounts, escrows and payments over the ledger rules
+//! (`naac-ledger`), durable in SQLite or PostgreSQL, reached by peers over `/naac/task/1`
+//! ([`BankRequest`]).
+//!
+//! One thread owns the ledger and its store. Requests arrive on a bounded channel; the
+//! thread takes whatever is waiting (up to [`MAX_BATCH`] requests), applies them in order to
+//! the in-memory [`Ledger`], appends the new entries and a freshly signed checkpoint in one
+//! durable transaction, and only then answers — so an acknowledged payment survives a crash
+//! (`kill -9`) and a request whose answer was lost can be sent again without paying twice
+//! (every request is idempotent: settlements by result record hash, escrows by job,
+//! refunds by escrow, transfers by nonce, grants by account). If the store fails, nothing
+//! of the batch is acknowledged and the ledger is reloaded from the store.
+//!
+//! A new account gets the configured grant with its first validly signed request (a balance
+//! query grants nothing, so nobody can make the bank mint for keys they do not hold). Escrows
+//! past their expiry are refunded by the bank itself.
+
+use crate::store::{self, Store};
+use crate::wire::{FromWire, ToWire};
+use anyhow::Context as _;
+use naac_ledger::{
+    Account, AccountKey, Applied, Checkpoint, Entry, Ledger, Request, SignedRequest,
+};
+use naac_proto::{BankInfo, BankRequest, BankResponse, MAX_BANK_BATCH, MAX_BANK_ENTRIES, Receipt};
+use naac_types::Credits;
+use std::sync::mpsc as std_mpsc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// Most requests applied in one durable transaction.
+pub const MAX_BATCH: usize = 4096;
+/// Requests waiting for the bank thread.
+pub(crate) const QUEUE: usize = 4096;
+
+/// Callers that may wait on a blocking thread for room in a full queue at once; the rest
+/// wait for their turn without holding a thread.
+const WAITING_SENDERS: usize = 16;
+
+/// How a bank is set up.
+#[derive(Clone, Debug)]
+pub struct BankConfig {
+    /// `sqlite:PATH`, a path, or a PostgreSQL connection string.
+    pub store: String,
+    /// Credits every new account gets.
+    pub grant: Credits,
+}
+
+pub(crate) type Reply = oneshot::Sender<Result<BankResponse, String>>;
+
+/// A handle to the bank thread (or to a [`reader`](crate::start_reader)'s); cheap to clone.
+#[derive(Clone)]
+pub struct BankHandle {
+    tx: std_mpsc::SyncSender<(BankRequest, Reply)>,
+    key: AccountKey,
+    waiting: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl std::fmt::Debug for BankHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BankHandle({})", naac_types::hex(&self.key.0[..8]))
+    }
+}
+
+impl BankHandle {
+    /// The bank's account key (its node key).
+    pub fn key(&self) -> AccountKey {
+        self.key
+    }
+
+    /// A handle to a thread that answers the requests `rx` takes.
+    pub(crate) fn new(tx: std_mpsc::SyncSender<(BankRequest, Reply)>, key: AccountKey) -> Self {
+        BankHandle {
+            tx,
+            key,
+            waiting: std::sync::Arc::new(tokio::sync::Semaphore::new(WAITING_SENDERS)),
+        }
+    }
+
+    /// Sends a request and waits for the answer (after the durable commit, for writes).
+    pub async fn call(&self, req: BankRequest) -> Result<BankResponse, String> {
+        let (tx, rx) = oneshot::channel();
+        match self.tx.try_send((req, tx)) {
+            Ok(()) => {}
+            Err(std_mpsc::TrySendError::Disconnected(_)) => {
+                return Err("the bank has stopped".to_string());
+            }
+            // The queue is full: wait for room off the runtime threads, a bounded number of
+            // callers at a time.
+            Err(std_mpsc::TrySendError::Full(msg)) => {
+                let turn = self
+                    .waiting
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| "the bank has stopped".to_string())?;
+                let sender = self.tx.clone();
+                // The turn goes with the blocking send, so it is held until the send ends
+                // even if this caller gives up waiting.
+                tokio::task::spawn_blocking(move || {
+                    let sent = sender.send(msg);
+                    drop(turn);
+                    sent
+                })
+                .await
+                .map_err(|e| format!("bank queue: {e}"))?
+                .map_err(|_| "the bank has stopped".to_string())?;
+            }
+        }
+        rx.await
+            .map_err(|_| "the bank stopped before answering".to_string())?
+    }
+}
+
+/// Signs with the bank's key.
+pub type Signer = Box<dyn Fn(&[u8]) -> Vec<u8> + Send>;
+
+/// Opens the store, replays every entry into the rules (so a corrupt or tampered ledger
+/// stops the bank with the first bad entry named) and starts the bank thread.
+pub fn start(config: BankConfig, key: AccountKey, sign: Signer) -> anyhow::Result<BankHandle> {
+    let url = config.store;
+    let open = move || store::open(&url).with_context(|| format!("open the bank's ledger {url}"));
+    start_on(open, config.grant, key, sign)
+}
+
+/// [`start`] on the store `open` gives (called on the bank's thread).
+fn start_on(
+    open: impl FnOnce() -> anyhow::Result<Box<dyn Store>> + Send + 'static,
+    grant: Credits,
+    key: AccountKey,
+    sign: Signer,
+) -> anyhow::Result<BankHandle> {
+    let (tx, rx) = std_mpsc::sync_channel(QUEUE);
+    let (ready_tx, ready_rx) = std_mpsc::sync_channel::<anyhow::Result<()>>(1);
+    // The store is opened, loaded and used only on the bank's own thread: database clients
+    // may block (the PostgreSQL client runs its own little runtime), which must never
+    // happen on the async runtime's threads.
+    std::thread::Builder::new()
+        .name("naac-bank".into())
+        .spawn(move || {
+            let store = match open() {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            let mut bank = Bank {
+                ledger: Ledger::new(key),
+                store,
+                sign,
+                grant,
+                key,
+                stale: false,
+            };
+            if let Err(e) = bank.reload().context("load the bank's ledger") {
+                let _ = ready_tx.send(Err(e));
+                return;
+            }
+            tracing::info!(
+                "bank {} up: {} entries, {} credits issued, ledger {}",
+                naac_types::hex(&key.0[..8]),
+                bank.ledger.len(),
+                bank.ledger.issued(),
+                bank.store.describe()
+            );
+            let _ = ready_tx.send(Ok(()));
+            bank.run(rx)
+        })
+        .context("start the bank thread")?;
+    ready_rx
+        .recv()
+        .map_err(|_| anyhow::anyhow!("the bank thread stopped while loading its ledger"))??;
+    Ok(BankHandle::new(tx, key))
+}
+
+struct Bank {
+    ledger: Ledger,
+    store: Box<dyn Store>,
+    sign: Signer,
+    grant: Credits,
+    key: AccountKey,
+    /// A write failed and the ledger could not be read back: the rules in memory may hold
+    /// entries the store does not, so nothing is answered from them until a reload works.
+    stale: bool,
+}
+
+/// What one request in a batch waits for.
+enum Pending {
+    Done(Result<BankResponse, String>),
+    Balance(Account),
+    Submitted(Vec<Result<Answer, String>>),
+}
+
+enum Answer {
+    New(Receipt),
+    Duplicate(u64),
+}
+
+impl Bank {
+    fn reload(&mut self) -> anyhow::Result<()> {
+        let mut ledger = Ledger::new(self.key);
+        let len = self.store.len()?;
+        let mut from = 0;
+        while from < len {
+            let page = self.store.read(from, 10_000)?;
+            if page.is_empty() {
+                break;
+            }
+            for e in &page {
+                // The chain and the signed checkpoints vouch for our own rows; `naac wallet
+                // verify` checks every signature.
+                ledger
+                    .replay_trusted(e)
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+                    .with_context(|| format!("ledger {}", self.store.describe()))?;
+            }
+            from += page.len() as u64;
+        }
+        if let Some(cp) = self.store.latest_checkpoint()? {
+            let ok = cp.size <= ledger.len()
+                && ledger.tree().root_at(cp.size) == Some(cp.root)
+                && cp.signature_ok();
+            anyhow::ensure!(
+                ok,
+                "ledger {}: the stored checkpoint of {} entries does not match the entries",
+                self.store.describe(),
+                cp.size
+            );
+        }
+        self.ledger = ledger;
+        Ok(())
+    }
+
+    /// Replays what another process appended after our last entry, up to `n` entries.
+    fn catch_up(&mut self, n: u64) -> anyhow::Result<()> {
+        while self.ledger.len() < n {
+            let page = self.store.read(self.ledger.len(), 10_000)?;
+            if page.is_empty() {
+                break;
+            }
+            for e in &page {
+                self.ledger
+                    .replay_trusted(e)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn run(mut self, rx: std_mpsc::Receiver<(BankRequest, Reply)>) {
+        loop {
+            let first = match rx.recv_timeout(Duration::from_secs(1)) {
+                Ok(r) => Some(r),
+                Err(std_mpsc::RecvTimeoutError::Timeout) => None,
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            let mut batch = Vec::new();
+            if let Some(r) = first {
+                batch.push(r);
+                let mut requests = batch_weight(&batch[0].0);
+                while requests < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(r) => {
+                            requests += batch_weight(&r.0);
+                            batch.push(r);
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+            self.process(batch);
+        }
+        tracing::info!("bank stopped");
+    }
+
+    fn now_ms() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+
+    /// Applies a batch, commits it, answers it.
+    fn process(&mut self, batch: Vec<(BankRequest, Reply)>) {
+        if self.stale {
+            match self.reload() {
+                Ok(()) => self.stale = false,
+                Err(e) => {
+                    let why = format!("the bank cannot read its ledger now: {e:#}");
+                    for (_, reply) in batch {
+                        let _ = reply.send(Err(why.clone()));
+                    }
+                    return;
+                }
+            }
+        }
+        // Another bank process may share this ledger (two `naac run`s on one data dir, or a
+        // bank restarted beside an old one): catch up with what it appended first, and if
+        // it appends between our read and our write, the store refuses our batch (the seqs
+        // overlap) and we apply it again on top of its entries.
+        let mut attempt = 0;
+        let pending = loop {
+            attempt += 1;
+            match self.store.len() {
+                Ok(n) if n > self.ledger.len() => {
+                    if let Err(e) = self.catch_up(n) {
+                        tracing::warn!("bank: catching up with the ledger: {e:#}; reloading it");
+                        if let Err(e) = self.reload() {
+                            tracing::error!("bank: reloading the ledger failed: {e:#}");
+                        }
+                    }
+                }
+                Ok(n) if n < self.ledger.len() => {
+                    if let Err(e) = self.reload() {
+                        tracing::error!("bank: reloading the ledger failed: {e:#}");
+                    }
+                }
+                _ => {}
+            }
+            match self.apply_batch(&batch) {
+                Ok(p) => break p,
+                Err(e) => {
+                    tracing::warn!("bank: ledger write failed: {e}");
+                    if let Err(re) = self.reload() {
+                        // Applying the batch again on top of entries the store may not have
+                        // would answer from them: refuse it now; the next batch reloads.
+                        tracing::error!("bank: reloading the ledger failed: {re:#}");
+                        self.stale = true;
+                        for (_, reply) in batch {
+                            let _ =
+                                reply.send(Err(format!("the bank could not store the entry: {e}")));
+                        }
+                        return;
+                    }
+                    if attempt >= 3 {
+                        for (_, reply) in batch {
+                            let _ =
+                                reply.send(Err(format!("the bank could not store the entry: {e}")));
+                        }
+                        return;
+                    }
+                }
+            }
+        };
+        let batch = batch.into_iter().map(|(_, reply)| reply);
+        let pending: Vec<(Pending, Reply)> = pending.into_iter().zip(batch).collect();
+        for (p, reply) in pending {
+            let answer = match p {
+                Pending::Done(r) => r,
+                Pending::Balance(a) => Ok(BankResponse::Balance {
+                    balance: self.ledger.balance(&a),
+                    checkpoint: self.store.latest_checkpoint().ok().flatten().into_wire(),
+                }),
+                Pending::Submitted(results) => {
+                    let out = results
+                        .into_iter()
+                        .map(|r| match r {
+                            Ok(Answer::New(r)) => Ok(r),
+                            Ok(Answer::Duplicate(seq)) => match self.store.read(seq, 1) {
+                                Ok(v) if !v.is_empty() => Ok(Receipt {
+                                    seq,
+                                    hash: v[0].hash(),
+                                    amount: v[0].amount,
+                                    duplicate: true,
+                                }),
+                                _ => Err(format!("entry {seq} could not be read back")),
+                            },
+                            Err(e) => Err(e),
+                        })
+                        .collect();
+                    Ok(BankResponse::Submitted(out))
+                }
+            };
+            let _ = reply.send(answer);
+        }
+    }
+
+    /// Applies a batch to the ledger and stores the new entries with a signed checkpoint in
+    /// one durable transaction. On a store error nothing of it is kept on disk, and the
+    /// caller reloads the in-memory ledger.
+    fn apply_batch(
+        &mut self,
+        batch: &[(BankRequest, Reply)],
+    ) -> Result<Vec<Pending>, store::StoreError> {
+        let now = Self::now_ms();
+        let mut new_entries: Vec<Entry> = Vec::new();
+        // The bank's own duties first: refund expired escrows.
+        for job in self.ledger.expired_escrows(now) {
+            let req = self.signed(&Request::Refund { job });
+            match self.ledger.apply(&req, now) {
+                Ok(Applied::New(e)) => {
+                    tracing::info!(
+                        "escrow of job {} expired: refunded {}",
+                        job.short(),
+                        e.amount
+                    );
+                    new_entries.push(e);
+                }
+                Ok(Applied::Duplicate { .. }) => {}
+                Err(e) => tracing::warn!("refund of expired escrow {}: {e}", job.short()),
+            }
+        }
+        let mut pending = Vec::with_capacity(batch.len());
+        for (req, _) in batch {
+            pending.push(self.handle(req.clone(), now, &mut new_entries));
+        }
+        if !new_entries.is_empty() {
+            let mut cp = self.ledger.checkpoint(now);
+            cp.sig = (self.sign)(&cp.signing_bytes());
+            self.store.append_with_checkpoint(&new_entries, &cp)?;
+        }
+        Ok(pending)
+    }
+
+    fn signed(&self, req: &Request) -> SignedRequest {
+        SignedRequest::new(self.key, &self.key, req, |m| (self.sign)(m))
+    }
+
+    /// Grants a new account its credits (once).
+    fn ensure_account(&mut self, who: AccountKey, now: u64, new: &mut Vec<Entry>) {
+        if self.grant == Credits::ZERO || who == self.key || self.ledger.is_granted(&who) {
+            return;
+        }
+        let req = self.signed(&Request::Grant {
+            to: who,
+            amount: self.grant,
+        });
+        match self.ledger.apply(&req, now) {
+            Ok(Applied::New(e)) => new.push(e),
+            Ok(Applied::Duplicate { .. }) => {}
+            Err(e) => tracing::warn!("grant: {e}"),
+        }
+    }
+
+    fn handle(&mut self, req: BankRequest, now: u64, new: &mut Vec<Entry>) -> Pending {
+        match req {
+            BankRequest::Info => Pending::Done(Ok(BankResponse::Info(BankInfo {
+                bank: self.key.into_wire(),
+                grant: self.grant,
+                entries: self.ledger.len(),
+                checkpoint: self.store.latest_checkpoint().ok().flatten().into_wire(),
+            }))),
+            // Read-only: grants go only to keys that sign a request.
+            BankRequest::Balance { account } => {
+                Pending::Balance(Account::User(AccountKey::from_wire(account)))
+            }
+            BankRequest::Submit(reqs) => {
+                if reqs.len() > MAX_BANK_BATCH {
+                    return Pending::Done(Err(format!(
+                        "{} requests in one submission; at most {MAX_BANK_BATCH}",
+                        reqs.len()
+                    )));
+                }
+                let mut out = Vec::with_capacity(reqs.len());
+                for r in Vec::<SignedRequest>::from_wire(reqs) {
+                    if r.signature_ok() {
+                        self.ensure_account(r.authorizer, now, new);
+                    }
+                    out.push(match self.ledger.apply(&r, now) {
+                        Ok(Applied::New(e)) => {
+                            let r = Receipt {
+                                seq: e.seq,
+                                hash: e.hash(),
+                                amount: e.amount,
+                                duplicate: false,
+                            };
+                            new.push(e);
+                            Ok(Answer::New(r))
+                        }
+                        Ok(Applied::Duplicate { seq }) => Ok(Answer::Duplicate(seq)),
+                        Err(e) => Err(e.to_string()),
+                    });
+                }
+                Pending::Submitted(out)
+            }
+            BankRequest::History {
+                account,
+                before,
+                limit,
+            } => {
+                // Entries of this batch are not stored yet: answer from the store as of
+                // the last commit.
+                Pending::Done(
+                    self.store
+                        .history(
+                            &Account::from_wire(account),
+                            before,
+                            limit.min(MAX_BANK_ENTRIES) as usize,
+                        )
+                        .map(|v| BankResponse::Entries(v.into_wire()))
+                        .map_err(|e| e.to_string()),
+                )
+            }
+            BankRequest::Entries { from, limit } => Pending::Done(
+                self.store
+                    .read(from, limit.min(MAX_BANK_ENTRIES) as usize)
+                    .map(|v| BankResponse::Entries(v.into_wire()))
+                    .map_err(|e| e.to_string()),
+            ),
+            BankRequest::Checkpoint { size } => Pending::Done(
+                match size {
+                    None => self.store.latest_checkpoint(),
+                    Some(s) => self.store.checkpoint(s),
+                }
+                .map(|c| BankResponse::Checkpoint(c.into_wire()))
+                .map_err(|e| e.to_string()),
+            ),
+            BankRequest::Proof { seq } => Pending::Done(self.proof(seq)),
+            BankRequest::Consistency { old, new: size } => Pending::Done(
+                self.ledger
+                    .tree()
+                    .consistency_proof(old, size)
+                    .map(BankResponse::Consistency)
+                    .ok_or_else(|| format!("no consistency proof from {old} to {size} entries")),
+            ),
+        }
+    }
+
+    fn proof(&mut self, seq: u64) -> Result<BankResponse, String> {
+        let cp: Checkpoint = self
+            .store
+            .latest_checkpoint()
+            .map_err(|e| e.to_string())?
+            .ok_or("the ledger has no checkpoint yet")?;
+        if seq >= cp.size {
+            return Err(format!(
+                "entry {seq} is not covered by the latest checkpoint ({} entries)",
+                cp.size
+            ));
+        }
+        let entry = self
+            .store
+            .read(seq, 1)
+            .map_err(|e| e.to_string())?
+            .pop()
+            .ok_or_else(|| format!("no entry {seq}"))?;
+        let proof = self
+            .ledger
+            .tree()
+            .prove(seq, cp.size)
+            .ok_or_else(|| format!("no proof for entry {seq}"))?;
+        Ok(BankResponse::Proof(Box::new(naac_proto::EntryProof {
+            entry: entry.into_wire(),
+            proof: proof.into_wire(),
+            checkpoint: cp.into_wire(),
+        })))
+    }
+}
+
+fn batch_weight(r: &BankRequest) -> usize {
+    match r {
+        BankRequest::Submit(v) => v.len().max(1),
+        _ => 1,
+    }
+}
+
+/// Starts a bank that signs with `keypair` (an ed25519 key; its public key is the bank's
+/// account key).
+pub fn start_with_keypair(
+    config: BankConfig,
+    keypair: naac_net::Keypair,
+) -> anyhow::Result<BankHandle> {
+    let key = AccountKey(
+        naac_net::ed25519_of_keypair(&keypair).context("the bank's key must be an ed25519 key")?,
+    );
+    let sign: Signer = Box::new(move |m| naac_net::sign(&keypair, m));
+    start(config, key, sign)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use naac_ledger::{Entry, Request, SignedRequest};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A SQLite store that fails every call while `down` (a database server restarting).
+    struct Flaky {
+        inner: Box<dyn Store>,
+        down: Arc<AtomicBool>,
+    }
+
+    impl Flaky {
+        fn check(&self) -> Result<(), store::StoreError> {
+            if self.down.load(Ordering::Relaxed) {
+                return Err(store::StoreError::Url {
+                    url: "flaky".into(),
+                    why: "the server is restarting".into(),
+                });
+            }
+            Ok(())
+        }
+    }
+
+    impl Store for Flaky {
+        fn append(&mut self, entries: &[Entry]) -> Result<(), store::StoreError> {
+            self.check()?;
+            self.inner.append(entries)
+        }
+        fn append_with_checkpoint(
+            &mut self,
+            entries: &[Entry],
+            cp: &Checkpoint,
+        ) -> Result<(), store::StoreError> {
+            self.check()?;
+            self.inner.append_with_checkpoint(entries, cp)
+        }
+        fn len(&mut self) -> Result<u64, store::StoreError> {
+            self.check()?;
+            self.inner.len()
+        }
+        fn read(&mut self, from: u64, limit: usize) -> Result<Vec<Entry>, store::StoreError> {
+            self.check()?;
+            self.inner.read(from, limit)
+        }
+        fn history(
+            &mut self,
+            account: &naac_ledger::Account,
+            before: Option<u64>,
+            limit: usize,
+        ) -> Result<Vec<Entry>, store::StoreError> {
+            self.check()?;
+            self.inner.history(account, before, limit)
+        }
+        fn put_checkpoint(&mut self, cp: &Checkpoint) -> Result<(), store::StoreError> {
+            self.check()?;
+            self.inner.put_checkpoint(cp)
+        }
+        fn latest_checkpoint(&mut self) -> Result<Option<Checkpoint>, store::StoreError> {
+            self.check()?;
+            self.inner.latest_checkpoint()
+        }
+        fn checkpoint(&mut self, size: u64) -> Result<Option<Checkpoint>, store::StoreError> {
+            self.check()?;
+            self.inner.checkpoint(size)
+        }
+        fn describe(&self) -> String {
+            "flaky".into()
+        }
+    }
+
+    fn ed25519() -> (naac_net::Keypair, AccountKey) {
+        let kp = naac_net::Keypair::generate_ed25519();
+        let key = AccountKey(naac_net::ed25519_of_keypair(&kp).unwrap());
+        (kp, key)
+    }
+
+    #[test]
+    fn a_store_that_fails_and_cannot_be_read_back_answers_nothing_from_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let down = Arc::new(AtomicBool::new(false));
+        let (bank_kp, bank_key) = ed25519();
+        let d = down.clone();
+        let open = move || -> anyhow::Result<Box<dyn Store>> {
+            Ok(Box::new(Flaky {
+                inner: Box::new(store::SqliteStore::open(&path)?),
+                down: d,
+            }))
+        };
+        let sign: Signer = Box::new(move |m| naac_net::sign(&bank_kp, m));
+        let bank = start_on(open, Credits(100_000_000), bank_key, sign).unwrap();
+        let (alice_kp, alice) = ed25519();
+        let (_, bob) = ed25519();
+        let transfer = |nonce: u64| {
+            let req = Request::Transfer {
+                from: alice,
+                to: bob,
+                amount: Credits(10_000_000),
+                nonce,
+            };
+            BankRequest::Submit(vec![
+                SignedRequest::new(alice, &bank_key, &req, |m| naac_net::sign(&alice_kp, m))
+                    .into_wire(),
+            ])
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let balance = |who: AccountKey| {
+            rt.block_on(bank.call(BankRequest::Balance {
+                account: who.into_wire(),
+            }))
+            .map(|r| match r {
+                BankResponse::Balance { balance, .. } => balance,
+                other => panic!("not a balance: {other:?}"),
+            })
+        };
+        let submitted = |req: BankRequest| match rt.block_on(bank.call(req)) {
+            Ok(BankResponse::Submitted(v)) => v.into_iter().all(|r| r.is_ok()),
+            Ok(other) => panic!("not submitted: {other:?}"),
+            Err(_) => false,
+        };
+        // Alice gets her grant and pays Bob 10.
+        assert!(submitted(transfer(1)));
+        assert_eq!(balance(alice), Ok(Credits(90_000_000)));
+        // The database goes away: the next payment fails, and nothing is answered from
+        // memory that the store may not hold.
+        down.store(true, Ordering::Relaxed);
+        assert!(!submitted(transfer(2)));
+        let while_down = balance(alice);
+        assert!(while_down.is_err(), "answered from memory: {while_down:?}");
+        // Back: the failed payment was never made; sent again, it is.
+        down.store(false, Ordering::Relaxed);
+        assert_eq!(balance(alice), Ok(Credits(90_000_000)));
+        assert!(submitted(transfer(2)));
+        assert_eq!(balance(alice), Ok(Credits(80_000_000)));
+        // (Bob signed nothing, so he has no grant.)
+        assert_eq!(balance(bob), Ok(Credits(20_000_000)));
+    }
+}
