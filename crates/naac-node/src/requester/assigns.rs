@@ -6,11 +6,14 @@ use naac_net::PeerId;
 use naac_sched::TaskId;
 use std::collections::{HashMap, VecDeque};
 
+/// An `Assign` not yet confirmed applied: its sequence number and its attempts.
+type Sent = (u64, Vec<(TaskId, u32)>);
+
 /// Every provider's last sequence number and its unconfirmed assignments.
 #[derive(Debug, Default)]
 pub struct Assigns {
     next_seq: HashMap<PeerId, u64>,
-    unconfirmed: HashMap<PeerId, VecDeque<(u64, Vec<(TaskId, u32)>)>>,
+    unconfirmed: HashMap<PeerId, VecDeque<Sent>>,
 }
 
 impl Assigns {

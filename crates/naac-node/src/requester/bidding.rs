@@ -234,9 +234,9 @@ mod tests {
         let (k2, p2) = provider();
         assert!(b.open());
         b.take(p1, Some(&ask(&k1, j, 200)), None, None, Millis(1_000))
-            .unwrap();
+            .expect("a valid bid");
         b.take(p2, Some(&ask(&k2, j, 100)), None, Some(0.9), Millis(1_100))
-            .unwrap();
+            .expect("a valid bid");
         assert_eq!(b.order(), vec![p2, p1]);
         assert_eq!(b.ask_of(&p1), Some(Price(200)));
         // The window runs from the first ask.
@@ -284,7 +284,7 @@ mod tests {
         let (k3, p3) = provider();
         for (k, p, price) in [(&k1, p1, 100), (&k2, p2, 200), (&k3, p3, 250)] {
             b.take(p, Some(&ask(k, j, price)), None, None, Millis(0))
-                .unwrap();
+                .expect("a valid bid");
         }
         let runs = [(TaskId(7), 0), (TaskId(8), 1)];
         let t = b.award(&p1, &runs, |_| true).expect("terms");

@@ -115,8 +115,8 @@ mod tests {
     #[test]
     fn keeps_the_latest_per_task_and_frees_replaced_bytes() {
         let mut s = CheckpointStore::new(100, 50);
-        s.offer(1, vec![1; 10]).unwrap();
-        s.offer(1, vec![2; 20]).unwrap();
+        s.offer(1, vec![1; 10]).expect("kept");
+        s.offer(1, vec![2; 20]).expect("kept");
         assert_eq!(s.latest(1), Some(ContentId::of(&[2; 20])));
         assert!(s.blob(&ContentId::of(&[1; 10])).is_none());
         assert_eq!(s.bytes(), 20);
@@ -128,16 +128,16 @@ mod tests {
     #[test]
     fn the_same_state_twice_changes_nothing() {
         let mut s = CheckpointStore::new(100, 50);
-        s.offer(1, vec![7; 10]).unwrap();
-        s.offer(1, vec![7; 10]).unwrap();
+        s.offer(1, vec![7; 10]).expect("kept");
+        s.offer(1, vec![7; 10]).expect("kept");
         assert_eq!((s.bytes(), s.summary.received), (10, 1));
     }
 
     #[test]
     fn shared_bytes_are_counted_once_and_freed_with_the_last_task() {
         let mut s = CheckpointStore::new(100, 50);
-        s.offer(1, vec![3; 30]).unwrap();
-        s.offer(2, vec![3; 30]).unwrap();
+        s.offer(1, vec![3; 30]).expect("kept");
+        s.offer(2, vec![3; 30]).expect("kept");
         assert_eq!(s.bytes(), 30);
         s.forget(1);
         assert_eq!(s.bytes(), 30);
@@ -150,12 +150,12 @@ mod tests {
     #[test]
     fn over_budget_is_refused_and_older_checkpoints_stay() {
         let mut s = CheckpointStore::new(50, 50);
-        s.offer(1, vec![1; 40]).unwrap();
+        s.offer(1, vec![1; 40]).expect("kept");
         assert_eq!(s.offer(2, vec![2; 20]), Err(Refusal::Full));
         assert_eq!(s.latest(1), Some(ContentId::of(&[1; 40])));
         assert_eq!(s.latest(2), None);
         // Bytes already held cost nothing more.
-        s.offer(2, vec![1; 40]).unwrap();
+        s.offer(2, vec![1; 40]).expect("kept");
         assert_eq!(s.bytes(), 40);
         assert_eq!(
             s.offer(3, vec![0; 51]),

@@ -337,7 +337,7 @@ impl Session<'_> {
         let (hosts, banned, bidding) = (&self.hosts, &self.banned, &self.bidding);
         let contact = self.market.heard(topic, data, |peer, o| {
             o.accepting
-                && !(bidding.paid() && o.price > bidding.max_price())
+                && (!bidding.paid() || o.price <= bidding.max_price())
                 && !hosts.contains_key(peer)
                 && !banned.contains(peer)
         });
