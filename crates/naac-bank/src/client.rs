@@ -5,7 +5,7 @@
 
 use crate::service::BankHandle;
 use crate::wire::{FromWire, ToWire};
-use naac_ledger::{Account, AccountKey, Checkpoint, Entry, InclusionProof, SignedRequest};
+use naac_ledger::{Account, AccountKey, Entry, InclusionProof, SignedRequest, TreeHead};
 use naac_net::{Client, PeerId};
 use naac_proto::{BankRequest, BankResponse, Receipt, ResponseBody};
 use naac_types::Credits;
@@ -86,7 +86,7 @@ impl BankConn {
     }
 
     /// The signed checkpoint of this size (`None`: the latest).
-    pub async fn checkpoint(&self, size: Option<u64>) -> Result<Option<Checkpoint>, String> {
+    pub async fn checkpoint(&self, size: Option<u64>) -> Result<Option<TreeHead>, String> {
         match self.call(BankRequest::Checkpoint { size }).await? {
             BankResponse::Checkpoint(c) => Ok(Option::from_wire(c)),
             other => unexpected(other),
@@ -121,7 +121,7 @@ impl BankConn {
     }
 
     /// Entry `seq`, its inclusion proof and the signed checkpoint it is proven against.
-    pub async fn proof(&self, seq: u64) -> Result<(Entry, InclusionProof, Checkpoint), String> {
+    pub async fn proof(&self, seq: u64) -> Result<(Entry, InclusionProof, TreeHead), String> {
         match self.call(BankRequest::Proof { seq }).await? {
             BankResponse::Proof(p) => {
                 let naac_proto::EntryProof {
@@ -132,7 +132,7 @@ impl BankConn {
                 Ok((
                     Entry::from_wire(entry),
                     InclusionProof::from_wire(proof),
-                    Checkpoint::from_wire(checkpoint),
+                    TreeHead::from_wire(checkpoint),
                 ))
             }
             other => unexpected(other),

@@ -18,9 +18,7 @@
 use crate::store::{self, Store};
 use crate::wire::{FromWire, ToWire};
 use anyhow::Context as _;
-use naac_ledger::{
-    Account, AccountKey, Applied, Checkpoint, Entry, Ledger, Request, SignedRequest,
-};
+use naac_ledger::{Account, AccountKey, Applied, Entry, Ledger, Request, SignedRequest, TreeHead};
 use naac_proto::{BankInfo, BankRequest, BankResponse, MAX_BANK_BATCH, MAX_BANK_ENTRIES, Receipt};
 use naac_types::Credits;
 use std::sync::mpsc as std_mpsc;
@@ -517,7 +515,7 @@ impl Bank {
     }
 
     fn proof(&mut self, seq: u64) -> Result<BankResponse, String> {
-        let cp: Checkpoint = self
+        let cp: TreeHead = self
             .store
             .latest_checkpoint()
             .map_err(|e| e.to_string())?
@@ -601,7 +599,7 @@ mod tests {
         fn append_with_checkpoint(
             &mut self,
             entries: &[Entry],
-            cp: &Checkpoint,
+            cp: &TreeHead,
         ) -> Result<(), store::StoreError> {
             self.check()?;
             self.inner.append_with_checkpoint(entries, cp)
@@ -623,15 +621,15 @@ mod tests {
             self.check()?;
             self.inner.history(account, before, limit)
         }
-        fn put_checkpoint(&mut self, cp: &Checkpoint) -> Result<(), store::StoreError> {
+        fn put_checkpoint(&mut self, cp: &TreeHead) -> Result<(), store::StoreError> {
             self.check()?;
             self.inner.put_checkpoint(cp)
         }
-        fn latest_checkpoint(&mut self) -> Result<Option<Checkpoint>, store::StoreError> {
+        fn latest_checkpoint(&mut self) -> Result<Option<TreeHead>, store::StoreError> {
             self.check()?;
             self.inner.latest_checkpoint()
         }
-        fn checkpoint(&mut self, size: u64) -> Result<Option<Checkpoint>, store::StoreError> {
+        fn checkpoint(&mut self, size: u64) -> Result<Option<TreeHead>, store::StoreError> {
             self.check()?;
             self.inner.checkpoint(size)
         }

@@ -116,9 +116,9 @@ mirror!(
 );
 
 mirror!(
-    l::Checkpoint,
-    w::Checkpoint,
-    |c| w::Checkpoint {
+    l::TreeHead,
+    w::TreeHead,
+    |c| w::TreeHead {
         size: c.size,
         root: c.root,
         head: c.head,
@@ -126,7 +126,7 @@ mirror!(
         bank: c.bank.into_wire(),
         sig: c.sig,
     },
-    |c| l::Checkpoint {
+    |c| l::TreeHead {
         size: c.size,
         root: c.root,
         head: c.head,
@@ -323,7 +323,7 @@ mod tests {
             auth: Vec::new(),
             ..entry(l::Kind::Grant, l::Account::Mint, user)
         });
-        same_bytes(l::Checkpoint {
+        same_bytes(l::TreeHead {
             size: 10,
             root: [1; 32],
             head: [2; 32],
@@ -354,7 +354,7 @@ mod tests {
             sig: vec![3; 64],
         });
         same_bytes(Some(l::AccountKey([1; 32])));
-        same_bytes(None::<l::Checkpoint>);
+        same_bytes(None::<l::TreeHead>);
         same_bytes(vec![entry(l::Kind::Refund, escrow, user)]);
     }
 }

@@ -11,7 +11,7 @@
 //! ```
 
 use naac_bank::store::{self, PgStore, SqliteStore, Store, StoreError};
-use naac_ledger::{Account, AccountKey, Checkpoint, Entry, Hash, Kind};
+use naac_ledger::{Account, AccountKey, Entry, Hash, Kind, TreeHead};
 use naac_types::{Credits, JobId};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -357,12 +357,12 @@ fn entries(n: usize) -> Vec<Entry> {
     Chain::new().take(n)
 }
 
-fn checkpoint(size: u64, entries: &[Entry]) -> Checkpoint {
+fn checkpoint(size: u64, entries: &[Entry]) -> TreeHead {
     let head = match size {
         0 => [0; 32],
         s => entries.get(s as usize - 1).map_or([0xee; 32], Entry::hash),
     };
-    Checkpoint {
+    TreeHead {
         size,
         root: [size as u8; 32],
         head,

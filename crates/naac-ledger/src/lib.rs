@@ -2,16 +2,16 @@
 //! checkpoints and its sans-IO rules. Storing the entries (SQLite, PostgreSQL) is
 //! `naac-bank`'s.
 
-mod checkpoint;
 mod entry;
 pub mod merkle;
 mod request;
 mod rules;
+mod tree_head;
 mod verify;
 
-pub use checkpoint::Checkpoint;
 pub use entry::{Account, AccountKey, Entry, Hash, Kind, MAX_AUTH, MAX_MEMO, unhex};
 pub use merkle::{InclusionProof, MerkleTree};
 pub use request::{DecodeError, Request, SignedRecord, SignedRequest};
 pub use rules::{Applied, EscrowState, Ledger, LedgerError, ReplayError, ReplayFault};
+pub use tree_head::TreeHead;
 pub use verify::{Report, VerifyError, verify_entries};

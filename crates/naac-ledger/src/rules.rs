@@ -27,10 +27,10 @@ mod wallet;
 pub use error::LedgerError;
 pub use replay::{ReplayError, ReplayFault};
 
-use crate::checkpoint::Checkpoint;
 use crate::entry::{Account, AccountKey, Entry, Hash};
 use crate::merkle::MerkleTree;
 use crate::request::SignedRequest;
+use crate::tree_head::TreeHead;
 use asks::AskCache;
 use naac_types::{Credits, JobId, Price, hex};
 use plan::{Plan, Seen, Sigs};
@@ -256,9 +256,9 @@ impl Ledger {
     }
 
     /// An unsigned checkpoint of the current state (`sig` empty): the caller signs
-    /// [`Checkpoint::signing_bytes`] with the bank's key.
-    pub fn checkpoint(&self, now_ms: u64) -> Checkpoint {
-        Checkpoint {
+    /// [`TreeHead::signing_bytes`] with the bank's key.
+    pub fn checkpoint(&self, now_ms: u64) -> TreeHead {
+        TreeHead {
             size: self.len(),
             root: self.root(),
             head: self.head,

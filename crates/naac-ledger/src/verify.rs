@@ -1,9 +1,9 @@
 //! Whole-ledger verification (`naac wallet verify`): replay every entry from the first with
 //! every check, then hold the result against the bank's signed checkpoint.
 
-use crate::checkpoint::Checkpoint;
 use crate::entry::{Account, AccountKey, Entry, Hash};
 use crate::rules::{Ledger, ReplayError};
+use crate::tree_head::TreeHead;
 use naac_types::{Credits, hex};
 
 /// What a verified ledger holds.
@@ -90,7 +90,7 @@ pub enum VerifyError {
 pub fn verify_entries(
     bank: AccountKey,
     entries: impl IntoIterator<Item = Entry>,
-    checkpoint: Option<&Checkpoint>,
+    checkpoint: Option<&TreeHead>,
 ) -> Result<Report, VerifyError> {
     let mut ledger = Ledger::new(bank);
     // Hash of entry `checkpoint.size - 1`, remembered as it goes by.
@@ -124,7 +124,7 @@ pub fn verify_entries(
 
 /// Checks a signed checkpoint against a replayed ledger; `head` is the hash of entry
 /// `c.size - 1` (zeros for size 0).
-fn check_checkpoint(ledger: &Ledger, c: &Checkpoint, head: &Hash) -> Result<(), VerifyError> {
+fn check_checkpoint(ledger: &Ledger, c: &TreeHead, head: &Hash) -> Result<(), VerifyError> {
     if c.bank != ledger.bank() {
         return Err(VerifyError::CheckpointBank {
             checkpoint: c.bank,

@@ -3,8 +3,8 @@
 
 use ed25519_dalek::{Signer, SigningKey};
 use naac_ledger::{
-    Account, AccountKey, Applied, Checkpoint, Entry, Kind, Ledger, LedgerError, ReplayFault,
-    Request, SignedRecord, SignedRequest, VerifyError, verify_entries,
+    Account, AccountKey, Applied, Entry, Kind, Ledger, LedgerError, ReplayFault, Request,
+    SignedRecord, SignedRequest, TreeHead, VerifyError, verify_entries,
 };
 use naac_market::{Ask, SignedAsk};
 use naac_types::money::GIGA;
@@ -891,7 +891,7 @@ fn history() -> (Vec<Entry>, SigningKey) {
     (entries, w.bank)
 }
 
-fn signed_checkpoint(bank: &SigningKey, l: &Ledger) -> Checkpoint {
+fn signed_checkpoint(bank: &SigningKey, l: &Ledger) -> TreeHead {
     let mut cp = l.checkpoint(123);
     cp.sig = bank.sign(&cp.signing_bytes()).to_bytes().to_vec();
     cp

@@ -64,7 +64,7 @@ pub struct Entry {
 
 /// The bank's signed tree head.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Checkpoint {
+pub struct TreeHead {
     pub size: u64,
     pub root: Hash,
     pub head: Hash,

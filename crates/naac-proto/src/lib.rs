@@ -39,9 +39,7 @@
 pub mod ledger;
 pub mod market;
 
-pub use ledger::{
-    Account, AccountKey, Checkpoint, Entry, Hash, InclusionProof, Kind, SignedRequest,
-};
+pub use ledger::{Account, AccountKey, Entry, Hash, InclusionProof, Kind, SignedRequest, TreeHead};
 pub use market::{Ask, SignedAsk};
 use naac_types::{ContentId, Credits, JobId, Limits, Outcome, Price};
 use serde::{Deserialize, Serialize};
@@ -354,14 +352,14 @@ pub enum BankResponse {
     Info(BankInfo),
     Balance {
         balance: Credits,
-        checkpoint: Option<Checkpoint>,
+        checkpoint: Option<TreeHead>,
     },
     /// One answer per submitted request, in order.
     Submitted(Vec<Result<Receipt, String>>),
     Entries(Vec<Entry>),
     Proof(Box<EntryProof>),
     Consistency(Vec<Hash>),
-    Checkpoint(Option<Checkpoint>),
+    Checkpoint(Option<TreeHead>),
 }
 
 /// An entry, its inclusion proof and the signed checkpoint it is proven against.
@@ -369,7 +367,7 @@ pub enum BankResponse {
 pub struct EntryProof {
     pub entry: Entry,
     pub proof: InclusionProof,
-    pub checkpoint: Checkpoint,
+    pub checkpoint: TreeHead,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -378,7 +376,7 @@ pub struct BankInfo {
     /// What a new account is given.
     pub grant: Credits,
     pub entries: u64,
-    pub checkpoint: Option<Checkpoint>,
+    pub checkpoint: Option<TreeHead>,
 }
 
 /// The bank's acknowledgement of one applied request: durable when sent.

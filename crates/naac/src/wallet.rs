@@ -7,7 +7,7 @@
 
 use anyhow::Context as _;
 use naac_bank::BankConn;
-use naac_ledger::{Account, AccountKey, Checkpoint, Entry, verify_entries};
+use naac_ledger::{Account, AccountKey, Entry, TreeHead, verify_entries};
 use naac_net::Multiaddr;
 use naac_node::Home;
 use naac_proto::{BankRequest, BankResponse, MAX_BANK_ENTRIES};
@@ -128,7 +128,7 @@ impl Source {
         self.bank.key().await.map_err(bank_err)
     }
 
-    async fn checkpoint(&self) -> anyhow::Result<Option<Checkpoint>> {
+    async fn checkpoint(&self) -> anyhow::Result<Option<TreeHead>> {
         self.bank.checkpoint(None).await.map_err(bank_err)
     }
 
@@ -364,7 +364,7 @@ async fn verify(a: Args) -> anyhow::Result<ExitCode> {
             &naac_types::hex(blake3::hash(where_(&a, &home).as_bytes()).as_bytes())[..32]
         ));
         if let Ok(bytes) = std::fs::read(&seen_path)
-            && let Ok(old) = serde_json::from_slice::<Checkpoint>(&bytes)
+            && let Ok(old) = serde_json::from_slice::<TreeHead>(&bytes)
             && old.bank != bank
         {
             return fail(
@@ -378,7 +378,7 @@ async fn verify(a: Args) -> anyhow::Result<ExitCode> {
             );
         }
         if let Ok(bytes) = std::fs::read(&seen_path)
-            && let Ok(old) = serde_json::from_slice::<Checkpoint>(&bytes)
+            && let Ok(old) = serde_json::from_slice::<TreeHead>(&bytes)
             && old.size > c.size
         {
             return fail(
@@ -392,7 +392,7 @@ async fn verify(a: Args) -> anyhow::Result<ExitCode> {
             );
         }
         if let Ok(bytes) = std::fs::read(&seen_path)
-            && let Ok(old) = serde_json::from_slice::<Checkpoint>(&bytes)
+            && let Ok(old) = serde_json::from_slice::<TreeHead>(&bytes)
         {
             let ok = match &src {
                 Source { remote: true, .. } if old.size > 0 && old.size < c.size => {

@@ -28,7 +28,7 @@ mod sqlite;
 pub use self::postgres::PgStore;
 pub use self::sqlite::SqliteStore;
 
-use naac_ledger::{Account, AccountKey, Checkpoint, Entry, Hash, Kind};
+use naac_ledger::{Account, AccountKey, Entry, Hash, Kind, TreeHead};
 use naac_types::{Credits, JobId};
 
 /// The schema version this build writes and reads (SQLite `user_version`, PostgreSQL
@@ -62,7 +62,7 @@ pub enum StoreError {
         /// What is wrong with it.
         what: String,
     },
-    /// A stored checkpoint cannot be turned back into a [`Checkpoint`].
+    /// A stored checkpoint cannot be turned back into a [`TreeHead`].
     #[error(
         "ledger checkpoint of size {size} is corrupt in the database: {what}; the row was \
          changed outside the bank, delete it or restore the database from a backup"
@@ -175,7 +175,7 @@ pub trait Store: Send {
     fn append_with_checkpoint(
         &mut self,
         entries: &[Entry],
-        cp: &Checkpoint,
+        cp: &TreeHead,
     ) -> Result<(), StoreError>;
 
     /// How many entries are stored (one more than the last seq; 0 when empty).
@@ -199,13 +199,13 @@ pub trait Store: Send {
     ) -> Result<Vec<Entry>, StoreError>;
 
     /// Stores a checkpoint, replacing one of the same size.
-    fn put_checkpoint(&mut self, cp: &Checkpoint) -> Result<(), StoreError>;
+    fn put_checkpoint(&mut self, cp: &TreeHead) -> Result<(), StoreError>;
 
     /// The checkpoint with the largest size, if any.
-    fn latest_checkpoint(&mut self) -> Result<Option<Checkpoint>, StoreError>;
+    fn latest_checkpoint(&mut self) -> Result<Option<TreeHead>, StoreError>;
 
     /// The checkpoint with this size, if one was kept.
-    fn checkpoint(&mut self, size: u64) -> Result<Option<Checkpoint>, StoreError>;
+    fn checkpoint(&mut self, size: u64) -> Result<Option<TreeHead>, StoreError>;
 
     /// Human name for messages: `sqlite:/path` or `postgres:host=.. dbname=..`.
     fn describe(&self) -> String;
@@ -372,7 +372,7 @@ pub(crate) struct EncodedCheckpoint<'a> {
 
 impl<'a> EncodedCheckpoint<'a> {
     /// Encodes `cp`, refusing values the databases cannot hold.
-    pub fn new(cp: &'a Checkpoint) -> Result<EncodedCheckpoint<'a>, StoreError> {
+    pub fn new(cp: &'a TreeHead) -> Result<EncodedCheckpoint<'a>, StoreError> {
         Ok(EncodedCheckpoint {
             size: to_i64(cp.size, || "the size of a checkpoint".into())?,
             root: &cp.root,
@@ -482,13 +482,13 @@ pub(crate) struct RawCheckpoint<'a> {
 
 impl RawCheckpoint<'_> {
     /// The checkpoint this row holds, or [`StoreError::CorruptCheckpoint`].
-    pub fn decode(&self) -> Result<Checkpoint, StoreError> {
+    pub fn decode(&self) -> Result<TreeHead, StoreError> {
         let size = row_seq(self.size);
         let corrupt = |what: String| StoreError::CorruptCheckpoint { size, what };
         if self.size < 0 {
             return Err(corrupt(format!("negative size {}", self.size)));
         }
-        Ok(Checkpoint {
+        Ok(TreeHead {
             size,
             root: fixed(self.root).ok_or_else(|| corrupt(wrong_len("root", 32, self.root)))?,
             head: fixed(self.head).ok_or_else(|| corrupt(wrong_len("head", 32, self.head)))?,

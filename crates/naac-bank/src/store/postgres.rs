@@ -8,7 +8,7 @@ use super::{
 use ::postgres::config::Host;
 use ::postgres::error::SqlState;
 use ::postgres::{Client, Config, NoTls, Row, Statement};
-use naac_ledger::{Account, Checkpoint, Entry};
+use naac_ledger::{Account, Entry, TreeHead};
 use std::time::Duration;
 
 /// How long connecting may take when the connection string does not say.
@@ -156,13 +156,13 @@ impl PgStore {
     }
 
     /// Appends `entries` and stores `cp` in one transaction.
-    fn write(&mut self, entries: &[Entry], cp: Option<&Checkpoint>) -> Result<(), StoreError> {
+    fn write(&mut self, entries: &[Entry], cp: Option<&TreeHead>) -> Result<(), StoreError> {
         self.live()?;
         let r = self.write_once(entries, cp);
         self.noting(r)
     }
 
-    fn write_once(&mut self, entries: &[Entry], cp: Option<&Checkpoint>) -> Result<(), StoreError> {
+    fn write_once(&mut self, entries: &[Entry], cp: Option<&TreeHead>) -> Result<(), StoreError> {
         if entries.is_empty() && cp.is_none() {
             return Ok(());
         }
@@ -243,7 +243,7 @@ impl PgStore {
         &mut self,
         which: fn(&Statements) -> &Statement,
         params: &[&(dyn ::postgres::types::ToSql + Sync)],
-    ) -> Result<Option<Checkpoint>, StoreError> {
+    ) -> Result<Option<TreeHead>, StoreError> {
         let row = self.reading(|s| {
             s.client
                 .query_opt(which(&s.stmts), params)
@@ -261,7 +261,7 @@ impl Store for PgStore {
     fn append_with_checkpoint(
         &mut self,
         entries: &[Entry],
-        cp: &Checkpoint,
+        cp: &TreeHead,
     ) -> Result<(), StoreError> {
         self.write(entries, Some(cp))
     }
@@ -294,15 +294,15 @@ impl Store for PgStore {
         self.entries(|s| &s.history, &[&account, &last, &limit_i64(limit)])
     }
 
-    fn put_checkpoint(&mut self, cp: &Checkpoint) -> Result<(), StoreError> {
+    fn put_checkpoint(&mut self, cp: &TreeHead) -> Result<(), StoreError> {
         self.write(&[], Some(cp))
     }
 
-    fn latest_checkpoint(&mut self) -> Result<Option<Checkpoint>, StoreError> {
+    fn latest_checkpoint(&mut self) -> Result<Option<TreeHead>, StoreError> {
         self.checkpoint_where(|s| &s.latest_checkpoint, &[])
     }
 
-    fn checkpoint(&mut self, size: u64) -> Result<Option<Checkpoint>, StoreError> {
+    fn checkpoint(&mut self, size: u64) -> Result<Option<TreeHead>, StoreError> {
         let Ok(size) = i64::try_from(size) else {
             return Ok(None);
         };
@@ -500,7 +500,7 @@ fn decode_entry(row: &Row) -> Result<Entry, StoreError> {
 }
 
 /// The checkpoint in a row selected with [`CHECKPOINT_COLUMNS`].
-fn decode_checkpoint(row: &Row) -> Result<Checkpoint, StoreError> {
+fn decode_checkpoint(row: &Row) -> Result<TreeHead, StoreError> {
     let size: i64 = row.try_get(0).map_err(|e| StoreError::CorruptCheckpoint {
         size: 0,
         what: format!("a size is not a bigint: {e}"),

@@ -5,7 +5,7 @@ use super::{
     CHECKPOINT_COLUMNS, ENTRY_COLUMNS, Encoded, EncodedCheckpoint, RawCheckpoint, RawEntry,
     SCHEMA_VERSION, Store, StoreError, check_seqs, history_bound, limit_i64, read_range, row_seq,
 };
-use naac_ledger::{Account, Checkpoint, Entry};
+use naac_ledger::{Account, Entry, TreeHead};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
@@ -177,7 +177,7 @@ impl SqliteStore {
     }
 
     /// Appends `entries` and stores `cp` in one transaction.
-    fn write(&mut self, entries: &[Entry], cp: Option<&Checkpoint>) -> Result<(), StoreError> {
+    fn write(&mut self, entries: &[Entry], cp: Option<&TreeHead>) -> Result<(), StoreError> {
         self.writable()?;
         if entries.is_empty() && cp.is_none() {
             return Ok(());
@@ -255,7 +255,7 @@ impl SqliteStore {
         &self,
         sql: &str,
         params: impl rusqlite::Params,
-    ) -> Result<Option<Checkpoint>, StoreError> {
+    ) -> Result<Option<TreeHead>, StoreError> {
         let err = sqlite_error(&self.path);
         let mut stmt = self.conn.prepare_cached(sql).map_err(&err)?;
         let mut rows = stmt.query(params).map_err(&err)?;
@@ -276,7 +276,7 @@ impl Store for SqliteStore {
     fn append_with_checkpoint(
         &mut self,
         entries: &[Entry],
-        cp: &Checkpoint,
+        cp: &TreeHead,
     ) -> Result<(), StoreError> {
         self.write(entries, Some(cp))
     }
@@ -325,18 +325,18 @@ impl Store for SqliteStore {
         )
     }
 
-    fn put_checkpoint(&mut self, cp: &Checkpoint) -> Result<(), StoreError> {
+    fn put_checkpoint(&mut self, cp: &TreeHead) -> Result<(), StoreError> {
         self.write(&[], Some(cp))
     }
 
-    fn latest_checkpoint(&mut self) -> Result<Option<Checkpoint>, StoreError> {
+    fn latest_checkpoint(&mut self) -> Result<Option<TreeHead>, StoreError> {
         self.checkpoint_where(
             &format!("SELECT {CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY size DESC LIMIT 1"),
             [],
         )
     }
 
-    fn checkpoint(&mut self, size: u64) -> Result<Option<Checkpoint>, StoreError> {
+    fn checkpoint(&mut self, size: u64) -> Result<Option<TreeHead>, StoreError> {
         let Ok(size) = i64::try_from(size) else {
             return Ok(None);
         };
@@ -521,7 +521,7 @@ fn decode_entry(row: &rusqlite::Row<'_>) -> Result<Entry, DecodeError> {
 }
 
 /// The checkpoint in a row selected with [`CHECKPOINT_COLUMNS`].
-fn decode_checkpoint(row: &rusqlite::Row<'_>) -> Result<Checkpoint, DecodeError> {
+fn decode_checkpoint(row: &rusqlite::Row<'_>) -> Result<TreeHead, DecodeError> {
     let size = match row.get_ref(0)? {
         ValueRef::Integer(s) => s,
         v => {

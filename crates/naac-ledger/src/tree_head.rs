@@ -1,5 +1,6 @@
-//! The bank's signed checkpoint: how many entries the ledger had, the RFC 6962 Merkle root
-//! over them and the last entry's hash, signed with the bank's key.
+//! The bank's signed tree head (`TreeHead`, the ledger's checkpoint): how many entries the
+//! ledger had, the RFC 6962 Merkle root over them and the last entry's hash, signed with
+//! the bank's key. (Not a guest's checkpoint: that is saved task state.)
 
 use crate::entry::{AccountKey, Hash};
 use serde::{Deserialize, Serialize};
@@ -7,7 +8,7 @@ use serde::{Deserialize, Serialize};
 const CHECKPOINT_DOMAIN: &str = "naac ledger checkpoint v1";
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Checkpoint {
+pub struct TreeHead {
     /// Entries covered: seqs `0..size`.
     pub size: u64,
     /// Merkle root over the first `size` entries (leaves are [`crate::Entry::to_bytes`]).
@@ -21,7 +22,7 @@ pub struct Checkpoint {
     pub sig: Vec<u8>,
 }
 
-impl Checkpoint {
+impl TreeHead {
     /// The exact bytes the bank signs.
     pub fn signing_bytes(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(CHECKPOINT_DOMAIN.len() + 8 + 64 + 8 + 32);
