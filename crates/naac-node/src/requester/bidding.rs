@@ -106,13 +106,13 @@ impl Bidding {
                 }
             }
         };
-        self.declined.insert(peer, why.clone());
+        self.declined(peer, why.clone());
         Err(why)
     }
 
     /// A node declined to work for us (bounded: the first [`MAX_DECLINED`] are kept).
     pub fn declined(&mut self, peer: PeerId, why: String) {
-        if self.declined.len() < MAX_DECLINED {
+        if self.declined.len() < MAX_DECLINED || self.declined.contains_key(&peer) {
             self.declined.insert(peer, why);
         }
     }
@@ -125,9 +125,10 @@ impl Bidding {
             .collect()
     }
 
-    /// The provider left: its bid goes (its runs keep their terms).
+    /// The provider left: its bid and ask go (its runs keep their terms).
     pub fn forget(&mut self, peer: &PeerId) {
         self.bids.remove(peer);
+        self.asks.remove(peer);
     }
 
     /// Closes the first window once it is over; `true` exactly once, when the bidders may

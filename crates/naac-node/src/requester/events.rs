@@ -490,6 +490,7 @@ impl Session<'_> {
                 }
                 Command::TaskFailed { task, kind } => {
                     self.checkpoints.forget(task.0);
+                    self.bidding.take_terms(task.0);
                     if self.tally.task_failed(task.0, kind) {
                         // Its earlier result did not survive the re-check.
                         self.writer.push(WriteJob::Remove(task.0));

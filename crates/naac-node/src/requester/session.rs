@@ -257,7 +257,7 @@ pub async fn run(
                 let p = s.sched.progress();
                 let explanation = s.explanation();
                 let declined = || s.bidding.declined_list();
-                let watch = watchdog.tick(now, &Sight {
+                let watch = watchdog.tick(s.now(), &Sight {
                     progress: &p,
                     finished: s.finished,
                     explanation: &explanation,

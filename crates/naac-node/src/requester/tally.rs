@@ -105,8 +105,8 @@ pub struct Tally {
     /// Input digest of every open task, for rebuilding result records.
     digests: HashMap<u32, ContentId>,
     votes: HashMap<u32, Vec<Vote>>,
-    /// `(task, attempt)` of runs assigned to resume from a checkpoint.
-    resumed: HashSet<(u32, u32)>,
+    /// Attempts of each open task assigned to resume from a checkpoint.
+    resumed: HashMap<u32, Vec<u32>>,
     /// Tasks whose written result is being checked again.
     reopened: HashSet<u32>,
     /// The most recent failure of each task, for the summary when it fails for good.
@@ -139,7 +139,7 @@ impl Tally {
             keys: PeerKeys::default(),
             digests: HashMap::new(),
             votes: HashMap::new(),
-            resumed: HashSet::new(),
+            resumed: HashMap::new(),
             reopened: HashSet::new(),
             last_failure: HashMap::new(),
             stats: HashMap::new(),
@@ -158,12 +158,27 @@ impl Tally {
 
     /// A run of the task resumes from a checkpoint.
     pub fn resuming(&mut self, index: u32, attempt: u32) {
-        self.resumed.insert((index, attempt));
+        self.resumed.entry(index).or_default().push(attempt);
     }
 
     /// A run was handed back unfinished.
     pub fn returned(&mut self, index: u32, attempt: u32) {
-        self.resumed.remove(&(index, attempt));
+        self.take_resumed(index, attempt);
+    }
+
+    /// Whether the run resumed from a checkpoint (asked once: it is forgotten).
+    fn take_resumed(&mut self, index: u32, attempt: u32) -> bool {
+        let Some(attempts) = self.resumed.get_mut(&index) else {
+            return false;
+        };
+        let Some(pos) = attempts.iter().position(|a| *a == attempt) else {
+            return false;
+        };
+        attempts.swap_remove(pos);
+        if attempts.is_empty() {
+            self.resumed.remove(&index);
+        }
+        true
     }
 
     /// Whether a run of the task failed before (a failed run must not get a fresh budget by
@@ -324,7 +339,7 @@ impl Tally {
         Check::Vote {
             digest: record.output,
             record: record.id(),
-            resumed: self.resumed.remove(&(result.index, result.attempt)),
+            resumed: self.take_resumed(result.index, result.attempt),
         }
     }
 
@@ -366,11 +381,23 @@ impl Tally {
         self.stats.entry(provider).or_default().lost += tasks;
     }
 
-    /// Forgets what an open task needed: its input digest, votes and last failure.
+    /// Forgets what an open task needed: its input digest, votes, resumed runs and last
+    /// failure.
     fn close(&mut self, index: u32) {
         self.digests.remove(&index);
         self.votes.remove(&index);
+        self.resumed.remove(&index);
         self.last_failure.remove(&index);
+    }
+
+    /// Tasks with something still remembered (for tests of what closing forgets).
+    #[cfg(test)]
+    fn remembered(&self) -> usize {
+        let mut open: HashSet<u32> = self.digests.keys().copied().collect();
+        open.extend(self.votes.keys());
+        open.extend(self.resumed.keys());
+        open.extend(self.last_failure.keys());
+        open.len()
     }
 
     /// The task failed for good: its failure goes into the summary. Returns whether a result

@@ -317,3 +317,20 @@ fn a_reopened_task_that_fails_its_recheck_removes_the_written_result() {
     t.verdict(4, Some(d), false, &[(h.peer, d)]);
     assert!(!t.task_failed(4, FailureKind::Lost));
 }
+
+#[test]
+fn closing_a_task_forgets_everything_it_needed() {
+    let (mut t, h) = (tally(false), host());
+    // Task 0: resumed, failed once, then accepted; task 1: resumed and failed for good.
+    t.resuming(0, 1);
+    t.resuming(1, 0);
+    t.unsendable(0, "could not read an input".into());
+    let d = vote(&mut t, &h, result(&h, 0, 2, b"x"));
+    t.verdict(0, Some(d), false, &[(h.peer, d)]);
+    t.task_failed(1, FailureKind::Lost);
+    assert_eq!(
+        t.remembered(),
+        3,
+        "only the untouched open tasks 2, 3 and 4 remain"
+    );
+}
