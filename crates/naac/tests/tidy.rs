@@ -11,6 +11,8 @@
 //! - **Files a reader can hold**: no `src` file is over [`MAX_LINES`] lines before its
 //!   `#[cfg(test)]` module (test-only files, `tests.rs` and `*_tests.rs`, are exempt).
 //! - **Every module says what it is**: every `src` file starts with a `//!` doc.
+//! - **Parts do not call back into their shell**: the requester's and the provider's parts
+//!   import nothing from the session or node that drives them (the imports form no cycle).
 
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -217,6 +219,59 @@ fn file_violations(path: &str, text: &str) -> Vec<String> {
     v
 }
 
+/// The IO shells of `naac-node` and the modules that make them up; every other module of
+/// the same directory is a part that must not import them.
+const SHELLS: &[(&str, &[&str])] = &[
+    (
+        "crates/naac-node/src/requester",
+        &["mod.rs", "session.rs", "events.rs"],
+    ),
+    (
+        "crates/naac-node/src/provider",
+        &["mod.rs", "node.rs", "control.rs"],
+    ),
+];
+
+/// Imports of a shell module by a part.
+fn cycle_violations(path: &str, text: &str, shell: &[&str]) -> Vec<String> {
+    let name = Path::new(path)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
+    if shell.contains(&name) {
+        return Vec::new();
+    }
+    // Every module named after `super::`, alone or in a `super::{a, b::c}` group.
+    let mut named = Vec::new();
+    for (i, _) in text.match_indices("super::") {
+        let rest = &text[i + "super::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let group = &group[..group.find('}').unwrap_or(group.len())];
+            named.extend(
+                group
+                    .split(',')
+                    .map(|item| item.trim().split("::").next().unwrap_or("")),
+            );
+        } else {
+            let end = rest
+                .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            named.push(&rest[..end]);
+        }
+    }
+    shell
+        .iter()
+        .filter(|m| **m != "mod.rs")
+        .map(|m| m.trim_end_matches(".rs"))
+        .filter(|module| named.contains(module))
+        .map(|module| {
+            format!(
+                "{path}: a part imports its shell `{module}`; return what should happen instead"
+            )
+        })
+        .collect()
+}
+
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -266,6 +321,16 @@ fn source_files_are_small_and_documented() {
         let rel = f.strip_prefix(&root).unwrap_or(&f).display().to_string();
         v.extend(file_violations(&rel, &text));
     }
+    for (dir, shell) in SHELLS {
+        let mut parts = Vec::new();
+        rust_files(&root.join(dir), &mut parts);
+        assert!(parts.len() > 3, "found the parts of {dir}");
+        for f in parts {
+            let text = std::fs::read_to_string(&f).expect("read a source file");
+            let rel = f.strip_prefix(&root).unwrap_or(&f).display().to_string();
+            v.extend(cycle_violations(&rel, &text, shell));
+        }
+    }
     v.sort();
     assert!(v.is_empty(), "source rules broken:\n  {}", v.join("\n  "));
 }
@@ -289,6 +354,18 @@ fn the_checks_catch_violations() {
         "test files are exempt"
     );
     assert_eq!(file_violations("b.rs", "\nuse x;\n").len(), 1);
+    // A part that reaches back into its shell; the shell itself may use anything.
+    let shell: &[&str] = &["mod.rs", "session.rs", "events.rs"];
+    assert_eq!(
+        cycle_violations("r/tally.rs", "use super::session::Session;", shell).len(),
+        1
+    );
+    assert_eq!(
+        cycle_violations("r/tally.rs", "use super::{events, session};", shell).len(),
+        2
+    );
+    assert!(cycle_violations("r/events.rs", "use super::session::Session;", shell).is_empty());
+    assert!(cycle_violations("r/tally.rs", "use super::writer::Write;", shell).is_empty());
     // A network crate that reaches a database through another crate; a second owner of
     // libp2p.
     let meta = serde_json::json!({
