@@ -74,6 +74,9 @@ pub struct SandboxConfig {
     pub max_concurrent: u32,
 }
 
+/// Most files a task may leave in `/out`.
+pub const MAX_OUT_FILES: usize = 10_000;
+
 impl SandboxConfig {
     pub const DEFAULT_STDOUT_LIMIT: usize = 64 << 20;
     pub const DEFAULT_STDERR_LIMIT: usize = 1 << 20;

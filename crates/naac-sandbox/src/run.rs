@@ -489,10 +489,11 @@ fn collect_outputs(
         } else if ft.is_file() {
             let len = e.metadata().map(|m| m.len()).unwrap_or(0);
             *total += len;
-            if *total > limit || out.len() >= 10_000 {
+            if *total > limit || out.len() >= crate::MAX_OUT_FILES {
                 return Err(format!(
-                    "/out holds more than {} or 10000 files",
-                    format_size(limit)
+                    "/out holds more than {} or {} files",
+                    format_size(limit),
+                    crate::MAX_OUT_FILES
                 ));
             }
             let bytes = std::fs::read(&path).map_err(|e| format!("cannot read /out file: {e}"))?;

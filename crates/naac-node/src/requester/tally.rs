@@ -1,7 +1,8 @@
 //! The vote tally: what the requester makes of each result and each verdict, without IO.
 //!
 //! A result is checked against the record the requester rebuilds from what it assigned (the
-//! provider's signature over it, in batches), the task's fuel limit and safe output names;
+//! provider's signature over it, in batches), the task's fuel limit, the sandbox's output
+//! limits (stdout, stderr, `/out` bytes and files) and safe output names;
 //! the answer is a [`Check`]: stale, a failure to retry, a provably bad result to refuse, a
 //! request to run the job's verifier on it first, or a vote for the scheduler. When the
 //! scheduler's verdict on a task comes, [`Tally::verdict`] says what follows from it: which
@@ -295,6 +296,11 @@ impl Tally {
             );
             return self.fail(index, kind, result.message.clone());
         }
+        if let Some(why) = oversized(result) {
+            // No sandbox lets a task make this much: the provider made it up.
+            tracing::warn!("provider {peer}: task {index}: {why}; result refused");
+            return self.refuse(peer, index, FailureKind::Rejected, why);
+        }
         if let Some(bad) = result
             .outputs
             .iter()
@@ -512,6 +518,43 @@ impl Tally {
         }
         out
     }
+}
+
+/// Why a result is more than a provider's sandbox lets a task make (stdout, stderr, `/out`
+/// bytes or files), if it is: the requester holds and writes what providers return to the
+/// same limits.
+pub fn oversized(r: &TaskResult) -> Option<String> {
+    use naac_sandbox::{MAX_OUT_FILES, SandboxConfig};
+    use naac_types::units::format_size;
+    if r.stdout.len() > SandboxConfig::DEFAULT_STDOUT_LIMIT {
+        return Some(format!(
+            "its stdout of {} is over the sandbox's {} limit",
+            format_size(r.stdout.len() as u64),
+            format_size(SandboxConfig::DEFAULT_STDOUT_LIMIT as u64)
+        ));
+    }
+    if r.stderr.len() > SandboxConfig::DEFAULT_STDERR_LIMIT {
+        return Some(format!(
+            "its stderr of {} is over the sandbox's {} limit",
+            format_size(r.stderr.len() as u64),
+            format_size(SandboxConfig::DEFAULT_STDERR_LIMIT as u64)
+        ));
+    }
+    if r.outputs.len() > MAX_OUT_FILES {
+        return Some(format!(
+            "it returned {} output files; a task may leave at most {MAX_OUT_FILES}",
+            r.outputs.len()
+        ));
+    }
+    let bytes: u64 = r.outputs.iter().map(|o| o.data.len() as u64).sum();
+    if bytes > SandboxConfig::DEFAULT_OUTPUT_LIMIT {
+        return Some(format!(
+            "its output files hold {}; a task may leave at most {}",
+            format_size(bytes),
+            format_size(SandboxConfig::DEFAULT_OUTPUT_LIMIT)
+        ));
+    }
+    None
 }
 
 #[cfg(test)]

@@ -334,3 +334,39 @@ fn closing_a_task_forgets_everything_it_needed() {
         "only the untouched open tasks 2, 3 and 4 remain"
     );
 }
+
+#[test]
+fn results_larger_than_any_sandbox_allows_are_refused() {
+    let (mut t, h) = (tally(false), host());
+    // A million tiny files (a sandbox stops a guest at 10,000), signed by the sender.
+    let mut r = result(&h, 1, 0, b"");
+    r.outputs = (0..1_000_000)
+        .map(|i| OutputFile {
+            name: format!("f{i}"),
+            data: Vec::new(),
+        })
+        .collect();
+    sign(&h, &mut r);
+    assert_eq!(check(&mut t, &h, &r), Check::Refused(FailureKind::Rejected));
+    // Stdout over the sandbox's cap.
+    let mut r = result(&h, 2, 0, b"");
+    r.stdout = vec![b'x'; naac_sandbox::SandboxConfig::DEFAULT_STDOUT_LIMIT + 1];
+    sign(&h, &mut r);
+    assert_eq!(check(&mut t, &h, &r), Check::Refused(FailureKind::Rejected));
+    // Exactly at the limits is fine.
+    let mut r = result(&h, 3, 0, b"");
+    r.outputs = (0..naac_sandbox::MAX_OUT_FILES)
+        .map(|i| OutputFile {
+            name: format!("f{i}"),
+            data: Vec::new(),
+        })
+        .collect();
+    sign(&h, &mut r);
+    assert!(matches!(check(&mut t, &h, &r), Check::Vote { .. }));
+    assert_eq!(t.stats[&h.peer].rejected, 2);
+    t.task_failed(1, FailureKind::Rejected);
+    assert_eq!(
+        t.failures[0].message,
+        "it returned 1000000 output files; a task may leave at most 10000"
+    );
+}
