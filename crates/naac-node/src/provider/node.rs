@@ -155,6 +155,7 @@ pub async fn serve(
         client.clone(),
         keypair,
         sandbox,
+        slots,
         allowed,
         config.faulty,
         config.slowdown,

@@ -18,14 +18,20 @@ use tokio::sync::{OnceCell, Semaphore};
 /// Modules kept linked and ready in memory.
 const MAX_MODULES: usize = 64;
 
-/// Most blob bytes kept in memory for reuse across tasks.
-const BLOB_CACHE_BYTES: usize = 512 << 20;
+/// Most blob bytes kept in memory for reuse across tasks beyond those tasks hold (blobs the
+/// tasks about to run share stay while they hold them).
+const BLOB_CACHE_BYTES: usize = 64 << 20;
 
 /// A blob, or the fetch that will produce it.
 type BlobCell = Arc<OnceCell<Arc<Vec<u8>>>>;
 
 /// Fetches in flight at once: queued tasks prefetch their inputs, but not all at once.
 const MAX_FETCHES: usize = 32;
+
+/// Tasks that may hold their inputs beyond those with a slot: the next ones fetch while the
+/// running ones run, the rest wait without holding anything (a requester that queues 4,096
+/// tasks with large inputs cannot make the provider hold them all).
+pub const PREFETCH_AHEAD: usize = 2;
 
 /// Blobs by content id, fetched at most once at a time.
 struct Blobs {
@@ -88,9 +94,14 @@ impl Blobs {
         let mut total = self.bytes.lock().expect("blob lock");
         *total += blob.len();
         if *total > BLOB_CACHE_BYTES {
-            // Crude but bounded: start over; tasks holding an Arc keep their copy.
-            self.cells.lock().expect("blob lock").clear();
-            *total = 0;
+            // Over budget: forget the blobs no task holds now (fetches under way stay).
+            let mut cells = self.cells.lock().expect("blob lock");
+            cells.retain(|_, c| c.get().is_none_or(|b| Arc::strong_count(b) > 1));
+            *total = cells
+                .values()
+                .filter_map(|c| c.get())
+                .map(|b| b.len())
+                .sum();
         }
         Ok(blob)
     }
@@ -105,17 +116,21 @@ pub struct Runner {
     sandbox: Arc<Sandbox>,
     /// Slots: one permit per task that may run at once.
     pub slots: Arc<Semaphore>,
+    /// Tasks that may hold their inputs: the node's slots plus [`PREFETCH_AHEAD`].
+    prefetch: Semaphore,
     pub gate: Gate,
     blobs: Blobs,
     modules: Mutex<HashMap<ContentId, Arc<OnceCell<Prepared>>>>,
 }
 
 impl Runner {
-    /// A runner with `allowed` slots; `faulty` and `slowdown` are the testing aids.
+    /// A runner with `allowed` of the node's `slots` open; `faulty` and `slowdown` are the
+    /// testing aids.
     pub fn new(
         client: Client,
         keypair: Keypair,
         sandbox: Arc<Sandbox>,
+        slots: u32,
         allowed: u32,
         faulty: Option<f64>,
         slowdown: f64,
@@ -128,6 +143,7 @@ impl Runner {
             gate: sandbox.gate(),
             sandbox,
             slots: Arc::new(Semaphore::new(allowed as usize)),
+            prefetch: Semaphore::new(slots as usize + PREFETCH_AHEAD),
             blobs: Blobs::default(),
             modules: Mutex::new(HashMap::new()),
         }
@@ -187,6 +203,11 @@ impl Runner {
         started: Arc<AtomicBool>,
     ) -> anyhow::Result<TaskResult> {
         let module = self.module(peer, assign.module).await?;
+        // Inputs are fetched only within the window of tasks about to run.
+        let _window = self.prefetch.acquire().await.context("prefetch closed")?;
+        if cancel.load(Ordering::Relaxed) {
+            anyhow::bail!("cancelled before it started");
+        }
         let stdin = match spec.stdin {
             Some(id) => self.blobs.get(&self.client, peer, id).await?.to_vec(),
             None => Vec::new(),

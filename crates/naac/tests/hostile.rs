@@ -1,0 +1,177 @@
+//! Peers that do not play by the rules, built from `naac-net` and `naac-proto` directly,
+//! against real `naac node` processes on 127.0.0.1.
+
+mod common;
+
+use common::{Provider, Scratch};
+use naac_net::{Event, Keypair, Multiaddr};
+use naac_proto::{Assign, Request, RequestBody, Response, ResponseBody, TaskSpec, VERSION};
+use naac_types::{ContentId, JobId, Limits};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const INPUT_BYTES: usize = 16 << 20;
+const TASKS: u32 = 96;
+
+/// The input of task `i`: 16 MiB made from its index, so the adversary need not hold them.
+fn input(i: u32) -> Vec<u8> {
+    let mut out = vec![0u8; INPUT_BYTES];
+    blake3::Hasher::new_derive_key("naac hostile test input")
+        .update(&i.to_le_bytes())
+        .finalize_xof()
+        .fill(&mut out);
+    out
+}
+
+/// Resident memory of a process (kB), from /proc.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// A requester that queues 96 tasks, each with its own 16 MiB input (1.5 GiB in all), on a
+/// one-slot provider in one `Assign`: the provider fetches inputs only for the tasks about to
+/// run, so its memory stays far below what it was sent.
+#[test]
+fn a_flood_of_large_inputs_does_not_fill_a_providers_memory() {
+    let s = Scratch::new();
+    let provider = Provider::start(&s, 1);
+    let pid = provider.child.id();
+    let addr: Multiaddr = provider.addr.parse().expect("the provider's address");
+    let module = std::fs::read(common::examples().join("testkit/testkit.wasm")).expect("testkit");
+    let module_id = ContentId::of(&module);
+    let ids: HashMap<ContentId, u32> = (0..TASKS).map(|i| (ContentId::of(&input(i)), i)).collect();
+    let by_index: HashMap<u32, ContentId> = ids.iter().map(|(id, i)| (*i, *id)).collect();
+
+    // Sample the provider's memory while the flood runs.
+    let peak = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (peak, done) = (peak.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                if let Some(kib) = rss_kib(pid) {
+                    peak.fetch_max(kib, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let outputs = rt.block_on(async {
+        let (client, mut events) = naac_net::start(
+            Keypair::generate_ed25519(),
+            naac_net::Config {
+                listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr")],
+                join: vec![addr],
+                mdns: false,
+                ..naac_net::Config::default()
+            },
+        )
+        .await
+        .expect("the adversary's network");
+        let peer = loop {
+            match events.recv().await.expect("events") {
+                Event::Connected(p, _) => break p,
+                _ => continue,
+            }
+        };
+        let job = JobId::derive(&ContentId::of(b"hostile flood"), b"1");
+        let tasks: Vec<TaskSpec> = (0..TASKS)
+            .map(|i| TaskSpec {
+                index: i,
+                attempt: 0,
+                args: vec!["readin".into(), "data".into()],
+                stdin: None,
+                inputs: vec![("data".into(), by_index[&i])],
+                seed: ContentId::of(&i.to_le_bytes()),
+                resume: None,
+            })
+            .collect();
+        let assign = Assign {
+            job,
+            seq: 1,
+            module: module_id,
+            argv0: "flood".into(),
+            limits: Limits::default(),
+            checkpoint_interval_ms: None,
+            tasks,
+        };
+        let client2 = client.clone();
+        tokio::spawn(async move {
+            let r = client2
+                .request(peer, Request::new(RequestBody::Assign(assign)))
+                .await;
+            assert!(
+                matches!(
+                    r,
+                    Ok(Response {
+                        body: ResponseBody::Ack,
+                        ..
+                    })
+                ),
+                "the provider takes the assignment: {r:?}"
+            );
+        });
+        // Serve fetches (made on demand) and collect results until every task reported.
+        let mut outputs: HashMap<u32, String> = HashMap::new();
+        let deadline = Instant::now() + Duration::from_secs(240);
+        while outputs.len() < TASKS as usize && Instant::now() < deadline {
+            let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(5), events.recv()).await
+            else {
+                continue;
+            };
+            let Event::Request {
+                request, channel, ..
+            } = ev
+            else {
+                continue;
+            };
+            assert_eq!(request.v, VERSION);
+            let body = match request.body {
+                RequestBody::Fetch { id } if id == module_id => ResponseBody::Blob(module.clone()),
+                RequestBody::Fetch { id } => match ids.get(&id) {
+                    Some(i) => ResponseBody::Blob(input(*i)),
+                    None => ResponseBody::NotFound,
+                },
+                RequestBody::Report(r) => {
+                    for t in r.results {
+                        outputs.insert(t.index, String::from_utf8_lossy(&t.stdout).into_owned());
+                    }
+                    ResponseBody::Ack
+                }
+                _ => ResponseBody::Ack,
+            };
+            client.respond(channel, Response::new(body)).await;
+        }
+        outputs
+    });
+    done.store(true, Ordering::Relaxed);
+    sampler.join().expect("sampler");
+
+    assert_eq!(outputs.len(), TASKS as usize, "every task ran");
+    for (i, out) in &outputs {
+        assert!(
+            out.starts_with(&format!("{INPUT_BYTES} ")),
+            "task {i} read its whole input: {out:?}"
+        );
+    }
+    let peak_mib = peak.load(Ordering::Relaxed) / 1024;
+    // Sent 1.5 GiB of inputs; the provider holds at most its blob cache (64 MiB) plus the
+    // inputs of the tasks about to run (slot + 2), plus itself.
+    assert!(
+        peak_mib < 400,
+        "the provider's memory peaked at {peak_mib} MiB for {} MiB of inputs",
+        (TASKS as usize * INPUT_BYTES) >> 20
+    );
+    eprintln!(
+        "provider peak RSS {peak_mib} MiB for {} MiB of queued inputs",
+        (TASKS as usize * INPUT_BYTES) >> 20
+    );
+}
