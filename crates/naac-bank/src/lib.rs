@@ -4,18 +4,22 @@
 //!   SQLite (WAL, `synchronous=FULL`) and PostgreSQL (`synchronous_commit=on`), one schema.
 //! - the bank service ([`start`], [`BankHandle`]): one thread owns the rules and the store
 //!   and commits each batch of requests, with a signed checkpoint, before answering it.
+//! - [`faucet`]: what a bank grants new accounts on its own (nothing by default), and the
+//!   rate limit of a faucet.
 //! - [`start_reader`]: a read-only bank over a ledger store, for wallets.
 //! - [`BankConn`]: the one bank client, to a bank in this process or a bank node.
 //! - [`wire`]: conversions between the ledger's and the market's values and their
 //!   `naac-proto` wire counterparts (the only crate that knows both).
 
 mod client;
+pub mod faucet;
 mod reader;
 mod service;
 pub mod store;
 pub mod wire;
 
 pub use client::BankConn;
+pub use faucet::Faucet;
 pub use reader::start_reader;
 pub use service::{BankConfig, BankHandle, MAX_BATCH, Signer, start, start_with_keypair};
 pub use wire::{FromWire, ToWire};

@@ -183,7 +183,10 @@ mod tests {
             crate::start_with_keypair(
                 BankConfig {
                     store: url.clone(),
-                    grant: naac_types::Credits(100),
+                    faucet: crate::Faucet {
+                        amount: naac_types::Credits(100),
+                        per_hour: None,
+                    },
                 },
                 bank_kp,
             )

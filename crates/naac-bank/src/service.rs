@@ -11,16 +11,18 @@
 //! refunds by escrow, transfers by nonce, grants by account). If the store fails, nothing
 //! of the batch is acknowledged and the ledger is reloaded from the store.
 //!
-//! A new account gets the configured grant with its first validly signed request (a balance
-//! query grants nothing, so nobody can make the bank mint for keys they do not hold). Escrows
-//! past their expiry are refunded by the bank itself.
+//! The bank mints only by grants: the operator's (signed with the bank's key), or its
+//! faucet's when it runs one ([`Faucet`]: a grant for a key's first valid request — one that
+//! decodes, is for this bank and is signed by its authorizer — at a stated hourly rate). A
+//! refused, undecodable or foreign request and a balance query mint nothing and add no
+//! entry. Escrows past their expiry are refunded by the bank itself.
 
+use crate::faucet::{Bucket, Faucet};
 use crate::store::{self, Store};
 use crate::wire::{FromWire, ToWire};
 use anyhow::Context as _;
 use naac_ledger::{Account, AccountKey, Applied, Entry, Ledger, Request, SignedRequest, TreeHead};
 use naac_proto::{BankInfo, BankRequest, BankResponse, MAX_BANK_BATCH, MAX_BANK_ENTRIES, Receipt};
-use naac_types::Credits;
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -39,8 +41,8 @@ const WAITING_SENDERS: usize = 16;
 pub struct BankConfig {
     /// `sqlite:PATH`, a path, or a PostgreSQL connection string.
     pub store: String,
-    /// Credits every new account gets.
-    pub grant: Credits,
+    /// What new accounts get on their own (default: nothing).
+    pub faucet: Faucet,
 }
 
 pub(crate) type Reply = oneshot::Sender<Result<BankResponse, String>>;
@@ -117,13 +119,13 @@ pub type Signer = Box<dyn Fn(&[u8]) -> Vec<u8> + Send>;
 pub fn start(config: BankConfig, key: AccountKey, sign: Signer) -> anyhow::Result<BankHandle> {
     let url = config.store;
     let open = move || store::open(&url).with_context(|| format!("open the bank's ledger {url}"));
-    start_on(open, config.grant, key, sign)
+    start_on(open, config.faucet, key, sign)
 }
 
 /// [`start`] on the store `open` gives (called on the bank's thread).
 fn start_on(
     open: impl FnOnce() -> anyhow::Result<Box<dyn Store>> + Send + 'static,
-    grant: Credits,
+    faucet: Faucet,
     key: AccountKey,
     sign: Signer,
 ) -> anyhow::Result<BankHandle> {
@@ -146,7 +148,8 @@ fn start_on(
                 ledger: Ledger::new(key),
                 store,
                 sign,
-                grant,
+                faucet,
+                bucket: Bucket::new(faucet.per_hour),
                 key,
                 stale: false,
             };
@@ -175,7 +178,8 @@ struct Bank {
     ledger: Ledger,
     store: Box<dyn Store>,
     sign: Signer,
-    grant: Credits,
+    faucet: Faucet,
+    bucket: Bucket,
     key: AccountKey,
     /// A write failed and the ledger could not be read back: the rules in memory may hold
     /// entries the store does not, so nothing is answered from them until a reload works.
@@ -414,14 +418,28 @@ impl Bank {
         SignedRequest::new(self.key, &self.key, req, |m| (self.sign)(m))
     }
 
-    /// Grants a new account its credits (once).
-    fn ensure_account(&mut self, who: AccountKey, now: u64, new: &mut Vec<Entry>) {
-        if self.grant == Credits::ZERO || who == self.key || self.ledger.is_granted(&who) {
+    /// The faucet's grant to the author of `r`, when the bank runs a faucet, `r` is a valid
+    /// request (it decodes, is for this bank and is signed by its authorizer), its author
+    /// has had no grant, and the faucet's rate allows one. Anything else mints nothing.
+    fn faucet_grant(&mut self, r: &SignedRequest, now: u64, new: &mut Vec<Entry>) {
+        let who = r.authorizer;
+        if !self.faucet.is_on() || who == self.key || self.ledger.is_granted(&who) {
+            return;
+        }
+        match Request::from_msg(&r.msg) {
+            Ok((bank, _)) if bank == self.key => {}
+            _ => return,
+        }
+        if !r.signature_ok() {
+            return;
+        }
+        if !self.bucket.take(now) {
+            tracing::debug!("faucet: the hourly limit is reached; no grant");
             return;
         }
         let req = self.signed(&Request::Grant {
             to: who,
-            amount: self.grant,
+            amount: self.faucet.amount,
         });
         match self.ledger.apply(&req, now) {
             Ok(Applied::New(e)) => new.push(e),
@@ -434,7 +452,7 @@ impl Bank {
         match req {
             BankRequest::Info => Pending::Done(Ok(BankResponse::Info(BankInfo {
                 bank: self.key.into_wire(),
-                grant: self.grant,
+                grant: self.faucet.amount,
                 entries: self.ledger.len(),
                 checkpoint: self.store.latest_checkpoint().ok().flatten().into_wire(),
             }))),
@@ -451,9 +469,7 @@ impl Bank {
                 }
                 let mut out = Vec::with_capacity(reqs.len());
                 for r in Vec::<SignedRequest>::from_wire(reqs) {
-                    if r.signature_ok() {
-                        self.ensure_account(r.authorizer, now, new);
-                    }
+                    self.faucet_grant(&r, now, new);
                     out.push(match self.ledger.apply(&r, now) {
                         Ok(Applied::New(e)) => {
                             let r = Receipt {
@@ -570,6 +586,7 @@ pub fn start_with_keypair(
 mod tests {
     use super::*;
     use naac_ledger::{Entry, Request, SignedRequest};
+    use naac_types::Credits;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -658,7 +675,11 @@ mod tests {
             }))
         };
         let sign: Signer = Box::new(move |m| naac_net::sign(&bank_kp, m));
-        let bank = start_on(open, Credits(100_000_000), bank_key, sign).unwrap();
+        let faucet = Faucet {
+            amount: Credits(100_000_000),
+            per_hour: None,
+        };
+        let bank = start_on(open, faucet, bank_key, sign).unwrap();
         let (alice_kp, alice) = ed25519();
         let (_, bob) = ed25519();
         let transfer = |nonce: u64| {
@@ -707,5 +728,121 @@ mod tests {
         assert_eq!(balance(alice), Ok(Credits(80_000_000)));
         // (Bob signed nothing, so he has no grant.)
         assert_eq!(balance(bob), Ok(Credits(20_000_000)));
+    }
+
+    /// A bank on a fresh SQLite ledger, with `faucet`; also gives a runtime to call it.
+    fn bank_with(faucet: Faucet) -> (tempfile::TempDir, BankHandle, AccountKey) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let (bank_kp, bank_key) = ed25519();
+        let open = move || -> anyhow::Result<Box<dyn Store>> {
+            Ok(Box::new(store::SqliteStore::open(&path)?))
+        };
+        let sign: Signer = Box::new(move |m| naac_net::sign(&bank_kp, m));
+        (
+            dir,
+            start_on(open, faucet, bank_key, sign).unwrap(),
+            bank_key,
+        )
+    }
+
+    fn entries(rt: &tokio::runtime::Runtime, bank: &BankHandle) -> u64 {
+        match rt.block_on(bank.call(BankRequest::Info)) {
+            Ok(BankResponse::Info(i)) => i.entries,
+            other => panic!("not info: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn fresh_keys_with_garbage_mint_nothing_and_add_no_entries() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let open_faucet = Faucet {
+            amount: Credits(100_000_000),
+            per_hour: None,
+        };
+        for faucet in [Faucet::NONE, open_faucet] {
+            let (_dir, bank, _) = bank_with(faucet);
+            let (_, other_bank) = ed25519();
+            for i in 0..1_000u64 {
+                let (kp, key) = ed25519();
+                // Garbage, validly signed by a fresh key.
+                let garbage = format!("not a request {i}").into_bytes();
+                let sig = naac_net::sign(&kp, &garbage);
+                let junk = SignedRequest {
+                    authorizer: key,
+                    msg: garbage,
+                    sig,
+                };
+                // A valid request, but for another bank.
+                let req = Request::Transfer {
+                    from: key,
+                    to: other_bank,
+                    amount: Credits(1),
+                    nonce: i,
+                };
+                let foreign =
+                    SignedRequest::new(key, &other_bank, &req, |m| naac_net::sign(&kp, m));
+                // A valid request for this bank under someone else's key (a forgery).
+                let forged = SignedRequest {
+                    authorizer: other_bank,
+                    ..foreign.clone()
+                };
+                let answers = rt.block_on(
+                    bank.call(BankRequest::Submit(vec![junk, foreign, forged].into_wire())),
+                );
+                match answers {
+                    Ok(BankResponse::Submitted(v)) => {
+                        assert!(v.iter().all(|r| r.is_err()), "refused: {v:?}")
+                    }
+                    other => panic!("not submitted: {other:?}"),
+                }
+                let balance = rt.block_on(bank.call(BankRequest::Balance {
+                    account: key.into_wire(),
+                }));
+                assert!(
+                    matches!(
+                        balance,
+                        Ok(BankResponse::Balance {
+                            balance: Credits::ZERO,
+                            ..
+                        })
+                    ),
+                    "{balance:?}"
+                );
+            }
+            assert_eq!(
+                entries(&rt, &bank),
+                0,
+                "the ledger did not grow ({faucet:?})"
+            );
+        }
+    }
+
+    #[test]
+    fn a_faucet_grants_valid_requests_at_its_stated_rate_only() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let faucet = Faucet {
+            amount: Credits(100_000_000),
+            per_hour: Some(5),
+        };
+        let (_dir, bank, bank_key) = bank_with(faucet);
+        let (_, shop) = ed25519();
+        let mut paid = 0;
+        for _ in 0..20 {
+            let (kp, key) = ed25519();
+            let req = Request::Transfer {
+                from: key,
+                to: shop,
+                amount: Credits(1_000_000),
+                nonce: 1,
+            };
+            let signed = SignedRequest::new(key, &bank_key, &req, |m| naac_net::sign(&kp, m));
+            match rt.block_on(bank.call(BankRequest::Submit(vec![signed].into_wire()))) {
+                Ok(BankResponse::Submitted(v)) => paid += v.iter().filter(|r| r.is_ok()).count(),
+                other => panic!("not submitted: {other:?}"),
+            }
+        }
+        assert_eq!(paid, 5, "only the first 5 new accounts were granted");
+        assert_eq!(entries(&rt, &bank), 10, "5 grants and 5 transfers");
     }
 }

@@ -2,7 +2,10 @@
 //! data dir's bank key and, by default, its SQLite ledger.
 
 use anyhow::Context as _;
-pub use naac_bank::{BankConfig, BankHandle};
+use naac_bank::BankConn;
+pub use naac_bank::{BankConfig, BankHandle, Faucet};
+use naac_ledger::{AccountKey, Request, SignedRequest};
+use naac_net::Keypair;
 use naac_types::Credits;
 
 /// The data dir's bank: its key (`bank/identity.key`) and, unless `store` names another,
@@ -10,10 +13,9 @@ use naac_types::Credits;
 pub fn start_in_home(
     home: &crate::Home,
     store: Option<String>,
-    grant: Credits,
+    faucet: Faucet,
 ) -> anyhow::Result<BankHandle> {
-    let keypair =
-        naac_net::load_or_create_identity(&home.bank_identity()).context("load the bank's key")?;
+    let keypair = bank_key(home)?;
     let store = match store {
         Some(s) => s,
         None => {
@@ -25,5 +27,34 @@ pub fn start_in_home(
             format!("sqlite:{}", path.display())
         }
     };
-    naac_bank::start_with_keypair(BankConfig { store, grant }, keypair)
+    naac_bank::start_with_keypair(BankConfig { store, faucet }, keypair)
+}
+
+/// The data dir's bank key (`bank/identity.key`), made on first use.
+pub fn bank_key(home: &crate::Home) -> anyhow::Result<Keypair> {
+    naac_net::load_or_create_identity(&home.bank_identity()).context("load the bank's key")
+}
+
+/// The operator's grant: `amount` credits into `to`'s wallet, signed with the bank's key
+/// and sent to `bank` (this data dir's bank, in process or as a node). A grant is once per
+/// account: the same grant again changes nothing, another amount is refused.
+pub async fn grant(
+    bank: &BankConn,
+    bank_key: &Keypair,
+    to: AccountKey,
+    amount: Credits,
+) -> Result<u64, String> {
+    let key =
+        AccountKey(naac_net::ed25519_of_keypair(bank_key).ok_or("the bank's key is not ed25519")?);
+    if bank.key().await? != key {
+        return Err("that bank does not hold this data dir's bank key".into());
+    }
+    let req = Request::Grant { to, amount };
+    let signed = SignedRequest::new(key, &key, &req, |m| naac_net::sign(bank_key, m));
+    let mut answers = bank.submit(vec![signed]).await?;
+    match answers.pop() {
+        Some(Ok(receipt)) => Ok(receipt.seq),
+        Some(Err(e)) => Err(e),
+        None => Err("the bank did not answer the grant".into()),
+    }
 }

@@ -3,6 +3,7 @@
 //! The binary is glue: it parses arguments, sets up logging and calls into `naac-node`.
 //! One file per command.
 
+mod bank;
 mod bench;
 mod embedded;
 mod key;
@@ -62,6 +63,9 @@ enum Cmd {
     /// Your credits: balance, history, and an independent check of the bank's ledger
     #[command(subcommand)]
     Wallet(wallet::Cmd),
+    /// The bank operator's commands (grant credits)
+    #[command(subcommand)]
+    Bank(bank::Cmd),
     /// Measure throughput, latency, scaling, sandbox and verification overhead
     Bench(bench::Args),
 }
@@ -107,6 +111,7 @@ fn main() -> ExitCode {
             Cmd::Resume => policy::resume().await,
             Cmd::Bench(a) => bench::main(a).await,
             Cmd::Wallet(c) => wallet::main(c).await,
+            Cmd::Bank(c) => bank::main(c).await,
             Cmd::Market(a) => market::main(a).await,
         }
     });

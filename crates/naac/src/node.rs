@@ -20,9 +20,15 @@ pub struct Args {
     /// PostgreSQL connection string (postgres://... or "host=... dbname=...")
     #[arg(long, value_name = "URL", requires = "bank", env = "NAAC_LEDGER")]
     ledger: Option<String>,
-    /// Credits every new account gets from this bank
-    #[arg(long, value_name = "CREDITS", default_value = "1000", requires = "bank", value_parser = parse_credits)]
-    grant: naac_types::Credits,
+    /// Run a faucet: every new account gets CREDITS with its first valid request, at most
+    /// --faucet-rate grants an hour in all. Without it the bank mints nothing on its own;
+    /// credits come from `naac bank grant USER AMOUNT` (keys are free: an open faucet
+    /// would let anyone mint without bound)
+    #[arg(long, value_name = "CREDITS", requires = "bank", value_parser = parse_credits)]
+    faucet: Option<naac_types::Credits>,
+    /// Most faucet grants an hour, all accounts together, e.g. 60/h
+    #[arg(long, value_name = "N/h", default_value = "60/h", requires = "faucet", value_parser = parse_rate)]
+    faucet_rate: u32,
     /// Asking price in credits per giga-fuel, before the owner's time-window multiplier;
     /// the policy's min_price is the floor [default: 0.1]
     #[arg(long, value_name = "CREDITS", value_parser = parse_price)]
@@ -68,7 +74,18 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
     let home = Home::from_env()?;
     home.ensure()?;
     let bank = if a.bank {
-        let h = naac_node::bank::start_in_home(&home, a.ledger.clone(), a.grant)?;
+        let faucet = naac_node::bank::Faucet {
+            amount: a.faucet.unwrap_or_default(),
+            per_hour: Some(a.faucet_rate),
+        };
+        let h = naac_node::bank::start_in_home(&home, a.ledger.clone(), faucet)?;
+        match a.faucet {
+            Some(c) => tracing::info!(
+                "faucet: {c} credits per new account, at most {}/h",
+                a.faucet_rate
+            ),
+            None => tracing::info!("no faucet: credits come from `naac bank grant`"),
+        }
         tracing::info!("bank key {}", naac_types::hex(&h.key().0));
         Some(h)
     } else {
@@ -144,7 +161,17 @@ async fn stdin_closed() {
 /// 0.1 credits per giga-fuel.
 pub const DEFAULT_PRICE: naac_types::Price = naac_types::Price(100_000);
 
-fn parse_credits(s: &str) -> Result<naac_types::Credits, String> {
+/// `N/h`: a number of grants an hour.
+fn parse_rate(s: &str) -> Result<u32, String> {
+    let n = s
+        .strip_suffix("/h")
+        .ok_or_else(|| format!("{s:?} is not a rate; write it as N/h, e.g. 60/h"))?;
+    n.trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a rate; write it as N/h, e.g. 60/h"))
+}
+
+pub(crate) fn parse_credits(s: &str) -> Result<naac_types::Credits, String> {
     naac_types::Credits::parse(s)
 }
 

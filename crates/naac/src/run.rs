@@ -201,10 +201,7 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
     let bank = match &a.bank {
         BankChoice::None => None,
         BankChoice::Default if !embedded => None,
-        BankChoice::Default => Some(naac_node::pay::BankConn::Local(
-            naac_node::bank::start_in_home(&home, None, EMBEDDED_GRANT)
-                .context("start the embedded pool's bank")?,
-        )),
+        BankChoice::Default => Some(embedded_bank(&home, &user).await?),
         BankChoice::Remote(addr) => Some(connect_bank(&client, addr).await?),
     };
     // A run into this directory that crashed left its escrow open: close it out first.
@@ -543,6 +540,26 @@ async fn reclaim_escrow(
             job.short()
         );
     }
+}
+
+/// The embedded pool's bank: this data dir's own, which grants nothing on its own; its
+/// operator (this machine's user) grants the user [`EMBEDDED_GRANT`] once.
+async fn embedded_bank(
+    home: &Home,
+    user: &naac_net::Keypair,
+) -> anyhow::Result<naac_node::pay::BankConn> {
+    let handle = naac_node::bank::start_in_home(home, None, naac_node::bank::Faucet::NONE)
+        .context("start the embedded pool's bank")?;
+    let bank = naac_node::pay::BankConn::Local(handle);
+    let to = naac_ledger::AccountKey(
+        naac_net::ed25519_of_keypair(user).context("the user key is not ed25519")?,
+    );
+    let key = naac_node::bank::bank_key(home)?;
+    if let Err(e) = naac_node::bank::grant(&bank, &key, to, EMBEDDED_GRANT).await {
+        // Granted before with another amount (an older naac): the user keeps what it has.
+        tracing::debug!("the embedded pool's grant: {e}");
+    }
+    Ok(bank)
 }
 
 /// Dials a bank node and checks that it answers as one.

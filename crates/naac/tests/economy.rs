@@ -30,14 +30,17 @@ impl Node {
         Node { child, addr }
     }
 
+    /// A bank node whose faucet grants `grant` credits to each new account.
     fn bank(s: &Scratch, name: &str, port: u16, grant: &str) -> Node {
         Node::start(
             &s.path().join(name),
             &[
                 "--bank",
                 "--no-mdns",
-                "--grant",
+                "--faucet",
                 grant,
+                "--faucet-rate",
+                "10000/h",
                 "--listen",
                 &format!("/ip4/127.0.0.1/tcp/{port}"),
             ],
@@ -233,7 +236,54 @@ fn a_job_across_three_providers_pays_each_exactly_and_refunds_the_rest() {
 #[test]
 fn a_job_the_user_cannot_pay_for_is_refused_before_anything_runs() {
     let s = Scratch::new();
-    let bank = Node::bank(&s, "bank", free_port(), "3");
+    // A bank without a faucet mints nothing on its own: a new user has nothing until the
+    // operator grants it credits.
+    let bank = Node::start(
+        &s.path().join("bank"),
+        &[
+            "--bank",
+            "--no-mdns",
+            "--listen",
+            &format!("/ip4/127.0.0.1/tcp/{}", free_port()),
+        ],
+    );
+    let (_, v) = wallet(&s, &["balance", "--bank", &bank.addr]);
+    assert_eq!(v["micro_credits"], 0);
+    let user = s
+        .cmd()
+        .args(["key", "show", "--user"])
+        .output()
+        .expect("key show");
+    let user = String::from_utf8(user.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string();
+    let grant = |amount: &str| {
+        naac()
+            .env("NAAC_HOME", s.path().join("bank"))
+            .args(["bank", "grant", &user, amount, "--bank", &bank.addr])
+            .output()
+            .expect("naac bank grant")
+    };
+    let out = grant("3");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("granted 3 credits"));
+    // Once per account: the same grant changes nothing, another is refused.
+    assert!(grant("3").status.success());
+    let again = grant("5");
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("once per account"),
+        "{}",
+        stderr(&again)
+    );
+    // Only the bank's key grants: another data dir's "bank key" is not it.
+    let forged = s
+        .cmd()
+        .args(["bank", "grant", &user, "1000", "--bank", &bank.addr])
+        .output()
+        .expect("naac bank grant");
+    assert_eq!(forged.status.code(), Some(1), "{}", stderr(&forged));
     let p = Node::provider(&s, "p", "0.1");
     let job = s.job(
         "dear",

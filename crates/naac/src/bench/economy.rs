@@ -117,7 +117,7 @@ async fn settle_rate(store: String, n: usize) -> anyhow::Result<(f64, u64)> {
     let handle = BankConn::Local(naac_bank::start_with_keypair(
         BankConfig {
             store,
-            grant: Credits::ZERO,
+            faucet: naac_bank::Faucet::NONE,
         },
         bank,
     )?);

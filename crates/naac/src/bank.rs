@@ -1,0 +1,108 @@
+//! `naac bank`: the bank operator's commands. `naac bank grant USER AMOUNT` mints credits
+//! into a user's wallet, signed with this data dir's bank key — the way credits enter a
+//! pool whose bank runs no faucet (the default).
+
+use anyhow::Context as _;
+use naac_ledger::AccountKey;
+use naac_net::Multiaddr;
+use naac_node::Home;
+use naac_types::Credits;
+use std::process::ExitCode;
+
+#[derive(clap::Subcommand)]
+pub enum Cmd {
+    /// Grant a user credits (once per account), signed with this data dir's bank key
+    Grant(GrantArgs),
+}
+
+#[derive(clap::Args)]
+pub struct GrantArgs {
+    /// The user: its id (`naac key show --user` on its machine) or its account key in hex
+    user: String,
+    /// Credits to grant, e.g. 1000 or 2.5
+    #[arg(value_parser = crate::node::parse_credits)]
+    amount: Credits,
+    /// The bank node to send the grant to (it must hold this data dir's bank key) [default:
+    /// this data dir's ledger, when no bank node runs on it]
+    #[arg(long, value_name = "MULTIADDR", env = "NAAC_BANK")]
+    bank: Option<Multiaddr>,
+}
+
+pub async fn main(cmd: Cmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Cmd::Grant(a) => grant(a).await,
+    }
+}
+
+async fn grant(a: GrantArgs) -> anyhow::Result<ExitCode> {
+    let Some(to) = account_of(&a.user) else {
+        eprintln!(
+            "error: {:?} is not a user id or an account key\nhint: the user's machine prints its id with `naac key show --user`",
+            a.user
+        );
+        return Ok(ExitCode::from(2));
+    };
+    let home = Home::from_env()?;
+    let key = naac_node::bank::bank_key(&home)?;
+    let bank = match &a.bank {
+        Some(addr) => {
+            let (client, _events) = naac_net::start(
+                naac_net::Keypair::generate_ed25519(),
+                naac_net::Config {
+                    listen: vec!["/ip4/0.0.0.0/tcp/0".parse().expect("valid multiaddr")],
+                    mdns: false,
+                    ..naac_net::Config::default()
+                },
+            )
+            .await?;
+            crate::run::connect_bank(&client, addr).await?
+        }
+        None => naac_node::pay::BankConn::Local(
+            naac_node::bank::start_in_home(&home, None, naac_node::bank::Faucet::NONE)
+                .context("open this data dir's bank")?,
+        ),
+    };
+    match naac_node::bank::grant(&bank, &key, to, a.amount).await {
+        Ok(seq) => {
+            println!(
+                "granted {} credits to {} (ledger entry {seq})",
+                a.amount, a.user
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            let hint = if e.contains("already received its grant") {
+                "a grant is once per account; send credits with a transfer instead"
+            } else if e.contains("does not hold this data dir's bank key") {
+                "run this on the bank's host, with its data dir (NAAC_HOME), or pass the --bank it runs"
+            } else {
+                "check that the bank is up and this data dir holds its key"
+            };
+            eprintln!("error: the grant was refused: {e}\nhint: {hint}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// A user id (a peer id of an ed25519 key) or a 64-digit hex account key.
+fn account_of(user: &str) -> Option<AccountKey> {
+    if let Ok(peer) = user.parse::<naac_net::PeerId>() {
+        return naac_net::ed25519_of(&peer).map(AccountKey);
+    }
+    naac_ledger::unhex::<32>(user).map(AccountKey)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::account_of;
+
+    #[test]
+    fn users_are_named_by_id_or_hex_key() {
+        let kp = naac_net::Keypair::generate_ed25519();
+        let key = naac_net::ed25519_of_keypair(&kp).expect("ed25519");
+        let id = kp.public().to_peer_id().to_string();
+        assert_eq!(account_of(&id).map(|a| a.0), Some(key));
+        assert_eq!(account_of(&naac_types::hex(&key)).map(|a| a.0), Some(key));
+        assert_eq!(account_of("alice"), None);
+    }
+}
