@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Provider, Scratch};
+use common::{Provider, Scratch, spawn_node};
 use naac_net::{Event, Keypair, Multiaddr};
 use naac_proto::{Assign, Request, RequestBody, Response, ResponseBody, TaskSpec, VERSION};
 use naac_types::{ContentId, JobId, Limits};
@@ -174,4 +174,124 @@ fn a_flood_of_large_inputs_does_not_fill_a_providers_memory() {
         "provider peak RSS {peak_mib} MiB for {} MiB of queued inputs",
         (TASKS as usize * INPUT_BYTES) >> 20
     );
+}
+
+/// A priced provider (its owner's `min_price` > 0) runs nothing for a peer that did not
+/// solicit its ask for the job: not an `Assign` out of the blue, not after an unpaid
+/// `Hello`, and not for another job than the one it bid on.
+#[test]
+fn a_priced_provider_runs_nothing_it_made_no_ask_for() {
+    let s = Scratch::new();
+    let home = s.path().join("priced");
+    std::fs::create_dir_all(&home).expect("home");
+    std::fs::write(
+        home.join("policy.toml"),
+        "idle_only = false\nmin_price = 1\n",
+    )
+    .expect("policy");
+    let mut c = common::naac();
+    c.env("NAAC_HOME", &home).args([
+        "node",
+        "--provide",
+        "--no-mdns",
+        "--slots",
+        "1",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+    ]);
+    let (mut child, addr) = spawn_node(c);
+    let addr: Multiaddr = addr.parse().expect("address");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let (client, mut events) = naac_net::start(
+            Keypair::generate_ed25519(),
+            naac_net::Config {
+                listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr")],
+                join: vec![addr],
+                mdns: false,
+                ..naac_net::Config::default()
+            },
+        )
+        .await
+        .expect("network");
+        let peer = loop {
+            if let Event::Connected(p, _) = events.recv().await.expect("events") {
+                break p;
+            }
+        };
+        let job = JobId::derive(&ContentId::of(b"unpaid"), b"1");
+        let assign = |job: JobId| Assign {
+            job,
+            seq: 1,
+            module: ContentId::of(b"whatever"),
+            argv0: "x".into(),
+            limits: Limits::default(),
+            checkpoint_interval_ms: None,
+            tasks: vec![TaskSpec {
+                index: 0,
+                attempt: 0,
+                args: Vec::new(),
+                stdin: None,
+                inputs: Vec::new(),
+                seed: ContentId::of(b"s"),
+                resume: None,
+            }],
+        };
+        let send = |body: RequestBody| {
+            let client = client.clone();
+            async move {
+                client
+                    .request(peer, Request::new(body))
+                    .await
+                    .expect("an answer")
+                    .body
+            }
+        };
+        // Out of the blue.
+        let r = send(RequestBody::Assign(assign(job))).await;
+        let ResponseBody::Refused(why) = r else {
+            panic!("ran unpaid work: {r:?}")
+        };
+        assert!(why.contains("made you no ask for job"), "{why}");
+        // An unpaid Hello is refused, and the Assign after it too.
+        let hello = naac_proto::Hello {
+            user: None,
+            solicit: None,
+        };
+        let r = send(RequestBody::Hello(hello)).await;
+        assert!(
+            matches!(&r, ResponseBody::Refused(w) if w.contains("works only for pay")),
+            "{r:?}"
+        );
+        let r = send(RequestBody::Assign(assign(job))).await;
+        assert!(matches!(r, ResponseBody::Refused(_)), "{r:?}");
+        // A paid Hello gets an ask for that job; another job is still refused.
+        let hello = naac_proto::Hello {
+            user: None,
+            solicit: Some(naac_proto::Solicit {
+                job,
+                max_price: naac_types::Price::whole(10),
+                fuel: 1_000_000,
+            }),
+        };
+        let r = send(RequestBody::Hello(hello)).await;
+        let ResponseBody::Welcome(w) = r else {
+            panic!("no welcome: {r:?}")
+        };
+        assert!(
+            matches!(w.bid, Some(naac_proto::Bid::Ask(_))),
+            "{:?}",
+            w.bid
+        );
+        let other = JobId::derive(&ContentId::of(b"other"), b"1");
+        let r = send(RequestBody::Assign(assign(other))).await;
+        assert!(matches!(r, ResponseBody::Refused(_)), "{r:?}");
+        let r = send(RequestBody::Assign(assign(job))).await;
+        assert!(
+            matches!(r, ResponseBody::Ack),
+            "the job it bid on is taken: {r:?}"
+        );
+    });
+    let _ = child.kill();
+    let _ = child.wait();
 }

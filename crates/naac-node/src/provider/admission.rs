@@ -1,13 +1,15 @@
 //! Admission: whether a peer's `Hello` and `Assign` may be served here — the node's role,
 //! the owner's allow and deny lists (naming the peer or the user its `Hello` attested), the
-//! owner's minimum price, the task limits, the size of the assignment. A pure function of
-//! the policy and what the peer sent; the shell performs the answer.
+//! owner's minimum price (no work for a peer that did not solicit and receive this node's
+//! ask for the job), the task limits, the size of the assignment. A pure function of the
+//! policy, the asks made and what the peer sent; the shell performs the answer.
 
 use naac_net::PeerId;
 use naac_proto::{Assign, Hello, MAX_TASKS_PER_ASSIGN, UserAttestation};
-use naac_types::Limits;
 use naac_types::policy::Policy;
 use naac_types::units::format_size;
+use naac_types::{JobId, Limits};
+use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 
 /// What admission looks at: the node's role and its owner's policy (`None`: no owner
@@ -16,6 +18,37 @@ use std::time::Duration;
 pub struct Admission<'a> {
     pub provide: bool,
     pub policy: Option<&'a Policy>,
+    /// The asks this node made, by requester and job.
+    pub asked: &'a Asked,
+}
+
+/// Most asks remembered (the oldest go first).
+pub const MAX_ASKED: usize = 4096;
+
+/// The asks this node made: which requester solicited one for which job (bounded).
+#[derive(Debug, Default)]
+pub struct Asked {
+    set: HashSet<(PeerId, JobId)>,
+    order: VecDeque<(PeerId, JobId)>,
+}
+
+impl Asked {
+    /// This node sent `peer` an ask for `job`.
+    pub fn insert(&mut self, peer: PeerId, job: JobId) {
+        if !self.set.insert((peer, job)) {
+            return;
+        }
+        self.order.push_back((peer, job));
+        while self.order.len() > MAX_ASKED {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+    }
+
+    pub fn contains(&self, peer: &PeerId, job: &JobId) -> bool {
+        self.set.contains(&(*peer, *job))
+    }
 }
 
 impl Admission<'_> {
@@ -55,6 +88,17 @@ impl Admission<'_> {
         }
         if let Some(why) = self.exceeds_limits(&a.limits) {
             return Err(why);
+        }
+        if let Some(pol) = self.policy
+            && pol.min_price > 0
+            && !self.asked.contains(peer, &a.job)
+        {
+            // Work for pay only: the requester must have solicited this node's ask for the
+            // job (a paid Hello) before it assigns it.
+            return Err(format!(
+                "this host works only for pay and made you no ask for job {}; greet it with a paid Hello first (run with --bank ADDR)",
+                a.job.short()
+            ));
         }
         Ok(())
     }
@@ -172,9 +216,11 @@ mod tests {
     #[test]
     fn an_owner_with_a_price_welcomes_only_paying_requesters() {
         let pol = policy("min_price = 2\n");
+        let asked = Asked::default();
         let a = Admission {
             provide: true,
             policy: Some(&pol),
+            asked: &asked,
         };
         let peer = PeerId::random();
         let why = a
@@ -186,15 +232,18 @@ mod tests {
         let open = Admission {
             provide: true,
             policy: None,
+            asked: &asked,
         };
         assert_eq!(open.hello(&peer, &hello(None, false)), Ok(None));
     }
 
     #[test]
     fn a_bank_only_node_runs_nothing() {
+        let asked = Asked::default();
         let a = Admission {
             provide: false,
             policy: None,
+            asked: &asked,
         };
         let peer = PeerId::random();
         assert_eq!(
@@ -211,9 +260,11 @@ mod tests {
     fn deny_and_allow_lists_name_peers_or_their_users() {
         let (bad, good) = (PeerId::random(), PeerId::random());
         let pol = policy(&format!("deny = [\"{bad}\"]\n"));
+        let asked = Asked::default();
         let a = Admission {
             provide: true,
             policy: Some(&pol),
+            asked: &asked,
         };
         let why = a
             .assign(&bad, None, &assign(1, Limits::default()))
@@ -225,9 +276,11 @@ mod tests {
         assert_eq!(a.assign(&good, None, &assign(1, Limits::default())), Ok(()));
         // An allow list naming a user: a session working for that user gets in.
         let pol = policy(&format!("allow = [\"{good}\"]\n"));
+        let asked = Asked::default();
         let a = Admission {
             provide: true,
             policy: Some(&pol),
+            asked: &asked,
         };
         let session = PeerId::random();
         assert!(a.denied(&session, None).is_some());
@@ -237,9 +290,11 @@ mod tests {
     #[test]
     fn oversized_assignments_and_tasks_over_the_owners_limits_are_refused() {
         let pol = policy("max_task_memory = \"256MiB\"\nmax_task_runtime = \"1m\"\n");
+        let asked = Asked::default();
         let a = Admission {
             provide: true,
             policy: Some(&pol),
+            asked: &asked,
         };
         let peer = PeerId::random();
         let small = Limits {
@@ -268,5 +323,49 @@ mod tests {
             a.assign(&peer, None, &assign(1, slow)),
             Err("task time limit 120s > its limit 60s".into())
         );
+    }
+
+    #[test]
+    fn a_priced_host_runs_only_jobs_it_made_the_requester_an_ask_for() {
+        let pol = policy("min_price = 1\n");
+        let mut asked = Asked::default();
+        let (paid, stranger) = (PeerId::random(), PeerId::random());
+        let job = assign(1, Limits::default());
+        asked.insert(paid, job.job);
+        let a = Admission {
+            provide: true,
+            policy: Some(&pol),
+            asked: &asked,
+        };
+        assert_eq!(a.assign(&paid, None, &job), Ok(()));
+        let why = a
+            .assign(&stranger, None, &job)
+            .expect_err("no ask, no work");
+        assert!(why.contains("made you no ask for job"), "{why}");
+        // The ask is for one job only.
+        let mut other = assign(1, Limits::default());
+        other.job = JobId::derive(&ContentId::of(b"other"), b"1");
+        assert!(a.assign(&paid, None, &other).is_err());
+        // An unpriced host takes work without an ask.
+        let free = policy("");
+        let a = Admission {
+            provide: true,
+            policy: Some(&free),
+            asked: &asked,
+        };
+        assert_eq!(a.assign(&stranger, None, &job), Ok(()));
+    }
+
+    #[test]
+    fn the_asks_remembered_are_bounded_oldest_first() {
+        let mut asked = Asked::default();
+        let job = JobId::derive(&ContentId::of(b"j"), b"1");
+        let first = PeerId::random();
+        asked.insert(first, job);
+        for _ in 0..MAX_ASKED {
+            asked.insert(PeerId::random(), job);
+        }
+        assert!(!asked.contains(&first, &job));
+        assert_eq!(asked.order.len(), MAX_ASKED);
     }
 }

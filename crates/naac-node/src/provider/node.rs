@@ -4,7 +4,7 @@
 //! leaves the owner's side to `control.rs`.
 
 use super::ProviderConfig;
-use super::admission::Admission;
+use super::admission::{Admission, Asked};
 use super::control::{IDLE_POLICY_POLL, STATUS_EVERY, STORAGE_MEASURE, StorageUse, same_resources};
 use super::reports::{Held, JobState, Outgoing};
 use super::runner::{AssignInfo, Runner};
@@ -188,6 +188,7 @@ pub async fn serve(
             .unwrap_or_else(Instant::now),
         storage_measuring: false,
         storage_at: None,
+        asked: Asked::default(),
         peers: HashMap::new(),
         work_dir,
         cache_dir: config.home.module_cache(),
@@ -303,6 +304,8 @@ pub(super) struct Provider {
     pub(super) storage_measuring: bool,
     /// When the walk behind the storage use the monitor has began.
     pub(super) storage_at: Option<Instant>,
+    /// The asks this node made, by requester and job (admission of priced work).
+    pub(super) asked: Asked,
     /// Peers that said Hello (they get status updates), with their attested user.
     pub(super) peers: HashMap<PeerId, Option<String>>,
     pub(super) work_dir: std::path::PathBuf,
@@ -399,6 +402,9 @@ impl Provider {
                     Err(why) => return ResponseBody::Refused(why),
                 };
                 let bid = hello.solicit.as_ref().map(|s| self.bid(s));
+                if let (Some(s), Some(naac_proto::Bid::Ask(_))) = (&hello.solicit, &bid) {
+                    self.asked.insert(peer, s.job);
+                }
                 if self.peers.len() < MAX_STATUS_PEERS || self.peers.contains_key(&peer) {
                     self.peers.insert(peer, user);
                 }
@@ -435,6 +441,7 @@ impl Provider {
         Admission {
             provide: self.provide,
             policy: self.monitor.as_ref().map(|m| m.policy()),
+            asked: &self.asked,
         }
     }
 
