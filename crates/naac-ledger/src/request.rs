@@ -23,6 +23,9 @@ pub struct SignedRecord {
 }
 
 /// What an authorizer asks the bank to do.
+// A settlement carries two asks and a record: the large variant is the common one, and
+// requests are handled one at a time, so boxing would only add allocations.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
     /// Mint → `to`; authorized by the bank itself, once per account.
@@ -47,7 +50,7 @@ pub enum Request {
         fuel_limit: u64,
         expires_ms: u64,
     },
-    /// Escrow of `job` → `provider`, `price × record.fuel_used`; authorized by the escrow's
+    /// Escrow of `job` → `provider`, `price × fuel` (the record's claim, or less); authorized by the escrow's
     /// payer. `winner` is the provider's own signed ask for the job; `second` the
     /// second-lowest ask (another provider's), which set `price`; with no `second` the price
     /// is the escrow's `max_price` (a lone bidder).
@@ -58,6 +61,11 @@ pub enum Request {
         price: Price,
         winner: SignedAsk,
         second: Option<SignedAsk>,
+        /// Fuel to pay for, when less than the record claims: the lowest claim among the
+        /// fresh copies that agreed (fuel is deterministic, so a higher claim is a lie).
+        /// `None`: the record's claim.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fuel: Option<u64>,
     },
     /// Escrow of `job` → its payer, everything left; closes the escrow. Authorized by the
     /// payer, or by the bank once the escrow has expired.

@@ -165,6 +165,7 @@ fn settle_req(
         price,
         winner,
         second,
+        fuel: None,
     }
 }
 
@@ -570,6 +571,46 @@ fn lone_bidder_is_paid_the_max_price_only() {
         settle_req(job(7), &a, rec, p(10), ask(&a, job(7), p(5)), None),
     );
     assert_eq!(e.amount, c(10));
+}
+
+#[test]
+fn a_payer_may_pay_for_less_fuel_than_claimed_never_more() {
+    let (mut w, payer, a, _) = market();
+    // The record claims 2 giga-fuel; the copies that agreed used 1.
+    let rec = record(&a, job(7), 1, 2 * GIGA);
+    let with_fuel =
+        |fuel: u64| match settle_req(job(7), &a, rec.clone(), p(10), ask(&a, job(7), p(5)), None) {
+            Request::Settle {
+                job,
+                provider,
+                record,
+                price,
+                winner,
+                second,
+                ..
+            } => Request::Settle {
+                job,
+                provider,
+                record,
+                price,
+                winner,
+                second,
+                fuel: Some(fuel),
+            },
+            other => other,
+        };
+    let e = w.refused(&payer, with_fuel(3 * GIGA));
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "bad result record: settles {} fuel, more than the record's {}",
+            3 * GIGA,
+            2 * GIGA
+        )
+    );
+    let e = w.ok(&payer, with_fuel(GIGA));
+    assert_eq!(e.amount, c(10), "paid for 1 giga-fuel at 10, not 2");
+    assert!(e.memo.contains("(claimed 2000000000)"), "{}", e.memo);
 }
 
 #[test]

@@ -253,8 +253,15 @@ impl Payer {
         &self.escrow
     }
 
-    /// Pays `provider` for one accepted result.
-    pub fn settle(&mut self, provider: PeerId, record: SignedRecord, terms: &Terms) {
+    /// Pays `provider` for one accepted result: for `fuel` when less than the record claims
+    /// (the honest copies' figure), else for the record's claim.
+    pub fn settle(
+        &mut self,
+        provider: PeerId,
+        record: SignedRecord,
+        terms: &Terms,
+        fuel: Option<u64>,
+    ) {
         let Some(key) = naac_net::ed25519_of(&provider) else {
             return;
         };
@@ -265,6 +272,7 @@ impl Payer {
             price: terms.price,
             winner: naac_market::SignedAsk::from_wire(terms.winner.clone()),
             second: terms.second.clone().map(naac_market::SignedAsk::from_wire),
+            fuel,
         };
         let signed = SignedRequest::new(self.escrow.payer, &self.escrow.bank_key, &req, |m| {
             naac_net::sign(&self.user, m)

@@ -49,9 +49,10 @@ pub struct Args {
     /// nodes of the same owner
     #[arg(long, value_name = "NAME")]
     owner: Option<String>,
-    /// Testing aid: return wrong outputs for a fraction of tasks, e.g. wrong:0.3
-    #[arg(long, hide = true, value_name = "wrong:FRACTION", value_parser = parse_faulty)]
-    faulty: Option<f64>,
+    /// Testing aid: for a fraction of tasks, return wrong outputs (wrong:0.3) or claim the
+    /// whole fuel limit (fuel:0.3)
+    #[arg(long, hide = true, value_name = "wrong:F|fuel:F", value_parser = parse_faulty)]
+    faulty: Option<naac_node::provider::Fault>,
     /// Testing aid: hold every result for N times its run time
     #[arg(long, hide = true, value_name = "N", default_value_t = 1.0)]
     slowdown: f64,
@@ -180,17 +181,23 @@ fn parse_price(s: &str) -> Result<naac_types::Price, String> {
 }
 
 /// `wrong:FRACTION` with a fraction from 0 to 1.
-fn parse_faulty(s: &str) -> Result<f64, String> {
-    let f = s
-        .strip_prefix("wrong:")
-        .ok_or_else(|| format!("{s:?} is not a fault; write wrong:FRACTION, e.g. wrong:0.3"))?;
+/// `wrong:FRACTION` (wrong outputs) or `fuel:FRACTION` (overbilling), a fraction from 0 to 1.
+fn parse_faulty(s: &str) -> Result<naac_node::provider::Fault, String> {
+    use naac_node::provider::Fault;
+    let bad =
+        || format!("{s:?} is not a fault; write wrong:FRACTION or fuel:FRACTION, e.g. wrong:0.3");
+    let (kind, f) = s.split_once(':').ok_or_else(bad)?;
     let v: f64 = f
         .parse()
         .map_err(|_| format!("{f:?} is not a number; write e.g. wrong:0.3"))?;
     if !(0.0..=1.0).contains(&v) {
         return Err(format!("{v} is not a fraction from 0 to 1"));
     }
-    Ok(v)
+    match kind {
+        "wrong" => Ok(Fault::Wrong(v)),
+        "fuel" => Ok(Fault::Fuel(v)),
+        _ => Err(bad()),
+    }
 }
 
 pub fn cores() -> u32 {

@@ -233,6 +233,76 @@ fn a_job_across_three_providers_pays_each_exactly_and_refunds_the_rest() {
     assert!(cheap_tasks > 0, "{summary:#}");
 }
 
+/// A provider that returns the right output but claims the task's whole fuel limit is caught
+/// by the copies that agree with it (fuel is deterministic for a fresh run) and is never paid
+/// above the honest fuel.
+#[test]
+fn an_overbilling_provider_is_caught_and_paid_only_the_honest_fuel() {
+    let s = Scratch::new();
+    let bank = Node::bank(&s, "bank", free_port(), "1000");
+    let provider = |name: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--provide",
+            "--no-mdns",
+            "--slots",
+            "1",
+            "--price",
+            "0.1",
+            "--owner",
+            name,
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ];
+        args.extend_from_slice(extra);
+        Node::start(&s.path().join(name), &args)
+    };
+    // Three honest providers, so replicas = 3 still find room once the cheat is dropped.
+    let honest = [provider("a", &[]), provider("b", &[]), provider("d", &[])];
+    let cheat = provider("c", &["--faulty", "fuel:1.0"]);
+    let job = s.job(
+        "billed",
+        "pi/pi.wasm",
+        "args = [\"{seed}\", \"100000\"]\n[sweep]\nseed = { from = 0, to = 6 }\n[limits]\nfuel = 2_000_000_000\n[budget]\nmax_price = 0.5\n[verify]\nreplicas = 3\nquorum = 3\n",
+    );
+    let out_dir = s.path().join("out-billed");
+    let mut args = vec!["--no-mdns", "--bank", bank.addr.as_str()];
+    for n in honest.iter().chain([&cheat]) {
+        args.extend(["--join", n.addr.as_str()]);
+    }
+    let (out, summary) = s.run_to(&job, &out_dir, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let providers = summary["providers"].as_array().expect("providers");
+    let of = |n: &Node| {
+        providers
+            .iter()
+            .find(|p| p["peer_id"] == n.peer_id())
+            .cloned()
+            .unwrap_or_default()
+    };
+    let c = of(&cheat);
+    // Its copies agreed on the output, but its fuel claims were lies: caught, then dropped.
+    assert!(c["rejected"].as_u64().unwrap_or(0) >= 1, "{summary:#}");
+    assert_eq!(c["verified"].as_u64().unwrap_or(0), 0, "{c:#}");
+    let most = honest
+        .iter()
+        .map(|n| {
+            let p = of(n);
+            assert_eq!(p["rejected"], 0, "{p:#}");
+            micros(&p["earned"])
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(most > 0);
+    // Paid no more than an honest provider (it ran no more tasks, at the same price).
+    if !c.is_null() && c["earned"].is_string() {
+        assert!(micros(&c["earned"]) <= most, "{summary:#}");
+    }
+    // No lie reached the results: every written copy's fuel is an honest one.
+    for t in tasks_of(&out_dir) {
+        assert!(t["fuel"].as_u64().expect("fuel") < 2_000_000_000, "{t}");
+    }
+}
+
 #[test]
 fn a_job_the_user_cannot_pay_for_is_refused_before_anything_runs() {
     let s = Scratch::new();

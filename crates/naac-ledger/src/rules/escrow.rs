@@ -81,8 +81,8 @@ impl Ledger {
         provider: AccountKey,
         record: SignedRecord,
         price: Price,
-        winner: SignedAsk,
-        second: Option<SignedAsk>,
+        (winner, second): (SignedAsk, Option<SignedAsk>),
+        fuel: Option<u64>,
     ) -> Result<Plan, LedgerError> {
         let slot = self
             .escrows
@@ -121,7 +121,18 @@ impl Ledger {
                 parsed.fuel_used, esc.fuel_limit
             )));
         }
-        let need = price.cost(parsed.fuel_used);
+        // The payer may pay for less fuel than claimed (the honest copies' figure), never more.
+        let fuel = match fuel {
+            None => parsed.fuel_used,
+            Some(f) if f <= parsed.fuel_used => f,
+            Some(f) => {
+                return Err(LedgerError::BadRecord(format!(
+                    "settles {f} fuel, more than the record's {}",
+                    parsed.fuel_used
+                )));
+            }
+        };
+        let need = price.cost(fuel);
         let left = esc
             .left
             .checked_sub(need)
@@ -146,13 +157,22 @@ impl Ledger {
                     Account::Escrow(job),
                     Account::User(provider),
                     need.0,
-                    format!(
-                        "job {} task {} attempt {}: {} fuel at {price} per giga-fuel",
-                        job.short(),
-                        parsed.task,
-                        parsed.attempt,
-                        parsed.fuel_used
-                    ),
+                    if fuel == parsed.fuel_used {
+                        format!(
+                            "job {} task {} attempt {}: {fuel} fuel at {price} per giga-fuel",
+                            job.short(),
+                            parsed.task,
+                            parsed.attempt,
+                        )
+                    } else {
+                        format!(
+                            "job {} task {} attempt {}: {fuel} fuel (claimed {}) at {price} per giga-fuel",
+                            job.short(),
+                            parsed.task,
+                            parsed.attempt,
+                            parsed.fuel_used
+                        )
+                    },
                 )
             },
             Change::Settle {

@@ -216,7 +216,8 @@ impl Ledger {
                 price,
                 winner,
                 second,
-            } => self.plan_settle(&d, job, provider, record, price, winner, second),
+                fuel,
+            } => self.plan_settle(&d, job, provider, record, price, (winner, second), fuel),
             Request::Refund { job } => self.plan_refund(&d, job),
         }
     }

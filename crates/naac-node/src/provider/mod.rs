@@ -13,9 +13,10 @@
 //! previous one is still uploading is skipped), and a task assigned with `resume` starts from
 //! one.
 //!
-//! Two testing aids make misbehaviour reproducible: `faulty` returns a wrong output for a
-//! fraction of tasks (still signed: a cheater signs its own lies), and `slowdown` makes the
-//! node hold every result for that many times the task's run time.
+//! Testing aids make misbehaviour reproducible: `faulty` returns a wrong output
+//! ([`Fault::Wrong`]) or claims the task's whole fuel limit ([`Fault::Fuel`]) for a fraction
+//! of tasks (still signed: a cheater signs its own lies), and `slowdown` makes the node hold
+//! every result for that many times the task's run time.
 //!
 //! Parts: [`admission`] (may this peer's `Hello` and `Assign` be served: pure), [`runner`]
 //! (blobs, slots, sandbox, signing), [`reports`] (what each job holds and reports: pure),
@@ -40,6 +41,15 @@ pub const HEARTBEAT: Duration = Duration::from_secs(2);
 /// is this plus an epoch tick); an idle node checks every second.
 pub const POLICY_POLL: Duration = Duration::from_millis(100);
 
+/// Testing aids: how a provider misbehaves on purpose, for a fraction of tasks.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Fault {
+    /// Returns a wrong output (signed: a cheater signs its own lies).
+    Wrong(f64),
+    /// Returns the right output but claims the task's whole fuel limit (overbilling).
+    Fuel(f64),
+}
+
 /// Provider settings.
 #[derive(Clone, Debug)]
 pub struct ProviderConfig {
@@ -50,7 +60,7 @@ pub struct ProviderConfig {
     /// Who runs this node, announced so requesters keep replicas of one task apart.
     pub owner: Option<String>,
     /// Testing aid: return a wrong output for this fraction of tasks.
-    pub faulty: Option<f64>,
+    pub faulty: Option<Fault>,
     /// Testing aid: hold each result for this many times its run time (1 = normal speed).
     pub slowdown: f64,
     /// Obey the owner's policy file and probe the device (off for embedded pools, which run

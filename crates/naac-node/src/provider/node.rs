@@ -141,11 +141,16 @@ pub async fn serve(
     let cores = cores();
     let (internal_tx, mut internal) = mpsc::channel(1024);
     let slots = config.slots.max(1);
-    if let Some(f) = config.faulty {
-        tracing::warn!(
+    match config.faulty {
+        Some(super::Fault::Wrong(f)) => tracing::warn!(
             "testing aid: this node returns wrong outputs for {:.0}% of tasks",
             f * 100.0
-        );
+        ),
+        Some(super::Fault::Fuel(f)) => tracing::warn!(
+            "testing aid: this node claims the whole fuel limit for {:.0}% of tasks",
+            f * 100.0
+        ),
+        None => {}
     }
     let allowed = monitor
         .as_ref()

@@ -111,7 +111,7 @@ impl Blobs {
 pub struct Runner {
     pub client: Client,
     pub keypair: Keypair,
-    faulty: Option<f64>,
+    faulty: Option<super::Fault>,
     slowdown: f64,
     sandbox: Arc<Sandbox>,
     /// Slots: one permit per task that may run at once.
@@ -132,7 +132,7 @@ impl Runner {
         sandbox: Arc<Sandbox>,
         slots: u32,
         allowed: u32,
-        faulty: Option<f64>,
+        faulty: Option<super::Fault>,
         slowdown: f64,
     ) -> Self {
         Self {
@@ -261,9 +261,13 @@ impl Runner {
             }
         }
         let (mut stdout, mut stderr) = (r.stdout, r.stderr);
-        if r.outcome == naac_types::Outcome::Ok
-            && let Some(fraction) = self.faulty
-            && cheat_on(&self.client.peer_id(), &assign.job, spec.index, fraction)
+        let cheat = |fraction| {
+            r.outcome == naac_types::Outcome::Ok
+                && cheat_on(&self.client.peer_id(), &assign.job, spec.index, fraction)
+        };
+        let overbill = matches!(self.faulty, Some(super::Fault::Fuel(f)) if cheat(f));
+        if let Some(super::Fault::Wrong(fraction)) = self.faulty
+            && cheat(fraction)
         {
             // Testing aid: a made-up answer, different on every faulty provider.
             stdout.extend_from_slice(
@@ -281,7 +285,12 @@ impl Runner {
             outcome: Some(r.outcome),
             exit_code: r.exit_code,
             message: r.message,
-            fuel_used: r.fuel_used,
+            // Testing aid: an overbiller claims all the fuel the task may burn.
+            fuel_used: if overbill {
+                assign.limits.fuel
+            } else {
+                r.fuel_used
+            },
             wall_us: r.wall.as_micros() as u64,
             stdout,
             stderr,

@@ -523,7 +523,7 @@ impl Session<'_> {
                     bytes: c.record,
                     sig: c.signature,
                 };
-                payer.settle(c.provider, record, t);
+                payer.settle(c.provider, record, t, c.fuel);
                 paid.push((c.attempt, t.price));
             }
         }

@@ -63,6 +63,10 @@ pub struct Payable {
     /// The signed record's bytes and the provider's signature over them.
     pub record: Vec<u8>,
     pub signature: Vec<u8>,
+    /// Fuel to pay for when less than the record claims: the lowest claim among the fresh
+    /// copies that agreed (fuel is deterministic for a fresh run, so a higher claim is a
+    /// lie); `None`: the record's claim.
+    pub fuel: Option<u64>,
 }
 
 /// What happens to a provider's streak with the module.
@@ -438,17 +442,45 @@ impl Tally {
     ) -> Verdict {
         let mut mine = self.votes.remove(&index).unwrap_or_default();
         let mut out = Verdict::default();
+        // Fresh copies that agreed on the output must agree on the fuel too: each is paid
+        // for at most the lowest claim among them, and a claim above the figure most of
+        // them (two or more) report is overbilling, counted against its provider.
+        let mut overbilled: Vec<PeerId> = Vec::new();
         if let Some(d) = accepted {
+            let fresh: Vec<u64> = mine
+                .iter()
+                .filter(|v| v.digest == d && v.result.resumed.is_none())
+                .map(|v| v.result.fuel_used)
+                .collect();
+            let lowest = fresh.iter().min().copied();
+            let agreed_fuel = majority(&fresh);
+            for v in &mine {
+                let claim = v.result.fuel_used;
+                if v.digest == d
+                    && v.result.resumed.is_none()
+                    && agreed_fuel.is_some_and(|f| claim > f)
+                {
+                    tracing::warn!(
+                        "provider {}: task {index} claims {claim} fuel; the copies that agreed used {}; paid for that",
+                        v.provider,
+                        agreed_fuel.unwrap_or_default()
+                    );
+                    overbilled.push(v.provider);
+                }
+            }
             out.pay = mine
                 .iter()
                 .filter(|v| v.digest == d)
                 .filter_map(|v| {
                     let record = self.record_of(&v.result)?;
+                    let claim = v.result.fuel_used;
+                    let fuel = lowest.filter(|l| v.result.resumed.is_none() && *l < claim);
                     Some(Payable {
                         provider: v.provider,
                         attempt: v.result.attempt,
                         record: record.signing_bytes(),
                         signature: v.result.signature.clone(),
+                        fuel,
                     })
                 })
                 .collect();
@@ -456,7 +488,15 @@ impl Tally {
         self.close(index);
         if let Some(d) = accepted {
             self.reopened.remove(&index);
-            if let Some(pos) = mine.iter().position(|v| v.digest == d) {
+            // The copy written is an agreeing one with the lowest fuel claim (a fresh one when
+            // there is one), so an overbiller's claim never reaches the results.
+            let pos = mine
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.digest == d)
+                .min_by_key(|(_, v)| (v.result.resumed.is_some(), v.result.fuel_used))
+                .map(|(i, _)| i);
+            if let Some(pos) = pos {
                 let v = mine.swap_remove(pos);
                 self.fuel = self.fuel.saturating_add(v.result.fuel_used);
                 self.stats.entry(v.provider).or_default().accepted += 1;
@@ -469,7 +509,8 @@ impl Tally {
         }
         let winner = accepted;
         for (p, d) in votes {
-            let agreed = Some(*d) == winner;
+            let cheated = overbilled.contains(p);
+            let agreed = Some(*d) == winner && !cheated;
             let lost = winner.is_some() && !agreed;
             let st = self.stats.entry(*p).or_default();
             if agreed && verified {
@@ -484,6 +525,7 @@ impl Tally {
                 streak: if lost { Streak::Reset } else { Streak::Current },
             });
         }
+        out.suspects.extend(overbilled.iter().copied());
         if votes.iter().any(|(_, d)| Some(*d) != winner) {
             let mut sides: Vec<Side> = Vec::new();
             for (p, d) in votes {
@@ -510,14 +552,27 @@ impl Tally {
                 accepted: winner.map(|d| d.to_hex()),
                 sides,
             });
-            out.suspects = votes
-                .iter()
-                .filter(|(_, d)| winner.is_some() && Some(*d) != winner)
-                .map(|(p, _)| *p)
-                .collect();
+            out.suspects.extend(
+                votes
+                    .iter()
+                    .filter(|(_, d)| winner.is_some() && Some(*d) != winner)
+                    .map(|(p, _)| *p),
+            );
         }
         out
     }
+}
+
+/// The value more than half of `xs` share, when at least two do.
+fn majority(xs: &[u64]) -> Option<u64> {
+    let mut counts: HashMap<u64, usize> = HashMap::new();
+    for x in xs {
+        *counts.entry(*x).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .find(|(_, n)| *n >= 2 && *n * 2 > xs.len())
+        .map(|(x, _)| x)
 }
 
 /// Why a result is more than a provider's sandbox lets a task make (stdout, stderr, `/out`

@@ -370,3 +370,69 @@ fn results_larger_than_any_sandbox_allows_are_refused() {
         "it returned 1000000 output files; a task may leave at most 10000"
     );
 }
+
+/// A signed result of `index` printing `stdout` and claiming `fuel`.
+fn claiming(h: &Host, index: u32, attempt: u32, stdout: &[u8], fuel: u64) -> TaskResult {
+    let mut r = result(h, index, attempt, stdout);
+    r.fuel_used = fuel;
+    sign(h, &mut r);
+    r
+}
+
+#[test]
+fn agreeing_copies_are_paid_for_at_most_the_lowest_fresh_claim() {
+    let (mut t, a, b) = (tally(false), host(), host());
+    let d = vote(&mut t, &a, claiming(&a, 0, 0, b"same", 100));
+    vote(&mut t, &b, claiming(&b, 0, 1, b"same", 900));
+    let v = t.verdict(0, Some(d), true, &[(a.peer, d), (b.peer, d)]);
+    let fuel_of = |p: PeerId| v.pay.iter().find(|c| c.provider == p).map(|c| c.fuel);
+    assert_eq!(
+        fuel_of(a.peer),
+        Some(None),
+        "the lowest claim is paid as claimed"
+    );
+    assert_eq!(
+        fuel_of(b.peer),
+        Some(Some(100)),
+        "the higher claim is paid the lowest"
+    );
+    // Two copies cannot say who lied: nobody is blamed.
+    assert!(v.suspects.is_empty());
+}
+
+#[test]
+fn a_claim_above_what_most_agreeing_copies_used_is_overbilling() {
+    let (mut t, a, b, c) = (tally(false), host(), host(), host());
+    let d = vote(&mut t, &a, claiming(&a, 1, 0, b"same", 100));
+    vote(&mut t, &b, claiming(&b, 1, 1, b"same", 100));
+    vote(&mut t, &c, claiming(&c, 1, 2, b"same", FUEL_LIMIT));
+    let votes = [(a.peer, d), (b.peer, d), (c.peer, d)];
+    let v = t.verdict(1, Some(d), true, &votes);
+    assert_eq!(v.suspects, vec![c.peer]);
+    assert!(v.reputation.contains(&RepChange {
+        provider: c.peer,
+        verified: 0,
+        rejected: 1,
+        streak: Streak::Reset
+    }));
+    let paid = v
+        .pay
+        .iter()
+        .find(|p| p.provider == c.peer)
+        .expect("still paid");
+    assert_eq!(paid.fuel, Some(100), "for the honest fuel only");
+    assert_eq!(t.stats[&c.peer].rejected, 1);
+    assert_eq!(t.stats[&a.peer].verified, 1);
+}
+
+#[test]
+fn a_resumed_copy_is_paid_its_own_claim_and_sets_no_price_for_the_others() {
+    let (mut t, a, b) = (tally(false), host(), host());
+    let d = vote(&mut t, &a, claiming(&a, 2, 0, b"same", 100));
+    let mut resumed = claiming(&b, 2, 1, b"same", 40);
+    resumed.resumed = Some(ContentId::of(b"checkpoint"));
+    sign(&b, &mut resumed);
+    vote(&mut t, &b, resumed);
+    let v = t.verdict(2, Some(d), true, &[(a.peer, d), (b.peer, d)]);
+    assert!(v.pay.iter().all(|p| p.fuel.is_none()), "{:?}", v.pay);
+}

@@ -98,6 +98,7 @@ fn settlements(bank: &Keypair, n: usize) -> (Vec<SignedRequest>, Vec<SignedReque
             price,
             winner: asks[i].clone(),
             second,
+            fuel: None,
         };
         out.push(SignedRequest::new(payer_key, &bank_key, &req, |m| {
             sign(&payer, m)
