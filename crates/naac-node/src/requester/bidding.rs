@@ -64,7 +64,8 @@ impl Bidding {
     }
 
     /// Checks a provider's answer to the job's solicitation and keeps a valid ask as a bid
-    /// (`reputation`: the requester's score of it, if it keeps one). `Err(why)` when it did
+    /// (`reputation`: the requester's score of it, if it keeps one; `unix_ms`: the wall
+    /// clock, against the ask's expiry). `Err(why)` when it did
     /// not bid or its ask is not valid; it then gets no work.
     pub fn take(
         &mut self,
@@ -73,6 +74,7 @@ impl Bidding {
         rtt: Option<Duration>,
         reputation: Option<f64>,
         now: Millis,
+        unix_ms: u64,
     ) -> Result<(), String> {
         let why = match bid {
             None => "it sent no ask (an older naac?)".to_string(),
@@ -83,6 +85,8 @@ impl Bidding {
                     "its ask is not signed by its key".to_string()
                 } else if a.ask.job != self.job {
                     "its ask is for another job".to_string()
+                } else if a.ask.expires_ms <= unix_ms {
+                    "its ask has expired".to_string()
                 } else if a.ask.price > self.max_price {
                     format!(
                         "it asks {} credits per giga-fuel; the job pays at most {}",
@@ -206,6 +210,9 @@ mod tests {
     use super::*;
     use naac_market::Ask;
 
+    /// The wall clock in these tests (asks expire at `u64::MAX` unless a test says).
+    const NOW: u64 = 1_700_000_000_000;
+
     fn provider() -> (naac_net::Keypair, PeerId) {
         let k = naac_net::Keypair::generate_ed25519();
         let p = k.public().to_peer_id();
@@ -234,10 +241,17 @@ mod tests {
         let (k1, p1) = provider();
         let (k2, p2) = provider();
         assert!(b.open());
-        b.take(p1, Some(&ask(&k1, j, 200)), None, None, Millis(1_000))
+        b.take(p1, Some(&ask(&k1, j, 200)), None, None, Millis(1_000), NOW)
             .expect("a valid bid");
-        b.take(p2, Some(&ask(&k2, j, 100)), None, Some(0.9), Millis(1_100))
-            .expect("a valid bid");
+        b.take(
+            p2,
+            Some(&ask(&k2, j, 100)),
+            None,
+            Some(0.9),
+            Millis(1_100),
+            NOW,
+        )
+        .expect("a valid bid");
         assert_eq!(b.order(), vec![p2, p1]);
         assert_eq!(b.ask_of(&p1), Some(Price(200)));
         // The window runs from the first ask.
@@ -254,22 +268,35 @@ mod tests {
         let (k1, p1) = provider();
         let (k2, _) = provider();
         // Signed by another key than the sender's.
-        let e = b.take(p1, Some(&ask(&k2, j, 100)), None, None, Millis(0));
+        let e = b.take(p1, Some(&ask(&k2, j, 100)), None, None, Millis(0), NOW);
         assert_eq!(e, Err("its ask is not signed by its key".into()));
         // A signature over other bytes.
         let Bid::Ask(mut forged) = ask(&k1, j, 100) else {
             unreachable!()
         };
         forged.ask.price = Price(1);
-        let e = b.take(p1, Some(&Bid::Ask(forged)), None, None, Millis(0));
+        let e = b.take(p1, Some(&Bid::Ask(forged)), None, None, Millis(0), NOW);
         assert_eq!(e, Err("its ask is not signed by its key".into()));
         let other = JobId::derive(&naac_types::ContentId::of(b"other"), b"1");
-        let e = b.take(p1, Some(&ask(&k1, other, 100)), None, None, Millis(0));
+        let e = b.take(p1, Some(&ask(&k1, other, 100)), None, None, Millis(0), NOW);
         assert_eq!(e, Err("its ask is for another job".into()));
-        let e = b.take(p1, Some(&ask(&k1, j, 301)), None, None, Millis(0));
+        let e = b.take(p1, Some(&ask(&k1, j, 301)), None, None, Millis(0), NOW);
         assert!(e.is_err_and(|w| w.contains("the job pays at most")));
-        let e = b.take(p1, None, None, None, Millis(0));
+        let e = b.take(p1, None, None, None, Millis(0), NOW);
         assert_eq!(e, Err("it sent no ask (an older naac?)".into()));
+        // Signed, for this job, but expired.
+        let stale = {
+            let ask = Ask {
+                job: j,
+                provider: naac_net::ed25519_of_keypair(&k1).expect("ed25519"),
+                price: Price(100),
+                expires_ms: NOW,
+            };
+            let sig = naac_net::sign(&k1, &ask.signing_bytes());
+            naac_bank::wire::ask_bid(naac_market::SignedAsk { ask, sig })
+        };
+        let e = b.take(p1, Some(&stale), None, None, Millis(0), NOW);
+        assert_eq!(e, Err("its ask has expired".into()));
         assert!(b.order().is_empty());
         assert_eq!(b.declined_list().len(), 1, "one entry per provider");
         // No valid ask: no window.
@@ -284,7 +311,7 @@ mod tests {
         let (k2, p2) = provider();
         let (k3, p3) = provider();
         for (k, p, price) in [(&k1, p1, 100), (&k2, p2, 200), (&k3, p3, 250)] {
-            b.take(p, Some(&ask(k, j, price)), None, None, Millis(0))
+            b.take(p, Some(&ask(k, j, price)), None, None, Millis(0), NOW)
                 .expect("a valid bid");
         }
         let runs = [(TaskId(7), 0), (TaskId(8), 1)];

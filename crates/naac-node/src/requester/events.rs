@@ -297,10 +297,14 @@ impl Session<'_> {
                         .and_then(|r| r.get(&peer.to_string()).ok())
                         .map(|r| r.score());
                     let now = self.now();
-                    if let Err(why) = self
-                        .bidding
-                        .take(peer, w.bid.as_ref(), rtt, reputation, now)
-                    {
+                    if let Err(why) = self.bidding.take(
+                        peer,
+                        w.bid.as_ref(),
+                        rtt,
+                        reputation,
+                        now,
+                        crate::survey::unix_ms(),
+                    ) {
                         tracing::info!("provider {peer} does not bid for this job: {why}");
                         return;
                     }
