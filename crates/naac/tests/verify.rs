@@ -372,3 +372,29 @@ fn adaptive_replication_costs_little_once_trust_is_earned() {
         assert_eq!(got.trim(), i.to_string());
     }
 }
+
+/// A result's verifier runs off the requester's loop, within its provider's budget: while a
+/// slow verification of one provider's result runs, another provider's heartbeats are still
+/// heard, so its lease does not lapse and its long task is not taken from it.
+#[test]
+fn a_slow_verifier_does_not_stall_the_other_providers() {
+    let s = Scratch::new();
+    let a = Provider::start(&s, 1);
+    let b = Provider::start(&s, 1);
+    // Task 0 runs 0.1 s and its verification 12 s; task 1 runs 14 s: the lease (10 s) of
+    // whoever runs it must be renewed while task 0 is being verified.
+    let job = s.job(
+        "slowcheck",
+        "testkit/testkit.wasm",
+        "args = [\"spin\", \"{run}\"]\n[sweep]\nrun = [100, 14000]\ncheck = [12000]\n[limits]\nfuel = 1_000_000_000_000\ntimeout = \"2m\"\n[verify]\nverifier = \"testkit.wasm\"\nverifier_args = [\"spin\", \"{check}\"]\n",
+    );
+    let args = join_args(&[&a, &b]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (out, v) = s.run(&job, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(v["tasks"]["succeeded"], 2, "{v:#}");
+    for p in v["providers"].as_array().expect("providers") {
+        assert_eq!(p["lost"], 0, "a provider was taken for dead: {v:#}");
+    }
+    assert_eq!(v["tasks"]["retried"], 0, "{v:#}");
+}

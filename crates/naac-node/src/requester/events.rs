@@ -2,7 +2,7 @@
 //! turns into. Decisions are the parts'; here they are performed (scheduler calls, payments,
 //! reputation writes, network requests).
 
-use super::session::{Internal, Session};
+use super::session::{Internal, Session, VERIFIERS_PER_PROVIDER, Verifying};
 use super::tally::{Check, RepChange, Streak};
 use super::writer::{Write, WriteJob};
 use naac_net::{Event, PeerId};
@@ -12,7 +12,10 @@ use naac_proto::{
 };
 use naac_sched::{Command, Millis, ProviderInfo, TaskId};
 use naac_types::{ContentId, FailureKind, JobId, Price, ResultRecord};
+use std::collections::HashSet;
 use std::net::IpAddr;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
 
 impl Session<'_> {
     pub(super) async fn on_event(&mut self, ev: Event) {
@@ -138,7 +141,15 @@ impl Session<'_> {
             .copied()
             .chain(report.results.iter().map(|r| (r.index, r.attempt)))
             .map(|(t, a)| (TaskId(t), a));
-        let held = self.assigns.held(&peer, report.seen_seq, listed);
+        // Results it sent that wait for the verifier are still its runs.
+        let verifying = self
+            .verifying
+            .get(&peer)
+            .into_iter()
+            .flat_map(|v| v.runs.iter().map(|(t, a)| (TaskId(*t), *a)));
+        let held = self
+            .assigns
+            .held(&peer, report.seen_seq, listed.chain(verifying));
         self.sched.reconcile(&peer, &held, now);
         let signed = self.tally.signatures(peer, &report.results);
         for (result, signed) in report.results.into_iter().zip(signed) {
@@ -148,8 +159,9 @@ impl Session<'_> {
         ResponseBody::Ack
     }
 
-    /// Hands one result to the tally (running the verifier when it asks) and performs its
-    /// word: a vote for the scheduler, a retry, or a refusal counted against the provider.
+    /// Hands one result to the tally and performs its word; a result the verifier must judge
+    /// first goes to it off the loop, within its provider's budget, and comes back as
+    /// [`Internal::Verified`].
     async fn on_result(
         &mut self,
         peer: PeerId,
@@ -157,23 +169,62 @@ impl Session<'_> {
         signed: Option<(ResultRecord, bool)>,
         now: Millis,
     ) {
-        let mut check = self.tally.check(peer, &result, signed.as_ref());
+        let check = self.tally.check(peer, &result, signed.as_ref());
         if check == Check::Verify {
-            let (Some(verifier), Some((record, _))) = (&self.prepared.verifier, &signed) else {
+            let (Some(verifier), Some((record, _))) = (&self.prepared.verifier, signed) else {
                 return;
             };
-            let verdict = super::sandboxed::verify(
+            let run = match super::sandboxed::verifier_run(
                 self.prepared,
-                verifier,
-                &self.sandbox,
                 &mut self.blobs,
                 result.index,
                 &result,
-            )
-            .await
-            .map_err(|e| format!("{e:#}"));
-            check = self.tally.verified(peer, &result, record, verdict);
+            ) {
+                Ok(run) => run,
+                Err(e) => {
+                    let check = self
+                        .tally
+                        .verified(peer, &result, &record, Err(format!("{e:#}")));
+                    self.perform(peer, result, check, now);
+                    return;
+                }
+            };
+            let v = self.verifying.entry(peer).or_insert_with(|| Verifying {
+                budget: Arc::new(Semaphore::new(VERIFIERS_PER_PROVIDER)),
+                runs: HashSet::new(),
+            });
+            v.runs.insert((result.index, result.attempt));
+            let (mine, all) = (v.budget.clone(), self.verifiers.clone());
+            let (sandbox, verifier, tx) = (
+                self.sandbox.clone(),
+                verifier.clone(),
+                self.internal.clone(),
+            );
+            tokio::spawn(async move {
+                let verdict = async {
+                    let _mine = mine.acquire_owned().await?;
+                    let _all = all.acquire_owned().await?;
+                    super::sandboxed::verify(sandbox, verifier, run).await
+                }
+                .await
+                .map_err(|e| format!("{e:#}"));
+                let _ = tx
+                    .send(Internal::Verified {
+                        peer,
+                        result: Box::new(result),
+                        record: Box::new(record),
+                        verdict,
+                    })
+                    .await;
+            });
+            return;
         }
+        self.perform(peer, result, check, now);
+    }
+
+    /// Performs the tally's word on a result: a vote for the scheduler, a retry, or a
+    /// refusal counted against the provider.
+    fn perform(&mut self, peer: PeerId, result: TaskResult, check: Check, now: Millis) {
         let (task, attempt) = (TaskId(result.index), result.attempt);
         match check {
             Check::Stale | Check::Verify => {}
@@ -317,6 +368,22 @@ impl Session<'_> {
                 }
             }
             Internal::Hello(_, None, _) => {}
+            Internal::Verified {
+                peer,
+                result,
+                record,
+                verdict,
+            } => {
+                if let Some(v) = self.verifying.get_mut(&peer) {
+                    v.runs.remove(&(result.index, result.attempt));
+                    if v.runs.is_empty() {
+                        self.verifying.remove(&peer);
+                    }
+                }
+                let now = self.now();
+                let check = self.tally.verified(peer, &result, &record, verdict);
+                self.perform(peer, *result, check, now);
+            }
             Internal::Declined(peer, why) => {
                 tracing::info!("{peer} declined: {why}");
                 self.bidding.declined(peer, why);

@@ -1,5 +1,7 @@
 //! The requester's own sandbox runs, off the event loop: the job's verifier on a claimed
-//! result, and the reduce step over every task's stdout once all succeeded.
+//! result (the session runs these concurrently, within a budget per provider, so one
+//! provider's slow verifications never hold up the others), and the reduce step over every
+//! task's stdout once all succeeded.
 
 use super::prepare::{Blobs, PreparedJob, task_spec};
 use crate::output::{self, ReduceSummary};
@@ -16,19 +18,17 @@ use std::time::Duration;
 /// meant to be cheap, and one runs on the requester for every result.
 pub const VERIFIER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Runs the job's verifier on a claimed result: `Ok(None)` accepts, `Ok(Some(why))`
-/// rejects, `Err` is the requester's own failure (not the provider's). The verifier gets
+/// The verifier's run for a claimed result of task `index` (it reads the task's input files,
+/// so it is made on the caller's thread; [`verify`] then runs it anywhere). The verifier gets
 /// `verifier_args` (default: the task's arguments), the task's input files, the claimed
 /// stdout on its stdin, and each claimed output file at `/in/out.<name>` (`/` in names
 /// becomes `_`).
-pub async fn verify(
+pub fn verifier_run(
     prepared: &PreparedJob,
-    verifier: &Prepared,
-    sandbox: &Arc<Sandbox>,
     blobs: &mut Blobs,
     index: u32,
     result: &TaskResult,
-) -> anyhow::Result<Option<String>> {
+) -> anyhow::Result<TaskRun> {
     let spec = task_spec(&prepared.job, prepared.module_id, index, 0, blobs)?;
     let mut inputs = Vec::with_capacity(spec.inputs.len() + result.outputs.len());
     for (name, id) in &spec.inputs {
@@ -42,7 +42,7 @@ pub async fn verify(
         ));
     }
     let limits = prepared.job.limits;
-    let run = TaskRun {
+    Ok(TaskRun {
         argv0: prepared.job.name.clone(),
         args: prepared.job.verifier_args(index as u64),
         stdin: result.stdout.clone(),
@@ -53,9 +53,16 @@ pub async fn verify(
         },
         seed: spec.seed.0,
         ..TaskRun::default()
-    };
-    let sandbox = sandbox.clone();
-    let verifier = verifier.clone();
+    })
+}
+
+/// Runs the job's verifier (a [`verifier_run`]) on a blocking thread: `Ok(None)` accepts,
+/// `Ok(Some(why))` rejects, `Err` is the requester's own failure (not the provider's).
+pub async fn verify(
+    sandbox: Arc<Sandbox>,
+    verifier: Prepared,
+    run: TaskRun,
+) -> anyhow::Result<Option<String>> {
     let r = tokio::task::spawn_blocking(move || {
         sandbox.run(&verifier, &run, &Arc::new(AtomicBool::new(false)))
     })

@@ -16,10 +16,10 @@ use crate::pay::Payer;
 use crate::reputation::Reputation;
 use anyhow::Context as _;
 use naac_net::{Client, Event, PeerId};
-use naac_proto::{Hello, HostStatus, Request, RequestBody, Solicit, Welcome};
+use naac_proto::{Hello, HostStatus, Request, RequestBody, Solicit, TaskResult, Welcome};
 use naac_sandbox::Sandbox;
 use naac_sched::{Millis, Scheduler};
-use naac_types::Credits;
+use naac_types::{Credits, ResultRecord};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::IpAddr;
@@ -105,6 +105,24 @@ pub(super) enum Internal {
     /// A node declined to work for us, and why.
     Declined(PeerId, String),
     AssignFailed(PeerId, String),
+    /// The verifier's word on a result from the provider (`Err`: it could not run).
+    Verified {
+        peer: PeerId,
+        result: Box<TaskResult>,
+        record: Box<ResultRecord>,
+        verdict: Result<Option<String>, String>,
+    },
+}
+
+/// Verifications of one provider's results that may run at once: a provider whose results
+/// are slow to verify waits for its own, never holds up another's.
+pub(super) const VERIFIERS_PER_PROVIDER: usize = 1;
+
+/// A provider's verifications: its budget, and the runs whose results wait for them (they
+/// count as held by it, since it sent them and forgot them).
+pub(super) struct Verifying {
+    pub(super) budget: Arc<tokio::sync::Semaphore>,
+    pub(super) runs: HashSet<(u32, u32)>,
 }
 
 /// One run of one job: the IO shell around the parts.
@@ -137,6 +155,10 @@ pub(super) struct Session<'a> {
     pub(super) hello: Hello,
     /// When the first provider joined, from the start of the run.
     pub(super) first_provider: Option<Duration>,
+    /// Verifier runs at once, all providers together (the machine's cores).
+    pub(super) verifiers: Arc<tokio::sync::Semaphore>,
+    /// Each provider's verifications under way.
+    pub(super) verifying: HashMap<PeerId, Verifying>,
     /// Providers' offers heard on the market topic (soft state), and those dialled.
     pub(super) market: crate::survey::Market,
     pub(super) finished: bool,
@@ -210,6 +232,10 @@ pub async fn run(
         peer_ips: HashMap::new(),
         hello,
         first_provider: None,
+        verifiers: Arc::new(tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+        )),
+        verifying: HashMap::new(),
         market: crate::survey::Market::new(MAX_OFFERS),
         finished: false,
     };
