@@ -217,36 +217,55 @@ pub struct Payer {
     user: Keypair,
     tx: Option<mpsc::Sender<(PeerId, SignedRequest)>>,
     task: Option<tokio::task::JoinHandle<()>>,
-    log: Option<std::io::BufWriter<std::fs::File>>,
+    log: Option<(std::io::BufWriter<std::fs::File>, std::path::PathBuf)>,
     queued: u64,
+    failed: Option<String>,
     pub paid: Arc<Mutex<Paid>>,
 }
 
 impl Payer {
-    /// `log`: the payment log to append every settlement to before it is sent.
-    pub fn new(escrow: Escrow, user: Keypair, log: Option<&Path>) -> Self {
+    /// `log`: the payment log every settlement is appended to, and synced to disk, before it
+    /// is sent. A log that cannot be opened is an error: nothing may be paid that a restart
+    /// would forget.
+    pub fn new(escrow: Escrow, user: Keypair, log: Option<&Path>) -> Result<Self, String> {
         let escrow = Arc::new(escrow);
         let paid = Arc::new(Mutex::new(Paid::default()));
         let (tx, rx) = mpsc::channel(SETTLE_QUEUE);
-        let task = tokio::spawn(settle_loop(escrow.bank.clone(), rx, paid.clone()));
-        let log = log.and_then(|p| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .map_err(|e| tracing::warn!("payment log {}: {e}", p.display()))
-                .ok()
-                .map(std::io::BufWriter::new)
-        });
-        Self {
+        let log = match log {
+            None => None,
+            Some(p) => Some((
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .map_err(|e| format!("cannot open the payment log {}: {e}", p.display()))?,
+                p.to_path_buf(),
+            )),
+        };
+        let sync = match &log {
+            Some((f, p)) => Some(
+                f.try_clone()
+                    .map_err(|e| format!("payment log {}: {e}", p.display()))?,
+            ),
+            None => None,
+        };
+        let task = tokio::spawn(settle_loop(escrow.bank.clone(), rx, paid.clone(), sync));
+        Ok(Self {
             escrow,
             user,
             tx: Some(tx),
             task: Some(task),
-            log,
+            log: log.map(|(f, p)| (std::io::BufWriter::new(f), p)),
             queued: 0,
+            failed: None,
             paid,
-        }
+        })
+    }
+
+    /// Why the payment log could not be written, if it could not: the run must stop, since
+    /// nothing more can be paid safely.
+    pub fn failed(&self) -> Option<&str> {
+        self.failed.as_deref()
     }
 
     pub fn escrow(&self) -> &Escrow {
@@ -277,13 +296,21 @@ impl Payer {
         let signed = SignedRequest::new(self.escrow.payer, &self.escrow.bank_key, &req, |m| {
             naac_net::sign(&self.user, m)
         });
-        if let Some(log) = &mut self.log {
+        if self.failed.is_some() {
+            return;
+        }
+        if let Some((log, path)) = &mut self.log {
             use std::io::Write;
             if let Err(e) = log
                 .write_all(log_line(&signed).as_bytes())
                 .and_then(|()| log.flush())
             {
-                tracing::warn!("payment log: {e}");
+                // Not logged, not sent: a payment a restart could not resend is not made.
+                self.failed = Some(format!(
+                    "the payment log {} cannot be written: {e}",
+                    path.display()
+                ));
+                return;
             }
         }
         self.queued += 1;
@@ -344,7 +371,9 @@ async fn settle_loop(
     bank: BankConn,
     mut rx: mpsc::Receiver<(PeerId, SignedRequest)>,
     paid: Arc<Mutex<Paid>>,
+    log: Option<std::fs::File>,
 ) {
+    let log = log.map(Arc::new);
     let mut batch: Vec<(PeerId, SignedRequest)> = Vec::new();
     loop {
         if batch.is_empty() {
@@ -362,6 +391,22 @@ async fn settle_loop(
             }
         }
         let reqs: Vec<SignedRequest> = batch.iter().map(|(_, r)| r.clone()).collect();
+        // The log holds the batch on disk before the bank hears of it.
+        if let Some(log) = &log {
+            let log = log.clone();
+            let synced = tokio::task::spawn_blocking(move || log.sync_data()).await;
+            if !matches!(synced, Ok(Ok(()))) {
+                tracing::error!(
+                    "the payment log could not be synced: {} settlements not sent",
+                    reqs.len()
+                );
+                let mut p = paid.lock().unwrap_or_else(|e| e.into_inner());
+                p.unconfirmed += reqs.len() as u64;
+                p.last_refusal = Some("the payment log could not be synced".into());
+                batch.clear();
+                continue;
+            }
+        }
         let mut tries = 0;
         loop {
             match bank.submit(reqs.clone()).await {
@@ -401,5 +446,89 @@ async fn settle_loop(
             }
         }
         batch.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn escrow(dir: &Path) -> (Escrow, Keypair) {
+        let bank_kp = Keypair::generate_ed25519();
+        let bank_key = AccountKey(naac_net::ed25519_of_keypair(&bank_kp).expect("ed25519"));
+        let handle = naac_bank::start_with_keypair(
+            naac_bank::BankConfig {
+                store: format!("sqlite:{}", dir.join("ledger.db").display()),
+                faucet: naac_bank::Faucet::NONE,
+            },
+            bank_kp,
+        )
+        .expect("bank");
+        let user = Keypair::generate_ed25519();
+        let payer = AccountKey(naac_net::ed25519_of_keypair(&user).expect("ed25519"));
+        let escrow = Escrow {
+            bank: BankConn::Local(handle),
+            bank_key,
+            job: JobId::derive(&naac_types::ContentId::of(b"log"), b"1"),
+            payer,
+            amount: Credits::ZERO,
+            max_price: Price(1),
+            balance_before: Credits::ZERO,
+        };
+        (escrow, user)
+    }
+
+    fn terms(provider: &Keypair, job: JobId) -> Terms {
+        let ask = naac_market::Ask {
+            job,
+            provider: naac_net::ed25519_of_keypair(provider).expect("ed25519"),
+            price: Price(1),
+            expires_ms: u64::MAX,
+        };
+        let sig = naac_net::sign(provider, &ask.signing_bytes());
+        let naac_proto::Bid::Ask(winner) =
+            naac_bank::wire::ask_bid(naac_market::SignedAsk { ask, sig })
+        else {
+            unreachable!("an ask")
+        };
+        Terms {
+            price: Price(1),
+            winner,
+            second: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_payment_log_that_cannot_be_opened_stops_the_payer_before_anything() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (escrow, user) = escrow(dir.path());
+        let missing = dir.path().join("no-such-dir").join("payments.jsonl");
+        let e = Payer::new(escrow, user, Some(&missing))
+            .err()
+            .expect("refused");
+        assert!(e.starts_with("cannot open the payment log"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_settlement_that_cannot_be_logged_is_not_sent() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (escrow, user) = escrow(dir.path());
+        let job = escrow.job;
+        // Every write to /dev/full fails as a full disk would.
+        let mut payer = Payer::new(escrow, user, Some(Path::new("/dev/full"))).expect("payer");
+        let provider = Keypair::generate_ed25519();
+        let record = SignedRecord {
+            bytes: b"record".to_vec(),
+            sig: vec![0; 64],
+        };
+        payer.settle(
+            provider.public().to_peer_id(),
+            record,
+            &terms(&provider, job),
+            None,
+        );
+        let why = payer.failed().expect("the run must stop").to_string();
+        assert!(why.contains("/dev/full cannot be written"), "{why}");
+        assert_eq!(payer.queued, 0, "nothing was sent");
     }
 }

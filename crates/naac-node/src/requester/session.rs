@@ -192,10 +192,17 @@ pub async fn run(
     sched_config.retries = job.retries;
     sched_config.seed = u64::from_le_bytes(prepared.id.0[..8].try_into().expect("8 bytes"));
     let max_price = job.budget.max_price;
-    let payer = opts.payment.take().map(|p| {
-        let log = crate::pay::payment_log(&opts.out_dir, &p.escrow.job);
-        Payer::new(p.escrow, p.user, Some(&log))
-    });
+    let payer = match opts.payment.take() {
+        Some(p) => {
+            let log = crate::pay::payment_log(&opts.out_dir, &p.escrow.job);
+            Some(Payer::new(p.escrow, p.user, Some(&log)).map_err(|e| {
+                RunError::Internal(anyhow::anyhow!(
+                    "{e}\nhint: the results directory must be writable; nothing ran and the escrow is refunded"
+                ))
+            })?)
+        }
+        None => None,
+    };
     let mut hello = crate::survey::hello(&client, opts.user_key.as_ref());
     if payer.is_some() {
         hello.solicit = Some(Solicit {
@@ -298,6 +305,12 @@ pub async fn run(
                         break;
                     }
                 };
+                if let Some(why) = s.payer.as_ref().and_then(|p| p.failed()) {
+                    failed = Some(anyhow::anyhow!(
+                        "{why}: stopped before paying anything a restart would not know of\nhint: free space where the results go, then run the job again into the same directory (the payments already logged are sent again)"
+                    ).into());
+                    break;
+                }
                 let cost = s.cost();
                 progress.send_replace(Progress { sched: p, fuel: s.tally.fuel, elapsed: started.elapsed(), waiting, cost });
             }
