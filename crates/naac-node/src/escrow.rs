@@ -1,9 +1,10 @@
-//! A job's escrow from open to close, in one place: opened before anything runs (so a
-//! refusal costs nothing) and noted open in `DIR/escrow.json`; when the run ends, noted
+//! A job's escrow from open to close, in one place: noted open in `DIR/escrow.json`, then
+//! opened before anything runs (so a refusal costs nothing); when the run ends, noted
 //! closed if it paid and refunded, else reclaimed — its logged settlements sent again and
 //! the rest refunded — now if the bank answers, or by the next run into `DIR`.
 
 use crate::pay::{self, BankConn, Escrow, PayError};
+use naac_ledger::AccountKey;
 use naac_net::Keypair;
 use naac_types::{Credits, Job, JobId};
 use std::path::Path;
@@ -18,7 +19,9 @@ struct Note {
     open: bool,
 }
 
-/// Opens the escrow `job` (`tasks` tasks, id `id`) needs and notes it open in `out_dir`.
+/// Opens the escrow `job` (`tasks` tasks, id `id`) needs. It is noted open in `out_dir`
+/// before the bank hears of it, so a crash in between leaves a note the next run reclaims
+/// (a note of an escrow the bank never opened is simply closed then).
 pub async fn open(
     out_dir: &Path,
     bank: BankConn,
@@ -28,7 +31,9 @@ pub async fn open(
     tasks: u64,
 ) -> Result<Escrow, PayError> {
     let amount = pay::escrow_for(job, tasks);
-    let escrow = pay::open_escrow(
+    let bank_key = bank.key().await.map_err(PayError::Bank)?;
+    write_note(out_dir, id, &bank_key, amount, true);
+    match pay::open_escrow(
         bank,
         user,
         id,
@@ -37,9 +42,14 @@ pub async fn open(
         job.limits.fuel,
         job.budget.max_cost,
     )
-    .await?;
-    note(out_dir, &escrow, true);
-    Ok(escrow)
+    .await
+    {
+        Ok(escrow) => Ok(escrow),
+        Err(e) => {
+            write_note(out_dir, id, &bank_key, amount, false);
+            Err(e)
+        }
+    }
 }
 
 /// The run is over: `settled` when it paid every verified result and refunded the rest;
@@ -59,10 +69,14 @@ pub async fn close(
 }
 
 fn note(out_dir: &Path, e: &Escrow, open: bool) {
+    write_note(out_dir, e.job, &e.bank_key, e.amount, open);
+}
+
+fn write_note(out_dir: &Path, job: JobId, bank: &AccountKey, amount: Credits, open: bool) {
     let note = Note {
-        job: e.job.to_hex(),
-        bank: naac_types::hex(&e.bank_key.0),
-        amount: e.amount.to_string(),
+        job: job.to_hex(),
+        bank: naac_types::hex(&bank.0),
+        amount: amount.to_string(),
         open,
     };
     let write = std::fs::create_dir_all(out_dir)
@@ -96,7 +110,7 @@ pub async fn reclaim(out_dir: &Path, bank: &BankConn, user: &Keypair) -> Option<
         bank: bank.clone(),
         bank_key,
         job: JobId(job),
-        payer: naac_ledger::AccountKey(payer),
+        payer: AccountKey(payer),
         amount: Credits::ZERO,
         max_price: naac_types::Price(0),
         balance_before: Credits::ZERO,
@@ -115,9 +129,61 @@ pub async fn reclaim(out_dir: &Path, bank: &BankConn, user: &Keypair) -> Option<
             note(out_dir, &escrow, false);
             Some((escrow.job, c))
         }
+        Err(e) if e.contains("has no escrow") => {
+            // Noted, but the run stopped before the bank opened it: nothing to reclaim.
+            note(out_dir, &escrow, false);
+            None
+        }
         Err(e) => {
             tracing::warn!("the interrupted run's escrow: {e}");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noted(dir: &Path) -> Option<bool> {
+        let bytes = std::fs::read(dir.join("escrow.json")).ok()?;
+        Some(serde_json::from_slice::<Note>(&bytes).ok()?.open)
+    }
+
+    #[tokio::test]
+    async fn an_escrow_is_noted_before_it_is_opened_and_a_never_opened_one_is_closed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bank_kp = Keypair::generate_ed25519();
+        let bank = BankConn::Local(
+            naac_bank::start_with_keypair(
+                naac_bank::BankConfig {
+                    store: format!("sqlite:{}", dir.path().join("ledger.db").display()),
+                    faucet: naac_bank::Faucet::NONE,
+                },
+                bank_kp,
+            )
+            .expect("bank"),
+        );
+        let user = Keypair::generate_ed25519();
+        let job_file = dir.path().join("job.toml");
+        std::fs::write(dir.path().join("m.wasm"), b"\0asm").expect("module");
+        std::fs::write(&job_file, "name = \"j\"\nmodule = \"m.wasm\"\n").expect("job file");
+        let job = Job::load(&job_file).expect("job");
+        let id = JobId::derive(&naac_types::ContentId::of(b"e"), b"1");
+        let out = dir.path().join("out");
+        // The user has nothing: refused, and the note says it is not open.
+        let e = open(&out, bank.clone(), &user, &job, id, 4).await;
+        assert!(
+            matches!(e, Err(PayError::Insufficient { .. })),
+            "{:?}",
+            e.err()
+        );
+        assert_eq!(noted(&out), Some(false));
+        // A run that died between the note and the bank's answer: the next run finds the
+        // note, learns the bank never opened it, and closes it.
+        let key = bank.key().await.expect("bank key");
+        write_note(&out, id, &key, Credits(1), true);
+        assert_eq!(reclaim(&out, &bank, &user).await, None);
+        assert_eq!(noted(&out), Some(false));
     }
 }

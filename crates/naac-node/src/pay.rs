@@ -94,8 +94,7 @@ pub async fn open_escrow(
             .ok_or(PayError::Bank("the user key is not ed25519".into()))?,
     );
     let bank_key = bank.key().await.map_err(PayError::Bank)?;
-    // A new account gets its grant with its first signed request, so the escrow request
-    // itself is the balance check.
+    // The escrow request itself is the balance check.
     let expires_ms = now_ms() + ESCROW_LIFETIME.as_millis() as u64;
     let req = Request::OpenEscrow {
         job,
