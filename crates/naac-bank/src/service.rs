@@ -78,6 +78,56 @@ impl BankHandle {
 
     /// Sends a request and waits for the answer (after the durable commit, for writes).
     pub async fn call(&self, req: BankRequest) -> Result<BankResponse, String> {
+        let BankRequest::Submit(reqs) = req else {
+            return self.queue(req).await;
+        };
+        if reqs.len() > MAX_BANK_BATCH {
+            return Err(format!(
+                "{} requests in one submission; at most {MAX_BANK_BATCH}",
+                reqs.len()
+            ));
+        }
+        // Requests that are unsigned, undecodable or for another bank are answered here and
+        // never queued: garbage costs the bank's thread nothing.
+        let key = self.key;
+        let checked: Vec<(naac_proto::SignedRequest, Result<(), String>)> = reqs
+            .into_iter()
+            .map(|w| {
+                let r = SignedRequest::from_wire(w.clone());
+                (
+                    w,
+                    naac_ledger::precheck(&r, &key).map_err(|e| e.to_string()),
+                )
+            })
+            .collect();
+        let valid: Vec<naac_proto::SignedRequest> = checked
+            .iter()
+            .filter(|(_, c)| c.is_ok())
+            .map(|(w, _)| w.clone())
+            .collect();
+        let mut answers = if valid.is_empty() {
+            Vec::new().into_iter()
+        } else {
+            match self.queue(BankRequest::Submit(valid)).await? {
+                BankResponse::Submitted(v) => v.into_iter(),
+                other => return Ok(other),
+            }
+        };
+        Ok(BankResponse::Submitted(
+            checked
+                .into_iter()
+                .map(|(_, c)| match c {
+                    Err(e) => Err(e),
+                    Ok(()) => answers
+                        .next()
+                        .unwrap_or_else(|| Err("the bank gave no answer".into())),
+                })
+                .collect(),
+        ))
+    }
+
+    /// Sends a request to the bank's thread and waits for its answer.
+    async fn queue(&self, req: BankRequest) -> Result<BankResponse, String> {
         let (tx, rx) = oneshot::channel();
         match self.tx.try_send((req, tx)) {
             Ok(()) => {}
@@ -594,6 +644,8 @@ mod tests {
     struct Flaky {
         inner: Box<dyn Store>,
         down: Arc<AtomicBool>,
+        /// While set, a durable write waits (a database that hangs).
+        hold: Arc<AtomicBool>,
     }
 
     impl Flaky {
@@ -618,6 +670,9 @@ mod tests {
             entries: &[Entry],
             cp: &TreeHead,
         ) -> Result<(), store::StoreError> {
+            while self.hold.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
             self.check()?;
             self.inner.append_with_checkpoint(entries, cp)
         }
@@ -672,6 +727,7 @@ mod tests {
             Ok(Box::new(Flaky {
                 inner: Box::new(store::SqliteStore::open(&path)?),
                 down: d,
+                hold: Arc::new(AtomicBool::new(false)),
             }))
         };
         let sign: Signer = Box::new(move |m| naac_net::sign(&bank_kp, m));
@@ -844,5 +900,88 @@ mod tests {
         }
         assert_eq!(paid, 5, "only the first 5 new accounts were granted");
         assert_eq!(entries(&rt, &bank), 10, "5 grants and 5 transfers");
+    }
+
+    #[test]
+    fn garbage_is_answered_before_the_queue_even_while_the_books_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let hold = Arc::new(AtomicBool::new(false));
+        let (bank_kp, bank_key) = ed25519();
+        let h = hold.clone();
+        let open = move || -> anyhow::Result<Box<dyn Store>> {
+            Ok(Box::new(Flaky {
+                inner: Box::new(store::SqliteStore::open(&path)?),
+                down: Arc::new(AtomicBool::new(false)),
+                hold: h,
+            }))
+        };
+        let signer = bank_kp.clone();
+        let sign: Signer = Box::new(move |m| naac_net::sign(&signer, m));
+        let bank = start_on(open, Faucet::NONE, bank_key, sign).unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        // The database hangs on the next write: a valid grant occupies the bank's thread.
+        hold.store(true, Ordering::Relaxed);
+        let (kp, key) = ed25519();
+        let grant = SignedRequest::new(
+            bank_key,
+            &bank_key,
+            &Request::Grant {
+                to: key,
+                amount: Credits(1),
+            },
+            |m| naac_net::sign(&bank_kp, m),
+        );
+        let stuck = {
+            let bank = bank.clone();
+            rt.spawn(async move {
+                bank.call(BankRequest::Submit(vec![grant].into_wire()))
+                    .await
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let (_, other_bank) = ed25519();
+        let req = Request::Transfer {
+            from: key,
+            to: other_bank,
+            amount: Credits(1),
+            nonce: 1,
+        };
+        let foreign = SignedRequest::new(key, &other_bank, &req, |m| naac_net::sign(&kp, m));
+        let unsigned = SignedRequest {
+            sig: vec![0; 64],
+            ..SignedRequest::new(key, &bank_key, &req, |m| naac_net::sign(&kp, m))
+        };
+        let garbage = SignedRequest {
+            authorizer: key,
+            msg: b"garbage".to_vec(),
+            sig: naac_net::sign(&kp, b"garbage"),
+        };
+        // Answered at once although the bank's thread is stuck (a hang detector, not a
+        // speed target: queued, these would wait for the database).
+        let answers = rt
+            .block_on(async {
+                tokio::time::timeout(
+                    std::time::Duration::from_secs(20),
+                    bank.call(BankRequest::Submit(
+                        vec![foreign, unsigned, garbage].into_wire(),
+                    )),
+                )
+                .await
+            })
+            .expect("garbage waited behind the books");
+        let Ok(BankResponse::Submitted(v)) = answers else {
+            panic!("not answered: {answers:?}")
+        };
+        let why: Vec<String> = v.into_iter().map(|a| a.expect_err("refused")).collect();
+        assert!(why[0].contains("is addressed to bank"), "{why:?}");
+        assert_eq!(why[1], "request signature is not the authorizer's");
+        assert!(!why[2].is_empty());
+        hold.store(false, Ordering::Relaxed);
+        let granted = rt.block_on(stuck).unwrap();
+        assert!(
+            matches!(granted, Ok(BankResponse::Submitted(ref v)) if v[0].is_ok()),
+            "{granted:?}"
+        );
     }
 }

@@ -25,6 +25,7 @@ mod replay;
 mod wallet;
 
 pub use error::LedgerError;
+pub use plan::precheck;
 pub use replay::{ReplayError, ReplayFault};
 
 use crate::entry::{Account, AccountKey, Entry, Hash};

@@ -302,3 +302,20 @@ fn clip(mut memo: String) -> String {
     }
     memo
 }
+
+/// The checks every request gets before its rules, in the same order and with the same
+/// errors: its size, its author's signature, that it decodes, that it is for `bank`. A bank
+/// runs them before queueing a request, so garbage never reaches its books' thread.
+pub fn precheck(req: &SignedRequest, bank: &AccountKey) -> Result<(), LedgerError> {
+    if req.msg.len() > MAX_AUTH {
+        return Err(DecodeError::TooLarge(req.msg.len()).into());
+    }
+    if !req.signature_ok() {
+        return Err(LedgerError::BadSignature);
+    }
+    let (named, _) = Request::from_msg(&req.msg)?;
+    if named != *bank {
+        return Err(LedgerError::WrongBank(named));
+    }
+    Ok(())
+}
