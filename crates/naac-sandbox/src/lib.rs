@@ -100,9 +100,15 @@ impl SandboxConfig {
     }
 }
 
+/// Largest module the sandbox compiles: real guests are a few MiB; more is a peer trying
+/// to make the host spend its CPU and memory compiling.
+pub const MAX_MODULE_BYTES: usize = 64 << 20;
+
 /// A module that cannot be run at all.
 #[derive(Debug, thiserror::Error)]
 pub enum ModuleError {
+    #[error("module of {len} bytes is over the {limit}-byte limit")]
+    TooLarge { len: usize, limit: usize },
     #[error("module bytes do not match their hash (expected {expected}, got {actual})")]
     HashMismatch { expected: String, actual: String },
     #[error("not a valid WebAssembly module: {0}")]
@@ -240,6 +246,14 @@ impl Sandbox {
     /// goes to the disk cache so the next run (in any naac process on this machine) skips
     /// compilation.
     pub fn compile(&self, id: &ContentId, bytes: &[u8]) -> Result<Prepared, ModuleError> {
+        // Checked before anything else: a peer's oversized module costs no hashing or
+        // compiling (compile time grows with size).
+        if bytes.len() > MAX_MODULE_BYTES {
+            return Err(ModuleError::TooLarge {
+                len: bytes.len(),
+                limit: MAX_MODULE_BYTES,
+            });
+        }
         let actual = ContentId::of(bytes);
         if actual != *id {
             return Err(ModuleError::HashMismatch {

@@ -222,6 +222,22 @@ fn invalid_modules_are_rejected() {
         f.sandbox.compile(&ContentId::of(&lib), &lib),
         Err(ModuleError::Unlinkable(_))
     ));
+    // A module over the size limit is refused before it is hashed or compiled: a valid
+    // header with a custom section padding it out.
+    let mut big = b"\0asm\x01\0\0\0".to_vec();
+    big.resize(naac_sandbox::MAX_MODULE_BYTES + 1, 0);
+    let Err(e) = f.sandbox.compile(&ContentId::of(b"not even hashed"), &big) else {
+        panic!("a module over the limit was compiled")
+    };
+    assert!(matches!(e, ModuleError::TooLarge { .. }), "{e}");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "module of {} bytes is over the {}-byte limit",
+            naac_sandbox::MAX_MODULE_BYTES + 1,
+            naac_sandbox::MAX_MODULE_BYTES
+        )
+    );
 }
 
 #[test]
