@@ -420,15 +420,28 @@ fn classify(
 /// Epoch ticks between checks of `/out`'s size (25 × 10 ms).
 const OUT_CHECK_TICKS: u32 = 25;
 
+/// Longest path under `/out` (from the scratch dir) the walkers follow. A guest can nest
+/// directories without bound through directory handles, past what a path may name
+/// (PATH_MAX); a tree deeper than this counts as over the limit, so nothing it writes
+/// there escapes the size check.
+pub(crate) const MAX_OUT_PATH: usize = 2048;
+
 /// Whether the files under `dir` hold more than `limit` bytes (or an absurd number of
-/// entries). Stops walking as soon as it knows.
+/// entries, or a tree nested too deep to measure). Stops walking as soon as it knows; a
+/// directory that cannot be read (but was not just removed) also counts as over.
 fn dir_exceeds(dir: &Path, limit: u64) -> bool {
     let mut total = 0u64;
     let mut entries = 0usize;
+    let base = dir.as_os_str().len();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
+        if d.as_os_str().len() - base > MAX_OUT_PATH {
+            return true;
+        }
+        let rd = match std::fs::read_dir(&d) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(_) => return true,
         };
         for e in rd.flatten() {
             entries += 1;
@@ -443,7 +456,8 @@ fn dir_exceeds(dir: &Path, limit: u64) -> bool {
                         return true;
                     }
                 }
-                Err(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(_) => return true,
             }
         }
     }
@@ -473,6 +487,11 @@ fn collect_outputs(
     out: &mut Vec<(String, Vec<u8>)>,
     seen: &mut usize,
 ) -> Result<(), String> {
+    if dir.as_os_str().len() - root.as_os_str().len() > MAX_OUT_PATH {
+        return Err(format!(
+            "/out nests directories deeper than {MAX_OUT_PATH} bytes of path"
+        ));
+    }
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| format!("cannot read /out: {e}"))?
         .filter_map(Result::ok)

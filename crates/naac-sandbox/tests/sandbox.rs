@@ -317,6 +317,72 @@ fn a_guest_cannot_fill_the_disk_through_out() {
     assert_eq!(r.exit_code, Some(3));
 }
 
+/// A guest that nests directories through directory handles, past what a path may name,
+/// then writes without end at the bottom: the watch on `/out` must still see it and stop it.
+const DEEP_WRITER: &str = r#"
+(module
+  (import "wasi_snapshot_preview1" "path_create_directory"
+    (func $mkdir (param i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write"
+    (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  ;; a 100-byte directory name at 0, the file name "f" at 100
+  (data (i32.const 0) "dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd")
+  (data (i32.const 100) "f")
+  (func (export "_start")
+    (local $fd i32) (local $i i32)
+    (local.set $fd (i32.const 4)) ;; the /out preopen
+    (block $deep
+      (loop $down
+        (br_if $deep (i32.ge_u (local.get $i) (i32.const 60)))
+        (drop (call $mkdir (local.get $fd) (i32.const 0) (i32.const 100)))
+        (if (call $open (local.get $fd) (i32.const 0) (i32.const 0) (i32.const 100)
+              (i32.const 2) (i64.const 0) (i64.const 0) (i32.const 0) (i32.const 200))
+          (then (unreachable)))
+        (local.set $fd (i32.load (i32.const 200)))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $down)))
+    (if (call $open (local.get $fd) (i32.const 0) (i32.const 100) (i32.const 1)
+          (i32.const 1) (i64.const 64) (i64.const 0) (i32.const 0) (i32.const 200))
+      (then (unreachable)))
+    (local.set $fd (i32.load (i32.const 200)))
+    ;; one iovec at 300: 64 KiB from 1024
+    (i32.store (i32.const 300) (i32.const 1024))
+    (i32.store (i32.const 304) (i32.const 65536))
+    (loop $more
+      (drop (call $write (local.get $fd) (i32.const 300) (i32.const 1) (i32.const 400)))
+      (br $more)))
+)
+"#;
+
+#[test]
+fn directories_nested_past_path_max_do_not_dodge_the_out_limit() {
+    let f = fixture_with(|mut c| {
+        c.output_limit = 4 << 20;
+        c
+    });
+    let bytes = wat::parse_str(DEEP_WRITER).expect("valid WAT");
+    let module = f
+        .sandbox
+        .compile(&ContentId::of(&bytes), &bytes)
+        .unwrap_or_else(|e| panic!("compile: {e}"));
+    let mut t = task(&[]);
+    t.limits.fuel = u64::MAX / 2;
+    t.limits.timeout_ms = 60_000;
+    let r = f
+        .sandbox
+        .run(&module, &t, &Arc::new(AtomicBool::new(false)))
+        .expect("host-side run");
+    assert_eq!(r.outcome, Outcome::Trap, "{}", r.message);
+    assert!(
+        r.message.contains("/out grew past"),
+        "stopped by the /out watch, not by its time limit: {}",
+        r.message
+    );
+}
+
 #[test]
 fn sleeping_takes_virtual_time_only() {
     let f = fixture();
