@@ -9,7 +9,7 @@ use naac_market::{OfferBook, SignedOffer};
 use naac_net::{Client, Event, Keypair, Multiaddr, PeerId};
 use naac_proto::{Hello, Request, RequestBody, Response, ResponseBody, UserAttestation, Welcome};
 use naac_types::Price;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -55,16 +55,22 @@ pub async fn discover(client: &Client, delay: Duration, within: Duration) -> any
 /// `naac market`.
 pub struct Market {
     book: OfferBook,
-    dialled: HashSet<PeerId>,
+    /// Providers dialled because of an offer, and when (Unix ms).
+    dialled: HashMap<PeerId, u64>,
     max: usize,
 }
+
+/// A provider dialled from an offer is not dialled again for this long; after it, it may
+/// be, and it may be forgotten to make room (so a flood of offers from fresh keys cannot
+/// fill the set for good and keep a real provider from being dialled).
+pub const REDIAL_MS: u64 = 30_000;
 
 impl Market {
     /// Keeps at most `max` offers and dials at most `max` providers.
     pub fn new(max: usize) -> Self {
         Self {
             book: OfferBook::new(max),
-            dialled: HashSet::new(),
+            dialled: HashMap::new(),
             max,
         }
     }
@@ -92,10 +98,29 @@ impl Market {
             Ok(_) => {}
         }
         let (peer, addr) = contact?;
-        if self.dialled.len() >= self.max || self.dialled.contains(&peer) || !want(&peer, &o) {
+        if self
+            .dialled
+            .get(&peer)
+            .is_some_and(|at| now.saturating_sub(*at) < REDIAL_MS)
+            || !want(&peer, &o)
+        {
             return None;
         }
-        self.dialled.insert(peer);
+        if self.dialled.len() >= self.max && !self.dialled.contains_key(&peer) {
+            // Full: forget the dials old enough to be tried again; still full, the oldest.
+            self.dialled
+                .retain(|_, at| now.saturating_sub(*at) < REDIAL_MS);
+            if self.dialled.len() >= self.max
+                && let Some(oldest) = self
+                    .dialled
+                    .iter()
+                    .min_by_key(|(_, at)| **at)
+                    .map(|(p, _)| *p)
+            {
+                self.dialled.remove(&oldest);
+            }
+        }
+        self.dialled.insert(peer, now);
         Some((peer, addr))
     }
 
@@ -270,4 +295,58 @@ pub async fn survey(
         .collect();
     out.sort_by_key(|s| s.peer.to_string());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use naac_market::Offer;
+
+    /// A signed offer from a fresh key, reachable at a loopback address.
+    fn offer(now: u64) -> (PeerId, Vec<u8>) {
+        let key = Keypair::generate_ed25519();
+        let peer = key.public().to_peer_id();
+        let offer = Offer {
+            provider: naac_net::ed25519_of_keypair(&key).expect("ed25519"),
+            class: naac_market::commodity_class().to_string(),
+            cores: 1,
+            memory: 1 << 30,
+            score_milli: 1000,
+            slots: 1,
+            free_slots: 1,
+            price: Price(1),
+            max_task_memory: 0,
+            accepting: true,
+            addrs: vec![format!("/ip4/127.0.0.1/tcp/4001/p2p/{peer}")],
+            seq: 1,
+            issued_ms: now,
+            expires_ms: now + 30_000,
+        };
+        let sig = naac_net::sign(&key, &offer.signing_bytes());
+        let bytes = SignedOffer { offer, sig }.to_bytes().expect("encodes");
+        (peer, bytes)
+    }
+
+    #[test]
+    fn a_flood_of_offers_from_fresh_keys_cannot_keep_a_real_provider_from_being_dialled() {
+        let topic = naac_market::topic(naac_market::commodity_class());
+        let mut m = Market::new(64);
+        let now = unix_ms();
+        let mut dialled = 0;
+        for _ in 0..200 {
+            let (_, data) = offer(now);
+            dialled += usize::from(m.heard(&topic, &data, |_, _| true).is_some());
+        }
+        assert_eq!(dialled, 200, "each fresh provider is dialled once");
+        let (real, data) = offer(now);
+        let contact = m.heard(&topic, &data, |_, _| true);
+        assert_eq!(
+            contact.map(|(p, _)| p),
+            Some(real),
+            "the real provider is dialled"
+        );
+        assert!(m.dialled.len() <= 64, "the dialled set stays bounded");
+        // The same offer again soon after: not dialled twice.
+        assert!(m.heard(&topic, &data, |_, _| true).is_none());
+    }
 }
