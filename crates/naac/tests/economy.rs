@@ -240,14 +240,14 @@ fn a_job_across_three_providers_pays_each_exactly_and_refunds_the_rest() {
 fn an_overbilling_provider_is_caught_and_paid_only_the_honest_fuel() {
     let s = Scratch::new();
     let bank = Node::bank(&s, "bank", free_port(), "1000");
-    let provider = |name: &str, extra: &[&str]| {
+    let provider = |name: &str, price: &str, extra: &[&str]| {
         let mut args = vec![
             "--provide",
             "--no-mdns",
             "--slots",
             "1",
             "--price",
-            "0.1",
+            price,
             "--owner",
             name,
             "--listen",
@@ -257,8 +257,13 @@ fn an_overbilling_provider_is_caught_and_paid_only_the_honest_fuel() {
         Node::start(&s.path().join(name), &args)
     };
     // Three honest providers, so replicas = 3 still find room once the cheat is dropped.
-    let honest = [provider("a", &[]), provider("b", &[]), provider("d", &[])];
-    let cheat = provider("c", &["--faulty", "fuel:1.0"]);
+    let honest = [
+        provider("a", "0.1", &[]),
+        provider("b", "0.1", &[]),
+        provider("d", "0.1", &[]),
+    ];
+    // The cheapest ask, so the auction always gives it work (it is paid the next ask up).
+    let cheat = provider("c", "0.05", &["--faulty", "fuel:1.0"]);
     let job = s.job(
         "billed",
         "pi/pi.wasm",
