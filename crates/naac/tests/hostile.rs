@@ -25,6 +25,32 @@ fn input(i: u32) -> Vec<u8> {
     out
 }
 
+/// A raw peer built from `naac-net` directly, connected to the node at `addr`.
+async fn adversary(
+    addr: Multiaddr,
+) -> (
+    naac_net::Client,
+    tokio::sync::mpsc::Receiver<Event>,
+    naac_net::PeerId,
+) {
+    let (client, mut events) = naac_net::start(
+        Keypair::generate_ed25519(),
+        naac_net::Config {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr")],
+            join: vec![addr],
+            mdns: false,
+            ..naac_net::Config::default()
+        },
+    )
+    .await
+    .expect("the adversary's network");
+    loop {
+        if let Event::Connected(p, _) = events.recv().await.expect("events") {
+            return (client, events, p);
+        }
+    }
+}
+
 /// Resident memory of a process (kB), from /proc.
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -65,23 +91,7 @@ fn a_flood_of_large_inputs_does_not_fill_a_providers_memory() {
 
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let outputs = rt.block_on(async {
-        let (client, mut events) = naac_net::start(
-            Keypair::generate_ed25519(),
-            naac_net::Config {
-                listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr")],
-                join: vec![addr],
-                mdns: false,
-                ..naac_net::Config::default()
-            },
-        )
-        .await
-        .expect("the adversary's network");
-        let peer = loop {
-            match events.recv().await.expect("events") {
-                Event::Connected(p, _) => break p,
-                _ => continue,
-            }
-        };
+        let (client, mut events, peer) = adversary(addr).await;
         let job = JobId::derive(&ContentId::of(b"hostile flood"), b"1");
         let tasks: Vec<TaskSpec> = (0..TASKS)
             .map(|i| TaskSpec {
@@ -203,22 +213,7 @@ fn a_priced_provider_runs_nothing_it_made_no_ask_for() {
     let addr: Multiaddr = addr.parse().expect("address");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
-        let (client, mut events) = naac_net::start(
-            Keypair::generate_ed25519(),
-            naac_net::Config {
-                listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr")],
-                join: vec![addr],
-                mdns: false,
-                ..naac_net::Config::default()
-            },
-        )
-        .await
-        .expect("network");
-        let peer = loop {
-            if let Event::Connected(p, _) = events.recv().await.expect("events") {
-                break p;
-            }
-        };
+        let (client, _events, peer) = adversary(addr).await;
         let job = JobId::derive(&ContentId::of(b"unpaid"), b"1");
         let assign = |job: JobId| Assign {
             job,
