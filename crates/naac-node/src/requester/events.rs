@@ -71,7 +71,7 @@ impl Session<'_> {
                 let body = if request.v != VERSION {
                     ResponseBody::Refused(format!("message version {} is not supported", request.v))
                 } else {
-                    self.on_request(peer, request.body).await
+                    self.on_request(peer, request.body)
                 };
                 self.client.respond(channel, Response::new(body)).await;
             }
@@ -83,7 +83,7 @@ impl Session<'_> {
         }
     }
 
-    async fn on_request(&mut self, peer: PeerId, body: RequestBody) -> ResponseBody {
+    fn on_request(&mut self, peer: PeerId, body: RequestBody) -> ResponseBody {
         match body {
             RequestBody::Bank(_) => ResponseBody::Refused("this node is not a bank".into()),
             RequestBody::Fetch { id } => {
@@ -92,7 +92,7 @@ impl Session<'_> {
                     None => ResponseBody::NotFound,
                 }
             }
-            RequestBody::Report(report) => self.on_report(peer, report).await,
+            RequestBody::Report(report) => self.on_report(peer, report),
             RequestBody::Checkpoint {
                 job,
                 index,
@@ -112,7 +112,7 @@ impl Session<'_> {
         }
     }
 
-    async fn on_report(&mut self, peer: PeerId, report: Report) -> ResponseBody {
+    fn on_report(&mut self, peer: PeerId, report: Report) -> ResponseBody {
         if report.job != self.prepared.id {
             return ResponseBody::Refused(format!("unknown job {}", report.job));
         }
@@ -153,7 +153,7 @@ impl Session<'_> {
         self.sched.reconcile(&peer, &held, now);
         let signed = self.tally.signatures(peer, &report.results);
         for (result, signed) in report.results.into_iter().zip(signed) {
-            self.on_result(peer, result, signed, now).await;
+            self.on_result(peer, result, signed, now);
         }
         self.drive();
         ResponseBody::Ack
@@ -162,7 +162,7 @@ impl Session<'_> {
     /// Hands one result to the tally and performs its word; a result the verifier must judge
     /// first goes to it off the loop, within its provider's budget, and comes back as
     /// [`Internal::Verified`].
-    async fn on_result(
+    fn on_result(
         &mut self,
         peer: PeerId,
         result: TaskResult,
