@@ -50,6 +50,15 @@ pub enum Request {
         fuel_limit: u64,
         expires_ms: u64,
     },
+    /// `payer` → the open escrow of `job`, `amount` more; authorized by the escrow's payer.
+    /// A job escrows the work in flight and tops it up as results are paid (a rolling
+    /// escrow), instead of its worst case up front. `nonce` makes each top-up distinct (a
+    /// replay of the same signed top-up is a duplicate).
+    TopUp {
+        job: JobId,
+        amount: Credits,
+        nonce: u64,
+    },
     /// Escrow of `job` → `provider`, `price × fuel` (the record's claim, or less); authorized by the escrow's
     /// payer. `winner` is the provider's own signed ask for the job; `second` the
     /// second-lowest ask (another provider's), which set `price`; with no `second` the price

@@ -105,6 +105,8 @@ pub struct Ledger {
     /// Settled record hash → the settle entry.
     settled: HashMap<Hash, u64>,
     transfers: HashMap<(AccountKey, u64), Seen>,
+    /// Top-ups by job and nonce.
+    top_ups: HashMap<(JobId, u64), Seen>,
     grants: HashMap<AccountKey, Seen>,
     head: Hash,
     /// `time_ms` of the last entry (0 when empty): entry times never go back.
@@ -126,6 +128,7 @@ impl Ledger {
             open_by_expiry: BTreeSet::new(),
             settled: HashMap::new(),
             transfers: HashMap::new(),
+            top_ups: HashMap::new(),
             grants: HashMap::new(),
             head: [0; 32],
             last_time: 0,

@@ -501,6 +501,65 @@ fn entry_times_never_go_back() {
 }
 
 #[test]
+fn a_top_up_adds_to_an_open_escrow_once_and_only_from_its_payer() {
+    let (mut w, payer, a, _) = market();
+    let top = |amount, nonce| Request::TopUp {
+        job: job(7),
+        amount: c(amount),
+        nonce,
+    };
+    let e = w.ok(&payer, top(50, 1));
+    assert_eq!(
+        (e.kind, e.debit, e.credit, e.amount),
+        (Kind::Escrow, user(&payer), Account::Escrow(job(7)), c(50))
+    );
+    assert!(e.memo.ends_with("top-up 1"), "{}", e.memo);
+    let esc = w.ledger.escrow(&job(7)).expect("open");
+    assert_eq!((esc.opened, esc.left), (c(150), c(150)));
+    assert_eq!(w.ledger.balance(&user(&payer)), c(850));
+    // The same signed top-up again is a duplicate; another under the same nonce a clash.
+    assert_eq!(
+        w.apply(&payer, top(50, 1)),
+        Ok(Applied::Duplicate { seq: e.seq })
+    );
+    assert_eq!(
+        w.refused(&payer, top(60, 1)),
+        LedgerError::TopUpNonceReused {
+            job: job(7),
+            nonce: 1
+        }
+    );
+    // Only the payer tops up, with money it has, an escrow that is open.
+    assert!(matches!(
+        w.refused(&a, top(5, 2)),
+        LedgerError::NotPayer { .. }
+    ));
+    assert!(matches!(
+        w.refused(&payer, top(10_000, 2)),
+        LedgerError::InsufficientBalance { .. }
+    ));
+    assert_eq!(w.refused(&payer, top(0, 2)), LedgerError::ZeroAmount);
+    assert_eq!(
+        w.refused(
+            &payer,
+            Request::TopUp {
+                job: job(8),
+                amount: c(1),
+                nonce: 2
+            }
+        ),
+        LedgerError::NoSuchEscrow(job(8))
+    );
+    let r = w.ok(&payer, Request::Refund { job: job(7) });
+    assert_eq!(r.amount, c(150));
+    assert_eq!(
+        w.refused(&payer, top(5, 3)),
+        LedgerError::EscrowClosed(job(7))
+    );
+    assert_eq!(w.ledger.issued(), c(1_000));
+}
+
+#[test]
 fn a_zero_refund_is_still_booked() {
     let (mut w, payer, a, _) = market();
     // 10 per giga-fuel × 10 giga-fuel: the whole escrow.
@@ -1138,6 +1197,12 @@ enum Op {
         job: u8,
         signer: u8,
     },
+    TopUp {
+        job: u8,
+        amount: u64,
+        nonce: u8,
+        signer: u8,
+    },
     /// Re-send a request made earlier.
     Again(prop::sample::Index),
     /// Let time pass.
@@ -1225,8 +1290,20 @@ fn refund_op() -> impl Strategy<Value = Op> {
     (0u8..=JOBS, by).prop_map(|(job, signer)| Op::Refund { job, signer })
 }
 
+fn top_up_op() -> impl Strategy<Value = Op> {
+    (0u8..=JOBS, 0u64..=2_000, 0u8..4, signer_mostly_rightful(4)).prop_map(
+        |(job, amount, nonce, signer)| Op::TopUp {
+            job,
+            amount,
+            nonce,
+            signer,
+        },
+    )
+}
+
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
+        2 => top_up_op(),
         2 => grant_op(),
         4 => transfer_op(),
         4 => open_op(),
@@ -1365,6 +1442,27 @@ impl Sim {
                     .unwrap_or(0);
                 let signer = if signer == RIGHTFUL { payer_i } else { signer };
                 signed(self.k(signer), &bank, &Request::Refund { job: jid })
+            }
+            Op::TopUp {
+                job: j,
+                amount,
+                nonce,
+                signer,
+            } => {
+                let jid = self.target(j);
+                let payer_i = self
+                    .w
+                    .ledger
+                    .escrow(&jid)
+                    .and_then(|e| (0..USERS).find(|i| key(self.k(*i)) == e.payer))
+                    .unwrap_or(0);
+                let signer = if signer == RIGHTFUL { payer_i } else { signer };
+                let r = Request::TopUp {
+                    job: jid,
+                    amount: Credits(amount),
+                    nonce: nonce.into(),
+                };
+                signed(self.k(signer), &bank, &r)
             }
             Op::Again(i) => {
                 if self.sent.is_empty() {

@@ -37,6 +37,9 @@ pub enum LedgerError {
         short(.from)
     )]
     NonceReused { from: AccountKey, nonce: u64 },
+    /// The payer already used this top-up nonce for another top-up of the job's escrow.
+    #[error("top-up nonce {nonce} of job {} was already used for another top-up", .job.short())]
+    TopUpNonceReused { job: JobId, nonce: u64 },
     /// A transfer or escrow of nothing.
     #[error("amount must be more than zero")]
     ZeroAmount,

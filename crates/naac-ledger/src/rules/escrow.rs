@@ -70,6 +70,65 @@ impl Ledger {
         )
     }
 
+    /// Adds `amount` from the payer's wallet to the open escrow of `job`; `nonce` is its
+    /// idempotency key.
+    pub(super) fn plan_top_up(
+        &self,
+        d: &Draft,
+        job: JobId,
+        amount: Credits,
+        nonce: u64,
+    ) -> Result<Plan, LedgerError> {
+        let slot = self
+            .escrows
+            .get(&job)
+            .ok_or(LedgerError::NoSuchEscrow(job))?;
+        let esc = &slot.state;
+        if d.signer != esc.payer {
+            return Err(d.not_payer(esc.payer));
+        }
+        if let Some(before) = self.top_ups.get(&(job, nonce)) {
+            let conflict = LedgerError::TopUpNonceReused { job, nonce };
+            return Plan::again(&before.msg, before.seq, &d.seen.msg, conflict);
+        }
+        if esc.closed {
+            return Err(LedgerError::EscrowClosed(job));
+        }
+        if amount.0 == 0 {
+            return Err(LedgerError::ZeroAmount);
+        }
+        let payer = esc.payer;
+        let payer_balance = self.debited(&payer, amount.0, Some(job))?;
+        let escrow = EscrowState {
+            opened: esc
+                .opened
+                .checked_add(amount)
+                .ok_or(LedgerError::Overflow)?,
+            left: esc.left.checked_add(amount).ok_or(LedgerError::Overflow)?,
+            ..esc.clone()
+        };
+        Plan::append(
+            Entry {
+                job: Some(job),
+                ..d.entry(
+                    Kind::Escrow,
+                    Account::User(payer),
+                    Account::Escrow(job),
+                    amount.0,
+                    format!("job {} top-up {nonce}", job.short()),
+                )
+            },
+            Change::TopUp {
+                payer,
+                payer_balance,
+                job,
+                escrow,
+                nonce,
+                seen: d.seen,
+            },
+        )
+    }
+
     /// Pays `provider` from the escrow of `job` for one signed result record, at the price
     /// the auction's asks justify.
     // The request's fields, as `plan` destructures them.

@@ -43,6 +43,14 @@ pub(super) enum Change {
         job: JobId,
         slot: EscrowSlot,
     },
+    TopUp {
+        payer: AccountKey,
+        payer_balance: u64,
+        job: JobId,
+        escrow: EscrowState,
+        nonce: u64,
+        seen: Seen,
+    },
     Settle {
         job: JobId,
         escrow: EscrowState,
@@ -209,6 +217,7 @@ impl Ledger {
                 fuel_limit,
                 expires_ms,
             } => self.plan_open_escrow(&d, job, payer, amount, max_price, fuel_limit, expires_ms),
+            Request::TopUp { job, amount, nonce } => self.plan_top_up(&d, job, amount, nonce),
             Request::Settle {
                 job,
                 provider,
@@ -256,6 +265,20 @@ impl Ledger {
                 self.users.insert(payer, payer_balance);
                 self.open_by_expiry.insert((slot.state.expires_ms, job));
                 self.escrows.insert(job, slot);
+            }
+            Change::TopUp {
+                payer,
+                payer_balance,
+                job,
+                escrow,
+                nonce,
+                seen,
+            } => {
+                self.users.insert(payer, payer_balance);
+                if let Some(slot) = self.escrows.get_mut(&job) {
+                    slot.state = escrow;
+                }
+                self.top_ups.insert((job, nonce), seen);
             }
             Change::Settle {
                 job,
