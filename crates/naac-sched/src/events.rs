@@ -79,6 +79,22 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
         }
     }
 
+    /// At most `limit` runs (copies included) may be out at once; `None` lifts the limit.
+    /// A paid job sets it to what its escrow covers, so nothing is placed that could not be
+    /// paid. Runs already out stay out when the limit drops below them; a higher limit
+    /// places work at once.
+    pub fn set_run_limit(&mut self, limit: Option<u32>, now: Millis) {
+        let raised = match (self.run_limit, limit) {
+            (_, None) => true,
+            (None, Some(_)) => false,
+            (Some(old), Some(new)) => new > old,
+        };
+        self.run_limit = limit;
+        if raised {
+            self.fill(now);
+        }
+    }
+
     /// Sets the order in which providers are offered work: the listed ones first, in this
     /// order (the market's auction ranking: cheapest ask, then reputation, then latency),
     /// then the rest in join order. Only who gets work first changes; nothing is reassigned.

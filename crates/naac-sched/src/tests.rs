@@ -397,6 +397,38 @@ fn stale_failure_reports_are_ignored() {
 /// Random interleavings of every event: counts always add up, no task is both accepted and
 /// failed, and the job always finishes once providers stop misbehaving.
 #[test]
+fn a_run_limit_caps_the_runs_out_and_a_higher_one_places_at_once() {
+    let mut h = Harness::new(100, cfg());
+    h.s.set_run_limit(Some(3), Millis(0));
+    h.join(1, 4, 0);
+    h.join(2, 4, 0);
+    h.drain();
+    assert_eq!(
+        h.s.progress().runs,
+        3,
+        "the limit, not the 10 slots and queues"
+    );
+    // A result frees a run; the limit lets one more out.
+    h.complete_one(1, 10);
+    assert_eq!(h.s.progress().runs, 3);
+    // A lower limit places nothing and takes nothing back.
+    h.s.set_run_limit(Some(1), Millis(20));
+    h.drain();
+    assert_eq!(h.s.progress().runs, 3);
+    h.complete_one(1, 30);
+    h.complete_one(1, 30);
+    assert_eq!(h.s.progress().runs, 1);
+    // Raised: placed at once, without waiting for an event.
+    h.s.set_run_limit(Some(6), Millis(40));
+    h.drain();
+    assert_eq!(h.s.progress().runs, 6);
+    h.s.set_run_limit(None, Millis(50));
+    h.drain();
+    assert!(h.s.progress().runs > 6);
+    h.check();
+}
+
+#[test]
 fn random_event_sequences_keep_invariants() {
     for seed in 0..200u64 {
         let mut rng = seed
@@ -418,9 +450,11 @@ fn random_event_sequences_keep_invariants() {
         );
         let mut now = 0;
         let mut accepted = HashSet::new();
+        let mut limit: Option<u32> = None;
         for _ in 0..300 {
             now += next(50);
             let p = next(4) as u32;
+            let runs_before = h.s.progress().runs;
             match next(10) {
                 0 => h.join(p, 1 + next(3) as u32, now),
                 1 => h.lose(p),
@@ -431,6 +465,13 @@ fn random_event_sequences_keep_invariants() {
                     h.s.tick(Millis(now));
                     h.drain();
                 }
+                4 if seed % 2 == 1 => {
+                    // Half the seeds run under a changing run limit (a rolling escrow).
+                    let l = next(8) as u32;
+                    limit = Some(l);
+                    h.s.set_run_limit(limit, Millis(now));
+                    h.drain();
+                }
                 _ => {
                     if let Some(t) = h.complete_one(p, now) {
                         assert!(accepted.insert(t), "seed {seed}: {t:?} accepted twice");
@@ -438,6 +479,13 @@ fn random_event_sequences_keep_invariants() {
                 }
             }
             h.check();
+            if let Some(l) = limit {
+                let runs = h.s.progress().runs;
+                assert!(
+                    runs <= l.max(runs_before),
+                    "seed {seed}: {runs} runs out under a limit of {l} (was {runs_before})"
+                );
+            }
             for (t, _) in &h.failed {
                 assert!(
                     !accepted.contains(t),
@@ -446,6 +494,8 @@ fn random_event_sequences_keep_invariants() {
             }
         }
         // Calm period: one reliable provider finishes the job.
+        h.s.set_run_limit(None, Millis(now));
+        h.drain();
         h.join(99, 4, now);
         while !h.finished {
             now += 10;
