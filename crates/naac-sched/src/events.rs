@@ -79,17 +79,18 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
         }
     }
 
-    /// At most `limit` runs (copies included) may be out at once; `None` lifts the limit.
-    /// A paid job sets it to what its escrow covers, so nothing is placed that could not be
-    /// paid. Runs already out stay out when the limit drops below them; a higher limit
-    /// places work at once.
-    pub fn set_run_limit(&mut self, limit: Option<u32>, now: Millis) {
-        let raised = match (self.run_limit, limit) {
+    /// At most `limit` runs may have been started in all (copies, retries and speculation
+    /// included); `None` lifts the limit. A paid job keeps it at the runs started so far
+    /// plus the copies its escrow still covers, so nothing is placed that could not be paid:
+    /// a run that ends does not free room by itself, a payment does. Raising it places work
+    /// at once.
+    pub fn set_start_limit(&mut self, limit: Option<u64>, now: Millis) {
+        let raised = match (self.start_limit, limit) {
             (_, None) => true,
             (None, Some(_)) => false,
             (Some(old), Some(new)) => new > old,
         };
-        self.run_limit = limit;
+        self.start_limit = limit;
         if raised {
             self.fill(now);
         }

@@ -205,9 +205,9 @@ pub struct Scheduler<P> {
     median_cache: Option<u64>,
     rng: u64,
     finished: bool,
-    /// At most this many runs out at once (the copies a paid job's escrow covers); `None`:
-    /// no limit. See [`Scheduler::set_run_limit`].
-    run_limit: Option<u32>,
+    /// At most this many runs started in all (the copies a paid job's escrow covers);
+    /// `None`: no limit. See [`Scheduler::set_start_limit`].
+    start_limit: Option<u64>,
 }
 
 impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
@@ -233,7 +233,7 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
             median_cache: None,
             rng,
             finished: false,
-            run_limit: None,
+            start_limit: None,
         };
         s.check_finished();
         s

@@ -101,8 +101,9 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
             }
             let cap = self.capacity_of(p);
             let mut room = cap.saturating_sub(p.assigned.len() as u32);
-            if let Some(limit) = self.run_limit {
-                room = room.min(limit.saturating_sub(self.progress.runs));
+            if let Some(limit) = self.start_limit {
+                let left = limit.saturating_sub(self.progress.started);
+                room = room.min(u32::try_from(left).unwrap_or(u32::MAX));
             }
             let mut batch: Vec<(TaskId, Attempt)> = Vec::new();
             // Waiting copies first, skipping those that cannot go here.

@@ -397,9 +397,9 @@ fn stale_failure_reports_are_ignored() {
 /// Random interleavings of every event: counts always add up, no task is both accepted and
 /// failed, and the job always finishes once providers stop misbehaving.
 #[test]
-fn a_run_limit_caps_the_runs_out_and_a_higher_one_places_at_once() {
+fn a_start_limit_caps_the_runs_started_and_a_higher_one_places_at_once() {
     let mut h = Harness::new(100, cfg());
-    h.s.set_run_limit(Some(3), Millis(0));
+    h.s.set_start_limit(Some(3), Millis(0));
     h.join(1, 4, 0);
     h.join(2, 4, 0);
     h.drain();
@@ -408,23 +408,24 @@ fn a_run_limit_caps_the_runs_out_and_a_higher_one_places_at_once() {
         3,
         "the limit, not the 10 slots and queues"
     );
-    // A result frees a run; the limit lets one more out.
+    // A run that ends frees no room: only a higher limit (a payment) does.
     h.complete_one(1, 10);
-    assert_eq!(h.s.progress().runs, 3);
+    assert_eq!(h.s.progress().runs, 2);
+    assert_eq!(h.s.progress().started, 3);
+    h.s.set_start_limit(Some(4), Millis(20));
+    h.drain();
+    assert_eq!(h.s.progress().started, 4);
     // A lower limit places nothing and takes nothing back.
-    h.s.set_run_limit(Some(1), Millis(20));
+    h.s.set_start_limit(Some(1), Millis(30));
     h.drain();
     assert_eq!(h.s.progress().runs, 3);
-    h.complete_one(1, 30);
-    h.complete_one(1, 30);
-    assert_eq!(h.s.progress().runs, 1);
     // Raised: placed at once, without waiting for an event.
-    h.s.set_run_limit(Some(6), Millis(40));
+    h.s.set_start_limit(Some(10), Millis(40));
     h.drain();
-    assert_eq!(h.s.progress().runs, 6);
-    h.s.set_run_limit(None, Millis(50));
+    assert_eq!(h.s.progress().started, 10);
+    h.s.set_start_limit(None, Millis(50));
     h.drain();
-    assert!(h.s.progress().runs > 6);
+    assert!(h.s.progress().started > 10);
     h.check();
 }
 
@@ -450,11 +451,11 @@ fn random_event_sequences_keep_invariants() {
         );
         let mut now = 0;
         let mut accepted = HashSet::new();
-        let mut limit: Option<u32> = None;
+        let mut limit: Option<u64> = None;
         for _ in 0..300 {
             now += next(50);
             let p = next(4) as u32;
-            let runs_before = h.s.progress().runs;
+            let started_before = h.s.progress().started;
             match next(10) {
                 0 => h.join(p, 1 + next(3) as u32, now),
                 1 => h.lose(p),
@@ -467,9 +468,9 @@ fn random_event_sequences_keep_invariants() {
                 }
                 4 if seed % 2 == 1 => {
                     // Half the seeds run under a changing run limit (a rolling escrow).
-                    let l = next(8) as u32;
+                    let l = h.s.progress().started + next(4);
                     limit = Some(l);
-                    h.s.set_run_limit(limit, Millis(now));
+                    h.s.set_start_limit(limit, Millis(now));
                     h.drain();
                 }
                 _ => {
@@ -480,10 +481,10 @@ fn random_event_sequences_keep_invariants() {
             }
             h.check();
             if let Some(l) = limit {
-                let runs = h.s.progress().runs;
+                let started = h.s.progress().started;
                 assert!(
-                    runs <= l.max(runs_before),
-                    "seed {seed}: {runs} runs out under a limit of {l} (was {runs_before})"
+                    started <= l.max(started_before),
+                    "seed {seed}: {started} runs started under a limit of {l}"
                 );
             }
             for (t, _) in &h.failed {
@@ -494,7 +495,7 @@ fn random_event_sequences_keep_invariants() {
             }
         }
         // Calm period: one reliable provider finishes the job.
-        h.s.set_run_limit(None, Millis(now));
+        h.s.set_start_limit(None, Millis(now));
         h.drain();
         h.join(99, 4, now);
         while !h.finished {
