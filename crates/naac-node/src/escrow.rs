@@ -19,7 +19,9 @@ struct Note {
     open: bool,
 }
 
-/// Opens the escrow `job` (`tasks` tasks, id `id`) needs. It is noted open in `out_dir`
+/// Opens the escrow of `job` (`tasks` tasks, id `id`) with its first deposit: the first
+/// copies in flight at their worst case ([`pay::first_deposit`]), not the whole job; when the
+/// balance covers fewer, as many whole copies as it does. It is noted open in `out_dir`
 /// before the bank hears of it, so a crash in between leaves a note the next run reclaims
 /// (a note of an escrow the bank never opened is simply closed then).
 pub async fn open(
@@ -30,26 +32,47 @@ pub async fn open(
     id: JobId,
     tasks: u64,
 ) -> Result<Escrow, PayError> {
-    let amount = pay::escrow_for(job, tasks);
     let bank_key = bank.key().await.map_err(PayError::Bank)?;
-    write_note(out_dir, id, &bank_key, amount, true);
-    match pay::open_escrow(
-        bank,
+    let want = pay::first_deposit(job, tasks)?;
+    // Asked for in full first: a bank's faucet grants with a new user's first request.
+    let balance = match open_noted(out_dir, &bank, &bank_key, user, job, id, want).await {
+        Err(PayError::Insufficient { balance, .. }) => balance,
+        done => return done,
+    };
+    let per_copy = job.budget.max_price.cost(job.limits.fuel);
+    match crate::requester::budget::fundable(per_copy, want, balance) {
+        Some(amount) => open_noted(out_dir, &bank, &bank_key, user, job, id, amount).await,
+        None => Err(PayError::Insufficient {
+            need: per_copy,
+            balance,
+        }),
+    }
+}
+
+/// Notes the escrow open, then opens it with `amount`; a refusal is noted closed.
+async fn open_noted(
+    out_dir: &Path,
+    bank: &BankConn,
+    bank_key: &AccountKey,
+    user: &Keypair,
+    job: &Job,
+    id: JobId,
+    amount: Credits,
+) -> Result<Escrow, PayError> {
+    write_note(out_dir, id, bank_key, amount, true);
+    let opened = pay::open_escrow(
+        bank.clone(),
         user,
         id,
         amount,
         job.budget.max_price,
         job.limits.fuel,
-        job.budget.max_cost,
     )
-    .await
-    {
-        Ok(escrow) => Ok(escrow),
-        Err(e) => {
-            write_note(out_dir, id, &bank_key, amount, false);
-            Err(e)
-        }
+    .await;
+    if opened.is_err() {
+        write_note(out_dir, id, bank_key, amount, false);
     }
+    opened
 }
 
 /// The run is over: `settled` when it paid every verified result and refunded the rest;

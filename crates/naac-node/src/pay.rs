@@ -54,7 +54,7 @@ pub fn escrow_for(job: &Job, tasks: u64) -> Credits {
 /// Why a job cannot be paid for.
 #[derive(Debug, thiserror::Error)]
 pub enum PayError {
-    #[error("job needs up to {need} credits; balance {balance}")]
+    #[error("a task of this job may cost up to {need} credits; balance {balance}")]
     Insufficient { need: Credits, balance: Credits },
     #[error("job could cost up to {need} credits; its budget.max_cost is {max}")]
     OverBudget { need: Credits, max: Credits },
@@ -74,7 +74,7 @@ pub struct Escrow {
     pub balance_before: Credits,
 }
 
-/// Checks the balance and opens the job's escrow; nothing runs if this fails.
+/// Opens the job's escrow with `amount`; nothing runs if this fails.
 pub async fn open_escrow(
     bank: BankConn,
     user: &Keypair,
@@ -82,13 +82,7 @@ pub async fn open_escrow(
     amount: Credits,
     max_price: Price,
     fuel_limit: u64,
-    max_cost: Option<Credits>,
 ) -> Result<Escrow, PayError> {
-    if let Some(max) = max_cost
-        && amount > max
-    {
-        return Err(PayError::OverBudget { need: amount, max });
-    }
     let payer = AccountKey(
         naac_net::ed25519_of_keypair(user)
             .ok_or(PayError::Bank("the user key is not ed25519".into()))?,
@@ -271,6 +265,41 @@ impl Payer {
         &self.escrow
     }
 
+    /// Tops the escrow up by up to `want`, in whole copies of `per_copy` that the payer's
+    /// balance covers (`nonce` names the top-up). The future owns what it needs.
+    pub fn top_up(
+        &self,
+        per_copy: Credits,
+        want: Credits,
+        nonce: u64,
+    ) -> impl std::future::Future<Output = crate::requester::budget::TopUpOutcome> + Send + 'static
+    {
+        use crate::requester::budget::{TopUpOutcome, fundable};
+        let escrow = self.escrow.clone();
+        let user = self.user.clone();
+        async move {
+            let balance = match escrow.bank.balance(escrow.payer).await {
+                Ok(b) => b,
+                Err(e) => return TopUpOutcome::Failed(e),
+            };
+            let Some(amount) = fundable(per_copy, want, balance) else {
+                return TopUpOutcome::Short { balance };
+            };
+            match top_up(&escrow, &user, amount, nonce).await {
+                Ok(()) => TopUpOutcome::Done(amount),
+                Err(e) => TopUpOutcome::Failed(e),
+            }
+        }
+    }
+
+    /// What the bank has paid from the escrow so far, and how many settlements it has not
+    /// answered yet (each may still pay up to a copy's worst case).
+    pub fn accounts(&self) -> (Credits, u64) {
+        let p = self.paid.lock().unwrap_or_else(|e| e.into_inner());
+        let answered = p.settlements + p.refused;
+        (p.total, self.queued.saturating_sub(answered))
+    }
+
     /// Pays `provider` for one accepted result: for `fuel` when less than the record claims
     /// (the honest copies' figure), else for the record's claim.
     pub fn settle(
@@ -345,6 +374,44 @@ impl Payer {
         refund(&self.escrow, &self.user).await
     }
 }
+/// The escrow a job asks to open with: its first
+/// [`WINDOW`](crate::requester::budget::WINDOW) copies at their worst case
+/// (`max_price × fuel limit`), fewer if the job has fewer. The job's worst case over every
+/// copy must still fit its `max_cost`. Later copies are paid for by top-ups as results come.
+pub fn first_deposit(job: &Job, tasks: u64) -> Result<Credits, PayError> {
+    let worst = escrow_for(job, tasks);
+    if let Some(max) = job.budget.max_cost
+        && worst > max
+    {
+        return Err(PayError::OverBudget { need: worst, max });
+    }
+    let per_copy = job.budget.max_price.cost(job.limits.fuel);
+    let window = Credits(per_copy.0.saturating_mul(crate::requester::budget::WINDOW));
+    Ok(worst.min(window))
+}
+
+/// Adds `amount` to the escrow (`nonce` makes it one top-up, however often it is sent).
+pub async fn top_up(
+    escrow: &Escrow,
+    user: &Keypair,
+    amount: Credits,
+    nonce: u64,
+) -> Result<(), String> {
+    let req = Request::TopUp {
+        job: escrow.job,
+        amount,
+        nonce,
+    };
+    let signed = SignedRequest::new(escrow.payer, &escrow.bank_key, &req, |m| {
+        naac_net::sign(user, m)
+    });
+    match escrow.bank.submit(vec![signed]).await?.pop() {
+        Some(Ok(_)) => Ok(()),
+        Some(Err(e)) => Err(e),
+        None => Err("no answer to the top-up".into()),
+    }
+}
+
 /// Refunds what is left of an escrow to its payer (idempotent).
 pub async fn refund(escrow: &Escrow, user: &Keypair) -> Result<Credits, String> {
     let req = Request::Refund { job: escrow.job };

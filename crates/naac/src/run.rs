@@ -218,18 +218,24 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
                     escrow,
                     user: user.clone(),
                 }),
-                Err(e @ naac_node::pay::PayError::Insufficient { .. })
-                | Err(e @ naac_node::pay::PayError::OverBudget { .. }) => {
+                Err(e @ naac_node::pay::PayError::Insufficient { .. }) => {
                     return Ok(Executed::Refused(format!(
-                        "{e}\nhint: the escrow is max_price ({} credits per giga-fuel) x limits.fuel ({}) x {} copies; lower [budget] max_price or [limits] fuel in the job file{}",
+                        "{e}\nhint: the escrow holds the tasks in flight, each at max_price ({} credits per giga-fuel) x limits.fuel ({}); lower [budget] max_price or [limits] fuel in the job file{}",
                         prepared.job.budget.max_price,
                         prepared.job.limits.fuel,
-                        naac_node::pay::expected_copies(&prepared.job, total),
                         if embedded {
                             ", or run with --no-pay"
                         } else {
                             ", or ask the bank for credits"
                         }
+                    )));
+                }
+                Err(e @ naac_node::pay::PayError::OverBudget { .. }) => {
+                    return Ok(Executed::Refused(format!(
+                        "{e}\nhint: the worst case is max_price ({} credits per giga-fuel) x limits.fuel ({}) x {} copies; raise [budget] max_cost, or lower max_price or [limits] fuel in the job file",
+                        prepared.job.budget.max_price,
+                        prepared.job.limits.fuel,
+                        naac_node::pay::expected_copies(&prepared.job, total),
                     )));
                 }
                 Err(e) => return Err(anyhow::anyhow!("{e}")),

@@ -340,11 +340,11 @@ fn a_job_the_user_cannot_pay_for_is_refused_before_anything_runs() {
             .output()
             .expect("naac bank grant")
     };
-    let out = grant("3");
+    let out = grant("0.5");
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("granted 3 credits"));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("granted 0.5 credits"));
     // Once per account: the same grant changes nothing, another is refused.
-    assert!(grant("3").status.success());
+    assert!(grant("0.5").status.success());
     let again = grant("5");
     assert_eq!(again.status.code(), Some(1));
     assert!(
@@ -374,13 +374,13 @@ fn a_job_the_user_cannot_pay_for_is_refused_before_anything_runs() {
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
-        err.contains("job needs up to 4 credits; balance 3"),
+        err.contains("a task of this job may cost up to 1 credits; balance 0.5"),
         "{err}"
     );
     assert!(!out_dir.join("tasks.jsonl").exists(), "nothing ran");
     // Nothing was taken.
     let (_, v) = wallet(&s, &["balance", "--bank", &bank.addr]);
-    assert_eq!(v["micro_credits"], 3_000_000);
+    assert_eq!(v["micro_credits"], 500_000);
 }
 
 #[test]
@@ -596,6 +596,44 @@ fn an_owner_who_set_a_price_does_not_work_for_free() {
     // Its ask is its owner's min_price (1 credit), a lone bidder is paid the job's
     // max_price (1 by default).
     assert_eq!(summary["providers"][0]["ask"], "1");
+}
+
+/// A new user's play credits on the embedded pool cover one 10,000-task job's worst case
+/// and no more; the escrow holds only the work in flight and is topped up as results are
+/// paid, so job after job runs.
+#[test]
+fn a_new_user_runs_three_10k_task_jobs_back_to_back_on_the_embedded_pool() {
+    let s = Scratch::new();
+    let job = s.job(
+        "many",
+        "testkit/testkit.wasm",
+        "args = [\"noop\"]\n[sweep]\ni = { from = 0, to = 10000 }\n",
+    );
+    let mut spent = 0;
+    for run in 0..3 {
+        let (out, summary) = s.run_to(
+            &job,
+            &s.path().join(format!("out-{run}")),
+            &["--workers", "2"],
+        );
+        assert!(out.status.success(), "run {run}: {}", stderr(&out));
+        assert_eq!(summary["tasks"]["succeeded"], 10_000, "{summary:#}");
+        let c = &summary["cost"];
+        assert_eq!(c["settlements"], 10_000, "{c:#}");
+        assert_eq!(
+            micros(&c["paid"]) + micros(&c["refunded"]),
+            micros(&c["escrow"]),
+            "{c:#}"
+        );
+        spent += micros(&c["paid"]);
+    }
+    let (_, b) = wallet(&s, &["balance"]);
+    assert_eq!(
+        b["micro_credits"].as_u64().expect("balance"),
+        1_000_000 * 1_000_000 - spent
+    );
+    let (o, v) = wallet(&s, &["verify"]);
+    assert!(o.status.success(), "{}{v:#}", stderr(&o));
 }
 
 #[test]

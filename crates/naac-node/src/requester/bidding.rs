@@ -35,6 +35,8 @@ pub struct Bidding {
     declined: HashMap<PeerId, String>,
     /// The terms of each open run: per task, by attempt.
     terms: HashMap<u32, Vec<(u32, Terms)>>,
+    /// Runs in `terms`: copies started on a paid provider and not yet paid or dropped.
+    owed: u64,
     /// The first window closes here (set by the first valid ask).
     until: Option<Millis>,
     closed: bool,
@@ -50,6 +52,7 @@ impl Bidding {
             asks: HashMap::new(),
             declined: HashMap::new(),
             terms: HashMap::new(),
+            owed: 0,
             until: None,
             closed: false,
         }
@@ -196,12 +199,21 @@ impl Bidding {
                 .or_default()
                 .push((*attempt, terms.clone()));
         }
+        self.owed += runs.len() as u64;
         Some(terms)
     }
 
     /// Takes the terms of every run of a closed task, by attempt.
     pub fn take_terms(&mut self, index: u32) -> Vec<(u32, Terms)> {
-        self.terms.remove(&index).unwrap_or_default()
+        let t = self.terms.remove(&index).unwrap_or_default();
+        self.owed = self.owed.saturating_sub(t.len() as u64);
+        t
+    }
+
+    /// Runs with terms: started on a paid provider, their task not yet closed. Each may
+    /// still have to be paid, at most `max_price × fuel limit`.
+    pub fn owed(&self) -> u64 {
+        self.owed
     }
 }
 
@@ -323,8 +335,10 @@ mod tests {
             .award(&p1, &[(TaskId(9), 0)], |p| *p != p2)
             .expect("terms");
         assert_eq!(t.price, Price(250));
+        assert_eq!(b.owed(), 3, "three runs have terms");
         let terms = b.take_terms(8);
         assert_eq!(terms.len(), 1);
+        assert_eq!(b.owed(), 2);
         assert_eq!((terms[0].0, terms[0].1.price), (1, Price(200)));
         assert!(b.take_terms(8).is_empty(), "taken once");
         // A lone bidder is paid max_price; one that left gets nothing.

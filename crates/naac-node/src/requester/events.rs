@@ -384,6 +384,12 @@ impl Session<'_> {
                 let check = self.tally.verified(peer, &result, &record, verdict);
                 self.perform(peer, *result, check, now);
             }
+            Internal::TopUp(outcome) => {
+                let now = self.now();
+                if let Some(why) = self.budget.as_mut().and_then(|b| b.settled(outcome, now)) {
+                    tracing::warn!("{why}");
+                }
+            }
             Internal::Declined(peer, why) => {
                 tracing::info!("{peer} declined: {why}");
                 self.bidding.declined(peer, why);

@@ -13,6 +13,8 @@
 //!   verdicts returned as "write this copy, pay these copies, change these reputations";
 //! - [`checkpoints`]: the latest checkpoint of each open task, refcounted under a budget;
 //! - [`bidding`]: sealed asks, the first bidding window, auction order and each run's terms;
+//! - [`budget`]: the rolling escrow: how many copies it covers, when to top it up, and
+//!   when the payer's balance pauses the job;
 //! - [`assigns`]: sequence numbers of `Assign`s and what a provider holds but has not seen;
 //! - [`watchdog`]: giving up when no provider comes, none may run the job, or tasks stall.
 //!
@@ -21,6 +23,7 @@
 
 pub mod assigns;
 pub mod bidding;
+pub mod budget;
 pub mod checkpoints;
 mod events;
 pub mod prepare;

@@ -6,6 +6,7 @@
 
 use super::assigns::Assigns;
 use super::bidding::Bidding;
+use super::budget::{Budget, TopUpOutcome};
 use super::checkpoints::{self, CheckpointStore};
 use super::prepare::{Blobs, PreparedJob, RunError};
 use super::tally::Tally;
@@ -112,6 +113,8 @@ pub(super) enum Internal {
         record: Box<ResultRecord>,
         verdict: Result<Option<String>, String>,
     },
+    /// A top-up of the escrow came back.
+    TopUp(TopUpOutcome),
 }
 
 /// Verifications of one provider's results that may run at once: a provider whose results
@@ -142,6 +145,9 @@ pub(super) struct Session<'a> {
     pub(super) assigns: Assigns,
     /// Pays verified results, when the job is paid.
     pub(super) payer: Option<Payer>,
+    /// The rolling escrow's count, when the job is paid; and the start limit it last set.
+    pub(super) budget: Option<Budget>,
+    pub(super) start_limit: Option<u64>,
     pub(super) reputation: Option<Reputation>,
     pub(super) module_hex: String,
     /// Providers that welcomed us, in order.
@@ -203,6 +209,14 @@ pub async fn run(
         }
         None => None,
     };
+    let budget = payer.as_ref().map(|p| {
+        Budget::new(
+            job.budget.max_price.cost(job.limits.fuel),
+            p.escrow().amount,
+            crate::pay::escrow_for(job, job.task_count()),
+            job.budget.max_cost,
+        )
+    });
     let mut hello = crate::survey::hello(&client, opts.user_key.as_ref());
     if payer.is_some() {
         hello.solicit = Some(Solicit {
@@ -231,6 +245,8 @@ pub async fn run(
         bidding: Bidding::new(prepared.id, payer.is_some(), max_price),
         assigns: Assigns::default(),
         payer,
+        budget,
+        start_limit: None,
         reputation,
         module_hex: prepared.module_id.to_hex(),
         known_peers: Vec::new(),
@@ -269,18 +285,21 @@ pub async fn run(
             ev = events.recv() => match ev {
                 Some(ev) => {
                     s.on_event(ev).await;
+                    s.steer_budget();
                     s.writer.flush().await;
                 }
                 None => { failed = Some(anyhow::anyhow!("the network stopped").into()); break; }
             },
             Some(i) = internal.recv() => {
                 s.on_internal(i);
+                s.steer_budget();
                 s.writer.flush().await;
             }
             _ = tick.tick() => {
                 s.close_bidding();
                 let now = s.now();
                 s.sched.tick(now);
+                s.steer_budget();
                 s.drive();
                 s.writer.flush().await;
                 if last_flush.elapsed() > Duration::from_secs(1) {
@@ -296,9 +315,10 @@ pub async fn run(
                     explanation: &explanation,
                     declined: &declined,
                     verify: &prepared.job.verify,
+                    budget: s.budget.as_ref().and_then(|b| b.paused()),
                 });
                 let waiting = match watch {
-                    Watch::Go => None,
+                    Watch::Go => s.budget.as_ref().and_then(|b| b.paused()).map(str::to_string),
                     Watch::Wait(why) => Some(why),
                     Watch::Fail(why) => {
                         failed = Some(anyhow::anyhow!(why).into());
@@ -334,6 +354,40 @@ impl Session<'_> {
     /// The run's clock.
     pub(super) fn now(&self) -> Millis {
         Millis(self.started.elapsed().as_millis() as u64)
+    }
+
+    /// Keeps the scheduler's start limit at what the escrow covers, and tops the escrow up
+    /// when it runs low (the rolling escrow, `budget.rs`).
+    pub(super) fn steer_budget(&mut self) {
+        let (Some(b), Some(payer)) = (self.budget.as_mut(), self.payer.as_ref()) else {
+            return;
+        };
+        let (paid, unanswered) = payer.accounts();
+        let owed = self.bidding.owed().saturating_add(unanswered);
+        let now = Millis(self.started.elapsed().as_millis() as u64);
+        let progress = self.sched.progress();
+        let limit = b.start_limit(paid, owed, progress.started);
+        if limit != self.start_limit {
+            self.start_limit = limit;
+            self.sched.set_start_limit(limit, now);
+            self.drive();
+        }
+        let Some(b) = self.budget.as_mut() else {
+            return;
+        };
+        // Tasks wait with no copy covered: retries past the expected copies.
+        let blocked = progress.pending > 0 && b.free_copies(paid, owed) == 0;
+        if let Some((want, nonce)) = b.due(paid, owed, blocked, now) {
+            let per_copy = b.per_copy();
+            let Some(payer) = self.payer.as_ref() else {
+                return;
+            };
+            let top_up = payer.top_up(per_copy, want, nonce);
+            let internal = self.internal.clone();
+            tokio::spawn(async move {
+                let _ = internal.send(Internal::TopUp(top_up.await)).await;
+            });
+        }
     }
 
     /// What has been paid so far.
@@ -392,7 +446,10 @@ impl Session<'_> {
             let paid = payer.paid.clone();
             let (bank, escrow, max_price) = (
                 naac_types::hex(&payer.escrow().bank_key.0),
-                payer.escrow().amount,
+                // Opened plus every top-up.
+                self.budget
+                    .as_ref()
+                    .map_or(payer.escrow().amount, |b| b.deposited()),
                 payer.escrow().max_price,
             );
             let (refunded, open) = match payer.finish(Duration::from_secs(60)).await {

@@ -18,6 +18,8 @@ pub struct Sight<'a> {
     /// Providers that declined the job, as "peer: why".
     pub declined: &'a dyn Fn() -> Vec<String>,
     pub verify: &'a VerifyPolicy,
+    /// Why the job's escrow cannot fund more copies, while it cannot.
+    pub budget: Option<&'a str>,
 }
 
 /// The watchdog's word for one tick.
@@ -93,6 +95,14 @@ impl Watchdog {
             self.stalled_since = None;
             return Watch::Wait(e.reasons());
         }
+        if let Some(why) = s.budget
+            && p.runs == 0
+            && !s.finished
+        {
+            // The payer must top up: waiting for that is not a stall.
+            self.stalled_since = None;
+            return Watch::Wait(why.to_string());
+        }
         if p.providers > 0 && p.runs == 0 && !s.finished {
             let since = *self.stalled_since.get_or_insert(now);
             if self.over(since, now) {
@@ -153,6 +163,7 @@ mod tests {
                 explanation: e,
                 declined,
                 verify,
+                budget: None,
             },
         )
     }
@@ -245,5 +256,26 @@ mod tests {
             why.contains("distinct owners and networks (replicas = 3, quorum = 2), and only 2 usable providers joined"),
             "{why}"
         );
+    }
+
+    #[test]
+    fn a_job_paused_for_its_budget_waits_with_the_reason_never_stalls() {
+        let usable = Explanation::of_reasons([Vec::new()]);
+        let mut w = Watchdog::new(WAIT, false, Millis(0));
+        let why = "paused: balance 3 credits, next batch needs 12; top up or lower max_price";
+        for t in [1_000, 60_000, 600_000] {
+            let got = w.tick(
+                Millis(t),
+                &Sight {
+                    progress: &progress(1, 0, 3),
+                    finished: false,
+                    explanation: &usable,
+                    declined: &Vec::new,
+                    verify: &VerifyPolicy::default(),
+                    budget: Some(why),
+                },
+            );
+            assert_eq!(got, Watch::Wait(why.to_string()));
+        }
     }
 }
