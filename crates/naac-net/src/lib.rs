@@ -6,10 +6,13 @@
 //! Shape (as in rust-libp2p's file-sharing example): [`start`] builds the `Swarm` and spawns an
 //! [`EventLoop`] task that owns it; callers hold a cloneable [`Client`] that sends commands over
 //! a bounded channel (with a oneshot for the reply), and read [`Event`]s from a bounded
-//! channel. Malformed or oversized frames fail that one stream; the node stays up.
+//! channel. Malformed or oversized frames fail that one stream; the node stays up. What one
+//! peer may hold of the node (connections, streams, unanswered requests) is bounded
+//! ([`limits`]).
 
 mod codec;
 mod identity;
+pub mod limits;
 mod market;
 mod signing;
 #[doc(hidden)]
@@ -30,15 +33,15 @@ use libp2p::kad::QueryId;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent, behaviour::toggle::Toggle};
 use libp2p::{StreamProtocol, Swarm, identify, mdns, noise, ping, tcp, yamux};
-use naac_proto::{Request, Response, TASK_PROTOCOL};
+use naac_proto::{Request, Response, ResponseBody, TASK_PROTOCOL};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// Capacity of the command and event channels.
 const CHANNEL_CAPACITY: usize = 1024;
-/// Events held back while the owner is slow; beyond this, events are dropped (a dropped
-/// request simply times out at its sender).
+/// Events held back while the owner is slow; beyond this, requests are refused and other
+/// droppable events dropped.
 const MAX_BACKLOG: usize = 8192;
 
 /// Network settings.
@@ -54,6 +57,8 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Close connections idle for this long.
     pub idle_timeout: Duration,
+    /// Most inbound connections established at once (see [`limits`] for the other bounds).
+    pub max_incoming: u32,
 }
 
 impl Default for Config {
@@ -64,6 +69,7 @@ impl Default for Config {
             mdns: true,
             request_timeout: Duration::from_secs(120),
             idle_timeout: Duration::from_secs(300),
+            max_incoming: limits::MAX_INCOMING,
         }
     }
 }
@@ -116,6 +122,7 @@ pub enum Event {
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
+    limits: libp2p::connection_limits::Behaviour,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     mdns: Toggle<mdns::tokio::Behaviour>,
@@ -348,6 +355,7 @@ pub async fn start(
         pending: HashMap::new(),
         listeners: Vec::new(),
         backlog: std::collections::VecDeque::new(),
+        unanswered: limits::Unanswered::default(),
         rtts: HashMap::new(),
         backlog_gossip: 0,
         dropped_gossip: 0,
@@ -367,6 +375,7 @@ pub async fn start(
 fn build_swarm(keypair: Keypair, config: &Config) -> anyhow::Result<Swarm<Behaviour>> {
     let mdns_on = config.mdns;
     let request_timeout = config.request_timeout;
+    let max_incoming = config.max_incoming;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -386,6 +395,7 @@ fn build_swarm(keypair: Keypair, config: &Config) -> anyhow::Result<Swarm<Behavi
             };
             let codec = codec::TaskCodec;
             Ok(Behaviour {
+                limits: limits::connections(max_incoming),
                 identify: identify::Behaviour::new(
                     identify::Config::new("/naac/id/1".into(), key.public())
                         .with_agent_version(format!("naac/{}", env!("CARGO_PKG_VERSION"))),
@@ -397,7 +407,7 @@ fn build_swarm(keypair: Keypair, config: &Config) -> anyhow::Result<Swarm<Behavi
                     [(StreamProtocol::new(TASK_PROTOCOL), ProtocolSupport::Full)],
                     request_response::Config::default()
                         .with_request_timeout(request_timeout)
-                        .with_max_concurrent_streams(128),
+                        .with_max_concurrent_streams(limits::MAX_STREAMS_PER_CONNECTION),
                 ),
                 gossipsub: market::gossipsub(key)?,
                 kad: market::kademlia(peer_id),
@@ -418,6 +428,8 @@ pub struct EventLoop {
     /// Events the owner has not taken yet. The swarm never waits on its owner (the owner may be
     /// waiting on us to accept a command), so events queue here, bounded.
     backlog: std::collections::VecDeque<Event>,
+    /// Requests handed on and not yet answered, by peer.
+    unanswered: limits::Unanswered,
     /// Latest ping round trip per connected peer.
     rtts: HashMap<PeerId, Duration>,
     /// Gossip messages in `backlog`, and how many were dropped because it was full.
@@ -532,6 +544,9 @@ impl EventLoop {
         let droppable = gossip || matches!(e, Event::Request { .. } | Event::BadFrame { .. });
         if droppable && self.backlog.len() >= MAX_BACKLOG {
             tracing::warn!("the node is not keeping up with the network; dropped an event");
+            if let Event::Request { channel, .. } = e {
+                self.refuse(channel, "the node is busy; try again later");
+            }
             return;
         }
         if gossip {
@@ -602,17 +617,38 @@ impl EventLoop {
         }
     }
 
+    /// Answers a request `Refused` without handing it on.
+    fn refuse(&mut self, channel: ResponseChannel<Response>, why: &str) {
+        let refusal = Response::new(ResponseBody::Refused(why.to_string()));
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .task
+            .send_response(channel, refusal);
+    }
+
     fn on_task(&mut self, ev: request_response::Event<Request, Response>) {
-        use request_response::{Event as E, InboundFailure, Message, OutboundFailure};
+        use request_response::{Event as E, Message, OutboundFailure};
         match ev {
             E::Message {
                 peer,
                 message:
                     Message::Request {
-                        request, channel, ..
+                        request,
+                        channel,
+                        request_id,
                     },
                 ..
             } => {
+                if !self.unanswered.admit(peer, request_id) {
+                    tracing::debug!("refused a request from {peer}: too many unanswered");
+                    let why = format!(
+                        "{} requests from this peer are waiting for an answer; try again later",
+                        limits::MAX_REQUESTS_PER_PEER
+                    );
+                    self.refuse(channel, &why);
+                    return;
+                }
                 self.emit(Event::Request {
                     peer,
                     request,
@@ -651,21 +687,32 @@ impl EventLoop {
                     let _ = tx.send(Err(e));
                 }
             }
-            E::InboundFailure { peer, error, .. } => match error {
-                InboundFailure::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                    // The codec refused the frame: the peer is broken or hostile, hang up.
-                    tracing::warn!(
-                        "dropped a malformed request from {peer} and its connection: {e}"
-                    );
-                    let _ = self.swarm.disconnect_peer_id(peer);
-                    self.emit(Event::BadFrame {
-                        peer,
-                        error: e.to_string(),
-                    });
-                }
-                other => tracing::debug!("inbound request from {peer} failed: {other}"),
-            },
-            E::ResponseSent { .. } => {}
+            E::InboundFailure {
+                peer,
+                error,
+                request_id,
+                ..
+            } => {
+                self.unanswered.done(request_id);
+                self.on_inbound_failure(peer, error);
+            }
+            E::ResponseSent { request_id, .. } => self.unanswered.done(request_id),
+        }
+    }
+
+    fn on_inbound_failure(&mut self, peer: PeerId, error: request_response::InboundFailure) {
+        use request_response::InboundFailure;
+        match error {
+            InboundFailure::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                // The codec refused the frame: the peer is broken or hostile, hang up.
+                tracing::warn!("dropped a malformed request from {peer} and its connection: {e}");
+                let _ = self.swarm.disconnect_peer_id(peer);
+                self.emit(Event::BadFrame {
+                    peer,
+                    error: e.to_string(),
+                });
+            }
+            other => tracing::debug!("inbound request from {peer} failed: {other}"),
         }
     }
 }

@@ -29,7 +29,9 @@
 //! uses in its reverse Vickrey auctions and the bank checks when the requester pays.
 //! Modules and inputs travel by content id: a provider fetches each blob once and checks its
 //! hash. Every message carries [`VERSION`]; byte payloads use `serde_bytes` (compact CBOR
-//! byte strings). Sizes are bounded by [`MAX_MESSAGE_BYTES`] at the codec.
+//! byte strings). Sizes are bounded at the codec by kind ([`request_limit`],
+//! [`response_limit`]: 64 KiB for the kinds that carry no bulk data) and in all by
+//! [`MAX_MESSAGE_BYTES`].
 //!
 //! The ledger values a bank exchanges ([`ledger`]) and the asks providers bid with
 //! ([`market`]) are this crate's own wire types, with the same serde shape (so the same
@@ -50,6 +52,41 @@ pub const TASK_PROTOCOL: &str = "/naac/task/1";
 pub const VERSION: u16 = 4;
 /// Largest message either side accepts; larger frames are dropped by the codec.
 pub const MAX_MESSAGE_BYTES: u64 = 512 << 20;
+/// Largest frame of a message that carries no bulk data: `Hello`, `Status`, `Fetch`,
+/// `Welcome`, `Ack`, `NotFound`, `Refused`, and any kind [`request_limit`] or
+/// [`response_limit`] does not name.
+pub const MAX_SMALL_MESSAGE_BYTES: u64 = 64 << 10;
+
+/// The most bytes a request may take on the wire, by its [`RequestBody`] variant's name (the
+/// codec learns the name from the first bytes of a frame, before it reads the rest). Only the
+/// kinds that carry bulk data may be large.
+pub fn request_limit(kind: &str) -> u64 {
+    match kind {
+        // Results: one large result still travels alone (see `REPORT_SOFT_LIMIT`).
+        "Report" => MAX_MESSAGE_BYTES,
+        // Up to `MAX_TASKS_PER_ASSIGN` tasks with their arguments and input ids.
+        "Assign" => 64 << 20,
+        // A guest's saved state (the sandbox allows 64 MiB) and its names.
+        "Checkpoint" => (64 << 20) + MAX_SMALL_MESSAGE_BYTES,
+        // Up to `MAX_BANK_BATCH` signed requests of at most 4 KiB each, with their framing.
+        "Bank" => 8 << 20,
+        // Every attempt a provider holds of one job.
+        "Cancel" => 1 << 20,
+        _ => MAX_SMALL_MESSAGE_BYTES,
+    }
+}
+
+/// The most bytes a response may take on the wire, by its [`ResponseBody`] variant's name.
+pub fn response_limit(kind: &str) -> u64 {
+    match kind {
+        // Modules, inputs, stdin and checkpoints.
+        "Blob" => MAX_MESSAGE_BYTES,
+        // Up to `MAX_BANK_ENTRIES` entries, each with its signed request.
+        "Bank" => MAX_MESSAGE_BYTES,
+        _ => MAX_SMALL_MESSAGE_BYTES,
+    }
+}
+
 /// A provider sends results in reports of about this size at most (one larger result still
 /// goes alone).
 pub const REPORT_SOFT_LIMIT: usize = 16 << 20;
