@@ -92,10 +92,28 @@ pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> anyhow::Result
         .with_context(|| format!("create a temporary file in {}", dir.display()))?;
     serde_json::to_writer_pretty(&mut tmp, value).context("encode json")?;
     std::io::Write::write_all(&mut tmp, b"\n").context("write json")?;
+    // On disk before it replaces the old file, and the rename on disk before we go on.
+    tmp.as_file()
+        .sync_all()
+        .with_context(|| format!("sync {}", path.display()))?;
     tmp.persist(path)
         .map_err(|e| e.error)
         .with_context(|| format!("write {}", path.display()))?;
-    Ok(())
+    sync_dir(dir)
+}
+
+/// Syncs a directory, so the names created or renamed in it are on disk.
+pub fn sync_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("sync {}", dir.display()))
+}
+
+/// Syncs the whole filesystem `dir` is on: one call puts every result written so far on
+/// disk, however many files they are.
+pub fn sync_filesystem(dir: &Path) -> anyhow::Result<()> {
+    let d = std::fs::File::open(dir).with_context(|| format!("open {}", dir.display()))?;
+    rustix::fs::syncfs(&d).with_context(|| format!("sync the filesystem of {}", dir.display()))
 }
 
 /// One line of `tasks.jsonl`: what each accepted result cost and where it ran.
@@ -164,10 +182,17 @@ impl TaskIndexWriter {
 
     pub fn finish(self, target: &Path) -> anyhow::Result<()> {
         let Self { tmp, out } = self;
-        out.into_inner()
+        let f = out
+            .into_inner()
             .map_err(|e| e.into_error())
             .with_context(|| format!("flush {}", tmp.display()))?;
-        std::fs::rename(&tmp, target).with_context(|| format!("move {}", target.display()))
+        f.sync_all()
+            .with_context(|| format!("sync {}", tmp.display()))?;
+        std::fs::rename(&tmp, target).with_context(|| format!("move {}", target.display()))?;
+        match target.parent() {
+            Some(dir) => sync_dir(dir),
+            None => Ok(()),
+        }
     }
 }
 

@@ -1,7 +1,10 @@
 //! The results writer: accepted results go to a thread of their own, in verdict order, one
 //! task directory each (assembled in `DIR/.staging/` and renamed into `DIR/tasks/`), plus a
 //! line each in `tasks.jsonl`. A result that cannot be written (disk full, ...) is reported,
-//! not fatal: the others still land.
+//! not fatal: the others still land. Written results are synced to disk at least every
+//! [`SYNC_EVERY`] while results arrive, and all of them before `tasks.jsonl` is put in place
+//! (which is synced too), so `summary.json`, written after, never names a result a crash
+//! could still lose.
 
 use crate::output;
 use anyhow::Context as _;
@@ -11,6 +14,9 @@ use naac_types::{ContentId, Price};
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use tokio::sync::mpsc;
+
+/// Most time a written result may wait before it is synced to disk.
+pub const SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// One accepted copy of a task, to be written.
 #[derive(Debug)]
@@ -96,7 +102,19 @@ fn write_results(
     let mut index = output::TaskIndexWriter::create(staging);
     // Peer ids in text form, made once per provider (base58 is not free).
     let mut names: HashMap<PeerId, String> = HashMap::new();
+    let mut synced = std::time::Instant::now();
+    let mut unsynced = false;
+    let sync = |why: &str| {
+        if let Err(e) = output::sync_filesystem(tasks_dir) {
+            tracing::error!("results could not be synced to disk ({why}): {e:#}");
+        }
+    };
     while let Some(w) = rx.blocking_recv() {
+        if unsynced && synced.elapsed() >= SYNC_EVERY {
+            sync("while running");
+            synced = std::time::Instant::now();
+            unsynced = false;
+        }
         let w = match w {
             WriteJob::Remove(i) => {
                 let dir = tasks_dir.join(i.to_string());
@@ -121,6 +139,7 @@ fn write_results(
             errors.push((index_no, format!("{e:#}")));
             continue;
         }
+        unsynced = true;
         if let Some(ix) = index.as_mut() {
             ix.record(&output::TaskRecord {
                 task: index_no as u64,
@@ -142,6 +161,8 @@ fn write_results(
             });
         }
     }
+    // Every result on disk before the index that lists them is.
+    sync("at the end");
     if let Some(ix) = index {
         let target = tasks_dir.parent().unwrap_or(tasks_dir).join("tasks.jsonl");
         if let Err(e) = ix.finish(&target) {
