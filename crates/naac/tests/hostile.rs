@@ -290,3 +290,112 @@ fn a_priced_provider_runs_nothing_it_made_no_ask_for() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// One task of `job` (index `index`) with `args`.
+fn spec(index: u32, args: &[&str]) -> TaskSpec {
+    TaskSpec {
+        index,
+        attempt: 0,
+        args: args.iter().map(|a| a.to_string()).collect(),
+        stdin: None,
+        inputs: Vec::new(),
+        seed: ContentId::of(&index.to_le_bytes()),
+        resume: None,
+    }
+}
+
+/// Compiling a module is work: a provider whose one slot is busy fetches and compiles the
+/// module of a new assignment only once the slot is free, not as the `Assign` arrives.
+#[test]
+fn a_module_is_compiled_only_when_a_slot_is_free() {
+    let s = Scratch::new();
+    let provider = Provider::start(&s, 1);
+    let addr: Multiaddr = provider.addr.parse().expect("the provider's address");
+    let testkit = std::fs::read(common::examples().join("testkit/testkit.wasm")).expect("testkit");
+    let pi = std::fs::read(common::examples().join("pi/pi.wasm")).expect("pi");
+    let (testkit_id, pi_id) = (ContentId::of(&testkit), ContentId::of(&pi));
+    const BUSY_MS: u64 = 4000;
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let (client, mut events, peer) = adversary(addr).await;
+        let assign = |name: &[u8], module, args: &[&str], timeout_ms| Assign {
+            job: JobId::derive(&ContentId::of(name), b"1"),
+            seq: 1,
+            module,
+            argv0: "x".into(),
+            limits: Limits {
+                timeout_ms,
+                ..Limits::default()
+            },
+            checkpoint_interval_ms: None,
+            tasks: vec![spec(0, args)],
+        };
+        let send = |a: Assign| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let r = client
+                    .request(peer, Request::new(RequestBody::Assign(a)))
+                    .await;
+                assert!(
+                    matches!(&r, Ok(Response { body: ResponseBody::Ack, .. })),
+                    "{r:?}"
+                );
+            });
+        };
+        // A warm-up task compiles testkit; then A, a guest that spins until its time limit,
+        // takes the one slot at once, and B comes while it runs.
+        send(assign(b"warm", testkit_id, &["noop"], 60_000));
+        let mut b_sent = None;
+        let mut pi_fetched = None;
+        let mut pi_result = None;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while pi_result.is_none() && Instant::now() < deadline {
+            let Ok(Some(ev)) =
+                tokio::time::timeout(Duration::from_millis(200), events.recv()).await
+            else {
+                continue;
+            };
+            let Event::Request {
+                request, channel, ..
+            } = ev
+            else {
+                continue;
+            };
+            let body = match request.body {
+                RequestBody::Fetch { id } if id == testkit_id => {
+                    ResponseBody::Blob(testkit.clone())
+                }
+                RequestBody::Fetch { id } if id == pi_id => {
+                    pi_fetched.get_or_insert_with(Instant::now);
+                    ResponseBody::Blob(pi.clone())
+                }
+                RequestBody::Report(r) => {
+                    if r.job == JobId::derive(&ContentId::of(b"warm"), b"1")
+                        && !r.results.is_empty()
+                        && b_sent.is_none()
+                    {
+                        send(assign(b"busy", testkit_id, &["loop"], BUSY_MS));
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        send(assign(b"next", pi_id, &["3", "1000"], 60_000));
+                        b_sent = Some(Instant::now());
+                    }
+                    if r.job == JobId::derive(&ContentId::of(b"next"), b"1") {
+                        pi_result = pi_result.or(r.results.into_iter().next());
+                    }
+                    ResponseBody::Ack
+                }
+                _ => ResponseBody::Ack,
+            };
+            client.respond(channel, Response::new(body)).await;
+        }
+        let r = pi_result.expect("the second assignment ran");
+        assert_eq!(r.outcome, Some(naac_types::Outcome::Ok), "{}", r.message);
+        let waited = pi_fetched.expect("pi fetched") - b_sent.expect("B sent");
+        eprintln!("the second module was fetched {waited:?} after its Assign");
+        // A holds the slot for its whole time limit after B is sent: B's module waits.
+        assert!(
+            waited >= Duration::from_millis(BUSY_MS / 2),
+            "fetched for compiling {waited:?} after the Assign, while the slot was busy"
+        );
+    });
+}

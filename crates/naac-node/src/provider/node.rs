@@ -92,6 +92,12 @@ impl Deps {
             SandboxConfig::new(work_dir.clone()).with_cache_dir(config.home.module_cache());
         // Room for every slot plus stragglers still winding down after a cancel.
         sandbox_config.max_concurrent = config.slots.max(1).saturating_mul(2).max(8);
+        // Compiling a peer's module is work: one core at a time, and the cache within the
+        // owner's storage quota.
+        sandbox_config.parallel_compilation = false;
+        if let Some(m) = &monitor {
+            sandbox_config.cache_quota = super::module_cache_quota(m.policy().storage_quota);
+        }
         let sandbox = Arc::new(Sandbox::start(sandbox_config).context("start the sandbox")?);
         let (client, events) = naac_net::start(keypair.clone(), config.net.clone()).await?;
         Ok(Self {
