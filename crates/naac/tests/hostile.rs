@@ -337,7 +337,13 @@ fn a_module_is_compiled_only_when_a_slot_is_free() {
                     .request(peer, Request::new(RequestBody::Assign(a)))
                     .await;
                 assert!(
-                    matches!(&r, Ok(Response { body: ResponseBody::Ack, .. })),
+                    matches!(
+                        &r,
+                        Ok(Response {
+                            body: ResponseBody::Ack,
+                            ..
+                        })
+                    ),
                     "{r:?}"
                 );
             });
@@ -461,7 +467,11 @@ fn a_requester_gets_at_most_its_share_of_a_provider() {
 
     // An honest requester meanwhile.
     let honest = {
-        let job = s.job("honest", "testkit/testkit.wasm", "args = [\"print\", \"served\"]\n");
+        let job = s.job(
+            "honest",
+            "testkit/testkit.wasm",
+            "args = [\"print\", \"served\"]\n",
+        );
         let mut c = s.run_cmd(&job, &s.path().join("out-honest"));
         c.args(["--join", &provider.addr, "--no-mdns"]);
         std::thread::spawn(move || c.output().expect("run naac"))
@@ -498,9 +508,15 @@ fn a_requester_gets_at_most_its_share_of_a_provider() {
                 RequestBody::Report(r) => {
                     held.insert(r.job, r.held.len());
                     returned += r.returned.len();
-                    client.respond(channel, Response::new(ResponseBody::Ack)).await;
+                    client
+                        .respond(channel, Response::new(ResponseBody::Ack))
+                        .await;
                 }
-                _ => client.respond(channel, Response::new(ResponseBody::Ack)).await,
+                _ => {
+                    client
+                        .respond(channel, Response::new(ResponseBody::Ack))
+                        .await
+                }
             }
         }
         honest.join().expect("honest run")

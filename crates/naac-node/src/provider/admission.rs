@@ -264,7 +264,10 @@ mod tests {
             Ok(10)
         );
         let r = peer_room(load(2, MAX_TASKS_PER_PEER, true), 1, 1);
-        assert!(r.as_ref().is_err_and(|w| w.contains("tasks on this node")), "{r:?}");
+        assert!(
+            r.as_ref().is_err_and(|w| w.contains("tasks on this node")),
+            "{r:?}"
+        );
         // A node with many slots allows more.
         assert_eq!(max_tasks_per_peer(256), 256 * 128);
         assert_eq!(

@@ -468,15 +468,15 @@ impl Provider {
         let key = (peer, a.job);
         // A requester's share of this node: past it, new jobs are refused and the excess of
         // an assignment goes back unstarted, as after a pause.
-        let load = self
-            .jobs
-            .iter()
-            .filter(|(k, _)| k.0 == peer)
-            .fold(PeerLoad::default(), |l, (k, j)| PeerLoad {
-                jobs: l.jobs + 1,
-                tasks: l.tasks + j.load(),
-                known_job: l.known_job || *k == key,
-            });
+        let load =
+            self.jobs
+                .iter()
+                .filter(|(k, _)| k.0 == peer)
+                .fold(PeerLoad::default(), |l, (k, j)| PeerLoad {
+                    jobs: l.jobs + 1,
+                    tasks: l.tasks + j.load(),
+                    known_job: l.known_job || *k == key,
+                });
         let take = match peer_room(load, a.tasks.len(), self.slots) {
             Ok(n) => n,
             Err(why) => {
@@ -490,12 +490,7 @@ impl Provider {
             // Raced with our status update: hand them straight back.
             let state = self.jobs.entry(key).or_default();
             state.applied(a.seq);
-            state.return_unstarted(
-                tasks
-                    .iter()
-                    .chain(&excess)
-                    .map(|t| (t.index, t.attempt)),
-            );
+            state.return_unstarted(tasks.iter().chain(&excess).map(|t| (t.index, t.attempt)));
             self.send_report(key, false);
             return ResponseBody::Ack;
         }
