@@ -15,8 +15,15 @@
 //!
 //! One [`Sandbox`] per process: it owns the wasmtime `Engine`, the WASI linker, an epoch
 //! ticker thread for timeouts, and the compiled-module cache (in memory, and on disk keyed by
-//! the module's BLAKE3 hash plus the engine's settings and version). Only this crate knows
-//! wasmtime.
+//! the module's BLAKE3 hash plus the engine's settings and version; checksummed, synced and
+//! kept within [`SandboxConfig::cache_quota`] by evicting the least recently used). Only this
+//! crate knows wasmtime.
+//!
+//! Compiling is bounded too: a module over [`MAX_MODULE_BYTES`] is refused before anything
+//! else, one module compiles at a time per sandbox (on a thread of its own), and one that
+//! takes longer than [`SandboxConfig::compile_timeout`] is refused (and remembered, so it is
+//! not compiled again); its compilation runs out in the background, holding the compile turn,
+//! and is thrown away.
 //!
 //! The sandbox's [`Gate`] ([`Sandbox::gate`]) lets the owner's policy pause all its guests
 //! (they stop within one [`EPOCH_TICK`] and later go on exactly where they were) and cap the
@@ -38,9 +45,9 @@ pub use run::{RunResult, TaskRun};
 
 use anyhow::Context as _;
 use naac_types::ContentId;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasmtime::{Config, Engine, InstancePre, Linker, Module};
@@ -72,6 +79,16 @@ pub struct SandboxConfig {
     /// Most guests running at once in this process (instance slots are preallocated and
     /// reused, which makes starting a task cheap).
     pub max_concurrent: u32,
+    /// Most bytes of compiled modules kept in `cache_dir` (the least recently used go
+    /// first; an artifact larger than this is not kept). Changeable later with
+    /// [`Sandbox::set_cache_quota`].
+    pub cache_quota: u64,
+    /// Longest a module may take to compile; a slower one is refused.
+    pub compile_timeout: Duration,
+    /// Let wasmtime compile one module's functions on every core at once. Off, a compile
+    /// uses one core (a provider's setting: compiling a peer's module is work under its
+    /// owner's CPU cap).
+    pub parallel_compilation: bool,
 }
 
 /// Most files a task may leave in `/out`.
@@ -81,6 +98,8 @@ impl SandboxConfig {
     pub const DEFAULT_STDOUT_LIMIT: usize = 64 << 20;
     pub const DEFAULT_STDERR_LIMIT: usize = 1 << 20;
     pub const DEFAULT_OUTPUT_LIMIT: u64 = 256 << 20;
+    pub const DEFAULT_CACHE_QUOTA: u64 = 1 << 30;
+    pub const DEFAULT_COMPILE_TIMEOUT: Duration = Duration::from_secs(60);
 
     pub fn new(work_dir: PathBuf) -> Self {
         Self {
@@ -91,6 +110,9 @@ impl SandboxConfig {
             output_limit: Self::DEFAULT_OUTPUT_LIMIT,
             canonical_nans: true,
             max_concurrent: 64,
+            cache_quota: Self::DEFAULT_CACHE_QUOTA,
+            compile_timeout: Self::DEFAULT_COMPILE_TIMEOUT,
+            parallel_compilation: true,
         }
     }
 
@@ -115,7 +137,12 @@ pub enum ModuleError {
     Invalid(String),
     #[error("module cannot run under naac: {0}")]
     Unlinkable(String),
+    #[error("module {id} took longer than {limit:?} to compile")]
+    TooSlow { id: String, limit: Duration },
 }
+
+/// Modules remembered as too slow to compile (then the memory starts over).
+const MAX_TOO_SLOW: usize = 1024;
 
 /// A compiled module, linked against WASI and ready to instantiate. Cheap to clone.
 #[derive(Clone)]
@@ -138,6 +165,11 @@ pub struct Sandbox {
     /// Hash of the engine's settings and wasmtime's version: part of every disk cache key.
     engine_key: [u8; 32],
     ready: Mutex<HashMap<ContentId, Prepared>>,
+    /// Held by the thread compiling a module: one compile at a time.
+    compiling: Arc<Mutex<()>>,
+    /// Modules that took too long to compile: refused at once.
+    too_slow: Mutex<HashSet<ContentId>>,
+    cache_quota: AtomicU64,
     scratch: run::ScratchPool,
     gate: Gate,
     stop_ticker: Arc<AtomicBool>,
@@ -155,7 +187,7 @@ impl Sandbox {
             // One linear memory per guest, so the memory limit is the guest's limit.
             .wasm_multi_memory(false)
             // No threads: the `threads` feature of wasmtime is not even compiled in.
-            .parallel_compilation(true);
+            .parallel_compilation(config.parallel_compilation);
         // Preallocated, reused instance slots: no mmap/munmap (and TLB shootdowns) per task.
         let mut pool = wasmtime::PoolingAllocationConfig::new();
         let n = config.max_concurrent.max(1);
@@ -206,12 +238,19 @@ impl Sandbox {
                 .context("start the epoch ticker thread")?;
             gate.set_ticker(ticker.thread().clone());
         }
+        if let Some(d) = &config.cache_dir {
+            // A quota lowered since the last start holds from now on.
+            cache::evict(d, config.cache_quota);
+        }
         Ok(Self {
             engine,
             linker,
-            config,
             engine_key,
             ready: Mutex::new(HashMap::new()),
+            compiling: Arc::new(Mutex::new(())),
+            too_slow: Mutex::new(HashSet::new()),
+            cache_quota: AtomicU64::new(config.cache_quota),
+            config,
             scratch: run::ScratchPool::default(),
             gate,
             stop_ticker,
@@ -225,6 +264,15 @@ impl Sandbox {
     /// The gate all runs of this sandbox pass: pause, resume and throttle them.
     pub fn gate(&self) -> Gate {
         self.gate.clone()
+    }
+
+    /// Changes the disk cache's quota (bytes); the cache is trimmed to it now.
+    pub fn set_cache_quota(&self, bytes: u64) {
+        if self.cache_quota.swap(bytes, Ordering::Relaxed) > bytes
+            && let Some(d) = &self.config.cache_dir
+        {
+            cache::evict(d, bytes);
+        }
     }
 
     /// The module, if it is compiled already (in memory or in the disk cache).
@@ -244,7 +292,8 @@ impl Sandbox {
 
     /// Validates, compiles and links `bytes`, which must hash to `id`. The compiled artifact
     /// goes to the disk cache so the next run (in any naac process on this machine) skips
-    /// compilation.
+    /// compilation. One module compiles at a time; one that takes longer than
+    /// [`SandboxConfig::compile_timeout`] is refused, now and whenever it comes again.
     pub fn compile(&self, id: &ContentId, bytes: &[u8]) -> Result<Prepared, ModuleError> {
         // Checked before anything else: a peer's oversized module costs no hashing or
         // compiling (compile time grows with size).
@@ -264,11 +313,11 @@ impl Sandbox {
         if let Some(p) = self.cached(id) {
             return Ok(p);
         }
-        let module =
-            Module::new(&self.engine, bytes).map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
+        let module = self.compile_limited(id, bytes)?;
         let p = self.link(*id, &module)?;
+        let quota = self.cache_quota.load(Ordering::Relaxed);
         if let Some(dir) = &self.config.cache_dir
-            && let Err(e) = cache::store(&module, dir, &self.key(id))
+            && let Err(e) = cache::store(&module, dir, &self.key(id), quota)
         {
             tracing::warn!("failed to cache compiled module {}: {e:#}", id.short());
         }
@@ -297,8 +346,58 @@ impl Sandbox {
         )
     }
 
+    /// Compiles on a thread of its own once no other compile runs, and gives up after the
+    /// time limit (the thread finishes in the background and its module is dropped).
+    fn compile_limited(&self, id: &ContentId, bytes: &[u8]) -> Result<Module, ModuleError> {
+        let limit = self.config.compile_timeout;
+        let too_slow = || ModuleError::TooSlow {
+            id: id.short(),
+            limit,
+        };
+        if self.too_slow.lock().expect("too-slow lock").contains(id) {
+            return Err(too_slow());
+        }
+        enum Msg {
+            Started,
+            Done(wasmtime::Result<Module>),
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (engine, turn, bytes) = (self.engine.clone(), self.compiling.clone(), bytes.to_vec());
+        std::thread::Builder::new()
+            .name("naac-compile".into())
+            .spawn(move || {
+                let _turn = turn.lock().unwrap_or_else(|e| e.into_inner());
+                let _ = tx.send(Msg::Started);
+                let _ = tx.send(Msg::Done(Module::new(&engine, &bytes)));
+            })
+            .map_err(|e| ModuleError::Invalid(format!("cannot start a compiler thread: {e}")))?;
+        let gone = || ModuleError::Invalid("the compiler thread panicked".into());
+        // Waiting for an earlier compile (itself bounded) is not this module's time.
+        match rx.recv() {
+            Ok(Msg::Started) => {}
+            Ok(Msg::Done(_)) | Err(_) => return Err(gone()),
+        }
+        match rx.recv_timeout(limit) {
+            Ok(Msg::Done(r)) => r.map_err(|e| ModuleError::Invalid(format!("{e:#}"))),
+            Ok(Msg::Started) => Err(gone()),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                tracing::warn!(
+                    "module {} took longer than {limit:?} to compile: refused",
+                    id.short()
+                );
+                let mut slow = self.too_slow.lock().expect("too-slow lock");
+                if slow.len() >= MAX_TOO_SLOW {
+                    slow.clear();
+                }
+                slow.insert(*id);
+                Err(too_slow())
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(gone()),
+        }
+    }
+
     fn key(&self, id: &ContentId) -> [u8; 32] {
-        let mut h = blake3::Hasher::new_derive_key("naac module cache v1");
+        let mut h = blake3::Hasher::new_derive_key("naac module cache v2");
         h.update(&id.0);
         h.update(&self.engine_key);
         *h.finalize().as_bytes()

@@ -290,3 +290,253 @@ fn a_priced_provider_runs_nothing_it_made_no_ask_for() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// One task of `job` (index `index`) with `args`.
+fn spec(index: u32, args: &[&str]) -> TaskSpec {
+    TaskSpec {
+        index,
+        attempt: 0,
+        args: args.iter().map(|a| a.to_string()).collect(),
+        stdin: None,
+        inputs: Vec::new(),
+        seed: ContentId::of(&index.to_le_bytes()),
+        resume: None,
+    }
+}
+
+/// Compiling a module is work: a provider whose one slot is busy fetches and compiles the
+/// module of a new assignment only once the slot is free, not as the `Assign` arrives.
+#[test]
+fn a_module_is_compiled_only_when_a_slot_is_free() {
+    let s = Scratch::new();
+    let provider = Provider::start(&s, 1);
+    let addr: Multiaddr = provider.addr.parse().expect("the provider's address");
+    let testkit = std::fs::read(common::examples().join("testkit/testkit.wasm")).expect("testkit");
+    let pi = std::fs::read(common::examples().join("pi/pi.wasm")).expect("pi");
+    let (testkit_id, pi_id) = (ContentId::of(&testkit), ContentId::of(&pi));
+    const BUSY_MS: u64 = 4000;
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let (client, mut events, peer) = adversary(addr).await;
+        let assign = |name: &[u8], module, args: &[&str], timeout_ms| Assign {
+            job: JobId::derive(&ContentId::of(name), b"1"),
+            seq: 1,
+            module,
+            argv0: "x".into(),
+            limits: Limits {
+                timeout_ms,
+                ..Limits::default()
+            },
+            checkpoint_interval_ms: None,
+            tasks: vec![spec(0, args)],
+        };
+        let send = |a: Assign| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let r = client
+                    .request(peer, Request::new(RequestBody::Assign(a)))
+                    .await;
+                assert!(
+                    matches!(
+                        &r,
+                        Ok(Response {
+                            body: ResponseBody::Ack,
+                            ..
+                        })
+                    ),
+                    "{r:?}"
+                );
+            });
+        };
+        // A warm-up task compiles testkit; then A, a guest that spins until its time limit,
+        // takes the one slot at once, and B comes while it runs.
+        send(assign(b"warm", testkit_id, &["noop"], 60_000));
+        let mut b_sent = None;
+        let mut pi_fetched = None;
+        let mut pi_result = None;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while pi_result.is_none() && Instant::now() < deadline {
+            let Ok(Some(ev)) =
+                tokio::time::timeout(Duration::from_millis(200), events.recv()).await
+            else {
+                continue;
+            };
+            let Event::Request {
+                request, channel, ..
+            } = ev
+            else {
+                continue;
+            };
+            let body = match request.body {
+                RequestBody::Fetch { id } if id == testkit_id => {
+                    ResponseBody::Blob(testkit.clone())
+                }
+                RequestBody::Fetch { id } if id == pi_id => {
+                    pi_fetched.get_or_insert_with(Instant::now);
+                    ResponseBody::Blob(pi.clone())
+                }
+                RequestBody::Report(r) => {
+                    if r.job == JobId::derive(&ContentId::of(b"warm"), b"1")
+                        && !r.results.is_empty()
+                        && b_sent.is_none()
+                    {
+                        send(assign(b"busy", testkit_id, &["loop"], BUSY_MS));
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        send(assign(b"next", pi_id, &["3", "1000"], 60_000));
+                        b_sent = Some(Instant::now());
+                    }
+                    if r.job == JobId::derive(&ContentId::of(b"next"), b"1") {
+                        pi_result = pi_result.or(r.results.into_iter().next());
+                    }
+                    ResponseBody::Ack
+                }
+                _ => ResponseBody::Ack,
+            };
+            client.respond(channel, Response::new(body)).await;
+        }
+        let r = pi_result.expect("the second assignment ran");
+        assert_eq!(r.outcome, Some(naac_types::Outcome::Ok), "{}", r.message);
+        let waited = pi_fetched.expect("pi fetched") - b_sent.expect("B sent");
+        eprintln!("the second module was fetched {waited:?} after its Assign");
+        // A holds the slot for its whole time limit after B is sent: B's module waits.
+        assert!(
+            waited >= Duration::from_millis(BUSY_MS / 2),
+            "fetched for compiling {waited:?} after the Assign, while the slot was busy"
+        );
+    });
+}
+
+/// A requester that floods a provider with jobs and tasks gets at most its share: new jobs
+/// past the limit are refused, tasks past it go back unstarted, and a second, honest
+/// requester's job runs meanwhile.
+#[test]
+fn a_requester_gets_at_most_its_share_of_a_provider() {
+    use naac_node::provider::admission::{MAX_JOBS_PER_PEER, MAX_TASKS_PER_PEER};
+    let s = Scratch::new();
+    let provider = Provider::start(&s, 2);
+    let addr: Multiaddr = provider.addr.parse().expect("the provider's address");
+    // A module the flood never delivers: its tasks wait for it, holding one slot's fetch.
+    let never = ContentId::of(b"a module the adversary never sends");
+    let job = |i: usize| JobId::derive(&ContentId::of(b"share flood"), &i.to_le_bytes());
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (client, mut events, peer) = rt.block_on(adversary(addr));
+    let send = |a: Assign| {
+        let client = client.clone();
+        rt.block_on(async move {
+            client
+                .request(peer, Request::new(RequestBody::Assign(a)))
+                .await
+                .expect("an answer")
+                .body
+        })
+    };
+    let assign = |j: usize, first: u32, n: u32| Assign {
+        job: job(j),
+        seq: 1,
+        module: never,
+        argv0: "x".into(),
+        limits: Limits::default(),
+        checkpoint_interval_ms: None,
+        tasks: (first..first + n).map(|i| spec(i, &["noop"])).collect(),
+    };
+    // Jobs: one task each, four more than the limit.
+    let mut refused_jobs = 0;
+    for j in 0..MAX_JOBS_PER_PEER + 4 {
+        match send(assign(j, 0, 1)) {
+            ResponseBody::Ack => assert!(j < MAX_JOBS_PER_PEER, "job {j} taken"),
+            ResponseBody::Refused(why) => {
+                assert!(why.contains("jobs on this node"), "{why}");
+                refused_jobs += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(refused_jobs, 4);
+    // Tasks: three full assignments to job 0 (12,288 tasks more).
+    let mut answers = Vec::new();
+    for k in 0..3u32 {
+        answers.push(send(assign(0, 1 + k * 4096, 4096)));
+    }
+    assert!(matches!(answers[0], ResponseBody::Ack), "{:?}", answers[0]);
+    assert!(matches!(answers[1], ResponseBody::Ack), "{:?}", answers[1]);
+    assert!(
+        matches!(&answers[2], ResponseBody::Refused(w) if w.contains("tasks on this node")),
+        "{:?}",
+        answers[2]
+    );
+
+    // An honest requester meanwhile.
+    let honest = {
+        let job = s.job(
+            "honest",
+            "testkit/testkit.wasm",
+            "args = [\"print\", \"served\"]\n",
+        );
+        let mut c = s.run_cmd(&job, &s.path().join("out-honest"));
+        c.args(["--join", &provider.addr, "--no-mdns"]);
+        std::thread::spawn(move || c.output().expect("run naac"))
+    };
+    // What the provider says it holds for the flood (heartbeats every 2 s), while fetches
+    // of the module hang unanswered.
+    let mut stalled = Vec::new();
+    let mut held: HashMap<JobId, usize> = HashMap::new();
+    let mut returned = 0;
+    let out = rt.block_on(async {
+        let until = Instant::now() + Duration::from_secs(90);
+        let mut finished_at: Option<Instant> = None;
+        while Instant::now() < until {
+            if finished_at.is_none() && honest.is_finished() {
+                finished_at = Some(Instant::now());
+            }
+            // Two more heartbeats after the honest run ended.
+            if finished_at.is_some_and(|t| t.elapsed() > Duration::from_secs(5)) {
+                break;
+            }
+            let Ok(Some(ev)) =
+                tokio::time::timeout(Duration::from_millis(200), events.recv()).await
+            else {
+                continue;
+            };
+            let Event::Request {
+                request, channel, ..
+            } = ev
+            else {
+                continue;
+            };
+            match request.body {
+                RequestBody::Fetch { .. } => stalled.push(channel),
+                RequestBody::Report(r) => {
+                    held.insert(r.job, r.held.len());
+                    returned += r.returned.len();
+                    client
+                        .respond(channel, Response::new(ResponseBody::Ack))
+                        .await;
+                }
+                _ => {
+                    client
+                        .respond(channel, Response::new(ResponseBody::Ack))
+                        .await
+                }
+            }
+        }
+        honest.join().expect("honest run")
+    });
+    assert!(
+        out.status.success(),
+        "the honest job ran: {}",
+        common::stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.path().join("out-honest/tasks/0/stdout")).expect("stdout"),
+        "served\n"
+    );
+    let total: usize = held.values().sum();
+    eprintln!(
+        "the flood holds {total} tasks in {} jobs; {returned} went back",
+        held.len()
+    );
+    assert!(held.len() <= MAX_JOBS_PER_PEER, "{} jobs held", held.len());
+    assert!(total <= MAX_TASKS_PER_PEER, "{total} tasks held");
+    assert!(returned > 0, "the excess went back");
+    drop(stalled);
+}

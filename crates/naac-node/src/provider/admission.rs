@@ -1,8 +1,10 @@
 //! Admission: whether a peer's `Hello` and `Assign` may be served here — the node's role,
 //! the owner's allow and deny lists (naming the peer or the user its `Hello` attested), the
 //! owner's minimum price (no work for a peer that did not solicit and receive this node's
-//! ask for the job), the task limits, the size of the assignment. A pure function of the
-//! policy, the asks made and what the peer sent; the shell performs the answer.
+//! ask for the job), the task limits, the size of the assignment, and how much one requester
+//! may have here at once ([`peer_room`]: jobs and tasks per peer). A pure function of the
+//! policy, the asks made, what the peer holds here and what it sent; the shell performs the
+//! answer.
 
 use naac_net::PeerId;
 use naac_proto::{Assign, Hello, MAX_TASKS_PER_ASSIGN, UserAttestation};
@@ -133,6 +135,55 @@ impl Admission<'_> {
     }
 }
 
+/// Most jobs one requester (peer) may have on this node at once. A requester's peer id is
+/// made per run and a run is one job, so an honest one has one; each job costs state, a
+/// heartbeat report every 2 s and perhaps a module.
+pub const MAX_JOBS_PER_PEER: usize = 16;
+
+/// Most task attempts one requester may have on this node at once, over all its jobs:
+/// queued, running, finished and not yet acknowledged, or handed back and not yet reported
+/// (at least; [`max_tasks_per_peer`] allows more on a node with many slots). The scheduler
+/// feeds a provider its slots plus at most 64 queued per slot, far below this.
+pub const MAX_TASKS_PER_PEER: usize = 8192;
+
+/// Most task attempts one requester may have on a node with `slots` slots: 128 per slot,
+/// and at least [`MAX_TASKS_PER_PEER`].
+pub fn max_tasks_per_peer(slots: u32) -> usize {
+    MAX_TASKS_PER_PEER.max((slots as usize).saturating_mul(128))
+}
+
+/// What one requester has on this node now.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PeerLoad {
+    /// Its jobs here.
+    pub jobs: usize,
+    /// Task attempts of those jobs this node holds or still has to report.
+    pub tasks: usize,
+    /// Whether the job of the `Assign` at hand is one of them.
+    pub known_job: bool,
+}
+
+/// How many of an `Assign`'s `n` tasks a requester with `load` on a node with `slots` slots
+/// may add (the first ones; the rest go back unstarted, as after a pause), or why the
+/// `Assign` is refused: a new job beyond [`MAX_JOBS_PER_PEER`], or nothing left of
+/// [`max_tasks_per_peer`].
+pub fn peer_room(load: PeerLoad, n: usize, slots: u32) -> Result<usize, String> {
+    if !load.known_job && load.jobs >= MAX_JOBS_PER_PEER {
+        return Err(format!(
+            "you have {} jobs on this node, the most one requester may have; finish or cancel one first",
+            load.jobs
+        ));
+    }
+    let limit = max_tasks_per_peer(slots);
+    if load.tasks >= limit {
+        return Err(format!(
+            "you have {} tasks on this node, the most one requester may have is {limit}; wait for results",
+            load.tasks
+        ));
+    }
+    Ok(n.min(limit - load.tasks))
+}
+
 const NOT_A_PROVIDER: &str = "this node does not run tasks (it is a bank)";
 
 /// The user whose key signed `peer`'s session id in its `Hello`, if the signature holds.
@@ -191,6 +242,38 @@ mod tests {
             checkpoint_interval_ms: None,
             tasks: vec![spec; tasks],
         }
+    }
+
+    #[test]
+    fn a_requester_has_at_most_its_share_of_jobs_and_tasks() {
+        let load = |jobs, tasks, known_job| PeerLoad {
+            jobs,
+            tasks,
+            known_job,
+        };
+        // An honest feed: slots plus a queue.
+        assert_eq!(peer_room(load(1, 100, true), 65, 1), Ok(65));
+        assert_eq!(peer_room(load(0, 0, false), 4096, 1), Ok(4096));
+        // A new job past the limit is refused; more tasks of a known job are not.
+        let r = peer_room(load(MAX_JOBS_PER_PEER, 10, false), 1, 1);
+        assert!(r.as_ref().is_err_and(|w| w.contains("16 jobs")), "{r:?}");
+        assert_eq!(peer_room(load(MAX_JOBS_PER_PEER, 10, true), 1, 1), Ok(1));
+        // Tasks: the excess of an assignment goes back; at the limit, all of it.
+        assert_eq!(
+            peer_room(load(2, MAX_TASKS_PER_PEER - 10, true), 4096, 1),
+            Ok(10)
+        );
+        let r = peer_room(load(2, MAX_TASKS_PER_PEER, true), 1, 1);
+        assert!(
+            r.as_ref().is_err_and(|w| w.contains("tasks on this node")),
+            "{r:?}"
+        );
+        // A node with many slots allows more.
+        assert_eq!(max_tasks_per_peer(256), 256 * 128);
+        assert_eq!(
+            peer_room(load(1, MAX_TASKS_PER_PEER, true), 4096, 256),
+            Ok(4096)
+        );
     }
 
     #[test]

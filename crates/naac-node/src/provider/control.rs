@@ -241,12 +241,15 @@ impl Provider {
         let decision = m.decide(now, busy);
         let grace = m.policy().pause_grace;
         let max_slots = m.policy().max_slots;
+        let storage_quota = m.policy().storage_quota;
         let duty = m.duty(now, self.runner.gate.running());
         self.runner.gate.set_duty(duty);
         let mut changed = reloaded;
         if reloaded {
             let allowed = max_slots.map_or(self.slots, |n| n.clamp(1, self.slots));
             self.set_allowed(allowed);
+            self.runner
+                .set_module_cache_quota(super::module_cache_quota(storage_quota));
         }
         if (decision.price_multiplier - self.price_multiplier).abs() > f64::EPSILON {
             self.price_multiplier = decision.price_multiplier;

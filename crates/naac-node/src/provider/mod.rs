@@ -41,6 +41,13 @@ pub const HEARTBEAT: Duration = Duration::from_secs(2);
 /// is this plus an epoch tick); an idle node checks every second.
 pub const POLICY_POLL: Duration = Duration::from_millis(100);
 
+/// The compiled-module cache's quota under an owner's `storage_quota` (which the cache dir
+/// counts toward, beside the tasks' scratch): a quarter of it, at most the sandbox's default
+/// (1 GiB); a node with no owner policy keeps that default.
+pub fn module_cache_quota(storage_quota: u64) -> u64 {
+    (storage_quota / 4).min(naac_sandbox::SandboxConfig::DEFAULT_CACHE_QUOTA)
+}
+
 /// Testing aids: how a provider misbehaves on purpose, for a fraction of tasks.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Fault {

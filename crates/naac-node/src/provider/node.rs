@@ -4,7 +4,7 @@
 //! leaves the owner's side to `control.rs`.
 
 use super::ProviderConfig;
-use super::admission::{Admission, Asked};
+use super::admission::{Admission, Asked, PeerLoad, peer_room};
 use super::control::{IDLE_POLICY_POLL, STATUS_EVERY, STORAGE_MEASURE, StorageUse, same_resources};
 use super::reports::{Held, JobState, Outgoing};
 use super::runner::{AssignInfo, Runner};
@@ -92,6 +92,12 @@ impl Deps {
             SandboxConfig::new(work_dir.clone()).with_cache_dir(config.home.module_cache());
         // Room for every slot plus stragglers still winding down after a cancel.
         sandbox_config.max_concurrent = config.slots.max(1).saturating_mul(2).max(8);
+        // Compiling a peer's module is work: one core at a time, and the cache within the
+        // owner's storage quota.
+        sandbox_config.parallel_compilation = false;
+        if let Some(m) = &monitor {
+            sandbox_config.cache_quota = super::module_cache_quota(m.policy().storage_quota);
+        }
         let sandbox = Arc::new(Sandbox::start(sandbox_config).context("start the sandbox")?);
         let (client, events) = naac_net::start(keypair.clone(), config.net.clone()).await?;
         Ok(Self {
@@ -460,11 +466,31 @@ impl Provider {
             return ResponseBody::Refused(why);
         }
         let key = (peer, a.job);
+        // A requester's share of this node: past it, new jobs are refused and the excess of
+        // an assignment goes back unstarted, as after a pause.
+        let load =
+            self.jobs
+                .iter()
+                .filter(|(k, _)| k.0 == peer)
+                .fold(PeerLoad::default(), |l, (k, j)| PeerLoad {
+                    jobs: l.jobs + 1,
+                    tasks: l.tasks + j.load(),
+                    known_job: l.known_job || *k == key,
+                });
+        let take = match peer_room(load, a.tasks.len(), self.slots) {
+            Ok(n) => n,
+            Err(why) => {
+                tracing::warn!("refused an assignment from {peer}: {why}");
+                return ResponseBody::Refused(why);
+            }
+        };
+        let mut tasks = a.tasks;
+        let excess = tasks.split_off(take);
         if !self.state.is_accepting() {
             // Raced with our status update: hand them straight back.
             let state = self.jobs.entry(key).or_default();
             state.applied(a.seq);
-            state.return_unstarted(a.tasks.iter().map(|t| (t.index, t.attempt)));
+            state.return_unstarted(tasks.iter().chain(&excess).map(|t| (t.index, t.attempt)));
             self.send_report(key, false);
             return ResponseBody::Ack;
         }
@@ -477,7 +503,7 @@ impl Provider {
         });
         let state = self.jobs.entry(key).or_default();
         state.applied(a.seq);
-        for spec in a.tasks {
+        for spec in tasks {
             let held = Held::new(spec.attempt);
             let (cancel, started) = (held.cancel.clone(), held.started.clone());
             // A new attempt of a task we still hold makes the old one stale.
@@ -489,6 +515,15 @@ impl Provider {
                 let result = runner.run_task(peer, &info, spec, cancel, started).await;
                 let _ = tx.send(Internal::Done { key, result }).await;
             });
+        }
+        if !excess.is_empty() {
+            tracing::warn!(
+                "{peer} has its share of tasks here: {} of job {} go back",
+                excess.len(),
+                a.job.short()
+            );
+            state.return_unstarted(excess.iter().map(|t| (t.index, t.attempt)));
+            self.send_report(key, false);
         }
         ResponseBody::Ack
     }

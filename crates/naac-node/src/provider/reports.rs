@@ -125,6 +125,13 @@ impl JobState {
         self.returned.extend(runs);
     }
 
+    /// How many task attempts this job has here: held, waiting to be sent, in the report in
+    /// flight, or handed back and not yet reported (what counts against the requester's
+    /// share of this node).
+    pub fn load(&self) -> usize {
+        self.held.len() + self.outbox.len() + self.inflight.len() + self.returned.len()
+    }
+
     /// Every attempt the requester should consider ours: held, waiting to be sent, or sent
     /// and not yet acknowledged.
     pub fn all_held(&self) -> Vec<(u32, u32)> {

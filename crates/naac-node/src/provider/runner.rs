@@ -3,6 +3,11 @@
 //! slot, the sandbox on a blocking thread, checkpoints uploaded as the guest takes them, and
 //! the result signed with the node's key over its record. Also the testing aids `faulty`
 //! (wrong outputs, still signed) and `slowdown`.
+//!
+//! Compiling a module is work like running a task: a module that is not compiled yet is
+//! fetched and compiled only once a task needing it has a slot and the owner's policy lets
+//! the node work (not paused), one at a time and within the sandbox's compile limit; a
+//! module that cannot be compiled is remembered, and every task needing it fails at once.
 
 use anyhow::Context as _;
 use naac_net::{Client, Keypair, PeerId};
@@ -120,8 +125,15 @@ pub struct Runner {
     prefetch: Semaphore,
     pub gate: Gate,
     blobs: Blobs,
-    modules: Mutex<HashMap<ContentId, Arc<OnceCell<Prepared>>>>,
+    modules: Mutex<HashMap<ContentId, ModuleCell>>,
 }
+
+/// A module once compiled, or why it cannot be (fetch failures and cancellations leave the
+/// cell empty: the next task tries again).
+type ModuleCell = Arc<OnceCell<Result<Prepared, String>>>;
+
+/// How often a task waiting to compile its module looks at the pause.
+const PAUSE_POLL: Duration = Duration::from_millis(50);
 
 impl Runner {
     /// A runner with `allowed` of the node's `slots` open; `faulty` and `slowdown` are the
@@ -149,7 +161,18 @@ impl Runner {
         }
     }
 
-    async fn module(&self, peer: PeerId, id: ContentId) -> anyhow::Result<Prepared> {
+    /// Changes the compiled-module cache's quota (trimmed off the runtime thread).
+    pub fn set_module_cache_quota(&self, bytes: u64) {
+        let sandbox = self.sandbox.clone();
+        tokio::task::spawn_blocking(move || sandbox.set_cache_quota(bytes));
+    }
+
+    async fn module(
+        &self,
+        peer: PeerId,
+        id: ContentId,
+        cancel: &AtomicBool,
+    ) -> anyhow::Result<Prepared> {
         let cell = {
             let mut modules = self.modules.lock().expect("module lock");
             if modules.len() >= MAX_MODULES && !modules.contains_key(&id) {
@@ -158,18 +181,31 @@ impl Runner {
             }
             modules.entry(id).or_default().clone()
         };
-        cell.get_or_try_init(|| async {
-            let sandbox = self.sandbox.clone();
-            if let Some(p) = tokio::task::spawn_blocking(move || sandbox.cached(&id)).await? {
-                return Ok(p);
-            }
-            let bytes = self.blobs.get(&self.client, peer, id).await?;
-            let sandbox = self.sandbox.clone();
-            let p = tokio::task::spawn_blocking(move || sandbox.compile(&id, &bytes)).await??;
-            Ok(p)
-        })
-        .await
-        .cloned()
+        let compiled = cell
+            .get_or_try_init(|| async {
+                let sandbox = self.sandbox.clone();
+                if let Some(p) = tokio::task::spawn_blocking(move || sandbox.cached(&id)).await? {
+                    return Ok(Ok(p));
+                }
+                // Work: only with a slot and while the owner lets this node work. The slot
+                // also bounds the modules fetched and held at once.
+                let _slot = self.slots.acquire().await.context("slots closed")?;
+                while self.gate.is_paused() {
+                    if cancel.load(Ordering::Relaxed) {
+                        anyhow::bail!("cancelled before it started");
+                    }
+                    tokio::time::sleep(PAUSE_POLL).await;
+                }
+                if cancel.load(Ordering::Relaxed) {
+                    anyhow::bail!("cancelled before it started");
+                }
+                let bytes = self.blobs.get(&self.client, peer, id).await?;
+                let sandbox = self.sandbox.clone();
+                let r = tokio::task::spawn_blocking(move || sandbox.compile(&id, &bytes)).await?;
+                Ok::<_, anyhow::Error>(r.map_err(|e| e.to_string()))
+            })
+            .await?;
+        compiled.clone().map_err(|e| anyhow::anyhow!("{e}"))
     }
 
     /// Runs one task to a result; never fails (a task that cannot run is a rejected result).
@@ -202,7 +238,7 @@ impl Runner {
         cancel: Arc<AtomicBool>,
         started: Arc<AtomicBool>,
     ) -> anyhow::Result<TaskResult> {
-        let module = self.module(peer, assign.module).await?;
+        let module = self.module(peer, assign.module, &cancel).await?;
         // Inputs are fetched only within the window of tasks about to run.
         let _window = self.prefetch.acquire().await.context("prefetch closed")?;
         if cancel.load(Ordering::Relaxed) {
