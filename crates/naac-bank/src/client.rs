@@ -53,6 +53,15 @@ impl BankConn {
         }
     }
 
+    /// The bank's key as this connection knows it without asking: a remote bank's is in
+    /// its peer id.
+    fn bank_key(&self) -> Option<AccountKey> {
+        match self {
+            BankConn::Local(h) => Some(h.key()),
+            BankConn::Remote { peer, .. } => naac_net::ed25519_of(peer).map(AccountKey),
+        }
+    }
+
     /// The bank's account key.
     pub async fn key(&self) -> Result<AccountKey, String> {
         match self.call(BankRequest::Info).await? {
@@ -67,7 +76,7 @@ impl BankConn {
         reqs: Vec<SignedRequest>,
     ) -> Result<Vec<Result<Receipt, String>>, String> {
         match self.call(BankRequest::Submit(reqs.into_wire())).await? {
-            BankResponse::Submitted(v) => Ok(v),
+            BankResponse::Submitted(v) => Ok(checked_receipts(&self.bank_key(), v)),
             other => unexpected(other),
         }
     }
@@ -137,5 +146,70 @@ impl BankConn {
             }
             other => unexpected(other),
         }
+    }
+}
+
+/// Each receipt must carry the bank's signature: one that does not is no promise, and the
+/// request it answers counts as not confirmed.
+fn checked_receipts(
+    bank: &Option<AccountKey>,
+    answers: Vec<Result<Receipt, String>>,
+) -> Vec<Result<Receipt, String>> {
+    answers
+        .into_iter()
+        .map(|a| match (a, bank) {
+            (Ok(r), Some(k)) if r.signed_by(&k.0) => Ok(r),
+            (Ok(r), _) => Err(format!(
+                "the bank's receipt for entry {} is not signed by the bank",
+                r.seq
+            )),
+            (Err(e), _) => Err(e),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_receipt_counts_only_with_the_banks_signature() {
+        let bank = naac_net::Keypair::generate_ed25519();
+        let key = AccountKey(naac_net::ed25519_of_keypair(&bank).expect("ed25519"));
+        let mut r = Receipt {
+            seq: 7,
+            hash: [3; 32],
+            amount: Credits(5),
+            duplicate: false,
+            sig: Vec::new(),
+        };
+        r.sig = naac_net::sign(&bank, &r.signing_bytes(&key.0));
+        let other = naac_net::Keypair::generate_ed25519();
+        let mut forged = r.clone();
+        forged.sig = naac_net::sign(&other, &forged.signing_bytes(&key.0));
+        let mut altered = r.clone();
+        altered.amount = Credits(6);
+        let unsigned = Receipt {
+            sig: Vec::new(),
+            ..r.clone()
+        };
+        let out = checked_receipts(
+            &Some(key),
+            vec![
+                Ok(r.clone()),
+                Ok(forged),
+                Ok(altered),
+                Ok(unsigned),
+                Err("refused".into()),
+            ],
+        );
+        assert_eq!(out[0], Ok(r));
+        for bad in &out[1..4] {
+            assert_eq!(
+                bad,
+                &Err("the bank's receipt for entry 7 is not signed by the bank".to_string())
+            );
+        }
+        assert_eq!(out[4], Err("refused".to_string()));
     }
 }

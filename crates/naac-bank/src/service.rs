@@ -52,6 +52,9 @@ pub(crate) type Reply = oneshot::Sender<Result<BankResponse, String>>;
 pub struct BankHandle {
     tx: std_mpsc::SyncSender<(BankRequest, Reply)>,
     key: AccountKey,
+    /// Signs receipts (on the caller's task, beside the bank's thread); `None` for a
+    /// read-only view, which takes no requests.
+    sign: Option<Signer>,
     waiting: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
@@ -72,8 +75,15 @@ impl BankHandle {
         BankHandle {
             tx,
             key,
+            sign: None,
             waiting: std::sync::Arc::new(tokio::sync::Semaphore::new(WAITING_SENDERS)),
         }
+    }
+
+    /// The handle signs the receipts it hands out with `sign` (the bank's key).
+    fn with_signer(mut self, sign: Signer) -> Self {
+        self.sign = Some(sign);
+        self
     }
 
     /// Sends a request and waits for the answer (after the durable commit, for writes).
@@ -113,6 +123,7 @@ impl BankHandle {
                 other => return Ok(other),
             }
         };
+        let sign = self.sign.clone();
         Ok(BankResponse::Submitted(
             checked
                 .into_iter()
@@ -121,6 +132,14 @@ impl BankHandle {
                     Ok(()) => answers
                         .next()
                         .unwrap_or_else(|| Err("the bank gave no answer".into())),
+                })
+                .map(|a| {
+                    a.map(|mut r| {
+                        if let Some(sign) = &sign {
+                            r.sig = sign(&r.signing_bytes(&key.0));
+                        }
+                        r
+                    })
                 })
                 .collect(),
         ))
@@ -162,7 +181,7 @@ impl BankHandle {
 }
 
 /// Signs with the bank's key.
-pub type Signer = Box<dyn Fn(&[u8]) -> Vec<u8> + Send>;
+pub type Signer = std::sync::Arc<dyn Fn(&[u8]) -> Vec<u8> + Send + Sync>;
 
 /// Opens the store, replays every entry into the rules (so a corrupt or tampered ledger
 /// stops the bank with the first bad entry named) and starts the bank thread.
@@ -181,6 +200,7 @@ fn start_on(
 ) -> anyhow::Result<BankHandle> {
     let (tx, rx) = std_mpsc::sync_channel(QUEUE);
     let (ready_tx, ready_rx) = std_mpsc::sync_channel::<anyhow::Result<()>>(1);
+    let receipts = sign.clone();
     // The store is opened, loaded and used only on the bank's own thread: database clients
     // may block (the PostgreSQL client runs its own little runtime), which must never
     // happen on the async runtime's threads.
@@ -221,7 +241,7 @@ fn start_on(
     ready_rx
         .recv()
         .map_err(|_| anyhow::anyhow!("the bank thread stopped while loading its ledger"))??;
-    Ok(BankHandle::new(tx, key))
+    Ok(BankHandle::new(tx, key).with_signer(receipts))
 }
 
 struct Bank {
@@ -414,6 +434,7 @@ impl Bank {
                                     hash: v[0].hash(),
                                     amount: v[0].amount,
                                     duplicate: true,
+                                    sig: Vec::new(),
                                 }),
                                 _ => Err(format!("entry {seq} could not be read back")),
                             },
@@ -527,6 +548,7 @@ impl Bank {
                                 hash: e.hash(),
                                 amount: e.amount,
                                 duplicate: false,
+                                sig: Vec::new(),
                             };
                             new.push(e);
                             Ok(Answer::New(r))
@@ -627,7 +649,7 @@ pub fn start_with_keypair(
     let key = AccountKey(
         naac_net::ed25519_of_keypair(&keypair).context("the bank's key must be an ed25519 key")?,
     );
-    let sign: Signer = Box::new(move |m| naac_net::sign(&keypair, m));
+    let sign: Signer = std::sync::Arc::new(move |m| naac_net::sign(&keypair, m));
     start(config, key, sign)
 }
 
@@ -730,7 +752,7 @@ mod tests {
                 hold: Arc::new(AtomicBool::new(false)),
             }))
         };
-        let sign: Signer = Box::new(move |m| naac_net::sign(&bank_kp, m));
+        let sign: Signer = std::sync::Arc::new(move |m| naac_net::sign(&bank_kp, m));
         let faucet = Faucet {
             amount: Credits(100_000_000),
             per_hour: None,
@@ -794,7 +816,7 @@ mod tests {
         let open = move || -> anyhow::Result<Box<dyn Store>> {
             Ok(Box::new(store::SqliteStore::open(&path)?))
         };
-        let sign: Signer = Box::new(move |m| naac_net::sign(&bank_kp, m));
+        let sign: Signer = std::sync::Arc::new(move |m| naac_net::sign(&bank_kp, m));
         (
             dir,
             start_on(open, faucet, bank_key, sign).unwrap(),
@@ -917,7 +939,7 @@ mod tests {
             }))
         };
         let signer = bank_kp.clone();
-        let sign: Signer = Box::new(move |m| naac_net::sign(&signer, m));
+        let sign: Signer = std::sync::Arc::new(move |m| naac_net::sign(&signer, m));
         let bank = start_on(open, Faucet::NONE, bank_key, sign).unwrap();
         let rt = tokio::runtime::Runtime::new().unwrap();
         // The database hangs on the next write: a valid grant occupies the bank's thread.

@@ -416,7 +416,9 @@ pub struct BankInfo {
     pub checkpoint: Option<TreeHead>,
 }
 
-/// The bank's acknowledgement of one applied request: durable when sent.
+/// The bank's acknowledgement of one applied request: durable when sent, and signed — a
+/// promise, like Certificate Transparency's signed timestamps, that its ledger holds the
+/// entry `hash` at `seq`. A ledger served later without it convicts the bank.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Receipt {
     pub seq: u64,
@@ -424,4 +426,27 @@ pub struct Receipt {
     pub amount: Credits,
     /// It had been applied before (nothing changed this time).
     pub duplicate: bool,
+    /// The bank's signature over [`Receipt::signing_bytes`].
+    #[serde(default, with = "serde_bytes")]
+    pub sig: Vec<u8>,
+}
+
+const RECEIPT_DOMAIN: &[u8] = b"naac bank receipt v1\0";
+
+impl Receipt {
+    /// What the bank with key `bank` signs: the domain, its key, the entry's seq, hash and
+    /// amount.
+    pub fn signing_bytes(&self, bank: &[u8; 32]) -> Vec<u8> {
+        let mut b = RECEIPT_DOMAIN.to_vec();
+        b.extend_from_slice(bank);
+        b.extend_from_slice(&self.seq.to_le_bytes());
+        b.extend_from_slice(&self.hash);
+        b.extend_from_slice(&self.amount.0.to_le_bytes());
+        b
+    }
+
+    /// Whether the bank with key `bank` signed this receipt.
+    pub fn signed_by(&self, bank: &[u8; 32]) -> bool {
+        naac_types::sig::verify(bank, &self.signing_bytes(bank), &self.sig)
+    }
 }
