@@ -610,8 +610,12 @@ fn a_flood_of_long_lived_offers_for_fresh_keys_takes_only_its_share() {
     }
     // 5,000 offers for fresh keys, all delivered by one peer, all in one /24: whether
     // charged to the attacker's connection or to the keys themselves, they hold one share.
-    for i in 0..5_000 {
-        let via: &[u8] = if i % 2 == 0 { b"attacker" } else { &[] };
+    for i in 0..5_000u32 {
+        let via: &[u8] = if i.is_multiple_of(2) {
+            b"attacker"
+        } else {
+            &[]
+        };
         let o = fake(i, now);
         let r = if via.is_empty() {
             book.insert(o, now)
