@@ -355,15 +355,43 @@ pub enum Inserted {
 
 /// A bounded soft-state store of verified offers of the known commodity class, one per
 /// provider (the one with the highest sequence number). It never holds more than its
-/// capacity: a new provider arriving at a full book first clears expired offers, then evicts
-/// the offer that expires soonest.
+/// capacity, and no one source fills it: offer keys are free, so each offer is charged to
+/// what is not — the peer that delivered it (its *origin*, e.g. the gossip neighbour) and
+/// the network of its first dial address (IPv4 /24, IPv6 /48, or the DNS name). Neither may
+/// hold more than [`OfferBook::share`] offers: a newcomer over its origin's or its network's
+/// share replaces that group's offer that expires soonest, so a flood churns only its own
+/// share. A newcomer at a full book first clears expired offers, then evicts the
+/// soonest-expiring offer of the largest group, so long-lived offers from one source cannot
+/// push out everyone else's.
 #[derive(Clone, Debug)]
 pub struct OfferBook {
     capacity: usize,
-    offers: BTreeMap<ProviderKey, SignedOffer>,
-    /// (expires_ms, provider) of every kept offer: expiry and eviction in order.
+    offers: BTreeMap<ProviderKey, Kept>,
+    /// (expires_ms, provider) of every kept offer: expiry in order.
     by_expiry: BTreeSet<(u64, ProviderKey)>,
+    /// The same, per origin and per network.
+    groups: BTreeMap<Group, BTreeSet<(u64, ProviderKey)>>,
 }
+
+/// An offer in the book and the groups it is charged to.
+#[derive(Clone, Debug)]
+struct Kept {
+    offer: SignedOffer,
+    origin: Group,
+    net: Group,
+}
+
+/// A group of offers that shares the book's fair share: one origin or one network.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Group {
+    Origin(Vec<u8>),
+    Net(String),
+}
+
+/// Smallest fair share of a book, in offers (a small book is one share).
+const MIN_SHARE: usize = 16;
+/// Longest origin key kept, in bytes (a peer id is 38).
+const MAX_ORIGIN_LEN: usize = 64;
 
 impl OfferBook {
     /// An empty book that keeps at most `capacity` offers (at least one).
@@ -372,12 +400,19 @@ impl OfferBook {
             capacity: capacity.max(1),
             offers: BTreeMap::new(),
             by_expiry: BTreeSet::new(),
+            groups: BTreeMap::new(),
         }
     }
 
     /// Most offers the book keeps.
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// Most offers one origin, or one network, may hold: an eighth of the capacity, at
+    /// least 16 (and at most the capacity).
+    pub fn share(&self) -> usize {
+        (self.capacity / 8).max(MIN_SHARE).min(self.capacity)
     }
 
     /// Offers kept now, expired ones not yet dropped included.
@@ -390,13 +425,34 @@ impl OfferBook {
         self.offers.is_empty()
     }
 
-    /// Takes in an offer heard at `now_ms`. Refuses offers that fail [`Offer::validate`], of
-    /// a class other than [`commodity_class`], already expired, expiring more than
-    /// [`MAX_OFFER_TTL_MS`] ahead, or whose signature does not verify. A verified offer with
-    /// a sequence number not above the kept one's is [`Inserted::Stale`] and changes
-    /// nothing (an exact copy of the kept offer is recognized without checking its signature
-    /// again).
+    /// Offers kept now that came from `origin` (see [`insert_from`](Self::insert_from)).
+    pub fn from_origin(&self, origin: &[u8]) -> usize {
+        self.groups
+            .get(&origin_group(origin))
+            .map_or(0, BTreeSet::len)
+    }
+
+    /// [`insert_from`](Self::insert_from) with the provider itself as the origin (offers it
+    /// handed over in person).
     pub fn insert(&mut self, o: SignedOffer, now_ms: u64) -> Result<Inserted, OfferError> {
+        let origin = o.offer.provider;
+        self.insert_from(o, now_ms, &origin)
+    }
+
+    /// Takes in an offer heard at `now_ms` from `origin` (who delivered it: for gossip, the
+    /// neighbour that forwarded it; only its first 64 bytes count). Refuses offers that fail
+    /// [`Offer::validate`], of a class other than [`commodity_class`], already expired,
+    /// expiring more than [`MAX_OFFER_TTL_MS`] ahead, or whose signature does not verify. A
+    /// verified offer with a sequence number not above the kept one's is
+    /// [`Inserted::Stale`] and changes nothing (an exact copy of the kept offer is
+    /// recognized without checking its signature again). A renewal is charged to the origin
+    /// it came from.
+    pub fn insert_from(
+        &mut self,
+        o: SignedOffer,
+        now_ms: u64,
+        origin: &[u8],
+    ) -> Result<Inserted, OfferError> {
         o.offer.validate()?;
         if o.offer.class != commodity_class() {
             return Err(OfferError::UnknownClass(o.offer.class));
@@ -416,33 +472,67 @@ impl OfferBook {
         }
         let provider = o.offer.provider;
         let kept = self.offers.get(&provider);
-        if kept == Some(&o) {
+        if kept.is_some_and(|k| k.offer == o) {
             return Ok(Inserted::Stale);
         }
         if !o.verify() {
             return Err(OfferError::BadSignature);
         }
+        let origin = origin_group(origin);
+        let net = Group::Net(net_of(&o.offer.addrs));
         let outcome = match kept {
-            Some(k) if o.offer.seq <= k.offer.seq => return Ok(Inserted::Stale),
-            Some(k) => {
-                self.by_expiry.remove(&(k.offer.expires_ms, provider));
+            Some(k) if o.offer.seq <= k.offer.offer.seq => return Ok(Inserted::Stale),
+            Some(_) => {
+                self.remove(&provider);
                 Inserted::Renewed
             }
             None => {
                 if self.offers.len() >= self.capacity {
                     self.expire(now_ms);
                 }
-                if self.offers.len() >= self.capacity
-                    && let Some((_, victim)) = self.by_expiry.pop_first()
-                {
-                    self.offers.remove(&victim);
-                }
+                self.make_room(&origin, &net);
                 Inserted::New
             }
         };
-        self.by_expiry.insert((o.offer.expires_ms, provider));
-        self.offers.insert(provider, o);
+        let key = (o.offer.expires_ms, provider);
+        self.by_expiry.insert(key);
+        self.groups.entry(origin.clone()).or_default().insert(key);
+        self.groups.entry(net.clone()).or_default().insert(key);
+        self.offers.insert(
+            provider,
+            Kept {
+                offer: o,
+                origin,
+                net,
+            },
+        );
         Ok(outcome)
+    }
+
+    /// Frees a place for a new offer charged to `origin` and `net`: from the newcomer's own
+    /// group when it holds its share already, else, at a full book, from the largest group.
+    fn make_room(&mut self, origin: &Group, net: &Group) {
+        let share = self.share();
+        let count = |g: &Group| self.groups.get(g).map_or(0, BTreeSet::len);
+        let group = if count(origin) >= share {
+            Some(origin.clone())
+        } else if count(net) >= share {
+            Some(net.clone())
+        } else if self.offers.len() >= self.capacity {
+            self.groups
+                .iter()
+                .max_by_key(|(_, v)| v.len())
+                .map(|(g, _)| g.clone())
+        } else {
+            None
+        };
+        let victim = group
+            .and_then(|g| self.groups.get(&g))
+            .and_then(|v| v.first())
+            .map(|(_, p)| *p);
+        if let Some(p) = victim {
+            self.remove(&p);
+        }
     }
 
     /// Drops every offer expired at `now_ms`; returns how many.
@@ -452,8 +542,7 @@ impl OfferBook {
             if exp > now_ms {
                 break;
             }
-            self.by_expiry.pop_first();
-            self.offers.remove(&p);
+            self.remove(&p);
             n += 1;
         }
         n
@@ -461,19 +550,28 @@ impl OfferBook {
 
     /// Forgets a provider's offer (e.g. it was found unreachable); returns it if kept.
     pub fn remove(&mut self, provider: &ProviderKey) -> Option<SignedOffer> {
-        let o = self.offers.remove(provider)?;
-        self.by_expiry.remove(&(o.offer.expires_ms, *provider));
-        Some(o)
+        let k = self.offers.remove(provider)?;
+        let key = (k.offer.offer.expires_ms, *provider);
+        self.by_expiry.remove(&key);
+        for g in [k.origin, k.net] {
+            if let Some(set) = self.groups.get_mut(&g) {
+                set.remove(&key);
+                if set.is_empty() {
+                    self.groups.remove(&g);
+                }
+            }
+        }
+        Some(k.offer)
     }
 
     /// The offer kept from `provider`, expired or not.
     pub fn get(&self, provider: &ProviderKey) -> Option<&SignedOffer> {
-        self.offers.get(provider)
+        self.offers.get(provider).map(|k| &k.offer)
     }
 
     /// Every kept offer, expired ones not yet dropped included, in provider order.
     pub fn iter(&self) -> impl Iterator<Item = &SignedOffer> + '_ {
-        self.offers.values()
+        self.offers.values().map(|k| &k.offer)
     }
 
     /// The unexpired offers of `class` at `now_ms`, cheapest first (ties by provider key).
@@ -481,14 +579,45 @@ impl OfferBook {
     /// caller's choice.
     pub fn live(&self, class: &str, now_ms: u64) -> Vec<&SignedOffer> {
         let mut v: Vec<&SignedOffer> = self
-            .offers
-            .values()
+            .iter()
             .filter(|o| o.offer.class == class && !o.offer.is_expired(now_ms))
             .collect();
         v.sort_by(|a, b| {
             (a.offer.price, &a.offer.provider).cmp(&(b.offer.price, &b.offer.provider))
         });
         v
+    }
+}
+
+fn origin_group(origin: &[u8]) -> Group {
+    Group::Origin(origin[..origin.len().min(MAX_ORIGIN_LEN)].to_vec())
+}
+
+/// The network an offer's first dial address is in: `/ip4/` its /24, `/ip6/` its /48,
+/// `/dns…/` the name; anything else is one network of its own kind.
+fn net_of(addrs: &[String]) -> String {
+    let Some(a) = addrs.first() else {
+        return "none".into();
+    };
+    let mut parts = a.split('/').skip(1);
+    let (proto, host) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    match proto {
+        "ip4" => match host.parse::<std::net::Ipv4Addr>() {
+            Ok(ip) => {
+                let [a, b, c, _] = ip.octets();
+                format!("ip4 {a}.{b}.{c}.0/24")
+            }
+            Err(_) => "ip4 ?".into(),
+        },
+        "ip6" => match host.parse::<std::net::Ipv6Addr>() {
+            Ok(ip) => {
+                let s = ip.segments();
+                format!("ip6 {:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
+            }
+            Err(_) => "ip6 ?".into(),
+        },
+        "dns" | "dns4" | "dns6" | "dnsaddr" => format!("dns {}", host.to_ascii_lowercase()),
+        other => other.chars().take(16).collect(),
     }
 }
 

@@ -567,3 +567,118 @@ fn never_grows_past_capacity() {
         }
     }
 }
+
+/// A fresh key for fake offer `i` (keys cost nothing).
+fn fresh_key(i: u32) -> SigningKey {
+    let mut b = [0xfa; 32];
+    b[..4].copy_from_slice(&i.to_le_bytes());
+    SigningKey::from_bytes(&b)
+}
+
+/// Honest provider `n` (1..=10): its own network, a 30 s offer.
+fn honest(n: u8, seq: u64, now: u64) -> SignedOffer {
+    Offer {
+        seq,
+        issued_ms: now,
+        expires_ms: now + 30_000,
+        addrs: vec![format!("/ip4/203.0.{n}.7/tcp/4001")],
+        ..offer()
+    }
+    .sign(&key(n))
+}
+
+/// One fake offer for fresh key `i`, lasting 9 minutes, at the attacker's address.
+fn fake(i: u32, now: u64) -> SignedOffer {
+    Offer {
+        issued_ms: now,
+        expires_ms: now + 9 * MIN,
+        addrs: vec![format!("/ip4/198.51.100.{}/tcp/4001", i % 250)],
+        price: Price(0),
+        ..offer()
+    }
+    .sign(&fresh_key(i))
+}
+
+#[test]
+fn a_flood_of_long_lived_offers_for_fresh_keys_takes_only_its_share() {
+    let mut book = OfferBook::new(128);
+    let share = book.share();
+    assert_eq!(share, 16);
+    let mut now = NOW;
+    for n in 1..=10 {
+        book.insert(honest(n, 1, now), now).expect("kept");
+    }
+    // 5,000 offers for fresh keys, all delivered by one peer, all in one /24: whether
+    // charged to the attacker's connection or to the keys themselves, they hold one share.
+    for i in 0..5_000u32 {
+        let via: &[u8] = if i.is_multiple_of(2) {
+            b"attacker"
+        } else {
+            &[]
+        };
+        let o = fake(i, now);
+        let r = if via.is_empty() {
+            book.insert(o, now)
+        } else {
+            book.insert_from(o, now, via)
+        };
+        assert_eq!(r, Ok(Inserted::New), "a fresh key's offer is taken in");
+        assert!(book.len() <= book.capacity());
+        if i % 1_000 == 999 {
+            // Honest providers renew every 10 s and stay, although every fake outlives them.
+            now += 10_000;
+            for n in 1..=10 {
+                book.insert(honest(n, 1 + u64::from(i), now), now)
+                    .expect("renewed");
+            }
+        }
+    }
+    assert!(book.from_origin(b"attacker") <= share);
+    let fakes = book.iter().filter(|o| o.offer.price == Price(0)).count();
+    assert!(fakes <= share, "{fakes} fakes kept, share {share}");
+    for n in 1..=10 {
+        assert!(
+            book.get(&pk(n)).is_some(),
+            "honest provider {n} was evicted"
+        );
+    }
+    // A real provider that appears now is taken in, and the book keeps it.
+    let real = honest(11, 1, now);
+    assert_eq!(book.insert_from(real, now, b"hub"), Ok(Inserted::New));
+    for i in 5_000..6_000 {
+        book.insert_from(fake(i, now), now, b"attacker")
+            .expect("taken");
+    }
+    assert!(book.get(&pk(11)).is_some(), "the real provider was evicted");
+}
+
+#[test]
+fn a_full_book_evicts_from_the_largest_group_not_the_soonest_expiring() {
+    // Capacity 32, share 16: 16 long-lived offers from one origin (each on its own network),
+    // 16 honest short-lived ones from 16 others. A newcomer evicts one of the 16 long-lived.
+    let mut book = OfferBook::new(32);
+    for i in 0..16u32 {
+        let o = Offer {
+            expires_ms: NOW + 9 * MIN,
+            addrs: vec![format!("/ip4/198.51.{i}.1/tcp/4001")],
+            ..offer()
+        }
+        .sign(&fresh_key(i));
+        book.insert_from(o, NOW, b"long-lived").expect("kept");
+    }
+    for n in 1..=16 {
+        book.insert_from(honest(n, 1, NOW), NOW, &[n])
+            .expect("kept");
+    }
+    assert_eq!(book.len(), 32);
+    book.insert_from(honest(17, 1, NOW), NOW, b"hub")
+        .expect("kept");
+    assert_eq!(book.len(), 32);
+    for n in 1..=17 {
+        assert!(
+            book.get(&pk(n)).is_some(),
+            "honest provider {n} was evicted"
+        );
+    }
+    assert_eq!(book.from_origin(b"long-lived"), 15);
+}

@@ -23,6 +23,7 @@ pub use libp2p::identity::Keypair;
 pub use libp2p::{Multiaddr, PeerId, multiaddr::Protocol};
 pub use market::{
     KAD_PROTOCOL, MAX_GOSSIP_BYTES, MAX_KEY_BYTES, MAX_TOPIC_BYTES, Providers, PublishError,
+    dialable_from_wan,
 };
 pub use signing::{
     PeerKeys, ed25519_of, ed25519_of_keypair, peer_of_ed25519, public_key_of, sign, verify,
@@ -35,6 +36,7 @@ use libp2p::swarm::{NetworkBehaviour, SwarmEvent, behaviour::toggle::Toggle};
 use libp2p::{StreamProtocol, Swarm, identify, mdns, noise, ping, tcp, yamux};
 use naac_proto::{Request, Response, ResponseBody, TASK_PROTOCOL};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
@@ -150,11 +152,19 @@ enum Command {
 pub struct Client {
     tx: mpsc::Sender<Command>,
     peer_id: PeerId,
+    /// The addresses this node was told to listen on and to join (its own networks).
+    home: Arc<[Multiaddr]>,
 }
 
 impl Client {
     pub fn peer_id(&self) -> PeerId {
         self.peer_id
+    }
+
+    /// The addresses this node was configured to listen on and to join: the networks it
+    /// is on by its owner's word (see [`dialable_from_wan`]).
+    pub fn home(&self) -> &[Multiaddr] {
+        &self.home
     }
 
     /// Dials `addr`; returns once the dial has started (not when it connects).
@@ -367,6 +377,7 @@ pub async fn start(
         Client {
             tx: cmd_tx,
             peer_id,
+            home: config.listen.iter().chain(&config.join).cloned().collect(),
         },
         ev_rx,
     ))

@@ -503,6 +503,92 @@ impl EventLoop {
     }
 }
 
+/// Which kind of network an address is on, as far as dialling it goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scope {
+    /// Reachable from anywhere: dial it whoever named it.
+    Global,
+    /// This machine (127.0.0.0/8, ::1, `localhost`).
+    Loopback,
+    /// One private range (10/8, 172.16/12, 192.168/16, 100.64/10, 198.18/15, fc00::/7).
+    Private(u8),
+    /// Never dialled on a stranger's word: link-local, unspecified, multicast, reserved and
+    /// documentation ranges, `.local` names, and anything without an IP or DNS host.
+    Never,
+}
+
+fn scope(addr: &Multiaddr) -> Scope {
+    match addr.iter().next() {
+        Some(Protocol::Ip4(ip)) => scope4(ip),
+        Some(Protocol::Ip6(ip)) => match ip.to_ipv4_mapped() {
+            Some(v4) => scope4(v4),
+            None if ip.is_loopback() => Scope::Loopback,
+            None if ip.is_unspecified() || ip.is_multicast() => Scope::Never,
+            // fe80::/10 link-local; 2001:db8::/32 documentation.
+            None if ip.segments()[0] & 0xffc0 == 0xfe80
+                || ip.segments()[..2] == [0x2001, 0xdb8] =>
+            {
+                Scope::Never
+            }
+            None if ip.segments()[0] & 0xfe00 == 0xfc00 => Scope::Private(6),
+            None => Scope::Global,
+        },
+        Some(
+            Protocol::Dns(name)
+            | Protocol::Dns4(name)
+            | Protocol::Dns6(name)
+            | Protocol::Dnsaddr(name),
+        ) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            if name == "localhost" || name.ends_with(".localhost") {
+                Scope::Loopback
+            } else if name.ends_with(".local") || !name.contains('.') {
+                Scope::Never
+            } else {
+                Scope::Global
+            }
+        }
+        _ => Scope::Never,
+    }
+}
+
+fn scope4(ip: std::net::Ipv4Addr) -> Scope {
+    let [a, b, ..] = ip.octets();
+    if ip.is_loopback() {
+        Scope::Loopback
+    } else if a == 10 {
+        Scope::Private(10)
+    } else if a == 172 && b & 0xf0 == 16 {
+        Scope::Private(172)
+    } else if a == 192 && b == 168 {
+        Scope::Private(192)
+    } else if a == 100 && b & 0xc0 == 64 {
+        Scope::Private(100)
+    } else if a == 198 && b & 0xfe == 18 {
+        Scope::Private(198)
+    } else if a == 0 || a >= 224 || ip.is_link_local() || ip.is_broadcast() || ip.is_documentation()
+    {
+        Scope::Never
+    } else {
+        Scope::Global
+    }
+}
+
+/// Whether to dial `addr`, learned from the wide-area market (a gossiped offer, a DHT
+/// record): a global address always; a loopback or private one only when one of `home`
+/// (the addresses this node was told to listen on or join, [`crate::Client::home`]) is on
+/// the same kind of network — so a stranger cannot make a node on the internet dial into
+/// its own machine or LAN, while a pool on one machine or one LAN (and every test on
+/// 127.0.0.1) works as before. Link-local, multicast, unspecified and reserved addresses
+/// are never dialled on a stranger's word. Hosts on the LAN are found by mDNS instead.
+pub fn dialable_from_wan(addr: &Multiaddr, home: &[Multiaddr]) -> bool {
+    match scope(addr) {
+        Scope::Global => true,
+        Scope::Never => false,
+        s => home.iter().any(|h| scope(h) == s),
+    }
+}
+
 /// Drops a trailing `/p2p/<id>`.
 fn strip_p2p(mut addr: Multiaddr) -> Multiaddr {
     if let Some(Protocol::P2p(_)) = addr.iter().last() {
@@ -533,4 +619,49 @@ pub(crate) fn check_key(key: &[u8]) -> anyhow::Result<()> {
         key.len()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(s: &str) -> Multiaddr {
+        s.parse().expect("multiaddr")
+    }
+
+    #[test]
+    fn only_global_addresses_are_dialled_on_a_strangers_word() {
+        let wan = [a("/ip4/0.0.0.0/tcp/0"), a("/ip4/203.0.113.9/tcp/4001")];
+        for ok in [
+            "/ip4/8.8.4.4/tcp/1",
+            "/ip6/2a00:1450::1/tcp/1",
+            "/dns4/example.org/tcp/1",
+        ] {
+            assert!(dialable_from_wan(&a(ok), &wan), "{ok}");
+        }
+        for no in [
+            "/ip4/127.0.0.1/tcp/22",
+            "/ip4/10.1.2.3/tcp/1",
+            "/ip4/172.20.0.1/tcp/1",
+            "/ip4/192.168.1.1/tcp/80",
+            "/ip4/169.254.169.254/tcp/80",
+            "/ip4/0.0.0.0/tcp/1",
+            "/ip4/224.0.0.1/tcp/1",
+            "/ip6/::1/tcp/1",
+            "/ip6/fe80::1/tcp/1",
+            "/ip6/fd00::1/tcp/1",
+            "/ip6/::ffff:127.0.0.1/tcp/1",
+            "/dns4/localhost/tcp/1",
+            "/dns4/printer.local/tcp/1",
+        ] {
+            assert!(!dialable_from_wan(&a(no), &wan), "{no}");
+        }
+        // A node that listens on or joined through loopback (one machine, the tests) or a
+        // private range (one LAN) dials that kind of address too, and no other.
+        let local = [a("/ip4/127.0.0.1/tcp/0"), a("/ip4/192.168.1.5/tcp/4001")];
+        assert!(dialable_from_wan(&a("/ip4/127.0.0.1/tcp/9"), &local));
+        assert!(dialable_from_wan(&a("/ip4/192.168.7.1/tcp/9"), &local));
+        assert!(!dialable_from_wan(&a("/ip4/10.0.0.1/tcp/9"), &local));
+        assert!(!dialable_from_wan(&a("/ip4/169.254.0.1/tcp/9"), &local));
+    }
 }

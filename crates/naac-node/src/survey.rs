@@ -35,7 +35,10 @@ pub async fn discover(client: &Client, delay: Duration, within: Duration) -> any
             Ok(found) => {
                 tracing::debug!("the DHT names {} providers of {class}", found.len());
                 for (peer, addrs) in found {
-                    if let Some(a) = addrs.into_iter().next()
+                    // Only addresses fit to dial on a stranger's word (see Market).
+                    if let Some(a) = addrs
+                        .into_iter()
+                        .find(|a| naac_net::dialable_from_wan(a, client.home()))
                         && let Err(e) = client.dial(a).await
                     {
                         tracing::debug!("dial {peer}: {e:#}");
@@ -53,11 +56,22 @@ pub async fn discover(client: &Client, delay: Duration, within: Duration) -> any
 /// What the market says, as heard on its gossip topic: a bounded book of live offers, and
 /// the providers dialled because of them. One listener for `naac run`, `naac pool` and
 /// `naac market`.
+///
+/// Offer keys are free, so an offer counts only when it travels under its own provider's
+/// gossip signature (the gossip author is the provider: one author, one offer), and the
+/// book charges each offer to the neighbour that forwarded it and to its address's network,
+/// neither of which may fill more than a share of it ([`OfferBook::insert_from`]). An offer's
+/// address is dialled only when it is global or on a network this node is on itself
+/// ([`naac_net::dialable_from_wan`]).
 pub struct Market {
     book: OfferBook,
     /// Providers dialled because of an offer, and when (Unix ms).
     dialled: HashMap<PeerId, u64>,
     max: usize,
+    /// This node's own addresses (listen and join): which private networks it may dial.
+    home: Vec<Multiaddr>,
+    /// Offers dropped because their gossip author was not their provider.
+    pub not_own: u64,
 }
 
 /// A provider dialled from an offer is not dialled again for this long; after it, it may
@@ -66,30 +80,46 @@ pub struct Market {
 pub const REDIAL_MS: u64 = 30_000;
 
 impl Market {
-    /// Keeps at most `max` offers and dials at most `max` providers.
-    pub fn new(max: usize) -> Self {
+    /// Keeps at most `max` offers and dials at most `max` providers; `home` is this node's
+    /// own addresses ([`Client::home`]).
+    pub fn new(max: usize, home: &[Multiaddr]) -> Self {
         Self {
             book: OfferBook::new(max),
             dialled: HashMap::new(),
             max,
+            home: home.to_vec(),
+            not_own: 0,
         }
     }
 
-    /// Takes what arrived on `topic`. When it is a fresh offer (signed, live, newer than
-    /// the one kept) from a provider not dialled before, and `want` says so, returns where
-    /// to dial it (its `Hello` follows on connection).
+    /// Takes what arrived on `topic`, written by gossip author `source` and forwarded by
+    /// `via`. When it is a fresh offer (signed, live, newer than the one kept) published by
+    /// its own provider, not dialled lately, at an address fit to dial, and `want` says so,
+    /// returns where to dial it (its `Hello` follows on connection).
     pub fn heard(
         &mut self,
         topic: &str,
         data: &[u8],
+        source: Option<PeerId>,
+        via: PeerId,
         want: impl FnOnce(&PeerId, &naac_market::Offer) -> bool,
     ) -> Option<(PeerId, Multiaddr)> {
         let offer = offer_of(topic, data)?;
+        if source.is_none() || naac_net::peer_of_ed25519(&offer.offer.provider) != source {
+            // Someone else's offer for a key of its own making: keys are free, authors
+            // cost a signature on the author's own gossip, so one author, one offer.
+            self.not_own += 1;
+            tracing::debug!(
+                "dropped an offer not published by its provider ({} so far)",
+                self.not_own
+            );
+            return None;
+        }
         let now = unix_ms();
         self.book.expire(now);
         let o = offer.offer.clone();
-        let contact = offer_contact(&offer);
-        match self.book.insert(offer, now) {
+        let contact = offer_contact(&offer, &self.home);
+        match self.book.insert_from(offer, now, &via.to_bytes()) {
             Ok(naac_market::Inserted::Stale) => return None,
             Err(e) => {
                 tracing::debug!("offer dropped: {e}");
@@ -152,14 +182,14 @@ pub fn dial(client: &Client, peer: PeerId, addr: Multiaddr) {
 /// Listens for offers for `wait` (answering requests with a refusal: this node only looks)
 /// and returns what the market said.
 pub async fn listen(client: &Client, events: &mut mpsc::Receiver<Event>, wait: Duration) -> Market {
-    let mut market = Market::new(MAX_DIALS);
+    let mut market = Market::new(MAX_DIALS, client.home());
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => break,
             ev = events.recv() => match ev {
-                Some(Event::Gossip { topic, data, .. }) => {
-                    market.heard(&topic, &data, |_, _| false);
+                Some(Event::Gossip { topic, data, source, propagated_by }) => {
+                    market.heard(&topic, &data, source, propagated_by, |_, _| false);
                 }
                 Some(Event::Request { channel, .. }) => {
                     let body = ResponseBody::Refused("this node is only looking".into());
@@ -183,10 +213,16 @@ pub fn offer_of(topic: &str, data: &[u8]) -> Option<SignedOffer> {
         .ok()
 }
 
-/// The provider an offer names and the first address it can be dialled at.
-pub fn offer_contact(o: &SignedOffer) -> Option<(PeerId, Multiaddr)> {
+/// The provider an offer names and the first of its addresses fit to dial from a node
+/// whose own addresses are `home` ([`naac_net::dialable_from_wan`]).
+pub fn offer_contact(o: &SignedOffer, home: &[Multiaddr]) -> Option<(PeerId, Multiaddr)> {
     let peer = naac_net::peer_of_ed25519(&o.offer.provider)?;
-    let addr = o.offer.addrs.iter().find_map(|a| a.parse().ok())?;
+    let addr = o
+        .offer
+        .addrs
+        .iter()
+        .filter_map(|a| a.parse::<Multiaddr>().ok())
+        .find(|a| naac_net::dialable_from_wan(a, home))?;
     Some((peer, addr))
 }
 
@@ -234,7 +270,7 @@ pub async fn survey(
     let deadline = tokio::time::Instant::now() + wait;
     let (tx, mut rx) = mpsc::channel::<(PeerId, Welcome)>(256);
     let mut seen: HashMap<PeerId, Welcome> = HashMap::new();
-    let mut market = Market::new(MAX_DIALS);
+    let mut market = Market::new(MAX_DIALS, client.home());
     let hello = hello(client, user_key);
     if let Err(e) = discover(client, Duration::from_millis(300), wait / 2).await {
         tracing::warn!("{e:#}");
@@ -253,11 +289,15 @@ pub async fn survey(
                         }
                     });
                 }
-                Some(Event::Gossip { topic, data, .. }) => {
+                Some(Event::Gossip { topic, data, source, propagated_by }) => {
                     // A provider the market knows: dial it (its Hello follows on connection).
-                    if let Some((peer, addr)) =
-                        market.heard(&topic, &data, |peer, _| !seen.contains_key(peer))
-                    {
+                    if let Some((peer, addr)) = market.heard(
+                        &topic,
+                        &data,
+                        source,
+                        propagated_by,
+                        |peer, _| !seen.contains_key(peer),
+                    ) {
                         dial(client, peer, addr);
                     }
                 }
@@ -302,12 +342,11 @@ mod tests {
     use super::*;
     use naac_market::Offer;
 
-    /// A signed offer from a fresh key, reachable at a loopback address.
-    fn offer(now: u64) -> (PeerId, Vec<u8>) {
-        let key = Keypair::generate_ed25519();
+    /// A signed offer from `key`, reachable at `addr`.
+    fn offer_of_key(key: &Keypair, now: u64, addr: &str) -> Vec<u8> {
         let peer = key.public().to_peer_id();
         let offer = Offer {
-            provider: naac_net::ed25519_of_keypair(&key).expect("ed25519"),
+            provider: naac_net::ed25519_of_keypair(key).expect("ed25519"),
             class: naac_market::commodity_class().to_string(),
             cores: 1,
             memory: 1 << 30,
@@ -317,29 +356,44 @@ mod tests {
             price: Price(1),
             max_task_memory: 0,
             accepting: true,
-            addrs: vec![format!("/ip4/127.0.0.1/tcp/4001/p2p/{peer}")],
+            addrs: vec![format!("{addr}/p2p/{peer}")],
             seq: 1,
             issued_ms: now,
             expires_ms: now + 30_000,
         };
-        let sig = naac_net::sign(&key, &offer.signing_bytes());
-        let bytes = SignedOffer { offer, sig }.to_bytes().expect("encodes");
-        (peer, bytes)
+        let sig = naac_net::sign(key, &offer.signing_bytes());
+        SignedOffer { offer, sig }.to_bytes().expect("encodes")
+    }
+
+    /// A signed offer from a fresh key, reachable at a loopback address.
+    fn offer(now: u64) -> (PeerId, Vec<u8>) {
+        let key = Keypair::generate_ed25519();
+        let data = offer_of_key(&key, now, "/ip4/127.0.0.1/tcp/4001");
+        (key.public().to_peer_id(), data)
+    }
+
+    fn loopback() -> Vec<Multiaddr> {
+        vec!["/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr")]
     }
 
     #[test]
     fn a_flood_of_offers_from_fresh_keys_cannot_keep_a_real_provider_from_being_dialled() {
         let topic = naac_market::topic(naac_market::commodity_class());
-        let mut m = Market::new(64);
+        let mut m = Market::new(64, &loopback());
         let now = unix_ms();
         let mut dialled = 0;
         for _ in 0..200 {
-            let (_, data) = offer(now);
-            dialled += usize::from(m.heard(&topic, &data, |_, _| true).is_some());
+            let (peer, data) = offer(now);
+            // Each fresh key also authors its own gossip, through many neighbours.
+            let via = PeerId::random();
+            dialled += usize::from(
+                m.heard(&topic, &data, Some(peer), via, |_, _| true)
+                    .is_some(),
+            );
         }
         assert_eq!(dialled, 200, "each fresh provider is dialled once");
         let (real, data) = offer(now);
-        let contact = m.heard(&topic, &data, |_, _| true);
+        let contact = m.heard(&topic, &data, Some(real), PeerId::random(), |_, _| true);
         assert_eq!(
             contact.map(|(p, _)| p),
             Some(real),
@@ -347,6 +401,53 @@ mod tests {
         );
         assert!(m.dialled.len() <= 64, "the dialled set stays bounded");
         // The same offer again soon after: not dialled twice.
-        assert!(m.heard(&topic, &data, |_, _| true).is_none());
+        assert!(
+            m.heard(&topic, &data, Some(real), PeerId::random(), |_, _| true)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn offers_count_only_under_their_own_providers_gossip_signature() {
+        let topic = naac_market::topic(naac_market::commodity_class());
+        let mut m = Market::new(4096, &loopback());
+        let now = unix_ms();
+        let author = PeerId::random();
+        for _ in 0..5_000 {
+            let (_, data) = offer(now);
+            assert!(
+                m.heard(&topic, &data, Some(author), author, |_, _| true)
+                    .is_none()
+            );
+        }
+        assert_eq!(m.not_own, 5_000);
+        assert!(m.live().is_empty(), "the book holds none of them");
+        let (real, data) = offer(now);
+        assert_eq!(
+            m.heard(&topic, &data, Some(real), author, |_, _| true)
+                .map(|(p, _)| p),
+            Some(real)
+        );
+    }
+
+    #[test]
+    fn private_addresses_heard_from_the_market_are_dialled_only_on_a_network_of_ours() {
+        let topic = naac_market::topic(naac_market::commodity_class());
+        let now = unix_ms();
+        let wan: Vec<Multiaddr> = vec!["/ip4/0.0.0.0/tcp/0".parse().expect("multiaddr")];
+        for (addr, home, dialled) in [
+            ("/ip4/127.0.0.1/tcp/22", &wan, false),
+            ("/ip4/192.168.0.1/tcp/80", &wan, false),
+            ("/ip4/169.254.169.254/tcp/80", &loopback(), false),
+            ("/ip4/127.0.0.1/tcp/4001", &loopback(), true),
+            ("/ip4/8.8.8.8/tcp/4001", &wan, true),
+        ] {
+            let mut m = Market::new(16, home);
+            let key = Keypair::generate_ed25519();
+            let peer = key.public().to_peer_id();
+            let data = offer_of_key(&key, now, addr);
+            let contact = m.heard(&topic, &data, Some(peer), peer, |_, _| true);
+            assert_eq!(contact.is_some(), dialled, "{addr} from {home:?}");
+        }
     }
 }

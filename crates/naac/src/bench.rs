@@ -6,6 +6,7 @@
 //! `cargo run --release -- bench`.
 
 mod economy;
+mod hostile;
 mod owner;
 
 use crate::embedded::Pool;
@@ -34,6 +35,7 @@ const ALL: &[&str] = &[
     "verify",
     "owner",
     "economy",
+    "hostile",
 ];
 
 #[derive(clap::Args)]
@@ -45,7 +47,7 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     /// Run only these (comma-separated): throughput, latency, scaling, guest, gather, failover,
-    /// verify, owner, economy
+    /// verify, owner, economy, hostile
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     only: Vec<String>,
     /// Where job outputs go [default: a temporary dir on /dev/shm (tmpfs) when there is one,
@@ -99,7 +101,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         quick: a.quick,
     };
     let mut figures = Vec::new();
-    let steps: [(&str, BenchFn); 9] = [
+    let steps: [(&str, BenchFn); 10] = [
         ("throughput", |b| Box::pin(b.throughput())),
         ("latency", |b| Box::pin(b.latency())),
         ("scaling", |b| Box::pin(b.scaling())),
@@ -109,6 +111,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         ("verify", |b| Box::pin(b.verify())),
         ("owner", |b| Box::pin(b.owner())),
         ("economy", |b| Box::pin(b.economy())),
+        ("hostile", |b| Box::pin(b.hostile())),
     ];
     for (name, f) in steps {
         if !want(name) {

@@ -78,7 +78,12 @@ impl Session<'_> {
             Event::BadFrame { peer, error } => {
                 tracing::warn!("dropped a bad frame from {peer}: {error}");
             }
-            Event::Gossip { topic, data, .. } => self.on_offer(&topic, &data),
+            Event::Gossip {
+                topic,
+                data,
+                source,
+                propagated_by,
+            } => self.on_offer(&topic, &data, source, propagated_by),
             Event::Listening(_) => {}
         }
     }
@@ -410,9 +415,9 @@ impl Session<'_> {
 
     /// A provider's offer on the market topic: kept as soft state; a provider we have not
     /// met that accepts work at our price is dialled (its `Hello` follows on connection).
-    fn on_offer(&mut self, topic: &str, data: &[u8]) {
+    fn on_offer(&mut self, topic: &str, data: &[u8], source: Option<PeerId>, via: PeerId) {
         let (hosts, banned, bidding) = (&self.hosts, &self.banned, &self.bidding);
-        let contact = self.market.heard(topic, data, |peer, o| {
+        let contact = self.market.heard(topic, data, source, via, |peer, o| {
             o.accepting
                 && (!bidding.paid() || o.price <= bidding.max_price())
                 && !hosts.contains_key(peer)

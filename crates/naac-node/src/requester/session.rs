@@ -259,7 +259,7 @@ pub async fn run(
             std::thread::available_parallelism().map_or(1, |n| n.get()),
         )),
         verifying: HashMap::new(),
-        market: crate::survey::Market::new(MAX_OFFERS),
+        market: crate::survey::Market::new(MAX_OFFERS, client.home()),
         finished: false,
     };
     // The market: hear providers' offers, and look providers up by commodity class in the

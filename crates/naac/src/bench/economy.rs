@@ -1,6 +1,6 @@
 //! The economy figures: settlements per second through the real bank service (rules,
 //! signature checks, a signed checkpoint per batch, durable commits) on SQLite and on
-//! PostgreSQL; the size and check time of an inclusion proof in a 1,000,000-entry ledger;
+//! PostgreSQL (and, for the hostile figures, while garbage arrives); the size and check time of an inclusion proof in a 1,000,000-entry ledger;
 //! and how long a provider's offer takes to reach a requester across 5 gossiping nodes.
 
 use super::{Bench, Figure};
@@ -107,8 +107,13 @@ fn settlements(bank: &Keypair, n: usize) -> (Vec<SignedRequest>, Vec<SignedReque
     (setup, out)
 }
 
-/// Settlements per second through a bank on `store`.
-async fn settle_rate(store: String, n: usize) -> anyhow::Result<(f64, u64)> {
+/// Settlements per second through a bank on `store`, while `garbage` requests a second
+/// arrive from fresh keys, each on its own (see [`garbage`]).
+pub(super) async fn settle_rate(
+    store: String,
+    n: usize,
+    garbage: u32,
+) -> anyhow::Result<(f64, u64)> {
     let bank = Keypair::generate_ed25519();
     let (setup, reqs) = tokio::task::spawn_blocking({
         let bank = bank.clone();
@@ -123,6 +128,7 @@ async fn settle_rate(store: String, n: usize) -> anyhow::Result<(f64, u64)> {
         bank,
     )?);
     submit(&handle, setup).await?;
+    let flood = (garbage > 0).then(|| tokio::spawn(self::garbage(handle.clone(), garbage)));
     let t = Instant::now();
     let chunks: Vec<Vec<SignedRequest>> = reqs.chunks(BATCH).map(|c| c.to_vec()).collect();
     let mut applied = 0u64;
@@ -133,11 +139,52 @@ async fn settle_rate(store: String, n: usize) -> anyhow::Result<(f64, u64)> {
         }
     }
     let secs = t.elapsed().as_secs_f64();
+    if let Some(f) = flood {
+        f.abort();
+    }
     anyhow::ensure!(
         applied == n as u64,
         "only {applied} of {n} settlements applied"
     );
     Ok((n as f64 / secs, applied))
+}
+
+/// Sends `per_s` garbage requests a second to `bank`, each in its own submission, until
+/// aborted: half a validly signed body that does not decode, half a well-formed transfer
+/// from a fresh key with no account — each signed by a fresh key.
+async fn garbage(bank: BankConn, per_s: u32) {
+    let Ok(bank_key) = bank.key().await else {
+        return;
+    };
+    let per_tick = (per_s / 20).max(1);
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let mut i = 0u64;
+    loop {
+        tick.tick().await;
+        for _ in 0..per_tick {
+            i += 1;
+            let k = Keypair::generate_ed25519();
+            let from = key_of(&k);
+            let req = if i.is_multiple_of(2) {
+                let msg = blake3::hash(&i.to_le_bytes()).as_bytes().to_vec();
+                SignedRequest {
+                    authorizer: from,
+                    sig: naac_net::sign(&k, &msg),
+                    msg,
+                }
+            } else {
+                let transfer = Request::Transfer {
+                    from,
+                    to: bank_key,
+                    amount: Credits::whole(1),
+                    nonce: i,
+                };
+                SignedRequest::new(from, &bank_key, &transfer, |m| naac_net::sign(&k, m))
+            };
+            let b = bank.clone();
+            tokio::spawn(async move { b.submit(vec![req]).await });
+        }
+    }
 }
 
 async fn submit(bank: &BankConn, reqs: Vec<SignedRequest>) -> anyhow::Result<u64> {
@@ -160,7 +207,7 @@ impl Bench {
         // Durable commits need a real disk: not the tmpfs the other figures use.
         let disk = tempfile::tempdir_in(std::env::temp_dir()).context("a scratch dir on disk")?;
         let sqlite = format!("sqlite:{}", disk.path().join("ledger.db").display());
-        let (rate, _) = settle_rate(sqlite, n).await?;
+        let (rate, _) = settle_rate(sqlite, n, 0).await?;
         figs.push(Figure {
             name: "settlements per second, SQLite (durable)",
             value: format!("{rate:.0}/s over {n} settlements in batches of {BATCH}"),
@@ -179,7 +226,7 @@ impl Bench {
                 })
                 .await?
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-                let r = settle_rate(scoped, n).await;
+                let r = settle_rate(scoped, n, 0).await;
                 let _ = tokio::task::spawn_blocking(move || {
                     naac_bank::store::PgStore::drop_schema(&url, &schema)
                 })
