@@ -19,6 +19,9 @@ pub enum BankConn {
         peer: PeerId,
         /// Dialled again when a request fails (the bank restarted, the connection dropped).
         addr: naac_net::Multiaddr,
+        /// The bank's account key (its bank key, not its node's), once known: its receipts
+        /// must be signed by it.
+        key: Option<AccountKey>,
     },
 }
 
@@ -31,7 +34,9 @@ impl BankConn {
     pub async fn call(&self, req: BankRequest) -> Result<BankResponse, String> {
         match self {
             BankConn::Local(h) => h.call(req).await,
-            BankConn::Remote { client, peer, addr } => {
+            BankConn::Remote {
+                client, peer, addr, ..
+            } => {
                 let msg = naac_proto::Request::new(naac_proto::RequestBody::Bank(req));
                 let resp = match client.request(*peer, msg.clone()).await {
                     Ok(r) => r,
@@ -53,12 +58,12 @@ impl BankConn {
         }
     }
 
-    /// The bank's key as this connection knows it without asking: a remote bank's is in
-    /// its peer id.
-    fn bank_key(&self) -> Option<AccountKey> {
+    /// The bank's key as this connection knows it, or as the bank says.
+    async fn bank_key(&self) -> Result<AccountKey, String> {
         match self {
-            BankConn::Local(h) => Some(h.key()),
-            BankConn::Remote { peer, .. } => naac_net::ed25519_of(peer).map(AccountKey),
+            BankConn::Local(h) => Ok(h.key()),
+            BankConn::Remote { key: Some(k), .. } => Ok(*k),
+            BankConn::Remote { key: None, .. } => self.key().await,
         }
     }
 
@@ -76,7 +81,21 @@ impl BankConn {
         reqs: Vec<SignedRequest>,
     ) -> Result<Vec<Result<Receipt, String>>, String> {
         match self.call(BankRequest::Submit(reqs.into_wire())).await? {
-            BankResponse::Submitted(v) => Ok(checked_receipts(&self.bank_key(), v)),
+            BankResponse::Submitted(v) => Ok(checked_receipts(&self.bank_key().await?, v)),
+            other => unexpected(other),
+        }
+    }
+
+    /// Which of `accounts` have standing at the bank (the operator registered them).
+    pub async fn standing(&self, accounts: Vec<AccountKey>) -> Result<Vec<bool>, String> {
+        let n = accounts.len();
+        match self
+            .call(BankRequest::Standing {
+                accounts: accounts.into_iter().map(|a| a.into_wire()).collect(),
+            })
+            .await?
+        {
+            BankResponse::Standing(v) if v.len() == n => Ok(v),
             other => unexpected(other),
         }
     }
@@ -152,18 +171,18 @@ impl BankConn {
 /// Each receipt must carry the bank's signature: one that does not is no promise, and the
 /// request it answers counts as not confirmed.
 fn checked_receipts(
-    bank: &Option<AccountKey>,
+    bank: &AccountKey,
     answers: Vec<Result<Receipt, String>>,
 ) -> Vec<Result<Receipt, String>> {
     answers
         .into_iter()
-        .map(|a| match (a, bank) {
-            (Ok(r), Some(k)) if r.signed_by(&k.0) => Ok(r),
-            (Ok(r), _) => Err(format!(
+        .map(|a| match a {
+            Ok(r) if r.signed_by(&bank.0) => Ok(r),
+            Ok(r) => Err(format!(
                 "the bank's receipt for entry {} is not signed by the bank",
                 r.seq
             )),
-            (Err(e), _) => Err(e),
+            Err(e) => Err(e),
         })
         .collect()
 }
@@ -194,7 +213,7 @@ mod tests {
             ..r.clone()
         };
         let out = checked_receipts(
-            &Some(key),
+            &key,
             vec![
                 Ok(r.clone()),
                 Ok(forged),

@@ -531,6 +531,21 @@ impl Bank {
             BankRequest::Balance { account } => {
                 Pending::Balance(Account::User(AccountKey::from_wire(account)))
             }
+            BankRequest::Standing { accounts } => {
+                if accounts.len() > naac_proto::MAX_STANDING_QUERY {
+                    return Pending::Done(Err(format!(
+                        "{} keys in one standing query; at most {}",
+                        accounts.len(),
+                        naac_proto::MAX_STANDING_QUERY
+                    )));
+                }
+                Pending::Done(Ok(BankResponse::Standing(
+                    accounts
+                        .into_iter()
+                        .map(|a| self.ledger.has_standing(&AccountKey::from_wire(a)))
+                        .collect(),
+                )))
+            }
             BankRequest::Submit(reqs) => {
                 if reqs.len() > MAX_BANK_BATCH {
                     return Pending::Done(Err(format!(

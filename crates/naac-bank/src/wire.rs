@@ -68,6 +68,7 @@ mirror!(
         l::Kind::Escrow => w::Kind::Escrow,
         l::Kind::Settle => w::Kind::Settle,
         l::Kind::Refund => w::Kind::Refund,
+        l::Kind::Register => w::Kind::Register,
     },
     |k| match k {
         w::Kind::Grant => l::Kind::Grant,
@@ -75,6 +76,7 @@ mirror!(
         w::Kind::Escrow => l::Kind::Escrow,
         w::Kind::Settle => l::Kind::Settle,
         w::Kind::Refund => l::Kind::Refund,
+        w::Kind::Register => l::Kind::Register,
     }
 );
 
@@ -311,6 +313,7 @@ mod tests {
             l::Kind::Escrow,
             l::Kind::Settle,
             l::Kind::Refund,
+            l::Kind::Register,
         ] {
             same_bytes(k);
         }

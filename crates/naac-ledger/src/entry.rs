@@ -108,6 +108,9 @@ pub enum Kind {
     Settle,
     /// Escrow → payer: what is left when the job ends, is cancelled or the escrow expires.
     Refund,
+    /// Nothing moves (mint → provider, 0): the operator vouches for a provider key, which
+    /// gives it standing — its asks may set another provider's price.
+    Register,
 }
 
 impl Kind {
@@ -118,6 +121,7 @@ impl Kind {
             Kind::Escrow => 3,
             Kind::Settle => 4,
             Kind::Refund => 5,
+            Kind::Register => 6,
         }
     }
 
@@ -128,6 +132,7 @@ impl Kind {
             3 => Kind::Escrow,
             4 => Kind::Settle,
             5 => Kind::Refund,
+            6 => Kind::Register,
             _ => return None,
         })
     }
@@ -139,6 +144,7 @@ impl Kind {
             Kind::Escrow => "escrow",
             Kind::Settle => "settle",
             Kind::Refund => "refund",
+            Kind::Register => "register",
         }
     }
 }

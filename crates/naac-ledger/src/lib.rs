@@ -12,6 +12,9 @@ mod verify;
 pub use entry::{Account, AccountKey, Entry, Hash, Kind, MAX_AUTH, MAX_MEMO, unhex};
 pub use merkle::{InclusionProof, MerkleTree};
 pub use request::{DecodeError, Request, SignedRecord, SignedRequest};
-pub use rules::{Applied, EscrowState, Ledger, LedgerError, ReplayError, ReplayFault, precheck};
+pub use rules::{
+    ASK_GRACE_MS, Applied, EscrowState, HOSTILE_RULES_SINCE_MS, Ledger, LedgerError, ReplayError,
+    ReplayFault, precheck,
+};
 pub use tree_head::TreeHead;
 pub use verify::{Report, VerifyError, verify_entries};

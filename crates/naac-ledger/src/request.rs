@@ -76,6 +76,10 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         fuel: Option<u64>,
     },
+    /// The bank's operator vouches for `provider`: from then on its signed asks may be the
+    /// second price at settlement (keys are free, so an ask from a key nobody vouches for
+    /// could be the requester's own invention). Authorized by the bank, once per key.
+    Register { provider: AccountKey },
     /// Escrow of `job` → its payer, everything left; closes the escrow. Authorized by the
     /// payer, or by the bank once the escrow has expired.
     Refund { job: JobId },

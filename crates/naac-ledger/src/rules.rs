@@ -24,6 +24,7 @@ mod plan;
 mod replay;
 mod wallet;
 
+pub use asks::{ASK_GRACE_MS, HOSTILE_RULES_SINCE_MS};
 pub use error::LedgerError;
 pub use plan::precheck;
 pub use replay::{ReplayError, ReplayFault};
@@ -108,6 +109,8 @@ pub struct Ledger {
     /// Top-ups by job and nonce.
     top_ups: HashMap<(JobId, u64), Seen>,
     grants: HashMap<AccountKey, Seen>,
+    /// Provider keys the operator vouched for (standing), with their entry.
+    registered: HashMap<AccountKey, Seen>,
     head: Hash,
     /// `time_ms` of the last entry (0 when empty): entry times never go back.
     last_time: u64,
@@ -129,6 +132,7 @@ impl Ledger {
             settled: HashMap::new(),
             transfers: HashMap::new(),
             top_ups: HashMap::new(),
+            registered: HashMap::new(),
             grants: HashMap::new(),
             head: [0; 32],
             last_time: 0,
@@ -217,6 +221,12 @@ impl Ledger {
     /// Whether `key` received its grant.
     pub fn is_granted(&self, key: &AccountKey) -> bool {
         self.grants.contains_key(key)
+    }
+
+    /// Whether the operator registered `key` as a provider: its asks may set another
+    /// provider's price at settlement.
+    pub fn has_standing(&self, key: &AccountKey) -> bool {
+        self.registered.contains_key(key)
     }
 
     /// Whether the result record with this hash (BLAKE3 of its signed bytes) was paid.

@@ -3,8 +3,9 @@
 
 use ed25519_dalek::{Signer, SigningKey};
 use naac_ledger::{
-    Account, AccountKey, Applied, Entry, Kind, Ledger, LedgerError, ReplayFault, Request,
-    SignedRecord, SignedRequest, TreeHead, VerifyError, verify_entries,
+    ASK_GRACE_MS, Account, AccountKey, Applied, Entry, HOSTILE_RULES_SINCE_MS, Kind, Ledger,
+    LedgerError, ReplayFault, Request, SignedRecord, SignedRequest, TreeHead, VerifyError,
+    verify_entries,
 };
 use naac_market::{Ask, SignedAsk};
 use naac_types::money::GIGA;
@@ -613,6 +614,161 @@ fn truthful_second_price_is_paid() {
     assert_eq!(e.amount, c(4));
 }
 
+/// Job 7's market at a time the hostile-peer rules apply, with asks valid until then.
+fn market_now() -> (World, SigningKey, SigningKey, SigningKey) {
+    let mut w = World::new();
+    w.now = HOSTILE_RULES_SINCE_MS + 1_000;
+    let (payer, a, b) = (sk(1), sk(2), sk(3));
+    w.grant(&payer, c(1_000));
+    w.open(&payer, job(7), c(100), p(10));
+    (w, payer, a, b)
+}
+
+fn ask_until(by: &SigningKey, job: JobId, price: Price, expires_ms: u64) -> SignedAsk {
+    let ask = Ask {
+        job,
+        provider: key(by).0,
+        price,
+        expires_ms,
+    };
+    let sig = by.sign(&ask.signing_bytes()).to_bytes().to_vec();
+    SignedAsk { ask, sig }
+}
+
+#[test]
+fn a_fabricated_second_bidder_is_refused_at_settlement() {
+    let (mut w, payer, a, _) = market_now();
+    let until = w.now + 60_000;
+    // The payer signs a "second ask" with a key of its own, just above the winner's ask.
+    let fake = sk(40);
+    let e = w.refused(
+        &payer,
+        settle_req(
+            job(7),
+            &a,
+            record(&a, job(7), 1, GIGA),
+            p(5),
+            ask_until(&a, job(7), p(4), until),
+            Some(ask_until(&fake, job(7), p(5), until)),
+        ),
+    );
+    assert!(
+        e.to_string()
+            .contains("which has no standing at this bank (its operator has not registered it)"),
+        "{e}"
+    );
+    // Only the bank registers a provider, once; it moves nothing.
+    assert_eq!(
+        w.refused(
+            &payer,
+            Request::Register {
+                provider: key(&fake)
+            }
+        ),
+        LedgerError::NotBank
+    );
+    let bank = w.bank.clone();
+    let r = w.ok(
+        &bank,
+        Request::Register {
+            provider: key(&fake),
+        },
+    );
+    assert_eq!(
+        (r.kind, r.debit, r.credit, r.amount),
+        (Kind::Register, Account::Mint, user(&fake), Credits::ZERO)
+    );
+    assert!(w.ledger.has_standing(&key(&fake)));
+    assert_eq!(
+        w.apply(
+            &bank,
+            Request::Register {
+                provider: key(&fake)
+            }
+        ),
+        Ok(Applied::Duplicate { seq: r.seq })
+    );
+    // Vouched for, its ask sets the price.
+    let e = w.ok(
+        &payer,
+        settle_req(
+            job(7),
+            &a,
+            record(&a, job(7), 1, GIGA),
+            p(5),
+            ask_until(&a, job(7), p(4), until),
+            Some(ask_until(&fake, job(7), p(5), until)),
+        ),
+    );
+    assert_eq!(e.amount, c(5));
+    // The lone-bidder rule needs no standing: the escrow's max price.
+    let e = w.ok(
+        &payer,
+        settle_req(
+            job(7),
+            &a,
+            record(&a, job(7), 2, GIGA),
+            p(10),
+            ask_until(&a, job(7), p(4), until),
+            None,
+        ),
+    );
+    assert_eq!(e.amount, c(10));
+    assert_eq!(w.ledger.issued(), c(1_000));
+}
+
+#[test]
+fn an_ask_long_expired_is_refused_at_settlement() {
+    let (mut w, payer, a, _) = market_now();
+    let expired = w.now - ASK_GRACE_MS - 1;
+    let e = w.refused(
+        &payer,
+        settle_req(
+            job(7),
+            &a,
+            record(&a, job(7), 1, GIGA),
+            p(10),
+            ask_until(&a, job(7), p(4), expired),
+            None,
+        ),
+    );
+    assert!(
+        e.to_string()
+            .contains("more than a day before this settlement"),
+        "{e}"
+    );
+    // Within a day of its expiry it still pays for work awarded under it.
+    w.ok(
+        &payer,
+        settle_req(
+            job(7),
+            &a,
+            record(&a, job(7), 1, GIGA),
+            p(10),
+            ask_until(&a, job(7), p(4), expired + 1),
+            None,
+        ),
+    );
+}
+
+#[test]
+fn entries_made_before_the_hostile_rules_replay_under_the_old_ones() {
+    // Made before the rules changed: an unregistered second ask and an ask long expired.
+    let (mut w, payer, a, b) = market();
+    let e = w.ok(
+        &payer,
+        settle_req(
+            job(7),
+            &a,
+            record(&a, job(7), 1, GIGA),
+            p(6),
+            ask_until(&a, job(7), p(4), 0),
+            Some(ask_until(&b, job(7), p(6), 0)),
+        ),
+    );
+    assert_eq!(e.amount, c(6));
+}
+
 #[test]
 fn lone_bidder_is_paid_the_max_price_only() {
     let (mut w, payer, a, _) = market();
@@ -1203,6 +1359,10 @@ enum Op {
         nonce: u8,
         signer: u8,
     },
+    Register {
+        provider: u8,
+        signer: u8,
+    },
     /// Re-send a request made earlier.
     Again(prop::sample::Index),
     /// Let time pass.
@@ -1301,9 +1461,15 @@ fn top_up_op() -> impl Strategy<Value = Op> {
     )
 }
 
+fn register_op() -> impl Strategy<Value = Op> {
+    let by = prop_oneof![4 => Just(BANK), 1 => 0..USERS];
+    (0..USERS, by).prop_map(|(provider, signer)| Op::Register { provider, signer })
+}
+
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         2 => top_up_op(),
+        1 => register_op(),
         2 => grant_op(),
         4 => transfer_op(),
         4 => open_op(),
@@ -1461,6 +1627,12 @@ impl Sim {
                     job: jid,
                     amount: Credits(amount),
                     nonce: nonce.into(),
+                };
+                signed(self.k(signer), &bank, &r)
+            }
+            Op::Register { provider, signer } => {
+                let r = Request::Register {
+                    provider: key(self.k(provider)),
                 };
                 signed(self.k(signer), &bank, &r)
             }

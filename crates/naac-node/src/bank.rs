@@ -44,17 +44,36 @@ pub async fn grant(
     to: AccountKey,
     amount: Credits,
 ) -> Result<u64, String> {
+    operator_request(bank, bank_key, &Request::Grant { to, amount }).await
+}
+
+/// Registers `provider` at `bank`, signed with `bank_key` (which must be the bank's): the
+/// operator vouches for it, so its asks may set another provider's price. Returns the
+/// ledger entry's seq.
+pub async fn register(
+    bank: &BankConn,
+    bank_key: &Keypair,
+    provider: AccountKey,
+) -> Result<u64, String> {
+    operator_request(bank, bank_key, &Request::Register { provider }).await
+}
+
+/// Sends one request signed by the bank's own key, which must be `bank`'s.
+async fn operator_request(
+    bank: &BankConn,
+    bank_key: &Keypair,
+    req: &Request,
+) -> Result<u64, String> {
     let key =
         AccountKey(naac_net::ed25519_of_keypair(bank_key).ok_or("the bank's key is not ed25519")?);
     if bank.key().await? != key {
         return Err("that bank does not hold this data dir's bank key".into());
     }
-    let req = Request::Grant { to, amount };
-    let signed = SignedRequest::new(key, &key, &req, |m| naac_net::sign(bank_key, m));
+    let signed = SignedRequest::new(key, &key, req, |m| naac_net::sign(bank_key, m));
     let mut answers = bank.submit(vec![signed]).await?;
     match answers.pop() {
         Some(Ok(receipt)) => Ok(receipt.seq),
         Some(Err(e)) => Err(e),
-        None => Err("the bank did not answer the grant".into()),
+        None => Err("the bank did not answer".into()),
     }
 }

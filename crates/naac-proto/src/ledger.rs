@@ -39,6 +39,7 @@ pub enum Kind {
     Escrow,
     Settle,
     Refund,
+    Register,
 }
 
 /// One ledger entry, every field as stored and hashed.

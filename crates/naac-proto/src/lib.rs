@@ -381,7 +381,13 @@ pub enum BankRequest {
     Consistency { old: u64, new: u64 },
     /// The signed checkpoint of this size (`None`: the latest).
     Checkpoint { size: Option<u64> },
+    /// Which of these keys have standing (the operator registered them as providers): only
+    /// their asks may set another provider's price (at most [`MAX_STANDING_QUERY`]).
+    Standing { accounts: Vec<AccountKey> },
 }
+
+/// Most keys one [`BankRequest::Standing`] asks about.
+pub const MAX_STANDING_QUERY: usize = 4096;
 
 /// A bank's answer.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -397,6 +403,8 @@ pub enum BankResponse {
     Proof(Box<EntryProof>),
     Consistency(Vec<Hash>),
     Checkpoint(Option<TreeHead>),
+    /// One answer per key asked about, in order.
+    Standing(Vec<bool>),
 }
 
 /// An entry, its inclusion proof and the signed checkpoint it is proven against.

@@ -1,6 +1,8 @@
-//! `naac bank`: the bank operator's commands. `naac bank grant USER AMOUNT` mints credits
-//! into a user's wallet, signed with this data dir's bank key — the way credits enter a
-//! pool whose bank runs no faucet (the default).
+//! `naac bank`: the bank operator's commands, signed with this data dir's bank key.
+//! `naac bank grant USER AMOUNT` mints credits into a user's wallet — the way credits enter
+//! a pool whose bank runs no faucet (the default). `naac bank register PROVIDER` vouches for
+//! a provider, so its asks may set other providers' prices (a second price from a key
+//! nobody vouches for could be a requester's invention).
 
 use anyhow::Context as _;
 use naac_ledger::AccountKey;
@@ -13,6 +15,19 @@ use std::process::ExitCode;
 pub enum Cmd {
     /// Grant a user credits (once per account), signed with this data dir's bank key
     Grant(GrantArgs),
+    /// Vouch for a provider (once per key): its asks may then set another provider's price
+    /// at settlement
+    Register(RegisterArgs),
+}
+
+#[derive(clap::Args)]
+pub struct RegisterArgs {
+    /// The provider: its peer id (`naac key show` on its machine) or account key in hex
+    provider: String,
+    /// The bank node to send the registration to (it must hold this data dir's bank key)
+    /// [default: this data dir's ledger, when no bank node runs on it]
+    #[arg(long, value_name = "MULTIADDR", env = "NAAC_BANK")]
+    bank: Option<Multiaddr>,
 }
 
 #[derive(clap::Args)]
@@ -31,20 +46,16 @@ pub struct GrantArgs {
 pub async fn main(cmd: Cmd) -> anyhow::Result<ExitCode> {
     match cmd {
         Cmd::Grant(a) => grant(a).await,
+        Cmd::Register(a) => register(a).await,
     }
 }
 
-async fn grant(a: GrantArgs) -> anyhow::Result<ExitCode> {
-    let Some(to) = account_of(&a.user) else {
-        eprintln!(
-            "error: {:?} is not a user id or an account key\nhint: the user's machine prints its id with `naac key show --user`",
-            a.user
-        );
-        return Ok(ExitCode::from(2));
-    };
-    let home = Home::from_env()?;
-    let key = naac_node::bank::bank_key(&home)?;
-    let bank = match &a.bank {
+/// The bank to send an operator's request to: a bank node, or this data dir's own ledger.
+async fn operator_bank(
+    home: &Home,
+    addr: Option<&Multiaddr>,
+) -> anyhow::Result<naac_node::pay::BankConn> {
+    Ok(match addr {
         Some(addr) => {
             let (client, _events) = naac_net::start(
                 naac_net::Keypair::generate_ed25519(),
@@ -58,10 +69,51 @@ async fn grant(a: GrantArgs) -> anyhow::Result<ExitCode> {
             crate::run::connect_bank(&client, addr).await?
         }
         None => naac_node::pay::BankConn::Local(
-            naac_node::bank::start_in_home(&home, None, naac_node::bank::Faucet::NONE)
+            naac_node::bank::start_in_home(home, None, naac_node::bank::Faucet::NONE)
                 .context("open this data dir's bank")?,
         ),
+    })
+}
+
+async fn register(a: RegisterArgs) -> anyhow::Result<ExitCode> {
+    let Some(provider) = account_of(&a.provider) else {
+        eprintln!(
+            "error: {:?} is not a peer id or an account key\nhint: the provider's machine prints its id with `naac key show`",
+            a.provider
+        );
+        return Ok(ExitCode::from(2));
     };
+    let home = Home::from_env()?;
+    let key = naac_node::bank::bank_key(&home)?;
+    let bank = operator_bank(&home, a.bank.as_ref()).await?;
+    match naac_node::bank::register(&bank, &key, provider).await {
+        Ok(seq) => {
+            println!("registered provider {} (ledger entry {seq})", a.provider);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            let hint = if e.contains("does not hold this data dir's bank key") {
+                "run this on the bank's host, with its data dir (NAAC_HOME), or pass the --bank it runs"
+            } else {
+                "check that the bank is up and this data dir holds its key"
+            };
+            eprintln!("error: the registration was refused: {e}\nhint: {hint}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+async fn grant(a: GrantArgs) -> anyhow::Result<ExitCode> {
+    let Some(to) = account_of(&a.user) else {
+        eprintln!(
+            "error: {:?} is not a user id or an account key\nhint: the user's machine prints its id with `naac key show --user`",
+            a.user
+        );
+        return Ok(ExitCode::from(2));
+    };
+    let home = Home::from_env()?;
+    let key = naac_node::bank::bank_key(&home)?;
+    let bank = operator_bank(&home, a.bank.as_ref()).await?;
     match naac_node::bank::grant(&bank, &key, to, a.amount).await {
         Ok(seq) => {
             println!(

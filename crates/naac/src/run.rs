@@ -590,11 +590,19 @@ pub async fn connect_bank(
         client: client.clone(),
         peer,
         addr: addr.clone(),
+        key: None,
     };
     let mut last = String::new();
     for _ in 0..50 {
         match conn.key().await {
-            Ok(_) => return Ok(conn),
+            Ok(key) => {
+                return Ok(naac_node::pay::BankConn::Remote {
+                    client: client.clone(),
+                    peer,
+                    addr: addr.clone(),
+                    key: Some(key),
+                });
+            }
             Err(e) => last = e,
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

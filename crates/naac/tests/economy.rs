@@ -132,6 +132,20 @@ fn a_job_across_three_providers_pays_each_exactly_and_refunds_the_rest() {
     let cheap = Node::provider(&s, "cheap", "0.1");
     let mid = Node::provider(&s, "mid", "0.2");
     let dear = Node::provider(&s, "dear", "0.3");
+    // The operator vouches for the three, so their asks may set each other's prices.
+    for node in [&cheap, &mid, &dear] {
+        let out = naac()
+            .env("NAAC_HOME", s.path().join("bank"))
+            .args(["bank", "register", &node.peer_id(), "--bank", &bank.addr])
+            .output()
+            .expect("naac bank register");
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).starts_with("registered provider"),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
     let job = s.job(
         "paid",
         "pi/pi.wasm",

@@ -430,6 +430,7 @@ impl RawEntry<'_> {
             Kind::Escrow,
             Kind::Settle,
             Kind::Refund,
+            Kind::Register,
         ]
         .into_iter()
         .find(|k| k.as_str() == self.kind)

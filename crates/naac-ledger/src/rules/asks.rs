@@ -44,9 +44,30 @@ impl AskCache {
     }
 }
 
+/// Entries from this time on (Unix milliseconds, 2026-12-07 00:00 UTC) follow the rules
+/// that came with hostile peers: a second ask only from a provider with standing, and no
+/// ask cited long after it expired. Earlier entries replay under the rules they were made
+/// under.
+pub const HOSTILE_RULES_SINCE_MS: u64 = 1_796_601_600_000;
+
+/// How long after its expiry an ask may still be cited at settlement: results are paid
+/// after the work, and the work was awarded while the ask was valid.
+pub const ASK_GRACE_MS: u64 = 24 * 3600 * 1000;
+
+/// What a settlement's asks are checked against besides themselves.
+pub(super) struct AskContext<'a> {
+    /// `None`: signatures are trusted (the bank's own reload).
+    pub(super) check: Option<&'a AskCache>,
+    /// The entry's time.
+    pub(super) now_ms: u64,
+    /// Whether a key has standing at the bank.
+    pub(super) standing: &'a dyn Fn(&AccountKey) -> bool,
+}
+
 /// The reverse Vickrey rule at settlement: the winner's own ask is at most the price, and
-/// the price is the second-lowest ask (another provider's) or, for a lone bidder, the
-/// escrow's max price.
+/// the price is the second-lowest ask (another provider's, one with standing: the operator
+/// vouched for it) or, for a lone bidder, the escrow's max price. Neither ask may have
+/// expired more than [`ASK_GRACE_MS`] before the settlement.
 pub(super) fn check_asks(
     job: JobId,
     provider: &AccountKey,
@@ -54,11 +75,20 @@ pub(super) fn check_asks(
     max_price: Price,
     winner: &SignedAsk,
     second: Option<&SignedAsk>,
-    // `None`: signatures are trusted (the bank's own reload).
-    check: Option<&AskCache>,
+    cx: &AskContext<'_>,
 ) -> Result<(), LedgerError> {
+    let check = cx.check;
+    let hostile_rules = cx.now_ms >= HOSTILE_RULES_SINCE_MS;
     let bad = |s: String| Err(LedgerError::BadAsk(s));
+    let stale =
+        |expires_ms: u64| hostile_rules && expires_ms.saturating_add(ASK_GRACE_MS) < cx.now_ms;
     let w = &winner.ask;
+    if stale(w.expires_ms) {
+        return bad(format!(
+            "winner's ask expired at {} ms, more than a day before this settlement",
+            w.expires_ms
+        ));
+    }
     if check.is_some_and(|c| !c.verified(winner)) {
         return bad("winner's ask is not signed by its provider".into());
     }
@@ -104,6 +134,18 @@ pub(super) fn check_asks(
                 return bad(
                     "second ask is from the winner itself; it must be another provider's".into(),
                 );
+            }
+            if hostile_rules && !(cx.standing)(&AccountKey(s.provider)) {
+                return bad(format!(
+                    "second ask is from provider {}, which has no standing at this bank (its operator has not registered it); without a second ask from a registered provider the price is the escrow's max price",
+                    hex(&s.provider[..8])
+                ));
+            }
+            if stale(s.expires_ms) {
+                return bad(format!(
+                    "second ask expired at {} ms, more than a day before this settlement",
+                    s.expires_ms
+                ));
             }
             if s.price < w.price {
                 return bad(format!(

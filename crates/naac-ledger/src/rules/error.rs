@@ -31,6 +31,9 @@ pub enum LedgerError {
     /// The account already received its grant (with another request).
     #[error("account {} already received its grant", short(.0))]
     AlreadyGranted(AccountKey),
+    /// The provider was already registered (with another request).
+    #[error("provider {} is already registered", short(.0))]
+    AlreadyRegistered(AccountKey),
     /// The sender already used this transfer nonce for another transfer.
     #[error(
         "transfer nonce {nonce} of account {} was already used for another transfer",

@@ -1,7 +1,7 @@
 //! The rules of a job's escrow: opening it, settling a provider's result from it (at the
 //! auction's price) and refunding what is left.
 
-use super::asks::check_asks;
+use super::asks::{AskContext, check_asks};
 use super::plan::{Change, Draft, Plan, Sigs};
 use super::{EscrowSlot, EscrowState, Ledger, LedgerError, blake, short};
 use crate::entry::{Account, AccountKey, Entry, Kind};
@@ -172,7 +172,11 @@ impl Ledger {
             esc.max_price,
             &winner,
             second.as_ref(),
-            (d.sigs == Sigs::Check).then_some(&self.asks_checked),
+            &AskContext {
+                check: (d.sigs == Sigs::Check).then_some(&self.asks_checked),
+                now_ms: d.now_ms,
+                standing: &|k| self.has_standing(k),
+            },
         )?;
         if parsed.fuel_used > esc.fuel_limit {
             return Err(LedgerError::BadRecord(format!(

@@ -37,6 +37,10 @@ pub(super) enum Change {
         nonce: u64,
         seen: Seen,
     },
+    Register {
+        provider: AccountKey,
+        seen: Seen,
+    },
     Open {
         payer: AccountKey,
         payer_balance: u64,
@@ -228,6 +232,7 @@ impl Ledger {
                 fuel,
             } => self.plan_settle(&d, job, provider, record, price, (winner, second), fuel),
             Request::Refund { job } => self.plan_refund(&d, job),
+            Request::Register { provider } => self.plan_register(&d, provider),
         }
     }
 
@@ -255,6 +260,9 @@ impl Ledger {
                 self.users.insert(from, from_balance);
                 self.users.insert(to, to_balance);
                 self.transfers.insert((from, nonce), seen);
+            }
+            Change::Register { provider, seen } => {
+                self.registered.insert(provider, seen);
             }
             Change::Open {
                 payer,

@@ -1,5 +1,5 @@
-//! The rules of the wallet requests: grants (the bank mints into an account, once each) and
-//! transfers between users.
+//! The rules of the wallet requests: grants (the bank mints into an account, once each),
+//! transfers between users, and registrations (the bank vouches for a provider key).
 
 use super::plan::{Change, Draft, Plan};
 use super::{Ledger, LedgerError};
@@ -41,6 +41,34 @@ impl Ledger {
                 to,
                 balance,
                 issued,
+                seen: d.seen,
+            },
+        )
+    }
+
+    /// A registration: the bank vouches for `provider`, once per key; nothing moves.
+    pub(super) fn plan_register(
+        &self,
+        d: &Draft,
+        provider: AccountKey,
+    ) -> Result<Plan, LedgerError> {
+        if d.signer != self.bank {
+            return Err(LedgerError::NotBank);
+        }
+        if let Some(before) = self.registered.get(&provider) {
+            let conflict = LedgerError::AlreadyRegistered(provider);
+            return Plan::again(&before.msg, before.seq, &d.seen.msg, conflict);
+        }
+        Plan::append(
+            d.entry(
+                Kind::Register,
+                Account::Mint,
+                Account::User(provider),
+                0,
+                "registered provider".into(),
+            ),
+            Change::Register {
+                provider,
                 seen: d.seen,
             },
         )

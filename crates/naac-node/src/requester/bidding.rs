@@ -10,7 +10,7 @@ use naac_net::PeerId;
 use naac_proto::{Bid, SignedAsk};
 use naac_sched::{Millis, TaskId};
 use naac_types::{JobId, Price};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 /// How long a paid job collects sealed asks before it awards its first batch.
@@ -37,6 +37,9 @@ pub struct Bidding {
     terms: HashMap<u32, Vec<(u32, Terms)>>,
     /// Runs in `terms`: copies started on a paid provider and not yet paid or dropped.
     owed: u64,
+    /// Bidders the bank says have standing (its operator registered them): only their asks
+    /// may set another provider's price. A bidder not yet known has none.
+    standing: HashSet<PeerId>,
     /// The first window closes here (set by the first valid ask).
     until: Option<Millis>,
     closed: bool,
@@ -53,6 +56,7 @@ impl Bidding {
             declined: HashMap::new(),
             terms: HashMap::new(),
             owed: 0,
+            standing: HashSet::new(),
             until: None,
             closed: false,
         }
@@ -134,6 +138,7 @@ impl Bidding {
 
     /// The provider left: its bid and ask go (its runs keep their terms).
     pub fn forget(&mut self, peer: &PeerId) {
+        self.standing.remove(peer);
         self.bids.remove(peer);
         self.asks.remove(peer);
     }
@@ -170,8 +175,20 @@ impl Bidding {
         bids.iter().map(|b| b.provider).collect()
     }
 
+    /// The bank says whether `peer` has standing (see [`Bidding::award`]).
+    pub fn set_standing(&mut self, peer: PeerId, standing: bool) {
+        if standing && self.bids.contains_key(&peer) {
+            self.standing.insert(peer);
+        } else {
+            self.standing.remove(&peer);
+        }
+    }
+
     /// Auctions the batch going to `provider` among the bidders `available` now, and fixes
-    /// the terms of its runs; `None` (the runs go unpaid) when it has no valid bid.
+    /// the terms of its runs; `None` (the runs go unpaid) when it has no valid bid. The
+    /// price is the next ask up among bidders with standing at the bank (an ask from a key
+    /// nobody vouches for could be invented, and the bank refuses it as a second price),
+    /// or the job's `max_price` when there is none.
     pub fn award(
         &mut self,
         provider: &PeerId,
@@ -181,7 +198,10 @@ impl Bidding {
         let bids: Vec<naac_market::Bid<PeerId>> = self
             .bids
             .values()
-            .filter(|b| available(&b.provider))
+            .filter(|b| {
+                b.provider == *provider
+                    || (available(&b.provider) && self.standing.contains(&b.provider))
+            })
             .cloned()
             .collect();
         let c = naac_market::clear_for(&bids, provider, self.max_price)?;
@@ -326,6 +346,13 @@ mod tests {
             b.take(p, Some(&ask(k, j, price)), None, None, Millis(0), NOW)
                 .expect("a valid bid");
         }
+        // Until the bank vouches for the others, nobody's ask sets the price: max_price.
+        let t = b.award(&p1, &[(TaskId(1), 0)], |_| true).expect("terms");
+        assert_eq!((t.price, t.second.is_none()), (Price(300), true));
+        for p in [p1, p2, p3] {
+            b.set_standing(p, true);
+        }
+        assert_eq!(b.take_terms(1).len(), 1);
         let runs = [(TaskId(7), 0), (TaskId(8), 1)];
         let t = b.award(&p1, &runs, |_| true).expect("terms");
         assert_eq!(t.price, Price(200));

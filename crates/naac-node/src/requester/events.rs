@@ -364,6 +364,7 @@ impl Session<'_> {
                         tracing::info!("provider {peer} does not bid for this job: {why}");
                         return;
                     }
+                    self.ask_standing(peer);
                 }
                 self.hosts.insert(peer, w.status.clone());
                 self.on_hello(peer, w.slots, w.owner);
@@ -388,6 +389,10 @@ impl Session<'_> {
                 let now = self.now();
                 let check = self.tally.verified(peer, &result, &record, verdict);
                 self.perform(peer, *result, check, now);
+            }
+            Internal::Standing(peer, standing) => {
+                self.bidding.set_standing(peer, standing);
+                self.rerank();
             }
             Internal::TopUp(outcome) => {
                 let now = self.now();

@@ -115,6 +115,8 @@ pub(super) enum Internal {
     },
     /// A top-up of the escrow came back.
     TopUp(TopUpOutcome),
+    /// The bank said whether a bidder has standing (its asks may set others' prices).
+    Standing(PeerId, bool),
 }
 
 /// Verifications of one provider's results that may run at once: a provider whose results
@@ -388,6 +390,25 @@ impl Session<'_> {
                 let _ = internal.send(Internal::TopUp(top_up.await)).await;
             });
         }
+    }
+
+    /// Asks the bank whether a new bidder has standing; the answer comes back as
+    /// [`Internal::Standing`]. Until it does, its ask sets no other provider's price.
+    pub(super) fn ask_standing(&self, peer: PeerId) {
+        let (Some(payer), Some(key)) = (self.payer.as_ref(), naac_net::ed25519_of(&peer)) else {
+            return;
+        };
+        let bank = payer.escrow().bank.clone();
+        let internal = self.internal.clone();
+        tokio::spawn(async move {
+            match bank.standing(vec![naac_ledger::AccountKey(key)]).await {
+                Ok(v) => {
+                    let standing = v.first().copied().unwrap_or(false);
+                    let _ = internal.send(Internal::Standing(peer, standing)).await;
+                }
+                Err(e) => tracing::warn!("could not ask the bank about {peer}'s standing: {e}"),
+            }
+        });
     }
 
     /// What has been paid so far.
