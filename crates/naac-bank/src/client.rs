@@ -30,6 +30,45 @@ fn unexpected<T>(other: BankResponse) -> Result<T, String> {
 }
 
 impl BankConn {
+    /// Dials the bank node at `addr` (which names its `/p2p/` peer id) and waits until it
+    /// answers as a bank (up to 5 s), learning its bank key.
+    pub async fn connect(client: &Client, addr: &naac_net::Multiaddr) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let peer = addr
+            .iter()
+            .find_map(|p| match p {
+                naac_net::Protocol::P2p(id) => Some(id),
+                _ => None,
+            })
+            .with_context(|| {
+                format!("bank address {addr} has no /p2p/ peer id; copy the whole \"listening on\" line of the bank")
+            })?;
+        client
+            .dial(addr.clone())
+            .await
+            .with_context(|| format!("dial the bank at {addr}"))?;
+        let mut conn = BankConn::Remote {
+            client: client.clone(),
+            peer,
+            addr: addr.clone(),
+            key: None,
+        };
+        let mut last = String::new();
+        for _ in 0..50 {
+            match conn.key().await {
+                Ok(k) => {
+                    if let BankConn::Remote { key, .. } = &mut conn {
+                        *key = Some(k);
+                    }
+                    return Ok(conn);
+                }
+                Err(e) => last = e,
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        anyhow::bail!("the bank at {addr} does not answer: {last}")
+    }
+
     /// One request to the bank.
     pub async fn call(&self, req: BankRequest) -> Result<BankResponse, String> {
         match self {
@@ -82,6 +121,17 @@ impl BankConn {
     ) -> Result<Vec<Result<Receipt, String>>, String> {
         match self.call(BankRequest::Submit(reqs.into_wire())).await? {
             BankResponse::Submitted(v) => Ok(checked_receipts(&self.bank_key().await?, v)),
+            other => unexpected(other),
+        }
+    }
+
+    /// The escrow of `job` as the bank's books have it (`None`: it has none).
+    pub async fn escrow(
+        &self,
+        job: naac_types::JobId,
+    ) -> Result<Option<naac_proto::EscrowView>, String> {
+        match self.call(BankRequest::Escrow { job }).await? {
+            BankResponse::Escrow(e) => Ok(e),
             other => unexpected(other),
         }
     }

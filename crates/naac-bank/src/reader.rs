@@ -90,9 +90,10 @@ impl Reader {
                 entries: self.store.len().map_err(why)?,
                 checkpoint: self.store.latest_checkpoint().map_err(why)?.into_wire(),
             })),
-            BankRequest::Standing { .. } => {
-                Err("a ledger read directly does not answer standing; ask the bank node".into())
-            }
+            BankRequest::Standing { .. } | BankRequest::Escrow { .. } => Err(
+                "a ledger read directly does not answer standing or escrows; ask the bank node"
+                    .into(),
+            ),
             BankRequest::Balance { account } => Ok(BankResponse::Balance {
                 balance: self.balance(AccountKey::from_wire(account))?,
                 checkpoint: self.store.latest_checkpoint().map_err(why)?.into_wire(),

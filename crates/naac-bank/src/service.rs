@@ -531,6 +531,15 @@ impl Bank {
             BankRequest::Balance { account } => {
                 Pending::Balance(Account::User(AccountKey::from_wire(account)))
             }
+            BankRequest::Escrow { job } => Pending::Done(Ok(BankResponse::Escrow(
+                self.ledger.escrow(&job).map(|e| naac_proto::EscrowView {
+                    payer: e.payer.into_wire(),
+                    left: e.left,
+                    max_price: e.max_price,
+                    fuel_limit: e.fuel_limit,
+                    closed: e.closed,
+                }),
+            ))),
             BankRequest::Standing { accounts } => {
                 if accounts.len() > naac_proto::MAX_STANDING_QUERY {
                     return Pending::Done(Err(format!(

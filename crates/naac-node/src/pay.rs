@@ -265,29 +265,37 @@ impl Payer {
         &self.escrow
     }
 
-    /// Tops the escrow up by up to `want`, in whole copies of `per_copy` that the payer's
-    /// balance covers (`nonce` names the top-up). The future owns what it needs.
+    /// Tops the escrow up by up to `due.want`, in whole copies of `per_copy` that the payer's
+    /// balance covers, or by exactly `due.want` when it is a resend. The future owns what it
+    /// needs.
     pub fn top_up(
         &self,
         per_copy: Credits,
-        want: Credits,
-        nonce: u64,
+        due: crate::requester::budget::Due,
     ) -> impl std::future::Future<Output = crate::requester::budget::TopUpOutcome> + Send + 'static
     {
         use crate::requester::budget::{TopUpOutcome, fundable};
         let escrow = self.escrow.clone();
         let user = self.user.clone();
         async move {
-            let balance = match escrow.bank.balance(escrow.payer).await {
-                Ok(b) => b,
-                Err(e) => return TopUpOutcome::Failed(e),
+            let amount = if due.exact {
+                due.want
+            } else {
+                let balance = match escrow.bank.balance(escrow.payer).await {
+                    Ok(b) => b,
+                    Err(why) => return TopUpOutcome::Failed { sent: None, why },
+                };
+                match fundable(per_copy, due.want, balance) {
+                    Some(a) => a,
+                    None => return TopUpOutcome::Short { balance },
+                }
             };
-            let Some(amount) = fundable(per_copy, want, balance) else {
-                return TopUpOutcome::Short { balance };
-            };
-            match top_up(&escrow, &user, amount, nonce).await {
+            match top_up(&escrow, &user, amount, due.nonce).await {
                 Ok(()) => TopUpOutcome::Done(amount),
-                Err(e) => TopUpOutcome::Failed(e),
+                Err(why) => TopUpOutcome::Failed {
+                    sent: Some(amount),
+                    why,
+                },
             }
         }
     }

@@ -174,6 +174,10 @@ pub struct Solicit {
     pub max_price: Price,
     /// Fuel limit of one task.
     pub fuel: u64,
+    /// The bank the job's escrow is at (its key): a provider paid at another bank does not
+    /// bid, and one paid at this bank checks the escrow there before it runs the work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bank: Option<AccountKey>,
 }
 
 /// A provider's answer to a [`Solicit`].
@@ -381,6 +385,8 @@ pub enum BankRequest {
     Consistency { old: u64, new: u64 },
     /// The signed checkpoint of this size (`None`: the latest).
     Checkpoint { size: Option<u64> },
+    /// The escrow of a job, as the bank's books have it now (`None`: it has none).
+    Escrow { job: JobId },
     /// Which of these keys have standing (the operator registered them as providers): only
     /// their asks may set another provider's price (at most [`MAX_STANDING_QUERY`]).
     Standing { accounts: Vec<AccountKey> },
@@ -405,6 +411,22 @@ pub enum BankResponse {
     Checkpoint(Option<TreeHead>),
     /// One answer per key asked about, in order.
     Standing(Vec<bool>),
+    Escrow(Option<EscrowView>),
+}
+
+/// A job's escrow as a provider checks it before running paid work.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EscrowView {
+    /// Who funded it: the only one who may pay from it.
+    pub payer: AccountKey,
+    /// What is still in it.
+    pub left: Credits,
+    /// The most it pays per giga-fuel.
+    pub max_price: Price,
+    /// The most fuel one paid result may claim.
+    pub fuel_limit: u64,
+    /// Refunded: nothing more is paid from it.
+    pub closed: bool,
 }
 
 /// An entry, its inclusion proof and the signed checkpoint it is proven against.

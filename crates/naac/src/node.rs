@@ -33,6 +33,11 @@ pub struct Args {
     /// the policy's min_price is the floor [default: 0.1]
     #[arg(long, value_name = "CREDITS", value_parser = parse_price)]
     price: Option<naac_types::Price>,
+    /// The bank this provider is paid at (its "listening on" address): it bids only for jobs
+    /// whose escrow is there, and runs paid work only while the bank shows that escrow pays
+    /// for it [default: take the requester's word]
+    #[arg(long, value_name = "MULTIADDR", requires = "provide")]
+    paid_at: Option<naac_net::Multiaddr>,
     /// Tasks run at once [default: the number of cores]
     #[arg(long, value_name = "N")]
     slots: Option<u32>,
@@ -120,6 +125,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
     config.slowdown = a.slowdown;
     config.owner_policy = !a.ephemeral && a.provide;
     config.price = a.price.unwrap_or(DEFAULT_PRICE);
+    config.paid_at = a.paid_at.clone();
     config.bank = bank;
     config.provide = a.provide;
     let (listen_tx, mut listen_rx) = tokio::sync::mpsc::channel(16);

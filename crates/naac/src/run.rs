@@ -573,41 +573,7 @@ pub async fn connect_bank(
     client: &naac_net::Client,
     addr: &Multiaddr,
 ) -> anyhow::Result<naac_node::pay::BankConn> {
-    let peer = addr
-        .iter()
-        .find_map(|p| match p {
-            naac_net::Protocol::P2p(id) => Some(id),
-            _ => None,
-        })
-        .with_context(|| {
-            format!("bank address {addr} has no /p2p/ peer id; copy the whole \"listening on\" line of the bank")
-        })?;
-    client
-        .dial(addr.clone())
-        .await
-        .with_context(|| format!("dial the bank at {addr}"))?;
-    let conn = naac_node::pay::BankConn::Remote {
-        client: client.clone(),
-        peer,
-        addr: addr.clone(),
-        key: None,
-    };
-    let mut last = String::new();
-    for _ in 0..50 {
-        match conn.key().await {
-            Ok(key) => {
-                return Ok(naac_node::pay::BankConn::Remote {
-                    client: client.clone(),
-                    peer,
-                    addr: addr.clone(),
-                    key: Some(key),
-                });
-            }
-            Err(e) => last = e,
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::bail!("the bank at {addr} does not answer: {last}")
+    naac_node::pay::BankConn::connect(client, addr).await
 }
 
 /// The last characters of a peer id: enough to tell providers apart in a listing.

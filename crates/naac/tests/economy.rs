@@ -63,6 +63,25 @@ impl Node {
         )
     }
 
+    /// A provider paid at `bank`: it checks each job's escrow there before it runs work.
+    fn provider_paid_at(s: &Scratch, name: &str, price: &str, bank: &Node) -> Node {
+        Node::start(
+            &s.path().join(name),
+            &[
+                "--provide",
+                "--no-mdns",
+                "--slots",
+                "1",
+                "--price",
+                price,
+                "--paid-at",
+                &bank.addr,
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+            ],
+        )
+    }
+
     fn peer_id(&self) -> String {
         self.addr.rsplit('/').next().expect("peer id").to_string()
     }
@@ -129,9 +148,10 @@ fn tasks_of(out_dir: &Path) -> Vec<Value> {
 fn a_job_across_three_providers_pays_each_exactly_and_refunds_the_rest() {
     let s = Scratch::new();
     let bank = Node::bank(&s, "bank", free_port(), "1000");
-    let cheap = Node::provider(&s, "cheap", "0.1");
-    let mid = Node::provider(&s, "mid", "0.2");
-    let dear = Node::provider(&s, "dear", "0.3");
+    // Each checks the job's escrow at the bank before it runs work.
+    let cheap = Node::provider_paid_at(&s, "cheap", "0.1", &bank);
+    let mid = Node::provider_paid_at(&s, "mid", "0.2", &bank);
+    let dear = Node::provider_paid_at(&s, "dear", "0.3", &bank);
     // The operator vouches for the three, so their asks may set each other's prices.
     for node in [&cheap, &mid, &dear] {
         let out = naac()

@@ -267,6 +267,7 @@ fn a_priced_provider_runs_nothing_it_made_no_ask_for() {
                 job,
                 max_price: naac_types::Price::whole(10),
                 fuel: 1_000_000,
+                bank: None,
             }),
         };
         let r = send(RequestBody::Hello(hello)).await;
@@ -539,4 +540,184 @@ fn a_requester_gets_at_most_its_share_of_a_provider() {
     assert!(total <= MAX_TASKS_PER_PEER, "{total} tasks held");
     assert!(returned > 0, "the excess went back");
     drop(stalled);
+}
+
+/// A provider paid at a bank runs a job's work only while that bank shows the job's escrow,
+/// funded by the user the requester's Hello names, pays for it: not with no escrow, not with
+/// too little in it, and at once when it is topped up. It does not bid for an escrow at
+/// another bank.
+#[test]
+fn a_provider_paid_at_a_bank_runs_work_only_its_escrow_there_pays_for() {
+    let s = Scratch::new();
+    let bank_home = s.path().join("bank");
+    std::fs::create_dir_all(&bank_home).expect("home");
+    let mut c = common::naac();
+    c.env("NAAC_HOME", &bank_home).args([
+        "node",
+        "--bank",
+        "--no-mdns",
+        "--faucet",
+        "1",
+        "--faucet-rate",
+        "1000/h",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+    ]);
+    let (mut bank_node, bank_addr) = spawn_node(c);
+    let home = s.path().join("paid");
+    std::fs::create_dir_all(&home).expect("home");
+    std::fs::write(home.join("policy.toml"), "idle_only = false\n").expect("policy");
+    let mut c = common::naac();
+    c.env("NAAC_HOME", &home).args([
+        "node",
+        "--provide",
+        "--no-mdns",
+        "--slots",
+        "1",
+        "--price",
+        "0.1",
+        "--paid-at",
+        &bank_addr,
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+    ]);
+    let (mut child, addr) = spawn_node(c);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let (client, mut events, peer) = adversary(addr.parse().expect("address")).await;
+        let bank = naac_node::pay::BankConn::connect(&client, &bank_addr.parse().expect("bank"))
+            .await
+            .expect("the bank");
+        let bank_key = bank.key().await.expect("bank key");
+        let user = Keypair::generate_ed25519();
+        let job = JobId::derive(&ContentId::of(b"paid at a bank"), b"1");
+        let fuel = 1_000_000;
+        let mut hello = naac_node::survey::hello(&client, Some(&user));
+        let solicit = |bank: [u8; 32]| naac_proto::Solicit {
+            job,
+            max_price: naac_types::Price::whole(1),
+            fuel,
+            bank: Some(naac_proto::AccountKey(bank)),
+        };
+        let send = |body: RequestBody| {
+            let client = client.clone();
+            async move {
+                client
+                    .request(peer, Request::new(body))
+                    .await
+                    .expect("an answer")
+                    .body
+            }
+        };
+        // An escrow at another bank: no bid.
+        hello.solicit = Some(solicit([9; 32]));
+        let ResponseBody::Welcome(w) = send(RequestBody::Hello(hello.clone())).await else {
+            panic!("no welcome")
+        };
+        assert!(
+            matches!(&w.bid, Some(naac_proto::Bid::NoBid(why)) if why.contains("paid only at bank")),
+            "{:?}",
+            w.bid
+        );
+        hello.solicit = Some(solicit(bank_key.0));
+        let ResponseBody::Welcome(w) = send(RequestBody::Hello(hello)).await else {
+            panic!("no welcome")
+        };
+        assert!(matches!(w.bid, Some(naac_proto::Bid::Ask(_))), "{:?}", w.bid);
+        let mut seq = 0;
+        let mut assign = |index: u32| {
+            seq += 1;
+            Assign {
+                job,
+                seq,
+                module: ContentId::of(b"the module"),
+                argv0: "x".into(),
+                limits: Limits {
+                    fuel,
+                    ..Limits::default()
+                },
+                checkpoint_interval_ms: None,
+                tasks: vec![TaskSpec {
+                    index,
+                    attempt: 1,
+                    args: Vec::new(),
+                    stdin: None,
+                    inputs: Vec::new(),
+                    seed: ContentId::of(b"s"),
+                    resume: None,
+                }],
+            }
+        };
+        // Until the bank answers, and once more after a check fails, the work goes back
+        // unstarted; then the refusal is believed.
+        let refused = |why: &'static str| {
+            let send = &send;
+            async move |a: Assign| -> String {
+                let t = Instant::now();
+                loop {
+                    match send(RequestBody::Assign(a.clone())).await {
+                        ResponseBody::Refused(w) => return w,
+                        ResponseBody::Ack => {
+                            assert!(
+                                t.elapsed() < Duration::from_secs(10),
+                                "never refused ({why})"
+                            );
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        other => panic!("{other:?}"),
+                    }
+                }
+            }
+        };
+        let why = refused("no escrow")(assign(0)).await;
+        assert!(why.contains("has no escrow at the bank"), "{why}");
+        // An escrow with less than one task's worst case at this host's ask (0.1 per
+        // giga-fuel × 1,000,000 fuel = 100 µcredits).
+        let escrow = naac_node::pay::open_escrow(
+            bank.clone(),
+            &user,
+            job,
+            naac_types::Credits(50),
+            naac_types::Price::whole(1),
+            fuel,
+        )
+        .await
+        .expect("escrow");
+        let why = refused("too little")(assign(1)).await;
+        assert!(why.contains("may cost up to"), "{why}");
+        // Topped up: the task runs (the provider fetches its module).
+        naac_node::pay::top_up(&escrow, &user, naac_types::Credits(1_000), 1)
+            .await
+            .expect("top-up");
+        let t = Instant::now();
+        let mut index = 2;
+        loop {
+            let r = send(RequestBody::Assign(assign(index))).await;
+            assert!(!matches!(r, ResponseBody::Refused(_)), "{r:?}");
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+            let fetched = loop {
+                match tokio::time::timeout_at(deadline, events.recv()).await {
+                    Ok(Some(Event::Request {
+                        request:
+                            Request {
+                                body: RequestBody::Fetch { .. },
+                                ..
+                            },
+                        ..
+                    })) => break true,
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => break false,
+                }
+            };
+            if fetched {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(10), "never ran");
+            index += 1;
+        }
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = bank_node.kill();
+    let _ = bank_node.wait();
 }

@@ -4,13 +4,13 @@
 //! ask for the job), the task limits, the size of the assignment, and how much one requester
 //! may have here at once ([`peer_room`]: jobs and tasks per peer). A pure function of the
 //! policy, the asks made, what the peer holds here and what it sent; the shell performs the
-//! answer.
+//! answer. A provider paid at a bank also checks the job's escrow there ([`escrow_covers`]).
 
 use naac_net::PeerId;
-use naac_proto::{Assign, Hello, MAX_TASKS_PER_ASSIGN, UserAttestation};
+use naac_proto::{Assign, EscrowView, Hello, MAX_TASKS_PER_ASSIGN, UserAttestation};
 use naac_types::policy::Policy;
 use naac_types::units::format_size;
-use naac_types::{JobId, Limits};
+use naac_types::{Credits, JobId, Limits, Price};
 use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 
@@ -51,6 +51,61 @@ impl Asked {
     pub fn contains(&self, peer: &PeerId, job: &JobId) -> bool {
         self.set.contains(&(*peer, *job))
     }
+}
+
+/// Whether the escrow of `job`, as its bank has it (`view`), pays for `in_flight` copies
+/// here (those held and those assigned now) at `price` per giga-fuel and `fuel` each: it
+/// exists, is open, was funded by `user` (the requester's attested user, the only one who
+/// can pay from it), pays at least `price`, allows the job's fuel limit, and holds their
+/// worst case. `Err(why)` otherwise.
+pub fn escrow_covers(
+    job: &JobId,
+    view: Option<&EscrowView>,
+    user: Option<[u8; 32]>,
+    price: Price,
+    fuel: u64,
+    in_flight: u64,
+) -> Result<(), String> {
+    let Some(e) = view else {
+        return Err(format!(
+            "job {} has no escrow at the bank this host is paid at",
+            job.short()
+        ));
+    };
+    if e.closed {
+        return Err(format!("the escrow of job {} is closed", job.short()));
+    }
+    let Some(user) = user else {
+        return Err("paid work here needs a Hello that names its user (the escrow's payer)".into());
+    };
+    if e.payer.0 != user {
+        return Err(format!(
+            "the escrow of job {} was not funded by the user your Hello names",
+            job.short()
+        ));
+    }
+    if e.max_price < price {
+        return Err(format!(
+            "the escrow of job {} pays at most {} credits per giga-fuel; this host asks {price}",
+            job.short(),
+            e.max_price
+        ));
+    }
+    if fuel > e.fuel_limit {
+        return Err(format!(
+            "the job's fuel limit {fuel} is above its escrow's {}",
+            e.fuel_limit
+        ));
+    }
+    let need = Credits(price.cost(fuel).0.saturating_mul(in_flight));
+    if e.left < need {
+        return Err(format!(
+            "the escrow of job {} holds {} credits; the {in_flight} tasks here may cost up to {need}",
+            job.short(),
+            e.left
+        ));
+    }
+    Ok(())
 }
 
 impl Admission<'_> {
@@ -219,6 +274,7 @@ mod tests {
                 job: JobId::derive(&ContentId::of(b"j"), b"1"),
                 max_price: Price(1),
                 fuel: 1,
+                bank: None,
             }),
         }
     }
@@ -450,5 +506,43 @@ mod tests {
         }
         assert!(!asked.contains(&first, &job));
         assert_eq!(asked.order.len(), MAX_ASKED);
+    }
+
+    #[test]
+    fn an_escrow_pays_only_its_payers_work_at_the_price_in_full() {
+        let job = JobId::derive(&ContentId::of(b"e"), b"1");
+        let payer = [7u8; 32];
+        let view = EscrowView {
+            payer: naac_proto::AccountKey(payer),
+            left: Credits(300_000),
+            max_price: Price(2_000_000),
+            fuel_limit: 100_000_000,
+            closed: false,
+        };
+        // 1 credit per giga-fuel × 0.1 giga-fuel = 100 µcredits a task: 3 fit.
+        let check = |v: Option<&EscrowView>, user, price, fuel, n| {
+            escrow_covers(&job, v, user, Price(price), fuel, n)
+        };
+        assert_eq!(
+            check(Some(&view), Some(payer), 1_000_000, 100_000_000, 3),
+            Ok(())
+        );
+        let why = |r: Result<(), String>| r.expect_err("refused");
+        assert!(
+            why(check(Some(&view), Some(payer), 1_000_000, 100_000_000, 4))
+                .contains("may cost up to")
+        );
+        assert!(why(check(None, Some(payer), 1, 1, 1)).contains("has no escrow"));
+        assert!(why(check(Some(&view), None, 1, 1, 1)).contains("names its user"));
+        assert!(why(check(Some(&view), Some([8; 32]), 1, 1, 1)).contains("not funded by the user"));
+        assert!(why(check(Some(&view), Some(payer), 3_000_000, 1, 1)).contains("pays at most"));
+        assert!(
+            why(check(Some(&view), Some(payer), 1, 200_000_000, 1)).contains("above its escrow's")
+        );
+        let closed = EscrowView {
+            closed: true,
+            ..view.clone()
+        };
+        assert!(why(check(Some(&closed), Some(payer), 1, 1, 1)).contains("is closed"));
     }
 }

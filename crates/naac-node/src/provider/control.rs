@@ -77,6 +77,14 @@ impl Provider {
 
     /// A sealed ask for a requester's job, or why it will not bid.
     pub(super) fn bid(&self, s: &naac_proto::Solicit) -> naac_proto::Bid {
+        if let Some((_, bank)) = &self.paid_at
+            && s.bank.map(|b| b.0) != Some(bank.0)
+        {
+            return naac_proto::Bid::NoBid(format!(
+                "it is paid only at bank {}; the job's escrow is not there",
+                naac_types::hex(&bank.0[..8])
+            ));
+        }
         let price = self.ask_price();
         if !naac_market::will_bid(price, s.max_price) {
             return naac_proto::Bid::NoBid(format!(

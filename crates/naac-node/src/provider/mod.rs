@@ -18,13 +18,16 @@
 //! of tasks (still signed: a cheater signs its own lies), and `slowdown` makes the node hold
 //! every result for that many times the task's run time.
 //!
-//! Parts: [`admission`] (may this peer's `Hello` and `Assign` be served: pure), [`runner`]
+//! Parts: [`admission`] (may this peer's `Hello` and `Assign` be served: pure), [`escrows`]
+//! (the escrows a provider paid at a bank has looked at, and when to believe a failed
+//! check: pure), [`runner`]
 //! (blobs, slots, sandbox, signing), [`reports`] (what each job holds and reports: pure),
 //! `control.rs` (the owner's policy, device and storage, status and offers) and `node.rs`
 //! (the shell: [`run`] builds the node's network and sandbox, [`serve`] takes them).
 
 pub mod admission;
 mod control;
+pub mod escrows;
 mod node;
 pub mod reports;
 pub mod runner;
@@ -78,6 +81,10 @@ pub struct ProviderConfig {
     pub price: naac_types::Price,
     /// This node is also the pool's bank: bank requests go here.
     pub bank: Option<crate::bank::BankHandle>,
+    /// The bank this provider is paid at (its address, with `/p2p/`): it bids only for jobs
+    /// whose escrow is there, and runs paid work only while that escrow pays for it.
+    /// `None`: it takes the requester's word.
+    pub paid_at: Option<naac_net::Multiaddr>,
     /// Run tasks (a node may be only a bank).
     pub provide: bool,
 }
@@ -94,6 +101,7 @@ impl ProviderConfig {
             owner_policy: true,
             price: naac_types::Price(0),
             bank: None,
+            paid_at: None,
             provide: true,
         }
     }

@@ -56,6 +56,11 @@ pub(super) enum Internal {
     Storage(StorageUse, Duration),
     /// A peer connected a moment ago: let it hear our offer without waiting for the renewal.
     Offer,
+    /// The bank this node is paid at answered about a job's escrow.
+    Escrow {
+        job: naac_types::JobId,
+        view: Result<Option<naac_proto::EscrowView>, String>,
+    },
 }
 
 /// What a provider runs on: its network, its sandbox and its owner's monitor. [`run`] makes
@@ -145,6 +150,20 @@ pub async fn serve(
         work_dir,
     } = deps;
     let cores = cores();
+    let paid_at = match &config.paid_at {
+        Some(addr) => {
+            let bank = crate::pay::BankConn::connect(&client, addr)
+                .await
+                .with_context(|| format!("reach the bank this node is paid at ({addr})"))?;
+            let key = bank.key().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            tracing::info!(
+                "paid at bank {}: bids only for jobs with an escrow there",
+                naac_types::hex(&key.0[..8])
+            );
+            Some((bank, key))
+        }
+        None => None,
+    };
     let (internal_tx, mut internal) = mpsc::channel(1024);
     let slots = config.slots.max(1);
     match config.faulty {
@@ -206,6 +225,8 @@ pub async fn serve(
         monitor,
         base_price: config.price,
         bank: config.bank.clone(),
+        paid_at,
+        escrows: super::escrows::Escrows::default(),
         provide: config.provide,
         addrs: Vec::new(),
         offer_seq: 0,
@@ -324,6 +345,10 @@ pub(super) struct Provider {
     /// Asking price before the window multiplier (the policy's `min_price` is the floor).
     pub(super) base_price: naac_types::Price,
     pub(super) bank: Option<crate::bank::BankHandle>,
+    /// The bank this node is paid at, and its key.
+    pub(super) paid_at: Option<(crate::pay::BankConn, naac_ledger::AccountKey)>,
+    /// Paid jobs' escrows as that bank last showed them.
+    pub(super) escrows: super::escrows::Escrows,
     pub(super) provide: bool,
     /// Where we listen (with our peer id), for offers.
     pub(super) addrs: Vec<naac_net::Multiaddr>,
@@ -415,6 +440,7 @@ impl Provider {
                 let bid = hello.solicit.as_ref().map(|s| self.bid(s));
                 if let (Some(s), Some(naac_proto::Bid::Ask(_))) = (&hello.solicit, &bid) {
                     self.asked.insert(peer, s.job);
+                    self.look_up_escrow(s.job);
                 }
                 if self.peers.len() < MAX_STATUS_PEERS || self.peers.contains_key(&peer) {
                     self.peers.insert(peer, user);
@@ -461,11 +487,76 @@ impl Provider {
         self.peers.get(peer).and_then(|u| u.as_deref())
     }
 
+    /// Asks the bank this node is paid at about `job`'s escrow, unless a look is under way
+    /// or fresh; the answer comes back as [`Internal::Escrow`].
+    fn look_up_escrow(&mut self, job: naac_types::JobId) {
+        let Some((bank, _)) = &self.paid_at else {
+            return;
+        };
+        if !self.escrows.should_ask(job, Instant::now()) {
+            return;
+        }
+        let (bank, tx) = (bank.clone(), self.internal.clone());
+        tokio::spawn(async move {
+            let view = bank.escrow(job).await;
+            let _ = tx.send(Internal::Escrow { job, view }).await;
+        });
+    }
+
+    /// Whether the escrow pays for `a` (on top of what `peer` holds of its job here), for a
+    /// node paid at a bank and a job it bid on; other work runs as before.
+    fn escrow_verdict(&mut self, peer: PeerId, a: &Assign) -> super::escrows::Verdict {
+        use super::escrows::Verdict;
+        if self.paid_at.is_none() || !self.asked.contains(&peer, &a.job) {
+            return Verdict::Run;
+        }
+        let in_flight = self
+            .jobs
+            .get(&(peer, a.job))
+            .map_or(0, |j| j.load() as u64)
+            .saturating_add(a.tasks.len() as u64);
+        let user = self
+            .user_of(&peer)
+            .and_then(|u| u.parse::<PeerId>().ok())
+            .and_then(|p| naac_net::ed25519_of(&p));
+        let price = self.ask_price();
+        let check = self.escrows.get(&a.job).map(|seen| {
+            super::admission::escrow_covers(
+                &a.job,
+                seen.view.as_ref(),
+                user,
+                price,
+                a.limits.fuel,
+                in_flight,
+            )
+        });
+        let now = Instant::now();
+        let verdict = self.escrows.verdict(a.job, check, now);
+        // Keep the look fresh while work comes in, and look again after any doubt.
+        self.look_up_escrow(a.job);
+        verdict
+    }
+
     fn on_assign(&mut self, peer: PeerId, a: Assign) -> ResponseBody {
         if let Err(why) = self.admission().assign(&peer, self.user_of(&peer), &a) {
             return ResponseBody::Refused(why);
         }
         let key = (peer, a.job);
+        match self.escrow_verdict(peer, &a) {
+            super::escrows::Verdict::Run => {}
+            super::escrows::Verdict::Refuse(why) => {
+                tracing::warn!("refused an assignment from {peer}: {why}");
+                return ResponseBody::Refused(why);
+            }
+            super::escrows::Verdict::Wait => {
+                // Not yet known to pay: back unstarted, while the bank is asked.
+                let state = self.jobs.entry(key).or_default();
+                state.applied(a.seq);
+                state.return_unstarted(a.tasks.iter().map(|t| (t.index, t.attempt)));
+                self.send_report(key, false);
+                return ResponseBody::Ack;
+            }
+        }
         // A requester's share of this node: past it, new jobs are refused and the excess of
         // an assignment goes back unstarted, as after a pause.
         let load =
@@ -530,6 +621,12 @@ impl Provider {
 
     fn on_internal(&mut self, i: Internal) {
         match i {
+            Internal::Escrow { job, view } => {
+                if let Err(e) = &view {
+                    tracing::warn!("the bank did not show job {}'s escrow: {e}", job.short());
+                }
+                self.escrows.answered(job, view, Instant::now());
+            }
             Internal::Offer => {
                 if self.last_offer.elapsed() >= Duration::from_secs(1) {
                     self.publish_offer();

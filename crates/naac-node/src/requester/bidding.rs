@@ -230,6 +230,18 @@ impl Bidding {
         t
     }
 
+    /// Drops the terms of one run that will never be paid (handed back unstarted).
+    pub fn drop_run(&mut self, index: u32, attempt: u32) {
+        if let Some(runs) = self.terms.get_mut(&index) {
+            let before = runs.len();
+            runs.retain(|(a, _)| *a != attempt);
+            self.owed = self.owed.saturating_sub((before - runs.len()) as u64);
+            if runs.is_empty() {
+                self.terms.remove(&index);
+            }
+        }
+    }
+
     /// Runs with terms: started on a paid provider, their task not yet closed. Each may
     /// still have to be paid, at most `max_price × fuel limit`.
     pub fn owed(&self) -> u64 {
@@ -363,6 +375,10 @@ mod tests {
             .expect("terms");
         assert_eq!(t.price, Price(250));
         assert_eq!(b.owed(), 3, "three runs have terms");
+        b.drop_run(9, 0);
+        b.drop_run(9, 5);
+        assert_eq!(b.owed(), 2, "a run handed back owes nothing");
+        b.award(&p1, &[(TaskId(9), 0)], |_| true).expect("terms");
         let terms = b.take_terms(8);
         assert_eq!(terms.len(), 1);
         assert_eq!(b.owed(), 2);

@@ -35,6 +35,9 @@ pub struct Budget {
     nonce: u64,
     /// No top-up before this.
     retry_at: Millis,
+    /// A top-up sent whose answer never came: sent again exactly (same amount, same nonce),
+    /// so the bank applies it once whatever happened to the first answer.
+    resend: Option<(Credits, u64)>,
     /// Why the job cannot get more copies funded, while it cannot.
     paused: Option<String>,
 }
@@ -46,8 +49,19 @@ pub enum TopUpOutcome {
     Done(Credits),
     /// The balance could not fund one more copy.
     Short { balance: Credits },
-    /// The bank refused or could not be reached.
-    Failed(String),
+    /// The bank refused it or could not be reached; `sent`: the amount submitted, if it got
+    /// that far (its answer may have been lost).
+    Failed { sent: Option<Credits>, why: String },
+}
+
+/// A top-up to send: `want` (or exactly `want`, a resend) under `nonce`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Due {
+    pub want: Credits,
+    pub nonce: u64,
+    /// Send exactly `want`, whatever the balance: it is a resend of a top-up whose answer
+    /// was lost.
+    pub exact: bool,
 }
 
 impl Budget {
@@ -62,6 +76,7 @@ impl Budget {
             pending: false,
             nonce: 0,
             retry_at: Millis(0),
+            resend: None,
             paused: None,
         }
     }
@@ -96,17 +111,23 @@ impl Budget {
     /// wait and no copy is covered: retries beyond the expected copies). Never past
     /// `max_cost`. Returns the amount wanted and its nonce; the caller funds what the
     /// balance allows, in whole copies, and reports back with [`Budget::settled`].
-    pub fn due(
-        &mut self,
-        paid: Credits,
-        owed: u64,
-        blocked: bool,
-        now: Millis,
-    ) -> Option<(Credits, u64)> {
+    pub fn due(&mut self, paid: Credits, owed: u64, blocked: bool, now: Millis) -> Option<Due> {
         if self.pending || now < self.retry_at || self.per_copy.0 == 0 {
             return None;
         }
+        if let Some((want, nonce)) = self.resend {
+            self.pending = true;
+            return Some(Due {
+                want,
+                nonce,
+                exact: true,
+            });
+        }
         let free = self.free_copies(paid, owed);
+        if free > 0 {
+            // Payments below the worst case freed room: whatever paused the job is over.
+            self.paused = None;
+        }
         if free >= WINDOW / 2 {
             return None;
         }
@@ -133,7 +154,11 @@ impl Budget {
         }
         self.pending = true;
         self.nonce += 1;
-        Some((Credits(want), self.nonce))
+        Some(Due {
+            want: Credits(want),
+            nonce: self.nonce,
+            exact: false,
+        })
     }
 
     /// The top-up asked for by [`Budget::due`] came back. Returns a message to show when
@@ -142,11 +167,13 @@ impl Budget {
         self.pending = false;
         match outcome {
             TopUpOutcome::Done(amount) => {
+                self.resend = None;
                 self.deposited = Credits(self.deposited.0.saturating_add(amount.0));
                 self.paused = None;
                 None
             }
             TopUpOutcome::Short { balance } => {
+                self.resend = None;
                 self.retry_at = Millis(now.0.saturating_add(RETRY_MS));
                 let why = format!(
                     "paused: balance {balance} credits, next batch needs {}; top up or lower max_price",
@@ -156,9 +183,18 @@ impl Budget {
                 self.paused = Some(why.clone());
                 new.then_some(why)
             }
-            TopUpOutcome::Failed(e) => {
+            TopUpOutcome::Failed { sent, why } => {
                 self.retry_at = Millis(now.0.saturating_add(RETRY_MS));
-                tracing::warn!("the escrow could not be topped up: {e}; trying again");
+                // A refusal is an answer: the nonce is spent. Anything else may have been
+                // applied with its answer lost: the same request goes again.
+                let refused = why.contains("balance") || why.contains("closed");
+                self.resend = match (sent, refused) {
+                    (Some(amount), false) => {
+                        Some((amount, self.resend.map_or(self.nonce, |r| r.1)))
+                    }
+                    _ => None,
+                };
+                tracing::warn!("the escrow could not be topped up: {why}; trying again");
                 None
             }
         }
@@ -213,6 +249,7 @@ mod tests {
         assert_eq!(b.due(Credits::ZERO, WINDOW / 2, false, Millis(0)), None);
         let (want, nonce) = b
             .due(Credits::ZERO, WINDOW / 2 + 1, false, Millis(0))
+            .map(|d| (d.want, d.nonce))
             .expect("due");
         assert_eq!((want, nonce), (Credits(COPY.0 * WINDOW), 1));
         assert_eq!(
@@ -223,7 +260,8 @@ mod tests {
         assert_eq!(b.settled(TopUpOutcome::Done(Credits(30)), Millis(1)), None);
         assert_eq!(b.deposited(), Credits(COPY.0 * WINDOW + 30));
         assert_eq!(
-            b.due(Credits::ZERO, WINDOW, false, Millis(2)).map(|d| d.1),
+            b.due(Credits::ZERO, WINDOW, false, Millis(2))
+                .map(|d| d.nonce),
             Some(2)
         );
     }
@@ -234,12 +272,12 @@ mod tests {
         let mut b = Budget::new(COPY, Credits(30), Credits(30), None);
         assert_eq!(b.due(Credits::ZERO, 3, false, Millis(0)), None);
         // A retry waits and no copy is covered: a top-up, beyond the worst case.
-        let (want, _) = b.due(Credits::ZERO, 3, true, Millis(0)).expect("due");
+        let want = b.due(Credits::ZERO, 3, true, Millis(0)).expect("due").want;
         assert_eq!(want, Credits(COPY.0 * WINDOW));
         // Part of the way to the worst case: only that part.
         let mut b = Budget::new(COPY, Credits(30), Credits(55), None);
         assert_eq!(
-            b.due(Credits::ZERO, 3, false, Millis(0)).map(|d| d.0),
+            b.due(Credits::ZERO, 3, false, Millis(0)).map(|d| d.want),
             Some(Credits(25))
         );
     }
@@ -282,11 +320,73 @@ mod tests {
     #[test]
     fn max_cost_caps_what_is_deposited() {
         let mut b = Budget::new(COPY, Credits(20), Credits(1_000), Some(Credits(45)));
-        let (want, _) = b.due(Credits::ZERO, 2, false, Millis(0)).expect("due");
+        let want = b.due(Credits::ZERO, 2, false, Millis(0)).expect("due").want;
         assert_eq!(want, Credits(25));
         b.settled(TopUpOutcome::Done(Credits(20)), Millis(0));
         // 40 of 45 deposited, and all of it owed: the cap, not the balance, stops it.
         assert_eq!(b.due(Credits::ZERO, 4, true, Millis(1)), None);
         assert!(b.paused().expect("paused").contains("budget.max_cost"));
+    }
+
+    #[test]
+    fn a_top_up_whose_answer_was_lost_is_sent_again_exactly() {
+        let mut b = Budget::new(COPY, COPY, Credits(1_000_000), None);
+        let first = b.due(Credits::ZERO, 1, false, Millis(0)).expect("due");
+        b.settled(
+            TopUpOutcome::Failed {
+                sent: Some(Credits(40)),
+                why: "bank unreachable".into(),
+            },
+            Millis(0),
+        );
+        let again = b
+            .due(Credits::ZERO, 1, false, Millis(RETRY_MS))
+            .expect("due");
+        assert_eq!(
+            again,
+            Due {
+                want: Credits(40),
+                nonce: first.nonce,
+                exact: true
+            }
+        );
+        // A refusal spends the nonce: the next top-up is a new one.
+        b.settled(
+            TopUpOutcome::Failed {
+                sent: Some(Credits(40)),
+                why: "escrow of job 1 is closed".into(),
+            },
+            Millis(RETRY_MS),
+        );
+        let next = b
+            .due(Credits::ZERO, 1, false, Millis(2 * RETRY_MS))
+            .expect("due");
+        assert!(!next.exact && next.nonce > first.nonce);
+    }
+
+    #[test]
+    fn a_pause_clears_once_payments_free_room() {
+        let mut b = Budget::new(COPY, COPY, Credits(1_000), None);
+        assert!(b.due(Credits::ZERO, 1, true, Millis(0)).is_some());
+        b.settled(
+            TopUpOutcome::Short {
+                balance: Credits(3),
+            },
+            Millis(0),
+        );
+        assert!(b.paused().is_some());
+        // The one copy was paid for less than its worst case... not yet a whole copy free.
+        b.due(Credits(4), 0, true, Millis(RETRY_MS));
+        b.settled(
+            TopUpOutcome::Short {
+                balance: Credits(3),
+            },
+            Millis(RETRY_MS),
+        );
+        assert!(b.paused().is_some());
+        // Deposits grew elsewhere (a resend came through): room again, no longer paused.
+        b.settled(TopUpOutcome::Done(Credits(20)), Millis(RETRY_MS));
+        b.due(Credits(4), 0, false, Millis(2 * RETRY_MS));
+        assert_eq!(b.paused(), None);
     }
 }

@@ -125,7 +125,7 @@ impl Session<'_> {
         self.sched.renew(&peer, now);
         if !report.returned.is_empty() {
             tracing::info!(
-                "provider {peer} handed back {} tasks (its owner's policy paused them)",
+                "provider {peer} handed back {} tasks unstarted (paused by its owner's policy, at its share, or waiting on the job's escrow)",
                 report.returned.len()
             );
             let returned: Vec<(TaskId, u32)> = report
@@ -135,6 +135,10 @@ impl Session<'_> {
                 .collect();
             for (t, a) in &report.returned {
                 self.tally.returned(*t, *a);
+                // Handed back unstarted: never paid, so it owes nothing.
+                if self.sched.is_running(&peer, TaskId(*t), *a) {
+                    self.bidding.drop_run(*t, *a);
+                }
             }
             self.sched.runs_returned(&peer, &returned, now);
         }

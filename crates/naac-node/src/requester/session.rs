@@ -220,11 +220,15 @@ pub async fn run(
         )
     });
     let mut hello = crate::survey::hello(&client, opts.user_key.as_ref());
+    let s_bank = payer
+        .as_ref()
+        .map(|p| naac_proto::AccountKey(p.escrow().bank_key.0));
     if payer.is_some() {
         hello.solicit = Some(Solicit {
             job: prepared.id,
             max_price,
             fuel: job.limits.fuel,
+            bank: s_bank,
         });
     }
     let mut s = Session {
@@ -379,12 +383,12 @@ impl Session<'_> {
         };
         // Tasks wait with no copy covered: retries past the expected copies.
         let blocked = progress.pending > 0 && b.free_copies(paid, owed) == 0;
-        if let Some((want, nonce)) = b.due(paid, owed, blocked, now) {
+        if let Some(due) = b.due(paid, owed, blocked, now) {
             let per_copy = b.per_copy();
             let Some(payer) = self.payer.as_ref() else {
                 return;
             };
-            let top_up = payer.top_up(per_copy, want, nonce);
+            let top_up = payer.top_up(per_copy, due);
             let internal = self.internal.clone();
             tokio::spawn(async move {
                 let _ = internal.send(Internal::TopUp(top_up.await)).await;
@@ -401,13 +405,21 @@ impl Session<'_> {
         let bank = payer.escrow().bank.clone();
         let internal = self.internal.clone();
         tokio::spawn(async move {
-            match bank.standing(vec![naac_ledger::AccountKey(key)]).await {
-                Ok(v) => {
-                    let standing = v.first().copied().unwrap_or(false);
-                    let _ = internal.send(Internal::Standing(peer, standing)).await;
+            let mut last = String::new();
+            for attempt in 0..5u32 {
+                match bank.standing(vec![naac_ledger::AccountKey(key)]).await {
+                    Ok(v) => {
+                        let standing = v.first().copied().unwrap_or(false);
+                        let _ = internal.send(Internal::Standing(peer, standing)).await;
+                        return;
+                    }
+                    Err(e) => last = e,
                 }
-                Err(e) => tracing::warn!("could not ask the bank about {peer}'s standing: {e}"),
+                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
             }
+            tracing::warn!(
+                "could not ask the bank about {peer}'s standing: {last}; its ask sets no other provider's price"
+            );
         });
     }
 
