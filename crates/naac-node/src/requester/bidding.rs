@@ -40,6 +40,8 @@ pub struct Bidding {
     /// Bidders the bank says have standing (its operator registered them): only their asks
     /// may set another provider's price. A bidder not yet known has none.
     standing: HashSet<PeerId>,
+    /// Bidders asked for a fresh ask (theirs is about to expire), and when.
+    reasking: HashMap<PeerId, u64>,
     /// The first window closes here (set by the first valid ask).
     until: Option<Millis>,
     closed: bool,
@@ -57,6 +59,7 @@ impl Bidding {
             terms: HashMap::new(),
             owed: 0,
             standing: HashSet::new(),
+            reasking: HashMap::new(),
             until: None,
             closed: false,
         }
@@ -83,6 +86,14 @@ impl Bidding {
         now: Millis,
         unix_ms: u64,
     ) -> Result<(), String> {
+        self.reasking.remove(&peer);
+        // A fresh ask from a known bidder keeps its measured latency and reputation.
+        let reputation = reputation.or_else(|| self.bids.get(&peer).map(|b| b.reputation));
+        let rtt = rtt.or_else(|| {
+            self.bids
+                .get(&peer)
+                .map(|b| Duration::from_millis(b.latency_ms))
+        });
         let why = match bid {
             None => "it sent no ask (an older naac?)".to_string(),
             Some(Bid::NoBid(why)) => why.clone(),
@@ -139,6 +150,7 @@ impl Bidding {
     /// The provider left: its bid and ask go (its runs keep their terms).
     pub fn forget(&mut self, peer: &PeerId) {
         self.standing.remove(peer);
+        self.reasking.remove(peer);
         self.bids.remove(peer);
         self.asks.remove(peer);
     }
@@ -228,6 +240,28 @@ impl Bidding {
         let t = self.terms.remove(&index).unwrap_or_default();
         self.owed = self.owed.saturating_sub(t.len() as u64);
         t
+    }
+
+    /// Bidders whose ask expires within `within_ms` of `unix_ms` and were not asked again in
+    /// the last minute: the session greets them again for a fresh ask, so a job longer than
+    /// an ask's life keeps valid terms (the bank refuses an ask a day past its expiry).
+    pub fn expiring(&mut self, unix_ms: u64, within_ms: u64) -> Vec<PeerId> {
+        let due: Vec<PeerId> = self
+            .asks
+            .iter()
+            .filter(|(p, a)| {
+                a.ask.expires_ms <= unix_ms.saturating_add(within_ms)
+                    && self
+                        .reasking
+                        .get(*p)
+                        .is_none_or(|at| unix_ms.saturating_sub(*at) >= 60_000)
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        for p in &due {
+            self.reasking.insert(*p, unix_ms);
+        }
+        due
     }
 
     /// Drops the terms of one run that will never be paid (handed back unstarted).
@@ -392,5 +426,55 @@ mod tests {
             Some(Price(300))
         );
         assert!(b.award(&p2, &[], |_| true).is_none());
+    }
+
+    #[test]
+    fn an_ask_about_to_expire_is_asked_for_again_once_a_minute() {
+        let j = job();
+        let mut b = Bidding::new(j, true, Price(300));
+        let (k, p) = provider();
+        let expiring = |expires_ms| {
+            let ask = Ask {
+                job: j,
+                provider: naac_net::ed25519_of_keypair(&k).expect("ed25519"),
+                price: Price(100),
+                expires_ms,
+            };
+            let sig = naac_net::sign(&k, &ask.signing_bytes());
+            naac_bank::wire::ask_bid(naac_market::SignedAsk { ask, sig })
+        };
+        b.take(
+            p,
+            Some(&expiring(NOW + 3_600_000)),
+            Some(Duration::from_millis(7)),
+            None,
+            Millis(0),
+            NOW,
+        )
+        .expect("a valid bid");
+        assert!(b.expiring(NOW, 600_000).is_empty(), "an hour left");
+        let later = NOW + 3_000_001;
+        assert_eq!(b.expiring(later, 600_000), vec![p]);
+        assert!(
+            b.expiring(later + 1_000, 600_000).is_empty(),
+            "asked already"
+        );
+        assert_eq!(
+            b.expiring(later + 60_000, 600_000),
+            vec![p],
+            "asked again a minute on"
+        );
+        // The fresh ask replaces the old one and keeps the measured latency.
+        b.take(
+            p,
+            Some(&expiring(later + 3_600_000)),
+            None,
+            None,
+            Millis(0),
+            later,
+        )
+        .expect("a valid bid");
+        assert!(b.expiring(later + 61_000, 600_000).is_empty());
+        assert_eq!(b.bids[&p].latency_ms, 7);
     }
 }

@@ -394,6 +394,20 @@ impl Session<'_> {
                 let check = self.tally.verified(peer, &result, &record, verdict);
                 self.perform(peer, *result, check, now);
             }
+            Internal::Reask(peer, w) => {
+                let now = self.now();
+                match self.bidding.take(
+                    peer,
+                    w.bid.as_ref(),
+                    None,
+                    None,
+                    now,
+                    crate::survey::unix_ms(),
+                ) {
+                    Ok(()) => self.rerank(),
+                    Err(why) => tracing::warn!("provider {peer} gave no fresh ask: {why}"),
+                }
+            }
             Internal::Standing(peer, standing) => {
                 self.bidding.set_standing(peer, standing);
                 self.rerank();

@@ -96,6 +96,9 @@ impl Finished {
     }
 }
 
+/// How long before a bidder's ask expires the run asks it for a fresh one.
+const ASK_REFRESH: Duration = Duration::from_secs(15 * 60);
+
 /// Most market offers (and providers dialled from them) a run keeps.
 const MAX_OFFERS: usize = 4096;
 
@@ -117,6 +120,8 @@ pub(super) enum Internal {
     TopUp(TopUpOutcome),
     /// The bank said whether a bidder has standing (its asks may set others' prices).
     Standing(PeerId, bool),
+    /// A bidder answered a greeting for a fresh ask.
+    Reask(PeerId, Box<Welcome>),
 }
 
 /// Verifications of one provider's results that may run at once: a provider whose results
@@ -303,6 +308,7 @@ pub async fn run(
             }
             _ = tick.tick() => {
                 s.close_bidding();
+                s.refresh_asks();
                 let now = s.now();
                 s.sched.tick(now);
                 s.steer_budget();
@@ -392,6 +398,35 @@ impl Session<'_> {
             let internal = self.internal.clone();
             tokio::spawn(async move {
                 let _ = internal.send(Internal::TopUp(top_up.await)).await;
+            });
+        }
+    }
+
+    /// Greets bidders whose ask expires within 15 minutes again, for a fresh one (the
+    /// answer comes back as [`Internal::Reask`]).
+    pub(super) fn refresh_asks(&mut self) {
+        if !self.bidding.paid() {
+            return;
+        }
+        for peer in self
+            .bidding
+            .expiring(crate::survey::unix_ms(), ASK_REFRESH.as_millis() as u64)
+        {
+            let (client, tx, hello) = (
+                self.client.clone(),
+                self.internal.clone(),
+                self.hello.clone(),
+            );
+            tokio::spawn(async move {
+                if let Ok(naac_proto::Response {
+                    body: naac_proto::ResponseBody::Welcome(w),
+                    ..
+                }) = client
+                    .request(peer, Request::new(RequestBody::Hello(hello)))
+                    .await
+                {
+                    let _ = tx.send(Internal::Reask(peer, w)).await;
+                }
             });
         }
     }
