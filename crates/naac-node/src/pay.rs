@@ -506,16 +506,20 @@ async fn settle_loop(
                     break;
                 }
                 Err(e) => {
+                    // Never given up while the run lasts: a settlement not answered holds
+                    // its copy's worst case in the escrow's count, and the next run into the
+                    // directory resends the log if this one ends first.
                     tries += 1;
-                    if tries > 20 {
-                        tracing::error!("giving up on {} settlements: {e}", reqs.len());
-                        let mut p = paid.lock().unwrap_or_else(|e| e.into_inner());
-                        p.unconfirmed += reqs.len() as u64;
-                        p.last_refusal = Some(e);
-                        break;
+                    if tries == 20 {
+                        tracing::error!(
+                            "the bank has not answered {} settlements for a while: {e}; still trying",
+                            reqs.len()
+                        );
+                        paid.lock().unwrap_or_else(|e| e.into_inner()).last_refusal = Some(e);
+                    } else {
+                        tracing::warn!("bank unreachable ({e}); retrying the settlements");
                     }
-                    tracing::warn!("bank unreachable ({e}); retrying the settlements");
-                    tokio::time::sleep(Duration::from_millis(250 * tries.min(8))).await;
+                    tokio::time::sleep(Duration::from_millis(250 * tries.min(20))).await;
                 }
             }
         }

@@ -25,7 +25,7 @@ fn key_of(k: &Keypair) -> AccountKey {
 }
 
 /// A payer with an open escrow and `n` signed settlements of one giga-fuel each, spread over
-/// four providers whose asks are 1, 2, 3 and 4 credits.
+/// four registered providers whose asks are 1, 2, 3 and 4 credits.
 fn settlements(bank: &Keypair, n: usize) -> (Vec<SignedRequest>, Vec<SignedRequest>) {
     let bank_key = key_of(bank);
     let payer = Keypair::generate_ed25519();
@@ -58,6 +58,18 @@ fn settlements(bank: &Keypair, n: usize) -> (Vec<SignedRequest>, Vec<SignedReque
             |m| sign(&payer, m),
         ),
     ];
+    // The operator vouches for the four, so their asks may set each other's prices.
+    let mut setup = setup;
+    for p in &providers {
+        setup.push(SignedRequest::new(
+            bank_key,
+            &bank_key,
+            &Request::Register {
+                provider: key_of(p),
+            },
+            |m| sign(bank, m),
+        ));
+    }
     let asks: Vec<SignedAsk> = providers
         .iter()
         .enumerate()
