@@ -1,4 +1,5 @@
-//! `naac wallet`: balances, history and an independent check of a bank's ledger.
+//! `naac wallet`: balances, history, sending credits and an independent check of a bank's
+//! ledger.
 //!
 //! With `--bank ADDR` the wallet asks that bank over the network; without, it reads this data
 //! dir's own bank (the embedded pool's ledger, `bank/ledger.db`) directly, read-only,
@@ -25,6 +26,21 @@ pub enum Cmd {
     /// recomputed from the entries, the signed checkpoint (and that it extends the one seen
     /// last time), and an inclusion proof of your latest entry
     Verify(Args),
+    /// Send credits from your user account to another account (e.g. to top up the user
+    /// running a paused job)
+    Send(SendArgs),
+}
+
+#[derive(clap::Args)]
+pub struct SendArgs {
+    /// Who gets them: a user id (`naac key show --user`), a peer id, or an account key in hex
+    to: String,
+    /// Credits to send, e.g. 10 or 2.5
+    #[arg(value_parser = crate::node::parse_credits)]
+    amount: Credits,
+    /// The bank [default: this data dir's own bank]
+    #[arg(long, value_name = "MULTIADDR", env = "NAAC_BANK")]
+    bank: Option<Multiaddr>,
 }
 
 #[derive(clap::Args)]
@@ -59,6 +75,71 @@ pub async fn main(cmd: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Balance(a) => balance(a).await,
         Cmd::History(h) => history(h).await,
         Cmd::Verify(a) => verify(a).await,
+        Cmd::Send(a) => send(a).await,
+    }
+}
+
+async fn send(a: SendArgs) -> anyhow::Result<ExitCode> {
+    let home = Home::from_env()?;
+    let to = match a.to.parse::<naac_net::PeerId>() {
+        Ok(p) => naac_net::ed25519_of(&p).map(AccountKey),
+        Err(_) => naac_ledger::unhex::<32>(&a.to).map(AccountKey),
+    };
+    let Some(to) = to else {
+        eprintln!(
+            "error: {:?} is not a user id, peer id or account key\nhint: the receiver's machine prints its id with `naac key show --user`",
+            a.to
+        );
+        return Ok(ExitCode::from(2));
+    };
+    let user = crate::run::user_key(&home)?;
+    let from =
+        AccountKey(naac_net::ed25519_of_keypair(&user).context("the user key is not ed25519")?);
+    let bank = match &a.bank {
+        Some(addr) => {
+            let (client, _events) = naac_net::start(
+                naac_net::Keypair::generate_ed25519(),
+                naac_net::Config {
+                    listen: vec!["/ip4/0.0.0.0/tcp/0".parse().expect("valid multiaddr")],
+                    mdns: false,
+                    ..naac_net::Config::default()
+                },
+            )
+            .await?;
+            crate::run::connect_bank(&client, addr).await?
+        }
+        None => BankConn::Local(
+            naac_node::bank::start_in_home(&home, None, naac_node::bank::Faucet::NONE)
+                .context("open this data dir's bank")?,
+        ),
+    };
+    let bank_key = bank.key().await.map_err(bank_err)?;
+    // Each send is its own transfer: the nonce is the time it was made.
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let req = naac_ledger::Request::Transfer {
+        from,
+        to,
+        amount: a.amount,
+        nonce,
+    };
+    let signed =
+        naac_ledger::SignedRequest::new(from, &bank_key, &req, |m| naac_net::sign(&user, m));
+    match bank.submit(vec![signed]).await.map_err(bank_err)?.pop() {
+        Some(Ok(r)) => {
+            println!(
+                "sent {} credits to {} (ledger entry {})",
+                a.amount, a.to, r.seq
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Err(e)) => {
+            eprintln!("error: the transfer was refused: {e}");
+            Ok(ExitCode::from(1))
+        }
+        None => anyhow::bail!("the bank did not answer the transfer"),
     }
 }
 

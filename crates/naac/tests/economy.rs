@@ -670,6 +670,112 @@ fn a_new_user_runs_three_10k_task_jobs_back_to_back_on_the_embedded_pool() {
     assert!(o.status.success(), "{}{v:#}", stderr(&o));
 }
 
+/// A user whose balance covers one task's worst case: the escrow holds that one copy, the
+/// job pauses once it is paid and says why, and goes on when a friend sends credits
+/// (`naac wallet send`). No provider ever holds work the escrow does not cover.
+#[test]
+fn a_job_pauses_when_the_balance_runs_short_and_goes_on_when_topped_up() {
+    let s = Scratch::new();
+    let bank = Node::start(
+        &s.path().join("bank"),
+        &[
+            "--bank",
+            "--no-mdns",
+            "--listen",
+            &format!("/ip4/127.0.0.1/tcp/{}", free_port()),
+        ],
+    );
+    let id_of = |home: &Path| {
+        let out = naac()
+            .env("NAAC_HOME", home)
+            .args(["key", "show", "--user"])
+            .output()
+            .expect("key show");
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_string()
+    };
+    let grant = |to: &str, amount: &str| {
+        let out = naac()
+            .env("NAAC_HOME", s.path().join("bank"))
+            .args(["bank", "grant", to, amount, "--bank", &bank.addr])
+            .output()
+            .expect("naac bank grant");
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    let user = id_of(&s.home());
+    let friend_home = s.path().join("friend");
+    let friend = id_of(&friend_home);
+    // A task may cost up to 1 credit (max_price 1 × 1 giga-fuel); the user has 1.5.
+    grant(&user, "1.5");
+    grant(&friend, "100");
+    let p = Node::provider_paid_at(&s, "p", "0.1", &bank);
+    let job = s.job(
+        "short",
+        "pi/pi.wasm",
+        "args = [\"{seed}\", \"1000\"]\n[sweep]\nseed = { from = 0, to = 4 }\n[limits]\nfuel = 1_000_000_000\n",
+    );
+    let out_dir = s.path().join("out-short");
+    let mut run = s
+        .run_cmd(&job, &out_dir)
+        .args(["--no-mdns", "--bank", &bank.addr, "--join", &p.addr])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let err = run.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let t = Instant::now();
+    let mut seen = Vec::new();
+    let paused = loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) if line.contains("paused: balance") => break line,
+            Ok(line) => seen.push(line),
+            Err(_) => assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "never paused: {}",
+                seen.join("\n")
+            ),
+        }
+    };
+    assert!(
+        paused.contains("next batch needs 1; top up or lower max_price"),
+        "{paused}"
+    );
+    // A friend tops the user up; the job goes on by itself.
+    let out = naac()
+        .env("NAAC_HOME", &friend_home)
+        .args(["wallet", "send", &user, "5", "--bank", &bank.addr])
+        .output()
+        .expect("naac wallet send");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("sent 5 credits"));
+    let status = run.wait().expect("run");
+    let _ = reader.join();
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut run.stdout.take().expect("stdout"), &mut stdout)
+        .expect("stdout");
+    assert!(status.success(), "{}", seen.join("\n"));
+    let summary: Value = serde_json::from_str(&stdout).expect("summary");
+    assert_eq!(summary["tasks"]["succeeded"], 4, "{summary:#}");
+    let c = &summary["cost"];
+    assert_eq!(c["settlements"], 4, "{c:#}");
+    assert_eq!(
+        micros(&c["paid"]) + micros(&c["refunded"]),
+        micros(&c["escrow"]),
+        "{c:#}"
+    );
+    let (o, v) = wallet(&s, &["verify", "--bank", &bank.addr]);
+    assert!(o.status.success(), "{v:#}");
+}
+
 #[test]
 fn a_ledger_rolled_back_to_an_earlier_checkpoint_is_caught() {
     let s = Scratch::new();
