@@ -53,11 +53,14 @@ pub enum Request {
     /// `payer` → the open escrow of `job`, `amount` more; authorized by the escrow's payer.
     /// A job escrows the work in flight and tops it up as results are paid (a rolling
     /// escrow), instead of its worst case up front. `nonce` makes each top-up distinct (a
-    /// replay of the same signed top-up is a duplicate).
+    /// replay of the same signed top-up is a duplicate). `expires_ms`, when later than the
+    /// escrow's, moves its expiry out: a job still paying in keeps its escrow.
     TopUp {
         job: JobId,
         amount: Credits,
         nonce: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_ms: Option<u64>,
     },
     /// Escrow of `job` → `provider`, `price × fuel` (the record's claim, or less); authorized by the escrow's
     /// payer. `winner` is the provider's own signed ask for the job; `second` the

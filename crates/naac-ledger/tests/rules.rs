@@ -508,6 +508,7 @@ fn a_top_up_adds_to_an_open_escrow_once_and_only_from_its_payer() {
         job: job(7),
         amount: c(amount),
         nonce,
+        expires_ms: None,
     };
     let e = w.ok(&payer, top(50, 1));
     assert_eq!(
@@ -546,13 +547,42 @@ fn a_top_up_adds_to_an_open_escrow_once_and_only_from_its_payer() {
             Request::TopUp {
                 job: job(8),
                 amount: c(1),
-                nonce: 2
+                nonce: 2,
+                expires_ms: None,
             }
         ),
         LedgerError::NoSuchEscrow(job(8))
     );
+    // A top-up may move the expiry out, never in.
+    let before = w.ledger.escrow(&job(7)).expect("open").expires_ms;
+    let later = Request::TopUp {
+        job: job(7),
+        amount: c(1),
+        nonce: 5,
+        expires_ms: Some(before + 1_000),
+    };
+    w.ok(&payer, later);
+    assert_eq!(
+        w.ledger.escrow(&job(7)).expect("open").expires_ms,
+        before + 1_000
+    );
+    let sooner = Request::TopUp {
+        job: job(7),
+        amount: c(1),
+        nonce: 6,
+        expires_ms: Some(1),
+    };
+    w.ok(&payer, sooner);
+    assert_eq!(
+        w.ledger.escrow(&job(7)).expect("open").expires_ms,
+        before + 1_000
+    );
+    assert!(
+        w.ledger.expired_escrows(before + 500).is_empty(),
+        "not due yet"
+    );
     let r = w.ok(&payer, Request::Refund { job: job(7) });
-    assert_eq!(r.amount, c(150));
+    assert_eq!(r.amount, c(152));
     assert_eq!(
         w.refused(&payer, top(5, 3)),
         LedgerError::EscrowClosed(job(7))
@@ -1627,6 +1657,7 @@ impl Sim {
                     job: jid,
                     amount: Credits(amount),
                     nonce: nonce.into(),
+                    expires_ms: (amount % 2 == 0).then(|| now + amount),
                 };
                 signed(self.k(signer), &bank, &r)
             }

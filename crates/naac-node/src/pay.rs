@@ -409,6 +409,8 @@ pub async fn top_up(
         job: escrow.job,
         amount,
         nonce,
+        // A job still paying in keeps its escrow as long again.
+        expires_ms: Some(now_ms() + ESCROW_LIFETIME.as_millis() as u64),
     };
     let signed = SignedRequest::new(escrow.payer, &escrow.bank_key, &req, |m| {
         naac_net::sign(user, m)

@@ -78,6 +78,7 @@ impl Ledger {
         job: JobId,
         amount: Credits,
         nonce: u64,
+        expires_ms: Option<u64>,
     ) -> Result<Plan, LedgerError> {
         let slot = self
             .escrows
@@ -105,6 +106,7 @@ impl Ledger {
                 .checked_add(amount)
                 .ok_or(LedgerError::Overflow)?,
             left: esc.left.checked_add(amount).ok_or(LedgerError::Overflow)?,
+            expires_ms: esc.expires_ms.max(expires_ms.unwrap_or(0)),
             ..esc.clone()
         };
         Plan::append(

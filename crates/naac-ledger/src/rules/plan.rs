@@ -221,7 +221,12 @@ impl Ledger {
                 fuel_limit,
                 expires_ms,
             } => self.plan_open_escrow(&d, job, payer, amount, max_price, fuel_limit, expires_ms),
-            Request::TopUp { job, amount, nonce } => self.plan_top_up(&d, job, amount, nonce),
+            Request::TopUp {
+                job,
+                amount,
+                nonce,
+                expires_ms,
+            } => self.plan_top_up(&d, job, amount, nonce, expires_ms),
             Request::Settle {
                 job,
                 provider,
@@ -284,6 +289,10 @@ impl Ledger {
             } => {
                 self.users.insert(payer, payer_balance);
                 if let Some(slot) = self.escrows.get_mut(&job) {
+                    if slot.state.expires_ms != escrow.expires_ms {
+                        self.open_by_expiry.remove(&(slot.state.expires_ms, job));
+                        self.open_by_expiry.insert((escrow.expires_ms, job));
+                    }
                     slot.state = escrow;
                 }
                 self.top_ups.insert((job, nonce), seen);
