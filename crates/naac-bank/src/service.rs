@@ -65,7 +65,7 @@ impl std::fmt::Debug for BankHandle {
 }
 
 impl BankHandle {
-    /// The bank's account key (its node key).
+    /// The bank's account key: its bank key (`bank/identity.key`), not its node's.
     pub fn key(&self) -> AccountKey {
         self.key
     }
