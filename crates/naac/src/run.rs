@@ -217,6 +217,12 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
                 Ok(escrow) => Some(requester::Payment {
                     escrow,
                     user: user.clone(),
+                    // The embedded pool's bank is this machine's, and so are its workers:
+                    // its operator vouches for each, so their asks set each other's prices.
+                    operator: match (&a.bank, embedded) {
+                        (BankChoice::Default, true) => Some(naac_node::bank::bank_key(&home)?),
+                        _ => None,
+                    },
                 }),
                 Err(e @ naac_node::pay::PayError::Insufficient { .. }) => {
                     return Ok(Executed::Refused(format!(

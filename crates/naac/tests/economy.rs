@@ -429,6 +429,18 @@ fn the_embedded_pool_pays_through_its_own_bank_and_a_tampered_row_is_caught() {
     assert!(out.status.success(), "{}", stderr(&out));
     let c = &summary["cost"];
     assert!(micros(&c["paid"]) > 0, "{summary:#}");
+    // The pool's own bank vouches for its workers: once it has (a bank round trip after
+    // each bids), each is paid the other's ask (0.1), not the job's max_price (1).
+    let out_dir = summary["out_dir"].as_str().expect("out_dir");
+    let prices: Vec<u64> = tasks_of(Path::new(out_dir))
+        .iter()
+        .map(|t| micros(&t["price"]))
+        .collect();
+    assert!(prices.contains(&100_000), "{prices:?}");
+    assert!(
+        prices.iter().all(|p| *p == 100_000 || *p == 1_000_000),
+        "{prices:?}"
+    );
     assert_eq!(
         micros(&c["paid"]) + micros(&c["refunded"]),
         micros(&c["escrow"])

@@ -52,6 +52,10 @@ pub struct Options {
 pub struct Payment {
     pub escrow: crate::pay::Escrow,
     pub user: naac_net::Keypair,
+    /// The bank's operator key, when this run holds it (the embedded pool's own bank): each
+    /// bidder is registered before its standing is asked, since the pool's workers are this
+    /// machine's own.
+    pub operator: Option<naac_net::Keypair>,
 }
 
 impl std::fmt::Debug for Payment {
@@ -155,6 +159,8 @@ pub(super) struct Session<'a> {
     /// The rolling escrow's count, when the job is paid; and the start limit it last set.
     pub(super) budget: Option<Budget>,
     pub(super) start_limit: Option<u64>,
+    /// The bank's operator key, when this run holds it (see [`Payment::operator`]).
+    pub(super) operator: Option<naac_net::Keypair>,
     pub(super) reputation: Option<Reputation>,
     pub(super) module_hex: String,
     /// Providers that welcomed us, in order.
@@ -205,6 +211,7 @@ pub async fn run(
     sched_config.retries = job.retries;
     sched_config.seed = u64::from_le_bytes(prepared.id.0[..8].try_into().expect("8 bytes"));
     let max_price = job.budget.max_price;
+    let operator = opts.payment.as_ref().and_then(|p| p.operator.clone());
     let payer = match opts.payment.take() {
         Some(p) => {
             let log = crate::pay::payment_log(&opts.out_dir, &p.escrow.job);
@@ -258,6 +265,7 @@ pub async fn run(
         payer,
         budget,
         start_limit: None,
+        operator,
         reputation,
         module_hex: prepared.module_id.to_hex(),
         known_peers: Vec::new(),
@@ -439,7 +447,14 @@ impl Session<'_> {
         };
         let bank = payer.escrow().bank.clone();
         let internal = self.internal.clone();
+        let operator = self.operator.clone();
         tokio::spawn(async move {
+            if let Some(op) = &operator
+                && let Err(e) = crate::bank::register(&bank, op, naac_ledger::AccountKey(key)).await
+                && !e.contains("already registered")
+            {
+                tracing::warn!("could not register {peer} at the pool's own bank: {e}");
+            }
             let mut last = String::new();
             for attempt in 0..5u32 {
                 match bank.standing(vec![naac_ledger::AccountKey(key)]).await {
