@@ -112,7 +112,14 @@ impl Budget {
     /// `max_cost`. Returns the amount wanted and its nonce; the caller funds what the
     /// balance allows, in whole copies, and reports back with [`Budget::settled`].
     pub fn due(&mut self, paid: Credits, owed: u64, blocked: bool, now: Millis) -> Option<Due> {
-        if self.pending || now < self.retry_at || self.per_copy.0 == 0 {
+        if self.per_copy.0 == 0 {
+            return None;
+        }
+        if self.free_copies(paid, owed) > 0 {
+            // Payments below the worst case freed room: whatever paused the job is over.
+            self.paused = None;
+        }
+        if self.pending || now < self.retry_at {
             return None;
         }
         if let Some((want, nonce)) = self.resend {
@@ -124,10 +131,6 @@ impl Budget {
             });
         }
         let free = self.free_copies(paid, owed);
-        if free > 0 {
-            // Payments below the worst case freed room: whatever paused the job is over.
-            self.paused = None;
-        }
         if free >= WINDOW / 2 {
             return None;
         }
@@ -194,8 +197,12 @@ impl Budget {
                     }
                     _ => None,
                 };
-                tracing::warn!("the escrow could not be topped up: {why}; trying again");
-                None
+                // Until it goes through, the job waits for the bank, not for a provider.
+                let paused =
+                    format!("paused: the escrow could not be topped up ({why}); trying again");
+                let new = self.paused.is_none();
+                self.paused = Some(paused.clone());
+                new.then_some(paused)
             }
         }
     }
