@@ -56,18 +56,7 @@ async fn operator_bank(
     addr: Option<&Multiaddr>,
 ) -> anyhow::Result<naac_node::pay::BankConn> {
     Ok(match addr {
-        Some(addr) => {
-            let (client, _events) = naac_net::start(
-                naac_net::Keypair::generate_ed25519(),
-                naac_net::Config {
-                    listen: vec!["/ip4/0.0.0.0/tcp/0".parse().expect("valid multiaddr")],
-                    mdns: false,
-                    ..naac_net::Config::default()
-                },
-            )
-            .await?;
-            crate::run::connect_bank(&client, addr).await?
-        }
+        Some(addr) => crate::run::dial_bank(addr).await?,
         None => naac_node::pay::BankConn::Local(
             naac_node::bank::start_in_home(home, None, naac_node::bank::Faucet::NONE)
                 .context("open this data dir's bank")?,

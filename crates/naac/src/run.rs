@@ -574,6 +574,21 @@ async fn embedded_bank(
     Ok(bank)
 }
 
+/// Reaches the bank node at `addr` from a throwaway network identity (for the operator's
+/// and the wallet's one-off requests).
+pub async fn dial_bank(addr: &Multiaddr) -> anyhow::Result<naac_node::pay::BankConn> {
+    let (client, _events) = naac_net::start(
+        naac_net::Keypair::generate_ed25519(),
+        naac_net::Config {
+            listen: vec!["/ip4/0.0.0.0/tcp/0".parse().expect("valid multiaddr")],
+            mdns: false,
+            ..naac_net::Config::default()
+        },
+    )
+    .await?;
+    connect_bank(&client, addr).await
+}
+
 /// Dials a bank node and checks that it answers as one.
 pub async fn connect_bank(
     client: &naac_net::Client,

@@ -96,18 +96,7 @@ async fn send(a: SendArgs) -> anyhow::Result<ExitCode> {
     let from =
         AccountKey(naac_net::ed25519_of_keypair(&user).context("the user key is not ed25519")?);
     let bank = match &a.bank {
-        Some(addr) => {
-            let (client, _events) = naac_net::start(
-                naac_net::Keypair::generate_ed25519(),
-                naac_net::Config {
-                    listen: vec!["/ip4/0.0.0.0/tcp/0".parse().expect("valid multiaddr")],
-                    mdns: false,
-                    ..naac_net::Config::default()
-                },
-            )
-            .await?;
-            crate::run::connect_bank(&client, addr).await?
-        }
+        Some(addr) => crate::run::dial_bank(addr).await?,
         None => BankConn::Local(
             naac_node::bank::start_in_home(&home, None, naac_node::bank::Faucet::NONE)
                 .context("open this data dir's bank")?,
@@ -157,17 +146,8 @@ fn bank_err(e: String) -> anyhow::Error {
 
 async fn open(a: &Args, home: &Home) -> anyhow::Result<Source> {
     if let Some(addr) = &a.bank {
-        let (client, _events) = naac_net::start(
-            naac_net::Keypair::generate_ed25519(),
-            naac_net::Config {
-                listen: vec!["/ip4/0.0.0.0/tcp/0".parse().expect("valid multiaddr")],
-                mdns: false,
-                ..naac_net::Config::default()
-            },
-        )
-        .await?;
         return Ok(Source {
-            bank: crate::run::connect_bank(&client, addr).await?,
+            bank: crate::run::dial_bank(addr).await?,
             remote: true,
         });
     }
