@@ -873,7 +873,9 @@ fn the_market_shows_offers_from_providers_it_was_not_told_about() {
     let job = s.job(
         "found",
         "testkit/testkit.wasm",
-        "args = [\"sleep\", \"150\"]\n[sweep]\ni = { from = 0, to = 40 }\n[limits]\nfuel = 1_000_000_000\n",
+        // 12 s on a alone: time for b to be heard even on a loaded machine (this binary's
+        // other tests run beside it).
+        "args = [\"sleep\", \"300\"]\n[sweep]\ni = { from = 0, to = 40 }\n[limits]\nfuel = 1_000_000_000\n",
     );
     let (out, summary) = s.run(
         &job,
