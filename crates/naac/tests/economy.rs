@@ -325,9 +325,10 @@ fn an_overbilling_provider_is_caught_and_paid_only_the_honest_fuel() {
     let most = honest
         .iter()
         .map(|n| {
+            // One that got no work (three honest hosts share 21 copies) is not listed.
             let p = of(n);
-            assert_eq!(p["rejected"], 0, "{p:#}");
-            micros(&p["earned"])
+            assert_eq!(p["rejected"].as_u64().unwrap_or(0), 0, "{p:#}");
+            if p.is_null() { 0 } else { micros(&p["earned"]) }
         })
         .max()
         .unwrap_or(0);
