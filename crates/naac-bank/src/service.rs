@@ -538,6 +538,9 @@ impl Bank {
                     max_price: e.max_price,
                     fuel_limit: e.fuel_limit,
                     closed: e.closed,
+                    expires_ms: e.expires_ms,
+                    claim_window_ms: e.claim_window_ms,
+                    closing: e.closing,
                 }),
             ))),
             BankRequest::Standing { accounts } => {

@@ -69,6 +69,9 @@ mirror!(
         l::Kind::Settle => w::Kind::Settle,
         l::Kind::Refund => w::Kind::Refund,
         l::Kind::Register => w::Kind::Register,
+        l::Kind::Claim => w::Kind::Claim,
+        l::Kind::Reject => w::Kind::Reject,
+        l::Kind::Close => w::Kind::Close,
     },
     |k| match k {
         w::Kind::Grant => l::Kind::Grant,
@@ -77,6 +80,9 @@ mirror!(
         w::Kind::Settle => l::Kind::Settle,
         w::Kind::Refund => l::Kind::Refund,
         w::Kind::Register => l::Kind::Register,
+        w::Kind::Claim => l::Kind::Claim,
+        w::Kind::Reject => l::Kind::Reject,
+        w::Kind::Close => l::Kind::Close,
     }
 );
 
@@ -314,6 +320,9 @@ mod tests {
             l::Kind::Settle,
             l::Kind::Refund,
             l::Kind::Register,
+            l::Kind::Claim,
+            l::Kind::Reject,
+            l::Kind::Close,
         ] {
             same_bytes(k);
         }

@@ -111,6 +111,14 @@ pub enum Kind {
     /// Nothing moves (mint → provider, 0): the operator vouches for a provider key, which
     /// gives it standing — its asks may set another provider's price.
     Register,
+    /// Escrow → provider, for a delivered result the payer did not pay: the provider's claim
+    /// with the payer's signed order.
+    Claim,
+    /// Nothing moves (escrow → payer, 0): the payer refuses to pay for one result record.
+    Reject,
+    /// Nothing moves (escrow → payer, 0): the payer closes an escrow with a claim window;
+    /// what is left returns when the window ends.
+    Close,
 }
 
 impl Kind {
@@ -122,6 +130,9 @@ impl Kind {
             Kind::Settle => 4,
             Kind::Refund => 5,
             Kind::Register => 6,
+            Kind::Claim => 7,
+            Kind::Reject => 8,
+            Kind::Close => 9,
         }
     }
 
@@ -133,6 +144,9 @@ impl Kind {
             4 => Kind::Settle,
             5 => Kind::Refund,
             6 => Kind::Register,
+            7 => Kind::Claim,
+            8 => Kind::Reject,
+            9 => Kind::Close,
             _ => return None,
         })
     }
@@ -145,6 +159,9 @@ impl Kind {
             Kind::Settle => "settle",
             Kind::Refund => "refund",
             Kind::Register => "register",
+            Kind::Claim => "claim",
+            Kind::Reject => "reject",
+            Kind::Close => "close",
         }
     }
 }

@@ -11,7 +11,10 @@ mod verify;
 
 pub use entry::{Account, AccountKey, Entry, Hash, Kind, MAX_AUTH, MAX_MEMO, unhex};
 pub use merkle::{InclusionProof, MerkleTree};
-pub use request::{DecodeError, Request, SignedRecord, SignedRequest};
+pub use request::{
+    DecodeError, MAX_ORDER_PROOF, Order, Request, SignedOrder, SignedRecord, SignedRequest,
+    order_leaf, order_tree,
+};
 pub use rules::{
     ASK_GRACE_MS, Applied, EscrowState, HOSTILE_RULES_SINCE_MS, Ledger, LedgerError, ReplayError,
     ReplayFault, precheck,

@@ -5,12 +5,16 @@
 //! signature in the entry it appends ([`Entry::auth`](crate::Entry::auth)), so every entry
 //! can be checked later against its authorizer's key alone.
 
-use crate::entry::{AccountKey, MAX_AUTH};
+use crate::entry::{AccountKey, Hash, MAX_AUTH};
+use crate::merkle::{MerkleTree, leaf_hash, verify_inclusion};
 use naac_market::SignedAsk;
 use naac_types::{Credits, JobId, Price};
 use serde::{Deserialize, Serialize};
 
 const REQUEST_DOMAIN: &[u8] = b"naac bank request v1\0";
+const ORDER_DOMAIN: &[u8] = b"naac work order v1\0";
+/// Longest Merkle proof a claim may carry (a tree of up to 2^32 tasks).
+pub const MAX_ORDER_PROOF: usize = 32;
 
 /// A provider's signed result record: [`naac_types::ResultRecord::signing_bytes`] and the
 /// provider's signature over them.
@@ -49,6 +53,11 @@ pub enum Request {
         max_price: Price,
         fuel_limit: u64,
         expires_ms: u64,
+        /// How long providers may claim delivered results once the payer closes the escrow
+        /// (and in the escrow's last such stretch before it expires); what is left returns
+        /// to the payer only after it. 0: no claims, a refund is immediate.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        claim_window_ms: u64,
     },
     /// `payer` → the open escrow of `job`, `amount` more; authorized by the escrow's payer.
     /// A job escrows the work in flight and tops it up as results are paid (a rolling
@@ -84,8 +93,136 @@ pub enum Request {
     /// could be the requester's own invention). Authorized by the bank, once per key.
     Register { provider: AccountKey },
     /// Escrow of `job` → its payer, everything left; closes the escrow. Authorized by the
-    /// payer, or by the bank once the escrow has expired.
+    /// payer, or by the bank once the escrow has expired. An escrow with a claim window is
+    /// not refunded at once by its payer: the payer's refund starts its closing, and the
+    /// bank refunds it when the window ends (the payer's refund again is a duplicate).
     Refund { job: JobId },
+    /// Escrow of `job` → the provider who signs this, for a result it delivered and was not
+    /// paid for: `record` (signed by the provider) is one of the runs the payer's `order`
+    /// gave it (`proof` shows the record's task and attempt is leaf `index` of the order's
+    /// task tree). Accepted only while the escrow is closing or in its last claim window;
+    /// paid at the order's price for the record's fuel, unless the payer rejected the
+    /// record first.
+    Claim {
+        job: JobId,
+        order: SignedOrder,
+        record: SignedRecord,
+        index: u32,
+        proof: Vec<Hash>,
+    },
+    /// The payer of `job`'s escrow refuses to pay for run (`task`, `attempt`): its result
+    /// was wrong, late, or never arrived. Moves nothing; a claim for that run is refused
+    /// after it. Public: the ledger shows who rejected what.
+    Reject { job: JobId, task: u32, attempt: u32 },
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+/// What a payer promises a provider with one assignment: it pays `price` per giga-fuel for
+/// each run in the tree `tasks_root` (of `tasks` leaves, [`order_leaf`]) from the escrow of
+/// `job` at `bank`. The provider keeps it, and claims with it what the payer did not pay.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    pub bank: AccountKey,
+    pub job: JobId,
+    pub provider: AccountKey,
+    pub price: Price,
+    #[serde(with = "serde_bytes")]
+    pub tasks_root: Hash,
+    pub tasks: u32,
+}
+
+/// An [`Order`] as its payer signed it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedOrder {
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub sig: Vec<u8>,
+}
+
+/// The leaf of one run (task, attempt) in an order's task tree.
+pub fn order_leaf(task: u32, attempt: u32) -> Hash {
+    let mut b = [0u8; 8];
+    b[..4].copy_from_slice(&task.to_le_bytes());
+    b[4..].copy_from_slice(&attempt.to_le_bytes());
+    leaf_hash(&b)
+}
+
+/// The task tree of these runs, in order.
+pub fn order_tree(runs: &[(u32, u32)]) -> MerkleTree {
+    let mut t = MerkleTree::new();
+    for (task, attempt) in runs {
+        t.push(order_leaf(*task, *attempt));
+    }
+    t
+}
+
+impl Order {
+    /// The order for these runs (in the assignment's order).
+    pub fn new(
+        bank: AccountKey,
+        job: JobId,
+        provider: AccountKey,
+        price: Price,
+        runs: &[(u32, u32)],
+    ) -> Order {
+        Order {
+            bank,
+            job,
+            provider,
+            price,
+            tasks_root: order_tree(runs).root(),
+            tasks: runs.len() as u32,
+        }
+    }
+
+    /// The bytes the payer signs.
+    pub fn signing_bytes(&self) -> Vec<u8> {
+        let mut b = ORDER_DOMAIN.to_vec();
+        // Writing CBOR to a Vec cannot fail.
+        let body = cbor4ii::serde::to_vec(Vec::new(), self).unwrap_or_default();
+        b.extend_from_slice(&body);
+        b
+    }
+
+    /// Signs it with `sign` (the payer's ed25519 key).
+    pub fn sign(&self, sign: impl FnOnce(&[u8]) -> Vec<u8>) -> SignedOrder {
+        let bytes = self.signing_bytes();
+        let sig = sign(&bytes);
+        SignedOrder { bytes, sig }
+    }
+
+    /// Whether run (`task`, `attempt`) is leaf `index` of the task tree, by `proof`.
+    pub fn covers(&self, task: u32, attempt: u32, index: u32, proof: &[Hash]) -> bool {
+        proof.len() <= MAX_ORDER_PROOF
+            && index < self.tasks
+            && verify_inclusion(
+                &order_leaf(task, attempt),
+                u64::from(index),
+                u64::from(self.tasks),
+                proof,
+                &self.tasks_root,
+            )
+    }
+}
+
+impl SignedOrder {
+    /// The order, if the bytes are one.
+    pub fn order(&self) -> Option<Order> {
+        if self.bytes.len() > MAX_AUTH {
+            return None;
+        }
+        let body = self.bytes.strip_prefix(ORDER_DOMAIN)?;
+        cbor4ii::serde::from_slice(body).ok()
+    }
+
+    /// Whether `payer` signed it.
+    pub fn signed_by(&self, payer: &AccountKey) -> bool {
+        naac_types::sig::verify(&payer.0, &self.bytes, &self.sig)
+    }
 }
 
 /// The signed envelope: the bank it is meant for and the request.

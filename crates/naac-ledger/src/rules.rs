@@ -78,8 +78,27 @@ pub struct EscrowState {
     pub expires_ms: u64,
     /// Refunded; nothing more moves in or out.
     pub closed: bool,
-    /// Number of result records paid from it.
+    /// Number of result records paid from it (settled or claimed).
     pub settled: u32,
+    /// How long providers may claim delivered results before what is left returns (0: no
+    /// claims).
+    pub claim_window_ms: u64,
+    /// Its payer closed it: no more top-ups; what is left returns at `expires_ms`.
+    pub closing: bool,
+}
+
+impl EscrowState {
+    /// When providers may start claiming (Unix milliseconds): at once when closing, else the
+    /// escrow's last claim window before it expires. `None`: it takes no claims.
+    pub fn claims_open_ms(&self) -> Option<u64> {
+        if self.claim_window_ms == 0 {
+            return None;
+        }
+        if self.closing {
+            return Some(0);
+        }
+        Some(self.expires_ms.saturating_sub(self.claim_window_ms))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,6 +109,8 @@ struct EscrowSlot {
     open_msg: Hash,
     /// Entry that closed it.
     close_seq: Option<u64>,
+    /// Entry in which its payer started closing it (an escrow with a claim window).
+    closing_seq: Option<u64>,
 }
 
 /// The ledger's state and rules; no IO. Feed it requests ([`Ledger::apply`]) or stored
@@ -103,8 +124,12 @@ pub struct Ledger {
     escrows: BTreeMap<JobId, EscrowSlot>,
     /// Open escrows by expiry, for [`Ledger::expired_escrows`].
     open_by_expiry: BTreeSet<(u64, JobId)>,
-    /// Settled record hash → the settle entry.
+    /// Settled (or claimed) record hash → the entry that paid it.
     settled: HashMap<Hash, u64>,
+    /// Runs (job, task, attempt) paid, settled or claimed → the entry that paid the first.
+    runs_paid: HashMap<(JobId, u32, u32), u64>,
+    /// Runs their payer rejected → the reject entry.
+    rejected: HashMap<(JobId, u32, u32), u64>,
     transfers: HashMap<(AccountKey, u64), Seen>,
     /// Top-ups by job and nonce.
     top_ups: HashMap<(JobId, u64), Seen>,
@@ -130,6 +155,8 @@ impl Ledger {
             escrows: BTreeMap::new(),
             open_by_expiry: BTreeSet::new(),
             settled: HashMap::new(),
+            runs_paid: HashMap::new(),
+            rejected: HashMap::new(),
             transfers: HashMap::new(),
             top_ups: HashMap::new(),
             registered: HashMap::new(),
@@ -232,6 +259,16 @@ impl Ledger {
     /// Whether the result record with this hash (BLAKE3 of its signed bytes) was paid.
     pub fn is_settled(&self, record_hash: &Hash) -> bool {
         self.settled.contains_key(record_hash)
+    }
+
+    /// The seq of the entry in which the payer of `job` rejected run (`task`, `attempt`).
+    pub fn rejected_by(&self, job: &JobId, task: u32, attempt: u32) -> Option<u64> {
+        self.rejected.get(&(*job, task, attempt)).copied()
+    }
+
+    /// The seq of the first entry that paid run (`task`, `attempt`) of `job`.
+    pub fn run_paid_by(&self, job: &JobId, task: u32, attempt: u32) -> Option<u64> {
+        self.runs_paid.get(&(*job, task, attempt)).copied()
     }
 
     /// The seq of the entry that paid the record with this hash.

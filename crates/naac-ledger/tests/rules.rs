@@ -4,8 +4,8 @@
 use ed25519_dalek::{Signer, SigningKey};
 use naac_ledger::{
     ASK_GRACE_MS, Account, AccountKey, Applied, Entry, HOSTILE_RULES_SINCE_MS, Kind, Ledger,
-    LedgerError, ReplayFault, Request, SignedRecord, SignedRequest, TreeHead, VerifyError,
-    verify_entries,
+    LedgerError, Order, ReplayFault, Request, SignedOrder, SignedRecord, SignedRequest, TreeHead,
+    VerifyError, order_tree, verify_entries,
 };
 use naac_market::{Ask, SignedAsk};
 use naac_types::money::GIGA;
@@ -87,6 +87,8 @@ struct World {
     ledger: Ledger,
     bank: SigningKey,
     now: u64,
+    /// Every entry appended, in order.
+    entries: Vec<Entry>,
 }
 
 impl World {
@@ -96,6 +98,7 @@ impl World {
             ledger: Ledger::new(key(&bank)),
             bank,
             now: 1_000,
+            entries: Vec::new(),
         }
     }
 
@@ -105,7 +108,11 @@ impl World {
 
     fn apply(&mut self, by: &SigningKey, r: Request) -> Result<Applied, LedgerError> {
         let req = self.req(by, &r);
-        self.ledger.apply(&req, self.now)
+        let applied = self.ledger.apply(&req, self.now);
+        if let Ok(Applied::New(e)) = &applied {
+            self.entries.push(e.clone());
+        }
+        applied
     }
 
     /// Applies a request that must pass; returns its entry.
@@ -148,6 +155,7 @@ fn open_req(payer: &SigningKey, job: JobId, amount: Credits, max: Price, exp: u6
         max_price: max,
         fuel_limit: u64::MAX,
         expires_ms: exp,
+        claim_window_ms: 0,
     }
 }
 
@@ -608,6 +616,224 @@ fn a_zero_refund_is_still_booked() {
     let e = w.ok(&payer, Request::Refund { job: job(7) });
     assert_eq!((e.kind, e.amount), (Kind::Refund, Credits::ZERO));
     assert!(w.ledger.escrow(&job(7)).expect("known").closed);
+}
+
+// ---------------------------------------------------------------------------------------
+// Provider claims: a payer who closes its escrow after receiving results still pays them
+
+/// A 20-credit escrow of `job(9)` by `payer` at most 10 per giga-fuel, expiring in an hour,
+/// with a one-minute claim window; an order of runs (0,0), (1,0), (2,0) to `a` at 4.
+fn claim_world() -> (World, SigningKey, SigningKey, SignedOrder, Vec<(u32, u32)>) {
+    let mut w = World::new();
+    let (payer, a) = (sk(1), sk(2));
+    w.grant(&payer, c(100));
+    let mut open = open_req(&payer, job(9), c(20), p(10), w.now + 3_600_000);
+    if let Request::OpenEscrow {
+        claim_window_ms, ..
+    } = &mut open
+    {
+        *claim_window_ms = 60_000;
+    }
+    w.ok(&payer, open);
+    let runs = vec![(0, 0), (1, 0), (2, 0)];
+    let order = Order::new(key(&w.bank), job(9), key(&a), p(4), &runs)
+        .sign(|m| payer.sign(m).to_bytes().to_vec());
+    (w, payer, a, order, runs)
+}
+
+fn claim_req(order: &SignedOrder, record: SignedRecord, runs: &[(u32, u32)], i: u32) -> Request {
+    Request::Claim {
+        job: job(9),
+        order: order.clone(),
+        record,
+        index: i,
+        proof: order_tree(runs)
+            .inclusion_proof(u64::from(i), runs.len() as u64)
+            .expect("proof"),
+    }
+}
+
+#[test]
+fn a_payer_who_closes_after_results_still_pays_the_claims_of_delivered_ones() {
+    let (mut w, payer, a, order, runs) = claim_world();
+    // Task 0 is settled by the payer as usual; task 1 was wrong and is rejected; task 2
+    // was delivered and never paid.
+    let r0 = record(&a, job(9), 0, GIGA / 2);
+    let r1 = record(&a, job(9), 1, GIGA / 2);
+    let r2 = record(&a, job(9), 2, GIGA / 2);
+    w.ok(
+        &payer,
+        settle_req(job(9), &a, r0.clone(), p(10), ask(&a, job(9), p(4)), None),
+    );
+    let reject = |task| Request::Reject {
+        job: job(9),
+        task,
+        attempt: 0,
+    };
+    let rej = w.ok(&payer, reject(1));
+    assert_eq!((rej.kind, rej.amount), (Kind::Reject, Credits::ZERO));
+    // Claims wait for the payer: the escrow is open and far from expiry.
+    let early = w.refused(&a, claim_req(&order, r2.clone(), &runs, 2));
+    assert!(
+        matches!(early, LedgerError::ClaimsNotOpen { .. }),
+        "{early}"
+    );
+    // The payer's refund closes the escrow instead of emptying it.
+    let close = w.ok(&payer, Request::Refund { job: job(9) });
+    assert_eq!((close.kind, close.amount), (Kind::Close, Credits::ZERO));
+    let esc = w.ledger.escrow(&job(9)).expect("escrow").clone();
+    assert!(esc.closing && !esc.closed);
+    assert_eq!(esc.expires_ms, w.now + 60_000);
+    assert!(matches!(
+        w.apply(&payer, Request::Refund { job: job(9) }),
+        Ok(Applied::Duplicate { seq }) if seq == close.seq
+    ));
+    let top = Request::TopUp {
+        job: job(9),
+        amount: c(1),
+        nonce: 1,
+        expires_ms: None,
+    };
+    assert!(matches!(
+        w.refused(&payer, top),
+        LedgerError::EscrowClosing(_)
+    ));
+    // The provider claims: the settled one is a duplicate, the rejected one refused, the
+    // unpaid one paid at the order's price.
+    let before = w.ledger.balance(&user(&a));
+    assert!(matches!(
+        w.apply(&a, claim_req(&order, r0, &runs, 0)),
+        Ok(Applied::Duplicate { .. })
+    ));
+    let why = w.refused(&a, claim_req(&order, r1, &runs, 1));
+    assert!(
+        matches!(why, LedgerError::Rejected { seq, .. } if seq == rej.seq),
+        "{why}"
+    );
+    // Nor is a settled run paid again under another record (another fuel figure).
+    let again = record(&a, job(9), 0, GIGA / 4);
+    let why = w.refused(&a, claim_req(&order, again, &runs, 0));
+    assert!(matches!(why, LedgerError::RunPaid { task: 0, .. }), "{why}");
+    let claim = w.ok(&a, claim_req(&order, r2.clone(), &runs, 2));
+    assert_eq!(claim.kind, Kind::Claim);
+    assert_eq!(claim.amount, p(4).cost(GIGA / 2));
+    assert_eq!(w.ledger.balance(&user(&a)).0, before.0 + claim.amount.0);
+    assert!(matches!(
+        w.apply(&a, claim_req(&order, r2, &runs, 2)),
+        Ok(Applied::Duplicate { seq }) if seq == claim.seq
+    ));
+    // The payer cannot reject what was paid.
+    let paid = w.refused(&payer, reject(2));
+    assert!(
+        matches!(paid, LedgerError::RunPaid { task: 2, .. }),
+        "{paid}"
+    );
+    // When the window ends the bank's sweep returns the rest; the payer's refund stays a
+    // duplicate of its close.
+    assert!(w.ledger.expired_escrows(w.now).is_empty());
+    w.now += 60_000;
+    assert_eq!(w.ledger.expired_escrows(w.now), vec![job(9)]);
+    assert!(matches!(
+        w.apply(&payer, Request::Refund { job: job(9) }),
+        Ok(Applied::Duplicate { seq }) if seq == close.seq
+    ));
+    let left = w.ledger.escrow(&job(9)).expect("escrow").left;
+    let bank = w.bank.clone();
+    let refund = w.ok(&bank, Request::Refund { job: job(9) });
+    assert_eq!((refund.kind, refund.amount), (Kind::Refund, left));
+    assert!(w.ledger.conserved());
+    // Replaying the entries rebuilds the same books.
+    let mut again = Ledger::new(key(&w.bank));
+    for e in &w.entries {
+        again.replay(e).expect("replays");
+    }
+    assert_eq!(again, w.ledger);
+}
+
+#[test]
+fn claims_need_the_payers_order_for_that_run_and_the_providers_record() {
+    let (mut w, payer, a, order, runs) = claim_world();
+    let b = sk(3);
+    w.ok(&payer, Request::Refund { job: job(9) });
+    let why = |w: &mut World, by: &SigningKey, r: Request| w.refused(by, r).to_string();
+    // Another provider cannot use a's order, nor a's record.
+    let r2 = record(&a, job(9), 2, GIGA);
+    assert!(
+        why(&mut w, &b, claim_req(&order, r2.clone(), &runs, 2)).contains("order is for provider")
+    );
+    // A record for a run the order does not hold (task 5), or at the wrong index.
+    let r5 = record(&a, job(9), 5, GIGA);
+    assert!(why(&mut w, &a, claim_req(&order, r5, &runs, 2)).contains("is not run 2 of the order"));
+    assert!(why(&mut w, &a, claim_req(&order, r2.clone(), &runs, 1)).contains("is not run 1"));
+    // An order the provider wrote itself.
+    let forged = Order::new(key(&w.bank), job(9), key(&a), p(4), &runs)
+        .sign(|m| a.sign(m).to_bytes().to_vec());
+    assert!(
+        why(&mut w, &a, claim_req(&forged, r2.clone(), &runs, 2))
+            .contains("not signed by the escrow's payer")
+    );
+    // An order above the escrow's price.
+    let greedy = Order::new(key(&w.bank), job(9), key(&a), p(11), &runs)
+        .sign(|m| payer.sign(m).to_bytes().to_vec());
+    assert!(
+        why(&mut w, &a, claim_req(&greedy, r2.clone(), &runs, 2)).contains("above the escrow's")
+    );
+    // A record signed by someone else.
+    let theirs = record(&b, job(9), 2, GIGA);
+    assert!(
+        why(&mut w, &a, claim_req(&order, theirs, &runs, 2))
+            .contains("not signed by the claiming provider")
+    );
+    // More than the escrow holds: 4 per giga-fuel × 6 giga-fuel = 24 > 20.
+    let big = record(&a, job(9), 2, 6 * GIGA);
+    assert!(why(&mut w, &a, claim_req(&order, big, &runs, 2)).contains("escrow has 20 left"));
+    // Garbage in place of an order.
+    let junk = SignedOrder {
+        bytes: vec![1, 2, 3],
+        sig: vec![0; 64],
+    };
+    assert!(why(&mut w, &a, claim_req(&junk, r2.clone(), &runs, 2)).contains("not a signed order"));
+    // After the window closes the escrow, claims are too late.
+    w.ok(&a, claim_req(&order, r2, &runs, 2));
+    w.now += 60_000;
+    let bank = w.bank.clone();
+    w.ok(&bank, Request::Refund { job: job(9) });
+    let late = record(&a, job(9), 0, GIGA / 4);
+    assert!(why(&mut w, &a, claim_req(&order, late, &runs, 0)).contains("is closed"));
+    assert!(w.ledger.conserved());
+}
+
+#[test]
+fn claims_open_in_the_last_window_of_an_escrow_its_payer_abandoned() {
+    let (mut w, _payer, a, order, runs) = claim_world();
+    let r = record(&a, job(9), 0, GIGA);
+    let opens = w.ledger.escrow(&job(9)).expect("escrow").claims_open_ms();
+    assert_eq!(opens, Some(w.now + 3_600_000 - 60_000));
+    w.now += 3_600_000 - 60_001;
+    assert!(matches!(
+        w.refused(&a, claim_req(&order, r.clone(), &runs, 0)),
+        LedgerError::ClaimsNotOpen { .. }
+    ));
+    w.now += 1;
+    assert_eq!(w.ok(&a, claim_req(&order, r, &runs, 0)).kind, Kind::Claim);
+}
+
+#[test]
+fn an_escrow_without_a_claim_window_refunds_at_once_and_takes_no_claims() {
+    let (mut w, payer, a, _) = market();
+    let runs = vec![(0, 0)];
+    let order = Order::new(key(&w.bank), job(7), key(&a), p(4), &runs)
+        .sign(|m| payer.sign(m).to_bytes().to_vec());
+    let claim = Request::Claim {
+        job: job(7),
+        order,
+        record: record(&a, job(7), 0, GIGA),
+        index: 0,
+        proof: Vec::new(),
+    };
+    assert!(matches!(w.refused(&a, claim), LedgerError::NoClaims(_)));
+    let e = w.ok(&payer, Request::Refund { job: job(7) });
+    assert_eq!(e.kind, Kind::Refund);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1393,6 +1619,22 @@ enum Op {
         provider: u8,
         signer: u8,
     },
+    /// `provider` claims run `task` (of three) with an order signed by the job's payer (or,
+    /// `forge`, by itself) at `price`.
+    Claim {
+        job: u8,
+        provider: u8,
+        task: u8,
+        half_gigas: u8,
+        price: u64,
+        forge: bool,
+    },
+    /// `signer` (mostly the payer) rejects run (`task`, 0).
+    Reject {
+        job: u8,
+        task: u8,
+        signer: u8,
+    },
     /// Re-send a request made earlier.
     Again(prop::sample::Index),
     /// Let time pass.
@@ -1496,8 +1738,39 @@ fn register_op() -> impl Strategy<Value = Op> {
     (0..USERS, by).prop_map(|(provider, signer)| Op::Register { provider, signer })
 }
 
+fn claim_op() -> impl Strategy<Value = Op> {
+    (
+        0u8..=JOBS,
+        0..USERS,
+        0u8..4,
+        0u8..3,
+        0u64..=1_200,
+        prop::bool::weighted(0.1),
+    )
+        .prop_map(
+            |(job, provider, task, half_gigas, price, forge)| Op::Claim {
+                job,
+                provider,
+                task,
+                half_gigas,
+                price,
+                forge,
+            },
+        )
+}
+
+fn reject_op() -> impl Strategy<Value = Op> {
+    (0u8..=JOBS, 0u8..4, signer_mostly_rightful(4)).prop_map(|(job, task, signer)| Op::Reject {
+        job,
+        task,
+        signer,
+    })
+}
+
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
+        3 => claim_op(),
+        1 => reject_op(),
         2 => top_up_op(),
         1 => register_op(),
         2 => grant_op(),
@@ -1580,6 +1853,8 @@ impl Sim {
                     max_price: Price(max_price),
                     fuel_limit: u64::MAX,
                     expires_ms: now + expires_in,
+                    // Half the escrows take claims.
+                    claim_window_ms: if amount % 2 == 0 { expires_in / 2 } else { 0 },
                 };
                 signed(self.k(signer), &bank, &r)
             }
@@ -1667,6 +1942,53 @@ impl Sim {
                 };
                 signed(self.k(signer), &bank, &r)
             }
+            Op::Claim {
+                job: j,
+                provider,
+                task,
+                half_gigas,
+                price,
+                forge,
+            } => {
+                let jid = self.target(j);
+                let payer_i = self.payer_of(&jid);
+                let runs = [(0, 0), (1, 0), (2, 0)];
+                let order_by = if forge { provider } else { payer_i };
+                let order = Order::new(bank, jid, key(self.k(provider)), Price(price), &runs)
+                    .sign(|m| self.k(order_by).sign(m).to_bytes().to_vec());
+                let prov = self.k(provider).clone();
+                let fuel = u64::from(half_gigas) * GIGA / 2;
+                // Task 3 is not in the order: it is claimed with run 0's proof.
+                let index = u32::from(task).min(2);
+                let r = Request::Claim {
+                    job: jid,
+                    order,
+                    record: record(&prov, jid, task.into(), fuel),
+                    index,
+                    proof: order_tree(&runs)
+                        .inclusion_proof(u64::from(index), 3)
+                        .unwrap_or_default(),
+                };
+                signed(&prov, &bank, &r)
+            }
+            Op::Reject {
+                job: j,
+                task,
+                signer,
+            } => {
+                let jid = self.target(j);
+                let signer = if signer == RIGHTFUL {
+                    self.payer_of(&jid)
+                } else {
+                    signer
+                };
+                let r = Request::Reject {
+                    job: jid,
+                    task: task.into(),
+                    attempt: 0,
+                };
+                signed(self.k(signer), &bank, &r)
+            }
             Op::Again(i) => {
                 if self.sent.is_empty() {
                     return None;
@@ -1680,6 +2002,15 @@ impl Sim {
             }
         };
         Some(r)
+    }
+
+    /// The index of the payer of `job`'s escrow (0 when it has none).
+    fn payer_of(&self, job: &JobId) -> u8 {
+        self.w
+            .ledger
+            .escrow(job)
+            .and_then(|e| (0..USERS).find(|i| key(self.k(*i)) == e.payer))
+            .unwrap_or(0)
     }
 
     /// The job a settle or refund aims at: for `j < JOBS` one with an escrow (an open one

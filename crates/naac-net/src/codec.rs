@@ -267,6 +267,7 @@ mod tests {
                     argv0: "a".into(),
                     limits: Default::default(),
                     checkpoint_interval_ms: None,
+                    order: None,
                     tasks: Vec::new(),
                 }),
                 "Assign",

@@ -8,6 +8,7 @@ use naac_ledger::AccountKey;
 use naac_net::Keypair;
 use naac_types::{Credits, Job, JobId};
 use std::path::Path;
+use std::time::Duration;
 
 /// What `DIR/escrow.json` says about a run's escrow: open from before the job starts until
 /// the run has paid and refunded, so a run that crashed leaves it open.
@@ -28,20 +29,30 @@ pub async fn open(
     out_dir: &Path,
     bank: BankConn,
     user: &Keypair,
-    job: &Job,
-    id: JobId,
-    tasks: u64,
+    (job, id, tasks): (&Job, JobId, u64),
+    claim_window: Duration,
 ) -> Result<Escrow, PayError> {
     let bank_key = bank.key().await.map_err(PayError::Bank)?;
     let want = pay::first_deposit(job, tasks)?;
+    let open = |amount| {
+        open_noted(
+            out_dir,
+            &bank,
+            &bank_key,
+            user,
+            (job, id),
+            amount,
+            claim_window,
+        )
+    };
     // Asked for in full first: a bank's faucet grants with a new user's first request.
-    let balance = match open_noted(out_dir, &bank, &bank_key, user, job, id, want).await {
+    let balance = match open(want).await {
         Err(PayError::Insufficient { balance, .. }) => balance,
         done => return done,
     };
     let per_copy = job.budget.max_price.cost(job.limits.fuel);
     match crate::requester::budget::fundable(per_copy, want, balance) {
-        Some(amount) => open_noted(out_dir, &bank, &bank_key, user, job, id, amount).await,
+        Some(amount) => open(amount).await,
         None => Err(PayError::Insufficient {
             need: per_copy,
             balance,
@@ -55,9 +66,9 @@ async fn open_noted(
     bank: &BankConn,
     bank_key: &AccountKey,
     user: &Keypair,
-    job: &Job,
-    id: JobId,
+    (job, id): (&Job, JobId),
     amount: Credits,
+    claim_window: Duration,
 ) -> Result<Escrow, PayError> {
     write_note(out_dir, id, bank_key, amount, true);
     let opened = pay::open_escrow(
@@ -67,6 +78,7 @@ async fn open_noted(
         amount,
         job.budget.max_price,
         job.limits.fuel,
+        claim_window,
     )
     .await;
     if opened.is_err() {
@@ -137,6 +149,9 @@ pub async fn reclaim(out_dir: &Path, bank: &BankConn, user: &Keypair) -> Option<
         amount: Credits::ZERO,
         max_price: naac_types::Price(0),
         balance_before: Credits::ZERO,
+        // Not needed to refund: an escrow with a claim window closes, and the bank returns
+        // its rest when the window ends.
+        claim_window_ms: 0,
     };
     // Its verified results are paid first: the settlements it logged are sent again (the
     // bank ignores those it already has).

@@ -236,8 +236,13 @@ pub struct CostSummary {
     pub escrow: String,
     /// Paid to providers for verified results.
     pub paid: String,
-    /// Returned to the payer when the job ended.
+    /// Returned to the payer when the job ended (or, with a claim window, returning at
+    /// `returns_at_ms`).
     pub refunded: String,
+    /// With a claim window: when the escrow's rest returns to the payer (Unix milliseconds),
+    /// after providers could claim results the run did not pay.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub returns_at_ms: Option<u64>,
     /// Results paid.
     pub settlements: u64,
     /// Payments the bank refused, and why (the last reason).

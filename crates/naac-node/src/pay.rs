@@ -18,7 +18,7 @@ use naac_ledger::{AccountKey, Request, SignedRecord, SignedRequest};
 use naac_net::{Keypair, PeerId};
 use naac_proto::{MAX_BANK_BATCH, SignedAsk};
 use naac_types::{Credits, Job, JobId, Price};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -72,6 +72,9 @@ pub struct Escrow {
     pub amount: Credits,
     pub max_price: Price,
     pub balance_before: Credits,
+    /// How long providers may claim unpaid results once it is closed (0: no claims; the
+    /// refund is immediate).
+    pub claim_window_ms: u64,
 }
 
 /// Opens the job's escrow with `amount`; nothing runs if this fails.
@@ -82,7 +85,9 @@ pub async fn open_escrow(
     amount: Credits,
     max_price: Price,
     fuel_limit: u64,
+    claim_window: Duration,
 ) -> Result<Escrow, PayError> {
+    let claim_window_ms = claim_window.as_millis() as u64;
     let payer = AccountKey(
         naac_net::ed25519_of_keypair(user)
             .ok_or(PayError::Bank("the user key is not ed25519".into()))?,
@@ -97,6 +102,7 @@ pub async fn open_escrow(
         max_price,
         fuel_limit,
         expires_ms,
+        claim_window_ms,
     };
     let signed = SignedRequest::new(payer, &bank_key, &req, |m| naac_net::sign(user, m));
     let mut answers = bank.submit(vec![signed]).await.map_err(PayError::Bank)?;
@@ -111,6 +117,7 @@ pub async fn open_escrow(
                 amount,
                 max_price,
                 balance_before: Credits(after.0.saturating_add(amount.0)),
+                claim_window_ms,
             })
         }
         Some(Err(e)) if e.contains("balance") => Err(PayError::Insufficient {
@@ -214,6 +221,30 @@ pub struct Payer {
     queued: u64,
     failed: Option<String>,
     pub paid: Arc<Mutex<Paid>>,
+    /// Runs (task, attempt) given to providers with a signed order, and those settled: at
+    /// the end every ordered run not settled is rejected at the bank, before the escrow
+    /// closes, so no provider can claim a result this run refused or never got.
+    ordered: HashSet<(u32, u32)>,
+    settled: HashSet<(u32, u32)>,
+}
+
+/// What closing a job's escrow did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Closed {
+    /// Refunded now.
+    Refunded(Credits),
+    /// Closing: this much returns at `at_ms` (Unix milliseconds), once providers have had
+    /// the claim window.
+    Returns { amount: Credits, at_ms: u64 },
+}
+
+impl Closed {
+    /// What returns to the payer, now or at the end of the claim window.
+    pub fn amount(&self) -> Credits {
+        match self {
+            Closed::Refunded(c) | Closed::Returns { amount: c, .. } => *c,
+        }
+    }
 }
 
 impl Payer {
@@ -252,6 +283,8 @@ impl Payer {
             queued: 0,
             failed: None,
             paid,
+            ordered: HashSet::new(),
+            settled: HashSet::new(),
         })
     }
 
@@ -308,6 +341,28 @@ impl Payer {
         (p.total, self.queued.saturating_sub(answered))
     }
 
+    /// The payer's signed order for `runs` (in the assignment's order) to `provider` at
+    /// `price`, for an escrow that takes claims; `None` otherwise.
+    pub fn order(
+        &mut self,
+        provider: &PeerId,
+        price: Price,
+        runs: &[(u32, u32)],
+    ) -> Option<naac_proto::WireOrder> {
+        if self.escrow.claim_window_ms == 0 {
+            return None;
+        }
+        let key = AccountKey(naac_net::ed25519_of(provider)?);
+        let order =
+            naac_ledger::Order::new(self.escrow.bank_key, self.escrow.job, key, price, runs)
+                .sign(|m| naac_net::sign(&self.user, m));
+        self.ordered.extend(runs.iter().copied());
+        Some(naac_proto::WireOrder {
+            bytes: order.bytes,
+            sig: order.sig,
+        })
+    }
+
     /// Pays `provider` for one accepted result: for `fuel` when less than the record claims
     /// (the honest copies' figure), else for the record's claim.
     pub fn settle(
@@ -320,6 +375,9 @@ impl Payer {
         let Some(key) = naac_net::ed25519_of(&provider) else {
             return;
         };
+        if let Some(r) = naac_types::ResultRecord::from_signing_bytes(&record.bytes) {
+            self.settled.insert((r.task, r.attempt));
+        }
         let req = Request::Settle {
             job: self.escrow.job,
             provider: AccountKey(key),
@@ -361,7 +419,7 @@ impl Payer {
     /// is left of the escrow and returns the refund. If some settlement is unconfirmed the
     /// escrow stays open (refunding now would leave verified work unpaid): `Err` says so,
     /// and the next run into the same directory sends the logged settlements again first.
-    pub async fn finish(mut self, wait: Duration) -> Result<Credits, String> {
+    pub async fn finish(mut self, wait: Duration) -> Result<Closed, String> {
         self.tx = None;
         if let Some(task) = self.task.take()
             && tokio::time::timeout(wait, task).await.is_err()
@@ -379,7 +437,47 @@ impl Payer {
                 "{unconfirmed} payments are not confirmed by the bank, so the escrow stays open; run the job again into the same directory to send them and get the rest back"
             ));
         }
-        refund(&self.escrow, &self.user).await
+        if self.escrow.claim_window_ms == 0 {
+            return refund(&self.escrow, &self.user).await.map(Closed::Refunded);
+        }
+        // Every run given out and not paid is rejected before the escrow closes: its
+        // result was wrong, late, or never came.
+        let mut unpaid: Vec<(u32, u32)> = self.ordered.difference(&self.settled).copied().collect();
+        unpaid.sort_unstable();
+        let rejects: Vec<SignedRequest> = unpaid
+            .iter()
+            .map(|(task, attempt)| {
+                let req = Request::Reject {
+                    job: self.escrow.job,
+                    task: *task,
+                    attempt: *attempt,
+                };
+                SignedRequest::new(self.escrow.payer, &self.escrow.bank_key, &req, |m| {
+                    naac_net::sign(&self.user, m)
+                })
+            })
+            .collect();
+        for chunk in rejects.chunks(MAX_BANK_BATCH) {
+            let answers = self.escrow.bank.submit(chunk.to_vec()).await?;
+            for a in answers {
+                if let Err(e) = a {
+                    // Paid after all (a settlement raced it): nothing to reject.
+                    tracing::debug!("reject: {e}");
+                }
+            }
+        }
+        if !rejects.is_empty() {
+            tracing::info!("rejected {} runs that were not paid", rejects.len());
+        }
+        refund(&self.escrow, &self.user).await?;
+        match self.escrow.bank.escrow(self.escrow.job).await? {
+            Some(v) if v.closing && !v.closed => Ok(Closed::Returns {
+                amount: v.left,
+                at_ms: v.expires_ms,
+            }),
+            Some(v) if v.closed => Ok(Closed::Refunded(Credits::ZERO)),
+            _ => Err("the bank does not show the closed escrow".into()),
+        }
     }
 }
 /// The escrow a job asks to open with: its first

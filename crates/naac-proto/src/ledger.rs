@@ -40,6 +40,9 @@ pub enum Kind {
     Settle,
     Refund,
     Register,
+    Claim,
+    Reject,
+    Close,
 }
 
 /// One ledger entry, every field as stored and hashed.

@@ -250,6 +250,19 @@ pub struct Assign {
     /// Guests may checkpoint at most this often (milliseconds); `None`: no checkpoints.
     pub checkpoint_interval_ms: Option<u64>,
     pub tasks: Vec<TaskSpec>,
+    /// For paid work: the payer's signed order for these runs, in this order (the bank's
+    /// `Order`), which the provider keeps to claim results the payer does not pay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<WireOrder>,
+}
+
+/// A payer's signed order, as the bank's ledger defines it (`naac_ledger::SignedOrder`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireOrder {
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub sig: Vec<u8>,
 }
 
 /// One run of one task.
@@ -427,6 +440,15 @@ pub struct EscrowView {
     pub fuel_limit: u64,
     /// Refunded: nothing more is paid from it.
     pub closed: bool,
+    /// When it expires (Unix milliseconds): the bank refunds it then.
+    #[serde(default)]
+    pub expires_ms: u64,
+    /// How long providers may claim unpaid results before it is refunded (0: no claims).
+    #[serde(default)]
+    pub claim_window_ms: u64,
+    /// Its payer closed it: providers may claim now, until `expires_ms`.
+    #[serde(default)]
+    pub closing: bool,
 }
 
 /// An entry, its inclusion proof and the signed checkpoint it is proven against.

@@ -222,6 +222,7 @@ impl Bench {
             on_pool,
             no_wait: false,
             bank: crate::run::BankChoice::None,
+            claim_window: None,
         };
         let f = match execute(exec).await? {
             Executed::Done(f) => f,
@@ -684,6 +685,7 @@ async fn round_trips(rounds: u32) -> anyhow::Result<Vec<Duration>> {
             argv0: "testkit".into(),
             limits: Limits::default(),
             checkpoint_interval_ms: None,
+            order: None,
             tasks: vec![TaskSpec {
                 index: i,
                 attempt: 1,

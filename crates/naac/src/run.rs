@@ -54,9 +54,21 @@ pub struct Args {
     /// Do not pay: run without a bank (providers' asks are ignored)
     #[arg(long, conflicts_with = "bank")]
     no_pay: bool,
+    /// How long providers may claim results this run did not pay for once it closes its
+    /// escrow; what is left returns to you after it. Providers paid at a bank
+    /// (`naac node --paid-at`) refuse work without one [default: 10m with --bank, 0 with the
+    /// embedded pool's bank]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    claim_window: Option<Duration>,
     /// Hidden testing aid: extra arguments for embedded provider processes
     #[arg(long, hide = true, allow_hyphen_values = true)]
     provider_arg: Vec<String>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -79,7 +91,14 @@ pub struct Exec {
     pub no_wait: bool,
     /// Where to pay.
     pub bank: BankChoice,
+    /// The escrow's claim window (`None`: the bank's default, [`DEFAULT_CLAIM_WINDOW`] for
+    /// a remote bank, none for the embedded pool's).
+    pub claim_window: Option<Duration>,
 }
+
+/// How long providers may claim unpaid results after a run with a remote bank closes its
+/// escrow, unless `--claim-window` says otherwise.
+pub const DEFAULT_CLAIM_WINDOW: Duration = Duration::from_secs(600);
 
 /// Which bank pays for a run.
 #[derive(Clone, Debug)]
@@ -124,6 +143,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
             (false, Some(b)) => BankChoice::Remote(b),
             (false, None) => BankChoice::Default,
         },
+        claim_window: a.claim_window,
     };
     let finished = match execute(exec).await? {
         Executed::Invalid(e) => {
@@ -211,9 +231,19 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
     let payment = match bank {
         None => None,
         Some(bank) => {
-            match naac_node::escrow::open(&out_dir, bank, &user, &prepared.job, prepared.id, total)
-                .await
-            {
+            let claim_window = a.claim_window.unwrap_or(match a.bank {
+                BankChoice::Remote(_) => DEFAULT_CLAIM_WINDOW,
+                _ => Duration::ZERO,
+            });
+            let opened = naac_node::escrow::open(
+                &out_dir,
+                bank,
+                &user,
+                (&prepared.job, prepared.id, total),
+                claim_window,
+            )
+            .await;
+            match opened {
                 Ok(escrow) => Some(requester::Payment {
                     escrow,
                     user: user.clone(),
@@ -509,11 +539,18 @@ fn report(f: &Finished, json: bool) -> anyhow::Result<()> {
     }
     if let Some(c) = &s.cost {
         eprintln!(
-            "naac: cost {} credits for {} paid results (escrow {}, refunded {}){}",
+            "naac: cost {} credits for {} paid results (escrow {}, {}){}",
             c.paid,
             c.settlements,
             c.escrow,
-            c.refunded,
+            match c.returns_at_ms {
+                None => format!("refunded {}", c.refunded),
+                Some(at) => format!(
+                    "{} returns to your wallet in {}s, once providers had their claim window",
+                    c.refunded,
+                    at.saturating_sub(now_ms()).div_ceil(1000)
+                ),
+            },
             if c.refused > 0 {
                 format!(
                     "; {} payments refused: {}",

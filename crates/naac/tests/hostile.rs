@@ -111,6 +111,7 @@ fn a_flood_of_large_inputs_does_not_fill_a_providers_memory() {
             argv0: "flood".into(),
             limits: Limits::default(),
             checkpoint_interval_ms: None,
+            order: None,
             tasks,
         };
         let client2 = client.clone();
@@ -222,6 +223,7 @@ fn a_priced_provider_runs_nothing_it_made_no_ask_for() {
             argv0: "x".into(),
             limits: Limits::default(),
             checkpoint_interval_ms: None,
+            order: None,
             tasks: vec![TaskSpec {
                 index: 0,
                 attempt: 0,
@@ -438,6 +440,7 @@ fn a_requester_gets_at_most_its_share_of_a_provider() {
         argv0: "x".into(),
         limits: Limits::default(),
         checkpoint_interval_ms: None,
+        order: None,
         tasks: (first..first + n).map(|i| spec(i, &["noop"])).collect(),
     };
     // Jobs: one task each, four more than the limit.

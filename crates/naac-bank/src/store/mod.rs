@@ -431,6 +431,9 @@ impl RawEntry<'_> {
             Kind::Settle,
             Kind::Refund,
             Kind::Register,
+            Kind::Claim,
+            Kind::Reject,
+            Kind::Close,
         ]
         .into_iter()
         .find(|k| k.as_str() == self.kind)

@@ -80,6 +80,32 @@ pub enum LedgerError {
     /// An ask of the settlement is forged, for another job or does not justify the price.
     #[error("bad ask: {0}")]
     BadAsk(String),
+    /// The job's escrow is closing: its payer closed it, nothing more may be put in.
+    #[error("escrow of job {} is closing; it takes no top-ups", .0.short())]
+    EscrowClosing(JobId),
+    /// A claim on an escrow opened without a claim window.
+    #[error("escrow of job {} takes no claims (it was opened with no claim window)", .0.short())]
+    NoClaims(JobId),
+    /// A claim before the escrow's claims open.
+    #[error(
+        "claims on job {} open when its payer closes the escrow, or at {opens_ms} ms (its last claim window); until then the payer settles",
+        .job.short()
+    )]
+    ClaimsNotOpen { job: JobId, opens_ms: u64 },
+    /// A claim for a run the payer rejected.
+    #[error("the payer of job {} rejected task {task} attempt {attempt} (entry {seq})", .job.short())]
+    Rejected {
+        job: JobId,
+        task: u32,
+        attempt: u32,
+        seq: u64,
+    },
+    /// A claim or rejection of a run already paid (under any record).
+    #[error("task {task} attempt {attempt} was already paid (entry {seq})")]
+    RunPaid { task: u32, attempt: u32, seq: u64 },
+    /// The order a claim carries is malformed, not the payer's, or does not cover it.
+    #[error("bad order: {0}")]
+    BadOrder(String),
     /// A balance or the issuance would pass `u64::MAX` µcredits.
     #[error("amount would overflow the books")]
     Overflow,

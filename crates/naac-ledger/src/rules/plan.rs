@@ -61,12 +61,24 @@ pub(super) enum Change {
         provider: AccountKey,
         provider_balance: u64,
         record: Hash,
+        /// (task, attempt) of the record.
+        run: (u32, u32),
     },
     Refund {
         job: JobId,
         escrow: EscrowState,
         payer: AccountKey,
         payer_balance: u64,
+    },
+    Close {
+        job: JobId,
+        escrow: EscrowState,
+        /// Its expiry before closing (the index of open escrows by expiry moves).
+        was_expiring_ms: u64,
+    },
+    Reject {
+        job: JobId,
+        run: (u32, u32),
     },
 }
 
@@ -220,7 +232,16 @@ impl Ledger {
                 max_price,
                 fuel_limit,
                 expires_ms,
-            } => self.plan_open_escrow(&d, job, payer, amount, max_price, fuel_limit, expires_ms),
+                claim_window_ms,
+            } => self.plan_open_escrow(
+                &d,
+                job,
+                payer,
+                amount,
+                (max_price, fuel_limit),
+                expires_ms,
+                claim_window_ms,
+            ),
             Request::TopUp {
                 job,
                 amount,
@@ -237,6 +258,14 @@ impl Ledger {
                 fuel,
             } => self.plan_settle(&d, job, provider, record, price, (winner, second), fuel),
             Request::Refund { job } => self.plan_refund(&d, job),
+            Request::Claim {
+                job,
+                order,
+                record,
+                index,
+                proof,
+            } => self.plan_claim(&d, job, &order, record, (index, &proof)),
+            Request::Reject { job, task, attempt } => self.plan_reject(&d, job, (task, attempt)),
             Request::Register { provider } => self.plan_register(&d, provider),
         }
     }
@@ -303,12 +332,16 @@ impl Ledger {
                 provider,
                 provider_balance,
                 record,
+                run,
             } => {
                 self.users.insert(provider, provider_balance);
                 if let Some(slot) = self.escrows.get_mut(&job) {
                     slot.state = escrow;
                 }
                 self.settled.insert(record, entry.seq);
+                self.runs_paid
+                    .entry((job, run.0, run.1))
+                    .or_insert(entry.seq);
             }
             Change::Refund {
                 job,
@@ -322,6 +355,21 @@ impl Ledger {
                     slot.state = escrow;
                     slot.close_seq = Some(entry.seq);
                 }
+            }
+            Change::Close {
+                job,
+                escrow,
+                was_expiring_ms,
+            } => {
+                self.open_by_expiry.remove(&(was_expiring_ms, job));
+                self.open_by_expiry.insert((escrow.expires_ms, job));
+                if let Some(slot) = self.escrows.get_mut(&job) {
+                    slot.state = escrow;
+                    slot.closing_seq = Some(entry.seq);
+                }
+            }
+            Change::Reject { job, run } => {
+                self.rejected.insert((job, run.0, run.1), entry.seq);
             }
         }
         let bytes = entry.to_bytes();

@@ -296,6 +296,7 @@ mod tests {
             argv0: "job".into(),
             limits,
             checkpoint_interval_ms: None,
+            order: None,
             tasks: vec![spec; tasks],
         }
     }

@@ -658,13 +658,14 @@ impl Session<'_> {
     }
 
     fn assign(&mut self, provider: PeerId, tasks: Vec<(TaskId, u32)>) {
+        let mut price = None;
         if self.bidding.paid() {
             let sched = &self.sched;
-            if self
+            price = self
                 .bidding
                 .award(&provider, &tasks, |p| sched.is_available(p))
-                .is_none()
-            {
+                .map(|t| t.price);
+            if price.is_none() {
                 tracing::warn!("no auction price for {provider}: its results go unpaid");
             }
         }
@@ -706,6 +707,15 @@ impl Session<'_> {
         for chunk in assign_chunks(&specs) {
             let runs = chunk.iter().map(|t| (TaskId(t.index), t.attempt)).collect();
             let seq = self.assigns.send(provider, runs);
+            // The payer's promise for these runs, which the provider may claim against.
+            let order = match (price, self.payer.as_mut()) {
+                (Some(price), Some(payer)) => {
+                    let runs: Vec<(u32, u32)> =
+                        chunk.iter().map(|t| (t.index, t.attempt)).collect();
+                    payer.order(&provider, price, &runs)
+                }
+                _ => None,
+            };
             let req = Request::new(RequestBody::Assign(Assign {
                 job: self.prepared.id,
                 seq,
@@ -714,6 +724,7 @@ impl Session<'_> {
                 limits: job.limits,
                 checkpoint_interval_ms: job.checkpoint_interval.map(|d| d.as_millis() as u64),
                 tasks: chunk.to_vec(),
+                order,
             }));
             let client = self.client.clone();
             let tx = self.internal.clone();

@@ -535,11 +535,13 @@ impl Session<'_> {
                     .map_or(payer.escrow().amount, |b| b.deposited()),
                 payer.escrow().max_price,
             );
-            let (refunded, open) = match payer.finish(Duration::from_secs(60)).await {
-                Ok(c) => (c, false),
+            let (refunded, returns_at_ms, open) = match payer.finish(Duration::from_secs(60)).await
+            {
+                Ok(crate::pay::Closed::Refunded(c)) => (c, None, false),
+                Ok(crate::pay::Closed::Returns { amount, at_ms }) => (amount, Some(at_ms), false),
                 Err(e) => {
                     tracing::error!("the escrow was not refunded: {e}");
-                    (Credits::ZERO, true)
+                    (Credits::ZERO, None, true)
                 }
             };
             let p = paid.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -550,6 +552,7 @@ impl Session<'_> {
                 escrow: escrow.to_string(),
                 paid: p.total.to_string(),
                 refunded: refunded.to_string(),
+                returns_at_ms,
                 settlements: p.settlements,
                 refused: p.refused,
                 refusal: p.last_refusal,

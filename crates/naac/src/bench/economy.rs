@@ -54,6 +54,7 @@ fn settlements(bank: &Keypair, n: usize) -> (Vec<SignedRequest>, Vec<SignedReque
                 max_price,
                 fuel_limit: 10_000_000_000,
                 expires_ms: u64::MAX / 2,
+                claim_window_ms: 0,
             },
             |m| sign(&payer, m),
         ),

@@ -164,6 +164,7 @@ async fn input_flood(tasks: u32) -> anyhow::Result<Figure> {
         argv0: "flood".into(),
         limits: Limits::default(),
         checkpoint_interval_ms: None,
+        order: None,
         tasks: (0..tasks)
             .map(|i| TaskSpec {
                 index: i,
