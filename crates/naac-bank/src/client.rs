@@ -150,6 +150,19 @@ impl BankConn {
         }
     }
 
+    /// Which of `runs` of `job` are neither paid nor rejected, in order.
+    pub async fn unresolved(
+        &self,
+        job: naac_types::JobId,
+        runs: Vec<(u32, u32)>,
+    ) -> Result<Vec<bool>, String> {
+        let n = runs.len();
+        match self.call(BankRequest::Unresolved { job, runs }).await? {
+            BankResponse::Unresolved(v) if v.len() == n => Ok(v),
+            other => unexpected(other),
+        }
+    }
+
     /// An account's balance (read-only: zero for an account the bank has not seen).
     pub async fn balance(&self, account: AccountKey) -> Result<Credits, String> {
         match self

@@ -90,8 +90,10 @@ impl Reader {
                 entries: self.store.len().map_err(why)?,
                 checkpoint: self.store.latest_checkpoint().map_err(why)?.into_wire(),
             })),
-            BankRequest::Standing { .. } | BankRequest::Escrow { .. } => Err(
-                "a ledger read directly does not answer standing or escrows; ask the bank node"
+            BankRequest::Standing { .. }
+            | BankRequest::Escrow { .. }
+            | BankRequest::Unresolved { .. } => Err(
+                "a ledger read directly does not answer standing, escrows or runs; ask the bank node"
                     .into(),
             ),
             BankRequest::Balance { account } => Ok(BankResponse::Balance {

@@ -558,6 +558,23 @@ impl Bank {
                         .collect(),
                 )))
             }
+            BankRequest::Unresolved { job, runs } => {
+                if runs.len() > naac_proto::MAX_STANDING_QUERY {
+                    return Pending::Done(Err(format!(
+                        "{} runs in one query; at most {}",
+                        runs.len(),
+                        naac_proto::MAX_STANDING_QUERY
+                    )));
+                }
+                Pending::Done(Ok(BankResponse::Unresolved(
+                    runs.into_iter()
+                        .map(|(t, a)| {
+                            self.ledger.run_paid_by(&job, t, a).is_none()
+                                && self.ledger.rejected_by(&job, t, a).is_none()
+                        })
+                        .collect(),
+                )))
+            }
             BankRequest::Submit(reqs) => {
                 if reqs.len() > MAX_BANK_BATCH {
                     return Pending::Done(Err(format!(

@@ -210,7 +210,7 @@ mod tests {
         let id = JobId::derive(&naac_types::ContentId::of(b"e"), b"1");
         let out = dir.path().join("out");
         // The user has nothing: refused, and the note says it is not open.
-        let e = open(&out, bank.clone(), &user, &job, id, 4).await;
+        let e = open(&out, bank.clone(), &user, (&job, id, 4), Duration::ZERO).await;
         assert!(
             matches!(e, Err(PayError::Insufficient { .. })),
             "{:?}",

@@ -226,6 +226,8 @@ pub struct Payer {
     /// closes, so no provider can claim a result this run refused or never got.
     ordered: HashSet<(u32, u32)>,
     settled: HashSet<(u32, u32)>,
+    /// Testing aid: settle nothing and reject nothing.
+    stiff: bool,
 }
 
 /// What closing a job's escrow did.
@@ -285,6 +287,7 @@ impl Payer {
             paid,
             ordered: HashSet::new(),
             settled: HashSet::new(),
+            stiff: false,
         })
     }
 
@@ -341,6 +344,13 @@ impl Payer {
         (p.total, self.queued.saturating_sub(answered))
     }
 
+    /// Testing aid: from now on this payer pays nothing and rejects nothing (a requester
+    /// that takes results and closes its escrow), so its providers must claim.
+    pub fn stiff(&mut self) {
+        tracing::warn!("testing aid: this run pays no provider");
+        self.stiff = true;
+    }
+
     /// The payer's signed order for `runs` (in the assignment's order) to `provider` at
     /// `price`, for an escrow that takes claims; `None` otherwise.
     pub fn order(
@@ -375,6 +385,9 @@ impl Payer {
         let Some(key) = naac_net::ed25519_of(&provider) else {
             return;
         };
+        if self.stiff {
+            return;
+        }
         if let Some(r) = naac_types::ResultRecord::from_signing_bytes(&record.bytes) {
             self.settled.insert((r.task, r.attempt));
         }
@@ -442,7 +455,11 @@ impl Payer {
         }
         // Every run given out and not paid is rejected before the escrow closes: its
         // result was wrong, late, or never came.
-        let mut unpaid: Vec<(u32, u32)> = self.ordered.difference(&self.settled).copied().collect();
+        let mut unpaid: Vec<(u32, u32)> = if self.stiff {
+            Vec::new()
+        } else {
+            self.ordered.difference(&self.settled).copied().collect()
+        };
         unpaid.sort_unstable();
         let rejects: Vec<SignedRequest> = unpaid
             .iter()
@@ -652,6 +669,7 @@ mod tests {
             amount: Credits::ZERO,
             max_price: Price(1),
             balance_before: Credits::ZERO,
+            claim_window_ms: 0,
         };
         (escrow, user)
     }

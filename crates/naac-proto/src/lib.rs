@@ -403,6 +403,10 @@ pub enum BankRequest {
     /// Which of these keys have standing (the operator registered them as providers): only
     /// their asks may set another provider's price (at most [`MAX_STANDING_QUERY`]).
     Standing { accounts: Vec<AccountKey> },
+    /// Which of these runs (task, attempt) of `job` are unresolved: neither paid nor
+    /// rejected by the payer (at most [`MAX_STANDING_QUERY`]). A provider asks before it
+    /// claims, so it claims only what is still owed.
+    Unresolved { job: JobId, runs: Vec<(u32, u32)> },
 }
 
 /// Most keys one [`BankRequest::Standing`] asks about.
@@ -424,6 +428,8 @@ pub enum BankResponse {
     Checkpoint(Option<TreeHead>),
     /// One answer per key asked about, in order.
     Standing(Vec<bool>),
+    /// One answer per run asked about, in order: `true` when still unresolved.
+    Unresolved(Vec<bool>),
     Escrow(Option<EscrowView>),
 }
 

@@ -223,6 +223,7 @@ impl Bench {
             no_wait: false,
             bank: crate::run::BankChoice::None,
             claim_window: None,
+            unpaid: false,
         };
         let f = match execute(exec).await? {
             Executed::Done(f) => f,

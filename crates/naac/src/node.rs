@@ -38,6 +38,10 @@ pub struct Args {
     /// for it [default: take the requester's word]
     #[arg(long, value_name = "MULTIADDR", requires = "provide")]
     paid_at: Option<naac_net::Multiaddr>,
+    /// With --paid-at: the shortest claim window a job's escrow must give, during which this
+    /// node claims results the payer left unpaid once it closes the escrow
+    #[arg(long, value_name = "DURATION", default_value = "60s", requires = "paid_at", value_parser = crate::run::parse_duration)]
+    min_claim_window: std::time::Duration,
     /// Tasks run at once [default: the number of cores]
     #[arg(long, value_name = "N")]
     slots: Option<u32>,
@@ -126,6 +130,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
     config.owner_policy = !a.ephemeral && a.provide;
     config.price = a.price.unwrap_or(DEFAULT_PRICE);
     config.paid_at = a.paid_at.clone();
+    config.min_claim_window = a.min_claim_window;
     config.bank = bank;
     config.provide = a.provide;
     let (listen_tx, mut listen_rx) = tokio::sync::mpsc::channel(16);

@@ -58,8 +58,11 @@ pub struct Args {
     /// escrow; what is left returns to you after it. Providers paid at a bank
     /// (`naac node --paid-at`) refuse work without one [default: 10m with --bank, 0 with the
     /// embedded pool's bank]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", env = "NAAC_CLAIM_WINDOW", value_parser = parse_duration)]
     claim_window: Option<Duration>,
+    /// Hidden testing aid: take the results and pay no provider, then close the escrow
+    #[arg(long, hide = true)]
+    testing_unpaid: bool,
     /// Hidden testing aid: extra arguments for embedded provider processes
     #[arg(long, hide = true, allow_hyphen_values = true)]
     provider_arg: Vec<String>,
@@ -94,6 +97,8 @@ pub struct Exec {
     /// The escrow's claim window (`None`: the bank's default, [`DEFAULT_CLAIM_WINDOW`] for
     /// a remote bank, none for the embedded pool's).
     pub claim_window: Option<Duration>,
+    /// Testing aid: pay no provider.
+    pub unpaid: bool,
 }
 
 /// How long providers may claim unpaid results after a run with a remote bank closes its
@@ -144,6 +149,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
             (false, None) => BankChoice::Default,
         },
         claim_window: a.claim_window,
+        unpaid: a.testing_unpaid,
     };
     let finished = match execute(exec).await? {
         Executed::Invalid(e) => {
@@ -253,6 +259,7 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
                         (BankChoice::Default, true) => Some(naac_node::bank::bank_key(&home)?),
                         _ => None,
                     },
+                    unpaid: a.unpaid,
                 }),
                 Err(e @ naac_node::pay::PayError::Insufficient { .. }) => {
                     return Ok(Executed::Refused(format!(

@@ -76,6 +76,8 @@ impl Node {
                 price,
                 "--paid-at",
                 &bank.addr,
+                "--min-claim-window",
+                "1s",
                 "--listen",
                 "/ip4/127.0.0.1/tcp/0",
             ],
@@ -120,6 +122,19 @@ fn wallet(s: &Scratch, args: &[&str]) -> (std::process::Output, Value) {
 }
 
 /// Credits as µcredits from their exact decimal text ("1,200.5").
+/// Waits until the escrow's rest is back with its payer: the claim window the summary
+/// names is over (at once when it names none).
+fn wait_returned(summary: &Value) {
+    let Some(at) = summary["cost"]["returns_at_ms"].as_u64() else {
+        return;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    std::thread::sleep(Duration::from_millis(at.saturating_sub(now) + 300));
+}
+
 fn micros(v: &Value) -> u64 {
     let s = v.as_str().unwrap_or_else(|| panic!("not an amount: {v}"));
     let s = s.replace(',', "");
@@ -179,6 +194,8 @@ fn a_job_across_three_providers_pays_each_exactly_and_refunds_the_rest() {
             "--no-mdns",
             "--bank",
             &bank.addr,
+            "--claim-window",
+            "2s",
             "--join",
             &cheap.addr,
             "--join",
@@ -247,6 +264,8 @@ fn a_job_across_three_providers_pays_each_exactly_and_refunds_the_rest() {
             expected.get(&node.peer_id()).copied().unwrap_or(0)
         );
     }
+    // The rest of the escrow returns once the providers' claim window is over.
+    wait_returned(&summary);
     let (o, v) = wallet(&s, &["balance", "--bank", &bank.addr]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
@@ -733,6 +752,7 @@ fn a_job_pauses_when_the_balance_runs_short_and_goes_on_when_topped_up() {
     let mut run = s
         .run_cmd(&job, &out_dir)
         .args(["--no-mdns", "--bank", &bank.addr, "--join", &p.addr])
+        .args(["--claim-window", "2s"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -890,4 +910,88 @@ fn the_market_shows_offers_from_providers_it_was_not_told_about() {
         .filter_map(|p| p["peer_id"].as_str())
         .collect();
     assert!(used.contains(&b.peer_id().as_str()), "{summary:#}");
+}
+
+/// A requester that takes its results and pays nothing, then closes its escrow (the hidden
+/// `--testing-unpaid`): its provider, paid at the bank, claims every result from the escrow
+/// within the claim window, at the price the payer's orders name. The payer gets back only
+/// the rest, once the window is over.
+#[test]
+fn a_requester_that_refunds_after_receiving_results_still_pays_its_provider() {
+    let s = Scratch::new();
+    let bank = Node::bank(&s, "bank", free_port(), "1000");
+    let p = Node::provider_paid_at(&s, "p", "0.1", &bank);
+    let job = s.job(
+        "stiff",
+        "pi/pi.wasm",
+        "args = [\"{seed}\", \"200000\"]\n[sweep]\nseed = { from = 0, to = 6 }\n[limits]\nfuel = 2_000_000_000\n[budget]\nmax_price = 0.5\n",
+    );
+    let out_dir = s.path().join("out-stiff");
+    let (out, summary) = s.run_to(
+        &job,
+        &out_dir,
+        &[
+            "--no-mdns",
+            "--bank",
+            &bank.addr,
+            "--join",
+            &p.addr,
+            "--claim-window",
+            "8s",
+            "--testing-unpaid",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(summary["tasks"]["succeeded"], 6, "{summary:#}");
+    assert_eq!(summary["cost"]["settlements"], 0, "{summary:#}");
+    assert!(summary["cost"]["returns_at_ms"].is_u64(), "{summary:#}");
+    // The lone bidder's orders name the job's max_price.
+    let owed: u64 = tasks_of(&out_dir)
+        .iter()
+        .map(|t| cost(500_000, t["fuel"].as_u64().expect("fuel")))
+        .sum();
+    assert!(owed > 0);
+    // Its claims are its first signed requests: the faucet's grant comes with them.
+    let grant = 1_000 * 1_000_000;
+    let t = Instant::now();
+    loop {
+        let (_, v) = wallet(
+            &s,
+            &["balance", "--bank", &bank.addr, "--account", &p.peer_id()],
+        );
+        let b = v["micro_credits"].as_u64().unwrap_or(0);
+        if b == grant + owed {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the provider holds {b} µcredits; it is owed {owed} (and the grant)"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // After the window the rest returns: the payer paid exactly what its orders promised.
+    wait_returned(&summary);
+    let (_, v) = wallet(&s, &["balance", "--bank", &bank.addr]);
+    assert_eq!(v["micro_credits"].as_u64().expect("balance"), grant - owed);
+    let (_, h) = wallet(
+        &s,
+        &[
+            "history",
+            "--bank",
+            &bank.addr,
+            "--account",
+            &p.peer_id(),
+            "--limit",
+            "100",
+        ],
+    );
+    let claims = h
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["kind"] == "claim")
+        .count();
+    assert_eq!(claims, 6, "{h:#}");
+    let (o, v) = wallet(&s, &["verify", "--bank", &bank.addr]);
+    assert!(o.status.success(), "{v:#}");
 }

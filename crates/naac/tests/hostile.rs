@@ -332,6 +332,7 @@ fn a_module_is_compiled_only_when_a_slot_is_free() {
             },
             checkpoint_interval_ms: None,
             tasks: vec![spec(0, args)],
+            order: None,
         };
         let send = |a: Assign| {
             let client = client.clone();
@@ -628,7 +629,25 @@ fn a_provider_paid_at_a_bank_runs_work_only_its_escrow_there_pays_for() {
         };
         assert!(matches!(w.bid, Some(naac_proto::Bid::Ask(_))), "{:?}", w.bid);
         let mut seq = 0;
-        let mut assign = |index: u32| {
+        let me = naac_ledger::AccountKey(
+            naac_net::ed25519_of(&peer).expect("the provider's key"),
+        );
+        // The payer's order for one run, signed by `by`.
+        let order = |index: u32, by: &Keypair| {
+            let o = naac_ledger::Order::new(
+                bank_key,
+                job,
+                me,
+                naac_types::Price::whole(1),
+                &[(index, 1)],
+            )
+            .sign(|m| naac_net::sign(by, m));
+            Some(naac_proto::WireOrder {
+                bytes: o.bytes,
+                sig: o.sig,
+            })
+        };
+        let mut assign = |index: u32, order: Option<naac_proto::WireOrder>| {
             seq += 1;
             Assign {
                 job,
@@ -649,6 +668,7 @@ fn a_provider_paid_at_a_bank_runs_work_only_its_escrow_there_pays_for() {
                     seed: ContentId::of(b"s"),
                     resume: None,
                 }],
+                order,
             }
         };
         // Until the bank answers, and once more after a check fails, the work goes back
@@ -672,10 +692,10 @@ fn a_provider_paid_at_a_bank_runs_work_only_its_escrow_there_pays_for() {
                 }
             }
         };
-        let why = refused("no escrow")(assign(0)).await;
+        let why = refused("no escrow")(assign(0, order(0, &user))).await;
         assert!(why.contains("has no escrow at the bank"), "{why}");
         // An escrow with less than one task's worst case at this host's ask (0.1 per
-        // giga-fuel × 1,000,000 fuel = 100 µcredits).
+        // giga-fuel × 1,000,000 fuel = 100 µcredits), and a claim window.
         let escrow = naac_node::pay::open_escrow(
             bank.clone(),
             &user,
@@ -683,19 +703,29 @@ fn a_provider_paid_at_a_bank_runs_work_only_its_escrow_there_pays_for() {
             naac_types::Credits(50),
             naac_types::Price::whole(1),
             fuel,
+            Duration::from_secs(120),
         )
         .await
         .expect("escrow");
-        let why = refused("too little")(assign(1)).await;
+        let why = refused("too little")(assign(1, order(1, &user))).await;
         assert!(why.contains("may cost up to"), "{why}");
-        // Topped up: the task runs (the provider fetches its module).
+        // Topped up: the task runs (the provider fetches its module)…
         naac_node::pay::top_up(&escrow, &user, naac_types::Credits(1_000), 1)
             .await
             .expect("top-up");
+        // …but not without the payer's order for it, nor with one the requester made up
+        // with another key, nor with one for another run: the provider could not claim.
+        let why = refused("no order")(assign(2, None)).await;
+        assert!(why.contains("needs the payer's signed order"), "{why}");
+        let forger = Keypair::generate_ed25519();
+        let why = refused("forged order")(assign(3, order(3, &forger))).await;
+        assert!(why.contains("is not signed by the escrow's payer"), "{why}");
+        let why = refused("another run")(assign(4, order(5, &user))).await;
+        assert!(why.contains("does not list the assigned runs"), "{why}");
         let t = Instant::now();
-        let mut index = 2;
+        let mut index = 6;
         loop {
-            let r = send(RequestBody::Assign(assign(index))).await;
+            let r = send(RequestBody::Assign(assign(index, order(index, &user)))).await;
             assert!(!matches!(r, ResponseBody::Refused(_)), "{r:?}");
             let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
             let fetched = loop {

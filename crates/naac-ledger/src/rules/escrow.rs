@@ -11,6 +11,8 @@ use naac_types::{Credits, JobId, Price, ResultRecord};
 
 impl Ledger {
     /// Opens the escrow of `job`, funded by `payer`'s wallet.
+    // The request's fields, as `plan` destructures them.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn plan_open_escrow(
         &self,
         d: &Draft,

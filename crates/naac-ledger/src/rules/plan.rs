@@ -83,6 +83,8 @@ pub(super) enum Change {
 }
 
 /// What `plan` decided for a request that passed every check.
+// Made once per request and consumed at once: boxing the change would only allocate.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Plan {
     Duplicate(u64),
     Append(Box<Entry>, Change),

@@ -108,6 +108,60 @@ pub fn escrow_covers(
     Ok(())
 }
 
+/// Whether assignment `a` carries the payer's signed order for exactly its runs, to this
+/// host (`me`) at `bank`, at no less than `price`, and the escrow (`view`) gives providers at
+/// least `min_window_ms` to claim what the payer leaves unpaid. The order, and its runs,
+/// are what this host later claims with. `Err(why)` otherwise.
+pub fn order_covers(
+    a: &Assign,
+    view: &EscrowView,
+    me: &naac_ledger::AccountKey,
+    bank: &naac_ledger::AccountKey,
+    price: Price,
+    min_window_ms: u64,
+) -> Result<(naac_ledger::SignedOrder, Vec<(u32, u32)>), String> {
+    if view.claim_window_ms < min_window_ms {
+        return Err(format!(
+            "the escrow of job {} gives providers {} s to claim unpaid results; this host needs {} s (run with --claim-window)",
+            a.job.short(),
+            view.claim_window_ms / 1000,
+            min_window_ms.div_ceil(1000)
+        ));
+    }
+    let Some(wire) = &a.order else {
+        return Err("paid work here needs the payer's signed order with each assignment".into());
+    };
+    let signed = naac_ledger::SignedOrder {
+        bytes: wire.bytes.clone(),
+        sig: wire.sig.clone(),
+    };
+    let Some(order) = signed.order() else {
+        return Err("the assignment's order does not decode".into());
+    };
+    let runs: Vec<(u32, u32)> = a.tasks.iter().map(|t| (t.index, t.attempt)).collect();
+    let problem = if order.bank != *bank {
+        Some("is for another bank")
+    } else if order.job != a.job {
+        Some("is for another job")
+    } else if order.provider != *me {
+        Some("is for another provider")
+    } else if order.price < price {
+        Some("pays less than this host asks")
+    } else if order.tasks as usize != runs.len()
+        || order.tasks_root != naac_ledger::order_tree(&runs).root()
+    {
+        Some("does not list the assigned runs")
+    } else if !signed.signed_by(&naac_ledger::AccountKey(view.payer.0)) {
+        Some("is not signed by the escrow's payer")
+    } else {
+        None
+    };
+    match problem {
+        Some(p) => Err(format!("the order of job {} {p}", a.job.short())),
+        None => Ok((signed, runs)),
+    }
+}
+
 impl Admission<'_> {
     /// Whether to welcome `peer`: `Ok` with the user its `Hello` proves it works for (if
     /// any), or `Err(why)`.
@@ -519,6 +573,9 @@ mod tests {
             max_price: Price(2_000_000),
             fuel_limit: 100_000_000,
             closed: false,
+            expires_ms: u64::MAX,
+            claim_window_ms: 60_000,
+            closing: false,
         };
         // 1 credit per giga-fuel × 0.1 giga-fuel = 100 µcredits a task: 3 fit.
         let check = |v: Option<&EscrowView>, user, price, fuel, n| {

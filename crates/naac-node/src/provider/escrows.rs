@@ -135,6 +135,9 @@ mod tests {
             max_price: Price(1),
             fuel_limit: 1,
             closed: false,
+            expires_ms: u64::MAX,
+            claim_window_ms: 0,
+            closing: false,
         }
     }
 

@@ -26,6 +26,7 @@
 //! (the shell: [`run`] builds the node's network and sandbox, [`serve`] takes them).
 
 pub mod admission;
+pub mod claims;
 mod control;
 pub mod escrows;
 mod node;
@@ -36,6 +37,9 @@ pub use node::{Deps, run, serve};
 
 use crate::Home;
 use std::time::Duration;
+
+/// The shortest claim window a provider paid at a bank accepts by default.
+pub const DEFAULT_MIN_CLAIM_WINDOW: Duration = Duration::from_secs(60);
 
 /// How often a provider renews the leases of the tasks it holds.
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
@@ -85,6 +89,9 @@ pub struct ProviderConfig {
     /// whose escrow is there, and runs paid work only while that escrow pays for it.
     /// `None`: it takes the requester's word.
     pub paid_at: Option<naac_net::Multiaddr>,
+    /// With `paid_at`: the shortest claim window an escrow must give (how long this node may
+    /// claim results the payer left unpaid once it closes the escrow).
+    pub min_claim_window: Duration,
     /// Run tasks (a node may be only a bank).
     pub provide: bool,
 }
@@ -102,6 +109,7 @@ impl ProviderConfig {
             price: naac_types::Price(0),
             bank: None,
             paid_at: None,
+            min_claim_window: DEFAULT_MIN_CLAIM_WINDOW,
             provide: true,
         }
     }

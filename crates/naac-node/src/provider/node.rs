@@ -26,6 +26,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
+/// An assignment's order, checked, with its runs: what this node claims with.
+type Order = (naac_ledger::SignedOrder, Vec<(u32, u32)>);
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// How often memory, disk, power and round-trip times are re-probed.
 const DEVICE_REFRESH: Duration = Duration::from_secs(10);
 
@@ -37,16 +46,28 @@ pub(super) const OFFER_INTERVAL: Duration = Duration::from_secs(10);
 
 pub(super) type JobKey = (PeerId, JobId);
 
+// One per finished task and consumed at once: boxing the result would only allocate.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Internal {
     Done {
         key: JobKey,
         result: TaskResult,
+        /// For a run this node may claim: the module and input digest its record binds.
+        claimable: Option<(naac_types::ContentId, naac_types::ContentId)>,
+    },
+    /// The bank showed a job's escrow, for claims.
+    ClaimLook {
+        job: naac_types::JobId,
+        view: Result<Option<naac_proto::EscrowView>, String>,
+    },
+    /// The bank answered claims for these runs (`false`: it could not be asked).
+    Claimed {
+        job: naac_types::JobId,
+        runs: Vec<(u32, u32)>,
+        asked: bool,
     },
     /// A report got its answer (or failed); `forget` when the requester disowned the job.
-    ReportSent {
-        key: JobKey,
-        forget: bool,
-    },
+    ReportSent { key: JobKey, forget: bool },
     /// The device manager is ready (first probe done).
     Device(Box<anyhow::Result<DeviceManager>>),
     /// A fresh probe, and the bytes under the storage dirs.
@@ -226,7 +247,9 @@ pub async fn serve(
         base_price: config.price,
         bank: config.bank.clone(),
         paid_at,
+        min_claim_window: config.min_claim_window,
         escrows: super::escrows::Escrows::default(),
+        claims: super::claims::Claims::default(),
         provide: config.provide,
         addrs: Vec::new(),
         offer_seq: 0,
@@ -270,6 +293,8 @@ pub async fn serve(
         });
         p.poll_policy();
     }
+    let mut claim_tick = tokio::time::interval(super::claims::LOOK_EVERY);
+    claim_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut policy_tick = tokio::time::interval(POLICY_POLL);
@@ -300,6 +325,7 @@ pub async fn serve(
             },
             Some(i) = internal.recv() => p.on_internal(i),
             _ = heartbeat.tick() => p.heartbeat(),
+            _ = claim_tick.tick(), if p.paid_at.is_some() => p.claim_tick(),
             _ = policy_tick.tick(), if p.monitor.is_some() => p.poll_policy(),
             _ = refresh_tick.tick(), if p.monitor.is_some() => p.refresh_device(),
             _ = offer_tick.tick(), if p.provide => p.publish_offer(),
@@ -347,8 +373,11 @@ pub(super) struct Provider {
     pub(super) bank: Option<crate::bank::BankHandle>,
     /// The bank this node is paid at, and its key.
     pub(super) paid_at: Option<(crate::pay::BankConn, naac_ledger::AccountKey)>,
+    pub(super) min_claim_window: Duration,
     /// Paid jobs' escrows as that bank last showed them.
     pub(super) escrows: super::escrows::Escrows,
+    /// What this node may claim from paid jobs' escrows.
+    pub(super) claims: super::claims::Claims,
     pub(super) provide: bool,
     /// Where we listen (with our peer id), for offers.
     pub(super) addrs: Vec<naac_net::Multiaddr>,
@@ -505,10 +534,14 @@ impl Provider {
 
     /// Whether the escrow pays for `a` (on top of what `peer` holds of its job here), for a
     /// node paid at a bank and a job it bid on; other work runs as before.
-    fn escrow_verdict(&mut self, peer: PeerId, a: &Assign) -> super::escrows::Verdict {
+    fn escrow_verdict(
+        &mut self,
+        peer: PeerId,
+        a: &Assign,
+    ) -> (super::escrows::Verdict, Option<Order>) {
         use super::escrows::Verdict;
         if self.paid_at.is_none() || !self.asked.contains(&peer, &a.job) {
-            return Verdict::Run;
+            return (Verdict::Run, None);
         }
         let in_flight = self
             .jobs
@@ -520,6 +553,10 @@ impl Provider {
             .and_then(|u| u.parse::<PeerId>().ok())
             .and_then(|p| naac_net::ed25519_of(&p));
         let price = self.ask_price();
+        let me = naac_net::ed25519_of(&self.runner.client.peer_id()).map(naac_ledger::AccountKey);
+        let bank = self.paid_at.as_ref().map(|(_, k)| *k);
+        let min_window = self.min_claim_window.as_millis() as u64;
+        let mut order = None;
         let check = self.escrows.get(&a.job).map(|seen| {
             super::admission::escrow_covers(
                 &a.job,
@@ -528,13 +565,124 @@ impl Provider {
                 price,
                 a.limits.fuel,
                 in_flight,
-            )
+            )?;
+            let (Some(view), Some(me), Some(bank)) = (seen.view.as_ref(), me, bank) else {
+                return Err("this node has no account key to be paid to".into());
+            };
+            order = Some(super::admission::order_covers(
+                a, view, &me, &bank, price, min_window,
+            )?);
+            Ok(())
         });
         let now = Instant::now();
         let verdict = self.escrows.verdict(a.job, check, now);
         // Keep the look fresh while work comes in, and look again after any doubt.
         self.look_up_escrow(a.job);
-        verdict
+        (verdict, order)
+    }
+
+    /// Looks at the escrows of jobs this node holds claimable results for, and claims them
+    /// once claims are open.
+    pub(super) fn claim_tick(&mut self) {
+        let Some((bank, _)) = &self.paid_at else {
+            return;
+        };
+        for job in self.claims.due(Instant::now()) {
+            let (bank, tx) = (bank.clone(), self.internal.clone());
+            tokio::spawn(async move {
+                let view = bank.escrow(job).await;
+                let _ = tx.send(Internal::ClaimLook { job, view }).await;
+            });
+        }
+    }
+
+    fn on_claim_look(
+        &mut self,
+        job: naac_types::JobId,
+        view: Result<Option<naac_proto::EscrowView>, String>,
+    ) {
+        let view = match view {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::debug!("the bank did not show job {}'s escrow: {e}", job.short());
+                self.claims.look_failed(job);
+                return;
+            }
+        };
+        let step = self.claims.looked(job, view.as_ref(), now_ms());
+        let super::claims::Step::Claim(claims) = step else {
+            return;
+        };
+        let Some((bank, bank_key)) = self.paid_at.clone() else {
+            return;
+        };
+        let keypair = self.runner.keypair.clone();
+        let Some(me) = naac_net::ed25519_of_keypair(&keypair).map(naac_ledger::AccountKey) else {
+            return;
+        };
+        let tx = self.internal.clone();
+        tokio::spawn(async move {
+            let runs: Vec<(u32, u32)> = claims.iter().map(|(r, _)| *r).collect();
+            // Only what is still owed: most results were paid as usual.
+            let open = match bank.unresolved(job, runs.clone()).await {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(
+                        "the bank did not say which runs of job {} are owed: {e}",
+                        job.short()
+                    );
+                    let _ = tx
+                        .send(Internal::Claimed {
+                            job,
+                            runs,
+                            asked: false,
+                        })
+                        .await;
+                    return;
+                }
+            };
+            let reqs: Vec<naac_ledger::SignedRequest> = claims
+                .iter()
+                .zip(&open)
+                .filter(|(_, owed)| **owed)
+                .map(|((_, req), _)| {
+                    naac_ledger::SignedRequest::new(me, &bank_key, req, |m| {
+                        naac_net::sign(&keypair, m)
+                    })
+                })
+                .collect();
+            let asked = if reqs.is_empty() {
+                true
+            } else {
+                match bank.submit(reqs).await {
+                    Ok(answers) => {
+                        let (mut paid, mut refused) = (0, 0);
+                        for a in &answers {
+                            match a {
+                                Ok(r) if !r.duplicate => paid += 1,
+                                Ok(_) => {}
+                                Err(e) => {
+                                    refused += 1;
+                                    tracing::debug!("claim refused: {e}");
+                                }
+                            }
+                        }
+                        if paid + refused > 0 {
+                            tracing::info!(
+                                "claimed {paid} unpaid results of job {} from its escrow ({refused} refused)",
+                                job.short()
+                            );
+                        }
+                        true
+                    }
+                    Err(e) => {
+                        tracing::warn!("claims of job {} not sent: {e}", job.short());
+                        false
+                    }
+                }
+            };
+            let _ = tx.send(Internal::Claimed { job, runs, asked }).await;
+        });
     }
 
     fn on_assign(&mut self, peer: PeerId, a: Assign) -> ResponseBody {
@@ -542,8 +690,13 @@ impl Provider {
             return ResponseBody::Refused(why);
         }
         let key = (peer, a.job);
-        match self.escrow_verdict(peer, &a) {
-            super::escrows::Verdict::Run => {}
+        let (verdict, order) = self.escrow_verdict(peer, &a);
+        match verdict {
+            super::escrows::Verdict::Run => {
+                if let Some((signed, runs)) = order {
+                    self.claims.ordered(a.job, signed, runs, Instant::now());
+                }
+            }
             super::escrows::Verdict::Refuse(why) => {
                 tracing::warn!("refused an assignment from {peer}: {why}");
                 return ResponseBody::Refused(why);
@@ -602,9 +755,19 @@ impl Provider {
             let runner = self.runner.clone();
             let tx = self.internal.clone();
             let info = info.clone();
+            let claimable = self
+                .claims
+                .wants(&a.job, (spec.index, spec.attempt))
+                .then(|| (info.module, spec.input_digest(&info.argv0)));
             tokio::spawn(async move {
                 let result = runner.run_task(peer, &info, spec, cancel, started).await;
-                let _ = tx.send(Internal::Done { key, result }).await;
+                let _ = tx
+                    .send(Internal::Done {
+                        key,
+                        result,
+                        claimable,
+                    })
+                    .await;
             });
         }
         if !excess.is_empty() {
@@ -632,7 +795,33 @@ impl Provider {
                     self.publish_offer();
                 }
             }
-            Internal::Done { key, result } => {
+            Internal::ClaimLook { job, view } => self.on_claim_look(job, view),
+            Internal::Claimed { job, runs, asked } => self.claims.answered(job, &runs, asked),
+            Internal::Done {
+                key,
+                result,
+                claimable,
+            } => {
+                if let (Some((module, input)), Some(outcome)) = (claimable, result.outcome) {
+                    let record = naac_types::ResultRecord {
+                        job: key.1,
+                        task: result.index,
+                        attempt: result.attempt,
+                        module,
+                        input,
+                        output: result.output_digest(),
+                        outcome,
+                        fuel_used: result.fuel_used,
+                    };
+                    self.claims.made(
+                        &key.1,
+                        (result.index, result.attempt),
+                        naac_ledger::SignedRecord {
+                            bytes: record.signing_bytes(),
+                            sig: result.signature.clone(),
+                        },
+                    );
+                }
                 let Some(job) = self.jobs.get_mut(&key) else {
                     return;
                 };

@@ -56,6 +56,9 @@ pub struct Payment {
     /// bidder is registered before its standing is asked, since the pool's workers are this
     /// machine's own.
     pub operator: Option<naac_net::Keypair>,
+    /// Testing aid: a payer who takes results and pays nothing (no settlement, no
+    /// rejection), then closes its escrow; its providers must claim.
+    pub unpaid: bool,
 }
 
 impl std::fmt::Debug for Payment {
@@ -215,11 +218,15 @@ pub async fn run(
     let payer = match opts.payment.take() {
         Some(p) => {
             let log = crate::pay::payment_log(&opts.out_dir, &p.escrow.job);
-            Some(Payer::new(p.escrow, p.user, Some(&log)).map_err(|e| {
+            let mut payer = Payer::new(p.escrow, p.user, Some(&log)).map_err(|e| {
                 RunError::Internal(anyhow::anyhow!(
                     "{e}\nhint: the results directory must be writable; nothing ran and the escrow is refunded"
                 ))
-            })?)
+            })?;
+            if p.unpaid {
+                payer.stiff();
+            }
+            Some(payer)
         }
         None => None,
     };
