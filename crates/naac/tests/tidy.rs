@@ -228,7 +228,7 @@ const SHELLS: &[(&str, &[&str])] = &[
     ),
     (
         "crates/naac-node/src/provider",
-        &["mod.rs", "node.rs", "control.rs"],
+        &["mod.rs", "node.rs", "control.rs", "paid.rs"],
     ),
 ];
 

@@ -20,7 +20,8 @@
 //!
 //! Parts: [`admission`] (may this peer's `Hello` and `Assign` be served: pure), [`escrows`]
 //! (the escrows a provider paid at a bank has looked at, and when to believe a failed
-//! check: pure), [`runner`]
+//! check: pure), [`claims`] (what it may claim from an escrow a payer left unpaid: pure),
+//! `paid.rs` (the shell's paid side: escrow looks and checks, claims), [`runner`]
 //! (blobs, slots, sandbox, signing), [`reports`] (what each job holds and reports: pure),
 //! `control.rs` (the owner's policy, device and storage, status and offers) and `node.rs`
 //! (the shell: [`run`] builds the node's network and sandbox, [`serve`] takes them).
@@ -30,6 +31,7 @@ pub mod claims;
 mod control;
 pub mod escrows;
 mod node;
+mod paid;
 pub mod reports;
 pub mod runner;
 
