@@ -130,7 +130,17 @@ impl BankConn {
         &self,
         job: naac_types::JobId,
     ) -> Result<Option<naac_proto::EscrowView>, String> {
-        match self.call(BankRequest::Escrow { job }).await? {
+        self.escrow_for(job, None).await
+    }
+
+    /// The escrow of `job`, with what its committed orders reserve for `provider`.
+    pub async fn escrow_for(
+        &self,
+        job: naac_types::JobId,
+        provider: Option<AccountKey>,
+    ) -> Result<Option<naac_proto::EscrowView>, String> {
+        let provider = provider.map(|p| p.into_wire());
+        match self.call(BankRequest::Escrow { job, provider }).await? {
             BankResponse::Escrow(e) => Ok(e),
             other => unexpected(other),
         }
@@ -154,10 +164,19 @@ impl BankConn {
     pub async fn unresolved(
         &self,
         job: naac_types::JobId,
+        provider: AccountKey,
         runs: Vec<(u32, u32)>,
     ) -> Result<Vec<bool>, String> {
         let n = runs.len();
-        match self.call(BankRequest::Unresolved { job, runs }).await? {
+        let provider = provider.into_wire();
+        match self
+            .call(BankRequest::Unresolved {
+                job,
+                provider,
+                runs,
+            })
+            .await?
+        {
             BankResponse::Unresolved(v) if v.len() == n => Ok(v),
             other => unexpected(other),
         }

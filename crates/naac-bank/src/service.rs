@@ -531,7 +531,7 @@ impl Bank {
             BankRequest::Balance { account } => {
                 Pending::Balance(Account::User(AccountKey::from_wire(account)))
             }
-            BankRequest::Escrow { job } => Pending::Done(Ok(BankResponse::Escrow(
+            BankRequest::Escrow { job, provider } => Pending::Done(Ok(BankResponse::Escrow(
                 self.ledger.escrow(&job).map(|e| naac_proto::EscrowView {
                     payer: e.payer.into_wire(),
                     left: e.left,
@@ -541,6 +541,12 @@ impl Bank {
                     expires_ms: e.expires_ms,
                     claim_window_ms: e.claim_window_ms,
                     closing: e.closing,
+                    reserved_for: match provider {
+                        Some(p) if !e.closed => {
+                            self.ledger.reserved_for(&job, &AccountKey::from_wire(p))
+                        }
+                        _ => naac_types::Credits::ZERO,
+                    },
                 }),
             ))),
             BankRequest::Standing { accounts } => {
@@ -558,7 +564,12 @@ impl Bank {
                         .collect(),
                 )))
             }
-            BankRequest::Unresolved { job, runs } => {
+            BankRequest::Unresolved {
+                job,
+                provider,
+                runs,
+            } => {
+                let provider = AccountKey::from_wire(provider);
                 if runs.len() > naac_proto::MAX_STANDING_QUERY {
                     return Pending::Done(Err(format!(
                         "{} runs in one query; at most {}",
@@ -568,9 +579,9 @@ impl Bank {
                 }
                 Pending::Done(Ok(BankResponse::Unresolved(
                     runs.into_iter()
-                        .map(|(t, a)| {
-                            self.ledger.run_paid_by(&job, t, a).is_none()
-                                && self.ledger.rejected_by(&job, t, a).is_none()
+                        .map(|run| {
+                            self.ledger.run_paid_by(&job, run, &provider).is_none()
+                                && self.ledger.rejected_by(&job, run, &provider).is_none()
                         })
                         .collect(),
                 )))

@@ -72,6 +72,7 @@ mirror!(
         l::Kind::Claim => w::Kind::Claim,
         l::Kind::Reject => w::Kind::Reject,
         l::Kind::Close => w::Kind::Close,
+        l::Kind::Commit => w::Kind::Commit,
     },
     |k| match k {
         w::Kind::Grant => l::Kind::Grant,
@@ -83,6 +84,7 @@ mirror!(
         w::Kind::Claim => l::Kind::Claim,
         w::Kind::Reject => l::Kind::Reject,
         w::Kind::Close => l::Kind::Close,
+        w::Kind::Commit => l::Kind::Commit,
     }
 );
 
@@ -323,6 +325,7 @@ mod tests {
             l::Kind::Claim,
             l::Kind::Reject,
             l::Kind::Close,
+            l::Kind::Commit,
         ] {
             same_bytes(k);
         }

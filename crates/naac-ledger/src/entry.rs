@@ -116,9 +116,12 @@ pub enum Kind {
     Claim,
     /// Nothing moves (escrow → payer, 0): the payer refuses to pay for one result record.
     Reject,
-    /// Nothing moves (escrow → payer, 0): the payer closes an escrow with a claim window;
-    /// what is left returns when the window ends.
+    /// Escrow → payer, what no provider's reservation holds: the payer closes an escrow
+    /// with a claim window; the reserved rest returns when the window ends.
     Close,
+    /// Nothing moves (escrow → provider, 0): the payer reserves an order's worst case in
+    /// the escrow for its provider.
+    Commit,
 }
 
 impl Kind {
@@ -133,6 +136,7 @@ impl Kind {
             Kind::Claim => 7,
             Kind::Reject => 8,
             Kind::Close => 9,
+            Kind::Commit => 10,
         }
     }
 
@@ -147,6 +151,7 @@ impl Kind {
             7 => Kind::Claim,
             8 => Kind::Reject,
             9 => Kind::Close,
+            10 => Kind::Commit,
             _ => return None,
         })
     }
@@ -162,6 +167,7 @@ impl Kind {
             Kind::Claim => "claim",
             Kind::Reject => "reject",
             Kind::Close => "close",
+            Kind::Commit => "commit",
         }
     }
 }

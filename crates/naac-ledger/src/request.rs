@@ -110,10 +110,24 @@ pub enum Request {
         index: u32,
         proof: Vec<Hash>,
     },
-    /// The payer of `job`'s escrow refuses to pay for run (`task`, `attempt`): its result
-    /// was wrong, late, or never arrived. Moves nothing; a claim for that run is refused
-    /// after it. Public: the ledger shows who rejected what.
-    Reject { job: JobId, task: u32, attempt: u32 },
+    /// The payer of `job`'s escrow refuses to pay for run (`task`, `attempt`), leaf `index`
+    /// of its committed `order` (`proof`): its result was wrong, late, or never arrived.
+    /// Moves nothing; the run's share of the order's reservation is freed, and a claim for
+    /// that run is refused after it. Public: the ledger shows who rejected what.
+    Reject {
+        job: JobId,
+        order: SignedOrder,
+        task: u32,
+        attempt: u32,
+        index: u32,
+        proof: Vec<Hash>,
+    },
+    /// The payer of `job`'s escrow (one with a claim window) commits to `order`: the worst
+    /// case of each of its runs (`max_price × fuel_limit`) is reserved for its provider,
+    /// and only paying that provider, or rejecting one of its runs, frees it. Moves nothing.
+    /// A provider runs an order's work only once it sees the reservation, so a payer cannot
+    /// empty the escrow (by a refund, or by paying keys of its own) below what it owes.
+    Commit { job: JobId, order: SignedOrder },
 }
 
 fn is_zero(v: &u64) -> bool {

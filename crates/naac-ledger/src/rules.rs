@@ -48,6 +48,9 @@ fn blake(b: &[u8]) -> Hash {
     *blake3::hash(b).as_bytes()
 }
 
+/// One run of one provider: job, task, attempt, provider.
+type Run = (JobId, u32, u32, AccountKey);
+
 /// What [`Ledger::apply`] did with a request.
 // One per request and consumed at once: not worth a box.
 #[allow(clippy::large_enum_variant)]
@@ -85,6 +88,9 @@ pub struct EscrowState {
     pub claim_window_ms: u64,
     /// Its payer closed it: no more top-ups; what is left returns at `expires_ms`.
     pub closing: bool,
+    /// Held for providers' committed orders (part of `left`): only paying a provider, or
+    /// rejecting one of its runs, frees its share.
+    pub reserved: Credits,
 }
 
 impl EscrowState {
@@ -126,10 +132,15 @@ pub struct Ledger {
     open_by_expiry: BTreeSet<(u64, JobId)>,
     /// Settled (or claimed) record hash → the entry that paid it.
     settled: HashMap<Hash, u64>,
-    /// Runs (job, task, attempt) paid, settled or claimed → the entry that paid the first.
-    runs_paid: HashMap<(JobId, u32, u32), u64>,
+    /// Runs (job, task, attempt, provider) paid, settled or claimed → the entry that paid
+    /// the first.
+    runs_paid: HashMap<Run, u64>,
     /// Runs their payer rejected → the reject entry.
-    rejected: HashMap<(JobId, u32, u32), u64>,
+    rejected: HashMap<Run, u64>,
+    /// What each provider's committed orders hold in each escrow (µcredits).
+    reservations: HashMap<(JobId, AccountKey), u64>,
+    /// Committed orders, by the hash of their signed bytes → the commit entry.
+    commits: HashMap<Hash, u64>,
     transfers: HashMap<(AccountKey, u64), Seen>,
     /// Top-ups by job and nonce.
     top_ups: HashMap<(JobId, u64), Seen>,
@@ -157,6 +168,8 @@ impl Ledger {
             settled: HashMap::new(),
             runs_paid: HashMap::new(),
             rejected: HashMap::new(),
+            reservations: HashMap::new(),
+            commits: HashMap::new(),
             transfers: HashMap::new(),
             top_ups: HashMap::new(),
             registered: HashMap::new(),
@@ -261,14 +274,44 @@ impl Ledger {
         self.settled.contains_key(record_hash)
     }
 
-    /// The seq of the entry in which the payer of `job` rejected run (`task`, `attempt`).
-    pub fn rejected_by(&self, job: &JobId, task: u32, attempt: u32) -> Option<u64> {
-        self.rejected.get(&(*job, task, attempt)).copied()
+    /// The seq of the entry in which the payer of `job` rejected `provider`'s run (`task`,
+    /// `attempt`).
+    pub fn rejected_by(
+        &self,
+        job: &JobId,
+        (task, attempt): (u32, u32),
+        provider: &AccountKey,
+    ) -> Option<u64> {
+        self.rejected
+            .get(&(*job, task, attempt, *provider))
+            .copied()
     }
 
-    /// The seq of the first entry that paid run (`task`, `attempt`) of `job`.
-    pub fn run_paid_by(&self, job: &JobId, task: u32, attempt: u32) -> Option<u64> {
-        self.runs_paid.get(&(*job, task, attempt)).copied()
+    /// The seq of the first entry that paid `provider` for run (`task`, `attempt`) of `job`.
+    pub fn run_paid_by(
+        &self,
+        job: &JobId,
+        (task, attempt): (u32, u32),
+        provider: &AccountKey,
+    ) -> Option<u64> {
+        self.runs_paid
+            .get(&(*job, task, attempt, *provider))
+            .copied()
+    }
+
+    /// What `provider`'s committed orders still hold in the escrow of `job`.
+    pub fn reserved_for(&self, job: &JobId, provider: &AccountKey) -> Credits {
+        Credits(
+            self.reservations
+                .get(&(*job, *provider))
+                .copied()
+                .unwrap_or(0),
+        )
+    }
+
+    /// The seq of the entry that committed the order with these signed bytes' hash.
+    pub fn committed_by(&self, order_hash: &Hash) -> Option<u64> {
+        self.commits.get(order_hash).copied()
     }
 
     /// The seq of the entry that paid the record with this hash.

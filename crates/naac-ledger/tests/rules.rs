@@ -621,24 +621,54 @@ fn a_zero_refund_is_still_booked() {
 // ---------------------------------------------------------------------------------------
 // Provider claims: a payer who closes its escrow after receiving results still pays them
 
-/// A 20-credit escrow of `job(9)` by `payer` at most 10 per giga-fuel, expiring in an hour,
-/// with a one-minute claim window; an order of runs (0,0), (1,0), (2,0) to `a` at 4.
+/// A 100-credit escrow of `job(9)` by `payer`, at most 10 per giga-fuel and 2 giga-fuel a
+/// result (20 credits a run at worst), expiring in an hour, with a one-minute claim window;
+/// an order of runs (0,0), (1,0), (2,0) to `a` at 4, committed (60 credits reserved).
 fn claim_world() -> (World, SigningKey, SigningKey, SignedOrder, Vec<(u32, u32)>) {
     let mut w = World::new();
     let (payer, a) = (sk(1), sk(2));
-    w.grant(&payer, c(100));
-    let mut open = open_req(&payer, job(9), c(20), p(10), w.now + 3_600_000);
-    if let Request::OpenEscrow {
-        claim_window_ms, ..
-    } = &mut open
-    {
-        *claim_window_ms = 60_000;
-    }
-    w.ok(&payer, open);
+    w.grant(&payer, c(1000));
+    w.ok(&payer, windowed(&payer, job(9), c(100), w.now + 3_600_000));
     let runs = vec![(0, 0), (1, 0), (2, 0)];
-    let order = Order::new(key(&w.bank), job(9), key(&a), p(4), &runs)
-        .sign(|m| payer.sign(m).to_bytes().to_vec());
+    let order = order_of(&w, &payer, &a, &runs, p(4));
+    let e = w.ok(
+        &payer,
+        Request::Commit {
+            job: job(9),
+            order: order.clone(),
+        },
+    );
+    assert_eq!((e.kind, e.amount), (Kind::Commit, Credits::ZERO));
+    assert_eq!(w.ledger.reserved_for(&job(9), &key(&a)), c(60));
     (w, payer, a, order, runs)
+}
+
+fn windowed(payer: &SigningKey, job: JobId, amount: Credits, exp: u64) -> Request {
+    Request::OpenEscrow {
+        job,
+        payer: key(payer),
+        amount,
+        max_price: p(10),
+        fuel_limit: 2 * GIGA,
+        expires_ms: exp,
+        claim_window_ms: 60_000,
+    }
+}
+
+fn order_of(
+    w: &World,
+    by: &SigningKey,
+    to: &SigningKey,
+    runs: &[(u32, u32)],
+    price: Price,
+) -> SignedOrder {
+    Order::new(key(&w.bank), job(9), key(to), price, runs).sign(|m| by.sign(m).to_bytes().to_vec())
+}
+
+fn proof(runs: &[(u32, u32)], i: u32) -> Vec<[u8; 32]> {
+    order_tree(runs)
+        .inclusion_proof(u64::from(i), runs.len() as u64)
+        .expect("proof")
 }
 
 fn claim_req(order: &SignedOrder, record: SignedRecord, runs: &[(u32, u32)], i: u32) -> Request {
@@ -647,9 +677,19 @@ fn claim_req(order: &SignedOrder, record: SignedRecord, runs: &[(u32, u32)], i: 
         order: order.clone(),
         record,
         index: i,
-        proof: order_tree(runs)
-            .inclusion_proof(u64::from(i), runs.len() as u64)
-            .expect("proof"),
+        proof: proof(runs, i),
+    }
+}
+
+fn reject_req(order: &SignedOrder, runs: &[(u32, u32)], i: u32) -> Request {
+    let (task, attempt) = runs[i as usize];
+    Request::Reject {
+        job: job(9),
+        order: order.clone(),
+        task,
+        attempt,
+        index: i,
+        proof: proof(runs, i),
     }
 }
 
@@ -665,24 +705,29 @@ fn a_payer_who_closes_after_results_still_pays_the_claims_of_delivered_ones() {
         &payer,
         settle_req(job(9), &a, r0.clone(), p(10), ask(&a, job(9), p(4)), None),
     );
-    let reject = |task| Request::Reject {
-        job: job(9),
-        task,
-        attempt: 0,
-    };
-    let rej = w.ok(&payer, reject(1));
+    // Paying a frees that run's worst case of its reservation, and so does a rejection.
+    assert_eq!(w.ledger.reserved_for(&job(9), &key(&a)), c(40));
+    let rej = w.ok(&payer, reject_req(&order, &runs, 1));
     assert_eq!((rej.kind, rej.amount), (Kind::Reject, Credits::ZERO));
+    assert_eq!(w.ledger.reserved_for(&job(9), &key(&a)), c(20));
+    assert!(matches!(
+        w.apply(&payer, reject_req(&order, &runs, 1)),
+        Ok(Applied::Duplicate { seq }) if seq == rej.seq
+    ));
     // Claims wait for the payer: the escrow is open and far from expiry.
     let early = w.refused(&a, claim_req(&order, r2.clone(), &runs, 2));
     assert!(
         matches!(early, LedgerError::ClaimsNotOpen { .. }),
         "{early}"
     );
-    // The payer's refund closes the escrow instead of emptying it.
+    // The payer's refund returns what no reservation holds and closes the escrow.
+    let payer_before = w.ledger.balance(&user(&payer));
     let close = w.ok(&payer, Request::Refund { job: job(9) });
-    assert_eq!((close.kind, close.amount), (Kind::Close, Credits::ZERO));
+    assert_eq!((close.kind, close.amount), (Kind::Close, c(75)));
+    assert_eq!(w.ledger.balance(&user(&payer)).0, payer_before.0 + c(75).0);
     let esc = w.ledger.escrow(&job(9)).expect("escrow").clone();
     assert!(esc.closing && !esc.closed);
+    assert_eq!((esc.left, esc.reserved), (c(20), c(20)));
     assert_eq!(esc.expires_ms, w.now + 60_000);
     assert!(matches!(
         w.apply(&payer, Request::Refund { job: job(9) }),
@@ -722,12 +767,15 @@ fn a_payer_who_closes_after_results_still_pays_the_claims_of_delivered_ones() {
         w.apply(&a, claim_req(&order, r2, &runs, 2)),
         Ok(Applied::Duplicate { seq }) if seq == claim.seq
     ));
-    // The payer cannot reject what was paid.
-    let paid = w.refused(&payer, reject(2));
-    assert!(
-        matches!(paid, LedgerError::RunPaid { task: 2, .. }),
-        "{paid}"
+    // A claimed run is not settled again under another record either, nor rejected.
+    let other = record(&a, job(9), 2, GIGA / 4);
+    let why = w.refused(
+        &payer,
+        settle_req(job(9), &a, other, p(10), ask(&a, job(9), p(4)), None),
     );
+    assert!(matches!(why, LedgerError::RunPaid { task: 2, .. }), "{why}");
+    let why = w.refused(&payer, reject_req(&order, &runs, 2));
+    assert!(matches!(why, LedgerError::RunPaid { task: 2, .. }), "{why}");
     // When the window ends the bank's sweep returns the rest; the payer's refund stays a
     // duplicate of its close.
     assert!(w.ledger.expired_escrows(w.now).is_empty());
@@ -751,7 +799,53 @@ fn a_payer_who_closes_after_results_still_pays_the_claims_of_delivered_ones() {
 }
 
 #[test]
-fn claims_need_the_payers_order_for_that_run_and_the_providers_record() {
+fn a_payer_cannot_pay_keys_of_its_own_out_of_a_providers_reservation() {
+    let (mut w, payer, a, order, runs) = claim_world();
+    // 100 in the escrow, 60 reserved for a: keys of the payer's own can be paid the 40
+    // no reservation holds (2 giga-fuel at 10 = 20 each), not a credit more.
+    for (i, puppet) in [sk(5), sk(6), sk(7)].iter().enumerate() {
+        let r = record(puppet, job(9), 100 + i as u32, 2 * GIGA);
+        let settle = settle_req(job(9), puppet, r, p(10), ask(puppet, job(9), p(1)), None);
+        if i < 2 {
+            w.ok(&payer, settle);
+        } else {
+            let why = w.refused(&payer, settle);
+            assert!(matches!(why, LedgerError::EscrowExhausted { .. }), "{why}");
+        }
+    }
+    // Nor can the payer free a's reservation by rejecting runs a was never ordered.
+    let fake = vec![(50, 0), (51, 0)];
+    let not_committed = order_of(&w, &payer, &a, &fake, p(4));
+    let why = w.refused(&payer, reject_req(&not_committed, &fake, 0));
+    assert!(why.to_string().contains("never committed"), "{why}");
+    let why = w.refused(
+        &payer,
+        Request::Reject {
+            job: job(9),
+            order: order.clone(),
+            task: 50,
+            attempt: 0,
+            index: 0,
+            proof: proof(&runs, 0),
+        },
+    );
+    assert!(
+        why.to_string().contains("is not run 0 of the order"),
+        "{why}"
+    );
+    // Closing returns nothing (all left is reserved); a claims all three of its runs.
+    let close = w.ok(&payer, Request::Refund { job: job(9) });
+    assert_eq!((close.kind, close.amount), (Kind::Close, Credits::ZERO));
+    for i in 0..3 {
+        let r = record(&a, job(9), i, 2 * GIGA);
+        assert_eq!(w.ok(&a, claim_req(&order, r, &runs, i)).amount, c(8));
+    }
+    assert_eq!(w.ledger.reserved_for(&job(9), &key(&a)), Credits::ZERO);
+    assert!(w.ledger.conserved());
+}
+
+#[test]
+fn claims_need_the_payers_committed_order_for_that_run_and_the_providers_record() {
     let (mut w, payer, a, order, runs) = claim_world();
     let b = sk(3);
     w.ok(&payer, Request::Refund { job: job(9) });
@@ -765,16 +859,16 @@ fn claims_need_the_payers_order_for_that_run_and_the_providers_record() {
     let r5 = record(&a, job(9), 5, GIGA);
     assert!(why(&mut w, &a, claim_req(&order, r5, &runs, 2)).contains("is not run 2 of the order"));
     assert!(why(&mut w, &a, claim_req(&order, r2.clone(), &runs, 1)).contains("is not run 1"));
-    // An order the provider wrote itself.
-    let forged = Order::new(key(&w.bank), job(9), key(&a), p(4), &runs)
-        .sign(|m| a.sign(m).to_bytes().to_vec());
+    // An order the provider wrote itself; one the payer signed but never committed.
+    let forged = order_of(&w, &a, &a, &runs, p(4));
     assert!(
         why(&mut w, &a, claim_req(&forged, r2.clone(), &runs, 2))
             .contains("not signed by the escrow's payer")
     );
+    let other = order_of(&w, &payer, &a, &runs, p(5));
+    assert!(why(&mut w, &a, claim_req(&other, r2.clone(), &runs, 2)).contains("never committed"));
     // An order above the escrow's price.
-    let greedy = Order::new(key(&w.bank), job(9), key(&a), p(11), &runs)
-        .sign(|m| payer.sign(m).to_bytes().to_vec());
+    let greedy = order_of(&w, &payer, &a, &runs, p(11));
     assert!(
         why(&mut w, &a, claim_req(&greedy, r2.clone(), &runs, 2)).contains("above the escrow's")
     );
@@ -784,9 +878,9 @@ fn claims_need_the_payers_order_for_that_run_and_the_providers_record() {
         why(&mut w, &a, claim_req(&order, theirs, &runs, 2))
             .contains("not signed by the claiming provider")
     );
-    // More than the escrow holds: 4 per giga-fuel × 6 giga-fuel = 24 > 20.
-    let big = record(&a, job(9), 2, 6 * GIGA);
-    assert!(why(&mut w, &a, claim_req(&order, big, &runs, 2)).contains("escrow has 20 left"));
+    // More fuel than the job's limit.
+    let big = record(&a, job(9), 2, 3 * GIGA);
+    assert!(why(&mut w, &a, claim_req(&order, big, &runs, 2)).contains("above the job's limit"));
     // Garbage in place of an order.
     let junk = SignedOrder {
         bytes: vec![1, 2, 3],
@@ -819,11 +913,19 @@ fn claims_open_in_the_last_window_of_an_escrow_its_payer_abandoned() {
 }
 
 #[test]
-fn an_escrow_without_a_claim_window_refunds_at_once_and_takes_no_claims() {
+fn an_escrow_without_a_claim_window_refunds_at_once_and_takes_no_orders() {
     let (mut w, payer, a, _) = market();
     let runs = vec![(0, 0)];
     let order = Order::new(key(&w.bank), job(7), key(&a), p(4), &runs)
         .sign(|m| payer.sign(m).to_bytes().to_vec());
+    let commit = Request::Commit {
+        job: job(7),
+        order: order.clone(),
+    };
+    assert!(matches!(
+        w.refused(&payer, commit),
+        LedgerError::NoClaims(_)
+    ));
     let claim = Request::Claim {
         job: job(7),
         order,
@@ -1568,6 +1670,8 @@ fn verification_messages() {
 // Properties over random histories
 
 const USERS: u8 = 4;
+/// The runs of every order the property test makes.
+const RUNS: [(u32, u32); 3] = [(0, 0), (1, 0), (2, 0)];
 const BANK: u8 = USERS; // signer index of the bank
 const OUTSIDER: u8 = USERS + 1; // signer index of a key that is no user
 const JOBS: u8 = 5;
@@ -1629,10 +1733,20 @@ enum Op {
         price: u64,
         forge: bool,
     },
-    /// `signer` (mostly the payer) rejects run (`task`, 0).
+    /// `signer` (mostly the payer) rejects run (`task`, 0) of the order to `provider` at
+    /// `price`.
     Reject {
         job: u8,
+        provider: u8,
         task: u8,
+        price: u64,
+        signer: u8,
+    },
+    /// `signer` (mostly the payer) commits the order of runs 0..3 to `provider` at `price`.
+    Commit {
+        job: u8,
+        provider: u8,
+        price: u64,
         signer: u8,
     },
     /// Re-send a request made earlier.
@@ -1738,13 +1852,18 @@ fn register_op() -> impl Strategy<Value = Op> {
     (0..USERS, by).prop_map(|(provider, signer)| Op::Register { provider, signer })
 }
 
+/// Order prices: few, so a claim's or a rejection's order is often one committed.
+fn order_price() -> impl Strategy<Value = u64> {
+    prop_oneof![Just(0u64), Just(300), Just(700), Just(1_200)]
+}
+
 fn claim_op() -> impl Strategy<Value = Op> {
     (
         0u8..=JOBS,
         0..USERS,
         0u8..4,
         0u8..3,
-        0u64..=1_200,
+        order_price(),
         prop::bool::weighted(0.1),
     )
         .prop_map(
@@ -1760,17 +1879,42 @@ fn claim_op() -> impl Strategy<Value = Op> {
 }
 
 fn reject_op() -> impl Strategy<Value = Op> {
-    (0u8..=JOBS, 0u8..4, signer_mostly_rightful(4)).prop_map(|(job, task, signer)| Op::Reject {
-        job,
-        task,
-        signer,
-    })
+    (
+        0u8..=JOBS,
+        0..USERS,
+        0u8..4,
+        order_price(),
+        signer_mostly_rightful(4),
+    )
+        .prop_map(|(job, provider, task, price, signer)| Op::Reject {
+            job,
+            provider,
+            task,
+            price,
+            signer,
+        })
+}
+
+fn commit_op() -> impl Strategy<Value = Op> {
+    (
+        0u8..=JOBS,
+        0..USERS,
+        order_price(),
+        signer_mostly_rightful(4),
+    )
+        .prop_map(|(job, provider, price, signer)| Op::Commit {
+            job,
+            provider,
+            price,
+            signer,
+        })
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => claim_op(),
         1 => reject_op(),
+        2 => commit_op(),
         2 => top_up_op(),
         1 => register_op(),
         2 => grant_op(),
@@ -1851,9 +1995,10 @@ impl Sim {
                     payer: key(self.k(payer)),
                     amount: Credits(amount),
                     max_price: Price(max_price),
-                    fuel_limit: u64::MAX,
+                    // Half the escrows take orders and claims (a finite fuel limit bounds a
+                    // run's worst case).
+                    fuel_limit: if amount % 2 == 0 { GIGA / 2 } else { u64::MAX },
                     expires_ms: now + expires_in,
-                    // Half the escrows take claims.
                     claim_window_ms: if amount % 2 == 0 { expires_in / 2 } else { 0 },
                 };
                 signed(self.k(signer), &bank, &r)
@@ -1952,12 +2097,11 @@ impl Sim {
             } => {
                 let jid = self.target(j);
                 let payer_i = self.payer_of(&jid);
-                let runs = [(0, 0), (1, 0), (2, 0)];
+                let runs = RUNS;
                 let order_by = if forge { provider } else { payer_i };
-                let order = Order::new(bank, jid, key(self.k(provider)), Price(price), &runs)
-                    .sign(|m| self.k(order_by).sign(m).to_bytes().to_vec());
+                let order = self.order(jid, order_by, provider, price);
                 let prov = self.k(provider).clone();
-                let fuel = u64::from(half_gigas) * GIGA / 2;
+                let fuel = u64::from(half_gigas) * GIGA / 4;
                 // Task 3 is not in the order: it is claimed with run 0's proof.
                 let index = u32::from(task).min(2);
                 let r = Request::Claim {
@@ -1973,19 +2117,39 @@ impl Sim {
             }
             Op::Reject {
                 job: j,
+                provider,
                 task,
+                price,
                 signer,
             } => {
                 let jid = self.target(j);
-                let signer = if signer == RIGHTFUL {
-                    self.payer_of(&jid)
-                } else {
-                    signer
-                };
+                let payer_i = self.payer_of(&jid);
+                let signer = if signer == RIGHTFUL { payer_i } else { signer };
+                let index = u32::from(task).min(2);
                 let r = Request::Reject {
                     job: jid,
+                    order: self.order(jid, payer_i, provider, price),
                     task: task.into(),
                     attempt: 0,
+                    index,
+                    proof: order_tree(&RUNS)
+                        .inclusion_proof(u64::from(index), 3)
+                        .unwrap_or_default(),
+                };
+                signed(self.k(signer), &bank, &r)
+            }
+            Op::Commit {
+                job: j,
+                provider,
+                price,
+                signer,
+            } => {
+                let jid = self.target(j);
+                let payer_i = self.payer_of(&jid);
+                let signer = if signer == RIGHTFUL { payer_i } else { signer };
+                let r = Request::Commit {
+                    job: jid,
+                    order: self.order(jid, payer_i, provider, price),
                 };
                 signed(self.k(signer), &bank, &r)
             }
@@ -2002,6 +2166,18 @@ impl Sim {
             }
         };
         Some(r)
+    }
+
+    /// The order of [`RUNS`] of `job` to `provider` at `price`, signed by `by`.
+    fn order(&self, job: JobId, by: u8, provider: u8, price: u64) -> SignedOrder {
+        Order::new(
+            key(&self.w.bank),
+            job,
+            key(self.k(provider)),
+            Price(price),
+            &RUNS,
+        )
+        .sign(|m| self.k(by).sign(m).to_bytes().to_vec())
     }
 
     /// The index of the payer of `job`'s escrow (0 when it has none).
@@ -2101,10 +2277,14 @@ impl Sim {
             if let Account::Escrow(j) = a {
                 let e = l.escrow(&j).expect("listed escrow exists");
                 prop_assert_eq!(e.left, b);
+                prop_assert!(e.reserved <= e.left, "{:?} reserves more than it holds", j);
                 prop_assert!(e.left <= e.opened);
                 prop_assert!(e.paid <= e.opened);
                 if e.closed {
                     prop_assert_eq!(e.left, Credits::ZERO);
+                } else if e.closing {
+                    // Closing returned what no reservation held.
+                    prop_assert!(e.left.0 + e.paid.0 <= e.opened.0);
                 } else {
                     prop_assert_eq!(e.left.0 + e.paid.0, e.opened.0);
                 }

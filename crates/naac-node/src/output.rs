@@ -236,11 +236,13 @@ pub struct CostSummary {
     pub escrow: String,
     /// Paid to providers for verified results.
     pub paid: String,
-    /// Returned to the payer when the job ended (or, with a claim window, returning at
-    /// `returns_at_ms`).
+    /// Returned to the payer when the job ended.
     pub refunded: String,
-    /// With a claim window: when the escrow's rest returns to the payer (Unix milliseconds),
-    /// after providers could claim results the run did not pay.
+    /// Still held for providers' committed orders the run neither paid nor rejected (it
+    /// paid nothing, or could not reach the bank): they may claim from it until
+    /// `returns_at_ms` (Unix milliseconds), when the rest returns to the payer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_for_claims: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub returns_at_ms: Option<u64>,
     /// Results paid.

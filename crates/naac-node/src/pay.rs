@@ -221,13 +221,26 @@ pub struct Payer {
     queued: u64,
     failed: Option<String>,
     pub paid: Arc<Mutex<Paid>>,
-    /// Runs (task, attempt) given to providers with a signed order, and those settled: at
-    /// the end every ordered run not settled is rejected at the bank, before the escrow
-    /// closes, so no provider can claim a result this run refused or never got.
-    ordered: HashSet<(u32, u32)>,
+    /// The orders given to providers (each with its runs and its task tree), and where each
+    /// run is in them; the runs settled or rejected. A run that comes back unstarted or is
+    /// lost is rejected at once (freeing its reservation); at the end every ordered run not
+    /// settled is, before the escrow closes, so no provider can claim a result this run
+    /// refused or never got.
+    orders: Vec<Arc<PlacedOrder>>,
+    ordered: HashMap<(u32, u32), (usize, u32)>,
     settled: HashSet<(u32, u32)>,
+    /// Rejections of runs that came back, sent with the next commit (in one batch, before
+    /// it, so the reservation they free is there for it) or at the end.
+    pending: Vec<SignedRequest>,
     /// Testing aid: settle nothing and reject nothing.
     stiff: bool,
+}
+
+/// An order as placed: the payer's signature, its runs and their tree.
+struct PlacedOrder {
+    signed: naac_ledger::SignedOrder,
+    tree: naac_ledger::MerkleTree,
+    runs: Vec<(u32, u32)>,
 }
 
 /// What closing a job's escrow did.
@@ -235,18 +248,13 @@ pub struct Payer {
 pub enum Closed {
     /// Refunded now.
     Refunded(Credits),
-    /// Closing: this much returns at `at_ms` (Unix milliseconds), once providers have had
-    /// the claim window.
-    Returns { amount: Credits, at_ms: u64 },
-}
-
-impl Closed {
-    /// What returns to the payer, now or at the end of the claim window.
-    pub fn amount(&self) -> Credits {
-        match self {
-            Closed::Refunded(c) | Closed::Returns { amount: c, .. } => *c,
-        }
-    }
+    /// Closing: `now` returned, and what its providers' reservations still hold, `later`,
+    /// returns at `at_ms` (Unix milliseconds) less what they claim in the window.
+    Returns {
+        now: Credits,
+        later: Credits,
+        at_ms: u64,
+    },
 }
 
 impl Payer {
@@ -285,8 +293,10 @@ impl Payer {
             queued: 0,
             failed: None,
             paid,
-            ordered: HashSet::new(),
+            orders: Vec::new(),
+            ordered: HashMap::new(),
             settled: HashSet::new(),
+            pending: Vec::new(),
             stiff: false,
         })
     }
@@ -352,13 +362,15 @@ impl Payer {
     }
 
     /// The payer's signed order for `runs` (in the assignment's order) to `provider` at
-    /// `price`, for an escrow that takes claims; `None` otherwise.
+    /// `price`, for an escrow that takes claims, with the requests that commit it at the
+    /// bank (to be answered before the assignment goes out; the commit is the last, after
+    /// rejections of runs that came back); `None` otherwise.
     pub fn order(
         &mut self,
         provider: &PeerId,
         price: Price,
         runs: &[(u32, u32)],
-    ) -> Option<naac_proto::WireOrder> {
+    ) -> Option<(naac_proto::WireOrder, Vec<SignedRequest>)> {
         if self.escrow.claim_window_ms == 0 {
             return None;
         }
@@ -366,11 +378,78 @@ impl Payer {
         let order =
             naac_ledger::Order::new(self.escrow.bank_key, self.escrow.job, key, price, runs)
                 .sign(|m| naac_net::sign(&self.user, m));
-        self.ordered.extend(runs.iter().copied());
-        Some(naac_proto::WireOrder {
-            bytes: order.bytes,
-            sig: order.sig,
+        let commit = self.signed(&Request::Commit {
+            job: self.escrow.job,
+            order: order.clone(),
+        });
+        let at = self.orders.len();
+        for (i, run) in runs.iter().enumerate() {
+            self.ordered.insert(*run, (at, i as u32));
+        }
+        let wire = naac_proto::WireOrder {
+            bytes: order.bytes.clone(),
+            sig: order.sig.clone(),
+        };
+        self.orders.push(Arc::new(PlacedOrder {
+            signed: order,
+            tree: naac_ledger::order_tree(runs),
+            runs: runs.to_vec(),
+        }));
+        let mut batch = std::mem::take(&mut self.pending);
+        if batch.len() >= MAX_BANK_BATCH {
+            // Far more came back than one batch holds: the oldest wait for the end.
+            let rest = batch.split_off(MAX_BANK_BATCH - 1);
+            self.pending = rest;
+        }
+        batch.push(commit);
+        Some((wire, batch))
+    }
+
+    /// A request signed by the payer for this escrow's bank.
+    fn signed(&self, req: &Request) -> SignedRequest {
+        SignedRequest::new(self.escrow.payer, &self.escrow.bank_key, req, |m| {
+            naac_net::sign(&self.user, m)
         })
+    }
+
+    /// Rejections of those of `runs` that were ordered and are not settled (each once).
+    fn rejections(&mut self, runs: impl IntoIterator<Item = (u32, u32)>) -> Vec<SignedRequest> {
+        let mut out = Vec::new();
+        for run in runs {
+            if self.settled.contains(&run) {
+                continue;
+            }
+            let Some((at, index)) = self.ordered.remove(&run) else {
+                continue;
+            };
+            let o = self.orders[at].clone();
+            let Some(proof) = o
+                .tree
+                .inclusion_proof(u64::from(index), o.runs.len() as u64)
+            else {
+                continue;
+            };
+            out.push(self.signed(&Request::Reject {
+                job: self.escrow.job,
+                order: o.signed.clone(),
+                task: run.0,
+                attempt: run.1,
+                index,
+                proof,
+            }));
+        }
+        out
+    }
+
+    /// Runs handed back unstarted, or whose assignment failed: rejected at the bank with
+    /// the next commit, so their reservation is free for the runs that replace them. (Even
+    /// the testing aid's payer does this: no provider ran them.)
+    pub fn release(&mut self, runs: impl IntoIterator<Item = (u32, u32)>) {
+        if self.escrow.claim_window_ms == 0 {
+            return;
+        }
+        let rejects = self.rejections(runs);
+        self.pending.extend(rejects);
     }
 
     /// Pays `provider` for one accepted result: for `fuel` when less than the record claims
@@ -458,22 +537,11 @@ impl Payer {
         let mut unpaid: Vec<(u32, u32)> = if self.stiff {
             Vec::new()
         } else {
-            self.ordered.difference(&self.settled).copied().collect()
+            self.ordered.keys().copied().collect()
         };
         unpaid.sort_unstable();
-        let rejects: Vec<SignedRequest> = unpaid
-            .iter()
-            .map(|(task, attempt)| {
-                let req = Request::Reject {
-                    job: self.escrow.job,
-                    task: *task,
-                    attempt: *attempt,
-                };
-                SignedRequest::new(self.escrow.payer, &self.escrow.bank_key, &req, |m| {
-                    naac_net::sign(&self.user, m)
-                })
-            })
-            .collect();
+        let mut rejects = std::mem::take(&mut self.pending);
+        rejects.extend(self.rejections(unpaid));
         for chunk in rejects.chunks(MAX_BANK_BATCH) {
             let answers = self.escrow.bank.submit(chunk.to_vec()).await?;
             for a in answers {
@@ -486,13 +554,14 @@ impl Payer {
         if !rejects.is_empty() {
             tracing::info!("rejected {} runs that were not paid", rejects.len());
         }
-        refund(&self.escrow, &self.user).await?;
+        let now = refund(&self.escrow, &self.user).await?;
         match self.escrow.bank.escrow(self.escrow.job).await? {
             Some(v) if v.closing && !v.closed => Ok(Closed::Returns {
-                amount: v.left,
+                now,
+                later: v.left,
                 at_ms: v.expires_ms,
             }),
-            Some(v) if v.closed => Ok(Closed::Refunded(Credits::ZERO)),
+            Some(v) if v.closed => Ok(Closed::Refunded(now)),
             _ => Err("the bank does not show the closed escrow".into()),
         }
     }

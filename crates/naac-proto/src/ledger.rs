@@ -43,6 +43,7 @@ pub enum Kind {
     Claim,
     Reject,
     Close,
+    Commit,
 }
 
 /// One ledger entry, every field as stored and hashed.

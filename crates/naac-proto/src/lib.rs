@@ -398,15 +398,24 @@ pub enum BankRequest {
     Consistency { old: u64, new: u64 },
     /// The signed checkpoint of this size (`None`: the latest).
     Checkpoint { size: Option<u64> },
-    /// The escrow of a job, as the bank's books have it now (`None`: it has none).
-    Escrow { job: JobId },
+    /// The escrow of a job, as the bank's books have it now (`None`: it has none), with
+    /// what its payer's committed orders reserve for `provider`.
+    Escrow {
+        job: JobId,
+        #[serde(default)]
+        provider: Option<AccountKey>,
+    },
     /// Which of these keys have standing (the operator registered them as providers): only
     /// their asks may set another provider's price (at most [`MAX_STANDING_QUERY`]).
     Standing { accounts: Vec<AccountKey> },
     /// Which of these runs (task, attempt) of `job` are unresolved: neither paid nor
     /// rejected by the payer (at most [`MAX_STANDING_QUERY`]). A provider asks before it
     /// claims, so it claims only what is still owed.
-    Unresolved { job: JobId, runs: Vec<(u32, u32)> },
+    Unresolved {
+        job: JobId,
+        provider: AccountKey,
+        runs: Vec<(u32, u32)>,
+    },
 }
 
 /// Most keys one [`BankRequest::Standing`] asks about.
@@ -455,6 +464,10 @@ pub struct EscrowView {
     /// Its payer closed it: providers may claim now, until `expires_ms`.
     #[serde(default)]
     pub closing: bool,
+    /// What its payer's committed orders hold for the provider who asked (see
+    /// `BankRequest::Escrow`): only paying it, or rejecting one of its runs, frees that.
+    #[serde(default)]
+    pub reserved_for: Credits,
 }
 
 /// An entry, its inclusion proof and the signed checkpoint it is proven against.

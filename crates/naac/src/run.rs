@@ -550,13 +550,13 @@ fn report(f: &Finished, json: bool) -> anyhow::Result<()> {
             c.paid,
             c.settlements,
             c.escrow,
-            match c.returns_at_ms {
-                None => format!("refunded {}", c.refunded),
-                Some(at) => format!(
-                    "{} returns to your wallet in {}s, once providers had their claim window",
+            match (&c.held_for_claims, c.returns_at_ms) {
+                (Some(held), Some(at)) => format!(
+                    "refunded {}; {held} held for providers' claims on runs this run did not pay or reject, the rest of it back in {}s",
                     c.refunded,
                     at.saturating_sub(now_ms()).div_ceil(1000)
                 ),
+                _ => format!("refunded {}", c.refunded),
             },
             if c.refused > 0 {
                 format!(

@@ -707,12 +707,47 @@ fn a_provider_paid_at_a_bank_runs_work_only_its_escrow_there_pays_for() {
         )
         .await
         .expect("escrow");
-        let why = refused("too little")(assign(1, order(1, &user))).await;
-        assert!(why.contains("may cost up to"), "{why}");
-        // Topped up: the task runs (the provider fetches its module)…
-        naac_node::pay::top_up(&escrow, &user, naac_types::Credits(1_000), 1)
+        // An order the payer never committed at the bank reserves nothing for this host.
+        let why = refused("not committed")(assign(1, order(1, &user))).await;
+        assert!(why.contains("reserves 0 credits for this host"), "{why}");
+        // Nor can the escrow (50 µcredits) reserve one task's worst case (1 credit per
+        // giga-fuel × 1,000,000 fuel = 1,000 µcredits).
+        let commit = |index: u32| {
+            let bank = bank.clone();
+            let req = naac_ledger::Request::Commit {
+                job,
+                order: {
+                    let w = order(index, &user).expect("order");
+                    naac_ledger::SignedOrder {
+                        bytes: w.bytes,
+                        sig: w.sig,
+                    }
+                },
+            };
+            let signed = naac_ledger::SignedRequest::new(escrow.payer, &bank_key, &req, |m| {
+                naac_net::sign(&user, m)
+            });
+            async move { bank.submit(vec![signed]).await.expect("bank").pop().expect("answer") }
+        };
+        let short = commit(1).await.expect_err("too little to reserve");
+        assert!(short.contains("escrow has 0.00005 left"), "{short}");
+        // Topped up, a committed order's task runs (the provider fetches its module)…
+        naac_node::pay::top_up(&escrow, &user, naac_types::Credits(100_000), 1)
             .await
             .expect("top-up");
+        // Room for this host's tasks in flight here: an order of 20 other runs, committed.
+        // (Work handed back unstarted counts until this client answers its reports, which
+        // it never does.)
+        let spare: Vec<(u32, u32)> = (100..120).map(|i| (i, 1)).collect();
+        let room = naac_ledger::Order::new(bank_key, job, me, naac_types::Price::whole(1), &spare)
+            .sign(|m| naac_net::sign(&user, m));
+        let signed = naac_ledger::SignedRequest::new(
+            escrow.payer,
+            &bank_key,
+            &naac_ledger::Request::Commit { job, order: room },
+            |m| naac_net::sign(&user, m),
+        );
+        bank.submit(vec![signed]).await.expect("bank").pop().expect("answer").expect("room");
         // …but not without the payer's order for it, nor with one the requester made up
         // with another key, nor with one for another run: the provider could not claim.
         let why = refused("no order")(assign(2, None)).await;
@@ -725,6 +760,7 @@ fn a_provider_paid_at_a_bank_runs_work_only_its_escrow_there_pays_for() {
         let t = Instant::now();
         let mut index = 6;
         loop {
+            commit(index).await.expect("committed");
             let r = send(RequestBody::Assign(assign(index, order(index, &user)))).await;
             assert!(!matches!(r, ResponseBody::Refused(_)), "{r:?}");
             let deadline = tokio::time::Instant::now() + Duration::from_millis(500);

@@ -434,6 +434,7 @@ impl RawEntry<'_> {
             Kind::Claim,
             Kind::Reject,
             Kind::Close,
+            Kind::Commit,
         ]
         .into_iter()
         .find(|k| k.as_str() == self.kind)

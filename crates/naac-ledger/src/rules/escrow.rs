@@ -5,7 +5,7 @@ use super::asks::{AskContext, check_asks};
 use super::plan::{Change, Draft, Plan, Sigs};
 use super::{EscrowSlot, EscrowState, Ledger, LedgerError, blake, short};
 use crate::entry::{Account, AccountKey, Entry, Kind};
-use crate::request::{SignedOrder, SignedRecord};
+use crate::request::{Order, SignedOrder, SignedRecord};
 use naac_market::{SignedAsk, verify_ed25519};
 use naac_types::{Credits, JobId, Price, ResultRecord};
 
@@ -47,6 +47,7 @@ impl Ledger {
                 settled: 0,
                 claim_window_ms,
                 closing: false,
+                reserved: Credits::ZERO,
             },
             open_seq: d.seen.seq,
             open_msg: d.seen.msg,
@@ -203,20 +204,19 @@ impl Ledger {
                 )));
             }
         };
+        let run = (job, parsed.task, parsed.attempt, provider);
+        if esc.claim_window_ms > 0
+            && let Some(seq) = self.runs_paid.get(&run)
+        {
+            // Once per run and provider, whichever record (a claim may have paid it).
+            return Err(LedgerError::RunPaid {
+                task: parsed.task,
+                attempt: parsed.attempt,
+                seq: *seq,
+            });
+        }
         let need = price.cost(fuel);
-        let left = esc
-            .left
-            .checked_sub(need)
-            .ok_or(LedgerError::EscrowExhausted {
-                need,
-                left: esc.left,
-            })?;
-        let escrow = EscrowState {
-            left,
-            paid: esc.paid.checked_add(need).ok_or(LedgerError::Overflow)?,
-            settled: esc.settled.checked_add(1).ok_or(LedgerError::Overflow)?,
-            ..esc.clone()
-        };
+        let (escrow, released) = self.pay_from(esc, &run, need)?;
         let provider_balance = self.credited(&provider, need.0)?;
         Plan::append(
             Entry {
@@ -253,6 +253,7 @@ impl Ledger {
                 provider_balance,
                 record: record_hash,
                 run: (parsed.task, parsed.attempt),
+                released,
             },
         )
     }
@@ -279,13 +280,19 @@ impl Ledger {
             return Ok(Plan::Duplicate(seq));
         }
         let payer = esc.payer;
-        if by_payer && esc.claim_window_ms > 0 && d.now_ms < esc.expires_ms {
+        // With reservations left, the payer's refund returns what they do not hold and
+        // closes the escrow: its providers may claim until the window ends. With none, it
+        // is an ordinary refund.
+        if by_payer && esc.reserved.0 > 0 && d.now_ms < esc.expires_ms {
             let until = esc
                 .expires_ms
                 .min(d.now_ms.saturating_add(esc.claim_window_ms));
+            let free = esc.left.0 - esc.reserved.0;
+            let payer_balance = self.credited(&payer, free)?;
             let escrow = EscrowState {
                 closing: true,
                 expires_ms: until,
+                left: esc.reserved,
                 ..esc.clone()
             };
             return Plan::append(
@@ -295,11 +302,11 @@ impl Ledger {
                         Kind::Close,
                         Account::Escrow(job),
                         Account::User(payer),
-                        0,
+                        free,
                         format!(
-                            "job {} closing: {} left returns at {until} ms, after claims",
+                            "job {} closing: {} reserved for providers' claims until {until} ms",
                             job.short(),
-                            esc.left
+                            esc.reserved
                         ),
                     )
                 },
@@ -307,12 +314,15 @@ impl Ledger {
                     job,
                     escrow,
                     was_expiring_ms: esc.expires_ms,
+                    payer,
+                    payer_balance,
                 },
             );
         }
         let payer_balance = self.credited(&payer, esc.left.0)?;
         let escrow = EscrowState {
             left: Credits::ZERO,
+            reserved: Credits::ZERO,
             closed: true,
             ..esc.clone()
         };
@@ -339,8 +349,163 @@ impl Ledger {
 }
 
 impl Ledger {
+    /// Pays `need` from `esc` for run `run` of its provider: from what the provider's
+    /// committed orders reserve (the run's worst case is freed, unless its rejection freed
+    /// it already) or from what no reservation holds, never from another provider's share.
+    /// The escrow after it, and how much of the provider's reservation was freed.
+    pub(super) fn pay_from(
+        &self,
+        esc: &EscrowState,
+        run: &super::Run,
+        need: Credits,
+    ) -> Result<(EscrowState, u64), LedgerError> {
+        let (job, _, _, provider) = run;
+        let held = self
+            .reservations
+            .get(&(*job, *provider))
+            .copied()
+            .unwrap_or(0);
+        let worst = esc.max_price.cost(esc.fuel_limit).0;
+        let released = if self.rejected.contains_key(run) {
+            0
+        } else {
+            held.min(worst)
+        };
+        let reserved = esc.reserved.0 - released;
+        let free = esc.left.0 - reserved;
+        if need.0 > free {
+            return Err(LedgerError::EscrowExhausted {
+                need,
+                left: Credits(free),
+            });
+        }
+        let escrow = EscrowState {
+            left: Credits(esc.left.0 - need.0),
+            reserved: Credits(reserved),
+            paid: esc.paid.checked_add(need).ok_or(LedgerError::Overflow)?,
+            settled: esc.settled.checked_add(1).ok_or(LedgerError::Overflow)?,
+            ..esc.clone()
+        };
+        Ok((escrow, released))
+    }
+
+    /// Reads an order a request carries and checks it is for this bank and `job`, signed by
+    /// the escrow's payer, within its price. Returns it with the hash of its signed bytes.
+    fn read_order(
+        &self,
+        d: &Draft,
+        esc: &EscrowState,
+        job: JobId,
+        order: &SignedOrder,
+    ) -> Result<(Order, crate::entry::Hash), LedgerError> {
+        let bad = |why: String| LedgerError::BadOrder(why);
+        let o = order.order().ok_or_else(|| {
+            bad(format!(
+                "{} bytes are not a signed order",
+                order.bytes.len()
+            ))
+        })?;
+        if o.bank != self.bank {
+            return Err(bad(format!("order is for bank {}", short(&o.bank))));
+        }
+        if o.job != job {
+            return Err(bad(format!("order is for job {}", o.job.short())));
+        }
+        if d.sigs == Sigs::Check && !order.signed_by(&esc.payer) {
+            return Err(bad(format!(
+                "order is not signed by the escrow's payer {}",
+                short(&esc.payer)
+            )));
+        }
+        if o.price > esc.max_price {
+            return Err(bad(format!(
+                "order pays {} per giga-fuel, above the escrow's {}",
+                o.price, esc.max_price
+            )));
+        }
+        Ok((o, blake(&order.bytes)))
+    }
+
+    /// Reserves the worst case of an order's runs for its provider in the escrow of `job`.
+    pub(super) fn plan_commit(
+        &self,
+        d: &Draft,
+        job: JobId,
+        order: &SignedOrder,
+    ) -> Result<Plan, LedgerError> {
+        let slot = self
+            .escrows
+            .get(&job)
+            .ok_or(LedgerError::NoSuchEscrow(job))?;
+        let esc = &slot.state;
+        if d.signer != esc.payer {
+            return Err(d.not_payer(esc.payer));
+        }
+        let (o, hash) = self.read_order(d, esc, job, order)?;
+        if let Some(seq) = self.commits.get(&hash) {
+            return Ok(Plan::Duplicate(*seq));
+        }
+        if esc.closed {
+            return Err(LedgerError::EscrowClosed(job));
+        }
+        if esc.closing {
+            return Err(LedgerError::EscrowClosing(job));
+        }
+        if esc.claim_window_ms == 0 {
+            return Err(LedgerError::NoClaims(job));
+        }
+        let worst = esc.max_price.cost(esc.fuel_limit);
+        let amount = worst
+            .0
+            .checked_mul(u64::from(o.tasks))
+            .ok_or(LedgerError::Overflow)?;
+        let free = esc.left.0 - esc.reserved.0;
+        if amount > free {
+            return Err(LedgerError::EscrowExhausted {
+                need: Credits(amount),
+                left: Credits(free),
+            });
+        }
+        let held = self
+            .reservations
+            .get(&(job, o.provider))
+            .copied()
+            .unwrap_or(0)
+            .checked_add(amount)
+            .ok_or(LedgerError::Overflow)?;
+        let escrow = EscrowState {
+            reserved: Credits(esc.reserved.0 + amount),
+            ..esc.clone()
+        };
+        Plan::append(
+            Entry {
+                job: Some(job),
+                ..d.entry(
+                    Kind::Commit,
+                    Account::Escrow(job),
+                    Account::User(o.provider),
+                    0,
+                    format!(
+                        "job {}: {} runs at {} per giga-fuel, {} reserved",
+                        job.short(),
+                        o.tasks,
+                        o.price,
+                        Credits(amount)
+                    ),
+                )
+            },
+            Change::Commit {
+                job,
+                escrow,
+                provider: o.provider,
+                held,
+                order: hash,
+            },
+        )
+    }
+
     /// Pays the provider who signs the claim from the escrow of `job`, for a result the
-    /// payer's order gave it and the payer neither paid nor rejected.
+    /// payer's committed order gave it and the payer neither paid nor rejected.
     pub(super) fn plan_claim(
         &self,
         d: &Draft,
@@ -359,7 +524,7 @@ impl Ledger {
         if let Some(seq) = self.settled.get(&record_hash) {
             return Ok(Plan::Duplicate(*seq));
         }
-        let run = (job, parsed.task, parsed.attempt);
+        let run = (job, parsed.task, parsed.attempt, d.signer);
         if let Some(seq) = self.runs_paid.get(&run) {
             return Err(LedgerError::RunPaid {
                 task: parsed.task,
@@ -382,19 +547,8 @@ impl Ledger {
         if d.now_ms < opens_ms {
             return Err(LedgerError::ClaimsNotOpen { job, opens_ms });
         }
+        let (o, hash) = self.read_order(d, esc, job, order)?;
         let bad = |why: String| Err(LedgerError::BadOrder(why));
-        let Some(o) = order.order() else {
-            return bad(format!(
-                "{} bytes are not a signed order",
-                order.bytes.len()
-            ));
-        };
-        if o.bank != self.bank {
-            return bad(format!("order is for bank {}", short(&o.bank)));
-        }
-        if o.job != job {
-            return bad(format!("order is for job {}", o.job.short()));
-        }
         if o.provider != d.signer {
             return bad(format!(
                 "order is for provider {}, not {}",
@@ -402,17 +556,8 @@ impl Ledger {
                 short(&d.signer)
             ));
         }
-        if d.sigs == Sigs::Check && !order.signed_by(&esc.payer) {
-            return bad(format!(
-                "order is not signed by the escrow's payer {}",
-                short(&esc.payer)
-            ));
-        }
-        if o.price > esc.max_price {
-            return bad(format!(
-                "order pays {} per giga-fuel, above the escrow's {}",
-                o.price, esc.max_price
-            ));
+        if !self.commits.contains_key(&hash) {
+            return bad("order was never committed at the bank".into());
         }
         if !o.covers(parsed.task, parsed.attempt, index, proof) {
             return bad(format!(
@@ -433,19 +578,7 @@ impl Ledger {
             )));
         }
         let need = o.price.cost(parsed.fuel_used);
-        let left = esc
-            .left
-            .checked_sub(need)
-            .ok_or(LedgerError::EscrowExhausted {
-                need,
-                left: esc.left,
-            })?;
-        let escrow = EscrowState {
-            left,
-            paid: esc.paid.checked_add(need).ok_or(LedgerError::Overflow)?,
-            settled: esc.settled.checked_add(1).ok_or(LedgerError::Overflow)?,
-            ..esc.clone()
-        };
+        let (escrow, released) = self.pay_from(esc, &run, need)?;
         let provider = d.signer;
         let provider_balance = self.credited(&provider, need.0)?;
         Plan::append(
@@ -475,16 +608,20 @@ impl Ledger {
                 provider_balance,
                 record: record_hash,
                 run: (parsed.task, parsed.attempt),
+                released,
             },
         )
     }
 
-    /// Records that the payer of `job` will not pay for run `(task, attempt)`.
+    /// Records that the payer of `job` will not pay for run `(task, attempt)` of a committed
+    /// order, and frees the run's share of its provider's reservation.
     pub(super) fn plan_reject(
         &self,
         d: &Draft,
         job: JobId,
+        order: &SignedOrder,
         (task, attempt): (u32, u32),
+        (index, proof): (u32, &[crate::entry::Hash]),
     ) -> Result<Plan, LedgerError> {
         let slot = self
             .escrows
@@ -494,10 +631,12 @@ impl Ledger {
         if d.signer != esc.payer {
             return Err(d.not_payer(esc.payer));
         }
-        if let Some(seq) = self.rejected.get(&(job, task, attempt)) {
+        let (o, hash) = self.read_order(d, esc, job, order)?;
+        let run = (job, task, attempt, o.provider);
+        if let Some(seq) = self.rejected.get(&run) {
             return Ok(Plan::Duplicate(*seq));
         }
-        if let Some(seq) = self.runs_paid.get(&(job, task, attempt)) {
+        if let Some(seq) = self.runs_paid.get(&run) {
             return Err(LedgerError::RunPaid {
                 task,
                 attempt,
@@ -507,6 +646,26 @@ impl Ledger {
         if esc.closed {
             return Err(LedgerError::EscrowClosed(job));
         }
+        if !self.commits.contains_key(&hash) {
+            return Err(LedgerError::BadOrder(
+                "order was never committed at the bank".into(),
+            ));
+        }
+        if !o.covers(task, attempt, index, proof) {
+            return Err(LedgerError::BadOrder(format!(
+                "task {task} attempt {attempt} is not run {index} of the order"
+            )));
+        }
+        let held = self
+            .reservations
+            .get(&(job, o.provider))
+            .copied()
+            .unwrap_or(0);
+        let released = held.min(esc.max_price.cost(esc.fuel_limit).0);
+        let escrow = EscrowState {
+            reserved: Credits(esc.reserved.0 - released),
+            ..esc.clone()
+        };
         Plan::append(
             Entry {
                 job: Some(job),
@@ -514,7 +673,7 @@ impl Ledger {
                 ..d.entry(
                     Kind::Reject,
                     Account::Escrow(job),
-                    Account::User(esc.payer),
+                    Account::User(o.provider),
                     0,
                     format!(
                         "job {} task {task} attempt {attempt} rejected by its payer",
@@ -524,7 +683,9 @@ impl Ledger {
             },
             Change::Reject {
                 job,
-                run: (task, attempt),
+                run,
+                escrow,
+                released,
             },
         )
     }

@@ -63,6 +63,8 @@ pub(super) enum Change {
         record: Hash,
         /// (task, attempt) of the record.
         run: (u32, u32),
+        /// What the provider's reservation freed.
+        released: u64,
     },
     Refund {
         job: JobId,
@@ -75,10 +77,22 @@ pub(super) enum Change {
         escrow: EscrowState,
         /// Its expiry before closing (the index of open escrows by expiry moves).
         was_expiring_ms: u64,
+        payer: AccountKey,
+        payer_balance: u64,
     },
     Reject {
         job: JobId,
-        run: (u32, u32),
+        run: super::Run,
+        escrow: EscrowState,
+        released: u64,
+    },
+    Commit {
+        job: JobId,
+        escrow: EscrowState,
+        provider: AccountKey,
+        /// The provider's reservation after it.
+        held: u64,
+        order: Hash,
     },
 }
 
@@ -267,7 +281,15 @@ impl Ledger {
                 index,
                 proof,
             } => self.plan_claim(&d, job, &order, record, (index, &proof)),
-            Request::Reject { job, task, attempt } => self.plan_reject(&d, job, (task, attempt)),
+            Request::Reject {
+                job,
+                order,
+                task,
+                attempt,
+                index,
+                proof,
+            } => self.plan_reject(&d, job, &order, (task, attempt), (index, &proof)),
+            Request::Commit { job, order } => self.plan_commit(&d, job, &order),
             Request::Register { provider } => self.plan_register(&d, provider),
         }
     }
@@ -335,6 +357,7 @@ impl Ledger {
                 provider_balance,
                 record,
                 run,
+                released,
             } => {
                 self.users.insert(provider, provider_balance);
                 if let Some(slot) = self.escrows.get_mut(&job) {
@@ -342,8 +365,9 @@ impl Ledger {
                 }
                 self.settled.insert(record, entry.seq);
                 self.runs_paid
-                    .entry((job, run.0, run.1))
+                    .entry((job, run.0, run.1, provider))
                     .or_insert(entry.seq);
+                self.unreserve(job, provider, released);
             }
             Change::Refund {
                 job,
@@ -362,7 +386,10 @@ impl Ledger {
                 job,
                 escrow,
                 was_expiring_ms,
+                payer,
+                payer_balance,
             } => {
+                self.users.insert(payer, payer_balance);
                 self.open_by_expiry.remove(&(was_expiring_ms, job));
                 self.open_by_expiry.insert((escrow.expires_ms, job));
                 if let Some(slot) = self.escrows.get_mut(&job) {
@@ -370,14 +397,51 @@ impl Ledger {
                     slot.closing_seq = Some(entry.seq);
                 }
             }
-            Change::Reject { job, run } => {
-                self.rejected.insert((job, run.0, run.1), entry.seq);
+            Change::Reject {
+                job,
+                run,
+                escrow,
+                released,
+            } => {
+                self.rejected.insert(run, entry.seq);
+                if let Some(slot) = self.escrows.get_mut(&job) {
+                    slot.state = escrow;
+                }
+                self.unreserve(job, run.3, released);
+            }
+            Change::Commit {
+                job,
+                escrow,
+                provider,
+                held,
+                order,
+            } => {
+                self.reservations.insert((job, provider), held);
+                if let Some(slot) = self.escrows.get_mut(&job) {
+                    slot.state = escrow;
+                }
+                self.commits.insert(order, entry.seq);
             }
         }
         let bytes = entry.to_bytes();
         self.last_time = entry.time_ms;
         self.head = blake(&bytes);
         self.tree.push(leaf_hash(&bytes));
+    }
+}
+
+impl Ledger {
+    /// Takes `amount` off `provider`'s reservation in the escrow of `job`.
+    fn unreserve(&mut self, job: JobId, provider: AccountKey, amount: u64) {
+        if amount == 0 {
+            return;
+        }
+        if let Some(held) = self.reservations.get_mut(&(job, provider)) {
+            *held = held.saturating_sub(amount);
+            if *held == 0 {
+                self.reservations.remove(&(job, provider));
+            }
+        }
     }
 }
 

@@ -97,6 +97,23 @@ pub fn escrow_covers(
             e.fuel_limit
         ));
     }
+    if e.claim_window_ms > 0 {
+        // Paid from what the payer's committed orders reserve for this host: a run's worst
+        // case at the escrow's terms each, which only paying this host (or rejecting a run
+        // of it) frees.
+        if e.closing {
+            return Err(format!("the escrow of job {} is closing", job.short()));
+        }
+        let need = Credits(e.max_price.cost(e.fuel_limit).0.saturating_mul(in_flight));
+        if e.reserved_for < need {
+            return Err(format!(
+                "the escrow of job {} reserves {} credits for this host; the {in_flight} tasks here need {need} (commit their orders first)",
+                job.short(),
+                e.reserved_for
+            ));
+        }
+        return Ok(());
+    }
     let need = Credits(price.cost(fuel).0.saturating_mul(in_flight));
     if e.left < need {
         return Err(format!(
@@ -118,8 +135,18 @@ pub fn order_covers(
     me: &naac_ledger::AccountKey,
     bank: &naac_ledger::AccountKey,
     price: Price,
-    min_window_ms: u64,
+    (min_window_ms, now_ms): (u64, u64),
 ) -> Result<(naac_ledger::SignedOrder, Vec<(u32, u32)>), String> {
+    // Time to run the work and claim it: the window, a task's timeout and a minute.
+    let runway = min_window_ms
+        .saturating_add(a.limits.timeout_ms)
+        .saturating_add(60_000);
+    if view.expires_ms.saturating_sub(now_ms) < runway {
+        return Err(format!(
+            "the escrow of job {} expires too soon to run its work and claim it",
+            a.job.short()
+        ));
+    }
     if view.claim_window_ms < min_window_ms {
         return Err(format!(
             "the escrow of job {} gives providers {} s to claim unpaid results; this host needs {} s (run with --claim-window)",
@@ -574,8 +601,9 @@ mod tests {
             fuel_limit: 100_000_000,
             closed: false,
             expires_ms: u64::MAX,
-            claim_window_ms: 60_000,
+            claim_window_ms: 0,
             closing: false,
+            reserved_for: Credits::ZERO,
         };
         // 1 credit per giga-fuel × 0.1 giga-fuel = 100 µcredits a task: 3 fit.
         let check = |v: Option<&EscrowView>, user, price, fuel, n| {

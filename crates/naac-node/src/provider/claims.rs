@@ -15,17 +15,18 @@ use std::time::{Duration, Instant};
 
 /// Most paid jobs remembered; the one touched longest ago goes first.
 pub const MAX_JOBS: usize = 1024;
-/// Most runs remembered per job (ordered, and results held).
-pub const MAX_RUNS: usize = 1 << 18;
+/// Most ordered runs remembered in all (work past it is refused, not left unclaimable).
+pub const MAX_RUNS: usize = 1 << 20;
 /// Most claims sent to the bank in one batch.
 pub const MAX_BATCH: usize = 256;
 /// How often a job's escrow is looked at while results are held for it.
 pub const LOOK_EVERY: Duration = Duration::from_secs(2);
 
-/// One order: the payer's signature and the runs of its tree, in order.
+/// One order: the payer's signature, the runs of its tree in order, and the tree.
 struct Order {
     signed: SignedOrder,
     runs: Vec<(u32, u32)>,
+    tree: naac_ledger::MerkleTree,
 }
 
 #[derive(Default)]
@@ -54,43 +55,53 @@ pub enum Step {
 #[derive(Default)]
 pub struct Claims {
     jobs: HashMap<JobId, Job>,
+    /// Ordered runs remembered, in all jobs.
+    runs: usize,
 }
 
 impl Claims {
-    /// The payer ordered `runs` (in the order's order) of `job` from this host.
+    /// The payer ordered `runs` (in the order's order) of `job` from this host. `Err` when
+    /// this host already keeps claims for [`MAX_RUNS`] runs: the work is refused then.
     pub fn ordered(
         &mut self,
         job: JobId,
         signed: SignedOrder,
         runs: Vec<(u32, u32)>,
         now: Instant,
-    ) {
+    ) -> Result<(), String> {
         if !self.jobs.contains_key(&job) && self.jobs.len() >= MAX_JOBS {
+            // The job touched longest ago goes, unless it still has results to claim.
             let oldest = self
                 .jobs
                 .iter()
+                .filter(|(_, j)| j.made.is_empty())
                 .min_by_key(|(_, j)| j.touched)
                 .map(|(id, _)| *id);
-            if let Some(id) = oldest {
-                tracing::warn!(
-                    "forgetting the claims of job {}: too many paid jobs held",
-                    id.short()
-                );
-                self.jobs.remove(&id);
+            match oldest {
+                Some(id) => self.forget(&id),
+                None => return Err("this host holds claims for too many paid jobs".into()),
             }
         }
+        if self.runs + runs.len() > MAX_RUNS {
+            return Err(format!(
+                "this host holds claims for {} runs already; at most {MAX_RUNS}",
+                self.runs
+            ));
+        }
+        self.runs += runs.len();
         let j = self.jobs.entry(job).or_default();
         j.touched = Some(now);
-        if j.ordered.len() + runs.len() > MAX_RUNS {
-            tracing::warn!(
-                "job {} has more runs than this host keeps claims for",
-                job.short()
-            );
-            return;
-        }
-        let order = Arc::new(Order { signed, runs });
+        let tree = naac_ledger::order_tree(&runs);
+        let order = Arc::new(Order { signed, runs, tree });
         for (i, run) in order.runs.iter().enumerate() {
             j.ordered.insert(*run, (order.clone(), i as u32));
+        }
+        Ok(())
+    }
+
+    fn forget(&mut self, job: &JobId) {
+        if let Some(j) = self.jobs.remove(job) {
+            self.runs = self.runs.saturating_sub(j.ordered.len());
         }
     }
 
@@ -132,7 +143,7 @@ impl Claims {
             return Step::Forget;
         };
         let Some(v) = view.filter(|v| !v.closed && v.claim_window_ms > 0) else {
-            self.jobs.remove(&job);
+            self.forget(&job);
             return Step::Forget;
         };
         let open = v.closing || now_ms >= v.expires_ms.saturating_sub(v.claim_window_ms);
@@ -146,7 +157,8 @@ impl Claims {
             .take(MAX_BATCH)
             .filter_map(|(run, record)| {
                 let (order, index) = j.ordered.get(run)?;
-                let proof = naac_ledger::order_tree(&order.runs)
+                let proof = order
+                    .tree
                     .inclusion_proof(u64::from(*index), order.runs.len() as u64)?;
                 Some((
                     *run,
@@ -163,17 +175,15 @@ impl Claims {
         Step::Claim(claims)
     }
 
-    /// The bank answered claims for `runs` (`Err`: it could not be asked; they are sent
-    /// again). A run the bank answered either way is done: paid, or refused for good.
-    pub fn answered(&mut self, job: JobId, runs: &[(u32, u32)], asked: bool) {
+    /// Claims of `job` were sent: `done` are settled for good (paid, or refused for a
+    /// reason a later try would not pass); the others are sent again.
+    pub fn answered(&mut self, job: JobId, done: &[(u32, u32)]) {
         let Some(j) = self.jobs.get_mut(&job) else {
             return;
         };
         j.busy = false;
-        if asked {
-            for run in runs {
-                j.made.remove(run);
-            }
+        for run in done {
+            j.made.remove(run);
         }
     }
 
@@ -205,6 +215,7 @@ mod tests {
             expires_ms,
             claim_window_ms: 1_000,
             closing,
+            reserved_for: Credits(10),
         }
     }
 
@@ -223,7 +234,8 @@ mod tests {
             bytes: vec![9],
             sig: vec![9],
         };
-        c.ordered(job(), order, vec![(0, 0), (1, 0), (2, 0)], t);
+        c.ordered(job(), order, vec![(0, 0), (1, 0), (2, 0)], t)
+            .expect("room");
         assert!(c.wants(&job(), (1, 0)));
         assert!(
             !c.wants(&job(), (1, 1)),
@@ -260,10 +272,10 @@ mod tests {
             proof,
             &tree.root()
         ));
-        // The bank could not be asked: sent again later. Then answered: done.
-        c.answered(job(), &[(1, 0)], false);
+        // Not settled (the bank could not be asked): sent again later. Then done.
+        c.answered(job(), &[]);
         assert_eq!(c.due(later + LOOK_EVERY), vec![job()]);
-        c.answered(job(), &[(1, 0)], true);
+        c.answered(job(), &[(1, 0)]);
         assert!(c.due(later + 2 * LOOK_EVERY).is_empty());
     }
 
@@ -275,7 +287,7 @@ mod tests {
             bytes: vec![9],
             sig: vec![9],
         };
-        c.ordered(job(), order, vec![(0, 0)], t);
+        c.ordered(job(), order, vec![(0, 0)], t).expect("room");
         c.made(&job(), (0, 0), record(0));
         c.due(t);
         assert_eq!(

@@ -138,6 +138,7 @@ mod tests {
             expires_ms: u64::MAX,
             claim_window_ms: 0,
             closing: false,
+            reserved_for: Credits::ZERO,
         }
     }
 

@@ -51,11 +51,11 @@ pub(super) enum Internal {
         job: naac_types::JobId,
         view: Result<Option<naac_proto::EscrowView>, String>,
     },
-    /// The bank answered claims for these runs (`false`: it could not be asked).
+    /// Claims for a job were sent; these runs are settled for good (the rest are tried
+    /// again).
     Claimed {
         job: naac_types::JobId,
-        runs: Vec<(u32, u32)>,
-        asked: bool,
+        done: Vec<(u32, u32)>,
     },
     /// A report got its answer (or failed); `forget` when the requester disowned the job.
     ReportSent { key: JobKey, forget: bool },
@@ -515,8 +515,11 @@ impl Provider {
         let (verdict, order) = self.escrow_verdict(peer, &a);
         match verdict {
             super::escrows::Verdict::Run => {
-                if let Some((signed, runs)) = order {
-                    self.claims.ordered(a.job, signed, runs, Instant::now());
+                if let Some((signed, runs)) = order
+                    && let Err(why) = self.claims.ordered(a.job, signed, runs, Instant::now())
+                {
+                    tracing::warn!("refused an assignment from {peer}: {why}");
+                    return ResponseBody::Refused(why);
                 }
             }
             super::escrows::Verdict::Refuse(why) => {
@@ -618,7 +621,7 @@ impl Provider {
                 }
             }
             Internal::ClaimLook { job, view } => self.on_claim_look(job, view),
-            Internal::Claimed { job, runs, asked } => self.claims.answered(job, &runs, asked),
+            Internal::Claimed { job, done } => self.claims.answered(job, &done),
             Internal::Done {
                 key,
                 result,

@@ -27,8 +27,9 @@ impl Provider {
             return;
         }
         let (bank, tx) = (bank.clone(), self.internal.clone());
+        let me = naac_net::ed25519_of_keypair(&self.runner.keypair).map(naac_ledger::AccountKey);
         tokio::spawn(async move {
-            let view = bank.escrow(job).await;
+            let view = bank.escrow_for(job, me).await;
             let _ = tx.send(Internal::Escrow { job, view }).await;
         });
     }
@@ -71,7 +72,12 @@ impl Provider {
                 return Err("this node has no account key to be paid to".into());
             };
             order = Some(super::admission::order_covers(
-                a, view, &me, &bank, price, min_window,
+                a,
+                view,
+                &me,
+                &bank,
+                price,
+                (min_window, now_ms()),
             )?);
             Ok(())
         });
@@ -123,66 +129,93 @@ impl Provider {
         };
         let tx = self.internal.clone();
         tokio::spawn(async move {
-            let runs: Vec<(u32, u32)> = claims.iter().map(|(r, _)| *r).collect();
-            // Only what is still owed: most results were paid as usual.
-            let open = match bank.unresolved(job, runs.clone()).await {
-                Ok(v) => v,
-                Err(e) => {
-                    tracing::warn!(
-                        "the bank did not say which runs of job {} are owed: {e}",
-                        job.short()
-                    );
-                    let _ = tx
-                        .send(Internal::Claimed {
-                            job,
-                            runs,
-                            asked: false,
-                        })
-                        .await;
-                    return;
-                }
-            };
-            let reqs: Vec<naac_ledger::SignedRequest> = claims
-                .iter()
-                .zip(&open)
-                .filter(|(_, owed)| **owed)
-                .map(|((_, req), _)| {
-                    naac_ledger::SignedRequest::new(me, &bank_key, req, |m| {
-                        naac_net::sign(&keypair, m)
-                    })
-                })
-                .collect();
-            let asked = if reqs.is_empty() {
-                true
-            } else {
-                match bank.submit(reqs).await {
-                    Ok(answers) => {
-                        let (mut paid, mut refused) = (0, 0);
-                        for a in &answers {
-                            match a {
-                                Ok(r) if !r.duplicate => paid += 1,
-                                Ok(_) => {}
-                                Err(e) => {
-                                    refused += 1;
-                                    tracing::debug!("claim refused: {e}");
-                                }
-                            }
-                        }
-                        if paid + refused > 0 {
-                            tracing::info!(
-                                "claimed {paid} unpaid results of job {} from its escrow ({refused} refused)",
-                                job.short()
-                            );
-                        }
-                        true
-                    }
-                    Err(e) => {
-                        tracing::warn!("claims of job {} not sent: {e}", job.short());
-                        false
-                    }
-                }
-            };
-            let _ = tx.send(Internal::Claimed { job, runs, asked }).await;
+            let done = claim(&bank, &bank_key, (&keypair, me), job, claims).await;
+            let _ = tx.send(Internal::Claimed { job, done }).await;
         });
     }
+}
+
+/// Sends `claims` of `job` that the bank shows unresolved, signed by this node. Returns the
+/// runs settled for good: paid (now or before), rejected, or refused for a reason that will
+/// not pass; the rest are tried again later (claims not open yet, the bank unreachable).
+async fn claim(
+    bank: &crate::pay::BankConn,
+    bank_key: &naac_ledger::AccountKey,
+    (keypair, me): (&naac_net::Keypair, naac_ledger::AccountKey),
+    job: naac_types::JobId,
+    claims: Vec<((u32, u32), naac_ledger::Request)>,
+) -> Vec<(u32, u32)> {
+    let runs: Vec<(u32, u32)> = claims.iter().map(|(r, _)| *r).collect();
+    // Only what is still owed: most results were paid as usual.
+    let owed = match bank.unresolved(job, me, runs.clone()).await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(
+                "the bank did not say which runs of job {} are owed: {e}",
+                job.short()
+            );
+            return Vec::new();
+        }
+    };
+    let mut done: Vec<(u32, u32)> = Vec::new();
+    let mut sent: Vec<(u32, u32)> = Vec::new();
+    let mut reqs: Vec<naac_ledger::SignedRequest> = Vec::new();
+    for ((run, req), owed) in claims.into_iter().zip(owed) {
+        if owed {
+            sent.push(run);
+            reqs.push(naac_ledger::SignedRequest::new(me, bank_key, &req, |m| {
+                naac_net::sign(keypair, m)
+            }));
+        } else {
+            done.push(run);
+        }
+    }
+    if reqs.is_empty() {
+        return done;
+    }
+    let answers = match bank.submit(reqs).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!("claims of job {} not sent: {e}", job.short());
+            return done;
+        }
+    };
+    let (mut paid, mut refused) = (0, 0);
+    for (run, answer) in sent.into_iter().zip(answers) {
+        match answer {
+            Ok(r) => {
+                paid += u32::from(!r.duplicate);
+                done.push(run);
+            }
+            Err(e) if final_refusal(&e) => {
+                refused += 1;
+                tracing::debug!("claim of task {} attempt {} refused: {e}", run.0, run.1);
+                done.push(run);
+            }
+            Err(e) => tracing::debug!("claim of task {} attempt {} not yet: {e}", run.0, run.1),
+        }
+    }
+    if paid + refused > 0 {
+        tracing::info!(
+            "claimed {paid} unpaid results of job {} from its escrow ({refused} refused)",
+            job.short()
+        );
+    }
+    done
+}
+
+/// Whether a bank's refusal of a claim is for good (the run was paid or rejected, the
+/// escrow is gone, the claim itself is wrong), not one a later try may pass.
+fn final_refusal(why: &str) -> bool {
+    [
+        "already paid",
+        "rejected",
+        "is closed",
+        "has no escrow",
+        "takes no claims",
+        "bad order",
+        "bad result record",
+    ]
+    .iter()
+    .any(|w| why.contains(w))
 }

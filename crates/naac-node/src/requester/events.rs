@@ -133,6 +133,9 @@ impl Session<'_> {
                 .iter()
                 .map(|(t, a)| (TaskId(*t), *a))
                 .collect();
+            if let Some(payer) = self.payer.as_mut() {
+                payer.release(report.returned.iter().copied());
+            }
             for (t, a) in &report.returned {
                 self.tally.returned(*t, *a);
                 // Handed back unstarted: never paid, so it owes nothing.
@@ -422,8 +425,12 @@ impl Session<'_> {
                 tracing::info!("{peer} declined: {why}");
                 self.bidding.declined(peer, why);
             }
-            Internal::AssignFailed(peer, why) => {
+            Internal::AssignFailed(peer, why, runs) => {
                 tracing::warn!("provider {peer} did not take its tasks: {why}; dropping it");
+                // Their orders' reservations are free for the runs that replace them.
+                if let Some(payer) = self.payer.as_mut() {
+                    payer.release(runs);
+                }
                 self.known_peers.retain(|p| *p != peer);
                 let now = self.now();
                 self.sched.provider_lost(&peer, now);
@@ -708,13 +715,18 @@ impl Session<'_> {
             let runs = chunk.iter().map(|t| (TaskId(t.index), t.attempt)).collect();
             let seq = self.assigns.send(provider, runs);
             // The payer's promise for these runs, which the provider may claim against.
-            let order = match (price, self.payer.as_mut()) {
+            let (order, commit) = match (price, self.payer.as_mut()) {
                 (Some(price), Some(payer)) => {
                     let runs: Vec<(u32, u32)> =
                         chunk.iter().map(|t| (t.index, t.attempt)).collect();
-                    payer.order(&provider, price, &runs)
+                    match payer.order(&provider, price, &runs) {
+                        Some((order, commit)) => {
+                            (Some(order), Some((payer.escrow().bank.clone(), commit)))
+                        }
+                        None => (None, None),
+                    }
                 }
-                _ => None,
+                _ => (None, None),
             };
             let req = Request::new(RequestBody::Assign(Assign {
                 job: self.prepared.id,
@@ -728,7 +740,22 @@ impl Session<'_> {
             }));
             let client = self.client.clone();
             let tx = self.internal.clone();
+            let runs: Vec<(u32, u32)> = chunk.iter().map(|t| (t.index, t.attempt)).collect();
             tokio::spawn(async move {
+                // The order's reservation is at the bank before the provider looks for it.
+                if let Some((bank, commit)) = commit {
+                    let why = match bank.submit(commit).await.map(|mut v| v.pop()) {
+                        Ok(Some(Ok(_))) => None,
+                        Ok(Some(Err(e))) => Some(e),
+                        Ok(None) => Some("no answer".into()),
+                        Err(e) => Some(e),
+                    };
+                    if let Some(why) = why {
+                        let why = format!("the bank did not commit the order: {why}");
+                        let _ = tx.send(Internal::AssignFailed(provider, why, runs)).await;
+                        return;
+                    }
+                }
                 let why = match client.request(provider, req).await {
                     Ok(Response {
                         body: ResponseBody::Ack,
@@ -737,7 +764,7 @@ impl Session<'_> {
                     Ok(other) => format!("{:?}", other.body),
                     Err(e) => e.to_string(),
                 };
-                let _ = tx.send(Internal::AssignFailed(provider, why)).await;
+                let _ = tx.send(Internal::AssignFailed(provider, why, runs)).await;
             });
         }
     }

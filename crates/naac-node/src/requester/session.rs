@@ -115,7 +115,8 @@ pub(super) enum Internal {
     Hello(PeerId, Option<Box<Welcome>>, Option<Duration>),
     /// A node declined to work for us, and why.
     Declined(PeerId, String),
-    AssignFailed(PeerId, String),
+    /// With the runs it carried.
+    AssignFailed(PeerId, String, Vec<(u32, u32)>),
     /// The verifier's word on a result from the provider (`Err`: it could not run).
     Verified {
         peer: PeerId,
@@ -542,10 +543,11 @@ impl Session<'_> {
                     .map_or(payer.escrow().amount, |b| b.deposited()),
                 payer.escrow().max_price,
             );
-            let (refunded, returns_at_ms, open) = match payer.finish(Duration::from_secs(60)).await
-            {
+            let (refunded, held, open) = match payer.finish(Duration::from_secs(60)).await {
                 Ok(crate::pay::Closed::Refunded(c)) => (c, None, false),
-                Ok(crate::pay::Closed::Returns { amount, at_ms }) => (amount, Some(at_ms), false),
+                Ok(crate::pay::Closed::Returns { now, later, at_ms }) => {
+                    (now, Some((later, at_ms)), false)
+                }
                 Err(e) => {
                     tracing::error!("the escrow was not refunded: {e}");
                     (Credits::ZERO, None, true)
@@ -559,7 +561,8 @@ impl Session<'_> {
                 escrow: escrow.to_string(),
                 paid: p.total.to_string(),
                 refunded: refunded.to_string(),
-                returns_at_ms,
+                held_for_claims: held.map(|(c, _)| c.to_string()),
+                returns_at_ms: held.map(|(_, at)| at),
                 settlements: p.settlements,
                 refused: p.refused,
                 refusal: p.last_refusal,
