@@ -606,6 +606,27 @@ pub async fn top_up(
     }
 }
 
+/// Sends an order's commit (after the rejections batched with it) and waits for the bank's
+/// answer to it; a bank that cannot be reached is tried again for a few seconds (a commit is
+/// idempotent), a refusal is not.
+pub async fn commit(bank: &BankConn, batch: Vec<SignedRequest>) -> Result<(), String> {
+    let mut last = String::new();
+    for attempt in 0..5 {
+        match bank.submit(batch.clone()).await {
+            Ok(mut v) => {
+                return match v.pop() {
+                    Some(Ok(_)) => Ok(()),
+                    Some(Err(e)) => Err(e),
+                    None => Err("no answer".into()),
+                };
+            }
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+    }
+    Err(last)
+}
+
 /// Refunds what is left of an escrow to its payer (idempotent).
 pub async fn refund(escrow: &Escrow, user: &Keypair) -> Result<Credits, String> {
     let req = Request::Refund { job: escrow.job };

@@ -3,6 +3,7 @@
 //! says, since the provider had not applied it when it made the list. No IO.
 
 use naac_net::PeerId;
+use naac_proto::MAX_TASKS_PER_ASSIGN;
 use naac_sched::TaskId;
 use std::collections::{HashMap, VecDeque};
 
@@ -54,6 +55,33 @@ impl Assigns {
     }
 }
 
+/// Bytes of `Assign` a batch may fill, well under the wire's limit for the kind
+/// ([`naac_proto::request_limit`]): a batch is cut at this or at `MAX_TASKS_PER_ASSIGN`.
+const ASSIGN_BYTES: usize = 32 << 20;
+
+/// Splits tasks into `Assign`s of at most `MAX_TASKS_PER_ASSIGN` tasks and about
+/// [`ASSIGN_BYTES`] (arguments, input names and a fixed allowance per task).
+pub(super) fn assign_chunks(specs: &[naac_proto::TaskSpec]) -> Vec<&[naac_proto::TaskSpec]> {
+    let size = |t: &naac_proto::TaskSpec| {
+        256 + t.args.iter().map(|a| a.len() + 8).sum::<usize>()
+            + t.inputs.iter().map(|(n, _)| n.len() + 48).sum::<usize>()
+    };
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, t) in specs.iter().enumerate() {
+        let b = size(t);
+        if i > start && (i - start == MAX_TASKS_PER_ASSIGN || bytes + b > ASSIGN_BYTES) {
+            out.push(&specs[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += b;
+    }
+    if start < specs.len() {
+        out.push(&specs[start..]);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +118,30 @@ mod tests {
         a.forget(&p);
         assert!(a.held(&p, 0, []).is_empty());
         assert_eq!(a.send(p, vec![]), 3);
+    }
+
+    fn spec(index: u32, arg: usize) -> naac_proto::TaskSpec {
+        naac_proto::TaskSpec {
+            index,
+            attempt: 1,
+            args: vec!["x".repeat(arg)],
+            stdin: None,
+            inputs: Vec::new(),
+            seed: naac_types::ContentId::of(b"s"),
+            resume: None,
+        }
+    }
+
+    #[test]
+    fn assigns_are_cut_by_count_and_by_bytes() {
+        let small: Vec<_> = (0..10_000).map(|i| spec(i, 10)).collect();
+        let sizes: Vec<usize> = assign_chunks(&small).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, vec![4096, 4096, 1808]);
+        // 20 KiB of arguments each: 4,096 would be 80 MiB, over the wire's 64 MiB.
+        let big: Vec<_> = (0..4096).map(|i| spec(i, 20 << 10)).collect();
+        let chunks = assign_chunks(&big);
+        assert!(chunks.len() >= 3, "{}", chunks.len());
+        assert_eq!(chunks.iter().map(|c| c.len()).sum::<usize>(), 4096);
+        assert!(assign_chunks(&[]).is_empty());
     }
 }

@@ -7,8 +7,7 @@ use super::tally::{Check, RepChange, Streak};
 use super::writer::{Write, WriteJob};
 use naac_net::{Event, PeerId};
 use naac_proto::{
-    Assign, HostStatus, MAX_TASKS_PER_ASSIGN, Report, Request, RequestBody, Response, ResponseBody,
-    TaskResult, VERSION,
+    Assign, HostStatus, Report, Request, RequestBody, Response, ResponseBody, TaskResult, VERSION,
 };
 use naac_sched::{Command, Millis, ProviderInfo, TaskId};
 use naac_types::{ContentId, FailureKind, JobId, Price, ResultRecord};
@@ -711,7 +710,7 @@ impl Session<'_> {
                 }
             }
         }
-        for chunk in assign_chunks(&specs) {
+        for chunk in super::assigns::assign_chunks(&specs) {
             let runs = chunk.iter().map(|t| (TaskId(t.index), t.attempt)).collect();
             let seq = self.assigns.send(provider, runs);
             // The payer's promise for these runs, which the provider may claim against.
@@ -743,18 +742,12 @@ impl Session<'_> {
             let runs: Vec<(u32, u32)> = chunk.iter().map(|t| (t.index, t.attempt)).collect();
             tokio::spawn(async move {
                 // The order's reservation is at the bank before the provider looks for it.
-                if let Some((bank, commit)) = commit {
-                    let why = match bank.submit(commit).await.map(|mut v| v.pop()) {
-                        Ok(Some(Ok(_))) => None,
-                        Ok(Some(Err(e))) => Some(e),
-                        Ok(None) => Some("no answer".into()),
-                        Err(e) => Some(e),
-                    };
-                    if let Some(why) = why {
-                        let why = format!("the bank did not commit the order: {why}");
-                        let _ = tx.send(Internal::AssignFailed(provider, why, runs)).await;
-                        return;
-                    }
+                if let Some((bank, commit)) = commit
+                    && let Err(why) = crate::pay::commit(&bank, commit).await
+                {
+                    let why = format!("the bank did not commit the order: {why}");
+                    let _ = tx.send(Internal::AssignFailed(provider, why, runs)).await;
+                    return;
                 }
                 let why = match client.request(provider, req).await {
                     Ok(Response {
@@ -796,36 +789,9 @@ fn network_label(ip: IpAddr) -> Option<String> {
     }
 }
 
-/// Bytes of `Assign` a batch may fill, well under the wire's limit for the kind
-/// ([`naac_proto::request_limit`]): a batch is cut at this or at `MAX_TASKS_PER_ASSIGN`.
-const ASSIGN_BYTES: usize = 32 << 20;
-
-/// Splits tasks into `Assign`s of at most `MAX_TASKS_PER_ASSIGN` tasks and about
-/// [`ASSIGN_BYTES`] (arguments, input names and a fixed allowance per task).
-fn assign_chunks(specs: &[naac_proto::TaskSpec]) -> Vec<&[naac_proto::TaskSpec]> {
-    let size = |t: &naac_proto::TaskSpec| {
-        256 + t.args.iter().map(|a| a.len() + 8).sum::<usize>()
-            + t.inputs.iter().map(|(n, _)| n.len() + 48).sum::<usize>()
-    };
-    let mut out = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
-    for (i, t) in specs.iter().enumerate() {
-        let b = size(t);
-        if i > start && (i - start == MAX_TASKS_PER_ASSIGN || bytes + b > ASSIGN_BYTES) {
-            out.push(&specs[start..i]);
-            (start, bytes) = (i, 0);
-        }
-        bytes += b;
-    }
-    if start < specs.len() {
-        out.push(&specs[start..]);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{assign_chunks, network_label};
+    use super::network_label;
 
     #[test]
     fn network_labels_name_public_prefixes_only() {
@@ -836,30 +802,5 @@ mod tests {
         assert_eq!(l("2001:db8:1:2::5").as_deref(), Some("net:2001:db8:1::/48"));
         assert_eq!(l("fe80::1"), None);
         assert_eq!(l("fd00::1"), None);
-    }
-
-    fn spec(index: u32, arg: usize) -> naac_proto::TaskSpec {
-        naac_proto::TaskSpec {
-            index,
-            attempt: 1,
-            args: vec!["x".repeat(arg)],
-            stdin: None,
-            inputs: Vec::new(),
-            seed: naac_types::ContentId::of(b"s"),
-            resume: None,
-        }
-    }
-
-    #[test]
-    fn assigns_are_cut_by_count_and_by_bytes() {
-        let small: Vec<_> = (0..10_000).map(|i| spec(i, 10)).collect();
-        let sizes: Vec<usize> = assign_chunks(&small).iter().map(|c| c.len()).collect();
-        assert_eq!(sizes, vec![4096, 4096, 1808]);
-        // 20 KiB of arguments each: 4,096 would be 80 MiB, over the wire's 64 MiB.
-        let big: Vec<_> = (0..4096).map(|i| spec(i, 20 << 10)).collect();
-        let chunks = assign_chunks(&big);
-        assert!(chunks.len() >= 3, "{}", chunks.len());
-        assert_eq!(chunks.iter().map(|c| c.len()).sum::<usize>(), 4096);
-        assert!(assign_chunks(&[]).is_empty());
     }
 }
