@@ -21,6 +21,9 @@ pub mod testing;
 pub use identity::{load_or_create_identity, peer_id_of};
 pub use libp2p::identity::Keypair;
 pub use libp2p::{Multiaddr, PeerId, multiaddr::Protocol};
+
+/// Where the answer to a peer's request goes ([`Client::respond`]).
+pub type Reply = ResponseChannel<naac_proto::Response>;
 pub use market::{
     KAD_PROTOCOL, MAX_GOSSIP_BYTES, MAX_KEY_BYTES, MAX_TOPIC_BYTES, Providers, PublishError,
     dialable_from_wan,

@@ -70,6 +70,28 @@ impl Escrows {
         true
     }
 
+    /// Whether to ask the bank about `job` now, fresh look or not: not while a look is under
+    /// way (for up to 10 s). Marks it asked.
+    pub fn force_ask(&mut self, job: JobId, now: Instant) -> bool {
+        if let Some(since) = self.asking.get(&job)
+            && now.duration_since(*since) < Duration::from_secs(10)
+        {
+            return false;
+        }
+        if self.asking.len() >= MAX_ESCROWS {
+            self.asking.clear();
+        }
+        self.asking.insert(job, now);
+        true
+    }
+
+    /// A check of `job` is in doubt since `at` (an assignment that came then and waited for
+    /// a look): a failure on a look taken after it is believed.
+    pub fn doubt(&mut self, job: JobId, at: Instant) {
+        let f = self.failed.entry(job).or_insert(at);
+        *f = (*f).min(at);
+    }
+
     /// The bank answered about `job` (an error keeps the last look).
     pub fn answered(&mut self, job: JobId, view: Result<Option<EscrowView>, String>, now: Instant) {
         self.asking.remove(&job);

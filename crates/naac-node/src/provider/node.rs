@@ -241,6 +241,7 @@ pub async fn serve(
         min_claim_window: config.min_claim_window,
         escrows: super::escrows::Escrows::default(),
         claims: super::claims::Claims::default(),
+        held_assigns: HashMap::new(),
         provide: config.provide,
         addrs: Vec::new(),
         offer_seq: 0,
@@ -369,6 +370,9 @@ pub(super) struct Provider {
     pub(super) escrows: super::escrows::Escrows,
     /// What this node may claim from paid jobs' escrows.
     pub(super) claims: super::claims::Claims,
+    /// Paid assignments waiting for a fresh look at their escrow, with when they came.
+    pub(super) held_assigns:
+        HashMap<JobId, Vec<(PeerId, Assign, naac_net::Reply, Instant)>>,
     pub(super) provide: bool,
     /// Where we listen (with our peer id), for offers.
     pub(super) addrs: Vec<naac_net::Multiaddr>,
@@ -414,7 +418,25 @@ impl Provider {
                         request.v
                     ))
                 } else {
-                    self.on_request(peer, request.body)
+                    // Paid work the escrow as last seen does not cover waits for a fresh
+                    // look before it is answered.
+                    let (body, channel) = match request.body {
+                        RequestBody::Assign(a)
+                            if self.denied(&peer).is_none() && self.should_hold(&peer, &a) =>
+                        {
+                            match self.hold_assign(peer, a, channel) {
+                                None => return,
+                                Some((a, channel)) => (RequestBody::Assign(a), channel),
+                            }
+                        }
+                        body => (body, channel),
+                    };
+                    let resp = self.on_request(peer, body);
+                    self.runner
+                        .client
+                        .respond(channel, Response::new(resp))
+                        .await;
+                    return;
                 };
                 self.runner
                     .client
@@ -507,7 +529,7 @@ impl Provider {
         self.peers.get(peer).and_then(|u| u.as_deref())
     }
 
-    fn on_assign(&mut self, peer: PeerId, a: Assign) -> ResponseBody {
+    pub(super) fn on_assign(&mut self, peer: PeerId, a: Assign) -> ResponseBody {
         if let Err(why) = self.admission().assign(&peer, self.user_of(&peer), &a) {
             return ResponseBody::Refused(why);
         }
@@ -614,6 +636,7 @@ impl Provider {
                     tracing::warn!("the bank did not show job {}'s escrow: {e}", job.short());
                 }
                 self.escrows.answered(job, view, Instant::now());
+                self.release_held(job);
             }
             Internal::Offer => {
                 if self.last_offer.elapsed() >= Duration::from_secs(1) {

@@ -10,6 +10,10 @@ use std::time::Instant;
 /// An assignment's order, checked, with its runs: what this node claims with.
 pub(super) type Order = (naac_ledger::SignedOrder, Vec<(u32, u32)>);
 
+/// Most assignments held for a fresh look at their escrow, in all and per job.
+const MAX_HELD_ASSIGNS: usize = 1024;
+const MAX_HELD_PER_JOB: usize = 64;
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -34,17 +38,74 @@ impl Provider {
         });
     }
 
-    /// Whether the escrow pays for `a` (on top of what `peer` holds of its job here), for a
-    /// node paid at a bank and a job it bid on; other work runs as before.
-    pub(super) fn escrow_verdict(
+    /// Whether `a` is paid work whose check fails on the escrow as last seen (or it was not
+    /// seen yet): then the assignment waits for a fresh look before it is answered, rather
+    /// than going back unstarted (its order may have been committed since).
+    pub(super) fn should_hold(&self, peer: &PeerId, a: &Assign) -> bool {
+        self.paid_at.is_some()
+            && self.asked.contains(peer, &a.job)
+            && !matches!(self.paid_check(*peer, a), Some(Ok(_)))
+    }
+
+    /// Holds `a` until the bank shows its escrow afresh (bounded: past the bounds it is
+    /// answered at once, as before): then it is given back.
+    pub(super) fn hold_assign(
         &mut self,
         peer: PeerId,
-        a: &Assign,
-    ) -> (super::escrows::Verdict, Option<Order>) {
-        use super::escrows::Verdict;
-        if self.paid_at.is_none() || !self.asked.contains(&peer, &a.job) {
-            return (Verdict::Run, None);
+        a: Assign,
+        channel: naac_net::Reply,
+    ) -> Option<(Assign, naac_net::Reply)> {
+        let total: usize = self.held_assigns.values().map(Vec::len).sum();
+        let here = self.held_assigns.get(&a.job).map_or(0, Vec::len);
+        if total >= MAX_HELD_ASSIGNS || here >= MAX_HELD_PER_JOB {
+            return Some((a, channel));
         }
+        let job = a.job;
+        self.held_assigns
+            .entry(job)
+            .or_default()
+            .push((peer, a, channel, Instant::now()));
+        self.look_up_escrow_now(job);
+        None
+    }
+
+    /// Asks the bank about `job`'s escrow now, unless a look is already under way.
+    fn look_up_escrow_now(&mut self, job: naac_types::JobId) {
+        let Some((bank, _)) = &self.paid_at else {
+            return;
+        };
+        if !self.escrows.force_ask(job, Instant::now()) {
+            return;
+        }
+        let (bank, tx) = (bank.clone(), self.internal.clone());
+        let me = naac_net::ed25519_of_keypair(&self.runner.keypair).map(naac_ledger::AccountKey);
+        tokio::spawn(async move {
+            let view = bank.escrow_for(job, me).await;
+            let _ = tx.send(Internal::Escrow { job, view }).await;
+        });
+    }
+
+    /// The bank showed `job`'s escrow: the assignments held for it are answered now, a
+    /// failing check believed (the look is newer than they are).
+    pub(super) fn release_held(&mut self, job: naac_types::JobId) {
+        let Some(held) = self.held_assigns.remove(&job) else {
+            return;
+        };
+        for (peer, a, channel, arrived) in held {
+            self.escrows.doubt(job, arrived);
+            let body = self.on_assign(peer, a);
+            let client = self.runner.client.clone();
+            tokio::spawn(async move {
+                client
+                    .respond(channel, naac_proto::Response::new(body))
+                    .await;
+            });
+        }
+    }
+
+    /// The checks of paid work `a` against the escrow as last seen: `None` when it was not
+    /// seen yet; `Ok` with the order to claim with.
+    fn paid_check(&self, peer: PeerId, a: &Assign) -> Option<Result<Option<Order>, String>> {
         let in_flight = self
             .jobs
             .get(&(peer, a.job))
@@ -58,8 +119,7 @@ impl Provider {
         let me = naac_net::ed25519_of(&self.runner.client.peer_id()).map(naac_ledger::AccountKey);
         let bank = self.paid_at.as_ref().map(|(_, k)| *k);
         let min_window = self.min_claim_window.as_millis() as u64;
-        let mut order = None;
-        let check = self.escrows.get(&a.job).map(|seen| {
+        self.escrows.get(&a.job).map(|seen| {
             super::admission::escrow_covers(
                 &a.job,
                 seen.view.as_ref(),
@@ -71,15 +131,31 @@ impl Provider {
             let (Some(view), Some(me), Some(bank)) = (seen.view.as_ref(), me, bank) else {
                 return Err("this node has no account key to be paid to".into());
             };
-            order = Some(super::admission::order_covers(
-                a,
-                view,
-                &me,
-                &bank,
-                price,
-                (min_window, now_ms()),
-            )?);
-            Ok(())
+            if view.claim_window_ms == 0 && min_window == 0 {
+                return Ok(None);
+            }
+            let order =
+                super::admission::order_covers(a, view, &me, &bank, price, (min_window, now_ms()))?;
+            Ok(Some(order))
+        })
+    }
+
+    /// Whether the escrow pays for `a` (on top of what `peer` holds of its job here), for a
+    /// node paid at a bank and a job it bid on; other work runs as before.
+    pub(super) fn escrow_verdict(
+        &mut self,
+        peer: PeerId,
+        a: &Assign,
+    ) -> (super::escrows::Verdict, Option<Order>) {
+        use super::escrows::Verdict;
+        if self.paid_at.is_none() || !self.asked.contains(&peer, &a.job) {
+            return (Verdict::Run, None);
+        }
+        let mut order = None;
+        let check = self.paid_check(peer, a).map(|c| {
+            c.map(|o| {
+                order = o;
+            })
         });
         let now = Instant::now();
         let verdict = self.escrows.verdict(a.job, check, now);
