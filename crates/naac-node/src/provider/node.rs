@@ -371,8 +371,7 @@ pub(super) struct Provider {
     /// What this node may claim from paid jobs' escrows.
     pub(super) claims: super::claims::Claims,
     /// Paid assignments waiting for a fresh look at their escrow, with when they came.
-    pub(super) held_assigns:
-        HashMap<JobId, Vec<(PeerId, Assign, naac_net::Reply, Instant)>>,
+    pub(super) held_assigns: HashMap<JobId, Vec<(PeerId, Assign, naac_net::Reply, Instant)>>,
     pub(super) provide: bool,
     /// Where we listen (with our peer id), for offers.
     pub(super) addrs: Vec<naac_net::Multiaddr>,
