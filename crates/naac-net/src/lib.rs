@@ -14,6 +14,7 @@ mod codec;
 mod identity;
 pub mod limits;
 mod market;
+mod reach;
 mod signing;
 #[doc(hidden)]
 pub mod testing;
@@ -28,6 +29,7 @@ pub use market::{
     KAD_PROTOCOL, MAX_GOSSIP_BYTES, MAX_KEY_BYTES, MAX_TOPIC_BYTES, Providers, PublishError,
     dialable_from_wan,
 };
+pub use reach::RelayLimits;
 pub use signing::{
     PeerKeys, ed25519_of, ed25519_of_keypair, peer_of_ed25519, public_key_of, sign, verify,
 };
@@ -64,6 +66,10 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Most inbound connections established at once (see [`limits`] for the other bounds).
     pub max_incoming: u32,
+    /// Serve as a circuit relay and AutoNAT server with these limits (`None`: do not).
+    pub relay: Option<RelayLimits>,
+    /// Keep a reservation on each relay in `join`, so peers reach this node through it.
+    pub reserve: bool,
 }
 
 impl Default for Config {
@@ -75,6 +81,8 @@ impl Default for Config {
             request_timeout: Duration::from_secs(120),
             idle_timeout: Duration::from_secs(300),
             max_incoming: limits::MAX_INCOMING,
+            relay: None,
+            reserve: false,
         }
     }
 }
@@ -134,6 +142,11 @@ struct Behaviour {
     task: request_response::Behaviour<codec::TaskCodec>,
     gossipsub: market::Gossipsub,
     kad: market::Kademlia,
+    relay_client: libp2p::relay::client::Behaviour,
+    relay: Toggle<libp2p::relay::Behaviour>,
+    dcutr: libp2p::dcutr::Behaviour,
+    autonat: libp2p::autonat::v2::client::Behaviour,
+    autonat_server: Toggle<libp2p::autonat::v2::server::Behaviour>,
 }
 
 enum Command {
@@ -374,6 +387,12 @@ pub async fn start(
         dropped_gossip: 0,
         lookups: HashMap::new(),
         book: market::AddressBook::default(),
+        join: config.join.clone(),
+        reserve: config.reserve,
+        relaying: config.relay.is_some(),
+        reserved: Default::default(),
+        direct: Default::default(),
+        reachable: Default::default(),
     };
     tokio::spawn(event_loop.run());
     Ok((
@@ -390,6 +409,7 @@ fn build_swarm(keypair: Keypair, config: &Config) -> anyhow::Result<Swarm<Behavi
     let mdns_on = config.mdns;
     let request_timeout = config.request_timeout;
     let max_incoming = config.max_incoming;
+    let relay = config.relay.clone();
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -397,7 +417,8 @@ fn build_swarm(keypair: Keypair, config: &Config) -> anyhow::Result<Swarm<Behavi
             noise::Config::new,
             yamux::Config::default,
         )?
-        .with_behaviour(|key| {
+        .with_relay_client(noise::Config::new, yamux::Config::default)?
+        .with_behaviour(|key, relay_client| {
             let peer_id = key.public().to_peer_id();
             let mdns = if mdns_on {
                 Some(mdns::tokio::Behaviour::new(
@@ -425,6 +446,11 @@ fn build_swarm(keypair: Keypair, config: &Config) -> anyhow::Result<Swarm<Behavi
                 ),
                 gossipsub: market::gossipsub(key)?,
                 kad: market::kademlia(peer_id),
+                relay_client,
+                relay: Toggle::from(relay.as_ref().map(|l| reach::relay_server(peer_id, l))),
+                dcutr: reach::dcutr(peer_id),
+                autonat: reach::autonat_client(),
+                autonat_server: Toggle::from(relay.as_ref().map(|_| reach::autonat_server())),
             })
         })?
         .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
@@ -453,6 +479,16 @@ pub struct EventLoop {
     lookups: HashMap<QueryId, market::Lookup>,
     /// Addresses heard for peers.
     book: market::AddressBook,
+    /// The peers this node joined, and whether it keeps reservations on the relays among
+    /// them; the relays it asked.
+    join: Vec<Multiaddr>,
+    reserve: bool,
+    /// This node serves as a relay.
+    relaying: bool,
+    reserved: std::collections::HashSet<PeerId>,
+    /// Peers reached directly after hole punching; addresses confirmed reachable.
+    direct: std::collections::HashSet<PeerId>,
+    reachable: std::collections::HashSet<Multiaddr>,
 }
 
 impl EventLoop {
@@ -574,6 +610,7 @@ impl EventLoop {
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::debug!("listening on {address}");
                 self.listeners.push(address.clone());
+                self.relay_listening(&address);
                 self.emit(Event::Listening(address));
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
@@ -624,7 +661,14 @@ impl EventLoop {
                 peer_id,
                 info,
                 ..
-            })) => self.on_identified(peer_id, info),
+            })) => {
+                self.reserve_if_relay(peer_id, &info);
+                self.on_identified(peer_id, info)
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(ev)) => self.on_relay_client(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(ev)) => self.on_relay_server(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(ev)) => self.on_dcutr(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(ev)) => self.on_autonat(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(ev)) => self.on_gossipsub(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Kad(ev)) => self.on_kad(ev),
             _ => {}

@@ -16,6 +16,23 @@ pub struct Args {
     /// (requesters and wallets reach it with --bank ADDR)
     #[arg(long)]
     bank: bool,
+    /// Serve as a circuit relay, AutoNAT server and bootstrap node for hosts behind NAT
+    /// (give it a public address with --listen); they join it with --join ADDR
+    #[arg(long)]
+    relay: bool,
+    /// With --relay: most hosts holding a reservation at once
+    #[arg(long, value_name = "N", default_value_t = 128, requires = "relay")]
+    relay_reservations: usize,
+    /// With --relay: most relayed connections at once (and 4 per host)
+    #[arg(long, value_name = "N", default_value_t = 32, requires = "relay")]
+    relay_circuits: usize,
+    /// With --relay: most bytes one relayed connection carries each way (signalling and
+    /// small jobs, not bulk data: hosts hole-punch a direct connection for that)
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", requires = "relay", value_parser = naac_types::units::parse_size)]
+    relay_circuit_bytes: u64,
+    /// With --relay: longest one relayed connection lasts
+    #[arg(long, value_name = "DURATION", default_value = "10m", requires = "relay", value_parser = crate::run::parse_duration)]
+    relay_circuit_duration: std::time::Duration,
     /// The bank's ledger: a SQLite path (default: bank/ledger.db in the data dir) or a
     /// PostgreSQL connection string (postgres://... or "host=... dbname=...")
     #[arg(long, value_name = "URL", requires = "bank", env = "NAAC_LEDGER")]
@@ -75,9 +92,9 @@ pub struct Args {
 }
 
 pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
-    if !a.provide && !a.bank {
+    if !a.provide && !a.bank && !a.relay {
         eprintln!(
-            "error: nothing to do: give the node a role\nhint: naac node --provide [--slots N] to run tasks, or naac node --bank to keep a pool's accounts"
+            "error: nothing to do: give the node a role\nhint: naac node --provide [--slots N] to run tasks, naac node --bank to keep a pool's accounts, or naac node --relay to let hosts behind NAT be reached"
         );
         return Ok(ExitCode::from(2));
     }
@@ -121,6 +138,15 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
             listen: a.listen,
             join: a.join,
             mdns: !a.no_mdns,
+            relay: a.relay.then(|| naac_net::RelayLimits {
+                max_reservations: a.relay_reservations,
+                max_circuits: a.relay_circuits,
+                circuit_bytes: a.relay_circuit_bytes,
+                circuit_duration: a.relay_circuit_duration,
+                ..naac_net::RelayLimits::default()
+            }),
+            // A provider is reachable through the relays it joins, NAT or not.
+            reserve: a.provide,
             ..naac_net::Config::default()
         },
     );

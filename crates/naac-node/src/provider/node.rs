@@ -294,10 +294,14 @@ pub async fn serve(
     let mut refresh_tick = tokio::time::interval(DEVICE_REFRESH);
     refresh_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
-    tracing::info!(
-        "provider {} up with {slots} slots ({allowed} allowed by policy)",
-        client.peer_id()
-    );
+    if p.provide {
+        tracing::info!(
+            "provider {} up with {slots} slots ({allowed} allowed by policy)",
+            client.peer_id()
+        );
+    } else {
+        tracing::info!("node {} up (runs no tasks)", client.peer_id());
+    }
     loop {
         tokio::select! {
             _ = &mut shutdown => break,

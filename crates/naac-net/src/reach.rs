@@ -1,0 +1,149 @@
+//! Reaching nodes behind NAT: a node may serve as a circuit relay (libp2p relay v2) and an
+//! AutoNAT server; every node can dial through a relay, keeps a reservation on the relays it
+//! joined when asked to (so peers reach it at a `/p2p-circuit` address), upgrades relayed
+//! connections to direct ones by hole punching (DCUtR), and learns which of its addresses
+//! are reachable from outside (AutoNAT v2).
+
+use super::{EventLoop, Protocol};
+use libp2p::{Multiaddr, PeerId, autonat, dcutr, identify, relay};
+use std::time::Duration;
+
+/// The relay protocol a peer lists in identify when it serves reservations.
+const HOP_PROTOCOL: &str = "/libp2p/circuit/relay/0.2.0/hop";
+
+/// What a relay carries, sized so it serves signalling and small jobs, not bulk data.
+#[derive(Clone, Debug)]
+pub struct RelayLimits {
+    /// Peers holding a reservation at once.
+    pub max_reservations: usize,
+    /// Relayed connections at once, and per peer.
+    pub max_circuits: usize,
+    pub max_circuits_per_peer: usize,
+    /// How long one relayed connection may last, and how many bytes it may carry (each way).
+    pub circuit_duration: Duration,
+    pub circuit_bytes: u64,
+}
+
+impl Default for RelayLimits {
+    fn default() -> Self {
+        Self {
+            max_reservations: 128,
+            max_circuits: 32,
+            max_circuits_per_peer: 4,
+            circuit_duration: Duration::from_secs(10 * 60),
+            circuit_bytes: 16 << 20,
+        }
+    }
+}
+
+/// The relay server's behaviour under `limits`.
+pub(crate) fn relay_server(peer: PeerId, limits: &RelayLimits) -> relay::Behaviour {
+    let config = relay::Config {
+        max_reservations: limits.max_reservations,
+        max_circuits: limits.max_circuits,
+        max_circuits_per_peer: limits.max_circuits_per_peer,
+        max_circuit_duration: limits.circuit_duration,
+        max_circuit_bytes: limits.circuit_bytes,
+        ..relay::Config::default()
+    };
+    relay::Behaviour::new(peer, config)
+}
+
+/// A hole-punching behaviour.
+pub(crate) fn dcutr(peer: PeerId) -> dcutr::Behaviour {
+    dcutr::Behaviour::new(peer)
+}
+
+/// The AutoNAT v2 client (every node) and server (relays only).
+pub(crate) fn autonat_client() -> autonat::v2::client::Behaviour {
+    autonat::v2::client::Behaviour::default()
+}
+
+pub(crate) fn autonat_server() -> autonat::v2::server::Behaviour {
+    autonat::v2::server::Behaviour::default()
+}
+
+/// `addr` with its trailing `/p2p/<id>`, if it has one.
+fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    match addr.iter().last() {
+        Some(Protocol::P2p(p)) => Some(p),
+        _ => None,
+    }
+}
+
+impl EventLoop {
+    /// A relay serves reservations only at addresses it knows to be reachable: its
+    /// operator put it on a reachable address (`--listen`), so each address it listens on
+    /// (not a relayed one) is taken as its external address.
+    pub(crate) fn relay_listening(&mut self, addr: &Multiaddr) {
+        if self.relaying && !addr.iter().any(|p| p == Protocol::P2pCircuit) {
+            self.swarm.add_external_address(addr.clone());
+        }
+    }
+
+    /// A peer said what it speaks: when it is a relay this node joined and this node keeps
+    /// reservations, listen through it (once per relay).
+    pub(crate) fn reserve_if_relay(&mut self, peer: PeerId, info: &identify::Info) {
+        if !self.reserve || self.reserved.contains(&peer) {
+            return;
+        }
+        if !info.protocols.iter().any(|p| p.as_ref() == HOP_PROTOCOL) {
+            tracing::debug!("{peer} is no relay: {:?}", info.protocols);
+            return;
+        }
+        let Some(addr) = self.join.iter().find(|a| peer_of(a) == Some(peer)).cloned() else {
+            return;
+        };
+        let circuit = addr.with(Protocol::P2pCircuit);
+        match self.swarm.listen_on(circuit.clone()) {
+            Ok(_) => {
+                self.reserved.insert(peer);
+                tracing::debug!("asking relay {peer} for a reservation");
+            }
+            Err(e) => tracing::warn!("cannot listen through relay {circuit}: {e}"),
+        }
+    }
+
+    pub(crate) fn on_relay_client(&mut self, ev: relay::client::Event) {
+        match ev {
+            relay::client::Event::ReservationReqAccepted {
+                relay_peer_id,
+                renewal,
+                ..
+            } => {
+                if !renewal {
+                    tracing::info!("reachable through relay {relay_peer_id}");
+                }
+            }
+            other => tracing::debug!("relay client: {other:?}"),
+        }
+    }
+
+    pub(crate) fn on_relay_server(&mut self, ev: relay::Event) {
+        tracing::debug!("relay: {ev:?}");
+    }
+
+    pub(crate) fn on_dcutr(&mut self, ev: dcutr::Event) {
+        match ev.result {
+            Ok(_) => {
+                tracing::info!("direct connection to {} (hole punched)", ev.remote_peer_id);
+                self.direct.insert(ev.remote_peer_id);
+            }
+            Err(e) => tracing::info!(
+                "no direct connection to {} ({e}); staying relayed",
+                ev.remote_peer_id
+            ),
+        }
+    }
+
+    pub(crate) fn on_autonat(&mut self, ev: autonat::v2::client::Event) {
+        match ev.result {
+            Ok(()) => {
+                if self.reachable.insert(ev.tested_addr.clone()) {
+                    tracing::info!("reachable at {}", ev.tested_addr);
+                }
+            }
+            Err(e) => tracing::debug!("{} is not reachable from outside: {e:?}", ev.tested_addr),
+        }
+    }
+}
