@@ -29,7 +29,7 @@ pub use market::{
     KAD_PROTOCOL, MAX_GOSSIP_BYTES, MAX_KEY_BYTES, MAX_TOPIC_BYTES, Providers, PublishError,
     dialable_from_wan,
 };
-pub use reach::RelayLimits;
+pub use reach::{Path, RelayLimits};
 pub use signing::{
     PeerKeys, ed25519_of, ed25519_of_keypair, peer_of_ed25519, public_key_of, sign, verify,
 };
@@ -160,6 +160,7 @@ enum Command {
     Listeners(oneshot::Sender<Vec<Multiaddr>>),
     Disconnect(PeerId),
     Rtts(oneshot::Sender<Vec<(PeerId, Duration)>>),
+    Paths(oneshot::Sender<Vec<(PeerId, Path)>>),
     Market(market::MarketCommand),
 }
 
@@ -227,6 +228,15 @@ impl Client {
     pub async fn rtts(&self) -> Vec<(PeerId, Duration)> {
         let (tx, rx) = oneshot::channel();
         if self.send(Command::Rtts(tx)).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// How each connected peer is reached: directly, or only through a relay.
+    pub async fn paths(&self) -> Vec<(PeerId, Path)> {
+        let (tx, rx) = oneshot::channel();
+        if self.send(Command::Paths(tx)).await.is_err() {
             return Vec::new();
         }
         rx.await.unwrap_or_default()
@@ -383,6 +393,7 @@ pub async fn start(
         backlog: std::collections::VecDeque::new(),
         unanswered: limits::Unanswered::default(),
         rtts: HashMap::new(),
+        paths: reach::Paths::default(),
         backlog_gossip: 0,
         dropped_gossip: 0,
         lookups: HashMap::new(),
@@ -472,6 +483,8 @@ pub struct EventLoop {
     unanswered: limits::Unanswered,
     /// Latest ping round trip per connected peer.
     rtts: HashMap<PeerId, Duration>,
+    /// Open connections per peer, direct and relayed.
+    paths: reach::Paths,
     /// Gossip messages in `backlog`, and how many were dropped because it was full.
     backlog_gossip: usize,
     dropped_gossip: u64,
@@ -560,6 +573,9 @@ impl EventLoop {
             Command::Disconnect(peer) => {
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
+            Command::Paths(reply) => {
+                let _ = reply.send(self.paths.paths());
+            }
             Command::Rtts(reply) => {
                 let _ = reply.send(self.rtts.iter().map(|(p, d)| (*p, *d)).collect());
             }
@@ -622,6 +638,7 @@ impl EventLoop {
                 endpoint,
                 ..
             } => {
+                self.paths.opened(peer_id, endpoint.is_relayed());
                 if endpoint.is_dialer() {
                     self.on_dialed(peer_id, endpoint.get_remote_address().clone());
                 }
@@ -632,11 +649,15 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                num_established,
+                endpoint,
                 ..
             } => {
-                self.rtts.remove(&peer_id);
-                self.emit(Event::Disconnected(peer_id));
+                self.paths.closed(peer_id, endpoint.is_relayed());
+                if num_established == 0 {
+                    self.rtts.remove(&peer_id);
+                    self.emit(Event::Disconnected(peer_id));
+                }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
                 peer,

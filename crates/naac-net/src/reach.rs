@@ -63,6 +63,68 @@ pub(crate) fn autonat_server() -> autonat::v2::server::Behaviour {
     autonat::v2::server::Behaviour::default()
 }
 
+/// How a peer is reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Path {
+    /// At least one direct connection.
+    Direct,
+    /// Only through a relay.
+    Relayed,
+}
+
+impl Path {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Path::Direct => "direct",
+            Path::Relayed => "relayed",
+        }
+    }
+}
+
+/// Open connections per peer: (direct, relayed).
+#[derive(Default)]
+pub(crate) struct Paths(std::collections::HashMap<PeerId, (u32, u32)>);
+
+impl Paths {
+    pub(crate) fn opened(&mut self, peer: PeerId, relayed: bool) {
+        let c = self.0.entry(peer).or_default();
+        if relayed {
+            c.1 += 1;
+        } else {
+            c.0 += 1;
+        }
+    }
+
+    pub(crate) fn closed(&mut self, peer: PeerId, relayed: bool) {
+        if let Some(c) = self.0.get_mut(&peer) {
+            if relayed {
+                c.1 = c.1.saturating_sub(1);
+            } else {
+                c.0 = c.0.saturating_sub(1);
+            }
+            if *c == (0, 0) {
+                self.0.remove(&peer);
+            }
+        }
+    }
+
+    pub(crate) fn paths(&self) -> Vec<(PeerId, Path)> {
+        self.0
+            .iter()
+            .map(|(p, (direct, _))| {
+                (
+                    *p,
+                    if *direct > 0 {
+                        Path::Direct
+                    } else {
+                        Path::Relayed
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
 /// `addr` with its trailing `/p2p/<id>`, if it has one.
 fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
     match addr.iter().last() {

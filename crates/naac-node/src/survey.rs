@@ -254,6 +254,8 @@ pub struct Seen {
     pub peer: PeerId,
     pub welcome: Welcome,
     pub rtt: Option<Duration>,
+    /// How it is reached from here: directly, or only through a relay.
+    pub path: Option<naac_net::Path>,
     /// Its asking price per giga-fuel, from its market offer if one was heard.
     pub ask: Option<Price>,
 }
@@ -323,12 +325,14 @@ pub async fn survey(
         }
     }
     let rtts: HashMap<PeerId, Duration> = client.rtts().await.into_iter().collect();
+    let paths: HashMap<PeerId, naac_net::Path> = client.paths().await.into_iter().collect();
     let asks = market.asks();
     let mut out: Vec<Seen> = seen
         .into_iter()
         .map(|(peer, welcome)| Seen {
             peer,
             rtt: rtts.get(&peer).copied(),
+            path: paths.get(&peer).copied(),
             ask: asks.get(&peer).copied(),
             welcome,
         })

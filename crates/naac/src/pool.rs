@@ -259,7 +259,11 @@ fn host_text(s: &Seen, record: Option<&Record>) -> String {
         .rtt
         .map(|d| format!("{:.2} ms", d.as_secs_f64() * 1e3))
         .unwrap_or_else(|| "not measured yet".into());
-    let _ = writeln!(o, "  latency       {latency} from here");
+    let path = s.path.map_or("", |p| match p {
+        naac_net::Path::Direct => ", connected directly",
+        naac_net::Path::Relayed => ", connected through a relay",
+    });
+    let _ = writeln!(o, "  latency       {latency} from here{path}");
     let _ = writeln!(
         o,
         "  availability  {:.0}% of the last 7 days",
@@ -285,6 +289,7 @@ fn host_json(s: &Seen, record: Option<&Record>) -> serde_json::Value {
         "resources": st.resources,
         "limits": st.limits,
         "latency_ms": s.rtt.map(|d| d.as_secs_f64() * 1e3),
+        "connection": s.path.map(|p| p.as_str()),
         "ask": s.ask.map(|p| p.to_string()),
         "reputation": record.map(|r| serde_json::json!({
             "score": r.score(),

@@ -6,14 +6,11 @@
 
 mod common;
 
-use common::{Scratch, naac, stderr};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
+use common::{Scratch, address_from, naac, spawn_lines, stderr};
+use std::process::Child;
 use std::sync::mpsc;
-use std::time::Duration;
 
-/// A `naac node` with its stdout lines (`listening on ADDR`, one per address) read into a
-/// channel, so later addresses (a relayed one) are seen and the pipe stays open.
+/// A `naac node`, killed when dropped, with its stdout lines.
 struct Node {
     child: Child,
     lines: mpsc::Receiver<String>,
@@ -21,38 +18,14 @@ struct Node {
 
 impl Node {
     fn start(home: &std::path::Path, args: &[&str]) -> Node {
-        let mut child = naac()
-            .env("NAAC_HOME", home)
-            .arg("node")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start naac node");
-        let out = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let mut c = naac();
+        c.env("NAAC_HOME", home).arg("node").args(args);
+        let (child, lines) = spawn_lines(c);
         Node { child, lines }
     }
 
-    /// The first address it prints that `pick` accepts (within 20 s).
     fn address(&self, pick: impl Fn(&str) -> bool) -> String {
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(Duration::from_secs(20))
-                .expect("the node printed the address in time");
-            if let Some(addr) = line.strip_prefix("listening on ")
-                && pick(addr)
-            {
-                return addr.to_string();
-            }
-        }
+        address_from(&self.lines, pick)
     }
 }
 
@@ -117,4 +90,19 @@ fn a_requester_reaches_a_provider_through_its_relay_and_then_directly() {
         err.contains(&format!("direct connection to {peer} (hole punched)")),
         "{err}"
     );
+    // `naac pool` says how each host is reached.
+    let out = naac()
+        .env("NAAC_HOME", s.home())
+        .args(["pool", "--json", "--no-mdns", "--join", &circuit])
+        .output()
+        .expect("naac pool");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pool: serde_json::Value = serde_json::from_slice(&out.stdout).expect("pool json");
+    let hosts = pool["hosts"].as_array().expect("hosts");
+    let host = hosts
+        .iter()
+        .find(|h| h["peer_id"] == peer.as_str())
+        .unwrap_or_else(|| panic!("the provider is in the pool: {pool:#}"));
+    let how = host["connection"].as_str().expect("connection");
+    assert!(how == "direct" || how == "relayed", "{how}");
 }

@@ -152,3 +152,39 @@ impl Drop for Provider {
         let _ = self.child.wait();
     }
 }
+
+/// Starts a command with its stdout lines read into a channel (so later lines, such as a
+/// node's relayed address, are seen, and the pipe stays open while it runs).
+pub fn spawn_lines(mut c: Command) -> (Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start naac");
+    let out = child.stdout.take().expect("stdout");
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, lines)
+}
+
+/// The first `listening on ADDR` line whose address `pick` accepts (within 20 s).
+pub fn address_from(
+    lines: &std::sync::mpsc::Receiver<String>,
+    pick: impl Fn(&str) -> bool,
+) -> String {
+    loop {
+        let line = lines
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the node printed the address in time");
+        if let Some(addr) = line.strip_prefix("listening on ")
+            && pick(addr)
+        {
+            return addr.to_string();
+        }
+    }
+}
