@@ -16,6 +16,7 @@ pub mod limits;
 mod market;
 mod reach;
 mod signing;
+mod swarm;
 #[doc(hidden)]
 pub mod testing;
 
@@ -36,13 +37,14 @@ pub use signing::{
 
 use futures::StreamExt;
 use libp2p::kad::QueryId;
-use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent, behaviour::toggle::Toggle};
-use libp2p::{StreamProtocol, Swarm, identify, mdns, noise, ping, tcp, yamux};
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Swarm, identify, mdns, ping};
 use naac_proto::{Request, Response, ResponseBody, TASK_PROTOCOL};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use swarm::{Behaviour, BehaviourEvent, build_swarm};
 use tokio::sync::{mpsc, oneshot};
 
 /// Capacity of the command and event channels.
@@ -131,22 +133,6 @@ pub enum Event {
         topic: String,
         data: Vec<u8>,
     },
-}
-
-#[derive(NetworkBehaviour)]
-struct Behaviour {
-    limits: libp2p::connection_limits::Behaviour,
-    identify: identify::Behaviour,
-    ping: ping::Behaviour,
-    mdns: Toggle<mdns::tokio::Behaviour>,
-    task: request_response::Behaviour<codec::TaskCodec>,
-    gossipsub: market::Gossipsub,
-    kad: market::Kademlia,
-    relay_client: libp2p::relay::client::Behaviour,
-    relay: Toggle<libp2p::relay::Behaviour>,
-    dcutr: libp2p::dcutr::Behaviour,
-    autonat: libp2p::autonat::v2::client::Behaviour,
-    autonat_server: Toggle<libp2p::autonat::v2::server::Behaviour>,
 }
 
 enum Command {
@@ -402,6 +388,7 @@ pub async fn start(
         reserve: config.reserve,
         relaying: config.relay.is_some(),
         reserved: Default::default(),
+        rejoin: HashMap::new(),
         direct: Default::default(),
         reachable: Default::default(),
     };
@@ -414,59 +401,6 @@ pub async fn start(
         },
         ev_rx,
     ))
-}
-
-fn build_swarm(keypair: Keypair, config: &Config) -> anyhow::Result<Swarm<Behaviour>> {
-    let mdns_on = config.mdns;
-    let request_timeout = config.request_timeout;
-    let max_incoming = config.max_incoming;
-    let relay = config.relay.clone();
-    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::new().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )?
-        .with_relay_client(noise::Config::new, yamux::Config::default)?
-        .with_behaviour(|key, relay_client| {
-            let peer_id = key.public().to_peer_id();
-            let mdns = if mdns_on {
-                Some(mdns::tokio::Behaviour::new(
-                    mdns::Config::default(),
-                    peer_id,
-                )?)
-            } else {
-                None
-            };
-            let codec = codec::TaskCodec;
-            Ok(Behaviour {
-                limits: limits::connections(max_incoming),
-                identify: identify::Behaviour::new(
-                    identify::Config::new("/naac/id/1".into(), key.public())
-                        .with_agent_version(format!("naac/{}", env!("CARGO_PKG_VERSION"))),
-                ),
-                ping: ping::Behaviour::new(ping::Config::new()),
-                mdns: Toggle::from(mdns),
-                task: request_response::Behaviour::with_codec(
-                    codec,
-                    [(StreamProtocol::new(TASK_PROTOCOL), ProtocolSupport::Full)],
-                    request_response::Config::default()
-                        .with_request_timeout(request_timeout)
-                        .with_max_concurrent_streams(limits::MAX_STREAMS_PER_CONNECTION),
-                ),
-                gossipsub: market::gossipsub(key)?,
-                kad: market::kademlia(peer_id),
-                relay_client,
-                relay: Toggle::from(relay.as_ref().map(|l| reach::relay_server(peer_id, l))),
-                dcutr: reach::dcutr(peer_id),
-                autonat: reach::autonat_client(),
-                autonat_server: Toggle::from(relay.as_ref().map(|_| reach::autonat_server())),
-            })
-        })?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
-        .build();
-    Ok(swarm)
 }
 
 /// Owns the swarm; see the crate docs.
@@ -499,6 +433,8 @@ pub struct EventLoop {
     /// This node serves as a relay.
     relaying: bool,
     reserved: std::collections::HashSet<PeerId>,
+    /// Joined peers lost, to dial again: when next, and the wait after that.
+    rejoin: HashMap<PeerId, (Instant, Duration)>,
     /// Peers reached directly after hole punching; addresses confirmed reachable.
     direct: std::collections::HashSet<PeerId>,
     reachable: std::collections::HashSet<Multiaddr>,
@@ -510,6 +446,9 @@ impl EventLoop {
         // Lookup deadlines are checked on this tick (only while lookups run).
         let mut lookup_tick = tokio::time::interval(Duration::from_millis(100));
         lookup_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Joined peers that were lost are dialled again on this tick (only while some are).
+        let mut rejoin_tick = tokio::time::interval(Duration::from_millis(500));
+        rejoin_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 ev = self.swarm.select_next_some() => self.on_swarm(ev),
@@ -531,6 +470,7 @@ impl EventLoop {
                     }
                 },
                 _ = lookup_tick.tick(), if !self.lookups.is_empty() => self.expire_lookups(),
+                _ = rejoin_tick.tick(), if !self.rejoin.is_empty() => self.rejoin_due(),
             }
         }
         tracing::debug!("network event loop stopped");
@@ -639,6 +579,7 @@ impl EventLoop {
                 ..
             } => {
                 self.paths.opened(peer_id, endpoint.is_relayed());
+                self.rejoin.remove(&peer_id);
                 if endpoint.is_dialer() {
                     self.on_dialed(peer_id, endpoint.get_remote_address().clone());
                 }
@@ -656,6 +597,7 @@ impl EventLoop {
                 self.paths.closed(peer_id, endpoint.is_relayed());
                 if num_established == 0 {
                     self.rtts.remove(&peer_id);
+                    self.lost_joined(peer_id);
                     self.emit(Event::Disconnected(peer_id));
                 }
             }

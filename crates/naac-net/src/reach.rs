@@ -133,7 +133,48 @@ fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
     }
 }
 
+/// The first wait before a lost joined peer is dialled again, and the longest.
+const REJOIN_FIRST: Duration = Duration::from_secs(1);
+const REJOIN_MAX: Duration = Duration::from_secs(30);
+
 impl EventLoop {
+    /// The last connection to `peer` closed: a peer this node joined (a relay, a bootstrap
+    /// node) is dialled again until it answers, and its reservation asked for again then.
+    pub(crate) fn lost_joined(&mut self, peer: PeerId) {
+        self.reserved.remove(&peer);
+        if self.join.iter().any(|a| peer_of(a) == Some(peer)) {
+            tracing::info!("lost joined peer {peer}: dialling it again");
+            self.rejoin.insert(
+                peer,
+                (std::time::Instant::now() + REJOIN_FIRST, REJOIN_FIRST),
+            );
+        }
+    }
+
+    /// Dials the lost joined peers whose time has come, each waiting twice as long next.
+    pub(crate) fn rejoin_due(&mut self) {
+        let now = std::time::Instant::now();
+        let due: Vec<PeerId> = self
+            .rejoin
+            .iter()
+            .filter(|(_, (at, _))| *at <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in due {
+            let Some(addr) = self.join.iter().find(|a| peer_of(a) == Some(peer)).cloned() else {
+                self.rejoin.remove(&peer);
+                continue;
+            };
+            if let Some((at, wait)) = self.rejoin.get_mut(&peer) {
+                *wait = (*wait * 2).min(REJOIN_MAX);
+                *at = now + *wait;
+            }
+            if let Err(e) = self.swarm.dial(addr.clone()) {
+                tracing::debug!("dial {addr} again: {e}");
+            }
+        }
+    }
+
     /// A relay serves reservations only at addresses it knows to be reachable: its
     /// operator put it on a reachable address (`--listen`), so each address it listens on
     /// (not a relayed one) is taken as its external address.

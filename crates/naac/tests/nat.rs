@@ -188,3 +188,164 @@ fn behind_a_symmetric_nat_a_job_still_completes_through_the_relay() {
         "{err}"
     );
 }
+
+#[test]
+fn a_home_cut_off_mid_job_loses_its_tasks_to_another_and_rejoins_when_back() {
+    let Some(mut lab) = Lab::up("c", "cone") else {
+        return;
+    };
+    let s = Scratch::new();
+    let relay = lab.node(
+        "pub",
+        &s.path().join("relay"),
+        &[
+            "--relay",
+            "--no-mdns",
+            "--listen",
+            "/ip4/198.18.0.10/tcp/4001",
+        ],
+        |_| true,
+    );
+    let provider = |home: &str| {
+        vec![
+            "--provide".to_string(),
+            "--ephemeral".into(),
+            "--slots".into(),
+            "2".into(),
+            "--no-mdns".into(),
+            "--join".into(),
+            relay.clone(),
+            "--listen".into(),
+            "/ip4/0.0.0.0/tcp/4002".into(),
+            format!("--owner={home}"),
+        ]
+    };
+    // Home A's provider: its stdout kept, to see it come back.
+    let mut c = lab.naac("hA", &s.path().join("a"));
+    c.arg("node").args(provider("a"));
+    let (child, a_lines) = spawn_lines(c);
+    lab.children.push(child);
+    let a = address_from(&a_lines, |x| x.contains("/p2p-circuit/"));
+    let b = lab.node(
+        "hB",
+        &s.path().join("b"),
+        &provider("b").iter().map(String::as_str).collect::<Vec<_>>(),
+        |x| x.contains("/p2p-circuit/"),
+    );
+    let a_peer = a.rsplit('/').next().expect("peer").to_string();
+    let b_peer = b.rsplit('/').next().expect("peer").to_string();
+    // 12 tasks of about a second of CPU each on 4 slots; the requester is on the public
+    // host.
+    let job = s.job(
+        "cut",
+        "pi/pi.wasm",
+        "args = [\"{seed}\", \"150000000\"]\n[sweep]\nseed = { from = 0, to = 12 }\n[limits]\nfuel = 1_000_000_000_000\n",
+    );
+    let mut run = lab
+        .naac("pub", &s.path().join("requester"))
+        .arg("run")
+        .arg(&job)
+        .args([
+            "--json",
+            "--no-mdns",
+            "--no-pay",
+            "--join",
+            &a,
+            "--join",
+            &b,
+            "--out",
+        ])
+        .arg(s.path().join("out"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("naac run");
+    // Once both homes are at work, home A's router loses its Internet link.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let cut = Command::new(lab_script())
+        .args(["link", &lab.prefix, "rA", "down"])
+        .output()
+        .expect("nat-lab link");
+    assert!(cut.status.success(), "{}", stderr(&cut));
+    let out = wait_output(&mut run, std::time::Duration::from_secs(120));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("summary");
+    assert_eq!(summary["tasks"]["succeeded"], 12, "{summary:#}");
+    let did = |peer: &str| {
+        summary["providers"]
+            .as_array()
+            .expect("providers")
+            .iter()
+            .find(|p| p["peer_id"] == peer)
+            .map_or(0, |p| p["tasks"].as_u64().unwrap_or(0))
+    };
+    assert!(did(&b_peer) > 0, "{summary:#}");
+    assert_eq!(did(&a_peer) + did(&b_peer), 12, "{summary:#}");
+    // Home A's runs in flight at the cut were lost, and run again on home B.
+    let lost = summary["providers"]
+        .as_array()
+        .expect("providers")
+        .iter()
+        .find(|p| p["peer_id"] == a_peer.as_str())
+        .map_or(0, |p| p["lost"].as_u64().unwrap_or(0));
+    assert!(lost > 0, "{summary:#}");
+    // The link is back: home A is in the pool again, through its relay (its connection to
+    // the relay survives a short cut, or it dials the relay again and gets a new
+    // reservation).
+    let up = Command::new(lab_script())
+        .args(["link", &lab.prefix, "rA", "up"])
+        .output()
+        .expect("nat-lab link");
+    assert!(up.status.success(), "{}", stderr(&up));
+    let t = std::time::Instant::now();
+    loop {
+        let pool = lab
+            .naac("pub", &s.path().join("looker"))
+            .args(["pool", "--json", "--no-mdns", "--wait", "2s", "--join", &a])
+            .output()
+            .expect("naac pool");
+        let v: serde_json::Value =
+            serde_json::from_slice(&pool.stdout).unwrap_or(serde_json::Value::Null);
+        let back = v["hosts"]
+            .as_array()
+            .is_some_and(|h| h.iter().any(|h| h["peer_id"] == a_peer.as_str()));
+        if back {
+            break;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(60),
+            "home A never came back: {}",
+            stderr(&pool)
+        );
+    }
+    drop(a_lines);
+}
+
+/// Waits for `child` to exit (killing it after `limit`) and collects its output.
+fn wait_output(child: &mut Child, limit: std::time::Duration) -> Output {
+    let t = std::time::Instant::now();
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        if t.elapsed() > limit {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let mut stdout = Vec::new();
+    let mut err = Vec::new();
+    use std::io::Read;
+    if let Some(mut o) = child.stdout.take() {
+        let _ = o.read_to_end(&mut stdout);
+    }
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_end(&mut err);
+    }
+    Output {
+        status: child.wait().expect("status"),
+        stdout,
+        stderr: err,
+    }
+}
