@@ -71,6 +71,21 @@ impl Lab {
         c
     }
 
+    /// Starts the relay on the public host; its address.
+    fn relay(&mut self, s: &Scratch) -> String {
+        self.node(
+            "pub",
+            &s.path().join("relay"),
+            &[
+                "--relay",
+                "--no-mdns",
+                "--listen",
+                "/ip4/198.18.0.10/tcp/4001",
+            ],
+            |_| true,
+        )
+    }
+
     /// Starts `naac node ARGS` in `ns` and returns the first address it prints that `pick`
     /// accepts.
     fn node(
@@ -103,17 +118,7 @@ impl Drop for Lab {
 /// A relay on the public host, a provider at home A joined to it, and a job run from home B
 /// through the provider's relayed address. Returns the run and the provider's peer id.
 fn job_across_nats(lab: &mut Lab, s: &Scratch) -> (Output, serde_json::Value, String) {
-    let relay = lab.node(
-        "pub",
-        &s.path().join("relay"),
-        &[
-            "--relay",
-            "--no-mdns",
-            "--listen",
-            "/ip4/198.18.0.10/tcp/4001",
-        ],
-        |_| true,
-    );
+    let relay = lab.relay(s);
     let circuit = lab.node(
         "hA",
         &s.path().join("provider"),
@@ -195,17 +200,7 @@ fn a_home_cut_off_mid_job_loses_its_tasks_to_another_and_rejoins_when_back() {
         return;
     };
     let s = Scratch::new();
-    let relay = lab.node(
-        "pub",
-        &s.path().join("relay"),
-        &[
-            "--relay",
-            "--no-mdns",
-            "--listen",
-            "/ip4/198.18.0.10/tcp/4001",
-        ],
-        |_| true,
-    );
+    let relay = lab.relay(&s);
     let provider = |home: &str| {
         vec![
             "--provide".to_string(),

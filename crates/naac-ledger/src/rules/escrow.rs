@@ -10,6 +10,20 @@ use naac_market::{SignedAsk, verify_ed25519};
 use naac_types::{Credits, JobId, Price, ResultRecord};
 
 impl Ledger {
+    /// The escrow of `job`.
+    fn escrow_slot(&self, job: JobId) -> Result<&EscrowSlot, LedgerError> {
+        self.escrows.get(&job).ok_or(LedgerError::NoSuchEscrow(job))
+    }
+
+    /// The escrow of `job`, for a request its payer must have signed.
+    fn paying_escrow(&self, d: &Draft, job: JobId) -> Result<&EscrowSlot, LedgerError> {
+        let slot = self.escrow_slot(job)?;
+        if d.signer != slot.state.payer {
+            return Err(d.not_payer(slot.state.payer));
+        }
+        Ok(slot)
+    }
+
     /// Opens the escrow of `job`, funded by `payer`'s wallet.
     // The request's fields, as `plan` destructures them.
     #[allow(clippy::too_many_arguments)]
@@ -84,14 +98,8 @@ impl Ledger {
         nonce: u64,
         expires_ms: Option<u64>,
     ) -> Result<Plan, LedgerError> {
-        let slot = self
-            .escrows
-            .get(&job)
-            .ok_or(LedgerError::NoSuchEscrow(job))?;
+        let slot = self.paying_escrow(d, job)?;
         let esc = &slot.state;
-        if d.signer != esc.payer {
-            return Err(d.not_payer(esc.payer));
-        }
         if let Some(before) = self.top_ups.get(&(job, nonce)) {
             let conflict = LedgerError::TopUpNonceReused { job, nonce };
             return Plan::again(&before.msg, before.seq, &d.seen.msg, conflict);
@@ -152,14 +160,8 @@ impl Ledger {
         (winner, second): (SignedAsk, Option<SignedAsk>),
         fuel: Option<u64>,
     ) -> Result<Plan, LedgerError> {
-        let slot = self
-            .escrows
-            .get(&job)
-            .ok_or(LedgerError::NoSuchEscrow(job))?;
+        let slot = self.paying_escrow(d, job)?;
         let esc = &slot.state;
-        if d.signer != esc.payer {
-            return Err(d.not_payer(esc.payer));
-        }
         let parsed = parse_record(&record, job)?;
         let record_hash = blake(&record.bytes);
         if let Some(seq) = self.settled.get(&record_hash) {
@@ -260,10 +262,7 @@ impl Ledger {
 
     /// Closes the escrow of `job` and returns what is left to its payer.
     pub(super) fn plan_refund(&self, d: &Draft, job: JobId) -> Result<Plan, LedgerError> {
-        let slot = self
-            .escrows
-            .get(&job)
-            .ok_or(LedgerError::NoSuchEscrow(job))?;
+        let slot = self.escrow_slot(job)?;
         let esc = &slot.state;
         let by_payer = d.signer == esc.payer;
         let expired_by_bank = d.signer == self.bank && d.now_ms >= esc.expires_ms;
@@ -433,14 +432,8 @@ impl Ledger {
         job: JobId,
         order: &SignedOrder,
     ) -> Result<Plan, LedgerError> {
-        let slot = self
-            .escrows
-            .get(&job)
-            .ok_or(LedgerError::NoSuchEscrow(job))?;
+        let slot = self.paying_escrow(d, job)?;
         let esc = &slot.state;
-        if d.signer != esc.payer {
-            return Err(d.not_payer(esc.payer));
-        }
         let (o, hash) = self.read_order(d, esc, job, order)?;
         if let Some(seq) = self.commits.get(&hash) {
             return Ok(Plan::Duplicate(*seq));
@@ -514,10 +507,7 @@ impl Ledger {
         record: SignedRecord,
         (index, proof): (u32, &[crate::entry::Hash]),
     ) -> Result<Plan, LedgerError> {
-        let slot = self
-            .escrows
-            .get(&job)
-            .ok_or(LedgerError::NoSuchEscrow(job))?;
+        let slot = self.escrow_slot(job)?;
         let esc = &slot.state;
         let parsed = parse_record(&record, job)?;
         let record_hash = blake(&record.bytes);
@@ -623,14 +613,8 @@ impl Ledger {
         (task, attempt): (u32, u32),
         (index, proof): (u32, &[crate::entry::Hash]),
     ) -> Result<Plan, LedgerError> {
-        let slot = self
-            .escrows
-            .get(&job)
-            .ok_or(LedgerError::NoSuchEscrow(job))?;
+        let slot = self.paying_escrow(d, job)?;
         let esc = &slot.state;
-        if d.signer != esc.payer {
-            return Err(d.not_payer(esc.payer));
-        }
         let (o, hash) = self.read_order(d, esc, job, order)?;
         let run = (job, task, attempt, o.provider);
         if let Some(seq) = self.rejected.get(&run) {

@@ -24,12 +24,23 @@ impl Provider {
     /// Asks the bank this node is paid at about `job`'s escrow, unless a look is under way
     /// or fresh; the answer comes back as [`Internal::Escrow`].
     pub(super) fn look_up_escrow(&mut self, job: naac_types::JobId) {
+        if self.paid_at.is_some() && self.escrows.should_ask(job, Instant::now()) {
+            self.ask_bank(job);
+        }
+    }
+
+    /// Asks the bank about `job`'s escrow now, fresh look or not, unless a look is under way.
+    fn look_up_escrow_now(&mut self, job: naac_types::JobId) {
+        if self.paid_at.is_some() && self.escrows.force_ask(job, Instant::now()) {
+            self.ask_bank(job);
+        }
+    }
+
+    /// Sends the look at `job`'s escrow (with what it reserves for this node).
+    fn ask_bank(&self, job: naac_types::JobId) {
         let Some((bank, _)) = &self.paid_at else {
             return;
         };
-        if !self.escrows.should_ask(job, Instant::now()) {
-            return;
-        }
         let (bank, tx) = (bank.clone(), self.internal.clone());
         let me = naac_net::ed25519_of_keypair(&self.runner.keypair).map(naac_ledger::AccountKey);
         tokio::spawn(async move {
@@ -67,22 +78,6 @@ impl Provider {
             .push((peer, a, channel, Instant::now()));
         self.look_up_escrow_now(job);
         None
-    }
-
-    /// Asks the bank about `job`'s escrow now, unless a look is already under way.
-    fn look_up_escrow_now(&mut self, job: naac_types::JobId) {
-        let Some((bank, _)) = &self.paid_at else {
-            return;
-        };
-        if !self.escrows.force_ask(job, Instant::now()) {
-            return;
-        }
-        let (bank, tx) = (bank.clone(), self.internal.clone());
-        let me = naac_net::ed25519_of_keypair(&self.runner.keypair).map(naac_ledger::AccountKey);
-        tokio::spawn(async move {
-            let view = bank.escrow_for(job, me).await;
-            let _ = tx.send(Internal::Escrow { job, view }).await;
-        });
     }
 
     /// The bank showed `job`'s escrow: the assignments held for it are answered now, a
