@@ -137,6 +137,7 @@ pub enum Event {
 
 enum Command {
     Dial(Multiaddr, oneshot::Sender<anyhow::Result<()>>),
+    DialPeer(PeerId, Vec<Multiaddr>, oneshot::Sender<anyhow::Result<()>>),
     Request {
         peer: PeerId,
         request: Request,
@@ -174,6 +175,14 @@ impl Client {
     pub async fn dial(&self, addr: Multiaddr) -> anyhow::Result<()> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Dial(addr, tx)).await?;
+        rx.await.map_err(|_| RequestError::Stopped)?
+    }
+
+    /// Dials `peer` at any of `addrs` (tried until one answers): a peer heard of on the
+    /// market, reachable perhaps only through a relay.
+    pub async fn dial_peer(&self, peer: PeerId, addrs: Vec<Multiaddr>) -> anyhow::Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::DialPeer(peer, addrs, tx)).await?;
         rx.await.map_err(|_| RequestError::Stopped)?
     }
 
@@ -483,6 +492,16 @@ impl EventLoop {
                     .swarm
                     .dial(addr.clone())
                     .map_err(|e| anyhow::anyhow!("dial {addr}: {e}"));
+                let _ = reply.send(r);
+            }
+            Command::DialPeer(peer, addrs, reply) => {
+                let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                    .addresses(addrs)
+                    .build();
+                let r = self
+                    .swarm
+                    .dial(opts)
+                    .map_err(|e| anyhow::anyhow!("dial {peer}: {e}"));
                 let _ = reply.send(r);
             }
             Command::Request {

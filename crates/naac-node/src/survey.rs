@@ -36,10 +36,12 @@ pub async fn discover(client: &Client, delay: Duration, within: Duration) -> any
                 tracing::debug!("the DHT names {} providers of {class}", found.len());
                 for (peer, addrs) in found {
                     // Only addresses fit to dial on a stranger's word (see Market).
-                    if let Some(a) = addrs
+                    let addrs: Vec<Multiaddr> = addrs
                         .into_iter()
-                        .find(|a| naac_net::dialable_from_wan(a, client.home()))
-                        && let Err(e) = client.dial(a).await
+                        .filter(|a| naac_net::dialable_from_wan(a, client.home()))
+                        .collect();
+                    if !addrs.is_empty()
+                        && let Err(e) = client.dial_peer(peer, addrs).await
                     {
                         tracing::debug!("dial {peer}: {e:#}");
                     }
@@ -103,7 +105,7 @@ impl Market {
         source: Option<PeerId>,
         via: PeerId,
         want: impl FnOnce(&PeerId, &naac_market::Offer) -> bool,
-    ) -> Option<(PeerId, Multiaddr)> {
+    ) -> Option<(PeerId, Vec<Multiaddr>)> {
         let offer = offer_of(topic, data)?;
         if source.is_none() || naac_net::peer_of_ed25519(&offer.offer.provider) != source {
             // Someone else's offer for a key of its own making: keys are free, authors
@@ -168,12 +170,13 @@ impl Market {
     }
 }
 
-/// Dials a provider the market named, in the background.
-pub fn dial(client: &Client, peer: PeerId, addr: Multiaddr) {
-    tracing::debug!("dialling {peer}, found on the market at {addr}");
+/// Dials a provider the market named at any of its dialable addresses (one of them may be
+/// through a relay), in the background.
+pub fn dial(client: &Client, peer: PeerId, addrs: Vec<Multiaddr>) {
+    tracing::debug!("dialling {peer}, found on the market at {addrs:?}");
     let client = client.clone();
     tokio::spawn(async move {
-        if let Err(e) = client.dial(addr).await {
+        if let Err(e) = client.dial_peer(peer, addrs).await {
             tracing::debug!("dial {peer}: {e:#}");
         }
     });
@@ -215,15 +218,16 @@ pub fn offer_of(topic: &str, data: &[u8]) -> Option<SignedOffer> {
 
 /// The provider an offer names and the first of its addresses fit to dial from a node
 /// whose own addresses are `home` ([`naac_net::dialable_from_wan`]).
-pub fn offer_contact(o: &SignedOffer, home: &[Multiaddr]) -> Option<(PeerId, Multiaddr)> {
+pub fn offer_contact(o: &SignedOffer, home: &[Multiaddr]) -> Option<(PeerId, Vec<Multiaddr>)> {
     let peer = naac_net::peer_of_ed25519(&o.offer.provider)?;
-    let addr = o
+    let addrs: Vec<Multiaddr> = o
         .offer
         .addrs
         .iter()
         .filter_map(|a| a.parse::<Multiaddr>().ok())
-        .find(|a| naac_net::dialable_from_wan(a, home))?;
-    Some((peer, addr))
+        .filter(|a| naac_net::dialable_from_wan(a, home))
+        .collect();
+    (!addrs.is_empty()).then_some((peer, addrs))
 }
 
 /// Milliseconds since the Unix epoch (offers' clock).

@@ -162,6 +162,7 @@ pub async fn serve(
         work_dir,
     } = deps;
     let cores = cores();
+    let relaying = config.net.relay.is_some();
     let paid_at = match &config.paid_at {
         Some(addr) => {
             let bank = crate::pay::BankConn::connect(&client, addr)
@@ -247,16 +248,19 @@ pub async fn serve(
         offer_seq: 0,
         last_offer: Instant::now(),
     };
-    if p.provide {
-        // The market: offers on the class's gossip topic, and a provider record under the
-        // class's DHT key so requesters find us in O(log N) hops.
-        let class = naac_market::commodity_class();
-        if let Err(e) = client.subscribe(&naac_market::topic(class)).await {
-            tracing::warn!("market topic: {e:#}");
-        }
-        if let Err(e) = client.start_providing(naac_market::dht_key(class)).await {
-            tracing::warn!("market provider record: {e:#}");
-        }
+    // The market: offers on the class's gossip topic (a relay carries them too, so hosts
+    // behind NAT that joined it are heard by requesters that joined it), and a provider's
+    // record under the class's DHT key so requesters find it in O(log N) hops.
+    let class = naac_market::commodity_class();
+    if (p.provide || relaying)
+        && let Err(e) = client.subscribe(&naac_market::topic(class)).await
+    {
+        tracing::warn!("market topic: {e:#}");
+    }
+    if p.provide
+        && let Err(e) = client.start_providing(naac_market::dht_key(class)).await
+    {
+        tracing::warn!("market provider record: {e:#}");
     }
     let mut offer_tick = tokio::time::interval(OFFER_INTERVAL);
     offer_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
