@@ -189,12 +189,7 @@ impl Ledger {
                 standing: &|k| self.has_standing(k),
             },
         )?;
-        if parsed.fuel_used > esc.fuel_limit {
-            return Err(LedgerError::BadRecord(format!(
-                "record claims {} fuel, above the job's limit of {}",
-                parsed.fuel_used, esc.fuel_limit
-            )));
-        }
+        within_fuel_limit(&parsed, esc)?;
         // The payer may pay for less fuel than claimed (the honest copies' figure), never more.
         let fuel = match fuel {
             None => parsed.fuel_used,
@@ -561,12 +556,7 @@ impl Ledger {
                 short(&d.signer)
             )));
         }
-        if parsed.fuel_used > esc.fuel_limit {
-            return Err(LedgerError::BadRecord(format!(
-                "record claims {} fuel, above the job's limit of {}",
-                parsed.fuel_used, esc.fuel_limit
-            )));
-        }
+        within_fuel_limit(&parsed, esc)?;
         let need = o.price.cost(parsed.fuel_used);
         let (escrow, released) = self.pay_from(esc, &run, need)?;
         let provider = d.signer;
@@ -673,6 +663,17 @@ impl Ledger {
             },
         )
     }
+}
+
+/// A paid result may not claim more fuel than the job's per-task limit.
+fn within_fuel_limit(parsed: &ResultRecord, esc: &EscrowState) -> Result<(), LedgerError> {
+    if parsed.fuel_used > esc.fuel_limit {
+        return Err(LedgerError::BadRecord(format!(
+            "record claims {} fuel, above the job's limit of {}",
+            parsed.fuel_used, esc.fuel_limit
+        )));
+    }
+    Ok(())
 }
 
 /// Reads a settled record and checks it is for `job`.
