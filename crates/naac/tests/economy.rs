@@ -894,9 +894,9 @@ fn the_market_shows_offers_from_providers_it_was_not_told_about() {
     let job = s.job(
         "found",
         "testkit/testkit.wasm",
-        // 12 s on a alone: time for b to be heard even on a loaded machine (this binary's
-        // other tests run beside it).
-        "args = [\"sleep\", \"300\"]\n[sweep]\ni = { from = 0, to = 40 }\n[limits]\nfuel = 1_000_000_000\n",
+        // Real CPU work, about 11 s on a's one slot alone (a guest's clock is virtual, so a
+        // `sleep` would take no time): time for b to be heard even on a loaded machine.
+        "args = [\"sha256\", \"{i}\", \"500000\"]\n[sweep]\ni = { from = 0, to = 40 }\n[limits]\nfuel = 5_000_000_000\n",
     );
     let (out, summary) = s.run(
         &job,
