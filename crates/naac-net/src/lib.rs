@@ -115,11 +115,13 @@ pub enum Event {
     Connected(PeerId, Option<std::net::IpAddr>),
     /// Last connection to a peer closed.
     Disconnected(PeerId),
-    /// A peer sent a request; answer it with [`Client::respond`].
+    /// A peer sent a request; answer it with [`Client::respond`]. `relayed`: it came over
+    /// a connection through a relay.
     Request {
         peer: PeerId,
         request: Request,
         channel: ResponseChannel<Response>,
+        relayed: bool,
     },
     /// A peer sent a malformed or oversized frame, which was dropped.
     BadFrame { peer: PeerId, error: String },
@@ -148,6 +150,7 @@ enum Command {
     Disconnect(PeerId),
     Rtts(oneshot::Sender<Vec<(PeerId, Duration)>>),
     Paths(oneshot::Sender<Vec<(PeerId, Path)>>),
+    RelayLimit(PeerId, oneshot::Sender<Option<u64>>),
     Market(market::MarketCommand),
 }
 
@@ -235,6 +238,15 @@ impl Client {
             return Vec::new();
         }
         rx.await.unwrap_or_default()
+    }
+
+    /// The most bytes one message to `peer` can carry when the peer is reached only through
+    /// relays (the relay's per-connection limit); `None` with a direct connection, or when
+    /// no relay set a limit.
+    pub async fn relay_limit(&self, peer: PeerId) -> Option<u64> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::RelayLimit(peer, tx)).await.ok()?;
+        rx.await.ok().flatten()
     }
 
     /// Subscribes to a gossip topic; its messages arrive as [`Event::Gossip`].
@@ -389,6 +401,7 @@ pub async fn start(
         unanswered: limits::Unanswered::default(),
         rtts: HashMap::new(),
         paths: reach::Paths::default(),
+        retire: HashMap::new(),
         backlog_gossip: 0,
         dropped_gossip: 0,
         lookups: HashMap::new(),
@@ -417,7 +430,8 @@ pub struct EventLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<Event>,
-    pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, RequestError>>>,
+    /// Requests sent and waiting for their answer: to whom, and where the answer goes.
+    pending: HashMap<OutboundRequestId, (PeerId, oneshot::Sender<Result<Response, RequestError>>)>,
     listeners: Vec<Multiaddr>,
     /// Events the owner has not taken yet. The swarm never waits on its owner (the owner may be
     /// waiting on us to accept a command), so events queue here, bounded.
@@ -426,8 +440,10 @@ pub struct EventLoop {
     unanswered: limits::Unanswered,
     /// Latest ping round trip per connected peer.
     rtts: HashMap<PeerId, Duration>,
-    /// Open connections per peer, direct and relayed.
+    /// Open connections, direct and relayed.
     paths: reach::Paths,
+    /// Peers reached directly whose relayed connections are to close: by when at the latest.
+    retire: HashMap<PeerId, Instant>,
     /// Gossip messages in `backlog`, and how many were dropped because it was full.
     backlog_gossip: usize,
     dropped_gossip: u64,
@@ -458,6 +474,9 @@ impl EventLoop {
         // Joined peers that were lost are dialled again on this tick (only while some are).
         let mut rejoin_tick = tokio::time::interval(Duration::from_millis(500));
         rejoin_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Relayed connections to peers now reached directly are closed on this tick.
+        let mut retire_tick = tokio::time::interval(Duration::from_millis(100));
+        retire_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 ev = self.swarm.select_next_some() => self.on_swarm(ev),
@@ -480,6 +499,7 @@ impl EventLoop {
                 },
                 _ = lookup_tick.tick(), if !self.lookups.is_empty() => self.expire_lookups(),
                 _ = rejoin_tick.tick(), if !self.rejoin.is_empty() => self.rejoin_due(),
+                _ = retire_tick.tick(), if !self.retire.is_empty() => self.retire_relayed(),
             }
         }
         tracing::debug!("network event loop stopped");
@@ -510,7 +530,7 @@ impl EventLoop {
                 reply,
             } => {
                 let id = self.swarm.behaviour_mut().task.send_request(&peer, request);
-                self.pending.insert(id, reply);
+                self.pending.insert(id, (peer, reply));
             }
             Command::Respond(channel, response) => {
                 // Fails only when the peer went away meanwhile; nothing to do then.
@@ -534,6 +554,9 @@ impl EventLoop {
             }
             Command::Paths(reply) => {
                 let _ = reply.send(self.paths.paths());
+            }
+            Command::RelayLimit(peer, reply) => {
+                let _ = reply.send(self.paths.relay_limit(peer));
             }
             Command::Rtts(reply) => {
                 let _ = reply.send(self.rtts.iter().map(|(p, d)| (*p, *d)).collect());
@@ -593,11 +616,17 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
                 num_established,
                 endpoint,
                 ..
             } => {
-                self.paths.opened(peer_id, endpoint.is_relayed());
+                let at = match &endpoint {
+                    libp2p::core::ConnectedPoint::Dialer { address, .. } => address,
+                    libp2p::core::ConnectedPoint::Listener { local_addr, .. } => local_addr,
+                };
+                self.paths
+                    .opened(connection_id, peer_id, endpoint.is_relayed(), at);
                 self.rejoin.remove(&peer_id);
                 if endpoint.is_dialer() {
                     self.on_dialed(peer_id, endpoint.get_remote_address().clone());
@@ -609,11 +638,11 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
+                connection_id,
                 num_established,
-                endpoint,
                 ..
             } => {
-                self.paths.closed(peer_id, endpoint.is_relayed());
+                self.paths.closed(connection_id);
                 if num_established == 0 {
                     self.rtts.remove(&peer_id);
                     self.lost_joined(peer_id);
@@ -672,13 +701,13 @@ impl EventLoop {
         match ev {
             E::Message {
                 peer,
+                connection_id,
                 message:
                     Message::Request {
                         request,
                         channel,
                         request_id,
                     },
-                ..
             } => {
                 if !self.unanswered.admit(peer, request_id) {
                     tracing::debug!("refused a request from {peer}: too many unanswered");
@@ -689,10 +718,12 @@ impl EventLoop {
                     self.refuse(channel, &why);
                     return;
                 }
+                let relayed = self.paths.is_relayed(connection_id);
                 self.emit(Event::Request {
                     peer,
                     request,
                     channel,
+                    relayed,
                 });
             }
             E::Message {
@@ -703,7 +734,7 @@ impl EventLoop {
                     },
                 ..
             } => {
-                if let Some(tx) = self.pending.remove(&request_id) {
+                if let Some((_, tx)) = self.pending.remove(&request_id) {
                     let _ = tx.send(Ok(response));
                 }
             }
@@ -723,7 +754,7 @@ impl EventLoop {
                         message: e.to_string(),
                     },
                 };
-                if let Some(tx) = self.pending.remove(&request_id) {
+                if let Some((_, tx)) = self.pending.remove(&request_id) {
                     let _ = tx.send(Err(e));
                 }
             }

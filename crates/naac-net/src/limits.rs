@@ -61,6 +61,11 @@ impl<K: std::hash::Hash + Eq> Unanswered<K> {
         true
     }
 
+    /// Whether a request from `peer` waits for its answer.
+    pub(crate) fn holds(&self, peer: &PeerId) -> bool {
+        self.by_peer.contains_key(peer)
+    }
+
     /// The request was answered or failed; unknown requests (refused ones) are ignored.
     pub(crate) fn done(&mut self, request: K) {
         let Some(peer) = self.by_request.remove(&request) else {

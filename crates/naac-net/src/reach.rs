@@ -5,8 +5,10 @@
 //! are reachable from outside (AutoNAT v2).
 
 use super::{EventLoop, Protocol};
+use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId, autonat, dcutr, identify, relay};
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 /// The relay protocol a peer lists in identify when it serves reservations.
 const HOP_PROTOCOL: &str = "/libp2p/circuit/relay/0.2.0/hop";
@@ -81,48 +83,138 @@ impl Path {
     }
 }
 
-/// Open connections per peer: (direct, relayed).
+/// One open connection: its peer, whether it goes through a relay, and which (when its
+/// address says).
+struct Conn {
+    peer: PeerId,
+    relayed: bool,
+    relay: Option<PeerId>,
+}
+
+/// Open connections, and what each relay lets one relayed connection carry, as it said when
+/// the circuit opened.
 #[derive(Default)]
-pub(crate) struct Paths(std::collections::HashMap<PeerId, (u32, u32)>);
+pub(crate) struct Paths {
+    conns: HashMap<ConnectionId, Conn>,
+    /// Bytes one relayed connection may carry each way: by relay for circuits this node
+    /// opened, by the peer at the other end for circuits opened to it.
+    limit_by_relay: HashMap<PeerId, u64>,
+    limit_by_peer: HashMap<PeerId, u64>,
+}
+
+/// Relays and peers whose circuit limits are remembered, at most.
+const MAX_LIMITS: usize = 1024;
 
 impl Paths {
-    pub(crate) fn opened(&mut self, peer: PeerId, relayed: bool) {
-        let c = self.0.entry(peer).or_default();
-        if relayed {
-            c.1 += 1;
-        } else {
-            c.0 += 1;
-        }
+    /// A connection opened at `addr` (the remote address when dialled, the local one when
+    /// accepted: either names the relay of a relayed connection).
+    pub(crate) fn opened(
+        &mut self,
+        id: ConnectionId,
+        peer: PeerId,
+        relayed: bool,
+        addr: &Multiaddr,
+    ) {
+        let relay = if relayed { relay_in(addr) } else { None };
+        self.conns.insert(
+            id,
+            Conn {
+                peer,
+                relayed,
+                relay,
+            },
+        );
     }
 
-    pub(crate) fn closed(&mut self, peer: PeerId, relayed: bool) {
-        if let Some(c) = self.0.get_mut(&peer) {
-            if relayed {
-                c.1 = c.1.saturating_sub(1);
-            } else {
-                c.0 = c.0.saturating_sub(1);
-            }
-            if *c == (0, 0) {
-                self.0.remove(&peer);
-            }
-        }
+    pub(crate) fn closed(&mut self, id: ConnectionId) {
+        self.conns.remove(&id);
+    }
+
+    /// The connection goes through a relay.
+    pub(crate) fn is_relayed(&self, id: ConnectionId) -> bool {
+        self.conns.get(&id).is_some_and(|c| c.relayed)
+    }
+
+    fn of(&self, peer: PeerId) -> impl Iterator<Item = (&ConnectionId, &Conn)> + '_ {
+        self.conns.iter().filter(move |(_, c)| c.peer == peer)
+    }
+
+    pub(crate) fn has_direct(&self, peer: PeerId) -> bool {
+        self.of(peer).any(|(_, c)| !c.relayed)
+    }
+
+    pub(crate) fn relayed_of(&self, peer: PeerId) -> Vec<ConnectionId> {
+        self.of(peer)
+            .filter(|(_, c)| c.relayed)
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     pub(crate) fn paths(&self) -> Vec<(PeerId, Path)> {
-        self.0
-            .iter()
-            .map(|(p, (direct, _))| {
-                (
-                    *p,
-                    if *direct > 0 {
-                        Path::Direct
-                    } else {
-                        Path::Relayed
-                    },
-                )
-            })
-            .collect()
+        let mut by_peer: HashMap<PeerId, Path> = HashMap::new();
+        for c in self.conns.values() {
+            let path = if c.relayed {
+                Path::Relayed
+            } else {
+                Path::Direct
+            };
+            let e = by_peer.entry(c.peer).or_insert(path);
+            if path == Path::Direct {
+                *e = Path::Direct;
+            }
+        }
+        by_peer.into_iter().collect()
     }
+
+    fn remember(map: &mut HashMap<PeerId, u64>, key: PeerId, bytes: u64) {
+        if map.len() >= MAX_LIMITS && !map.contains_key(&key) {
+            map.clear();
+        }
+        map.insert(key, bytes);
+    }
+
+    pub(crate) fn circuit_from_relay(&mut self, relay: PeerId, bytes: Option<u64>) {
+        if let Some(b) = bytes {
+            Self::remember(&mut self.limit_by_relay, relay, b);
+        }
+    }
+
+    pub(crate) fn circuit_from_peer(&mut self, peer: PeerId, bytes: Option<u64>) {
+        if let Some(b) = bytes {
+            Self::remember(&mut self.limit_by_peer, peer, b);
+        }
+    }
+
+    /// The most bytes a message to `peer` can take when it is reached only through relays
+    /// (the largest limit among its relayed connections); `None` when a direct connection
+    /// exists, or no relay said.
+    pub(crate) fn relay_limit(&self, peer: PeerId) -> Option<u64> {
+        if self.has_direct(peer) {
+            return None;
+        }
+        self.of(peer)
+            .filter(|(_, c)| c.relayed)
+            .filter_map(|(_, c)| {
+                c.relay
+                    .and_then(|r| self.limit_by_relay.get(&r))
+                    .or_else(|| self.limit_by_peer.get(&peer))
+                    .copied()
+            })
+            .max()
+    }
+}
+
+/// The relay a connection's address goes through (`/…/p2p/RELAY/p2p-circuit/…`), if any.
+pub(crate) fn relay_in(addr: &Multiaddr) -> Option<PeerId> {
+    let mut last = None;
+    for p in addr.iter() {
+        match p {
+            Protocol::P2p(id) => last = Some(id),
+            Protocol::P2pCircuit => return last,
+            _ => {}
+        }
+    }
+    None
 }
 
 /// `addr` with its trailing `/p2p/<id>`, if it has one.
@@ -132,6 +224,10 @@ fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
         _ => None,
     }
 }
+
+/// A relayed connection to a peer reached directly closes at the latest this long after
+/// the hole was punched, even with requests on it.
+const RETIRE_WITHIN: Duration = Duration::from_secs(30);
 
 /// The first wait before a lost joined peer is dialled again, and the longest.
 const REJOIN_FIRST: Duration = Duration::from_secs(1);
@@ -144,16 +240,14 @@ impl EventLoop {
         self.reserved.remove(&peer);
         if self.join.iter().any(|a| peer_of(a) == Some(peer)) {
             tracing::info!("lost joined peer {peer}: dialling it again");
-            self.rejoin.insert(
-                peer,
-                (std::time::Instant::now() + REJOIN_FIRST, REJOIN_FIRST),
-            );
+            self.rejoin
+                .insert(peer, (Instant::now() + REJOIN_FIRST, REJOIN_FIRST));
         }
     }
 
     /// Dials the lost joined peers whose time has come, each waiting twice as long next.
     pub(crate) fn rejoin_due(&mut self) {
-        let now = std::time::Instant::now();
+        let now = Instant::now();
         let due: Vec<PeerId> = self
             .rejoin
             .iter()
@@ -218,7 +312,19 @@ impl EventLoop {
                     tracing::info!("reachable through relay {relay_peer_id}");
                 }
             }
-            other => tracing::debug!("relay client: {other:?}"),
+            relay::client::Event::OutboundCircuitEstablished {
+                relay_peer_id,
+                limit,
+            } => {
+                tracing::debug!("circuit through {relay_peer_id}, limit {limit:?}");
+                self.paths
+                    .circuit_from_relay(relay_peer_id, limit.and_then(|l| l.data_in_bytes()));
+            }
+            relay::client::Event::InboundCircuitEstablished { src_peer_id, limit } => {
+                tracing::debug!("circuit from {src_peer_id}, limit {limit:?}");
+                self.paths
+                    .circuit_from_peer(src_peer_id, limit.and_then(|l| l.data_in_bytes()));
+            }
         }
     }
 
@@ -231,11 +337,40 @@ impl EventLoop {
             Ok(_) => {
                 tracing::info!("direct connection to {} (hole punched)", ev.remote_peer_id);
                 self.direct.insert(ev.remote_peer_id);
+                self.retire
+                    .entry(ev.remote_peer_id)
+                    .or_insert(Instant::now() + RETIRE_WITHIN);
             }
             Err(e) => tracing::info!(
                 "no direct connection to {} ({e}); staying relayed",
                 ev.remote_peer_id
             ),
+        }
+    }
+
+    /// Closes the relayed connections to peers now reached directly, each once nothing is
+    /// asked of it or by it (so no request is cut off), or at the latest [`RETIRE_WITHIN`]
+    /// after the hole was punched: new requests then take the direct path, and the relay
+    /// carries no bulk data.
+    pub(crate) fn retire_relayed(&mut self) {
+        let now = Instant::now();
+        let peers: Vec<(PeerId, Instant)> = self.retire.iter().map(|(p, t)| (*p, *t)).collect();
+        for (peer, deadline) in peers {
+            if !self.paths.has_direct(peer) {
+                // The direct connection went away again: the relay is all there is.
+                self.retire.remove(&peer);
+                continue;
+            }
+            let busy =
+                self.pending.values().any(|(p, _)| *p == peer) || self.unanswered.holds(&peer);
+            if busy && now < deadline {
+                continue;
+            }
+            self.retire.remove(&peer);
+            for id in self.paths.relayed_of(peer) {
+                tracing::debug!("closing the relayed connection to {peer}: direct now");
+                self.swarm.close_connection(id);
+            }
         }
     }
 
@@ -248,5 +383,59 @@ impl EventLoop {
             }
             Err(e) => tracing::debug!("{} is not reachable from outside: {e:?}", ev.tested_addr),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(s: &str) -> Multiaddr {
+        s.parse().expect("multiaddr")
+    }
+
+    #[test]
+    fn a_peer_reached_only_through_a_relay_is_bound_by_its_limit() {
+        let (peer, relay) = (PeerId::random(), PeerId::random());
+        let circuit = a(&format!(
+            "/ip4/198.18.0.10/tcp/4001/p2p/{relay}/p2p-circuit/p2p/{peer}"
+        ));
+        assert_eq!(relay_in(&circuit), Some(relay));
+        assert_eq!(relay_in(&a("/ip4/198.18.0.10/tcp/4001")), None);
+        let mut paths = Paths::default();
+        let (c1, c2) = (
+            ConnectionId::new_unchecked(1),
+            ConnectionId::new_unchecked(2),
+        );
+        paths.opened(c1, peer, true, &circuit);
+        assert_eq!(paths.relay_limit(peer), None, "the relay set no limit yet");
+        paths.circuit_from_relay(relay, Some(1 << 20));
+        assert_eq!(paths.relay_limit(peer), Some(1 << 20));
+        assert_eq!(paths.paths(), vec![(peer, Path::Relayed)]);
+        // Hole punched: no limit while the direct connection lasts, and the relayed one is
+        // the one to retire.
+        paths.opened(c2, peer, false, &a("/ip4/198.18.0.2/tcp/4002"));
+        assert_eq!(paths.relay_limit(peer), None);
+        assert_eq!(paths.paths(), vec![(peer, Path::Direct)]);
+        assert_eq!(paths.relayed_of(peer), vec![c1]);
+        assert!(paths.is_relayed(c1) && !paths.is_relayed(c2));
+        paths.closed(c2);
+        assert_eq!(paths.relay_limit(peer), Some(1 << 20));
+        // A circuit opened to this node: the limit is known by the peer at the other end.
+        let other = PeerId::random();
+        paths.opened(
+            ConnectionId::new_unchecked(3),
+            other,
+            true,
+            &a(&format!(
+                "/ip4/198.18.0.10/tcp/4001/p2p/{relay}/p2p-circuit"
+            )),
+        );
+        paths.circuit_from_peer(other, Some(2 << 20));
+        assert_eq!(
+            paths.relay_limit(other),
+            Some(1 << 20),
+            "the relay's word first"
+        );
     }
 }

@@ -51,7 +51,10 @@ pub(crate) fn build_swarm(keypair: Keypair, config: &Config) -> anyhow::Result<S
                 limits: limits::connections(max_incoming),
                 identify: identify::Behaviour::new(
                     identify::Config::new("/naac/id/1".into(), key.public())
-                        .with_agent_version(format!("naac/{}", env!("CARGO_PKG_VERSION"))),
+                        .with_agent_version(format!("naac/{}", env!("CARGO_PKG_VERSION")))
+                        // Peers hear of new addresses (a relayed one once a reservation
+                        // holds) at once, not at the next connection.
+                        .with_push_listen_addr_updates(true),
                 ),
                 ping: ping::Behaviour::new(ping::Config::new()),
                 mdns: Toggle::from(mdns),

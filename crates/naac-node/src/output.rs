@@ -283,6 +283,15 @@ pub struct ProviderTasks {
     pub ask: Option<String>,
     /// What it was paid for this job (credits), when the job was paid.
     pub earned: Option<String>,
+    /// How its results arrived: over a direct connection or through a relay.
+    pub arrived: Arrived,
+}
+
+/// Results received from one provider, by the path they took.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Arrived {
+    pub direct: u64,
+    pub relayed: u64,
 }
 
 /// The job's verification level and what it cost.

@@ -307,7 +307,7 @@ pub async fn survey(
                         dial(client, peer, addr);
                     }
                 }
-                Some(Event::Request { peer, request, channel }) => {
+                Some(Event::Request { peer, request, channel, .. }) => {
                     // Status pushes from hosts we greeted: keep the newest.
                     let body = match request.body {
                         RequestBody::Status(st) => {

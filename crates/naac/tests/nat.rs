@@ -1,8 +1,8 @@
 //! Internet reach with real NAT: two home LANs behind nftables NAT and a public relay, in
 //! network namespaces the test builds itself (`scripts/nat-lab.sh`, addresses in
 //! 198.18.0.0/15 only), with real `naac` processes in them. A provider at home A joins the
-//! relay; a requester at home B, told only the provider's address through the relay, runs a
-//! job on it. Needs root, `ip` and `nft` (`.ci/run` installs them); anywhere else each test
+//! relay; a requester at home B, told only the relay's address, finds the provider and runs
+//! a job on it. Needs root, `ip` and `nft` (`.ci/run` installs them); anywhere else each test
 //! says why and does nothing.
 
 mod common;
@@ -71,19 +71,16 @@ impl Lab {
         c
     }
 
-    /// Starts the relay on the public host; its address.
-    fn relay(&mut self, s: &Scratch) -> String {
-        self.node(
-            "pub",
-            &s.path().join("relay"),
-            &[
-                "--relay",
-                "--no-mdns",
-                "--listen",
-                "/ip4/198.18.0.10/tcp/4001",
-            ],
-            |_| true,
-        )
+    /// Starts the relay on the public host, with `extra` flags; its address.
+    fn relay(&mut self, s: &Scratch, extra: &[&str]) -> String {
+        let mut args = vec![
+            "--relay",
+            "--no-mdns",
+            "--listen",
+            "/ip4/198.18.0.10/tcp/4001",
+        ];
+        args.extend_from_slice(extra);
+        self.node("pub", &s.path().join("relay"), &args, |_| true)
     }
 
     /// Starts `naac node ARGS` in `ns` and returns the first address it prints that `pick`
@@ -115,10 +112,16 @@ impl Drop for Lab {
     }
 }
 
-/// A relay on the public host, a provider at home A joined to it, and a job run from home B
-/// through the provider's relayed address. Returns the run and the provider's peer id.
-fn job_across_nats(lab: &mut Lab, s: &Scratch) -> (Output, serde_json::Value, String) {
-    let relay = lab.relay(s);
+/// A relay on the public host (with `relay_flags`), a provider at home A joined to it, and
+/// a job (`job`: its sweep and arguments) run from home B joined to the relay alone.
+/// Returns the run and the provider's peer id.
+fn job_across_nats(
+    lab: &mut Lab,
+    s: &Scratch,
+    relay_flags: &[&str],
+    job: &str,
+) -> (Output, serde_json::Value, String) {
+    let relay = lab.relay(s, relay_flags);
     let circuit = lab.node(
         "hA",
         &s.path().join("provider"),
@@ -136,29 +139,32 @@ fn job_across_nats(lab: &mut Lab, s: &Scratch) -> (Output, serde_json::Value, St
         |a| a.contains("/p2p-circuit/"),
     );
     let peer = circuit.rsplit('/').next().expect("peer id").to_string();
-    let job = s.job(
-        "nat",
-        "pi/pi.wasm",
-        "args = [\"{seed}\", \"3000000\"]\n[sweep]\nseed = { from = 0, to = 8 }\n",
-    );
+    let job = s.job("nat", "testkit/testkit.wasm", job);
     let out = lab
         .naac("hB", &s.path().join("requester"))
         .env("RUST_LOG", "naac_net=info")
         .arg("run")
         .arg(&job)
-        .args([
-            "--json",
-            "--no-mdns",
-            "--no-pay",
-            "--join",
-            &circuit,
-            "--out",
-        ])
+        .args(["--json", "--no-mdns", "--no-pay", "--join", &relay, "--out"])
         .arg(s.path().join("out"))
         .output()
         .expect("naac run");
     let summary = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
     (out, summary, peer)
+}
+
+/// Eight tasks of a few hundred milliseconds of CPU each.
+const SMALL_JOB: &str =
+    "args = [\"sha256\", \"{i}\", \"300000\"]\n[sweep]\ni = { from = 0, to = 8 }\n";
+
+/// How many of `peer`'s results arrived each way, per the summary: (direct, relayed).
+fn arrived(summary: &serde_json::Value, peer: &str) -> (u64, u64) {
+    let p = summary["providers"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["peer_id"] == peer))
+        .unwrap_or_else(|| panic!("{peer} not among the providers: {summary:#}"));
+    let n = |k: &str| p["arrived"][k].as_u64().expect("count");
+    (n("direct"), n("relayed"))
 }
 
 #[test]
@@ -167,7 +173,7 @@ fn across_two_cone_nats_a_job_runs_over_a_hole_punched_connection() {
         return;
     };
     let s = Scratch::new();
-    let (out, summary, peer) = job_across_nats(&mut lab, &s);
+    let (out, summary, peer) = job_across_nats(&mut lab, &s, &[], SMALL_JOB);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(summary["tasks"]["succeeded"], 8, "{summary:#}");
     let err = stderr(&out);
@@ -175,6 +181,10 @@ fn across_two_cone_nats_a_job_runs_over_a_hole_punched_connection() {
         err.contains(&format!("direct connection to {peer} (hole punched)")),
         "{err}"
     );
+    // Results move to the direct connection once it exists.
+    let (direct, relayed) = arrived(&summary, &peer);
+    assert_eq!(direct + relayed, 8, "{summary:#}");
+    assert!(direct > 0, "{summary:#}");
 }
 
 #[test]
@@ -183,7 +193,7 @@ fn behind_a_symmetric_nat_a_job_still_completes_through_the_relay() {
         return;
     };
     let s = Scratch::new();
-    let (out, summary, peer) = job_across_nats(&mut lab, &s);
+    let (out, summary, peer) = job_across_nats(&mut lab, &s, &[], SMALL_JOB);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(summary["tasks"]["succeeded"], 8, "{summary:#}");
     // A random port per connection on one side: no hole to punch.
@@ -192,6 +202,30 @@ fn behind_a_symmetric_nat_a_job_still_completes_through_the_relay() {
         !err.contains(&format!("direct connection to {peer}")),
         "{err}"
     );
+    assert_eq!(arrived(&summary, &peer), (0, 8), "{summary:#}");
+}
+
+/// A relay that carries 1 MiB per connection, a symmetric NAT (so no direct connection),
+/// and results of 3 MB: the job fails at once, and says it was the relay's limit, rather
+/// than losing its connection (and its tasks) again and again.
+#[test]
+fn a_result_over_the_relays_limit_fails_the_job_with_the_reason() {
+    let Some(mut lab) = Lab::up("d", "symmetric") else {
+        return;
+    };
+    let s = Scratch::new();
+    let job = "args = [\"bytes\", \"3000000\"]\n[sweep]\ni = { from = 0, to = 2 }\n";
+    let (out, summary, _) = job_across_nats(&mut lab, &s, &["--relay-circuit-bytes", "1MiB"], job);
+    assert!(!out.status.success(), "{summary:#}");
+    let failures = summary["failures"].as_array().expect("failures");
+    assert_eq!(failures.len(), 2, "{summary:#}");
+    for f in failures {
+        let m = f["message"].as_str().expect("message");
+        assert!(
+            m.contains("more than the relay between this provider and the requester carries (1 MiB per connection)"),
+            "{m}"
+        );
+    }
 }
 
 #[test]
@@ -200,7 +234,7 @@ fn a_home_cut_off_mid_job_loses_its_tasks_to_another_and_rejoins_when_back() {
         return;
     };
     let s = Scratch::new();
-    let relay = lab.relay(&s);
+    let relay = lab.relay(&s, &[]);
     let provider = |home: &str| {
         vec![
             "--provide".to_string(),
@@ -230,7 +264,7 @@ fn a_home_cut_off_mid_job_loses_its_tasks_to_another_and_rejoins_when_back() {
     let a_peer = a.rsplit('/').next().expect("peer").to_string();
     let b_peer = b.rsplit('/').next().expect("peer").to_string();
     // 12 tasks of about a second of CPU each on 4 slots; the requester is on the public
-    // host.
+    // host, joined to the relay alone.
     let job = s.job(
         "cut",
         "pi/pi.wasm",
@@ -240,16 +274,7 @@ fn a_home_cut_off_mid_job_loses_its_tasks_to_another_and_rejoins_when_back() {
         .naac("pub", &s.path().join("requester"))
         .arg("run")
         .arg(&job)
-        .args([
-            "--json",
-            "--no-mdns",
-            "--no-pay",
-            "--join",
-            &a,
-            "--join",
-            &b,
-            "--out",
-        ])
+        .args(["--json", "--no-mdns", "--no-pay", "--join", &relay, "--out"])
         .arg(s.path().join("out"))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -296,7 +321,15 @@ fn a_home_cut_off_mid_job_loses_its_tasks_to_another_and_rejoins_when_back() {
     loop {
         let pool = lab
             .naac("pub", &s.path().join("looker"))
-            .args(["pool", "--json", "--no-mdns", "--wait", "2s", "--join", &a])
+            .args([
+                "pool",
+                "--json",
+                "--no-mdns",
+                "--wait",
+                "2s",
+                "--join",
+                &relay,
+            ])
             .output()
             .expect("naac pool");
         let v: serde_json::Value =

@@ -320,7 +320,7 @@ pub fn peer_room(load: PeerLoad, n: usize, slots: u32) -> Result<usize, String> 
     Ok(n.min(limit - load.tasks))
 }
 
-const NOT_A_PROVIDER: &str = "this node does not run tasks (it is a bank)";
+const NOT_A_PROVIDER: &str = "this node does not run tasks (it is a bank or a relay)";
 
 /// The user whose key signed `peer`'s session id in its `Hello`, if the signature holds.
 pub fn attested_user(peer: &PeerId, hello: &Hello) -> Option<String> {

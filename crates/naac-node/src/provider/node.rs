@@ -392,13 +392,13 @@ impl Provider {
     async fn on_event(&mut self, ev: Event) {
         match ev {
             Event::Request {
-                peer: _,
                 request:
                     Request {
                         v: VERSION,
                         body: RequestBody::Bank(req),
                     },
                 channel,
+                ..
             } => {
                 // Bank requests wait for a durable commit: answer from a task.
                 let client = self.runner.client.clone();
@@ -418,6 +418,7 @@ impl Provider {
                 peer,
                 request,
                 channel,
+                ..
             } => {
                 let resp = if request.v != VERSION {
                     ResponseBody::Refused(format!(

@@ -218,15 +218,25 @@ impl Runner {
         started: Arc<AtomicBool>,
     ) -> TaskResult {
         let (index, attempt) = (spec.index, spec.attempt);
-        match self.try_run(peer, assign, spec, cancel, started).await {
+        let result = match self.try_run(peer, assign, spec, cancel, started).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(
                     "failed to run task {index} of job {}: {e:#}",
                     assign.job.short()
                 );
-                rejected(index, attempt, format!("{e:#}"))
+                return rejected(index, attempt, format!("{e:#}"));
             }
+        };
+        // A result the relay between us cannot carry would only break the connection, again
+        // and again: the requester hears why instead.
+        match self.client.relay_limit(peer).await {
+            Some(limit) if result.size() as u64 + RELAY_MARGIN > limit => {
+                let why = over_relay(result.size() as u64, limit);
+                tracing::warn!("task {index} of job {}: {why}", assign.job.short());
+                rejected(index, attempt, why)
+            }
+            _ => result,
         }
     }
 
@@ -393,6 +403,20 @@ fn cheat_on(me: &PeerId, job: &JobId, index: u32, fraction: f64) -> bool {
     h.update(&index.to_le_bytes());
     let x = u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes"));
     ((x >> 11) as f64 / (1u64 << 53) as f64) < fraction
+}
+
+/// Room left on a relayed connection for what else it carries (reports, heartbeats, gossip).
+const RELAY_MARGIN: u64 = 64 << 10;
+
+/// Why a result of `size` bytes does not go through a relay that carries `limit` per
+/// connection.
+fn over_relay(size: u64, limit: u64) -> String {
+    use naac_types::units::format_size;
+    format!(
+        "its result ({}) is more than the relay between this provider and the requester carries ({} per connection), and there is no direct connection (hole punching failed); run it on hosts reached directly, or on a relay with a larger --relay-circuit-bytes",
+        format_size(size),
+        format_size(limit)
+    )
 }
 
 /// Bytes of stdout and stderr kept from a failed attempt.

@@ -66,7 +66,16 @@ impl Session<'_> {
                 peer,
                 request,
                 channel,
+                relayed,
             } => {
+                if let RequestBody::Report(r) = &request.body {
+                    let a = self.arrived.entry(peer).or_default();
+                    *(if relayed {
+                        &mut a.relayed
+                    } else {
+                        &mut a.direct
+                    }) += r.results.len() as u64;
+                }
                 let body = if request.v != VERSION {
                     ResponseBody::Refused(format!("message version {} is not supported", request.v))
                 } else {

@@ -174,6 +174,8 @@ pub(super) struct Session<'a> {
     /// Providers dropped for a low reputation.
     pub(super) banned: HashSet<PeerId>,
     pub(super) peer_ips: HashMap<PeerId, IpAddr>,
+    /// Results received per provider, by the path they took.
+    pub(super) arrived: HashMap<PeerId, crate::output::Arrived>,
     /// What we greet providers with.
     pub(super) hello: Hello,
     /// When the first provider joined, from the start of the run.
@@ -280,6 +282,7 @@ pub async fn run(
         hosts: HashMap::new(),
         banned: HashSet::new(),
         peer_ips: HashMap::new(),
+        arrived: HashMap::new(),
         hello,
         first_provider: None,
         verifiers: Arc::new(tokio::sync::Semaphore::new(
@@ -602,6 +605,7 @@ impl Session<'_> {
                     earned: cost
                         .is_some()
                         .then(|| earned.get(p).copied().unwrap_or_default().to_string()),
+                    arrived: self.arrived.get(p).copied().unwrap_or_default(),
                 }
             })
             .collect();
