@@ -11,12 +11,14 @@
 //! ([`limits`]).
 
 mod codec;
+mod guard;
 mod identity;
 pub mod limits;
 mod market;
 mod reach;
 mod signing;
 mod swarm;
+mod task;
 #[doc(hidden)]
 pub mod testing;
 
@@ -37,10 +39,10 @@ pub use signing::{
 
 use futures::StreamExt;
 use libp2p::kad::QueryId;
-use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::request_response::{OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Swarm, identify, mdns, ping};
-use naac_proto::{Request, Response, ResponseBody, TASK_PROTOCOL};
+use naac_proto::{Request, Response, TASK_PROTOCOL};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -378,7 +380,9 @@ pub async fn start(
     config: Config,
 ) -> anyhow::Result<(Client, mpsc::Receiver<Event>)> {
     let peer_id = keypair.public().to_peer_id();
-    let mut swarm = build_swarm(keypair, &config)?;
+    let home: Arc<[Multiaddr]> = config.listen.iter().chain(&config.join).cloned().collect();
+    let guard = guard::DialGuard::new(home.clone());
+    let mut swarm = build_swarm(keypair, &config, guard.clone())?;
     for addr in &config.listen {
         swarm
             .listen_on(addr.clone())
@@ -407,9 +411,14 @@ pub async fn start(
         lookups: HashMap::new(),
         book: market::AddressBook::default(),
         join: config.join.clone(),
+        guard,
         reserve: config.reserve,
         relaying: config.relay.is_some(),
-        reserved: Default::default(),
+        reserved: HashMap::new(),
+        relays_joined: Default::default(),
+        public: None,
+        behind_nat: false,
+        kad_server: true,
         rejoin: HashMap::new(),
         direct: Default::default(),
         reachable: Default::default(),
@@ -419,7 +428,7 @@ pub async fn start(
         Client {
             tx: cmd_tx,
             peer_id,
-            home: config.listen.iter().chain(&config.join).cloned().collect(),
+            home,
         },
         ev_rx,
     ))
@@ -455,9 +464,17 @@ pub struct EventLoop {
     /// them; the relays it asked.
     join: Vec<Multiaddr>,
     reserve: bool,
+    /// What this node may dial (its networks, and LAN peers mDNS found).
+    guard: guard::DialGuard,
     /// This node serves as a relay.
     relaying: bool,
-    reserved: std::collections::HashSet<PeerId>,
+    reserved: HashMap<PeerId, libp2p::core::transport::ListenerId>,
+    /// Joined peers that are relays; this node's first confirmed public address; whether it
+    /// said it is behind NAT; whether its Kademlia serves the DHT.
+    relays_joined: std::collections::HashSet<PeerId>,
+    public: Option<Multiaddr>,
+    behind_nat: bool,
+    kad_server: bool,
     /// Joined peers lost, to dial again: when next, and the wait after that.
     rejoin: HashMap<PeerId, (Instant, Duration)>,
     /// Peers reached directly after hole punching; addresses confirmed reachable.
@@ -656,11 +673,19 @@ impl EventLoop {
             })) if self.swarm.is_connected(&peer) => {
                 self.rtts.insert(peer, rtt);
             }
+            SwarmEvent::NewExternalAddrCandidate { address } => {
+                tracing::debug!("external address candidate {address}");
+            }
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                tracing::debug!("external address {address}");
+                self.announce_again();
+            }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!("could not connect to {peer_id:?}: {error}");
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                 for (peer, addr) in found {
+                    self.guard.found_on_lan(&addr);
                     if !self.swarm.is_connected(&peer) {
                         tracing::debug!("mdns: found {peer} at {addr}");
                         let _ = self.swarm.dial(addr.with_p2p(peer).unwrap_or_else(|a| a));
@@ -683,107 +708,6 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(ev)) => self.on_gossipsub(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Kad(ev)) => self.on_kad(ev),
             _ => {}
-        }
-    }
-
-    /// Answers a request `Refused` without handing it on.
-    fn refuse(&mut self, channel: ResponseChannel<Response>, why: &str) {
-        let refusal = Response::new(ResponseBody::Refused(why.to_string()));
-        let _ = self
-            .swarm
-            .behaviour_mut()
-            .task
-            .send_response(channel, refusal);
-    }
-
-    fn on_task(&mut self, ev: request_response::Event<Request, Response>) {
-        use request_response::{Event as E, Message, OutboundFailure};
-        match ev {
-            E::Message {
-                peer,
-                connection_id,
-                message:
-                    Message::Request {
-                        request,
-                        channel,
-                        request_id,
-                    },
-            } => {
-                if !self.unanswered.admit(peer, request_id) {
-                    tracing::debug!("refused a request from {peer}: too many unanswered");
-                    let why = format!(
-                        "{} requests from this peer are waiting for an answer; try again later",
-                        limits::MAX_REQUESTS_PER_PEER
-                    );
-                    self.refuse(channel, &why);
-                    return;
-                }
-                let relayed = self.paths.is_relayed(connection_id);
-                self.emit(Event::Request {
-                    peer,
-                    request,
-                    channel,
-                    relayed,
-                });
-            }
-            E::Message {
-                message:
-                    Message::Response {
-                        request_id,
-                        response,
-                    },
-                ..
-            } => {
-                if let Some((_, tx)) = self.pending.remove(&request_id) {
-                    let _ = tx.send(Ok(response));
-                }
-            }
-            E::OutboundFailure {
-                peer,
-                request_id,
-                error,
-                ..
-            } => {
-                let e = match error {
-                    OutboundFailure::DialFailure => RequestError::DialFailure(peer),
-                    OutboundFailure::Timeout => RequestError::Timeout(peer),
-                    OutboundFailure::ConnectionClosed => RequestError::ConnectionClosed(peer),
-                    OutboundFailure::UnsupportedProtocols => RequestError::Unsupported(peer),
-                    OutboundFailure::Io(e) => RequestError::Io {
-                        peer,
-                        message: e.to_string(),
-                    },
-                };
-                if let Some((_, tx)) = self.pending.remove(&request_id) {
-                    let _ = tx.send(Err(e));
-                }
-            }
-            E::InboundFailure {
-                peer,
-                error,
-                request_id,
-                ..
-            } => {
-                self.unanswered.done(request_id);
-                self.on_inbound_failure(peer, error);
-            }
-            E::ResponseSent { request_id, .. } => self.unanswered.done(request_id),
-        }
-    }
-
-    fn on_inbound_failure(&mut self, peer: PeerId, error: request_response::InboundFailure) {
-        use request_response::InboundFailure;
-        match error {
-            InboundFailure::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                // The codec refused the frame: the peer is broken or hostile, hang up.
-                tracing::warn!("dropped a malformed request from {peer} and its connection: {e}");
-                let _ = self.swarm.disconnect_peer_id(peer);
-                self.emit(Event::BadFrame {
-                    peer,
-                    error: e.to_string(),
-                });
-            }
-            other => tracing::debug!("inbound request from {peer} failed: {other}"),
         }
     }
 }

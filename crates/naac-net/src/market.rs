@@ -391,10 +391,13 @@ impl EventLoop {
 
     pub(crate) fn on_dialed(&mut self, peer: PeerId, addr: Multiaddr) {
         let addr = strip_p2p(addr);
-        self.swarm
-            .behaviour_mut()
-            .kad
-            .add_address(&peer, addr.clone());
+        // The DHT is never walked through relays: a peer behind one is no DHT server.
+        if !addr.iter().any(|p| p == Protocol::P2pCircuit) {
+            self.swarm
+                .behaviour_mut()
+                .kad
+                .add_address(&peer, addr.clone());
+        }
         self.book.add(peer, addr);
     }
 
@@ -452,9 +455,15 @@ impl EventLoop {
     fn on_new_kad_peer(&mut self) {
         let kad = &mut self.swarm.behaviour_mut().kad;
         let known: usize = kad.kbuckets().map(|b| b.num_entries()).sum();
-        if known != 1 {
-            return;
+        if known == 1 {
+            self.announce_again();
         }
+    }
+
+    /// Announces every provider record again now: the first peer arrived, or this node's
+    /// external addresses changed (a relay reservation holds), which the records carry.
+    pub(crate) fn announce_again(&mut self) {
+        let kad = &mut self.swarm.behaviour_mut().kad;
         let keys: Vec<kad::RecordKey> = kad.store_mut().provided().map(|r| r.key.clone()).collect();
         for key in keys {
             if let Err(e) = kad.start_providing(key) {
@@ -552,9 +561,39 @@ fn scope(addr: &Multiaddr) -> Scope {
     }
 }
 
+/// Whether `addr` is a public Internet address (not through a relay): the only kind that
+/// makes a node reachable from anywhere.
+pub(crate) fn is_global(addr: &Multiaddr) -> bool {
+    scope(addr) == Scope::Global && !addr.iter().any(|p| p == Protocol::P2pCircuit)
+}
+
+/// IPv4 ranges taken as the Internet (`NAAC_GLOBAL_RANGES`, comma-separated CIDRs), for a
+/// lab whose "Internet" is a private or benchmark range, such as `scripts/nat-lab.sh`'s.
+fn lab_global(ip: std::net::Ipv4Addr) -> bool {
+    static RANGES: std::sync::OnceLock<Vec<(u32, u32)>> = std::sync::OnceLock::new();
+    let ranges = RANGES.get_or_init(|| {
+        std::env::var("NAAC_GLOBAL_RANGES")
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|r| {
+                let (net, bits) = r.trim().split_once('/')?;
+                let net: std::net::Ipv4Addr = net.parse().ok()?;
+                let bits: u32 = bits.parse().ok().filter(|b| *b <= 32)?;
+                let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+                Some((u32::from(net) & mask, mask))
+            })
+            .collect()
+    });
+    ranges
+        .iter()
+        .any(|(net, mask)| u32::from(ip) & mask == *net)
+}
+
 fn scope4(ip: std::net::Ipv4Addr) -> Scope {
     let [a, b, ..] = ip.octets();
-    if ip.is_loopback() {
+    if lab_global(ip) {
+        Scope::Global
+    } else if ip.is_loopback() {
         Scope::Loopback
     } else if a == 10 {
         Scope::Private(10)

@@ -5,6 +5,7 @@
 //! are reachable from outside (AutoNAT v2).
 
 use super::{EventLoop, Protocol};
+use crate::market::is_global;
 use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId, autonat, dcutr, identify, relay};
 use std::collections::HashMap;
@@ -238,6 +239,9 @@ impl EventLoop {
     /// node) is dialled again until it answers, and its reservation asked for again then.
     pub(crate) fn lost_joined(&mut self, peer: PeerId) {
         self.reserved.remove(&peer);
+        if self.relays_joined.remove(&peer) {
+            self.update_kad_mode();
+        }
         if self.join.iter().any(|a| peer_of(a) == Some(peer)) {
             tracing::info!("lost joined peer {peer}: dialling it again");
             self.rejoin
@@ -278,26 +282,48 @@ impl EventLoop {
         }
     }
 
-    /// A peer said what it speaks: when it is a relay this node joined and this node keeps
-    /// reservations, listen through it (once per relay).
+    /// A peer said what it speaks: when it is a relay this node joined, this node is on
+    /// the Internet (a DHT client until a public address of its own is confirmed), and when
+    /// it keeps reservations and has no public address, it listens through the relay (once
+    /// per relay).
     pub(crate) fn reserve_if_relay(&mut self, peer: PeerId, info: &identify::Info) {
-        if !self.reserve || self.reserved.contains(&peer) {
-            return;
-        }
         if !info.protocols.iter().any(|p| p.as_ref() == HOP_PROTOCOL) {
-            tracing::debug!("{peer} is no relay: {:?}", info.protocols);
             return;
         }
         let Some(addr) = self.join.iter().find(|a| peer_of(a) == Some(peer)).cloned() else {
             return;
         };
+        if self.relays_joined.insert(peer) {
+            self.update_kad_mode();
+        }
+        if !self.reserve || self.public.is_some() || self.reserved.contains_key(&peer) {
+            return;
+        }
         let circuit = addr.with(Protocol::P2pCircuit);
         match self.swarm.listen_on(circuit.clone()) {
-            Ok(_) => {
-                self.reserved.insert(peer);
+            Ok(id) => {
+                self.reserved.insert(peer, id);
                 tracing::debug!("asking relay {peer} for a reservation");
             }
             Err(e) => tracing::warn!("cannot listen through relay {circuit}: {e}"),
+        }
+    }
+
+    /// Kademlia serves the DHT (server mode) only where others can reach it: on a relay, at
+    /// a confirmed public address, or in a pool that joined no relay (one machine, one
+    /// LAN). A node that joined a relay and has no public address of its own is a client:
+    /// nobody routes DHT queries through relays to it.
+    pub(crate) fn update_kad_mode(&mut self) {
+        let server = self.relaying || self.public.is_some() || self.relays_joined.is_empty();
+        if server != self.kad_server {
+            self.kad_server = server;
+            let mode = if server {
+                libp2p::kad::Mode::Server
+            } else {
+                libp2p::kad::Mode::Client
+            };
+            tracing::debug!("kad: {mode:?} mode");
+            self.swarm.behaviour_mut().kad.set_mode(Some(mode));
         }
     }
 
@@ -309,7 +335,9 @@ impl EventLoop {
                 ..
             } => {
                 if !renewal {
-                    tracing::info!("reachable through relay {relay_peer_id}");
+                    tracing::info!(
+                        "reachable through relay {relay_peer_id} (no public address confirmed)"
+                    );
                 }
             }
             relay::client::Event::OutboundCircuitEstablished {
@@ -374,14 +402,39 @@ impl EventLoop {
         }
     }
 
+    /// AutoNAT tested one of this node's addresses. A public one confirmed makes this node
+    /// reachable from anywhere: its relay reservations are given up and it serves the DHT.
+    /// A loopback or private address confirmed says nothing about the Internet.
     pub(crate) fn on_autonat(&mut self, ev: autonat::v2::client::Event) {
+        let addr = ev.tested_addr;
         match ev.result {
             Ok(()) => {
-                if self.reachable.insert(ev.tested_addr.clone()) {
-                    tracing::info!("reachable at {}", ev.tested_addr);
+                if !self.reachable.insert(addr.clone()) {
+                    return;
+                }
+                if !is_global(&addr) || self.public.is_some() {
+                    tracing::info!("reachable at {addr}");
+                    return;
+                }
+                tracing::info!("reachable at {addr} (public): no relay needed");
+                self.public = Some(addr);
+                for (relay, id) in std::mem::take(&mut self.reserved) {
+                    tracing::info!("giving up the reservation on relay {relay}");
+                    self.swarm.remove_listener(id);
+                }
+                self.update_kad_mode();
+            }
+            Err(e) => {
+                if is_global(&addr) && self.public.is_none() && !self.behind_nat {
+                    self.behind_nat = true;
+                    tracing::info!(
+                        "behind NAT: {addr} is not reachable from outside; reachable through relays {:?}",
+                        self.reserved.keys().collect::<Vec<_>>()
+                    );
+                } else {
+                    tracing::debug!("{addr} is not reachable from outside: {e:?}");
                 }
             }
-            Err(e) => tracing::debug!("{} is not reachable from outside: {e:?}", ev.tested_addr),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The swarm: its behaviours (limits, identify, ping, mDNS, the task protocol, the market's
 //! gossip and DHT, and reaching peers behind NAT) and how it is built from the [`Config`].
 
+use crate::guard::{DialGuard, Guarded};
 use crate::{Config, codec, limits, market, reach};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, behaviour::toggle::Toggle};
@@ -23,17 +24,27 @@ pub(crate) struct Behaviour {
     pub(crate) autonat_server: Toggle<libp2p::autonat::v2::server::Behaviour>,
 }
 
-pub(crate) fn build_swarm(keypair: Keypair, config: &Config) -> anyhow::Result<Swarm<Behaviour>> {
+pub(crate) fn build_swarm(
+    keypair: Keypair,
+    config: &Config,
+    guard: DialGuard,
+) -> anyhow::Result<Swarm<Behaviour>> {
     let mdns_on = config.mdns;
     let request_timeout = config.request_timeout;
     let max_incoming = config.max_incoming;
     let relay = config.relay.clone();
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_tcp(
-            tcp::Config::new().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
+        .with_other_transport(
+            |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+                use libp2p::core::{Transport, muxing::StreamMuxerBox, upgrade::Version};
+                let tcp = tcp::tokio::Transport::new(tcp::Config::new().nodelay(true));
+                Ok(Guarded { inner: tcp, guard }
+                    .upgrade(Version::V1Lazy)
+                    .authenticate(noise::Config::new(key)?)
+                    .multiplex(yamux::Config::default())
+                    .map(|(p, c), _| (p, StreamMuxerBox::new(c))))
+            },
         )?
         .with_relay_client(noise::Config::new, yamux::Config::default)?
         .with_behaviour(|key, relay_client| {

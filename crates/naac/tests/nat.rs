@@ -66,6 +66,8 @@ impl Lab {
             .arg(env!("CARGO_BIN_EXE_naac"))
             .env("NO_COLOR", "1")
             .env("NAAC_CLAIM_WINDOW", "0s")
+            // The lab's "Internet" is a benchmark range: taken as public addresses here.
+            .env("NAAC_GLOBAL_RANGES", "198.18.0.0/16")
             .env("NAAC_HOME", home)
             .env_remove("RUST_LOG");
         c
@@ -142,7 +144,7 @@ fn job_across_nats(
     let job = s.job("nat", "testkit/testkit.wasm", job);
     let out = lab
         .naac("hB", &s.path().join("requester"))
-        .env("RUST_LOG", "naac_net=info")
+        .env("RUST_LOG", "naac_net=debug")
         .arg("run")
         .arg(&job)
         .args(["--json", "--no-mdns", "--no-pay", "--join", &relay, "--out"])
@@ -185,6 +187,73 @@ fn across_two_cone_nats_a_job_runs_over_a_hole_punched_connection() {
     let (direct, relayed) = arrived(&summary, &peer);
     assert_eq!(direct + relayed, 8, "{summary:#}");
     assert!(direct > 0, "{summary:#}");
+    // The provider names its LAN and loopback addresses too (in identify, to the relay);
+    // no part of the requester ever dials them.
+    assert!(!err.contains("Network is unreachable"), "{err}");
+    assert!(!err.contains("Connection refused"), "{err}");
+}
+
+/// A provider with a public address keeps no reservation once AutoNAT confirms the address
+/// (it serves the DHT instead), and a requester behind NAT reaches it directly, with no
+/// hole to punch.
+#[test]
+fn a_provider_with_a_public_address_needs_no_relay() {
+    let Some(mut lab) = Lab::up("e", "cone") else {
+        return;
+    };
+    let s = Scratch::new();
+    let relay = lab.relay(&s, &[]);
+    let log = s.path().join("public.log");
+    let mut c = lab.naac("pub", &s.path().join("public"));
+    c.env("RUST_LOG", "naac_net=info,naac_node=info")
+        .args([
+            "node",
+            "--provide",
+            "--ephemeral",
+            "--slots",
+            "2",
+            "--no-mdns",
+        ])
+        .args(["--join", &relay, "--listen", "/ip4/198.18.0.10/tcp/4003"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"));
+    lab.children.push(c.spawn().expect("naac node"));
+    let t = std::time::Instant::now();
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("giving up the reservation on relay") {
+            break text;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(30),
+            "no public address confirmed: {text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(
+        text.contains("reachable at /ip4/198.18.0.10/tcp/4003 (public)"),
+        "{text}"
+    );
+    let peer = text
+        .split("provider ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("the provider's id in its log")
+        .to_string();
+    let job = s.job("public", "testkit/testkit.wasm", SMALL_JOB);
+    let out = lab
+        .naac("hB", &s.path().join("requester"))
+        .env("RUST_LOG", "naac_net=info")
+        .args(["run", "--json", "--no-mdns", "--no-pay", "--join", &relay])
+        .arg(&job)
+        .arg("--out")
+        .arg(s.path().join("out"))
+        .output()
+        .expect("naac run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("summary");
+    assert_eq!(arrived(&summary, &peer), (8, 0), "{summary:#}");
+    assert!(!stderr(&out).contains("hole punched"), "{}", stderr(&out));
 }
 
 #[test]
