@@ -1,7 +1,7 @@
 //! A guard on every TCP dial, whoever asks for it (the task protocol, Kademlia's own walks,
 //! identify's address cache, hole punching): an address learned from the wide-area market
 //! or the DHT is dialled only when [`dialable_from_wan`] allows it, or when mDNS found a
-//! peer at its IP on this LAN. So a peer cannot make this node dial into its own machine
+//! peer at its IP on this LAN, or the node's owner named it ([`crate::Client::dial`]). So a peer cannot make this node dial into its own machine
 //! or LAN by naming such addresses, whichever behaviour would have dialled them.
 
 use crate::market::dialable_from_wan;
@@ -42,8 +42,9 @@ impl DialGuard {
             })
     }
 
-    /// mDNS found a peer at `addr`: its IP is on this LAN.
-    pub(crate) fn found_on_lan(&self, addr: &Multiaddr) {
+    /// mDNS found a peer at `addr` (its IP is on this LAN), or the node's owner named the
+    /// address (a bank, a peer to dial): its IP may be dialled.
+    pub(crate) fn allow(&self, addr: &Multiaddr) {
         let Some(ip) = crate::ip_of(addr) else {
             return;
         };
@@ -117,7 +118,7 @@ mod tests {
         for no in ["/ip4/192.168.1.7/tcp/22", "/ip4/127.0.0.1/tcp/4002"] {
             assert!(!guard.allows(&a(no)), "{no}");
         }
-        guard.found_on_lan(&a(
+        guard.allow(&a(
             "/ip4/192.168.1.7/tcp/4001/p2p/12D3KooWQWULj7mPE7hDGz3FN3aRJuM8dsq6LCFoNnTi632i7U7v",
         ));
         assert!(guard.allows(&a("/ip4/192.168.1.7/tcp/4001")));

@@ -176,7 +176,9 @@ impl Client {
         &self.home
     }
 
-    /// Dials `addr`; returns once the dial has started (not when it connects).
+    /// Dials `addr`, an address this node's owner named (a bank, a peer to join): it may be
+    /// dialled from now on whatever network it is on. Returns once the dial has started
+    /// (not when it connects).
     pub async fn dial(&self, addr: Multiaddr) -> anyhow::Result<()> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Dial(addr, tx)).await?;
@@ -409,6 +411,7 @@ pub async fn start(
         backlog_gossip: 0,
         dropped_gossip: 0,
         lookups: HashMap::new(),
+        waiting: Vec::new(),
         book: market::AddressBook::default(),
         join: config.join.clone(),
         guard,
@@ -439,8 +442,8 @@ pub struct EventLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<Event>,
-    /// Requests sent and waiting for their answer: to whom, and where the answer goes.
-    pending: HashMap<OutboundRequestId, (PeerId, oneshot::Sender<Result<Response, RequestError>>)>,
+    /// Requests sent and waiting for their answer.
+    pending: HashMap<OutboundRequestId, task::Pending>,
     listeners: Vec<Multiaddr>,
     /// Events the owner has not taken yet. The swarm never waits on its owner (the owner may be
     /// waiting on us to accept a command), so events queue here, bounded.
@@ -456,8 +459,14 @@ pub struct EventLoop {
     /// Gossip messages in `backlog`, and how many were dropped because it was full.
     backlog_gossip: usize,
     dropped_gossip: u64,
-    /// Kademlia lookups waiting for their query, by query.
+    /// Kademlia lookups waiting for their query, by query; provider lookups waiting for a
+    /// first peer to ask (key, answer, deadline).
     lookups: HashMap<QueryId, market::Lookup>,
+    waiting: Vec<(
+        Vec<u8>,
+        oneshot::Sender<anyhow::Result<market::Providers>>,
+        Instant,
+    )>,
     /// Addresses heard for peers.
     book: market::AddressBook,
     /// The peers this node joined, and whether it keeps reservations on the relays among
@@ -514,7 +523,9 @@ impl EventLoop {
                         self.backlog_gossip = 0;
                     }
                 },
-                _ = lookup_tick.tick(), if !self.lookups.is_empty() => self.expire_lookups(),
+                _ = lookup_tick.tick(), if !self.lookups.is_empty() || !self.waiting.is_empty() => {
+                    self.expire_lookups()
+                }
                 _ = rejoin_tick.tick(), if !self.rejoin.is_empty() => self.rejoin_due(),
                 _ = retire_tick.tick(), if !self.retire.is_empty() => self.retire_relayed(),
             }
@@ -525,6 +536,7 @@ impl EventLoop {
     fn on_command(&mut self, c: Command) {
         match c {
             Command::Dial(addr, reply) => {
+                self.guard.allow(&addr);
                 let r = self
                     .swarm
                     .dial(addr.clone())
@@ -546,8 +558,7 @@ impl EventLoop {
                 request,
                 reply,
             } => {
-                let id = self.swarm.behaviour_mut().task.send_request(&peer, request);
-                self.pending.insert(id, (peer, reply));
+                self.send_request(peer, request, reply);
             }
             Command::Respond(channel, response) => {
                 // Fails only when the peer went away meanwhile; nothing to do then.
@@ -685,7 +696,7 @@ impl EventLoop {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                 for (peer, addr) in found {
-                    self.guard.found_on_lan(&addr);
+                    self.guard.allow(&addr);
                     if !self.swarm.is_connected(&peer) {
                         tracing::debug!("mdns: found {peer} at {addr}");
                         let _ = self.swarm.dial(addr.with_p2p(peer).unwrap_or_else(|a| a));

@@ -263,13 +263,27 @@ impl EventLoop {
                     )));
                     return;
                 }
+                let deadline = Instant::now() + timeout;
+                let known: usize = b.kad.kbuckets().map(|k| k.num_entries()).sum();
+                if known == 0 {
+                    // Nobody to ask yet (the joined peers are still connecting): the
+                    // lookup starts with the first peer in the routing table.
+                    if self.waiting.len() >= MAX_LOOKUPS {
+                        let _ = reply.send(Err(anyhow::anyhow!(
+                            "{MAX_LOOKUPS} lookups are already waiting"
+                        )));
+                    } else {
+                        self.waiting.push((key, reply, deadline));
+                    }
+                    return;
+                }
                 let id = b.kad.get_providers(kad::RecordKey::new(&key));
                 self.lookups.insert(
                     id,
                     Lookup::Providers {
                         found: Vec::new(),
                         reply,
-                        deadline: Instant::now() + timeout,
+                        deadline,
                     },
                 );
             }
@@ -307,9 +321,17 @@ impl EventLoop {
         }
     }
 
-    /// Ends lookups whose deadline has passed, answering with what they found so far.
+    /// Ends lookups whose deadline has passed, answering with what they found so far (a
+    /// lookup still waiting for a first peer found nothing).
     pub(crate) fn expire_lookups(&mut self) {
         let now = Instant::now();
+        let (over, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|(_, _, deadline)| *deadline <= now);
+        self.waiting = wait;
+        for (_, reply, _) in over {
+            let _ = reply.send(Ok(Vec::new()));
+        }
         let expired: Vec<QueryId> = self
             .lookups
             .iter()
@@ -369,6 +391,20 @@ impl EventLoop {
         }
         for a in extra {
             push(a);
+        }
+        // Nothing this node may dial (a provider behind NAT, known by its LAN addresses):
+        // try it through each relay this node joined, where it may hold a reservation.
+        let circuit = |a: &Multiaddr| a.iter().any(|p| p == Protocol::P2pCircuit);
+        if !all.iter().any(|a| circuit(a) || self.guard.allows(a)) {
+            for relay in &self.relays_joined {
+                if let Some(at) = self
+                    .join
+                    .iter()
+                    .find(|j| crate::reach::peer_of(j) == Some(*relay))
+                {
+                    all.push(at.clone().with(Protocol::P2pCircuit));
+                }
+            }
         }
         all.into_iter()
             .filter_map(|a| a.with_p2p(*peer).ok())
@@ -457,6 +493,21 @@ impl EventLoop {
         let known: usize = kad.kbuckets().map(|b| b.num_entries()).sum();
         if known == 1 {
             self.announce_again();
+            for (key, reply, deadline) in std::mem::take(&mut self.waiting) {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .get_providers(kad::RecordKey::new(&key));
+                self.lookups.insert(
+                    id,
+                    Lookup::Providers {
+                        found: Vec::new(),
+                        reply,
+                        deadline,
+                    },
+                );
+            }
         }
     }
 

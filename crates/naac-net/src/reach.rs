@@ -219,7 +219,7 @@ pub(crate) fn relay_in(addr: &Multiaddr) -> Option<PeerId> {
 }
 
 /// `addr` with its trailing `/p2p/<id>`, if it has one.
-fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+pub(crate) fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
     match addr.iter().last() {
         Some(Protocol::P2p(p)) => Some(p),
         _ => None,
@@ -390,7 +390,7 @@ impl EventLoop {
                 continue;
             }
             let busy =
-                self.pending.values().any(|(p, _)| *p == peer) || self.unanswered.holds(&peer);
+                self.pending.values().any(|p| p.peer == peer) || self.unanswered.holds(&peer);
             if busy && now < deadline {
                 continue;
             }

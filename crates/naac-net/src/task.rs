@@ -6,8 +6,31 @@ use crate::{Event, EventLoop, RequestError, limits};
 use libp2p::PeerId;
 use libp2p::request_response::{self, ResponseChannel};
 use naac_proto::{Request, Response, ResponseBody};
+use tokio::sync::oneshot;
+
+/// A request sent and waiting for its answer.
+pub(crate) struct Pending {
+    pub(crate) peer: PeerId,
+    reply: oneshot::Sender<Result<Response, RequestError>>,
+    /// A copy, kept while the peer is reached through a relay: a relayed connection closes
+    /// once a direct one exists (or at the relay's limits), and a request it cut off goes
+    /// again over the connection left.
+    again: Option<Request>,
+}
 
 impl EventLoop {
+    /// Sends `request` to `peer`; the answer goes to `reply`.
+    pub(crate) fn send_request(
+        &mut self,
+        peer: PeerId,
+        request: Request,
+        reply: oneshot::Sender<Result<Response, RequestError>>,
+    ) {
+        let again = (!self.paths.relayed_of(peer).is_empty()).then(|| request.clone());
+        let id = self.swarm.behaviour_mut().task.send_request(&peer, request);
+        self.pending.insert(id, Pending { peer, reply, again });
+    }
+
     /// Answers a request `Refused` without handing it on.
     pub(crate) fn refuse(&mut self, channel: ResponseChannel<Response>, why: &str) {
         let refusal = Response::new(ResponseBody::Refused(why.to_string()));
@@ -56,8 +79,8 @@ impl EventLoop {
                     },
                 ..
             } => {
-                if let Some((_, tx)) = self.pending.remove(&request_id) {
-                    let _ = tx.send(Ok(response));
+                if let Some(p) = self.pending.remove(&request_id) {
+                    let _ = p.reply.send(Ok(response));
                 }
             }
             E::OutboundFailure {
@@ -66,6 +89,29 @@ impl EventLoop {
                 error,
                 ..
             } => {
+                let Some(p) = self.pending.remove(&request_id) else {
+                    return;
+                };
+                let cut = matches!(
+                    error,
+                    OutboundFailure::ConnectionClosed | OutboundFailure::Io(_)
+                );
+                if cut
+                    && self.swarm.is_connected(&peer)
+                    && let Some(request) = p.again
+                {
+                    tracing::debug!("a request to {peer} was cut off: sending it again");
+                    let id = self.swarm.behaviour_mut().task.send_request(&peer, request);
+                    self.pending.insert(
+                        id,
+                        Pending {
+                            peer,
+                            reply: p.reply,
+                            again: None,
+                        },
+                    );
+                    return;
+                }
                 let e = match error {
                     OutboundFailure::DialFailure => RequestError::DialFailure(peer),
                     OutboundFailure::Timeout => RequestError::Timeout(peer),
@@ -76,9 +122,7 @@ impl EventLoop {
                         message: e.to_string(),
                     },
                 };
-                if let Some((_, tx)) = self.pending.remove(&request_id) {
-                    let _ = tx.send(Err(e));
-                }
+                let _ = p.reply.send(Err(e));
             }
             E::InboundFailure {
                 peer,

@@ -7,6 +7,7 @@
 
 mod economy;
 mod hostile;
+mod nat;
 mod owner;
 
 use crate::embedded::Pool;
@@ -36,6 +37,7 @@ const ALL: &[&str] = &[
     "owner",
     "economy",
     "hostile",
+    "nat",
 ];
 
 #[derive(clap::Args)]
@@ -47,7 +49,8 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     /// Run only these (comma-separated): throughput, latency, scaling, guest, gather, failover,
-    /// verify, owner, economy, hostile
+    /// verify, owner, economy, hostile, nat (nat needs root: it builds network namespaces
+    /// with real NAT)
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     only: Vec<String>,
     /// Where job outputs go [default: a temporary dir on /dev/shm (tmpfs) when there is one,
@@ -60,7 +63,7 @@ struct Figure {
     name: &'static str,
     value: String,
     target: &'static str,
-    baseline: &'static str,
+    baseline: String,
     /// Measured over the best baseline (higher is better), when comparable.
     ratio: Option<f64>,
     raw: serde_json::Value,
@@ -101,7 +104,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         quick: a.quick,
     };
     let mut figures = Vec::new();
-    let steps: [(&str, BenchFn); 10] = [
+    let steps: [(&str, BenchFn); 11] = [
         ("throughput", |b| Box::pin(b.throughput())),
         ("latency", |b| Box::pin(b.latency())),
         ("scaling", |b| Box::pin(b.scaling())),
@@ -112,6 +115,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         ("owner", |b| Box::pin(b.owner())),
         ("economy", |b| Box::pin(b.economy())),
         ("hostile", |b| Box::pin(b.hostile())),
+        ("nat", |b| Box::pin(b.nat())),
     ];
     for (name, f) in steps {
         if !want(name) {
@@ -252,7 +256,7 @@ impl Bench {
             name: "no-op tasks, submit to results",
             value: format!("{rate:.0} tasks/s"),
             target: ">= 5000/s",
-            baseline: "Ray 695/s, Dask 370/s",
+            baseline: "Ray 695/s, Dask 370/s".into(),
             ratio: Some(rate / 695.0),
             raw: json!({"tasks": n, "wall_seconds": wall, "startup_seconds": startup, "tasks_per_second": rate}),
         }])
@@ -269,7 +273,7 @@ impl Bench {
             name: "tiny task round trip, median/p99",
             value: format!("{:.2} / {:.2} ms", ms(median), ms(p99)),
             target: "<= 1 / 3 ms",
-            baseline: "Ray 3.0/9.5, Dask 11.6/24.8",
+            baseline: "Ray 3.0/9.5, Dask 11.6/24.8".into(),
             ratio: Some(3.0 / ms(median).max(1e-6)),
             raw: json!({"rounds": rounds, "median_ms": ms(median), "p99_ms": ms(p99)}),
         }])
@@ -290,7 +294,7 @@ impl Bench {
             name: "CPU-bound job, 1 -> 2 providers",
             value: format!("efficiency {eff:.2}"),
             target: ">= 0.95",
-            baseline: "Dask 0.86",
+            baseline: "Dask 0.86".into(),
             ratio: Some(eff / 0.86),
             raw: json!({"tasks": tasks, "one_provider_seconds": t1, "two_providers_seconds": t2, "efficiency": eff}),
         }])
@@ -318,7 +322,7 @@ impl Bench {
             name: "1 MiB results gathered",
             value: format!("{rate:.0} MiB/s"),
             target: ">= 300 MiB/s",
-            baseline: "Ray 172, Dask 116 MiB/s",
+            baseline: "Ray 172, Dask 116 MiB/s".into(),
             ratio: Some(rate / 172.0),
             raw: json!({"tasks": tasks, "wall_seconds": wall, "mib_per_second": rate}),
         }])
@@ -361,7 +365,7 @@ impl Bench {
             name: "provider SIGKILLed mid-job",
             value: format!("{extra:+.2} s"),
             target: "<= +1 s",
-            baseline: "Ray +0.6 s, Dask +1.5 s",
+            baseline: "Ray +0.6 s, Dask +1.5 s".into(),
             ratio: None,
             raw: json!({"tasks": tasks, "calm_seconds": calm, "with_kill_seconds": stormy, "extra_seconds": extra, "killed_pid": killed}),
         }])
@@ -403,7 +407,7 @@ impl Bench {
             name: "replicas = 2, free slots: wall time",
             value: format!("{ratio:.2}x of none"),
             target: "<= 1.05x",
-            baseline: "BOINC: 2x (fixed quorum)",
+            baseline: "BOINC: 2x (fixed quorum)".into(),
             ratio: None,
             raw: json!({"tasks": tasks, "plain_seconds": t_plain, "replicated_seconds": t_rep, "ratio": ratio}),
         });
@@ -420,7 +424,7 @@ impl Bench {
             name: "adaptive replication, total work",
             value: format!("{:.3}x ({} verified)", v.overhead, v.verified),
             target: "<= 1.2x",
-            baseline: "replicas = 2: 2x",
+            baseline: "replicas = 2: 2x".into(),
             ratio: None,
             raw: json!({"tasks": tasks, "runs": v.runs, "overhead": v.overhead, "verified": v.verified}),
         });
@@ -467,7 +471,7 @@ impl Bench {
             name: "SIGKILL, checkpoints every 1 s",
             value: format!("{extra:+.2} s"),
             target: "<= +3 s (1 s unsaved)",
-            baseline: "no checkpoint: +60% of task",
+            baseline: "no checkpoint: +60% of task".into(),
             ratio: None,
             raw: json!({"calm_seconds": calm, "with_kill_seconds": f.summary.wall_seconds, "extra_seconds": extra, "task_seconds": calm}),
         });
@@ -485,7 +489,7 @@ impl Bench {
             name: "checkpoint of 1 MiB state",
             value: format!("{ms:.2} ms"),
             target: "<= 5 ms",
-            baseline: "CRIU dump: ~100 ms",
+            baseline: "CRIU dump: ~100 ms".into(),
             ratio: None,
             raw: json!({"bytes": 1 << 20, "iterations": iters, "ms_per_checkpoint": ms}),
         });
@@ -588,7 +592,7 @@ fn guest_figures(work: PathBuf, quick: bool) -> anyhow::Result<Vec<Figure>> {
             name: "guest vs native, pi kernel",
             value: format!("{pi_ratio:.2} of native"),
             target: ">= 0.90",
-            baseline: "wasmtime 48: 0.8-1.0",
+            baseline: "wasmtime 48: 0.8-1.0".into(),
             ratio: None,
             raw: json!({"native_seconds": pi_native.as_secs_f64(), "wasm_seconds": pi_wasm.as_secs_f64(), "ratio": pi_ratio}),
         },
@@ -596,7 +600,7 @@ fn guest_figures(work: PathBuf, quick: bool) -> anyhow::Result<Vec<Figure>> {
             name: "  same, NaN canonicalization off",
             value: format!("{pi_fast_ratio:.2} of native"),
             target: "(cost shown)",
-            baseline: "",
+            baseline: "".into(),
             ratio: None,
             raw: json!({"wasm_seconds": pi_fast.as_secs_f64(), "ratio": pi_fast_ratio}),
         },
@@ -605,7 +609,7 @@ fn guest_figures(work: PathBuf, quick: bool) -> anyhow::Result<Vec<Figure>> {
             value: format!("{sha_ratio:.2} of native"),
             target: ">= 0.75",
             // sha2 uses the CPU's SHA instructions natively when present; wasm cannot.
-            baseline: "native may use SHA-NI",
+            baseline: "native may use SHA-NI".into(),
             ratio: None,
             raw: json!({"native_seconds": sha_native.as_secs_f64(), "wasm_seconds": sha_wasm.as_secs_f64(), "ratio": sha_ratio}),
         },

@@ -707,14 +707,29 @@ async fn explain(a: Args) -> anyhow::Result<ExitCode> {
         })
         .collect();
     let e = naac_node::explain::Explanation::of_reasons(per_host.iter().cloned());
+    // How each host is reached: one behind a relay alone returns only results the relay
+    // carries.
+    let paths: std::collections::HashMap<_, _> = client.paths().await.into_iter().collect();
+    let mut relayed = Vec::with_capacity(seen.len());
+    for s in &seen {
+        let path = paths.get(&s.peer).copied();
+        let limit = match path {
+            Some(naac_net::Path::Relayed) => client.relay_limit(s.peer).await,
+            _ => None,
+        };
+        relayed.push((path.map(|p| p.as_str()), limit));
+    }
     if a.json {
         let hosts: Vec<serde_json::Value> = seen
             .iter()
             .zip(&per_host)
-            .map(|(s, why)| {
+            .zip(&relayed)
+            .map(|((s, why), (path, limit))| {
                 serde_json::json!({
                     "peer_id": s.peer.to_string(),
                     "ruled_out": why,
+                    "connection": path,
+                    "relay_limit_bytes": limit,
                 })
             })
             .collect();
@@ -729,11 +744,17 @@ async fn explain(a: Args) -> anyhow::Result<ExitCode> {
         );
     } else {
         println!("job {}: {e}", prepared.job.name);
-        for (s, why) in seen.iter().zip(&per_host) {
+        for ((s, why), (_, limit)) in seen.iter().zip(&per_host).zip(&relayed) {
+            let through = limit.map_or(String::new(), |l| {
+                format!(
+                    " (reached through a relay only: a result over {} fails there)",
+                    naac_types::units::format_size(l)
+                )
+            });
             if why.is_empty() {
-                println!("  {}  can run it", s.peer);
+                println!("  {}  can run it{through}", s.peer);
             } else {
-                println!("  {}  {}", s.peer, why.join("; "));
+                println!("  {}  {}{through}", s.peer, why.join("; "));
             }
         }
     }

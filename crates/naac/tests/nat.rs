@@ -116,13 +116,13 @@ impl Drop for Lab {
 
 /// A relay on the public host (with `relay_flags`), a provider at home A joined to it, and
 /// a job (`job`: its sweep and arguments) run from home B joined to the relay alone.
-/// Returns the run and the provider's peer id.
+/// Returns the run, the provider's peer id and the relay's address.
 fn job_across_nats(
     lab: &mut Lab,
     s: &Scratch,
     relay_flags: &[&str],
     job: &str,
-) -> (Output, serde_json::Value, String) {
+) -> (Output, serde_json::Value, String, String) {
     let relay = lab.relay(s, relay_flags);
     let circuit = lab.node(
         "hA",
@@ -152,7 +152,7 @@ fn job_across_nats(
         .output()
         .expect("naac run");
     let summary = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-    (out, summary, peer)
+    (out, summary, peer, relay)
 }
 
 /// Eight tasks of a few hundred milliseconds of CPU each.
@@ -175,7 +175,10 @@ fn across_two_cone_nats_a_job_runs_over_a_hole_punched_connection() {
         return;
     };
     let s = Scratch::new();
-    let (out, summary, peer) = job_across_nats(&mut lab, &s, &[], SMALL_JOB);
+    // Long enough (about 4 s on 2 slots) that results outlast the hole punch even on a
+    // loaded machine.
+    let job = "args = [\"sha256\", \"{i}\", \"1000000\"]\n[sweep]\ni = { from = 0, to = 8 }\n";
+    let (out, summary, peer, _) = job_across_nats(&mut lab, &s, &[], job);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(summary["tasks"]["succeeded"], 8, "{summary:#}");
     let err = stderr(&out);
@@ -183,10 +186,11 @@ fn across_two_cone_nats_a_job_runs_over_a_hole_punched_connection() {
         err.contains(&format!("direct connection to {peer} (hole punched)")),
         "{err}"
     );
-    // Results move to the direct connection once it exists.
+    // Results move to the direct connection once it exists. (A report cut off with the
+    // relayed connection is sent again: a result may arrive twice.)
     let (direct, relayed) = arrived(&summary, &peer);
-    assert_eq!(direct + relayed, 8, "{summary:#}");
-    assert!(direct > 0, "{summary:#}");
+    assert!(direct + relayed >= 8, "{summary:#}");
+    assert!(direct > 0, "{summary:#}\n{err}");
     // The provider names its LAN and loopback addresses too (in identify, to the relay);
     // no part of the requester ever dials them.
     assert!(!err.contains("Network is unreachable"), "{err}");
@@ -262,7 +266,7 @@ fn behind_a_symmetric_nat_a_job_still_completes_through_the_relay() {
         return;
     };
     let s = Scratch::new();
-    let (out, summary, peer) = job_across_nats(&mut lab, &s, &[], SMALL_JOB);
+    let (out, summary, peer, _) = job_across_nats(&mut lab, &s, &[], SMALL_JOB);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(summary["tasks"]["succeeded"], 8, "{summary:#}");
     // A random port per connection on one side: no hole to punch.
@@ -284,7 +288,8 @@ fn a_result_over_the_relays_limit_fails_the_job_with_the_reason() {
     };
     let s = Scratch::new();
     let job = "args = [\"bytes\", \"3000000\"]\n[sweep]\ni = { from = 0, to = 2 }\n";
-    let (out, summary, _) = job_across_nats(&mut lab, &s, &["--relay-circuit-bytes", "1MiB"], job);
+    let (out, summary, peer, relay) =
+        job_across_nats(&mut lab, &s, &["--relay-circuit-bytes", "1MiB"], job);
     assert!(!out.status.success(), "{summary:#}");
     let failures = summary["failures"].as_array().expect("failures");
     assert_eq!(failures.len(), 2, "{summary:#}");
@@ -295,6 +300,20 @@ fn a_result_over_the_relays_limit_fails_the_job_with_the_reason() {
             "{m}"
         );
     }
+    // `--explain` says so before anything runs.
+    let out = lab
+        .naac("hB", &s.path().join("looker"))
+        .args(["run", "--explain", "--json", "--no-mdns", "--join", &relay])
+        .arg(s.path().join("nat.toml"))
+        .output()
+        .expect("naac run --explain");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("explain json");
+    let host = v["per_host"]
+        .as_array()
+        .and_then(|h| h.iter().find(|h| h["peer_id"] == peer.as_str()))
+        .unwrap_or_else(|| panic!("{peer} not in view: {v:#}"));
+    assert_eq!(host["connection"], "relayed", "{v:#}");
+    assert_eq!(host["relay_limit_bytes"], 1 << 20, "{v:#}");
 }
 
 #[test]

@@ -37,7 +37,7 @@ impl Bench {
             name: "settlements/s under 1,000 garbage/s",
             value: format!("{hostile:.0}/s (none: {honest:.0}/s)"),
             target: "near the honest rate",
-            baseline: "the same with no garbage",
+            baseline: "the same with no garbage".into(),
             ratio: Some(hostile / honest),
             raw: json!({"rate": hostile, "honest_rate": honest, "n": n, "garbage_per_s": GARBAGE_PER_S}),
         });
@@ -233,7 +233,7 @@ async fn input_flood(tasks: u32) -> anyhow::Result<Figure> {
         name: "provider RSS, input flood",
         value: format!("{peak} MiB, {sent} MiB sent (idle: {idle} MiB)"),
         target: "< 400 MiB",
-        baseline: "the idle provider",
+        baseline: "the idle provider".into(),
         ratio: Some(peak as f64 / idle.max(1) as f64),
         raw: json!({"peak_mib": peak, "idle_mib": idle, "queued_mib": sent, "tasks": tasks, "secs": secs}),
     })
@@ -358,7 +358,7 @@ async fn offer_flood() -> anyhow::Result<Figure> {
         name: "discovery after 5,000 fake offers",
         value: format!("{:.0} ms (none: {:.0} ms)", ms(flooded), ms(honest)),
         target: "< 30 s",
-        baseline: "the same with no flood",
+        baseline: "the same with no flood".into(),
         ratio: Some(ms(flooded) / ms(honest).max(1.0)),
         raw: json!({"ms": ms(flooded), "honest_ms": ms(honest), "fakes": FAKES}),
     })

@@ -158,7 +158,7 @@ fn owner_figures(dir: &Path, quick: bool) -> anyhow::Result<Vec<Figure>> {
         name: "idle provider CPU",
         value: format!("{cpu:.2}% of a core"),
         target: "<= 1%",
-        baseline: "-",
+        baseline: "-".into(),
         ratio: None,
         raw: json!({"percent_of_one_core": cpu, "seconds": secs}),
     });
@@ -166,7 +166,7 @@ fn owner_figures(dir: &Path, quick: bool) -> anyhow::Result<Vec<Figure>> {
         name: "idle provider RSS",
         value: format!("{:.1} MiB", rss as f64 / (1 << 20) as f64),
         target: "<= 40 MiB",
-        baseline: "-",
+        baseline: "-".into(),
         ratio: None,
         raw: json!({"bytes": rss}),
     });
@@ -204,7 +204,7 @@ fn owner_figures(dir: &Path, quick: bool) -> anyhow::Result<Vec<Figure>> {
             max.as_secs_f64() * 1e3
         ),
         target: "<= 1 s (100 ms)",
-        baseline: "-",
+        baseline: "-".into(),
         ratio: None,
         raw: json!({
             "median_ms": median.as_secs_f64() * 1e3,
@@ -240,7 +240,7 @@ fn owner_figures(dir: &Path, quick: bool) -> anyhow::Result<Vec<Figure>> {
         name: "max_cpu_percent = 50, CPU-bound",
         value: format!("{:.1}% of the machine", used * 100.0),
         target: "50% ± 10%",
-        baseline: "-",
+        baseline: "-".into(),
         ratio: None,
         raw: json!({"percent_of_machine": used * 100.0, "seconds": secs, "cores": cores}),
     });
