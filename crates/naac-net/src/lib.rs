@@ -655,6 +655,7 @@ impl EventLoop {
                 };
                 self.paths
                     .opened(connection_id, peer_id, endpoint.is_relayed(), at);
+                self.prefer_direct(peer_id);
                 self.rejoin.remove(&peer_id);
                 if endpoint.is_dialer() {
                     self.on_dialed(peer_id, endpoint.get_remote_address().clone());

@@ -365,14 +365,22 @@ impl EventLoop {
             Ok(_) => {
                 tracing::info!("direct connection to {} (hole punched)", ev.remote_peer_id);
                 self.direct.insert(ev.remote_peer_id);
-                self.retire
-                    .entry(ev.remote_peer_id)
-                    .or_insert(Instant::now() + RETIRE_WITHIN);
+                self.prefer_direct(ev.remote_peer_id);
             }
             Err(e) => tracing::info!(
                 "no direct connection to {} ({e}); staying relayed",
                 ev.remote_peer_id
             ),
+        }
+    }
+
+    /// A peer reached both directly (hole punched, found on the LAN, dialled at a public
+    /// address) and through a relay: its relayed connections are to close.
+    pub(crate) fn prefer_direct(&mut self, peer: PeerId) {
+        if self.paths.has_direct(peer) && !self.paths.relayed_of(peer).is_empty() {
+            self.retire
+                .entry(peer)
+                .or_insert(Instant::now() + RETIRE_WITHIN);
         }
     }
 
