@@ -113,7 +113,8 @@ pub enum RequestError {
 pub enum Event {
     /// Now listening on this address.
     Listening(Multiaddr),
-    /// First connection to a peer opened; the peer's IP address as seen from here.
+    /// First connection to a peer opened; the peer's IP address as seen from here (`None`
+    /// through a relay).
     Connected(PeerId, Option<std::net::IpAddr>),
     /// Last connection to a peer closed.
     Disconnected(PeerId),
@@ -661,7 +662,11 @@ impl EventLoop {
                     self.on_dialed(peer_id, endpoint.get_remote_address().clone());
                 }
                 if num_established.get() == 1 {
-                    let ip = ip_of(endpoint.get_remote_address());
+                    // A relayed connection's address is the relay's: it says nothing of
+                    // where the peer is, so every host behind one relay would look alike.
+                    let ip = (!endpoint.is_relayed())
+                        .then(|| ip_of(endpoint.get_remote_address()))
+                        .flatten();
                     self.emit(Event::Connected(peer_id, ip));
                 }
             }
