@@ -277,15 +277,7 @@ impl EventLoop {
                     }
                     return;
                 }
-                let id = b.kad.get_providers(kad::RecordKey::new(&key));
-                self.lookups.insert(
-                    id,
-                    Lookup::Providers {
-                        found: Vec::new(),
-                        reply,
-                        deadline,
-                    },
-                );
+                self.look_up_providers(key, reply, deadline);
             }
             MarketCommand::FindPeer {
                 peer,
@@ -494,21 +486,31 @@ impl EventLoop {
         if known == 1 {
             self.announce_again();
             for (key, reply, deadline) in std::mem::take(&mut self.waiting) {
-                let id = self
-                    .swarm
-                    .behaviour_mut()
-                    .kad
-                    .get_providers(kad::RecordKey::new(&key));
-                self.lookups.insert(
-                    id,
-                    Lookup::Providers {
-                        found: Vec::new(),
-                        reply,
-                        deadline,
-                    },
-                );
+                self.look_up_providers(key, reply, deadline);
             }
         }
+    }
+
+    /// Starts a Kademlia lookup of `key`'s providers, answered at its end or `deadline`.
+    fn look_up_providers(
+        &mut self,
+        key: Vec<u8>,
+        reply: oneshot::Sender<anyhow::Result<Providers>>,
+        deadline: Instant,
+    ) {
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .get_providers(kad::RecordKey::new(&key));
+        self.lookups.insert(
+            id,
+            Lookup::Providers {
+                found: Vec::new(),
+                reply,
+                deadline,
+            },
+        );
     }
 
     /// Announces every provider record again now: the first peer arrived, or this node's
