@@ -8,6 +8,7 @@ pub mod device;
 pub mod escrow;
 pub mod explain;
 pub mod home;
+pub mod jobs;
 pub mod logind;
 pub mod output;
 pub mod owner;

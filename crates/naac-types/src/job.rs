@@ -139,6 +139,33 @@ impl Job {
         !self.inputs.is_empty() || self.stdin.is_some()
     }
 
+    /// Every file the job names, as paths on this machine, each once: the module, the reduce
+    /// module and verifier, and each task's inputs and stdin. Fails on the first input
+    /// file that does not exist.
+    pub fn files(&self) -> Result<Vec<PathBuf>, JobError> {
+        let mut all: Vec<PathBuf> = vec![self.module.clone()];
+        all.extend(self.reduce.as_ref().map(|r| r.module.clone()));
+        all.extend(self.verify.verifier.clone());
+        let mut seen: std::collections::HashSet<PathBuf> = all.iter().cloned().collect();
+        for i in 0..self.task_count {
+            if i > 0 && !self.has_files() {
+                break;
+            }
+            let t = self.task(i)?;
+            for p in t.inputs.into_iter().chain(t.stdin) {
+                if seen.insert(p.clone()) {
+                    all.push(p);
+                }
+            }
+        }
+        Ok(all)
+    }
+
+    /// The job file's directory, against which its paths are resolved.
+    pub fn base_dir(&self) -> PathBuf {
+        self.dir()
+    }
+
     /// Number of tasks the sweep expands to.
     pub fn task_count(&self) -> u64 {
         self.task_count

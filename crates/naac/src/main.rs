@@ -5,7 +5,9 @@
 
 mod bank;
 mod bench;
+mod daemon;
 mod embedded;
+mod jobs;
 mod key;
 mod market;
 mod node;
@@ -68,6 +70,17 @@ enum Cmd {
     Bank(bank::Cmd),
     /// Measure throughput, latency, scaling, sandbox and verification overhead
     Bench(bench::Args),
+    /// Hand a job to the local node (`naac node`), which runs it whether or not this
+    /// terminal stays open; prints its id
+    Submit(jobs::SubmitArgs),
+    /// The jobs on the local node: queued, running, done, failed, cancelled
+    Jobs(jobs::ListArgs),
+    /// One job on the local node (--watch follows it until it ends)
+    Status(jobs::JobArgs),
+    /// Cancel a queued or running job on the local node
+    Cancel(jobs::JobArgs),
+    /// Where a job's results are (the layout of `naac run`'s), or a copy of them (--out)
+    Results(jobs::ResultsArgs),
 }
 
 fn main() -> ExitCode {
@@ -113,6 +126,11 @@ fn main() -> ExitCode {
             Cmd::Wallet(c) => wallet::main(c).await,
             Cmd::Bank(c) => bank::main(c).await,
             Cmd::Market(a) => market::main(a).await,
+            Cmd::Submit(a) => jobs::submit(a).await,
+            Cmd::Jobs(a) => jobs::list(a).await,
+            Cmd::Status(a) => jobs::status(a).await,
+            Cmd::Cancel(a) => jobs::cancel(a).await,
+            Cmd::Results(a) => jobs::results(a).await,
         }
     });
     // Do not wait for blocking threads (a guest still winding down) on the way out.

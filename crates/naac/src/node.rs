@@ -89,17 +89,50 @@ pub struct Args {
     /// Exit when stdin closes (set by the process that started this node)
     #[arg(long, hide = true)]
     exit_with_parent: bool,
+    /// Serve the HTTP API (jobs submitted with `naac submit`, …) on this address
+    /// [default: 127.0.0.1:7878; a node with a role goes on without it if that is taken]
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        env = "NAAC_API",
+        conflicts_with = "no_api"
+    )]
+    api: Option<String>,
+    /// Do not serve the HTTP API (and take no submitted jobs)
+    #[arg(long)]
+    no_api: bool,
 }
 
 pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
-    if !a.provide && !a.bank && !a.relay {
-        eprintln!(
-            "error: nothing to do: give the node a role\nhint: naac node --provide [--slots N] to run tasks, naac node --bank to keep a pool's accounts, or naac node --relay to let hosts behind NAT be reached"
-        );
-        return Ok(ExitCode::from(2));
-    }
     let home = Home::from_env()?;
     home.ensure()?;
+    let roles: Vec<&str> = [
+        (a.provide, "provider"),
+        (a.bank, "bank"),
+        (a.relay, "relay"),
+    ]
+    .into_iter()
+    .filter_map(|(on, r)| on.then_some(r))
+    .collect();
+    if roles.is_empty() {
+        return requester(a, &home).await;
+    }
+    // The API and its job queue: on by default on a node of its own (not an embedded
+    // pool's worker); a node with a role goes on without it if the address is taken.
+    if !a.no_api && !a.ephemeral {
+        let addr = a
+            .api
+            .clone()
+            .unwrap_or_else(|| naac_api::DEFAULT_ADDR.into());
+        let info = node_info(&roles, &a.join);
+        match crate::daemon::start(&home, &addr, a.join.clone(), !a.no_mdns, info).await {
+            Ok((at, _)) => tracing::info!("api on http://{at}"),
+            Err(e) if a.api.is_none() => tracing::warn!(
+                "no HTTP API: {e:#} (another node has it?); pass --api HOST:PORT to serve it elsewhere"
+            ),
+            Err(e) => return Err(e),
+        }
+    }
     let bank = if a.bank {
         let faucet = naac_node::bank::Faucet {
             amount: a.faucet.unwrap_or_default(),
@@ -182,6 +215,53 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
     };
     provider::run(config, keypair, Some(listen_tx), shutdown).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `naac node` with no role: a requester daemon, its API and job queue.
+async fn requester(a: Args, home: &Home) -> anyhow::Result<ExitCode> {
+    if a.no_api {
+        eprintln!(
+            "error: nothing to do: a node with no role serves the API for submitted jobs\nhint: drop --no-api, or give the node a role: --provide [--slots N] to run tasks, --bank to keep a pool's accounts, --relay to let hosts behind NAT be reached"
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let addr = a
+        .api
+        .clone()
+        .unwrap_or_else(|| naac_api::DEFAULT_ADDR.into());
+    let info = node_info(&["requester"], &a.join);
+    let (at, _daemon) = crate::daemon::start(home, &addr, a.join.clone(), !a.no_mdns, info).await?;
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "api on http://{at}").and_then(|()| out.flush());
+    }
+    tracing::info!(
+        "requester node up: jobs submitted with `naac submit` run {}",
+        if a.join.is_empty() {
+            "on an embedded pool on this machine".to_string()
+        } else {
+            format!(
+                "on the pool reached through {}",
+                a.join
+                    .iter()
+                    .map(|j| j.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    );
+    crate::shutdown_signal().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `GET /v1/node` says.
+fn node_info(roles: &[&str], join: &[Multiaddr]) -> serde_json::Value {
+    serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "roles": roles,
+        "join": join.iter().map(|j| j.to_string()).collect::<Vec<_>>(),
+    })
 }
 
 async fn stdin_closed() {

@@ -55,8 +55,11 @@ const OWNERS: &[(&str, &[&str])] = &[
     ("wasmtime", &["naac-sandbox"]),
     ("wasmtime-wasi", &["naac-sandbox"]),
     ("postgres", &["naac-bank"]),
-    // The bank's ledger stores, and the requester's reputation store.
+    // The bank's ledger stores, the requester's reputation store and the job queue.
     ("rusqlite", &["naac-bank", "naac-node"]),
+    // Only the API crate knows HTTP: the node's server and the CLI's client.
+    ("axum", &["naac-api"]),
+    ("reqwest", &["naac-api"]),
 ];
 
 fn root() -> PathBuf {

@@ -1,0 +1,279 @@
+//! The node's job queue: jobs submitted to it (`naac submit`, the HTTP API) with their state,
+//! kept in SQLite (`jobs.db` in the data dir) so a restart finds every one. Each job's files
+//! are under `jobs/<id>/job/` and its results under `jobs/<id>/out/`. The runner takes the
+//! oldest queued job; a job that was running when the node stopped is queued again at the
+//! next start (it runs again into the same results directory, whose payment log the run
+//! resends first).
+
+use anyhow::Context as _;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Most jobs waiting at once; a submit beyond it is refused for now.
+pub const MAX_QUEUED: usize = 1024;
+
+/// Where a job is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Queued,
+    Running,
+    Done,
+    Failed,
+    Cancelled,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Queued => "queued",
+            State::Running => "running",
+            State::Done => "done",
+            State::Failed => "failed",
+            State::Cancelled => "cancelled",
+        }
+    }
+
+    fn parse(s: &str) -> State {
+        match s {
+            "running" => State::Running,
+            "done" => State::Done,
+            "failed" => State::Failed,
+            "cancelled" => State::Cancelled,
+            _ => State::Queued,
+        }
+    }
+
+    pub fn finished(self) -> bool {
+        matches!(self, State::Done | State::Failed | State::Cancelled)
+    }
+}
+
+/// One job as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobRow {
+    pub id: String,
+    pub name: String,
+    pub state: State,
+    /// Milliseconds since the Unix epoch.
+    pub submitted_ms: u64,
+    pub started_ms: Option<u64>,
+    pub finished_ms: Option<u64>,
+    pub error: Option<String>,
+    /// Its `summary.json`, once it ran.
+    pub summary: Option<String>,
+}
+
+/// The queue.
+pub struct JobStore {
+    conn: Mutex<Connection>,
+    dir: PathBuf,
+}
+
+const COLUMNS: &str = "id, name, state, submitted_ms, started_ms, finished_ms, error, summary";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
+    let ms = |i: usize| -> rusqlite::Result<Option<u64>> {
+        Ok(r.get::<_, Option<i64>>(i)?.map(|v| v.max(0) as u64))
+    };
+    Ok(JobRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        state: State::parse(&r.get::<_, String>(2)?),
+        submitted_ms: ms(3)?.unwrap_or_default(),
+        started_ms: ms(4)?,
+        finished_ms: ms(5)?,
+        error: r.get(6)?,
+        summary: r.get(7)?,
+    })
+}
+
+impl JobStore {
+    /// Opens (or creates) the queue under `root` (the node's data dir); jobs left running
+    /// by a node that stopped are queued again.
+    pub fn open(root: &Path) -> anyhow::Result<Self> {
+        let path = root.join("jobs.db");
+        let conn = Connection::open(&path)
+            .with_context(|| format!("open the job queue {}", path.display()))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             CREATE TABLE IF NOT EXISTS jobs (
+                 id TEXT PRIMARY KEY,
+                 name TEXT NOT NULL,
+                 state TEXT NOT NULL,
+                 submitted_ms INTEGER NOT NULL,
+                 started_ms INTEGER,
+                 finished_ms INTEGER,
+                 error TEXT,
+                 summary TEXT,
+                 idempotency_key TEXT UNIQUE
+             );
+             CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, submitted_ms);
+             UPDATE jobs SET state = 'queued', started_ms = NULL WHERE state = 'running';",
+        )
+        .with_context(|| format!("set up the job queue {}", path.display()))?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            dir: root.join("jobs"),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Job `id`'s directory: its files in `job/`, its results in `out/`.
+    pub fn dir_of(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+
+    /// Jobs waiting to run.
+    pub fn queued(&self) -> anyhow::Result<usize> {
+        let n: i64 = self.conn().query_row(
+            "SELECT COUNT(*) FROM jobs WHERE state = 'queued'",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(n as usize)
+    }
+
+    /// The job submitted with `key`, if any.
+    pub fn by_idempotency_key(&self, key: &str) -> anyhow::Result<Option<JobRow>> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM jobs WHERE idempotency_key = ?1"),
+                params![key],
+                row,
+            )
+            .optional()?)
+    }
+
+    /// Queues a new job (its files already in place).
+    pub fn insert(
+        &self,
+        id: &str,
+        name: &str,
+        key: Option<&str>,
+        now_ms: u64,
+    ) -> anyhow::Result<JobRow> {
+        self.conn().execute(
+            "INSERT INTO jobs (id, name, state, submitted_ms, idempotency_key) VALUES (?1, ?2, 'queued', ?3, ?4)",
+            params![id, name, now_ms as i64, key],
+        )?;
+        self.get(id)?.context("the job just queued is gone")
+    }
+
+    pub fn get(&self, id: &str) -> anyhow::Result<Option<JobRow>> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"),
+                params![id],
+                row,
+            )
+            .optional()?)
+    }
+
+    /// Every job, newest first.
+    pub fn list(&self) -> anyhow::Result<Vec<JobRow>> {
+        let conn = self.conn();
+        let mut q = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM jobs ORDER BY submitted_ms DESC, id"
+        ))?;
+        let rows = q.query_map([], row)?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Marks the oldest queued job running and returns it.
+    pub fn start_next(&self, now_ms: u64) -> anyhow::Result<Option<JobRow>> {
+        let id: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT id FROM jobs WHERE state = 'queued' ORDER BY submitted_ms, id LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        self.conn().execute(
+            "UPDATE jobs SET state = 'running', started_ms = ?2 WHERE id = ?1 AND state = 'queued'",
+            params![id, now_ms as i64],
+        )?;
+        self.get(&id)
+    }
+
+    /// Records how a running job ended (a job cancelled meanwhile stays cancelled, with
+    /// whatever summary it got).
+    pub fn finish(
+        &self,
+        id: &str,
+        state: State,
+        summary: Option<&str>,
+        error: Option<&str>,
+        now_ms: u64,
+    ) -> anyhow::Result<()> {
+        self.conn().execute(
+            "UPDATE jobs SET state = CASE WHEN state = 'cancelled' THEN 'cancelled' ELSE ?2 END,
+                 summary = ?3, error = ?4, finished_ms = ?5 WHERE id = ?1",
+            params![id, state.as_str(), summary, error, now_ms as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Cancels a queued or running job; `None` if there is no such job.
+    pub fn cancel(&self, id: &str, now_ms: u64) -> anyhow::Result<Option<JobRow>> {
+        self.conn().execute(
+            "UPDATE jobs SET state = 'cancelled', finished_ms = ?2
+                 WHERE id = ?1 AND state IN ('queued', 'running')",
+            params![id, now_ms as i64],
+        )?;
+        self.get(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_run_in_order_and_a_restart_queues_the_running_one_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = JobStore::open(dir.path()).expect("open");
+        s.insert("a", "first", Some("k1"), 1).expect("a");
+        s.insert("b", "second", None, 2).expect("b");
+        assert!(
+            s.insert("c", "again", Some("k1"), 3).is_err(),
+            "one job per key"
+        );
+        assert_eq!(
+            s.by_idempotency_key("k1").expect("key").map(|r| r.id),
+            Some("a".into())
+        );
+        assert_eq!(s.queued().expect("n"), 2);
+        let a = s.start_next(10).expect("next").expect("a");
+        assert_eq!((a.id.as_str(), a.state), ("a", State::Running));
+        drop(s);
+        let s = JobStore::open(dir.path()).expect("reopen");
+        assert_eq!(s.get("a").expect("a").expect("a").state, State::Queued);
+        let a = s.start_next(11).expect("next").expect("a");
+        s.finish(&a.id, State::Done, Some("{}"), None, 12)
+            .expect("finish");
+        let b = s.start_next(13).expect("next").expect("b");
+        s.cancel(&b.id, 14).expect("cancel");
+        s.finish(&b.id, State::Failed, None, Some("stopped"), 15)
+            .expect("finish");
+        assert_eq!(s.get("b").expect("b").expect("b").state, State::Cancelled);
+        assert!(s.start_next(16).expect("next").is_none());
+        let names: Vec<String> = s
+            .list()
+            .expect("list")
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(names, ["second", "first"]);
+    }
+}

@@ -1,0 +1,304 @@
+//! `naac node`'s requester side: the job queue behind the HTTP API (`naac submit`, `naac
+//! jobs`, …) and the runner that takes queued jobs, oldest first, one at a time, and runs
+//! each as `naac run` would (on the peers the node joined, or an embedded pool on this
+//! machine when it joined none), its results under `jobs/<id>/out/` in the data dir.
+
+use crate::run::{BankChoice, Exec, Executed, execute};
+use anyhow::Context as _;
+use naac_api::{Backend, JobView, Problem, Upload};
+use naac_net::Multiaddr;
+use naac_node::home::Home;
+use naac_node::jobs::{JobRow, JobStore, MAX_QUEUED, State};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// The job file's name inside a job's directory.
+const JOB_FILE: &str = "job.toml";
+
+/// The queue and the job running now.
+pub struct Daemon {
+    store: JobStore,
+    /// Rung when a job is queued.
+    wake: Notify,
+    /// The running job and what stops it.
+    running: Mutex<Option<(String, Arc<Notify>)>>,
+    node: serde_json::Value,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Daemon {
+    pub fn open(home: &Home, node: serde_json::Value) -> anyhow::Result<Arc<Daemon>> {
+        Ok(Arc::new(Daemon {
+            store: JobStore::open(home.root())?,
+            wake: Notify::new(),
+            running: Mutex::new(None),
+            node,
+        }))
+    }
+
+    fn view(&self, r: JobRow) -> JobView {
+        JobView {
+            out_dir: self.store.dir_of(&r.id).join("out").display().to_string(),
+            summary: r
+                .summary
+                .as_deref()
+                .and_then(|s| serde_json::from_str(s).ok()),
+            id: r.id,
+            name: r.name,
+            state: r.state.as_str().into(),
+            submitted_ms: r.submitted_ms,
+            started_ms: r.started_ms,
+            finished_ms: r.finished_ms,
+            error: r.error,
+        }
+    }
+
+    /// Writes the upload under `dir` and checks the job names only files it brought.
+    fn unpack(dir: &Path, upload: &Upload) -> Result<String, Problem> {
+        let write = |p: &Path, bytes: &[u8]| -> Result<(), Problem> {
+            if let Some(parent) = p.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| Problem::internal(format!("create {}: {e}", parent.display())))?;
+            }
+            std::fs::write(p, bytes)
+                .map_err(|e| Problem::internal(format!("write {}: {e}", p.display())))
+        };
+        let job_path = dir.join(JOB_FILE);
+        write(&job_path, &upload.job)?;
+        for (name, bytes) in &upload.files {
+            naac_api::check_path(name)?;
+            if name == JOB_FILE {
+                return Err(Problem::bad_request(format!(
+                    "part {name:?}: the job file goes in the part named `job`"
+                )));
+            }
+            write(&dir.join(name), bytes)?;
+        }
+        let job = naac_types::job::Job::load(&job_path)
+            .map_err(|e| Problem::bad_request(format!("{e}")))?;
+        job.files()
+            .map_err(|e| Problem::bad_request(format!("{e}")))?;
+        Ok(job.name)
+    }
+
+    /// Runs queued jobs until `stop` completes, on `join` (an embedded pool when empty).
+    pub async fn run_queue(self: Arc<Self>, join: Vec<Multiaddr>, mdns: bool) {
+        loop {
+            let next = match self.store.start_next(now_ms()) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!("job queue: {e:#}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let Some(job) = next else {
+                self.wake.notified().await;
+                continue;
+            };
+            let stop = Arc::new(Notify::new());
+            *self.running.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some((job.id.clone(), stop.clone()));
+            tracing::info!("job {} ({}) started", job.id, job.name);
+            let dir = self.store.dir_of(&job.id);
+            let exec = Exec {
+                job: dir.join("job").join(JOB_FILE),
+                workers: None,
+                out: Some(dir.join("out")),
+                join: join.clone(),
+                mdns,
+                provider_wait: Duration::from_secs(60),
+                provider_args: Vec::new(),
+                quiet: true,
+                on_pool: None,
+                no_wait: false,
+                bank: BankChoice::Default,
+                claim_window: None,
+                unpaid: false,
+            };
+            let (state, summary, error) = tokio::select! {
+                r = execute(exec) => outcome(r),
+                _ = stop.notified() => (State::Cancelled, None, Some("cancelled".to_string())),
+            };
+            *self.running.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            tracing::info!("job {} ({}) {}", job.id, job.name, state.as_str());
+            if let Err(e) = self.store.finish(
+                &job.id,
+                state,
+                summary.as_deref(),
+                error.as_deref(),
+                now_ms(),
+            ) {
+                tracing::error!("job queue: record job {}: {e:#}", job.id);
+            }
+        }
+    }
+}
+
+/// How a run ended, for the queue: its state, summary and error.
+fn outcome(r: anyhow::Result<Executed>) -> (State, Option<String>, Option<String>) {
+    match r {
+        Err(e) => (State::Failed, None, Some(format!("{e:#}"))),
+        Ok(Executed::Invalid(e)) => (State::Failed, None, Some(format!("{e:#}"))),
+        Ok(Executed::Refused(e)) => (State::Failed, None, Some(e)),
+        Ok(Executed::Done(f)) => {
+            let summary = serde_json::to_string(&f.summary).ok();
+            if f.success() {
+                (State::Done, summary, None)
+            } else {
+                let t = &f.summary.tasks;
+                let why = format!("{} of {} tasks failed", t.failed, t.total);
+                (State::Failed, summary, Some(why))
+            }
+        }
+    }
+}
+
+impl Backend for Daemon {
+    fn submit(&self, upload: Upload) -> Result<JobView, Problem> {
+        let internal = |e: anyhow::Error| Problem::internal(format!("{e:#}"));
+        if let Some(k) = &upload.idempotency_key
+            && let Some(r) = self.store.by_idempotency_key(k).map_err(internal)?
+        {
+            return Ok(self.view(r));
+        }
+        if self.store.queued().map_err(internal)? >= MAX_QUEUED {
+            return Err(Problem::too_many(
+                format!("{MAX_QUEUED} jobs are already waiting; try again later"),
+                30,
+            ));
+        }
+        let id = new_id();
+        let dir = self.store.dir_of(&id);
+        let name = match Self::unpack(&dir.join("job"), &upload) {
+            Ok(n) => n,
+            Err(p) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(p);
+            }
+        };
+        let row = self
+            .store
+            .insert(&id, &name, upload.idempotency_key.as_deref(), now_ms())
+            .map_err(internal)?;
+        self.wake.notify_one();
+        Ok(self.view(row))
+    }
+
+    fn jobs(&self) -> Result<Vec<JobView>, Problem> {
+        let rows = self
+            .store
+            .list()
+            .map_err(|e| Problem::internal(format!("{e:#}")))?;
+        Ok(rows.into_iter().map(|r| self.view(r)).collect())
+    }
+
+    fn job(&self, id: &str) -> Result<JobView, Problem> {
+        match self.store.get(id) {
+            Ok(Some(r)) => Ok(self.view(r)),
+            Ok(None) => Err(Problem::not_found(format!("no job {id} on this node"))),
+            Err(e) => Err(Problem::internal(format!("{e:#}"))),
+        }
+    }
+
+    fn cancel(&self, id: &str) -> Result<JobView, Problem> {
+        let row = self
+            .store
+            .cancel(id, now_ms())
+            .map_err(|e| Problem::internal(format!("{e:#}")))?
+            .ok_or_else(|| Problem::not_found(format!("no job {id} on this node")))?;
+        if let Some((running, stop)) = &*self.running.lock().unwrap_or_else(|e| e.into_inner())
+            && running == id
+        {
+            stop.notify_one();
+        }
+        Ok(self.view(row))
+    }
+
+    fn node(&self) -> serde_json::Value {
+        self.node.clone()
+    }
+}
+
+/// A fresh job id: 16 hex digits from the OS's randomness.
+fn new_id() -> String {
+    let bytes = random_bytes::<8>();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    use std::io::Read;
+    let mut b = [0u8; N];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom")
+        && f.read_exact(&mut b).is_ok()
+    {
+        return b;
+    }
+    // No /dev/urandom: the clock and the process, hashed.
+    let seed = format!("{:?} {}", std::time::SystemTime::now(), std::process::id());
+    let h = blake3::hash(seed.as_bytes());
+    b.copy_from_slice(&h.as_bytes()[..N]);
+    b
+}
+
+/// The API token in `api.token` in the data dir, made (mode 0600) if missing.
+pub fn api_token(home: &Home) -> anyhow::Result<String> {
+    let path = token_path(home);
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        let t = t.trim().to_string();
+        if !t.is_empty() {
+            return Ok(t);
+        }
+    }
+    let token: String = random_bytes::<32>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("create the API token {}", path.display()))?;
+    writeln!(f, "{token}").with_context(|| format!("write {}", path.display()))?;
+    Ok(token)
+}
+
+pub fn token_path(home: &Home) -> PathBuf {
+    home.root().join("api.token")
+}
+
+/// Serves the API on `addr` and runs the queue, until `shutdown`. `Err` when the address
+/// cannot be bound.
+pub async fn start(
+    home: &Home,
+    addr: &str,
+    join: Vec<Multiaddr>,
+    mdns: bool,
+    node: serde_json::Value,
+) -> anyhow::Result<(std::net::SocketAddr, Arc<Daemon>)> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listen for the API on {addr}"))?;
+    let local = listener.local_addr()?;
+    let token = api_token(home)?;
+    let daemon = Daemon::open(home, node)?;
+    let router = naac_api::router(daemon.clone(), &token);
+    tokio::spawn(async move {
+        if let Err(e) = naac_api::serve(listener, router, std::future::pending()).await {
+            tracing::error!("the API stopped: {e:#}");
+        }
+    });
+    tokio::spawn(daemon.clone().run_queue(join, mdns));
+    Ok((local, daemon))
+}

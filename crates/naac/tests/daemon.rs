@@ -1,0 +1,244 @@
+//! Submit and walk away: a requester node (`naac node`, no role) with its HTTP API on a
+//! free loopback port, jobs handed to it with `naac submit`, followed with `naac status`,
+//! cancelled, and run to the end across a `kill -9` of the node. Also the API's refusals:
+//! no token, a wrong token, a job naming a file it did not bring.
+
+mod common;
+
+use common::{Scratch, stderr};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A requester node with its API on `api`; killed when dropped.
+struct Daemon(Child);
+
+impl Daemon {
+    fn start(s: &Scratch, api: &str) -> Daemon {
+        let mut child = s
+            .cmd()
+            .args(["node", "--no-mdns", "--api", api])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("naac node");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read");
+        assert_eq!(line.trim(), format!("api on http://{api}"));
+        Daemon(child)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn json(out: &std::process::Output) -> Value {
+    assert!(out.status.success(), "{}", stderr(out));
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+/// Follows a job until it ends; its last view.
+fn wait_for(s: &Scratch, api: &str, id: &str) -> Value {
+    let out = s
+        .cmd()
+        .args(["status", id, "--watch", "--json", "--api", api])
+        .output()
+        .expect("naac status");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", stderr(&out)))
+}
+
+#[test]
+fn a_submitted_job_runs_on_the_node_and_its_results_are_fetched() {
+    let s = Scratch::new();
+    let api = format!("127.0.0.1:{}", free_port());
+    let _d = Daemon::start(&s, &api);
+    let job = s.job(
+        "quick",
+        "pi/pi.wasm",
+        "args = [\"{seed}\", \"100000\"]\n[sweep]\nseed = { from = 0, to = 6 }\n",
+    );
+    let v = json(
+        &s.cmd()
+            .args(["submit", "--json", "--api", &api])
+            .arg(&job)
+            .output()
+            .expect("naac submit"),
+    );
+    assert_eq!(v["state"], "queued", "{v:#}");
+    let id = v["id"].as_str().expect("id").to_string();
+    let done = wait_for(&s, &api, &id);
+    assert_eq!(done["state"], "done", "{done:#}");
+    assert_eq!(done["summary"]["tasks"]["succeeded"], 6, "{done:#}");
+    // The list has it; its results copy out with `naac run`'s layout.
+    let list = json(
+        &s.cmd()
+            .args(["jobs", "--json", "--api", &api])
+            .output()
+            .expect("naac jobs"),
+    );
+    assert_eq!(list[0]["id"], id.as_str(), "{list:#}");
+    let out = s.path().join("copy");
+    let r = s
+        .cmd()
+        .args(["results", &id, "--api", &api, "--out"])
+        .arg(&out)
+        .output()
+        .expect("naac results");
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert!(out.join("summary.json").is_file());
+    assert!(out.join("tasks").join("5").join("stdout").is_file());
+}
+
+#[test]
+fn a_job_cancelled_while_it_runs_stops_and_the_next_one_runs() {
+    let s = Scratch::new();
+    let api = format!("127.0.0.1:{}", free_port());
+    let _d = Daemon::start(&s, &api);
+    let long = s.job(
+        "long",
+        "testkit/testkit.wasm",
+        "args = [\"sha256\", \"{i}\", \"200000000\"]\n[sweep]\ni = { from = 0, to = 64 }\n[limits]\nfuel = 10_000_000_000_000\n",
+    );
+    let submit = |job: &std::path::Path| -> String {
+        let out = s
+            .cmd()
+            .args(["submit", "--api", &api])
+            .arg(job)
+            .output()
+            .expect("naac submit");
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let a = submit(&long);
+    let quick = s.job(
+        "quick",
+        "pi/pi.wasm",
+        "args = [\"{seed}\", \"1000\"]\n[sweep]\nseed = { from = 0, to = 2 }\n",
+    );
+    let b = submit(&quick);
+    // Wait until the long one runs, then cancel it.
+    let t = Instant::now();
+    loop {
+        let v = json(
+            &s.cmd()
+                .args(["status", &a, "--json", "--api", &api])
+                .output()
+                .expect("status"),
+        );
+        if v["state"] == "running" {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "{v:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let c = json(
+        &s.cmd()
+            .args(["cancel", &a, "--json", "--api", &api])
+            .output()
+            .expect("naac cancel"),
+    );
+    assert_eq!(c["state"], "cancelled", "{c:#}");
+    assert_eq!(wait_for(&s, &api, &b)["state"], "done");
+    assert_eq!(wait_for(&s, &api, &a)["state"], "cancelled");
+}
+
+#[test]
+fn a_node_killed_mid_job_runs_the_job_again_when_it_restarts() {
+    let s = Scratch::new();
+    let api = format!("127.0.0.1:{}", free_port());
+    let mut d = Daemon::start(&s, &api);
+    let job = s.job(
+        "again",
+        "testkit/testkit.wasm",
+        "args = [\"sha256\", \"{i}\", \"2000000\"]\n[sweep]\ni = { from = 0, to = 16 }\n[limits]\nfuel = 100_000_000_000\n",
+    );
+    let out = s
+        .cmd()
+        .args(["submit", "--api", &api])
+        .arg(&job)
+        .output()
+        .expect("naac submit");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    std::thread::sleep(Duration::from_millis(1500));
+    // SIGKILL: no chance to write anything down.
+    let _ = d.0.kill();
+    let _ = d.0.wait();
+    let _d = Daemon::start(&s, &api);
+    let v = wait_for(&s, &api, &id);
+    assert_eq!(v["state"], "done", "{v:#}");
+    assert_eq!(v["summary"]["tasks"]["succeeded"], 16, "{v:#}");
+}
+
+/// One raw HTTP/1.1 exchange; the status code and the body.
+fn http(addr: &str, request: &[u8]) -> (u16, String) {
+    let mut c = std::net::TcpStream::connect(addr).expect("connect");
+    c.write_all(request).expect("send");
+    let mut resp = String::new();
+    c.read_to_string(&mut resp).expect("read");
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+#[test]
+fn the_api_refuses_strangers_and_jobs_that_lack_their_files() {
+    let s = Scratch::new();
+    let api = format!("127.0.0.1:{}", free_port());
+    let _d = Daemon::start(&s, &api);
+    let token = std::fs::read_to_string(s.home().join("api.token")).expect("api.token");
+    let token = token.trim();
+    let get = |auth: &str| {
+        http(
+            &api,
+            format!("GET /v1/jobs HTTP/1.1\r\nHost: {api}\r\n{auth}Connection: close\r\n\r\n")
+                .as_bytes(),
+        )
+    };
+    let (code, body) = get("");
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("Bearer"), "{body}");
+    let (code, _) = get("Authorization: Bearer 0000\r\n");
+    assert_eq!(code, 401);
+    let (code, body) = get(&format!("Authorization: Bearer {token}\r\n"));
+    assert_eq!((code, body.as_str()), (200, "[]"));
+    // A job whose module was not sent: 400, naming it.
+    let job = "name = \"lacking\"\nmodule = \"pi.wasm\"\nargs = [\"1\", \"10\"]\n";
+    let form = format!(
+        "--XX\r\nContent-Disposition: form-data; name=\"job\"; filename=\"job.toml\"\r\n\r\n{job}\r\n--XX--\r\n"
+    );
+    let req = format!(
+        "POST /v1/jobs HTTP/1.1\r\nHost: {api}\r\nAuthorization: Bearer {token}\r\nContent-Type: multipart/form-data; boundary=XX\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        form.len()
+    );
+    let (code, body) = http(&api, req.as_bytes());
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("pi.wasm"), "{body}");
+    // A browser page elsewhere cannot submit through a logged-in browser.
+    let req = format!(
+        "DELETE /v1/jobs/x HTTP/1.1\r\nHost: {api}\r\nOrigin: http://evil.example\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    assert_eq!(http(&api, req.as_bytes()).0, 403);
+    // Nothing was queued by any of it.
+    let (_, body) = get(&format!("Authorization: Bearer {token}\r\n"));
+    assert_eq!(body, "[]");
+}
