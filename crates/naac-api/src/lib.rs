@@ -5,7 +5,8 @@
 //! Routes: `GET /v1/node`; `POST /v1/jobs` (`multipart/form-data`: a part `job` with the
 //! job file's TOML, one part per file it references, named by its path relative to the job
 //! file; an `Idempotency-Key` header makes a retried submit return the same job); `GET
-//! /v1/jobs`; `GET /v1/jobs/{id}`; `DELETE /v1/jobs/{id}` (cancel).
+//! /v1/jobs`; `GET /v1/jobs/{id}`; `DELETE /v1/jobs/{id}` (cancel); `GET
+//! /v1/jobs/{id}/tasks/{index}/stdout`, `…/stderr` and `…/out/{path}` (a task's output).
 
 pub mod client;
 
@@ -138,6 +139,9 @@ pub trait Backend: Send + Sync + 'static {
     fn job(&self, id: &str) -> Result<JobView, Problem>;
     /// Cancels a queued or running job (a finished one is left as it is).
     fn cancel(&self, id: &str) -> Result<JobView, Problem>;
+    /// A file of task `index`'s accepted result: `stdout`, `stderr` or `out/PATH` (`PATH`
+    /// already checked to stay inside the task's directory).
+    fn task_file(&self, id: &str, index: u64, file: &str) -> Result<Vec<u8>, Problem>;
     /// The node: identity, roles, addresses.
     fn node(&self) -> serde_json::Value;
 }
@@ -158,6 +162,9 @@ pub fn router(backend: Arc<dyn Backend>, token: &str) -> Router {
         .route("/v1/node", get(node))
         .route("/v1/jobs", get(jobs).post(submit))
         .route("/v1/jobs/{id}", get(job).delete(cancel))
+        .route("/v1/jobs/{id}/tasks/{index}/stdout", get(task_stdout))
+        .route("/v1/jobs/{id}/tasks/{index}/stderr", get(task_stderr))
+        .route("/v1/jobs/{id}/tasks/{index}/out/{*path}", get(task_out))
         .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
         .layer(middleware::from_fn_with_state(ctx.clone(), authorize))
         .with_state(ctx)
@@ -250,6 +257,34 @@ async fn job(State(ctx): State<Ctx>, Path(id): Path<String>) -> Result<Json<JobV
 async fn cancel(State(ctx): State<Ctx>, Path(id): Path<String>) -> Result<Json<JobView>, Problem> {
     let b = ctx.backend.clone();
     Ok(Json(blocking(move || b.cancel(&id)).await?))
+}
+
+async fn task_file(ctx: Ctx, id: String, index: u64, file: String) -> Result<Response, Problem> {
+    let b = ctx.backend.clone();
+    let bytes = blocking(move || b.task_file(&id, index, &file)).await?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+}
+
+async fn task_stdout(
+    State(ctx): State<Ctx>,
+    Path((id, index)): Path<(String, u64)>,
+) -> Result<Response, Problem> {
+    task_file(ctx, id, index, "stdout".into()).await
+}
+
+async fn task_stderr(
+    State(ctx): State<Ctx>,
+    Path((id, index)): Path<(String, u64)>,
+) -> Result<Response, Problem> {
+    task_file(ctx, id, index, "stderr".into()).await
+}
+
+async fn task_out(
+    State(ctx): State<Ctx>,
+    Path((id, index, path)): Path<(String, u64, String)>,
+) -> Result<Response, Problem> {
+    check_path(&path)?;
+    task_file(ctx, id, index, format!("out/{path}")).await
 }
 
 async fn submit(

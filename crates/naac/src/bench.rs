@@ -5,6 +5,7 @@
 //! process, real wasmtime, results written to disk. Use a release build:
 //! `cargo run --release -- bench`.
 
+mod daemon;
 mod economy;
 mod hostile;
 mod nat;
@@ -38,6 +39,7 @@ const ALL: &[&str] = &[
     "economy",
     "hostile",
     "nat",
+    "daemon",
 ];
 
 #[derive(clap::Args)]
@@ -50,7 +52,7 @@ pub struct Args {
     json: bool,
     /// Run only these (comma-separated): throughput, latency, scaling, guest, gather, failover,
     /// verify, owner, economy, hostile, nat (nat needs root: it builds network namespaces
-    /// with real NAT)
+    /// with real NAT), daemon
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     only: Vec<String>,
     /// Where job outputs go [default: a temporary dir on /dev/shm (tmpfs) when there is one,
@@ -104,7 +106,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         quick: a.quick,
     };
     let mut figures = Vec::new();
-    let steps: [(&str, BenchFn); 11] = [
+    let steps: [(&str, BenchFn); 12] = [
         ("throughput", |b| Box::pin(b.throughput())),
         ("latency", |b| Box::pin(b.latency())),
         ("scaling", |b| Box::pin(b.scaling())),
@@ -116,6 +118,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         ("economy", |b| Box::pin(b.economy())),
         ("hostile", |b| Box::pin(b.hostile())),
         ("nat", |b| Box::pin(b.nat())),
+        ("daemon", |b| Box::pin(b.daemon())),
     ];
     for (name, f) in steps {
         if !want(name) {
@@ -498,6 +501,16 @@ impl Bench {
 }
 
 /// CPU time (user + system clock ticks) a process has used so far; 0 if it is gone.
+/// A process's resident memory, in bytes (0 when it cannot be read).
+pub(super) fn rss_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
 fn cpu_ticks(pid: u32) -> u64 {
     naac_node::device::cpu_ticks_of(pid).unwrap_or(0)
 }

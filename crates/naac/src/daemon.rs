@@ -222,6 +222,24 @@ impl Backend for Daemon {
         Ok(self.view(row))
     }
 
+    fn task_file(&self, id: &str, index: u64, file: &str) -> Result<Vec<u8>, Problem> {
+        let job = self.job(id)?;
+        let path = self
+            .store
+            .dir_of(id)
+            .join("out")
+            .join("tasks")
+            .join(index.to_string())
+            .join(file);
+        std::fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Problem::not_found(format!(
+                "job {id} has no {file} for task {index} (it is {}; a task's files appear once its result is accepted)",
+                job.state
+            )),
+            _ => Problem::internal(format!("read {}: {e}", path.display())),
+        })
+    }
+
     fn node(&self) -> serde_json::Value {
         self.node.clone()
     }

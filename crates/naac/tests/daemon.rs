@@ -5,19 +5,11 @@
 
 mod common;
 
-use common::{Scratch, stderr};
+use common::{Scratch, free_port, stderr};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 /// A requester node with its API on `api`; killed when dropped.
 struct Daemon(Child);
@@ -100,8 +92,24 @@ fn a_submitted_job_runs_on_the_node_and_its_results_are_fetched() {
         .output()
         .expect("naac results");
     assert!(r.status.success(), "{}", stderr(&r));
-    assert!(out.join("summary.json").is_file());
-    assert!(out.join("tasks").join("5").join("stdout").is_file());
+    let stdout =
+        std::fs::read_to_string(out.join("tasks").join("5").join("stdout")).expect("stdout");
+    // The API serves a task's output; nothing outside its directory.
+    let token = std::fs::read_to_string(s.home().join("api.token")).expect("api.token");
+    let get = |path: &str| {
+        http(
+            &api,
+            format!(
+                "GET /v1/jobs/{id}/tasks/{path} HTTP/1.1\r\nHost: {api}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+                token.trim()
+            )
+            .as_bytes(),
+        )
+    };
+    assert_eq!(get("5/stdout"), (200, stdout));
+    assert_eq!(get("9/stdout").0, 404);
+    let (code, body) = get("5/out/..%2F..%2F..%2F..%2Fapi.token");
+    assert_eq!(code, 400, "{body}");
 }
 
 #[test]

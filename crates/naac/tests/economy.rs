@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Scratch, naac, spawn_node, stderr};
+use common::{Scratch, free_port, naac, spawn_node, stderr};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Child, Stdio};
@@ -98,14 +98,6 @@ impl Drop for Node {
     fn drop(&mut self) {
         self.kill9();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 /// `naac wallet ARGS --json` with the scratch's data dir.

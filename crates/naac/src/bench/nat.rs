@@ -7,7 +7,7 @@
 //! jobs without NAT (provider and requester on public addresses), and what the relay spends
 //! per relayed connection. Needs root; says so and measures nothing elsewhere.
 
-use super::{Bench, Figure, cpu_ticks};
+use super::{Bench, Figure, cpu_ticks, rss_of};
 use anyhow::Context as _;
 use serde_json::json;
 use std::io::{BufRead, BufReader};
@@ -328,15 +328,6 @@ fn nix_root() -> bool {
         .arg("-u")
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-fn rss_of(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .map_or(0, |kib| kib * 1024)
 }
 
 fn figures(kinds: &[Kind], base_tasks: Option<f64>, base_mib: Option<f64>) -> Vec<Figure> {
