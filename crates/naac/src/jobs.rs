@@ -206,7 +206,7 @@ pub async fn status(a: JobArgs) -> anyhow::Result<ExitCode> {
                 _ => ExitCode::SUCCESS,
             });
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
