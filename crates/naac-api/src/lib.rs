@@ -150,13 +150,16 @@ pub trait Backend: Send + Sync + 'static {
 struct Ctx {
     backend: Arc<dyn Backend>,
     token: Arc<str>,
+    max_upload: usize,
 }
 
-/// The API's routes over `backend`, every one behind `token`.
-pub fn router(backend: Arc<dyn Backend>, token: &str) -> Router {
+/// The API's routes over `backend`, every one behind `token`; a submit holds at most
+/// `max_upload` bytes.
+pub fn router(backend: Arc<dyn Backend>, token: &str, max_upload: usize) -> Router {
     let ctx = Ctx {
         backend,
         token: token.into(),
+        max_upload,
     };
     Router::new()
         .route("/v1/node", get(node))
@@ -165,7 +168,7 @@ pub fn router(backend: Arc<dyn Backend>, token: &str) -> Router {
         .route("/v1/jobs/{id}/tasks/{index}/stdout", get(task_stdout))
         .route("/v1/jobs/{id}/tasks/{index}/stderr", get(task_stderr))
         .route("/v1/jobs/{id}/tasks/{index}/out/{*path}", get(task_out))
-        .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
+        .layer(DefaultBodyLimit::max(max_upload))
         .layer(middleware::from_fn_with_state(ctx.clone(), authorize))
         .with_state(ctx)
 }
@@ -301,7 +304,8 @@ async fn submit(
     };
     let mut job = None;
     let mut parts = 0;
-    while let Some(field) = form.next_field().await.map_err(multipart_problem)? {
+    let too_big = |e| multipart_problem(e, ctx.max_upload);
+    while let Some(field) = form.next_field().await.map_err(too_big)? {
         parts += 1;
         if parts > MAX_PARTS {
             return Err(Problem::bad_request(format!(
@@ -312,7 +316,7 @@ async fn submit(
             .name()
             .map(str::to_owned)
             .ok_or_else(|| Problem::bad_request("a part has no name"))?;
-        let bytes = field.bytes().await.map_err(multipart_problem)?.to_vec();
+        let bytes = field.bytes().await.map_err(too_big)?.to_vec();
         if name == "job" {
             job = Some(bytes);
         } else {
@@ -328,7 +332,7 @@ async fn submit(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
-fn multipart_problem(e: axum::extract::multipart::MultipartError) -> Problem {
+fn multipart_problem(e: axum::extract::multipart::MultipartError, max: usize) -> Problem {
     let status = e.status().as_u16();
     Problem::new(
         status,
@@ -337,10 +341,7 @@ fn multipart_problem(e: axum::extract::multipart::MultipartError) -> Problem {
         } else {
             "bad request"
         },
-        format!(
-            "{} (a submit holds at most {MAX_UPLOAD_BYTES} bytes)",
-            e.body_text()
-        ),
+        format!("{} (a submit holds at most {max} bytes)", e.body_text()),
     )
 }
 

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use naac_api::{Backend, JobView, Problem, Upload};
 use naac_net::Multiaddr;
 use naac_node::home::Home;
-use naac_node::jobs::{JobRow, JobStore, MAX_QUEUED, State};
+use naac_node::jobs::{JobRow, JobStore, State};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,6 +25,22 @@ pub struct Daemon {
     /// The running job and what stops it.
     running: Mutex<Option<(String, Arc<Notify>)>>,
     node: serde_json::Value,
+    max_queued: usize,
+}
+
+/// How a node serves the API and runs the jobs handed to it.
+pub struct Config {
+    /// `HOST:PORT` to serve the API on.
+    pub api: String,
+    /// Where jobs run: these peers, or an embedded pool when empty.
+    pub join: Vec<Multiaddr>,
+    pub mdns: bool,
+    /// Most jobs waiting; a submit beyond is refused (429).
+    pub max_queued: usize,
+    /// Largest submit, in bytes (413 beyond).
+    pub max_upload: usize,
+    /// What `GET /v1/node` says.
+    pub node: serde_json::Value,
 }
 
 fn now_ms() -> u64 {
@@ -34,12 +50,17 @@ fn now_ms() -> u64 {
 }
 
 impl Daemon {
-    pub fn open(home: &Home, node: serde_json::Value) -> anyhow::Result<Arc<Daemon>> {
+    pub fn open(
+        home: &Home,
+        node: serde_json::Value,
+        max_queued: usize,
+    ) -> anyhow::Result<Arc<Daemon>> {
         Ok(Arc::new(Daemon {
             store: JobStore::open(home.root())?,
             wake: Notify::new(),
             running: Mutex::new(None),
             node,
+            max_queued,
         }))
     }
 
@@ -169,9 +190,12 @@ impl Backend for Daemon {
         {
             return Ok(self.view(r));
         }
-        if self.store.queued().map_err(internal)? >= MAX_QUEUED {
+        if self.store.queued().map_err(internal)? >= self.max_queued {
             return Err(Problem::too_many(
-                format!("{MAX_QUEUED} jobs are already waiting; try again later"),
+                format!(
+                    "{} jobs are already waiting; try again later",
+                    self.max_queued
+                ),
                 30,
             ));
         }
@@ -296,22 +320,17 @@ pub fn token_path(home: &Home) -> PathBuf {
     home.root().join("api.token")
 }
 
-/// Serves the API on `addr` and runs the queue, until `shutdown`. `Err` when the address
-/// cannot be bound.
-pub async fn start(
-    home: &Home,
-    addr: &str,
-    join: Vec<Multiaddr>,
-    mdns: bool,
-    node: serde_json::Value,
-) -> anyhow::Result<(std::net::SocketAddr, Arc<Daemon>)> {
-    let listener = tokio::net::TcpListener::bind(addr)
+/// Serves the API and runs the queue in the background. `Err` when the address cannot be
+/// bound.
+pub async fn start(home: &Home, c: Config) -> anyhow::Result<(std::net::SocketAddr, Arc<Daemon>)> {
+    let listener = tokio::net::TcpListener::bind(&c.api)
         .await
-        .with_context(|| format!("listen for the API on {addr}"))?;
+        .with_context(|| format!("listen for the API on {}", c.api))?;
     let local = listener.local_addr()?;
     let token = api_token(home)?;
-    let daemon = Daemon::open(home, node)?;
-    let router = naac_api::router(daemon.clone(), &token);
+    let daemon = Daemon::open(home, c.node, c.max_queued)?;
+    let (join, mdns) = (c.join, c.mdns);
+    let router = naac_api::router(daemon.clone(), &token, c.max_upload);
     tokio::spawn(async move {
         if let Err(e) = naac_api::serve(listener, router, std::future::pending()).await {
             tracing::error!("the API stopped: {e:#}");

@@ -101,6 +101,12 @@ pub struct Args {
     /// Do not serve the HTTP API (and take no submitted jobs)
     #[arg(long)]
     no_api: bool,
+    /// Most submitted jobs waiting at once; a submit beyond is refused (HTTP 429)
+    #[arg(long, value_name = "N", default_value_t = naac_node::jobs::MAX_QUEUED)]
+    max_queued: usize,
+    /// Largest job submit (the job file and every file it names; HTTP 413 beyond)
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = naac_types::units::parse_size)]
+    max_upload: u64,
 }
 
 pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
@@ -125,7 +131,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
             .clone()
             .unwrap_or_else(|| naac_api::DEFAULT_ADDR.into());
         let info = node_info(&roles, &a.join);
-        match crate::daemon::start(&home, &addr, a.join.clone(), !a.no_mdns, info).await {
+        match crate::daemon::start(&home, daemon_config(&a, addr, info)).await {
             Ok((at, _)) => tracing::info!("api on http://{at}"),
             Err(e) if a.api.is_none() => tracing::warn!(
                 "no HTTP API: {e:#} (another node has it?); pass --api HOST:PORT to serve it elsewhere"
@@ -230,7 +236,7 @@ async fn requester(a: Args, home: &Home) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| naac_api::DEFAULT_ADDR.into());
     let info = node_info(&["requester"], &a.join);
-    let (at, _daemon) = crate::daemon::start(home, &addr, a.join.clone(), !a.no_mdns, info).await?;
+    let (at, _daemon) = crate::daemon::start(home, daemon_config(&a, addr, info)).await?;
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
@@ -253,6 +259,17 @@ async fn requester(a: Args, home: &Home) -> anyhow::Result<ExitCode> {
     );
     crate::shutdown_signal().await;
     Ok(ExitCode::SUCCESS)
+}
+
+fn daemon_config(a: &Args, api: String, node: serde_json::Value) -> crate::daemon::Config {
+    crate::daemon::Config {
+        api,
+        join: a.join.clone(),
+        mdns: !a.no_mdns,
+        max_queued: a.max_queued,
+        max_upload: usize::try_from(a.max_upload).unwrap_or(usize::MAX),
+        node,
+    }
 }
 
 /// What `GET /v1/node` says.

@@ -250,3 +250,118 @@ fn the_api_refuses_strangers_and_jobs_that_lack_their_files() {
     let (_, body) = get(&format!("Authorization: Bearer {token}\r\n"));
     assert_eq!(body, "[]");
 }
+
+/// A node that takes at most 3 waiting jobs and 512 KiB per submit: the fifth job in a burst
+/// gets 429 with `Retry-After`, an oversized submit 413, and every job accepted is still
+/// there, in order.
+#[test]
+fn a_full_queue_and_an_oversized_submit_are_refused_and_lose_nothing() {
+    let s = Scratch::new();
+    let api = format!("127.0.0.1:{}", free_port());
+    let mut child = s
+        .cmd()
+        .args(["node", "--no-mdns", "--api", &api])
+        .args(["--max-queued", "3", "--max-upload", "512KiB"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("naac node");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
+    let _d = Daemon(child);
+    // Long enough that the first stays running while the rest queue.
+    let long = s.job(
+        "long",
+        "testkit/testkit.wasm",
+        "args = [\"sha256\", \"{i}\", \"200000000\"]\n[sweep]\ni = { from = 0, to = 8 }\n[limits]\nfuel = 10_000_000_000_000\n",
+    );
+    let submit = |job: &std::path::Path| {
+        s.cmd()
+            .args(["submit", "--json", "--api", &api])
+            .arg(job)
+            .output()
+            .expect("naac submit")
+    };
+    let first = submit(&long);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let t = Instant::now();
+    let first: Value = serde_json::from_slice(&first.stdout).expect("json");
+    let id = first["id"].as_str().expect("id");
+    while json(
+        &s.cmd()
+            .args(["status", id, "--json", "--api", &api])
+            .output()
+            .expect("status"),
+    )["state"]
+        != "running"
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the first job never ran"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for _ in 0..3 {
+        let out = submit(&long);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let full = submit(&long);
+    assert_eq!(full.status.code(), Some(2), "{}", stderr(&full));
+    assert!(
+        stderr(&full).contains("3 jobs are already waiting"),
+        "{}",
+        stderr(&full)
+    );
+    // The raw answer: 429 with Retry-After.
+    let token = std::fs::read_to_string(s.home().join("api.token")).expect("token");
+    let form =
+        "--XX\r\nContent-Disposition: form-data; name=\"job\"\r\n\r\nname = \"x\"\r\n--XX--\r\n";
+    let req = format!(
+        "POST /v1/jobs HTTP/1.1\r\nHost: {api}\r\nAuthorization: Bearer {}\r\nContent-Type: multipart/form-data; boundary=XX\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        token.trim(),
+        form.len()
+    );
+    let mut c = std::net::TcpStream::connect(&api).expect("connect");
+    c.write_all(req.as_bytes()).expect("send");
+    let mut resp = String::new();
+    c.read_to_string(&mut resp).expect("read");
+    assert!(resp.starts_with("HTTP/1.1 429"), "{resp}");
+    assert!(
+        resp.to_ascii_lowercase().contains("retry-after: 30"),
+        "{resp}"
+    );
+    // Over the size limit: 413, said plainly.
+    std::fs::write(s.path().join("big.bin"), vec![7u8; 600 << 10]).expect("big");
+    let big = s.job(
+        "big",
+        "pi/pi.wasm",
+        "args = [\"1\", \"10\"]\ninputs = [\"big.bin\"]\n",
+    );
+    let out = submit(&big);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("at most 524288 bytes"),
+        "{}",
+        stderr(&out)
+    );
+    // Every job accepted is there: the running one and three waiting.
+    let list = json(
+        &s.cmd()
+            .args(["jobs", "--json", "--api", &api])
+            .output()
+            .expect("jobs"),
+    );
+    let states: Vec<&str> = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|j| j["state"].as_str().expect("state"))
+        .collect();
+    assert_eq!(
+        states,
+        ["queued", "queued", "queued", "running"],
+        "{list:#}"
+    );
+}
