@@ -27,7 +27,7 @@ pub const MAX_UPLOAD_BYTES: usize = 256 << 20;
 const MAX_PARTS: usize = 4096;
 
 /// One job as the API shows it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct JobView {
     pub id: String,
     pub name: String,
@@ -42,6 +42,7 @@ pub struct JobView {
     /// Why it failed or was refused.
     pub error: Option<String>,
     /// Its `summary.json` once it ran.
+    #[schema(value_type = Option<Object>)]
     pub summary: Option<serde_json::Value>,
 }
 
@@ -90,7 +91,8 @@ impl Problem {
     }
 }
 
-#[derive(Serialize)]
+/// RFC 9457 problem details.
+#[derive(Serialize, utoipa::ToSchema)]
 struct ProblemBody<'a> {
     #[serde(rename = "type")]
     kind: &'a str,
@@ -161,16 +163,60 @@ pub fn router(backend: Arc<dyn Backend>, token: &str, max_upload: usize) -> Rout
         token: token.into(),
         max_upload,
     };
-    Router::new()
-        .route("/v1/node", get(node))
-        .route("/v1/jobs", get(jobs).post(submit))
-        .route("/v1/jobs/{id}", get(job).delete(cancel))
-        .route("/v1/jobs/{id}/tasks/{index}/stdout", get(task_stdout))
-        .route("/v1/jobs/{id}/tasks/{index}/stderr", get(task_stderr))
+    let (routes, doc) = documented();
+    routes
+        // A wildcard path: documented as `{path}`, routed as axum's `{*path}`.
         .route("/v1/jobs/{id}/tasks/{index}/out/{*path}", get(task_out))
+        .route("/v1/openapi.json", get(move || async move { Json(doc) }))
         .layer(DefaultBodyLimit::max(max_upload))
         .layer(middleware::from_fn_with_state(ctx.clone(), authorize))
         .with_state(ctx)
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "naac node API", version = "1", description = "Jobs handed to a naac node: submit, follow, cancel, fetch results. Every route needs `Authorization: Bearer TOKEN` (the node's `api.token`)."),
+    paths(task_out),
+    components(schemas(JobView, ProblemBody)),
+    modifiers(&Bearer)
+)]
+struct ApiDoc;
+
+struct Bearer;
+
+impl utoipa::Modify for Bearer {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        };
+        let c = doc.components.get_or_insert_with(Default::default);
+        c.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        doc.security = Some(vec![SecurityRequirement::new(
+            "bearer",
+            Vec::<String>::new(),
+        )]);
+    }
+}
+
+/// The documented routes and the OpenAPI document made from the same handlers.
+fn documented() -> (Router<Ctx>, utoipa::openapi::OpenApi) {
+    use utoipa::OpenApi as _;
+    use utoipa_axum::{router::OpenApiRouter, routes};
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(node))
+        .routes(routes!(jobs, submit))
+        .routes(routes!(job, cancel))
+        .routes(routes!(task_stdout))
+        .routes(routes!(task_stderr))
+        .split_for_parts()
+}
+
+/// The API's OpenAPI 3.1 document (also served at `/v1/openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    documented().1
 }
 
 /// Serves `router` on `listener` until `shutdown` completes.
@@ -242,21 +288,29 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| Problem::internal(format!("the request's worker failed: {e}")))?
 }
 
+/// The node: version, roles, the peers it joined.
+#[utoipa::path(get, path = "/v1/node", responses((status = 200, body = Object), (status = 401, body = ProblemBody)))]
 async fn node(State(ctx): State<Ctx>) -> Result<Json<serde_json::Value>, Problem> {
     let b = ctx.backend.clone();
     Ok(Json(blocking(move || Ok(b.node())).await?))
 }
 
+/// Every job on the node, newest first.
+#[utoipa::path(get, path = "/v1/jobs", responses((status = 200, body = [JobView]), (status = 401, body = ProblemBody)))]
 async fn jobs(State(ctx): State<Ctx>) -> Result<Json<Vec<JobView>>, Problem> {
     let b = ctx.backend.clone();
     Ok(Json(blocking(move || b.jobs()).await?))
 }
 
+/// One job: its state and, once it ran, its summary.
+#[utoipa::path(get, path = "/v1/jobs/{id}", params(("id" = String, Path, description = "the job's id")), responses((status = 200, body = JobView), (status = 404, body = ProblemBody)))]
 async fn job(State(ctx): State<Ctx>, Path(id): Path<String>) -> Result<Json<JobView>, Problem> {
     let b = ctx.backend.clone();
     Ok(Json(blocking(move || b.job(&id)).await?))
 }
 
+/// Cancels a queued or running job.
+#[utoipa::path(delete, path = "/v1/jobs/{id}", params(("id" = String, Path, description = "the job's id")), responses((status = 200, body = JobView), (status = 403, body = ProblemBody), (status = 404, body = ProblemBody)))]
 async fn cancel(State(ctx): State<Ctx>, Path(id): Path<String>) -> Result<Json<JobView>, Problem> {
     let b = ctx.backend.clone();
     Ok(Json(blocking(move || b.cancel(&id)).await?))
@@ -268,6 +322,8 @@ async fn task_file(ctx: Ctx, id: String, index: u64, file: String) -> Result<Res
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
 }
 
+/// A task's standard output, once its result is accepted.
+#[utoipa::path(get, path = "/v1/jobs/{id}/tasks/{index}/stdout", params(("id" = String, Path), ("index" = u64, Path)), responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 404, body = ProblemBody)))]
 async fn task_stdout(
     State(ctx): State<Ctx>,
     Path((id, index)): Path<(String, u64)>,
@@ -275,6 +331,8 @@ async fn task_stdout(
     task_file(ctx, id, index, "stdout".into()).await
 }
 
+/// A task's standard error, once its result is accepted.
+#[utoipa::path(get, path = "/v1/jobs/{id}/tasks/{index}/stderr", params(("id" = String, Path), ("index" = u64, Path)), responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 404, body = ProblemBody)))]
 async fn task_stderr(
     State(ctx): State<Ctx>,
     Path((id, index)): Path<(String, u64)>,
@@ -282,6 +340,8 @@ async fn task_stderr(
     task_file(ctx, id, index, "stderr".into()).await
 }
 
+/// A file the task left in `/out`.
+#[utoipa::path(get, path = "/v1/jobs/{id}/tasks/{index}/out/{path}", params(("id" = String, Path), ("index" = u64, Path), ("path" = String, Path, description = "its path under /out")), responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 400, body = ProblemBody), (status = 404, body = ProblemBody)))]
 async fn task_out(
     State(ctx): State<Ctx>,
     Path((id, index, path)): Path<(String, u64, String)>,
@@ -290,6 +350,10 @@ async fn task_out(
     task_file(ctx, id, index, format!("out/{path}")).await
 }
 
+/// Queues a job: a part `job` with the job file's TOML, and one part per file it names,
+/// named by its path relative to the job file. `Idempotency-Key` makes a retry return the
+/// same job.
+#[utoipa::path(post, path = "/v1/jobs", request_body(content_type = "multipart/form-data", description = "the job file (part `job`) and its files"), params(("Idempotency-Key" = Option<String>, Header)), responses((status = 201, body = JobView), (status = 400, body = ProblemBody), (status = 413, body = ProblemBody), (status = 429, body = ProblemBody)))]
 async fn submit(
     State(ctx): State<Ctx>,
     headers: HeaderMap,
@@ -372,6 +436,36 @@ mod tests {
         for no in ["", "/etc/passwd", "../x", "a/../../b", "./a"] {
             assert!(check_path(no).is_err(), "{no}");
         }
+    }
+
+    #[test]
+    fn the_openapi_document_names_every_route() {
+        let doc = openapi();
+        let v = serde_json::to_value(&doc).expect("json");
+        assert_eq!(v["openapi"], "3.1.0");
+        let paths = v["paths"].as_object().expect("paths");
+        for (path, method) in [
+            ("/v1/node", "get"),
+            ("/v1/jobs", "get"),
+            ("/v1/jobs", "post"),
+            ("/v1/jobs/{id}", "get"),
+            ("/v1/jobs/{id}", "delete"),
+            ("/v1/jobs/{id}/tasks/{index}/stdout", "get"),
+            ("/v1/jobs/{id}/tasks/{index}/stderr", "get"),
+            ("/v1/jobs/{id}/tasks/{index}/out/{path}", "get"),
+        ] {
+            assert!(
+                paths.get(path).and_then(|p| p.get(method)).is_some(),
+                "{method} {path}"
+            );
+        }
+        assert_eq!(
+            paths.len(),
+            6,
+            "a route the test does not know: {:?}",
+            paths.keys()
+        );
+        assert!(v["components"]["securitySchemes"]["bearer"].is_object());
     }
 
     #[test]

@@ -229,6 +229,15 @@ fn the_api_refuses_strangers_and_jobs_that_lack_their_files() {
     assert_eq!(code, 401);
     let (code, body) = get(&format!("Authorization: Bearer {token}\r\n"));
     assert_eq!((code, body.as_str()), (200, "[]"));
+    // The OpenAPI document, served by the same router.
+    let (code, body) = http(
+        &api,
+        format!("GET /v1/openapi.json HTTP/1.1\r\nHost: {api}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(code, 200, "{body}");
+    let doc: Value = serde_json::from_str(&body).expect("openapi json");
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["paths"]["/v1/jobs"]["post"].is_object(), "{doc:#}");
     // A job whose module was not sent: 400, naming it.
     let job = "name = \"lacking\"\nmodule = \"pi.wasm\"\nargs = [\"1\", \"10\"]\n";
     let form = format!(
