@@ -44,6 +44,11 @@ pub struct JobView {
     /// Its `summary.json` once it ran.
     #[schema(value_type = Option<Object>)]
     pub summary: Option<serde_json::Value>,
+    /// While it runs: tasks `total`, `succeeded`, `failed`, `running`, `providers`, and
+    /// `waiting` (why no host may run it now, when none may).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub progress: Option<serde_json::Value>,
 }
 
 /// An error as RFC 9457 problem details.

@@ -231,6 +231,8 @@ impl Bench {
             bank: crate::run::BankChoice::None,
             claim_window: None,
             unpaid: false,
+            stop: None,
+            progress: None,
         };
         let f = match execute(exec).await? {
             Executed::Done(f) => f,

@@ -9,10 +9,11 @@ use naac_api::{Backend, JobView, Problem, Upload};
 use naac_net::Multiaddr;
 use naac_node::home::Home;
 use naac_node::jobs::{JobRow, JobStore, State};
+use naac_node::requester::Progress;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 /// The job file's name inside a job's directory.
 const JOB_FILE: &str = "job.toml";
@@ -22,10 +23,16 @@ pub struct Daemon {
     store: JobStore,
     /// Rung when a job is queued.
     wake: Notify,
-    /// The running job and what stops it.
-    running: Mutex<Option<(String, Arc<Notify>)>>,
+    /// The running job, what stops it, and its progress.
+    running: Mutex<Option<Running>>,
     node: serde_json::Value,
     max_queued: usize,
+}
+
+struct Running {
+    id: String,
+    stop: Arc<Notify>,
+    progress: watch::Receiver<Progress>,
 }
 
 /// How a node serves the API and runs the jobs handed to it.
@@ -65,7 +72,26 @@ impl Daemon {
     }
 
     fn view(&self, r: JobRow) -> JobView {
+        let progress = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .filter(|run| run.id == r.id && r.state == State::Running)
+            .map(|run| {
+                let p = run.progress.borrow();
+                let s = &p.sched;
+                serde_json::json!({
+                    "total": s.total,
+                    "succeeded": s.succeeded,
+                    "failed": s.failed,
+                    "running": s.running,
+                    "providers": s.providers,
+                    "waiting": p.waiting,
+                })
+            });
         JobView {
+            progress,
             out_dir: self.store.dir_of(&r.id).join("out").display().to_string(),
             summary: r
                 .summary
@@ -125,8 +151,12 @@ impl Daemon {
                 continue;
             };
             let stop = Arc::new(Notify::new());
-            *self.running.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some((job.id.clone(), stop.clone()));
+            let (progress, rx) = watch::channel(Progress::default());
+            *self.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(Running {
+                id: job.id.clone(),
+                stop: stop.clone(),
+                progress: rx,
+            });
             tracing::info!("job {} ({}) started", job.id, job.name);
             let dir = self.store.dir_of(&job.id);
             let exec = Exec {
@@ -143,11 +173,12 @@ impl Daemon {
                 bank: BankChoice::Default,
                 claim_window: None,
                 unpaid: false,
+                // A cancel interrupts the run as Ctrl-C would: it closes its escrow and
+                // writes its summary.
+                stop: Some(stop),
+                progress: Some(progress),
             };
-            let (state, summary, error) = tokio::select! {
-                r = execute(exec) => outcome(r),
-                _ = stop.notified() => (State::Cancelled, None, Some("cancelled".to_string())),
-            };
+            let (state, summary, error) = outcome(execute(exec).await);
             *self.running.lock().unwrap_or_else(|e| e.into_inner()) = None;
             tracing::info!("job {} ({}) {}", job.id, job.name, state.as_str());
             if let Err(e) = self.store.finish(
@@ -238,10 +269,10 @@ impl Backend for Daemon {
             .cancel(id, now_ms())
             .map_err(|e| Problem::internal(format!("{e:#}")))?
             .ok_or_else(|| Problem::not_found(format!("no job {id} on this node")))?;
-        if let Some((running, stop)) = &*self.running.lock().unwrap_or_else(|e| e.into_inner())
-            && running == id
+        if let Some(run) = &*self.running.lock().unwrap_or_else(|e| e.into_inner())
+            && run.id == id
         {
-            stop.notify_one();
+            run.stop.notify_one();
         }
         Ok(self.view(row))
     }

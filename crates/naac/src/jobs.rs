@@ -165,6 +165,20 @@ pub async fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
 
 /// `done/total tasks`, or why it failed, as far as is known.
 fn progress(j: &JobView) -> String {
+    if let Some(p) = &j.progress {
+        let n = |k: &str| p[k].as_u64().unwrap_or(0);
+        if let Some(why) = p["waiting"].as_str() {
+            return format!("waiting: no host may run it now: {why}");
+        }
+        return format!(
+            "{}/{} tasks, {} running, {} failed, {} providers",
+            n("succeeded"),
+            n("total"),
+            n("running"),
+            n("failed"),
+            n("providers")
+        );
+    }
     let tasks = j.summary.as_ref().map(|s| {
         format!(
             "{}/{} tasks",
@@ -193,12 +207,18 @@ pub async fn status(a: JobArgs) -> anyhow::Result<ExitCode> {
             if finished || !a.watch {
                 println!("{}", serde_json::to_string(&j)?);
             }
-        } else if j.state != last {
-            println!("{}  {}  {}  {}", j.id, j.state, j.name, progress(&j));
-            if finished {
-                println!("results in {}", j.out_dir);
+        } else {
+            // Written, not printed: a reader that went away (`| head`) ends the watch.
+            use std::io::Write;
+            let mut out = std::io::stdout();
+            let line = format!("{}  {}  {}  {}", j.id, j.state, j.name, progress(&j));
+            if line != last {
+                writeln!(out, "{line}")?;
+                last = line;
             }
-            last = j.state.clone();
+            if finished {
+                writeln!(out, "results in {}", j.out_dir)?;
+            }
         }
         if finished || !a.watch {
             return Ok(match j.state.as_str() {

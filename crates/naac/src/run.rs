@@ -99,6 +99,10 @@ pub struct Exec {
     pub claim_window: Option<Duration>,
     /// Testing aid: pay no provider.
     pub unpaid: bool,
+    /// Ends the run early, as Ctrl-C does (the escrow closed, the summary written).
+    pub stop: Option<Arc<tokio::sync::Notify>>,
+    /// Gets the run's progress as it changes.
+    pub progress: Option<watch::Sender<requester::Progress>>,
 }
 
 /// How long providers may claim unpaid results after a run with a remote bank closes its
@@ -150,6 +154,8 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         },
         claim_window: a.claim_window,
         unpaid: a.testing_unpaid,
+        stop: None,
+        progress: None,
     };
     let finished = match execute(exec).await? {
         Executed::Invalid(e) => {
@@ -350,7 +356,25 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
     }
 
     let (ptx, prx) = watch::channel(Progress::default());
+    if let Some(out) = a.progress.clone() {
+        let mut rx = prx.clone();
+        tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                out.send_replace(rx.borrow_and_update().clone());
+            }
+        });
+    }
     let bar = progress_bar(total, prx, a.quiet);
+    let stop = a.stop.clone();
+    let shutdown = async move {
+        match stop {
+            Some(s) => tokio::select! {
+                _ = crate::shutdown_signal() => {}
+                _ = s.notified() => {}
+            },
+            None => crate::shutdown_signal().await,
+        }
+    };
     let opts = Options {
         out_dir: out_dir.clone(),
         sched: naac_sched::Config {
@@ -363,16 +387,7 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
         no_wait: a.no_wait,
         payment,
     };
-    let result = requester::run(
-        prepared,
-        client,
-        events,
-        sandbox,
-        opts,
-        ptx,
-        crate::shutdown_signal(),
-    )
-    .await;
+    let result = requester::run(prepared, client, events, sandbox, opts, ptx, shutdown).await;
     bar.abort();
     let _ = bar.await;
     if let Some(e) = &escrow {

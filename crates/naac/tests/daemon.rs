@@ -139,7 +139,7 @@ fn a_job_cancelled_while_it_runs_stops_and_the_next_one_runs() {
         "args = [\"{seed}\", \"1000\"]\n[sweep]\nseed = { from = 0, to = 2 }\n",
     );
     let b = submit(&quick);
-    // Wait until the long one runs, then cancel it.
+    // Wait until the long one runs (its progress shown), then cancel it.
     let t = Instant::now();
     loop {
         let v = json(
@@ -148,7 +148,10 @@ fn a_job_cancelled_while_it_runs_stops_and_the_next_one_runs() {
                 .output()
                 .expect("status"),
         );
-        if v["state"] == "running" {
+        if v["state"] == "running"
+            && v["progress"]["total"] == 64
+            && v["progress"]["running"].as_u64() > Some(0)
+        {
             break;
         }
         assert!(t.elapsed() < Duration::from_secs(30), "{v:#}");
@@ -162,7 +165,11 @@ fn a_job_cancelled_while_it_runs_stops_and_the_next_one_runs() {
     );
     assert_eq!(c["state"], "cancelled", "{c:#}");
     assert_eq!(wait_for(&s, &api, &b)["state"], "done");
-    assert_eq!(wait_for(&s, &api, &a)["state"], "cancelled");
+    // Stopped as Ctrl-C stops a run: its summary written, its escrow closed.
+    let v = wait_for(&s, &api, &a);
+    assert_eq!(v["state"], "cancelled", "{v:#}");
+    assert_eq!(v["summary"]["interrupted"], true, "{v:#}");
+    assert!(v.get("progress").is_none(), "{v:#}");
 }
 
 #[test]
