@@ -16,9 +16,15 @@ struct Daemon(Child);
 
 impl Daemon {
     fn start(s: &Scratch, api: &str) -> Daemon {
+        Daemon::start_with(s, api, &[])
+    }
+
+    /// With `extra` `naac node` flags.
+    fn start_with(s: &Scratch, api: &str, extra: &[&str]) -> Daemon {
         let mut child = s
             .cmd()
             .args(["node", "--no-mdns", "--api", api])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -44,6 +50,31 @@ fn json(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout).expect("json")
 }
 
+/// `naac submit --json JOB` against `api`.
+fn submit(s: &Scratch, api: &str, job: &std::path::Path) -> std::process::Output {
+    s.cmd()
+        .args(["submit", "--json", "--api", api])
+        .arg(job)
+        .output()
+        .expect("naac submit")
+}
+
+/// Submits `job`, which must be accepted; its id.
+fn submit_id(s: &Scratch, api: &str, job: &std::path::Path) -> String {
+    let v = json(&submit(s, api, job));
+    v["id"].as_str().expect("id").to_string()
+}
+
+/// `naac status ID --json`.
+fn status(s: &Scratch, api: &str, id: &str) -> Value {
+    json(
+        &s.cmd()
+            .args(["status", id, "--json", "--api", api])
+            .output()
+            .expect("naac status"),
+    )
+}
+
 /// Follows a job until it ends; its last view.
 fn wait_for(s: &Scratch, api: &str, id: &str) -> Value {
     let out = s
@@ -64,13 +95,7 @@ fn a_submitted_job_runs_on_the_node_and_its_results_are_fetched() {
         "pi/pi.wasm",
         "args = [\"{seed}\", \"100000\"]\n[sweep]\nseed = { from = 0, to = 6 }\n",
     );
-    let v = json(
-        &s.cmd()
-            .args(["submit", "--json", "--api", &api])
-            .arg(&job)
-            .output()
-            .expect("naac submit"),
-    );
+    let v = json(&submit(&s, &api, &job));
     assert_eq!(v["state"], "queued", "{v:#}");
     let id = v["id"].as_str().expect("id").to_string();
     let done = wait_for(&s, &api, &id);
@@ -122,32 +147,17 @@ fn a_job_cancelled_while_it_runs_stops_and_the_next_one_runs() {
         "testkit/testkit.wasm",
         "args = [\"sha256\", \"{i}\", \"200000000\"]\n[sweep]\ni = { from = 0, to = 64 }\n[limits]\nfuel = 10_000_000_000_000\n",
     );
-    let submit = |job: &std::path::Path| -> String {
-        let out = s
-            .cmd()
-            .args(["submit", "--api", &api])
-            .arg(job)
-            .output()
-            .expect("naac submit");
-        assert!(out.status.success(), "{}", stderr(&out));
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
-    let a = submit(&long);
+    let a = submit_id(&s, &api, &long);
     let quick = s.job(
         "quick",
         "pi/pi.wasm",
         "args = [\"{seed}\", \"1000\"]\n[sweep]\nseed = { from = 0, to = 2 }\n",
     );
-    let b = submit(&quick);
+    let b = submit_id(&s, &api, &quick);
     // Wait until the long one runs (its progress shown), then cancel it.
     let t = Instant::now();
     loop {
-        let v = json(
-            &s.cmd()
-                .args(["status", &a, "--json", "--api", &api])
-                .output()
-                .expect("status"),
-        );
+        let v = status(&s, &api, &a);
         if v["state"] == "running"
             && v["progress"]["total"] == 64
             && v["progress"]["running"].as_u64() > Some(0)
@@ -182,14 +192,7 @@ fn a_node_killed_mid_job_runs_the_job_again_when_it_restarts() {
         "testkit/testkit.wasm",
         "args = [\"sha256\", \"{i}\", \"2000000\"]\n[sweep]\ni = { from = 0, to = 16 }\n[limits]\nfuel = 100_000_000_000\n",
     );
-    let out = s
-        .cmd()
-        .args(["submit", "--api", &api])
-        .arg(&job)
-        .output()
-        .expect("naac submit");
-    assert!(out.status.success(), "{}", stderr(&out));
-    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let id = submit_id(&s, &api, &job);
     std::thread::sleep(Duration::from_millis(1500));
     // SIGKILL: no chance to write anything down.
     let _ = d.0.kill();
@@ -274,45 +277,16 @@ fn the_api_refuses_strangers_and_jobs_that_lack_their_files() {
 fn a_full_queue_and_an_oversized_submit_are_refused_and_lose_nothing() {
     let s = Scratch::new();
     let api = format!("127.0.0.1:{}", free_port());
-    let mut child = s
-        .cmd()
-        .args(["node", "--no-mdns", "--api", &api])
-        .args(["--max-queued", "3", "--max-upload", "512KiB"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("naac node");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read");
-    let _d = Daemon(child);
+    let _d = Daemon::start_with(&s, &api, &["--max-queued", "3", "--max-upload", "512KiB"]);
     // Long enough that the first stays running while the rest queue.
     let long = s.job(
         "long",
         "testkit/testkit.wasm",
         "args = [\"sha256\", \"{i}\", \"200000000\"]\n[sweep]\ni = { from = 0, to = 8 }\n[limits]\nfuel = 10_000_000_000_000\n",
     );
-    let submit = |job: &std::path::Path| {
-        s.cmd()
-            .args(["submit", "--json", "--api", &api])
-            .arg(job)
-            .output()
-            .expect("naac submit")
-    };
-    let first = submit(&long);
-    assert!(first.status.success(), "{}", stderr(&first));
+    let id = submit_id(&s, &api, &long);
     let t = Instant::now();
-    let first: Value = serde_json::from_slice(&first.stdout).expect("json");
-    let id = first["id"].as_str().expect("id");
-    while json(
-        &s.cmd()
-            .args(["status", id, "--json", "--api", &api])
-            .output()
-            .expect("status"),
-    )["state"]
-        != "running"
-    {
+    while status(&s, &api, &id)["state"] != "running" {
         assert!(
             t.elapsed() < Duration::from_secs(30),
             "the first job never ran"
@@ -320,10 +294,9 @@ fn a_full_queue_and_an_oversized_submit_are_refused_and_lose_nothing() {
         std::thread::sleep(Duration::from_millis(100));
     }
     for _ in 0..3 {
-        let out = submit(&long);
-        assert!(out.status.success(), "{}", stderr(&out));
+        submit_id(&s, &api, &long);
     }
-    let full = submit(&long);
+    let full = submit(&s, &api, &long);
     assert_eq!(full.status.code(), Some(2), "{}", stderr(&full));
     assert!(
         stderr(&full).contains("3 jobs are already waiting"),
@@ -355,7 +328,7 @@ fn a_full_queue_and_an_oversized_submit_are_refused_and_lose_nothing() {
         "pi/pi.wasm",
         "args = [\"1\", \"10\"]\ninputs = [\"big.bin\"]\n",
     );
-    let out = submit(&big);
+    let out = submit(&s, &api, &big);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("at most 524288 bytes"),
