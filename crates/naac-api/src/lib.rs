@@ -21,8 +21,6 @@ use std::sync::Arc;
 
 /// Where the API listens unless told otherwise: loopback only.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:7878";
-/// Largest submit (the job file and every file it names).
-pub const MAX_UPLOAD_BYTES: usize = 256 << 20;
 /// Most parts in one submit.
 const MAX_PARTS: usize = 4096;
 
