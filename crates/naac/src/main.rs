@@ -43,7 +43,8 @@ struct Cli {
 enum Cmd {
     /// Run a job file and collect its results
     Run(run::Args),
-    /// Run a node of the pool (`--provide` to run tasks for others)
+    /// Run a node of the pool: with no role, a requester node that runs jobs handed to it
+    /// (`naac submit`); `--provide` to run tasks for others, `--bank`, `--relay`
     Node(node::Args),
     /// Show this node's identity
     #[command(subcommand)]
