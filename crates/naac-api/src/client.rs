@@ -60,9 +60,71 @@ impl Client {
         self.answer(req).await
     }
 
+    /// Every job on the node, newest first (every page).
     pub async fn jobs(&self) -> Result<Vec<JobView>, ClientError> {
-        let req = self.http.get(self.url("/v1/jobs")).bearer_auth(&self.token);
-        self.answer(req).await
+        let mut all = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut req = self
+                .http
+                .get(self.url("/v1/jobs"))
+                .query(&[("limit", "1000")])
+                .bearer_auth(&self.token);
+            if let Some(c) = &cursor {
+                req = req.query(&[("cursor", c)]);
+            }
+            let page: crate::JobPage = self.answer(req).await?;
+            all.extend(page.jobs);
+            match page.next {
+                Some(n) => cursor = Some(n),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// Downloads job `id`'s results (`GET /v1/jobs/{id}/archive`) and unpacks them into
+    /// `dir`; nothing in the archive lands outside it.
+    pub async fn archive(&self, id: &str, dir: &std::path::Path) -> Result<(), ClientError> {
+        let resp = self
+            .http
+            .get(self.url(&format!("/v1/jobs/{id}/archive")))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                addr: self.addr.clone(),
+                why: e.to_string(),
+            })?;
+        if !resp.status().is_success() {
+            return Err(problem_of(
+                resp.status(),
+                &resp.bytes().await.unwrap_or_default(),
+            ));
+        }
+        let io = |what: &str, e: std::io::Error| ClientError::Garbled(format!("{what}: {e}"));
+        std::fs::create_dir_all(dir).map_err(|e| io(&format!("create {}", dir.display()), e))?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".naac-archive-")
+            .tempfile_in(dir)
+            .map_err(|e| io("create a temporary file", e))?;
+        let mut resp = resp;
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| ClientError::Garbled(format!("the archive broke off: {e}")))?
+        {
+            std::io::Write::write_all(tmp.as_file_mut(), &chunk)
+                .map_err(|e| io("write the archive", e))?;
+        }
+        let dir = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let f = tmp.reopen()?;
+            tar::Archive::new(f).unpack(&dir)
+        })
+        .await
+        .map_err(|e| ClientError::Garbled(e.to_string()))?
+        .map_err(|e| io("unpack the archive", e))?;
+        Ok(())
     }
 
     pub async fn job(&self, id: &str) -> Result<JobView, ClientError> {
@@ -102,17 +164,21 @@ impl Client {
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|e| ClientError::Garbled(e.to_string()));
         }
-        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-        let text = |k: &str| v[k].as_str().unwrap_or_default().to_string();
-        Err(ClientError::Problem(Problem {
-            status: status.as_u16(),
-            title: text("title"),
-            detail: if v["detail"].is_string() {
-                text("detail")
-            } else {
-                String::from_utf8_lossy(&bytes).into_owned()
-            },
-            retry_after: None,
-        }))
+        Err(problem_of(status, &bytes))
     }
+}
+
+fn problem_of(status: reqwest::StatusCode, bytes: &[u8]) -> ClientError {
+    let v: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
+    let text = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+    ClientError::Problem(Problem {
+        status: status.as_u16(),
+        title: text("title"),
+        detail: if v["detail"].is_string() {
+            text("detail")
+        } else {
+            String::from_utf8_lossy(bytes).into_owned()
+        },
+        retry_after: None,
+    })
 }

@@ -178,12 +178,42 @@ impl JobStore {
 
     /// Every job, newest first.
     pub fn list(&self) -> anyhow::Result<Vec<JobRow>> {
+        Ok(self.page(usize::MAX, None)?.0)
+    }
+
+    /// At most `limit` jobs, newest first, submitted before the job at `cursor` (a cursor
+    /// this returned; `None` starts from the newest); and the cursor of the next page,
+    /// `None` on the last. Jobs submitted meanwhile never shift a page.
+    pub fn page(
+        &self,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<(Vec<JobRow>, Option<String>)> {
+        let before = match cursor {
+            None => i64::MAX,
+            Some(c) => c
+                .parse::<i64>()
+                .ok()
+                .filter(|c| *c > 0)
+                .with_context(|| format!("cursor {c:?} is not one this node gave"))?,
+        };
         let conn = self.conn();
         let mut q = conn.prepare(&format!(
-            "SELECT {COLUMNS} FROM jobs ORDER BY submitted_ms DESC, id"
+            "SELECT {COLUMNS}, rowid FROM jobs WHERE rowid < ?1 ORDER BY rowid DESC LIMIT ?2"
         ))?;
-        let rows = q.query_map([], row)?.collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+        let take = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+        let mut rows = q
+            .query_map(params![before, take], |r| {
+                Ok((row(r)?, r.get::<_, i64>(8)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(|(_, id)| id.to_string())
+        } else {
+            None
+        };
+        Ok((rows.into_iter().map(|(r, _)| r).collect(), next))
     }
 
     /// Marks the oldest queued job running and returns it.
@@ -275,5 +305,24 @@ mod tests {
             .map(|r| r.name)
             .collect();
         assert_eq!(names, ["second", "first"]);
+    }
+
+    #[test]
+    fn pages_walk_every_job_once_whatever_is_submitted_meanwhile() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = JobStore::open(dir.path()).expect("open");
+        for i in 0..7 {
+            s.insert(&format!("j{i}"), "x", None, 5).expect("insert");
+        }
+        let (first, next) = s.page(3, None).expect("page");
+        let ids = |rows: &[JobRow]| rows.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&first), ["j6", "j5", "j4"]);
+        s.insert("late", "x", None, 5).expect("late");
+        let (second, next) = s.page(3, next.as_deref()).expect("page");
+        assert_eq!(ids(&second), ["j3", "j2", "j1"]);
+        let (third, next) = s.page(3, next.as_deref()).expect("page");
+        assert_eq!((ids(&third), next), (vec!["j0".to_string()], None));
+        assert!(s.page(3, Some("-1")).is_err());
+        assert!(s.page(3, Some("x")).is_err());
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::run::{BankChoice, Exec, Executed, execute};
 use anyhow::Context as _;
-use naac_api::{Backend, JobView, Problem, Upload};
+use naac_api::{Backend, JobPage, JobView, Problem, Upload};
 use naac_net::Multiaddr;
 use naac_node::home::Home;
 use naac_node::jobs::{JobRow, JobStore, State};
@@ -27,6 +27,8 @@ pub struct Daemon {
     running: Mutex<Option<Running>>,
     node: serde_json::Value,
     max_queued: usize,
+    /// Ticks on every change to a job (what event streams wait on).
+    tick: watch::Sender<u64>,
 }
 
 struct Running {
@@ -68,7 +70,12 @@ impl Daemon {
             running: Mutex::new(None),
             node,
             max_queued,
+            tick: watch::Sender::new(0),
         }))
+    }
+
+    fn changed(&self) {
+        self.tick.send_modify(|t| *t = t.wrapping_add(1));
     }
 
     fn view(&self, r: JobRow) -> JobView {
@@ -152,10 +159,19 @@ impl Daemon {
             };
             let stop = Arc::new(Notify::new());
             let (progress, rx) = watch::channel(Progress::default());
+            let mut watch_progress = rx.clone();
             *self.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(Running {
                 id: job.id.clone(),
                 stop: stop.clone(),
                 progress: rx,
+            });
+            self.changed();
+            let me = self.clone();
+            // Ends with the run (its progress sender dropped).
+            tokio::spawn(async move {
+                while watch_progress.changed().await.is_ok() {
+                    me.changed();
+                }
             });
             tracing::info!("job {} ({}) started", job.id, job.name);
             let dir = self.store.dir_of(&job.id);
@@ -190,6 +206,7 @@ impl Daemon {
             ) {
                 tracing::error!("job queue: record job {}: {e:#}", job.id);
             }
+            self.changed();
         }
     }
 }
@@ -214,11 +231,16 @@ fn outcome(r: anyhow::Result<Executed>) -> (State, Option<String>, Option<String
 }
 
 impl Backend for Daemon {
-    fn submit(&self, upload: Upload) -> Result<JobView, Problem> {
+    fn submit(
+        &self,
+        upload: Upload,
+        may: &dyn Fn(&str) -> Result<(), Problem>,
+    ) -> Result<JobView, Problem> {
         let internal = |e: anyhow::Error| Problem::internal(format!("{e:#}"));
         if let Some(k) = &upload.idempotency_key
             && let Some(r) = self.store.by_idempotency_key(k).map_err(internal)?
         {
+            may(&r.name)?;
             return Ok(self.view(r));
         }
         if self.store.queued().map_err(internal)? >= self.max_queued {
@@ -232,7 +254,7 @@ impl Backend for Daemon {
         }
         let id = new_id();
         let dir = self.store.dir_of(&id);
-        let name = match Self::unpack(&dir.join("job"), &upload) {
+        let name = match Self::unpack(&dir.join("job"), &upload).and_then(|n| may(&n).map(|()| n)) {
             Ok(n) => n,
             Err(p) => {
                 let _ = std::fs::remove_dir_all(&dir);
@@ -244,15 +266,19 @@ impl Backend for Daemon {
             .insert(&id, &name, upload.idempotency_key.as_deref(), now_ms())
             .map_err(internal)?;
         self.wake.notify_one();
+        self.changed();
         Ok(self.view(row))
     }
 
-    fn jobs(&self) -> Result<Vec<JobView>, Problem> {
-        let rows = self
+    fn jobs(&self, limit: usize, cursor: Option<&str>) -> Result<JobPage, Problem> {
+        let (rows, next) = self
             .store
-            .list()
-            .map_err(|e| Problem::internal(format!("{e:#}")))?;
-        Ok(rows.into_iter().map(|r| self.view(r)).collect())
+            .page(limit, cursor)
+            .map_err(|e| Problem::bad_request(format!("{e:#}")))?;
+        Ok(JobPage {
+            jobs: rows.into_iter().map(|r| self.view(r)).collect(),
+            next,
+        })
     }
 
     fn job(&self, id: &str) -> Result<JobView, Problem> {
@@ -274,6 +300,7 @@ impl Backend for Daemon {
         {
             run.stop.notify_one();
         }
+        self.changed();
         Ok(self.view(row))
     }
 
@@ -298,6 +325,23 @@ impl Backend for Daemon {
     fn node(&self) -> serde_json::Value {
         self.node.clone()
     }
+
+    fn results_dir(&self, id: &str) -> Result<PathBuf, Problem> {
+        let job = self.job(id)?;
+        let dir = self.store.dir_of(id).join("out");
+        if dir.is_dir() {
+            Ok(dir)
+        } else {
+            Err(Problem::not_found(format!(
+                "job {id} has no results yet (it is {})",
+                job.state
+            )))
+        }
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.tick.subscribe()
+    }
 }
 
 /// A fresh job id: 16 hex digits from the OS's randomness.
@@ -321,30 +365,54 @@ fn random_bytes<const N: usize>() -> [u8; N] {
     b
 }
 
-/// The API token in `api.token` in the data dir, made (mode 0600) if missing.
-pub fn api_token(home: &Home) -> anyhow::Result<String> {
+/// The node's admin token in `api.token` in the data dir, minted (mode 0600) from the
+/// node's identity key if missing or not this key's (a token from an older key, or from
+/// before tokens were biscuits).
+pub fn api_token(home: &Home, root: &naac_token::Root, node: &str) -> anyhow::Result<String> {
     let path = token_path(home);
     if let Ok(t) = std::fs::read_to_string(&path) {
         let t = t.trim().to_string();
-        if !t.is_empty() {
+        if root.verifier().verify(&t).is_ok() {
             return Ok(t);
         }
+        tracing::warn!(
+            "{} holds no token of this node's key: minting a new admin token",
+            path.display()
+        );
     }
-    let token: String = random_bytes::<32>()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let token = root.mint_admin(node)?;
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("create the API token {}", path.display()))?;
-    writeln!(f, "{token}").with_context(|| format!("write {}", path.display()))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .tempfile_in(dir)
+        .with_context(|| format!("create a temporary file in {}", dir.display()))?;
+    writeln!(tmp, "{token}").with_context(|| format!("write {}", path.display()))?;
+    tmp.persist(&path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("save the API token {}", path.display()))?;
     Ok(token)
+}
+
+/// The API's token root: the node's identity key.
+pub fn token_root(home: &Home) -> anyhow::Result<(naac_token::Root, String)> {
+    let key =
+        naac_net::load_or_create_identity(&home.identity()).context("load the node identity")?;
+    root_of(&key)
+}
+
+pub fn root_of(key: &naac_net::Keypair) -> anyhow::Result<(naac_token::Root, String)> {
+    let id = key.public().to_peer_id().to_string();
+    let ed = key
+        .clone()
+        .try_into_ed25519()
+        .context("the node's identity is not an ed25519 key")?;
+    let secret: [u8; 32] = ed
+        .secret()
+        .as_ref()
+        .try_into()
+        .context("an ed25519 secret key is 32 bytes")?;
+    Ok((naac_token::Root::from_ed25519(&secret)?, id))
 }
 
 pub fn token_path(home: &Home) -> PathBuf {
@@ -358,10 +426,13 @@ pub async fn start(home: &Home, c: Config) -> anyhow::Result<(std::net::SocketAd
         .await
         .with_context(|| format!("listen for the API on {}", c.api))?;
     let local = listener.local_addr()?;
-    let token = api_token(home)?;
-    let daemon = Daemon::open(home, c.node, c.max_queued)?;
+    let (root, id) = token_root(home)?;
+    api_token(home, &root, &id)?;
+    let mut node = c.node;
+    node["id"] = serde_json::Value::String(id);
+    let daemon = Daemon::open(home, node, c.max_queued)?;
     let (join, mdns) = (c.join, c.mdns);
-    let router = naac_api::router(daemon.clone(), &token, c.max_upload);
+    let router = naac_api::router(daemon.clone(), root.verifier(), c.max_upload);
     tokio::spawn(async move {
         if let Err(e) = naac_api::serve(listener, router, std::future::pending()).await {
             tracing::error!("the API stopped: {e:#}");

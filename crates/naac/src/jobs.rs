@@ -16,6 +16,120 @@ pub struct Api {
     /// The node's API address [default: 127.0.0.1:7878]
     #[arg(long, value_name = "HOST:PORT", env = "NAAC_API", global = true)]
     api: Option<String>,
+    /// The token to call it with [default: the node's admin token, from api.token in the
+    /// data dir]
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "NAAC_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    token: Option<String>,
+}
+
+impl Api {
+    fn addr(&self) -> String {
+        self.api
+            .clone()
+            .unwrap_or_else(|| naac_api::DEFAULT_ADDR.into())
+    }
+
+    /// `--token`, else the node's admin token.
+    fn token(&self) -> anyhow::Result<String> {
+        if let Some(t) = &self.token {
+            return Ok(t.trim().to_string());
+        }
+        let home = Home::from_env()?;
+        let path = crate::daemon::token_path(&home);
+        let t = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "read the node's API token {}\nhint: start the node first (`naac node`); it writes the token there",
+                path.display()
+            )
+        })?;
+        Ok(t.trim().to_string())
+    }
+}
+
+/// `naac api`: tokens and the dashboard's address.
+#[derive(clap::Subcommand)]
+pub enum ApiCmd {
+    /// Print a narrower token made offline from the node's admin token (or --token): a
+    /// scope, an expiry, a job-name prefix. Nobody can widen it again
+    Token(TokenArgs),
+    /// Print the dashboard's login address: opening it logs the browser in (an HttpOnly
+    /// cookie) and drops the token from the address bar
+    Url(UrlArgs),
+}
+
+#[derive(clap::Args)]
+pub struct TokenArgs {
+    /// What it may do: `read` (look), `submit` (look, submit and cancel jobs), `admin`
+    /// (everything, the node's policy included)
+    #[arg(long, default_value = "read", value_name = "SCOPE")]
+    scope: naac_token::Scope,
+    /// How long it holds, e.g. 30m, 12h, 7d [default: no expiry]
+    #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+    ttl: Option<std::time::Duration>,
+    /// Only jobs whose name starts with this may be submitted or cancelled with it
+    #[arg(long, value_name = "PREFIX")]
+    job_name_prefix: Option<String>,
+    #[command(flatten)]
+    api: Api,
+}
+
+#[derive(clap::Args)]
+pub struct UrlArgs {
+    /// Log in with a narrower token (as `naac api token --scope`)
+    #[arg(long, value_name = "SCOPE")]
+    scope: Option<naac_token::Scope>,
+    #[command(flatten)]
+    api: Api,
+}
+
+/// `30m`, `12h`, `7d`, `2w` (or seconds, `90s`).
+fn parse_ttl(s: &str) -> Result<std::time::Duration, String> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration: use a number and a unit, e.g. 12h or 7d"))?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" | "" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(format!("{s:?}: the unit is one of s, m, h, d, w")),
+    };
+    n.checked_mul(secs)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("{s:?} is too long"))
+}
+
+pub fn api(cmd: ApiCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ApiCmd::Token(a) => {
+            let limits = naac_token::Limits {
+                scope: Some(a.scope),
+                expires: a.ttl.map(|t| std::time::SystemTime::now() + t),
+                job_name_prefix: a.job_name_prefix,
+            };
+            println!("{}", naac_token::attenuate(&a.api.token()?, &limits)?);
+        }
+        ApiCmd::Url(a) => {
+            let mut token = a.api.token()?;
+            if let Some(scope) = a.scope {
+                let limits = naac_token::Limits {
+                    scope: Some(scope),
+                    ..Default::default()
+                };
+                token = naac_token::attenuate(&token, &limits)?;
+            }
+            println!("http://{}/?token={token}", a.api.addr());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(clap::Args)]
@@ -67,19 +181,7 @@ pub struct ResultsArgs {
 }
 
 fn client(api: &Api) -> anyhow::Result<Client> {
-    let home = Home::from_env()?;
-    let path = crate::daemon::token_path(&home);
-    let token = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "read the node's API token {}\nhint: start the node first (`naac node`); it writes the token there",
-            path.display()
-        )
-    })?;
-    let addr = api
-        .api
-        .clone()
-        .unwrap_or_else(|| naac_api::DEFAULT_ADDR.into());
-    Ok(Client::new(&addr, token.trim()))
+    Ok(Client::new(&api.addr(), &api.token()?))
 }
 
 /// Says what went wrong (exit 2 for a refused request, 3 for no node).
@@ -240,35 +342,19 @@ pub async fn cancel(a: JobArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn results(a: ResultsArgs) -> anyhow::Result<ExitCode> {
-    let j = match client(&a.api)?.job(&a.id).await {
+    let c = client(&a.api)?;
+    let j = match c.job(&a.id).await {
         Ok(j) => j,
         Err(e) => return Ok(failed(e)),
     };
-    let src = PathBuf::from(&j.out_dir);
     let Some(out) = a.out else {
-        println!("{}", src.display());
+        println!("{}", j.out_dir);
         return Ok(ExitCode::SUCCESS);
     };
-    if !src.is_dir() {
-        eprintln!("error: job {} has no results yet (it is {})", j.id, j.state);
-        return Ok(ExitCode::from(2));
+    // Through the API, so a node on another machine serves them too.
+    if let Err(e) = c.archive(&j.id, &out).await {
+        return Ok(failed(e));
     }
-    copy_dir(&src, &out)?;
     println!("{}", out.display());
     Ok(ExitCode::SUCCESS)
-}
-
-fn copy_dir(src: &Path, dst: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dst).with_context(|| format!("create {}", dst.display()))?;
-    for e in std::fs::read_dir(src).with_context(|| format!("read {}", src.display()))? {
-        let e = e?;
-        let to = dst.join(e.file_name());
-        if e.file_type()?.is_dir() {
-            copy_dir(&e.path(), &to)?;
-        } else {
-            std::fs::copy(e.path(), &to)
-                .with_context(|| format!("copy {} to {}", e.path().display(), to.display()))?;
-        }
-    }
-    Ok(())
 }

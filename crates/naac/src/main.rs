@@ -82,6 +82,9 @@ enum Cmd {
     Cancel(jobs::JobArgs),
     /// Where a job's results are (the layout of `naac run`'s), or a copy of them (--out)
     Results(jobs::ResultsArgs),
+    /// The local node's API: narrower tokens, the dashboard's login address
+    #[command(subcommand)]
+    Api(jobs::ApiCmd),
 }
 
 fn main() -> ExitCode {
@@ -132,6 +135,7 @@ fn main() -> ExitCode {
             Cmd::Status(a) => jobs::status(a).await,
             Cmd::Cancel(a) => jobs::cancel(a).await,
             Cmd::Results(a) => jobs::results(a).await,
+            Cmd::Api(c) => jobs::api(c),
         }
     });
     // Do not wait for blocking threads (a guest still winding down) on the way out.

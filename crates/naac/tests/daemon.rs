@@ -109,6 +109,13 @@ fn a_submitted_job_runs_on_the_node_and_its_results_are_fetched() {
             .expect("naac jobs"),
     );
     assert_eq!(list[0]["id"], id.as_str(), "{list:#}");
+    // The event stream of a finished job: its final state, then the stream ends.
+    let token = std::fs::read_to_string(s.home().join("api.token")).expect("api.token");
+    let events = sse(&api, token.trim(), &id);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].0, "state");
+    assert_eq!(events[0].1["state"], "done");
+    // Its results copy out (the archive, through the API) with `naac run`'s layout.
     let out = s.path().join("copy");
     let r = s
         .cmd()
@@ -119,8 +126,11 @@ fn a_submitted_job_runs_on_the_node_and_its_results_are_fetched() {
     assert!(r.status.success(), "{}", stderr(&r));
     let stdout =
         std::fs::read_to_string(out.join("tasks").join("5").join("stdout")).expect("stdout");
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).expect("summary.json"))
+            .expect("summary");
+    assert_eq!(summary["tasks"]["succeeded"], 6);
     // The API serves a task's output; nothing outside its directory.
-    let token = std::fs::read_to_string(s.home().join("api.token")).expect("api.token");
     let get = |path: &str| {
         http(
             &api,
@@ -154,6 +164,12 @@ fn a_job_cancelled_while_it_runs_stops_and_the_next_one_runs() {
         "args = [\"{seed}\", \"1000\"]\n[sweep]\nseed = { from = 0, to = 2 }\n",
     );
     let b = submit_id(&s, &api, &quick);
+    // A watcher on the long job's events from the start.
+    let token = std::fs::read_to_string(s.home().join("api.token")).expect("api.token");
+    let watcher = {
+        let (api, token, a) = (api.clone(), token.trim().to_string(), a.clone());
+        std::thread::spawn(move || sse(&api, &token, &a))
+    };
     // Wait until the long one runs (its progress shown), then cancel it.
     let t = Instant::now();
     loop {
@@ -180,6 +196,45 @@ fn a_job_cancelled_while_it_runs_stops_and_the_next_one_runs() {
     assert_eq!(v["state"], "cancelled", "{v:#}");
     assert_eq!(v["summary"]["interrupted"], true, "{v:#}");
     assert!(v.get("progress").is_none(), "{v:#}");
+    // The watcher saw it running with progress, and cancelled with the summary its run
+    // wrote as it stopped; then its stream ended.
+    let events = watcher.join().expect("watcher");
+    let states: Vec<&str> = events
+        .iter()
+        .filter(|(k, _)| k == "state")
+        .filter_map(|(_, v)| v["state"].as_str())
+        .collect();
+    assert!(states.contains(&"running"), "{states:?}");
+    assert_eq!(states.last(), Some(&"cancelled"), "{states:?}");
+    let last = &events.last().expect("events").1;
+    assert_eq!(last["summary"]["interrupted"], true, "{last:#}");
+    assert!(
+        events
+            .iter()
+            .any(|(k, v)| k == "progress" && v["progress"]["running"].as_u64() > Some(0)),
+        "{events:?}"
+    );
+}
+
+/// Reads job `id`'s event stream to its end: each event's name and data.
+fn sse(api: &str, token: &str, id: &str) -> Vec<(String, Value)> {
+    // HTTP/1.0: the body is the stream itself, closed at its end.
+    let (code, body) = http(
+        api,
+        format!("GET /v1/jobs/{id}/events HTTP/1.0\r\nHost: {api}\r\nAuthorization: Bearer {token}\r\n\r\n")
+            .as_bytes(),
+    );
+    assert_eq!(code, 200, "{body}");
+    let mut out = Vec::new();
+    let mut name = String::new();
+    for line in body.lines() {
+        if let Some(n) = line.strip_prefix("event: ") {
+            name = n.to_string();
+        } else if let Some(d) = line.strip_prefix("data: ") {
+            out.push((name.clone(), serde_json::from_str(d).expect("event json")));
+        }
+    }
+    out
 }
 
 #[test]
@@ -238,7 +293,61 @@ fn the_api_refuses_strangers_and_jobs_that_lack_their_files() {
     let (code, _) = get("Authorization: Bearer 0000\r\n");
     assert_eq!(code, 401);
     let (code, body) = get(&format!("Authorization: Bearer {token}\r\n"));
-    assert_eq!((code, body.as_str()), (200, "[]"));
+    assert_eq!((code, body.as_str()), (200, r#"{"jobs":[]}"#));
+    // A token of another key: 401.
+    let foreign = naac_token::Root::from_ed25519(&[9; 32])
+        .and_then(|r| r.mint_admin("elsewhere"))
+        .expect("foreign token");
+    let (code, body) = get(&format!("Authorization: Bearer {foreign}\r\n"));
+    assert_eq!(code, 401, "{body}");
+    // A read-only token (attenuated offline by `naac api token`) reads, cannot cancel.
+    let narrow = |args: &[&str]| {
+        let out = s
+            .cmd()
+            .args(["api", "token"])
+            .args(args)
+            .output()
+            .expect("naac api token");
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8(out.stdout)
+            .expect("utf8")
+            .trim()
+            .to_string()
+    };
+    let read = narrow(&["--scope", "read", "--ttl", "1h"]);
+    assert_eq!(get(&format!("Authorization: Bearer {read}\r\n")).0, 200);
+    // A submit token limited to jobs named `ci-…`.
+    let ci = narrow(&["--scope", "submit", "--job-name-prefix", "ci-"]);
+    let as_ci = |job: &std::path::Path| {
+        s.cmd()
+            .args(["submit", "--json", "--api", &api, "--token", &ci])
+            .arg(job)
+            .output()
+            .expect("naac submit")
+    };
+    let other = as_ci(&s.job("other", "pi/pi.wasm", "args = [\"1\", \"10\"]\n"));
+    assert_eq!(other.status.code(), Some(2), "{}", stderr(&other));
+    assert!(stderr(&other).contains("starts_with"), "{}", stderr(&other));
+    let mine = as_ci(&s.job("ci-one", "pi/pi.wasm", "args = [\"1\", \"10\"]\n"));
+    assert!(mine.status.success(), "{}", stderr(&mine));
+    let mine = json(&mine)["id"].as_str().expect("id").to_string();
+    // The read-only token cannot cancel it.
+    let (code, body) = http(
+        &api,
+        format!("DELETE /v1/jobs/{mine} HTTP/1.1\r\nHost: {api}\r\nAuthorization: Bearer {read}\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("operation"), "{body}");
+    // The dashboard's login address carries the node's token.
+    let url = s
+        .cmd()
+        .args(["api", "url", "--api", &api])
+        .output()
+        .expect("naac api url");
+    assert_eq!(
+        String::from_utf8_lossy(&url.stdout).trim(),
+        format!("http://{api}/?token={token}")
+    );
     // The OpenAPI document, served by the same router.
     let (code, body) = http(
         &api,
@@ -265,9 +374,11 @@ fn the_api_refuses_strangers_and_jobs_that_lack_their_files() {
         "DELETE /v1/jobs/x HTTP/1.1\r\nHost: {api}\r\nOrigin: http://evil.example\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
     );
     assert_eq!(http(&api, req.as_bytes()).0, 403);
-    // Nothing was queued by any of it.
+    // Nothing was queued by any of it but the `ci-` job.
     let (_, body) = get(&format!("Authorization: Bearer {token}\r\n"));
-    assert_eq!(body, "[]");
+    let v: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["jobs"].as_array().map(Vec::len), Some(1), "{v:#}");
+    assert_eq!(v["jobs"][0]["id"], mine.as_str());
 }
 
 /// A node that takes at most 3 waiting jobs and 512 KiB per submit: the fifth job in a burst
