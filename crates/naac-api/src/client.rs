@@ -180,5 +180,6 @@ fn problem_of(status: reqwest::StatusCode, bytes: &[u8]) -> ClientError {
             String::from_utf8_lossy(bytes).into_owned()
         },
         retry_after: None,
+        field: v["field"].as_str().map(str::to_owned),
     })
 }

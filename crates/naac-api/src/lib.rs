@@ -7,17 +7,30 @@
 //! file; an `Idempotency-Key` header makes a retried submit return the same job); `GET
 //! /v1/jobs`; `GET /v1/jobs/{id}`; `DELETE /v1/jobs/{id}` (cancel); `GET
 //! /v1/jobs/{id}/tasks/{index}/stdout`, `…/stderr` and `…/out/{path}` (a task's output);
-//! `GET /v1/jobs/{id}/events` (Server-Sent Events); `GET /v1/jobs/{id}/archive` (a tar).
+//! `GET /v1/jobs/{id}/events` (Server-Sent Events); `GET /v1/jobs/{id}/archive` (a tar);
+//! `GET /v1/pool`, `GET /v1/market`, `GET /v1/wallet`, `GET`/`PUT /v1/policy`.
 
+mod auth;
 pub mod client;
+mod dashboard;
+mod metrics;
+mod stream;
 
-use axum::extract::{DefaultBodyLimit, Multipart, Path, Request, State};
+pub use auth::COOKIE;
+use auth::{Presented, authorize, same_origin};
+use metrics::*;
+use stream::*;
+
+use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use naac_token::Operation;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -73,6 +86,8 @@ pub struct Problem {
     pub detail: String,
     /// Seconds to wait before trying again (`429`).
     pub retry_after: Option<u64>,
+    /// The field of the input at fault, when one is (a policy key).
+    pub field: Option<String>,
 }
 
 impl Problem {
@@ -82,7 +97,13 @@ impl Problem {
             title: title.into(),
             detail: detail.into(),
             retry_after: None,
+            field: None,
         }
+    }
+
+    pub fn with_field(mut self, field: Option<String>) -> Self {
+        self.field = field;
+        self
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Self {
@@ -117,6 +138,9 @@ struct ProblemBody<'a> {
     title: &'a str,
     status: u16,
     detail: &'a str,
+    /// The field of the input at fault, when one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
 }
 
 impl IntoResponse for Problem {
@@ -126,6 +150,7 @@ impl IntoResponse for Problem {
             title: &self.title,
             status: self.status,
             detail: &self.detail,
+            field: self.field.as_deref(),
         };
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut r = (status, Json(body)).into_response();
@@ -149,6 +174,21 @@ pub struct Upload {
     pub idempotency_key: Option<String>,
 }
 
+/// One figure of `GET /metrics`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    /// Its name; a counter's gets `_total` appended.
+    pub name: &'static str,
+    pub help: &'static str,
+    pub counter: bool,
+    pub labels: Vec<(&'static str, String)>,
+    pub value: u64,
+}
+
+/// An answer the node gathers from the network.
+pub type Pending =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<serde_json::Value, Problem>> + Send>>;
+
 /// What the node does behind the routes. Calls may block (a database); the server runs
 /// them off its event loop.
 pub trait Backend: Send + Sync + 'static {
@@ -164,13 +204,32 @@ pub trait Backend: Send + Sync + 'static {
     fn job(&self, id: &str) -> Result<JobView, Problem>;
     /// Cancels a queued or running job (a finished one is left as it is).
     fn cancel(&self, id: &str) -> Result<JobView, Problem>;
-    /// A file of task `index`'s accepted result: `stdout`, `stderr` or `out/PATH` (`PATH`
-    /// already checked to stay inside the task's directory).
-    fn task_file(&self, id: &str, index: u64, file: &str) -> Result<Vec<u8>, Problem>;
+    /// A file of task `index`'s accepted result (or, for `None`, of the job's reduce step):
+    /// `stdout`, `stderr` or `out/PATH` (`PATH` already checked to stay inside the task's
+    /// directory).
+    fn task_file(&self, id: &str, index: Option<u64>, file: &str) -> Result<Vec<u8>, Problem>;
+    /// Tasks `from..from + limit` of job `id`: each one's `index`, `state` (`accepted`,
+    /// `failed` or `open`), its accepted result's record (attempt, provider, fuel, wall
+    /// time, verification, price) once the job's index is written, and its `/out` files.
+    fn tasks(&self, id: &str, from: u64, limit: u64) -> Result<serde_json::Value, Problem>;
     /// The node: identity, roles, addresses.
     fn node(&self) -> serde_json::Value;
     /// Job `id`'s results directory (`404` before it has one).
     fn results_dir(&self, id: &str) -> Result<std::path::PathBuf, Problem>;
+    /// Every host in view (`naac pool --json`).
+    fn pool(&self) -> Pending;
+    /// The live offers (`naac market --json`).
+    fn market(&self) -> Pending;
+    /// The user's account: balance and recent history; with `verify`, the ledger checked
+    /// as `naac wallet verify` checks it.
+    fn wallet(&self, verify: bool) -> Pending;
+    /// The owner's policy (`naac policy show --json`).
+    fn policy(&self) -> Result<serde_json::Value, Problem>;
+    /// Sets policy keys, each as `naac policy set KEY VALUE` would, all or none; the
+    /// policy as it now is.
+    fn set_policy(&self, changes: Vec<(String, String)>) -> Result<serde_json::Value, Problem>;
+    /// The node's figures for `GET /metrics` (the API adds its own).
+    fn metrics(&self) -> Result<Vec<Sample>, Problem>;
     /// Ticks whenever a job changes (queued, started, progressed, ended): what the event
     /// streams wait on.
     fn changes(&self) -> tokio::sync::watch::Receiver<u64>;
@@ -181,6 +240,10 @@ struct Ctx {
     backend: Arc<dyn Backend>,
     verifier: naac_token::Verifier,
     max_upload: usize,
+    /// Answers by status class (`2xx`, `4xx`, …).
+    answers: Family<Vec<(String, String)>, Counter>,
+    /// Event streams open now.
+    streams: Gauge,
 }
 
 /// The API's routes over `backend`, every one behind a token `verifier` accepts; a submit
@@ -194,6 +257,8 @@ pub fn router(
         backend,
         verifier,
         max_upload,
+        answers: Family::default(),
+        streams: Gauge::default(),
     };
     let (routes, doc) = documented();
     routes
@@ -202,6 +267,9 @@ pub fn router(
         .route("/v1/openapi.json", get(move || async move { Json(doc) }))
         .layer(DefaultBodyLimit::max(max_upload))
         .layer(middleware::from_fn_with_state(ctx.clone(), authorize))
+        .merge(dashboard::router())
+        .layer(middleware::from_fn_with_state(ctx.clone(), count))
+        .layer(middleware::map_response(nosniff))
         .with_state(ctx)
 }
 
@@ -243,8 +311,15 @@ fn documented() -> (Router<Ctx>, utoipa::openapi::OpenApi) {
         .routes(routes!(job, cancel))
         .routes(routes!(task_stdout))
         .routes(routes!(task_stderr))
+        .routes(routes!(reduce_file))
         .routes(routes!(events))
+        .routes(routes!(tasks))
         .routes(routes!(archive))
+        .routes(routes!(pool))
+        .routes(routes!(market))
+        .routes(routes!(wallet))
+        .routes(routes!(policy, set_policy))
+        .routes(routes!(metrics))
         .split_for_parts()
 }
 
@@ -265,106 +340,18 @@ pub async fn serve(
     Ok(())
 }
 
-/// The name of the cookie the dashboard's login sets (the same token as the bearer).
-pub const COOKIE: &str = "naac_token";
-
-/// The token a request carries: `Authorization: Bearer TOKEN`, else the login cookie.
-fn presented(h: &HeaderMap) -> Option<&str> {
-    if let Some(v) = h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        return v.strip_prefix("Bearer ").map(str::trim);
-    }
-    h.get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.trim())
-}
-
-/// What a route does, for the token's checks; `None` where the handler decides once it
-/// knows the job (a submit or a cancel: a token may be limited to jobs by name).
-fn operation(req: &Request) -> Option<Operation> {
-    let m = req.method();
-    if m.is_safe() {
-        return Some(Operation::Read);
-    }
-    let path = req.uri().path();
-    if path == "/v1/jobs" && m == axum::http::Method::POST {
-        return None;
-    }
-    if path.starts_with("/v1/jobs/") && m == axum::http::Method::DELETE {
-        return None;
-    }
-    Some(Operation::Admin)
-}
-
-/// A verified token, for handlers that check it against a job.
-#[derive(Clone)]
-struct Presented(Arc<naac_token::Token>);
-
-impl Presented {
-    fn allows(&self, op: Operation, job_name: &str) -> Result<(), Problem> {
-        self.0
-            .authorize(op, Some(job_name), std::time::SystemTime::now())
-            .map_err(denied)
-    }
-}
-
-fn denied(e: naac_token::TokenError) -> Problem {
-    match e {
-        naac_token::TokenError::Invalid(m) => Problem::new(401, "unauthorized", m),
-        naac_token::TokenError::Denied(m) => Problem::new(403, "forbidden", m),
-    }
-}
-
-/// Lets a request through with a token of this node whose checks allow it (`401` without
-/// a valid token, `403` out of its scope); a state-changing one only from no browser
-/// origin or this server's own (so a page elsewhere cannot act through a logged-in
-/// browser).
-async fn authorize(State(ctx): State<Ctx>, mut req: Request, next: Next) -> Response {
-    let Some(given) = presented(req.headers()) else {
-        return Problem::new(
-            401,
-            "unauthorized",
-            "send a token of this node as `Authorization: Bearer TOKEN` (the CLI reads the node's admin token from api.token in its data dir; `naac api token` makes narrower ones)",
-        )
-        .into_response();
-    };
-    let token = match ctx.verifier.verify(given) {
-        Ok(t) => t,
-        Err(e) => return denied(e).into_response(),
-    };
-    if !req.method().is_safe() && !same_origin(req.headers()) {
-        return Problem::new(
-            403,
-            "forbidden",
-            "a state-changing request from another origin is refused",
-        )
-        .into_response();
-    }
-    if let Some(op) = operation(&req)
-        && let Err(e) = token.authorize(op, None, std::time::SystemTime::now())
-    {
-        return denied(e).into_response();
-    }
-    req.extensions_mut().insert(Presented(Arc::new(token)));
-    next.run(req).await
-}
-
-fn same_origin(h: &HeaderMap) -> bool {
-    let Some(origin) = h.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return true;
-    };
-    let host = h
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    origin == format!("http://{host}")
+/// No answer is ever taken for another type than it says (a guest's output file served as
+/// `application/octet-stream` stays a download, never a page).
+async fn nosniff(mut r: Response) -> Response {
+    r.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    r
 }
 
 /// Runs a backend call off the event loop.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Problem> + Send + 'static,
 ) -> Result<T, Problem> {
     tokio::task::spawn_blocking(f)
@@ -377,6 +364,70 @@ async fn blocking<T: Send + 'static>(
 async fn node(State(ctx): State<Ctx>) -> Result<Json<serde_json::Value>, Problem> {
     let b = ctx.backend.clone();
     Ok(Json(blocking(move || Ok(b.node())).await?))
+}
+
+/// Every host in view: its resources, state, price, latency and what this node learned of
+/// it, and the totals. Gathered by listening a few seconds; kept ten.
+#[utoipa::path(get, path = "/v1/pool", responses((status = 200, body = Object), (status = 401, body = ProblemBody)))]
+async fn pool(State(ctx): State<Ctx>) -> Result<Json<serde_json::Value>, Problem> {
+    Ok(Json(ctx.backend.pool().await?))
+}
+
+/// The live offers: each provider's asking price and free slots.
+#[utoipa::path(get, path = "/v1/market", responses((status = 200, body = Object), (status = 401, body = ProblemBody)))]
+async fn market(State(ctx): State<Ctx>) -> Result<Json<serde_json::Value>, Problem> {
+    Ok(Json(ctx.backend.market().await?))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct WalletQuery {
+    /// Also check the bank's whole ledger (as `naac wallet verify`).
+    verify: Option<bool>,
+}
+
+/// The user's account: `balance`, `history` (newest first) and, with `?verify=true`,
+/// `verify` (the ledger checked end to end).
+#[utoipa::path(get, path = "/v1/wallet", params(WalletQuery), responses((status = 200, body = Object), (status = 401, body = ProblemBody), (status = 502, body = ProblemBody)))]
+async fn wallet(
+    State(ctx): State<Ctx>,
+    axum::extract::Query(q): axum::extract::Query<WalletQuery>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    Ok(Json(ctx.backend.wallet(q.verify.unwrap_or(false)).await?))
+}
+
+/// The owner's policy, every key with its value (defaults included), and its file.
+#[utoipa::path(get, path = "/v1/policy", responses((status = 200, body = Object), (status = 401, body = ProblemBody), (status = 409, body = ProblemBody)))]
+async fn policy(State(ctx): State<Ctx>) -> Result<Json<serde_json::Value>, Problem> {
+    let b = ctx.backend.clone();
+    Ok(Json(blocking(move || b.policy()).await?))
+}
+
+/// Sets policy keys (`{"max_cpu": "50%", …}`, each value as `naac policy set` takes it),
+/// all or none, keeping the file's comments; `400` names the key at fault (`field`). Needs
+/// an admin token.
+#[utoipa::path(put, path = "/v1/policy", request_body(content = Object, description = "keys and their new values, as text"), responses((status = 200, body = Object), (status = 400, body = ProblemBody), (status = 403, body = ProblemBody)))]
+async fn set_policy(
+    State(ctx): State<Ctx>,
+    Json(changes): Json<serde_json::Map<String, serde_json::Value>>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let mut kv = Vec::with_capacity(changes.len());
+    for (k, v) in changes {
+        let text = match v {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Number(n) => n.to_string(),
+            serde_json::Value::Bool(b) => b.to_string(),
+            other => {
+                return Err(Problem::bad_request(format!(
+                    "{k}: give the value as text, as `naac policy set {k} VALUE` takes it (got {other})"
+                ))
+                .with_field(Some(k)));
+            }
+        };
+        kv.push((k, text));
+    }
+    let b = ctx.backend.clone();
+    Ok(Json(blocking(move || b.set_policy(kv)).await?))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -401,161 +452,26 @@ async fn jobs(
     ))
 }
 
-/// The least time between two events of one stream: a job that changes a thousand times a
-/// second is read at most twenty times a second per watcher.
-const EVENT_GAP: std::time::Duration = std::time::Duration::from_millis(50);
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct TasksQuery {
+    /// The first task's index (default 0).
+    from: Option<u64>,
+    /// Tasks in the answer (default 100, at most 1000).
+    limit: Option<u64>,
+}
 
-/// A job's changes as Server-Sent Events, each the job as `GET /v1/jobs/{id}` shows it:
-/// `state` when its state changes (the first event is one), `progress` while it runs
-/// (tasks accepted, failed, running; providers). The stream ends after the job does.
-/// A client that reads slowly misses intermediate progress, never the final state, and
-/// holds nothing on the node.
-#[utoipa::path(get, path = "/v1/jobs/{id}/events", params(("id" = String, Path)), responses((status = 200, content_type = "text/event-stream", body = String), (status = 404, body = ProblemBody)))]
-async fn events(State(ctx): State<Ctx>, Path(id): Path<String>) -> Result<Response, Problem> {
-    use axum::response::sse::{Event, KeepAlive, Sse};
+/// A job's tasks, a range at a time: each one's state, where its accepted result ran, its
+/// fuel and verification, and the files it left in `/out`.
+#[utoipa::path(get, path = "/v1/jobs/{id}/tasks", params(("id" = String, Path), TasksQuery), responses((status = 200, body = Object), (status = 404, body = ProblemBody)))]
+async fn tasks(
+    State(ctx): State<Ctx>,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<TasksQuery>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let (from, limit) = (q.from.unwrap_or(0), q.limit.unwrap_or(100).clamp(1, 1000));
     let b = ctx.backend.clone();
-    let mut rx = b.changes();
-    rx.mark_unchanged();
-    let first = {
-        let (b, id) = (b.clone(), id.clone());
-        blocking(move || b.job(&id)).await?
-    };
-    struct Watch {
-        b: Arc<dyn Backend>,
-        id: String,
-        rx: tokio::sync::watch::Receiver<u64>,
-        last: Option<JobView>,
-        pending: Option<JobView>,
-        at: tokio::time::Instant,
-    }
-    let w = Watch {
-        b,
-        id,
-        rx,
-        last: None,
-        pending: Some(first),
-        at: tokio::time::Instant::now(),
-    };
-    let stream = futures::stream::unfold(w, |mut w| async move {
-        let view = match w.pending.take() {
-            Some(v) => v,
-            None => loop {
-                if w.last.as_ref().is_some_and(ended) {
-                    return None;
-                }
-                // Changes may stop for good (the node shutting down): the stream ends.
-                w.rx.changed().await.ok()?;
-                tokio::time::sleep_until(w.at + EVENT_GAP).await;
-                w.rx.mark_unchanged();
-                let (b, id) = (w.b.clone(), w.id.clone());
-                let v = blocking(move || b.job(&id)).await.ok()?;
-                if w.last.as_ref() != Some(&v) {
-                    break v;
-                }
-            },
-        };
-        w.at = tokio::time::Instant::now();
-        let kind = match &w.last {
-            Some(l) if l.state == view.state => "progress",
-            _ => "state",
-        };
-        let event = Event::default()
-            .event(kind)
-            .json_data(&view)
-            .unwrap_or_else(|_| Event::default().event(kind));
-        w.last = Some(view);
-        Some((Ok::<_, std::convert::Infallible>(event), w))
-    });
-    Ok(Sse::new(stream)
-        .keep_alive(KeepAlive::default())
-        .into_response())
-}
-
-/// Whether nothing more will change in `v`: it finished, and a job cancelled while it ran
-/// has the summary (or error) its run writes as it stops.
-fn ended(v: &JobView) -> bool {
-    match v.state.as_str() {
-        "done" | "failed" => true,
-        "cancelled" => v.started_ms.is_none() || v.summary.is_some() || v.error.is_some(),
-        _ => false,
-    }
-}
-
-/// A job's results directory as a tar (the layout of `naac run`'s results), streamed:
-/// the node holds a few chunks of it at a time, whatever its size.
-#[utoipa::path(get, path = "/v1/jobs/{id}/archive", params(("id" = String, Path)), responses((status = 200, content_type = "application/x-tar", body = Vec<u8>), (status = 404, body = ProblemBody)))]
-async fn archive(State(ctx): State<Ctx>, Path(id): Path<String>) -> Result<Response, Problem> {
-    let b = ctx.backend.clone();
-    let name = id.clone();
-    let dir = blocking(move || b.results_dir(&id)).await?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<axum::body::Bytes>>(8);
-    tokio::task::spawn_blocking(move || {
-        let w = Chunks {
-            tx: tx.clone(),
-            buf: Vec::with_capacity(CHUNK),
-        };
-        let mut t = tar::Builder::new(w);
-        // A result's files are the guest's: a link in them is archived as a link, never
-        // followed out of the directory.
-        t.follow_symlinks(false);
-        t.mode(tar::HeaderMode::Deterministic);
-        let r = t
-            .append_dir_all(".", &dir)
-            .and_then(|()| t.into_inner())
-            .and_then(|mut w| std::io::Write::flush(&mut w));
-        if let Err(e) = r {
-            tracing::debug!("archive of {}: {e}", dir.display());
-            let _ = tx.blocking_send(Err(e));
-        }
-    });
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|chunk| (chunk, rx))
-    });
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/x-tar".to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{name}.tar\""),
-            ),
-        ],
-        axum::body::Body::from_stream(stream),
-    )
-        .into_response())
-}
-
-const CHUNK: usize = 64 << 10;
-
-/// Writes into a bounded channel, a chunk at a time; fails once the reader is gone.
-struct Chunks {
-    tx: tokio::sync::mpsc::Sender<std::io::Result<axum::body::Bytes>>,
-    buf: Vec<u8>,
-}
-
-impl Chunks {
-    fn send(&mut self) -> std::io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
-        self.tx
-            .blocking_send(Ok(chunk.into()))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client left"))
-    }
-}
-
-impl std::io::Write for Chunks {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK {
-            self.send()?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.send()
-    }
+    Ok(Json(blocking(move || b.tasks(&id, from, limit)).await?))
 }
 
 /// One job: its state and, once it ran, its summary.
@@ -582,7 +498,12 @@ async fn cancel(
     ))
 }
 
-async fn task_file(ctx: Ctx, id: String, index: u64, file: String) -> Result<Response, Problem> {
+async fn task_file(
+    ctx: Ctx,
+    id: String,
+    index: Option<u64>,
+    file: String,
+) -> Result<Response, Problem> {
     let b = ctx.backend.clone();
     let bytes = blocking(move || b.task_file(&id, index, &file)).await?;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
@@ -594,7 +515,7 @@ async fn task_stdout(
     State(ctx): State<Ctx>,
     Path((id, index)): Path<(String, u64)>,
 ) -> Result<Response, Problem> {
-    task_file(ctx, id, index, "stdout".into()).await
+    task_file(ctx, id, Some(index), "stdout".into()).await
 }
 
 /// A task's standard error, once its result is accepted.
@@ -603,7 +524,7 @@ async fn task_stderr(
     State(ctx): State<Ctx>,
     Path((id, index)): Path<(String, u64)>,
 ) -> Result<Response, Problem> {
-    task_file(ctx, id, index, "stderr".into()).await
+    task_file(ctx, id, Some(index), "stderr".into()).await
 }
 
 /// A file the task left in `/out`.
@@ -613,7 +534,21 @@ async fn task_out(
     Path((id, index, path)): Path<(String, u64, String)>,
 ) -> Result<Response, Problem> {
     check_path(&path)?;
-    task_file(ctx, id, index, format!("out/{path}")).await
+    task_file(ctx, id, Some(index), format!("out/{path}")).await
+}
+
+/// The reduce step's `stdout` or `stderr` (the job's combined answer), once it ran.
+#[utoipa::path(get, path = "/v1/jobs/{id}/reduce/{file}", params(("id" = String, Path), ("file" = String, Path, description = "`stdout` or `stderr`")), responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 404, body = ProblemBody)))]
+async fn reduce_file(
+    State(ctx): State<Ctx>,
+    Path((id, file)): Path<(String, String)>,
+) -> Result<Response, Problem> {
+    if file != "stdout" && file != "stderr" {
+        return Err(Problem::not_found(format!(
+            "the reduce step has stdout and stderr, not {file:?}"
+        )));
+    }
+    task_file(ctx, id, None, file).await
 }
 
 /// Queues a job: a part `job` with the job file's TOML, and one part per file it names,
@@ -723,6 +658,14 @@ mod tests {
             ("/v1/jobs/{id}/tasks/{index}/out/{path}", "get"),
             ("/v1/jobs/{id}/events", "get"),
             ("/v1/jobs/{id}/archive", "get"),
+            ("/v1/pool", "get"),
+            ("/v1/market", "get"),
+            ("/v1/wallet", "get"),
+            ("/v1/policy", "get"),
+            ("/v1/policy", "put"),
+            ("/metrics", "get"),
+            ("/v1/jobs/{id}/tasks", "get"),
+            ("/v1/jobs/{id}/reduce/{file}", "get"),
         ] {
             assert!(
                 paths.get(path).and_then(|p| p.get(method)).is_some(),
@@ -731,7 +674,7 @@ mod tests {
         }
         assert_eq!(
             paths.len(),
-            8,
+            15,
             "a route the test does not know: {:?}",
             paths.keys()
         );

@@ -64,6 +64,26 @@ pub struct JobRow {
     pub summary: Option<String>,
 }
 
+/// What the node's jobs add up to, from their summaries (the metrics' source).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Totals {
+    pub by_state: Vec<(State, u64)>,
+    pub tasks: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub retried: u64,
+    pub fuel: u64,
+    /// Runs of tasks (replicas and retries included).
+    pub runs: u64,
+    pub rejected: u64,
+    pub disagreements: u64,
+    pub settlements: u64,
+    pub refused: u64,
+    /// Results received over a direct connection, and through a relay.
+    pub arrived_direct: u64,
+    pub arrived_relayed: u64,
+}
+
 /// The queue.
 pub struct JobStore {
     conn: Mutex<Connection>,
@@ -216,6 +236,63 @@ impl JobStore {
         Ok((rows.into_iter().map(|(r, _)| r).collect(), next))
     }
 
+    /// Jobs by state, and the sums over every finished job's summary (see [`Totals`]).
+    pub fn totals(&self) -> anyhow::Result<Totals> {
+        let conn = self.conn();
+        let mut t = Totals::default();
+        let mut q = conn.prepare("SELECT state, COUNT(*) FROM jobs GROUP BY state")?;
+        for r in q.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+            let (state, n) = r?;
+            t.by_state.push((State::parse(&state), n.max(0) as u64));
+        }
+        let sums = [
+            "$.tasks.total",
+            "$.tasks.succeeded",
+            "$.tasks.failed",
+            "$.tasks.retried",
+            "$.fuel_total",
+            "$.verification.runs",
+            "$.verification.rejected_results",
+            "$.verification.disagreements",
+            "$.cost.settlements",
+            "$.cost.refused",
+        ];
+        let sql = format!(
+            "SELECT {} FROM jobs WHERE summary IS NOT NULL",
+            sums.iter()
+                .map(|p| format!("COALESCE(SUM(json_extract(summary, '{p}')), 0)"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let v: Vec<u64> = conn.query_row(&sql, [], |r| {
+            (0..sums.len())
+                .map(|i| Ok(r.get::<_, i64>(i)?.max(0) as u64))
+                .collect()
+        })?;
+        [
+            t.tasks,
+            t.succeeded,
+            t.failed,
+            t.retried,
+            t.fuel,
+            t.runs,
+            t.rejected,
+            t.disagreements,
+            t.settlements,
+            t.refused,
+        ] = v.try_into().map_err(|_| anyhow::anyhow!("totals"))?;
+        let (direct, relayed): (i64, i64) = conn.query_row(
+            "SELECT COALESCE(SUM(json_extract(p.value, '$.arrived.direct')), 0),
+                    COALESCE(SUM(json_extract(p.value, '$.arrived.relayed')), 0)
+             FROM jobs, json_each(jobs.summary, '$.providers') AS p
+             WHERE jobs.summary IS NOT NULL",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        (t.arrived_direct, t.arrived_relayed) = (direct.max(0) as u64, relayed.max(0) as u64);
+        Ok(t)
+    }
+
     /// Marks the oldest queued job running and returns it.
     pub fn start_next(&self, now_ms: u64) -> anyhow::Result<Option<JobRow>> {
         let id: Option<String> = self
@@ -305,6 +382,28 @@ mod tests {
             .map(|r| r.name)
             .collect();
         assert_eq!(names, ["second", "first"]);
+    }
+
+    #[test]
+    fn totals_add_up_the_summaries() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = JobStore::open(dir.path()).expect("open");
+        for (id, ok) in [("a", 3), ("b", 4)] {
+            s.insert(id, "x", None, 1).expect("insert");
+            s.start_next(2).expect("start");
+            let summary = format!(
+                r#"{{"tasks": {{"total": 5, "succeeded": {ok}, "failed": 1, "retried": 0}}, "fuel_total": 100,
+                   "providers": [{{"arrived": {{"direct": 2, "relayed": 1}}}}, {{"arrived": {{"direct": 1, "relayed": 0}}}}]}}"#
+            );
+            s.finish(id, State::Done, Some(&summary), None, 3)
+                .expect("finish");
+        }
+        s.insert("c", "x", None, 4).expect("insert");
+        let t = s.totals().expect("totals");
+        assert_eq!((t.tasks, t.succeeded, t.failed, t.fuel), (10, 7, 2, 200));
+        assert_eq!((t.arrived_direct, t.arrived_relayed), (6, 2));
+        assert!(t.by_state.contains(&(State::Done, 2)));
+        assert!(t.by_state.contains(&(State::Queued, 1)));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use crate::run::{BankChoice, Exec, Executed, execute};
 use anyhow::Context as _;
-use naac_api::{Backend, JobPage, JobView, Problem, Upload};
+use naac_api::{Backend, JobPage, JobView, Problem, Sample, Upload};
 use naac_net::Multiaddr;
 use naac_node::home::Home;
 use naac_node::jobs::{JobRow, JobStore, State};
@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
+
+mod views;
 
 /// The job file's name inside a job's directory.
 const JOB_FILE: &str = "job.toml";
@@ -29,6 +31,7 @@ pub struct Daemon {
     max_queued: usize,
     /// Ticks on every change to a job (what event streams wait on).
     tick: watch::Sender<u64>,
+    views: Arc<views::Views>,
 }
 
 struct Running {
@@ -63,6 +66,8 @@ impl Daemon {
         home: &Home,
         node: serde_json::Value,
         max_queued: usize,
+        join: Vec<Multiaddr>,
+        mdns: bool,
     ) -> anyhow::Result<Arc<Daemon>> {
         Ok(Arc::new(Daemon {
             store: JobStore::open(home.root())?,
@@ -71,6 +76,7 @@ impl Daemon {
             node,
             max_queued,
             tick: watch::Sender::new(0),
+            views: views::Views::new(home.clone(), join, mdns),
         }))
     }
 
@@ -94,6 +100,8 @@ impl Daemon {
                     "failed": s.failed,
                     "running": s.running,
                     "providers": s.providers,
+                    "fuel": p.fuel,
+                    "cost": p.cost.map(|c| c.to_string()),
                     "waiting": p.waiting,
                 })
             });
@@ -304,18 +312,19 @@ impl Backend for Daemon {
         Ok(self.view(row))
     }
 
-    fn task_file(&self, id: &str, index: u64, file: &str) -> Result<Vec<u8>, Problem> {
+    fn task_file(&self, id: &str, index: Option<u64>, file: &str) -> Result<Vec<u8>, Problem> {
         let job = self.job(id)?;
-        let path = self
-            .store
-            .dir_of(id)
-            .join("out")
-            .join("tasks")
-            .join(index.to_string())
-            .join(file);
+        let out = self.store.dir_of(id).join("out");
+        let (path, what) = match index {
+            Some(i) => (
+                out.join("tasks").join(i.to_string()).join(file),
+                format!("task {i}"),
+            ),
+            None => (out.join("reduce").join(file), "its reduce step".to_string()),
+        };
         std::fs::read(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Problem::not_found(format!(
-                "job {id} has no {file} for task {index} (it is {}; a task's files appear once its result is accepted)",
+                "job {id} has no {file} for {what} (it is {}; a task's files appear once its result is accepted)",
                 job.state
             )),
             _ => Problem::internal(format!("read {}: {e}", path.display())),
@@ -324,6 +333,22 @@ impl Backend for Daemon {
 
     fn node(&self) -> serde_json::Value {
         self.node.clone()
+    }
+
+    fn tasks(&self, id: &str, from: u64, limit: u64) -> Result<serde_json::Value, Problem> {
+        let job = self.job(id)?;
+        let total = job
+            .progress
+            .as_ref()
+            .and_then(|p| p["total"].as_u64())
+            .or_else(|| {
+                job.summary
+                    .as_ref()
+                    .and_then(|s| s["tasks"]["total"].as_u64())
+            })
+            .unwrap_or(0);
+        let out = self.store.dir_of(id).join("out");
+        Ok(views::tasks(&out, job.summary.as_ref(), total, from, limit))
     }
 
     fn results_dir(&self, id: &str) -> Result<PathBuf, Problem> {
@@ -339,9 +364,154 @@ impl Backend for Daemon {
         }
     }
 
+    fn pool(&self) -> naac_api::Pending {
+        self.views.pool()
+    }
+
+    fn market(&self) -> naac_api::Pending {
+        self.views.market()
+    }
+
+    fn wallet(&self, verify: bool) -> naac_api::Pending {
+        self.views.wallet(verify)
+    }
+
+    fn policy(&self) -> Result<serde_json::Value, Problem> {
+        self.views.policy()
+    }
+
+    fn set_policy(&self, changes: Vec<(String, String)>) -> Result<serde_json::Value, Problem> {
+        self.views.set_policy(changes)
+    }
+
+    fn metrics(&self) -> Result<Vec<Sample>, Problem> {
+        let t = self
+            .store
+            .totals()
+            .map_err(|e| Problem::internal(format!("{e:#}")))?;
+        let progress = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|r| r.progress.borrow().clone());
+        Ok(metrics_of(&t, progress.as_ref()))
+    }
+
     fn changes(&self) -> watch::Receiver<u64> {
         self.tick.subscribe()
     }
+}
+
+/// The figures of `GET /metrics`: jobs by state, and tasks, fuel, verification, payment
+/// and connections summed over every finished job's summary plus the running job's
+/// progress.
+fn metrics_of(t: &naac_node::jobs::Totals, running: Option<&Progress>) -> Vec<Sample> {
+    let s = |name, help, counter, labels: Vec<(&'static str, String)>, value| Sample {
+        name,
+        help,
+        counter,
+        labels,
+        value,
+    };
+    let mut out = Vec::new();
+    for state in [
+        State::Queued,
+        State::Running,
+        State::Done,
+        State::Failed,
+        State::Cancelled,
+    ] {
+        let n = t
+            .by_state
+            .iter()
+            .find(|(s, _)| *s == state)
+            .map_or(0, |(_, n)| *n);
+        out.push(s(
+            "naac_jobs",
+            "jobs on this node by state",
+            false,
+            vec![("state", state.as_str().into())],
+            n,
+        ));
+    }
+    let (ok, bad) = running.map_or((0, 0), |p| {
+        (p.sched.succeeded as u64, p.sched.failed as u64)
+    });
+    for (outcome, n) in [
+        ("succeeded", t.succeeded + ok),
+        ("failed", t.failed + bad),
+        ("retried", t.retried),
+    ] {
+        out.push(s(
+            "naac_tasks",
+            "tasks of this node's jobs by outcome (retried: needed more than one attempt)",
+            true,
+            vec![("outcome", outcome.into())],
+            n,
+        ));
+    }
+    out.push(s(
+        "naac_tasks_running",
+        "tasks of the running job on hosts now",
+        false,
+        vec![],
+        running.map_or(0, |p| p.sched.running as u64),
+    ));
+    out.push(s(
+        "naac_providers",
+        "providers working on the running job",
+        false,
+        vec![],
+        running.map_or(0, |p| p.sched.providers as u64),
+    ));
+    out.push(s(
+        "naac_fuel",
+        "fuel of accepted results",
+        true,
+        vec![],
+        t.fuel + running.map_or(0, |p| p.fuel),
+    ));
+    out.push(s(
+        "naac_task_runs",
+        "runs of tasks, replicas and retries included",
+        true,
+        vec![],
+        t.runs,
+    ));
+    out.push(s(
+        "naac_results_rejected",
+        "results that lost a vote, failed the verifier or carried a bad signature",
+        true,
+        vec![],
+        t.rejected,
+    ));
+    out.push(s(
+        "naac_verification_disagreements",
+        "tasks whose replicas disagreed",
+        true,
+        vec![],
+        t.disagreements,
+    ));
+    for (outcome, n) in [("settled", t.settlements), ("refused", t.refused)] {
+        out.push(s(
+            "naac_bank_settlements",
+            "payments the bank settled or refused",
+            true,
+            vec![("outcome", outcome.into())],
+            n,
+        ));
+    }
+    for (path, n) in [("direct", t.arrived_direct), ("relayed", t.arrived_relayed)] {
+        out.push(s(
+            "naac_results_arrived",
+            "results received, by the connection they came over",
+            true,
+            vec![("connection", path.into())],
+            n,
+        ));
+    }
+    out
 }
 
 /// A fresh job id: 16 hex digits from the OS's randomness.
@@ -430,8 +600,8 @@ pub async fn start(home: &Home, c: Config) -> anyhow::Result<(std::net::SocketAd
     api_token(home, &root, &id)?;
     let mut node = c.node;
     node["id"] = serde_json::Value::String(id);
-    let daemon = Daemon::open(home, node, c.max_queued)?;
     let (join, mdns) = (c.join, c.mdns);
+    let daemon = Daemon::open(home, node, c.max_queued, join.clone(), mdns)?;
     let router = naac_api::router(daemon.clone(), root.verifier(), c.max_upload);
     tokio::spawn(async move {
         if let Err(e) = naac_api::serve(listener, router, std::future::pending()).await {

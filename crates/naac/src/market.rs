@@ -20,21 +20,39 @@ pub struct Args {
     json: bool,
 }
 
-pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
-    let (client, mut events) = a.reach.start().await?;
+/// The offers heard from a throwaway node on `join` (and the LAN if `mdns`) in `wait`.
+async fn offers(
+    join: &[naac_net::Multiaddr],
+    mdns: bool,
+    wait: Duration,
+) -> anyhow::Result<Vec<SignedOffer>> {
+    let (client, mut events) = crate::reach::looking_node(join, mdns).await?;
     // Offers arrive by gossip; providers we were not told about are found in the DHT once
     // the first peers are known, and dialled.
-    naac_node::survey::discover(&client, Duration::from_millis(300), a.wait / 2).await?;
-    let market = naac_node::survey::listen(&client, &mut events, a.wait).await;
+    naac_node::survey::discover(&client, Duration::from_millis(300), wait / 2).await?;
+    let market = naac_node::survey::listen(&client, &mut events, wait).await;
+    Ok(market.live().into_iter().cloned().collect())
+}
+
+fn peer(o: &SignedOffer) -> String {
+    naac_net::peer_of_ed25519(&o.offer.provider)
+        .map(|p| p.to_string())
+        .unwrap_or_default()
+}
+
+/// The live offers as `naac market --json` and `GET /v1/market` show them.
+pub async fn offers_json(
+    join: &[naac_net::Multiaddr],
+    mdns: bool,
+    wait: Duration,
+) -> anyhow::Result<serde_json::Value> {
+    Ok(to_json(&offers(join, mdns, wait).await?))
+}
+
+fn to_json(offers: &[SignedOffer]) -> serde_json::Value {
     let now = naac_node::survey::unix_ms();
-    let offers = market.live();
-    let peer = |o: &SignedOffer| {
-        naac_net::peer_of_ed25519(&o.offer.provider)
-            .map(|p| p.to_string())
-            .unwrap_or_default()
-    };
-    if a.json {
-        let v: Vec<_> = offers
+    serde_json::Value::Array(
+        offers
             .iter()
             .map(|o| {
                 let f = &o.offer;
@@ -53,8 +71,14 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
                     "expires_in_ms": f.expires_ms.saturating_sub(now),
                 })
             })
-            .collect();
-        println!("{}", serde_json::Value::Array(v));
+            .collect(),
+    )
+}
+
+pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
+    let offers = offers(&a.reach.join, !a.reach.no_mdns, a.wait).await?;
+    if a.json {
+        println!("{}", to_json(&offers));
         return Ok(ExitCode::SUCCESS);
     }
     if offers.is_empty() {

@@ -73,9 +73,7 @@ pub async fn main(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 Ok(t) => t,
                 Err(e) => return Ok(invalid(e)),
             };
-            let tmp = file.with_extension("toml.tmp");
-            std::fs::write(&tmp, &new).with_context(|| format!("write {}", tmp.display()))?;
-            std::fs::rename(&tmp, &file).with_context(|| format!("replace {}", file.display()))?;
+            write_atomic(&file, &new)?;
             eprintln!(
                 "naac: {key} set in {} (a running node applies it within a second)",
                 file.display()
@@ -164,7 +162,14 @@ fn invalid(e: naac_types::policy::PolicyError) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn policy_json(policy: &Policy, file: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+/// Replaces the policy file at once: a node reading it sees the old or the new text.
+pub fn write_atomic(file: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    let tmp = file.with_extension("toml.tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("write {}", tmp.display()))?;
+    std::fs::rename(&tmp, file).with_context(|| format!("replace {}", file.display()))
+}
+
+pub fn policy_json(policy: &Policy, file: &std::path::Path) -> anyhow::Result<serde_json::Value> {
     let table: toml::Table = toml::from_str(&policy.to_toml()).context("encode the policy")?;
     let mut v = serde_json::to_value(table).context("encode the policy")?;
     v["file"] = file.display().to_string().into();

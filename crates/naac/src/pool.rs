@@ -32,27 +32,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
     let totals = Totals::of(&seen);
     let records = records(&home, &seen);
     if a.json {
-        let hosts: Vec<serde_json::Value> = seen
-            .iter()
-            .zip(&records)
-            .map(|(s, r)| host_json(s, r.as_ref()))
-            .collect();
-        let v = serde_json::json!({
-            "hosts": hosts,
-            "totals": {
-                "hosts": totals.hosts,
-                "accepting": totals.accepting,
-                "cores": totals.cores,
-                "memory": totals.memory,
-                "memory_available": totals.memory_available,
-                "disk_free": totals.disk_free,
-                "gpus": totals.gpus,
-                "slots": totals.slots,
-                "free_slots": totals.free_slots,
-                "compute_score": totals.score,
-            },
-        });
-        println!("{v}");
+        println!("{}", pool_json(&seen, &records, &totals));
         return Ok(ExitCode::SUCCESS);
     }
     if seen.is_empty() {
@@ -270,6 +250,45 @@ fn host_text(s: &Seen, record: Option<&Record>) -> String {
         r.availability * 100.0
     );
     o
+}
+
+/// The pool as `naac pool --json` and `GET /v1/pool` show it.
+fn pool_json(seen: &[Seen], records: &[Option<Record>], totals: &Totals) -> serde_json::Value {
+    let hosts: Vec<serde_json::Value> = seen
+        .iter()
+        .zip(records)
+        .map(|(s, r)| host_json(s, r.as_ref()))
+        .collect();
+    serde_json::json!({
+        "hosts": hosts,
+        "totals": {
+            "hosts": totals.hosts,
+            "accepting": totals.accepting,
+            "cores": totals.cores,
+            "memory": totals.memory,
+            "memory_available": totals.memory_available,
+            "disk_free": totals.disk_free,
+            "gpus": totals.gpus,
+            "slots": totals.slots,
+            "free_slots": totals.free_slots,
+            "compute_score": totals.score,
+        },
+    })
+}
+
+/// The pool seen from a throwaway node on `join` (and the LAN if `mdns`), listening for
+/// `wait`: what `GET /v1/pool` answers.
+pub async fn survey_json(
+    home: &Home,
+    join: &[naac_net::Multiaddr],
+    mdns: bool,
+    wait: Duration,
+) -> anyhow::Result<serde_json::Value> {
+    let user = crate::run::user_key(home)?;
+    let (client, mut events) = crate::reach::looking_node(join, mdns).await?;
+    let seen = naac_node::survey::survey(&client, &mut events, Some(&user), wait).await;
+    let records = records(home, &seen);
+    Ok(pool_json(&seen, &records, &Totals::of(&seen)))
 }
 
 fn host_json(s: &Seen, record: Option<&Record>) -> serde_json::Value {
