@@ -264,6 +264,9 @@ pub struct TaskCounts {
     pub failed: u64,
     /// Tasks that needed more than one attempt.
     pub retried: u64,
+    /// Tasks whose results an earlier run of the job left (a job resumed after its node
+    /// restarted): counted in `succeeded`, not run again.
+    pub kept: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]

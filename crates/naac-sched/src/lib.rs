@@ -208,6 +208,9 @@ pub struct Scheduler<P> {
     /// At most this many runs started in all (the copies a paid job's escrow covers);
     /// `None`: no limit. See [`Scheduler::set_start_limit`].
     start_limit: Option<u64>,
+    /// Tasks accepted by an earlier run of this job (see [`Scheduler::keep_accepted`]):
+    /// never handed out.
+    kept: BTreeSet<u32>,
 }
 
 impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
@@ -234,9 +237,22 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
             rng,
             finished: false,
             start_limit: None,
+            kept: BTreeSet::new(),
         };
         s.check_finished();
         s
+    }
+
+    /// Counts `tasks` as accepted already (their results kept from an earlier run of the
+    /// same job, e.g. before a restart): they are never run again. Call before the first
+    /// provider joins. Indexes out of range and repeats are ignored.
+    pub fn keep_accepted(&mut self, tasks: impl IntoIterator<Item = u32>) {
+        for t in tasks {
+            if t < self.total && t >= self.next_fresh && self.kept.insert(t) {
+                self.progress.succeeded += 1;
+            }
+        }
+        self.check_finished();
     }
 
     /// The next command to perform, if any.

@@ -1,7 +1,7 @@
 //! Placement: which provider may hold a copy of which task (independence of copies,
 //! avoiding a failed provider), how much each provider may hold, and handing work out.
 
-use crate::model::{Provider, Task};
+use crate::model::{Provider, Status, Task};
 use crate::{Attempt, Command, Millis, Scheduler, TaskId};
 use std::collections::VecDeque;
 use std::hash::Hash;
@@ -136,6 +136,12 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
             while room > 0 && self.next_fresh < self.total && self.waiting.len() < MAX_WAITING {
                 let t = TaskId(self.next_fresh);
                 self.next_fresh += 1;
+                if self.kept.contains(&t.0) {
+                    let mut kept = Task::new();
+                    kept.status = Status::Accepted { verified: false };
+                    self.tasks.push(kept);
+                    continue;
+                }
                 self.tasks.push(Task::new());
                 self.decide(t, id);
                 batch.push((t, self.add_run(t, id, now, false)));

@@ -214,6 +214,33 @@ fn empty_job_finishes_at_once() {
 }
 
 #[test]
+fn tasks_kept_from_an_earlier_run_are_never_handed_out() {
+    let mut h = Harness::new(10, cfg());
+    h.s.keep_accepted([0, 3, 4, 9, 9, 42]);
+    h.drain();
+    assert_eq!(h.s.progress().succeeded, 4, "repeats and strangers ignored");
+    h.join(1, 2, 0);
+    let mut seen = HashSet::new();
+    let mut now = 0;
+    while !h.finished {
+        now += 10;
+        for (t, _) in &h.held[&1] {
+            seen.insert(t.0);
+        }
+        h.complete_one(1, now);
+        h.check();
+    }
+    assert!(seen.iter().all(|t| ![0, 3, 4, 9].contains(t)), "{seen:?}");
+    assert_eq!(seen.len(), 6);
+    assert_eq!(h.s.progress().succeeded, 10);
+    // A job whose every task was kept is done before any provider joins.
+    let mut all = Harness::new(3, cfg());
+    all.s.keep_accepted(0..3);
+    all.drain();
+    assert!(all.finished);
+}
+
+#[test]
 fn two_providers_share_and_finish() {
     let mut h = Harness::new(20, cfg());
     h.join(1, 2, 0);

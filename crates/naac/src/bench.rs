@@ -233,6 +233,7 @@ impl Bench {
             unpaid: false,
             stop: None,
             progress: None,
+            keep: Vec::new(),
         };
         let f = match execute(exec).await? {
             Executed::Done(f) => f,

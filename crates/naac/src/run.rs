@@ -103,6 +103,9 @@ pub struct Exec {
     pub stop: Option<Arc<tokio::sync::Notify>>,
     /// Gets the run's progress as it changes.
     pub progress: Option<watch::Sender<requester::Progress>>,
+    /// Tasks whose results are in the results directory already (a job resumed after a
+    /// restart): kept, not run again.
+    pub keep: Vec<u32>,
 }
 
 /// How long providers may claim unpaid results after a run with a remote bank closes its
@@ -156,6 +159,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         unpaid: a.testing_unpaid,
         stop: None,
         progress: None,
+        keep: Vec::new(),
     };
     let finished = match execute(exec).await? {
         Executed::Invalid(e) => {
@@ -386,6 +390,7 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
         user_key: Some(user),
         no_wait: a.no_wait,
         payment,
+        keep: a.keep.clone(),
     };
     let result = requester::run(prepared, client, events, sandbox, opts, ptx, shutdown).await;
     bar.abort();

@@ -238,24 +238,62 @@ fn sse(api: &str, token: &str, id: &str) -> Vec<(String, Value)> {
 }
 
 #[test]
-fn a_node_killed_mid_job_runs_the_job_again_when_it_restarts() {
+fn a_node_killed_mid_job_resumes_it_keeping_results_and_paying_none_twice() {
     let s = Scratch::new();
     let api = format!("127.0.0.1:{}", free_port());
     let mut d = Daemon::start(&s, &api);
     let job = s.job(
         "again",
         "testkit/testkit.wasm",
-        "args = [\"sha256\", \"{i}\", \"2000000\"]\n[sweep]\ni = { from = 0, to = 16 }\n[limits]\nfuel = 100_000_000_000\n",
+        "args = [\"sha256\", \"{i}\", \"4000000\"]\n[sweep]\ni = { from = 0, to = 16 }\n[limits]\nfuel = 1_000_000_000_000\n",
     );
     let id = submit_id(&s, &api, &job);
-    std::thread::sleep(Duration::from_millis(1500));
+    // Kill it once some results are in and others are not.
+    let tasks = s.home().join("jobs").join(&id).join("out").join("tasks");
+    let accepted = || std::fs::read_dir(&tasks).map_or(0, |d| d.count());
+    let t = Instant::now();
+    while accepted() < 3 {
+        assert!(t.elapsed() < Duration::from_secs(60), "no results came in");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // SIGKILL: no chance to write anything down.
     let _ = d.0.kill();
     let _ = d.0.wait();
+    let before = accepted();
+    assert!(
+        before < 16,
+        "the job ended before the kill: make its tasks longer"
+    );
     let _d = Daemon::start(&s, &api);
     let v = wait_for(&s, &api, &id);
     assert_eq!(v["state"], "done", "{v:#}");
     assert_eq!(v["summary"]["tasks"]["succeeded"], 16, "{v:#}");
+    // The results accepted before the kill were kept, not run again.
+    assert_eq!(v["summary"]["tasks"]["kept"], before as u64, "{v:#}");
+    // The books hold: the ledger verifies, and no task was paid for twice.
+    let verify = s
+        .cmd()
+        .args(["wallet", "verify", "--json"])
+        .output()
+        .expect("naac wallet verify");
+    assert!(verify.status.success(), "{}", stderr(&verify));
+    let db = rusqlite::Connection::open(s.home().join("bank").join("ledger.db")).expect("ledger");
+    let twice: Vec<(i64, i64)> = db
+        .prepare("SELECT task, COUNT(*) FROM entries WHERE kind = 'settle' GROUP BY task HAVING COUNT(*) > 1")
+        .expect("query")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert!(twice.is_empty(), "tasks paid more than once: {twice:?}");
+    let paid: i64 = db
+        .query_row(
+            "SELECT COUNT(DISTINCT task) FROM entries WHERE kind = 'settle'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert!(paid >= 16 - before as i64, "{paid} tasks paid");
 }
 
 /// One raw HTTP/1.1 exchange; the status code and the body.

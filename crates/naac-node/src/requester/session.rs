@@ -45,6 +45,9 @@ pub struct Options {
     pub no_wait: bool,
     /// Pay for the job through a bank: its escrow is already open.
     pub payment: Option<Payment>,
+    /// Tasks whose results an earlier run of this job left in `out_dir`: counted as
+    /// accepted, never run (nor paid) again.
+    pub keep: Vec<u32>,
 }
 
 /// A job's open escrow and the key that signs its payments.
@@ -292,6 +295,7 @@ pub async fn run(
         market: crate::survey::Market::new(MAX_OFFERS, client.home()),
         finished: false,
     };
+    s.sched.keep_accepted(opts.keep.iter().copied());
     // The market: hear providers' offers, and look providers up by commodity class in the
     // DHT; both lead to providers we were not told about.
     if let Err(e) = crate::survey::discover(&client, Duration::ZERO, Duration::from_secs(10)).await
@@ -654,6 +658,7 @@ impl Session<'_> {
                     .saturating_sub(write_errors.len() as u64),
                 failed: final_progress.failed as u64 + write_errors.len() as u64,
                 retried: final_progress.retried as u64,
+                kept: opts.keep.iter().filter(|t| **t < total).count() as u64,
             },
             wall_seconds: 0.0,
             first_provider_seconds: first_provider.map(|d| d.as_secs_f64()),
