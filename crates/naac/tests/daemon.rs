@@ -503,3 +503,151 @@ fn a_full_queue_and_an_oversized_submit_are_refused_and_lose_nothing() {
         "{list:#}"
     );
 }
+
+/// One submit of `job` (TOML) and `module` as raw HTTP; the status code.
+fn raw_submit(api: &str, token: &str, job: &str, module: &[u8]) -> u16 {
+    raw_submit_as(api, token, job, "pi.wasm", module)
+}
+
+fn raw_submit_as(api: &str, token: &str, job: &str, name: &str, module: &[u8]) -> u16 {
+    let mut body = Vec::new();
+    body.extend_from_slice(
+        format!("--XX\r\nContent-Disposition: form-data; name=\"job\"\r\n\r\n{job}\r\n--XX\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+    );
+    body.extend_from_slice(module);
+    body.extend_from_slice(b"\r\n--XX--\r\n");
+    let mut req = format!(
+        "POST /v1/jobs HTTP/1.1\r\nHost: {api}\r\nAuthorization: Bearer {token}\r\nContent-Type: multipart/form-data; boundary=XX\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&body);
+    http(api, &req).0
+}
+
+/// 1,000 submits in a burst from 4 clients against a queue of 20, while 16 watchers hold
+/// event streams open and never read them: every submit is answered `201` or `429`,
+/// every job accepted is listed and runs to the end, and `/metrics` counts the streams.
+#[test]
+fn a_burst_of_submits_and_stalled_watchers_lose_nothing_and_stall_nothing() {
+    let s = Scratch::new();
+    let api = format!("127.0.0.1:{}", free_port());
+    let _d = Daemon::start_with(&s, &api, &["--max-queued", "20"]);
+    let token = std::fs::read_to_string(s.home().join("api.token")).expect("token");
+    let token = token.trim().to_string();
+    let module = std::fs::read(common::examples().join("pi/pi.wasm")).expect("pi.wasm");
+    // A long first job, watched while the burst comes in, then cancelled.
+    let testkit = std::fs::read(common::examples().join("testkit/testkit.wasm")).expect("testkit");
+    let first = raw_submit_as(
+        &api,
+        &token,
+        "name = \"first\"\nmodule = \"testkit.wasm\"\nargs = [\"sha256\", \"{i}\", \"200000000\"]\n[sweep]\ni = { from = 0, to = 8 }\n[limits]\nfuel = 10_000_000_000_000\n",
+        "testkit.wasm",
+        &testkit,
+    );
+    assert_eq!(first, 201);
+    let page: Value = serde_json::from_str(
+        &http(
+            &api,
+            format!("GET /v1/jobs HTTP/1.1\r\nHost: {api}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .1,
+    )
+    .expect("jobs");
+    let first_id = page["jobs"][0]["id"].as_str().expect("id").to_string();
+    // Watchers that never read.
+    let stalled: Vec<std::net::TcpStream> = (0..16)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(&api).expect("connect");
+            c.write_all(
+                format!("GET /v1/jobs/{first_id}/events HTTP/1.1\r\nHost: {api}\r\nAuthorization: Bearer {token}\r\n\r\n").as_bytes(),
+            )
+            .expect("send");
+            c
+        })
+        .collect();
+    let burst: Vec<std::thread::JoinHandle<Vec<u16>>> = (0..4)
+        .map(|c| {
+            let (api, token, module) = (api.clone(), token.clone(), module.clone());
+            std::thread::spawn(move || {
+                (0..250)
+                    .map(|i| {
+                        let job = format!(
+                            "name = \"burst-{c}-{i}\"\nmodule = \"pi.wasm\"\nargs = [\"{i}\", \"1000\"]\n"
+                        );
+                        raw_submit(&api, &token, &job, &module)
+                    })
+                    .collect()
+            })
+        })
+        .collect();
+    let codes: Vec<u16> = burst
+        .into_iter()
+        .flat_map(|h| h.join().expect("client"))
+        .collect();
+    let accepted = codes.iter().filter(|c| **c == 201).count();
+    let refused = codes.iter().filter(|c| **c == 429).count();
+    assert_eq!(accepted + refused, 1000, "other answers: {codes:?}");
+    assert!(accepted >= 20, "{accepted} accepted");
+    assert!(refused > 0, "the queue never filled");
+    // The streams are counted while they are open.
+    let (_, metrics) = http(
+        &api,
+        format!("GET /metrics HTTP/1.1\r\nHost: {api}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    let open: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("naac_api_event_streams "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert_eq!(open, 16, "{metrics}");
+    let cancel = s
+        .cmd()
+        .args(["cancel", &first_id, "--api", &api])
+        .output()
+        .expect("naac cancel");
+    assert!(cancel.status.success(), "{}", stderr(&cancel));
+    // Every accepted job is listed, and all run to the end with the watchers still stalled.
+    let list = json(
+        &s.cmd()
+            .args(["jobs", "--json", "--api", &api])
+            .output()
+            .expect("naac jobs"),
+    );
+    let jobs = list.as_array().expect("jobs");
+    assert_eq!(jobs.len(), accepted + 1);
+    let t = Instant::now();
+    loop {
+        let list = json(
+            &s.cmd()
+                .args(["jobs", "--json", "--api", &api])
+                .output()
+                .expect("naac jobs"),
+        );
+        let states: Vec<&str> = list
+            .as_array()
+            .expect("jobs")
+            .iter()
+            .filter_map(|j| j["state"].as_str())
+            .collect();
+        assert!(!states.contains(&"failed"), "{list:#}");
+        if states.iter().all(|s| *s == "done" || *s == "cancelled") {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(240),
+            "jobs still not done: {states:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // The metrics agree.
+    let (_, metrics) = http(
+        &api,
+        format!("GET /metrics HTTP/1.1\r\nHost: {api}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    assert!(
+        metrics.contains(&format!("naac_jobs{{state=\"done\"}} {accepted}")),
+        "{metrics}"
+    );
+    drop(stalled);
+}

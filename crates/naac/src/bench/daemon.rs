@@ -1,7 +1,8 @@
 //! The node's figures (`--only daemon`): a requester node (`naac node`, its API on a free
 //! loopback port, its own data dir) idle for a few seconds (CPU and memory), then the same
 //! jobs submitted through its API and run with `naac run`: one no-op task (submit → done)
-//! and 10,000 no-op tasks, each on an embedded pool of 2 workers.
+//! and 10,000 no-op tasks, each on an embedded pool of 2 workers; and how soon a job's
+//! end reaches a client following its event stream.
 
 use super::{Bench, Figure, cpu_ticks, rss_of};
 use anyhow::Context as _;
@@ -78,6 +79,49 @@ impl Bench {
         Ok(wall)
     }
 
+    /// Submits `job` and follows its event stream (`GET /v1/jobs/{id}/events`) to the
+    /// end; how long after the job ended (its `finished_ms`) the `done` event arrived, ms.
+    fn event_latency(&self, node: &Node, job: &Path) -> anyhow::Result<f64> {
+        use std::io::{Read, Write};
+        let home = self.dir.join("daemon-home");
+        let out = naac(&home)?
+            .args(["submit", "--api", &node.api])
+            .arg(job)
+            .output()
+            .context("naac submit")?;
+        anyhow::ensure!(out.status.success(), "submit failed");
+        let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let token = std::fs::read_to_string(home.join("api.token"))?;
+        let mut c = std::net::TcpStream::connect(&node.api)?;
+        write!(
+            c,
+            "GET /v1/jobs/{id}/events HTTP/1.0\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\r\n",
+            node.api,
+            token.trim()
+        )?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 8192];
+        loop {
+            let n = c.read(&mut chunk)?;
+            anyhow::ensure!(n > 0, "the event stream ended before the job did");
+            let at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs_f64()
+                * 1e3;
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf);
+            for line in text.lines() {
+                if let Some(d) = line.strip_prefix("data: ")
+                    && let Ok(v) = serde_json::from_str::<serde_json::Value>(d)
+                    && v["state"] == "done"
+                    && let Some(f) = v["finished_ms"].as_f64()
+                {
+                    return Ok((at - f).max(0.0));
+                }
+            }
+        }
+    }
+
     /// Runs `job` with `naac run` (an embedded pool of 2); wall seconds.
     fn with_run(&self, job: &Path, name: &str) -> anyhow::Result<f64> {
         let t = Instant::now();
@@ -116,7 +160,21 @@ impl Bench {
         let one_run = self.with_run(&one, "daemon-one-out")?;
         let many_api = self.through_api(&node, &many)?;
         let many_run = self.with_run(&many, "daemon-many-out")?;
+        let mut lat = Vec::new();
+        for _ in 0..if self.quick { 3 } else { 10 } {
+            lat.push(self.event_latency(&node, &one)?);
+        }
+        lat.sort_by(f64::total_cmp);
+        let (median, worst) = (lat[lat.len() / 2], lat[lat.len() - 1]);
         Ok(vec![
+            Figure {
+                name: "event latency: job ended to its SSE event",
+                value: format!("{median:.1} ms median, {worst:.1} ms worst"),
+                target: "<= 1 s (expect <= 50 ms)",
+                baseline: "-".into(),
+                ratio: None,
+                raw: json!({"median_ms": median, "worst_ms": worst, "samples_ms": lat}),
+            },
             Figure {
                 name: "idle requester node CPU (API on)",
                 value: format!("{cpu:.2}% of a core"),
