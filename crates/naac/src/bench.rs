@@ -234,6 +234,7 @@ impl Bench {
             stop: None,
             progress: None,
             keep: Vec::new(),
+            identity: None,
         };
         let f = match execute(exec).await? {
             Executed::Done(f) => f,

@@ -1,6 +1,6 @@
 //! `naac node`'s requester side: the job queue behind the HTTP API (`naac submit`, `naac
-//! jobs`, …) and the runner that takes queued jobs, oldest first, one at a time, and runs
-//! each as `naac run` would (on the peers the node joined, or an embedded pool on this
+//! jobs`, …) and the runner that takes queued jobs, oldest first, up to `--max-running` at
+//! once, and runs each as `naac run` would (on the peers the node joined, or an embedded pool on this
 //! machine when it joined none), its results under `jobs/<id>/out/` in the data dir.
 
 use crate::run::{BankChoice, Exec, Executed, execute};
@@ -10,6 +10,7 @@ use naac_net::Multiaddr;
 use naac_node::home::Home;
 use naac_node::jobs::{JobRow, JobStore, State};
 use naac_node::requester::Progress;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,13 +21,15 @@ mod views;
 /// The job file's name inside a job's directory.
 const JOB_FILE: &str = "job.toml";
 
-/// The queue and the job running now.
+/// The queue and the jobs running now.
 pub struct Daemon {
     store: JobStore,
     /// Rung when a job is queued.
     wake: Notify,
-    /// The running job, what stops it, and its progress.
-    running: Mutex<Option<Running>>,
+    /// The running jobs, by id: what stops each, and its progress.
+    running: Mutex<HashMap<String, Running>>,
+    /// Most jobs running at once.
+    max_running: usize,
     node: serde_json::Value,
     max_queued: usize,
     /// Ticks on every change to a job (what event streams wait on).
@@ -35,7 +38,6 @@ pub struct Daemon {
 }
 
 struct Running {
-    id: String,
     stop: Arc<Notify>,
     progress: watch::Receiver<Progress>,
 }
@@ -51,6 +53,8 @@ pub struct Config {
     pub max_queued: usize,
     /// Largest submit, in bytes (413 beyond).
     pub max_upload: usize,
+    /// Most jobs running at once.
+    pub max_running: usize,
     /// What `GET /v1/node` says.
     pub node: serde_json::Value,
 }
@@ -66,18 +70,24 @@ impl Daemon {
         home: &Home,
         node: serde_json::Value,
         max_queued: usize,
+        max_running: usize,
         join: Vec<Multiaddr>,
         mdns: bool,
     ) -> anyhow::Result<Arc<Daemon>> {
         Ok(Arc::new(Daemon {
             store: JobStore::open(home.root())?,
             wake: Notify::new(),
-            running: Mutex::new(None),
+            running: Mutex::new(HashMap::new()),
+            max_running: max_running.max(1),
             node,
             max_queued,
             tick: watch::Sender::new(0),
             views: views::Views::new(home.clone(), join, mdns),
         }))
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn changed(&self) {
@@ -86,11 +96,9 @@ impl Daemon {
 
     fn view(&self, r: JobRow) -> JobView {
         let progress = self
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .filter(|run| run.id == r.id && r.state == State::Running)
+            .running()
+            .get(&r.id)
+            .filter(|_| r.state == State::Running)
             .map(|run| {
                 let p = run.progress.borrow();
                 let s = &p.sched;
@@ -150,74 +158,94 @@ impl Daemon {
         Ok(job.name)
     }
 
-    /// Runs queued jobs until `stop` completes, on `join` (an embedded pool when empty).
+    /// Runs queued jobs, oldest first, at most `max_running` at once, on `join` (an
+    /// embedded pool when empty).
     pub async fn run_queue(self: Arc<Self>, join: Vec<Multiaddr>, mdns: bool) {
+        let mut runs = tokio::task::JoinSet::new();
         loop {
-            let next = match self.store.start_next(now_ms()) {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::error!("job queue: {e:#}");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
+            while runs.len() < self.max_running {
+                match self.store.start_next(now_ms()) {
+                    Ok(Some(job)) => {
+                        runs.spawn(self.clone().run_one(job, join.clone(), mdns));
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!("job queue: {e:#}");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        break;
+                    }
                 }
-            };
-            let Some(job) = next else {
-                self.wake.notified().await;
-                continue;
-            };
-            let stop = Arc::new(Notify::new());
-            let (progress, rx) = watch::channel(Progress::default());
-            let mut watch_progress = rx.clone();
-            *self.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(Running {
-                id: job.id.clone(),
+            }
+            // A submit rings `wake` (its permit kept if nobody waits yet); a run that ends
+            // frees a place.
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                Some(_) = runs.join_next(), if !runs.is_empty() => {}
+            }
+        }
+    }
+
+    /// Runs one job as `naac run` would, into its results directory, and records how it
+    /// ended.
+    async fn run_one(self: Arc<Self>, job: JobRow, join: Vec<Multiaddr>, mdns: bool) {
+        let stop = Arc::new(Notify::new());
+        let (progress, rx) = watch::channel(Progress::default());
+        let mut watch_progress = rx.clone();
+        self.running().insert(
+            job.id.clone(),
+            Running {
                 stop: stop.clone(),
                 progress: rx,
-            });
-            self.changed();
-            let me = self.clone();
-            // Ends with the run (its progress sender dropped).
-            tokio::spawn(async move {
-                while watch_progress.changed().await.is_ok() {
-                    me.changed();
-                }
-            });
-            tracing::info!("job {} ({}) started", job.id, job.name);
-            let dir = self.store.dir_of(&job.id);
-            let exec = Exec {
-                job: dir.join("job").join(JOB_FILE),
-                workers: None,
-                out: Some(dir.join("out")),
-                join: join.clone(),
-                mdns,
-                provider_wait: Duration::from_secs(60),
-                provider_args: Vec::new(),
-                quiet: true,
-                on_pool: None,
-                no_wait: false,
-                bank: BankChoice::Default,
-                claim_window: None,
-                unpaid: false,
-                // A cancel interrupts the run as Ctrl-C would: it closes its escrow and
-                // writes its summary.
-                stop: Some(stop),
-                progress: Some(progress),
-                // Results accepted before a restart are kept, not run (and paid) again.
-                keep: accepted_in(&dir.join("out")),
-            };
-            let (state, summary, error) = outcome(execute(exec).await);
-            *self.running.lock().unwrap_or_else(|e| e.into_inner()) = None;
-            tracing::info!("job {} ({}) {}", job.id, job.name, state.as_str());
-            if let Err(e) = self.store.finish(
-                &job.id,
-                state,
-                summary.as_deref(),
-                error.as_deref(),
-                now_ms(),
-            ) {
-                tracing::error!("job queue: record job {}: {e:#}", job.id);
+            },
+        );
+        self.changed();
+        let me = self.clone();
+        // Ends with the run (its progress sender dropped).
+        tokio::spawn(async move {
+            while watch_progress.changed().await.is_ok() {
+                me.changed();
             }
-            self.changed();
+        });
+        tracing::info!("job {} ({}) started", job.id, job.name);
+        let dir = self.store.dir_of(&job.id);
+        let exec = Exec {
+            job: dir.join("job").join(JOB_FILE),
+            workers: None,
+            out: Some(dir.join("out")),
+            join,
+            mdns,
+            provider_wait: Duration::from_secs(60),
+            provider_args: Vec::new(),
+            quiet: true,
+            on_pool: None,
+            no_wait: false,
+            bank: BankChoice::Default,
+            claim_window: None,
+            unpaid: false,
+            // A cancel interrupts the run as Ctrl-C would: it closes its escrow and
+            // writes its summary.
+            stop: Some(stop),
+            progress: Some(progress),
+            // Results accepted before a restart are kept, not run (and paid) again.
+            keep: accepted_in(&dir.join("out")),
+            // Jobs side by side are separate requesters to the providers, each under a
+            // throwaway identity its user key attests (as `naac pool` and `naac market`
+            // look); one at a time, the node's own.
+            identity: (self.max_running > 1).then(naac_net::Keypair::generate_ed25519),
+        };
+        let (state, summary, error) = outcome(execute(exec).await);
+        self.running().remove(&job.id);
+        tracing::info!("job {} ({}) {}", job.id, job.name, state.as_str());
+        if let Err(e) = self.store.finish(
+            &job.id,
+            state,
+            summary.as_deref(),
+            error.as_deref(),
+            now_ms(),
+        ) {
+            tracing::error!("job queue: record job {}: {e:#}", job.id);
         }
+        self.changed();
     }
 }
 
@@ -327,9 +355,7 @@ impl Backend for Daemon {
             .cancel(id, now_ms())
             .map_err(|e| Problem::internal(format!("{e:#}")))?
             .ok_or_else(|| Problem::not_found(format!("no job {id} on this node")))?;
-        if let Some(run) = &*self.running.lock().unwrap_or_else(|e| e.into_inner())
-            && run.id == id
-        {
+        if let Some(run) = self.running().get(id) {
             run.stop.notify_one();
         }
         self.changed();
@@ -413,13 +439,12 @@ impl Backend for Daemon {
             .store
             .totals()
             .map_err(|e| Problem::internal(format!("{e:#}")))?;
-        let progress = self
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|r| r.progress.borrow().clone());
-        Ok(metrics_of(&t, progress.as_ref()))
+        let progress: Vec<Progress> = self
+            .running()
+            .values()
+            .map(|r| r.progress.borrow().clone())
+            .collect();
+        Ok(metrics_of(&t, &progress))
     }
 
     fn changes(&self) -> watch::Receiver<u64> {
@@ -428,9 +453,9 @@ impl Backend for Daemon {
 }
 
 /// The figures of `GET /metrics`: jobs by state, and tasks, fuel, verification, payment
-/// and connections summed over every finished job's summary plus the running job's
+/// and connections summed over every finished job's summary plus the running jobs'
 /// progress.
-fn metrics_of(t: &naac_node::jobs::Totals, running: Option<&Progress>) -> Vec<Sample> {
+fn metrics_of(t: &naac_node::jobs::Totals, running: &[Progress]) -> Vec<Sample> {
     let s = |name, help, counter, labels: Vec<(&'static str, String)>, value| Sample {
         name,
         help,
@@ -459,9 +484,11 @@ fn metrics_of(t: &naac_node::jobs::Totals, running: Option<&Progress>) -> Vec<Sa
             n,
         ));
     }
-    let (ok, bad) = running.map_or((0, 0), |p| {
-        (p.sched.succeeded as u64, p.sched.failed as u64)
-    });
+    let sum = |f: fn(&Progress) -> u64| running.iter().map(f).sum::<u64>();
+    let (ok, bad) = (
+        sum(|p| p.sched.succeeded as u64),
+        sum(|p| p.sched.failed as u64),
+    );
     for (outcome, n) in [
         ("succeeded", t.succeeded + ok),
         ("failed", t.failed + bad),
@@ -477,24 +504,24 @@ fn metrics_of(t: &naac_node::jobs::Totals, running: Option<&Progress>) -> Vec<Sa
     }
     out.push(s(
         "naac_tasks_running",
-        "tasks of the running job on hosts now",
+        "tasks of the running jobs on hosts now",
         false,
         vec![],
-        running.map_or(0, |p| p.sched.running as u64),
+        sum(|p| p.sched.running as u64),
     ));
     out.push(s(
         "naac_providers",
-        "providers working on the running job",
+        "providers working on the running jobs (one provider counted once per job)",
         false,
         vec![],
-        running.map_or(0, |p| p.sched.providers as u64),
+        sum(|p| p.sched.providers as u64),
     ));
     out.push(s(
         "naac_fuel",
         "fuel of accepted results",
         true,
         vec![],
-        t.fuel + running.map_or(0, |p| p.fuel),
+        t.fuel + sum(|p| p.fuel),
     ));
     out.push(s(
         "naac_task_runs",
@@ -625,7 +652,7 @@ pub async fn start(home: &Home, c: Config) -> anyhow::Result<(std::net::SocketAd
     let mut node = c.node;
     node["id"] = serde_json::Value::String(id);
     let (join, mdns) = (c.join, c.mdns);
-    let daemon = Daemon::open(home, node, c.max_queued, join.clone(), mdns)?;
+    let daemon = Daemon::open(home, node, c.max_queued, c.max_running, join.clone(), mdns)?;
     let router = naac_api::router(daemon.clone(), root.verifier(), c.max_upload);
     tokio::spawn(async move {
         if let Err(e) = naac_api::serve(listener, router, std::future::pending()).await {

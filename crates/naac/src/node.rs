@@ -104,6 +104,10 @@ pub struct Args {
     /// Most submitted jobs waiting at once; a submit beyond is refused (HTTP 429)
     #[arg(long, value_name = "N", default_value_t = naac_node::jobs::MAX_QUEUED)]
     max_queued: usize,
+    /// Most submitted jobs running at once [default: 2 on a pool joined with --join, where
+    /// they share its providers; 1 on the embedded pool, which takes this machine's cores]
+    #[arg(long, value_name = "N")]
+    max_running: Option<usize>,
     /// Largest job submit (the job file and every file it names; HTTP 413 beyond)
     #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = naac_types::units::parse_size)]
     max_upload: u64,
@@ -267,6 +271,9 @@ fn daemon_config(a: &Args, api: String, node: serde_json::Value) -> crate::daemo
         join: a.join.clone(),
         mdns: !a.no_mdns,
         max_queued: a.max_queued,
+        max_running: a
+            .max_running
+            .unwrap_or(if a.join.is_empty() { 1 } else { 2 }),
         max_upload: usize::try_from(a.max_upload).unwrap_or(usize::MAX),
         node,
     }

@@ -106,6 +106,9 @@ pub struct Exec {
     /// Tasks whose results are in the results directory already (a job resumed after a
     /// restart): kept, not run again.
     pub keep: Vec<u32>,
+    /// The network identity to run under [default: the node's, from the data dir]. Jobs
+    /// that run side by side in one daemon each need their own.
+    pub identity: Option<naac_net::Keypair>,
 }
 
 /// How long providers may claim unpaid results after a run with a remote bank closes its
@@ -160,6 +163,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         stop: None,
         progress: None,
         keep: Vec::new(),
+        identity: None,
     };
     let finished = match execute(exec).await? {
         Executed::Invalid(e) => {
@@ -211,8 +215,12 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
     });
     let total = prepared.job.task_count();
 
-    let keypair =
-        naac_net::load_or_create_identity(&home.identity()).context("load the node identity")?;
+    let keypair = match &a.identity {
+        Some(k) => k.clone(),
+        None => {
+            naac_net::load_or_create_identity(&home.identity()).context("load the node identity")?
+        }
+    };
     let embedded = a.join.is_empty();
     let listen: Multiaddr = if embedded {
         "/ip4/127.0.0.1/tcp/0"

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Scratch, free_port, stderr};
+use common::{Provider, Scratch, free_port, stderr};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Stdio};
@@ -650,4 +650,39 @@ fn a_burst_of_submits_and_stalled_watchers_lose_nothing_and_stall_nothing() {
         "{metrics}"
     );
     drop(stalled);
+}
+
+/// Two jobs on a pool joined with `--join` (one provider, 2 slots) run at once and share
+/// it: the second starts before the first ends and has done a fair part of its tasks by
+/// then, instead of waiting its turn.
+#[test]
+fn two_jobs_on_a_joined_pool_run_at_once_and_share_it() {
+    let s = Scratch::new();
+    let provider = Provider::start(&s, 2);
+    let api = format!("127.0.0.1:{}", free_port());
+    let _d = Daemon::start_with(&s, &api, &["--join", &provider.addr, "--max-running", "2"]);
+    let job = |name: &str| {
+        s.job(
+            name,
+            "testkit/testkit.wasm",
+            "args = [\"sha256\", \"{i}\", \"2000000\"]\n[sweep]\ni = { from = 0, to = 12 }\n[limits]\nfuel = 1_000_000_000_000\n",
+        )
+    };
+    let a = submit_id(&s, &api, &job("share-a"));
+    let b = submit_id(&s, &api, &job("share-b"));
+    let va = wait_for(&s, &api, &a);
+    assert_eq!(va["state"], "done", "{va:#}");
+    let vb = status(&s, &api, &b);
+    let ended = va["finished_ms"].as_u64().expect("finished");
+    let started = vb["started_ms"].as_u64().expect("b started");
+    assert!(started < ended, "b waited for a: {vb:#}");
+    let done_b = vb["progress"]["succeeded"]
+        .as_u64()
+        .or_else(|| vb["summary"]["tasks"]["succeeded"].as_u64())
+        .unwrap_or(0);
+    assert!(
+        done_b >= 3,
+        "b had {done_b} of 12 tasks when a ended: {vb:#}"
+    );
+    assert_eq!(wait_for(&s, &api, &b)["state"], "done");
 }
