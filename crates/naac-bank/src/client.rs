@@ -69,8 +69,16 @@ impl BankConn {
         anyhow::bail!("the bank at {addr} does not answer: {last}")
     }
 
-    /// One request to the bank.
+    /// One request to the bank (counted in [`stats`](crate::stats)).
     pub async fn call(&self, req: BankRequest) -> Result<BankResponse, String> {
+        let kind = crate::stats::kind_of(&req);
+        let t = std::time::Instant::now();
+        let r = self.call_uncounted(req).await;
+        crate::stats::record(kind, t.elapsed(), r.is_ok());
+        r
+    }
+
+    async fn call_uncounted(&self, req: BankRequest) -> Result<BankResponse, String> {
         match self {
             BankConn::Local(h) => h.call(req).await,
             BankConn::Remote {

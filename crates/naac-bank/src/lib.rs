@@ -7,7 +7,8 @@
 //! - [`faucet`]: what a bank grants new accounts on its own (nothing by default), and the
 //!   rate limit of a faucet.
 //! - [`start_reader`]: a read-only bank over a ledger store, for wallets.
-//! - [`BankConn`]: the one bank client, to a bank in this process or a bank node.
+//! - [`BankConn`]: the one bank client, to a bank in this process or a bank node; [`stats`]
+//!   counts its calls and their time, for the node's metrics.
 //! - [`wire`]: conversions between the ledger's and the market's values and their
 //!   `naac-proto` wire counterparts (the only crate that knows both).
 
@@ -15,6 +16,7 @@ mod client;
 pub mod faucet;
 mod reader;
 mod service;
+pub mod stats;
 pub mod store;
 pub mod wire;
 

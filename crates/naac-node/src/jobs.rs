@@ -82,6 +82,8 @@ pub struct Totals {
     /// Results received over a direct connection, and through a relay.
     pub arrived_direct: u64,
     pub arrived_relayed: u64,
+    /// Tasks that failed for good, by kind (`trap`, `timeout`, `fuel`, `memory`, …).
+    pub failures: Vec<(String, u64)>,
 }
 
 /// The queue.
@@ -290,6 +292,18 @@ impl JobStore {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         (t.arrived_direct, t.arrived_relayed) = (direct.max(0) as u64, relayed.max(0) as u64);
+        let mut q = conn.prepare(
+            "SELECT json_extract(f.value, '$.kind') AS kind, COUNT(*)
+             FROM jobs, json_each(jobs.summary, '$.failures') AS f
+             WHERE jobs.summary IS NOT NULL GROUP BY kind ORDER BY kind",
+        )?;
+        for r in q.query_map([], |r| {
+            Ok((r.get::<_, Option<String>>(0)?, r.get::<_, i64>(1)?))
+        })? {
+            let (kind, n) = r?;
+            t.failures
+                .push((kind.unwrap_or_else(|| "other".into()), n.max(0) as u64));
+        }
         Ok(t)
     }
 
@@ -393,6 +407,7 @@ mod tests {
             s.start_next(2).expect("start");
             let summary = format!(
                 r#"{{"tasks": {{"total": 5, "succeeded": {ok}, "failed": 1, "retried": 0}}, "fuel_total": 100,
+                   "failures": [{{"task": 4, "kind": "trap", "message": "unreachable"}}],
                    "providers": [{{"arrived": {{"direct": 2, "relayed": 1}}}}, {{"arrived": {{"direct": 1, "relayed": 0}}}}]}}"#
             );
             s.finish(id, State::Done, Some(&summary), None, 3)
@@ -404,6 +419,7 @@ mod tests {
         assert_eq!((t.arrived_direct, t.arrived_relayed), (6, 2));
         assert!(t.by_state.contains(&(State::Done, 2)));
         assert!(t.by_state.contains(&(State::Queued, 1)));
+        assert_eq!(t.failures, vec![("trap".to_string(), 2)]);
     }
 
     #[test]

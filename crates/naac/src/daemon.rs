@@ -553,6 +553,34 @@ fn metrics_of(t: &naac_node::jobs::Totals, running: &[Progress]) -> Vec<Sample> 
             n,
         ));
     }
+    for (kind, n) in &t.failures {
+        out.push(s(
+            "naac_task_failures",
+            "tasks that failed for good, by how: the sandbox's outcome (exit, trap, out_of_fuel, timeout, memory) or lost, rejected, no_quorum, unverified, write",
+            true,
+            vec![("kind", kind.clone())],
+            *n,
+        ));
+    }
+    // Bank calls this process made (its runs' escrows, settlements, standing checks).
+    for op in naac_bank::stats::totals() {
+        for (outcome, n) in [("ok", op.ok), ("failed", op.failed)] {
+            out.push(s(
+                "naac_bank_requests",
+                "requests this node sent to banks, by kind and outcome",
+                true,
+                vec![("kind", op.kind.into()), ("outcome", outcome.into())],
+                n,
+            ));
+        }
+        out.push(s(
+            "naac_bank_request_milliseconds",
+            "time this node waited on bank requests in all, by kind (divide by naac_bank_requests_total for the mean)",
+            true,
+            vec![("kind", op.kind.into())],
+            (op.seconds * 1e3).round() as u64,
+        ));
+    }
     for (path, n) in [("direct", t.arrived_direct), ("relayed", t.arrived_relayed)] {
         out.push(s(
             "naac_results_arrived",

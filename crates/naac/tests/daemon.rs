@@ -649,6 +649,18 @@ fn a_burst_of_submits_and_stalled_watchers_lose_nothing_and_stall_nothing() {
         metrics.contains(&format!("naac_jobs{{state=\"done\"}} {accepted}")),
         "{metrics}"
     );
+    // Every job's run opened an escrow at the embedded pool's bank (a signed request
+    // submitted), timed.
+    let escrows: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("naac_bank_requests_total{kind=\"submit\",outcome=\"ok\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(escrows >= accepted as u64, "{metrics}");
+    assert!(
+        metrics.contains("naac_bank_request_milliseconds_total{kind=\"submit\"}"),
+        "{metrics}"
+    );
     drop(stalled);
 }
 
