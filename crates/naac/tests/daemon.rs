@@ -7,8 +7,8 @@ mod common;
 
 use common::{Provider, Scratch, free_port, stderr};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Stdio};
+use std::io::{Read, Write};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 /// A requester node with its API on `api`; killed when dropped.
@@ -21,20 +21,7 @@ impl Daemon {
 
     /// With `extra` `naac node` flags.
     fn start_with(s: &Scratch, api: &str, extra: &[&str]) -> Daemon {
-        let mut child = s
-            .cmd()
-            .args(["node", "--no-mdns", "--api", api])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("naac node");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read");
-        assert_eq!(line.trim(), format!("api on http://{api}"));
-        Daemon(child)
+        Daemon(common::requester_node(s, api, extra))
     }
 }
 

@@ -282,23 +282,6 @@ fn base64_decode(s: &str) -> Vec<u8> {
     out
 }
 
-/// A requester node joined to `join`, its API on `api`.
-fn requester(s: &Scratch, api: &str, join: &str) -> Child {
-    let mut child = s
-        .cmd()
-        .args(["node", "--no-mdns", "--api", api, "--join", join])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("naac node");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read");
-    assert_eq!(line.trim(), format!("api on http://{api}"));
-    child
-}
-
 struct Kill(Child);
 
 impl Drop for Kill {
@@ -325,7 +308,11 @@ fn the_dashboard_logs_in_shows_the_pool_runs_a_job_and_refuses_a_bad_policy() {
     let s = Scratch::new();
     let provider = Provider::start(&s, 2);
     let api = format!("127.0.0.1:{}", free_port());
-    let _node = Kill(requester(&s, &api, &provider.addr));
+    let _node = Kill(common::requester_node(
+        &s,
+        &api,
+        &["--join", &provider.addr],
+    ));
 
     // Log in with the address `naac api url` prints: the token leaves the address bar.
     let out = s

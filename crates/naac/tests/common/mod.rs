@@ -197,3 +197,22 @@ pub fn address_from(
         }
     }
 }
+
+/// A requester node (`naac node`, no role) with its API on `api` and `extra` flags, once
+/// it says where its API is.
+pub fn requester_node(s: &Scratch, api: &str, extra: &[&str]) -> Child {
+    let mut child = s
+        .cmd()
+        .args(["node", "--no-mdns", "--api", api])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("naac node");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
+    assert_eq!(line.trim(), format!("api on http://{api}"));
+    child
+}
