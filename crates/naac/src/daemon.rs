@@ -30,7 +30,8 @@ pub struct Daemon {
     running: Mutex<HashMap<String, Running>>,
     /// Most jobs running at once.
     max_running: usize,
-    node: serde_json::Value,
+    /// What `GET /v1/node` says (addresses added as the node learns them).
+    node: Mutex<serde_json::Value>,
     max_queued: usize,
     /// Ticks on every change to a job (what event streams wait on).
     tick: watch::Sender<u64>,
@@ -79,7 +80,7 @@ impl Daemon {
             wake: Notify::new(),
             running: Mutex::new(HashMap::new()),
             max_running: max_running.max(1),
-            node,
+            node: Mutex::new(node),
             max_queued,
             tick: watch::Sender::new(0),
             views: views::Views::new(home.clone(), join, mdns),
@@ -88,6 +89,20 @@ impl Daemon {
 
     fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An address the node listens on, for `GET /v1/node` (the first 32 kept).
+    pub fn add_address(&self, addr: String) {
+        let mut node = self.node.lock().unwrap_or_else(|e| e.into_inner());
+        if !node["addresses"].is_array() {
+            node["addresses"] = serde_json::Value::Array(Vec::new());
+        }
+        if let Some(list) = node["addresses"].as_array_mut()
+            && list.len() < 32
+            && !list.iter().any(|a| a == &addr)
+        {
+            list.push(addr.into());
+        }
     }
 
     fn changed(&self) {
@@ -382,7 +397,7 @@ impl Backend for Daemon {
     }
 
     fn node(&self) -> serde_json::Value {
-        self.node.clone()
+        self.node.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn tasks(&self, id: &str, from: u64, limit: u64) -> Result<serde_json::Value, Problem> {

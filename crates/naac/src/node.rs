@@ -129,6 +129,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
     }
     // The API and its job queue: on by default on a node of its own (not an embedded
     // pool's worker); a node with a role goes on without it if the address is taken.
+    let mut daemon = None;
     if !a.no_api && !a.ephemeral {
         let addr = a
             .api
@@ -136,7 +137,10 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|| naac_api::DEFAULT_ADDR.into());
         let info = node_info(&roles, &a.join);
         match crate::daemon::start(&home, daemon_config(&a, addr, info)).await {
-            Ok((at, _)) => tracing::info!("api on http://{at}"),
+            Ok((at, d)) => {
+                tracing::info!("api on http://{at}");
+                daemon = Some(d);
+            }
             Err(e) if a.api.is_none() => tracing::warn!(
                 "no HTTP API: {e:#} (another node has it?); pass --api HOST:PORT to serve it elsewhere"
             ),
@@ -202,11 +206,14 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
     config.min_claim_window = a.min_claim_window;
     config.bank = bank;
     config.provide = a.provide;
-    let (listen_tx, mut listen_rx) = tokio::sync::mpsc::channel(16);
+    let (listen_tx, mut listen_rx) = tokio::sync::mpsc::channel::<Multiaddr>(16);
     tokio::spawn(async move {
         // One line per address, for people and for scripts (`listening on MULTIADDR`).
         // Whoever started us may stop reading after the first line: not an error.
         while let Some(a) = listen_rx.recv().await {
+            if let Some(d) = &daemon {
+                d.add_address(a.to_string());
+            }
             use std::io::Write;
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "listening on {a}").and_then(|()| out.flush());

@@ -685,3 +685,37 @@ fn two_jobs_on_a_joined_pool_run_at_once_and_share_it() {
     );
     assert_eq!(wait_for(&s, &api, &b)["state"], "done");
 }
+
+/// A node with a role serves the API too; `GET /v1/node` names its identity, roles and the
+/// addresses it listens on.
+#[test]
+fn a_provider_node_serves_the_api_and_says_where_it_listens() {
+    let s = Scratch::new();
+    let api = format!("127.0.0.1:{}", free_port());
+    let mut c = s.cmd();
+    c.args(["node", "--provide", "--no-mdns", "--api", &api])
+        .args(["--listen", "/ip4/127.0.0.1/tcp/0"]);
+    let (child, addr) = common::spawn_node(c);
+    let _node = Daemon(child);
+    let token = std::fs::read_to_string(s.home().join("api.token")).expect("token");
+    let (code, body) = http(
+        &api,
+        format!(
+            "GET /v1/node HTTP/1.1\r\nHost: {api}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            token.trim()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["roles"], serde_json::json!(["provider"]), "{v:#}");
+    let id = v["id"].as_str().expect("id");
+    assert!(addr.ends_with(id), "{addr} is not {id}'s");
+    let listed: Vec<&str> = v["addresses"]
+        .as_array()
+        .expect("addresses")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(listed.contains(&addr.as_str()), "{addr} not in {listed:?}");
+}
