@@ -82,6 +82,53 @@ impl Client {
         }
     }
 
+    /// Follows job `id`'s event stream (`GET /v1/jobs/{id}/events`), calling `f` with the
+    /// job as each event shows it, until the stream ends (after the job does) or `f`
+    /// returns `false`.
+    pub async fn follow(
+        &self,
+        id: &str,
+        mut f: impl FnMut(JobView) -> bool,
+    ) -> Result<(), ClientError> {
+        let mut resp = self
+            .http
+            .get(self.url(&format!("/v1/jobs/{id}/events")))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                addr: self.addr.clone(),
+                why: e.to_string(),
+            })?;
+        if !resp.status().is_success() {
+            return Err(problem_of(
+                resp.status(),
+                &resp.bytes().await.unwrap_or_default(),
+            ));
+        }
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| ClientError::Garbled(format!("the event stream broke off: {e}")))?
+        {
+            buf.extend_from_slice(&chunk);
+            // Events end with a blank line; a keep-alive is a comment line.
+            while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
+                let event: Vec<u8> = buf.drain(..end + 2).collect();
+                for line in String::from_utf8_lossy(&event).lines() {
+                    if let Some(data) = line.strip_prefix("data:")
+                        && let Ok(view) = serde_json::from_str::<JobView>(data.trim())
+                        && !f(view)
+                    {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Downloads job `id`'s results (`GET /v1/jobs/{id}/archive`) and unpacks them into
     /// `dir`; nothing in the archive lands outside it.
     pub async fn archive(&self, id: &str, dir: &std::path::Path) -> Result<(), ClientError> {

@@ -298,38 +298,93 @@ fn progress(j: &JobView) -> String {
 
 pub async fn status(a: JobArgs) -> anyhow::Result<ExitCode> {
     let c = client(&a.api)?;
-    let mut last = String::new();
-    loop {
-        let j = match c.job(&a.id).await {
-            Ok(j) => j,
-            Err(e) => return Ok(failed(e)),
-        };
-        let finished = matches!(j.state.as_str(), "done" | "failed" | "cancelled");
-        if a.json {
-            if finished || !a.watch {
-                println!("{}", serde_json::to_string(&j)?);
-            }
-        } else {
-            // Written, not printed: a reader that went away (`| head`) ends the watch.
-            use std::io::Write;
-            let mut out = std::io::stdout();
-            let line = format!("{}  {}  {}  {}", j.id, j.state, j.name, progress(&j));
-            if line != last {
-                writeln!(out, "{line}")?;
-                last = line;
-            }
-            if finished {
-                writeln!(out, "results in {}", j.out_dir)?;
-            }
-        }
-        if finished || !a.watch {
-            return Ok(match j.state.as_str() {
-                "failed" if a.watch => ExitCode::from(1),
-                _ => ExitCode::SUCCESS,
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let j = match c.job(&a.id).await {
+        Ok(j) => j,
+        Err(e) => return Ok(failed(e)),
+    };
+    if !a.watch {
+        show(&j, a.json, &mut String::new(), true)?;
+        return Ok(ExitCode::SUCCESS);
     }
+    // Follow its events: each change arrives as it happens, and the stream ends after
+    // the job does (a cancelled job's with the summary its run wrote as it stopped).
+    let mut last = String::new();
+    let mut end: Option<JobView> = None;
+    let mut gone = false;
+    // A node that restarts mid-job ends the stream early: follow again, for up to a
+    // minute without news.
+    let mut quiet = 0;
+    loop {
+        let mut news = false;
+        let followed = c
+            .follow(&a.id, |j| {
+                news = true;
+                // A line per change; JSON once, at the end.
+                if !a.json && show(&j, false, &mut last, false).is_err() {
+                    gone = true;
+                    return false;
+                }
+                end = Some(j);
+                true
+            })
+            .await;
+        if gone {
+            // The reader went away (`| head`): the watch is over.
+            return Ok(ExitCode::SUCCESS);
+        }
+        match followed {
+            Err(ClientError::Problem(p)) => return Ok(failed(ClientError::Problem(p))),
+            _ if end.as_ref().is_some_and(finished) => break,
+            _ if news => quiet = 0,
+            _ => quiet += 1,
+        }
+        if quiet >= 60 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    match end {
+        Some(j) if finished(&j) => {
+            if show(&j, a.json, &mut last, true).is_err() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            Ok(match j.state.as_str() {
+                "failed" => ExitCode::from(1),
+                _ => ExitCode::SUCCESS,
+            })
+        }
+        _ => {
+            eprintln!(
+                "error: the node stopped sending job {}'s events before it ended\nhint: is the node still running? `naac status {} --watch` follows it again",
+                a.id, a.id
+            );
+            Ok(ExitCode::from(3))
+        }
+    }
+}
+
+fn finished(j: &JobView) -> bool {
+    matches!(j.state.as_str(), "done" | "failed" | "cancelled")
+}
+
+/// Prints a view of a job: as JSON, or as a line when it changed since `last` (and, when
+/// it is the `last_view` of a job that ended, where its results are).
+fn show(j: &JobView, json: bool, last: &mut String, last_view: bool) -> std::io::Result<()> {
+    use std::io::Write;
+    // Written, not printed: a reader that went away (`| head`) ends the watch.
+    let mut out = std::io::stdout();
+    if json {
+        return writeln!(out, "{}", serde_json::to_string(j)?);
+    }
+    let line = format!("{}  {}  {}  {}", j.id, j.state, j.name, progress(j));
+    if line != *last {
+        writeln!(out, "{line}")?;
+        *last = line;
+    }
+    if last_view && finished(j) {
+        writeln!(out, "results in {}", j.out_dir)?;
+    }
+    Ok(())
 }
 
 pub async fn cancel(a: JobArgs) -> anyhow::Result<ExitCode> {

@@ -243,6 +243,15 @@ fn a_node_killed_mid_job_resumes_it_keeping_results_and_paying_none_twice() {
         assert!(t.elapsed() < Duration::from_secs(60), "no results came in");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // A watcher from before the kill follows the job across the restart.
+    let watcher = s
+        .cmd()
+        .args(["status", &id, "--watch", "--json", "--api", &api])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("naac status --watch");
+    std::thread::sleep(Duration::from_millis(200));
     // SIGKILL: no chance to write anything down.
     let _ = d.0.kill();
     let _ = d.0.wait();
@@ -257,6 +266,10 @@ fn a_node_killed_mid_job_resumes_it_keeping_results_and_paying_none_twice() {
     assert_eq!(v["summary"]["tasks"]["succeeded"], 16, "{v:#}");
     // The results accepted before the kill were kept, not run again.
     assert_eq!(v["summary"]["tasks"]["kept"], before as u64, "{v:#}");
+    let watched = watcher.wait_with_output().expect("watcher");
+    let seen: Value =
+        serde_json::from_slice(&watched.stdout).unwrap_or_else(|_| panic!("{}", stderr(&watched)));
+    assert_eq!(seen["state"], "done", "{seen:#}");
     // The books hold: the ledger verifies, and no task was paid for twice.
     let verify = s
         .cmd()
