@@ -82,6 +82,26 @@ impl Client {
         }
     }
 
+    /// A `GET` whose answer is read as it arrives: the response once its status is a
+    /// success, else the problem it carries.
+    async fn stream(&self, path: &str) -> Result<reqwest::Response, ClientError> {
+        let resp = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                addr: self.addr.clone(),
+                why: e.to_string(),
+            })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        Err(problem_of(status, &resp.bytes().await.unwrap_or_default()))
+    }
+
     /// Follows job `id`'s event stream (`GET /v1/jobs/{id}/events`), calling `f` with the
     /// job as each event shows it, until the stream ends (after the job does) or `f`
     /// returns `false`.
@@ -90,22 +110,7 @@ impl Client {
         id: &str,
         mut f: impl FnMut(JobView) -> bool,
     ) -> Result<(), ClientError> {
-        let mut resp = self
-            .http
-            .get(self.url(&format!("/v1/jobs/{id}/events")))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| ClientError::Unreachable {
-                addr: self.addr.clone(),
-                why: e.to_string(),
-            })?;
-        if !resp.status().is_success() {
-            return Err(problem_of(
-                resp.status(),
-                &resp.bytes().await.unwrap_or_default(),
-            ));
-        }
+        let mut resp = self.stream(&format!("/v1/jobs/{id}/events")).await?;
         let mut buf: Vec<u8> = Vec::new();
         while let Some(chunk) = resp
             .chunk()
@@ -132,22 +137,7 @@ impl Client {
     /// Downloads job `id`'s results (`GET /v1/jobs/{id}/archive`) and unpacks them into
     /// `dir`; nothing in the archive lands outside it.
     pub async fn archive(&self, id: &str, dir: &std::path::Path) -> Result<(), ClientError> {
-        let resp = self
-            .http
-            .get(self.url(&format!("/v1/jobs/{id}/archive")))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| ClientError::Unreachable {
-                addr: self.addr.clone(),
-                why: e.to_string(),
-            })?;
-        if !resp.status().is_success() {
-            return Err(problem_of(
-                resp.status(),
-                &resp.bytes().await.unwrap_or_default(),
-            ));
-        }
+        let resp = self.stream(&format!("/v1/jobs/{id}/archive")).await?;
         let io = |what: &str, e: std::io::Error| ClientError::Garbled(format!("{what}: {e}"));
         std::fs::create_dir_all(dir).map_err(|e| io(&format!("create {}", dir.display()), e))?;
         let mut tmp = tempfile::Builder::new()
