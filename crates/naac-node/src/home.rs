@@ -74,7 +74,6 @@ impl Home {
         self.root.join("user.key")
     }
 
-    /// Scratch space for running tasks.
     /// A bank's key (`bank/identity.key`): its account key, apart from the node key so
     /// the same data dir can run a node and an embedded bank.
     pub fn bank_identity(&self) -> PathBuf {
@@ -86,8 +85,25 @@ impl Home {
         self.root.join("bank").join("ledger.db")
     }
 
+    /// Scratch space for running tasks.
     pub fn work(&self) -> PathBuf {
         self.root.join("work")
+    }
+
+    /// A storage host's shards (`store/`; the owner's `storage_dir` moves them).
+    pub fn store(&self) -> PathBuf {
+        self.root.join("store")
+    }
+
+    /// What this data dir's user put in the store, where it lives and how its audits went
+    /// (`store.db`, SQLite).
+    pub fn store_db(&self) -> PathBuf {
+        self.root.join("store.db")
+    }
+
+    /// Shards being made for an upload or a repair (`store-outgoing/`).
+    pub fn store_outgoing(&self) -> PathBuf {
+        self.root.join("store-outgoing")
     }
 
     /// Creates the data dir if needed.

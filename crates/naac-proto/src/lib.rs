@@ -13,6 +13,7 @@
 //! | [`RequestBody::Report`] | provider → requester | `Ack` |
 //! | [`RequestBody::Checkpoint`] | provider → requester | `Ack` or `Refused` |
 //! | [`RequestBody::Bank`] | anyone → a bank | [`ResponseBody::Bank`] or `Refused` |
+//! | [`RequestBody::Store`] | anyone → a storage host | [`ResponseBody::Store`], `NotFound` or `Refused` (see [`store`]) |
 //!
 //! A `Report` carries finished results and renews the lease of every task still held. Each
 //! result is signed by the provider (see [`naac_types::record`]); the requester rebuilds the
@@ -40,6 +41,7 @@
 
 pub mod ledger;
 pub mod market;
+pub mod store;
 
 pub use ledger::{Account, AccountKey, Entry, Hash, InclusionProof, Kind, SignedRequest, TreeHead};
 pub use market::{Ask, SignedAsk};
@@ -72,6 +74,8 @@ pub fn request_limit(kind: &str) -> u64 {
         "Bank" => 8 << 20,
         // Every attempt a provider holds of one job.
         "Cancel" => 1 << 20,
+        // A shard's bytes (1 MiB a `Put`) or a signed manifest (8 MiB).
+        "Store" => store::MAX_STORE_FRAME,
         _ => MAX_SMALL_MESSAGE_BYTES,
     }
 }
@@ -83,6 +87,8 @@ pub fn response_limit(kind: &str) -> u64 {
         "Blob" => MAX_MESSAGE_BYTES,
         // Up to `MAX_BANK_ENTRIES` entries, each with its signed request.
         "Bank" => MAX_MESSAGE_BYTES,
+        // A verified slice or a signed manifest.
+        "Store" => store::MAX_STORE_FRAME,
         _ => MAX_SMALL_MESSAGE_BYTES,
     }
 }
@@ -132,6 +138,8 @@ pub enum RequestBody {
         data: Vec<u8>,
     },
     Bank(BankRequest),
+    /// Storage: shards, manifests, reads and audits.
+    Store(store::StoreRequest),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -156,6 +164,8 @@ pub enum ResponseBody {
     Refused(String),
     /// A bank's answer to [`RequestBody::Bank`].
     Bank(Box<BankResponse>),
+    /// A storage host's answer to [`RequestBody::Store`].
+    Store(store::StoreResponse),
 }
 
 /// Opens a conversation with a provider.

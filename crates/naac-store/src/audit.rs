@@ -112,6 +112,47 @@ pub fn challenge(shard_len: u64, seed: &mut u64) -> (u64, u64) {
     (first * CHUNK, len)
 }
 
+/// Whole-shard challenges made per shard at upload: a chunk challenge proves a few random
+/// chunks; these prove every byte (a flipped bit anywhere fails the next one), at the cost of
+/// one pass over the shard on the host.
+pub const WHOLE_CHALLENGES: usize = 16;
+
+/// The answers to whole-shard challenges: the keyed BLAKE3 of all of `data` under each key,
+/// in one pass. The owner computes them at upload and keeps them; a host can answer only by
+/// hashing the whole shard with the key, which it learns only when challenged.
+pub fn keyed_answers(
+    mut data: impl std::io::Read,
+    keys: &[[u8; 32]],
+) -> std::io::Result<Vec<[u8; 32]>> {
+    let mut hashers: Vec<blake3::Hasher> = keys.iter().map(blake3::Hasher::new_keyed).collect();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = data.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        for h in &mut hashers {
+            h.update(&buf[..n]);
+        }
+    }
+    Ok(hashers.iter().map(|h| *h.finalize().as_bytes()).collect())
+}
+
+/// The key of whole-shard challenge `i` of a shard, derived from the owner's secret `seed`.
+pub fn challenge_key(
+    seed: &[u8; 32],
+    manifest: &naac_types::ContentId,
+    shard: u16,
+    i: usize,
+) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_keyed(seed);
+    h.update(b"naac store whole-shard challenge v1");
+    h.update(&manifest.0);
+    h.update(&shard.to_le_bytes());
+    h.update(&(i as u64).to_le_bytes());
+    *h.finalize().as_bytes()
+}
+
 /// What the data's owner knows of one host across its audits.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Trust {
@@ -157,6 +198,7 @@ impl Trust {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -189,6 +231,22 @@ mod tests {
                     "{len}: {s}+{l}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn whole_shard_answers_catch_any_flipped_byte() {
+        let data = vec![3u8; 200_000];
+        let m = naac_types::ContentId::of(b"m");
+        let keys: Vec<[u8; 32]> = (0..3).map(|i| challenge_key(&[9; 32], &m, 1, i)).collect();
+        assert_ne!(keys[0], keys[1]);
+        let good = keyed_answers(&data[..], &keys).unwrap();
+        let mut bad = data.clone();
+        bad[123_456] ^= 1;
+        let flipped = keyed_answers(&bad[..], &keys).unwrap();
+        for i in 0..3 {
+            assert_ne!(good[i], flipped[i]);
+            assert_eq!(good[i], *blake3::keyed_hash(&keys[i], &data).as_bytes());
         }
     }
 

@@ -221,6 +221,23 @@ impl Disk {
             .map_err(io_at(&ob_path))
     }
 
+    /// The keyed BLAKE3 of a whole sealed shard (a whole-shard audit).
+    pub fn keyed_hash(
+        &self,
+        m: &StoreId,
+        shard: u16,
+        key: &[u8; 32],
+    ) -> Result<[u8; 32], DiskError> {
+        let path = self.shard_path(m, shard);
+        let f = File::open(&path).map_err(|_| DiskError::NotFound {
+            manifest: m.short(),
+            shard,
+        })?;
+        let answers =
+            crate::audit::keyed_answers(io::BufReader::new(f), &[*key]).map_err(io_at(&path))?;
+        Ok(answers[0])
+    }
+
     /// The signed manifest kept with the shards of `m`.
     pub fn manifest(&self, m: &StoreId) -> Option<Vec<u8>> {
         fs::read(self.held(m).join("manifest")).ok()
@@ -269,7 +286,7 @@ impl Disk {
                 }
             }
         }
-        out.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        out.sort_by_key(|a| (a.0, a.1));
         out
     }
 
@@ -331,6 +348,7 @@ fn dir_bytes(dir: &Path) -> u64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

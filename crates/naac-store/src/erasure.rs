@@ -156,6 +156,7 @@ pub fn encode_stream<W: Write>(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -241,6 +241,7 @@ impl SignedManifest {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use ed25519_dalek::{Signer, SigningKey};

@@ -72,6 +72,7 @@ pub fn place<H: Clone + PartialEq>(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

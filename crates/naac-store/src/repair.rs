@@ -40,6 +40,7 @@ pub fn plan(g: &Geometry, states: &[ShardState], repair_at: u16) -> Plan {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

@@ -100,8 +100,10 @@ pub const MAX_WINDOWS: usize = 100;
 pub const MAX_PEERS: usize = 10_000;
 
 const DEFAULT_IDLE_AFTER: Duration = Duration::from_secs(5 * 60);
-const DEFAULT_STORAGE_QUOTA: u64 = 10 << 30;
-const DEFAULT_MIN_FREE_DISK: u64 = 1 << 30;
+/// `storage_quota` when the policy names none.
+pub const DEFAULT_STORAGE_QUOTA: u64 = 10 << 30;
+/// `min_free_disk` when the policy names none.
+pub const DEFAULT_MIN_FREE_DISK: u64 = 1 << 30;
 const DEFAULT_PAUSE_GRACE: Duration = Duration::from_secs(2 * 60);
 
 /// The owner's rules for lending this machine.

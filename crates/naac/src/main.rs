@@ -16,6 +16,7 @@ mod pool;
 mod reach;
 mod reputation;
 mod run;
+mod store;
 mod wallet;
 
 use clap::{Parser, Subcommand};
@@ -85,6 +86,9 @@ enum Cmd {
     /// The local node's API: narrower tokens, the dashboard's login address
     #[command(subcommand)]
     Api(jobs::ApiCmd),
+    /// Keep files on the pool's storage hosts, erasure-coded, audited and repaired
+    #[command(subcommand)]
+    Store(store::Cmd),
 }
 
 fn main() -> ExitCode {
@@ -136,6 +140,7 @@ fn main() -> ExitCode {
             Cmd::Cancel(a) => jobs::cancel(a).await,
             Cmd::Results(a) => jobs::results(a).await,
             Cmd::Api(c) => jobs::api(c),
+            Cmd::Store(c) => store::main(c).await,
         }
     });
     // Do not wait for blocking threads (a guest still winding down) on the way out.

@@ -12,6 +12,20 @@ pub struct Args {
     /// Run tasks for requesters that reach this node
     #[arg(long)]
     provide: bool,
+    /// Lend disk: hold shards of data others store (`naac store put`), within the owner's
+    /// storage_quota and min_free_disk
+    #[arg(long)]
+    store: bool,
+    /// With --store: asking price in credits per GiB-day of storage
+    #[arg(long, value_name = "CREDITS", requires = "store", value_parser = parse_price)]
+    store_price: Option<naac_types::Price>,
+    /// Testing aid: a storage host that answers every read with garbage
+    #[arg(long, hide = true, requires = "store")]
+    store_garbage: bool,
+    /// How often, on average, each shard of data this data dir's user stored is audited (and
+    /// repaired when too few pass)
+    #[arg(long, value_name = "DURATION", default_value = "1d", value_parser = crate::run::parse_duration)]
+    audit_every: std::time::Duration,
     /// Keep the pool's accounts: balances, escrows, payments and the signed ledger
     /// (requesters and wallets reach it with --bank ADDR)
     #[arg(long)]
@@ -118,6 +132,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
     home.ensure()?;
     let roles: Vec<&str> = [
         (a.provide, "provider"),
+        (a.store, "store"),
         (a.bank, "bank"),
         (a.relay, "relay"),
     ]
@@ -206,6 +221,15 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
     config.min_claim_window = a.min_claim_window;
     config.bank = bank;
     config.provide = a.provide;
+    config.store = a.store;
+    config.store_price = a.store_price.unwrap_or_default();
+    config.store_fault = a
+        .store_garbage
+        .then_some(naac_node::store::host::StoreFault::Garbage);
+    config.owner_policy = config.owner_policy || (!a.ephemeral && a.store);
+    if !a.ephemeral {
+        crate::store::spawn_auditor(&config.home, &config.net.join, a.audit_every);
+    }
     let (listen_tx, mut listen_rx) = tokio::sync::mpsc::channel::<Multiaddr>(16);
     tokio::spawn(async move {
         // One line per address, for people and for scripts (`listening on MULTIADDR`).
@@ -248,6 +272,7 @@ async fn requester(a: Args, home: &Home) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| naac_api::DEFAULT_ADDR.into());
     let info = node_info(&["requester"], &a.join);
     let (at, _daemon) = crate::daemon::start(home, daemon_config(&a, addr, info)).await?;
+    crate::store::spawn_auditor(home, &a.join, a.audit_every);
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();

@@ -237,7 +237,7 @@ const SHELLS: &[(&str, &[&str])] = &[
     ),
     (
         "crates/naac-node/src/provider",
-        &["mod.rs", "node.rs", "control.rs", "paid.rs"],
+        &["mod.rs", "node.rs", "control.rs", "paid.rs", "services.rs"],
     ),
 ];
 

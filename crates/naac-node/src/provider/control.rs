@@ -58,10 +58,13 @@ impl Provider {
             return;
         }
         self.storage_at = Some(used.at);
+        let shards = self.store.as_ref().map_or(0, |s| s.held());
         if let Some(m) = self.monitor.as_mut() {
-            m.storage_used = used.bytes;
+            // Shards count against the quota with the tasks' scratch and the module cache.
+            m.storage_used = used.bytes + shards;
             m.disk_free = used.free;
         }
+        self.update_room();
     }
 
     /// What this node asks per giga-fuel now: its base price, at least the owner's

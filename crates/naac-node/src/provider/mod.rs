@@ -34,6 +34,7 @@ mod node;
 mod paid;
 pub mod reports;
 pub mod runner;
+mod services;
 
 pub use node::{Deps, run, serve};
 
@@ -96,6 +97,12 @@ pub struct ProviderConfig {
     pub min_claim_window: Duration,
     /// Run tasks (a node may be only a bank).
     pub provide: bool,
+    /// Lend disk: hold shards of stored data within the owner's storage quota.
+    pub store: bool,
+    /// Asking price per GiB-day of storage.
+    pub store_price: naac_types::Price,
+    /// Testing aid: a storage host that misbehaves.
+    pub store_fault: Option<crate::store::host::StoreFault>,
 }
 
 impl ProviderConfig {
@@ -113,6 +120,9 @@ impl ProviderConfig {
             paid_at: None,
             min_claim_window: DEFAULT_MIN_CLAIM_WINDOW,
             provide: true,
+            store: false,
+            store_price: naac_types::Price(0),
+            store_fault: None,
         }
     }
 }

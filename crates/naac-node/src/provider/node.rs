@@ -247,7 +247,9 @@ pub async fn serve(
         addrs: Vec::new(),
         offer_seq: 0,
         last_offer: Instant::now(),
+        store: None,
     };
+    p.open_store(&config, &client).await?;
     // The market: offers on the class's gossip topic (a relay carries them too, so hosts
     // behind NAT that joined it are heard by requesters that joined it), and a provider's
     // record under the class's DHT key so requesters find it in O(log N) hops.
@@ -386,6 +388,8 @@ pub(super) struct Provider {
     /// Sequence number of our last offer, and when it went out.
     pub(super) offer_seq: u64,
     pub(super) last_offer: Instant,
+    /// This node's shards, when it lends disk (`--store`).
+    pub(super) store: Option<Arc<crate::store::host::StoreHost>>,
 }
 
 impl Provider {
@@ -395,25 +399,12 @@ impl Provider {
                 request:
                     Request {
                         v: VERSION,
-                        body: RequestBody::Bank(req),
+                        body: body @ (RequestBody::Bank(_) | RequestBody::Store(_)),
                     },
+                peer,
                 channel,
                 ..
-            } => {
-                // Bank requests wait for a durable commit: answer from a task.
-                let client = self.runner.client.clone();
-                let bank = self.bank.clone();
-                tokio::spawn(async move {
-                    let body = match bank {
-                        Some(b) => match b.call(req).await {
-                            Ok(r) => ResponseBody::Bank(Box::new(r)),
-                            Err(e) => ResponseBody::Refused(e),
-                        },
-                        None => ResponseBody::Refused("this node is not a bank".into()),
-                    };
-                    client.respond(channel, Response::new(body)).await;
-                });
-            }
+            } => self.serve_service(peer, body, channel),
             Event::Request {
                 peer,
                 request,
@@ -519,7 +510,9 @@ impl Provider {
             RequestBody::Report(_) | RequestBody::Checkpoint { .. } | RequestBody::Status(_) => {
                 ResponseBody::Refused("this node does not request work".into())
             }
-            RequestBody::Bank(_) => ResponseBody::Refused("this node is not a bank".into()),
+            RequestBody::Bank(_) | RequestBody::Store(_) => {
+                ResponseBody::Refused("this node is not a bank".into())
+            }
         }
     }
 

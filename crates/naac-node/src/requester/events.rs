@@ -119,7 +119,7 @@ impl Session<'_> {
             RequestBody::Hello(_) => {
                 ResponseBody::Refused("this node is a requester, not a provider".into())
             }
-            RequestBody::Assign(_) | RequestBody::Cancel { .. } => {
+            RequestBody::Assign(_) | RequestBody::Cancel { .. } | RequestBody::Store(_) => {
                 ResponseBody::Refused("this node is a requester, not a provider".into())
             }
         }

@@ -1,0 +1,480 @@
+//! A storage host (`naac node --store`): takes shards within its owner's storage quota and
+//! free-disk floor, keeps them on disk ([`naac_store::disk`]), serves verified slices and
+//! manifests to anyone holding an id, and announces each manifest it holds in the DHT.
+//!
+//! Bounds: at most [`MAX_UPLOADS`] uploads open at once ([`MAX_UPLOADS_PER_PEER`] per peer),
+//! each reserving its bytes against the quota when offered and dropped after
+//! [`UPLOAD_IDLE`] without a write; disk work runs on the blocking pool, [`MAX_DISK_OPS`] at
+//! a time, so a flood of reads cannot hold the runtime.
+
+use naac_net::{Client, PeerId};
+use naac_proto::ResponseBody;
+use naac_proto::store::{MAX_PUT_BYTES, MAX_READ_BYTES, StoreInfo, StoreRequest, StoreResponse};
+use naac_store::disk::{Disk, DiskError, ShardMeta, manifest_names};
+use naac_store::{MAX_SHARDS, StoreId};
+use naac_types::{ContentId, Price};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Uploads open at once, and per peer.
+pub const MAX_UPLOADS: usize = 64;
+pub const MAX_UPLOADS_PER_PEER: usize = 16;
+/// An upload with no write for this long is dropped (its reservation freed).
+pub const UPLOAD_IDLE: Duration = Duration::from_secs(120);
+/// Disk operations at once.
+pub const MAX_DISK_OPS: usize = 8;
+/// Longest a host agrees to keep a shard.
+pub const MAX_DAYS: u32 = 3650;
+/// Largest shard a host takes (a 64 GiB shard is 256 GiB at 4-of-8... ample).
+pub const MAX_SHARD_BYTES: u64 = 64 << 30;
+
+/// What bounds the host's room, as the owner's policy and the last measurement say.
+#[derive(Clone, Debug)]
+pub struct Room {
+    /// The owner's `storage_quota` (tasks' scratch, the module cache and shards together).
+    pub quota: u64,
+    /// Bytes used by everything but shards (tasks' scratch, module cache).
+    pub other_used: u64,
+    /// Free space on the store's disk (`None`: unknown).
+    pub disk_free: Option<u64>,
+    /// The owner's `min_free_disk`.
+    pub min_free_disk: u64,
+}
+
+impl Default for Room {
+    fn default() -> Self {
+        Self {
+            quota: naac_types::policy::DEFAULT_STORAGE_QUOTA,
+            other_used: 0,
+            disk_free: None,
+            min_free_disk: naac_types::policy::DEFAULT_MIN_FREE_DISK,
+        }
+    }
+}
+
+struct Upload {
+    peer: PeerId,
+    root: ContentId,
+    len: u64,
+    days: u32,
+    last: Instant,
+}
+
+struct Inner {
+    uploads: HashMap<(StoreId, u16), Upload>,
+    /// Bytes of sealed shards and their trees.
+    held: u64,
+    room: Room,
+}
+
+/// Testing aid: how a host misbehaves on purpose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreFault {
+    /// Answers every read with random bytes.
+    Garbage,
+}
+
+/// The host's side of the store.
+pub struct StoreHost {
+    disk: Disk,
+    inner: Mutex<Inner>,
+    ops: tokio::sync::Semaphore,
+    owner: Option<String>,
+    price: Price,
+    fault: Option<StoreFault>,
+}
+
+impl StoreHost {
+    /// Opens the shard dir `dir` (dropping unfinished uploads).
+    pub fn open(
+        dir: &Path,
+        owner: Option<String>,
+        price: Price,
+        fault: Option<StoreFault>,
+    ) -> anyhow::Result<Arc<Self>> {
+        let disk = Disk::open(dir).map_err(|e| anyhow::anyhow!("open the shard store: {e}"))?;
+        let held = disk.used();
+        Ok(Arc::new(Self {
+            disk,
+            inner: Mutex::new(Inner {
+                uploads: HashMap::new(),
+                held,
+                room: Room::default(),
+            }),
+            ops: tokio::sync::Semaphore::new(MAX_DISK_OPS),
+            owner,
+            price,
+            fault,
+        }))
+    }
+
+    pub fn disk(&self) -> &Disk {
+        &self.disk
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Bytes the shards take (counted against the owner's quota with the rest).
+    pub fn held(&self) -> u64 {
+        self.lock().held
+    }
+
+    /// The owner's limits as last measured.
+    pub fn set_room(&self, room: Room) {
+        self.lock().room = room;
+    }
+
+    /// Bytes it would take now, and why none if so.
+    fn free(inner: &Inner) -> (u64, Option<String>) {
+        let reserved: u64 = inner.uploads.values().map(|u| u.len).sum();
+        let r = &inner.room;
+        let used = r.other_used + inner.held + reserved;
+        let by_quota = r.quota.saturating_sub(used);
+        let by_disk = r.disk_free.map_or(u64::MAX, |f| {
+            f.saturating_sub(reserved).saturating_sub(r.min_free_disk)
+        });
+        let why = if by_quota == 0 {
+            Some(format!(
+                "storage quota full ({} of {} used)",
+                naac_types::units::format_size(used),
+                naac_types::units::format_size(r.quota)
+            ))
+        } else if by_disk == 0 {
+            Some(format!(
+                "disk below the owner's min_free_disk ({} free, floor {})",
+                naac_types::units::format_size(r.disk_free.unwrap_or(0)),
+                naac_types::units::format_size(r.min_free_disk)
+            ))
+        } else {
+            None
+        };
+        (by_quota.min(by_disk), why)
+    }
+
+    /// Serves one storage request from `peer`.
+    pub async fn handle(
+        self: &Arc<Self>,
+        client: &Client,
+        peer: PeerId,
+        req: StoreRequest,
+    ) -> ResponseBody {
+        match req {
+            StoreRequest::Info => {
+                let inner = self.lock();
+                let (free, refusing) = Self::free(&inner);
+                ResponseBody::Store(StoreResponse::Info(StoreInfo {
+                    free,
+                    used: inner.held,
+                    shards: 0,
+                    price: self.price,
+                    owner: self.owner.clone(),
+                    refusing,
+                }))
+            }
+            StoreRequest::Offer {
+                manifest,
+                shard,
+                root,
+                len,
+                days,
+            } => self.offer(peer, manifest, shard, root, len, days).await,
+            StoreRequest::Put {
+                manifest,
+                shard,
+                offset,
+                data,
+            } => self.put(peer, manifest, shard, offset, data).await,
+            StoreRequest::Seal {
+                manifest,
+                shard,
+                signed,
+            } => self.seal(client, peer, manifest, shard, signed).await,
+            StoreRequest::Read {
+                manifest,
+                shard,
+                start,
+                len,
+            } => {
+                if len == 0 || len > MAX_READ_BYTES {
+                    return refused(format!("a read takes 1 to {MAX_READ_BYTES} bytes"));
+                }
+                if self.fault == Some(StoreFault::Garbage) {
+                    let junk: Vec<u8> = (0..len + 64)
+                        .map(|i| (i as u8).wrapping_mul(37) ^ 0x5a)
+                        .collect();
+                    return ResponseBody::Store(StoreResponse::Slice(junk));
+                }
+                match self
+                    .blocking(move |d| d.slice(&manifest, shard, start, len))
+                    .await
+                {
+                    Ok(s) => ResponseBody::Store(StoreResponse::Slice(s)),
+                    Err(DiskError::NotFound { .. }) => ResponseBody::NotFound,
+                    Err(e) => refused(e.to_string()),
+                }
+            }
+            StoreRequest::Prove {
+                manifest,
+                shard,
+                key,
+                sig,
+            } => {
+                let Some(meta) = self.disk.meta(&manifest, shard) else {
+                    return ResponseBody::NotFound;
+                };
+                let msg = naac_proto::store::prove_signing_bytes(&manifest, shard, &key);
+                if !naac_types::sig::verify(&meta.owner, &msg, &sig) {
+                    return refused(
+                        "only the manifest's owner may ask for a whole-shard proof".into(),
+                    );
+                }
+                if self.fault == Some(StoreFault::Garbage) {
+                    return ResponseBody::Store(StoreResponse::Proof([0x5a; 32]));
+                }
+                match self
+                    .blocking(move |d| d.keyed_hash(&manifest, shard, &key))
+                    .await
+                {
+                    Ok(h) => ResponseBody::Store(StoreResponse::Proof(h)),
+                    Err(DiskError::NotFound { .. }) => ResponseBody::NotFound,
+                    Err(e) => refused(e.to_string()),
+                }
+            }
+            StoreRequest::Manifest { manifest } => {
+                match self.blocking(move |d| Ok(d.manifest(&manifest))).await {
+                    Ok(Some(b)) => ResponseBody::Store(StoreResponse::Manifest(b)),
+                    _ => ResponseBody::NotFound,
+                }
+            }
+            StoreRequest::Holds { manifest } => {
+                let held = self
+                    .blocking(move |d| {
+                        Ok((0..MAX_SHARDS)
+                            .filter(|&s| d.shard_path(&manifest, s).exists())
+                            .collect::<Vec<u16>>())
+                    })
+                    .await
+                    .unwrap_or_default();
+                ResponseBody::Store(StoreResponse::Holds(held))
+            }
+            StoreRequest::Remove {
+                manifest,
+                at_ms,
+                sig,
+            } => self.remove(client, manifest, at_ms, sig).await,
+        }
+    }
+
+    async fn offer(
+        &self,
+        peer: PeerId,
+        m: StoreId,
+        shard: u16,
+        root: ContentId,
+        len: u64,
+        days: u32,
+    ) -> ResponseBody {
+        if shard >= MAX_SHARDS || len == 0 || len > MAX_SHARD_BYTES || days == 0 || days > MAX_DAYS
+        {
+            return refused(format!(
+                "an offer names a shard below {MAX_SHARDS}, 1 byte to 64 GiB, 1 to {MAX_DAYS} days"
+            ));
+        }
+        if self
+            .disk
+            .meta(&m, shard)
+            .is_some_and(|meta| meta.root == root)
+        {
+            return ResponseBody::Store(StoreResponse::Stored);
+        }
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner
+            .uploads
+            .retain(|_, u| now.duration_since(u.last) < UPLOAD_IDLE);
+        inner.uploads.remove(&(m, shard));
+        if inner.uploads.len() >= MAX_UPLOADS
+            || inner.uploads.values().filter(|u| u.peer == peer).count() >= MAX_UPLOADS_PER_PEER
+        {
+            return refused("too many uploads open on this host; try again later".into());
+        }
+        let (free, why) = Self::free(&inner);
+        if free < len {
+            return refused(why.unwrap_or_else(|| {
+                format!(
+                    "no room: {} free, the shard is {}",
+                    naac_types::units::format_size(free),
+                    naac_types::units::format_size(len)
+                )
+            }));
+        }
+        if let Err(e) = self.disk.begin(&m, shard) {
+            return refused(e.to_string());
+        }
+        inner.uploads.insert(
+            (m, shard),
+            Upload {
+                peer,
+                root,
+                len,
+                days,
+                last: now,
+            },
+        );
+        ResponseBody::Store(StoreResponse::Accepted)
+    }
+
+    async fn put(
+        &self,
+        peer: PeerId,
+        m: StoreId,
+        shard: u16,
+        offset: u64,
+        data: Vec<u8>,
+    ) -> ResponseBody {
+        {
+            let mut inner = self.lock();
+            let Some(u) = inner
+                .uploads
+                .get_mut(&(m, shard))
+                .filter(|u| u.peer == peer)
+            else {
+                return refused(format!("no upload of shard {shard} is open for this peer"));
+            };
+            if data.len() as u64 > MAX_PUT_BYTES || offset + data.len() as u64 > u.len {
+                return refused(format!(
+                    "a write past the {} bytes offered (or over {MAX_PUT_BYTES} in one go)",
+                    u.len
+                ));
+            }
+            u.last = Instant::now();
+        }
+        match self
+            .blocking(move |d| d.append(&m, shard, offset, &data))
+            .await
+        {
+            Ok(_) => ResponseBody::Ack,
+            Err(e) => refused(e.to_string()),
+        }
+    }
+
+    async fn seal(
+        &self,
+        client: &Client,
+        peer: PeerId,
+        m: StoreId,
+        shard: u16,
+        signed: Vec<u8>,
+    ) -> ResponseBody {
+        let (root, len, days) = {
+            let inner = self.lock();
+            match inner.uploads.get(&(m, shard)).filter(|u| u.peer == peer) {
+                Some(u) => (u.root, u.len, u.days),
+                None => return refused(format!("no upload of shard {shard} is open")),
+            }
+        };
+        let owner = match manifest_names(&signed, &m, shard, &root, len) {
+            Ok(o) => o,
+            Err(e) => return refused(e),
+        };
+        let now = crate::survey::unix_ms();
+        let meta = ShardMeta {
+            root,
+            len,
+            owner,
+            stored_ms: now,
+            until_ms: now + u64::from(days) * 86_400_000,
+        };
+        let sealed = self
+            .blocking(move |d| d.seal(&m, shard, &signed, &meta))
+            .await;
+        {
+            let mut inner = self.lock();
+            inner.uploads.remove(&(m, shard));
+            if sealed.is_ok() {
+                // The shard and its outboard tree (about 1/16 of it).
+                inner.held += len + len / 16;
+            }
+        }
+        match sealed {
+            Ok(()) => {
+                if let Err(e) = client.start_providing(super::dht_key(&m)).await {
+                    tracing::warn!("announce {}: {e:#}", m.short());
+                }
+                tracing::info!("stored shard {shard} of {} ({len} bytes)", m.short());
+                ResponseBody::Store(StoreResponse::Stored)
+            }
+            Err(e) => {
+                self.disk.abort(&m, shard);
+                refused(e.to_string())
+            }
+        }
+    }
+
+    async fn remove(&self, client: &Client, m: StoreId, at_ms: u64, sig: Vec<u8>) -> ResponseBody {
+        let Some(meta) = (0..MAX_SHARDS).find_map(|s| self.disk.meta(&m, s)) else {
+            return ResponseBody::Store(StoreResponse::Removed { freed: 0 });
+        };
+        let msg = naac_proto::store::remove_signing_bytes(&m, at_ms);
+        if !naac_types::sig::verify(&meta.owner, &msg, &sig) {
+            return refused("only the manifest's owner may remove it".into());
+        }
+        if at_ms < meta.stored_ms {
+            return refused("this removal was signed before the shards were stored".into());
+        }
+        match self.blocking(move |d| d.remove(&m)).await {
+            Ok(freed) => {
+                {
+                    let mut inner = self.lock();
+                    inner.held = inner.held.saturating_sub(freed);
+                }
+                client.stop_providing(super::dht_key(&m)).await;
+                ResponseBody::Store(StoreResponse::Removed { freed })
+            }
+            Err(e) => refused(e.to_string()),
+        }
+    }
+
+    /// Announces every manifest held (at start).
+    pub async fn announce(&self, client: &Client) {
+        let mut seen = std::collections::BTreeSet::new();
+        for (m, _, _) in self.disk.list() {
+            if seen.insert(m)
+                && let Err(e) = client.start_providing(super::dht_key(&m)).await
+            {
+                tracing::warn!("announce {}: {e:#}", m.short());
+            }
+        }
+        if let Err(e) = client.start_providing(super::HOSTS_KEY.to_vec()).await {
+            tracing::warn!("announce this storage host: {e:#}");
+        }
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Disk) -> Result<T, DiskError> + Send + 'static,
+    ) -> Result<T, DiskError> {
+        let _permit = self.ops.acquire().await;
+        let disk = self.disk.clone();
+        tokio::task::spawn_blocking(move || f(&disk))
+            .await
+            .unwrap_or_else(|e| {
+                Err(DiskError::Io {
+                    path: disk_dir_placeholder(),
+                    source: std::io::Error::other(e.to_string()),
+                })
+            })
+    }
+}
+
+fn disk_dir_placeholder() -> std::path::PathBuf {
+    std::path::PathBuf::from("<store>")
+}
+
+fn refused(why: String) -> ResponseBody {
+    ResponseBody::Refused(why)
+}

@@ -1,0 +1,151 @@
+//! Storage across untrusted hosts, the node's side: a host's shards ([`host`]), requests to
+//! hosts ([`client`]), putting data ([`put`]), reading it back ([`get`]), the user's record of
+//! what it stored ([`catalog`]) and the audits and repairs a long-running node does for its
+//! user ([`audit`]). The rules — layout, erasure code, proofs, placement, repair planning —
+//! are `naac-store`'s, which does no network IO.
+
+pub mod audit;
+pub mod catalog;
+pub mod client;
+pub mod get;
+pub mod host;
+pub mod put;
+
+pub use catalog::Catalog;
+
+use naac_net::{Client, Keypair, PeerId};
+use naac_store::StoreId;
+
+/// The DHT key every storage host announces itself under.
+pub const HOSTS_KEY: &[u8] = b"/naac/store/v1/hosts";
+
+/// The DHT key hosts of a manifest's shards announce.
+pub fn dht_key(m: &StoreId) -> Vec<u8> {
+    let mut k = b"/naac/store/v1/m/".to_vec();
+    k.extend_from_slice(&m.0);
+    k
+}
+
+/// How often each shard is audited, on average, unless the node is told otherwise: once a
+/// day (Filecoin proves every sector daily).
+pub const AUDIT_EVERY_MS: u64 = 86_400_000;
+
+/// A whole-shard challenge: the key, and the answer an honest host gives.
+pub type Challenge = ([u8; 32], [u8; 32]);
+
+/// Whole-shard challenges for the shard files at `paths` (blocking; shards hashed on up to
+/// two threads): random keys from the OS and the keyed hash of each shard under each.
+pub fn make_challenges(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<Vec<Challenge>>> {
+    use std::io::Read as _;
+    let mut rng = std::fs::File::open("/dev/urandom")?;
+    let keys: Vec<Vec<[u8; 32]>> = paths
+        .iter()
+        .map(|_| {
+            (0..naac_store::audit::WHOLE_CHALLENGES)
+                .map(|_| {
+                    let mut k = [0u8; 32];
+                    rng.read_exact(&mut k).map(|()| k)
+                })
+                .collect::<std::io::Result<Vec<_>>>()
+        })
+        .collect::<std::io::Result<_>>()?;
+    let work: Vec<(&std::path::PathBuf, &Vec<[u8; 32]>)> = paths.iter().zip(&keys).collect();
+    let half = work.len().div_ceil(2).max(1);
+    let answers: Vec<std::io::Result<Vec<[u8; 32]>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = work
+            .chunks(half)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|(p, k)| {
+                            let f = std::io::BufReader::new(std::fs::File::open(p)?);
+                            naac_store::audit::keyed_answers(f, k)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    anyhow::ensure!(answers.len() == paths.len(), "a challenge thread failed");
+    keys.into_iter()
+        .zip(answers)
+        .map(|(k, a)| Ok(k.into_iter().zip(a?).collect()))
+        .collect()
+}
+
+/// `naac://<64 hex>[/path]` or bare hex: the id and the path inside, if any.
+pub fn parse_url(s: &str) -> anyhow::Result<(StoreId, Option<String>)> {
+    let rest = s.strip_prefix("naac://").unwrap_or(s);
+    let (hex, path) = match rest.split_once('/') {
+        Some((h, p)) if !p.is_empty() => (h, Some(p.to_string())),
+        Some((h, _)) => (h, None),
+        None => (rest, None),
+    };
+    let id = parse_id(hex).ok_or_else(|| {
+        anyhow::anyhow!("{s:?} is not a store id: expected naac:// and 64 hex digits")
+    })?;
+    Ok((id, path))
+}
+
+/// 64 lowercase or uppercase hex digits.
+pub fn parse_id(hex: &str) -> Option<StoreId> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut id = [0u8; 32];
+    for (i, b) in id.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(naac_types::ContentId(id))
+}
+
+/// Asks `hosts` to drop every shard of `id` (signed by `user`, the manifest's owner); returns
+/// the bytes they freed. Hosts that do not answer keep theirs until they expire.
+pub async fn remove_from(
+    client: &Client,
+    user: &Keypair,
+    id: &StoreId,
+    hosts: impl Iterator<Item = PeerId>,
+) -> u64 {
+    let at_ms = crate::survey::unix_ms();
+    let sig = naac_net::sign(user, &naac_proto::store::remove_signing_bytes(id, at_ms));
+    let mut seen = std::collections::HashSet::new();
+    let asks = hosts.filter(|h| seen.insert(*h)).map(|peer| {
+        let req = naac_proto::store::StoreRequest::Remove {
+            manifest: *id,
+            at_ms,
+            sig: sig.clone(),
+        };
+        async move { client::call(client, peer, req, client::REQUEST_TIMEOUT).await }
+    });
+    futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .map(|r| match r {
+            Ok(naac_proto::store::StoreResponse::Removed { freed }) => freed,
+            _ => 0,
+        })
+        .sum()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_with_and_without_paths() {
+        let hex = "ab".repeat(32);
+        let (id, p) = parse_url(&format!("naac://{hex}")).unwrap();
+        assert_eq!(id.to_hex(), hex);
+        assert_eq!(p, None);
+        let (_, p) = parse_url(&format!("naac://{hex}/dir/part-1.bin")).unwrap();
+        assert_eq!(p.as_deref(), Some("dir/part-1.bin"));
+        assert!(parse_url("naac://xyz").is_err());
+        assert!(parse_url(&format!("naac://{}", "g".repeat(64))).is_err());
+    }
+}
