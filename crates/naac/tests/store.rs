@@ -1,0 +1,365 @@
+//! Storage across untrusted hosts, end to end over real `naac` processes on 127.0.0.1: each
+//! storage host is `naac node --store` with a data dir of its own; the user's data dir puts,
+//! gets and audits.
+
+mod common;
+
+use common::{naac, spawn_node};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
+
+struct Host {
+    child: Child,
+    addr: String,
+    home: PathBuf,
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn host(root: &Path, i: usize, join: Option<&str>, extra: &[&str]) -> Host {
+    let home = root.join(format!("host{i}"));
+    std::fs::create_dir_all(&home).expect("host dir");
+    let mut c = naac();
+    c.env("NAAC_HOME", &home).args([
+        "node",
+        "--store",
+        "--no-mdns",
+        "--no-api",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+    ]);
+    if let Some(j) = join {
+        c.args(["--join", j]);
+    }
+    c.args(extra);
+    let (child, addr) = spawn_node(c);
+    Host { child, addr, home }
+}
+
+fn pool(root: &Path, n: usize) -> Vec<Host> {
+    let first = host(root, 0, None, &[]);
+    let join = first.addr.clone();
+    let mut hosts = vec![first];
+    for i in 1..n {
+        hosts.push(host(root, i, Some(&join), &[]));
+    }
+    // Each host's DHT record reaches the first one.
+    std::thread::sleep(Duration::from_millis(1500));
+    hosts
+}
+
+fn user(root: &Path, name: &str) -> Command {
+    let home = root.join(name);
+    std::fs::create_dir_all(&home).expect("user dir");
+    let mut c = naac();
+    c.env("NAAC_HOME", home).current_dir(root);
+    c
+}
+
+fn ok(o: Output) -> String {
+    assert!(
+        o.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A directory of random files: a large one, small ones, an empty file and an empty dir.
+fn random_tree(dir: &Path, big: usize) {
+    std::fs::create_dir_all(dir.join("sub/deeper")).expect("dirs");
+    std::fs::create_dir_all(dir.join("empty")).expect("dirs");
+    let mut x = 0x1234_5678_9abc_def0u64;
+    let mut bytes = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    };
+    std::fs::write(dir.join("big.bin"), bytes(big)).expect("write");
+    for i in 0..20 {
+        std::fs::write(dir.join(format!("sub/part-{i}.bin")), bytes(1000 + i * 777)).expect("w");
+    }
+    std::fs::write(dir.join("sub/deeper/note.txt"), b"hello store\n").expect("w");
+    std::fs::write(dir.join("zero"), b"").expect("w");
+}
+
+fn same_tree(a: &Path, b: &Path) {
+    let o = Command::new("diff")
+        .arg("-r")
+        .arg(a)
+        .arg(b)
+        .output()
+        .expect("diff");
+    assert!(
+        o.status.success(),
+        "trees differ: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(b.join("empty").is_dir());
+}
+
+fn status(root: &Path, id: &str) -> serde_json::Value {
+    let out = ok(user(root, "alice")
+        .args(["store", "status", id, "--json"])
+        .output()
+        .expect("status"));
+    serde_json::from_str(&out).expect("status json")
+}
+
+#[test]
+fn any_four_of_eight_hosts_return_identical_bytes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path();
+    let mut hosts = pool(root, 8);
+    random_tree(&root.join("data"), 100 << 20);
+    let out = ok(user(root, "alice")
+        .args([
+            "store",
+            "put",
+            "data",
+            "--k",
+            "4",
+            "--n",
+            "8",
+            "--json",
+            "--no-mdns",
+        ])
+        .args(["--join", &hosts[0].addr])
+        .output()
+        .expect("put"));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("put json");
+    let id = v["id"].as_str().expect("id").to_string();
+    assert_eq!(v["placed"].as_array().expect("placed").len(), 8, "{v}");
+    // Every shard on its own host.
+    let mut holders: Vec<&str> = v["placed"]
+        .as_array()
+        .expect("placed")
+        .iter()
+        .map(|p| p["host"].as_str().expect("host"))
+        .collect();
+    holders.sort();
+    holders.dedup();
+    assert_eq!(holders.len(), 8);
+    // SIGKILL four hosts (not the one the reader joins through), then read from a data dir
+    // that never saw the upload: the DHT finds the rest.
+    for h in hosts.iter_mut().skip(4) {
+        h.child.kill().expect("kill");
+        h.child.wait().expect("wait");
+    }
+    let started = Instant::now();
+    ok(user(root, "bob")
+        .args(["store", "get", &id, "-o", "copy", "--no-mdns"])
+        .args(["--join", &hosts[0].addr])
+        .output()
+        .expect("get"));
+    same_tree(&root.join("data"), &root.join("copy"));
+    eprintln!("get with 4 of 8 hosts: {:?}", started.elapsed());
+    // One file of the directory, by path.
+    ok(user(root, "bob")
+        .args([
+            "store",
+            "get",
+            &format!("{id}/sub/deeper/note.txt"),
+            "-o",
+            "note.txt",
+        ])
+        .args(["--no-mdns", "--join", &hosts[0].addr])
+        .output()
+        .expect("get file"));
+    assert_eq!(
+        std::fs::read(root.join("note.txt")).expect("note"),
+        b"hello store\n"
+    );
+}
+
+#[test]
+fn a_flipped_byte_fails_the_next_audit_and_repair_restores_health() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path();
+    let hosts = pool(root, 6);
+    random_tree(&root.join("data"), 2 << 20);
+    let id = ok(user(root, "alice")
+        .args(["store", "put", "data", "--k", "2", "--n", "4", "--no-mdns"])
+        .args(["--join", &hosts[0].addr])
+        .output()
+        .expect("put"))
+    .trim()
+    .to_string();
+    // Flip one byte of one shard on its host's disk.
+    let shard_file = hosts
+        .iter()
+        .flat_map(|h| {
+            std::fs::read_dir(h.home.join("store/shards"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "data"))
+                .collect::<Vec<_>>()
+        })
+        .next()
+        .expect("a shard on disk");
+    let mut bytes = std::fs::read(&shard_file).expect("read shard");
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x01;
+    std::fs::write(&shard_file, &bytes).expect("write shard");
+    let flipped: u16 = shard_file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .and_then(|s| s.parse().ok())
+        .expect("shard index");
+    // The user's node audits every shard about every second.
+    let mut daemon = user(root, "alice")
+        .args([
+            "node",
+            "--audit-every",
+            "1s",
+            "--no-mdns",
+            "--api",
+            "127.0.0.1:0",
+        ])
+        .args(["--join", &hosts[0].addr])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("daemon");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let repaired = loop {
+        let s = status(root, &id);
+        let moved = s["shards"][usize::from(flipped)]["host"].as_str()
+            != Some(&shard_owner(&hosts, &shard_file));
+        if s["healthy"] == 4 && moved && !s["events"].as_array().expect("events").is_empty() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no repair: {s}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let what = repaired["events"][0]["what"].as_str().expect("event");
+    assert!(what.contains("rebuilt 1"), "{what}");
+    // The rebuilt data reads back whole, from a fresh data dir.
+    ok(user(root, "carol")
+        .args(["store", "get", &id, "-o", "copy", "--no-mdns"])
+        .args(["--join", &hosts[1].addr])
+        .output()
+        .expect("get"));
+    same_tree(&root.join("data"), &root.join("copy"));
+}
+
+/// The peer id of the host whose data dir holds `file`.
+fn shard_owner(hosts: &[Host], file: &Path) -> String {
+    let h = hosts
+        .iter()
+        .find(|h| file.starts_with(&h.home))
+        .expect("owner");
+    h.addr.rsplit('/').next().expect("peer id").to_string()
+}
+
+#[test]
+fn a_host_answering_garbage_fails_its_audits_and_loses_its_shard() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path();
+    let first = host(root, 0, None, &["--store-garbage"]);
+    let join = first.addr.clone();
+    let liar = first.addr.rsplit('/').next().expect("id").to_string();
+    let mut hosts = vec![first];
+    for i in 1..4 {
+        hosts.push(host(root, i, Some(&join), &[]));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    random_tree(&root.join("data"), 1 << 20);
+    // 2-of-4 on four hosts: the liar holds a shard.
+    let id = ok(user(root, "alice")
+        .args([
+            "store", "put", "data", "--k", "2", "--n", "4", "--happy", "4",
+        ])
+        .args(["--no-mdns", "--join", &join])
+        .output()
+        .expect("put"))
+    .trim()
+    .to_string();
+    let s = status(root, &id);
+    assert!(
+        s["shards"]
+            .as_array()
+            .expect("shards")
+            .iter()
+            .any(|x| x["host"].as_str() == Some(&liar)),
+        "{s}"
+    );
+    // A fifth host for the repair to move the liar's shard to.
+    hosts.push(host(root, 4, Some(&join), &[]));
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut daemon = user(root, "alice")
+        .args([
+            "node",
+            "--audit-every",
+            "1s",
+            "--no-mdns",
+            "--api",
+            "127.0.0.1:0",
+        ])
+        .args(["--join", &hosts[1].addr])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("daemon");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = status(root, &id);
+        let still = s["shards"]
+            .as_array()
+            .expect("shards")
+            .iter()
+            .any(|x| x["host"].as_str() == Some(&liar));
+        if !still && s["healthy"] == 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the liar kept its shard: {s}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}
+
+#[test]
+fn too_few_hosts_fail_fast_naming_each_and_why() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path();
+    // One host whose owner allows 1 MiB of storage, one ordinary host.
+    let small = root.join("host0");
+    std::fs::create_dir_all(&small).expect("dir");
+    std::fs::write(small.join("policy.toml"), "storage_quota = \"1MiB\"\n").expect("policy");
+    let first = host(root, 0, None, &[]);
+    let second = host(root, 1, Some(&first.addr), &[]);
+    std::thread::sleep(Duration::from_millis(1500));
+    random_tree(&root.join("data"), 8 << 20);
+    let started = Instant::now();
+    let o = user(root, "alice")
+        .args(["store", "put", "data", "--k", "2", "--n", "4", "--no-mdns"])
+        .args(["--join", &first.addr])
+        .output()
+        .expect("put");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert!(err.contains("must (\"happy\")"), "{err}");
+    assert!(err.contains("a shard is"), "{err}");
+    let small_id = first.addr.rsplit('/').next().expect("id");
+    assert!(err.contains(small_id), "{err}");
+    drop(second);
+}
