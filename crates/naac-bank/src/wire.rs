@@ -73,6 +73,7 @@ mirror!(
         l::Kind::Reject => w::Kind::Reject,
         l::Kind::Close => w::Kind::Close,
         l::Kind::Commit => w::Kind::Commit,
+        l::Kind::Storage => w::Kind::Storage,
     },
     |k| match k {
         w::Kind::Grant => l::Kind::Grant,
@@ -85,6 +86,7 @@ mirror!(
         w::Kind::Reject => l::Kind::Reject,
         w::Kind::Close => l::Kind::Close,
         w::Kind::Commit => l::Kind::Commit,
+        w::Kind::Storage => l::Kind::Storage,
     }
 );
 
@@ -326,6 +328,7 @@ mod tests {
             l::Kind::Reject,
             l::Kind::Close,
             l::Kind::Commit,
+            l::Kind::Storage,
         ] {
             same_bytes(k);
         }

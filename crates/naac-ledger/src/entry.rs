@@ -9,7 +9,7 @@
 //! before, and [`Entry::hash`] covers every field, so changing any stored column of any row
 //! changes every later hash and the Merkle root the bank signed.
 
-use naac_types::{Credits, JobId};
+use naac_types::{Credits, JobId, unhex};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -83,18 +83,6 @@ impl Account {
     }
 }
 
-/// Lowercase hex to bytes.
-pub fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
-    if s.len() != 2 * N || !s.is_ascii() {
-        return None;
-    }
-    let mut out = [0u8; N];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
-}
-
 /// Why credits moved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Kind {
@@ -122,6 +110,8 @@ pub enum Kind {
     /// Nothing moves (escrow → provider, 0): the payer reserves an order's worst case in
     /// the escrow for its provider.
     Commit,
+    /// Escrow → storage host, for one period in which its shards passed their audits.
+    Storage,
 }
 
 impl Kind {
@@ -137,6 +127,7 @@ impl Kind {
             Kind::Reject => 8,
             Kind::Close => 9,
             Kind::Commit => 10,
+            Kind::Storage => 11,
         }
     }
 
@@ -152,6 +143,7 @@ impl Kind {
             8 => Kind::Reject,
             9 => Kind::Close,
             10 => Kind::Commit,
+            11 => Kind::Storage,
             _ => return None,
         })
     }
@@ -168,6 +160,7 @@ impl Kind {
             Kind::Reject => "reject",
             Kind::Close => "close",
             Kind::Commit => "commit",
+            Kind::Storage => "storage",
         }
     }
 }

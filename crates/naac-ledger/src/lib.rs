@@ -9,8 +9,9 @@ mod rules;
 mod tree_head;
 mod verify;
 
-pub use entry::{Account, AccountKey, Entry, Hash, Kind, MAX_AUTH, MAX_MEMO, unhex};
+pub use entry::{Account, AccountKey, Entry, Hash, Kind, MAX_AUTH, MAX_MEMO};
 pub use merkle::{InclusionProof, MerkleTree};
+pub use naac_types::unhex;
 pub use request::{
     DecodeError, MAX_ORDER_PROOF, Order, Request, SignedOrder, SignedRecord, SignedRequest,
     order_leaf, order_tree,

@@ -128,6 +128,16 @@ pub enum Request {
     /// A provider runs an order's work only once it sees the reservation, so a payer cannot
     /// empty the escrow (by a refund, or by paying keys of its own) below what it owes.
     Commit { job: JobId, order: SignedOrder },
+    /// Escrow of `job` → `provider`, `amount`, for one storage period (`period`, counted
+    /// from 0) in which the provider's shards of the data the escrow pays for passed their
+    /// audits; authorized by the escrow's payer, at most once per provider and period. A
+    /// period whose audits failed is not paid; the payer's refund returns the rest.
+    StorePay {
+        job: JobId,
+        provider: AccountKey,
+        period: u32,
+        amount: Credits,
+    },
 }
 
 fn is_zero(v: &u64) -> bool {

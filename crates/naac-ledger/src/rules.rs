@@ -14,7 +14,7 @@
 //!
 //! This file holds the [`Ledger`]'s state, [`Ledger::apply`] and the read-only queries;
 //! `plan` the checks every request gets, the dispatch and the commit; `wallet` and
-//! `escrow` each request kind's rules; `asks` the auction check at settlement; `replay`
+//! `escrow` and `storage` each request kind's rules; `asks` the auction check at settlement; `replay`
 //! the replay of stored entries; `error` why a request is refused.
 
 mod asks;
@@ -22,6 +22,7 @@ mod error;
 mod escrow;
 mod plan;
 mod replay;
+mod storage;
 mod wallet;
 
 pub use asks::{ASK_GRACE_MS, HOSTILE_RULES_SINCE_MS};
@@ -144,6 +145,8 @@ pub struct Ledger {
     transfers: HashMap<(AccountKey, u64), Seen>,
     /// Top-ups by job and nonce.
     top_ups: HashMap<(JobId, u64), Seen>,
+    /// Storage periods paid, by job, host and period.
+    store_paid: HashMap<(JobId, AccountKey, u32), Seen>,
     grants: HashMap<AccountKey, Seen>,
     /// Provider keys the operator vouched for (standing), with their entry.
     registered: HashMap<AccountKey, Seen>,
@@ -172,6 +175,7 @@ impl Ledger {
             commits: HashMap::new(),
             transfers: HashMap::new(),
             top_ups: HashMap::new(),
+            store_paid: HashMap::new(),
             registered: HashMap::new(),
             grants: HashMap::new(),
             head: [0; 32],
@@ -312,6 +316,13 @@ impl Ledger {
     /// The seq of the entry that committed the order with these signed bytes' hash.
     pub fn committed_by(&self, order_hash: &Hash) -> Option<u64> {
         self.commits.get(order_hash).copied()
+    }
+
+    /// The seq of the entry that paid `provider` for storage period `period` of `job`.
+    pub fn store_paid_by(&self, job: &JobId, provider: &AccountKey, period: u32) -> Option<u64> {
+        self.store_paid
+            .get(&(*job, *provider, period))
+            .map(|s| s.seq)
     }
 
     /// The seq of the entry that paid the record with this hash.

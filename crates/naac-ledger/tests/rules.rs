@@ -599,6 +599,69 @@ fn a_top_up_adds_to_an_open_escrow_once_and_only_from_its_payer() {
 }
 
 #[test]
+fn storage_periods_are_paid_once_each_only_by_the_payer_and_replay() {
+    let (mut w, payer, a, b) = market();
+    let pay = |to: &SigningKey, period, amount| Request::StorePay {
+        job: job(7),
+        provider: key(to),
+        period,
+        amount: c(amount),
+    };
+    let e = w.ok(&payer, pay(&a, 0, 10));
+    assert_eq!(
+        (e.kind, e.debit, e.credit, e.amount, e.task),
+        (
+            Kind::Storage,
+            Account::Escrow(job(7)),
+            user(&a),
+            c(10),
+            Some(0)
+        )
+    );
+    assert_eq!(w.ledger.store_paid_by(&job(7), &key(&a), 0), Some(e.seq));
+    // Again: a duplicate; another amount for the same host and period: refused.
+    assert_eq!(
+        w.apply(&payer, pay(&a, 0, 10)),
+        Ok(Applied::Duplicate { seq: e.seq })
+    );
+    assert!(matches!(
+        w.refused(&payer, pay(&a, 0, 11)),
+        LedgerError::StorePeriodPaid { period: 0, .. }
+    ));
+    // Another host, the same period: its own payment.
+    w.ok(&payer, pay(&b, 0, 10));
+    // A host cannot pay itself; nobody pays beyond the escrow, to the payer, or nothing.
+    assert!(matches!(
+        w.refused(&a, pay(&a, 1, 10)),
+        LedgerError::NotPayer { .. }
+    ));
+    assert!(matches!(
+        w.refused(&payer, pay(&a, 1, 81)),
+        LedgerError::EscrowExhausted { .. }
+    ));
+    assert_eq!(
+        w.refused(&payer, pay(&payer, 1, 1)),
+        LedgerError::SelfTransfer
+    );
+    assert_eq!(w.refused(&payer, pay(&a, 1, 0)), LedgerError::ZeroAmount);
+    // The refund returns the rest; nothing is paid after it.
+    let r = w.ok(&payer, Request::Refund { job: job(7) });
+    assert_eq!(r.amount, c(80));
+    assert_eq!(
+        w.refused(&payer, pay(&a, 1, 1)),
+        LedgerError::EscrowClosed(job(7))
+    );
+    assert_eq!(w.ledger.balance(&user(&a)), c(10));
+    assert!(w.ledger.conserved());
+    // A verifier replays the same books.
+    let mut replayed = Ledger::new(key(&w.bank));
+    for e in &w.entries {
+        replayed.replay(e).expect("replays");
+    }
+    assert_eq!(replayed, w.ledger);
+}
+
+#[test]
 fn a_zero_refund_is_still_booked() {
     let (mut w, payer, a, _) = market();
     // 10 per giga-fuel × 10 giga-fuel: the whole escrow.

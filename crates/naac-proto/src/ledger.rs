@@ -44,6 +44,7 @@ pub enum Kind {
     Reject,
     Close,
     Commit,
+    Storage,
 }
 
 /// One ledger entry, every field as stored and hashed.

@@ -16,7 +16,8 @@
 //! | `Holds` | `Holds` |
 //! | `Remove` | `Removed` or `Refused` |
 
-use naac_types::{ContentId, Price};
+use crate::ledger::AccountKey;
+use naac_types::{ContentId, JobId, Price};
 use serde::{Deserialize, Serialize};
 
 /// Most bytes one `Put` carries.
@@ -49,13 +50,18 @@ pub fn prove_signing_bytes(manifest: &ContentId, shard: u16, key: &[u8; 32]) -> 
 pub enum StoreRequest {
     /// What the host offers.
     Info,
-    /// Will you hold shard `shard` of `manifest` (`len` bytes hashing to `root`) for `days`?
+    /// Will you hold shard `shard` of `manifest` (`len` bytes hashing to `root`) for `days`,
+    /// paid `price` per GiB-day from `escrow` (none: unpaid)?
     Offer {
         manifest: ContentId,
         shard: u16,
         root: ContentId,
         len: u64,
         days: u32,
+        #[serde(default)]
+        price: Price,
+        #[serde(default)]
+        escrow: Option<StoreEscrow>,
     },
     /// The next bytes of an accepted shard, in order.
     Put {
@@ -120,6 +126,14 @@ pub enum StoreResponse {
     Proof(#[serde(with = "serde_bytes")] [u8; 32]),
 }
 
+/// Where a data owner escrowed a manifest's storage: the bank and the escrow's job id. The
+/// owner pays each host from it once per audit period its shards passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreEscrow {
+    pub bank: AccountKey,
+    pub job: JobId,
+}
+
 /// A storage host's offer.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct StoreInfo {
@@ -135,4 +149,8 @@ pub struct StoreInfo {
     pub owner: Option<String>,
     /// Why it takes no new shards now, if it does not.
     pub refusing: Option<String>,
+    /// The bank it is paid at, if it is (`naac node --paid-at`): with a price above zero it
+    /// takes only shards escrowed there.
+    #[serde(default)]
+    pub paid_at: Option<AccountKey>,
 }

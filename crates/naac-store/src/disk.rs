@@ -266,7 +266,7 @@ impl Disk {
             return out;
         };
         for d in dirs.flatten() {
-            let Some(m) = d.file_name().to_str().and_then(parse_id) else {
+            let Some(m) = d.file_name().to_str().and_then(ContentId::from_hex) else {
                 continue;
             };
             let Ok(files) = fs::read_dir(d.path()) else {
@@ -312,17 +312,6 @@ pub fn manifest_names(
         ));
     }
     Ok(man.owner)
-}
-
-fn parse_id(hex: &str) -> Option<StoreId> {
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut id = [0u8; 32];
-    for (i, b) in id.iter_mut().enumerate() {
-        *b = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
-    }
-    Some(ContentId(id))
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), DiskError> {

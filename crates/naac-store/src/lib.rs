@@ -29,6 +29,27 @@ pub mod verify;
 pub use layout::Geometry;
 pub use manifest::{FileEntry, Manifest, ManifestError, SignedManifest, StoreId};
 
+/// The escrow id of a manifest's storage: derived from the manifest id, so anyone holding
+/// the id can look the escrow up.
+pub fn escrow_job(manifest: &StoreId) -> naac_types::JobId {
+    let h = blake3::Hasher::new_derive_key("naac store escrow v1")
+        .update(&manifest.0)
+        .finalize();
+    let mut j = [0u8; 16];
+    j.copy_from_slice(&h.as_bytes()[..16]);
+    naac_types::JobId(j)
+}
+
+/// Milliseconds in a day: storage is priced per GiB-day.
+pub const DAY_MS: u64 = 86_400_000;
+
+/// What keeping `bytes` for `ms` costs at `price` per GiB-day, rounded up to a µcredit.
+pub fn storage_cost(price: naac_types::Price, bytes: u64, ms: u64) -> naac_types::Credits {
+    let v = (u128::from(price.0) * u128::from(bytes) * u128::from(ms))
+        .div_ceil(u128::from(1u64 << 30) * u128::from(DAY_MS));
+    naac_types::Credits(u64::try_from(v).unwrap_or(u64::MAX))
+}
+
 /// Shards needed to rebuild data, by default: 4-of-8 suits a pool of a handful of hosts
 /// (Tahoe-LAFS's 3-of-10 needs ten) at 2x overhead and survives any 4 hosts leaving.
 pub const DEFAULT_K: u16 = 4;

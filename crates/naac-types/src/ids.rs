@@ -1,5 +1,5 @@
 //! Identifiers: [`ContentId`] (a blob named by its BLAKE3 hash), [`JobId`] (one submitted
-//! job) and lowercase [`hex`].
+//! job), lowercase [`hex`] and [`unhex`].
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -12,6 +12,11 @@ impl ContentId {
     /// Hashes `bytes`.
     pub fn of(bytes: &[u8]) -> Self {
         Self(*blake3::hash(bytes).as_bytes())
+    }
+
+    /// Parses 64 hex digits (either case).
+    pub fn from_hex(s: &str) -> Option<Self> {
+        unhex::<32>(s).map(Self)
     }
 
     /// Lowercase hex, 64 characters.
@@ -76,7 +81,19 @@ impl fmt::Debug for JobId {
     }
 }
 
-/// Lowercase hex encoding.
+/// Hex (either case) to exactly `N` bytes; `None` for any other length or a non-hex digit.
+pub fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.len() != 2 * N || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Lowercase hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     use fmt::Write;
     let mut s = String::with_capacity(bytes.len() * 2);

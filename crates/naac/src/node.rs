@@ -66,8 +66,9 @@ pub struct Args {
     price: Option<naac_types::Price>,
     /// The bank this provider is paid at (its "listening on" address): it bids only for jobs
     /// whose escrow is there, and runs paid work only while the bank shows that escrow pays
-    /// for it [default: take the requester's word]
-    #[arg(long, value_name = "MULTIADDR", requires = "provide")]
+    /// for it; with --store and a --store-price, it keeps only shards escrowed there
+    /// [default: take the requester's word]
+    #[arg(long, value_name = "MULTIADDR")]
     paid_at: Option<naac_net::Multiaddr>,
     /// With --paid-at: the shortest claim window a job's escrow must give, during which this
     /// node claims results the payer left unpaid once it closes the escrow
@@ -186,6 +187,12 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         naac_net::load_or_create_identity(&home.identity()).context("load the node identity")?
     };
     let slots = a.slots.unwrap_or_else(cores).max(1);
+    if a.paid_at.is_some() && !a.provide && !a.store {
+        eprintln!(
+            "error: --paid-at is for nodes that earn: add --provide (tasks) or --store (disk)"
+        );
+        return Ok(ExitCode::from(2));
+    }
     if !(1.0..=1000.0).contains(&a.slowdown) {
         eprintln!(
             "error: --slowdown {} is out of range\nhint: use a factor from 1 to 1000",
@@ -349,7 +356,7 @@ pub(crate) fn parse_credits(s: &str) -> Result<naac_types::Credits, String> {
     naac_types::Credits::parse(s)
 }
 
-fn parse_price(s: &str) -> Result<naac_types::Price, String> {
+pub(crate) fn parse_price(s: &str) -> Result<naac_types::Price, String> {
     naac_types::Price::parse(s)
 }
 

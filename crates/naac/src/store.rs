@@ -46,6 +46,14 @@ pub struct PutArgs {
     /// How long to look for storage hosts
     #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = crate::run::parse_duration)]
     discover: Duration,
+    /// Pay the hosts through this bank (a node started with `naac node --bank`): the whole
+    /// term is escrowed there now, each host is paid per audit its shards pass, and
+    /// `naac store rm` refunds the rest [default: unpaid; only hosts that ask nothing]
+    #[arg(long, value_name = "ADDR")]
+    bank: Option<naac_net::Multiaddr>,
+    /// Pay at most this many credits per GiB-day to a host (hosts asking more are passed over)
+    #[arg(long, value_name = "CREDITS", requires = "bank", value_parser = crate::node::parse_price)]
+    max_price: Option<naac_types::Price>,
     #[command(flatten)]
     reach: Reach,
     /// Print the outcome as JSON
@@ -133,9 +141,20 @@ async fn put_cmd(a: PutArgs, home: &Home) -> anyhow::Result<ExitCode> {
         days: a.days,
         timeout: a.timeout,
         discover: a.discover,
+        max_price: a.max_price,
+    };
+    let bank = match &a.bank {
+        Some(addr) => Some((
+            naac_node::pay::BankConn::connect(&client, addr)
+                .await
+                .with_context(|| format!("reach the bank at {addr}"))?,
+            addr.to_string(),
+        )),
+        None => None,
     };
     let started = Instant::now();
-    let out = match put::put(&client, home, &user, &a.path, &opts).await {
+    let pay = bank.as_ref().map(|(b, a)| (b, a.as_str()));
+    let out = match put::put(&client, home, &user, &a.path, &opts, pay).await {
         Ok(p) => p,
         Err(put::PutError::Unhappy {
             placed,
@@ -159,6 +178,9 @@ async fn put_cmd(a: PutArgs, home: &Home) -> anyhow::Result<ExitCode> {
     };
     let secs = started.elapsed().as_secs_f64();
     let g = out.manifest.geometry;
+    let escrowed = Catalog::open(&home.store_db())?
+        .pay_row(&out.id)?
+        .map(|p| p.escrowed);
     if a.json {
         let v = serde_json::json!({
             "id": format!("naac://{}", out.id),
@@ -169,6 +191,7 @@ async fn put_cmd(a: PutArgs, home: &Home) -> anyhow::Result<ExitCode> {
             "stored_bytes": g.stored_bytes(),
             "placed": out.placed.iter().map(|(s, p)| serde_json::json!({"shard": s, "host": p.to_string()})).collect::<Vec<_>>(),
             "refused": out.refused.iter().map(|(p, w)| serde_json::json!({"host": p.to_string(), "why": w})).collect::<Vec<_>>(),
+            "escrowed": escrowed.map(|c| c.to_string()),
             "seconds": secs,
         });
         println!("{v}");
@@ -186,6 +209,12 @@ async fn put_cmd(a: PutArgs, home: &Home) -> anyhow::Result<ExitCode> {
         );
         for (p, why) in &out.refused {
             eprintln!("  not on {p}: {why}");
+        }
+        if let Some(c) = escrowed {
+            eprintln!(
+                "escrowed {c} credits for {} days; hosts are paid per passed audit, `naac store rm` refunds the rest",
+                a.days
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -274,6 +303,11 @@ fn status_cmd(a: StatusArgs, home: &Home) -> anyhow::Result<ExitCode> {
         .filter(|s| **s == naac_store::audit::ShardState::Healthy)
         .count();
     let events = catalog.events(&id)?;
+    let pay = catalog.pay_row(&id)?;
+    let paid = catalog.paid(&id)?;
+    let total = |f: fn(&(naac_types::Credits, naac_types::Credits)) -> u64| {
+        naac_types::Credits(paid.values().map(f).sum())
+    };
     if a.json {
         let v = serde_json::json!({
             "id": format!("naac://{id}"),
@@ -291,6 +325,13 @@ fn status_cmd(a: StatusArgs, home: &Home) -> anyhow::Result<ExitCode> {
                     "next_audit_ms": r.map(|r| r.next_ms),
                 })
             }).collect::<Vec<_>>(),
+            "cost": pay.as_ref().map(|p| serde_json::json!({
+                "escrowed": p.escrowed.to_string(),
+                "paid": total(|c| c.0.0).to_string(),
+                "queued": total(|c| c.1.0).to_string(),
+                "until_ms": p.end_ms,
+                "by_host": paid.iter().map(|(h, (p, q))| serde_json::json!({"host": h, "paid": p.to_string(), "queued": q.to_string()})).collect::<Vec<_>>(),
+            })),
             "events": events.iter().map(|(t, w)| serde_json::json!({"at_ms": t, "what": w})).collect::<Vec<_>>(),
         });
         println!("{v}");
@@ -318,6 +359,16 @@ fn status_cmd(a: StatusArgs, home: &Home) -> anyhow::Result<ExitCode> {
                 format!("in {}s", r.next_ms.saturating_sub(now) / 1000)
             })
         );
+    }
+    match &pay {
+        Some(p) => println!(
+            "  cost: {} credits escrowed, {} paid to {} hosts, {} queued",
+            p.escrowed,
+            total(|c| c.0.0),
+            paid.values().filter(|c| c.0.0 > 0).count(),
+            total(|c| c.1.0)
+        ),
+        None => println!("  cost: unpaid (put without --bank)"),
     }
     for (t, w) in events.iter().take(5) {
         println!("  {}s ago: {w}", now.saturating_sub(*t) / 1000);
@@ -384,6 +435,15 @@ async fn rm_cmd(a: RmArgs, home: &Home) -> anyhow::Result<ExitCode> {
         "removed naac://{id} ({} freed on its hosts)",
         naac_types::units::format_size(freed)
     );
+    // Pay what passed audits earned, then take back the rest of the escrow.
+    if let Some(p) = catalog.pay_row(&id)? {
+        if let Err(e) = store::pay::flush(&client, &catalog, &user).await {
+            eprintln!("warning: storage payments still queued: {e:#}");
+        }
+        let bank = store::pay::connect(&client, &p.bank).await?;
+        let back = store::pay::refund(&bank, &user, &p).await?;
+        eprintln!("refunded {back} credits of the storage escrow");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -400,7 +460,6 @@ pub fn spawn_auditor(home: &Home, join: &[naac_net::Multiaddr], every: Duration)
         let cfg = audit::AuditConfig {
             every_ms: every.as_millis().max(1) as u64,
             repair_at: None,
-            days: 30,
         };
         loop {
             tokio::time::sleep(tick).await;

@@ -269,29 +269,86 @@ fn shard_owner(hosts: &[Host], file: &Path) -> String {
     h.addr.rsplit('/').next().expect("peer id").to_string()
 }
 
+/// A bank node whose faucet gives each new account 10,000 credits.
+fn bank(root: &Path) -> Host {
+    let home = root.join("bank");
+    std::fs::create_dir_all(&home).expect("bank dir");
+    let mut c = naac();
+    c.env("NAAC_HOME", &home).args([
+        "node",
+        "--bank",
+        "--faucet",
+        "10000",
+        "--no-mdns",
+        "--no-api",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+    ]);
+    let (child, addr) = spawn_node(c);
+    Host { child, addr, home }
+}
+
+/// An account's balance at `bank` in µcredits (`who`: "user" or a peer id).
+fn balance(root: &Path, bank: &Host, who: &str) -> u64 {
+    let out = ok(user(root, "alice")
+        .args([
+            "wallet",
+            "balance",
+            "--bank",
+            &bank.addr,
+            "--account",
+            who,
+            "--json",
+        ])
+        .output()
+        .expect("balance"));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("balance json");
+    v["micro_credits"].as_u64().expect("micro_credits")
+}
+
+fn peer_of(h: &Host) -> String {
+    h.addr.rsplit('/').next().expect("peer id").to_string()
+}
+
 #[test]
-fn a_host_answering_garbage_fails_its_audits_and_loses_its_shard() {
+fn a_host_answering_garbage_fails_its_audits_and_loses_its_shard_and_pay() {
     let tmp = tempfile::tempdir().expect("tmp");
     let root = tmp.path();
-    let first = host(root, 0, None, &["--store-garbage"]);
+    let bank = bank(root);
+    // Hosts paid at the bank, asking a high price so a second's storage is worth paying.
+    let paid = ["--paid-at", &bank.addr, "--store-price", "1000000"];
+    let liar_args: Vec<&str> = paid.iter().copied().chain(["--store-garbage"]).collect();
+    let first = host(root, 0, None, &liar_args);
     let join = first.addr.clone();
-    let liar = first.addr.rsplit('/').next().expect("id").to_string();
+    let liar = peer_of(&first);
     let mut hosts = vec![first];
     for i in 1..4 {
-        hosts.push(host(root, i, Some(&join), &[]));
+        hosts.push(host(root, i, Some(&join), &paid));
     }
     std::thread::sleep(Duration::from_millis(1500));
     random_tree(&root.join("data"), 1 << 20);
-    // 2-of-4 on four hosts: the liar holds a shard.
+    // Priced hosts take nothing unpaid, and say so.
+    let o = user(root, "alice")
+        .args(["store", "put", "data", "--k", "2", "--n", "4"])
+        .args(["--no-mdns", "--join", &join])
+        .output()
+        .expect("put");
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("pay with --bank ADDR"), "{err}");
+    // 2-of-4 on four hosts, paid: the liar holds a shard.
     let id = ok(user(root, "alice")
         .args([
-            "store", "put", "data", "--k", "2", "--n", "4", "--happy", "4",
+            "store", "put", "data", "--k", "2", "--n", "4", "--happy", "4", "--days", "1",
         ])
-        .args(["--no-mdns", "--join", &join])
+        .args(["--bank", &bank.addr, "--no-mdns", "--join", &join])
         .output()
         .expect("put"))
     .trim()
     .to_string();
+    let granted = 10_000_000_000u64;
+    let escrowed = granted - balance(root, &bank, "user");
+    assert!(escrowed > 0, "nothing escrowed");
     let s = status(root, &id);
     assert!(
         s["shards"]
@@ -302,7 +359,7 @@ fn a_host_answering_garbage_fails_its_audits_and_loses_its_shard() {
         "{s}"
     );
     // A fifth host for the repair to move the liar's shard to.
-    hosts.push(host(root, 4, Some(&join), &[]));
+    hosts.push(host(root, 4, Some(&join), &paid));
     std::thread::sleep(Duration::from_millis(1500));
     let mut daemon = user(root, "alice")
         .args([
@@ -326,14 +383,43 @@ fn a_host_answering_garbage_fails_its_audits_and_loses_its_shard() {
             .expect("shards")
             .iter()
             .any(|x| x["host"].as_str() == Some(&liar));
-        if !still && s["healthy"] == 4 {
+        let paid_hosts = s["cost"]["by_host"]
+            .as_array()
+            .expect("by_host")
+            .iter()
+            .filter(|h| h["paid"].as_str().is_some_and(|p| p != "0"))
+            .count();
+        if !still && s["healthy"] == 4 && paid_hosts >= 3 {
             break;
         }
-        assert!(Instant::now() < deadline, "the liar kept its shard: {s}");
+        assert!(
+            Instant::now() < deadline,
+            "the liar kept its shard, or honest hosts went unpaid: {s}"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
     let _ = daemon.kill();
     let _ = daemon.wait();
+    // The liar earned nothing; the honest hosts earned what their passed audits were worth.
+    assert_eq!(balance(root, &bank, &liar), 0);
+    let earned: u64 = hosts[1..]
+        .iter()
+        .map(|h| balance(root, &bank, &peer_of(h)))
+        .sum();
+    assert!(earned > 0);
+    // Removing the data refunds the rest of the escrow: only what hosts earned is spent.
+    let o = user(root, "alice")
+        .args(["store", "rm", &id, "--no-mdns", "--join", &hosts[1].addr])
+        .output()
+        .expect("rm");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("refunded"));
+    let earned: u64 = hosts
+        .iter()
+        .map(|h| balance(root, &bank, &peer_of(h)))
+        .sum();
+    assert_eq!(balance(root, &bank, "user"), granted - earned);
+    assert!(earned < escrowed);
 }
 
 #[test]

@@ -435,6 +435,7 @@ impl RawEntry<'_> {
             Kind::Reject,
             Kind::Close,
             Kind::Commit,
+            Kind::Storage,
         ]
         .into_iter()
         .find(|k| k.as_str() == self.kind)

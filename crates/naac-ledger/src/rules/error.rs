@@ -106,6 +106,14 @@ pub enum LedgerError {
     /// The order a claim carries is malformed, not the payer's, or does not cover it.
     #[error("bad order: {0}")]
     BadOrder(String),
+    /// This storage period was already paid to this provider (by another request).
+    #[error("storage period {period} of job {} was already paid to {} (entry {seq})", .job.short(), short(.provider))]
+    StorePeriodPaid {
+        job: JobId,
+        provider: AccountKey,
+        period: u32,
+        seq: u64,
+    },
     /// A balance or the issuance would pass `u64::MAX` µcredits.
     #[error("amount would overflow the books")]
     Overflow,

@@ -16,7 +16,7 @@ impl Ledger {
     }
 
     /// The escrow of `job`, for a request its payer must have signed.
-    fn paying_escrow(&self, d: &Draft, job: JobId) -> Result<&EscrowSlot, LedgerError> {
+    pub(super) fn paying_escrow(&self, d: &Draft, job: JobId) -> Result<&EscrowSlot, LedgerError> {
         let slot = self.escrow_slot(job)?;
         if d.signer != slot.state.payer {
             return Err(d.not_payer(slot.state.payer));

@@ -94,6 +94,14 @@ pub(super) enum Change {
         held: u64,
         order: Hash,
     },
+    StorePay {
+        job: JobId,
+        escrow: EscrowState,
+        provider: AccountKey,
+        provider_balance: u64,
+        period: u32,
+        seen: Seen,
+    },
 }
 
 /// What `plan` decided for a request that passed every check.
@@ -291,6 +299,12 @@ impl Ledger {
             } => self.plan_reject(&d, job, &order, (task, attempt), (index, &proof)),
             Request::Commit { job, order } => self.plan_commit(&d, job, &order),
             Request::Register { provider } => self.plan_register(&d, provider),
+            Request::StorePay {
+                job,
+                provider,
+                period,
+                amount,
+            } => self.plan_store_pay(&d, job, provider, period, amount),
         }
     }
 
@@ -331,6 +345,20 @@ impl Ledger {
                 self.users.insert(payer, payer_balance);
                 self.open_by_expiry.insert((slot.state.expires_ms, job));
                 self.escrows.insert(job, slot);
+            }
+            Change::StorePay {
+                job,
+                escrow,
+                provider,
+                provider_balance,
+                period,
+                seen,
+            } => {
+                self.users.insert(provider, provider_balance);
+                if let Some(slot) = self.escrows.get_mut(&job) {
+                    slot.state = escrow;
+                }
+                self.store_paid.insert((job, provider, period), seen);
             }
             Change::TopUp {
                 payer,

@@ -56,6 +56,7 @@ impl Provider {
             &dir,
             config.owner.clone(),
             config.store_price,
+            self.paid_at.clone(),
             config.store_fault,
         )?;
         self.store = Some(host.clone());

@@ -10,10 +10,11 @@ use super::client::{self, HostError};
 use super::get::{Opened, Reader};
 use naac_net::{Client, Keypair, Multiaddr, PeerId};
 use naac_store::audit::{self, ShardState, Verdict};
-use naac_store::placement::{self, Candidate, Held};
+use naac_store::placement::{self, Held};
 use naac_store::repair::{self, Plan};
 use naac_store::{SignedManifest, StoreId};
-use std::collections::BTreeMap;
+use naac_types::Credits;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::time::Duration;
 
@@ -29,8 +30,6 @@ pub struct AuditConfig {
     pub every_ms: u64,
     /// Repair below this many healthy shards (`None`: `k + 2`).
     pub repair_at: Option<u16>,
-    /// Days a rebuilt shard is stored for.
-    pub days: u32,
 }
 
 /// What one round did.
@@ -40,6 +39,8 @@ pub struct Round {
     pub passed: usize,
     /// Shards rebuilt onto new hosts.
     pub rebuilt: usize,
+    /// Storage payments the bank took.
+    pub payments: usize,
 }
 
 fn parse_addrs(a: &[String]) -> Vec<Multiaddr> {
@@ -58,7 +59,8 @@ pub async fn round(
     let now = crate::survey::unix_ms();
     let due = catalog.due(now, cfg.every_ms, ROUND)?;
     let mut out = Round::default();
-    let mut manifests: BTreeMap<StoreId, ()> = BTreeMap::new();
+    let mut manifests: BTreeSet<StoreId> = BTreeSet::new();
+    let mut owed: BTreeMap<(StoreId, String), Credits> = BTreeMap::new();
     let mut by_manifest: BTreeMap<StoreId, Vec<super::catalog::ShardRow>> = BTreeMap::new();
     for row in due {
         by_manifest.entry(row.manifest).or_default().push(row);
@@ -68,6 +70,7 @@ pub async fn round(
             continue;
         };
         let man = SignedManifest::open(&signed, &id).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let pay_end = catalog.pay_row(&id)?.map(|p| p.end_ms);
         let checks = rows.iter().map(|row| {
             let mut s = *seed ^ u64::from(row.shard).wrapping_mul(0x9E37_79B9);
             let (start, len) = audit::challenge(man.geometry.shard_len(), &mut s);
@@ -114,11 +117,23 @@ pub async fn round(
             catalog.record(&id, row.shard, &row.host, v, now, next)?;
             out.audited += 1;
             out.passed += usize::from(v == Verdict::Passed);
+            if let Some(end) = pay_end {
+                let passed = v == Verdict::Passed;
+                let c =
+                    catalog.accrue(&id, row.shard, passed, now, end, man.geometry.shard_len())?;
+                let e = owed.entry((id, row.host.clone())).or_insert(Credits::ZERO);
+                *e = Credits(e.0.saturating_add(c.0));
+            }
         }
-        manifests.insert(id, ());
+        manifests.insert(id);
         audit::next_random(seed);
     }
-    for id in manifests.keys() {
+    super::pay::queue(&catalog, user, owed)?;
+    match super::pay::flush(client, &catalog, user).await {
+        Ok(n) => out.payments += n,
+        Err(e) => tracing::warn!("storage payments: {e:#}"),
+    }
+    for id in &manifests {
         match repair_one(client, home, user, &catalog, id, cfg).await {
             Ok(n) => out.rebuilt += n,
             Err(e) => tracing::warn!("repair of naac://{id}: {e:#}"),
@@ -189,11 +204,17 @@ pub async fn repair_one(
     id: &StoreId,
     cfg: &AuditConfig,
 ) -> anyhow::Result<usize> {
-    let Some((_, signed)) = catalog.get(id)? else {
+    let Some((row, signed)) = catalog.get(id)? else {
         return Ok(0);
     };
     let man = SignedManifest::open(&signed, id).map_err(|e| anyhow::anyhow!("{e}"))?;
     let g = man.geometry;
+    // A rebuilt shard is kept for what is left of the term.
+    let end_ms = row.created_ms + u64::from(row.days) * naac_store::DAY_MS;
+    let days_left = end_ms
+        .saturating_sub(crate::survey::unix_ms())
+        .div_ceil(naac_store::DAY_MS)
+        .max(1) as u32;
     let st = states(catalog, id, g.n)?;
     let at = cfg
         .repair_at
@@ -287,22 +308,18 @@ pub async fn repair_one(
         .filter(|r| st[usize::from(r.shard)] != ShardState::Healthy)
         .filter_map(|r| r.host.parse().ok())
         .collect();
-    let mut candidates = Vec::new();
-    for (peer, info) in surveyed {
-        let Ok(i) = info else { continue };
-        let trust = catalog.trust(&peer.to_string())?;
-        if i.refusing.is_some() || !trust.may_hold() || unhealthy.contains(&peer) {
-            continue;
-        }
-        candidates.push(Candidate {
-            host: peer,
-            owner: i.owner,
-            net: None,
-            free: i.free,
-            score: trust.score(),
-        });
-    }
-    let plan = placement::place(&rebuild, g.shard_len(), &candidates, &healthy_hosts);
+    let pay = catalog.pay_row(id)?;
+    let terms = super::put::PayTerms {
+        bank: pay.as_ref().map(|p| p.bank_key),
+        max_price: pay.as_ref().and_then(|p| p.max_price),
+    };
+    let mut hosts = super::put::hosts(catalog, surveyed, g.shard_len(), &terms)?;
+    hosts.candidates.retain(|c| !unhealthy.contains(&c.host));
+    let escrow = pay.as_ref().map(|p| naac_proto::store::StoreEscrow {
+        bank: naac_proto::AccountKey(p.bank_key.0),
+        job: p.job,
+    });
+    let plan = placement::place(&rebuild, g.shard_len(), &hosts.candidates, &healthy_hosts);
     let now = crate::survey::unix_ms();
     let mut done = 0;
     let mut replaced = Vec::new();
@@ -310,25 +327,20 @@ pub async fn repair_one(
     for (shard, peer) in plan.assigned {
         let idx = rebuild.iter().position(|s| *s == shard).unwrap_or(0);
         let root = man.shards[usize::from(shard)];
-        match client::upload(
-            client,
-            peer,
-            *id,
-            shard,
-            root,
-            &paths[idx],
-            cfg.days,
-            &signed,
-        )
-        .await
-        {
+        let price = hosts.prices.get(&peer).copied().unwrap_or_default();
+        let terms = client::Terms {
+            days: days_left,
+            price,
+            escrow: escrow.filter(|_| price.0 > 0),
+        };
+        match client::upload(client, peer, *id, shard, root, &paths[idx], &terms, &signed).await {
             Ok(()) => {
                 let a = addrs.get(&peer).cloned().unwrap_or_default();
                 let next = audit::next_audit(now, cfg.every_ms, &mut seed);
                 if let Some(old) = host_of(shard).and_then(|r| r.host.parse::<PeerId>().ok()) {
                     replaced.push(old);
                 }
-                catalog.place(id, shard, &peer.to_string(), &a, next)?;
+                catalog.place(id, shard, &peer.to_string(), &a, price, now, next)?;
                 catalog.set_challenges(id, shard, &challenges[idx])?;
                 done += 1;
             }

@@ -42,10 +42,6 @@ pub struct Catalog {
     db: std::sync::Mutex<Connection>,
 }
 
-fn hex_id(s: &str) -> Option<StoreId> {
-    super::parse_id(s)
-}
-
 impl Catalog {
     pub fn open(path: &Path) -> anyhow::Result<Self> {
         let db =
@@ -71,14 +67,35 @@ impl Catalog {
                 key BLOB NOT NULL, answer BLOB NOT NULL, used INTEGER NOT NULL DEFAULT 0,
                 PRIMARY KEY (manifest, shard, idx));
              CREATE TABLE IF NOT EXISTS events (
-                manifest TEXT NOT NULL, at_ms INTEGER NOT NULL, what TEXT NOT NULL);",
+                manifest TEXT NOT NULL, at_ms INTEGER NOT NULL, what TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS pay (
+                manifest TEXT PRIMARY KEY, bank TEXT NOT NULL, bank_key BLOB NOT NULL,
+                job BLOB NOT NULL, escrowed INTEGER NOT NULL, end_ms INTEGER NOT NULL,
+                max_price INTEGER);
+             CREATE TABLE IF NOT EXISTS payments (
+                manifest TEXT NOT NULL, host TEXT NOT NULL, period INTEGER NOT NULL,
+                amount INTEGER NOT NULL, msg BLOB NOT NULL, sig BLOB NOT NULL,
+                state TEXT NOT NULL DEFAULT 'pending',
+                PRIMARY KEY (manifest, host, period));",
         )?;
+        // Added after the first stores were made.
+        for (col, ty) in [
+            ("price", "INTEGER NOT NULL DEFAULT 0"),
+            ("paid_until", "INTEGER NOT NULL DEFAULT 0"),
+        ] {
+            let has: bool = db
+                .prepare("SELECT 1 FROM pragma_table_info('shards') WHERE name = ?1")?
+                .exists([col])?;
+            if !has {
+                db.execute_batch(&format!("ALTER TABLE shards ADD COLUMN {col} {ty}"))?;
+            }
+        }
         Ok(Self {
             db: std::sync::Mutex::new(db),
         })
     }
 
-    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(super) fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.db.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -102,26 +119,34 @@ impl Catalog {
         Ok(())
     }
 
-    /// Places (or moves) a shard on a host; its audit record starts afresh.
+    /// Places (or moves) a shard on a host at `price` per GiB-day; its audit record starts
+    /// afresh, and its pay accrues from `now_ms`.
+    #[allow(clippy::too_many_arguments)]
     pub fn place(
         &self,
         id: &StoreId,
         shard: u16,
         host: &str,
         addrs: &[String],
+        price: naac_types::Price,
+        now_ms: u64,
         next_ms: u64,
     ) -> anyhow::Result<()> {
         self.db().execute(
-            "INSERT INTO shards (manifest, shard, host, addrs, next_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+            "INSERT INTO shards (manifest, shard, host, addrs, next_ms, price, paid_until)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT(manifest, shard) DO UPDATE SET host = excluded.host,
                addrs = excluded.addrs, last = NULL, misses = 0, audits = 0, passed = 0,
-               next_ms = excluded.next_ms",
+               next_ms = excluded.next_ms, price = excluded.price,
+               paid_until = excluded.paid_until",
             params![
                 id.to_hex(),
                 shard,
                 host,
                 serde_json::to_string(addrs)?,
-                next_ms as i64
+                next_ms as i64,
+                price.0 as i64,
+                now_ms as i64
             ],
         )?;
         Ok(())
@@ -152,7 +177,7 @@ impl Catalog {
         let mut out = Vec::new();
         for row in rows {
             let (id, mut m) = row?;
-            if let Some(id) = hex_id(&id) {
+            if let Some(id) = StoreId::from_hex(&id) {
                 m.id = id;
                 out.push(m);
             }
@@ -228,7 +253,9 @@ impl Catalog {
         let mut out = Vec::new();
         for row in rows {
             let (m, shard, host, addrs, last, misses, audits, passed, last_ms, next_ms) = row?;
-            let Some(manifest) = hex_id(&m) else { continue };
+            let Some(manifest) = StoreId::from_hex(&m) else {
+                continue;
+            };
             out.push(ShardRow {
                 manifest,
                 shard,

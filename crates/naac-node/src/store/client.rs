@@ -91,6 +91,14 @@ pub async fn info(client: &Client, peer: PeerId) -> Result<StoreInfo, HostError>
     }
 }
 
+/// What an upload offers its host: how long, at what price, paid from which escrow.
+#[derive(Clone, Copy, Debug)]
+pub struct Terms {
+    pub days: u32,
+    pub price: naac_types::Price,
+    pub escrow: Option<naac_proto::store::StoreEscrow>,
+}
+
 /// Offers, uploads and seals shard `shard` (the file at `path`) on `peer`.
 #[allow(clippy::too_many_arguments)]
 pub async fn upload(
@@ -100,7 +108,7 @@ pub async fn upload(
     shard: u16,
     root: ContentId,
     path: &Path,
-    days: u32,
+    terms: &Terms,
     signed: &[u8],
 ) -> Result<(), HostError> {
     let len = std::fs::metadata(path)
@@ -111,7 +119,9 @@ pub async fn upload(
         shard,
         root,
         len,
-        days,
+        days: terms.days,
+        price: terms.price,
+        escrow: terms.escrow,
     };
     match call(client, peer, offer, REQUEST_TIMEOUT).await? {
         StoreResponse::Stored => return Ok(()),

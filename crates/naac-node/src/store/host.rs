@@ -9,7 +9,9 @@
 
 use naac_net::{Client, PeerId};
 use naac_proto::ResponseBody;
-use naac_proto::store::{MAX_PUT_BYTES, MAX_READ_BYTES, StoreInfo, StoreRequest, StoreResponse};
+use naac_proto::store::{
+    MAX_PUT_BYTES, MAX_READ_BYTES, StoreEscrow, StoreInfo, StoreRequest, StoreResponse,
+};
 use naac_store::disk::{Disk, DiskError, ShardMeta, manifest_names};
 use naac_store::{MAX_SHARDS, StoreId};
 use naac_types::{ContentId, Price};
@@ -59,6 +61,8 @@ struct Upload {
     root: ContentId,
     len: u64,
     days: u32,
+    price: Price,
+    escrow: Option<StoreEscrow>,
     last: Instant,
 }
 
@@ -66,6 +70,8 @@ struct Inner {
     uploads: HashMap<(StoreId, u16), Upload>,
     /// Bytes of sealed shards and their trees.
     held: u64,
+    /// Sealed shards.
+    shards: u64,
     room: Room,
 }
 
@@ -83,6 +89,9 @@ pub struct StoreHost {
     ops: tokio::sync::Semaphore,
     owner: Option<String>,
     price: Price,
+    /// The bank this host is paid at: with a price above zero it takes only shards
+    /// escrowed there.
+    paid_at: Option<(crate::pay::BankConn, naac_ledger::AccountKey)>,
     fault: Option<StoreFault>,
 }
 
@@ -92,20 +101,24 @@ impl StoreHost {
         dir: &Path,
         owner: Option<String>,
         price: Price,
+        paid_at: Option<(crate::pay::BankConn, naac_ledger::AccountKey)>,
         fault: Option<StoreFault>,
     ) -> anyhow::Result<Arc<Self>> {
         let disk = Disk::open(dir).map_err(|e| anyhow::anyhow!("open the shard store: {e}"))?;
         let held = disk.used();
+        let shards = disk.list().len() as u64;
         Ok(Arc::new(Self {
             disk,
             inner: Mutex::new(Inner {
                 uploads: HashMap::new(),
                 held,
+                shards,
                 room: Room::default(),
             }),
             ops: tokio::sync::Semaphore::new(MAX_DISK_OPS),
             owner,
             price,
+            paid_at,
             fault,
         }))
     }
@@ -169,10 +182,14 @@ impl StoreHost {
                 ResponseBody::Store(StoreResponse::Info(StoreInfo {
                     free,
                     used: inner.held,
-                    shards: 0,
+                    shards: inner.shards,
                     price: self.price,
                     owner: self.owner.clone(),
                     refusing,
+                    paid_at: self
+                        .paid_at
+                        .as_ref()
+                        .map(|(_, k)| naac_proto::AccountKey(k.0)),
                 }))
             }
             StoreRequest::Offer {
@@ -181,7 +198,16 @@ impl StoreHost {
                 root,
                 len,
                 days,
-            } => self.offer(peer, manifest, shard, root, len, days).await,
+                price,
+                escrow,
+            } => {
+                let terms = Terms {
+                    days,
+                    price,
+                    escrow,
+                };
+                self.offer(peer, manifest, shard, root, len, terms).await
+            }
             StoreRequest::Put {
                 manifest,
                 shard,
@@ -276,8 +302,32 @@ impl StoreHost {
         shard: u16,
         root: ContentId,
         len: u64,
-        days: u32,
+        Terms {
+            days,
+            price,
+            escrow,
+        }: Terms,
     ) -> ResponseBody {
+        if price < self.price {
+            return refused(format!(
+                "this host asks {} credits per GiB-day; the offer pays {}",
+                self.price, price
+            ));
+        }
+        if let Some((_, bank)) = &self.paid_at
+            && self.price.0 > 0
+        {
+            let want = StoreEscrow {
+                bank: naac_proto::AccountKey(bank.0),
+                job: naac_store::escrow_job(&m),
+            };
+            if escrow != Some(want) {
+                return refused(format!(
+                    "this host is paid at bank {}: escrow the storage there (naac store put --bank ADDR)",
+                    naac_types::hex(&bank.0[..8])
+                ));
+            }
+        }
         if shard >= MAX_SHARDS || len == 0 || len > MAX_SHARD_BYTES || days == 0 || days > MAX_DAYS
         {
             return refused(format!(
@@ -322,6 +372,8 @@ impl StoreHost {
                 root,
                 len,
                 days,
+                price,
+                escrow,
                 last: now,
             },
         );
@@ -370,10 +422,10 @@ impl StoreHost {
         shard: u16,
         signed: Vec<u8>,
     ) -> ResponseBody {
-        let (root, len, days) = {
+        let (root, len, days, price, escrow) = {
             let inner = self.lock();
             match inner.uploads.get(&(m, shard)).filter(|u| u.peer == peer) {
-                Some(u) => (u.root, u.len, u.days),
+                Some(u) => (u.root, u.len, u.days, u.price, u.escrow),
                 None => return refused(format!("no upload of shard {shard} is open")),
             }
         };
@@ -381,6 +433,16 @@ impl StoreHost {
             Ok(o) => o,
             Err(e) => return refused(e),
         };
+        if let (Some(e), Some((bank, _))) = (escrow, &self.paid_at)
+            && self.price.0 > 0
+        {
+            let need = naac_store::storage_cost(price, len, u64::from(days) * naac_store::DAY_MS);
+            if let Err(why) = escrow_covers(bank, e, &owner, need).await {
+                self.disk.abort(&m, shard);
+                self.lock().uploads.remove(&(m, shard));
+                return refused(why);
+            }
+        }
         let now = crate::survey::unix_ms();
         let meta = ShardMeta {
             root,
@@ -398,6 +460,7 @@ impl StoreHost {
             if sealed.is_ok() {
                 // The shard and its outboard tree (about 1/16 of it).
                 inner.held += len + len / 16;
+                inner.shards += 1;
             }
         }
         match sealed {
@@ -426,11 +489,15 @@ impl StoreHost {
         if at_ms < meta.stored_ms {
             return refused("this removal was signed before the shards were stored".into());
         }
-        match self.blocking(move |d| d.remove(&m)).await {
-            Ok(freed) => {
+        match self
+            .blocking(move |d| Ok((d.remove(&m)?, d.list().len() as u64)))
+            .await
+        {
+            Ok((freed, shards)) => {
                 {
                     let mut inner = self.lock();
                     inner.held = inner.held.saturating_sub(freed);
+                    inner.shards = shards;
                 }
                 client.stop_providing(super::dht_key(&m)).await;
                 ResponseBody::Store(StoreResponse::Removed { freed })
@@ -464,17 +531,137 @@ impl StoreHost {
             .await
             .unwrap_or_else(|e| {
                 Err(DiskError::Io {
-                    path: disk_dir_placeholder(),
+                    path: self.disk.dir().to_path_buf(),
                     source: std::io::Error::other(e.to_string()),
                 })
             })
     }
 }
 
-fn disk_dir_placeholder() -> std::path::PathBuf {
-    std::path::PathBuf::from("<store>")
+/// What an offer agrees to: how long, at what price, paid from which escrow.
+struct Terms {
+    days: u32,
+    price: Price,
+    escrow: Option<StoreEscrow>,
+}
+
+/// Whether the escrow the data's owner named is there, funded by the owner, open, and holds
+/// at least `need` (this shard's whole term): the host's check before it keeps a shard.
+async fn escrow_covers(
+    bank: &crate::pay::BankConn,
+    e: StoreEscrow,
+    owner: &[u8; 32],
+    need: naac_types::Credits,
+) -> Result<(), String> {
+    let view = bank
+        .escrow(e.job)
+        .await
+        .map_err(|err| format!("cannot check the storage escrow at the bank: {err}"))?
+        .ok_or_else(|| format!("no storage escrow {} at the bank", e.job.short()))?;
+    if view.payer.0 != *owner {
+        return Err("the storage escrow is not funded by the data's owner".into());
+    }
+    if view.closed {
+        return Err("the storage escrow is closed".into());
+    }
+    if view.left < need {
+        return Err(format!(
+            "the storage escrow holds {} credits; this shard's term needs {need}",
+            view.left
+        ));
+    }
+    Ok(())
 }
 
 fn refused(why: String) -> ResponseBody {
     ResponseBody::Refused(why)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::pay::BankConn;
+    use naac_ledger::{AccountKey, Request, SignedRequest};
+    use naac_net::Keypair;
+    use naac_types::Credits;
+
+    fn key(k: &Keypair) -> AccountKey {
+        AccountKey(naac_net::ed25519_of_keypair(k).unwrap())
+    }
+
+    async fn open(bank: &BankConn, bank_key: AccountKey, by: &Keypair, m: &StoreId, c: u64) {
+        let req = Request::OpenEscrow {
+            job: naac_store::escrow_job(m),
+            payer: key(by),
+            amount: Credits::whole(c),
+            max_price: Price(0),
+            fuel_limit: 0,
+            expires_ms: u64::MAX / 2,
+            claim_window_ms: 0,
+        };
+        let s = SignedRequest::new(key(by), &bank_key, &req, |b| naac_net::sign(by, b));
+        bank.submit(vec![s]).await.unwrap().pop().unwrap().unwrap();
+    }
+
+    /// A data owner who names an escrow that is not there, is someone else's, is closed or
+    /// is too small gets no shard kept.
+    #[tokio::test]
+    async fn a_shard_is_kept_only_on_an_escrow_of_its_owner_that_covers_its_term() {
+        let dir = tempfile::tempdir().unwrap();
+        let bank_kp = Keypair::generate_ed25519();
+        let bank_key = key(&bank_kp);
+        let handle = naac_bank::start_with_keypair(
+            naac_bank::BankConfig {
+                store: format!("sqlite:{}", dir.path().join("ledger.db").display()),
+                faucet: naac_bank::Faucet::NONE,
+            },
+            bank_kp.clone(),
+        )
+        .unwrap();
+        let bank = BankConn::Local(handle);
+        let (owner, other) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
+        for k in [&owner, &other] {
+            crate::bank::grant(&bank, &bank_kp, key(k), Credits::whole(100))
+                .await
+                .unwrap();
+        }
+        let m = StoreId::of(b"manifest");
+        let e = StoreEscrow {
+            bank: naac_proto::AccountKey(bank_key.0),
+            job: naac_store::escrow_job(&m),
+        };
+        let need = Credits::whole(5);
+        let owner_key = key(&owner).0;
+        // None yet.
+        let why = escrow_covers(&bank, e, &owner_key, need).await.unwrap_err();
+        assert!(why.contains("no storage escrow"), "{why}");
+        // Someone else's.
+        open(&bank, bank_key, &other, &m, 10).await;
+        let why = escrow_covers(&bank, e, &owner_key, need).await.unwrap_err();
+        assert!(why.contains("not funded by the data's owner"), "{why}");
+        // The owner's, too small, then big enough, then closed.
+        let m2 = StoreId::of(b"manifest 2");
+        let e2 = StoreEscrow {
+            job: naac_store::escrow_job(&m2),
+            ..e
+        };
+        open(&bank, bank_key, &owner, &m2, 4).await;
+        let why = escrow_covers(&bank, e2, &owner_key, need)
+            .await
+            .unwrap_err();
+        assert!(why.contains("holds 4"), "{why}");
+        escrow_covers(&bank, e2, &owner_key, Credits::whole(4))
+            .await
+            .unwrap();
+        let refund = Request::Refund { job: e2.job };
+        let s = SignedRequest::new(key(&owner), &bank_key, &refund, |b| {
+            naac_net::sign(&owner, b)
+        });
+        bank.submit(vec![s]).await.unwrap().pop().unwrap().unwrap();
+        let why = escrow_covers(&bank, e2, &owner_key, Credits::ZERO)
+            .await
+            .unwrap_err();
+        assert!(why.contains("closed"), "{why}");
+    }
 }

@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod client;
 pub mod get;
 pub mod host;
+pub mod pay;
 pub mod put;
 
 pub use catalog::Catalog;
@@ -85,22 +86,10 @@ pub fn parse_url(s: &str) -> anyhow::Result<(StoreId, Option<String>)> {
         Some((h, _)) => (h, None),
         None => (rest, None),
     };
-    let id = parse_id(hex).ok_or_else(|| {
+    let id = StoreId::from_hex(hex).ok_or_else(|| {
         anyhow::anyhow!("{s:?} is not a store id: expected naac:// and 64 hex digits")
     })?;
     Ok((id, path))
-}
-
-/// 64 lowercase or uppercase hex digits.
-pub fn parse_id(hex: &str) -> Option<StoreId> {
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut id = [0u8; 32];
-    for (i, b) in id.iter_mut().enumerate() {
-        *b = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
-    }
-    Some(naac_types::ContentId(id))
 }
 
 /// Asks `hosts` to drop every shard of `id` (signed by `user`, the manifest's owner); returns

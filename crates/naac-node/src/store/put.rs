@@ -11,7 +11,8 @@ use naac_net::{Client, Keypair, PeerId};
 use naac_store::manifest::MANIFEST_VERSION;
 use naac_store::placement::{self, Candidate};
 use naac_store::{FileEntry, Geometry, Manifest, SignedManifest, StoreId};
-use naac_types::ContentId;
+use naac_types::{ContentId, Price};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -30,6 +31,8 @@ pub struct PutOptions {
     pub timeout: Duration,
     /// How long to look for hosts.
     pub discover: Duration,
+    /// The most paid per GiB-day (`None`: any ask).
+    pub max_price: Option<Price>,
 }
 
 /// The default `happy` for `k`-of-`n`: halfway from `k` to `n`, so a fresh upload survives
@@ -263,13 +266,101 @@ pub struct Put {
     pub refused: Vec<(PeerId, String)>,
 }
 
-/// Puts `path` into the store through `client`, signing with `user`.
+/// Which hosts a put or a repair may use, as its payment allows.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PayTerms {
+    /// The bank paying (`None`: unpaid, so only hosts that ask nothing).
+    pub bank: Option<naac_ledger::AccountKey>,
+    /// The most paid per GiB-day.
+    pub max_price: Option<Price>,
+}
+
+/// Hosts surveyed, sorted.
+pub struct Hosts {
+    /// Those that may take a shard.
+    pub candidates: Vec<Candidate<PeerId>>,
+    /// Their asks per GiB-day.
+    pub prices: HashMap<PeerId, Price>,
+    /// The others, with why not.
+    pub refused: Vec<(PeerId, String)>,
+}
+
+/// Sorts surveyed hosts into those that may take a shard of `shard_len` bytes on `terms` and
+/// those that may not (with why: refusing, full, asking too much, paid at another bank,
+/// being vetted again after a failed audit, unreachable).
+pub fn hosts(
+    catalog: &Catalog,
+    surveyed: Vec<(PeerId, Result<naac_proto::store::StoreInfo, HostError>)>,
+    shard_len: u64,
+    terms: &PayTerms,
+) -> anyhow::Result<Hosts> {
+    let mut out = Hosts {
+        candidates: Vec::new(),
+        prices: HashMap::new(),
+        refused: Vec::new(),
+    };
+    for (peer, info) in surveyed {
+        let i = match info {
+            Ok(i) => i,
+            Err(e) => {
+                out.refused.push((peer, e.to_string()));
+                continue;
+            }
+        };
+        let size = naac_types::units::format_size;
+        let why = if let Some(r) = i.refusing {
+            Some(r)
+        } else if i.free < shard_len {
+            Some(format!(
+                "has {} free, a shard is {}",
+                size(i.free),
+                size(shard_len)
+            ))
+        } else if i.price.0 > 0 && terms.bank.is_none() {
+            Some(format!(
+                "asks {} credits per GiB-day: pay with --bank ADDR",
+                i.price
+            ))
+        } else if let Some(max) = terms.max_price.filter(|m| i.price > *m) {
+            Some(format!(
+                "asks {} credits per GiB-day, above --max-price {max}",
+                i.price
+            ))
+        } else if let (Some(at), Some(ours)) = (i.paid_at, terms.bank)
+            && i.price.0 > 0
+            && at.0 != ours.0
+        {
+            Some("is paid at another bank".into())
+        } else if !catalog.trust(&peer.to_string())?.may_hold() {
+            Some("is being vetted again after a failed audit".into())
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            out.refused.push((peer, why));
+            continue;
+        }
+        out.prices.insert(peer, i.price);
+        out.candidates.push(Candidate {
+            host: peer,
+            owner: i.owner,
+            net: None,
+            free: i.free,
+            score: catalog.trust(&peer.to_string())?.score(),
+        });
+    }
+    Ok(out)
+}
+
+/// Puts `path` into the store through `client`, signing with `user`; with `pay` (a bank and
+/// its address), escrows the storage's term there and pays hosts per passed audit.
 pub async fn put(
     client: &Client,
     home: &crate::Home,
     user: &Keypair,
     path: &Path,
     opts: &PutOptions,
+    pay: Option<(&crate::pay::BankConn, &str)>,
 ) -> Result<Put, PutError> {
     let started = Instant::now();
     let tree = walk(path)?;
@@ -311,41 +402,51 @@ pub async fn put(
     let catalog = Catalog::open(&home.store_db())?;
     // Ask every host found for its offer.
     let surveyed = client::survey(client, found).await;
-    let mut refused: Vec<(PeerId, String)> = Vec::new();
-    let mut candidates = Vec::new();
     let shard_len = enc.geometry.shard_len();
-    for (peer, info) in surveyed {
-        match info {
-            Ok(i) if i.refusing.is_some() => {
-                refused.push((peer, i.refusing.unwrap_or_default()));
-            }
-            Ok(i) if i.free < shard_len => refused.push((
-                peer,
-                format!(
-                    "has {} free, a shard is {}",
-                    naac_types::units::format_size(i.free),
-                    naac_types::units::format_size(shard_len)
-                ),
-            )),
-            Ok(i) => {
-                let trust = catalog.trust(&peer.to_string())?;
-                if !trust.may_hold() {
-                    refused.push((peer, "is being vetted again after a failed audit".into()));
-                    continue;
-                }
-                candidates.push(Candidate {
-                    host: peer,
-                    owner: i.owner,
-                    net: None,
-                    free: i.free,
-                    score: trust.score(),
-                });
-            }
-            Err(e) => refused.push((peer, e.to_string())),
-        }
-    }
+    let terms = PayTerms {
+        bank: match pay {
+            Some((b, _)) => Some(b.key().await.map_err(|e| anyhow::anyhow!("{e}"))?),
+            None => None,
+        },
+        max_price: opts.max_price,
+    };
+    let Hosts {
+        candidates,
+        prices,
+        mut refused,
+    } = hosts(&catalog, surveyed, shard_len, &terms)?;
     let shards: Vec<u16> = (0..n).collect();
     let mut todo = placement::place(&shards, shard_len, &candidates, &[]).assigned;
+    let price_of = |p: &PeerId| prices.get(p).copied().unwrap_or_default();
+    let end_ms = crate::survey::unix_ms() + u64::from(opts.days) * naac_store::DAY_MS;
+    // Escrow the term of the hosts chosen, and half again for repairs onto other hosts.
+    let mut escrow = None;
+    if let (Some((bank, addr)), Some(bank_key)) = (pay, terms.bank) {
+        let term = u64::from(opts.days) * naac_store::DAY_MS;
+        let need: u64 = todo
+            .iter()
+            .map(|(_, p)| naac_store::storage_cost(price_of(p), shard_len, term).0)
+            .sum();
+        if need > 0 {
+            let amount = naac_types::Credits(need + need / 2);
+            let (_, job) = super::pay::open_escrow(bank, user, &id, amount, end_ms).await?;
+            escrow = Some(naac_proto::store::StoreEscrow {
+                bank: naac_proto::AccountKey(bank_key.0),
+                job,
+            });
+            catalog.set_pay(
+                &id,
+                &super::pay::PayRow {
+                    bank: addr.to_string(),
+                    bank_key,
+                    job,
+                    escrowed: amount,
+                    end_ms,
+                    max_price: opts.max_price,
+                },
+            )?;
+        }
+    }
     let mut placed: Vec<(u16, PeerId)> = Vec::new();
     let deadline = started + opts.timeout;
     // Upload; a shard a host fails goes to the next free host, once.
@@ -354,11 +455,16 @@ pub async fn put(
             let path = enc.shard_files[usize::from(shard)].clone();
             let root = enc.roots[usize::from(shard)];
             let signed = &signed;
+            let terms = client::Terms {
+                days: opts.days,
+                price: price_of(&peer),
+                escrow,
+            };
             async move {
                 let left = deadline.saturating_duration_since(Instant::now());
                 let r = tokio::time::timeout(
                     left,
-                    client::upload(client, peer, id, shard, root, &path, opts.days, signed),
+                    client::upload(client, peer, id, shard, root, &path, &terms, signed),
                 )
                 .await
                 .unwrap_or(Err(HostError::Late(opts.timeout)));
@@ -401,6 +507,12 @@ pub async fn put(
     if placed.len() < usize::from(opts.happy) {
         // Take back what went out: an unhappy upload is not kept half-way.
         super::remove_from(client, user, &id, placed.iter().map(|p| p.1)).await;
+        if let (Some((bank, _)), Some(p)) = (pay, catalog.pay_row(&id)?) {
+            if let Err(e) = super::pay::refund(bank, user, &p).await {
+                tracing::warn!("refund the storage escrow of {}: {e:#}", id.short());
+            }
+            catalog.mark_removed(&id)?;
+        }
         return Err(PutError::Unhappy {
             placed: placed.len(),
             happy: opts.happy,
@@ -419,7 +531,15 @@ pub async fn put(
     for &(shard, peer) in &placed {
         let next = naac_store::audit::next_audit(now, super::AUDIT_EVERY_MS, &mut seed);
         let a = addrs.get(&peer).cloned().unwrap_or_default();
-        catalog.place(&id, shard, &peer.to_string(), &a, next)?;
+        catalog.place(
+            &id,
+            shard,
+            &peer.to_string(),
+            &a,
+            price_of(&peer),
+            now,
+            next,
+        )?;
     }
     Ok(Put {
         id,
