@@ -268,6 +268,7 @@ mod tests {
                     limits: Default::default(),
                     checkpoint_interval_ms: None,
                     order: None,
+                    sources: Vec::new(),
                     tasks: Vec::new(),
                 }),
                 "Assign",

@@ -223,6 +223,18 @@ pub struct Summary {
     /// What the job cost, when a bank kept the books (amounts in credits, as exact decimal
     /// strings).
     pub cost: Option<CostSummary>,
+    /// What this requester handed providers itself (modules, inputs, checkpoints), and how
+    /// many distinct inputs they read from storage hosts instead.
+    pub served: ServedSummary,
+}
+
+/// Blobs the requester served.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ServedSummary {
+    pub blobs: u64,
+    pub bytes: u64,
+    /// Distinct `naac://` inputs, which providers read from storage hosts.
+    pub stored_inputs: u64,
 }
 
 /// The job's bill.

@@ -264,6 +264,20 @@ pub struct Assign {
     /// `Order`), which the provider keeps to claim results the payer does not pay.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order: Option<WireOrder>,
+    /// Blobs of these tasks the provider fetches from storage hosts rather than from the
+    /// requester (at most one per input of each task).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<BlobSource>,
+}
+
+/// Where a blob lives other than with the requester: file `path` of the stored data
+/// `manifest` (`naac://<manifest>/<path>`), read from any `k` of its storage hosts and
+/// checked against `id`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobSource {
+    pub id: ContentId,
+    pub manifest: ContentId,
+    pub path: String,
 }
 
 /// A payer's signed order, as the bank's ledger defines it (`naac_ledger::SignedOrder`).

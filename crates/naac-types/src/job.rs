@@ -4,7 +4,8 @@
 //! name = "pi"                         # optional; default: the file's stem
 //! module = "pi.wasm"                  # path relative to the job file
 //! args = ["{seed}", "{samples}"]      # argv after argv[0]; {key} from the sweep
-//! inputs = ["data/{seed}.bin"]        # optional: files placed in /in (templated too)
+//! inputs = ["data/{seed}.bin"]        # optional: files placed in /in (templated too);
+//!                                     # "naac://<id>/<path>" names a file of stored data
 //! stdin = "data/{seed}.txt"           # optional: file fed to the task's stdin
 //! retries = 3                         # optional; per task
 //! checkpoint_interval = "10s"         # optional: guests may checkpoint this often
@@ -44,7 +45,7 @@ pub use sweep::{SweepAxis, SweepValue, Template};
 use crate::diag::{FileError, FileKind, file_error};
 use crate::verify::VerifyPolicy;
 use crate::{ContentId, Limits};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Most tasks one job may expand to.
 pub const MAX_TASKS: u64 = 10_000_000;
@@ -97,13 +98,22 @@ pub struct Job {
     task_count: u64,
 }
 
+/// How an input or stdin names a file of stored data: `naac://<id>/<path>`.
+pub const STORE_SCHEME: &str = "naac://";
+
+/// The `naac://…` URL an input path stands for, if it names stored data.
+pub fn store_url(p: &Path) -> Option<&str> {
+    p.to_str().filter(|s| s.starts_with(STORE_SCHEME))
+}
+
 /// The concrete parameters of one task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskParams {
     pub index: u64,
     /// argv after argv[0].
     pub args: Vec<String>,
-    /// Files to place in `/in`, as paths on this machine (resolved against the job file).
+    /// Files to place in `/in`, as paths on this machine (resolved against the job file), or
+    /// files of stored data as their `naac://` URL ([`store_url`]).
     pub inputs: Vec<PathBuf>,
     /// File whose bytes are the task's stdin.
     pub stdin: Option<PathBuf>,
@@ -140,8 +150,8 @@ impl Job {
     }
 
     /// Every file the job names, as paths on this machine, each once: the module, the reduce
-    /// module and verifier, and each task's inputs and stdin. Fails on the first input
-    /// file that does not exist.
+    /// module and verifier, and each task's inputs and stdin (not those in the store). Fails
+    /// on the first input file that does not exist.
     pub fn files(&self) -> Result<Vec<PathBuf>, JobError> {
         let mut all: Vec<PathBuf> = vec![self.module.clone()];
         all.extend(self.reduce.as_ref().map(|r| r.module.clone()));
@@ -153,7 +163,7 @@ impl Job {
             }
             let t = self.task(i)?;
             for p in t.inputs.into_iter().chain(t.stdin) {
-                if seen.insert(p.clone()) {
+                if store_url(&p).is_none() && seen.insert(p.clone()) {
                     all.push(p);
                 }
             }
@@ -190,6 +200,10 @@ impl Job {
         let dir = self.dir();
         let resolve = |field: String, t: &Template| -> Result<PathBuf, JobError> {
             let rel = t.render(&values);
+            // Stored data (`naac://<id>/<path>`): providers fetch it from storage hosts.
+            if rel.starts_with(STORE_SCHEME) {
+                return Ok(PathBuf::from(rel));
+            }
             let p = dir.join(&rel);
             if !p.is_file() {
                 return Err(FileError {

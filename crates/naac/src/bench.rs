@@ -708,6 +708,7 @@ async fn round_trips(rounds: u32) -> anyhow::Result<Vec<Duration>> {
             limits: Limits::default(),
             checkpoint_interval_ms: None,
             order: None,
+            sources: Vec::new(),
             tasks: vec![TaskSpec {
                 index: i,
                 attempt: 1,

@@ -112,6 +112,7 @@ fn a_flood_of_large_inputs_does_not_fill_a_providers_memory() {
             limits: Limits::default(),
             checkpoint_interval_ms: None,
             order: None,
+            sources: Vec::new(),
             tasks,
         };
         let client2 = client.clone();
@@ -224,6 +225,7 @@ fn a_priced_provider_runs_nothing_it_made_no_ask_for() {
             limits: Limits::default(),
             checkpoint_interval_ms: None,
             order: None,
+            sources: Vec::new(),
             tasks: vec![TaskSpec {
                 index: 0,
                 attempt: 0,
@@ -333,6 +335,7 @@ fn a_module_is_compiled_only_when_a_slot_is_free() {
             checkpoint_interval_ms: None,
             tasks: vec![spec(0, args)],
             order: None,
+            sources: Vec::new(),
         };
         let send = |a: Assign| {
             let client = client.clone();
@@ -442,6 +445,7 @@ fn a_requester_gets_at_most_its_share_of_a_provider() {
         limits: Limits::default(),
         checkpoint_interval_ms: None,
         order: None,
+        sources: Vec::new(),
         tasks: (first..first + n).map(|i| spec(i, &["noop"])).collect(),
     };
     // Jobs: one task each, four more than the limit.
@@ -669,6 +673,7 @@ fn a_provider_paid_at_a_bank_runs_work_only_its_escrow_there_pays_for() {
                     resume: None,
                 }],
                 order,
+                sources: Vec::new(),
             }
         };
         // Until the bank answers, and once more after a check fails, the work goes back

@@ -449,3 +449,99 @@ fn too_few_hosts_fail_fast_naming_each_and_why() {
     assert!(err.contains(small_id), "{err}");
     drop(second);
 }
+
+/// The checksum testkit's `readin` prints beside the length.
+fn checksum(bytes: &[u8]) -> u32 {
+    bytes
+        .iter()
+        .fold(0u32, |s, b| s.wrapping_add(u32::from(*b)))
+}
+
+#[test]
+fn a_job_reads_its_naac_inputs_from_storage_hosts_not_from_its_requester() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path();
+    // Four machines that lend disk and run tasks.
+    let lend = |i: usize, join: Option<&str>| {
+        let home = root.join(format!("host{i}"));
+        std::fs::create_dir_all(&home).expect("host dir");
+        std::fs::write(home.join("policy.toml"), "idle_only = false\n").expect("policy");
+        host(root, i, join, &["--provide", "--slots", "1"])
+    };
+    let first = lend(0, None);
+    let join = first.addr.clone();
+    let mut hosts = vec![first];
+    for i in 1..4 {
+        hosts.push(lend(i, Some(&join)));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let parts = root.join("parts");
+    std::fs::create_dir_all(&parts).expect("parts");
+    let mut sizes = Vec::new();
+    for i in 0..4usize {
+        let bytes: Vec<u8> = (0..(150_000 + i * 40_000))
+            .map(|j| (j * 7 + i) as u8)
+            .collect();
+        sizes.push((bytes.len(), checksum(&bytes)));
+        std::fs::write(parts.join(format!("part-{i}.bin")), bytes).expect("part");
+    }
+    let id = ok(user(root, "alice")
+        .args(["store", "put", "parts", "--k", "2", "--n", "4", "--no-mdns"])
+        .args(["--join", &join])
+        .output()
+        .expect("put"))
+    .trim()
+    .to_string();
+    std::fs::copy(
+        common::examples().join("testkit/testkit.wasm"),
+        root.join("testkit.wasm"),
+    )
+    .expect("module");
+    std::fs::write(
+        root.join("job.toml"),
+        format!(
+            "name = \"stored\"\nmodule = \"testkit.wasm\"\nargs = [\"readin\", \"part-{{i}}.bin\"]\ninputs = [\"{id}/part-{{i}}.bin\"]\n[sweep]\ni = [0, 1, 2, 3]\n"
+        ),
+    )
+    .expect("job");
+    let o = user(root, "alice")
+        .args(["run", "job.toml", "--json", "--out", "out", "--no-mdns"])
+        .args(["--join", &join])
+        .output()
+        .expect("run");
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    assert!(
+        o.status.success(),
+        "{summary}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(summary["tasks"]["succeeded"], 4, "{summary}");
+    for (i, (len, sum)) in sizes.iter().enumerate() {
+        let out =
+            std::fs::read_to_string(root.join(format!("out/tasks/{i}/stdout"))).expect("stdout");
+        assert_eq!(out.trim(), format!("{len} {sum}"), "task {i}");
+    }
+    // The requester handed out the module and nothing else: no input passed through it.
+    let module = std::fs::metadata(root.join("testkit.wasm"))
+        .expect("module")
+        .len();
+    let served = &summary["served"];
+    assert_eq!(served["stored_inputs"], 4, "{summary}");
+    let blobs = served["blobs"].as_u64().expect("blobs");
+    assert!(blobs <= 4, "{summary}");
+    assert_eq!(served["bytes"].as_u64(), Some(blobs * module), "{summary}");
+    // A file the data does not hold is refused up front, naming it.
+    std::fs::write(
+        root.join("bad.toml"),
+        format!("name = \"bad\"\nmodule = \"testkit.wasm\"\nargs = [\"noop\"]\ninputs = [\"{id}/nope.bin\"]\n"),
+    )
+    .expect("job");
+    let o = user(root, "alice")
+        .args(["run", "bad.toml", "--out", "out-bad", "--no-mdns"])
+        .args(["--join", &join])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("holds no file \"nope.bin\""), "{err}");
+}

@@ -378,6 +378,7 @@ mod tests {
             limits,
             checkpoint_interval_ms: None,
             order: None,
+            sources: Vec::new(),
             tasks: vec![spec; tasks],
         }
     }

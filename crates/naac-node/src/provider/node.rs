@@ -530,7 +530,7 @@ impl Provider {
         self.peers.get(peer).and_then(|u| u.as_deref())
     }
 
-    pub(super) fn on_assign(&mut self, peer: PeerId, a: Assign) -> ResponseBody {
+    pub(super) fn on_assign(&mut self, peer: PeerId, mut a: Assign) -> ResponseBody {
         if let Err(why) = self.admission().assign(&peer, self.user_of(&peer), &a) {
             return ResponseBody::Refused(why);
         }
@@ -576,7 +576,7 @@ impl Provider {
                 return ResponseBody::Refused(why);
             }
         };
-        let mut tasks = a.tasks;
+        let mut tasks = std::mem::take(&mut a.tasks);
         let excess = tasks.split_off(take);
         if !self.state.is_accepting() {
             // Raced with our status update: hand them straight back.
@@ -586,15 +586,10 @@ impl Provider {
             self.send_report(key, false);
             return ResponseBody::Ack;
         }
-        let info = Arc::new(AssignInfo {
-            job: a.job,
-            module: a.module,
-            argv0: a.argv0,
-            limits: a.limits,
-            checkpoint_interval_ms: a.checkpoint_interval_ms,
-        });
+        let seq = a.seq;
+        let info = Arc::new(AssignInfo::of(a));
         let state = self.jobs.entry(key).or_default();
-        state.applied(a.seq);
+        state.applied(seq);
         for spec in tasks {
             let held = Held::new(spec.attempt);
             let (cancel, started) = (held.cancel.clone(), held.started.clone());
@@ -605,7 +600,7 @@ impl Provider {
             let info = info.clone();
             let claimable = self
                 .claims
-                .wants(&a.job, (spec.index, spec.attempt))
+                .wants(&info.job, (spec.index, spec.attempt))
                 .then(|| (info.module, spec.input_digest(&info.argv0)));
             tokio::spawn(async move {
                 let result = runner.run_task(peer, &info, spec, cancel, started).await;
@@ -622,7 +617,7 @@ impl Provider {
             tracing::warn!(
                 "{peer} has its share of tasks here: {} of job {} go back",
                 excess.len(),
-                a.job.short()
+                info.job.short()
             );
             state.return_unstarted(excess.iter().map(|t| (t.index, t.attempt)));
             self.send_report(key, false);

@@ -33,6 +33,9 @@ type BlobCell = Arc<OnceCell<Arc<Vec<u8>>>>;
 /// Fetches in flight at once: queued tasks prefetch their inputs, but not all at once.
 const MAX_FETCHES: usize = 32;
 
+/// How long to look for the storage hosts of stored data.
+const STORE_LOOKUP: Duration = Duration::from_secs(5);
+
 /// Tasks that may hold their inputs beyond those with a slot: the next ones fetch while the
 /// running ones run, the rest wait without holding anything (a requester that queues 4,096
 /// tasks with large inputs cannot make the provider hold them all).
@@ -43,7 +46,12 @@ struct Blobs {
     fetches: Semaphore,
     cells: Mutex<HashMap<ContentId, BlobCell>>,
     bytes: Mutex<usize>,
+    /// Stored data opened lately (manifest and holders), to read more files of it.
+    opened: Mutex<HashMap<naac_store::StoreId, Arc<crate::store::get::Opened>>>,
 }
+
+/// Stored data kept opened at once.
+const MAX_OPENED: usize = 64;
 
 impl Default for Blobs {
     fn default() -> Self {
@@ -51,16 +59,45 @@ impl Default for Blobs {
             fetches: Semaphore::new(MAX_FETCHES),
             cells: Mutex::new(HashMap::new()),
             bytes: Mutex::new(0),
+            opened: Mutex::new(HashMap::new()),
         }
     }
 }
 
 impl Blobs {
+    /// File `path` of stored data `m`, from any `k` of its storage hosts (each byte checked
+    /// against the manifest, the file against its hash).
+    async fn stored(
+        &self,
+        client: &Client,
+        m: &naac_store::StoreId,
+        path: &str,
+    ) -> anyhow::Result<Vec<u8>> {
+        let known = self.opened.lock().expect("opened lock").get(m).cloned();
+        let opened = match known {
+            Some(o) => o,
+            None => {
+                let o = crate::store::get::open(client, m, Vec::new(), STORE_LOOKUP).await?;
+                let o = Arc::new(o);
+                let mut all = self.opened.lock().expect("opened lock");
+                if all.len() >= MAX_OPENED {
+                    all.clear();
+                }
+                all.insert(*m, o.clone());
+                o
+            }
+        };
+        crate::store::get::read_file(client, &opened, path)
+            .await
+            .with_context(|| format!("read naac://{m}/{path}"))
+    }
+
     async fn get(
         &self,
         client: &Client,
         peer: PeerId,
         id: ContentId,
+        source: Option<&(naac_store::StoreId, String)>,
     ) -> anyhow::Result<Arc<Vec<u8>>> {
         let cell = self
             .cells
@@ -74,6 +111,15 @@ impl Blobs {
             .get_or_try_init(|| async {
                 fetched = true;
                 let _permit = self.fetches.acquire().await.context("fetches closed")?;
+                if let Some((m, path)) = source {
+                    let bytes = self.stored(client, m, path).await?;
+                    anyhow::ensure!(
+                        ContentId::of(&bytes) == id,
+                        "naac://{m}/{path} is not the blob {} the requester named",
+                        id.short()
+                    );
+                    return Ok(Arc::new(bytes));
+                }
                 let resp = client
                     .request(peer, Request::new(RequestBody::Fetch { id }))
                     .await
@@ -171,6 +217,7 @@ impl Runner {
         &self,
         peer: PeerId,
         id: ContentId,
+        source: Option<&(naac_store::StoreId, String)>,
         cancel: &AtomicBool,
     ) -> anyhow::Result<Prepared> {
         let cell = {
@@ -199,13 +246,24 @@ impl Runner {
                 if cancel.load(Ordering::Relaxed) {
                     anyhow::bail!("cancelled before it started");
                 }
-                let bytes = self.blobs.get(&self.client, peer, id).await?;
+                let bytes = self.blobs.get(&self.client, peer, id, source).await?;
                 let sandbox = self.sandbox.clone();
                 let r = tokio::task::spawn_blocking(move || sandbox.compile(&id, &bytes)).await?;
                 Ok::<_, anyhow::Error>(r.map_err(|e| e.to_string()))
             })
             .await?;
         compiled.clone().map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// A blob of a task: from storage hosts when the assignment says so, else the requester.
+    async fn fetch(
+        &self,
+        peer: PeerId,
+        assign: &AssignInfo,
+        id: ContentId,
+    ) -> anyhow::Result<Arc<Vec<u8>>> {
+        let source = assign.sources.get(&id);
+        self.blobs.get(&self.client, peer, id, source).await
     }
 
     /// Runs one task to a result; never fails (a task that cannot run is a rejected result).
@@ -248,22 +306,23 @@ impl Runner {
         cancel: Arc<AtomicBool>,
         started: Arc<AtomicBool>,
     ) -> anyhow::Result<TaskResult> {
-        let module = self.module(peer, assign.module, &cancel).await?;
+        let source = assign.sources.get(&assign.module);
+        let module = self.module(peer, assign.module, source, &cancel).await?;
         // Inputs are fetched only within the window of tasks about to run.
         let _window = self.prefetch.acquire().await.context("prefetch closed")?;
         if cancel.load(Ordering::Relaxed) {
             anyhow::bail!("cancelled before it started");
         }
         let stdin = match spec.stdin {
-            Some(id) => self.blobs.get(&self.client, peer, id).await?.to_vec(),
+            Some(id) => self.fetch(peer, assign, id).await?.to_vec(),
             None => Vec::new(),
         };
         let mut inputs = Vec::with_capacity(spec.inputs.len());
         for (name, id) in &spec.inputs {
-            inputs.push((name.clone(), self.blobs.get(&self.client, peer, *id).await?));
+            inputs.push((name.clone(), self.fetch(peer, assign, *id).await?));
         }
         let restore = match spec.resume {
-            Some(id) => Some(self.blobs.get(&self.client, peer, id).await?),
+            Some(id) => Some(self.blobs.get(&self.client, peer, id, None).await?),
             None => None,
         };
         let input_digest = spec.input_digest(&assign.argv0);
@@ -453,4 +512,24 @@ pub struct AssignInfo {
     pub argv0: String,
     pub limits: naac_types::Limits,
     pub checkpoint_interval_ms: Option<u64>,
+    /// Blobs to read from storage hosts: (manifest, path) by content id.
+    pub sources: HashMap<ContentId, (naac_store::StoreId, String)>,
+}
+
+impl AssignInfo {
+    /// What the tasks of `a` share (its tasks taken out before).
+    pub fn of(a: naac_proto::Assign) -> Self {
+        Self {
+            job: a.job,
+            module: a.module,
+            argv0: a.argv0,
+            limits: a.limits,
+            checkpoint_interval_ms: a.checkpoint_interval_ms,
+            sources: a
+                .sources
+                .into_iter()
+                .map(|s| (s.id, (s.manifest, s.path)))
+                .collect(),
+        }
+    }
 }

@@ -99,12 +99,7 @@ impl Session<'_> {
     fn on_request(&mut self, peer: PeerId, body: RequestBody) -> ResponseBody {
         match body {
             RequestBody::Bank(_) => ResponseBody::Refused("this node is not a bank".into()),
-            RequestBody::Fetch { id } => {
-                match self.blobs.get(&id).or_else(|| self.checkpoints.blob(&id)) {
-                    Some(b) => ResponseBody::Blob(b.to_vec()),
-                    None => ResponseBody::NotFound,
-                }
-            }
+            RequestBody::Fetch { id } => self.blobs.serve(&id, |id| self.checkpoints.blob(id)),
             RequestBody::Report(report) => self.on_report(peer, report),
             RequestBody::Checkpoint {
                 job,
@@ -745,6 +740,7 @@ impl Session<'_> {
                 checkpoint_interval_ms: job.checkpoint_interval.map(|d| d.as_millis() as u64),
                 tasks: chunk.to_vec(),
                 order,
+                sources: self.blobs.sources_for(chunk),
             }));
             let client = self.client.clone();
             let tx = self.internal.clone();

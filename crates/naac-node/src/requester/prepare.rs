@@ -3,7 +3,7 @@
 //! names registered for providers to fetch.
 
 use anyhow::Context as _;
-use naac_proto::TaskSpec;
+use naac_proto::{BlobSource, ResponseBody, TaskSpec};
 use naac_sandbox::{Prepared, Sandbox};
 use naac_types::{ContentId, Job, JobId};
 use std::collections::HashMap;
@@ -24,8 +24,137 @@ pub enum RunError {
 /// Largest input (or stdin) file: it must fit in one message with room to spare.
 pub const MAX_INPUT_BYTES: u64 = naac_proto::MAX_MESSAGE_BYTES - (1 << 20);
 
-/// Content the requester serves to providers (modules, inputs), by content id.
-pub type Blobs = HashMap<ContentId, Arc<Vec<u8>>>;
+/// Content the requester serves to providers (modules, inputs) by content id, and the
+/// files of stored data its tasks name, which providers read from storage hosts instead.
+#[derive(Default)]
+pub struct Blobs {
+    served: HashMap<ContentId, Arc<Vec<u8>>>,
+    /// Stored files by `naac://` URL: content id and length, from their manifests.
+    stored: HashMap<String, (ContentId, u64)>,
+    /// Where providers read stored blobs, by content id.
+    sources: HashMap<ContentId, BlobSource>,
+    /// Blobs handed to providers, and their bytes.
+    pub fetches: u64,
+    pub fetched_bytes: u64,
+}
+
+impl Blobs {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Keeps a blob to serve.
+    pub fn insert(&mut self, id: ContentId, bytes: Arc<Vec<u8>>) {
+        self.served.entry(id).or_insert(bytes);
+    }
+
+    /// A blob this requester serves.
+    pub fn get(&self, id: &ContentId) -> Option<&Arc<Vec<u8>>> {
+        self.served.get(id)
+    }
+
+    /// A provider's `Fetch`: the blob (or one `more` knows, a checkpoint), counted.
+    pub fn serve<'a>(
+        &'a mut self,
+        id: &ContentId,
+        more: impl FnOnce(&ContentId) -> Option<&'a Arc<Vec<u8>>>,
+    ) -> ResponseBody {
+        match self.served.get(id).or_else(|| more(id)) {
+            Some(b) => {
+                self.fetches += 1;
+                self.fetched_bytes += b.len() as u64;
+                ResponseBody::Blob(b.to_vec())
+            }
+            None => ResponseBody::NotFound,
+        }
+    }
+
+    /// What was served, for `summary.json`.
+    pub fn summary(&self) -> crate::output::ServedSummary {
+        crate::output::ServedSummary {
+            blobs: self.fetches,
+            bytes: self.fetched_bytes,
+            stored_inputs: self.stored.len() as u64,
+        }
+    }
+
+    /// Where the providers of `tasks` read the stored blobs among their inputs.
+    pub fn sources_for(&self, tasks: &[TaskSpec]) -> Vec<BlobSource> {
+        let mut seen = std::collections::HashSet::new();
+        tasks
+            .iter()
+            .flat_map(|t| t.inputs.iter().map(|i| &i.1).chain(t.stdin.as_ref()))
+            .filter(|id| seen.insert(**id))
+            .filter_map(|id| self.sources.get(id).cloned())
+            .collect()
+    }
+
+    /// Opens the stored data every task names (`naac://<id>/<path>` inputs and stdin) and
+    /// notes each file's hash and length from its manifest, so no task reads it here.
+    /// Fails, naming the task and URL, on a file the data does not have or one too large.
+    pub async fn open_stored(
+        &mut self,
+        client: &naac_net::Client,
+        job: &Job,
+    ) -> anyhow::Result<()> {
+        let mut urls: Vec<(u64, String)> = Vec::new();
+        for i in 0..job.task_count() {
+            if i > 0 && !job.has_files() {
+                break;
+            }
+            let params = job.task(i).map_err(job_error)?;
+            for p in params.inputs.iter().chain(params.stdin.iter()) {
+                if let Some(u) = naac_types::job::store_url(p) {
+                    urls.push((i, u.to_string()));
+                }
+            }
+        }
+        let mut opened: HashMap<naac_store::StoreId, crate::store::get::Opened> = HashMap::new();
+        for (task, url) in urls {
+            if self.stored.contains_key(&url) {
+                continue;
+            }
+            let (m, path) = crate::store::parse_url(&url)?;
+            let path = path.with_context(|| {
+                format!("task {task}: {url} names no file (naac://<id>/<path in the data>)")
+            })?;
+            let o = match opened.entry(m) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                    crate::store::get::open(client, &m, Vec::new(), STORE_LOOKUP)
+                        .await
+                        .with_context(|| format!("task {task}: open {url}"))?,
+                ),
+            };
+            let f = o
+                .manifest
+                .files
+                .iter()
+                .find(|f| f.path == path)
+                .with_context(|| {
+                    format!("task {task}: naac://{m} holds no file {path:?} (`naac store status` lists what you stored)")
+                })?;
+            anyhow::ensure!(
+                f.len <= MAX_INPUT_BYTES,
+                "task {task}: {url} is {} bytes; the limit is {MAX_INPUT_BYTES}\nhint: split the input across tasks",
+                f.len
+            );
+            self.stored.insert(url, (f.hash, f.len));
+            self.sources.insert(
+                f.hash,
+                BlobSource {
+                    id: f.hash,
+                    manifest: m,
+                    path,
+                },
+            );
+        }
+        Ok(())
+    }
+}
+
+/// How long to look for the storage hosts of a job's stored inputs.
+const STORE_LOOKUP: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A job that passed every check and is ready to run.
 pub struct PreparedJob {
@@ -120,10 +249,17 @@ pub fn task_spec(
 ) -> anyhow::Result<TaskSpec> {
     let params = job.task(index as u64).map_err(job_error)?;
     let mut add = |path: &Path| -> anyhow::Result<ContentId> {
+        if let Some(url) = naac_types::job::store_url(path) {
+            return blobs
+                .stored
+                .get(url)
+                .map(|f| f.0)
+                .with_context(|| format!("{url} was not opened before the run"));
+        }
         let bytes =
             std::fs::read(path).with_context(|| format!("read input {}", path.display()))?;
         let id = ContentId::of(&bytes);
-        blobs.entry(id).or_insert_with(|| Arc::new(bytes));
+        blobs.served.entry(id).or_insert_with(|| Arc::new(bytes));
         Ok(id)
     };
     let stdin = params.stdin.as_deref().map(&mut add).transpose()?;

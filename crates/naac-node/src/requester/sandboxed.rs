@@ -32,7 +32,10 @@ pub fn verifier_run(
     let spec = task_spec(&prepared.job, prepared.module_id, index, 0, blobs)?;
     let mut inputs = Vec::with_capacity(spec.inputs.len() + result.outputs.len());
     for (name, id) in &spec.inputs {
-        let bytes = blobs.get(id).context("input blob")?.clone();
+        let bytes = blobs
+            .get(id)
+            .context("an input in the store: the requester's verifier cannot read it")?
+            .clone();
         inputs.push((name.clone(), bytes));
     }
     for o in &result.outputs {

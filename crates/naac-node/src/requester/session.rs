@@ -302,6 +302,10 @@ pub async fn run(
     {
         tracing::warn!("{e:#}");
     }
+    // Stored inputs are looked up, not read: providers read them from storage hosts.
+    if let Err(e) = s.blobs.open_stored(&client, &s.prepared.job).await {
+        return Err(RunError::Invalid(e));
+    }
     s.drive();
     let mut last_flush = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -637,6 +641,7 @@ impl Session<'_> {
             first_provider,
             checkpoints,
             sandbox,
+            blobs,
             ..
         } = self;
         let write_errors = writer.finish().await?;
@@ -673,6 +678,7 @@ impl Session<'_> {
             interrupted,
             reduce: None,
             cost,
+            served: blobs.summary(),
         };
         let mut reduce_stdout = None;
         if let Some((module, args)) = &prepared.reduce

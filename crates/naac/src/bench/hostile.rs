@@ -165,6 +165,7 @@ async fn input_flood(tasks: u32) -> anyhow::Result<Figure> {
         limits: Limits::default(),
         checkpoint_interval_ms: None,
         order: None,
+        sources: Vec::new(),
         tasks: (0..tasks)
             .map(|i| TaskSpec {
                 index: i,
