@@ -160,6 +160,8 @@ pub(crate) enum Lookup {
         found: Vec<PeerId>,
         reply: oneshot::Sender<anyhow::Result<Providers>>,
         deadline: Instant,
+        /// When the last new provider was found.
+        last_new: Option<Instant>,
     },
     Peer {
         peer: PeerId,
@@ -169,9 +171,20 @@ pub(crate) enum Lookup {
     },
 }
 
+/// A provider lookup that found someone answers once no new provider has come for this
+/// long, rather than waiting out its deadline for peers that will never answer (a dead peer
+/// in the routing table can hold a Kademlia query open for its whole timeout).
+pub const PROVIDERS_SETTLE: Duration = Duration::from_millis(500);
+
 impl Lookup {
+    /// When it ends: its deadline, or sooner once its answers settled.
     fn deadline(&self) -> Instant {
         match self {
+            Lookup::Providers {
+                deadline,
+                last_new: Some(t),
+                ..
+            } => (*deadline).min(*t + PROVIDERS_SETTLE),
             Lookup::Providers { deadline, .. } | Lookup::Peer { deadline, .. } => *deadline,
         }
     }
@@ -509,6 +522,7 @@ impl EventLoop {
                 found: Vec::new(),
                 reply,
                 deadline,
+                last_new: None,
             },
         );
     }
@@ -529,11 +543,15 @@ impl EventLoop {
         let me = *self.swarm.local_peer_id();
         match result {
             QueryResult::GetProviders(r) => {
-                if let Some(Lookup::Providers { found, .. }) = self.lookups.get_mut(&id) {
+                if let Some(Lookup::Providers {
+                    found, last_new, ..
+                }) = self.lookups.get_mut(&id)
+                {
                     if let Ok(GetProvidersOk::FoundProviders { providers, .. }) = r {
                         for p in providers {
                             if p != me && !found.contains(&p) && found.len() < MAX_PROVIDERS {
                                 found.push(p);
+                                *last_new = Some(Instant::now());
                             }
                         }
                     } else if let Err(e) = r {

@@ -278,7 +278,16 @@ pub struct BlobSource {
     pub id: ContentId,
     pub manifest: ContentId,
     pub path: String,
+    /// Peer ids (bytes) of hosts the requester found holding its shards: asked first, the
+    /// DHT only when they do not hold enough (at most [`MAX_SOURCE_HOSTS`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<serde_bytes::ByteBuf>,
 }
+
+/// Most hosts a [`BlobSource`] names.
+pub const MAX_SOURCE_HOSTS: usize = 256;
+
+pub use serde_bytes::ByteBuf;
 
 /// A payer's signed order, as the bank's ledger defines it (`naac_ledger::SignedOrder`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

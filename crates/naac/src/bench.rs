@@ -10,6 +10,7 @@ mod economy;
 mod hostile;
 mod nat;
 mod owner;
+mod store;
 
 use crate::embedded::Pool;
 use crate::run::{Exec, Executed, execute};
@@ -40,6 +41,7 @@ const ALL: &[&str] = &[
     "hostile",
     "nat",
     "daemon",
+    "store",
 ];
 
 #[derive(clap::Args)]
@@ -52,7 +54,7 @@ pub struct Args {
     json: bool,
     /// Run only these (comma-separated): throughput, latency, scaling, guest, gather, failover,
     /// verify, owner, economy, hostile, nat (nat needs root: it builds network namespaces
-    /// with real NAT), daemon
+    /// with real NAT), daemon, store
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     only: Vec<String>,
     /// Where job outputs go [default: a temporary dir on /dev/shm (tmpfs) when there is one,
@@ -106,7 +108,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         quick: a.quick,
     };
     let mut figures = Vec::new();
-    let steps: [(&str, BenchFn); 12] = [
+    let steps: [(&str, BenchFn); 13] = [
         ("throughput", |b| Box::pin(b.throughput())),
         ("latency", |b| Box::pin(b.latency())),
         ("scaling", |b| Box::pin(b.scaling())),
@@ -119,6 +121,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         ("hostile", |b| Box::pin(b.hostile())),
         ("nat", |b| Box::pin(b.nat())),
         ("daemon", |b| Box::pin(b.daemon())),
+        ("store", |b| Box::pin(b.store())),
     ];
     for (name, f) in steps {
         if !want(name) {

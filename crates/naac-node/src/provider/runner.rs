@@ -72,12 +72,14 @@ impl Blobs {
         client: &Client,
         m: &naac_store::StoreId,
         path: &str,
+        hosts: &[PeerId],
     ) -> anyhow::Result<Vec<u8>> {
         let known = self.opened.lock().expect("opened lock").get(m).cloned();
         let opened = match known {
             Some(o) => o,
             None => {
-                let o = crate::store::get::open(client, m, Vec::new(), STORE_LOOKUP).await?;
+                let hints = hosts.iter().map(|p| (*p, Vec::new())).collect();
+                let o = crate::store::get::open(client, m, hints, STORE_LOOKUP).await?;
                 let o = Arc::new(o);
                 let mut all = self.opened.lock().expect("opened lock");
                 if all.len() >= MAX_OPENED {
@@ -97,7 +99,7 @@ impl Blobs {
         client: &Client,
         peer: PeerId,
         id: ContentId,
-        source: Option<&(naac_store::StoreId, String)>,
+        source: Option<&Stored>,
     ) -> anyhow::Result<Arc<Vec<u8>>> {
         let cell = self
             .cells
@@ -111,8 +113,13 @@ impl Blobs {
             .get_or_try_init(|| async {
                 fetched = true;
                 let _permit = self.fetches.acquire().await.context("fetches closed")?;
-                if let Some((m, path)) = source {
-                    let bytes = self.stored(client, m, path).await?;
+                if let Some(Stored {
+                    manifest: m,
+                    path,
+                    hosts,
+                }) = source
+                {
+                    let bytes = self.stored(client, m, path, hosts).await?;
                     anyhow::ensure!(
                         ContentId::of(&bytes) == id,
                         "naac://{m}/{path} is not the blob {} the requester named",
@@ -217,7 +224,7 @@ impl Runner {
         &self,
         peer: PeerId,
         id: ContentId,
-        source: Option<&(naac_store::StoreId, String)>,
+        source: Option<&Stored>,
         cancel: &AtomicBool,
     ) -> anyhow::Result<Prepared> {
         let cell = {
@@ -505,6 +512,13 @@ fn rejected(index: u32, attempt: u32, message: String) -> TaskResult {
     }
 }
 
+/// A blob to read from storage hosts: a file of stored data, and hosts said to hold it.
+pub struct Stored {
+    pub manifest: naac_store::StoreId,
+    pub path: String,
+    pub hosts: Vec<PeerId>,
+}
+
 /// What every task of one `Assign` shares.
 pub struct AssignInfo {
     pub job: JobId,
@@ -512,8 +526,8 @@ pub struct AssignInfo {
     pub argv0: String,
     pub limits: naac_types::Limits,
     pub checkpoint_interval_ms: Option<u64>,
-    /// Blobs to read from storage hosts: (manifest, path) by content id.
-    pub sources: HashMap<ContentId, (naac_store::StoreId, String)>,
+    /// Blobs to read from storage hosts, by content id.
+    pub sources: HashMap<ContentId, Stored>,
 }
 
 impl AssignInfo {
@@ -528,7 +542,20 @@ impl AssignInfo {
             sources: a
                 .sources
                 .into_iter()
-                .map(|s| (s.id, (s.manifest, s.path)))
+                .map(|s| {
+                    let hosts = s
+                        .hosts
+                        .iter()
+                        .take(naac_proto::MAX_SOURCE_HOSTS)
+                        .filter_map(|b| PeerId::from_bytes(b).ok())
+                        .collect();
+                    let stored = Stored {
+                        manifest: s.manifest,
+                        path: s.path,
+                        hosts,
+                    };
+                    (s.id, stored)
+                })
                 .collect(),
         }
     }

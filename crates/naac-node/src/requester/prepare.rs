@@ -140,12 +140,19 @@ impl Blobs {
                 f.len
             );
             self.stored.insert(url, (f.hash, f.len));
+            let hosts = o
+                .hosts()
+                .iter()
+                .take(naac_proto::MAX_SOURCE_HOSTS)
+                .map(|p| naac_proto::ByteBuf::from(p.to_bytes()))
+                .collect();
             self.sources.insert(
                 f.hash,
                 BlobSource {
                     id: f.hash,
                     manifest: m,
                     path,
+                    hosts,
                 },
             );
         }

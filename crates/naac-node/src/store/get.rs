@@ -38,6 +38,13 @@ pub async fn open(
     hints: Vec<(PeerId, Vec<Multiaddr>)>,
     within: Duration,
 ) -> anyhow::Result<Opened> {
+    // The hosts the caller knows first: when they hold enough, the DHT is not asked.
+    if !hints.is_empty()
+        && let Ok(o) = open_from(client, id, hints.clone()).await
+        && o.readable()
+    {
+        return Ok(o);
+    }
     let mut hosts = hints;
     if let Ok(found) = client.get_providers(super::dht_key(id), within).await {
         for (p, a) in found {
@@ -50,6 +57,34 @@ pub async fn open(
         !hosts.is_empty(),
         "no host holding naac://{id} was found (are its hosts up, and is this node joined to their pool with --join?)"
     );
+    open_from(client, id, hosts).await
+}
+
+impl Opened {
+    /// Whether at least `k` distinct shards have a holder.
+    pub fn readable(&self) -> bool {
+        self.holders.iter().filter(|h| !h.is_empty()).count()
+            >= usize::from(self.manifest.geometry.k)
+    }
+
+    /// Every host holding a shard, each once.
+    pub fn hosts(&self) -> Vec<PeerId> {
+        let mut all: Vec<PeerId> = Vec::new();
+        for p in self.holders.iter().flatten() {
+            if !all.contains(p) {
+                all.push(*p);
+            }
+        }
+        all
+    }
+}
+
+/// Asks `hosts` which shards of `id` they hold and takes the manifest from one of them.
+async fn open_from(
+    client: &Client,
+    id: &StoreId,
+    hosts: Vec<(PeerId, Vec<Multiaddr>)>,
+) -> anyhow::Result<Opened> {
     let asks = hosts.into_iter().map(|(peer, addrs)| async move {
         if !addrs.is_empty() {
             let _ = client.dial_peer(peer, addrs).await;
