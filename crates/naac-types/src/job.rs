@@ -150,12 +150,13 @@ impl Job {
     }
 
     /// Every file the job names, as paths on this machine, each once: the module, the reduce
-    /// module and verifier, and each task's inputs and stdin (not those in the store). Fails
+    /// module and verifier, and each task's inputs and stdin (none of them in the store). Fails
     /// on the first input file that does not exist.
     pub fn files(&self) -> Result<Vec<PathBuf>, JobError> {
         let mut all: Vec<PathBuf> = vec![self.module.clone()];
         all.extend(self.reduce.as_ref().map(|r| r.module.clone()));
         all.extend(self.verify.verifier.clone());
+        all.retain(|p| store_url(p).is_none());
         let mut seen: std::collections::HashSet<PathBuf> = all.iter().cloned().collect();
         for i in 0..self.task_count {
             if i > 0 && !self.has_files() {
@@ -169,6 +170,15 @@ impl Job {
             }
         }
         Ok(all)
+    }
+
+    /// The modules the job names that are stored data (`naac://…`): the module, the reduce
+    /// module and the verifier.
+    pub fn stored_modules(&self) -> Vec<&str> {
+        let mut all = vec![self.module.as_path()];
+        all.extend(self.reduce.as_ref().map(|r| r.module.as_path()));
+        all.extend(self.verify.verifier.as_deref());
+        all.into_iter().filter_map(store_url).collect()
     }
 
     /// The job file's directory, against which its paths are resolved.

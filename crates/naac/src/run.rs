@@ -192,13 +192,21 @@ type Opened = (Home, Arc<Sandbox>, requester::PreparedJob);
 /// input is checked before anything starts. `Ok(Err(_))`: the job, a module or an input is
 /// invalid.
 fn open(job: &std::path::Path) -> anyhow::Result<Result<Opened, anyhow::Error>> {
+    open_with(job, &requester::StoredModules::new())
+}
+
+/// [`open`], with the job's stored modules fetched already.
+fn open_with(
+    job: &std::path::Path,
+    stored: &requester::StoredModules,
+) -> anyhow::Result<Result<Opened, anyhow::Error>> {
     let home = Home::from_env()?;
     home.ensure()?;
     let sandbox = Arc::new(
         Sandbox::start(SandboxConfig::new(home.work()).with_cache_dir(home.module_cache()))
             .context("start the sandbox")?,
     );
-    match requester::prepare(job, &sandbox) {
+    match requester::prepare_with(job, &sandbox, stored) {
         Ok(p) => Ok(Ok((home, sandbox, p))),
         Err(RunError::Invalid(e)) => Ok(Err(e)),
         Err(RunError::Internal(e)) => Err(e),
@@ -206,7 +214,13 @@ fn open(job: &std::path::Path) -> anyhow::Result<Result<Opened, anyhow::Error>> 
 }
 
 pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
-    let (home, sandbox, prepared) = match open(&a.job)? {
+    // Modules that are stored data are fetched first (the job is checked with them).
+    let stored = match stored_modules(&a.job, &a.join).await {
+        Ok(s) => s,
+        Err(RunError::Invalid(e)) => return Ok(Executed::Invalid(e)),
+        Err(RunError::Internal(e)) => return Err(e),
+    };
+    let (home, sandbox, prepared) = match open_with(&a.job, &stored)? {
         Ok(x) => x,
         Err(e) => return Ok(Executed::Invalid(e)),
     };
@@ -610,6 +624,28 @@ fn report(f: &Finished, json: bool) -> anyhow::Result<()> {
     }
     eprintln!("naac: results in {}", s.out_dir.display());
     Ok(())
+}
+
+/// The job's modules that are stored data, fetched from their hosts through the pool at
+/// `join` (none: nothing is started when the job names none).
+async fn stored_modules(
+    job: &std::path::Path,
+    join: &[Multiaddr],
+) -> Result<requester::StoredModules, RunError> {
+    let Ok(parsed) = naac_types::Job::load(job) else {
+        // Reported, with its line, by the preparation that follows.
+        return Ok(requester::StoredModules::new());
+    };
+    if parsed.stored_modules().is_empty() {
+        return Ok(requester::StoredModules::new());
+    }
+    if join.is_empty() {
+        return Err(RunError::Invalid(anyhow::anyhow!(
+            "the job's module is stored data; its hosts are reached through a pool\nhint: add --join ADDR"
+        )));
+    }
+    let (client, _events) = crate::reach::looking_node(join, false).await?;
+    requester::fetch_modules(&client, job).await
 }
 
 /// Reclaims the escrow a crashed run into `out_dir` left open, saying so.

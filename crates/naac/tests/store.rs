@@ -458,7 +458,7 @@ fn checksum(bytes: &[u8]) -> u32 {
 }
 
 #[test]
-fn a_job_reads_its_naac_inputs_from_storage_hosts_not_from_its_requester() {
+fn a_job_reads_its_naac_module_and_inputs_from_storage_hosts_not_from_its_requester() {
     let tmp = tempfile::tempdir().expect("tmp");
     let root = tmp.path();
     // Four machines that lend disk and run tasks.
@@ -485,6 +485,11 @@ fn a_job_reads_its_naac_inputs_from_storage_hosts_not_from_its_requester() {
         sizes.push((bytes.len(), checksum(&bytes)));
         std::fs::write(parts.join(format!("part-{i}.bin")), bytes).expect("part");
     }
+    std::fs::copy(
+        common::examples().join("testkit/testkit.wasm"),
+        parts.join("testkit.wasm"),
+    )
+    .expect("module");
     let id = ok(user(root, "alice")
         .args(["store", "put", "parts", "--k", "2", "--n", "4", "--no-mdns"])
         .args(["--join", &join])
@@ -500,7 +505,7 @@ fn a_job_reads_its_naac_inputs_from_storage_hosts_not_from_its_requester() {
     std::fs::write(
         root.join("job.toml"),
         format!(
-            "name = \"stored\"\nmodule = \"testkit.wasm\"\nargs = [\"readin\", \"part-{{i}}.bin\"]\ninputs = [\"{id}/part-{{i}}.bin\"]\n[sweep]\ni = [0, 1, 2, 3]\n"
+            "name = \"stored\"\nmodule = \"{id}/testkit.wasm\"\nargs = [\"readin\", \"part-{{i}}.bin\"]\ninputs = [\"{id}/part-{{i}}.bin\"]\n[sweep]\ni = [0, 1, 2, 3]\n"
         ),
     )
     .expect("job");
@@ -521,15 +526,11 @@ fn a_job_reads_its_naac_inputs_from_storage_hosts_not_from_its_requester() {
             std::fs::read_to_string(root.join(format!("out/tasks/{i}/stdout"))).expect("stdout");
         assert_eq!(out.trim(), format!("{len} {sum}"), "task {i}");
     }
-    // The requester handed out the module and nothing else: no input passed through it.
-    let module = std::fs::metadata(root.join("testkit.wasm"))
-        .expect("module")
-        .len();
+    // No blob passed through the requester: providers read module and inputs from the hosts.
     let served = &summary["served"];
     assert_eq!(served["stored_inputs"], 4, "{summary}");
-    let blobs = served["blobs"].as_u64().expect("blobs");
-    assert!(blobs <= 4, "{summary}");
-    assert_eq!(served["bytes"].as_u64(), Some(blobs * module), "{summary}");
+    assert_eq!(served["blobs"], 0, "{summary}");
+    assert_eq!(served["bytes"], 0, "{summary}");
     // A file the data does not hold is refused up front, naming it.
     std::fs::write(
         root.join("bad.toml"),

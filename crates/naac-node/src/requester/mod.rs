@@ -33,7 +33,9 @@ pub mod tally;
 pub mod watchdog;
 pub mod writer;
 
-pub use prepare::{MAX_INPUT_BYTES, PreparedJob, RunError, prepare};
+pub use prepare::{
+    MAX_INPUT_BYTES, PreparedJob, RunError, StoredModules, fetch_modules, prepare, prepare_with,
+};
 pub use sandboxed::VERIFIER_TIMEOUT;
 pub use session::{Finished, Options, Payment, Progress, run};
 

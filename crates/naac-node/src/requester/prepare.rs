@@ -33,6 +33,8 @@ pub struct Blobs {
     stored: HashMap<String, (ContentId, u64)>,
     /// Where providers read stored blobs, by content id.
     sources: HashMap<ContentId, BlobSource>,
+    /// Where they read the module, when it is stored data.
+    pub module: Option<BlobSource>,
     /// Blobs handed to providers, and their bytes.
     pub fetches: u64,
     pub fetched_bytes: u64,
@@ -81,12 +83,12 @@ impl Blobs {
     /// Where the providers of `tasks` read the stored blobs among their inputs.
     pub fn sources_for(&self, tasks: &[TaskSpec]) -> Vec<BlobSource> {
         let mut seen = std::collections::HashSet::new();
-        tasks
+        let inputs = tasks
             .iter()
             .flat_map(|t| t.inputs.iter().map(|i| &i.1).chain(t.stdin.as_ref()))
             .filter(|id| seen.insert(**id))
-            .filter_map(|id| self.sources.get(id).cloned())
-            .collect()
+            .filter_map(|id| self.sources.get(id).cloned());
+        self.module.iter().cloned().chain(inputs).collect()
     }
 
     /// Opens the stored data every task names (`naac://<id>/<path>` inputs and stdin) and
@@ -169,6 +171,8 @@ pub struct PreparedJob {
     pub id: JobId,
     pub(crate) module_id: ContentId,
     pub(crate) module_bytes: Arc<Vec<u8>>,
+    /// Where providers read the module, when it is stored data.
+    pub(crate) module_source: Option<BlobSource>,
     pub(crate) reduce: Option<(Prepared, Vec<String>)>,
     pub(crate) verifier: Option<Prepared>,
 }
@@ -179,19 +183,36 @@ impl PreparedJob {
     }
 }
 
+/// Modules of stored data fetched before a job is prepared, by `naac://` URL: their bytes
+/// and where providers read them.
+pub type StoredModules = HashMap<String, (Vec<u8>, BlobSource)>;
+
 /// Loads the job file, reads and compiles its modules and checks every task's input files.
 pub fn prepare(job_file: &Path, sandbox: &Sandbox) -> Result<PreparedJob, RunError> {
+    prepare_with(job_file, sandbox, &StoredModules::new())
+}
+
+/// [`prepare`], with the job's modules that are stored data fetched already ([`fetch_modules`]).
+pub fn prepare_with(
+    job_file: &Path,
+    sandbox: &Sandbox,
+    stored: &StoredModules,
+) -> Result<PreparedJob, RunError> {
     let job = Job::load(job_file).map_err(|e| RunError::Invalid(job_error(e)))?;
-    let (module_id, module_bytes, _) = load_module(&job.module, sandbox)?;
+    let load = |p: &Path| load_module(p, sandbox, stored);
+    let (module_id, module_bytes, _) = load(&job.module)?;
+    let module_source = naac_types::job::store_url(&job.module)
+        .and_then(|u| stored.get(u))
+        .map(|(_, s)| s.clone());
     let reduce = match &job.reduce {
         Some(r) => {
-            let (_, _, prepared) = load_module(&r.module, sandbox)?;
+            let (_, _, prepared) = load(&r.module)?;
             Some((prepared, r.args.clone()))
         }
         None => None,
     };
     let verifier = match &job.verify.verifier {
-        Some(v) => Some(load_module(v, sandbox)?.2),
+        Some(v) => Some(load(v)?.2),
         None => None,
     };
     // Every task's input files must exist before anything runs.
@@ -223,9 +244,61 @@ pub fn prepare(job_file: &Path, sandbox: &Sandbox) -> Result<PreparedJob, RunErr
         id,
         module_id,
         module_bytes: Arc::new(module_bytes),
+        module_source,
         reduce,
         verifier,
     })
+}
+
+/// Fetches the job's modules that are stored data (`naac://<id>/<path>`) from any `k` of
+/// their storage hosts, each checked against its manifest.
+pub async fn fetch_modules(
+    client: &naac_net::Client,
+    job_file: &Path,
+) -> Result<StoredModules, RunError> {
+    let job = Job::load(job_file).map_err(|e| RunError::Invalid(job_error(e)))?;
+    let mut out = StoredModules::new();
+    for url in job.stored_modules() {
+        let fetched = async {
+            let (m, path) = crate::store::parse_url(url)?;
+            let path = path.with_context(|| {
+                format!("{url} names no file (naac://<id>/<path in the data>)")
+            })?;
+            let o = crate::store::get::open(client, &m, Vec::new(), STORE_LOOKUP).await?;
+            let f = o
+                .manifest
+                .files
+                .iter()
+                .find(|f| f.path == path)
+                .with_context(|| format!("naac://{m} holds no file {path:?}"))?;
+            anyhow::ensure!(
+                f.len <= naac_types::job::MAX_MODULE_BYTES,
+                "{url} is {} bytes, above the {}-byte module limit",
+                f.len,
+                naac_types::job::MAX_MODULE_BYTES
+            );
+            let id = f.hash;
+            let bytes = crate::store::get::read_file(client, &o, &path).await?;
+            let hosts = o
+                .hosts()
+                .iter()
+                .take(naac_proto::MAX_SOURCE_HOSTS)
+                .map(|p| naac_proto::ByteBuf::from(p.to_bytes()))
+                .collect();
+            let source = BlobSource {
+                id,
+                manifest: m,
+                path,
+                hosts,
+            };
+            anyhow::Ok((bytes, source))
+        }
+        .await
+        .with_context(|| format!("module {url}"))
+        .map_err(RunError::Invalid)?;
+        out.insert(url.to_string(), fetched);
+    }
+    Ok(out)
 }
 
 fn job_error(e: naac_types::JobError) -> anyhow::Error {
@@ -235,10 +308,21 @@ fn job_error(e: naac_types::JobError) -> anyhow::Error {
     }
 }
 
-fn load_module(path: &Path, sandbox: &Sandbox) -> Result<(ContentId, Vec<u8>, Prepared), RunError> {
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("read module {}", path.display()))
-        .map_err(RunError::Invalid)?;
+fn load_module(
+    path: &Path,
+    sandbox: &Sandbox,
+    stored: &StoredModules,
+) -> Result<(ContentId, Vec<u8>, Prepared), RunError> {
+    let bytes = match naac_types::job::store_url(path) {
+        Some(url) => stored
+            .get(url)
+            .map(|(b, _)| b.clone())
+            .with_context(|| format!("module {url} was not fetched from the store"))
+            .map_err(RunError::Invalid)?,
+        None => std::fs::read(path)
+            .with_context(|| format!("read module {}", path.display()))
+            .map_err(RunError::Invalid)?,
+    };
     let id = ContentId::of(&bytes);
     let prepared = sandbox
         .compile(&id, &bytes)

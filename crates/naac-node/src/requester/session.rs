@@ -208,6 +208,7 @@ pub async fn run(
     let writer = Writer::start(&opts.out_dir)?;
     let mut blobs = Blobs::new();
     blobs.insert(prepared.module_id, prepared.module_bytes.clone());
+    blobs.module = prepared.module_source.clone();
     let (internal_tx, mut internal) = mpsc::channel(256);
     let reputation = match &opts.reputation {
         Some(path) => Some(Reputation::open(path)?),

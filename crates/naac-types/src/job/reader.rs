@@ -667,6 +667,10 @@ fn check_module(
     m: &Spanned<String>,
     field: &str,
 ) -> Result<PathBuf, JobError> {
+    // Stored data (`naac://<id>/<path>`): fetched and checked when the job is prepared.
+    if m.get_ref().starts_with(crate::job::STORE_SCHEME) {
+        return Ok(PathBuf::from(m.get_ref()));
+    }
     let p = dir.join(m.get_ref());
     let fail =
         |msg: String, hint: &str| cx.err(Some(m.span()), field.to_string(), msg, Some(hint.into()));
