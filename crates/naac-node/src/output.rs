@@ -226,6 +226,23 @@ pub struct Summary {
     /// What this requester handed providers itself (modules, inputs, checkpoints), and how
     /// many distinct inputs they read from storage hosts instead.
     pub served: ServedSummary,
+    /// With `[output] store = true`: where the results are kept in the store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<OutputStore>,
+}
+
+/// The results kept in the store: `naac://<id>/<task>/<file>` is task `<task>`'s file (its
+/// `stdout`, `stderr`, `result.json`, and its outputs under `out/`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct OutputStore {
+    /// `naac://<id>`, when the put succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub files: u64,
+    pub bytes: u64,
+    /// Why the results are not in the store, when they are not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Blobs the requester served.

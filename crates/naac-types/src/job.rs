@@ -10,6 +10,8 @@
 //! retries = 3                         # optional; per task
 //! checkpoint_interval = "10s"         # optional: guests may checkpoint this often
 //! straggler_factor = 3.0              # optional: speculate past 3x the median; 0 = off
+//! [output]
+//! store = true                        # optional: keep the results in the store too
 //!
 //! [sweep]                             # one task per combination, cartesian product
 //! seed = { from = 0, to = 64 }        # integers, `to` exclusive, optional `step`
@@ -88,6 +90,9 @@ pub struct Job {
     /// A task running longer than this many times the median task gets a speculative copy
     /// on an idle provider; 0 turns speculation off.
     pub straggler_factor: f64,
+    /// `[output] store = true`: the accepted results are kept in the store too, under one
+    /// `naac://` id that `summary.json` names.
+    pub output_store: bool,
     /// Sweep keys in file order.
     pub sweep: Vec<(String, SweepAxis)>,
     args: Vec<Template>,

@@ -414,9 +414,22 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
         payment,
         keep: a.keep.clone(),
     };
-    let result = requester::run(prepared, client, events, sandbox, opts, ptx, shutdown).await;
+    let output_store = prepared.job.output_store;
+    let store_client = client.clone();
+    let mut result = requester::run(prepared, client, events, sandbox, opts, ptx, shutdown).await;
     bar.abort();
     let _ = bar.await;
+    if let Ok(f) = &mut result
+        && output_store
+        && !f.summary.interrupted
+    {
+        let kept = store_outputs(&store_client, &home, &user_for_reclaim, &out_dir).await;
+        if let Some(e) = &kept.error {
+            eprintln!("warning: the results were not kept in the store: {e}");
+        }
+        f.summary.store = Some(kept);
+        naac_node::output::write_json_atomic(&out_dir.join("summary.json"), &f.summary)?;
+    }
     if let Some(e) = &escrow {
         // Paid and refunded: nothing to reclaim; else the logged payments are sent again
         // and the rest refunded now if the bank answers (or by the next run into the dir).
@@ -646,6 +659,41 @@ async fn stored_modules(
     }
     let (client, _events) = crate::reach::looking_node(join, false).await?;
     requester::fetch_modules(&client, job).await
+}
+
+/// `[output] store = true`: puts the results (`out_dir/tasks`) into the store: 4-of-8, or
+/// half of the storage hosts in view when there are fewer than 8.
+async fn store_outputs(
+    client: &naac_net::Client,
+    home: &Home,
+    user: &naac_net::Keypair,
+    out_dir: &std::path::Path,
+) -> naac_node::output::OutputStore {
+    let hosts = naac_node::store::client::find_hosts(client, Duration::from_secs(3), 1024).await;
+    let n = (hosts.len() as u16).clamp(2, naac_store::DEFAULT_N);
+    let k = (n / 2).max(1);
+    let opts = naac_node::store::put::PutOptions {
+        k,
+        n,
+        happy: naac_node::store::put::default_happy(k, n),
+        days: 30,
+        timeout: Duration::from_secs(600),
+        discover: Duration::from_secs(3),
+        max_price: None,
+    };
+    let tasks = out_dir.join("tasks");
+    match naac_node::store::put::put(client, home, user, &tasks, &opts, None).await {
+        Ok(p) => naac_node::output::OutputStore {
+            id: Some(format!("naac://{}", p.id)),
+            files: p.manifest.files.len() as u64,
+            bytes: p.manifest.geometry.data_len,
+            error: None,
+        },
+        Err(e) => naac_node::output::OutputStore {
+            error: Some(e.to_string()),
+            ..Default::default()
+        },
+    }
 }
 
 /// Reclaims the escrow a crashed run into `out_dir` left open, saying so.

@@ -505,7 +505,7 @@ fn a_job_reads_its_naac_module_and_inputs_from_storage_hosts_not_from_its_reques
     std::fs::write(
         root.join("job.toml"),
         format!(
-            "name = \"stored\"\nmodule = \"{id}/testkit.wasm\"\nargs = [\"readin\", \"part-{{i}}.bin\"]\ninputs = [\"{id}/part-{{i}}.bin\"]\n[sweep]\ni = [0, 1, 2, 3]\n"
+            "name = \"stored\"\nmodule = \"{id}/testkit.wasm\"\nargs = [\"readin\", \"part-{{i}}.bin\"]\ninputs = [\"{id}/part-{{i}}.bin\"]\n[sweep]\ni = [0, 1, 2, 3]\n[output]\nstore = true\n"
         ),
     )
     .expect("job");
@@ -531,6 +531,26 @@ fn a_job_reads_its_naac_module_and_inputs_from_storage_hosts_not_from_its_reques
     assert_eq!(served["stored_inputs"], 4, "{summary}");
     assert_eq!(served["blobs"], 0, "{summary}");
     assert_eq!(served["bytes"], 0, "{summary}");
+    // `[output] store = true`: the results are in the store too, each task's under its index.
+    let kept = summary["store"]["id"]
+        .as_str()
+        .expect(&format!("results id: {summary}"))
+        .to_string();
+    ok(user(root, "bob")
+        .args([
+            "store",
+            "get",
+            &format!("{kept}/2/stdout"),
+            "-o",
+            "task2.txt",
+        ])
+        .args(["--no-mdns", "--join", &join])
+        .output()
+        .expect("get"));
+    assert_eq!(
+        std::fs::read(root.join("task2.txt")).expect("got"),
+        std::fs::read(root.join("out/tasks/2/stdout")).expect("local")
+    );
     // A file the data does not hold is refused up front, naming it.
     std::fs::write(
         root.join("bad.toml"),

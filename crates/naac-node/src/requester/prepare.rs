@@ -261,9 +261,8 @@ pub async fn fetch_modules(
     for url in job.stored_modules() {
         let fetched = async {
             let (m, path) = crate::store::parse_url(url)?;
-            let path = path.with_context(|| {
-                format!("{url} names no file (naac://<id>/<path in the data>)")
-            })?;
+            let path = path
+                .with_context(|| format!("{url} names no file (naac://<id>/<path in the data>)"))?;
             let o = crate::store::get::open(client, &m, Vec::new(), STORE_LOOKUP).await?;
             let f = o
                 .manifest

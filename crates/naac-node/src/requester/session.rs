@@ -680,6 +680,7 @@ impl Session<'_> {
             reduce: None,
             cost,
             served: blobs.summary(),
+            store: None,
         };
         let mut reduce_stdout = None;
         if let Some((module, args)) = &prepared.reduce

@@ -235,7 +235,7 @@ pub fn encode(tree: &Tree, k: u16, n: u16, dir: &Path) -> anyhow::Result<Encoded
 pub enum PutError {
     #[error(
         "only {placed} hosts took a shard, {happy} must (\"happy\"); {}",
-        list(hosts)
+        list(*placed, hosts)
     )]
     Unhappy {
         placed: usize,
@@ -246,7 +246,10 @@ pub enum PutError {
     Other(#[from] anyhow::Error),
 }
 
-fn list(hosts: &[(String, String)]) -> String {
+fn list(placed: usize, hosts: &[(String, String)]) -> String {
+    if hosts.is_empty() && placed > 0 {
+        return "no other storage host was found: start more with `naac node --store`".into();
+    }
     if hosts.is_empty() {
         return "no storage host was found: start hosts with `naac node --store` and reach them with --join".into();
     }

@@ -33,6 +33,13 @@ struct RawJob {
     budget: Option<RawBudget>,
     checkpoint_interval: Option<Spanned<toml::Value>>,
     straggler_factor: Option<Spanned<toml::Value>>,
+    output: Option<RawOutput>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutput {
+    store: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -87,7 +94,9 @@ const TOP_KEYS: &[&str] = &[
     "verify",
     "budget",
     "reduce",
+    "output",
 ];
+const OUTPUT_KEYS: &[&str] = &["store"];
 const BUDGET_KEYS: &[&str] = &["max_price", "max_cost"];
 const VERIFY_KEYS: &[&str] = &[
     "replicas",
@@ -325,6 +334,7 @@ impl Job {
             budget,
             checkpoint_interval,
             straggler_factor,
+            output_store: raw.output.and_then(|o| o.store).unwrap_or(false),
             sweep,
             args,
             inputs,
@@ -354,6 +364,8 @@ fn toml_error(cx: &Source<'_>, e: &toml::de::Error) -> JobError {
             VERIFY_KEYS
         } else if rest.contains("`max_price`") {
             BUDGET_KEYS
+        } else if rest.contains("expected `store`") {
+            OUTPUT_KEYS
         } else if rest.contains("`module`") && !rest.contains("`sweep`") {
             REDUCE_KEYS
         } else {

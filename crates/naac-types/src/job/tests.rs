@@ -272,3 +272,27 @@ fn verify_section_defaults_and_errors() {
         "{e:?}"
     );
 }
+
+#[test]
+fn stored_data_is_named_by_url_and_results_may_go_to_the_store() {
+    let d = Dir::new();
+    let id = "ab".repeat(32);
+    let job = d
+        .job(&format!(
+            "module = \"naac://{id}/m.wasm\"\ninputs = [\"naac://{id}/part-{{i}}.bin\"]\n[sweep]\ni = [0, 1]\n[output]\nstore = true\n"
+        ))
+        .expect("valid");
+    assert!(job.output_store);
+    assert_eq!(job.stored_modules(), vec![format!("naac://{id}/m.wasm")]);
+    let t = job.task(1).expect("task");
+    assert_eq!(
+        store_url(&t.inputs[0]),
+        Some(format!("naac://{id}/part-1.bin").as_str())
+    );
+    // Stored files are not the job's local files (nothing to upload with it).
+    assert!(job.files().expect("files").is_empty());
+    let e = d
+        .job("module = \"m.wasm\"\n[output]\nstores = true\n")
+        .expect_err("unknown key");
+    assert_eq!(e.hint.as_deref(), Some("did you mean \"store\"?"));
+}
