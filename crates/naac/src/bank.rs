@@ -56,7 +56,7 @@ async fn operator_bank(
     addr: Option<&Multiaddr>,
 ) -> anyhow::Result<naac_node::pay::BankConn> {
     Ok(match addr {
-        Some(addr) => crate::run::dial_bank(addr).await?,
+        Some(addr) => crate::bank::dial(addr).await?,
         None => naac_node::pay::BankConn::Local(
             naac_node::bank::start_in_home(home, None, naac_node::bank::Faucet::NONE)
                 .context("open this data dir's bank")?,
@@ -131,6 +131,49 @@ fn account_of(user: &str) -> Option<AccountKey> {
         return naac_net::ed25519_of(&peer).map(AccountKey);
     }
     naac_ledger::unhex::<32>(user).map(AccountKey)
+}
+
+/// The embedded pool's bank: this data dir's own, which grants nothing on its own; its
+/// operator (this machine's user) grants the user [`crate::run::EMBEDDED_GRANT`] once.
+pub(crate) async fn embedded(
+    home: &Home,
+    user: &naac_net::Keypair,
+) -> anyhow::Result<naac_node::pay::BankConn> {
+    let handle = naac_node::bank::start_in_home(home, None, naac_node::bank::Faucet::NONE)
+        .context("start the embedded pool's bank")?;
+    let bank = naac_node::pay::BankConn::Local(handle);
+    let to = naac_ledger::AccountKey(
+        naac_net::ed25519_of_keypair(user).context("the user key is not ed25519")?,
+    );
+    let key = naac_node::bank::bank_key(home)?;
+    if let Err(e) = naac_node::bank::grant(&bank, &key, to, crate::run::EMBEDDED_GRANT).await {
+        // Granted before with another amount (an older naac): the user keeps what it has.
+        tracing::debug!("the embedded pool's grant: {e}");
+    }
+    Ok(bank)
+}
+
+/// Reaches the bank node at `addr` from a throwaway network identity (for the operator's
+/// and the wallet's one-off requests).
+pub async fn dial(addr: &Multiaddr) -> anyhow::Result<naac_node::pay::BankConn> {
+    let (client, _events) = naac_net::start(
+        naac_net::Keypair::generate_ed25519(),
+        naac_net::Config {
+            listen: vec!["/ip4/0.0.0.0/tcp/0".parse().expect("valid multiaddr")],
+            mdns: false,
+            ..naac_net::Config::default()
+        },
+    )
+    .await?;
+    connect(&client, addr).await
+}
+
+/// Dials a bank node and checks that it answers as one.
+pub async fn connect(
+    client: &naac_net::Client,
+    addr: &Multiaddr,
+) -> anyhow::Result<naac_node::pay::BankConn> {
+    naac_node::pay::BankConn::connect(client, addr).await
 }
 
 #[cfg(test)]

@@ -215,7 +215,7 @@ fn open_with(
 
 pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
     // Modules that are stored data are fetched first (the job is checked with them).
-    let stored = match stored_modules(&a.job, &a.join).await {
+    let stored = match crate::store::job_modules(&a.job, &a.join).await {
         Ok(s) => s,
         Err(RunError::Invalid(e)) => return Ok(Executed::Invalid(e)),
         Err(RunError::Internal(e)) => return Err(e),
@@ -259,8 +259,8 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
     let bank = match &a.bank {
         BankChoice::None => None,
         BankChoice::Default if !embedded => None,
-        BankChoice::Default => Some(embedded_bank(&home, &user).await?),
-        BankChoice::Remote(addr) => Some(connect_bank(&client, addr).await?),
+        BankChoice::Default => Some(crate::bank::embedded(&home, &user).await?),
+        BankChoice::Remote(addr) => Some(crate::bank::connect(&client, addr).await?),
     };
     // A run into this directory that crashed left its escrow open: close it out first.
     if let Some(bank) = &bank {
@@ -423,7 +423,8 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
         && output_store
         && !f.summary.interrupted
     {
-        let kept = store_outputs(&store_client, &home, &user_for_reclaim, &out_dir).await;
+        let kept =
+            crate::store::keep_results(&store_client, &home, &user_for_reclaim, &out_dir).await;
         if let Some(e) = &kept.error {
             eprintln!("warning: the results were not kept in the store: {e}");
         }
@@ -639,63 +640,6 @@ fn report(f: &Finished, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The job's modules that are stored data, fetched from their hosts through the pool at
-/// `join` (none: nothing is started when the job names none).
-async fn stored_modules(
-    job: &std::path::Path,
-    join: &[Multiaddr],
-) -> Result<requester::StoredModules, RunError> {
-    let Ok(parsed) = naac_types::Job::load(job) else {
-        // Reported, with its line, by the preparation that follows.
-        return Ok(requester::StoredModules::new());
-    };
-    if parsed.stored_modules().is_empty() {
-        return Ok(requester::StoredModules::new());
-    }
-    if join.is_empty() {
-        return Err(RunError::Invalid(anyhow::anyhow!(
-            "the job's module is stored data; its hosts are reached through a pool\nhint: add --join ADDR"
-        )));
-    }
-    let (client, _events) = crate::reach::looking_node(join, false).await?;
-    requester::fetch_modules(&client, job).await
-}
-
-/// `[output] store = true`: puts the results (`out_dir/tasks`) into the store: 4-of-8, or
-/// half of the storage hosts in view when there are fewer than 8.
-async fn store_outputs(
-    client: &naac_net::Client,
-    home: &Home,
-    user: &naac_net::Keypair,
-    out_dir: &std::path::Path,
-) -> naac_node::output::OutputStore {
-    let hosts = naac_node::store::client::find_hosts(client, Duration::from_secs(3), 1024).await;
-    let n = (hosts.len() as u16).clamp(2, naac_store::DEFAULT_N);
-    let k = (n / 2).max(1);
-    let opts = naac_node::store::put::PutOptions {
-        k,
-        n,
-        happy: naac_node::store::put::default_happy(k, n),
-        days: 30,
-        timeout: Duration::from_secs(600),
-        discover: Duration::from_secs(3),
-        max_price: None,
-    };
-    let tasks = out_dir.join("tasks");
-    match naac_node::store::put::put(client, home, user, &tasks, &opts, None).await {
-        Ok(p) => naac_node::output::OutputStore {
-            id: Some(format!("naac://{}", p.id)),
-            files: p.manifest.files.len() as u64,
-            bytes: p.manifest.geometry.data_len,
-            error: None,
-        },
-        Err(e) => naac_node::output::OutputStore {
-            error: Some(e.to_string()),
-            ..Default::default()
-        },
-    }
-}
-
 /// Reclaims the escrow a crashed run into `out_dir` left open, saying so.
 async fn reclaim_escrow(
     out_dir: &std::path::Path,
@@ -708,49 +652,6 @@ async fn reclaim_escrow(
             job.short()
         );
     }
-}
-
-/// The embedded pool's bank: this data dir's own, which grants nothing on its own; its
-/// operator (this machine's user) grants the user [`EMBEDDED_GRANT`] once.
-async fn embedded_bank(
-    home: &Home,
-    user: &naac_net::Keypair,
-) -> anyhow::Result<naac_node::pay::BankConn> {
-    let handle = naac_node::bank::start_in_home(home, None, naac_node::bank::Faucet::NONE)
-        .context("start the embedded pool's bank")?;
-    let bank = naac_node::pay::BankConn::Local(handle);
-    let to = naac_ledger::AccountKey(
-        naac_net::ed25519_of_keypair(user).context("the user key is not ed25519")?,
-    );
-    let key = naac_node::bank::bank_key(home)?;
-    if let Err(e) = naac_node::bank::grant(&bank, &key, to, EMBEDDED_GRANT).await {
-        // Granted before with another amount (an older naac): the user keeps what it has.
-        tracing::debug!("the embedded pool's grant: {e}");
-    }
-    Ok(bank)
-}
-
-/// Reaches the bank node at `addr` from a throwaway network identity (for the operator's
-/// and the wallet's one-off requests).
-pub async fn dial_bank(addr: &Multiaddr) -> anyhow::Result<naac_node::pay::BankConn> {
-    let (client, _events) = naac_net::start(
-        naac_net::Keypair::generate_ed25519(),
-        naac_net::Config {
-            listen: vec!["/ip4/0.0.0.0/tcp/0".parse().expect("valid multiaddr")],
-            mdns: false,
-            ..naac_net::Config::default()
-        },
-    )
-    .await?;
-    connect_bank(&client, addr).await
-}
-
-/// Dials a bank node and checks that it answers as one.
-pub async fn connect_bank(
-    client: &naac_net::Client,
-    addr: &Multiaddr,
-) -> anyhow::Result<naac_node::pay::BankConn> {
-    naac_node::pay::BankConn::connect(client, addr).await
 }
 
 /// The last characters of a peer id: enough to tell providers apart in a listing.

@@ -447,6 +447,63 @@ async fn rm_cmd(a: RmArgs, home: &Home) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The job's modules that are stored data, fetched from their hosts through the pool at
+/// `join` (none: nothing is started when the job names none).
+pub(crate) async fn job_modules(
+    job: &std::path::Path,
+    join: &[naac_net::Multiaddr],
+) -> Result<naac_node::requester::StoredModules, naac_node::requester::RunError> {
+    let Ok(parsed) = naac_types::Job::load(job) else {
+        // Reported, with its line, by the preparation that follows.
+        return Ok(naac_node::requester::StoredModules::new());
+    };
+    if parsed.stored_modules().is_empty() {
+        return Ok(naac_node::requester::StoredModules::new());
+    }
+    if join.is_empty() {
+        return Err(naac_node::requester::RunError::Invalid(anyhow::anyhow!(
+            "the job's module is stored data; its hosts are reached through a pool\nhint: add --join ADDR"
+        )));
+    }
+    let (client, _events) = crate::reach::looking_node(join, false).await?;
+    naac_node::requester::fetch_modules(&client, job).await
+}
+
+/// `[output] store = true`: puts the results (`out_dir/tasks`) into the store: 4-of-8, or
+/// half of the storage hosts in view when there are fewer than 8.
+pub(crate) async fn keep_results(
+    client: &naac_net::Client,
+    home: &Home,
+    user: &naac_net::Keypair,
+    out_dir: &std::path::Path,
+) -> naac_node::output::OutputStore {
+    let hosts = naac_node::store::client::find_hosts(client, Duration::from_secs(3), 1024).await;
+    let n = (hosts.len() as u16).clamp(2, naac_store::DEFAULT_N);
+    let k = (n / 2).max(1);
+    let opts = naac_node::store::put::PutOptions {
+        k,
+        n,
+        happy: naac_node::store::put::default_happy(k, n),
+        days: 30,
+        timeout: Duration::from_secs(600),
+        discover: Duration::from_secs(3),
+        max_price: None,
+    };
+    let tasks = out_dir.join("tasks");
+    match naac_node::store::put::put(client, home, user, &tasks, &opts, None).await {
+        Ok(p) => naac_node::output::OutputStore {
+            id: Some(format!("naac://{}", p.id)),
+            files: p.manifest.files.len() as u64,
+            bytes: p.manifest.geometry.data_len,
+            error: None,
+        },
+        Err(e) => naac_node::output::OutputStore {
+            error: Some(e.to_string()),
+            ..Default::default()
+        },
+    }
+}
+
 /// Audits (and repairs) what this data dir's user stored, from a node of its own, for as
 /// long as the process runs: each shard about once per `every`. Starts its network only once
 /// the catalog lists something.

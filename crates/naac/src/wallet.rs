@@ -96,7 +96,7 @@ async fn send(a: SendArgs) -> anyhow::Result<ExitCode> {
     let from =
         AccountKey(naac_net::ed25519_of_keypair(&user).context("the user key is not ed25519")?);
     let bank = match &a.bank {
-        Some(addr) => crate::run::dial_bank(addr).await?,
+        Some(addr) => crate::bank::dial(addr).await?,
         None => BankConn::Local(
             naac_node::bank::start_in_home(&home, None, naac_node::bank::Faucet::NONE)
                 .context("open this data dir's bank")?,
@@ -147,7 +147,7 @@ fn bank_err(e: String) -> anyhow::Error {
 async fn open(a: &Args, home: &Home) -> anyhow::Result<Source> {
     if let Some(addr) = &a.bank {
         return Ok(Source {
-            bank: crate::run::dial_bank(addr).await?,
+            bank: crate::bank::dial(addr).await?,
             remote: true,
         });
     }

@@ -534,7 +534,7 @@ fn a_job_reads_its_naac_module_and_inputs_from_storage_hosts_not_from_its_reques
     // `[output] store = true`: the results are in the store too, each task's under its index.
     let kept = summary["store"]["id"]
         .as_str()
-        .expect(&format!("results id: {summary}"))
+        .unwrap_or_else(|| panic!("results id: {summary}"))
         .to_string();
     ok(user(root, "bob")
         .args([
