@@ -80,6 +80,7 @@ async fn a_provider_and_a_requester_in_one_process_run_a_job() {
         no_wait: true,
         payment: None,
         keep: Vec::new(),
+        store_home: None,
     };
     let (progress, _watch) = watch::channel(Progress::default());
     let finished = tokio::time::timeout(

@@ -413,6 +413,7 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
         no_wait: a.no_wait,
         payment,
         keep: a.keep.clone(),
+        store_home: prepared.job.output_store.then(|| home.clone()),
     };
     let output_store = prepared.job.output_store;
     let store_client = client.clone();

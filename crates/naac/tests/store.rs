@@ -566,3 +566,107 @@ fn a_job_reads_its_naac_module_and_inputs_from_storage_hosts_not_from_its_reques
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("holds no file \"nope.bin\""), "{err}");
 }
+
+/// `naac node` as alice's requester daemon, its API on `api`, joined to `join`.
+fn daemon(root: &Path, api: &str, join: &str) -> Host {
+    use std::io::BufRead as _;
+    let mut child = user(root, "alice")
+        .args(["node", "--no-mdns", "--api", api, "--join", join])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("daemon");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
+    assert_eq!(line.trim(), format!("api on http://{api}"));
+    Host {
+        child,
+        addr: api.to_string(),
+        home: root.join("alice"),
+    }
+}
+
+#[test]
+fn a_requester_killed_mid_job_resumes_from_the_checkpoint_it_kept_in_the_store() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path();
+    let lend = |i: usize, join: Option<&str>| {
+        let home = root.join(format!("host{i}"));
+        std::fs::create_dir_all(&home).expect("host dir");
+        std::fs::write(home.join("policy.toml"), "idle_only = false\n").expect("policy");
+        host(root, i, join, &["--provide", "--slots", "1"])
+    };
+    let first = lend(0, None);
+    let join = first.addr.clone();
+    let mut hosts = vec![first];
+    for i in 1..4 {
+        hosts.push(lend(i, Some(&join)));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    std::fs::copy(
+        common::examples().join("testkit/testkit.wasm"),
+        root.join("testkit.wasm"),
+    )
+    .expect("module");
+    // One SHA-256 chain of ~10 s, checkpointing every second, its checkpoints in the store.
+    let (seed, steps) = (11u64, 35_000_000u64);
+    std::fs::write(
+        root.join("chain.toml"),
+        format!(
+            "name = \"chain\"\nmodule = \"testkit.wasm\"\nargs = [\"ckpt\", \"{seed}\", \"{steps}\", \"20000\"]\ncheckpoint_interval = \"1s\"\nstraggler_factor = 0\n[limits]\nfuel = 2_000_000_000_000\n[output]\nstore = true\n"
+        ),
+    )
+    .expect("job");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let api = format!("127.0.0.1:{port}");
+    let mut d = daemon(root, &api, &join);
+    let out = ok(user(root, "alice")
+        .args(["submit", "chain.toml", "--json", "--api", &api])
+        .output()
+        .expect("submit"));
+    let id = serde_json::from_str::<serde_json::Value>(&out).expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    // Once a checkpoint is in the store, SIGKILL the requester: nothing in its memory lives.
+    let noted = root
+        .join("alice/jobs")
+        .join(&id)
+        .join("out/checkpoints.jsonl");
+    let t = Instant::now();
+    while std::fs::read_to_string(&noted).map_or(0, |s| s.lines().count()) < 2 {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "no checkpoint was stored"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = d.child.kill();
+    let _ = d.child.wait();
+    let _d = daemon(root, &api, &join);
+    let out = user(root, "alice")
+        .args(["status", &id, "--watch", "--json", "--api", &api])
+        .output()
+        .expect("status");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(v["state"], "done", "{v:#}");
+    let dir = root.join("alice/jobs").join(&id).join("out");
+    // The same bytes as an uninterrupted run, resumed from the stored checkpoint.
+    let want = naac_guest::hex(&naac_guest::kernels::sha256_chain(seed, steps));
+    let got = std::fs::read_to_string(dir.join("tasks/0/stdout")).expect("stdout");
+    assert_eq!(got.trim(), want);
+    let err = std::fs::read_to_string(dir.join("tasks/0/stderr")).expect("stderr");
+    assert!(err.contains("resumed at step"), "stderr: {err}");
+    assert!(
+        v["summary"]["checkpoints"]["resumed"].as_u64() >= Some(1),
+        "{v:#}"
+    );
+    // Done with: its checkpoints left the store.
+    assert!(!noted.exists());
+}

@@ -329,7 +329,7 @@ impl Runner {
             inputs.push((name.clone(), self.fetch(peer, assign, *id).await?));
         }
         let restore = match spec.resume {
-            Some(id) => Some(self.blobs.get(&self.client, peer, id, None).await?),
+            Some(id) => Some(self.fetch(peer, assign, id).await?),
             None => None,
         };
         let input_digest = spec.input_digest(&assign.argv0);

@@ -30,6 +30,17 @@ pub struct CheckpointStore {
     budget: usize,
     max_one: usize,
     pub summary: CheckpointSummary,
+    /// With checkpoints kept in the store too: what changed since the caller last looked.
+    outbox: Option<Vec<Change>>,
+}
+
+/// A change to the checkpoints kept, in order.
+#[derive(Debug)]
+pub enum Change {
+    /// Task `index`'s latest checkpoint is now this one.
+    Kept(u32, ContentId, Arc<Vec<u8>>),
+    /// Task `index` needs no checkpoint any more (accepted, or failed for good).
+    Gone(u32),
 }
 
 impl CheckpointStore {
@@ -42,7 +53,24 @@ impl CheckpointStore {
             budget,
             max_one,
             summary: CheckpointSummary::default(),
+            outbox: None,
         }
+    }
+
+    /// From now on, notes what changes for [`CheckpointStore::take_changes`].
+    pub fn track(&mut self) {
+        self.outbox.get_or_insert_with(Vec::new);
+    }
+
+    /// What changed since the last call, in order (nothing unless [`CheckpointStore::track`]ed).
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        self.outbox.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Task `index`'s latest checkpoint is `id`, whose bytes live elsewhere (in the store,
+    /// from an earlier run): a run replacing it resumes from there.
+    pub fn restore(&mut self, index: u32, id: ContentId) {
+        self.latest.entry(index).or_insert(id);
     }
 
     /// Keeps `data` as task `index`'s latest checkpoint (the caller checked that the run
@@ -62,7 +90,7 @@ impl CheckpointStore {
             return Err(Refusal::Full);
         }
         self.summary.received += 1;
-        self.forget(index);
+        self.drop_latest(index);
         self.latest.insert(index, id);
         let len = data.len();
         let entry = self.blobs.entry(id).or_insert_with(|| (Arc::new(data), 0));
@@ -70,6 +98,9 @@ impl CheckpointStore {
             self.bytes += len;
         }
         entry.1 += 1;
+        if let Some(o) = &mut self.outbox {
+            o.push(Change::Kept(index, id, entry.0.clone()));
+        }
         Ok(())
     }
 
@@ -90,6 +121,16 @@ impl CheckpointStore {
 
     /// Forgets the task's checkpoint, freeing its bytes once no task refers to them.
     pub fn forget(&mut self, index: u32) {
+        if self.latest.contains_key(&index)
+            && let Some(o) = &mut self.outbox
+        {
+            o.push(Change::Gone(index));
+        }
+        self.drop_latest(index);
+    }
+
+    /// Drops the task's latest checkpoint, freeing its bytes once nothing refers to them.
+    fn drop_latest(&mut self, index: u32) {
         let Some(id) = self.latest.remove(&index) else {
             return;
         };
@@ -165,5 +206,33 @@ mod tests {
             Refusal::TooLarge { len: 51, limit: 50 }.to_string(),
             "checkpoint of 51 bytes is over the 50-byte limit"
         );
+    }
+
+    #[test]
+    fn a_tracked_store_lists_what_changed_in_order() {
+        let mut s = CheckpointStore::new(100, 50);
+        s.offer(1, vec![1; 10]).expect("kept");
+        assert!(s.take_changes().is_empty(), "nothing is noted untracked");
+        s.track();
+        s.offer(1, vec![2; 10]).expect("kept");
+        s.offer(2, vec![3; 10]).expect("kept");
+        s.forget(1);
+        s.forget(9);
+        let got: Vec<String> = s
+            .take_changes()
+            .iter()
+            .map(|c| match c {
+                Change::Kept(i, id, b) => {
+                    format!("kept {i} {} {}", *id == ContentId::of(b), b.len())
+                }
+                Change::Gone(i) => format!("gone {i}"),
+            })
+            .collect();
+        assert_eq!(got, ["kept 1 true 10", "kept 2 true 10", "gone 1"]);
+        assert!(s.take_changes().is_empty());
+        // A checkpoint whose bytes live in the store: the latest, with nothing held here.
+        s.restore(7, ContentId::of(b"stored"));
+        assert_eq!(s.latest(7), Some(ContentId::of(b"stored")));
+        assert!(s.blob(&ContentId::of(b"stored")).is_none());
     }
 }

@@ -29,6 +29,7 @@ mod events;
 pub mod prepare;
 pub mod sandboxed;
 pub mod session;
+pub mod stored;
 pub mod tally;
 pub mod watchdog;
 pub mod writer;

@@ -71,6 +71,11 @@ impl Blobs {
         }
     }
 
+    /// Where providers read a blob that is stored data (a checkpoint an earlier run stored).
+    pub fn add_source(&mut self, s: BlobSource) {
+        self.sources.insert(s.id, s);
+    }
+
     /// What was served, for `summary.json`.
     pub fn summary(&self) -> crate::output::ServedSummary {
         crate::output::ServedSummary {
@@ -85,7 +90,10 @@ impl Blobs {
         let mut seen = std::collections::HashSet::new();
         let inputs = tasks
             .iter()
-            .flat_map(|t| t.inputs.iter().map(|i| &i.1).chain(t.stdin.as_ref()))
+            .flat_map(|t| {
+                let inputs = t.inputs.iter().map(|i| &i.1);
+                inputs.chain(t.stdin.as_ref()).chain(t.resume.as_ref())
+            })
             .filter(|id| seen.insert(**id))
             .filter_map(|id| self.sources.get(id).cloned());
         self.module.iter().cloned().chain(inputs).collect()

@@ -9,6 +9,7 @@ use super::bidding::Bidding;
 use super::budget::{Budget, TopUpOutcome};
 use super::checkpoints::{self, CheckpointStore};
 use super::prepare::{Blobs, PreparedJob, RunError};
+use super::stored::StoredCheckpoints;
 use super::tally::Tally;
 use super::watchdog::{Sight, Watch, Watchdog};
 use super::writer::Writer;
@@ -48,6 +49,9 @@ pub struct Options {
     /// Tasks whose results an earlier run of this job left in `out_dir`: counted as
     /// accepted, never run (nor paid) again.
     pub keep: Vec<u32>,
+    /// With `[output] store = true`: the data dir whose user keeps the run's checkpoints in
+    /// the store (with `user_key`), so a run into the same `out_dir` resumes from them.
+    pub store_home: Option<crate::Home>,
 }
 
 /// A job's open escrow and the key that signs its payments.
@@ -190,6 +194,8 @@ pub(super) struct Session<'a> {
     /// Providers' offers heard on the market topic (soft state), and those dialled.
     pub(super) market: crate::survey::Market,
     pub(super) finished: bool,
+    /// Checkpoints going to the store too (`[output] store = true`).
+    pub(super) stored: Option<StoredCheckpoints>,
 }
 
 /// Runs a prepared job over the network until every task is done or failed, or `shutdown`
@@ -295,8 +301,21 @@ pub async fn run(
         verifying: HashMap::new(),
         market: crate::survey::Market::new(MAX_OFFERS, client.home()),
         finished: false,
+        stored: None,
     };
     s.sched.keep_accepted(opts.keep.iter().copied());
+    if let (true, Some(home), Some(user)) = (job.output_store, &opts.store_home, &opts.user_key) {
+        let mut st =
+            StoredCheckpoints::new(client.clone(), home.clone(), user.clone(), &opts.out_dir);
+        for (task, source) in st.load() {
+            if !opts.keep.contains(&task) {
+                s.checkpoints.restore(task, source.id);
+                s.blobs.add_source(source);
+            }
+        }
+        s.checkpoints.track();
+        s.stored = Some(st);
+    }
     // The market: hear providers' offers, and look providers up by commodity class in the
     // DHT; both lead to providers we were not told about.
     if let Err(e) = crate::survey::discover(&client, Duration::ZERO, Duration::from_secs(10)).await
@@ -335,6 +354,10 @@ pub async fn run(
                 s.writer.flush().await;
             }
             _ = tick.tick() => {
+                if let Some(st) = &mut s.stored {
+                    st.apply(s.checkpoints.take_changes());
+                    st.poll();
+                }
                 s.close_bidding();
                 s.refresh_asks();
                 let now = s.now();
@@ -643,8 +666,16 @@ impl Session<'_> {
             checkpoints,
             sandbox,
             blobs,
+            stored,
             ..
         } = self;
+        // Done with them: the checkpoints kept in the store go (an interrupted run keeps
+        // them for the next run into this dir).
+        if let Some(st) = stored
+            && !interrupted
+        {
+            st.finish().await;
+        }
         let write_errors = writer.finish().await?;
         let mut failures = tally.failures;
         for (task, message) in &write_errors {
