@@ -28,6 +28,9 @@ pub const MAX_READ_BYTES: u64 = 1 << 20;
 /// proof, with room for framing.
 pub const MAX_STORE_FRAME: u64 = (8 << 20) + (256 << 10);
 
+/// How a host's refusal starts when its owner paused it: a miss, not a loss.
+pub const PAUSED: &str = "paused by its owner";
+
 /// What the owner of a manifest signs to remove it from a host.
 pub fn remove_signing_bytes(manifest: &ContentId, at_ms: u64) -> Vec<u8> {
     let mut b = b"naac store remove v1\0".to_vec();

@@ -21,6 +21,8 @@
 //! on_ac_only = true            # pause whenever the machine runs on battery (default true)
 //! min_price = 0                # least credits per giga-fuel it asks; > 0: no unpaid work (0)
 //! pause_grace = "2m"           # a task paused longer than this is handed back (default "2m")
+//! min_store_price = 0          # least credits per GiB-day for storage (--store) (0)
+//! store_when_paused = true     # paused, still answer reads and cheap audits (default true)
 //!
 //! [[windows]]                  # hours, in the owner's civil time
 //! days = "mon-fri"             # mon..sun, ranges (mon-fri, fri-mon), lists (sat,sun), daily
@@ -91,6 +93,8 @@ pub const KEYS: &[&str] = &[
     "on_ac_only",
     "min_price",
     "pause_grace",
+    "min_store_price",
+    "store_when_paused",
     "windows",
 ];
 
@@ -147,6 +151,11 @@ pub struct Policy {
     pub min_price: u64,
     /// A task paused longer than this is handed back to its requester.
     pub pause_grace: Duration,
+    /// Least price for storage, in credits per GiB-day (`naac node --store`).
+    pub min_store_price: u64,
+    /// While the machine is paused for its owner, storage hosts still answer reads and
+    /// chunk audits (cheap; whole-shard proofs wait); `false`: they answer nothing.
+    pub store_when_paused: bool,
 }
 
 impl Default for Policy {
@@ -170,6 +179,8 @@ impl Default for Policy {
             on_ac_only: true,
             min_price: 0,
             pause_grace: DEFAULT_PAUSE_GRACE,
+            min_store_price: 0,
+            store_when_paused: true,
         }
     }
 }

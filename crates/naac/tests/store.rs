@@ -25,6 +25,10 @@ impl Drop for Host {
 fn host(root: &Path, i: usize, join: Option<&str>, extra: &[&str]) -> Host {
     let home = root.join(format!("host{i}"));
     std::fs::create_dir_all(&home).expect("host dir");
+    // Not paused for an owner at the keyboard (a paused host defers whole-shard proofs).
+    if !home.join("policy.toml").exists() {
+        std::fs::write(home.join("policy.toml"), "idle_only = false\n").expect("policy");
+    }
     let mut c = naac();
     c.env("NAAC_HOME", &home).args([
         "node",
@@ -669,4 +673,88 @@ fn a_requester_killed_mid_job_resumes_from_the_checkpoint_it_kept_in_the_store()
     );
     // Done with: its checkpoints left the store.
     assert!(!noted.exists());
+}
+
+#[test]
+fn a_paused_host_answers_cheap_audits_unless_its_owner_forbids_it() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path();
+    // Host 1's owner lets it serve no storage while paused.
+    std::fs::create_dir_all(root.join("host1")).expect("dir");
+    std::fs::write(
+        root.join("host1/policy.toml"),
+        "idle_only = false\nstore_when_paused = false\n",
+    )
+    .expect("policy");
+    let first = host(root, 0, None, &[]);
+    let join = first.addr.clone();
+    let hosts = vec![
+        first,
+        host(root, 1, Some(&join), &[]),
+        host(root, 2, Some(&join), &[]),
+    ];
+    std::thread::sleep(Duration::from_millis(1500));
+    random_tree(&root.join("data"), 64 << 10);
+    let id = ok(user(root, "alice")
+        .args([
+            "store", "put", "data", "--k", "1", "--n", "3", "--happy", "3",
+        ])
+        .args(["--no-mdns", "--join", &join])
+        .output()
+        .expect("put"))
+    .trim()
+    .to_string();
+    // Both owners pause their machines.
+    for h in &hosts[..2] {
+        let o = naac()
+            .env("NAAC_HOME", &h.home)
+            .arg("pause")
+            .output()
+            .expect("pause");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut daemon = user(root, "alice")
+        .args([
+            "node",
+            "--audit-every",
+            "1s",
+            "--no-mdns",
+            "--api",
+            "127.0.0.1:0",
+        ])
+        .args(["--join", &hosts[2].addr])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("daemon");
+    let verdict = |s: &serde_json::Value, h: &Host| -> (u64, Option<String>) {
+        let peer = peer_of(h);
+        let shard = s["shards"]
+            .as_array()
+            .expect("shards")
+            .iter()
+            .find(|x| x["host"].as_str() == Some(&peer))
+            .cloned()
+            .unwrap_or_default();
+        (
+            shard["audits"].as_u64().unwrap_or(0),
+            shard["last_audit"].as_str().map(str::to_string),
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let s = loop {
+        let s = status(root, &id);
+        if verdict(&s, &hosts[0]).0 >= 2 && verdict(&s, &hosts[1]).0 >= 2 {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "too few audits: {s}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    // Paused with the default, a host still passes (chunk audits; the disk pass waits).
+    assert_eq!(verdict(&s, &hosts[0]).1.as_deref(), Some("passed"), "{s}");
+    // Forbidden to serve while paused: a miss (offline), not a loss.
+    assert_eq!(verdict(&s, &hosts[1]).1.as_deref(), Some("offline"), "{s}");
 }

@@ -59,6 +59,7 @@ impl Provider {
             self.paid_at.clone(),
             config.store_fault,
         )?;
+        host.set_gate(self.runner.gate.clone());
         self.store = Some(host.clone());
         self.update_room();
         tracing::info!(
@@ -82,6 +83,8 @@ impl Provider {
             other_used: m.storage_used.saturating_sub(store.held()),
             disk_free: m.disk_free,
             min_free_disk: pol.min_free_disk,
+            min_price: naac_types::Price::whole(pol.min_store_price),
+            serve_when_paused: pol.store_when_paused,
         });
     }
 }

@@ -167,6 +167,12 @@ async fn prove(
     // A pass over the whole shard: give the host time to read it (at 50 MiB/s at least).
     match client::call(client, peer, req, AUDIT_TIMEOUT * 6).await {
         Ok(naac_proto::store::StoreResponse::Proof(h)) if h == answer => Verdict::Passed,
+        // Paused by its owner, the host answered the cheap chunk audit and leaves the pass
+        // over its disk for later: the challenge waits for the next audit.
+        Err(HostError::Paused(_)) => {
+            let _ = catalog.release_challenge(id, shard, &key);
+            Verdict::Passed
+        }
         Ok(_) => {
             tracing::info!(
                 "whole-shard audit of shard {shard} of {} on {peer}: wrong answer",

@@ -353,6 +353,20 @@ impl Catalog {
         Ok(())
     }
 
+    /// Puts a challenge taken but not asked back (its host could not answer it yet).
+    pub fn release_challenge(
+        &self,
+        id: &StoreId,
+        shard: u16,
+        key: &[u8; 32],
+    ) -> anyhow::Result<()> {
+        self.db().execute(
+            "UPDATE challenges SET used = 0 WHERE manifest = ?1 AND shard = ?2 AND key = ?3",
+            params![id.to_hex(), shard, &key[..]],
+        )?;
+        Ok(())
+    }
+
     /// Takes the next unused whole-shard challenge of a shard (marking it used).
     pub fn take_challenge(
         &self,

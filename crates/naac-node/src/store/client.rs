@@ -29,6 +29,9 @@ pub enum HostError {
     Corrupt(String),
     #[error("refused: {0}")]
     Refused(String),
+    /// Its owner paused it (and lets it answer nothing, or not this, while paused).
+    #[error("{0}")]
+    Paused(String),
 }
 
 impl HostError {
@@ -41,6 +44,8 @@ impl HostError {
             HostError::Corrupt(_) => Verdict::Corrupt,
             // A host that refuses to serve what it took is as good as having lost it.
             HostError::Refused(_) => Verdict::Lost,
+            // Its owner has it for now: a miss, like being away.
+            HostError::Paused(_) => Verdict::Offline,
         }
     }
 }
@@ -60,6 +65,9 @@ pub async fn call(
         Ok(Ok(r)) => match r.body {
             ResponseBody::Store(s) => Ok(s),
             ResponseBody::NotFound => Err(HostError::Lost),
+            ResponseBody::Refused(why) if why.starts_with(naac_proto::store::PAUSED) => {
+                Err(HostError::Paused(why))
+            }
             ResponseBody::Refused(why) => Err(HostError::Refused(why)),
             other => Err(HostError::Corrupt(format!(
                 "answered a storage request with {}",

@@ -43,6 +43,10 @@ pub struct Room {
     pub disk_free: Option<u64>,
     /// The owner's `min_free_disk`.
     pub min_free_disk: u64,
+    /// The owner's `min_store_price`: the host asks at least this.
+    pub min_price: Price,
+    /// The owner's `store_when_paused`.
+    pub serve_when_paused: bool,
 }
 
 impl Default for Room {
@@ -52,6 +56,8 @@ impl Default for Room {
             other_used: 0,
             disk_free: None,
             min_free_disk: naac_types::policy::DEFAULT_MIN_FREE_DISK,
+            min_price: Price(0),
+            serve_when_paused: true,
         }
     }
 }
@@ -93,6 +99,8 @@ pub struct StoreHost {
     /// escrowed there.
     paid_at: Option<(crate::pay::BankConn, naac_ledger::AccountKey)>,
     fault: Option<StoreFault>,
+    /// Paused while its owner has the machine (the node's task gate).
+    gate: Mutex<Option<naac_sandbox::Gate>>,
 }
 
 impl StoreHost {
@@ -120,6 +128,7 @@ impl StoreHost {
             price,
             paid_at,
             fault,
+            gate: Mutex::new(None),
         }))
     }
 
@@ -139,6 +148,25 @@ impl StoreHost {
     /// The owner's limits as last measured.
     pub fn set_room(&self, room: Room) {
         self.lock().room = room;
+    }
+
+    /// Follows the node's pause: while paused, no new shards, and reads only as the owner's
+    /// `store_when_paused` says.
+    pub fn set_gate(&self, gate: naac_sandbox::Gate) {
+        *self.gate.lock().unwrap_or_else(|e| e.into_inner()) = Some(gate);
+    }
+
+    fn paused(&self) -> bool {
+        self.gate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(naac_sandbox::Gate::is_paused)
+    }
+
+    /// What the host asks per GiB-day: its `--store-price`, at least the owner's floor.
+    fn ask(&self) -> Price {
+        self.price.max(self.lock().room.min_price)
     }
 
     /// Bytes it would take now, and why none if so.
@@ -175,15 +203,25 @@ impl StoreHost {
         peer: PeerId,
         req: StoreRequest,
     ) -> ResponseBody {
+        if self.paused()
+            && let Some(why) = self.while_paused(&req)
+        {
+            return refused(format!("{}: {why}", naac_proto::store::PAUSED));
+        }
         match req {
             StoreRequest::Info => {
+                let ask = self.ask();
+                let paused = self.paused();
                 let inner = self.lock();
-                let (free, refusing) = Self::free(&inner);
+                let (free, mut refusing) = Self::free(&inner);
+                if paused && !inner.room.serve_when_paused {
+                    refusing.get_or_insert_with(|| naac_proto::store::PAUSED.to_string());
+                }
                 ResponseBody::Store(StoreResponse::Info(StoreInfo {
                     free,
                     used: inner.held,
                     shards: inner.shards,
-                    price: self.price,
+                    price: ask,
                     owner: self.owner.clone(),
                     refusing,
                     paid_at: self
@@ -295,6 +333,22 @@ impl StoreHost {
         }
     }
 
+    /// Why a request waits while the owner has the machine (the node is paused), if it
+    /// does: whole-shard proofs always (a pass over the disk is not cheap); everything else
+    /// — uploads, reads, chunk audits — only when the owner's `store_when_paused` is false.
+    /// (Storage is bounded by the quota and the free-disk floor, not by the owner's
+    /// presence, so by default a host takes and serves shards while paused.)
+    fn while_paused(&self, req: &StoreRequest) -> Option<&'static str> {
+        match req {
+            StoreRequest::Prove { .. } => Some("the whole-shard proof waits"),
+            StoreRequest::Info | StoreRequest::Remove { .. } => None,
+            _ if !self.lock().room.serve_when_paused => {
+                Some("its owner lets it serve no storage while paused")
+            }
+            _ => None,
+        }
+    }
+
     async fn offer(
         &self,
         peer: PeerId,
@@ -308,14 +362,14 @@ impl StoreHost {
             escrow,
         }: Terms,
     ) -> ResponseBody {
-        if price < self.price {
+        let ask = self.ask();
+        if price < ask {
             return refused(format!(
-                "this host asks {} credits per GiB-day; the offer pays {}",
-                self.price, price
+                "this host asks {ask} credits per GiB-day; the offer pays {price}"
             ));
         }
         if let Some((_, bank)) = &self.paid_at
-            && self.price.0 > 0
+            && ask.0 > 0
         {
             let want = StoreEscrow {
                 bank: naac_proto::AccountKey(bank.0),
@@ -434,7 +488,7 @@ impl StoreHost {
             Err(e) => return refused(e),
         };
         if let (Some(e), Some((bank, _))) = (escrow, &self.paid_at)
-            && self.price.0 > 0
+            && self.ask().0 > 0
         {
             let need = naac_store::storage_cost(price, len, u64::from(days) * naac_store::DAY_MS);
             if let Err(why) = escrow_covers(bank, e, &owner, need).await {

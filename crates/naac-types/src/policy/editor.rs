@@ -33,6 +33,8 @@ impl Policy {
             on_ac_only,
             min_price,
             pause_grace,
+            min_store_price,
+            store_when_paused,
         } = self;
         let s = |v: &str| toml_edit::Value::from(v).to_string();
         let duration = |d: &Duration| s(&format_duration(*d));
@@ -49,7 +51,7 @@ impl Policy {
             None => "the system's zone".to_string(),
         };
         // (key, value or None when not set, comment)
-        let lines: [(&str, Option<String>, String); 17] = [
+        let lines: [(&str, Option<String>, String); 19] = [
             (
                 "max_slots",
                 max_slots.map(|n| n.to_string()),
@@ -154,6 +156,20 @@ impl Policy {
                 Some(duration(pause_grace)),
                 "a task paused longer is handed back".into(),
             ),
+            (
+                "min_store_price",
+                Some(min_store_price.to_string()),
+                "least credits per GiB-day of storage".into(),
+            ),
+            (
+                "store_when_paused",
+                Some(store_when_paused.to_string()),
+                either(
+                    *store_when_paused,
+                    "paused, still answer reads and cheap audits",
+                    "paused, answer no storage requests",
+                ),
+            ),
         ];
         let mut out =
             String::from("# naac owner policy: the effective values, defaults filled in\n\n");
@@ -256,14 +272,15 @@ fn typed_value(key: &str, v: &str) -> Result<toml_edit::Value, (String, String)>
         | "max_cpu_percent"
         | "idle_cpu_percent"
         | "min_battery_percent"
-        | "min_price" => {
+        | "min_price"
+        | "min_store_price" => {
             let digits = v.strip_suffix('%').unwrap_or(v).trim().replace('_', "");
             let n: i64 = digits
                 .parse()
                 .map_err(|_| (format!("\"{v}\" is not a whole number"), hint()))?;
             Ok(n.into())
         }
-        "idle_only" | "on_ac_only" => match v.to_ascii_lowercase().as_str() {
+        "idle_only" | "on_ac_only" | "store_when_paused" => match v.to_ascii_lowercase().as_str() {
             "true" | "yes" | "on" => Ok(true.into()),
             "false" | "no" | "off" => Ok(false.into()),
             _ => Err((
@@ -298,6 +315,7 @@ fn example(key: &str) -> &'static str {
         "idle_cpu_percent" => "25",
         "min_battery_percent" => "20",
         "min_price" => "10",
+        "min_store_price" => "2",
         "idle_after" => "\"5m\"",
         "max_task_runtime" => "\"2h\"",
         "pause_grace" => "\"2m\"",

@@ -125,6 +125,10 @@ impl Policy {
                     p.min_price = cx.int(value, k, 0, i64::MAX, "min_price = 10")? as u64
                 }
                 "pause_grace" => p.pause_grace = cx.duration(value, k, "pause_grace = \"2m\"")?,
+                "min_store_price" => {
+                    p.min_store_price = cx.int(value, k, 0, i64::MAX, "min_store_price = 2")? as u64
+                }
+                "store_when_paused" => p.store_when_paused = cx.boolean(value, k)?,
                 _ => return Err(cx.unknown_key(Some(key.span()), None, k, KEYS, "known keys")),
             }
         }

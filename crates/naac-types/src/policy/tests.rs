@@ -620,6 +620,8 @@ fn to_toml_round_trips() {
         on_ac_only: false,
         min_price: i64::MAX as u64,
         pause_grace: Duration::ZERO,
+        min_store_price: 3,
+        store_when_paused: false,
     };
     let text = full.to_toml();
     assert_eq!(ok(&text), full, "{text}");
