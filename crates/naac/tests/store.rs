@@ -688,7 +688,7 @@ fn a_paused_host_answers_cheap_audits_unless_its_owner_forbids_it() {
     .expect("policy");
     let first = host(root, 0, None, &[]);
     let join = first.addr.clone();
-    let hosts = vec![
+    let hosts = [
         first,
         host(root, 1, Some(&join), &[]),
         host(root, 2, Some(&join), &[]),
