@@ -244,6 +244,9 @@ pub struct HostStatus {
     pub running: u32,
     /// Why this peer may not use the provider at all (deny or allow list).
     pub denied: Option<String>,
+    /// The disk it lends (`naac node --store`), if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<store::StoreInfo>,
 }
 
 /// Tasks of one job for one provider.

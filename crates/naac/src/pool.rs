@@ -5,8 +5,10 @@
 use naac_node::Home;
 use naac_node::reputation::{Record, Reputation};
 use naac_node::survey::Seen;
+use naac_proto::store::StoreInfo;
 use naac_types::host::HostState;
 use naac_types::units::format_size;
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -29,13 +31,19 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
     let user = crate::run::user_key(&home)?;
     let (client, mut events) = a.reach.start().await?;
     let seen = naac_node::survey::survey(&client, &mut events, Some(&user), a.wait).await;
-    let totals = Totals::of(&seen);
+    let stores = stores(&client, &seen, a.wait).await;
+    let totals = Totals::of(&seen, &stores);
     let records = records(&home, &seen);
     if a.json {
-        println!("{}", pool_json(&seen, &records, &totals));
+        println!("{}", pool_json(&seen, &records, &stores, &totals));
         return Ok(ExitCode::SUCCESS);
     }
-    if seen.is_empty() {
+    for (peer, si) in &stores {
+        if !seen.iter().any(|s| s.peer == *peer) {
+            println!("storage host {peer}: {}\n", storage_text(Some(si)));
+        }
+    }
+    if seen.is_empty() && stores.is_empty() {
         println!(
             "no hosts found in {:?}\nhint: start one with `naac node --provide`, and pass --join ADDR when it is not on this network",
             a.wait
@@ -43,7 +51,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     for (s, r) in seen.iter().zip(&records) {
-        print!("{}", host_text(s, r.as_ref()));
+        print!("{}", host_text(s, r.as_ref(), stores.get(&s.peer)));
         println!();
     }
     println!(
@@ -59,7 +67,40 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         totals.slots,
         totals.score
     );
+    if totals.store_hosts > 0 {
+        println!(
+            "storage: {} hosts lend disk, {} free, {} held",
+            totals.store_hosts,
+            format_size(totals.store_free),
+            format_size(totals.store_used)
+        );
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every storage host in view and its offer: those that greeted us with one, and those
+/// the DHT names as storage hosts (storage-only nodes run no tasks and do not greet),
+/// asked now.
+async fn stores(
+    client: &naac_net::Client,
+    seen: &[Seen],
+    wait: Duration,
+) -> BTreeMap<naac_net::PeerId, StoreInfo> {
+    let mut out: BTreeMap<naac_net::PeerId, StoreInfo> = seen
+        .iter()
+        .filter_map(|s| Some((s.peer, s.welcome.status.store.clone()?)))
+        .collect();
+    let found = naac_node::store::client::find_hosts(client, wait / 2, 1024).await;
+    let found: Vec<_> = found
+        .into_iter()
+        .filter(|(p, _)| !out.contains_key(p))
+        .collect();
+    for (peer, info) in naac_node::store::client::survey(client, found).await {
+        if let Ok(i) = info {
+            out.insert(peer, i);
+        }
+    }
+    out
 }
 
 /// What this machine's requester has on record for each host (`None`: nothing, or no
@@ -84,6 +125,23 @@ fn records(home: &Home, seen: &[Seen]) -> Vec<Option<Record>> {
                 .filter(|r| *r != Record::default())
         })
         .collect()
+}
+
+fn storage_text(s: Option<&StoreInfo>) -> String {
+    let Some(s) = s else {
+        return "lends no disk".into();
+    };
+    let mut t = format!(
+        "{} free, {} held in {} shards, asks {} credits per GiB-day",
+        format_size(s.free),
+        format_size(s.used),
+        s.shards,
+        s.price
+    );
+    if let Some(why) = &s.refusing {
+        t.push_str(&format!(" (takes no shards now: {why})"));
+    }
+    t
 }
 
 fn reputation_text(r: Option<&Record>) -> String {
@@ -111,11 +169,20 @@ struct Totals {
     slots: u64,
     free_slots: u64,
     score: f64,
+    /// Hosts lending disk, what they would take and what they hold.
+    store_hosts: usize,
+    store_free: u64,
+    store_used: u64,
 }
 
 impl Totals {
-    fn of(seen: &[Seen]) -> Self {
+    fn of(seen: &[Seen], stores: &BTreeMap<naac_net::PeerId, StoreInfo>) -> Self {
         let mut t = Totals::default();
+        for si in stores.values() {
+            t.store_hosts += 1;
+            t.store_free += si.free;
+            t.store_used += si.used;
+        }
         for s in seen {
             let st = &s.welcome.status;
             let r = &st.resources;
@@ -146,7 +213,7 @@ fn state_text(s: &Seen) -> String {
     }
 }
 
-fn host_text(s: &Seen, record: Option<&Record>) -> String {
+fn host_text(s: &Seen, record: Option<&Record>, store: Option<&StoreInfo>) -> String {
     use std::fmt::Write as _;
     let st = &s.welcome.status;
     let r = &st.resources;
@@ -234,6 +301,7 @@ fn host_text(s: &Seen, record: Option<&Record>) -> String {
         .map(|p| format!("asks {p} credits per giga-fuel"))
         .unwrap_or_else(|| "no market offer heard".into());
     let _ = writeln!(o, "  price         {ask}");
+    let _ = writeln!(o, "  storage       {}", storage_text(store));
     let _ = writeln!(o, "  reputation    {}", reputation_text(record));
     let latency = s
         .rtt
@@ -253,14 +321,30 @@ fn host_text(s: &Seen, record: Option<&Record>) -> String {
 }
 
 /// The pool as `naac pool --json` and `GET /v1/pool` show it.
-fn pool_json(seen: &[Seen], records: &[Option<Record>], totals: &Totals) -> serde_json::Value {
+fn pool_json(
+    seen: &[Seen],
+    records: &[Option<Record>],
+    stores: &BTreeMap<naac_net::PeerId, StoreInfo>,
+    totals: &Totals,
+) -> serde_json::Value {
     let hosts: Vec<serde_json::Value> = seen
         .iter()
         .zip(records)
-        .map(|(s, r)| host_json(s, r.as_ref()))
+        .map(|(s, r)| host_json(s, r.as_ref(), stores.get(&s.peer)))
+        .collect();
+    let storage_only: Vec<serde_json::Value> = stores
+        .iter()
+        .filter(|(p, _)| !seen.iter().any(|s| s.peer == **p))
+        .map(|(p, si)| {
+            let mut v = store_json(si);
+            v["peer_id"] = p.to_string().into();
+            v["owner"] = si.owner.clone().into();
+            v
+        })
         .collect();
     serde_json::json!({
         "hosts": hosts,
+        "storage_only": storage_only,
         "totals": {
             "hosts": totals.hosts,
             "accepting": totals.accepting,
@@ -272,6 +356,9 @@ fn pool_json(seen: &[Seen], records: &[Option<Record>], totals: &Totals) -> serd
             "slots": totals.slots,
             "free_slots": totals.free_slots,
             "compute_score": totals.score,
+            "store_hosts": totals.store_hosts,
+            "store_free": totals.store_free,
+            "store_used": totals.store_used,
         },
     })
 }
@@ -287,11 +374,27 @@ pub async fn survey_json(
     let user = crate::run::user_key(home)?;
     let (client, mut events) = crate::reach::looking_node(join, mdns).await?;
     let seen = naac_node::survey::survey(&client, &mut events, Some(&user), wait).await;
+    let stores = stores(&client, &seen, wait).await;
     let records = records(home, &seen);
-    Ok(pool_json(&seen, &records, &Totals::of(&seen)))
+    Ok(pool_json(
+        &seen,
+        &records,
+        &stores,
+        &Totals::of(&seen, &stores),
+    ))
 }
 
-fn host_json(s: &Seen, record: Option<&Record>) -> serde_json::Value {
+fn store_json(si: &StoreInfo) -> serde_json::Value {
+    serde_json::json!({
+        "free": si.free,
+        "used": si.used,
+        "shards": si.shards,
+        "price": si.price.to_string(),
+        "refusing": si.refusing,
+    })
+}
+
+fn host_json(s: &Seen, record: Option<&Record>, store: Option<&StoreInfo>) -> serde_json::Value {
     let st = &s.welcome.status;
     serde_json::json!({
         "peer_id": s.peer.to_string(),
@@ -310,6 +413,7 @@ fn host_json(s: &Seen, record: Option<&Record>) -> serde_json::Value {
         "latency_ms": s.rtt.map(|d| d.as_secs_f64() * 1e3),
         "connection": s.path.map(|p| p.as_str()),
         "ask": s.ask.map(|p| p.to_string()),
+        "store": store.map(store_json),
         "reputation": record.map(|r| serde_json::json!({
             "score": r.score(),
             "verified": r.verified,

@@ -501,6 +501,16 @@ fn a_job_reads_its_naac_module_and_inputs_from_storage_hosts_not_from_its_reques
         .expect("put"))
     .trim()
     .to_string();
+    // `naac pool`: each host runs tasks and lends disk; it shows what it holds.
+    let pool: serde_json::Value = serde_json::from_str(&ok(user(root, "alice")
+        .args(["pool", "--json", "--no-mdns", "--join", &join])
+        .output()
+        .expect("pool")))
+    .expect("pool json");
+    assert_eq!(pool["totals"]["store_hosts"], 4, "{pool:#}");
+    let hosts = pool["hosts"].as_array().expect("hosts");
+    assert_eq!(hosts.len(), 4, "{pool:#}");
+    assert!(hosts.iter().all(|h| h["store"]["shards"] == 1), "{pool:#}");
     std::fs::copy(
         common::examples().join("testkit/testkit.wasm"),
         root.join("testkit.wasm"),
@@ -704,6 +714,20 @@ fn a_paused_host_answers_cheap_audits_unless_its_owner_forbids_it() {
         .expect("put"))
     .trim()
     .to_string();
+    // `naac pool` shows the disk each host lends and what it holds.
+    let pool: serde_json::Value = serde_json::from_str(&ok(user(root, "alice")
+        .args(["pool", "--json", "--no-mdns", "--join", &join])
+        .output()
+        .expect("pool")))
+    .expect("pool json");
+    assert_eq!(pool["totals"]["store_hosts"], 3, "{pool:#}");
+    assert!(pool["totals"]["store_used"].as_u64() > Some(0), "{pool:#}");
+    // Storage-only nodes run no tasks: they are listed apart from the compute hosts.
+    let only = pool["storage_only"].as_array().expect("storage_only");
+    assert_eq!(only.len(), 3, "{pool:#}");
+    for h in only {
+        assert_eq!(h["shards"], 1, "{h:#}");
+    }
     // Both owners pause their machines.
     for h in &hosts[..2] {
         let o = naac()

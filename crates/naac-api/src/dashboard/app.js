@@ -271,7 +271,8 @@ function showPool() {
     let p;
     try { p = await api("/v1/pool"); } catch (e) { $("#pool-totals").textContent = e.message; return; }
     const t = p.totals;
-    $("#pool-totals").textContent = `${t.hosts} hosts (${t.accepting} accepting), ${t.cores} cores, ${bytes(t.memory_available)} memory free, ${t.free_slots}/${t.slots} slots free, ${t.compute_score.toFixed(2)} Gfuel/s`;
+    const disk = t.store_hosts ? `, ${t.store_hosts} lend disk (${bytes(t.store_free)} free, ${bytes(t.store_used)} held)` : "";
+    $("#pool-totals").textContent = `${t.hosts} hosts (${t.accepting} accepting), ${t.cores} cores, ${bytes(t.memory_available)} memory free, ${t.free_slots}/${t.slots} slots free, ${t.compute_score.toFixed(2)} Gfuel/s${disk}`;
     $("#pool-grid").replaceChildren(...p.hosts.map((h) => {
       const cls = h.denied ? "host denied" : (h.state.accepting ? "host" : "host paused");
       const r = h.resources || {};
@@ -280,6 +281,7 @@ function showPool() {
         el("div", {}, h.denied ? "denies you" : (h.state.accepting ? "accepting" : `paused: ${h.state.paused}`)),
         el("div", {}, `${h.free_slots}/${h.slots} slots, ${r.cpu ? r.cpu.cores : "?"} cores`),
         el("div", {}, h.ask ? `asks ${h.ask} cr/Gfuel` : "no ask heard"),
+        el("div", { class: "store" }, h.store ? `disk ${bytes(h.store.free)} free, ${bytes(h.store.used)} held, ${h.store.price} cr/GiB-day` : "lends no disk"),
         el("div", {}, `${h.connection || "?"}, ${h.latency_ms !== null ? h.latency_ms.toFixed(1) + " ms" : ""}`),
         el("div", {}, h.reputation ? `score ${h.reputation.score.toFixed(2)}` : "new"));
     }));

@@ -149,6 +149,7 @@ impl Provider {
             slots: self.allowed,
             running: self.runner.gate.running() as u32,
             denied: self.denied(peer),
+            store: self.store.as_ref().map(|s| s.info()),
         }
     }
 

@@ -164,6 +164,29 @@ impl StoreHost {
             .is_some_and(naac_sandbox::Gate::is_paused)
     }
 
+    /// What the host offers now.
+    pub fn info(&self) -> StoreInfo {
+        let ask = self.ask();
+        let paused = self.paused();
+        let inner = self.lock();
+        let (free, mut refusing) = Self::free(&inner);
+        if paused && !inner.room.serve_when_paused {
+            refusing.get_or_insert_with(|| naac_proto::store::PAUSED.to_string());
+        }
+        StoreInfo {
+            free,
+            used: inner.held,
+            shards: inner.shards,
+            price: ask,
+            owner: self.owner.clone(),
+            refusing,
+            paid_at: self
+                .paid_at
+                .as_ref()
+                .map(|(_, k)| naac_proto::AccountKey(k.0)),
+        }
+    }
+
     /// What the host asks per GiB-day: its `--store-price`, at least the owner's floor.
     fn ask(&self) -> Price {
         self.price.max(self.lock().room.min_price)
@@ -209,27 +232,7 @@ impl StoreHost {
             return refused(format!("{}: {why}", naac_proto::store::PAUSED));
         }
         match req {
-            StoreRequest::Info => {
-                let ask = self.ask();
-                let paused = self.paused();
-                let inner = self.lock();
-                let (free, mut refusing) = Self::free(&inner);
-                if paused && !inner.room.serve_when_paused {
-                    refusing.get_or_insert_with(|| naac_proto::store::PAUSED.to_string());
-                }
-                ResponseBody::Store(StoreResponse::Info(StoreInfo {
-                    free,
-                    used: inner.held,
-                    shards: inner.shards,
-                    price: ask,
-                    owner: self.owner.clone(),
-                    refusing,
-                    paid_at: self
-                        .paid_at
-                        .as_ref()
-                        .map(|(_, k)| naac_proto::AccountKey(k.0)),
-                }))
-            }
+            StoreRequest::Info => ResponseBody::Store(StoreResponse::Info(self.info())),
             StoreRequest::Offer {
                 manifest,
                 shard,
