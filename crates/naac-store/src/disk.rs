@@ -290,6 +290,25 @@ impl Disk {
         out
     }
 
+    /// Manifests whose every shard here was agreed to be kept only until before
+    /// `now_ms - grace_ms` (their term is over; 0, no term, never expires).
+    pub fn expired(&self, now_ms: u64, grace_ms: u64) -> Vec<StoreId> {
+        let mut last: std::collections::BTreeMap<StoreId, u64> = std::collections::BTreeMap::new();
+        for (m, _, meta) in self.list() {
+            let until = if meta.until_ms == 0 {
+                u64::MAX
+            } else {
+                meta.until_ms
+            };
+            let e = last.entry(m).or_insert(0);
+            *e = (*e).max(until);
+        }
+        last.into_iter()
+            .filter(|(_, until)| until.saturating_add(grace_ms) < now_ms)
+            .map(|(m, _)| m)
+            .collect()
+    }
+
     /// Bytes on disk: sealed shards with their trees and uploads in progress.
     pub fn used(&self) -> u64 {
         dir_bytes(&self.dir)
@@ -417,5 +436,42 @@ mod tests {
         // Chunks away from the flip still prove.
         let s = disk.slice(&m, 0, 0, 1024).unwrap();
         assert!(crate::verify::check(&s, &root, 0, 1024, 50_000).is_ok());
+    }
+
+    #[test]
+    fn shards_expire_only_once_every_term_here_is_over() {
+        let tmp = tempfile::tempdir().unwrap();
+        let disk = Disk::open(tmp.path()).unwrap();
+        let keep = |m: &StoreId, shard: u16, until_ms: u64| {
+            let data = vec![shard as u8; 100];
+            disk.begin(m, shard).unwrap();
+            disk.append(m, shard, 0, &data).unwrap();
+            disk.seal(
+                m,
+                shard,
+                b"man",
+                &ShardMeta {
+                    until_ms,
+                    ..meta(&data)
+                },
+            )
+            .unwrap();
+        };
+        let (a, b, c) = (
+            ContentId::of(b"a"),
+            ContentId::of(b"b"),
+            ContentId::of(b"c"),
+        );
+        keep(&a, 0, 1_000);
+        keep(&b, 0, 1_000);
+        keep(&b, 1, 5_000);
+        keep(&c, 0, 0);
+        assert!(disk.expired(1_500, 1_000).is_empty(), "within the grace");
+        assert_eq!(disk.expired(2_500, 1_000), vec![a]);
+        assert_eq!(
+            disk.expired(10_000, 1_000).len(),
+            2,
+            "b once its last shard's term ended; c never"
+        );
     }
 }

@@ -430,12 +430,21 @@ fn a_host_answering_garbage_fails_its_audits_and_loses_its_shard_and_pay() {
 fn too_few_hosts_fail_fast_naming_each_and_why() {
     let tmp = tempfile::tempdir().expect("tmp");
     let root = tmp.path();
-    // One host whose owner allows 1 MiB of storage, one ordinary host.
+    // One host whose owner allows 1 MiB of storage, one whose owner keeps more disk free
+    // than there is, one ordinary host.
     let small = root.join("host0");
     std::fs::create_dir_all(&small).expect("dir");
     std::fs::write(small.join("policy.toml"), "storage_quota = \"1MiB\"\n").expect("policy");
+    let tight = root.join("host2");
+    std::fs::create_dir_all(&tight).expect("dir");
+    std::fs::write(
+        tight.join("policy.toml"),
+        "idle_only = false\nmin_free_disk = \"1000000TiB\"\n",
+    )
+    .expect("policy");
     let first = host(root, 0, None, &[]);
     let second = host(root, 1, Some(&first.addr), &[]);
+    let third = host(root, 2, Some(&first.addr), &[]);
     std::thread::sleep(Duration::from_millis(1500));
     random_tree(&root.join("data"), 8 << 20);
     let started = Instant::now();
@@ -451,6 +460,11 @@ fn too_few_hosts_fail_fast_naming_each_and_why() {
     assert!(err.contains("a shard is"), "{err}");
     let small_id = first.addr.rsplit('/').next().expect("id");
     assert!(err.contains(small_id), "{err}");
+    let tight_line = err
+        .lines()
+        .find(|l| l.contains(&peer_of(&third)))
+        .unwrap_or_else(|| panic!("the tight host is not named: {err}"));
+    assert!(tight_line.contains("min_free_disk"), "{err}");
     drop(second);
 }
 

@@ -68,7 +68,15 @@ impl Provider {
             naac_types::units::format_size(host.held())
         );
         let client = client.clone();
-        tokio::spawn(async move { host.announce(&client).await });
+        tokio::spawn(async move {
+            host.announce(&client).await;
+            // Shards whose term is over (and a day's grace) are dropped.
+            let mut every = tokio::time::interval(crate::store::host::SWEEP_EVERY);
+            loop {
+                every.tick().await;
+                host.sweep(&client).await;
+            }
+        });
         Ok(())
     }
 

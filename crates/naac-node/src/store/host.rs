@@ -29,6 +29,10 @@ pub const UPLOAD_IDLE: Duration = Duration::from_secs(120);
 pub const MAX_DISK_OPS: usize = 8;
 /// Longest a host agrees to keep a shard.
 pub const MAX_DAYS: u32 = 3650;
+/// A host keeps a shard this long after its agreed term, then drops it.
+pub const EXPIRY_GRACE: Duration = Duration::from_secs(86_400);
+/// How often a host looks for shards whose term is over.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 /// Largest shard a host takes (a 64 GiB shard is 256 GiB at 4-of-8... ample).
 pub const MAX_SHARD_BYTES: u64 = 64 << 30;
 
@@ -561,6 +565,35 @@ impl StoreHost {
             }
             Err(e) => refused(e.to_string()),
         }
+    }
+
+    /// Drops what no one pays for any more: manifests whose every shard's term ended more
+    /// than [`EXPIRY_GRACE`] ago. Returns how many.
+    pub async fn sweep(&self, client: &Client) -> usize {
+        let now = crate::survey::unix_ms();
+        let expired = self
+            .blocking(move |d| Ok(d.expired(now, EXPIRY_GRACE.as_millis() as u64)))
+            .await
+            .unwrap_or_default();
+        let n = expired.len();
+        for m in expired {
+            match self
+                .blocking(move |d| Ok((d.remove(&m)?, d.list().len() as u64)))
+                .await
+            {
+                Ok((freed, shards)) => {
+                    {
+                        let mut inner = self.lock();
+                        inner.held = inner.held.saturating_sub(freed);
+                        inner.shards = shards;
+                    }
+                    client.stop_providing(super::dht_key(&m)).await;
+                    tracing::info!("dropped {} after its term ({freed} bytes)", m.short());
+                }
+                Err(e) => tracing::warn!("drop {} after its term: {e}", m.short()),
+            }
+        }
+        n
     }
 
     /// Announces every manifest held (at start).
