@@ -795,3 +795,115 @@ fn a_provider_paid_at_a_bank_runs_work_only_its_escrow_there_pays_for() {
     let _ = bank_node.kill();
     let _ = bank_node.wait();
 }
+
+/// A requester that names a stored file as the source of an input it is not: the provider
+/// reads the file from its storage hosts, finds another hash, and runs nothing on it.
+#[test]
+fn a_stored_source_that_is_not_the_blob_named_is_refused() {
+    let s = Scratch::new();
+    // A storage host, and a provider in its pool.
+    let node = |name: &str, role: &str, join: Option<&str>| {
+        let home = s.path().join(name);
+        std::fs::create_dir_all(&home).expect("home");
+        std::fs::write(home.join("policy.toml"), "idle_only = false\n").expect("policy");
+        let mut c = common::naac();
+        c.env("NAAC_HOME", &home).args([
+            "node",
+            role,
+            "--no-mdns",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ]);
+        if let Some(j) = join {
+            c.args(["--join", j]);
+        }
+        spawn_node(c)
+    };
+    let (mut store_host, store_addr) = node("store", "--store", None);
+    let (mut child, addr) = node("provider", "--provide", Some(&store_addr));
+    std::thread::sleep(Duration::from_millis(1000));
+    std::fs::write(s.path().join("real.bin"), b"the bytes that are stored").expect("file");
+    let put = s
+        .cmd()
+        .args([
+            "store", "put", "real.bin", "--k", "1", "--n", "2", "--happy", "1",
+        ])
+        .arg("--no-mdns")
+        .args(["--join", &store_addr])
+        .output()
+        .expect("put");
+    assert!(put.status.success(), "{}", common::stderr(&put));
+    let url = String::from_utf8_lossy(&put.stdout).trim().to_string();
+    let manifest = ContentId::from_hex(url.trim_start_matches("naac://")).expect("a manifest id");
+    let module = std::fs::read(common::examples().join("testkit/testkit.wasm")).expect("testkit");
+    let module_id = ContentId::of(&module);
+    let claimed = ContentId::of(b"what the requester claims the input is");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let result = rt.block_on(async {
+        let (client, mut events, peer) = adversary(addr.parse().expect("address")).await;
+        let assign = Assign {
+            job: JobId::derive(&ContentId::of(b"lying source"), b"1"),
+            seq: 1,
+            module: module_id,
+            argv0: "liar".into(),
+            limits: Limits::default(),
+            checkpoint_interval_ms: None,
+            order: None,
+            sources: vec![naac_proto::BlobSource {
+                id: claimed,
+                manifest,
+                path: "real.bin".into(),
+                hosts: Vec::new(),
+            }],
+            tasks: vec![TaskSpec {
+                index: 0,
+                attempt: 0,
+                args: vec!["readin".into(), "data".into()],
+                stdin: None,
+                inputs: vec![("data".into(), claimed)],
+                seed: ContentId::of(b"s"),
+                resume: None,
+            }],
+        };
+        let client2 = client.clone();
+        tokio::spawn(async move {
+            let _ = client2
+                .request(peer, Request::new(RequestBody::Assign(assign)))
+                .await;
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(5), events.recv()).await
+            else {
+                continue;
+            };
+            let Event::Request {
+                request, channel, ..
+            } = ev
+            else {
+                continue;
+            };
+            let (body, done) = match request.body {
+                RequestBody::Fetch { id } if id == module_id => {
+                    (ResponseBody::Blob(module.clone()), None)
+                }
+                // The input must come from the store, not from here.
+                RequestBody::Fetch { id } => panic!("the provider asked the requester for {id:?}"),
+                RequestBody::Report(r) => (ResponseBody::Ack, r.results.into_iter().next()),
+                _ => (ResponseBody::Ack, None),
+            };
+            client.respond(channel, Response::new(body)).await;
+            if done.is_some() {
+                return done;
+            }
+        }
+        None
+    });
+    for c in [&mut child, &mut store_host] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let r = result.expect("a result came back");
+    assert!(r.outcome.is_none(), "the task ran: {r:?}");
+    assert!(r.message.contains("is not the blob"), "why: {}", r.message);
+}
