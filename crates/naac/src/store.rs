@@ -239,9 +239,9 @@ async fn get_cmd(a: GetArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let opened = get::open(&client, &id, hints, a.discover).await?;
     let m = &opened.manifest;
-    let bytes = match &path {
+    let (bytes, failures) = match &path {
         Some(p) => {
-            let data = get::read_file(&client, &opened, p).await?;
+            let (data, failures) = get::read_file_noting(&client, &opened, p).await?;
             let out = a
                 .out
                 .clone()
@@ -252,7 +252,7 @@ async fn get_cmd(a: GetArgs) -> anyhow::Result<ExitCode> {
                 out.display()
             );
             std::fs::write(&out, &data).with_context(|| format!("write {}", out.display()))?;
-            data.len() as u64
+            (data.len() as u64, failures)
         }
         None => {
             let out = a.out.clone().unwrap_or_else(|| PathBuf::from(&m.name));
@@ -272,6 +272,13 @@ async fn get_cmd(a: GetArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let secs = started.elapsed().as_secs_f64();
+    // A host that sent bad bytes (or lost its shard) fails an audit, if this data dir put it.
+    if !failures.is_empty()
+        && let Ok(c) = Catalog::open(&home.store_db())
+        && c.get(&id)?.is_some()
+    {
+        get::note_failures(&c, &id, &failures);
+    }
     if a.json {
         println!(
             "{}",

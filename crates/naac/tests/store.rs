@@ -201,7 +201,7 @@ fn a_flipped_byte_fails_the_next_audit_and_repair_restores_health() {
         .expect("put"))
     .trim()
     .to_string();
-    // Flip one byte of one shard on its host's disk.
+    // Flip one byte of one data shard (read first by every get) on its host's disk.
     let shard_file = hosts
         .iter()
         .flat_map(|h| {
@@ -211,11 +211,14 @@ fn a_flipped_byte_fails_the_next_audit_and_repair_restores_health() {
                 .flatten()
                 .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
                 .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "data"))
+                .filter(|p| {
+                    p.extension().is_some_and(|x| x == "data")
+                        && p.file_stem().is_some_and(|s| s == "0")
+                })
                 .collect::<Vec<_>>()
         })
         .next()
-        .expect("a shard on disk");
+        .expect("shard 0 on disk");
     let mut bytes = std::fs::read(&shard_file).expect("read shard");
     let at = bytes.len() / 3;
     bytes[at] ^= 0x01;
@@ -225,6 +228,20 @@ fn a_flipped_byte_fails_the_next_audit_and_repair_restores_health() {
         .and_then(|s| s.to_str())
         .and_then(|s| s.parse().ok())
         .expect("shard index");
+    // The owner's own read meets the bad byte: a failed audit for the host that sent it,
+    // and the read still succeeds from another shard.
+    ok(user(root, "alice")
+        .args(["store", "get", &id, "-o", "first-copy", "--no-mdns"])
+        .args(["--join", &hosts[0].addr])
+        .output()
+        .expect("get"));
+    same_tree(&root.join("data"), &root.join("first-copy"));
+    let s = status(root, &id);
+    assert_eq!(
+        s["shards"][usize::from(flipped)]["last_audit"],
+        "corrupt",
+        "{s}"
+    );
     // The user's node audits every shard about every second.
     let mut daemon = user(root, "alice")
         .args([

@@ -162,6 +162,14 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// The hosts that failed this reader, with their audit verdicts.
+    pub fn failed(&self) -> Failures {
+        self.failures
+            .iter()
+            .map(|(s, p, e)| (*s, *p, e.verdict()))
+            .collect()
+    }
+
     /// The first healthy holder of `shard`, if any.
     fn source(&self, shard: u16) -> Option<PeerId> {
         self.opened.holders[usize::from(shard)]
@@ -258,8 +266,20 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Hosts that failed a read: shard, host and what it means for their audit record.
+pub type Failures = Vec<(u16, PeerId, naac_store::audit::Verdict)>;
+
 /// One file of an opened manifest, checked against its hash.
 pub async fn read_file(client: &Client, opened: &Opened, path: &str) -> anyhow::Result<Vec<u8>> {
+    Ok(read_file_noting(client, opened, path).await?.0)
+}
+
+/// [`read_file`], with the hosts that failed on the way.
+pub async fn read_file_noting(
+    client: &Client,
+    opened: &Opened,
+    path: &str,
+) -> anyhow::Result<(Vec<u8>, Failures)> {
     let f = opened
         .manifest
         .file(path)
@@ -271,17 +291,33 @@ pub async fn read_file(client: &Client, opened: &Opened, path: &str) -> anyhow::
         "{path} of naac://{} does not match its hash",
         opened.id
     );
-    Ok(bytes)
+    Ok((bytes, r.failed()))
+}
+
+/// The owner learns from its own reads: a host that sent a byte that does not prove, or no
+/// longer holds its shard, fails an audit on the spot (`catalog`: this data dir's, which
+/// knows only what it put).
+pub fn note_failures(catalog: &super::Catalog, id: &StoreId, failures: &Failures) {
+    use naac_store::audit::Verdict;
+    let now = crate::survey::unix_ms();
+    for (shard, host, v) in failures {
+        if matches!(v, Verdict::Corrupt | Verdict::Lost)
+            && let Err(e) = catalog.record(id, *shard, &host.to_string(), *v, now, now)
+        {
+            tracing::warn!("store catalog: {e:#}");
+        }
+    }
 }
 
 /// Writes the whole tree to `out` (a new path): assembled beside it and renamed into place
-/// once every file matches its hash. `progress` gets the data bytes done so far.
+/// once every file matches its hash. `progress` gets the data bytes done so far. Returns the
+/// bytes and the hosts that failed on the way.
 pub async fn get_to(
     client: &Client,
     opened: &Opened,
     out: &Path,
     mut progress: impl FnMut(u64),
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<(u64, Failures)> {
     anyhow::ensure!(
         !out.exists(),
         "{} already exists; name a new path with -o",
@@ -361,5 +397,5 @@ pub async fn get_to(
         );
     }
     std::fs::rename(&root, out).with_context(|| format!("move the result to {}", out.display()))?;
-    Ok(g.data_len)
+    Ok((g.data_len, reader.failed()))
 }

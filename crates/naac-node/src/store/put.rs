@@ -378,15 +378,20 @@ pub async fn put(
     let enc = tokio::task::spawn_blocking(move || {
         let tree = tree;
         let e = encode(&tree, k, n, &dir)?;
-        let challenges = super::make_challenges(&e.shard_files)?;
-        anyhow::Ok((e, tree, challenges))
+        anyhow::Ok((e, tree))
     });
     let (found, enc) = tokio::join!(find, enc);
     let addrs: std::collections::HashMap<PeerId, Vec<String>> = found
         .iter()
         .map(|(p, a)| (*p, a.iter().map(ToString::to_string).collect()))
         .collect();
-    let (enc, tree, challenges) = enc.map_err(|e| anyhow::anyhow!("encode: {e}"))??;
+    let (enc, tree) = enc.map_err(|e| anyhow::anyhow!("encode: {e}"))??;
+    // The whole-shard challenges (16 keyed passes over every shard) are made while the
+    // shards go out, rather than before.
+    let challenges = {
+        let files = enc.shard_files.clone();
+        tokio::task::spawn_blocking(move || super::make_challenges(&files))
+    };
     let owner = naac_net::ed25519_of_keypair(user).context("the user key is not ed25519")?;
     let manifest = Manifest {
         v: MANIFEST_VERSION,
@@ -526,6 +531,9 @@ pub async fn put(
         });
     }
     catalog.add(&id, &manifest, &signed, opts.days)?;
+    let challenges = challenges
+        .await
+        .map_err(|e| anyhow::anyhow!("challenges: {e}"))??;
     for (shard, c) in challenges.iter().enumerate() {
         catalog.set_challenges(&id, shard as u16, c)?;
     }
