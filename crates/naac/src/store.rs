@@ -21,6 +21,27 @@ pub enum Cmd {
     Ls(LsArgs),
     /// Remove stored data from its hosts
     Rm(RmArgs),
+    /// Hand another node the right to audit and repair data you stored: writes a bundle
+    /// (the manifest, where its shards are, and your signed whole-shard challenges)
+    Delegate(DelegateArgs),
+    /// Audit and repair data someone delegated to you (a bundle from `naac store delegate`);
+    /// this data dir's node then does it
+    Adopt(AdoptArgs),
+}
+
+#[derive(clap::Args)]
+pub struct DelegateArgs {
+    /// naac://<id>
+    url: String,
+    /// Where to write the bundle [default: stdout]
+    #[arg(short, long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct AdoptArgs {
+    /// The bundle `naac store delegate` wrote
+    bundle: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -109,6 +130,59 @@ pub async fn main(c: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Status(a) => status_cmd(a, &home),
         Cmd::Ls(a) => ls_cmd(a, &home),
         Cmd::Rm(a) => rm_cmd(a, &home).await,
+        Cmd::Delegate(a) => delegate_cmd(a, &home),
+        Cmd::Adopt(a) => adopt_cmd(a, &home),
+    }
+}
+
+fn delegate_cmd(a: DelegateArgs, home: &Home) -> anyhow::Result<ExitCode> {
+    let (id, _) = store::parse_url(&a.url)?;
+    let user = user_key(home)?;
+    let catalog = Catalog::open(&home.store_db())?;
+    let bundle = store::delegate::export(&catalog, &user, &id)?;
+    let text = serde_json::to_string_pretty(&bundle)?;
+    let handed: usize = bundle.shards.iter().map(|s| s.challenges.len()).sum();
+    match &a.out {
+        Some(p) => {
+            std::fs::write(p, text).with_context(|| format!("write {}", p.display()))?;
+            eprintln!(
+                "wrote {}: naac://{id} with {handed} whole-shard challenges (yours audit with chunk reads from now on)",
+                p.display()
+            );
+        }
+        None => println!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn adopt_cmd(a: AdoptArgs, home: &Home) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(&a.bundle)
+        .with_context(|| format!("read {}", a.bundle.display()))?;
+    let bundle: store::delegate::Bundle = match serde_json::from_str(&text) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!(
+                "error: {}: line {}, column {}: {e}\nhint: pass the file `naac store delegate -o FILE` wrote",
+                a.bundle.display(),
+                e.line(),
+                e.column()
+            );
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let catalog = Catalog::open(&home.store_db())?;
+    match store::delegate::adopt(&catalog, &bundle) {
+        Ok(id) => {
+            eprintln!(
+                "auditing naac://{id} ({}) for its owner: `naac node` here audits and repairs it",
+                bundle.name
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e:#}", a.bundle.display());
+            Ok(ExitCode::from(2))
+        }
     }
 }
 

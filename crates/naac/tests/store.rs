@@ -813,3 +813,109 @@ fn a_paused_host_answers_cheap_audits_unless_its_owner_forbids_it() {
     // Forbidden to serve while paused: a miss (offline), not a loss.
     assert_eq!(verdict(&s, &hosts[1]).1.as_deref(), Some("offline"), "{s}");
 }
+
+#[test]
+fn a_delegate_audits_and_repairs_data_it_was_handed() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path();
+    let hosts = pool(root, 5);
+    random_tree(&root.join("data"), 1 << 20);
+    let id = ok(user(root, "alice")
+        .args(["store", "put", "data", "--k", "2", "--n", "4", "--no-mdns"])
+        .args(["--join", &hosts[0].addr])
+        .output()
+        .expect("put"))
+    .trim()
+    .to_string();
+    ok(user(root, "alice")
+        .args(["store", "delegate", &id, "-o", "bundle.json"])
+        .output()
+        .expect("delegate"));
+    // A bundle whose signatures are not the owner's is refused.
+    let text = std::fs::read_to_string(root.join("bundle.json")).expect("bundle");
+    let mut forged: serde_json::Value = serde_json::from_str(&text).expect("json");
+    forged["shards"][0]["challenges"][0]["sig"] = "00".repeat(64).into();
+    std::fs::write(root.join("forged.json"), forged.to_string()).expect("write");
+    let o = user(root, "mallory")
+        .args(["store", "adopt", "forged.json"])
+        .output()
+        .expect("adopt");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not signed by the data's owner"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    ok(user(root, "carol")
+        .args(["store", "adopt", "bundle.json"])
+        .output()
+        .expect("adopt"));
+    // One byte of one shard flips; carol's node, not alice's, finds it and repairs it.
+    let shard_file = hosts
+        .iter()
+        .flat_map(|h| {
+            std::fs::read_dir(h.home.join("store/shards"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "data"))
+                .collect::<Vec<_>>()
+        })
+        .next()
+        .expect("a shard on disk");
+    let mut bytes = std::fs::read(&shard_file).expect("read shard");
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x80;
+    std::fs::write(&shard_file, &bytes).expect("write shard");
+    let flipped: usize = shard_file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .and_then(|s| s.parse().ok())
+        .expect("shard index");
+    let owner_of_flipped = shard_owner(&hosts, &shard_file);
+    let mut daemon = user(root, "carol")
+        .args([
+            "node",
+            "--audit-every",
+            "1s",
+            "--no-mdns",
+            "--api",
+            "127.0.0.1:0",
+        ])
+        .args(["--join", &hosts[0].addr])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("daemon");
+    let carol_status = || -> serde_json::Value {
+        let out = ok(user(root, "carol")
+            .args(["store", "status", &id, "--json"])
+            .output()
+            .expect("status"));
+        serde_json::from_str(&out).expect("status json")
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = carol_status();
+        let moved = s["shards"][flipped]["host"].as_str() != Some(&owner_of_flipped);
+        if s["healthy"] == 4 && moved {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the delegate did not repair: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    // The data reads back whole.
+    ok(user(root, "dave")
+        .args(["store", "get", &id, "-o", "copy", "--no-mdns"])
+        .args(["--join", &hosts[1].addr])
+        .output()
+        .expect("get"));
+    same_tree(&root.join("data"), &root.join("copy"));
+}

@@ -151,13 +151,16 @@ async fn prove(
     id: &StoreId,
     shard: u16,
 ) -> Verdict {
-    let Ok(Some((key, answer))) = catalog.take_challenge(id, shard) else {
+    let Ok(Some((key, answer, signed))) = catalog.take_challenge(id, shard) else {
         return Verdict::Passed;
     };
-    let sig = naac_net::sign(
-        user,
-        &naac_proto::store::prove_signing_bytes(id, shard, &key),
-    );
+    // The owner signs its own; a delegate presents the owner's, handed over with the key.
+    let sig = signed.unwrap_or_else(|| {
+        naac_net::sign(
+            user,
+            &naac_proto::store::prove_signing_bytes(id, shard, &key),
+        )
+    });
     let req = naac_proto::store::StoreRequest::Prove {
         manifest: *id,
         shard,
@@ -347,7 +350,11 @@ pub async fn repair_one(
                     replaced.push(old);
                 }
                 catalog.place(id, shard, &peer.to_string(), &a, price, now, next)?;
-                catalog.set_challenges(id, shard, &challenges[idx])?;
+                // Only the owner can sign whole-shard proofs: a delegate's rebuilt shards get
+                // chunk audits alone.
+                let mine = naac_net::ed25519_of_keypair(user) == Some(man.owner);
+                let fresh: &[super::Challenge] = if mine { &challenges[idx] } else { &[] };
+                catalog.set_challenges(id, shard, fresh)?;
                 done += 1;
             }
             Err(HostError::Corrupt(e)) | Err(HostError::Refused(e)) => {

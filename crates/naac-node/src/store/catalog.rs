@@ -79,15 +79,19 @@ impl Catalog {
                 PRIMARY KEY (manifest, host, period));",
         )?;
         // Added after the first stores were made.
-        for (col, ty) in [
-            ("price", "INTEGER NOT NULL DEFAULT 0"),
-            ("paid_until", "INTEGER NOT NULL DEFAULT 0"),
+        for (table, col, ty) in [
+            ("shards", "price", "INTEGER NOT NULL DEFAULT 0"),
+            ("shards", "paid_until", "INTEGER NOT NULL DEFAULT 0"),
+            // The owner's signature of a delegated challenge (a delegate cannot sign one).
+            ("challenges", "sig", "BLOB"),
         ] {
             let has: bool = db
-                .prepare("SELECT 1 FROM pragma_table_info('shards') WHERE name = ?1")?
+                .prepare(&format!(
+                    "SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"
+                ))?
                 .exists([col])?;
             if !has {
-                db.execute_batch(&format!("ALTER TABLE shards ADD COLUMN {col} {ty}"))?;
+                db.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {col} {ty}"))?;
             }
         }
         Ok(Self {
@@ -367,22 +371,23 @@ impl Catalog {
         Ok(())
     }
 
-    /// Takes the next unused whole-shard challenge of a shard (marking it used).
+    /// Takes the next unused whole-shard challenge of a shard (marking it used): key,
+    /// expected answer, and the owner's signature when it was handed over by the owner.
     pub fn take_challenge(
         &self,
         id: &StoreId,
         shard: u16,
-    ) -> anyhow::Result<Option<([u8; 32], [u8; 32])>> {
+    ) -> anyhow::Result<Option<([u8; 32], [u8; 32], Option<Vec<u8>>)>> {
         let db = self.db();
-        let row: Option<(i64, Vec<u8>, Vec<u8>)> = db
+        let row: Option<(i64, Vec<u8>, Vec<u8>, Option<Vec<u8>>)> = db
             .query_row(
-                "SELECT idx, key, answer FROM challenges WHERE manifest = ?1 AND shard = ?2 AND used = 0
+                "SELECT idx, key, answer, sig FROM challenges WHERE manifest = ?1 AND shard = ?2 AND used = 0
                  ORDER BY idx LIMIT 1",
                 params![id.to_hex(), shard],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()?;
-        let Some((idx, k, a)) = row else {
+        let Some((idx, k, a, sig)) = row else {
             return Ok(None);
         };
         db.execute(
@@ -392,7 +397,7 @@ impl Catalog {
         let (Ok(k), Ok(a)) = (<[u8; 32]>::try_from(k), <[u8; 32]>::try_from(a)) else {
             return Ok(None);
         };
-        Ok(Some((k, a)))
+        Ok(Some((k, a, sig)))
     }
 
     /// Notes something that happened to a manifest (a repair), for `naac store status`.

@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod catalog;
 pub mod client;
+pub mod delegate;
 pub mod get;
 pub mod host;
 pub mod pay;
