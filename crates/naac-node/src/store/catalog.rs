@@ -8,6 +8,10 @@ use naac_store::{Manifest, StoreId};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 
+/// A whole-shard challenge taken: key, expected answer, and the owner's signature of its
+/// proof request when the owner handed it over (a delegate's).
+pub type Taken = ([u8; 32], [u8; 32], Option<Vec<u8>>);
+
 /// One manifest this user put.
 #[derive(Clone, Debug)]
 pub struct ManifestRow {
@@ -377,9 +381,10 @@ impl Catalog {
         &self,
         id: &StoreId,
         shard: u16,
-    ) -> anyhow::Result<Option<([u8; 32], [u8; 32], Option<Vec<u8>>)>> {
+    ) -> anyhow::Result<Option<Taken>> {
         let db = self.db();
-        let row: Option<(i64, Vec<u8>, Vec<u8>, Option<Vec<u8>>)> = db
+        type Row = (i64, Vec<u8>, Vec<u8>, Option<Vec<u8>>);
+        let row: Option<Row> = db
             .query_row(
                 "SELECT idx, key, answer, sig FROM challenges WHERE manifest = ?1 AND shard = ?2 AND used = 0
                  ORDER BY idx LIMIT 1",
