@@ -377,11 +377,7 @@ impl Catalog {
 
     /// Takes the next unused whole-shard challenge of a shard (marking it used): key,
     /// expected answer, and the owner's signature when it was handed over by the owner.
-    pub fn take_challenge(
-        &self,
-        id: &StoreId,
-        shard: u16,
-    ) -> anyhow::Result<Option<Taken>> {
+    pub fn take_challenge(&self, id: &StoreId, shard: u16) -> anyhow::Result<Option<Taken>> {
         let db = self.db();
         type Row = (i64, Vec<u8>, Vec<u8>, Option<Vec<u8>>);
         let row: Option<Row> = db
