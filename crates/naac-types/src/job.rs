@@ -39,6 +39,7 @@
 //! varying fastest. Task `i` is computed on demand ([`Job::task`]), so a sweep of millions
 //! costs no memory.
 
+pub mod pipeline;
 mod reader;
 mod sweep;
 

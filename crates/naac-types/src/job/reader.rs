@@ -16,7 +16,7 @@ use toml::Spanned;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawJob {
+pub(super) struct RawJob {
     name: Option<Spanned<String>>,
     module: Spanned<String>,
     #[serde(default)]
@@ -34,6 +34,11 @@ struct RawJob {
     checkpoint_interval: Option<Spanned<toml::Value>>,
     straggler_factor: Option<Spanned<toml::Value>>,
     output: Option<RawOutput>,
+    // A stage's links to others (`[[stage]]` only).
+    pub(super) for_each: Option<Spanned<String>>,
+    pub(super) gather: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) after: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -95,6 +100,7 @@ const TOP_KEYS: &[&str] = &[
     "budget",
     "reduce",
     "output",
+    "stage",
 ];
 const OUTPUT_KEYS: &[&str] = &["store"];
 const BUDGET_KEYS: &[&str] = &["max_price", "max_cost"];
@@ -111,6 +117,16 @@ const VERIFY_KEYS: &[&str] = &[
 ];
 const LIMIT_KEYS: &[&str] = &["fuel", "memory", "timeout"];
 const REDUCE_KEYS: &[&str] = &["module", "args"];
+
+impl RawJob {
+    /// The `name` it gives, trimmed (a stage's must).
+    pub(super) fn stage_name(&self) -> Option<String> {
+        self.name
+            .as_ref()
+            .map(|n| n.get_ref().trim().to_string())
+            .filter(|n| !n.is_empty())
+    }
+}
 
 impl Job {
     /// Reads and validates a job file. Checks that the module exists and looks like
@@ -134,7 +150,45 @@ impl Job {
             file: path,
             src,
         };
+        if super::pipeline::has_stages(src) {
+            // Checked whole, so its errors come out now; running stages comes next.
+            super::pipeline::Pipeline::parse(path, src)?;
+            return Err(cx.err(
+                None,
+                "stage".to_string(),
+                "this job file has stages, which naac checks but does not run yet",
+                Some("run each stage as a job file of its own for now".into()),
+            ));
+        }
         let raw: RawJob = toml::from_str(src).map_err(|e| toml_error(&cx, &e))?;
+        for (key, at) in [
+            ("for_each", raw.for_each.as_ref()),
+            ("gather", raw.gather.as_ref()),
+        ]
+        .into_iter()
+        .chain(raw.after.first().map(|a| ("after", Some(a))))
+        {
+            if let Some(at) = at {
+                return Err(cx.err(
+                    Some(at.span()),
+                    key.to_string(),
+                    format!("{key} links stages; this job file has none"),
+                    Some("put each step in a [[stage]] table with a name".into()),
+                ));
+            }
+        }
+        Self::from_raw(&cx, path, raw, None)
+    }
+
+    /// A job from its parsed table (a whole job file, or one `[[stage]]`); a stage with no
+    /// sweep of its own may take `inherited`, its upstream's (one task per upstream task).
+    pub(super) fn from_raw(
+        cx: &Source<'_>,
+        path: &Path,
+        raw: RawJob,
+        inherited: Option<&[(String, SweepAxis)]>,
+    ) -> Result<Job, JobError> {
+        let cx = *cx;
         let dir = path
             .parent()
             .map(Path::to_path_buf)
@@ -182,6 +236,11 @@ impl Job {
             }
             let axis = sweep_axis(&cx, &field, value)?;
             sweep.push((key, axis));
+        }
+        if sweep.is_empty()
+            && let Some(inh) = inherited
+        {
+            sweep = inh.to_vec();
         }
         let keys: Vec<String> = sweep.iter().map(|(k, _)| k.clone()).collect();
         let mut task_count: u64 = 1;

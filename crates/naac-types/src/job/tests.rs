@@ -296,3 +296,118 @@ fn stored_data_is_named_by_url_and_results_may_go_to_the_store() {
         .expect_err("unknown key");
     assert_eq!(e.hint.as_deref(), Some("did you mean \"store\"?"));
 }
+
+fn pipeline(d: &Dir, src: &str) -> Result<pipeline::Pipeline, JobError> {
+    let p = d.0.path().join("dag.toml");
+    fs::write(&p, src).expect("write job");
+    pipeline::Pipeline::load(&p)
+}
+
+const DAG: &str = r#"
+name = "primes-dag"
+
+[[stage]]
+name = "count"
+module = "m.wasm"
+args = ["{start}", "{width}"]
+[stage.sweep]
+start = { from = 0, to = 1_000_000, step = 125_000 }
+width = [125000]
+
+[[stage]]
+name = "copy"
+module = "m.wasm"
+args = ["echo", "{start}"]
+for_each = "count"
+
+[[stage]]
+name = "sum"
+module = "m.wasm"
+args = ["reduce"]
+gather = "copy"
+"#;
+
+#[test]
+fn stages_form_a_dag_with_widths_that_agree() {
+    let d = Dir::new();
+    assert!(pipeline::has_stages(DAG));
+    assert!(!pipeline::has_stages("module = \"m.wasm\"\n"));
+    let p = pipeline(&d, DAG).expect("valid");
+    assert_eq!(p.name, "primes-dag");
+    let names: Vec<&str> = p.stages.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["count", "copy", "sum"]);
+    assert_eq!(p.order, [0, 1, 2]);
+    assert_eq!(p.stages[1].input, pipeline::StageInput::ForEach(0));
+    assert_eq!(p.stages[2].input, pipeline::StageInput::Gather(1));
+    // A for_each stage takes its upstream's sweep: one task per upstream task, same values.
+    assert_eq!(p.stages[0].job.task_count(), 8);
+    assert_eq!(p.stages[1].job.task_count(), 8);
+    assert_eq!(
+        p.stages[1].job.task(3).expect("task").args,
+        ["echo", "375000"]
+    );
+    assert_eq!(p.stages[2].job.task_count(), 1);
+    assert_eq!(p.stages[1].job.name, "copy");
+    // As a job to run: checked whole, then refused for now, saying so.
+    let e = d.job(DAG).expect_err("not run yet");
+    assert_eq!(e.field.as_deref(), Some("stage"), "{e}");
+    assert!(e.message.contains("does not run yet"), "{e}");
+    let e = d
+        .job(&DAG.replace("gather = \"copy\"", "gather = \"cpy\""))
+        .expect_err("bad stage");
+    assert_eq!(e.field.as_deref(), Some("stage[2].gather"), "{e}");
+}
+
+#[test]
+fn stage_errors_name_the_line_and_field() {
+    let d = Dir::new();
+    let err = |src: &str| pipeline(&d, src).expect_err("refused");
+    // A reference to no stage, with the names there are.
+    let e = err(&DAG.replace("gather = \"copy\"", "gather = \"cpy\""));
+    assert_eq!(e.field.as_deref(), Some("stage[2].gather"), "{e}");
+    assert_eq!(e.line, Some(22), "{e}");
+    assert!(e.message.contains("no stage is named \"cpy\""), "{e}");
+    assert!(
+        e.hint
+            .as_deref()
+            .is_some_and(|h| h.contains("count, copy, sum")),
+        "{e}"
+    );
+    // A cycle, through `after`.
+    let e = err(&DAG.replace("name = \"count\"", "name = \"count\"\nafter = [\"sum\"]"));
+    assert!(e.message.contains("cycle"), "{e}");
+    assert!(e.message.contains("count -> sum -> copy -> count"), "{e}");
+    // A for_each stage with a sweep of another width.
+    let e = err(&DAG.replace(
+        "args = [\"echo\", \"{start}\"]\nfor_each = \"count\"",
+        "args = [\"echo\", \"{k}\"]\nfor_each = \"count\"\n[stage.sweep]\nk = [1, 2]",
+    ));
+    assert_eq!(e.field.as_deref(), Some("stage[1].sweep"), "{e}");
+    assert!(
+        e.message
+            .contains("2 tasks, but it runs one per task of \"count\" (8)"),
+        "{e}"
+    );
+    // A template key no stage gives this one.
+    let e = err(&DAG.replace("args = [\"echo\", \"{start}\"]", "args = [\"{nope}\"]"));
+    assert_eq!(e.field.as_deref(), Some("stage[1].args[0]"), "{e}");
+    // Two stages of one name; a stage without one; for_each and gather at once.
+    let e = err(&DAG.replace("name = \"copy\"", "name = \"count\""));
+    assert!(e.message.contains("two stages are named \"count\""), "{e}");
+    let e = err(&DAG.replace("name = \"sum\"\n", ""));
+    assert!(e.message.contains("needs a name"), "{e}");
+    let e = err(&DAG.replace(
+        "gather = \"copy\"",
+        "gather = \"copy\"\nfor_each = \"count\"",
+    ));
+    assert!(e.message.contains("not both"), "{e}");
+    // A job file without stages cannot link any.
+    let e = d
+        .job("module = \"m.wasm\"\nfor_each = \"x\"\n")
+        .expect_err("no stages");
+    assert_eq!(e.field.as_deref(), Some("for_each"));
+    assert!(
+        e.hint.as_deref().is_some_and(|h| h.contains("[[stage]]")),
+        "{e}"
+    );
+}
