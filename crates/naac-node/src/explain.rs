@@ -41,6 +41,41 @@ pub fn rule_out(limits: &Limits, status: &HostStatus) -> Vec<String> {
     why
 }
 
+/// [`rule_out`] for a job: its limits, and its `[requirements]`.
+pub fn rule_out_job(job: &naac_types::Job, status: &HostStatus) -> Vec<String> {
+    let mut why = rule_out(&job.limits, status);
+    why.extend(unmet(&job.requirements, status));
+    why
+}
+
+/// Each of `req` the host does not meet, said so that hosts count together.
+pub fn unmet(req: &naac_types::job::Requirements, status: &HostStatus) -> Vec<String> {
+    let mut why = Vec::new();
+    let cpu = &status.resources.cpu;
+    if let Some(arch) = &req.arch
+        && cpu.arch != *arch
+    {
+        why.push(format!("architecture {} ≠ {arch}", cpu.arch));
+    }
+    if let Some(min) = req.min_score {
+        if cpu.score <= 0.0 {
+            why.push("compute score not measured yet".into());
+        } else if cpu.score < min {
+            why.push(format!("compute score {:.1} < {min}", cpu.score));
+        }
+    }
+    let gpus = status.resources.gpus.len() as u32;
+    if gpus < req.gpus {
+        why.push(format!("{gpus} GPUs < {}", req.gpus));
+    }
+    for l in &req.labels {
+        if !status.limits.labels.contains(l) {
+            why.push(format!("no label {l}"));
+        }
+    }
+    why
+}
+
 /// How many hosts each reason rules out, most first.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Explanation {
@@ -201,5 +236,40 @@ mod tests {
             vec!["task time limit 1h > its limit 30m"]
         );
         assert_eq!(human(Duration::from_secs(5400)), "1h 30m");
+    }
+
+    #[test]
+    fn requirements_rule_out_hosts_that_do_not_meet_them() {
+        let mut h = host(HostState::Accepting, None, None);
+        h.resources.cpu.arch = "x86_64".into();
+        h.resources.cpu.score = 9.8;
+        h.limits.labels = vec!["zone=eu".into()];
+        let req = |arch: Option<&str>, min: Option<f64>, gpus: u32, labels: &[&str]| {
+            naac_types::job::Requirements {
+                arch: arch.map(str::to_string),
+                min_score: min,
+                gpus,
+                labels: labels.iter().map(|l| l.to_string()).collect(),
+            }
+        };
+        assert!(unmet(&req(None, None, 0, &[]), &h).is_empty());
+        assert!(unmet(&req(Some("x86_64"), Some(5.0), 0, &["zone=eu"]), &h).is_empty());
+        assert_eq!(
+            unmet(
+                &req(Some("aarch64"), Some(15.0), 2, &["zone=eu", "ssd"]),
+                &h
+            ),
+            [
+                "architecture x86_64 ≠ aarch64",
+                "compute score 9.8 < 15",
+                "0 GPUs < 2",
+                "no label ssd"
+            ]
+        );
+        h.resources.cpu.score = 0.0;
+        assert_eq!(
+            unmet(&req(None, Some(1.0), 0, &[]), &h),
+            ["compute score not measured yet"]
+        );
     }
 }

@@ -114,4 +114,7 @@ pub struct HostLimits {
     pub price_multiplier: f64,
     /// Share of the machine naac may use (percent of all cores).
     pub max_cpu_percent: u8,
+    /// What its owner says it is (`labels` in `policy.toml`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
 }

@@ -12,6 +12,11 @@
 //! straggler_factor = 3.0              # optional: speculate past 3x the median; 0 = off
 //! [output]
 //! store = true                        # optional: keep the results in the store too
+//! [requirements]                      # optional: what a host must be to get tasks
+//! arch = "x86_64"
+//! min_score = 10                      # compute score, giga-fuel/s per core
+//! gpus = 1
+//! labels = ["zone=eu"]                # every one among the host's policy labels
 //!
 //! [sweep]                             # one task per combination, cartesian product
 //! seed = { from = 0, to = 64 }        # integers, `to` exclusive, optional `step`
@@ -41,6 +46,7 @@
 
 pub mod pipeline;
 mod reader;
+mod requirements;
 mod sweep;
 
 pub use sweep::{SweepAxis, SweepValue, Template};
@@ -63,6 +69,19 @@ pub const MIN_CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::fr
 
 /// A job file that could not be used, with where and what to do about it.
 pub type JobError = FileError;
+
+/// What a host must be to get a job's tasks (`[requirements]`); empty: any host.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Requirements {
+    /// The CPU architecture, e.g. "x86_64" or "aarch64".
+    pub arch: Option<String>,
+    /// The least compute score (giga-fuel per second per core).
+    pub min_score: Option<f64>,
+    /// The least number of GPUs.
+    pub gpus: u32,
+    /// Labels the host's owner gave it (`labels` in `policy.toml`), every one.
+    pub labels: Vec<String>,
+}
 
 /// The reduce step: runs once, after every task succeeded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +113,8 @@ pub struct Job {
     /// `[output] store = true`: the accepted results are kept in the store too, under one
     /// `naac://` id that `summary.json` names.
     pub output_store: bool,
+    /// `[requirements]`: what a host must be to get its tasks.
+    pub requirements: Requirements,
     /// Sweep keys in file order.
     pub sweep: Vec<(String, SweepAxis)>,
     args: Vec<Template>,

@@ -23,6 +23,7 @@
 //! pause_grace = "2m"           # a task paused longer than this is handed back (default "2m")
 //! min_store_price = 0          # least credits per GiB-day for storage (--store) (0)
 //! store_when_paused = true     # paused, still answer reads and cheap audits (default true)
+//! labels = ["zone=eu"]         # what this host is; jobs may require labels (none)
 //!
 //! [[windows]]                  # hours, in the owner's civil time
 //! days = "mon-fri"             # mon..sun, ranges (mon-fri, fri-mon), lists (sat,sun), daily
@@ -95,8 +96,12 @@ pub const KEYS: &[&str] = &[
     "pause_grace",
     "min_store_price",
     "store_when_paused",
+    "labels",
     "windows",
 ];
+
+/// Most labels one host carries.
+pub const MAX_LABELS: usize = 64;
 
 /// Most windows one policy may have.
 pub const MAX_WINDOWS: usize = 100;
@@ -156,6 +161,8 @@ pub struct Policy {
     /// While the machine is paused for its owner, storage hosts still answer reads and
     /// chunk audits (cheap; whole-shard proofs wait); `false`: they answer nothing.
     pub store_when_paused: bool,
+    /// What the owner says this host is, e.g. "zone=eu": jobs may require labels.
+    pub labels: Vec<String>,
 }
 
 impl Default for Policy {
@@ -181,6 +188,7 @@ impl Default for Policy {
             pause_grace: DEFAULT_PAUSE_GRACE,
             min_store_price: 0,
             store_when_paused: true,
+            labels: Vec::new(),
         }
     }
 }

@@ -292,6 +292,9 @@ fn host_text(s: &Seen, record: Option<&Record>, store: Option<&StoreInfo>) -> St
         limits.push(format!("storage {} left", format_size(f)));
     }
     limits.push(format!("min price {} credits/Gfuel", l.min_price));
+    if !l.labels.is_empty() {
+        limits.push(format!("labels {}", l.labels.join(" ")));
+    }
     if l.price_multiplier > 1.0 {
         limits.push(format!("×{} now", l.price_multiplier));
     }

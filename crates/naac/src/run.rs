@@ -677,7 +677,6 @@ async fn explain(a: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let limits = prepared.job.limits;
     if a.join.is_empty() {
         let workers = a.workers.unwrap_or_else(crate::node::cores);
         let text = format!(
@@ -709,7 +708,7 @@ async fn explain(a: Args) -> anyhow::Result<ExitCode> {
     let per_host: Vec<Vec<String>> = seen
         .iter()
         .map(|s| {
-            let mut why = naac_node::explain::rule_out(&limits, &s.welcome.status);
+            let mut why = naac_node::explain::rule_out_job(&prepared.job, &s.welcome.status);
             if let Some(r) = reputation
                 .as_mut()
                 .and_then(|rep| rep.get(&s.peer.to_string()).ok())

@@ -133,6 +133,7 @@ impl Provider {
                     min_price: pol.min_price,
                     price_multiplier: self.price_multiplier,
                     max_cpu_percent: pol.max_cpu_percent,
+                    labels: pol.labels.clone(),
                 }
             }
             None => HostLimits {

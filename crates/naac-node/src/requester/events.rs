@@ -519,9 +519,10 @@ impl Session<'_> {
         }
         let now = self.now();
         let paused = self.bidding.open()
-            || self.hosts.get(&peer).is_some_and(|st| {
-                !crate::explain::rule_out(&self.prepared.job.limits, st).is_empty()
-            });
+            || self
+                .hosts
+                .get(&peer)
+                .is_some_and(|st| !crate::explain::rule_out_job(&self.prepared.job, st).is_empty());
         self.sched.provider_joined(
             peer,
             ProviderInfo {
@@ -549,7 +550,7 @@ impl Session<'_> {
         let Some(st) = self.hosts.get(&peer) else {
             return;
         };
-        let why = crate::explain::rule_out(&self.prepared.job.limits, st);
+        let why = crate::explain::rule_out_job(&self.prepared.job, st);
         let bidding = self.bidding.open();
         let paused = !why.is_empty() || bidding;
         if paused == self.sched.is_available(&peer) && !bidding {

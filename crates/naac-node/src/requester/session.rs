@@ -535,7 +535,7 @@ impl Session<'_> {
     fn explanation(&self) -> crate::explain::Explanation {
         let min = self.prepared.job.verify.min_reputation;
         crate::explain::Explanation::of_reasons(self.hosts.iter().map(|(peer, st)| {
-            let mut why = crate::explain::rule_out(&self.prepared.job.limits, st);
+            let mut why = crate::explain::rule_out_job(&self.prepared.job, st);
             if self.banned.contains(peer) {
                 why.push(crate::explain::rejected_here(min));
             }

@@ -30,6 +30,7 @@ pub(super) struct RawJob {
     limits: Option<RawLimits>,
     reduce: Option<RawReduce>,
     verify: Option<RawVerify>,
+    requirements: Option<super::requirements::RawRequirements>,
     budget: Option<RawBudget>,
     checkpoint_interval: Option<Spanned<toml::Value>>,
     straggler_factor: Option<Spanned<toml::Value>>,
@@ -100,8 +101,10 @@ const TOP_KEYS: &[&str] = &[
     "budget",
     "reduce",
     "output",
+    "requirements",
     "stage",
 ];
+const REQUIREMENT_KEYS: &[&str] = &["arch", "min_score", "gpus", "labels"];
 const OUTPUT_KEYS: &[&str] = &["store"];
 const BUDGET_KEYS: &[&str] = &["max_price", "max_cost"];
 const VERIFY_KEYS: &[&str] = &[
@@ -327,6 +330,7 @@ impl Job {
             _ => None,
         };
         let verify = verify(&cx, &dir, raw.verify)?;
+        let requirements = super::requirements::read(&cx, raw.requirements)?;
         if verifier_args.is_some() && verify.verifier.is_none() {
             return Err(cx.err(
                 None,
@@ -394,6 +398,7 @@ impl Job {
             checkpoint_interval,
             straggler_factor,
             output_store: raw.output.and_then(|o| o.store).unwrap_or(false),
+            requirements,
             sweep,
             args,
             inputs,
@@ -425,6 +430,8 @@ fn toml_error(cx: &Source<'_>, e: &toml::de::Error) -> JobError {
             BUDGET_KEYS
         } else if rest.contains("expected `store`") {
             OUTPUT_KEYS
+        } else if rest.contains("`min_score`") {
+            REQUIREMENT_KEYS
         } else if rest.contains("`module`") && !rest.contains("`sweep`") {
             REDUCE_KEYS
         } else {
@@ -631,7 +638,11 @@ fn limits(cx: &Source<'_>, raw: Option<RawLimits>) -> Result<Limits, JobError> {
 }
 
 /// A TOML integer or float as `f64`.
-fn number(cx: &Source<'_>, v: &Spanned<toml::Value>, field: &str) -> Result<f64, JobError> {
+pub(super) fn number(
+    cx: &Source<'_>,
+    v: &Spanned<toml::Value>,
+    field: &str,
+) -> Result<f64, JobError> {
     match v.get_ref() {
         toml::Value::Integer(n) => Ok(*n as f64),
         toml::Value::Float(f) if f.is_finite() => Ok(*f),

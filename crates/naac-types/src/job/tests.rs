@@ -411,3 +411,26 @@ fn stage_errors_name_the_line_and_field() {
         "{e}"
     );
 }
+
+#[test]
+fn requirements_parse_and_refuse_what_they_cannot_be() {
+    let d = Dir::new();
+    let job = d
+        .job("module = \"m.wasm\"\n[requirements]\narch = \"aarch64\"\nmin_score = 12.5\ngpus = 1\nlabels = [\"zone=eu\"]\n")
+        .expect("valid");
+    assert_eq!(job.requirements.arch.as_deref(), Some("aarch64"));
+    assert_eq!(job.requirements.min_score, Some(12.5));
+    assert_eq!(job.requirements.gpus, 1);
+    assert_eq!(job.requirements.labels, ["zone=eu"]);
+    let e = d
+        .job("module = \"m.wasm\"\n[requirements]\ngpus = -1\n")
+        .expect_err("bad");
+    assert_eq!(
+        (e.field.as_deref(), e.line),
+        (Some("requirements.gpus"), Some(3))
+    );
+    let e = d
+        .job("module = \"m.wasm\"\n[requirements]\nmin_scor = 3\n")
+        .expect_err("unknown");
+    assert_eq!(e.hint.as_deref(), Some("did you mean \"min_score\"?"));
+}

@@ -35,6 +35,7 @@ impl Policy {
             pause_grace,
             min_store_price,
             store_when_paused,
+            labels,
         } = self;
         let s = |v: &str| toml_edit::Value::from(v).to_string();
         let duration = |d: &Duration| s(&format_duration(*d));
@@ -51,7 +52,7 @@ impl Policy {
             None => "the system's zone".to_string(),
         };
         // (key, value or None when not set, comment)
-        let lines: [(&str, Option<String>, String); 19] = [
+        let lines: [(&str, Option<String>, String); 20] = [
             (
                 "max_slots",
                 max_slots.map(|n| n.to_string()),
@@ -169,6 +170,11 @@ impl Policy {
                     "paused, still answer reads and cheap audits",
                     "paused, answer no storage requests",
                 ),
+            ),
+            (
+                "labels",
+                (!labels.is_empty()).then(|| list(labels)),
+                "what this host is; jobs may require labels".into(),
             ),
         ];
         let mut out =
@@ -296,7 +302,7 @@ fn typed_value(key: &str, v: &str) -> Result<toml_edit::Value, (String, String)>
             parse_size(v).map_err(|e| (e, hint()))?;
             Ok(v.into())
         }
-        "allow" | "deny" => {
+        "allow" | "deny" | "labels" => {
             let mut a = toml_edit::Array::new();
             for id in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                 a.push(id);

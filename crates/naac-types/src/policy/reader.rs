@@ -2,7 +2,7 @@
 //! errors that name the line and key and say what to write instead.
 
 use super::text::{format_time, parse_days, parse_time};
-use super::{KEYS, MAX_PEERS, MAX_WINDOWS, Policy, PolicyError, Window, WindowAction};
+use super::{KEYS, MAX_LABELS, MAX_PEERS, MAX_WINDOWS, Policy, PolicyError, Window, WindowAction};
 use crate::diag::{FileKind, Source, file_error};
 use crate::units::{parse_duration, parse_size};
 use jiff::tz::TimeZone;
@@ -129,6 +129,7 @@ impl Policy {
                     p.min_store_price = cx.int(value, k, 0, i64::MAX, "min_store_price = 2")? as u64
                 }
                 "store_when_paused" => p.store_when_paused = cx.boolean(value, k)?,
+                "labels" => p.labels = cx.labels(value, k)?,
                 _ => return Err(cx.unknown_key(Some(key.span()), None, k, KEYS, "known keys")),
             }
         }
@@ -277,6 +278,45 @@ impl Ctx<'_> {
             )),
         };
         parsed.map_err(|m| self.err(Some(v.span()), field, m, Some(format!("e.g. {example}"))))
+    }
+
+    /// A list of labels (1 to 128 characters each), e.g. `["zone=eu", "ssd"]`.
+    fn labels(&self, v: &Val<'_>, field: &str) -> Result<Vec<String>, PolicyError> {
+        let hint = || Some(format!("e.g. {field} = [\"zone=eu\", \"ssd\"]"));
+        let DeValue::Array(items) = v.get_ref() else {
+            return Err(self.err(
+                Some(v.span()),
+                field,
+                format!("must be a list of labels, found {}", v.get_ref().type_str()),
+                hint(),
+            ));
+        };
+        if items.len() > MAX_LABELS {
+            return Err(self.err(
+                Some(v.span()),
+                field,
+                format!("has {} labels, more than {MAX_LABELS}", items.len()),
+                None,
+            ));
+        }
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let f = format!("{field}[{i}]");
+            match item.get_ref() {
+                DeValue::String(l) if !l.trim().is_empty() && l.len() <= 128 => {
+                    out.push(l.trim().to_string())
+                }
+                _ => {
+                    return Err(self.err(
+                        Some(item.span()),
+                        f.as_str(),
+                        "a label is a string of 1 to 128 characters",
+                        hint(),
+                    ));
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn peers(&self, v: &Val<'_>, field: &str) -> Result<Vec<String>, PolicyError> {

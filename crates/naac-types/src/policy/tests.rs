@@ -622,6 +622,7 @@ fn to_toml_round_trips() {
         pause_grace: Duration::ZERO,
         min_store_price: 3,
         store_when_paused: false,
+        labels: vec!["zone=eu".into(), "ssd".into()],
     };
     let text = full.to_toml();
     assert_eq!(ok(&text), full, "{text}");
