@@ -314,7 +314,14 @@ pub struct TaskSpec {
     pub seed: ContentId,
     /// A checkpoint (by content id, fetched like an input) to resume from.
     pub resume: Option<ContentId>,
+    /// The guest's environment (at most [`MAX_TASK_ENV`] variables); bound into `seed` by
+    /// the requester, so replicas agree.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<(String, String)>,
 }
+
+/// Most environment variables one task gets.
+pub const MAX_TASK_ENV: usize = 64;
 
 impl TaskSpec {
     /// The digest of the task's inputs that result records bind.

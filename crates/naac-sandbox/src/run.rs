@@ -22,6 +22,8 @@ pub struct TaskRun {
     pub argv0: String,
     /// argv after `argv[0]`.
     pub args: Vec<String>,
+    /// The guest's environment (nothing of the host's leaks in).
+    pub env: Vec<(String, String)>,
     pub stdin: Vec<u8>,
     /// Files for `/in`: plain names (no `/`), contents.
     pub inputs: Vec<(String, Arc<Vec<u8>>)>,
@@ -198,6 +200,9 @@ fn run_in(
         .allow_ip_name_lookup(false);
     for a in &task.args {
         b.arg(a);
+    }
+    for (k, v) in &task.env {
+        b.env(k, v);
     }
     b.preopened_dir(in_dir, "/in", FsPerms::ReadOnly)
         .map_err(|e| wasm_err(e, "preopen /in"))?;

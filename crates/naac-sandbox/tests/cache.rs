@@ -49,6 +49,7 @@ fn artifacts(dir: &Path) -> (Vec<PathBuf>, u64) {
 fn exit_code(sandbox: &Sandbox, module: &naac_sandbox::Prepared) -> Option<i32> {
     let t = TaskRun {
         argv0: "exit".into(),
+        env: Vec::new(),
         limits: Limits::default(),
         ..TaskRun::default()
     };
@@ -171,6 +172,7 @@ fn damaged_artifact_is_recompiled(damage: impl FnOnce(&Path)) {
     let p = s.compile(&id, &bytes).expect("compiled again");
     let t = TaskRun {
         argv0: "testkit".into(),
+        env: Vec::new(),
         args: vec!["print".into(), "whole again".into()],
         limits: Limits::default(),
         ..TaskRun::default()

@@ -37,6 +37,7 @@ fn fixture() -> Fixture {
 fn task(args: &[&str]) -> TaskRun {
     TaskRun {
         argv0: "testkit".into(),
+        env: Vec::new(),
         args: args.iter().map(|s| s.to_string()).collect(),
         limits: Limits {
             fuel: u64::MAX / 2,

@@ -46,6 +46,7 @@ fn the_epoch_ticker_sleeps_while_no_guest_runs() {
         .expect("compile testkit");
     let task = |args: &[&str], timeout_ms| TaskRun {
         argv0: "testkit".into(),
+        env: Vec::new(),
         args: args.iter().map(|s| s.to_string()).collect(),
         limits: Limits {
             fuel: u64::MAX / 2,

@@ -44,6 +44,7 @@ fn fixture() -> Fixture {
 fn task(args: &[&str]) -> TaskRun {
     TaskRun {
         argv0: "testkit".into(),
+        env: Vec::new(),
         args: args.iter().map(|s| s.to_string()).collect(),
         limits: Limits {
             fuel: 2_000_000_000,

@@ -7,6 +7,7 @@
 //! inputs = ["data/{seed}.bin"]        # optional: files placed in /in (templated too);
 //!                                     # "naac://<id>/<path>" names a file of stored data
 //! stdin = "data/{seed}.txt"           # optional: file fed to the task's stdin
+//! env = { MODE = "fast", SEED = "{seed}" }  # optional: the guest's environment (templated)
 //! retries = 3                         # optional; per task
 //! checkpoint_interval = "10s"         # optional: guests may checkpoint this often
 //! straggler_factor = 3.0              # optional: speculate past 3x the median; 0 = off
@@ -60,6 +61,9 @@ use std::path::{Path, PathBuf};
 pub const MAX_TASKS: u64 = 10_000_000;
 /// Largest module accepted, in bytes.
 pub const MAX_MODULE_BYTES: u64 = 256 << 20;
+/// Most environment variables a job gives its tasks, and the longest value.
+pub const MAX_ENV: usize = 64;
+pub const MAX_ENV_VALUE: usize = 4096;
 /// Default number of retries per task.
 pub const DEFAULT_RETRIES: u32 = 3;
 /// Default straggler factor: a task running 3x longer than the median gets a speculative copy.
@@ -120,6 +124,8 @@ pub struct Job {
     args: Vec<Template>,
     inputs: Vec<Template>,
     stdin: Option<Template>,
+    /// The guest's environment, templated like `args`.
+    env: Vec<(String, Template)>,
     /// The verifier's argv after argv[0]; `None`: the task's own args.
     verifier_args: Option<Vec<Template>>,
     task_count: u64,
@@ -144,6 +150,8 @@ pub struct TaskParams {
     pub inputs: Vec<PathBuf>,
     /// File whose bytes are the task's stdin.
     pub stdin: Option<PathBuf>,
+    /// The guest's environment (`env` in the job file, filled from the sweep).
+    pub env: Vec<(String, String)>,
 }
 
 /// The job's `[budget]`: where a bank keeps the books, the most the user pays per unit of
@@ -269,6 +277,11 @@ impl Job {
         Ok(TaskParams {
             index,
             args: self.args.iter().map(|t| t.render(&values)).collect(),
+            env: self
+                .env
+                .iter()
+                .map(|(k, t)| (k.clone(), t.render(&values)))
+                .collect(),
             inputs,
             stdin,
         })

@@ -535,6 +535,7 @@ fn checkpoint_cost(work: PathBuf, bytes: usize, iters: u64) -> anyhow::Result<Du
         });
         let t = TaskRun {
             argv0: "testkit".into(),
+            env: Vec::new(),
             args: args.clone(),
             limits: Limits {
                 fuel: u64::MAX / 4,
@@ -644,6 +645,7 @@ fn time_guest(
 ) -> anyhow::Result<(Duration, String)> {
     let t = TaskRun {
         argv0: "testkit".into(),
+        env: Vec::new(),
         args: args.to_vec(),
         limits: Limits {
             fuel: u64::MAX / 4,
@@ -720,6 +722,7 @@ async fn round_trips(rounds: u32) -> anyhow::Result<Vec<Duration>> {
                 inputs: Vec::new(),
                 seed: module,
                 resume: None,
+                env: Vec::new(),
             }],
         }));
         let t0 = Instant::now();

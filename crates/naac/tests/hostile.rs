@@ -102,6 +102,7 @@ fn a_flood_of_large_inputs_does_not_fill_a_providers_memory() {
                 inputs: vec![("data".into(), by_index[&i])],
                 seed: ContentId::of(&i.to_le_bytes()),
                 resume: None,
+                env: Vec::new(),
             })
             .collect();
         let assign = Assign {
@@ -234,6 +235,7 @@ fn a_priced_provider_runs_nothing_it_made_no_ask_for() {
                 inputs: Vec::new(),
                 seed: ContentId::of(b"s"),
                 resume: None,
+                env: Vec::new(),
             }],
         };
         let send = |body: RequestBody| {
@@ -306,6 +308,7 @@ fn spec(index: u32, args: &[&str]) -> TaskSpec {
         inputs: Vec::new(),
         seed: ContentId::of(&index.to_le_bytes()),
         resume: None,
+        env: Vec::new(),
     }
 }
 
@@ -671,6 +674,7 @@ fn a_provider_paid_at_a_bank_runs_work_only_its_escrow_there_pays_for() {
                     inputs: Vec::new(),
                     seed: ContentId::of(b"s"),
                     resume: None,
+                    env: Vec::new(),
                 }],
                 order,
                 sources: Vec::new(),
@@ -863,6 +867,7 @@ fn a_stored_source_that_is_not_the_blob_named_is_refused() {
                 inputs: vec![("data".into(), claimed)],
                 seed: ContentId::of(b"s"),
                 resume: None,
+                env: Vec::new(),
             }],
         };
         let client2 = client.clone();

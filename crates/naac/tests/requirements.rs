@@ -93,3 +93,61 @@ fn only_hosts_that_meet_the_requirements_get_tasks_and_explain_says_why_not() {
     assert_eq!(v["usable"], 0, "{v:#}");
     assert!(v["ruled_out"].to_string().contains("0 GPUs < 4"), "{v:#}");
 }
+
+/// A guest that writes its whole environment (`KEY=value` strings, each NUL-ended) to
+/// stdout.
+const PRINT_ENV: &str = r#"
+(module
+  (import "wasi_snapshot_preview1" "environ_sizes_get" (func $sizes (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "environ_get" (func $get (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (drop (call $sizes (i32.const 0) (i32.const 4)))
+    (drop (call $get (i32.const 16) (i32.const 1024)))
+    (i32.store (i32.const 8) (i32.const 1024))
+    (i32.store (i32.const 12) (i32.load (i32.const 4)))
+    (drop (call $write (i32.const 1) (i32.const 8) (i32.const 1) (i32.const 4000)))))
+"#;
+
+#[test]
+fn a_job_gives_its_tasks_an_environment_and_nothing_of_the_hosts_leaks_in() {
+    let s = Scratch::new();
+    let home = s.path().join("p");
+    std::fs::create_dir_all(&home).expect("home");
+    std::fs::write(home.join("policy.toml"), "idle_only = false\n").expect("policy");
+    let mut c = common::naac();
+    c.env("NAAC_HOME", &home)
+        .env("HOST_SECRET", "do-not-leak")
+        .args(["node", "--provide", "--no-mdns", "--slots", "1"])
+        .args(["--listen", "/ip4/127.0.0.1/tcp/0"]);
+    let (child, addr) = spawn_node(c);
+    let _p = Node(child, addr.clone());
+    let wasm = wat::parse_str(PRINT_ENV).expect("assembles");
+    std::fs::write(s.path().join("env.wasm"), wasm).expect("module");
+    let job = s.path().join("env.toml");
+    std::fs::write(
+        &job,
+        "name = \"env\"\nmodule = \"env.wasm\"\nenv = { MODE = \"fast\", SEED = \"{i}\" }\n[sweep]\ni = [3, 4]\n",
+    )
+    .expect("job");
+    let (out, v) = s.run(&job, &["--no-mdns", "--join", &addr]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert_eq!(v["tasks"]["succeeded"], 2, "{v:#}");
+    for (task, seed) in [(0, 3), (1, 4)] {
+        let got =
+            std::fs::read(s.path().join(format!("out-env/tasks/{task}/stdout"))).expect("stdout");
+        let vars: Vec<String> = got
+            .split(|b| *b == 0)
+            .filter(|v| !v.is_empty())
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect();
+        assert_eq!(vars, ["MODE=fast".to_string(), format!("SEED={seed}")]);
+    }
+    // A bad variable name is the job file's error, with its line.
+    std::fs::write(&job, "module = \"env.wasm\"\n\nenv = { \"A-B\" = \"x\" }\n").expect("job");
+    let (out, _) = s.run(&job, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = common::stderr(&out);
+    assert!(err.contains("line 3") && err.contains("env.A-B"), "{err}");
+}

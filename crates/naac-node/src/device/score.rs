@@ -149,6 +149,7 @@ pub fn measure_score(work_dir: &Path) -> anyhow::Result<f64> {
     let rate = |args: &[String]| -> anyhow::Result<f64> {
         let task = TaskRun {
             argv0: "bench".into(),
+            env: Vec::new(),
             args: args.to_vec(),
             limits: Limits {
                 fuel: u64::MAX / 4,

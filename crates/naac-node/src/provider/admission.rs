@@ -369,6 +369,7 @@ mod tests {
             inputs: Vec::new(),
             seed: ContentId::of(b"s"),
             resume: None,
+            env: Vec::new(),
         };
         Assign {
             job: JobId::derive(&ContentId::of(b"j"), b"1"),

@@ -314,6 +314,17 @@ impl Runner {
         started: Arc<AtomicBool>,
     ) -> anyhow::Result<TaskResult> {
         let source = assign.sources.get(&assign.module);
+        anyhow::ensure!(
+            spec.env.len() <= naac_proto::MAX_TASK_ENV
+                && spec.env.iter().all(|(k, v)| {
+                    k.len() <= 256
+                        && v.len() <= 4096
+                        && !k.contains(['=', '\0'])
+                        && !v.contains('\0')
+                }),
+            "the task's environment is over naac's limits ({} variables of at most 4096 bytes)",
+            naac_proto::MAX_TASK_ENV
+        );
         let module = self.module(peer, assign.module, source, &cancel).await?;
         // Inputs are fetched only within the window of tasks about to run.
         let _window = self.prefetch.acquire().await.context("prefetch closed")?;
@@ -350,6 +361,7 @@ impl Runner {
         });
         let run = TaskRun {
             argv0: assign.argv0.clone(),
+            env: spec.env,
             args: spec.args,
             stdin,
             inputs,

@@ -129,6 +129,7 @@ mod tests {
             inputs: Vec::new(),
             seed: naac_types::ContentId::of(b"s"),
             resume: None,
+            env: Vec::new(),
         }
     }
 

@@ -383,6 +383,17 @@ pub fn task_spec(
         h.update(n.as_bytes());
         h.update(&id.0);
     }
+    // The environment is part of the task's content (bound into the seed, and so into
+    // every result record); a task with none keeps the seed it always had.
+    if !params.env.is_empty() {
+        h.update(b"env");
+        for (k, v) in &params.env {
+            h.update(&(k.len() as u64).to_le_bytes());
+            h.update(k.as_bytes());
+            h.update(&(v.len() as u64).to_le_bytes());
+            h.update(v.as_bytes());
+        }
+    }
     Ok(TaskSpec {
         index,
         attempt,
@@ -391,5 +402,6 @@ pub fn task_spec(
         inputs,
         seed: ContentId(*h.finalize().as_bytes()),
         resume: None,
+        env: params.env,
     })
 }

@@ -47,6 +47,7 @@ pub fn verifier_run(
     let limits = prepared.job.limits;
     Ok(TaskRun {
         argv0: prepared.job.name.clone(),
+        env: spec.env.clone(),
         args: prepared.job.verifier_args(index as u64),
         stdin: result.stdout.clone(),
         inputs,
@@ -103,6 +104,7 @@ pub async fn reduce(
     }
     let run = TaskRun {
         argv0: prepared.job.name.clone(),
+        env: Vec::new(),
         args: args.to_vec(),
         stdin,
         inputs: Vec::new(),

@@ -24,6 +24,8 @@ pub(super) struct RawJob {
     #[serde(default)]
     inputs: Vec<Spanned<String>>,
     stdin: Option<Spanned<String>>,
+    #[serde(default)]
+    env: IndexMap<String, Spanned<String>>,
     retries: Option<Spanned<i64>>,
     #[serde(default)]
     sweep: IndexMap<String, Spanned<toml::Value>>,
@@ -92,6 +94,7 @@ const TOP_KEYS: &[&str] = &[
     "args",
     "inputs",
     "stdin",
+    "env",
     "retries",
     "checkpoint_interval",
     "straggler_factor",
@@ -288,6 +291,41 @@ impl Job {
             .as_ref()
             .map(|s| template("stdin".into(), s))
             .transpose()?;
+        if raw.env.len() > super::MAX_ENV {
+            return Err(cx.err(
+                None,
+                "env".to_string(),
+                format!("{} variables, more than {}", raw.env.len(), super::MAX_ENV),
+                None,
+            ));
+        }
+        let mut env = Vec::with_capacity(raw.env.len());
+        for (k, v) in &raw.env {
+            let field = format!("env.{k}");
+            let bad_key = k.is_empty()
+                || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                || k.starts_with(|c: char| c.is_ascii_digit());
+            if bad_key {
+                return Err(cx.err(
+                    Some(v.span()),
+                    field,
+                    format!("\"{k}\" is not an environment variable name"),
+                    Some("use letters, digits and '_', not starting with a digit".into()),
+                ));
+            }
+            if v.get_ref().len() > super::MAX_ENV_VALUE || v.get_ref().contains('\0') {
+                return Err(cx.err(
+                    Some(v.span()),
+                    field,
+                    format!(
+                        "a value is at most {} bytes, without NUL",
+                        super::MAX_ENV_VALUE
+                    ),
+                    None,
+                ));
+            }
+            env.push((k.clone(), template(field, v)?));
+        }
 
         let retries = match raw.retries {
             None => DEFAULT_RETRIES,
@@ -403,6 +441,7 @@ impl Job {
             args,
             inputs,
             stdin,
+            env,
             verifier_args,
             task_count,
         };

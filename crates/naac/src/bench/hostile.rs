@@ -175,6 +175,7 @@ async fn input_flood(tasks: u32) -> anyhow::Result<Figure> {
                 inputs: vec![("data".into(), by_index[&i])],
                 seed: ContentId::of(&i.to_le_bytes()),
                 resume: None,
+                env: Vec::new(),
             })
             .collect(),
     };
