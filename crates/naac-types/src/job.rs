@@ -49,6 +49,7 @@ pub mod pipeline;
 mod reader;
 mod requirements;
 mod sweep;
+mod verify_table;
 
 pub use sweep::{SweepAxis, SweepValue, Template};
 
