@@ -47,11 +47,16 @@ fn host(root: &Path, i: usize, join: Option<&str>, extra: &[&str]) -> Host {
 }
 
 fn pool(root: &Path, n: usize) -> Vec<Host> {
-    let first = host(root, 0, None, &[]);
+    pool_with(root, n, &[])
+}
+
+/// `n` hosts with `extra` flags (e.g. `--provide`), each joined to the first.
+fn pool_with(root: &Path, n: usize, extra: &[&str]) -> Vec<Host> {
+    let first = host(root, 0, None, extra);
     let join = first.addr.clone();
     let mut hosts = vec![first];
     for i in 1..n {
-        hosts.push(host(root, i, Some(&join), &[]));
+        hosts.push(host(root, i, Some(&join), extra));
     }
     // Each host's DHT record reaches the first one.
     std::thread::sleep(Duration::from_millis(1500));
@@ -497,19 +502,8 @@ fn a_job_reads_its_naac_module_and_inputs_from_storage_hosts_not_from_its_reques
     let tmp = tempfile::tempdir().expect("tmp");
     let root = tmp.path();
     // Four machines that lend disk and run tasks.
-    let lend = |i: usize, join: Option<&str>| {
-        let home = root.join(format!("host{i}"));
-        std::fs::create_dir_all(&home).expect("host dir");
-        std::fs::write(home.join("policy.toml"), "idle_only = false\n").expect("policy");
-        host(root, i, join, &["--provide", "--slots", "1"])
-    };
-    let first = lend(0, None);
-    let join = first.addr.clone();
-    let mut hosts = vec![first];
-    for i in 1..4 {
-        hosts.push(lend(i, Some(&join)));
-    }
-    std::thread::sleep(Duration::from_millis(1500));
+    let hosts = pool_with(root, 4, &["--provide", "--slots", "1"]);
+    let join = hosts[0].addr.clone();
     let parts = root.join("parts");
     std::fs::create_dir_all(&parts).expect("parts");
     let mut sizes = Vec::new();
@@ -637,19 +631,8 @@ fn daemon(root: &Path, api: &str, join: &str) -> Host {
 fn a_requester_killed_mid_job_resumes_from_the_checkpoint_it_kept_in_the_store() {
     let tmp = tempfile::tempdir().expect("tmp");
     let root = tmp.path();
-    let lend = |i: usize, join: Option<&str>| {
-        let home = root.join(format!("host{i}"));
-        std::fs::create_dir_all(&home).expect("host dir");
-        std::fs::write(home.join("policy.toml"), "idle_only = false\n").expect("policy");
-        host(root, i, join, &["--provide", "--slots", "1"])
-    };
-    let first = lend(0, None);
-    let join = first.addr.clone();
-    let mut hosts = vec![first];
-    for i in 1..4 {
-        hosts.push(lend(i, Some(&join)));
-    }
-    std::thread::sleep(Duration::from_millis(1500));
+    let hosts = pool_with(root, 4, &["--provide", "--slots", "1"]);
+    let join = hosts[0].addr.clone();
     std::fs::copy(
         common::examples().join("testkit/testkit.wasm"),
         root.join("testkit.wasm"),

@@ -150,12 +150,7 @@ impl Blobs {
                 f.len
             );
             self.stored.insert(url, (f.hash, f.len));
-            let hosts = o
-                .hosts()
-                .iter()
-                .take(naac_proto::MAX_SOURCE_HOSTS)
-                .map(|p| naac_proto::ByteBuf::from(p.to_bytes()))
-                .collect();
+            let hosts = o.source_hosts();
             self.sources.insert(
                 f.hash,
                 BlobSource {
@@ -286,12 +281,7 @@ pub async fn fetch_modules(
             );
             let id = f.hash;
             let bytes = crate::store::get::read_file(client, &o, &path).await?;
-            let hosts = o
-                .hosts()
-                .iter()
-                .take(naac_proto::MAX_SOURCE_HOSTS)
-                .map(|p| naac_proto::ByteBuf::from(p.to_bytes()))
-                .collect();
+            let hosts = o.source_hosts();
             let source = BlobSource {
                 id,
                 manifest: m,

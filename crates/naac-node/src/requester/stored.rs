@@ -207,12 +207,7 @@ fn source(s: &Saved) -> BlobSource {
         id: s.id,
         manifest: s.manifest,
         path: FILE.into(),
-        hosts: s
-            .hosts
-            .iter()
-            .take(naac_proto::MAX_SOURCE_HOSTS)
-            .map(|p| naac_proto::ByteBuf::from(p.to_bytes()))
-            .collect(),
+        hosts: crate::store::get::source_hosts(&s.hosts),
     }
 }
 

@@ -67,6 +67,12 @@ impl Opened {
             >= usize::from(self.manifest.geometry.k)
     }
 
+    /// The hosts holding a shard, as a [`naac_proto::BlobSource`] names them (peer id bytes,
+    /// at most [`naac_proto::MAX_SOURCE_HOSTS`]).
+    pub fn source_hosts(&self) -> Vec<naac_proto::ByteBuf> {
+        source_hosts(&self.hosts())
+    }
+
     /// Every host holding a shard, each once.
     pub fn hosts(&self) -> Vec<PeerId> {
         let mut all: Vec<PeerId> = Vec::new();
@@ -77,6 +83,15 @@ impl Opened {
         }
         all
     }
+}
+
+/// `hosts` as a [`naac_proto::BlobSource`] names them.
+pub fn source_hosts(hosts: &[PeerId]) -> Vec<naac_proto::ByteBuf> {
+    hosts
+        .iter()
+        .take(naac_proto::MAX_SOURCE_HOSTS)
+        .map(|p| naac_proto::ByteBuf::from(p.to_bytes()))
+        .collect()
 }
 
 /// Asks `hosts` which shards of `id` they hold and takes the manifest from one of them.

@@ -550,21 +550,24 @@ impl StoreHost {
         if at_ms < meta.stored_ms {
             return refused("this removal was signed before the shards were stored".into());
         }
-        match self
-            .blocking(move |d| Ok((d.remove(&m)?, d.list().len() as u64)))
-            .await
-        {
-            Ok((freed, shards)) => {
-                {
-                    let mut inner = self.lock();
-                    inner.held = inner.held.saturating_sub(freed);
-                    inner.shards = shards;
-                }
-                client.stop_providing(super::dht_key(&m)).await;
-                ResponseBody::Store(StoreResponse::Removed { freed })
-            }
+        match self.drop_manifest(client, m).await {
+            Ok(freed) => ResponseBody::Store(StoreResponse::Removed { freed }),
             Err(e) => refused(e.to_string()),
         }
+    }
+
+    /// Deletes every shard of `m` held here, stops announcing it; returns the bytes freed.
+    async fn drop_manifest(&self, client: &Client, m: StoreId) -> Result<u64, DiskError> {
+        let (freed, shards) = self
+            .blocking(move |d| Ok((d.remove(&m)?, d.list().len() as u64)))
+            .await?;
+        {
+            let mut inner = self.lock();
+            inner.held = inner.held.saturating_sub(freed);
+            inner.shards = shards;
+        }
+        client.stop_providing(super::dht_key(&m)).await;
+        Ok(freed)
     }
 
     /// Drops what no one pays for any more: manifests whose every shard's term ended more
@@ -577,19 +580,8 @@ impl StoreHost {
             .unwrap_or_default();
         let n = expired.len();
         for m in expired {
-            match self
-                .blocking(move |d| Ok((d.remove(&m)?, d.list().len() as u64)))
-                .await
-            {
-                Ok((freed, shards)) => {
-                    {
-                        let mut inner = self.lock();
-                        inner.held = inner.held.saturating_sub(freed);
-                        inner.shards = shards;
-                    }
-                    client.stop_providing(super::dht_key(&m)).await;
-                    tracing::info!("dropped {} after its term ({freed} bytes)", m.short());
-                }
+            match self.drop_manifest(client, m).await {
+                Ok(freed) => tracing::info!("dropped {} after its term ({freed} bytes)", m.short()),
                 Err(e) => tracing::warn!("drop {} after its term: {e}", m.short()),
             }
         }
