@@ -173,6 +173,32 @@ fn a_job_across_three_providers_pays_each_exactly_and_refunds_the_rest() {
             String::from_utf8_lossy(&out.stdout)
         );
     }
+    // All three up and accepting before the job starts (on a loaded machine a provider's
+    // first device probe can take seconds, and 24 short tasks would not wait for it).
+    let t = std::time::Instant::now();
+    loop {
+        let out = s
+            .cmd()
+            .args(["pool", "--json", "--no-mdns", "--wait", "1s"])
+            .args([
+                "--join",
+                &cheap.addr,
+                "--join",
+                &mid.addr,
+                "--join",
+                &dear.addr,
+            ])
+            .output()
+            .expect("naac pool");
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if v["totals"]["accepting"] == 3 {
+            break;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(60),
+            "the providers did not all come up: {v:#}"
+        );
+    }
     let job = s.job(
         "paid",
         "pi/pi.wasm",
