@@ -174,15 +174,6 @@ fn log_line(r: &SignedRequest) -> String {
     )
 }
 
-fn unhex_vec(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || !s.is_ascii() {
-        return None;
-    }
-    (0..s.len() / 2)
-        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok())
-        .collect()
-}
-
 /// Reads a payment log back (lines that do not parse are skipped).
 pub fn read_payment_log(path: &Path) -> Vec<SignedRequest> {
     let Ok(text) = std::fs::read_to_string(path) else {
@@ -194,8 +185,8 @@ pub fn read_payment_log(path: &Path) -> Vec<SignedRequest> {
             let authorizer = naac_ledger::unhex::<32>(v["authorizer"].as_str()?)?;
             Some(SignedRequest {
                 authorizer: AccountKey(authorizer),
-                msg: unhex_vec(v["msg"].as_str()?)?,
-                sig: unhex_vec(v["sig"].as_str()?)?,
+                msg: naac_types::unhex_vec(v["msg"].as_str()?)?,
+                sig: naac_types::unhex_vec(v["sig"].as_str()?)?,
             })
         })
         .collect()

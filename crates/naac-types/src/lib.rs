@@ -15,7 +15,7 @@ pub mod sig;
 pub mod units;
 pub mod verify;
 
-pub use ids::{ContentId, JobId, hex, unhex};
+pub use ids::{ContentId, JobId, hex, unhex, unhex_vec};
 pub use job::{Budget, Job, JobError, TaskParams};
 pub use money::{Credits, Price};
 pub use outcome::{FailureKind, Limits, Outcome};

@@ -207,22 +207,11 @@ fn a_flipped_byte_fails_the_next_audit_and_repair_restores_health() {
     .trim()
     .to_string();
     // Flip one byte of one data shard (read first by every get) on its host's disk.
-    let shard_file = hosts
-        .iter()
-        .flat_map(|h| {
-            std::fs::read_dir(h.home.join("store/shards"))
-                .into_iter()
-                .flatten()
-                .flatten()
-                .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.extension().is_some_and(|x| x == "data")
-                        && p.file_stem().is_some_and(|s| s == "0")
-                })
-                .collect::<Vec<_>>()
+    let shard_file = shard_files(&hosts)
+        .into_iter()
+        .find(|p| {
+            p.extension().is_some_and(|x| x == "data") && p.file_stem().is_some_and(|s| s == "0")
         })
-        .next()
         .expect("shard 0 on disk");
     let mut bytes = std::fs::read(&shard_file).expect("read shard");
     let at = bytes.len() / 3;
@@ -248,20 +237,7 @@ fn a_flipped_byte_fails_the_next_audit_and_repair_restores_health() {
         "{s}"
     );
     // The user's node audits every shard about every second.
-    let mut daemon = user(root, "alice")
-        .args([
-            "node",
-            "--audit-every",
-            "1s",
-            "--no-mdns",
-            "--api",
-            "127.0.0.1:0",
-        ])
-        .args(["--join", &hosts[0].addr])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("daemon");
+    let mut daemon = auditor(root, "alice", &hosts[0].addr);
     let deadline = Instant::now() + Duration::from_secs(60);
     let repaired = loop {
         let s = status(root, &id);
@@ -284,6 +260,41 @@ fn a_flipped_byte_fails_the_next_audit_and_repair_restores_health() {
         .output()
         .expect("get"));
     same_tree(&root.join("data"), &root.join("copy"));
+}
+
+/// Every shard file (`<index>.data`) on the hosts' disks.
+fn shard_files(hosts: &[Host]) -> Vec<PathBuf> {
+    hosts
+        .iter()
+        .flat_map(|h| {
+            std::fs::read_dir(h.home.join("store/shards"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "data"))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// `who`'s node, auditing what it stored (or adopted) every second, through `join`.
+fn auditor(root: &Path, who: &str, join: &str) -> Child {
+    user(root, who)
+        .args([
+            "node",
+            "--audit-every",
+            "1s",
+            "--no-mdns",
+            "--api",
+            "127.0.0.1:0",
+        ])
+        .args(["--join", join])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("daemon")
 }
 
 /// The peer id of the host whose data dir holds `file`.
@@ -387,20 +398,7 @@ fn a_host_answering_garbage_fails_its_audits_and_loses_its_shard_and_pay() {
     // A fifth host for the repair to move the liar's shard to.
     hosts.push(host(root, 4, Some(&join), &paid));
     std::thread::sleep(Duration::from_millis(1500));
-    let mut daemon = user(root, "alice")
-        .args([
-            "node",
-            "--audit-every",
-            "1s",
-            "--no-mdns",
-            "--api",
-            "127.0.0.1:0",
-        ])
-        .args(["--join", &hosts[1].addr])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("daemon");
+    let mut daemon = auditor(root, "alice", &hosts[1].addr);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let s = status(root, &id);
@@ -752,20 +750,7 @@ fn a_paused_host_answers_cheap_audits_unless_its_owner_forbids_it() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
     std::thread::sleep(Duration::from_millis(2500));
-    let mut daemon = user(root, "alice")
-        .args([
-            "node",
-            "--audit-every",
-            "1s",
-            "--no-mdns",
-            "--api",
-            "127.0.0.1:0",
-        ])
-        .args(["--join", &hosts[2].addr])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("daemon");
+    let mut daemon = auditor(root, "alice", &hosts[2].addr);
     let verdict = |s: &serde_json::Value, h: &Host| -> (u64, Option<String>) {
         let peer = peer_of(h);
         let shard = s["shards"]
@@ -834,19 +819,9 @@ fn a_delegate_audits_and_repairs_data_it_was_handed() {
         .output()
         .expect("adopt"));
     // One byte of one shard flips; carol's node, not alice's, finds it and repairs it.
-    let shard_file = hosts
-        .iter()
-        .flat_map(|h| {
-            std::fs::read_dir(h.home.join("store/shards"))
-                .into_iter()
-                .flatten()
-                .flatten()
-                .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "data"))
-                .collect::<Vec<_>>()
-        })
-        .next()
+    let shard_file = shard_files(&hosts)
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|x| x == "data"))
         .expect("a shard on disk");
     let mut bytes = std::fs::read(&shard_file).expect("read shard");
     let at = bytes.len() / 2;
@@ -858,20 +833,7 @@ fn a_delegate_audits_and_repairs_data_it_was_handed() {
         .and_then(|s| s.parse().ok())
         .expect("shard index");
     let owner_of_flipped = shard_owner(&hosts, &shard_file);
-    let mut daemon = user(root, "carol")
-        .args([
-            "node",
-            "--audit-every",
-            "1s",
-            "--no-mdns",
-            "--api",
-            "127.0.0.1:0",
-        ])
-        .args(["--join", &hosts[0].addr])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("daemon");
+    let mut daemon = auditor(root, "carol", &hosts[0].addr);
     let carol_status = || -> serde_json::Value {
         let out = ok(user(root, "carol")
             .args(["store", "status", &id, "--json"])

@@ -347,15 +347,28 @@ impl Catalog {
         shard: u16,
         pairs: &[([u8; 32], [u8; 32])],
     ) -> anyhow::Result<()> {
+        let unsigned: Vec<_> = pairs.iter().map(|(k, a)| (*k, *a, None)).collect();
+        self.keep_challenges(id, shard, &unsigned)
+    }
+
+    /// Keeps challenges (key, answer, the owner's signature when it handed them over) for a
+    /// shard, replacing any left.
+    pub(super) fn keep_challenges(
+        &self,
+        id: &StoreId,
+        shard: u16,
+        rows: &[Taken],
+    ) -> anyhow::Result<()> {
         let db = self.db();
         db.execute(
             "DELETE FROM challenges WHERE manifest = ?1 AND shard = ?2",
             params![id.to_hex(), shard],
         )?;
-        for (i, (k, a)) in pairs.iter().enumerate() {
+        for (i, (k, a, sig)) in rows.iter().enumerate() {
             db.execute(
-                "INSERT INTO challenges (manifest, shard, idx, key, answer) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![id.to_hex(), shard, i as i64, &k[..], &a[..]],
+                "INSERT INTO challenges (manifest, shard, idx, key, answer, sig)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![id.to_hex(), shard, i as i64, &k[..], &a[..], sig],
             )?;
         }
         Ok(())

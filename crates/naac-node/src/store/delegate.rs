@@ -101,7 +101,8 @@ pub fn adopt(catalog: &Catalog, b: &Bundle) -> anyhow::Result<StoreId> {
         b.v
     );
     let (id, _) = super::parse_url(&b.id)?;
-    let signed = unhex_vec(&b.signed).ok_or_else(|| anyhow::anyhow!("signed: not hex"))?;
+    let signed =
+        naac_types::unhex_vec(&b.signed).ok_or_else(|| anyhow::anyhow!("signed: not hex"))?;
     let man = SignedManifest::open(&signed, &id).map_err(|e| anyhow::anyhow!("{e}"))?;
     catalog.add(&id, &man, &signed, b.days)?;
     let now = crate::survey::unix_ms();
@@ -117,7 +118,7 @@ pub fn adopt(catalog: &Catalog, b: &Bundle) -> anyhow::Result<StoreId> {
             let (Some(key), Some(answer), Some(sig)) = (
                 unhex::<32>(&c.key),
                 unhex::<32>(&c.answer),
-                unhex_vec(&c.sig),
+                naac_types::unhex_vec(&c.sig),
             ) else {
                 anyhow::bail!("shard {}: a challenge is not hex", s.shard);
             };
@@ -127,7 +128,7 @@ pub fn adopt(catalog: &Catalog, b: &Bundle) -> anyhow::Result<StoreId> {
                 "shard {}: a challenge is not signed by the data's owner",
                 s.shard
             );
-            pairs.push((key, answer, sig));
+            pairs.push((key, answer, Some(sig)));
         }
         catalog.place(
             &id,
@@ -138,18 +139,9 @@ pub fn adopt(catalog: &Catalog, b: &Bundle) -> anyhow::Result<StoreId> {
             now,
             now,
         )?;
-        catalog.set_signed_challenges(&id, s.shard, &pairs)?;
+        catalog.keep_challenges(&id, s.shard, &pairs)?;
     }
     Ok(id)
-}
-
-fn unhex_vec(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || !s.is_ascii() {
-        return None;
-    }
-    (0..s.len() / 2)
-        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok())
-        .collect()
 }
 
 impl Catalog {
@@ -179,27 +171,5 @@ impl Catalog {
             params![id.to_hex(), shard],
         )?;
         Ok(out)
-    }
-
-    /// Keeps challenges handed over by the owner, with its signatures, replacing any left.
-    fn set_signed_challenges(
-        &self,
-        id: &StoreId,
-        shard: u16,
-        pairs: &[([u8; 32], [u8; 32], Vec<u8>)],
-    ) -> anyhow::Result<()> {
-        let db = self.db();
-        db.execute(
-            "DELETE FROM challenges WHERE manifest = ?1 AND shard = ?2",
-            params![id.to_hex(), shard],
-        )?;
-        for (i, (k, a, sig)) in pairs.iter().enumerate() {
-            db.execute(
-                "INSERT INTO challenges (manifest, shard, idx, key, answer, sig)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![id.to_hex(), shard, i as i64, &k[..], &a[..], sig],
-            )?;
-        }
-        Ok(())
     }
 }
