@@ -146,6 +146,13 @@ pub struct TaskRecord<'a> {
     /// job was paid; the payment is this times `fuel`, rounded up to the micro-credit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub price: Option<String>,
+    /// Its stage, in a job of stages (`task` is then its index within the stage).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage: Option<&'a str>,
+    /// When the accepted run was assigned and when its result was accepted, in
+    /// milliseconds since the run started.
+    pub assigned_ms: u64,
+    pub accepted_ms: u64,
 }
 
 /// Writes `tasks.jsonl` in the staging dir, then renames it into place.
@@ -229,6 +236,9 @@ pub struct Summary {
     /// With `[output] store = true`: where the results are kept in the store.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store: Option<OutputStore>,
+    /// A job of stages: each stage's counts, by name.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub stages: std::collections::BTreeMap<String, StageSummary>,
 }
 
 /// The results kept in the store: `naac://<id>/<task>/<file>` is task `<task>`'s file (its
@@ -374,9 +384,23 @@ pub struct CheckpointSummary {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Failure {
+    /// The task's index (within its stage, in a job of stages).
     pub task: u64,
+    /// Its stage, in a job of stages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
     pub kind: String,
     pub message: String,
+}
+
+/// One stage of a job of stages, in `summary.json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct StageSummary {
+    pub tasks: TaskCounts,
+    /// Content id of the stage's module, hex.
+    pub module: String,
+    /// The id its first task has among all the job's tasks (in logs and `--explain`).
+    pub first_task: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]

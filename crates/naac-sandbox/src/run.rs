@@ -170,11 +170,17 @@ fn run_in(
     }
     let (in_dir, out_dir) = (&scratch.in_dir, &scratch.out_dir);
     for (name, bytes) in &task.inputs {
-        if !is_plain_name(name) {
-            anyhow::bail!("input file name {name:?} is not a plain file name");
+        if !is_input_path(name) {
+            anyhow::bail!(
+                "input file name {name:?} is not a relative path of plain names (at most {MAX_INPUT_DEPTH})"
+            );
         }
-        std::fs::write(in_dir.join(name), bytes.as_slice())
-            .with_context(|| format!("write input {name}"))?;
+        let path = in_dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("make the folder of input {name}"))?;
+        }
+        std::fs::write(path, bytes.as_slice()).with_context(|| format!("write input {name}"))?;
     }
 
     // One byte of headroom: a buffer longer than the limit means the guest tried to write
@@ -478,6 +484,16 @@ fn pipe_bytes(p: MemoryOutputPipe) -> Vec<u8> {
             Vec::new()
         }
     }
+}
+
+/// Most folders deep an input may sit in `/in` (a later stage's inputs are
+/// `from/<stage>/<task>/<path of an output>`).
+pub const MAX_INPUT_DEPTH: usize = 16;
+
+/// An input's name: plain names joined by `/`, no more than [`MAX_INPUT_DEPTH`] of them.
+fn is_input_path(name: &str) -> bool {
+    let parts = name.split('/').count();
+    parts <= MAX_INPUT_DEPTH && name.split('/').all(is_plain_name)
 }
 
 fn is_plain_name(name: &str) -> bool {

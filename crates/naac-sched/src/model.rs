@@ -44,6 +44,13 @@ pub(crate) struct Task<P> {
     pub(crate) queued: bool,
     /// Replication was decided by a trust sample (adaptive) and may be revised.
     pub(crate) sampled: bool,
+    /// Its replication was decided (at its first placement).
+    pub(crate) decided: bool,
+    /// It may run: its inputs are accepted (always, for a task with no upstream once it is
+    /// handed out).
+    pub(crate) released: bool,
+    /// The digest of its accepted result, kept while a re-check is under way.
+    pub(crate) accepted: Option<ContentId>,
 }
 
 impl<P> Task<P> {
@@ -59,6 +66,9 @@ impl<P> Task<P> {
             avoid: None,
             queued: false,
             sampled: false,
+            decided: false,
+            released: false,
+            accepted: None,
         }
     }
 

@@ -122,6 +122,9 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
                     kept.push_back(t);
                     continue;
                 }
+                if !self.tasks[t.0 as usize].decided {
+                    self.decide(t, id);
+                }
                 batch.push((t, self.add_run(t, id, now, false)));
                 room -= 1;
                 if self.tasks[t.0 as usize].wanted() > 0 {
@@ -133,7 +136,8 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
             while let Some(t) = kept.pop_back() {
                 self.waiting.push_front(t);
             }
-            while room > 0 && self.next_fresh < self.total && self.waiting.len() < MAX_WAITING {
+            let fresh_end = self.fresh_end();
+            while room > 0 && self.next_fresh < fresh_end && self.waiting.len() < MAX_WAITING {
                 let t = TaskId(self.next_fresh);
                 self.next_fresh += 1;
                 if self.kept.contains(&t.0) {
@@ -142,14 +146,20 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
                     self.tasks.push(kept);
                     continue;
                 }
-                self.tasks.push(Task::new());
+                match self.tasks.get(t.0 as usize) {
+                    // A job of stages has every task's state already (kept ones accepted).
+                    Some(task) if task.status != Status::Open => continue,
+                    Some(_) => {}
+                    None => self.tasks.push(Task::new()),
+                }
+                self.tasks[t.0 as usize].released = true;
                 self.decide(t, id);
                 batch.push((t, self.add_run(t, id, now, false)));
                 room -= 1;
                 // Replicas go to other providers.
                 self.enqueue(t);
             }
-            if room > 0 && self.waiting.is_empty() && self.next_fresh == self.total {
+            if room > 0 && self.waiting.is_empty() && self.next_fresh == fresh_end {
                 self.speculate(id, &mut room, &mut batch, now, active);
             }
             if !batch.is_empty() {

@@ -96,7 +96,7 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
 
     /// A run ended without a vote: retry the task or fail it for good.
     pub(crate) fn run_failed(&mut self, task: TaskId, run: Run<P>, kind: FailureKind) {
-        let retries = self.config.retries;
+        let retries = self.retries_of(task);
         let t = &mut self.tasks[task.0 as usize];
         if t.status != Status::Open {
             return;
@@ -138,6 +138,7 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
         self.progress.failed += 1;
         self.cancel_runs(task);
         self.commands.push_back(Command::TaskFailed { task, kind });
+        self.fail_dependents(task);
     }
 
     pub(crate) fn cancel_runs(&mut self, task: TaskId) {

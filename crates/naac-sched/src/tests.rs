@@ -4,6 +4,7 @@
 use super::*;
 use std::collections::HashSet;
 
+mod dag;
 mod verify;
 
 /// Drains commands and keeps what each provider holds, like the requester would.
@@ -19,6 +20,17 @@ struct Harness {
     verdicts: Vec<VerdictSeen>,
     reopened: Vec<(TaskId, u32)>,
     finished: bool,
+    /// What happened, in command order.
+    log: Vec<Seen>,
+}
+
+/// A command as it came out, for checks of order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Seen {
+    Assigned(TaskId),
+    Accepted(TaskId, ContentId),
+    Failed(TaskId, FailureKind),
+    Reset(TaskId),
 }
 
 /// A verdict as the harness saw it: task, accepted digest, verified, votes.
@@ -36,8 +48,12 @@ fn bad(t: TaskId, p: u32) -> ContentId {
 
 impl Harness {
     fn new(total: u32, config: Config) -> Self {
+        Self::with(Scheduler::new(total, config))
+    }
+
+    fn with(s: Scheduler<u32>) -> Self {
         let mut h = Self {
-            s: Scheduler::new(total, config),
+            s,
             held: HashMap::new(),
             failed: Vec::new(),
             cancels: Vec::new(),
@@ -46,6 +62,7 @@ impl Harness {
             verdicts: Vec::new(),
             reopened: Vec::new(),
             finished: false,
+            log: Vec::new(),
         };
         h.drain();
         h
@@ -55,6 +72,8 @@ impl Harness {
         while let Some(c) = self.s.poll_command() {
             match c {
                 Command::Assign { provider, tasks } => {
+                    self.log
+                        .extend(tasks.iter().map(|(t, _)| Seen::Assigned(*t)));
                     self.held.entry(provider).or_default().extend(tasks)
                 }
                 Command::Cancel { provider, tasks } => {
@@ -65,6 +84,7 @@ impl Harness {
                         .push((provider, tasks.iter().map(|(t, _)| *t).collect()));
                 }
                 Command::TaskFailed { task, kind } => {
+                    self.log.push(Seen::Failed(task, kind));
                     self.accepted.remove(&task);
                     self.failed.push((task, kind))
                 }
@@ -75,6 +95,7 @@ impl Harness {
                     votes,
                 } => {
                     if let Some(d) = accepted {
+                        self.log.push(Seen::Accepted(task, d));
                         self.accepted.insert(task, d);
                         self.ever_accepted.insert(task);
                     }
@@ -82,6 +103,7 @@ impl Harness {
                 }
                 Command::Reopened { task, provider } => self.reopened.push((task, provider)),
                 Command::Lost { .. } => {}
+                Command::Reset { task } => self.log.push(Seen::Reset(task)),
                 Command::JobFinished => {
                     assert!(!self.finished, "finished twice");
                     self.finished = true

@@ -19,7 +19,7 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
     /// Asks for an independent second opinion on `task` before it is accepted (used for a
     /// result that resumed from another provider's checkpoint).
     pub fn require_check(&mut self, task: TaskId) {
-        if !self.config.verify.compares() {
+        if !self.policy(task).compares() {
             return;
         }
         if let Some(t) = self.tasks.get_mut(task.0 as usize)
@@ -33,7 +33,7 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
 
     /// Sets a fresh task's replication from the policy and its first provider.
     pub(crate) fn decide(&mut self, task: TaskId, first: &P) {
-        let v = &self.config.verify;
+        let v = self.policy(task);
         let (replicas, quorum, adaptive, spot, trust_after) = (
             v.replicas,
             v.quorum,
@@ -61,6 +61,7 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
         t.need = need;
         t.quorum = q;
         t.sampled = sampled;
+        t.decided = true;
     }
 
     pub(crate) fn random(&mut self) -> f64 {
@@ -107,7 +108,7 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
         // Every wanted vote is in and there is no quorum: add just enough copies that one
         // could form, if the budget allows.
         let short = t.quorum - best_n;
-        let max = self.config.verify.max_replicas.max(t.quorum);
+        let max = self.policy(task).max_replicas.max(t.quorum);
         if votes + short > max {
             let votes_list = t.votes.clone();
             self.progress.disagreements += 1;
@@ -130,6 +131,7 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
         let verified = agreeing >= 2;
         t.status = Status::Accepted { verified };
         t.queued = false;
+        let previous = t.accepted.replace(digest);
         let votes = std::mem::take(&mut t.votes);
         self.progress.succeeded += 1;
         if verified {
@@ -148,7 +150,7 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
                     pr.streak = pr.streak.saturating_add(1);
                 }
             }
-        } else if self.config.verify.compares() {
+        } else if self.policy(task).compares() {
             // Accepted on one provider's word: remember it in case that provider is caught.
             let window = self.config.recheck_window;
             if let Some((_, unchecked)) = self.trust_of(&votes[0].0) {
@@ -176,6 +178,7 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
                 self.distrust(p);
             }
         }
+        self.on_accepted(task, previous, digest);
     }
 
     /// The provider was caught with a wrong result: reset its streak and re-open the

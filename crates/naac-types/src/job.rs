@@ -132,6 +132,28 @@ pub struct Job {
     task_count: u64,
 }
 
+/// Reads a job file of one stage or of several and lists every file it names (each
+/// stage's, for a job of stages; see [`Job::files`]), with the job (for a job of stages,
+/// the whole pipeline as one: [`pipeline::Pipeline::as_job`]).
+pub fn load_with_files(path: &Path) -> Result<(Job, Vec<PathBuf>), JobError> {
+    let src = std::fs::read_to_string(path).unwrap_or_default();
+    if !pipeline::has_stages(&src) {
+        let job = Job::load(path)?;
+        let files = job.files()?;
+        return Ok((job, files));
+    }
+    let p = pipeline::Pipeline::load(path)?;
+    let mut files: Vec<PathBuf> = Vec::new();
+    for s in &p.stages {
+        for f in s.job.files()? {
+            if !files.contains(&f) {
+                files.push(f);
+            }
+        }
+    }
+    Ok((p.as_job(), files))
+}
+
 /// How an input or stdin names a file of stored data: `naac://<id>/<path>`.
 pub const STORE_SCHEME: &str = "naac://";
 

@@ -88,6 +88,8 @@ pub enum FailureKind {
     NoQuorum,
     /// The job's verifier module rejected every result returned for it.
     Unverified,
+    /// A task of an earlier stage it takes input from failed.
+    Upstream,
 }
 
 impl FailureKind {
@@ -102,6 +104,7 @@ impl FailureKind {
             FailureKind::Rejected => "rejected",
             FailureKind::NoQuorum => "no_quorum",
             FailureKind::Unverified => "unverified",
+            FailureKind::Upstream => "upstream",
         }
     }
 

@@ -166,9 +166,7 @@ impl Daemon {
             }
             write(&dir.join(name), bytes)?;
         }
-        let job = naac_types::job::Job::load(&job_path)
-            .map_err(|e| Problem::bad_request(format!("{e}")))?;
-        job.files()
+        let (job, _) = naac_types::job::load_with_files(&job_path)
             .map_err(|e| Problem::bad_request(format!("{e}")))?;
         Ok(job.name)
     }

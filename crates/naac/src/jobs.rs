@@ -194,15 +194,8 @@ fn failed(e: ClientError) -> ExitCode {
 }
 
 pub async fn submit(a: SubmitArgs) -> anyhow::Result<ExitCode> {
-    let job = match naac_types::job::Job::load(&a.job) {
+    let (job, files) = match naac_types::job::load_with_files(&a.job) {
         Ok(j) => j,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(2));
-        }
-    };
-    let files = match job.files() {
-        Ok(f) => f,
         Err(e) => {
             eprintln!("error: {e}");
             return Ok(ExitCode::from(2));

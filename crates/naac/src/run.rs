@@ -593,7 +593,10 @@ fn report(f: &Finished, json: bool) -> anyhow::Result<()> {
         );
     }
     for fl in s.failures.iter().take(10) {
-        eprintln!("  task {}: {}: {}", fl.task, fl.kind, fl.message);
+        match &fl.stage {
+            Some(st) => eprintln!("  {st}[{}]: {}: {}", fl.task, fl.kind, fl.message),
+            None => eprintln!("  task {}: {}: {}", fl.task, fl.kind, fl.message),
+        }
     }
     if s.failures.len() > 10 {
         eprintln!(
@@ -708,7 +711,7 @@ async fn explain(a: Args) -> anyhow::Result<ExitCode> {
     let per_host: Vec<Vec<String>> = seen
         .iter()
         .map(|s| {
-            let mut why = naac_node::explain::rule_out_job(&prepared.job, &s.welcome.status);
+            let mut why = prepared.rule_out(&s.welcome.status);
             if let Some(r) = reputation
                 .as_mut()
                 .and_then(|rep| rep.get(&s.peer.to_string()).ok())

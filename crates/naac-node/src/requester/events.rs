@@ -7,10 +7,10 @@ use super::tally::{Check, RepChange, Streak};
 use super::writer::{Write, WriteJob};
 use naac_net::{Event, PeerId};
 use naac_proto::{
-    Assign, HostStatus, Report, Request, RequestBody, Response, ResponseBody, TaskResult, VERSION,
+    HostStatus, Report, Request, RequestBody, Response, ResponseBody, TaskResult, VERSION,
 };
 use naac_sched::{Command, Millis, ProviderInfo, TaskId};
-use naac_types::{ContentId, FailureKind, JobId, Price, ResultRecord};
+use naac_types::{ContentId, JobId, Price, ResultRecord};
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -522,7 +522,7 @@ impl Session<'_> {
             || self
                 .hosts
                 .get(&peer)
-                .is_some_and(|st| !crate::explain::rule_out_job(&self.prepared.job, st).is_empty());
+                .is_some_and(|st| !self.prepared.rule_out(st).is_empty());
         self.sched.provider_joined(
             peer,
             ProviderInfo {
@@ -550,7 +550,7 @@ impl Session<'_> {
         let Some(st) = self.hosts.get(&peer) else {
             return;
         };
-        let why = crate::explain::rule_out_job(&self.prepared.job, st);
+        let why = self.prepared.rule_out(st);
         let bidding = self.bidding.open();
         let paused = !why.is_empty() || bidding;
         if paused == self.sched.is_available(&peer) && !bidding {
@@ -604,7 +604,12 @@ impl Session<'_> {
                         tracing::warn!("reputation store: {e:#}");
                     }
                 }
+                Command::Reset { task } => {
+                    tracing::info!("task {} runs again: an input it took changed", task.0);
+                    self.tally.reset(task.0);
+                }
                 Command::TaskFailed { task, kind } => {
+                    self.assigned_at.remove(&task.0);
                     self.checkpoints.forget(task.0);
                     self.bidding.take_terms(task.0);
                     if self.tally.task_failed(task.0, kind) {
@@ -649,6 +654,24 @@ impl Session<'_> {
                 .iter()
                 .find(|(a, _)| *a == vote.result.attempt)
                 .map(|(_, p)| *p);
+            let stages = &self.prepared.stages;
+            if !stages.is_empty() && super::stages::Feeds::feeds_others(stages, index) {
+                let r = &vote.result;
+                let files = r
+                    .outputs
+                    .iter()
+                    .map(|f| (f.name.as_str(), f.data.as_slice()));
+                self.feeds.accept(index, &r.stdout, files, &mut self.blobs);
+            }
+            let assigned_ms = self
+                .assigned_at
+                .remove(&index)
+                .and_then(|a| {
+                    a.iter()
+                        .find(|(at, _)| *at == vote.result.attempt)
+                        .map(|x| x.1)
+                })
+                .unwrap_or_default();
             self.writer.push(WriteJob::Write(Write {
                 index,
                 provider: vote.provider,
@@ -657,6 +680,8 @@ impl Session<'_> {
                 verified,
                 copies,
                 price,
+                assigned_ms,
+                accepted_ms: self.now().0,
                 result: Box::new(vote.result),
             }));
         }
@@ -665,106 +690,6 @@ impl Session<'_> {
         }
         for p in v.suspects {
             self.check_reputation(p);
-        }
-    }
-
-    fn assign(&mut self, provider: PeerId, tasks: Vec<(TaskId, u32)>) {
-        let mut price = None;
-        if self.bidding.paid() {
-            let sched = &self.sched;
-            price = self
-                .bidding
-                .award(&provider, &tasks, |p| sched.is_available(p))
-                .map(|t| t.price);
-            if price.is_none() {
-                tracing::warn!("no auction price for {provider}: its results go unpaid");
-            }
-        }
-        let job = &self.prepared.job;
-        let mut specs = Vec::with_capacity(tasks.len());
-        for (t, attempt) in tasks {
-            match super::prepare::task_spec(
-                job,
-                self.prepared.module_id,
-                t.0,
-                attempt,
-                &mut self.blobs,
-            ) {
-                Ok(mut s) => {
-                    self.tally.open(t.0, || s.input_digest(&job.name));
-                    // A lone replacement run resumes from the lost run's checkpoint; copies
-                    // that are compared with each other start fresh, so each stays
-                    // independent. Only after a loss: a run that failed on its own (out of
-                    // fuel, trap) must not get a fresh budget by resuming.
-                    if let Some(ck) = self.checkpoints.latest(t.0)
-                        && self.sched.copies(t) == (1, 0)
-                        && !self.tally.failed_before(t.0)
-                    {
-                        s.resume = Some(ck);
-                        self.tally.resuming(t.0, attempt);
-                        self.checkpoints.resumed();
-                    }
-                    specs.push(s)
-                }
-                Err(e) => {
-                    tracing::error!("failed to prepare task {}: {e:#}", t.0);
-                    self.tally.unsendable(t.0, format!("{e:#}"));
-                    let now = self.now();
-                    self.sched
-                        .task_failed(&provider, t, attempt, FailureKind::Rejected, now);
-                }
-            }
-        }
-        for chunk in super::assigns::assign_chunks(&specs) {
-            let runs = chunk.iter().map(|t| (TaskId(t.index), t.attempt)).collect();
-            let seq = self.assigns.send(provider, runs);
-            // The payer's promise for these runs, which the provider may claim against.
-            let (order, commit) = match (price, self.payer.as_mut()) {
-                (Some(price), Some(payer)) => {
-                    let runs: Vec<(u32, u32)> =
-                        chunk.iter().map(|t| (t.index, t.attempt)).collect();
-                    match payer.order(&provider, price, &runs) {
-                        Some((order, commit)) => {
-                            (Some(order), Some((payer.escrow().bank.clone(), commit)))
-                        }
-                        None => (None, None),
-                    }
-                }
-                _ => (None, None),
-            };
-            let req = Request::new(RequestBody::Assign(Assign {
-                job: self.prepared.id,
-                seq,
-                module: self.prepared.module_id,
-                argv0: job.name.clone(),
-                limits: job.limits,
-                checkpoint_interval_ms: job.checkpoint_interval.map(|d| d.as_millis() as u64),
-                tasks: chunk.to_vec(),
-                order,
-                sources: self.blobs.sources_for(chunk),
-            }));
-            let client = self.client.clone();
-            let tx = self.internal.clone();
-            let runs: Vec<(u32, u32)> = chunk.iter().map(|t| (t.index, t.attempt)).collect();
-            tokio::spawn(async move {
-                // The order's reservation is at the bank before the provider looks for it.
-                if let Some((bank, commit)) = commit
-                    && let Err(why) = crate::pay::commit(&bank, commit).await
-                {
-                    let why = format!("the bank did not commit the order: {why}");
-                    let _ = tx.send(Internal::AssignFailed(provider, why, runs)).await;
-                    return;
-                }
-                let why = match client.request(provider, req).await {
-                    Ok(Response {
-                        body: ResponseBody::Ack,
-                        ..
-                    }) => return,
-                    Ok(other) => format!("{:?}", other.body),
-                    Err(e) => e.to_string(),
-                };
-                let _ = tx.send(Internal::AssignFailed(provider, why, runs)).await;
-            });
         }
     }
 }

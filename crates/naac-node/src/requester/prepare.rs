@@ -178,11 +178,31 @@ pub struct PreparedJob {
     pub(crate) module_source: Option<BlobSource>,
     pub(crate) reduce: Option<(Prepared, Vec<String>)>,
     pub(crate) verifier: Option<Prepared>,
+    /// A job of stages (`[[stage]]`), in task order; empty for a job of one. `job` is then
+    /// the whole pipeline as one job ([`naac_types::job::pipeline::Pipeline::as_job`]).
+    pub stages: Vec<super::stages::PreparedStage>,
 }
 
 impl PreparedJob {
     pub fn module_id(&self) -> ContentId {
         self.module_id
+    }
+
+    /// Why a host cannot run this job's tasks (for a job of stages: every stage's, since
+    /// the scheduler gives any host tasks of any stage).
+    pub fn rule_out(&self, status: &naac_proto::HostStatus) -> Vec<String> {
+        if self.stages.is_empty() {
+            return crate::explain::rule_out_job(&self.job, status);
+        }
+        let mut why: Vec<String> = Vec::new();
+        for s in &self.stages {
+            for w in crate::explain::rule_out_job(&s.job, status) {
+                if !why.contains(&w) {
+                    why.push(w);
+                }
+            }
+        }
+        why
     }
 }
 
@@ -201,6 +221,10 @@ pub fn prepare_with(
     sandbox: &Sandbox,
     stored: &StoredModules,
 ) -> Result<PreparedJob, RunError> {
+    let text = std::fs::read_to_string(job_file).unwrap_or_default();
+    if naac_types::job::pipeline::has_stages(&text) {
+        return super::stages::prepare(job_file, sandbox, stored);
+    }
     let job = Job::load(job_file).map_err(|e| RunError::Invalid(job_error(e)))?;
     let load = |p: &Path| load_module(p, sandbox, stored);
     let (module_id, module_bytes, _) = load(&job.module)?;
@@ -218,7 +242,21 @@ pub fn prepare_with(
         Some(v) => Some(load(v)?.2),
         None => None,
     };
-    // Every task's input files must exist before anything runs.
+    check_inputs(&job)?;
+    Ok(PreparedJob {
+        id: job_id(&job, &module_id),
+        job,
+        module_id,
+        module_bytes: Arc::new(module_bytes),
+        module_source,
+        reduce,
+        verifier,
+        stages: Vec::new(),
+    })
+}
+
+/// Every task's input files must exist, and fit in a message, before anything runs.
+pub(super) fn check_inputs(job: &Job) -> Result<(), RunError> {
     for i in 0..job.task_count() {
         if i > 0 && !job.has_files() {
             break;
@@ -234,6 +272,11 @@ pub fn prepare_with(
             }
         }
     }
+    Ok(())
+}
+
+/// A fresh id for a run of `job`.
+pub(super) fn job_id(job: &Job, module_id: &ContentId) -> JobId {
     let mut unique = Vec::new();
     unique.extend_from_slice(&std::process::id().to_le_bytes());
     let nanos = std::time::SystemTime::now()
@@ -241,16 +284,7 @@ pub fn prepare_with(
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     unique.extend_from_slice(&nanos.to_le_bytes());
-    let id = JobId::derive(&job.fingerprint(&module_id), &unique);
-    Ok(PreparedJob {
-        job,
-        id,
-        module_id,
-        module_bytes: Arc::new(module_bytes),
-        module_source,
-        reduce,
-        verifier,
-    })
+    JobId::derive(&job.fingerprint(module_id), &unique)
 }
 
 /// Fetches the job's modules that are stored data (`naac://<id>/<path>`) from any `k` of
@@ -298,14 +332,14 @@ pub async fn fetch_modules(
     Ok(out)
 }
 
-fn job_error(e: naac_types::JobError) -> anyhow::Error {
+pub(super) fn job_error(e: naac_types::JobError) -> anyhow::Error {
     match &e.hint {
         Some(h) => anyhow::anyhow!("{e}\nhint: {h}"),
         None => anyhow::anyhow!("{e}"),
     }
 }
 
-fn load_module(
+pub(super) fn load_module(
     path: &Path,
     sandbox: &Sandbox,
     stored: &StoredModules,
@@ -335,6 +369,27 @@ pub fn task_spec(
     attempt: u32,
     blobs: &mut Blobs,
 ) -> anyhow::Result<TaskSpec> {
+    task_spec_fed(job, module, index, attempt, blobs, None)
+}
+
+/// What a task of a later stage takes from the tasks before it: stdin, and files for `/in`
+/// (already served as blobs).
+#[derive(Debug, Default)]
+pub struct Fed {
+    pub stdin: Option<ContentId>,
+    pub inputs: Vec<(String, ContentId)>,
+}
+
+/// [`task_spec`] for task `index` of `job`, fed from earlier stages: `fed`'s stdin
+/// replaces the job's, its files join the job's own.
+pub fn task_spec_fed(
+    job: &Job,
+    module: ContentId,
+    index: u32,
+    attempt: u32,
+    blobs: &mut Blobs,
+    fed: Option<Fed>,
+) -> anyhow::Result<TaskSpec> {
     let params = job.task(index as u64).map_err(job_error)?;
     let mut add = |path: &Path| -> anyhow::Result<ContentId> {
         if let Some(url) = naac_types::job::store_url(path) {
@@ -350,7 +405,7 @@ pub fn task_spec(
         blobs.served.entry(id).or_insert_with(|| Arc::new(bytes));
         Ok(id)
     };
-    let stdin = params.stdin.as_deref().map(&mut add).transpose()?;
+    let mut stdin = params.stdin.as_deref().map(&mut add).transpose()?;
     let mut inputs = Vec::with_capacity(params.inputs.len());
     for p in &params.inputs {
         let name = p
@@ -358,6 +413,10 @@ pub fn task_spec(
             .map(|n| n.to_string_lossy().into_owned())
             .context("input path has no file name")?;
         inputs.push((name, add(p)?));
+    }
+    if let Some(fed) = fed {
+        stdin = fed.stdin.or(stdin);
+        inputs.extend(fed.inputs);
     }
     // Replicas of a task (same module, args and inputs) get the same seed.
     let mut h = blake3::Hasher::new_derive_key("naac task seed v1");

@@ -196,6 +196,10 @@ pub(super) struct Session<'a> {
     pub(super) finished: bool,
     /// Checkpoints going to the store too (`[output] store = true`).
     pub(super) stored: Option<StoredCheckpoints>,
+    /// A job of stages: the accepted outputs later stages take.
+    pub(super) feeds: super::stages::Feeds,
+    /// When each open task's runs were assigned: `(attempt, run clock ms)`.
+    pub(super) assigned_at: HashMap<u32, Vec<(u32, u64)>>,
 }
 
 /// Runs a prepared job over the network until every task is done or failed, or `shutdown`
@@ -211,9 +215,12 @@ pub async fn run(
 ) -> Result<Finished, RunError> {
     let started = Instant::now();
     let total = u32::try_from(prepared.job.task_count()).context("too many tasks")?;
-    let writer = Writer::start(&opts.out_dir)?;
+    let writer = Writer::start(&opts.out_dir, super::stages::layout(&prepared.stages))?;
     let mut blobs = Blobs::new();
     blobs.insert(prepared.module_id, prepared.module_bytes.clone());
+    for st in &prepared.stages {
+        blobs.insert(st.module_id, st.module_bytes.clone());
+    }
     blobs.module = prepared.module_source.clone();
     let (internal_tx, mut internal) = mpsc::channel(256);
     let reputation = match &opts.reputation {
@@ -263,10 +270,15 @@ pub async fn run(
             bank: s_bank,
         });
     }
+    let sched = if prepared.stages.is_empty() {
+        Scheduler::new(total, sched_config)
+    } else {
+        super::stages::scheduler(&prepared.stages, sched_config)?
+    };
     let mut s = Session {
         prepared: &prepared,
         client: client.clone(),
-        sched: Scheduler::new(total, sched_config),
+        sched,
         started,
         blobs,
         internal: internal_tx,
@@ -302,7 +314,26 @@ pub async fn run(
         market: crate::survey::Market::new(MAX_OFFERS, client.home()),
         finished: false,
         stored: None,
+        feeds: Default::default(),
+        assigned_at: HashMap::new(),
     };
+    s.tally.set_stages(
+        prepared
+            .stages
+            .iter()
+            .map(|st| (st.base, st.module_id, st.job.limits.fuel))
+            .collect(),
+    );
+    // Kept results that later stages take as input are read back.
+    for &t in &opts.keep {
+        let st = &prepared.stages;
+        if !st.is_empty() && t < total && super::stages::Feeds::feeds_others(st, t) {
+            let dir = opts
+                .out_dir
+                .join(super::stages::task_dir(&super::stages::layout(st), t));
+            s.feeds.load(t, &dir, &mut s.blobs)?;
+        }
+    }
     s.sched.keep_accepted(opts.keep.iter().copied());
     if let (true, Some(home), Some(user)) = (job.output_store, &opts.store_home, &opts.user_key) {
         let mut st =
@@ -535,7 +566,7 @@ impl Session<'_> {
     fn explanation(&self) -> crate::explain::Explanation {
         let min = self.prepared.job.verify.min_reputation;
         crate::explain::Explanation::of_reasons(self.hosts.iter().map(|(peer, st)| {
-            let mut why = crate::explain::rule_out_job(&self.prepared.job, st);
+            let mut why = self.prepared.rule_out(st);
             if self.banned.contains(peer) {
                 why.push(crate::explain::rejected_here(min));
             }
@@ -659,6 +690,7 @@ impl Session<'_> {
             speculative: final_progress.speculative as u64,
             rejected_results: tally.rejected_results,
         };
+        let stage_counts = super::stages::summary(&prepared.stages, &self.sched);
         let Session {
             writer,
             tally,
@@ -681,6 +713,7 @@ impl Session<'_> {
         for (task, message) in &write_errors {
             failures.push(Failure {
                 task: *task as u64,
+                stage: None,
                 kind: "write".into(),
                 message: format!("result could not be written: {message}"),
             });
@@ -712,8 +745,9 @@ impl Session<'_> {
             cost,
             served: blobs.summary(),
             store: None,
+            stages: stage_counts,
         };
-        let mut reduce_stdout = None;
+        let mut reduce_stdout = super::stages::finish(&prepared.stages, &mut summary);
         if let Some((module, args)) = &prepared.reduce
             && !interrupted
             && final_progress.succeeded == total

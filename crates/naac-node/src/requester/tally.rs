@@ -116,6 +116,13 @@ pub struct Tally {
     reopened: HashSet<u32>,
     /// The most recent failure of each task, for the summary when it fails for good.
     last_failure: HashMap<u32, (FailureKind, String)>,
+    /// A job of stages: each stage's first task, module and fuel limit.
+    stages: Vec<(u32, ContentId, u64)>,
+    /// Tasks of a later stage that run again on changed input, until their next run opens.
+    resetting: HashSet<u32>,
+    /// The first attempt of each task that ran again on changed input: earlier attempts
+    /// were made (and signed) over the old input, and are stale.
+    floors: HashMap<u32, u32>,
     pub stats: HashMap<PeerId, Stats>,
     pub discrepancies: Vec<Discrepancy>,
     pub failures: Vec<Failure>,
@@ -147,6 +154,9 @@ impl Tally {
             resumed: HashMap::new(),
             reopened: HashSet::new(),
             last_failure: HashMap::new(),
+            stages: Vec::new(),
+            resetting: HashSet::new(),
+            floors: HashMap::new(),
             stats: HashMap::new(),
             discrepancies: Vec::new(),
             failures: Vec::new(),
@@ -156,9 +166,35 @@ impl Tally {
         }
     }
 
-    /// A run of task `index` went out: its results are judged against `input_digest`.
-    pub fn open(&mut self, index: u32, input_digest: impl FnOnce() -> ContentId) {
+    /// A job of stages: each stage's first task id, module and fuel limit, which records
+    /// and fuel claims of its tasks are judged by.
+    pub fn set_stages(&mut self, stages: Vec<(u32, ContentId, u64)>) {
+        self.stages = stages;
+    }
+
+    /// The module and fuel limit of task `index`.
+    fn module_of(&self, index: u32) -> (ContentId, u64) {
+        match self.stages.partition_point(|(b, _, _)| *b <= index) {
+            0 => (self.module, self.fuel_limit),
+            n => (self.stages[n - 1].1, self.stages[n - 1].2),
+        }
+    }
+
+    /// Run `attempt` of task `index` went out: its results are judged against
+    /// `input_digest`.
+    pub fn open(&mut self, index: u32, attempt: u32, input_digest: impl FnOnce() -> ContentId) {
+        if self.resetting.remove(&index) {
+            self.floors.insert(index, attempt);
+        }
         self.digests.entry(index).or_insert_with(input_digest);
+    }
+
+    /// The task runs again because an input it took changed: what it was judged by goes,
+    /// and its written result is void unless a new verdict replaces it.
+    pub fn reset(&mut self, index: u32) {
+        self.close(index);
+        self.resetting.insert(index);
+        self.reopened.insert(index);
     }
 
     /// A run of the task resumes from a checkpoint.
@@ -202,11 +238,18 @@ impl Tally {
     /// for a stale result or one without an outcome (unsigned).
     pub fn record_of(&self, result: &TaskResult) -> Option<ResultRecord> {
         let input = *self.digests.get(&result.index)?;
+        if self
+            .floors
+            .get(&result.index)
+            .is_some_and(|f| result.attempt < *f)
+        {
+            return None;
+        }
         Some(ResultRecord {
             job: self.job,
             task: result.index,
             attempt: result.attempt,
-            module: self.module,
+            module: self.module_of(result.index).0,
             input,
             output: result.output_digest(),
             outcome: result.outcome?,
@@ -258,7 +301,9 @@ impl Tally {
             return Check::Stale;
         }
         // A task that is no longer open has no digest: a stale result, not wanted.
-        if !self.digests.contains_key(&index) {
+        if !self.digests.contains_key(&index)
+            || self.floors.get(&index).is_some_and(|f| result.attempt < *f)
+        {
             return Check::Stale;
         }
         let (Some(outcome), Some((record, signature_ok))) = (result.outcome, signed) else {
@@ -277,12 +322,13 @@ impl Tally {
                 "the result's signature does not match its record".into(),
             );
         }
-        if result.fuel_used > self.fuel_limit {
+        let fuel_limit = self.module_of(index).1;
+        if result.fuel_used > fuel_limit {
             // Fuel is what a result is paid for: a claim above the task's limit is a lie.
             tracing::warn!(
                 "provider {peer}: task {index} claims {} fuel, above its limit {}; result refused",
                 result.fuel_used,
-                self.fuel_limit
+                fuel_limit
             );
             return self.refuse(
                 peer,
@@ -421,10 +467,14 @@ impl Tally {
             _ if kind == FailureKind::NoQuorum => {
                 "its replicas disagreed and no output reached the quorum".to_string()
             }
+            _ if kind == FailureKind::Upstream => {
+                "a task of an earlier stage it takes input from failed".to_string()
+            }
             _ => "its providers vanished or stopped reporting".to_string(),
         };
         self.failures.push(Failure {
             task: index as u64,
+            stage: None,
             kind: kind.as_str().to_string(),
             message,
         });

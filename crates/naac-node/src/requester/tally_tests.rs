@@ -36,7 +36,7 @@ fn tally(has_verifier: bool) -> Tally {
         has_verifier,
     );
     for i in 0..5 {
-        t.open(i, || input(i));
+        t.open(i, 1, || input(i));
     }
     t
 }

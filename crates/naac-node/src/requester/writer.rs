@@ -29,6 +29,9 @@ pub struct Write {
     pub verified: bool,
     pub copies: u32,
     pub price: Option<Price>,
+    /// When the accepted run was assigned, and when it was accepted (run clock, ms).
+    pub assigned_ms: u64,
+    pub accepted_ms: u64,
 }
 
 /// What the writer thread does next.
@@ -50,15 +53,25 @@ pub struct Writer {
 impl Writer {
     /// Creates `DIR/tasks` and `DIR/.staging` and starts the thread (the caller removes the
     /// staging dir once the reduce step, which assembles there too, is done).
-    pub fn start(out_dir: &Path) -> anyhow::Result<Self> {
-        let tasks_dir = out_dir.join("tasks");
+    ///
+    /// `stages` places the results of a job of stages (each stage's first task id and
+    /// name; see [`super::stages::task_dir`]); empty for a job of one.
+    pub fn start(out_dir: &Path, stages: Vec<(u32, String)>) -> anyhow::Result<Self> {
+        let tasks_dir = out_dir.join(if stages.is_empty() { "tasks" } else { "stages" });
         std::fs::create_dir_all(&tasks_dir)
             .with_context(|| format!("create output dir {}", tasks_dir.display()))?;
+        for (_, name) in &stages {
+            let dir = tasks_dir.join(name).join("tasks");
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("create output dir {}", dir.display()))?;
+        }
         let staging = out_dir.join(".staging");
         std::fs::create_dir_all(&staging)
             .with_context(|| format!("create output dir {}", staging.display()))?;
         let (tx, rx) = mpsc::channel::<WriteJob>(1024);
-        let thread = tokio::task::spawn_blocking(move || write_results(&staging, &tasks_dir, rx));
+        let root = out_dir.to_path_buf();
+        let thread =
+            tokio::task::spawn_blocking(move || write_results(&staging, &root, &stages, rx));
         Ok(Self {
             tx,
             queue: VecDeque::new(),
@@ -94,7 +107,8 @@ impl Writer {
 
 fn write_results(
     staging: &Path,
-    tasks_dir: &Path,
+    root: &Path,
+    stages: &[(u32, String)],
     mut rx: mpsc::Receiver<WriteJob>,
 ) -> Vec<(u32, String)> {
     let mut errors = Vec::new();
@@ -105,7 +119,7 @@ fn write_results(
     let mut synced = std::time::Instant::now();
     let mut unsynced = false;
     let sync = |why: &str| {
-        if let Err(e) = output::sync_filesystem(tasks_dir) {
+        if let Err(e) = output::sync_filesystem(root) {
             tracing::error!("results could not be synced to disk ({why}): {e:#}");
         }
     };
@@ -117,7 +131,7 @@ fn write_results(
         }
         let w = match w {
             WriteJob::Remove(i) => {
-                let dir = tasks_dir.join(i.to_string());
+                let dir = root.join(super::stages::task_dir(stages, i));
                 if let Err(e) = std::fs::remove_dir_all(&dir) {
                     tracing::error!("failed to remove voided result {}: {e}", dir.display());
                 }
@@ -127,7 +141,11 @@ fn write_results(
         };
         let index_no = w.index;
         let result = &w.result;
-        let dir = tasks_dir.join(index_no.to_string());
+        let dir = root.join(super::stages::task_dir(stages, index_no));
+        let (stage, local) = match stages.partition_point(|(b, _)| *b <= index_no) {
+            0 => (None, index_no),
+            n => (Some(stages[n - 1].1.as_str()), index_no - stages[n - 1].0),
+        };
         if let Err(e) = output::write_result_dir(
             staging,
             &dir,
@@ -142,7 +160,7 @@ fn write_results(
         unsynced = true;
         if let Some(ix) = index.as_mut() {
             ix.record(&output::TaskRecord {
-                task: index_no as u64,
+                task: local as u64,
                 attempt: result.attempt,
                 provider: names
                     .entry(w.provider)
@@ -158,13 +176,16 @@ fn write_results(
                 copies: w.copies,
                 resumed: result.resumed.is_some(),
                 price: w.price.map(|p| p.to_string()),
+                stage,
+                assigned_ms: w.assigned_ms,
+                accepted_ms: w.accepted_ms,
             });
         }
     }
     // Every result on disk before the index that lists them is.
     sync("at the end");
     if let Some(ix) = index {
-        let target = tasks_dir.parent().unwrap_or(tasks_dir).join("tasks.jsonl");
+        let target = root.join("tasks.jsonl");
         if let Err(e) = ix.finish(&target) {
             tracing::error!("failed to write {}: {e:#}", target.display());
         }

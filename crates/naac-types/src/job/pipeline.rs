@@ -11,6 +11,7 @@
 
 use super::reader::RawJob;
 use super::{Job, JobError};
+use crate::Credits;
 use crate::diag::{FileKind, Source, file_error};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -240,6 +241,58 @@ impl Pipeline {
             stages,
             order,
         })
+    }
+}
+
+impl Pipeline {
+    /// The whole pipeline as one job, for what is job-wide (its name, payment, the
+    /// requester's own checks): the largest limits of any stage, the highest price, the
+    /// most replicated stage's policy, and every stage's tasks. Each stage's own job says
+    /// how its tasks run.
+    pub fn as_job(&self) -> Job {
+        let first = &self.stages[0].job;
+        let mut j = first.clone();
+        j.file = self.file.clone();
+        j.name = self.name.clone();
+        j.reduce = None;
+        j.output_store = false;
+        let jobs = || self.stages.iter().map(|s| &s.job);
+        j.limits.fuel = jobs()
+            .map(|s| s.limits.fuel)
+            .max()
+            .unwrap_or(first.limits.fuel);
+        j.limits.memory = jobs()
+            .map(|s| s.limits.memory)
+            .max()
+            .unwrap_or(first.limits.memory);
+        j.limits.timeout_ms = jobs()
+            .map(|s| s.limits.timeout_ms)
+            .max()
+            .unwrap_or(first.limits.timeout_ms);
+        j.budget.max_price = jobs().map(|s| s.budget.max_price).max().unwrap_or_default();
+        j.budget.max_cost = jobs()
+            .map(|s| s.budget.max_cost)
+            .try_fold(Credits::ZERO, |sum, c| {
+                c.map(|c| Credits(sum.0.saturating_add(c.0)))
+            });
+        if let Some(most) = jobs().max_by_key(|s| (s.verify.replicas, s.verify.max_replicas)) {
+            j.verify = most.verify.clone();
+        }
+        j.retries = jobs().map(|s| s.retries).max().unwrap_or(first.retries);
+        j.task_count = jobs().map(Job::task_count).sum();
+        j
+    }
+
+    /// Stage indexes in the order their tasks are numbered: stages with no upstream first
+    /// (in file order), then the rest, each after the stages it depends on.
+    pub fn task_order(&self) -> Vec<usize> {
+        let root = |i: &usize| {
+            let s = &self.stages[*i];
+            s.input == StageInput::Own && s.after.is_empty()
+        };
+        let mut out: Vec<usize> = (0..self.stages.len()).filter(root).collect();
+        out.extend(self.order.iter().copied().filter(|i| !root(i)));
+        out
     }
 }
 

@@ -146,8 +146,8 @@ impl Job {
             return Err(cx.err(
                 None,
                 "stage".to_string(),
-                "this job file has stages, which naac checks but does not run yet",
-                Some("run each stage as a job file of its own for now".into()),
+                "this job file has stages; it is read as a pipeline, not as one job",
+                Some("`naac run` and `naac submit` run job files of stages".into()),
             ));
         }
         let raw: RawJob = toml::from_str(src).map_err(|e| toml_error(&cx, &e))?;

@@ -348,10 +348,14 @@ fn stages_form_a_dag_with_widths_that_agree() {
     );
     assert_eq!(p.stages[2].job.task_count(), 1);
     assert_eq!(p.stages[1].job.name, "copy");
-    // As a job to run: checked whole, then refused for now, saying so.
-    let e = d.job(DAG).expect_err("not run yet");
+    // Not one job: checked whole, then read as a pipeline.
+    let e = d.job(DAG).expect_err("a pipeline");
     assert_eq!(e.field.as_deref(), Some("stage"), "{e}");
-    assert!(e.message.contains("does not run yet"), "{e}");
+    assert!(e.message.contains("read as a pipeline"), "{e}");
+    // The whole as one job: every stage's tasks, roots first in task order.
+    let whole = p.as_job();
+    assert_eq!(whole.task_count(), 17);
+    assert_eq!(p.task_order(), vec![0, 1, 2]);
     let e = d
         .job(&DAG.replace("gather = \"copy\"", "gather = \"cpy\""))
         .expect_err("bad stage");

@@ -1,0 +1,147 @@
+//! Sending work: the scheduler's `Assign` command turned into `Assign` requests, one per
+//! stage and chunk, each with its terms and the payer's order when the job is paid.
+
+use super::session::{Internal, Session};
+use naac_net::PeerId;
+use naac_proto::{Assign, Request, RequestBody, Response, ResponseBody, TaskSpec};
+use naac_sched::TaskId;
+use naac_types::FailureKind;
+
+impl Session<'_> {
+    /// The wire form of run `attempt` of `task`, and the stage it belongs to (0 for a job
+    /// of one stage).
+    fn spec_of(&mut self, task: u32, attempt: u32) -> anyhow::Result<(usize, TaskSpec)> {
+        let p = self.prepared;
+        if p.stages.is_empty() {
+            let s = super::prepare::task_spec(&p.job, p.module_id, task, attempt, &mut self.blobs)?;
+            return Ok((0, s));
+        }
+        self.feeds.spec(&p.stages, task, attempt, &mut self.blobs)
+    }
+
+    pub(super) fn assign(&mut self, provider: PeerId, tasks: Vec<(TaskId, u32)>) {
+        let mut price = None;
+        if self.bidding.paid() {
+            let sched = &self.sched;
+            price = self
+                .bidding
+                .award(&provider, &tasks, |p| sched.is_available(p))
+                .map(|t| t.price);
+            if price.is_none() {
+                tracing::warn!("no auction price for {provider}: its results go unpaid");
+            }
+        }
+        let now = self.now();
+        // Specs by stage: one `Assign` names one module.
+        let mut by_stage: Vec<Vec<TaskSpec>> = Vec::new();
+        for (t, attempt) in tasks {
+            match self.spec_of(t.0, attempt) {
+                Ok((stage, mut s)) => {
+                    let argv0 = self.argv0(stage).to_string();
+                    self.tally.open(t.0, attempt, || s.input_digest(&argv0));
+                    self.assigned_at
+                        .entry(t.0)
+                        .or_default()
+                        .push((attempt, now.0));
+                    // A lone replacement run resumes from the lost run's checkpoint; copies
+                    // that are compared with each other start fresh, so each stays
+                    // independent. Only after a loss: a run that failed on its own (out of
+                    // fuel, trap) must not get a fresh budget by resuming.
+                    if let Some(ck) = self.checkpoints.latest(t.0)
+                        && self.sched.copies(t) == (1, 0)
+                        && !self.tally.failed_before(t.0)
+                    {
+                        s.resume = Some(ck);
+                        self.tally.resuming(t.0, attempt);
+                        self.checkpoints.resumed();
+                    }
+                    if by_stage.len() <= stage {
+                        by_stage.resize_with(stage + 1, Vec::new);
+                    }
+                    by_stage[stage].push(s)
+                }
+                Err(e) => {
+                    tracing::error!("failed to prepare task {}: {e:#}", t.0);
+                    self.tally.unsendable(t.0, format!("{e:#}"));
+                    self.sched
+                        .task_failed(&provider, t, attempt, FailureKind::Rejected, now);
+                }
+            }
+        }
+        for (stage, specs) in by_stage.iter().enumerate() {
+            for chunk in super::assigns::assign_chunks(specs) {
+                self.send_assign(provider, stage, chunk, price);
+            }
+        }
+    }
+
+    /// argv[0] of a stage's tasks (the job's name for a job of one stage).
+    fn argv0(&self, stage: usize) -> &str {
+        match self.prepared.stages.get(stage) {
+            Some(s) => &s.job.name,
+            None => &self.prepared.job.name,
+        }
+    }
+
+    fn send_assign(
+        &mut self,
+        provider: PeerId,
+        stage: usize,
+        chunk: &[TaskSpec],
+        price: Option<naac_types::Price>,
+    ) {
+        let p = self.prepared;
+        let (job, module) = match p.stages.get(stage) {
+            Some(s) => (&s.job, s.module_id),
+            None => (&p.job, p.module_id),
+        };
+        let runs = chunk.iter().map(|t| (TaskId(t.index), t.attempt)).collect();
+        let seq = self.assigns.send(provider, runs);
+        // The payer's promise for these runs, which the provider may claim against.
+        let (order, commit) = match (price, self.payer.as_mut()) {
+            (Some(price), Some(payer)) => {
+                let runs: Vec<(u32, u32)> = chunk.iter().map(|t| (t.index, t.attempt)).collect();
+                match payer.order(&provider, price, &runs) {
+                    Some((order, commit)) => {
+                        (Some(order), Some((payer.escrow().bank.clone(), commit)))
+                    }
+                    None => (None, None),
+                }
+            }
+            _ => (None, None),
+        };
+        let req = Request::new(RequestBody::Assign(Assign {
+            job: p.id,
+            seq,
+            module,
+            argv0: job.name.clone(),
+            limits: job.limits,
+            checkpoint_interval_ms: job.checkpoint_interval.map(|d| d.as_millis() as u64),
+            tasks: chunk.to_vec(),
+            order,
+            sources: self.blobs.sources_for(chunk),
+        }));
+        let client = self.client.clone();
+        let tx = self.internal.clone();
+        let runs: Vec<(u32, u32)> = chunk.iter().map(|t| (t.index, t.attempt)).collect();
+        tokio::spawn(async move {
+            // The order's reservation is at the bank before the provider looks for it.
+            if let Some((bank, commit)) = commit
+                && let Err(why) = crate::pay::commit(&bank, commit).await
+            {
+                let why = format!("the bank did not commit the order: {why}");
+                let _ = tx.send(Internal::AssignFailed(provider, why, runs)).await;
+                return;
+            }
+            let why = match client.request(provider, req).await {
+                Ok(Response {
+                    body: ResponseBody::Ack,
+                    ..
+                }) => return,
+                Ok(other) => format!("{:?}", other.body),
+                Err(e) => e.to_string(),
+            };
+            let _ = tx.send(Internal::AssignFailed(provider, why, runs)).await;
+        });
+    }
+}
