@@ -76,6 +76,21 @@ pub fn unmet(req: &naac_types::job::Requirements, status: &HostStatus) -> Vec<St
     why
 }
 
+/// Why a host whose measured round trip is `rtt` is too far for `req`, if it is.
+pub fn too_far(
+    req: &naac_types::job::Requirements,
+    rtt: Option<std::time::Duration>,
+) -> Option<String> {
+    let max = req.max_latency_ms?;
+    match rtt {
+        None => Some("round trip not measured yet".into()),
+        Some(d) if d.as_millis() as u64 > max => {
+            Some(format!("round trip {} ms > {max} ms", d.as_millis()))
+        }
+        Some(_) => None,
+    }
+}
+
 /// How many hosts each reason rules out, most first.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Explanation {
@@ -250,6 +265,7 @@ mod tests {
                 min_score: min,
                 gpus,
                 labels: labels.iter().map(|l| l.to_string()).collect(),
+                max_latency_ms: None,
             }
         };
         assert!(unmet(&req(None, None, 0, &[]), &h).is_empty());
@@ -270,6 +286,25 @@ mod tests {
         assert_eq!(
             unmet(&req(None, Some(1.0), 0, &[]), &h),
             ["compute score not measured yet"]
+        );
+        // The round trip: measured at the greeting, refused above the limit.
+        let ms = std::time::Duration::from_millis;
+        let mut near = req(None, None, 0, &[]);
+        assert_eq!(
+            too_far(&near, None),
+            None,
+            "no limit, no measurement needed"
+        );
+        near.max_latency_ms = Some(50);
+        assert_eq!(too_far(&near, Some(ms(12))), None);
+        assert_eq!(too_far(&near, Some(ms(50))), None);
+        assert_eq!(
+            too_far(&near, Some(ms(80))).as_deref(),
+            Some("round trip 80 ms > 50 ms")
+        );
+        assert_eq!(
+            too_far(&near, None).as_deref(),
+            Some("round trip not measured yet")
         );
     }
 }

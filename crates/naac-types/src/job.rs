@@ -18,6 +18,7 @@
 //! min_score = 10                      # compute score, giga-fuel/s per core
 //! gpus = 1
 //! labels = ["zone=eu"]                # every one among the host's policy labels
+//! max_latency_ms = 50                 # round trip from the requester, measured
 //!
 //! [sweep]                             # one task per combination, cartesian product
 //! seed = { from = 0, to = 64 }        # integers, `to` exclusive, optional `step`
@@ -86,6 +87,8 @@ pub struct Requirements {
     pub gpus: u32,
     /// Labels the host's owner gave it (`labels` in `policy.toml`), every one.
     pub labels: Vec<String>,
+    /// The longest round trip from the requester to the host, in milliseconds.
+    pub max_latency_ms: Option<u64>,
 }
 
 /// The reduce step: runs once, after every task succeeded.

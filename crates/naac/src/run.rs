@@ -711,7 +711,7 @@ async fn explain(a: Args) -> anyhow::Result<ExitCode> {
     let per_host: Vec<Vec<String>> = seen
         .iter()
         .map(|s| {
-            let mut why = prepared.rule_out(&s.welcome.status);
+            let mut why = prepared.rule_out(&s.welcome.status, s.rtt);
             if let Some(r) = reputation
                 .as_mut()
                 .and_then(|rep| rep.get(&s.peer.to_string()).ok())

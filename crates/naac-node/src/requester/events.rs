@@ -27,6 +27,7 @@ impl Session<'_> {
                 let tx = self.internal.clone();
                 let hello = self.hello.clone();
                 tokio::spawn(async move {
+                    let sent = std::time::Instant::now();
                     let offer = match client
                         .request(peer, Request::new(RequestBody::Hello(hello)))
                         .await
@@ -48,7 +49,8 @@ impl Session<'_> {
                         .rtts()
                         .await
                         .into_iter()
-                        .find_map(|(p, d)| (p == peer).then_some(d));
+                        .find_map(|(p, d)| (p == peer).then_some(d))
+                        .or(Some(sent.elapsed()));
                     let _ = tx.send(Internal::Hello(peer, offer, rtt)).await;
                 });
             }
@@ -356,6 +358,9 @@ impl Session<'_> {
         match i {
             Internal::Hello(peer, Some(w), rtt) => {
                 let w = *w;
+                if let Some(d) = rtt {
+                    self.rtts.insert(peer, d);
+                }
                 if self.bidding.paid() {
                     let reputation = self
                         .reputation
@@ -519,10 +524,12 @@ impl Session<'_> {
         }
         let now = self.now();
         let paused = self.bidding.open()
-            || self
-                .hosts
-                .get(&peer)
-                .is_some_and(|st| !self.prepared.rule_out(st).is_empty());
+            || self.hosts.get(&peer).is_some_and(|st| {
+                !self
+                    .prepared
+                    .rule_out(st, self.rtts.get(&peer).copied())
+                    .is_empty()
+            });
         self.sched.provider_joined(
             peer,
             ProviderInfo {
@@ -550,7 +557,7 @@ impl Session<'_> {
         let Some(st) = self.hosts.get(&peer) else {
             return;
         };
-        let why = self.prepared.rule_out(st);
+        let why = self.prepared.rule_out(st, self.rtts.get(&peer).copied());
         let bidding = self.bidding.open();
         let paused = !why.is_empty() || bidding;
         if paused == self.sched.is_available(&peer) && !bidding {

@@ -190,13 +190,24 @@ impl PreparedJob {
 
     /// Why a host cannot run this job's tasks (for a job of stages: every stage's, since
     /// the scheduler gives any host tasks of any stage).
-    pub fn rule_out(&self, status: &naac_proto::HostStatus) -> Vec<String> {
-        if self.stages.is_empty() {
-            return crate::explain::rule_out_job(&self.job, status);
-        }
+    /// `rtt`: the round trip measured to the host, for `max_latency_ms`.
+    pub fn rule_out(
+        &self,
+        status: &naac_proto::HostStatus,
+        rtt: Option<std::time::Duration>,
+    ) -> Vec<String> {
+        let jobs: Vec<&Job> = if self.stages.is_empty() {
+            vec![&self.job]
+        } else {
+            self.stages.iter().map(|s| &s.job).collect()
+        };
         let mut why: Vec<String> = Vec::new();
-        for s in &self.stages {
-            for w in crate::explain::rule_out_job(&s.job, status) {
+        for j in jobs {
+            let far = crate::explain::too_far(&j.requirements, rtt);
+            for w in crate::explain::rule_out_job(j, status)
+                .into_iter()
+                .chain(far)
+            {
                 if !why.contains(&w) {
                     why.push(w);
                 }

@@ -200,6 +200,8 @@ pub(super) struct Session<'a> {
     pub(super) feeds: super::stages::Feeds,
     /// When each open task's runs were assigned: `(attempt, run clock ms)`.
     pub(super) assigned_at: HashMap<u32, Vec<(u32, u64)>>,
+    /// The round trip measured to each provider when it was greeted.
+    pub(super) rtts: HashMap<PeerId, Duration>,
 }
 
 /// Runs a prepared job over the network until every task is done or failed, or `shutdown`
@@ -316,6 +318,7 @@ pub async fn run(
         stored: None,
         feeds: Default::default(),
         assigned_at: HashMap::new(),
+        rtts: HashMap::new(),
     };
     s.tally.set_stages(
         prepared
@@ -566,7 +569,7 @@ impl Session<'_> {
     fn explanation(&self) -> crate::explain::Explanation {
         let min = self.prepared.job.verify.min_reputation;
         crate::explain::Explanation::of_reasons(self.hosts.iter().map(|(peer, st)| {
-            let mut why = self.prepared.rule_out(st);
+            let mut why = self.prepared.rule_out(st, self.rtts.get(peer).copied());
             if self.banned.contains(peer) {
                 why.push(crate::explain::rejected_here(min));
             }

@@ -1,5 +1,5 @@
 //! A job's `[requirements]`: what a host must be to get its tasks (architecture, compute
-//! score, GPUs, the owner's labels), read and checked.
+//! score, GPUs, the owner's labels, the round trip from the requester), read and checked.
 
 use super::{JobError, Requirements};
 use crate::diag::Source;
@@ -14,6 +14,7 @@ pub(super) struct RawRequirements {
     gpus: Option<Spanned<i64>>,
     #[serde(default)]
     labels: Vec<Spanned<String>>,
+    max_latency_ms: Option<Spanned<i64>>,
 }
 
 pub(super) fn read(
@@ -52,6 +53,22 @@ pub(super) fn read(
                 )
             })?,
     };
+    let max_latency_ms = match &r.max_latency_ms {
+        None => None,
+        Some(m) => Some(
+            u64::try_from(*m.get_ref())
+                .ok()
+                .filter(|m| (1..=60_000).contains(m))
+                .ok_or_else(|| {
+                    cx.err(
+                        Some(m.span()),
+                        "requirements.max_latency_ms".to_string(),
+                        format!("{} is out of range", m.get_ref()),
+                        Some("a round trip in milliseconds from 1 to 60000, e.g. 50".into()),
+                    )
+                })?,
+        ),
+    };
     let mut labels = Vec::new();
     for (i, l) in r.labels.iter().enumerate() {
         let v = l.get_ref().trim();
@@ -70,5 +87,6 @@ pub(super) fn read(
         min_score,
         gpus,
         labels,
+        max_latency_ms,
     })
 }

@@ -426,6 +426,18 @@ fn requirements_parse_and_refuse_what_they_cannot_be() {
     assert_eq!(job.requirements.min_score, Some(12.5));
     assert_eq!(job.requirements.gpus, 1);
     assert_eq!(job.requirements.labels, ["zone=eu"]);
+    assert_eq!(job.requirements.max_latency_ms, None);
+    let near = d
+        .job("module = \"m.wasm\"\n[requirements]\nmax_latency_ms = 40\n")
+        .expect("valid");
+    assert_eq!(near.requirements.max_latency_ms, Some(40));
+    let e = d
+        .job("module = \"m.wasm\"\n[requirements]\nmax_latency_ms = 0\n")
+        .expect_err("bad");
+    assert_eq!(
+        (e.field.as_deref(), e.line),
+        (Some("requirements.max_latency_ms"), Some(3))
+    );
     let e = d
         .job("module = \"m.wasm\"\n[requirements]\ngpus = -1\n")
         .expect_err("bad");
