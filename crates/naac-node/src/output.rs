@@ -177,6 +177,17 @@ impl TaskIndexWriter {
         }
     }
 
+    /// Copies the lines of an earlier run's index (a resumed run keeps its results).
+    pub fn carry(&mut self, earlier: &Path) {
+        use std::io::Write;
+        let Ok(text) = std::fs::read(earlier) else {
+            return;
+        };
+        if let Err(e) = self.out.write_all(&text) {
+            tracing::error!("failed to write {}: {e}", self.tmp.display());
+        }
+    }
+
     pub fn record(&mut self, r: &TaskRecord<'_>) {
         use std::io::Write;
         let written = serde_json::to_writer(&mut self.out, r)

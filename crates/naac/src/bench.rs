@@ -236,7 +236,7 @@ impl Bench {
             unpaid: false,
             stop: None,
             progress: None,
-            keep: Vec::new(),
+            resume: false,
             identity: None,
         };
         let f = match execute(exec).await? {

@@ -240,7 +240,7 @@ impl Daemon {
             stop: Some(stop),
             progress: Some(progress),
             // Results accepted before a restart are kept, not run (and paid) again.
-            keep: accepted_in(&dir.join("out")),
+            resume: true,
             // Jobs side by side are separate requesters to the providers, each under a
             // throwaway identity its user key attests (as `naac pool` and `naac market`
             // look); one at a time, the node's own.
@@ -260,28 +260,6 @@ impl Daemon {
         }
         self.changed();
     }
-}
-
-/// The tasks whose results are in `out_dir` already (each task directory is renamed into
-/// place whole, so one that exists is complete).
-fn accepted_in(out_dir: &Path) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir(out_dir.join("tasks")) else {
-        return Vec::new();
-    };
-    let mut kept: Vec<u32> = entries
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .collect();
-    kept.sort_unstable();
-    if !kept.is_empty() {
-        tracing::info!(
-            "{} tasks kept from an earlier run in {}",
-            kept.len(),
-            out_dir.display()
-        );
-    }
-    kept
 }
 
 /// How a run ended, for the queue: its state, summary and error.

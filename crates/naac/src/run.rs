@@ -60,6 +60,10 @@ pub struct Args {
     /// embedded pool's bank]
     #[arg(long, value_name = "DURATION", env = "NAAC_CLAIM_WINDOW", value_parser = parse_duration)]
     claim_window: Option<Duration>,
+    /// Continue a failed or interrupted run of this job from its results directory: the
+    /// tasks accepted there are kept, only the missing ones run (results go to DIR)
+    #[arg(long, value_name = "DIR", conflicts_with = "out")]
+    resume: Option<PathBuf>,
     /// Hidden testing aid: take the results and pay no provider, then close the escrow
     #[arg(long, hide = true)]
     testing_unpaid: bool,
@@ -103,9 +107,9 @@ pub struct Exec {
     pub stop: Option<Arc<tokio::sync::Notify>>,
     /// Gets the run's progress as it changes.
     pub progress: Option<watch::Sender<requester::Progress>>,
-    /// Tasks whose results are in the results directory already (a job resumed after a
-    /// restart): kept, not run again.
-    pub keep: Vec<u32>,
+    /// Keep the tasks whose results are in the results directory already (a job resumed
+    /// after a restart, or `--resume`): they are not run (nor paid) again.
+    pub resume: bool,
     /// The network identity to run under [default: the node's, from the data dir]. Jobs
     /// that run side by side in one daemon each need their own.
     pub identity: Option<naac_net::Keypair>,
@@ -142,10 +146,20 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         return explain(a).await;
     }
     let json = a.json;
+    if let Some(dir) = &a.resume
+        && !dir.is_dir()
+    {
+        eprintln!(
+            "error: --resume {}: no such results directory\nhint: name the directory of the run to continue (its --out)",
+            dir.display()
+        );
+        return Ok(ExitCode::from(2));
+    }
     let exec = Exec {
         job: a.job,
         workers: a.workers,
-        out: a.out,
+        resume: a.resume.is_some(),
+        out: a.out.or(a.resume),
         join: a.join,
         mdns: !a.no_mdns,
         provider_wait: a.provider_wait,
@@ -162,7 +176,6 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         unpaid: a.testing_unpaid,
         stop: None,
         progress: None,
-        keep: Vec::new(),
         identity: None,
     };
     let finished = match execute(exec).await? {
@@ -228,6 +241,23 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
         PathBuf::from("naac-out").join(format!("{}-{}", prepared.job.name, prepared.id.short()))
     });
     let total = prepared.job.task_count();
+    let keep = if a.resume {
+        if let Err(e) = requester::stages::check_resumable(&out_dir, &prepared) {
+            return Ok(Executed::Invalid(e));
+        }
+        let kept = requester::stages::kept(&out_dir, &prepared.stages, total as u32);
+        if !kept.is_empty() && !a.quiet {
+            eprintln!(
+                "naac: resuming {}: {} of {total} tasks kept, {} to run",
+                out_dir.display(),
+                kept.len(),
+                total - kept.len() as u64
+            );
+        }
+        kept
+    } else {
+        Vec::new()
+    };
 
     let keypair = match &a.identity {
         Some(k) => k.clone(),
@@ -412,7 +442,7 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
         user_key: Some(user),
         no_wait: a.no_wait,
         payment,
-        keep: a.keep.clone(),
+        keep,
         store_home: prepared.job.output_store.then(|| home.clone()),
     };
     let output_store = prepared.job.output_store;

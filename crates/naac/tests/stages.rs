@@ -205,3 +205,95 @@ for_each = "a"
     assert!(err.contains("loop.toml:"), "{err}");
     assert!(err.contains("cycle"), "{err}");
 }
+
+#[test]
+fn an_interrupted_pipeline_resumed_runs_only_the_missing_tasks() {
+    use std::time::{Duration, Instant};
+    let s = Scratch::new();
+    let job = staged_job(
+        &s,
+        "rescue",
+        r#"
+[[stage]]
+name = "slow"
+module = "testkit.wasm"
+args = ["sleep", "250"]
+[stage.sweep]
+i = { from = 0, to = 8 }
+
+[[stage]]
+name = "copy"
+module = "testkit.wasm"
+args = ["echo"]
+for_each = "slow"
+
+[[stage]]
+name = "all"
+module = "testkit.wasm"
+args = ["echo"]
+gather = "copy"
+"#,
+    );
+    let out = s.path().join("out");
+    let child = s
+        .run_cmd(&job, &out)
+        .args(["--workers", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    let t0 = Instant::now();
+    while !out.join("stages/copy/tasks/0").exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no result within a minute"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(kill.success());
+    let first = child.wait_with_output().expect("wait");
+    assert_eq!(first.status.code(), Some(130), "{}", common::stderr(&first));
+    let v: Value = serde_json::from_slice(&first.stdout).expect("json");
+    let done = v["tasks"]["succeeded"].as_u64().expect("succeeded");
+    assert!((2..17).contains(&done), "{v:#}");
+    // A directory that is not there is refused, saying so.
+    let missing = s
+        .cmd()
+        .arg("run")
+        .arg(&job)
+        .args(["--resume", "nowhere"])
+        .output()
+        .expect("run");
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(common::stderr(&missing).contains("no such results directory"));
+    // Resumed: only what is missing runs, and the pipeline completes.
+    let again = s
+        .cmd()
+        .arg("run")
+        .arg(&job)
+        .arg("--resume")
+        .arg(&out)
+        .args(["--json", "--workers", "2"])
+        .output()
+        .expect("resume");
+    assert!(again.status.success(), "{}", common::stderr(&again));
+    let v: Value = serde_json::from_slice(&again.stdout).expect("json");
+    assert_eq!(v["tasks"]["succeeded"], 17, "{v:#}");
+    assert_eq!(v["tasks"]["kept"], done, "{v:#}");
+    let ran: u64 = v["providers"]
+        .as_array()
+        .expect("providers")
+        .iter()
+        .map(|p| p["tasks"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(ran, 17 - done, "only the missing tasks ran: {v:#}");
+    // The gather task saw every copy's output, kept or new.
+    let all = std::fs::read_to_string(out.join("stages/all/tasks/0/stdout")).expect("all");
+    assert_eq!(all.matches("slept").count(), 8, "{all}");
+    // tasks.jsonl lists every result, the kept ones too.
+    assert_eq!(lines_of(&out, "slow").len(), 8);
+}

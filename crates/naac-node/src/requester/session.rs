@@ -217,7 +217,11 @@ pub async fn run(
 ) -> Result<Finished, RunError> {
     let started = Instant::now();
     let total = u32::try_from(prepared.job.task_count()).context("too many tasks")?;
-    let writer = Writer::start(&opts.out_dir, super::stages::layout(&prepared.stages))?;
+    let writer = Writer::start(
+        &opts.out_dir,
+        super::stages::layout(&prepared.stages),
+        !opts.keep.is_empty(),
+    )?;
     let mut blobs = Blobs::new();
     blobs.insert(prepared.module_id, prepared.module_bytes.clone());
     for st in &prepared.stages {

@@ -383,3 +383,68 @@ pub fn finish(stages: &[PreparedStage], summary: &mut crate::output::Summary) ->
     )
     .ok()
 }
+
+/// Tasks whose results an earlier run of the job left in `out_dir` (their task
+/// directories: each appears whole, and goes when a re-check voids it), as task ids.
+pub fn kept(out_dir: &Path, stages: &[PreparedStage], total: u32) -> Vec<u32> {
+    let dirs: Vec<(u32, u32, PathBuf)> = if stages.is_empty() {
+        vec![(0, total, out_dir.join("tasks"))]
+    } else {
+        stages
+            .iter()
+            .map(|s| {
+                (
+                    s.base,
+                    s.width,
+                    out_dir.join("stages").join(&s.name).join("tasks"),
+                )
+            })
+            .collect()
+    };
+    let mut kept = Vec::new();
+    for (base, width, dir) in dirs {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        kept.extend(
+            entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|i| *i < width)
+                .map(|i| base + i),
+        );
+    }
+    kept.sort_unstable();
+    kept
+}
+
+/// Whether the results in `out_dir` can be the start of this job: its `summary.json`,
+/// when there is one, names the same job and the same module for every stage.
+pub fn check_resumable(out_dir: &Path, job: &PreparedJob) -> anyhow::Result<()> {
+    let Ok(text) = std::fs::read(out_dir.join("summary.json")) else {
+        return Ok(());
+    };
+    let v: serde_json::Value = serde_json::from_slice(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", out_dir.join("summary.json").display()))?;
+    let hint = "hint: resume with the job file that made them, or run into a new directory";
+    if v["name"] != job.job.name.as_str() {
+        anyhow::bail!(
+            "{} holds results of job {}, not {}\n{hint}",
+            out_dir.display(),
+            v["name"],
+            job.job.name
+        );
+    }
+    for st in &job.stages {
+        let module = &v["stages"][&st.name]["module"];
+        if !module.is_null() && *module != st.module_id.to_hex().as_str() {
+            anyhow::bail!(
+                "{}: stage \"{}\" ran another module there\n{hint}",
+                out_dir.display(),
+                st.name
+            );
+        }
+    }
+    Ok(())
+}

@@ -56,7 +56,9 @@ impl Writer {
     ///
     /// `stages` places the results of a job of stages (each stage's first task id and
     /// name; see [`super::stages::task_dir`]); empty for a job of one.
-    pub fn start(out_dir: &Path, stages: Vec<(u32, String)>) -> anyhow::Result<Self> {
+    ///
+    /// `carry`: the run keeps results an earlier run left, so `tasks.jsonl` keeps its lines.
+    pub fn start(out_dir: &Path, stages: Vec<(u32, String)>, carry: bool) -> anyhow::Result<Self> {
         let tasks_dir = out_dir.join(if stages.is_empty() { "tasks" } else { "stages" });
         std::fs::create_dir_all(&tasks_dir)
             .with_context(|| format!("create output dir {}", tasks_dir.display()))?;
@@ -71,7 +73,7 @@ impl Writer {
         let (tx, rx) = mpsc::channel::<WriteJob>(1024);
         let root = out_dir.to_path_buf();
         let thread =
-            tokio::task::spawn_blocking(move || write_results(&staging, &root, &stages, rx));
+            tokio::task::spawn_blocking(move || write_results(&staging, &root, &stages, carry, rx));
         Ok(Self {
             tx,
             queue: VecDeque::new(),
@@ -109,11 +111,15 @@ fn write_results(
     staging: &Path,
     root: &Path,
     stages: &[(u32, String)],
+    carry: bool,
     mut rx: mpsc::Receiver<WriteJob>,
 ) -> Vec<(u32, String)> {
     let mut errors = Vec::new();
     // One line per accepted result, in arrival order, renamed into place at the end.
     let mut index = output::TaskIndexWriter::create(staging);
+    if let Some(ix) = index.as_mut().filter(|_| carry) {
+        ix.carry(&root.join("tasks.jsonl"));
+    }
     // Peer ids in text form, made once per provider (base58 is not free).
     let mut names: HashMap<PeerId, String> = HashMap::new();
     let mut synced = std::time::Instant::now();
