@@ -10,6 +10,7 @@ mod economy;
 mod hostile;
 mod nat;
 mod owner;
+mod stages;
 mod store;
 
 use crate::embedded::Pool;
@@ -42,6 +43,7 @@ const ALL: &[&str] = &[
     "nat",
     "daemon",
     "store",
+    "stages",
 ];
 
 #[derive(clap::Args)]
@@ -54,7 +56,7 @@ pub struct Args {
     json: bool,
     /// Run only these (comma-separated): throughput, latency, scaling, guest, gather, failover,
     /// verify, owner, economy, hostile, nat (nat needs root: it builds network namespaces
-    /// with real NAT), daemon, store
+    /// with real NAT), daemon, store, stages
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     only: Vec<String>,
     /// Where job outputs go [default: a temporary dir on /dev/shm (tmpfs) when there is one,
@@ -108,7 +110,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         quick: a.quick,
     };
     let mut figures = Vec::new();
-    let steps: [(&str, BenchFn); 13] = [
+    let steps: [(&str, BenchFn); 14] = [
         ("throughput", |b| Box::pin(b.throughput())),
         ("latency", |b| Box::pin(b.latency())),
         ("scaling", |b| Box::pin(b.scaling())),
@@ -122,6 +124,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         ("nat", |b| Box::pin(b.nat())),
         ("daemon", |b| Box::pin(b.daemon())),
         ("store", |b| Box::pin(b.store())),
+        ("stages", |b| Box::pin(b.stages())),
     ];
     for (name, f) in steps {
         if !want(name) {
