@@ -338,6 +338,9 @@ pub struct ProviderTasks {
     pub earned: Option<String>,
     /// How its results arrived: over a direct connection or through a relay.
     pub arrived: Arrived,
+    /// One of the run's own local workers (`naac run --local`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub local: bool,
 }
 
 /// Results received from one provider, by the path they took.

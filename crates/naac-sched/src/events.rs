@@ -18,6 +18,7 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
                 p.groups = info.groups;
                 p.lapsed = false;
                 p.paused = info.paused;
+                p.fallback = info.fallback;
                 p.lease_deadline = now.plus(self.config.lease_ms);
             }
             None => {
@@ -37,11 +38,21 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
                         lease_deadline: now.plus(self.config.lease_ms),
                         lapsed: false,
                         paused: info.paused,
+                        fallback: info.fallback,
                         streak,
                         unchecked,
                     },
                 );
-                self.order.push(provider);
+                // Local workers come after every remote provider.
+                let at = match info.fallback {
+                    true => self.order.len(),
+                    false => self
+                        .order
+                        .iter()
+                        .position(|o| self.providers.get(o).is_some_and(|p| p.fallback))
+                        .unwrap_or(self.order.len()),
+                };
+                self.order.insert(at, provider);
             }
         }
         self.fill(now);
@@ -98,11 +109,14 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
 
     /// Sets the order in which providers are offered work: the listed ones first, in this
     /// order (the market's auction ranking: cheapest ask, then reputation, then latency),
-    /// then the rest in join order. Only who gets work first changes; nothing is reassigned.
+    /// then the rest in join order, local workers last. Only who gets work first changes; nothing is reassigned.
     pub fn set_preference(&mut self, ranked: &[P], now: Millis) {
         let pos = |p: &P| ranked.iter().position(|r| r == p).unwrap_or(usize::MAX);
-        // A stable sort keeps join order among the unranked.
-        self.order.sort_by_key(|p| pos(p));
+        let local = |p: &P| self.providers.get(p).is_some_and(|x| x.fallback);
+        // A stable sort keeps join order among the unranked; local workers stay last.
+        let mut order = std::mem::take(&mut self.order);
+        order.sort_by_key(|p| (local(p), pos(p)));
+        self.order = order;
         self.fill(now);
     }
 

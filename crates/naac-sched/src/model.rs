@@ -101,6 +101,8 @@ pub(crate) struct Provider {
     /// Its owner's policy stopped it taking work (or this job does not fit it): it keeps
     /// what it holds but gets nothing new.
     pub(crate) paused: bool,
+    /// A local worker of the requester's own (see [`ProviderInfo::fallback`]).
+    pub(crate) fallback: bool,
     /// Verified results in a row (for adaptive replication).
     pub(crate) streak: u32,
     /// Recent tasks accepted on its word alone, oldest first.
@@ -130,6 +132,10 @@ pub struct ProviderInfo {
     ///
     /// [`Scheduler::set_paused`]: crate::Scheduler::set_paused
     pub paused: bool,
+    /// A local worker the requester runs itself alongside the remote pool ("eager remote,
+    /// retry local"): offered work after every remote provider, and the first to get the
+    /// retry of a run that failed or was lost elsewhere.
+    pub fallback: bool,
 }
 
 impl ProviderInfo {

@@ -92,6 +92,15 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
                     .is_some_and(|p| !p.lapsed && !p.paused)
             })
             .count();
+        // A local worker with room takes the retries of runs that failed elsewhere.
+        let local_room = order.iter().any(|id| {
+            self.providers.get(id).is_some_and(|p| {
+                p.fallback
+                    && !p.lapsed
+                    && !p.paused
+                    && self.capacity_of(p) > p.assigned.len() as u32
+            })
+        });
         for id in &order {
             let Some(p) = self.providers.get(id) else {
                 continue;
@@ -99,6 +108,7 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
             if p.lapsed || p.paused {
                 continue;
             }
+            let leave_retries = local_room && !p.fallback;
             let cap = self.capacity_of(p);
             let mut room = cap.saturating_sub(p.assigned.len() as u32);
             if let Some(limit) = self.start_limit {
@@ -118,7 +128,9 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
                     self.tasks[t.0 as usize].queued = false;
                     continue;
                 }
-                if !self.eligible(t, id, active) {
+                if !self.eligible(t, id, active)
+                    || (leave_retries && self.tasks[t.0 as usize].failures > 0)
+                {
                     kept.push_back(t);
                     continue;
                 }

@@ -643,3 +643,32 @@ fn returned_runs_go_elsewhere_without_spending_retries() {
     assert!(h.finished);
     assert_eq!(h.s.progress().retried, 0);
 }
+
+#[test]
+fn local_workers_come_last_and_take_the_retries() {
+    let mut h = Harness::new(6, cfg());
+    let local = ProviderInfo {
+        slots: 1,
+        fallback: true,
+        ..ProviderInfo::default()
+    };
+    // The local worker joins first, yet remote providers are offered work before it.
+    h.s.provider_joined(9, local, Millis(0));
+    h.drain();
+    assert_eq!(h.held[&9].len(), 2, "alone, it works");
+    h.join(1, 1, 0);
+    h.join(2, 1, 0);
+    // Local 9 holds 0 and 1; remotes 1 and 2 hold 2..6, and nothing fresh is left.
+    assert_eq!(h.held[&1].len() + h.held[&2].len(), 4);
+    h.complete_one(9, 1);
+    h.complete_one(9, 2);
+    h.complete_one(2, 3);
+    // Remote 1's run fails: remote 2 has room, but the retry goes to the local worker.
+    let failed = h.fail_one(1, FailureKind::Trap, 4).expect("a task");
+    assert!(
+        h.held[&9].iter().any(|(t, a)| *t == failed && *a == 2),
+        "retry of {failed:?} on the local worker: {:?}",
+        h.held
+    );
+    h.check();
+}

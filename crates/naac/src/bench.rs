@@ -234,6 +234,8 @@ impl Bench {
             quiet: true,
             on_pool,
             no_wait: false,
+            local: 0,
+            local_fallback: true,
             bank: crate::run::BankChoice::None,
             claim_window: None,
             unpaid: false,

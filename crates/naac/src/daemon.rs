@@ -232,6 +232,8 @@ impl Daemon {
             quiet: true,
             on_pool: None,
             no_wait: false,
+            local: 0,
+            local_fallback: true,
             bank: BankChoice::Default,
             claim_window: None,
             unpaid: false,

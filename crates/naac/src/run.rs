@@ -67,6 +67,15 @@ pub struct Args {
     /// tasks accepted there are kept, only the missing ones run (results go to DIR)
     #[arg(long, value_name = "DIR", conflicts_with = "out")]
     resume: Option<PathBuf>,
+    /// Also run N local worker processes beside the remote pool reached with --join: they
+    /// get work after the remote hosts and the retries of runs that failed there, and run
+    /// the job alone when no remote host is in view
+    #[arg(long, value_name = "N", requires = "join", default_value_t = 0)]
+    local: u32,
+    /// With --local: local workers only work beside a remote host; with none in view the
+    /// job waits
+    #[arg(long, requires = "local")]
+    no_local_fallback: bool,
     /// Hidden testing aid: take the results and pay no provider, then close the escrow
     #[arg(long, hide = true)]
     testing_unpaid: bool,
@@ -99,6 +108,10 @@ pub struct Exec {
     /// Receives the embedded pool's worker pids once it starts.
     pub on_pool: Option<tokio::sync::oneshot::Sender<crate::embedded::Pids>>,
     pub no_wait: bool,
+    /// Local workers beside the remote pool (`--local`), and whether they may run the job
+    /// alone.
+    pub local: u32,
+    pub local_fallback: bool,
     /// Where to pay.
     pub bank: BankChoice,
     /// The escrow's claim window (`None`: the bank's default, [`DEFAULT_CLAIM_WINDOW`] for
@@ -170,6 +183,8 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         quiet: json,
         on_pool: None,
         no_wait: a.no_wait,
+        local: a.local,
+        local_fallback: !a.no_local_fallback,
         bank: match (a.no_pay, a.bank) {
             (true, _) => BankChoice::None,
             (false, Some(b)) => BankChoice::Remote(b),
@@ -361,6 +376,9 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
         );
     }
 
+    // Local workers name an owner of their own, so the run knows them (and never puts two
+    // copies of a task on this machine).
+    let local_owner = format!("local-{}", &client.peer_id().to_string()[..16]);
     let mut pool = None;
     if embedded {
         // Wait until we listen, then start providers that dial us.
@@ -402,15 +420,23 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
                 prepared.job.name
             );
         }
-    } else if !a.quiet {
+    } else if a.local > 0 {
+        let p = start_local(&client, a.local, &local_owner, &a.provider_args).await?;
+        pool = Some(p);
+    }
+    if !embedded && !a.quiet {
         eprintln!(
-            "naac: job {} ({total} tasks) on providers reached via {}",
+            "naac: job {} ({total} tasks) on providers reached via {}{}",
             prepared.job.name,
             a.join
                 .iter()
                 .map(|m| m.to_string())
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            match a.local {
+                0 => String::new(),
+                n => format!(" and {n} local workers"),
+            }
         );
     }
 
@@ -447,6 +473,11 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
         payment,
         keep,
         store_home: prepared.job.output_store.then(|| home.clone()),
+        local: (a.local > 0).then(|| requester::Local {
+            owner: local_owner.clone(),
+            workers: a.local,
+            fallback: a.local_fallback,
+        }),
     };
     let output_store = prepared.job.output_store;
     let store_client = client.clone();
@@ -566,6 +597,39 @@ async fn reclaim_escrow(
             job.short()
         );
     }
+}
+
+/// Starts `workers` local worker processes that dial this run over loopback, under the
+/// owner name `owner`.
+async fn start_local(
+    client: &naac_net::Client,
+    workers: u32,
+    owner: &str,
+    extra: &[String],
+) -> anyhow::Result<Pool> {
+    let t0 = std::time::Instant::now();
+    let addr = loop {
+        let addrs = client.listen_addrs().await;
+        let port = addrs.iter().find_map(|a| {
+            a.iter().find_map(|p| match p {
+                naac_net::Protocol::Tcp(port) => Some(port),
+                _ => None,
+            })
+        });
+        if let Some(port) = port {
+            break format!("/ip4/127.0.0.1/tcp/{port}/p2p/{}", client.peer_id())
+                .parse::<Multiaddr>()
+                .context("the local workers' address")?;
+        }
+        anyhow::ensure!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the run did not start listening"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let mut args = extra.to_vec();
+    args.extend(["--owner".to_string(), owner.to_string()]);
+    Pool::start(workers, 1, &addr, &args)
 }
 
 /// The user's key (made on first use): attests each run's throwaway identity to providers.

@@ -55,6 +55,7 @@ impl Session<'_> {
                 });
             }
             Event::Disconnected(peer) => {
+                self.locals.remove(&peer);
                 self.hosts.remove(&peer);
                 self.bidding.forget(&peer);
                 self.known_peers.retain(|p| *p != peer);
@@ -62,6 +63,7 @@ impl Session<'_> {
                 self.assigns.forget(&peer);
                 let now = self.now();
                 self.sched.provider_lost(&peer, now);
+                self.recheck_locals();
                 self.drive();
             }
             Event::Request {
@@ -516,14 +518,22 @@ impl Session<'_> {
         self.first_provider
             .get_or_insert_with(|| self.started.elapsed());
         let mut groups = Vec::new();
-        if let Some(o) = owner {
+        if let Some(o) = &owner {
             groups.push(format!("owner:{o}"));
         }
         if let Some(net) = self.peer_ips.get(&peer).and_then(|ip| network_label(*ip)) {
             groups.push(net);
         }
+        let local = self
+            .local
+            .as_ref()
+            .is_some_and(|l| owner.as_deref() == Some(l.owner.as_str()));
+        if local {
+            self.locals.insert(peer);
+        }
         let now = self.now();
         let paused = self.bidding.open()
+            || self.idle_local(&peer)
             || self.hosts.get(&peer).is_some_and(|st| {
                 !self
                     .prepared
@@ -537,9 +547,34 @@ impl Session<'_> {
                 groups,
                 streak,
                 paused,
+                fallback: local,
             },
             now,
         );
+        if !local {
+            self.recheck_locals();
+        }
+    }
+
+    /// A local worker that must wait: the run's local workers may only work beside a
+    /// remote host (`--no-local-fallback`) and none is in view.
+    fn idle_local(&self, peer: &PeerId) -> bool {
+        self.local.as_ref().is_some_and(|l| !l.fallback)
+            && self.locals.contains(peer)
+            && !self
+                .known_peers
+                .iter()
+                .any(|p| !self.locals.contains(p) && self.sched.is_available(p))
+    }
+
+    /// Remote hosts came or went: local workers that may only work beside one learn it.
+    fn recheck_locals(&mut self) {
+        if self.local.as_ref().is_some_and(|l| !l.fallback) {
+            let locals: Vec<PeerId> = self.locals.iter().copied().collect();
+            for p in locals {
+                self.apply_status(p);
+            }
+        }
     }
 
     /// A provider's status changed: keep the newest, and let the scheduler know whether it
@@ -559,7 +594,7 @@ impl Session<'_> {
         };
         let why = self.prepared.rule_out(st, self.rtts.get(&peer).copied());
         let bidding = self.bidding.open();
-        let paused = !why.is_empty() || bidding;
+        let paused = !why.is_empty() || bidding || self.idle_local(&peer);
         if paused == self.sched.is_available(&peer) && !bidding {
             if paused {
                 tracing::info!("provider {peer} cannot take tasks now: {}", why.join("; "));

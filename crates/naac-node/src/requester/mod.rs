@@ -40,7 +40,7 @@ pub use prepare::{
     MAX_INPUT_BYTES, PreparedJob, RunError, StoredModules, fetch_modules, prepare, prepare_with,
 };
 pub use sandboxed::VERIFIER_TIMEOUT;
-pub use session::{Finished, Options, Payment, Progress, run};
+pub use session::{Finished, Local, Options, Payment, Progress, run};
 
 /// Most checkpoint bytes kept in memory for all open tasks together; beyond it new
 /// checkpoints are refused (the older ones stay usable).

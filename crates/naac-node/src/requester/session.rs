@@ -52,6 +52,19 @@ pub struct Options {
     /// With `[output] store = true`: the data dir whose user keeps the run's checkpoints in
     /// the store (with `user_key`), so a run into the same `out_dir` resumes from them.
     pub store_home: Option<crate::Home>,
+    /// Local workers run alongside the remote pool (`naac run --local N`): the owner name
+    /// they greet with, and whether they may work while no remote host is in view.
+    pub local: Option<Local>,
+}
+
+/// The requester's own local workers (`--local N`).
+#[derive(Clone, Debug)]
+pub struct Local {
+    /// The owner name they give (unique per run).
+    pub owner: String,
+    pub workers: u32,
+    /// They work on their own when no remote host is in view (`false`: only beside one).
+    pub fallback: bool,
 }
 
 /// A job's open escrow and the key that signs its payments.
@@ -202,6 +215,9 @@ pub(super) struct Session<'a> {
     pub(super) assigned_at: HashMap<u32, Vec<(u32, u64)>>,
     /// The round trip measured to each provider when it was greeted.
     pub(super) rtts: HashMap<PeerId, Duration>,
+    /// This run's own local workers (`--local`), and the providers among them.
+    pub(super) local: Option<Local>,
+    pub(super) locals: HashSet<PeerId>,
 }
 
 /// Runs a prepared job over the network until every task is done or failed, or `shutdown`
@@ -323,6 +339,8 @@ pub async fn run(
         feeds: Default::default(),
         assigned_at: HashMap::new(),
         rtts: HashMap::new(),
+        local: opts.local.clone(),
+        locals: HashSet::new(),
     };
     s.tally.set_stages(
         prepared
@@ -676,6 +694,7 @@ impl Session<'_> {
                         .is_some()
                         .then(|| earned.get(p).copied().unwrap_or_default().to_string()),
                     arrived: self.arrived.get(p).copied().unwrap_or_default(),
+                    local: self.locals.contains(p),
                 }
             })
             .collect();

@@ -1,0 +1,99 @@
+//! `naac run --join ADDR --local N`: local worker processes beside the remote pool (real
+//! `naac node --provide` processes): a slow remote host leaves most work to the local
+//! workers, and with no remote host in view the job runs on them alone.
+
+mod common;
+
+use common::{Scratch, spawn_node};
+use serde_json::Value;
+use std::process::Child;
+
+struct Node(Child, String);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// (tasks run locally, tasks run remotely) from a summary.
+fn split(v: &Value) -> (u64, u64) {
+    let mut out = (0, 0);
+    for p in v["providers"].as_array().expect("providers") {
+        let n = p["tasks"].as_u64().unwrap_or(0);
+        if p["local"] == true {
+            out.0 += n;
+        } else {
+            out.1 += n;
+        }
+    }
+    out
+}
+
+#[test]
+fn a_slow_remote_host_leaves_most_work_to_the_local_worker() {
+    let s = Scratch::new();
+    let home = s.path().join("remote");
+    std::fs::create_dir_all(&home).expect("home");
+    std::fs::write(home.join("policy.toml"), "idle_only = false\n").expect("policy");
+    let mut c = common::naac();
+    c.env("NAAC_HOME", &home).args([
+        "node",
+        "--provide",
+        "--no-mdns",
+        "--slots",
+        "1",
+        "--slowdown",
+        "10",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+    ]);
+    let (child, addr) = spawn_node(c);
+    let remote = Node(child, addr);
+    let job = s.job(
+        "mixed",
+        "testkit/testkit.wasm",
+        "args = [\"spin\", \"40\"]\nstraggler_factor = 0\n[sweep]\ni = { from = 0, to = 24 }\n",
+    );
+    let (out, v) = s.run(&job, &["--no-mdns", "--join", &remote.1, "--local", "1"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert_eq!(v["tasks"]["succeeded"], 24, "{v:#}");
+    let (local, far) = split(&v);
+    assert_eq!(local + far, 24, "{v:#}");
+    assert!(
+        local > far,
+        "most work local: {local} local, {far} remote\n{v:#}"
+    );
+    assert!(far > 0, "the remote host got work too: {v:#}");
+}
+
+#[test]
+fn with_no_remote_host_in_view_the_local_workers_run_the_job() {
+    let s = Scratch::new();
+    let job = s.job(
+        "alone",
+        "testkit/testkit.wasm",
+        "args = [\"print\", \"{i}\"]\n[sweep]\ni = { from = 0, to = 6 }\n",
+    );
+    // Nobody listens there.
+    let nowhere = format!("/ip4/127.0.0.1/tcp/{}", common::free_port());
+    let (out, v) = s.run(&job, &["--no-mdns", "--join", &nowhere, "--local", "2"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert_eq!(v["tasks"]["succeeded"], 6, "{v:#}");
+    assert_eq!(split(&v), (6, 0), "{v:#}");
+    // --local needs a remote pool to be beside.
+    let bad = s
+        .cmd()
+        .arg("run")
+        .arg(&job)
+        .args(["--local", "1"])
+        .output()
+        .expect("run");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        common::stderr(&bad).contains("--join"),
+        "{}",
+        common::stderr(&bad)
+    );
+}
