@@ -37,6 +37,7 @@ mod cache;
 mod checkpoint;
 mod gate;
 mod run;
+mod shims;
 mod wasi;
 
 pub use checkpoint::{CheckpointSink, MAX_CHECKPOINT_BYTES};
@@ -206,6 +207,8 @@ impl Sandbox {
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |ctx: &mut wasi::Ctx| &mut ctx.wasi)
             .map_err(|e| wasm_err(e, "link WASI preview 1"))?;
         wasi::add_virtual_poll(&mut linker).map_err(|e| wasm_err(e, "link virtual poll_oneoff"))?;
+        shims::add_to_linker(&mut linker)
+            .map_err(|e| wasm_err(e, "link the WASI argument checks"))?;
         checkpoint::add_to_linker(&mut linker)
             .map_err(|e| wasm_err(e, "link the checkpoint functions"))?;
         std::fs::create_dir_all(&config.work_dir)

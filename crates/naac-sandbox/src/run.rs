@@ -232,6 +232,7 @@ fn run_in(
                 task.on_checkpoint.clone(),
                 started,
             ),
+            seed: task.seed,
         },
     );
     store.limiter(|c| c);

@@ -33,6 +33,8 @@ pub(crate) struct Ctx {
     pub stop: Option<Stop>,
     /// The run's checkpoint to resume from and where new ones go.
     pub checkpoints: Checkpoints,
+    /// The task's seed (AssemblyScript's `env.seed` answers from it).
+    pub seed: [u8; 32],
 }
 
 impl ResourceLimiter for Ctx {
@@ -91,6 +93,19 @@ impl VirtualClock {
 
     fn advance(&self) -> u64 {
         self.ticks.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// What WASI's clocks resolve to: one microsecond.
+    pub(crate) const RESOLUTION_NANOS: u64 = 1_000;
+
+    /// A reading of the wall clock, in nanoseconds since 1970 (as `clock_time_get` gives it).
+    pub(crate) fn wall_nanos(&self) -> u64 {
+        HostWallClock::now(self).as_nanos() as u64
+    }
+
+    /// A reading of the monotonic clock, in nanoseconds.
+    pub(crate) fn monotonic_nanos(&self) -> u64 {
+        HostMonotonicClock::now(self)
     }
 
     /// Microseconds since the clock started.
