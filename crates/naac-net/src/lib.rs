@@ -145,7 +145,7 @@ enum Command {
     DialPeer(PeerId, Vec<Multiaddr>, oneshot::Sender<anyhow::Result<()>>),
     Request {
         peer: PeerId,
-        request: Request,
+        request: Box<Request>,
         reply: oneshot::Sender<Result<Response, RequestError>>,
     },
     Respond(ResponseChannel<Response>, Response),
@@ -199,7 +199,7 @@ impl Client {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Request {
             peer,
-            request,
+            request: Box::new(request),
             reply: tx,
         })
         .await
@@ -559,7 +559,7 @@ impl EventLoop {
                 request,
                 reply,
             } => {
-                self.send_request(peer, request, reply);
+                self.send_request(peer, *request, reply);
             }
             Command::Respond(channel, response) => {
                 // Fails only when the peer went away meanwhile; nothing to do then.

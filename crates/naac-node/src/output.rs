@@ -18,15 +18,21 @@ use naac_proto::OutputFile;
 use serde::Serialize;
 use std::path::{Component, Path, PathBuf};
 
+/// A task dir's list of the outputs its providers kept (a later stage took them from
+/// there); the files are not in `out/`.
+pub const HELD_FILE: &str = "held.json";
+
 /// Writes one task's (or the reduce step's) files into `dir` atomically: they are assembled
 /// in `staging` (a directory on the same file system) and renamed into place. Staging keeps
-/// the work out of `dir`'s parent, which holds one entry per task and gets large.
+/// the work out of `dir`'s parent, which holds one entry per task and gets large. `held`
+/// names the outputs its providers kept (listed in `held.json`).
 pub fn write_result_dir(
     staging: &Path,
     dir: &Path,
     stdout: &[u8],
     stderr: &[u8],
     outputs: &[OutputFile],
+    held: &[naac_proto::HeldOutput],
 ) -> anyhow::Result<()> {
     let name = dir
         .file_name()
@@ -45,6 +51,11 @@ pub fn write_result_dir(
     }
     std::fs::write(tmp.join("stdout"), stdout).context("write stdout")?;
     std::fs::write(tmp.join("stderr"), stderr).context("write stderr")?;
+    if !held.is_empty() {
+        // Outputs that stayed with their providers: named, not here.
+        let list = serde_json::to_vec_pretty(held).context("encode held.json")?;
+        std::fs::write(tmp.join(HELD_FILE), list).context("write held.json")?;
+    }
     if !outputs.is_empty() {
         let out = tmp.join("out");
         for f in outputs {
@@ -250,6 +261,14 @@ pub struct Summary {
     /// A job of stages: each stage's counts, by name.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub stages: std::collections::BTreeMap<String, StageSummary>,
+    /// Accepted tasks run again because every copy of an output a later stage takes was
+    /// lost with its providers (lineage).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub recomputed: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The results kept in the store: `naac://<id>/<task>/<file>` is task `<task>`'s file (its
@@ -447,20 +466,20 @@ mod tests {
             name: "img/a.png".into(),
             data: vec![1, 2],
         }];
-        write_result_dir(&staging, &dir, b"out", b"err", &out).expect("write");
+        write_result_dir(&staging, &dir, b"out", b"err", &out, &[]).expect("write");
         assert_eq!(std::fs::read(dir.join("stdout")).expect("read"), b"out");
         assert_eq!(
             std::fs::read(dir.join("out/img/a.png")).expect("read"),
             [1, 2]
         );
-        write_result_dir(&staging, &dir, b"second", b"", &[]).expect("rewrite");
+        write_result_dir(&staging, &dir, b"second", b"", &[], &[]).expect("rewrite");
         assert_eq!(std::fs::read(dir.join("stdout")).expect("read"), b"second");
         assert!(!dir.join("out").exists());
         let evil = vec![OutputFile {
             name: "../../escape".into(),
             data: vec![],
         }];
-        assert!(write_result_dir(&staging, &dir, b"", b"", &evil).is_err());
+        assert!(write_result_dir(&staging, &dir, b"", b"", &evil, &[]).is_err());
         assert!(!d.path().join("escape").exists());
     }
 }

@@ -51,7 +51,7 @@ use serde::{Deserialize, Serialize};
 /// Protocol name for task dispatch and results.
 pub const TASK_PROTOCOL: &str = "/naac/task/1";
 /// Message schema version inside the protocol.
-pub const VERSION: u16 = 4;
+pub const VERSION: u16 = 5;
 /// Largest message either side accepts; larger frames are dropped by the codec.
 pub const MAX_MESSAGE_BYTES: u64 = 512 << 20;
 /// Largest frame of a message that carries no bulk data: `Hello`, `Status`, `Fetch`,
@@ -229,6 +229,22 @@ pub struct Welcome {
     pub status: HostStatus,
     /// The answer to the `Hello`'s [`Solicit`], if it had one.
     pub bid: Option<Bid>,
+    /// Where it listens (each ending in `/p2p/<its id>`, at most [`MAX_WELCOME_ADDRS`]), so
+    /// other providers can fetch what it holds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addrs: Vec<String>,
+}
+
+/// Most addresses a [`Welcome`] or a [`Holders`] names per provider.
+pub const MAX_WELCOME_ADDRS: usize = 8;
+
+/// A provider's listen addresses as its [`Welcome`] gives them.
+pub fn welcome_addrs<A: std::fmt::Display>(addrs: &[A]) -> Vec<String> {
+    addrs
+        .iter()
+        .take(MAX_WELCOME_ADDRS)
+        .map(|a| a.to_string())
+        .collect()
 }
 
 /// What a provider is and whether it takes work, as seen by the peer it is sent to.
@@ -271,6 +287,25 @@ pub struct Assign {
     /// requester (at most one per input of each task).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<BlobSource>,
+    /// Output files of at least this many bytes stay with the provider (until the job
+    /// ends) and only their content id comes back ([`TaskResult::held`]); `None`: all
+    /// come back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_over: Option<u64>,
+    /// Blobs of these tasks held by other providers (outputs of earlier stages), fetched
+    /// from them by content id before the requester is asked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holders: Vec<Holders>,
+}
+
+/// Providers holding a blob (peer ids as bytes, at most [`MAX_SOURCE_HOSTS`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holders {
+    pub id: ContentId,
+    pub peers: Vec<serde_bytes::ByteBuf>,
+    /// Where they listen, as they told the requester (each ends in `/p2p/<peer>`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addrs: Vec<String>,
 }
 
 /// Where a blob lives other than with the requester: file `path` of the stored data
@@ -375,18 +410,38 @@ pub struct TaskResult {
     pub checkpoints: u32,
     /// The checkpoint this run resumed from.
     pub resumed: Option<ContentId>,
+    /// Output files the provider kept instead of sending (`Assign::hold_over`): their
+    /// names, content ids and lengths. Later stages fetch them from it by content id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<HeldOutput>,
 }
 
+/// An output file that stayed with the provider that made it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldOutput {
+    /// Path relative to `/out`, `/`-separated.
+    pub name: String,
+    pub id: ContentId,
+    pub len: u64,
+}
+
+/// Most output files a result may name as held.
+pub const MAX_HELD_OUTPUTS: usize = 4096;
+
 impl TaskResult {
-    /// The digest replicas compare (see [`naac_types::record::output_digest`]).
+    /// The digest replicas compare (see [`naac_types::record::output_digest`]): the same
+    /// whether a file came along or stayed with the provider.
     pub fn output_digest(&self) -> ContentId {
-        naac_types::record::output_digest(
+        let sent = self
+            .outputs
+            .iter()
+            .map(|o| (o.name.as_str(), ContentId::of(&o.data)));
+        let held = self.held.iter().map(|h| (h.name.as_str(), h.id));
+        naac_types::record::output_digest_of(
             self.outcome,
             self.exit_code,
-            &self.stdout,
-            self.outputs
-                .iter()
-                .map(|o| (o.name.as_str(), o.data.as_slice())),
+            &ContentId::of(&self.stdout),
+            sent.chain(held),
         )
     }
 

@@ -74,6 +74,9 @@ pub(crate) struct Stages {
     pub(crate) base: Vec<u32>,
     /// Tasks with an accepted result, per stage.
     accepted: Vec<u32>,
+    /// Tasks being made again (lineage), per stage: what waits for all of a stage waits
+    /// for them too.
+    recomputing: Vec<u32>,
     /// Per stage, the stages that depend on it and whether one task each (`true`) or all.
     down: Vec<Vec<(usize, bool)>>,
     /// Tasks of the stages with no upstream: fresh tasks are handed out below this.
@@ -113,6 +116,7 @@ impl Stages {
         }
         Ok(Self {
             accepted: vec![0; specs.len()],
+            recomputing: vec![0; specs.len()],
             fresh_end: fresh_end.unwrap_or(total),
             specs,
             base,
@@ -224,13 +228,13 @@ impl<P: Clone + Eq + std::hash::Hash + std::fmt::Debug> Scheduler<P> {
         let spec = &st.specs[s];
         let has = |t: u32| {
             let t = &self.tasks[t as usize];
-            t.accepted.is_some() && t.status != Status::Failed
+            t.accepted.is_some() && t.status != Status::Failed && t.expect.is_none()
         };
         spec.each.is_none_or(|u| has(st.base[u] + i))
             && spec
                 .all
                 .iter()
-                .all(|&u| st.accepted[u] == st.specs[u].width)
+                .all(|&u| st.accepted[u] == st.specs[u].width && st.recomputing[u] == 0)
     }
 
     /// Releases `task` into the queue if it waits for nothing now.
@@ -279,16 +283,87 @@ impl<P: Clone + Eq + std::hash::Hash + std::fmt::Debug> Scheduler<P> {
                     self.reset(d);
                 }
             }
-            Some(_) => {}
+            Some(_) => {
+                // The same result again (a re-check, or a lost output made again): what
+                // waited for it may go.
+                for d in st.dependents(task) {
+                    self.try_release(d);
+                }
+            }
         }
+    }
+
+    /// Lineage: every copy of an output `task` made is gone, so it runs again (once, on
+    /// any provider) and must return the result accepted before; the tasks that take it
+    /// wait (see [`Scheduler::unassign`]). Tasks not accepted are left alone.
+    pub fn recompute(&mut self, task: TaskId, now: crate::Millis) {
+        if task.0 >= self.total {
+            return;
+        }
+        // Its own inputs may be being made again too: then it waits for them.
+        let ready = self.inputs_ready(task);
+        let t = &mut self.tasks[task.0 as usize];
+        let Status::Accepted { verified } = t.status else {
+            return;
+        };
+        let Some(digest) = t.accepted else {
+            return;
+        };
+        t.status = Status::Open;
+        t.expect = Some(digest);
+        t.votes.clear();
+        t.need = 1;
+        t.quorum = 1;
+        t.decided = true;
+        t.sampled = false;
+        t.failures = 0;
+        t.avoid = None;
+        t.released = ready;
+        self.progress.succeeded -= 1;
+        if verified {
+            self.progress.verified -= 1;
+        }
+        if let Some(st) = &mut self.stages {
+            let (s, _) = st.locate(task);
+            st.recomputing[s] += 1;
+            // What takes it starts no new copy until it is made again (copies out go on).
+            for d in st.dependents(task) {
+                let t = &mut self.tasks[d.0 as usize];
+                if t.status == Status::Open {
+                    t.released = false;
+                }
+            }
+        }
+        self.commands.push_back(Command::Recompute { task });
+        self.enqueue(task);
+        self.fill(now);
+    }
+
+    /// The run `attempt` of `task` on `provider` was never sent: an output it takes is
+    /// being made again ([`Scheduler::recompute`]). The run ends without counting as a
+    /// failure and the task waits until its inputs are accepted again.
+    pub fn unassign(
+        &mut self,
+        provider: &P,
+        task: TaskId,
+        attempt: crate::Attempt,
+        now: crate::Millis,
+    ) {
+        if !self.is_running(provider, task, attempt) {
+            return;
+        }
+        self.take_run(task, provider);
+        self.tasks[task.0 as usize].released = false;
+        self.fill(now);
     }
 
     /// `task` runs again from scratch: an input it took was replaced by a re-check.
     fn reset(&mut self, task: TaskId) {
         let t = &self.tasks[task.0 as usize];
-        if !t.released || t.status == Status::Failed {
+        if t.status == Status::Failed {
             return;
         }
+        let touched = t.status != Status::Open || !t.runs.is_empty() || !t.votes.is_empty();
         self.cancel_runs(task);
         let t = &mut self.tasks[task.0 as usize];
         if let Status::Accepted { verified } = t.status {
@@ -305,8 +380,19 @@ impl<P: Clone + Eq + std::hash::Hash + std::fmt::Debug> Scheduler<P> {
         t.sampled = false;
         t.failures = 0;
         t.avoid = None;
-        self.commands.push_back(Command::Reset { task });
-        self.enqueue(task);
+        t.released = false;
+        if touched {
+            self.commands.push_back(Command::Reset { task });
+        }
+        self.try_release(task);
+    }
+
+    /// A task being made again (lineage) was accepted or failed: it is no longer awaited.
+    pub(crate) fn recomputed(&mut self, task: TaskId) {
+        if let Some(st) = &mut self.stages {
+            let (s, _) = st.locate(task);
+            st.recomputing[s] = st.recomputing[s].saturating_sub(1);
+        }
     }
 
     /// `task` failed for good: so does every task that waits on it, and theirs.

@@ -184,6 +184,18 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
         if !current && t.independent() && self.conflicts(task, provider) {
             return false;
         }
+        if let Some(expect) = t.expect
+            && expect != digest
+        {
+            // A task made again must make what was accepted before: this provider lies.
+            self.distrust(provider);
+            if let Some(run) = self.take_run(task, provider) {
+                self.run_failed(task, run, FailureKind::Rejected);
+            }
+            self.fill(now);
+            self.check_finished();
+            return false;
+        }
         if let Some(run) = self.take_run(task, provider) {
             if run.attempt != attempt {
                 self.commands.push_back(Command::Cancel {

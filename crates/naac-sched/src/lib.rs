@@ -152,6 +152,9 @@ pub enum Command<P> {
     /// task it took input from. An earlier result of it stands (and feeds its own
     /// dependents) until a new verdict replaces it or a `TaskFailed` voids it.
     Reset { task: TaskId },
+    /// An accepted task runs again because every copy of an output it made is gone
+    /// (lineage); its new result must be the one accepted before.
+    Recompute { task: TaskId },
     /// Every task is accepted or failed.
     JobFinished,
 }

@@ -51,6 +51,9 @@ pub(crate) struct Task<P> {
     pub(crate) released: bool,
     /// The digest of its accepted result, kept while a re-check is under way.
     pub(crate) accepted: Option<ContentId>,
+    /// It runs again to make an output that was lost (lineage): a run must return this
+    /// digest, the one accepted before.
+    pub(crate) expect: Option<ContentId>,
 }
 
 impl<P> Task<P> {
@@ -69,12 +72,13 @@ impl<P> Task<P> {
             decided: false,
             released: false,
             accepted: None,
+            expect: None,
         }
     }
 
     /// More copies wanted right now.
     pub(crate) fn wanted(&self) -> u32 {
-        if self.status != Status::Open {
+        if self.status != Status::Open || !self.released {
             return 0;
         }
         self.need

@@ -135,7 +135,11 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
             }
         }
         t.status = Status::Failed;
+        let was_recomputing = t.expect.take().is_some();
         self.progress.failed += 1;
+        if was_recomputing {
+            self.recomputed(task);
+        }
         self.cancel_runs(task);
         self.commands.push_back(Command::TaskFailed { task, kind });
         self.fail_dependents(task);

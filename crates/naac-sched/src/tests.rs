@@ -31,6 +31,7 @@ enum Seen {
     Accepted(TaskId, ContentId),
     Failed(TaskId, FailureKind),
     Reset(TaskId),
+    Recompute(TaskId),
 }
 
 /// A verdict as the harness saw it: task, accepted digest, verified, votes.
@@ -104,6 +105,7 @@ impl Harness {
                 Command::Reopened { task, provider } => self.reopened.push((task, provider)),
                 Command::Lost { .. } => {}
                 Command::Reset { task } => self.log.push(Seen::Reset(task)),
+                Command::Recompute { task } => self.log.push(Seen::Recompute(task)),
                 Command::JobFinished => {
                     assert!(!self.finished, "finished twice");
                     self.finished = true

@@ -131,6 +131,7 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
         let verified = agreeing >= 2;
         t.status = Status::Accepted { verified };
         t.queued = false;
+        let was_recomputing = t.expect.take().is_some();
         let previous = t.accepted.replace(digest);
         let votes = std::mem::take(&mut t.votes);
         self.progress.succeeded += 1;
@@ -177,6 +178,9 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
             if *d != digest {
                 self.distrust(p);
             }
+        }
+        if was_recomputing {
+            self.recomputed(task);
         }
         self.on_accepted(task, previous, digest);
     }

@@ -8,13 +8,15 @@
 //! hashes or signature do not match is rejected.
 //!
 //! The output digest ([`output_digest`]) covers the outcome, the exit code, stdout and every
-//! output file (sorted by name). Stderr is diagnostics and is left out on purpose: a task
-//! resumed from a checkpoint may say so on stderr and still count as the same result.
+//! output file (sorted by name), each by its content id, so a result whose large files stay
+//! with its provider (only their ids travel) has the same digest as one that carries them.
+//! Stderr is diagnostics and is left out on purpose: a task resumed from a checkpoint may
+//! say so on stderr and still count as the same result.
 
 use crate::{ContentId, JobId, Outcome};
 
 const RECORD_DOMAIN: &str = "naac result record v1";
-const OUTPUT_DOMAIN: &str = "naac task output v1";
+const OUTPUT_DOMAIN: &str = "naac task output v2";
 const INPUT_DOMAIN: &str = "naac task input v1";
 
 /// What a provider signs for one finished run.
@@ -120,19 +122,34 @@ pub fn output_digest<'a>(
     stdout: &[u8],
     files: impl IntoIterator<Item = (&'a str, &'a [u8])>,
 ) -> ContentId {
+    output_digest_of(
+        outcome,
+        exit_code,
+        &ContentId::of(stdout),
+        files.into_iter().map(|(n, d)| (n, ContentId::of(d))),
+    )
+}
+
+/// [`output_digest`] from the content ids of stdout and of each file.
+pub fn output_digest_of<'a>(
+    outcome: Option<Outcome>,
+    exit_code: Option<i32>,
+    stdout: &ContentId,
+    files: impl IntoIterator<Item = (&'a str, ContentId)>,
+) -> ContentId {
     let mut h = blake3::Hasher::new_derive_key(OUTPUT_DOMAIN);
     h.update(&[outcome.map(outcome_code).unwrap_or(255)]);
     match exit_code {
         Some(c) => h.update(&[1]).update(&c.to_le_bytes()),
         None => h.update(&[0]),
     };
-    put(&mut h, stdout);
-    let mut files: Vec<(&str, &[u8])> = files.into_iter().collect();
+    h.update(&stdout.0);
+    let mut files: Vec<(&str, ContentId)> = files.into_iter().collect();
     files.sort_by(|a, b| a.0.cmp(b.0));
     h.update(&(files.len() as u64).to_le_bytes());
-    for (name, data) in files {
+    for (name, id) in files {
         put(&mut h, name.as_bytes());
-        put(&mut h, data);
+        h.update(&id.0);
     }
     ContentId(*h.finalize().as_bytes())
 }

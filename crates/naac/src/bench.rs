@@ -719,6 +719,8 @@ async fn round_trips(rounds: u32) -> anyhow::Result<Vec<Duration>> {
             checkpoint_interval_ms: None,
             order: None,
             sources: Vec::new(),
+            hold_over: None,
+            holders: Vec::new(),
             tasks: vec![TaskSpec {
                 index: i,
                 attempt: 1,

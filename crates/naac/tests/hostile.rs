@@ -114,6 +114,8 @@ fn a_flood_of_large_inputs_does_not_fill_a_providers_memory() {
             checkpoint_interval_ms: None,
             order: None,
             sources: Vec::new(),
+            hold_over: None,
+            holders: Vec::new(),
             tasks,
         };
         let client2 = client.clone();
@@ -227,6 +229,8 @@ fn a_priced_provider_runs_nothing_it_made_no_ask_for() {
             checkpoint_interval_ms: None,
             order: None,
             sources: Vec::new(),
+            hold_over: None,
+            holders: Vec::new(),
             tasks: vec![TaskSpec {
                 index: 0,
                 attempt: 0,
@@ -339,6 +343,8 @@ fn a_module_is_compiled_only_when_a_slot_is_free() {
             tasks: vec![spec(0, args)],
             order: None,
             sources: Vec::new(),
+            hold_over: None,
+            holders: Vec::new(),
         };
         let send = |a: Assign| {
             let client = client.clone();
@@ -449,6 +455,8 @@ fn a_requester_gets_at_most_its_share_of_a_provider() {
         checkpoint_interval_ms: None,
         order: None,
         sources: Vec::new(),
+        hold_over: None,
+        holders: Vec::new(),
         tasks: (first..first + n).map(|i| spec(i, &["noop"])).collect(),
     };
     // Jobs: one task each, four more than the limit.
@@ -678,6 +686,8 @@ fn a_provider_paid_at_a_bank_runs_work_only_its_escrow_there_pays_for() {
                 }],
                 order,
                 sources: Vec::new(),
+                hold_over: None,
+                holders: Vec::new(),
             }
         };
         // Until the bank answers, and once more after a check fails, the work goes back
@@ -859,6 +869,8 @@ fn a_stored_source_that_is_not_the_blob_named_is_refused() {
                 path: "real.bin".into(),
                 hosts: Vec::new(),
             }],
+            hold_over: None,
+            holders: Vec::new(),
             tasks: vec![TaskSpec {
                 index: 0,
                 attempt: 0,

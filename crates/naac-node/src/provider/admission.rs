@@ -380,6 +380,8 @@ mod tests {
             checkpoint_interval_ms: None,
             order: None,
             sources: Vec::new(),
+            hold_over: None,
+            holders: Vec::new(),
             tasks: vec![spec; tasks],
         }
     }

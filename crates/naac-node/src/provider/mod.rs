@@ -30,6 +30,7 @@ pub mod admission;
 pub mod claims;
 mod control;
 pub mod escrows;
+pub mod held;
 mod node;
 mod paid;
 pub mod reports;

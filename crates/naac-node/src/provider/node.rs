@@ -194,7 +194,7 @@ pub async fn serve(
         .as_ref()
         .and_then(|m| m.policy().max_slots)
         .map_or(slots, |m| m.clamp(1, slots));
-    let runner = Arc::new(Runner::new(
+    let runner = Runner::new(
         client.clone(),
         keypair,
         sandbox,
@@ -202,7 +202,8 @@ pub async fn serve(
         allowed,
         config.faulty,
         config.slowdown,
-    ));
+    );
+    let runner = Arc::new(runner.with_held(super::held::Held::in_work_dir(&work_dir)?));
     let mut resources = Resources {
         cpu: device::probe_cpu(),
         memory: device::probe_memory(),
@@ -399,7 +400,10 @@ impl Provider {
                 request:
                     Request {
                         v: VERSION,
-                        body: body @ (RequestBody::Bank(_) | RequestBody::Store(_)),
+                        body:
+                            body @ (RequestBody::Bank(_)
+                            | RequestBody::Store(_)
+                            | RequestBody::Fetch { .. }),
                     },
                 peer,
                 channel,
@@ -492,14 +496,19 @@ impl Provider {
                     owner: self.owner.clone(),
                     status: self.status_for(&peer),
                     bid,
+                    addrs: naac_proto::welcome_addrs(&self.addrs),
                 }))
             }
             RequestBody::Assign(a) => self.on_assign(peer, a),
             RequestBody::Cancel { job, tasks } => {
                 if tasks.is_empty() {
-                    // The requester is done with the job (finished or interrupted).
+                    // The requester is done with the job (finished or interrupted): so are
+                    // the outputs kept for it.
                     if let Some(state) = self.jobs.remove(&(peer, job)) {
                         state.cancel_all();
+                        if let Some(h) = &self.runner.held {
+                            h.drop_job(&job);
+                        }
                     }
                 } else if let Some(state) = self.jobs.get_mut(&(peer, job)) {
                     state.cancel(tasks);

@@ -214,6 +214,7 @@ mod tests {
             signature: Vec::new(),
             checkpoints: 0,
             resumed: None,
+            held: Vec::new(),
         }
     }
 

@@ -11,7 +11,9 @@
 
 use anyhow::Context as _;
 use naac_net::{Client, Keypair, PeerId};
-use naac_proto::{OutputFile, Request, RequestBody, ResponseBody, TaskResult, TaskSpec};
+use naac_proto::{
+    HeldOutput, OutputFile, Request, RequestBody, ResponseBody, TaskResult, TaskSpec,
+};
 use naac_sandbox::{CheckpointSink, Gate, Prepared, Sandbox, TaskRun};
 use naac_types::{ContentId, JobId, ResultRecord};
 use std::collections::HashMap;
@@ -32,6 +34,9 @@ type BlobCell = Arc<OnceCell<Arc<Vec<u8>>>>;
 
 /// Fetches in flight at once: queued tasks prefetch their inputs, but not all at once.
 const MAX_FETCHES: usize = 32;
+
+/// How long to look for a provider that holds an output of an earlier stage.
+const HOLDER_LOOKUP: Duration = Duration::from_secs(5);
 
 /// How long to look for the storage hosts of stored data.
 const STORE_LOOKUP: Duration = Duration::from_secs(5);
@@ -99,8 +104,14 @@ impl Blobs {
         client: &Client,
         peer: PeerId,
         id: ContentId,
-        source: Option<&Stored>,
+        from: Where<'_>,
     ) -> anyhow::Result<Arc<Vec<u8>>> {
+        let Where {
+            stored: source,
+            holders,
+            addrs: holder_addrs,
+            local,
+        } = from;
         let cell = self
             .cells
             .lock()
@@ -127,6 +138,53 @@ impl Blobs {
                     );
                     return Ok(Arc::new(bytes));
                 }
+                // An output of an earlier stage: from a provider that holds it.
+                for h in holders {
+                    if *h == client.peer_id() {
+                        // Held right here (this node made it, or agreed with who did).
+                        if let Some(bytes) = local.and_then(|l| l.read(&id)) {
+                            return Ok(Arc::new(bytes));
+                        }
+                        continue;
+                    }
+                    let ask = || client.request(*h, Request::new(RequestBody::Fetch { id }));
+                    let mut answer = ask().await;
+                    if answer.is_err() {
+                        // Not met yet: dial it where it told the requester it listens, else
+                        // look it up.
+                        let mut addrs = holder_addrs.get(h).cloned().unwrap_or_default();
+                        if addrs.is_empty() {
+                            addrs = client
+                                .find_peer(*h, HOLDER_LOOKUP)
+                                .await
+                                .unwrap_or_default();
+                        }
+                        if !addrs.is_empty() && client.dial_peer(*h, addrs).await.is_ok() {
+                            answer = ask().await;
+                        }
+                    }
+                    match answer {
+                        Ok(naac_proto::Response {
+                            body: ResponseBody::Blob(bytes),
+                            ..
+                        }) if ContentId::of(&bytes) == id => return Ok(Arc::new(bytes)),
+                        Ok(other) => {
+                            tracing::debug!(
+                                "holder {h} has no blob {}: {:?}",
+                                id.short(),
+                                other.body
+                            )
+                        }
+                        Err(e) => tracing::debug!("holder {h} of blob {}: {e}", id.short()),
+                    }
+                }
+                anyhow::ensure!(
+                    holders.is_empty(),
+                    "{} {} has it any more (asked {})",
+                    crate::requester::stages::NO_HOLDER,
+                    id.short(),
+                    holders.len()
+                );
                 let resp = client
                     .request(peer, Request::new(RequestBody::Fetch { id }))
                     .await
@@ -165,6 +223,16 @@ impl Blobs {
     }
 }
 
+/// Where a blob may be besides the requester: stored data, or providers holding it (one of
+/// them perhaps this node, `local`).
+#[derive(Clone, Copy)]
+struct Where<'a> {
+    stored: Option<&'a Stored>,
+    holders: &'a [PeerId],
+    addrs: &'a HashMap<PeerId, Vec<naac_net::Multiaddr>>,
+    local: Option<&'a super::held::Held>,
+}
+
 /// Runs tasks: shared by every task of every job on this node.
 pub struct Runner {
     pub client: Client,
@@ -179,6 +247,8 @@ pub struct Runner {
     pub gate: Gate,
     blobs: Blobs,
     modules: Mutex<HashMap<ContentId, ModuleCell>>,
+    /// Outputs kept here for later stages (`Assign::hold_over`); `None`: none are kept.
+    pub held: Option<super::held::Held>,
 }
 
 /// A module once compiled, or why it cannot be (fetch failures and cancellations leave the
@@ -211,7 +281,14 @@ impl Runner {
             prefetch: Semaphore::new(slots as usize + PREFETCH_AHEAD),
             blobs: Blobs::default(),
             modules: Mutex::new(HashMap::new()),
+            held: None,
         }
+    }
+
+    /// Keeps outputs for later stages in `held`.
+    pub fn with_held(mut self, held: super::held::Held) -> Self {
+        self.held = Some(held);
+        self
     }
 
     /// Changes the compiled-module cache's quota (trimmed off the runtime thread).
@@ -253,7 +330,20 @@ impl Runner {
                 if cancel.load(Ordering::Relaxed) {
                     anyhow::bail!("cancelled before it started");
                 }
-                let bytes = self.blobs.get(&self.client, peer, id, source).await?;
+                let bytes = self
+                    .blobs
+                    .get(
+                        &self.client,
+                        peer,
+                        id,
+                        Where {
+                            stored: source,
+                            holders: &[],
+                            addrs: &HashMap::new(),
+                            local: None,
+                        },
+                    )
+                    .await?;
                 let sandbox = self.sandbox.clone();
                 let r = tokio::task::spawn_blocking(move || sandbox.compile(&id, &bytes)).await?;
                 Ok::<_, anyhow::Error>(r.map_err(|e| e.to_string()))
@@ -270,7 +360,20 @@ impl Runner {
         id: ContentId,
     ) -> anyhow::Result<Arc<Vec<u8>>> {
         let source = assign.sources.get(&id);
-        self.blobs.get(&self.client, peer, id, source).await
+        let holders = assign.holders.get(&id).map_or(&[][..], Vec::as_slice);
+        self.blobs
+            .get(
+                &self.client,
+                peer,
+                id,
+                Where {
+                    stored: source,
+                    holders,
+                    addrs: &assign.holder_addrs,
+                    local: self.held.as_ref(),
+                },
+            )
+            .await
     }
 
     /// Runs one task to a result; never fails (a task that cannot run is a rejected result).
@@ -426,7 +529,30 @@ impl Runner {
             signature: Vec::new(),
             checkpoints: r.checkpoints,
             resumed: spec.resume,
+            held: Vec::new(),
         };
+        if let (Some(over), Some(held), naac_types::Outcome::Ok) =
+            (assign.hold_over, &self.held, r.outcome)
+        {
+            // Large outputs stay here for the tasks that take them; their ids go back.
+            let outputs = std::mem::take(&mut result.outputs);
+            for o in outputs {
+                let id = ContentId::of(&o.data);
+                let hold = o.data.len() as u64 >= over
+                    && result.held.len() < naac_proto::MAX_HELD_OUTPUTS
+                    && held.keep(assign.job, id, &o.data);
+                if hold {
+                    let len = o.data.len() as u64;
+                    result.held.push(HeldOutput {
+                        name: o.name,
+                        id,
+                        len,
+                    });
+                } else {
+                    result.outputs.push(o);
+                }
+            }
+        }
         let record = ResultRecord {
             job: assign.job,
             task: spec.index,
@@ -521,6 +647,7 @@ fn rejected(index: u32, attempt: u32, message: String) -> TaskResult {
         signature: Vec::new(),
         checkpoints: 0,
         resumed: None,
+        held: Vec::new(),
     }
 }
 
@@ -540,6 +667,11 @@ pub struct AssignInfo {
     pub checkpoint_interval_ms: Option<u64>,
     /// Blobs to read from storage hosts, by content id.
     pub sources: HashMap<ContentId, Stored>,
+    /// Output files of at least this many bytes are kept here (`Assign::hold_over`).
+    pub hold_over: Option<u64>,
+    /// Blobs other providers hold, by content id, and where those providers listen.
+    pub holders: HashMap<ContentId, Vec<PeerId>>,
+    pub holder_addrs: HashMap<PeerId, Vec<naac_net::Multiaddr>>,
 }
 
 impl AssignInfo {
@@ -551,6 +683,35 @@ impl AssignInfo {
             argv0: a.argv0,
             limits: a.limits,
             checkpoint_interval_ms: a.checkpoint_interval_ms,
+            hold_over: a.hold_over,
+            holder_addrs: {
+                let mut by: HashMap<PeerId, Vec<naac_net::Multiaddr>> = HashMap::new();
+                for a in a.holders.iter().flat_map(|h| h.addrs.iter()).take(1024) {
+                    let Ok(addr) = a.parse::<naac_net::Multiaddr>() else {
+                        continue;
+                    };
+                    if let Some(naac_net::Protocol::P2p(p)) = addr.iter().last() {
+                        let list = by.entry(p).or_default();
+                        if list.len() < naac_proto::MAX_WELCOME_ADDRS && !list.contains(&addr) {
+                            list.push(addr);
+                        }
+                    }
+                }
+                by
+            },
+            holders: a
+                .holders
+                .into_iter()
+                .map(|h| {
+                    let peers = h
+                        .peers
+                        .iter()
+                        .take(naac_proto::MAX_SOURCE_HOSTS)
+                        .filter_map(|b| PeerId::from_bytes(b).ok())
+                        .collect();
+                    (h.id, peers)
+                })
+                .collect(),
             sources: a
                 .sources
                 .into_iter()

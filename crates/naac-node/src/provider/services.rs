@@ -1,6 +1,7 @@
 //! The node's services beside running tasks: bank requests (when this node is the pool's
-//! bank) and storage requests (when it lends disk with `--store`), each answered from a task
-//! of its own so a slow disk or a durable commit never holds the node's loop.
+//! bank), storage requests (when it lends disk with `--store`) and fetches of the outputs it
+//! keeps for later stages, each answered from a task of its own so a slow disk or a durable
+//! commit never holds the node's loop.
 
 use super::node::Provider;
 use crate::store::host::{Room, StoreHost};
@@ -34,6 +35,24 @@ impl Provider {
                         None => ResponseBody::Refused(
                             "this node lends no disk (start it with --store)".into(),
                         ),
+                    };
+                    client.respond(channel, Response::new(body)).await;
+                });
+            }
+            RequestBody::Fetch { id } => {
+                // An output kept here for a later stage, to whoever has its content id.
+                let held = self.runner.held.clone();
+                tokio::spawn(async move {
+                    let bytes = match held {
+                        Some(h) => tokio::task::spawn_blocking(move || h.read(&id))
+                            .await
+                            .ok()
+                            .flatten(),
+                        None => None,
+                    };
+                    let body = match bytes {
+                        Some(b) => ResponseBody::Blob(b),
+                        None => ResponseBody::NotFound,
                     };
                     client.respond(channel, Response::new(body)).await;
                 });

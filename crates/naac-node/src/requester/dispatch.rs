@@ -2,19 +2,24 @@
 //! stage and chunk, each with its terms and the payer's order when the job is paid.
 
 use super::session::{Internal, Session};
+use super::stages::{FedSpec, SpecError};
 use naac_net::PeerId;
 use naac_proto::{Assign, Request, RequestBody, Response, ResponseBody, TaskSpec};
 use naac_sched::TaskId;
 use naac_types::FailureKind;
 
 impl Session<'_> {
-    /// The wire form of run `attempt` of `task`, and the stage it belongs to (0 for a job
-    /// of one stage).
-    fn spec_of(&mut self, task: u32, attempt: u32) -> anyhow::Result<(usize, TaskSpec)> {
+    /// The wire form of run `attempt` of `task`, the stage it belongs to (0 for a job of
+    /// one stage) and who holds the outputs of earlier stages it takes.
+    fn spec_of(&mut self, task: u32, attempt: u32) -> Result<FedSpec, SpecError> {
         let p = self.prepared;
         if p.stages.is_empty() {
             let s = super::prepare::task_spec(&p.job, p.module_id, task, attempt, &mut self.blobs)?;
-            return Ok((0, s));
+            return Ok(FedSpec {
+                stage: 0,
+                spec: s,
+                holders: Vec::new(),
+            });
         }
         self.feeds.spec(&p.stages, task, attempt, &mut self.blobs)
     }
@@ -34,9 +39,15 @@ impl Session<'_> {
         let now = self.now();
         // Specs by stage: one `Assign` names one module.
         let mut by_stage: Vec<Vec<TaskSpec>> = Vec::new();
+        let mut holders: Vec<naac_proto::Holders> = Vec::new();
         for (t, attempt) in tasks {
             match self.spec_of(t.0, attempt) {
-                Ok((stage, mut s)) => {
+                Ok(FedSpec {
+                    stage,
+                    spec: mut s,
+                    holders: h,
+                }) => {
+                    holders.extend(h);
                     let argv0 = self.argv0(stage).to_string();
                     self.tally.open(t.0, attempt, || s.input_digest(&argv0));
                     self.assigned_at
@@ -60,7 +71,20 @@ impl Session<'_> {
                     }
                     by_stage[stage].push(s)
                 }
-                Err(e) => {
+                Err(SpecError::Lost(makers)) => {
+                    // Lineage: every holder of an output it takes is gone; the tasks that
+                    // made them run again, and it waits for them.
+                    tracing::info!(
+                        "task {} waits: the outputs it takes are held by no provider now; running {} task(s) again",
+                        t.0,
+                        makers.len()
+                    );
+                    self.sched.unassign(&provider, t, attempt, now);
+                    for m in makers {
+                        self.sched.recompute(TaskId(m), now);
+                    }
+                }
+                Err(SpecError::Other(e)) => {
                     tracing::error!("failed to prepare task {}: {e:#}", t.0);
                     self.tally.unsendable(t.0, format!("{e:#}"));
                     self.sched
@@ -69,8 +93,36 @@ impl Session<'_> {
             }
         }
         for (stage, specs) in by_stage.iter().enumerate() {
+            let hold = self
+                .prepared
+                .stages
+                .get(stage)
+                .is_some_and(|st| {
+                    super::stages::Feeds::feeds_others(&self.prepared.stages, st.base)
+                })
+                .then_some(super::stages::HOLD_OVER);
             for chunk in super::assigns::assign_chunks(specs) {
-                self.send_assign(provider, stage, chunk, price);
+                let ids: std::collections::HashSet<_> = chunk
+                    .iter()
+                    .flat_map(|t| t.inputs.iter().map(|i| i.1))
+                    .collect();
+                let held = holders
+                    .iter()
+                    .filter(|h| ids.contains(&h.id))
+                    .map(|h| {
+                        let mut h = h.clone();
+                        h.addrs = h
+                            .peers
+                            .iter()
+                            .filter_map(|b| PeerId::from_bytes(b).ok())
+                            .filter_map(|p| self.addrs.get(&p))
+                            .flatten()
+                            .cloned()
+                            .collect();
+                        h
+                    })
+                    .collect();
+                self.send_assign(provider, stage, chunk, price, hold, held);
             }
         }
     }
@@ -89,6 +141,8 @@ impl Session<'_> {
         stage: usize,
         chunk: &[TaskSpec],
         price: Option<naac_types::Price>,
+        hold_over: Option<u64>,
+        holders: Vec<naac_proto::Holders>,
     ) {
         let p = self.prepared;
         let (job, module) = match p.stages.get(stage) {
@@ -120,6 +174,8 @@ impl Session<'_> {
             tasks: chunk.to_vec(),
             order,
             sources: self.blobs.sources_for(chunk),
+            hold_over,
+            holders,
         }));
         let client = self.client.clone();
         let tx = self.internal.clone();

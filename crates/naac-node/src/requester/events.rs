@@ -56,6 +56,8 @@ impl Session<'_> {
             }
             Event::Disconnected(peer) => {
                 self.locals.remove(&peer);
+                self.addrs.remove(&peer);
+                self.feeds.forget_peer(&peer);
                 self.hosts.remove(&peer);
                 self.bidding.forget(&peer);
                 self.known_peers.retain(|p| *p != peer);
@@ -247,7 +249,13 @@ impl Session<'_> {
         let (task, attempt) = (TaskId(result.index), result.attempt);
         match check {
             Check::Stale | Check::Verify => {}
-            Check::Failed(kind) => self.sched.task_failed(&peer, task, attempt, kind, now),
+            Check::Failed(kind) => {
+                if result.message.contains(super::stages::NO_HOLDER) {
+                    // The outputs it takes are held by nobody who answers: made again next.
+                    self.feeds.lost_inputs_of(&self.prepared.stages, task.0);
+                }
+                self.sched.task_failed(&peer, task, attempt, kind, now)
+            }
             Check::Refused(kind) => {
                 self.apply_reputation(&RepChange {
                     provider: peer,
@@ -363,6 +371,15 @@ impl Session<'_> {
                 if let Some(d) = rtt {
                     self.rtts.insert(peer, d);
                 }
+                let own = format!("/p2p/{peer}");
+                let addrs: Vec<String> = w
+                    .addrs
+                    .iter()
+                    .filter(|a| a.len() <= 256 && a.ends_with(&own))
+                    .take(naac_proto::MAX_WELCOME_ADDRS)
+                    .cloned()
+                    .collect();
+                self.addrs.insert(peer, addrs);
                 if self.bidding.paid() {
                     let reputation = self
                         .reputation
@@ -650,6 +667,11 @@ impl Session<'_> {
                     tracing::info!("task {} runs again: an input it took changed", task.0);
                     self.tally.reset(task.0);
                 }
+                Command::Recompute { task } => {
+                    tracing::info!("task {} runs again: its outputs were lost", task.0);
+                    self.tally.reopened(task.0);
+                    self.recomputed += 1;
+                }
                 Command::TaskFailed { task, kind } => {
                     self.assigned_at.remove(&task.0);
                     self.checkpoints.forget(task.0);
@@ -703,7 +725,14 @@ impl Session<'_> {
                     .outputs
                     .iter()
                     .map(|f| (f.name.as_str(), f.data.as_slice()));
-                self.feeds.accept(index, &r.stdout, files, &mut self.blobs);
+                // Every provider whose copy agreed holds the outputs it kept.
+                let holders = votes
+                    .iter()
+                    .filter(|(_, d)| Some(*d) == accepted)
+                    .map(|(p, _)| *p)
+                    .collect();
+                self.feeds
+                    .accept(index, &r.stdout, files, &r.held, holders, &mut self.blobs);
             }
             let assigned_ms = self
                 .assigned_at

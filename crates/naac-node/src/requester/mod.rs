@@ -40,7 +40,17 @@ pub use prepare::{
     MAX_INPUT_BYTES, PreparedJob, RunError, StoredModules, fetch_modules, prepare, prepare_with,
 };
 pub use sandboxed::VERIFIER_TIMEOUT;
-pub use session::{Finished, Local, Options, Payment, Progress, run};
+pub use session::{Finished, Options, Payment, Progress, run};
+
+/// The requester's own local workers (`naac run --local N`).
+#[derive(Clone, Debug)]
+pub struct Local {
+    /// The owner name they give (unique per run).
+    pub owner: String,
+    pub workers: u32,
+    /// They work on their own when no remote host is in view (`false`: only beside one).
+    pub fallback: bool,
+}
 
 /// Most checkpoint bytes kept in memory for all open tasks together; beyond it new
 /// checkpoints are refused (the older ones stay usable).

@@ -130,6 +130,7 @@ pub async fn reduce(
         &r.stdout,
         &r.stderr,
         &outputs,
+        &[],
     )?;
     let ok = r.outcome == Outcome::Ok;
     Ok((

@@ -4,6 +4,7 @@
 //! only code that drives the scheduler or pays. [`run`] is its loop; `events.rs` holds its
 //! handlers.
 
+use super::Local;
 use super::assigns::Assigns;
 use super::bidding::Bidding;
 use super::budget::{Budget, TopUpOutcome};
@@ -55,16 +56,6 @@ pub struct Options {
     /// Local workers run alongside the remote pool (`naac run --local N`): the owner name
     /// they greet with, and whether they may work while no remote host is in view.
     pub local: Option<Local>,
-}
-
-/// The requester's own local workers (`--local N`).
-#[derive(Clone, Debug)]
-pub struct Local {
-    /// The owner name they give (unique per run).
-    pub owner: String,
-    pub workers: u32,
-    /// They work on their own when no remote host is in view (`false`: only beside one).
-    pub fallback: bool,
 }
 
 /// A job's open escrow and the key that signs its payments.
@@ -218,6 +209,10 @@ pub(super) struct Session<'a> {
     /// This run's own local workers (`--local`), and the providers among them.
     pub(super) local: Option<Local>,
     pub(super) locals: HashSet<PeerId>,
+    /// Accepted tasks run again because every copy of an output they made was lost.
+    pub(super) recomputed: u64,
+    /// Where each provider said it listens (for others to fetch what it holds).
+    pub(super) addrs: HashMap<PeerId, Vec<String>>,
 }
 
 /// Runs a prepared job over the network until every task is done or failed, or `shutdown`
@@ -341,6 +336,8 @@ pub async fn run(
         rtts: HashMap::new(),
         local: opts.local.clone(),
         locals: HashSet::new(),
+        recomputed: 0,
+        addrs: HashMap::new(),
     };
     s.tally.set_stages(
         prepared
@@ -717,6 +714,7 @@ impl Session<'_> {
             rejected_results: tally.rejected_results,
         };
         let stage_counts = super::stages::summary(&prepared.stages, &self.sched);
+        let recomputed = self.recomputed;
         let Session {
             writer,
             tally,
@@ -772,6 +770,7 @@ impl Session<'_> {
             served: blobs.summary(),
             store: None,
             stages: stage_counts,
+            recomputed,
         };
         let mut reduce_stdout = super::stages::finish(&prepared.stages, &mut summary);
         if let Some((module, args)) = &prepared.reduce

@@ -144,17 +144,51 @@ pub fn scheduler<P: Clone + Eq + std::hash::Hash + std::fmt::Debug>(
     Ok(Scheduler::with_stages(specs, config)?)
 }
 
-/// An accepted output that later stages take: its stdout and `/out` files, as blobs.
+/// Output files of at least this many bytes, of tasks whose stage feeds another, stay with
+/// the providers that made them (and the replicas that agreed); only their content id
+/// comes to the requester, and the tasks that take them fetch them from those providers.
+pub const HOLD_OVER: u64 = 1 << 20;
+
+/// What a provider's failure says when no holder gave it an output it takes.
+pub const NO_HOLDER: &str = "no holder of blob";
+
+/// An accepted output that later stages take: its stdout (a blob here) and its `/out`
+/// files (blobs here, or held by providers).
 struct Output {
     stdout: ContentId,
     files: Vec<(String, ContentId)>,
 }
 
-/// The accepted outputs of tasks whose stage feeds another, kept (and served to providers)
-/// until the run ends.
+/// The accepted outputs of tasks whose stage feeds another, kept (and served to providers,
+/// or named with the providers that hold them) until the run ends.
 #[derive(Default)]
 pub struct Feeds {
     outputs: HashMap<u32, Output>,
+    /// Who holds each held output, and the task that made it.
+    holders: HashMap<ContentId, Vec<naac_net::PeerId>>,
+    made_by: HashMap<ContentId, u32>,
+}
+
+/// Why a task of a later stage cannot be sent now.
+#[derive(Debug)]
+pub enum SpecError {
+    /// Outputs it takes are held by no provider any more: these tasks must run again
+    /// (lineage) before it can.
+    Lost(Vec<u32>),
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for SpecError {
+    fn from(e: anyhow::Error) -> Self {
+        SpecError::Other(e)
+    }
+}
+
+/// A task's wire form, its stage, and who holds the outputs of earlier stages it takes.
+pub struct FedSpec {
+    pub stage: usize,
+    pub spec: TaskSpec,
+    pub holders: Vec<naac_proto::Holders>,
 }
 
 impl Feeds {
@@ -167,12 +201,15 @@ impl Feeds {
     }
 
     /// `task`'s result was accepted: keep its outputs for the tasks it feeds (replacing an
-    /// earlier one a re-check overturned).
+    /// earlier one a re-check overturned). `held` are files its providers kept: `holders`
+    /// (the providers whose copies agreed) serve them.
     pub fn accept<'a>(
         &mut self,
         task: u32,
         stdout: &[u8],
         files: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+        held: &[naac_proto::HeldOutput],
+        holders: Vec<naac_net::PeerId>,
         blobs: &mut Blobs,
     ) {
         let mut put = |bytes: &[u8]| {
@@ -180,14 +217,40 @@ impl Feeds {
             blobs.insert(id, Arc::new(bytes.to_vec()));
             id
         };
-        let out = Output {
+        let mut out = Output {
             stdout: put(stdout),
             files: files
                 .into_iter()
                 .map(|(n, b)| (n.to_string(), put(b)))
                 .collect(),
         };
+        for h in held {
+            out.files.push((h.name.clone(), h.id));
+            self.holders.insert(h.id, holders.clone());
+            self.made_by.insert(h.id, task);
+        }
         self.outputs.insert(task, out);
+    }
+
+    /// `peer` is gone: it holds nothing any more.
+    pub fn forget_peer(&mut self, peer: &naac_net::PeerId) {
+        for hs in self.holders.values_mut() {
+            hs.retain(|h| h != peer);
+        }
+    }
+
+    /// No holder could give `task` the held outputs it takes: they count as gone, so the
+    /// tasks that made them run again before it is sent again.
+    pub fn lost_inputs_of(&mut self, stages: &[PreparedStage], task: u32) {
+        for u in inputs_of(stages, task) {
+            if let Some(o) = self.outputs.get(&u) {
+                for (_, id) in &o.files {
+                    if let Some(hs) = self.holders.get_mut(id) {
+                        hs.clear();
+                    }
+                }
+            }
+        }
     }
 
     /// Reads back the result of `task` an earlier run left in `dir` (its stdout and
@@ -218,19 +281,19 @@ impl Feeds {
             files.sort();
         }
         let files = files.iter().map(|(n, b)| (n.as_str(), b.as_slice()));
-        self.accept(task, &stdout, files, blobs);
+        self.accept(task, &stdout, files, &[], Vec::new(), blobs);
         Ok(())
     }
 
     /// The wire form of `task`, fed from the outputs of the tasks it waits for (the
-    /// scheduler releases it only once they are accepted).
+    /// scheduler releases it only once they are accepted), and who holds the held ones.
     pub fn spec(
         &self,
         stages: &[PreparedStage],
         task: u32,
         attempt: u32,
         blobs: &mut Blobs,
-    ) -> anyhow::Result<(usize, TaskSpec)> {
+    ) -> Result<FedSpec, SpecError> {
         let (s, i) = locate(stages, task);
         let st = &stages[s];
         let fed = match st.feed {
@@ -264,14 +327,16 @@ impl Feeds {
                             .map(|(n, id)| (format!("from/{}/{k}/{n}", up.name), *id)),
                     );
                 }
-                anyhow::ensure!(
-                    stdin.len() as u64 <= super::prepare::MAX_INPUT_BYTES,
-                    "stage \"{}\" gathers {} bytes of stdout from \"{}\"; the limit is {}\nhint: have each task write less, or gather in steps",
-                    st.name,
-                    stdin.len(),
-                    up.name,
-                    super::prepare::MAX_INPUT_BYTES
-                );
+                if stdin.len() as u64 > super::prepare::MAX_INPUT_BYTES {
+                    return Err(anyhow::anyhow!(
+                        "stage \"{}\" gathers {} bytes of stdout from \"{}\"; the limit is {}\nhint: have each task write less, or gather in steps",
+                        st.name,
+                        stdin.len(),
+                        up.name,
+                        super::prepare::MAX_INPUT_BYTES
+                    )
+                    .into());
+                }
                 let id = ContentId::of(&stdin);
                 blobs.insert(id, Arc::new(stdin));
                 Some(Fed {
@@ -280,10 +345,40 @@ impl Feeds {
                 })
             }
         };
+        // Held inputs: who to fetch them from, or which tasks must make them again.
+        let mut holders = Vec::new();
+        let mut lost = Vec::new();
+        for (_, id) in fed.iter().flat_map(|f| f.inputs.iter()) {
+            let Some(hs) = self.holders.get(id) else {
+                continue;
+            };
+            if hs.is_empty() {
+                lost.extend(self.made_by.get(id).copied());
+                continue;
+            }
+            holders.push(naac_proto::Holders {
+                id: *id,
+                peers: hs
+                    .iter()
+                    .take(naac_proto::MAX_SOURCE_HOSTS)
+                    .map(|p| naac_proto::ByteBuf::from(p.to_bytes()))
+                    .collect(),
+                addrs: Vec::new(),
+            });
+        }
+        if !lost.is_empty() {
+            lost.sort_unstable();
+            lost.dedup();
+            return Err(SpecError::Lost(lost));
+        }
         let mut spec =
             super::prepare::task_spec_fed(&st.job, st.module_id, i, attempt, blobs, fed)?;
         spec.index = task;
-        Ok((s, spec))
+        Ok(FedSpec {
+            stage: s,
+            spec,
+            holders,
+        })
     }
 
     fn get(&self, task: u32, stage: &str) -> anyhow::Result<&Output> {
@@ -410,6 +505,8 @@ pub fn kept(out_dir: &Path, stages: &[PreparedStage], total: u32) -> Vec<u32> {
             entries
                 .flatten()
                 .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                // Outputs its providers kept are gone with them: it runs again.
+                .filter(|e| !e.path().join(crate::output::HELD_FILE).exists())
                 .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
                 .filter(|i| *i < width)
                 .map(|i| base + i),
@@ -447,4 +544,14 @@ pub fn check_resumable(out_dir: &Path, job: &PreparedJob) -> anyhow::Result<()> 
         }
     }
     Ok(())
+}
+
+/// The tasks `task` takes input from (its stage's `for_each` or `gather` upstream).
+pub fn inputs_of(stages: &[PreparedStage], task: u32) -> Vec<u32> {
+    let (s, i) = locate(stages, task);
+    match stages[s].feed {
+        Feed::Own => Vec::new(),
+        Feed::Each(u) => vec![stages[u].base + i],
+        Feed::Gather(u) => (stages[u].base..stages[u].base + stages[u].width).collect(),
+    }
 }

@@ -57,6 +57,7 @@ fn result(h: &Host, index: u32, attempt: u32, stdout: &[u8]) -> TaskResult {
         signature: Vec::new(),
         checkpoints: 0,
         resumed: None,
+        held: Vec::new(),
     };
     sign(h, &mut r);
     r

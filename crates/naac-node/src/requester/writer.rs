@@ -158,6 +158,7 @@ fn write_results(
             &result.stdout,
             &result.stderr,
             &result.outputs,
+            &result.held,
         ) {
             tracing::error!("failed to write the results of task {index_no}: {e:#}");
             errors.push((index_no, format!("{e:#}")));

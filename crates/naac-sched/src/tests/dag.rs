@@ -249,6 +249,26 @@ fn random_dags_under_random_events_keep_invariants() {
                     h.s.tick(Millis(now));
                     h.drain();
                 }
+                4 => {
+                    // Lineage: the inputs of a run about to go out were lost with their
+                    // holders; it is taken back and they are made again.
+                    let mut ps: Vec<u32> = h.held.keys().copied().collect();
+                    ps.sort_unstable();
+                    let found = ps.into_iter().find_map(|q| {
+                        h.held[&q]
+                            .iter()
+                            .position(|(t, _)| !inputs_of(&specs, *t).is_empty())
+                            .map(|i| (q, i))
+                    });
+                    if let Some((q, i)) = found {
+                        let (t, a) = h.held.get_mut(&q).expect("held").remove(i);
+                        h.s.unassign(&q, t, a, Millis(now));
+                        for u in inputs_of(&specs, t) {
+                            h.s.recompute(u, Millis(now));
+                        }
+                        h.drain();
+                    }
+                }
                 _ => {
                     h.answer_one(p, now, answer(p));
                 }
@@ -285,7 +305,8 @@ fn check_dag_log(seed: u64, specs: &[StageSpec], h: &Harness, total: u32) {
                 for u in inputs_of(specs, t) {
                     assert!(
                         have.contains(&u),
-                        "seed {seed}: {t:?} assigned at {k} before its input {u:?} was accepted"
+                        "seed {seed}: {t:?} assigned at {k} before its input {u:?} was accepted\n{:?}",
+                        &h.log[..=k]
                     );
                 }
             }
@@ -294,6 +315,10 @@ fn check_dag_log(seed: u64, specs: &[StageSpec], h: &Harness, total: u32) {
             }
             // A reset task's earlier result stands until replaced.
             Seen::Reset(_) => {}
+            // A task made again is not an input until it is accepted again.
+            Seen::Recompute(t) => {
+                have.remove(&t);
+            }
             Seen::Failed(t, _) => {
                 have.remove(&t);
             }
@@ -362,4 +387,54 @@ fn check_dag_log(seed: u64, specs: &[StageSpec], h: &Harness, total: u32) {
             }
         }
     }
+}
+
+#[test]
+fn a_lost_output_is_made_again_before_the_task_that_takes_it() {
+    let specs = vec![stage(1, None, &[]), stage(1, Some(0), &[])];
+    let mut h = Harness::with(Scheduler::with_stages(specs, cfg()).unwrap());
+    h.join(1, 1, 0);
+    h.join(2, 1, 0);
+    assert_eq!(h.complete_one(1, 1), Some(TaskId(0)));
+    // Task 1 went out, but its input's holder is gone: it is taken back, unsent, and task
+    // 0 runs again.
+    let (p, run) = h
+        .held
+        .iter()
+        .find_map(|(p, runs)| runs.first().map(|r| (*p, *r)))
+        .expect("task 1 out");
+    assert_eq!(run.0, TaskId(1));
+    h.held.get_mut(&p).unwrap().clear();
+    h.s.unassign(&p, run.0, run.1, Millis(2));
+    h.s.recompute(TaskId(0), Millis(2));
+    h.drain();
+    assert!(h.log.contains(&Seen::Recompute(TaskId(0))));
+    let p = h.s.progress();
+    assert_eq!((p.succeeded, p.failed, p.runs), (0, 0, 1), "{p:?}");
+    // A run that makes something else is refused; the one that makes the same is accepted,
+    // and only then does task 1 go out again.
+    let maker = *h
+        .held
+        .iter()
+        .find(|(_, r)| !r.is_empty())
+        .expect("task 0 out")
+        .0;
+    h.answer_one(maker, 3, |t| bad(t, 9));
+    assert!(!h.finished);
+    let mut now = 4;
+    while !h.finished {
+        for q in [1, 2] {
+            h.complete_one(q, now);
+        }
+        now += 1;
+        assert!(now < 100, "{:?}", h.log);
+    }
+    assert_eq!(h.s.progress().failed, 0);
+    assert_eq!(h.accepted[&TaskId(0)], good(TaskId(0)));
+    let again = h
+        .log
+        .iter()
+        .rposition(|e| matches!(e, Seen::Accepted(t, _) if *t == TaskId(0)));
+    let sent = h.log.iter().rposition(|e| *e == Seen::Assigned(TaskId(1)));
+    assert!(again < sent, "{:?}", h.log);
 }

@@ -166,6 +166,8 @@ async fn input_flood(tasks: u32) -> anyhow::Result<Figure> {
         checkpoint_interval_ms: None,
         order: None,
         sources: Vec::new(),
+        hold_over: None,
+        holders: Vec::new(),
         tasks: (0..tasks)
             .map(|i| TaskSpec {
                 index: i,
