@@ -110,7 +110,8 @@ ms = [{down}]
         });
 
         // An intermediate output: what the requester takes in and hands out for it.
-        let mib = if self.quick { 16 } else { 64 };
+        // 8 tasks' files of a 1 GiB intermediate (64 MiB with --quick).
+        let mib: u64 = if self.quick { 64 } else { 1024 };
         let inter = self.staged(
             "intermediate",
             &format!(
@@ -128,8 +129,8 @@ module = "testkit.wasm"
 args = ["readin", "from/make/data.bin"]
 for_each = "make"
 "#,
-                sizes = (0..4)
-                    .map(|i| ((mib << 20 >> 2) + i).to_string())
+                sizes = (0..8)
+                    .map(|i| ((mib << 20 >> 3) + i).to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
@@ -137,7 +138,7 @@ for_each = "make"
         let f = self.run_with(&inter, 2, None, &[]).await?;
         let served = f.summary.served.bytes;
         // What came in: the intermediate files the requester received (and wrote).
-        let received: u64 = (0..4)
+        let received: u64 = (0..8)
             .filter_map(|i| {
                 let p = f
                     .summary
@@ -146,7 +147,7 @@ for_each = "make"
                 std::fs::metadata(p).ok().map(|m| m.len())
             })
             .sum();
-        let intermediate = ((mib as u64) << 20) + 6;
+        let intermediate = (mib << 20) + 28;
         let per_byte = (served + received) as f64 / intermediate as f64;
         figures.push(Figure {
             name: "requester bytes per intermediate byte",
