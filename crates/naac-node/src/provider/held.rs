@@ -41,8 +41,18 @@ impl Held {
         })
     }
 
-    /// This process's held outputs, in a folder of its own under `work_dir`.
+    /// This process's held outputs, in a folder of its own under `work_dir` (those of
+    /// processes that are gone are removed).
     pub fn in_work_dir(work_dir: &std::path::Path) -> anyhow::Result<Self> {
+        for e in std::fs::read_dir(work_dir).into_iter().flatten().flatten() {
+            let name = e.file_name();
+            let pid = name.to_str().and_then(|n| n.strip_prefix("held-"));
+            if let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok())
+                && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
         Self::open(
             work_dir.join(format!("held-{}", std::process::id())),
             MAX_HELD_BYTES,
