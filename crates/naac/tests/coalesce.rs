@@ -82,6 +82,23 @@ fn with_no_remote_host_in_view_the_local_workers_run_the_job() {
     assert!(out.status.success(), "{}", common::stderr(&out));
     assert_eq!(v["tasks"]["succeeded"], 6, "{v:#}");
     assert_eq!(split(&v), (6, 0), "{v:#}");
+    // With --no-local-fallback they only work beside a remote host: none, so under
+    // --no-wait the run gives up at once, saying why.
+    let (out, _) = s.run(
+        &job,
+        &[
+            "--no-mdns",
+            "--join",
+            &nowhere,
+            "--local",
+            "1",
+            "--no-local-fallback",
+            "--no-wait",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = common::stderr(&out);
+    assert!(err.contains("waiting for a remote host"), "{err}");
     // --local needs a remote pool to be beside.
     let bad = s
         .cmd()

@@ -575,7 +575,7 @@ impl Session<'_> {
 
     /// A local worker that must wait: the run's local workers may only work beside a
     /// remote host (`--no-local-fallback`) and none is in view.
-    fn idle_local(&self, peer: &PeerId) -> bool {
+    pub(super) fn idle_local(&self, peer: &PeerId) -> bool {
         self.local.as_ref().is_some_and(|l| !l.fallback)
             && self.locals.contains(peer)
             && !self

@@ -592,6 +592,9 @@ impl Session<'_> {
             if self.banned.contains(peer) {
                 why.push(crate::explain::rejected_here(min));
             }
+            if self.idle_local(peer) {
+                why.push("a local worker, waiting for a remote host (--no-local-fallback)".into());
+            }
             why
         }))
     }
