@@ -19,6 +19,7 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
                 p.lapsed = false;
                 p.paused = info.paused;
                 p.fallback = info.fallback;
+                p.stage_mask = info.stage_mask;
                 p.lease_deadline = now.plus(self.config.lease_ms);
             }
             None => {
@@ -39,6 +40,7 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
                         lapsed: false,
                         paused: info.paused,
                         fallback: info.fallback,
+                        stage_mask: info.stage_mask,
                         streak,
                         unchecked,
                     },
@@ -87,6 +89,17 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
             if !paused {
                 self.fill(now);
             }
+        }
+    }
+
+    /// In a job of stages, the stages `provider` may not run (bit `s` set: none of stage
+    /// `s`'s tasks go to it); what it holds stays. Unknown providers are ignored.
+    pub fn set_stage_mask(&mut self, provider: &P, mask: u64, now: Millis) {
+        if let Some(p) = self.providers.get_mut(provider)
+            && p.stage_mask != mask
+        {
+            p.stage_mask = mask;
+            self.fill(now);
         }
     }
 

@@ -107,6 +107,8 @@ pub(crate) struct Provider {
     pub(crate) paused: bool,
     /// A local worker of the requester's own (see [`ProviderInfo::fallback`]).
     pub(crate) fallback: bool,
+    /// Stages it may not run (bit `s` for stage `s`; see [`ProviderInfo::stage_mask`]).
+    pub(crate) stage_mask: u64,
     /// Verified results in a row (for adaptive replication).
     pub(crate) streak: u32,
     /// Recent tasks accepted on its word alone, oldest first.
@@ -140,6 +142,9 @@ pub struct ProviderInfo {
     /// retry local"): offered work after every remote provider, and the first to get the
     /// retry of a run that failed or was lost elsewhere.
     pub fallback: bool,
+    /// In a job of stages, the stages whose requirements it does not meet: bit `s` set,
+    /// it gets no task of stage `s` (at most 64 stages).
+    pub stage_mask: u64,
 }
 
 impl ProviderInfo {

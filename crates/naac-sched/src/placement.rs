@@ -37,6 +37,9 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
 
     /// Whether a copy of `task` may go to `provider`.
     pub(crate) fn eligible(&self, task: TaskId, provider: &P, active_providers: usize) -> bool {
+        if !self.runs_stage_of(provider, task) {
+            return false;
+        }
         let t = &self.tasks[task.0 as usize];
         if t.runs.iter().any(|r| r.provider == *provider) {
             return false;
@@ -49,6 +52,15 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
         }
         // A single copy: avoid the provider it last failed on when another exists.
         !(active_providers > 1 && t.avoid.as_ref() == Some(provider))
+    }
+
+    /// Whether `provider` meets the requirements of `task`'s stage.
+    pub(crate) fn runs_stage_of(&self, provider: &P, task: TaskId) -> bool {
+        let mask = self.providers.get(provider).map_or(0, |p| p.stage_mask);
+        mask == 0 || {
+            let (s, _) = self.stage_of(task);
+            s >= 64 || mask & (1 << s) == 0
+        }
     }
 
     /// Whether `provider` is known and not paused.
@@ -151,6 +163,10 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
             let fresh_end = self.fresh_end();
             while room > 0 && self.next_fresh < fresh_end && self.waiting.len() < MAX_WAITING {
                 let t = TaskId(self.next_fresh);
+                if !self.runs_stage_of(id, t) {
+                    // Not its stage: fresh tasks go in order, to the providers that may.
+                    break;
+                }
                 self.next_fresh += 1;
                 if self.kept.contains(&t.0) {
                     let mut kept = Task::new();

@@ -94,6 +94,58 @@ fn only_hosts_that_meet_the_requirements_get_tasks_and_explain_says_why_not() {
     assert!(v["ruled_out"].to_string().contains("0 GPUs < 4"), "{v:#}");
 }
 
+#[test]
+fn each_stage_runs_on_the_hosts_that_meet_its_own_requirements() {
+    let s = Scratch::new();
+    let eu = provider(&s, "eu", "idle_only = false\nlabels = [\"zone=eu\"]\n");
+    let us = provider(&s, "us", "idle_only = false\nlabels = [\"zone=us\"]\n");
+    let job = s.job("split", "testkit/testkit.wasm", "");
+    let text = std::fs::read_to_string(&job).expect("job");
+    let name = text.lines().next().expect("name line").to_string();
+    std::fs::write(
+        &job,
+        format!(
+            "{name}\n{}",
+            r#"
+[[stage]]
+name = "eu_only"
+module = "testkit.wasm"
+args = ["spin", "100"]
+[stage.sweep]
+i = { from = 0, to = 6 }
+[stage.requirements]
+labels = ["zone=eu"]
+
+[[stage]]
+name = "anywhere"
+module = "testkit.wasm"
+args = ["spin", "300"]
+for_each = "eu_only"
+"#
+        ),
+    )
+    .expect("job");
+    let out = s.path().join("out-split");
+    let (run, v) = s.run_to(&job, &out, &["--no-mdns", "--join", &eu.1, "--join", &us.1]);
+    assert!(run.status.success(), "{}", common::stderr(&run));
+    assert_eq!(v["tasks"]["succeeded"], 12, "{v:#}");
+    let eu_id = eu.1.rsplit('/').next().expect("peer id");
+    let text = std::fs::read_to_string(out.join("tasks.jsonl")).expect("tasks.jsonl");
+    let mut us_ran = 0;
+    for line in text.lines() {
+        let l: Value = serde_json::from_str(line).expect("line");
+        if l["stage"] == "eu_only" {
+            assert_eq!(l["provider"], eu_id, "an eu_only task ran elsewhere: {l}");
+        } else if l["provider"] != eu_id {
+            us_ran += 1;
+        }
+    }
+    assert!(
+        us_ran > 0,
+        "the unlabeled host took none of the stage any host may run"
+    );
+}
+
 /// A guest that writes its whole environment (`KEY=value` strings, each NUL-ended) to
 /// stdout.
 const PRINT_ENV: &str = r#"

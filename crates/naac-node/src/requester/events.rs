@@ -565,6 +565,9 @@ impl Session<'_> {
                 streak,
                 paused,
                 fallback: local,
+                stage_mask: self.hosts.get(&peer).map_or(0, |st| {
+                    self.prepared.stage_mask(st, self.rtts.get(&peer).copied())
+                }),
             },
             now,
         );
@@ -619,7 +622,9 @@ impl Session<'_> {
                 tracing::info!("provider {peer} takes tasks again");
             }
         }
+        let mask = self.prepared.stage_mask(st, self.rtts.get(&peer).copied());
         let now = self.now();
+        self.sched.set_stage_mask(&peer, mask, now);
         self.sched.set_paused(&peer, paused, now);
     }
 

@@ -190,30 +190,54 @@ impl PreparedJob {
 
     /// Why a host cannot run this job's tasks (for a job of stages: every stage's, since
     /// the scheduler gives any host tasks of any stage).
-    /// `rtt`: the round trip measured to the host, for `max_latency_ms`.
+    /// `rtt`: the round trip measured to the host, for `max_latency_ms`. For a job of
+    /// stages, a host that can run any stage is usable (see [`PreparedJob::stage_mask`]);
+    /// one that can run none gets every stage's reasons.
     pub fn rule_out(
         &self,
         status: &naac_proto::HostStatus,
         rtt: Option<std::time::Duration>,
     ) -> Vec<String> {
-        let jobs: Vec<&Job> = if self.stages.is_empty() {
-            vec![&self.job]
-        } else {
-            self.stages.iter().map(|s| &s.job).collect()
-        };
-        let mut why: Vec<String> = Vec::new();
-        for j in jobs {
+        let per_job = |j: &Job| -> Vec<String> {
             let far = crate::explain::too_far(&j.requirements, rtt);
-            for w in crate::explain::rule_out_job(j, status)
+            crate::explain::rule_out_job(j, status)
                 .into_iter()
                 .chain(far)
-            {
+                .collect()
+        };
+        if self.stages.is_empty() {
+            return per_job(&self.job);
+        }
+        let mut why: Vec<String> = Vec::new();
+        for s in &self.stages {
+            let w = per_job(&s.job);
+            if w.is_empty() {
+                return Vec::new();
+            }
+            for w in w {
                 if !why.contains(&w) {
                     why.push(w);
                 }
             }
         }
         why
+    }
+
+    /// The stages of a job of stages this host may not run (bit `s` for stage `s`): their
+    /// requirements or limits rule it out.
+    pub fn stage_mask(
+        &self,
+        status: &naac_proto::HostStatus,
+        rtt: Option<std::time::Duration>,
+    ) -> u64 {
+        let mut mask = 0u64;
+        for (i, s) in self.stages.iter().enumerate().take(64) {
+            let far = crate::explain::too_far(&s.job.requirements, rtt);
+            if far.is_some() || !crate::explain::rule_out_job(&s.job, status).is_empty() {
+                mask |= 1 << i;
+            }
+        }
+        mask
     }
 }
 

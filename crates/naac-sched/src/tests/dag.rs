@@ -438,3 +438,28 @@ fn a_lost_output_is_made_again_before_the_task_that_takes_it() {
     let sent = h.log.iter().rposition(|e| *e == Seen::Assigned(TaskId(1)));
     assert!(again < sent, "{:?}", h.log);
 }
+
+#[test]
+fn a_provider_gets_no_task_of_a_stage_it_may_not_run() {
+    let mut h = Harness::with(Scheduler::with_stages(three_stages(), cfg()).unwrap());
+    // Provider 1 may run count only; provider 2 anything but count.
+    let info = |mask| ProviderInfo {
+        slots: 1,
+        stage_mask: mask,
+        ..ProviderInfo::default()
+    };
+    h.s.provider_joined(1, info(0b110), Millis(0));
+    h.s.provider_joined(2, info(0b001), Millis(0));
+    h.drain();
+    let mut now = 1;
+    while !h.finished {
+        for p in [1, 2] {
+            if let Some(t) = h.complete_one(p, now) {
+                let (stage, _) = h.s.stage_of(t);
+                assert_eq!(stage == 0, p == 1, "{t:?} of stage {stage} ran on {p}");
+            }
+        }
+        now += 1;
+        assert!(now < 200, "{:?}", h.log);
+    }
+}
