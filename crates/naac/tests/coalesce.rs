@@ -4,18 +4,8 @@
 
 mod common;
 
-use common::{Scratch, spawn_node};
+use common::{Scratch, provider};
 use serde_json::Value;
-use std::process::Child;
-
-struct Node(Child, String);
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// (tasks run locally, tasks run remotely) from a summary.
 fn split(v: &Value) -> (u64, u64) {
@@ -34,29 +24,13 @@ fn split(v: &Value) -> (u64, u64) {
 #[test]
 fn a_slow_remote_host_leaves_most_work_to_the_local_worker() {
     let s = Scratch::new();
-    let home = s.path().join("remote");
-    std::fs::create_dir_all(&home).expect("home");
-    std::fs::write(home.join("policy.toml"), "idle_only = false\n").expect("policy");
-    let mut c = common::naac();
-    c.env("NAAC_HOME", &home).args([
-        "node",
-        "--provide",
-        "--no-mdns",
-        "--slots",
-        "1",
-        "--slowdown",
-        "10",
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-    ]);
-    let (child, addr) = spawn_node(c);
-    let remote = Node(child, addr);
+    let remote = provider(&s, "remote", "idle_only = false\n", &["--slowdown", "10"]);
     let job = s.job(
         "mixed",
         "testkit/testkit.wasm",
         "args = [\"spin\", \"40\"]\nstraggler_factor = 0\n[sweep]\ni = { from = 0, to = 24 }\n",
     );
-    let (out, v) = s.run(&job, &["--no-mdns", "--join", &remote.1, "--local", "1"]);
+    let (out, v) = s.run(&job, &["--no-mdns", "--join", &remote.addr, "--local", "1"]);
     assert!(out.status.success(), "{}", common::stderr(&out));
     assert_eq!(v["tasks"]["succeeded"], 24, "{v:#}");
     let (local, far) = split(&v);

@@ -5,42 +5,11 @@
 
 mod common;
 
-use common::{Scratch, spawn_node};
+use common::{Scratch, provider};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-struct Node {
-    child: Child,
-    addr: String,
-    home: PathBuf,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn provider(s: &Scratch, name: &str) -> Node {
-    let home = s.path().join(name);
-    std::fs::create_dir_all(&home).expect("home");
-    std::fs::write(home.join("policy.toml"), "idle_only = false\n").expect("policy");
-    let mut c = common::naac();
-    c.env("NAAC_HOME", &home).args([
-        "node",
-        "--provide",
-        "--no-mdns",
-        "--slots",
-        "1",
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-    ]);
-    let (child, addr) = spawn_node(c);
-    Node { child, addr, home }
-}
 
 /// Bytes of outputs a provider keeps for later stages now.
 fn held_bytes(home: &Path) -> u64 {
@@ -77,13 +46,11 @@ after = ["slow"]
 #[test]
 fn a_lost_holder_of_an_intermediate_output_is_made_up_for_by_lineage() {
     let s = Scratch::new();
-    let a = provider(&s, "a");
-    let mut b = provider(&s, "b");
+    let policy = "idle_only = false\n";
+    let a = provider(&s, "a", policy, &[]);
+    let mut b = provider(&s, "b", policy, &[]);
     let job = s.job("lineage", "testkit/testkit.wasm", "");
-    // The job file of stages: the name line s.job wrote, then the stages.
-    let text = std::fs::read_to_string(&job).expect("job");
-    let name = text.lines().next().expect("name line").to_string();
-    std::fs::write(&job, format!("{name}\n{JOB}")).expect("job");
+    common::with_stages(&job, JOB);
     let out = s.path().join("out");
     let child = s
         .run_cmd(&job, &out)

@@ -3,37 +3,8 @@
 
 mod common;
 
-use common::{Scratch, spawn_node};
+use common::{Scratch, provider, spawn_node};
 use serde_json::Value;
-use std::process::Child;
-
-struct Node(Child, String);
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A one-slot provider with `policy` in a data dir of its own.
-fn provider(s: &Scratch, name: &str, policy: &str) -> Node {
-    let home = s.path().join(name);
-    std::fs::create_dir_all(&home).expect("home");
-    std::fs::write(home.join("policy.toml"), policy).expect("policy");
-    let mut c = common::naac();
-    c.env("NAAC_HOME", &home).args([
-        "node",
-        "--provide",
-        "--no-mdns",
-        "--slots",
-        "1",
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-    ]);
-    let (child, addr) = spawn_node(c);
-    Node(child, addr)
-}
 
 #[test]
 fn only_hosts_that_meet_the_requirements_get_tasks_and_explain_says_why_not() {
@@ -42,14 +13,15 @@ fn only_hosts_that_meet_the_requirements_get_tasks_and_explain_says_why_not() {
         &s,
         "eu",
         "idle_only = false\nlabels = [\"zone=eu\", \"ssd\"]\n",
+        &[],
     );
-    let us = provider(&s, "us", "idle_only = false\nlabels = [\"zone=us\"]\n");
+    let us = provider(&s, "us", "idle_only = false\nlabels = [\"zone=us\"]\n", &[]);
     let job = s.job(
         "placed",
         "testkit/testkit.wasm",
         "args = [\"print\", \"{i}\"]\n[sweep]\ni = { from = 0, to = 6 }\n[requirements]\nlabels = [\"zone=eu\"]\n",
     );
-    let join = ["--no-mdns", "--join", &eu.1, "--join", &us.1];
+    let join = ["--no-mdns", "--join", &eu.addr, "--join", &us.addr];
     // --explain: one host can, the other lacks the label.
     let out = s
         .cmd()
@@ -67,7 +39,7 @@ fn only_hosts_that_meet_the_requirements_get_tasks_and_explain_says_why_not() {
     let (out, v) = s.run(&job, &join);
     assert!(out.status.success(), "{}", common::stderr(&out));
     assert_eq!(v["tasks"]["succeeded"], 6, "{v:#}");
-    let eu_id = eu.1.rsplit('/').next().expect("peer id");
+    let eu_id = eu.addr.rsplit('/').next().expect("peer id");
     for p in v["providers"].as_array().expect("providers") {
         let tasks = p["tasks"].as_u64().unwrap_or(0);
         if p["peer_id"] != eu_id {
@@ -97,16 +69,12 @@ fn only_hosts_that_meet_the_requirements_get_tasks_and_explain_says_why_not() {
 #[test]
 fn each_stage_runs_on_the_hosts_that_meet_its_own_requirements() {
     let s = Scratch::new();
-    let eu = provider(&s, "eu", "idle_only = false\nlabels = [\"zone=eu\"]\n");
-    let us = provider(&s, "us", "idle_only = false\nlabels = [\"zone=us\"]\n");
+    let eu = provider(&s, "eu", "idle_only = false\nlabels = [\"zone=eu\"]\n", &[]);
+    let us = provider(&s, "us", "idle_only = false\nlabels = [\"zone=us\"]\n", &[]);
     let job = s.job("split", "testkit/testkit.wasm", "");
-    let text = std::fs::read_to_string(&job).expect("job");
-    let name = text.lines().next().expect("name line").to_string();
-    std::fs::write(
+    common::with_stages(
         &job,
-        format!(
-            "{name}\n{}",
-            r#"
+        r#"
 [[stage]]
 name = "eu_only"
 module = "testkit.wasm"
@@ -121,15 +89,17 @@ name = "anywhere"
 module = "testkit.wasm"
 args = ["spin", "300"]
 for_each = "eu_only"
-"#
-        ),
-    )
-    .expect("job");
+"#,
+    );
     let out = s.path().join("out-split");
-    let (run, v) = s.run_to(&job, &out, &["--no-mdns", "--join", &eu.1, "--join", &us.1]);
+    let (run, v) = s.run_to(
+        &job,
+        &out,
+        &["--no-mdns", "--join", &eu.addr, "--join", &us.addr],
+    );
     assert!(run.status.success(), "{}", common::stderr(&run));
     assert_eq!(v["tasks"]["succeeded"], 12, "{v:#}");
-    let eu_id = eu.1.rsplit('/').next().expect("peer id");
+    let eu_id = eu.addr.rsplit('/').next().expect("peer id");
     let text = std::fs::read_to_string(out.join("tasks.jsonl")).expect("tasks.jsonl");
     let mut us_ran = 0;
     for line in text.lines() {
@@ -174,7 +144,11 @@ fn a_job_gives_its_tasks_an_environment_and_nothing_of_the_hosts_leaks_in() {
         .args(["node", "--provide", "--no-mdns", "--slots", "1"])
         .args(["--listen", "/ip4/127.0.0.1/tcp/0"]);
     let (child, addr) = spawn_node(c);
-    let _p = Node(child, addr.clone());
+    let _p = common::Node {
+        child,
+        addr: addr.clone(),
+        home,
+    };
     let wasm = wat::parse_str(PRINT_ENV).expect("assembles");
     std::fs::write(s.path().join("env.wasm"), wasm).expect("module");
     let job = s.path().join("env.toml");

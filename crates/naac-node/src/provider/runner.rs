@@ -702,34 +702,30 @@ impl AssignInfo {
             holders: a
                 .holders
                 .into_iter()
-                .map(|h| {
-                    let peers = h
-                        .peers
-                        .iter()
-                        .take(naac_proto::MAX_SOURCE_HOSTS)
-                        .filter_map(|b| PeerId::from_bytes(b).ok())
-                        .collect();
-                    (h.id, peers)
-                })
+                .map(|h| (h.id, peers_of(&h.peers)))
                 .collect(),
             sources: a
                 .sources
                 .into_iter()
                 .map(|s| {
-                    let hosts = s
-                        .hosts
-                        .iter()
-                        .take(naac_proto::MAX_SOURCE_HOSTS)
-                        .filter_map(|b| PeerId::from_bytes(b).ok())
-                        .collect();
                     let stored = Stored {
                         manifest: s.manifest,
+                        hosts: peers_of(&s.hosts),
                         path: s.path,
-                        hosts,
                     };
                     (s.id, stored)
                 })
                 .collect(),
         }
     }
+}
+
+/// Peer ids a requester sent as bytes: the valid ones, at most
+/// [`naac_proto::MAX_SOURCE_HOSTS`].
+fn peers_of(bytes: &[naac_proto::ByteBuf]) -> Vec<PeerId> {
+    bytes
+        .iter()
+        .take(naac_proto::MAX_SOURCE_HOSTS)
+        .filter_map(|b| PeerId::from_bytes(b).ok())
+        .collect()
 }

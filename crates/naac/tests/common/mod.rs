@@ -216,3 +216,40 @@ pub fn requester_node(s: &Scratch, api: &str, extra: &[&str]) -> Child {
     assert_eq!(line.trim(), format!("api on http://{api}"));
     child
 }
+
+/// A `naac node` process in a data dir of its own, killed when dropped.
+pub struct Node {
+    pub child: Child,
+    pub addr: String,
+    pub home: PathBuf,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `naac node --provide --slots 1` on 127.0.0.1 with `policy` in `DIR/name`, plus `extra`
+/// arguments.
+pub fn provider(s: &Scratch, name: &str, policy: &str, extra: &[&str]) -> Node {
+    let home = s.path().join(name);
+    std::fs::create_dir_all(&home).expect("home");
+    std::fs::write(home.join("policy.toml"), policy).expect("policy");
+    let mut c = naac();
+    c.env("NAAC_HOME", &home)
+        .args(["node", "--provide", "--no-mdns", "--slots", "1"])
+        .args(extra)
+        .args(["--listen", "/ip4/127.0.0.1/tcp/0"]);
+    let (child, addr) = spawn_node(c);
+    Node { child, addr, home }
+}
+
+/// Rewrites a job file `Scratch::job` made (its name line and module copy kept) with the
+/// stages in `body`.
+pub fn with_stages(job: &Path, body: &str) {
+    let text = std::fs::read_to_string(job).expect("job");
+    let name = text.lines().next().expect("name line").to_string();
+    std::fs::write(job, format!("{name}\n{body}")).expect("job");
+}
