@@ -309,16 +309,9 @@ impl<P: Clone + Eq + std::hash::Hash + std::fmt::Debug> Scheduler<P> {
         let Some(digest) = t.accepted else {
             return;
         };
-        t.status = Status::Open;
+        t.restart(ready);
         t.expect = Some(digest);
-        t.votes.clear();
-        t.need = 1;
-        t.quorum = 1;
         t.decided = true;
-        t.sampled = false;
-        t.failures = 0;
-        t.avoid = None;
-        t.released = ready;
         self.progress.succeeded -= 1;
         if verified {
             self.progress.verified -= 1;
@@ -372,15 +365,8 @@ impl<P: Clone + Eq + std::hash::Hash + std::fmt::Debug> Scheduler<P> {
                 self.progress.verified -= 1;
             }
         }
-        t.status = Status::Open;
-        t.votes.clear();
-        t.need = 1;
-        t.quorum = 1;
+        t.restart(false);
         t.decided = false;
-        t.sampled = false;
-        t.failures = 0;
-        t.avoid = None;
-        t.released = false;
         if touched {
             self.commands.push_back(Command::Reset { task });
         }

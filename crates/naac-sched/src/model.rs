@@ -76,6 +76,19 @@ impl<P> Task<P> {
         }
     }
 
+    /// Open again with no votes, one copy wanted and a fresh retry budget (its attempts go
+    /// on counting, so stale results stay stale).
+    pub(crate) fn restart(&mut self, released: bool) {
+        self.status = Status::Open;
+        self.votes.clear();
+        self.need = 1;
+        self.quorum = 1;
+        self.sampled = false;
+        self.failures = 0;
+        self.avoid = None;
+        self.released = released;
+    }
+
     /// More copies wanted right now.
     pub(crate) fn wanted(&self) -> u32 {
         if self.status != Status::Open || !self.released {
