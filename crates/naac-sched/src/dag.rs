@@ -20,6 +20,9 @@ use crate::model::Status;
 use crate::{Command, Config, Scheduler, TaskId};
 use naac_types::{ContentId, FailureKind, VerifyPolicy};
 
+/// Most times one task is made again for lost outputs before it fails as `lost`.
+pub const MAX_RECOMPUTES: u32 = 3;
+
 /// One stage of a job, as the scheduler sees it.
 #[derive(Clone, Debug)]
 pub struct StageSpec {
@@ -77,6 +80,9 @@ pub(crate) struct Stages {
     /// Tasks being made again (lineage), per stage: what waits for all of a stage waits
     /// for them too.
     recomputing: Vec<u32>,
+    /// Stages failed whole because a stage they wait all of failed a task: a later failure
+    /// there need not walk them again.
+    doomed: Vec<bool>,
     /// Per stage, the stages that depend on it and whether one task each (`true`) or all.
     down: Vec<Vec<(usize, bool)>>,
     /// Tasks of the stages with no upstream: fresh tasks are handed out below this.
@@ -117,6 +123,7 @@ impl Stages {
         Ok(Self {
             accepted: vec![0; specs.len()],
             recomputing: vec![0; specs.len()],
+            doomed: vec![false; specs.len()],
             fresh_end: fresh_end.unwrap_or(total),
             specs,
             base,
@@ -295,20 +302,35 @@ impl<P: Clone + Eq + std::hash::Hash + std::fmt::Debug> Scheduler<P> {
 
     /// Lineage: every copy of an output `task` made is gone, so it runs again (once, on
     /// any provider) and must return the result accepted before; the tasks that take it
-    /// wait (see [`Scheduler::unassign`]). Tasks not accepted are left alone.
-    pub fn recompute(&mut self, task: TaskId, now: crate::Millis) {
+    /// wait (see [`Scheduler::unassign`]). Returns whether it is being made again (false:
+    /// not accepted, or made again [`MAX_RECOMPUTES`] times already, and now failed).
+    pub fn recompute(&mut self, task: TaskId, now: crate::Millis) -> bool {
         if task.0 >= self.total {
-            return;
+            return false;
+        }
+        if let Some(t) = self.tasks.get(task.0 as usize)
+            && t.status == Status::Open
+            && t.expect.is_some()
+        {
+            // Being made again already.
+            return true;
         }
         // Its own inputs may be being made again too: then it waits for them.
         let ready = self.inputs_ready(task);
         let t = &mut self.tasks[task.0 as usize];
         let Status::Accepted { verified } = t.status else {
-            return;
+            return false;
         };
         let Some(digest) = t.accepted else {
-            return;
+            return false;
         };
+        t.recomputes += 1;
+        if t.recomputes > MAX_RECOMPUTES {
+            // Its outputs keep vanishing (a holder that never serves them): give up on it.
+            self.fail(task, FailureKind::Lost);
+            return false;
+        }
+        let t = &mut self.tasks[task.0 as usize];
         t.restart(ready);
         t.expect = Some(digest);
         t.decided = true;
@@ -330,6 +352,7 @@ impl<P: Clone + Eq + std::hash::Hash + std::fmt::Debug> Scheduler<P> {
         self.commands.push_back(Command::Recompute { task });
         self.enqueue(task);
         self.fill(now);
+        true
     }
 
     /// The run `attempt` of `task` on `provider` was never sent: an output it takes is
@@ -356,7 +379,11 @@ impl<P: Clone + Eq + std::hash::Hash + std::fmt::Debug> Scheduler<P> {
         if t.status == Status::Failed {
             return;
         }
-        let touched = t.status != Status::Open || !t.runs.is_empty() || !t.votes.is_empty();
+        let touched =
+            t.status != Status::Open || !t.runs.is_empty() || !t.votes.is_empty() || t.attempts > 0;
+        if self.tasks[task.0 as usize].expect.take().is_some() {
+            self.recomputed(task);
+        }
         self.cancel_runs(task);
         let t = &mut self.tasks[task.0 as usize];
         if let Status::Accepted { verified } = t.status {
@@ -383,10 +410,21 @@ impl<P: Clone + Eq + std::hash::Hash + std::fmt::Debug> Scheduler<P> {
 
     /// `task` failed for good: so does every task that waits on it, and theirs.
     pub(crate) fn fail_dependents(&mut self, task: TaskId) {
-        let Some(st) = &self.stages else {
+        let Some(st) = &mut self.stages else {
             return;
         };
-        for d in st.dependents(task) {
+        let (s, i) = st.locate(task);
+        let mut doomed = Vec::new();
+        for &(d, each) in &st.down[s] {
+            let b = st.base[d];
+            if each {
+                doomed.push(TaskId(b + i));
+            } else if !st.doomed[d] {
+                st.doomed[d] = true;
+                doomed.extend((b..b + st.specs[d].width).map(TaskId));
+            }
+        }
+        for d in doomed {
             if self.tasks[d.0 as usize].status != Status::Failed {
                 self.fail(d, FailureKind::Upstream);
             }

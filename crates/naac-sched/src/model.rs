@@ -54,6 +54,8 @@ pub(crate) struct Task<P> {
     /// It runs again to make an output that was lost (lineage): a run must return this
     /// digest, the one accepted before.
     pub(crate) expect: Option<ContentId>,
+    /// Times it was made again for lost outputs.
+    pub(crate) recomputes: u32,
 }
 
 impl<P> Task<P> {
@@ -73,6 +75,7 @@ impl<P> Task<P> {
             released: false,
             accepted: None,
             expect: None,
+            recomputes: 0,
         }
     }
 

@@ -54,6 +54,19 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
         !(active_providers > 1 && t.avoid.as_ref() == Some(provider))
     }
 
+    /// Whether a local worker with room may take a copy of `task` now.
+    fn a_local_may_take(&self, task: TaskId, order: &[P], active: usize) -> bool {
+        order.iter().any(|l| {
+            self.providers.get(l).is_some_and(|p| {
+                p.fallback
+                    && !p.lapsed
+                    && !p.paused
+                    && self.capacity_of(p) > p.assigned.len() as u32
+                    && self.eligible(task, l, active)
+            })
+        })
+    }
+
     /// Whether `provider` meets the requirements of `task`'s stage.
     pub(crate) fn runs_stage_of(&self, provider: &P, task: TaskId) -> bool {
         let mask = self.providers.get(provider).map_or(0, |p| p.stage_mask);
@@ -141,7 +154,9 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
                     continue;
                 }
                 if !self.eligible(t, id, active)
-                    || (leave_retries && self.tasks[t.0 as usize].failures > 0)
+                    || (leave_retries
+                        && self.tasks[t.0 as usize].failures > 0
+                        && self.a_local_may_take(t, &order, active))
                 {
                     kept.push_back(t);
                     continue;

@@ -61,6 +61,7 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
             .filter(|t| {
                 let task = &self.tasks[t.0 as usize];
                 task.wanted() == 0
+                    && task.released
                     && !task.runs.iter().any(|r| r.speculative)
                     && task
                         .runs

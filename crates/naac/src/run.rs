@@ -378,7 +378,13 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
 
     // Local workers name an owner of their own, so the run knows them (and never puts two
     // copies of a task on this machine).
-    let local_owner = format!("local-{}", &client.peer_id().to_string()[..16]);
+    // The name carries a secret of this run (a fresh key's id), so no remote host can pass
+    // for one of its local workers.
+    let secret = naac_net::Keypair::generate_ed25519()
+        .public()
+        .to_peer_id()
+        .to_string();
+    let local_owner = format!("local-{}", &secret[secret.len() - 16..]);
     let mut pool = None;
     if embedded {
         // Wait until we listen, then start providers that dial us.

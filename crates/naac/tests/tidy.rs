@@ -233,7 +233,14 @@ fn file_violations(path: &str, text: &str) -> Vec<String> {
 const SHELLS: &[(&str, &[&str])] = &[
     (
         "crates/naac-node/src/requester",
-        &["mod.rs", "session.rs", "events.rs", "dispatch.rs"],
+        &[
+            "mod.rs",
+            "session.rs",
+            "events.rs",
+            "dispatch.rs",
+            "accepted.rs",
+            "asks.rs",
+        ],
     ),
     (
         "crates/naac-node/src/provider",

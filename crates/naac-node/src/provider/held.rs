@@ -4,6 +4,7 @@
 //! any peer). They stay on disk until the requester says the job is over, within a quota:
 //! an output that would pass it is sent the usual way instead.
 
+use naac_net::PeerId;
 use naac_types::{ContentId, JobId};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -12,19 +13,28 @@ use std::sync::{Arc, Mutex};
 /// Most bytes of held outputs one node keeps, all jobs together.
 pub const MAX_HELD_BYTES: u64 = 4 << 30;
 
+/// Reads of held outputs served at once (each holds a whole file in memory).
+const MAX_SERVING: usize = 4;
+
+/// Whose job a held output is for: the requester and its job id (another peer that learned
+/// the id cannot end it).
+pub type Owner = (PeerId, JobId);
+
 /// The held outputs of this node.
 #[derive(Clone)]
 pub struct Held {
     dir: PathBuf,
     limit: u64,
     state: Arc<Mutex<State>>,
+    /// Permits to serve a read (see [`MAX_SERVING`]).
+    pub serving: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Default)]
 struct State {
     used: u64,
     /// Each file: its length and the jobs holding it.
-    files: HashMap<ContentId, (u64, HashSet<JobId>)>,
+    files: HashMap<ContentId, (u64, HashSet<Owner>)>,
 }
 
 impl Held {
@@ -38,6 +48,7 @@ impl Held {
             dir,
             limit,
             state: Arc::new(Mutex::new(State::default())),
+            serving: Arc::new(tokio::sync::Semaphore::new(MAX_SERVING)),
         })
     }
 
@@ -65,7 +76,7 @@ impl Held {
 
     /// Keeps `data` (content id `id`) for `job`. `false`: not kept (over the quota, or the
     /// disk refused), so it is sent with the result.
-    pub fn keep(&self, job: JobId, id: ContentId, data: &[u8]) -> bool {
+    pub fn keep(&self, job: Owner, id: ContentId, data: &[u8]) -> bool {
         let len = data.len() as u64;
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((_, jobs)) = st.files.get_mut(&id) {
@@ -100,7 +111,7 @@ impl Held {
     }
 
     /// The requester is done with `job`: what only it held goes.
-    pub fn drop_job(&self, job: &JobId) {
+    pub fn drop_job(&self, job: &Owner) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let mut gone = Vec::new();
         for (id, (len, jobs)) in st.files.iter_mut() {
@@ -130,7 +141,8 @@ mod tests {
     fn outputs_are_kept_within_the_quota_and_go_with_their_last_job() {
         let dir = tempfile::tempdir().unwrap();
         let h = Held::open(dir.path().join("held"), 10).unwrap();
-        let (a, b) = (JobId([1; 16]), JobId([2; 16]));
+        let peer = PeerId::random();
+        let (a, b) = ((peer, JobId([1; 16])), (peer, JobId([2; 16])));
         let six = [6u8; 6];
         let id = ContentId::of(&six);
         assert!(h.keep(a, id, &six));

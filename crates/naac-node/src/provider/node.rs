@@ -507,7 +507,7 @@ impl Provider {
                     if let Some(state) = self.jobs.remove(&(peer, job)) {
                         state.cancel_all();
                         if let Some(h) = &self.runner.held {
-                            h.drop_job(&job);
+                            h.drop_job(&(peer, job));
                         }
                     }
                 } else if let Some(state) = self.jobs.get_mut(&(peer, job)) {

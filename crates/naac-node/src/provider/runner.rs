@@ -540,7 +540,7 @@ impl Runner {
                 let id = ContentId::of(&o.data);
                 let hold = o.data.len() as u64 >= over
                     && result.held.len() < naac_proto::MAX_HELD_OUTPUTS
-                    && held.keep(assign.job, id, &o.data);
+                    && held.keep((peer, assign.job), id, &o.data);
                 if hold {
                     let len = o.data.len() as u64;
                     result.held.push(HeldOutput {

@@ -44,10 +44,16 @@ impl Provider {
                 let held = self.runner.held.clone();
                 tokio::spawn(async move {
                     let bytes = match held {
-                        Some(h) => tokio::task::spawn_blocking(move || h.read(&id))
-                            .await
-                            .ok()
-                            .flatten(),
+                        Some(h) => {
+                            // A few reads at once: each holds a whole file in memory.
+                            let Ok(_permit) = h.serving.clone().acquire_owned().await else {
+                                return;
+                            };
+                            tokio::task::spawn_blocking(move || h.read(&id))
+                                .await
+                                .ok()
+                                .flatten()
+                        }
                         None => None,
                     };
                     let body = match bytes {

@@ -79,9 +79,17 @@ impl Session<'_> {
                         t.0,
                         makers.len()
                     );
-                    self.sched.unassign(&provider, t, attempt, now);
+                    let mut remade = false;
                     for m in makers {
-                        self.sched.recompute(TaskId(m), now);
+                        remade |= self.sched.recompute(TaskId(m), now);
+                    }
+                    if remade {
+                        self.sched.unassign(&provider, t, attempt, now);
+                    } else {
+                        let why = "the outputs it takes are lost and cannot be made again";
+                        self.tally.unsendable(t.0, why.into());
+                        self.sched
+                            .task_failed(&provider, t, attempt, FailureKind::Lost, now);
                     }
                 }
                 Err(SpecError::Other(e)) => {

@@ -4,13 +4,13 @@
 
 use super::session::{Internal, Session, VERIFIERS_PER_PROVIDER, Verifying};
 use super::tally::{Check, RepChange, Streak};
-use super::writer::{Write, WriteJob};
+use super::writer::WriteJob;
 use naac_net::{Event, PeerId};
 use naac_proto::{
     HostStatus, Report, Request, RequestBody, Response, ResponseBody, TaskResult, VERSION,
 };
 use naac_sched::{Command, Millis, ProviderInfo, TaskId};
-use naac_types::{ContentId, JobId, Price, ResultRecord};
+use naac_types::{JobId, ResultRecord};
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -251,8 +251,17 @@ impl Session<'_> {
             Check::Stale | Check::Verify => {}
             Check::Failed(kind) => {
                 if result.message.contains(super::stages::NO_HOLDER) {
-                    // The outputs it takes are held by nobody who answers: made again next.
-                    self.feeds.lost_inputs_of(&self.prepared.stages, task.0);
+                    // No holder gave it an output it takes. Holders gone from here are
+                    // dropped at once; the others only when it happens again, so one
+                    // provider's word cannot make every upstream task run again.
+                    let n = self.no_holder.entry(task.0).or_default();
+                    *n += 1;
+                    let again = *n > 1;
+                    let known = &self.known_peers;
+                    self.feeds
+                        .lost_inputs_of(&self.prepared.stages, task.0, |p| {
+                            !again && known.contains(p)
+                        });
                 }
                 self.sched.task_failed(&peer, task, attempt, kind, now)
             }
@@ -315,7 +324,7 @@ impl Session<'_> {
     }
 
     /// Writes one provider's reputation change, if the run keeps a reputation store.
-    fn apply_reputation(&mut self, c: &RepChange) {
+    pub(super) fn apply_reputation(&mut self, c: &RepChange) {
         let Some(rep) = self.reputation.as_mut() else {
             return;
         };
@@ -335,7 +344,7 @@ impl Session<'_> {
     }
 
     /// Drops a provider whose reputation fell below the job's floor.
-    fn check_reputation(&mut self, peer: PeerId) {
+    pub(super) fn check_reputation(&mut self, peer: PeerId) {
         let min = self.prepared.job.verify.min_reputation;
         let Some(rep) = self.reputation.as_mut() else {
             return;
@@ -671,6 +680,8 @@ impl Session<'_> {
                 Command::Reset { task } => {
                     tracing::info!("task {} runs again: an input it took changed", task.0);
                     self.tally.reset(task.0);
+                    // Its result on disk was made from the old input: not one to keep.
+                    self.writer.push(WriteJob::Remove(task.0));
                 }
                 Command::Recompute { task } => {
                     tracing::info!("task {} runs again: its outputs were lost", task.0);
@@ -688,84 +699,6 @@ impl Session<'_> {
                 }
                 Command::JobFinished => self.finished = true,
             }
-        }
-    }
-
-    /// Performs a verdict: pays the agreeing copies, queues the accepted one for writing and
-    /// records who agreed.
-    fn on_verdict(
-        &mut self,
-        task: TaskId,
-        accepted: Option<ContentId>,
-        verified: bool,
-        votes: Vec<(PeerId, ContentId)>,
-    ) {
-        let index = task.0;
-        let v = self.tally.verdict(index, accepted, verified, &votes);
-        let terms = self.bidding.take_terms(index);
-        let mut paid: Vec<(u32, Price)> = Vec::new();
-        if let Some(payer) = self.payer.as_mut() {
-            for c in v.pay {
-                let Some((_, t)) = terms.iter().find(|(a, _)| *a == c.attempt) else {
-                    continue;
-                };
-                let record = naac_ledger::SignedRecord {
-                    bytes: c.record,
-                    sig: c.signature,
-                };
-                payer.settle(c.provider, record, t, c.fuel);
-                paid.push((c.attempt, t.price));
-            }
-        }
-        self.checkpoints.forget(index);
-        if let Some((vote, copies)) = v.write {
-            let price = paid
-                .iter()
-                .find(|(a, _)| *a == vote.result.attempt)
-                .map(|(_, p)| *p);
-            let stages = &self.prepared.stages;
-            if !stages.is_empty() && super::stages::Feeds::feeds_others(stages, index) {
-                let r = &vote.result;
-                let files = r
-                    .outputs
-                    .iter()
-                    .map(|f| (f.name.as_str(), f.data.as_slice()));
-                // Every provider whose copy agreed holds the outputs it kept.
-                let holders = votes
-                    .iter()
-                    .filter(|(_, d)| Some(*d) == accepted)
-                    .map(|(p, _)| *p)
-                    .collect();
-                self.feeds
-                    .accept(index, &r.stdout, files, &r.held, holders, &mut self.blobs);
-            }
-            let assigned_ms = self
-                .assigned_at
-                .remove(&index)
-                .and_then(|a| {
-                    a.iter()
-                        .find(|(at, _)| *at == vote.result.attempt)
-                        .map(|x| x.1)
-                })
-                .unwrap_or_default();
-            self.writer.push(WriteJob::Write(Write {
-                index,
-                provider: vote.provider,
-                digest: vote.digest,
-                record: vote.record,
-                verified,
-                copies,
-                price,
-                assigned_ms,
-                accepted_ms: self.now().0,
-                result: Box::new(vote.result),
-            }));
-        }
-        for change in &v.reputation {
-            self.apply_reputation(change);
-        }
-        for p in v.suspects {
-            self.check_reputation(p);
         }
     }
 }

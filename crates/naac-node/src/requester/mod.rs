@@ -21,6 +21,8 @@
 //! The [`writer`] thread and the [`sandboxed`] verifier and reduce runs do the file and
 //! sandbox IO off the event loop. Parts import nothing from the session.
 
+mod accepted;
+mod asks;
 pub mod assigns;
 pub mod bidding;
 pub mod budget;

@@ -164,9 +164,10 @@ struct Output {
 #[derive(Default)]
 pub struct Feeds {
     outputs: HashMap<u32, Output>,
-    /// Who holds each held output, and the task that made it.
+    /// Who holds each held output, and the tasks that made it (several tasks may make the
+    /// same bytes).
     holders: HashMap<ContentId, Vec<naac_net::PeerId>>,
-    made_by: HashMap<ContentId, u32>,
+    made_by: HashMap<ContentId, Vec<u32>>,
 }
 
 /// Why a task of a later stage cannot be sent now.
@@ -209,7 +210,7 @@ impl Feeds {
         stdout: &[u8],
         files: impl IntoIterator<Item = (&'a str, &'a [u8])>,
         held: &[naac_proto::HeldOutput],
-        holders: Vec<naac_net::PeerId>,
+        holders: &[(naac_net::PeerId, Vec<ContentId>)],
         blobs: &mut Blobs,
     ) {
         let mut put = |bytes: &[u8]| {
@@ -226,8 +227,17 @@ impl Feeds {
         };
         for h in held {
             out.files.push((h.name.clone(), h.id));
-            self.holders.insert(h.id, holders.clone());
-            self.made_by.insert(h.id, task);
+            let hs = self.holders.entry(h.id).or_default();
+            for (p, ids) in holders {
+                if ids.contains(&h.id) && !hs.contains(p) && hs.len() < naac_proto::MAX_SOURCE_HOSTS
+                {
+                    hs.push(*p);
+                }
+            }
+            let makers = self.made_by.entry(h.id).or_default();
+            if !makers.contains(&task) {
+                makers.push(task);
+            }
         }
         self.outputs.insert(task, out);
     }
@@ -239,14 +249,20 @@ impl Feeds {
         }
     }
 
-    /// No holder could give `task` the held outputs it takes: they count as gone, so the
-    /// tasks that made them run again before it is sent again.
-    pub fn lost_inputs_of(&mut self, stages: &[PreparedStage], task: u32) {
+    /// No holder could give `task` the held outputs it takes: those of its holders that
+    /// `keep` refuses count as gone (when none is left, the tasks that made them run again
+    /// before it is sent again).
+    pub fn lost_inputs_of(
+        &mut self,
+        stages: &[PreparedStage],
+        task: u32,
+        keep: impl Fn(&naac_net::PeerId) -> bool,
+    ) {
         for u in inputs_of(stages, task) {
             if let Some(o) = self.outputs.get(&u) {
                 for (_, id) in &o.files {
                     if let Some(hs) = self.holders.get_mut(id) {
-                        hs.clear();
+                        hs.retain(&keep);
                     }
                 }
             }
@@ -281,7 +297,7 @@ impl Feeds {
             files.sort();
         }
         let files = files.iter().map(|(n, b)| (n.as_str(), b.as_slice()));
-        self.accept(task, &stdout, files, &[], Vec::new(), blobs);
+        self.accept(task, &stdout, files, &[], &[], blobs);
         Ok(())
     }
 
@@ -353,7 +369,7 @@ impl Feeds {
                 continue;
             };
             if hs.is_empty() {
-                lost.extend(self.made_by.get(id).copied());
+                lost.extend(self.made_by.get(id).into_iter().flatten().copied());
                 continue;
             }
             holders.push(naac_proto::Holders {

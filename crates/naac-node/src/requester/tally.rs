@@ -97,6 +97,8 @@ pub struct Verdict {
     pub reputation: Vec<RepChange>,
     /// Providers that lost a vote: their reputation may now be below the job's floor.
     pub suspects: Vec<PeerId>,
+    /// Each agreeing copy's provider and the outputs it says it kept: who holds what.
+    pub holders: Vec<(PeerId, Vec<ContentId>)>,
 }
 
 /// The tally of one job.
@@ -116,8 +118,8 @@ pub struct Tally {
     reopened: HashSet<u32>,
     /// The most recent failure of each task, for the summary when it fails for good.
     last_failure: HashMap<u32, (FailureKind, String)>,
-    /// A job of stages: each stage's first task, module and fuel limit.
-    stages: Vec<(u32, ContentId, u64)>,
+    /// A job of stages: each stage's first task, module, fuel limit and `hold_over`.
+    stages: Vec<(u32, ContentId, u64, Option<u64>)>,
     /// Tasks of a later stage that run again on changed input, until their next run opens.
     resetting: HashSet<u32>,
     /// The first attempt of each task that ran again on changed input: earlier attempts
@@ -168,15 +170,18 @@ impl Tally {
 
     /// A job of stages: each stage's first task id, module and fuel limit, which records
     /// and fuel claims of its tasks are judged by.
-    pub fn set_stages(&mut self, stages: Vec<(u32, ContentId, u64)>) {
+    pub fn set_stages(&mut self, stages: Vec<(u32, ContentId, u64, Option<u64>)>) {
         self.stages = stages;
     }
 
-    /// The module and fuel limit of task `index`.
-    fn module_of(&self, index: u32) -> (ContentId, u64) {
-        match self.stages.partition_point(|(b, _, _)| *b <= index) {
-            0 => (self.module, self.fuel_limit),
-            n => (self.stages[n - 1].1, self.stages[n - 1].2),
+    /// The module, fuel limit and `hold_over` of task `index`.
+    fn module_of(&self, index: u32) -> (ContentId, u64, Option<u64>) {
+        match self.stages.partition_point(|(b, ..)| *b <= index) {
+            0 => (self.module, self.fuel_limit, None),
+            n => {
+                let (_, m, f, h) = self.stages[n - 1];
+                (m, f, h)
+            }
         }
     }
 
@@ -348,6 +353,11 @@ impl Tally {
         }
         if let Some(why) = oversized(result) {
             // No sandbox lets a task make this much: the provider made it up.
+            tracing::warn!("provider {peer}: task {index}: {why}; result refused");
+            return self.refuse(peer, index, FailureKind::Rejected, why);
+        }
+        if let Some(why) = held_wrong(result, self.module_of(index).2) {
+            // Kept outputs it was not asked to keep, or not as it was asked: made up.
             tracing::warn!("provider {peer}: task {index}: {why}; result refused");
             return self.refuse(peer, index, FailureKind::Rejected, why);
         }
@@ -537,6 +547,11 @@ impl Tally {
         }
         self.close(index);
         if let Some(d) = accepted {
+            out.holders = mine
+                .iter()
+                .filter(|v| v.digest == d && !v.result.held.is_empty())
+                .map(|v| (v.provider, v.result.held.iter().map(|h| h.id).collect()))
+                .collect();
             self.reopened.remove(&index);
             // The copy written is an agreeing one with the lowest fuel claim (a fresh one when
             // there is one), so an overbiller's claim never reaches the results.
@@ -658,6 +673,46 @@ pub fn oversized(r: &TaskResult) -> Option<String> {
             format_size(bytes),
             format_size(SandboxConfig::DEFAULT_OUTPUT_LIMIT)
         ));
+    }
+    None
+}
+
+/// Why the outputs a result says its provider kept cannot be so: it was not asked to keep
+/// any (`hold_over` is `None`), or one is smaller than asked, or there are too many, or
+/// they and the sent ones are over a task's limits, or a name is unsafe or repeated.
+pub fn held_wrong(r: &TaskResult, hold_over: Option<u64>) -> Option<String> {
+    use naac_sandbox::{MAX_OUT_FILES, SandboxConfig};
+    if r.held.is_empty() {
+        return None;
+    }
+    let Some(over) = hold_over else {
+        return Some("it kept outputs it was not asked to keep".into());
+    };
+    if r.held.len() > naac_proto::MAX_HELD_OUTPUTS || r.held.len() + r.outputs.len() > MAX_OUT_FILES
+    {
+        return Some(format!("it names {} kept output files", r.held.len()));
+    }
+    if let Some(h) = r.held.iter().find(|h| h.len < over) {
+        return Some(format!(
+            "it kept {:?} of {} bytes, under the {over} asked",
+            h.name, h.len
+        ));
+    }
+    let sent: u64 = r.outputs.iter().map(|o| o.data.len() as u64).sum();
+    let kept = r.held.iter().fold(0u64, |a, h| a.saturating_add(h.len));
+    if sent.saturating_add(kept) > SandboxConfig::DEFAULT_OUTPUT_LIMIT {
+        return Some("its output files are over a task's limit".into());
+    }
+    let mut names = std::collections::HashSet::new();
+    for n in r
+        .outputs
+        .iter()
+        .map(|o| &o.name)
+        .chain(r.held.iter().map(|h| &h.name))
+    {
+        if crate::output::safe_relative(n).is_none() || !names.insert(n) {
+            return Some(format!("output file name {n:?} is unsafe or repeated"));
+        }
     }
     None
 }

@@ -437,3 +437,32 @@ fn a_resumed_copy_is_paid_its_own_claim_and_sets_no_price_for_the_others() {
     let v = t.verdict(2, Some(d), true, &[(a.peer, d), (b.peer, d)]);
     assert!(v.pay.iter().all(|p| p.fuel.is_none()), "{:?}", v.pay);
 }
+
+#[test]
+fn kept_outputs_are_refused_unless_asked_for_and_as_asked() {
+    let h = host();
+    let held = |name: &str, len: u64| naac_proto::HeldOutput {
+        name: name.into(),
+        id: ContentId::of(name.as_bytes()),
+        len,
+    };
+    let mut r = result(&h, 0, 1, b"x");
+    assert_eq!(held_wrong(&r, None), None, "nothing kept, nothing to check");
+    r.held = vec![held("big.bin", 2 << 20)];
+    assert!(held_wrong(&r, None).is_some(), "not asked to keep any");
+    assert_eq!(held_wrong(&r, Some(1 << 20)), None);
+    r.held.push(held("small.bin", 10));
+    assert!(
+        held_wrong(&r, Some(1 << 20)).is_some(),
+        "under the size asked"
+    );
+    r.held = vec![held("a", 2 << 20), held("a", 2 << 20)];
+    assert!(held_wrong(&r, Some(1 << 20)).is_some(), "a name twice");
+    r.held = vec![held("../escape", 2 << 20)];
+    assert!(held_wrong(&r, Some(1 << 20)).is_some(), "an unsafe name");
+    r.held = vec![held("huge", u64::MAX)];
+    assert!(
+        held_wrong(&r, Some(1 << 20)).is_some(),
+        "over a task's limit"
+    );
+}

@@ -138,8 +138,12 @@ fn write_results(
         let w = match w {
             WriteJob::Remove(i) => {
                 let dir = root.join(super::stages::task_dir(stages, i));
-                if let Err(e) = std::fs::remove_dir_all(&dir) {
-                    tracing::error!("failed to remove voided result {}: {e}", dir.display());
+                match std::fs::remove_dir_all(&dir) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        tracing::error!("failed to remove voided result {}: {e}", dir.display())
+                    }
                 }
                 continue;
             }
