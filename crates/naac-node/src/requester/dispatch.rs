@@ -47,7 +47,11 @@ impl Session<'_> {
                     spec: mut s,
                     holders: h,
                 }) => {
-                    holders.extend(h);
+                    for h in h {
+                        if !holders.iter().any(|x| x.id == h.id) {
+                            holders.push(h);
+                        }
+                    }
                     let argv0 = self.argv0(stage).to_string();
                     self.tally.open(t.0, attempt, || s.input_digest(&argv0));
                     self.assigned_at

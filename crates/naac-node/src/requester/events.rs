@@ -57,6 +57,7 @@ impl Session<'_> {
             Event::Disconnected(peer) => {
                 self.locals.remove(&peer);
                 self.addrs.remove(&peer);
+                self.rtts.remove(&peer);
                 self.feeds.forget_peer(&peer);
                 self.hosts.remove(&peer);
                 self.bidding.forget(&peer);
