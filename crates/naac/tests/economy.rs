@@ -175,30 +175,7 @@ fn a_job_across_three_providers_pays_each_exactly_and_refunds_the_rest() {
     }
     // All three up and accepting before the job starts (on a loaded machine a provider's
     // first device probe can take seconds, and 24 short tasks would not wait for it).
-    let t = std::time::Instant::now();
-    loop {
-        let out = s
-            .cmd()
-            .args(["pool", "--json", "--no-mdns", "--wait", "1s"])
-            .args([
-                "--join",
-                &cheap.addr,
-                "--join",
-                &mid.addr,
-                "--join",
-                &dear.addr,
-            ])
-            .output()
-            .expect("naac pool");
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        if v["totals"]["accepting"] == 3 {
-            break;
-        }
-        assert!(
-            t.elapsed() < std::time::Duration::from_secs(60),
-            "the providers did not all come up: {v:#}"
-        );
-    }
+    wait_accepting(&s, &[&cheap, &mid, &dear]);
     let job = s.job(
         "paid",
         "pi/pi.wasm",
@@ -304,6 +281,27 @@ fn a_job_across_three_providers_pays_each_exactly_and_refunds_the_rest() {
     assert!(cheap_tasks > 0, "{summary:#}");
 }
 
+/// Waits until every one of `nodes` says it accepts work (a minute at most).
+fn wait_accepting(s: &Scratch, nodes: &[&Node]) {
+    let t = std::time::Instant::now();
+    loop {
+        let mut c = s.cmd();
+        c.args(["pool", "--json", "--no-mdns", "--wait", "1s"]);
+        for n in nodes {
+            c.args(["--join", &n.addr]);
+        }
+        let out = c.output().expect("naac pool");
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if v["totals"]["accepting"] == nodes.len() {
+            return;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(60),
+            "the providers did not all come up: {v:#}"
+        );
+    }
+}
+
 /// A provider that returns the right output but claims the task's whole fuel limit is caught
 /// by the copies that agree with it (fuel is deterministic for a fresh run) and is never paid
 /// above the honest fuel.
@@ -335,6 +333,9 @@ fn an_overbilling_provider_is_caught_and_paid_only_the_honest_fuel() {
     ];
     // The cheapest ask, so the auction always gives it work (it is paid the next ask up).
     let cheat = provider("c", "0.05", &["--faulty", "fuel:1.0"]);
+    // All four accepting first: on a loaded machine the cheat could come up after the
+    // honest three took every copy of the 6 tasks.
+    wait_accepting(&s, &[&honest[0], &honest[1], &honest[2], &cheat]);
     let job = s.job(
         "billed",
         "pi/pi.wasm",
