@@ -271,6 +271,7 @@ mod tests {
                     sources: Vec::new(),
                     hold_over: None,
                     holders: Vec::new(),
+                    inline: Vec::new(),
                     tasks: Vec::new(),
                 }),
                 "Assign",

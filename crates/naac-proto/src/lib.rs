@@ -296,7 +296,24 @@ pub struct Assign {
     /// from them by content id before the requester is asked.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub holders: Vec<Holders>,
+    /// Small blobs of these tasks sent along (each at most [`MAX_INLINE_BLOB`] bytes, at
+    /// most [`MAX_INLINE_BYTES`] in all), so no `Fetch` round trip is spent on them; the
+    /// provider checks each against its content id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inline: Vec<InlineBlob>,
 }
+
+/// A small blob carried in an [`Assign`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InlineBlob {
+    pub id: ContentId,
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+/// Largest blob an [`Assign`] carries along, and most bytes of them in one.
+pub const MAX_INLINE_BLOB: usize = 4 << 10;
+pub const MAX_INLINE_BYTES: usize = 1 << 20;
 
 /// Providers holding a blob (peer ids as bytes, at most [`MAX_SOURCE_HOSTS`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

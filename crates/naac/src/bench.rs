@@ -721,6 +721,7 @@ async fn round_trips(rounds: u32) -> anyhow::Result<Vec<Duration>> {
             sources: Vec::new(),
             hold_over: None,
             holders: Vec::new(),
+            inline: Vec::new(),
             tasks: vec![TaskSpec {
                 index: i,
                 attempt: 1,

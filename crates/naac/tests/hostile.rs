@@ -116,6 +116,7 @@ fn a_flood_of_large_inputs_does_not_fill_a_providers_memory() {
             sources: Vec::new(),
             hold_over: None,
             holders: Vec::new(),
+            inline: Vec::new(),
             tasks,
         };
         let client2 = client.clone();
@@ -231,6 +232,7 @@ fn a_priced_provider_runs_nothing_it_made_no_ask_for() {
             sources: Vec::new(),
             hold_over: None,
             holders: Vec::new(),
+            inline: Vec::new(),
             tasks: vec![TaskSpec {
                 index: 0,
                 attempt: 0,
@@ -345,6 +347,7 @@ fn a_module_is_compiled_only_when_a_slot_is_free() {
             sources: Vec::new(),
             hold_over: None,
             holders: Vec::new(),
+            inline: Vec::new(),
         };
         let send = |a: Assign| {
             let client = client.clone();
@@ -457,6 +460,7 @@ fn a_requester_gets_at_most_its_share_of_a_provider() {
         sources: Vec::new(),
         hold_over: None,
         holders: Vec::new(),
+        inline: Vec::new(),
         tasks: (first..first + n).map(|i| spec(i, &["noop"])).collect(),
     };
     // Jobs: one task each, four more than the limit.
@@ -688,6 +692,7 @@ fn a_provider_paid_at_a_bank_runs_work_only_its_escrow_there_pays_for() {
                 sources: Vec::new(),
                 hold_over: None,
                 holders: Vec::new(),
+                inline: Vec::new(),
             }
         };
         // Until the bank answers, and once more after a check fails, the work goes back
@@ -871,6 +876,7 @@ fn a_stored_source_that_is_not_the_blob_named_is_refused() {
             }],
             hold_over: None,
             holders: Vec::new(),
+            inline: Vec::new(),
             tasks: vec![TaskSpec {
                 index: 0,
                 attempt: 0,

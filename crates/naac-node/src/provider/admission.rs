@@ -382,6 +382,7 @@ mod tests {
             sources: Vec::new(),
             hold_over: None,
             holders: Vec::new(),
+            inline: Vec::new(),
             tasks: vec![spec; tasks],
         }
     }

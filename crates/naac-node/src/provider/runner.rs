@@ -359,6 +359,9 @@ impl Runner {
         assign: &AssignInfo,
         id: ContentId,
     ) -> anyhow::Result<Arc<Vec<u8>>> {
+        if let Some(b) = assign.inline.get(&id) {
+            return Ok(b.clone());
+        }
         let source = assign.sources.get(&id);
         let holders = assign.holders.get(&id).map_or(&[][..], Vec::as_slice);
         self.blobs
@@ -669,6 +672,8 @@ pub struct AssignInfo {
     pub sources: HashMap<ContentId, Stored>,
     /// Output files of at least this many bytes are kept here (`Assign::hold_over`).
     pub hold_over: Option<u64>,
+    /// Small blobs that came with the assignment, checked against their ids.
+    pub inline: HashMap<ContentId, Arc<Vec<u8>>>,
     /// Blobs other providers hold, by content id, and where those providers listen.
     pub holders: HashMap<ContentId, Vec<PeerId>>,
     pub holder_addrs: HashMap<PeerId, Vec<naac_net::Multiaddr>>,
@@ -684,6 +689,15 @@ impl AssignInfo {
             limits: a.limits,
             checkpoint_interval_ms: a.checkpoint_interval_ms,
             hold_over: a.hold_over,
+            inline: a
+                .inline
+                .into_iter()
+                .take(naac_proto::MAX_INLINE_BYTES / 64)
+                .filter(|b| {
+                    b.bytes.len() <= naac_proto::MAX_INLINE_BLOB && ContentId::of(&b.bytes) == b.id
+                })
+                .map(|b| (b.id, Arc::new(b.bytes)))
+                .collect(),
             holder_addrs: {
                 let mut by: HashMap<PeerId, Vec<naac_net::Multiaddr>> = HashMap::new();
                 for a in a.holders.iter().flat_map(|h| h.addrs.iter()).take(1024) {
@@ -728,4 +742,48 @@ fn peers_of(bytes: &[naac_proto::ByteBuf]) -> Vec<PeerId> {
         .take(naac_proto::MAX_SOURCE_HOSTS)
         .filter_map(|b| PeerId::from_bytes(b).ok())
         .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use naac_proto::{Assign, InlineBlob};
+
+    #[test]
+    fn blobs_sent_along_are_kept_only_when_they_match_their_id_and_are_small() {
+        let good = b"stdin of task 7".to_vec();
+        let big = vec![1u8; naac_proto::MAX_INLINE_BLOB + 1];
+        let a = Assign {
+            job: JobId([3; 16]),
+            seq: 1,
+            module: ContentId::of(b"m"),
+            argv0: "a".into(),
+            limits: Default::default(),
+            checkpoint_interval_ms: None,
+            tasks: Vec::new(),
+            order: None,
+            sources: Vec::new(),
+            hold_over: None,
+            holders: Vec::new(),
+            inline: vec![
+                InlineBlob {
+                    id: ContentId::of(&good),
+                    bytes: good.clone(),
+                },
+                // A lie: these bytes are not that id.
+                InlineBlob {
+                    id: ContentId::of(b"something else"),
+                    bytes: b"forged".to_vec(),
+                },
+                InlineBlob {
+                    id: ContentId::of(&big),
+                    bytes: big.clone(),
+                },
+            ],
+        };
+        let info = AssignInfo::of(a);
+        assert_eq!(info.inline.len(), 1);
+        assert_eq!(info.inline[&ContentId::of(&good)].as_slice(), &good[..]);
+    }
 }

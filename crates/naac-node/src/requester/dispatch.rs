@@ -188,6 +188,7 @@ impl Session<'_> {
             sources: self.blobs.sources_for(chunk),
             hold_over,
             holders,
+            inline: self.blobs.inline_for(chunk),
         }));
         let client = self.client.clone();
         let tx = self.internal.clone();

@@ -85,6 +85,37 @@ impl Blobs {
         }
     }
 
+    /// The small blobs `tasks` take that this requester serves, to send along with them
+    /// (see [`naac_proto::Assign::inline`]).
+    /// They count as served.
+    pub fn inline_for(&mut self, tasks: &[TaskSpec]) -> Vec<naac_proto::InlineBlob> {
+        let mut seen = std::collections::HashSet::new();
+        let mut total = 0;
+        let mut out = Vec::new();
+        let ids = tasks
+            .iter()
+            .flat_map(|t| t.inputs.iter().map(|i| &i.1).chain(t.stdin.as_ref()));
+        for id in ids {
+            let Some(b) = self.served.get(id) else {
+                continue;
+            };
+            if b.len() > naac_proto::MAX_INLINE_BLOB
+                || total + b.len() > naac_proto::MAX_INLINE_BYTES
+                || !seen.insert(*id)
+            {
+                continue;
+            }
+            total += b.len();
+            self.fetches += 1;
+            self.fetched_bytes += b.len() as u64;
+            out.push(naac_proto::InlineBlob {
+                id: *id,
+                bytes: b.to_vec(),
+            });
+        }
+        out
+    }
+
     /// Where the providers of `tasks` read the stored blobs among their inputs.
     pub fn sources_for(&self, tasks: &[TaskSpec]) -> Vec<BlobSource> {
         let mut seen = std::collections::HashSet::new();

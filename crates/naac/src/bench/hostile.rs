@@ -168,6 +168,7 @@ async fn input_flood(tasks: u32) -> anyhow::Result<Figure> {
         sources: Vec::new(),
         hold_over: None,
         holders: Vec::new(),
+        inline: Vec::new(),
         tasks: (0..tasks)
             .map(|i| TaskSpec {
                 index: i,
