@@ -199,13 +199,7 @@ fn a_flipped_byte_fails_the_next_audit_and_repair_restores_health() {
     let root = tmp.path();
     let hosts = pool(root, 6);
     random_tree(&root.join("data"), 2 << 20);
-    let id = ok(user(root, "alice")
-        .args(["store", "put", "data", "--k", "2", "--n", "4", "--no-mdns"])
-        .args(["--join", &hosts[0].addr])
-        .output()
-        .expect("put"))
-    .trim()
-    .to_string();
+    let id = put_2_of_4(root, &hosts[0].addr);
     // Flip one byte of one data shard (read first by every get) on its host's disk.
     let shard_file = shard_files(&hosts)
         .into_iter()
@@ -788,13 +782,7 @@ fn a_delegate_audits_and_repairs_data_it_was_handed() {
     let root = tmp.path();
     let hosts = pool(root, 5);
     random_tree(&root.join("data"), 1 << 20);
-    let id = ok(user(root, "alice")
-        .args(["store", "put", "data", "--k", "2", "--n", "4", "--no-mdns"])
-        .args(["--join", &hosts[0].addr])
-        .output()
-        .expect("put"))
-    .trim()
-    .to_string();
+    let id = put_2_of_4(root, &hosts[0].addr);
     ok(user(root, "alice")
         .args(["store", "delegate", &id, "-o", "bundle.json"])
         .output()
@@ -863,4 +851,15 @@ fn a_delegate_audits_and_repairs_data_it_was_handed() {
         .output()
         .expect("get"));
     same_tree(&root.join("data"), &root.join("copy"));
+}
+
+/// Alice stores `root/data` 2-of-4 through `addr`; returns its `naac://` id.
+fn put_2_of_4(root: &std::path::Path, addr: &str) -> String {
+    ok(user(root, "alice")
+        .args(["store", "put", "data", "--k", "2", "--n", "4", "--no-mdns"])
+        .args(["--join", addr])
+        .output()
+        .expect("put"))
+    .trim()
+    .to_string()
 }

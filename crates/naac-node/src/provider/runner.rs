@@ -152,7 +152,10 @@ impl Blobs {
                     if answer.is_err() {
                         // Not met yet: dial it where it told the requester it listens, else
                         // look it up.
-                        let mut addrs = holder_addrs.get(h).cloned().unwrap_or_default();
+                        let mut addrs = holder_addrs
+                            .and_then(|a| a.get(h))
+                            .cloned()
+                            .unwrap_or_default();
                         if addrs.is_empty() {
                             addrs = client
                                 .find_peer(*h, HOLDER_LOOKUP)
@@ -229,8 +232,20 @@ impl Blobs {
 struct Where<'a> {
     stored: Option<&'a Stored>,
     holders: &'a [PeerId],
-    addrs: &'a HashMap<PeerId, Vec<naac_net::Multiaddr>>,
+    addrs: Option<&'a HashMap<PeerId, Vec<naac_net::Multiaddr>>>,
     local: Option<&'a super::held::Held>,
+}
+
+impl<'a> Where<'a> {
+    /// Stored data, or else the requester only.
+    fn stored(stored: Option<&'a Stored>) -> Self {
+        Self {
+            stored,
+            holders: &[],
+            addrs: None,
+            local: None,
+        }
+    }
 }
 
 /// Runs tasks: shared by every task of every job on this node.
@@ -332,17 +347,7 @@ impl Runner {
                 }
                 let bytes = self
                     .blobs
-                    .get(
-                        &self.client,
-                        peer,
-                        id,
-                        Where {
-                            stored: source,
-                            holders: &[],
-                            addrs: &HashMap::new(),
-                            local: None,
-                        },
-                    )
+                    .get(&self.client, peer, id, Where::stored(source))
                     .await?;
                 let sandbox = self.sandbox.clone();
                 let r = tokio::task::spawn_blocking(move || sandbox.compile(&id, &bytes)).await?;
@@ -372,7 +377,7 @@ impl Runner {
                 Where {
                     stored: source,
                     holders,
-                    addrs: &assign.holder_addrs,
+                    addrs: Some(&assign.holder_addrs),
                     local: self.held.as_ref(),
                 },
             )
