@@ -339,7 +339,9 @@ fn an_overbilling_provider_is_caught_and_paid_only_the_honest_fuel() {
     let job = s.job(
         "billed",
         "pi/pi.wasm",
-        "args = [\"{seed}\", \"100000\"]\n[sweep]\nseed = { from = 0, to = 6 }\n[limits]\nfuel = 2_000_000_000\n[budget]\nmax_price = 0.5\n[verify]\nreplicas = 3\nquorum = 3\n",
+        // No speculation: a cheat slowed by a loaded machine's compile would otherwise see its
+        // copies run elsewhere first and never report at all.
+        "args = [\"{seed}\", \"100000\"]\nstraggler_factor = 0\n[sweep]\nseed = { from = 0, to = 6 }\n[limits]\nfuel = 2_000_000_000\n[budget]\nmax_price = 0.5\n[verify]\nreplicas = 3\nquorum = 3\n",
     );
     let out_dir = s.path().join("out-billed");
     let mut args = vec!["--no-mdns", "--bank", bank.addr.as_str()];
@@ -462,7 +464,9 @@ fn the_embedded_pool_pays_through_its_own_bank_and_a_tampered_row_is_caught() {
     let job = s.job(
         "local",
         "pi/pi.wasm",
-        "args = [\"{seed}\", \"100000\"]\n[sweep]\nseed = { from = 0, to = 6 }\n[limits]\nfuel = 1_000_000_000\n",
+        // No speculation: a cheat slowed by a loaded machine's compile would otherwise see its
+        // copies run elsewhere first and never report at all.
+        "args = [\"{seed}\", \"100000\"]\nstraggler_factor = 0\n[sweep]\nseed = { from = 0, to = 6 }\n[limits]\nfuel = 1_000_000_000\n",
     );
     let (out, summary) = s.run(&job, &["--workers", "2"]);
     assert!(out.status.success(), "{}", stderr(&out));
