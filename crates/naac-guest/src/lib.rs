@@ -19,6 +19,7 @@ use std::path::PathBuf;
 
 pub mod args;
 pub mod kernels;
+pub mod portable;
 
 /// Seeded 64-bit pseudo-random generator (the SplitMix64 construction).
 ///

@@ -35,9 +35,11 @@ impl Hasher for Blake3Hasher {
     }
 }
 
-pub(crate) fn engine_key(engine: &Engine) -> [u8; 32] {
+pub(crate) fn engine_key(engine: &Engine, nans: crate::NanMode) -> [u8; 32] {
     let mut h = Blake3Hasher(blake3::Hasher::new_derive_key("naac engine key v1"));
     engine.precompile_compatibility_hash().hash(&mut h);
+    // The module rewrite is part of what was compiled.
+    h.0.update(format!("{nans:?} nan rewrite v{}", crate::nan::VERSION).as_bytes());
     h.0.update(env!("CARGO_PKG_VERSION").as_bytes());
     *h.0.finalize().as_bytes()
 }

@@ -36,6 +36,7 @@
 mod cache;
 mod checkpoint;
 mod gate;
+pub mod nan;
 mod run;
 mod shims;
 mod wasi;
@@ -73,10 +74,11 @@ pub struct SandboxConfig {
     pub stderr_limit: usize,
     /// Most bytes a task may leave in `/out`, all files together.
     pub output_limit: u64,
-    /// Canonicalize NaNs so float results are bit-identical on every CPU (on by default;
-    /// costs up to ~40% on float-heavy code, which `naac bench` shows). Turning it off is
-    /// only for measurements: replicas could then disagree across architectures.
-    pub canonical_nans: bool,
+    /// How NaN bits are made the same on every CPU (see [`nan`]): by default only where
+    /// they can be observed, which costs float-heavy code almost nothing. The other modes
+    /// are for measurements: after every float instruction (Cranelift's canonicalization,
+    /// up to ~40% slower), or not at all (replicas could then disagree across CPUs).
+    pub nans: NanMode,
     /// Most guests running at once in this process (instance slots are preallocated and
     /// reused, which makes starting a task cheap).
     pub max_concurrent: u32,
@@ -109,7 +111,7 @@ impl SandboxConfig {
             stdout_limit: Self::DEFAULT_STDOUT_LIMIT,
             stderr_limit: Self::DEFAULT_STDERR_LIMIT,
             output_limit: Self::DEFAULT_OUTPUT_LIMIT,
-            canonical_nans: true,
+            nans: NanMode::Boundary,
             max_concurrent: 64,
             cache_quota: Self::DEFAULT_CACHE_QUOTA,
             compile_timeout: Self::DEFAULT_COMPILE_TIMEOUT,
@@ -121,6 +123,18 @@ impl SandboxConfig {
         self.cache_dir = Some(dir);
         self
     }
+}
+
+/// Where the sandbox makes NaN bits canonical; see [`nan`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NanMode {
+    /// Where a float's bits can be observed (stores, reinterprets, sign operations, the
+    /// host): deterministic at nearly native speed. The default.
+    Boundary,
+    /// After every float instruction that can make a NaN (Cranelift's canonicalization).
+    EveryOp,
+    /// Nowhere: results may differ across CPUs. For measurements only.
+    Off,
 }
 
 /// Largest module the sandbox compiles: real guests are a few MiB; more is a peer trying
@@ -182,8 +196,9 @@ impl Sandbox {
         let mut c = Config::new();
         c.consume_fuel(true)
             .epoch_interruption(true)
-            // Determinism: identical bits on every host.
-            .cranelift_nan_canonicalization(config.canonical_nans)
+            // Determinism: identical bits on every host (by default the module rewrite of
+            // `nan` does it, at compile time).
+            .cranelift_nan_canonicalization(config.nans == NanMode::EveryOp)
             .relaxed_simd_deterministic(true)
             // One linear memory per guest, so the memory limit is the guest's limit.
             .wasm_multi_memory(false)
@@ -217,7 +232,7 @@ impl Sandbox {
             std::fs::create_dir_all(d)
                 .with_context(|| format!("create module cache dir {}", d.display()))?;
         }
-        let engine_key = cache::engine_key(&engine);
+        let engine_key = cache::engine_key(&engine, config.nans);
         let stop_ticker = Arc::new(AtomicBool::new(false));
         let gate = Gate::new();
         {
@@ -362,16 +377,17 @@ impl Sandbox {
         }
         enum Msg {
             Started,
-            Done(wasmtime::Result<Module>),
+            Done(Result<Module, ModuleError>),
         }
         let (tx, rx) = std::sync::mpsc::channel();
         let (engine, turn, bytes) = (self.engine.clone(), self.compiling.clone(), bytes.to_vec());
+        let nans = self.config.nans;
         std::thread::Builder::new()
             .name("naac-compile".into())
             .spawn(move || {
                 let _turn = turn.lock().unwrap_or_else(|e| e.into_inner());
                 let _ = tx.send(Msg::Started);
-                let _ = tx.send(Msg::Done(Module::new(&engine, &bytes)));
+                let _ = tx.send(Msg::Done(compile_deterministic(&engine, &bytes, nans)));
             })
             .map_err(|e| ModuleError::Invalid(format!("cannot start a compiler thread: {e}")))?;
         let gone = || ModuleError::Invalid("the compiler thread panicked".into());
@@ -381,7 +397,7 @@ impl Sandbox {
             Ok(Msg::Done(_)) | Err(_) => return Err(gone()),
         }
         match rx.recv_timeout(limit) {
-            Ok(Msg::Done(r)) => r.map_err(|e| ModuleError::Invalid(format!("{e:#}"))),
+            Ok(Msg::Done(r)) => r,
             Ok(Msg::Started) => Err(gone()),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 tracing::warn!(
@@ -427,6 +443,34 @@ impl Sandbox {
             ready.remove(&k);
         }
         ready.insert(p.id, p);
+    }
+}
+
+/// Compiles `bytes` after the NaN rewrite its mode asks for. Errors name the module as it
+/// was given: a module the rewrite cannot read is checked as it came, so its error is the
+/// validator's own, and a rewrite that breaks a valid module (a naac bug) says so.
+fn compile_deterministic(
+    engine: &Engine,
+    bytes: &[u8],
+    nans: NanMode,
+) -> Result<Module, ModuleError> {
+    let invalid = |e: wasmtime::Error| ModuleError::Invalid(format!("{e:#}"));
+    if nans != NanMode::Boundary {
+        return Module::new(engine, bytes).map_err(invalid);
+    }
+    let rewritten = nan::rewrite(bytes, nan::Mode::Boundary);
+    let original_error = || Module::validate(engine, bytes).err().map(invalid);
+    match rewritten {
+        Err(e) => Err(original_error().unwrap_or_else(|| {
+            ModuleError::Unlinkable(format!("its floats cannot be made deterministic: {e}"))
+        })),
+        Ok(b) => Module::new(engine, &b).map_err(|e| {
+            original_error().unwrap_or_else(|| {
+                ModuleError::Invalid(format!(
+                    "the NaN rewrite made it invalid (a naac bug, please report it): {e:#}"
+                ))
+            })
+        }),
     }
 }
 
