@@ -65,6 +65,9 @@ pub struct Args {
     /// so the figures measure naac rather than the disk; else the system temp dir]
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
+    /// Internal: serve the transport floor (answers every request with BYTES bytes)
+    #[arg(long, hide = true, value_name = "BYTES")]
+    floor_server: Option<usize>,
 }
 
 struct Figure {
@@ -78,6 +81,10 @@ struct Figure {
 }
 
 pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
+    if let Some(bytes) = a.floor_server {
+        floors::serve(bytes).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     for o in &a.only {
         if !ALL.contains(&o.as_str()) {
             eprintln!(

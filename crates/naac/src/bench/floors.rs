@@ -1,8 +1,10 @@
 //! The transport's own figures, measured in the same run as naac's: a bare request-response
 //! round trip and a bulk transfer between two libp2p nodes on 127.0.0.1, over naac's
 //! transport and codec (`naac-net`) with none of naac's logic. They are the floors the
-//! round-trip and gather figures stand beside: what naac adds is the difference.
+//! round-trip and gather figures stand beside: what naac adds is the difference. The server
+//! runs in a process of its own, as a provider does.
 
+use anyhow::Context as _;
 use naac_net::{Client, Event, Keypair, Multiaddr, PeerId};
 use naac_proto::{Request, RequestBody, Response, ResponseBody};
 use naac_types::ContentId;
@@ -10,17 +12,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::Receiver;
 
-/// Two nodes, the second connected to the first, which answers every request with `blob`.
+/// A client node connected to a server node in a process of its own (as a provider is),
+/// which answers every request with a blob of the asked size.
 struct Pair {
     client: Client,
     server: PeerId,
-    stop: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Pair {
-    fn drop(&mut self) {
-        self.stop.abort();
-    }
+    _process: tokio::process::Child,
 }
 
 async fn node() -> anyhow::Result<(Client, Receiver<Event>)> {
@@ -35,10 +32,12 @@ async fn node() -> anyhow::Result<(Client, Receiver<Event>)> {
     .await
 }
 
-async fn pair(blob: Vec<u8>) -> anyhow::Result<Pair> {
-    let (server, mut server_events) = node().await?;
+/// `naac bench --floor-server BYTES`: a bare node that prints its peer id and address on
+/// stdout, then answers every request with BYTES bytes until its stdin closes.
+pub(super) async fn serve(bytes: usize) -> anyhow::Result<()> {
+    let (server, mut events) = node().await?;
     let addr = loop {
-        match server_events.recv().await {
+        match events.recv().await {
             Some(Event::Listening(_)) => {
                 if let Some(a) = server.listen_addrs().await.into_iter().next() {
                     break a;
@@ -48,21 +47,52 @@ async fn pair(blob: Vec<u8>) -> anyhow::Result<Pair> {
             None => anyhow::bail!("network stopped"),
         }
     };
-    let server_id = server.peer_id();
-    let blob = Arc::new(blob);
-    let stop = tokio::spawn(async move {
-        while let Some(ev) = server_events.recv().await {
+    println!("{} {addr}", server.peer_id());
+    let blob = vec![7u8; bytes];
+    let serving = async {
+        while let Some(ev) = events.recv().await {
             if let Event::Request { channel, .. } = ev {
-                let body = ResponseBody::Blob(blob.as_ref().clone());
+                let body = ResponseBody::Blob(blob.clone());
                 server.respond(channel, Response::new(body)).await;
             }
         }
-    });
+    };
+    let stdin_closed = async {
+        let mut sink = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::stdin(), &mut sink).await;
+    };
+    tokio::select! {
+        () = serving => {}
+        () = stdin_closed => {}
+    }
+    Ok(())
+}
+
+async fn pair(blob: usize) -> anyhow::Result<Pair> {
+    let exe = std::env::current_exe().context("find the naac binary")?;
+    let mut child = tokio::process::Command::new(exe)
+        .args(["bench", "--floor-server", &blob.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("start the floor server")?;
+    let stdout = child.stdout.take().context("floor server stdout")?;
+    let mut line = String::new();
+    tokio::io::AsyncBufReadExt::read_line(&mut tokio::io::BufReader::new(stdout), &mut line)
+        .await
+        .context("read the floor server's address")?;
+    let (id, addr) = line
+        .trim()
+        .split_once(' ')
+        .context("the floor server printed no address")?;
+    let server: PeerId = id.parse().context("floor server peer id")?;
+    let addr: Multiaddr = addr.parse().context("floor server address")?;
     let (client, mut events) = node().await?;
     client.dial(addr).await?;
     loop {
         match events.recv().await {
-            Some(Event::Connected(p, _)) if p == server_id => break,
+            Some(Event::Connected(p, _)) if p == server => break,
             Some(_) => {}
             None => anyhow::bail!("network stopped"),
         }
@@ -71,8 +101,8 @@ async fn pair(blob: Vec<u8>) -> anyhow::Result<Pair> {
     tokio::spawn(async move { while events.recv().await.is_some() {} });
     Ok(Pair {
         client,
-        server: server_id,
-        stop,
+        server,
+        _process: child,
     })
 }
 
@@ -84,7 +114,7 @@ fn fetch() -> Request {
 
 /// `rounds` request-response round trips, one at a time (after 20 unmeasured ones).
 pub(super) async fn round_trips(rounds: u32) -> anyhow::Result<Vec<Duration>> {
-    let p = pair(Vec::new()).await?;
+    let p = pair(0).await?;
     let mut samples = Vec::with_capacity(rounds as usize);
     for i in 0..rounds + 20 {
         let t0 = Instant::now();
@@ -101,7 +131,7 @@ pub(super) async fn round_trips(rounds: u32) -> anyhow::Result<Vec<Duration>> {
 
 /// MiB/s of `blobs` responses of `size` bytes each, `parallel` in flight at once.
 pub(super) async fn bulk(blobs: usize, size: usize, parallel: usize) -> anyhow::Result<f64> {
-    let p = pair(vec![7; size]).await?;
+    let p = pair(size).await?;
     // One unmeasured exchange: connection and buffers warm.
     p.client
         .request(p.server, fetch())
