@@ -386,6 +386,8 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
         .to_string();
     let local_owner = format!("local-{}", &secret[secret.len() - 16..]);
     let mut pool = None;
+    // The embedded pool's workers are all the bidders there will be.
+    let mut bidders = None;
     if embedded {
         // Wait until we listen, then start providers that dial us.
         let addr = loop {
@@ -420,6 +422,7 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
             let _ = tx.send(p.pids());
         }
         pool = Some(p);
+        bidders = Some(workers as usize);
         if !a.quiet {
             eprintln!(
                 "naac: job {} ({total} tasks) on an embedded pool of {workers} providers",
@@ -484,6 +487,7 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
             workers: a.local,
             fallback: a.local_fallback,
         }),
+        bidders,
     };
     let output_store = prepared.job.output_store;
     let store_client = client.clone();

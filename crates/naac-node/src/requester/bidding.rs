@@ -44,6 +44,9 @@ pub struct Bidding {
     reasking: HashMap<PeerId, u64>,
     /// The first window closes here (set by the first valid ask).
     until: Option<Millis>,
+    /// How many providers will answer at all, when that is known (the embedded pool's own
+    /// workers): once each has bid or declined, the window closes early.
+    expected: Option<usize>,
     closed: bool,
 }
 
@@ -61,8 +64,14 @@ impl Bidding {
             standing: HashSet::new(),
             reasking: HashMap::new(),
             until: None,
+            expected: None,
             closed: false,
         }
+    }
+
+    /// Exactly `n` providers will answer: the first window closes as soon as they have.
+    pub fn expect(&mut self, n: usize) {
+        self.expected = Some(n);
     }
 
     pub fn paid(&self) -> bool {
@@ -158,7 +167,10 @@ impl Bidding {
     /// Closes the first window once it is over; `true` exactly once, when the bidders may
     /// take work.
     pub fn close_due(&mut self, now: Millis) -> bool {
-        if self.closed || self.until.is_none_or(|t| now < t) {
+        let all_in = self
+            .expected
+            .is_some_and(|n| !self.bids.is_empty() && self.bids.len() + self.declined.len() >= n);
+        if self.closed || (!all_in && self.until.is_none_or(|t| now < t)) {
             return false;
         }
         self.closed = true;
@@ -337,6 +349,33 @@ mod tests {
         assert!(b.close_due(Millis(1_300)));
         assert!(!b.close_due(Millis(9_000)), "closes once");
         assert!(!b.open());
+    }
+
+    #[test]
+    fn the_window_closes_early_once_every_expected_bidder_answered() {
+        let j = job();
+        let mut b = Bidding::new(j, true, Price(300));
+        b.expect(3);
+        let (k1, p1) = provider();
+        let (k2, p2) = provider();
+        let (_, p3) = provider();
+        b.take(p1, Some(&ask(&k1, j, 200)), None, None, Millis(1_000), NOW)
+            .expect("a valid bid");
+        b.take(p2, Some(&ask(&k2, j, 100)), None, None, Millis(1_001), NOW)
+            .expect("a valid bid");
+        assert!(!b.close_due(Millis(1_002)), "one bidder has not answered");
+        // The third declines (a lie about its key counts as an answer too).
+        assert!(
+            b.take(p3, Some(&ask(&k1, j, 100)), None, None, Millis(1_003), NOW)
+                .is_err()
+        );
+        assert!(b.close_due(Millis(1_003)), "all three answered");
+        assert!(!b.open());
+        // Declines alone never close it: there is nobody to award work to.
+        let mut b = Bidding::new(j, true, Price(300));
+        b.expect(1);
+        let _ = b.take(p3, None, None, None, Millis(1_000), NOW);
+        assert!(!b.close_due(Millis(1_001)));
     }
 
     #[test]

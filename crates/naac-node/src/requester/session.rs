@@ -56,6 +56,9 @@ pub struct Options {
     /// Local workers run alongside the remote pool (`naac run --local N`): the owner name
     /// they greet with, and whether they may work while no remote host is in view.
     pub local: Option<Local>,
+    /// Exactly this many providers will bid or decline (the embedded pool's workers): the
+    /// first bidding window closes once they have, instead of after its full length.
+    pub bidders: Option<usize>,
 }
 
 /// A job's open escrow and the key that signs its payments.
@@ -308,7 +311,13 @@ pub async fn run(
             prepared.verifier.is_some(),
         ),
         checkpoints: CheckpointStore::new(checkpoints::BUDGET, naac_sandbox::MAX_CHECKPOINT_BYTES),
-        bidding: Bidding::new(prepared.id, payer.is_some(), max_price),
+        bidding: {
+            let mut b = Bidding::new(prepared.id, payer.is_some(), max_price);
+            if let Some(n) = opts.bidders {
+                b.expect(n);
+            }
+            b
+        },
         assigns: Assigns::default(),
         payer,
         budget,
@@ -400,6 +409,9 @@ pub async fn run(
             ev = events.recv() => match ev {
                 Some(ev) => {
                     s.on_event(ev).await;
+                    if s.bidding.open() {
+                        s.close_bidding();
+                    }
                     s.steer_budget();
                     s.writer.flush().await;
                 }
@@ -407,6 +419,9 @@ pub async fn run(
             },
             Some(i) = internal.recv() => {
                 s.on_internal(i);
+                if s.bidding.open() {
+                    s.close_bidding();
+                }
                 s.steer_budget();
                 s.writer.flush().await;
             }
