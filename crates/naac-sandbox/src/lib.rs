@@ -458,7 +458,7 @@ fn compile_deterministic(
     if nans != NanMode::Boundary {
         return Module::new(engine, bytes).map_err(invalid);
     }
-    let rewritten = nan::rewrite(bytes, nan::Mode::Boundary);
+    let rewritten = nan::rewrite(bytes);
     let original_error = || Module::validate(engine, bytes).err().map(invalid);
     match rewritten {
         Err(e) => Err(original_error().unwrap_or_else(|| {

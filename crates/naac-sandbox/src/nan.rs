@@ -15,7 +15,7 @@
 //! - the host: a float passed to an imported function, returned by an exported one, or held
 //!   in an exported global.
 //!
-//! So in [`Mode::Boundary`] the rewrite inserts, before each of the first three, a few
+//! So the rewrite inserts, before each of the first three, a few
 //! instructions that replace a NaN with the canonical one (`x != x ? NaN : x`, a compare and
 //! a select), and leaves arithmetic alone. Values whose bits cannot come from arithmetic are
 //! not touched: loads, constants, reinterpretations of integers, integer conversions, and
@@ -27,13 +27,13 @@
 //!
 //! The host boundary is the rare case (WASI passes no floats): a module that imports a
 //! function taking floats, exports one returning floats, or exports a float global gets
-//! [`Mode::EveryOp`] for its scalar code, a canonicalization after every instruction that
+//! a canonicalization after every instruction of its scalar code that
 //! can make a NaN (what Cranelift's own NaN canonicalization does). SIMD float arithmetic is
-//! canonicalized after every instruction in both modes: a vector's bits are observable
+//! canonicalized after every instruction always: a vector's bits are observable
 //! through any of the many lane and bitwise instructions, so its lanes must always be
 //! canonical.
 //!
-//! Both modes give every host the same bits: the same module, rewritten by the same code,
+//! Either way every host gets the same bits: the same module, rewritten by the same code,
 //! computes the same observable values everywhere. The rewrite is versioned ([`VERSION`]) and
 //! part of the compiled-module cache key; it also changes the fuel a module uses (the
 //! inserted instructions are metered like the guest's own), identically on every host.
@@ -44,15 +44,6 @@ use wasmparser::{Operator, Parser, Payload, TypeRef};
 
 /// Version of the rewrite: in the compiled-module cache key.
 pub const VERSION: u32 = 1;
-
-/// Where NaNs are made canonical.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// Where their bits can be observed (this module's rewrite).
-    Boundary,
-    /// After every instruction that can produce one.
-    EveryOp,
-}
 
 const F32_NAN: u32 = 0x7fc0_0000;
 const F64_NAN: u64 = 0x7ff8_0000_0000_0000;
@@ -179,19 +170,13 @@ fn val_type(t: &wasmparser::ValType) -> ValType {
 
 /// Rewrites `bytes` so that NaN bits are canonical where observable. An error means the
 /// module could not be read; it must then not run (its floats would not be deterministic).
-pub fn rewrite(bytes: &[u8], mode: Mode) -> Result<Vec<u8>, String> {
+pub fn rewrite(bytes: &[u8]) -> Result<Vec<u8>, String> {
     let info = Info::read(bytes).map_err(|e| e.to_string())?;
-    let scalar = if info.host_sees_floats {
-        Mode::EveryOp
-    } else {
-        mode
-    };
     let mut r = Rewriter {
+        every_op: info.host_sees_floats,
+        next_func: info.imported_funcs,
         info,
-        scalar,
-        next_func: 0,
     };
-    r.next_func = r.info.imported_funcs;
     let mut out = wasm_encoder::Module::new();
     r.parse_core_module(&mut out, Parser::new(0), bytes)
         .map_err(|e| e.to_string())?;
@@ -200,8 +185,9 @@ pub fn rewrite(bytes: &[u8], mode: Mode) -> Result<Vec<u8>, String> {
 
 struct Rewriter {
     info: Info,
-    /// Where scalar NaNs are made canonical in this module.
-    scalar: Mode,
+    /// Scalar NaNs are made canonical after every instruction (the host sees floats), not
+    /// only at the boundaries.
+    every_op: bool,
     /// Index of the function whose body comes next.
     next_func: u32,
 }
@@ -422,7 +408,7 @@ impl Reencode for Rewriter {
             ops.push(reader.read()?);
         }
         let total = usize::try_from(total).unwrap_or(usize::MAX).min(1 << 20);
-        let boundary_mode = self.scalar == Mode::Boundary;
+        let boundary_mode = !self.every_op;
         let clean = if boundary_mode {
             clean_locals(&ops, params, total)
         } else {
@@ -532,7 +518,7 @@ mod tests {
 
     fn rewritten(wat: &str) -> Vec<Vec<String>> {
         let bytes = wat::parse_str(wat).unwrap();
-        let out = rewrite(&bytes, Mode::Boundary).unwrap();
+        let out = rewrite(&bytes).unwrap();
         wasmparser::Validator::new().validate_all(&out).unwrap();
         bodies(&out)
     }
@@ -595,7 +581,7 @@ mod tests {
     #[test]
     fn scratch_locals_only_where_used() {
         let bytes = wat::parse_str("(module (func (local i32) (drop (i32.const 1))))").unwrap();
-        let out = rewrite(&bytes, Mode::Boundary).unwrap();
+        let out = rewrite(&bytes).unwrap();
         for p in Parser::new(0).parse_all(&out) {
             if let Payload::CodeSectionEntry(body) = p.unwrap() {
                 let n: u32 = body
@@ -611,7 +597,7 @@ mod tests {
 
     #[test]
     fn unreadable_bytes_are_an_error() {
-        assert!(rewrite(b"\0asm\x01\0\0\0\x01\xff", Mode::Boundary).is_err());
-        assert!(rewrite(b"not wasm", Mode::Boundary).is_err());
+        assert!(rewrite(b"\0asm\x01\0\0\0\x01\xff").is_err());
+        assert!(rewrite(b"not wasm").is_err());
     }
 }

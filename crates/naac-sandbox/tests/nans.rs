@@ -69,76 +69,82 @@ const NAN: &str = "(f64.div (f64.const 0) (f64.const 0))";
 
 /// Each case: an f64 (or, with `f32:`, an f32) expression stored in its own 8-byte slot,
 /// and the bits it must store.
-fn cases() -> Vec<(&'static str, u64)> {
+fn cases() -> Vec<(String, u64)> {
     let nan = NAN;
-    let leak = |s: &str| -> &'static str { Box::leak(s.to_string().into_boxed_str()) };
     vec![
-        (leak(nan), CANON_F64),
-        ("(f64.sub (f64.const inf) (f64.const inf))", CANON_F64),
-        ("(f64.sqrt (f64.const -1))", CANON_F64),
-        ("(f64.mul (f64.const 0) (f64.const -inf))", CANON_F64),
+        (nan.to_string(), CANON_F64),
+        (
+            "(f64.sub (f64.const inf) (f64.const inf))".into(),
+            CANON_F64,
+        ),
+        ("(f64.sqrt (f64.const -1))".into(), CANON_F64),
+        ("(f64.mul (f64.const 0) (f64.const -inf))".into(), CANON_F64),
         // Arithmetic on a payload NaN: the result's bits are the CPU's choice, made canonical.
         (
-            "(f64.add (f64.load (i32.const 0)) (f64.const 1))",
+            "(f64.add (f64.load (i32.const 0)) (f64.const 1))".into(),
             CANON_F64,
         ),
         (
-            "(f64.min (f64.const 1) (f64.load (i32.const 8)))",
+            "(f64.min (f64.const 1) (f64.load (i32.const 8)))".into(),
             CANON_F64,
         ),
-        ("(f64.floor (f64.load (i32.const 8)))", CANON_F64),
+        ("(f64.floor (f64.load (i32.const 8)))".into(), CANON_F64),
         // Moved, not computed: bits kept.
-        ("(f64.load (i32.const 0))", PAYLOAD_F64),
-        ("(f64.load (i32.const 8))", NEG_PAYLOAD_F64),
+        ("(f64.load (i32.const 0))".into(), PAYLOAD_F64),
+        ("(f64.load (i32.const 8))".into(), NEG_PAYLOAD_F64),
         (
-            "(f64.reinterpret_i64 (i64.const 0x7ff4000000000001))",
+            "(f64.reinterpret_i64 (i64.const 0x7ff4000000000001))".into(),
             PAYLOAD_F64,
         ),
         (
-            "(f64.abs (f64.load (i32.const 8)))",
+            "(f64.abs (f64.load (i32.const 8)))".into(),
             NEG_PAYLOAD_F64 & !(1 << 63),
         ),
-        ("(f64.neg (f64.load (i32.const 0)))", PAYLOAD_F64 | 1 << 63),
-        // Sign operations on a computed NaN see the canonical one.
-        (leak(&format!("(f64.neg {nan})")), CANON_F64 | 1 << 63),
-        (leak(&format!("(f64.abs (f64.neg {nan}))")), CANON_F64),
         (
-            leak(&format!("(f64.copysign (f64.const 1) {nan})")),
+            "(f64.neg (f64.load (i32.const 0)))".into(),
+            PAYLOAD_F64 | 1 << 63,
+        ),
+        // Sign operations on a computed NaN see the canonical one.
+        (format!("(f64.neg {nan})"), CANON_F64 | 1 << 63),
+        (format!("(f64.abs (f64.neg {nan}))"), CANON_F64),
+        (
+            format!("(f64.copysign (f64.const 1) {nan})"),
             1f64.to_bits(),
         ),
         (
-            leak(&format!("(f64.copysign {nan} (f64.const -1))")),
+            format!("(f64.copysign {nan} (f64.const -1))"),
             CANON_F64 | 1 << 63,
         ),
         (
-            "(f64.copysign (f64.load (i32.const 0)) (f64.const -1))",
+            "(f64.copysign (f64.load (i32.const 0)) (f64.const -1))".into(),
             PAYLOAD_F64 | 1 << 63,
         ),
         // Through locals, calls, globals, blocks and selects.
+        (format!("(local.set $a {nan}) (local.get $a)"), CANON_F64),
         (
-            leak(&format!("(local.set $a {nan}) (local.get $a)")),
-            CANON_F64,
-        ),
-        (
-            "(local.set $b (f64.load (i32.const 0))) (local.get $b)",
+            "(local.set $b (f64.load (i32.const 0))) (local.get $b)".into(),
             PAYLOAD_F64,
         ),
-        ("(local.tee $c (f64.load (i32.const 0)))", PAYLOAD_F64),
-        (leak(&format!("(call $id {nan})")), CANON_F64),
         (
-            leak(&format!("(global.set $g {nan}) (global.get $g)")),
-            CANON_F64,
+            "(local.tee $c (f64.load (i32.const 0)))".into(),
+            PAYLOAD_F64,
         ),
-        (leak(&format!("(block (result f64) {nan})")), CANON_F64),
+        (format!("(call $id {nan})"), CANON_F64),
+        (format!("(global.set $g {nan}) (global.get $g)"), CANON_F64),
+        (format!("(block (result f64) {nan})"), CANON_F64),
         (
-            leak(&format!("(select {nan} (f64.const 1) (i32.const 1))")),
+            format!("(select {nan} (f64.const 1) (i32.const 1))"),
             CANON_F64,
         ),
         // Demotion and promotion make NaNs too.
-        ("(f64.promote_f32 (f32.load (i32.const 16)))", CANON_F64),
+        (
+            "(f64.promote_f32 (f32.load (i32.const 16)))".into(),
+            CANON_F64,
+        ),
         // Vector lanes.
         (
-            "(f64x2.extract_lane 1 (f64x2.div (v128.const f64x2 0 0) (v128.const f64x2 0 0)))",
+            "(f64x2.extract_lane 1 (f64x2.div (v128.const f64x2 0 0) (v128.const f64x2 0 0)))"
+                .into(),
             CANON_F64,
         ),
     ]

@@ -409,9 +409,7 @@ pub async fn run(
             ev = events.recv() => match ev {
                 Some(ev) => {
                     s.on_event(ev).await;
-                    if s.bidding.open() {
-                        s.close_bidding();
-                    }
+                    s.close_bidding();
                     s.steer_budget();
                     s.writer.flush().await;
                 }
@@ -419,9 +417,7 @@ pub async fn run(
             },
             Some(i) = internal.recv() => {
                 s.on_internal(i);
-                if s.bidding.open() {
-                    s.close_bidding();
-                }
+                s.close_bidding();
                 s.steer_budget();
                 s.writer.flush().await;
             }
