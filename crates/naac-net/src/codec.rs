@@ -272,6 +272,7 @@ mod tests {
                     hold_over: None,
                     holders: Vec::new(),
                     inline: Vec::new(),
+                    reply_with_results: false,
                     tasks: Vec::new(),
                 }),
                 "Assign",

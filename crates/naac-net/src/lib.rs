@@ -164,6 +164,9 @@ pub struct Client {
     peer_id: PeerId,
     /// The addresses this node was told to listen on and to join (its own networks).
     home: Arc<[Multiaddr]>,
+    /// Relayed connections open now (kept by the event loop), so the common question
+    /// "is this peer reached only through a relay" needs no trip to the event loop.
+    relayed: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Client {
@@ -249,6 +252,9 @@ impl Client {
     /// relays (the relay's per-connection limit); `None` with a direct connection, or when
     /// no relay set a limit.
     pub async fn relay_limit(&self, peer: PeerId) -> Option<u64> {
+        if self.relayed.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            return None;
+        }
         let (tx, rx) = oneshot::channel();
         self.send(Command::RelayLimit(peer, tx)).await.ok()?;
         rx.await.ok().flatten()
@@ -398,6 +404,7 @@ pub async fn start(
     }
     let (cmd_tx, cmd_rx) = mpsc::channel(CHANNEL_CAPACITY);
     let (ev_tx, ev_rx) = mpsc::channel(CHANNEL_CAPACITY);
+    let relayed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let event_loop = EventLoop {
         swarm,
         commands: cmd_rx,
@@ -408,6 +415,7 @@ pub async fn start(
         unanswered: limits::Unanswered::default(),
         rtts: HashMap::new(),
         paths: reach::Paths::default(),
+        relayed: relayed.clone(),
         retire: HashMap::new(),
         backlog_gossip: 0,
         dropped_gossip: 0,
@@ -433,6 +441,7 @@ pub async fn start(
             tx: cmd_tx,
             peer_id,
             home,
+            relayed,
         },
         ev_rx,
     ))
@@ -455,6 +464,8 @@ pub struct EventLoop {
     rtts: HashMap<PeerId, Duration>,
     /// Open connections, direct and relayed.
     paths: reach::Paths,
+    /// Relayed connections open now, shared with every [`Client`].
+    relayed: Arc<std::sync::atomic::AtomicUsize>,
     /// Peers reached directly whose relayed connections are to close: by when at the latest.
     retire: HashMap<PeerId, Instant>,
     /// Gossip messages in `backlog`, and how many were dropped because it was full.
@@ -656,6 +667,10 @@ impl EventLoop {
                 };
                 self.paths
                     .opened(connection_id, peer_id, endpoint.is_relayed(), at);
+                self.relayed.store(
+                    self.paths.relayed_count(),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
                 self.prefer_direct(peer_id);
                 self.rejoin.remove(&peer_id);
                 if endpoint.is_dialer() {
@@ -677,6 +692,10 @@ impl EventLoop {
                 ..
             } => {
                 self.paths.closed(connection_id);
+                self.relayed.store(
+                    self.paths.relayed_count(),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
                 if num_established == 0 {
                     self.rtts.remove(&peer_id);
                     self.lost_joined(peer_id);

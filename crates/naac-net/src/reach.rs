@@ -131,6 +131,11 @@ impl Paths {
         self.conns.remove(&id);
     }
 
+    /// How many relayed connections are open.
+    pub(crate) fn relayed_count(&self) -> usize {
+        self.conns.values().filter(|c| c.relayed).count()
+    }
+
     /// The connection goes through a relay.
     pub(crate) fn is_relayed(&self, id: ConnectionId) -> bool {
         self.conns.get(&id).is_some_and(|c| c.relayed)

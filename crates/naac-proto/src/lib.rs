@@ -7,7 +7,7 @@
 //! | --- | --- | --- |
 //! | [`RequestBody::Hello`] | requester → provider | [`ResponseBody::Welcome`] (slots, host status) or `Refused` |
 //! | [`RequestBody::Status`] | provider → requester | `Ack` |
-//! | [`RequestBody::Assign`] | requester → provider | `Ack` or `Refused` |
+//! | [`RequestBody::Assign`] | requester → provider | `Ack`, [`ResponseBody::Report`] (see [`Assign::reply_with_results`]) or `Refused` |
 //! | [`RequestBody::Cancel`] | requester → provider | `Ack` |
 //! | [`RequestBody::Fetch`] | provider → requester | `Blob` or `NotFound` |
 //! | [`RequestBody::Report`] | provider → requester | `Ack` |
@@ -51,7 +51,7 @@ use serde::{Deserialize, Serialize};
 /// Protocol name for task dispatch and results.
 pub const TASK_PROTOCOL: &str = "/naac/task/1";
 /// Message schema version inside the protocol.
-pub const VERSION: u16 = 5;
+pub const VERSION: u16 = 6;
 /// Largest message either side accepts; larger frames are dropped by the codec.
 pub const MAX_MESSAGE_BYTES: u64 = 512 << 20;
 /// Largest frame of a message that carries no bulk data: `Hello`, `Status`, `Fetch`,
@@ -89,9 +89,15 @@ pub fn response_limit(kind: &str) -> u64 {
         "Bank" => MAX_MESSAGE_BYTES,
         // A verified slice or a signed manifest.
         "Store" => store::MAX_STORE_FRAME,
+        // Results answering an `Assign`, as large as a `Report` request may be.
+        "Report" => MAX_MESSAGE_BYTES,
         _ => MAX_SMALL_MESSAGE_BYTES,
     }
 }
+
+/// How long a provider keeps an [`Assign`] that asked for [`Assign::reply_with_results`]
+/// unanswered, waiting for its first report, before it answers `Ack` and reports as usual.
+pub const REPLY_HOLD_MS: u64 = 50;
 
 /// A provider sends results in reports of about this size at most (one larger result still
 /// goes alone).
@@ -166,6 +172,10 @@ pub enum ResponseBody {
     Bank(Box<BankResponse>),
     /// A storage host's answer to [`RequestBody::Store`].
     Store(store::StoreResponse),
+    /// A provider's answer to an [`Assign`] that set [`Assign::reply_with_results`]: the
+    /// job's next report, carried back on the assignment's own exchange instead of a
+    /// `Report` request of its own. The requester treats it exactly as that request.
+    Report(Box<Report>),
 }
 
 /// Opens a conversation with a provider.
@@ -301,6 +311,11 @@ pub struct Assign {
     /// provider checks each against its content id.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inline: Vec<InlineBlob>,
+    /// The requester takes results in the answer: the provider may keep this `Assign`
+    /// unanswered for up to [`REPLY_HOLD_MS`] and answer with the job's next report
+    /// ([`ResponseBody::Report`]) if one is due by then, saving tiny tasks an exchange.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reply_with_results: bool,
 }
 
 /// A small blob carried in an [`Assign`].

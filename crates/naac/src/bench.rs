@@ -622,7 +622,8 @@ fn checkpoint_cost(work: PathBuf, bytes: usize, iters: u64) -> anyhow::Result<Du
     Ok(on.saturating_sub(off) / iters as u32)
 }
 
-/// Measures the round trip of one no-op task at a time: assign → run → report.
+/// Measures the round trip of one no-op task at a time: assign → run → result, taking the
+/// result in the `Assign`'s answer as the requester does.
 async fn round_trips(rounds: u32) -> anyhow::Result<Vec<Duration>> {
     let (client, mut events) = naac_net::start(
         Keypair::generate_ed25519(),
@@ -665,6 +666,7 @@ async fn round_trips(rounds: u32) -> anyhow::Result<Vec<Duration>> {
             hold_over: None,
             holders: Vec::new(),
             inline: Vec::new(),
+            reply_with_results: true,
             tasks: vec![TaskSpec {
                 index: i,
                 attempt: 1,
@@ -678,9 +680,34 @@ async fn round_trips(rounds: u32) -> anyhow::Result<Vec<Duration>> {
         }));
         let t0 = Instant::now();
         let c = client.clone();
-        tokio::spawn(async move { c.request(peer, req).await });
+        let (tx, mut answer) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move { tx.send(c.request(peer, req).await).await });
+        // The result comes in the answer, or (past the provider's hold) in a report.
+        let done = |r: &naac_proto::Report| -> anyhow::Result<bool> {
+            let Some(res) = r.results.iter().find(|x| x.index == i) else {
+                return Ok(false);
+            };
+            anyhow::ensure!(
+                res.outcome == Some(Outcome::Ok),
+                "no-op failed: {}",
+                res.message
+            );
+            Ok(true)
+        };
+        let mut answered = false;
         loop {
-            let Some(ev) = events.recv().await else {
+            let ev = tokio::select! {
+                a = answer.recv(), if !answered => {
+                    answered = true;
+                    match a {
+                        Some(Ok(Response { body: ResponseBody::Report(r), .. })) if done(&r)? => break,
+                        Some(Ok(Response { body: ResponseBody::Ack | ResponseBody::Report(_), .. })) | None => continue,
+                        Some(other) => anyhow::bail!("the provider did not take the task: {other:?}"),
+                    }
+                }
+                ev = events.recv() => ev,
+            };
+            let Some(ev) = ev else {
                 anyhow::bail!("network stopped")
             };
             let Event::Request {
@@ -699,15 +726,7 @@ async fn round_trips(rounds: u32) -> anyhow::Result<Vec<Duration>> {
                     client
                         .respond(channel, Response::new(ResponseBody::Ack))
                         .await;
-                    if let Some(res) = r.results.iter().find(|x| x.index == i) {
-                        anyhow::ensure!(
-                            res.outcome == Some(Outcome::Ok),
-                            "no-op failed: {}",
-                            res.message
-                        );
-                        if i > 0 {
-                            samples.push(t0.elapsed());
-                        }
+                    if done(&r)? {
                         break;
                     }
                 }
@@ -717,6 +736,9 @@ async fn round_trips(rounds: u32) -> anyhow::Result<Vec<Duration>> {
                         .await;
                 }
             }
+        }
+        if i > 0 {
+            samples.push(t0.elapsed());
         }
     }
     pool.stop().await;

@@ -117,6 +117,7 @@ fn a_flood_of_large_inputs_does_not_fill_a_providers_memory() {
             hold_over: None,
             holders: Vec::new(),
             inline: Vec::new(),
+            reply_with_results: false,
             tasks,
         };
         let client2 = client.clone();
@@ -233,6 +234,7 @@ fn a_priced_provider_runs_nothing_it_made_no_ask_for() {
             hold_over: None,
             holders: Vec::new(),
             inline: Vec::new(),
+            reply_with_results: false,
             tasks: vec![TaskSpec {
                 index: 0,
                 attempt: 0,
@@ -348,6 +350,7 @@ fn a_module_is_compiled_only_when_a_slot_is_free() {
             hold_over: None,
             holders: Vec::new(),
             inline: Vec::new(),
+            reply_with_results: false,
         };
         let send = |a: Assign| {
             let client = client.clone();
@@ -461,6 +464,7 @@ fn a_requester_gets_at_most_its_share_of_a_provider() {
         hold_over: None,
         holders: Vec::new(),
         inline: Vec::new(),
+        reply_with_results: false,
         tasks: (first..first + n).map(|i| spec(i, &["noop"])).collect(),
     };
     // Jobs: one task each, four more than the limit.
@@ -693,6 +697,7 @@ fn a_provider_paid_at_a_bank_runs_work_only_its_escrow_there_pays_for() {
                 hold_over: None,
                 holders: Vec::new(),
                 inline: Vec::new(),
+                reply_with_results: false,
             }
         };
         // Until the bank answers, and once more after a check fails, the work goes back
@@ -877,6 +882,7 @@ fn a_stored_source_that_is_not_the_blob_named_is_refused() {
             hold_over: None,
             holders: Vec::new(),
             inline: Vec::new(),
+            reply_with_results: false,
             tasks: vec![TaskSpec {
                 index: 0,
                 attempt: 0,
@@ -929,4 +935,125 @@ fn a_stored_source_that_is_not_the_blob_named_is_refused() {
     let r = result.expect("a result came back");
     assert!(r.outcome.is_none(), "the task ran: {r:?}");
     assert!(r.message.contains("is not the blob"), "why: {}", r.message);
+}
+
+/// A provider that answers every `Assign` with a report of lies (its own tasks' results
+/// wrongly signed, and unsigned results for tasks it was never given) has none of them
+/// believed: the answer to an assignment is checked exactly as a `Report` request is, and
+/// every result of the job comes from the honest provider.
+#[test]
+fn lies_in_the_answer_to_an_assignment_are_not_believed() {
+    let s = Scratch::new();
+    let honest = Provider::start(&s, 1);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let lies = Arc::new(AtomicU64::new(0));
+    let liar = rt.block_on(async {
+        let (client, mut events) = naac_net::start(
+            Keypair::generate_ed25519(),
+            naac_net::Config {
+                listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr")],
+                mdns: false,
+                ..naac_net::Config::default()
+            },
+        )
+        .await
+        .expect("the liar's network");
+        let addr = loop {
+            if let Some(Event::Listening(_)) = events.recv().await
+                && let Some(a) = client.listen_addrs().await.into_iter().next()
+            {
+                break a;
+            }
+        };
+        let lies = lies.clone();
+        tokio::spawn(async move {
+            let forged = |index: u32, attempt: u32, signature: Vec<u8>| naac_proto::TaskResult {
+                index,
+                attempt,
+                outcome: Some(naac_types::Outcome::Ok),
+                exit_code: Some(0),
+                message: String::new(),
+                fuel_used: 1,
+                wall_us: 1,
+                stdout: b"42\n".to_vec(),
+                stderr: Vec::new(),
+                outputs: Vec::new(),
+                signature,
+                checkpoints: 0,
+                resumed: None,
+                held: Vec::new(),
+            };
+            while let Some(ev) = events.recv().await {
+                let Event::Request {
+                    request, channel, ..
+                } = ev
+                else {
+                    continue;
+                };
+                let body = match request.body {
+                    RequestBody::Hello(_) => ResponseBody::Welcome(Box::new(naac_proto::Welcome {
+                        slots: 4,
+                        agent: "liar".into(),
+                        owner: None,
+                        status: naac_proto::HostStatus {
+                            slots: 4,
+                            ..Default::default()
+                        },
+                        bid: None,
+                        addrs: Vec::new(),
+                    })),
+                    RequestBody::Assign(a) => {
+                        lies.fetch_add(1, Ordering::Relaxed);
+                        let mut results: Vec<_> = a
+                            .tasks
+                            .iter()
+                            .map(|t| forged(t.index, t.attempt, vec![7; 64]))
+                            .collect();
+                        results.extend(
+                            (0..20)
+                                .flat_map(|i| (0..3).map(move |at| (i, at)))
+                                .map(|(i, at)| forged(i, at, Vec::new())),
+                        );
+                        ResponseBody::Report(Box::new(naac_proto::Report {
+                            job: a.job,
+                            results,
+                            held: Vec::new(),
+                            seen_seq: a.seq,
+                            returned: Vec::new(),
+                        }))
+                    }
+                    _ => ResponseBody::Ack,
+                };
+                client.respond(channel, Response::new(body)).await;
+            }
+        });
+        addr.to_string()
+    });
+    let samples = 20_000u64;
+    let job = s.job(
+        "lies",
+        "testkit/testkit.wasm",
+        &format!(
+            "args = [\"pi\", \"{{seed}}\", \"{samples}\"]\n[sweep]\nseed = {{ from = 0, to = 20 }}\n"
+        ),
+    );
+    let (out, v) = s.run(
+        &job,
+        &["--no-mdns", "--join", &liar, "--join", &honest.addr],
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert_eq!(v["tasks"]["succeeded"], 20, "{v:#}");
+    assert!(
+        lies.load(Ordering::Relaxed) > 0,
+        "the liar was never given work, so the test proves nothing: {v:#}"
+    );
+    for seed in 0..20u64 {
+        let got = std::fs::read_to_string(s.path().join(format!("out-lies/tasks/{seed}/stdout")))
+            .expect("stdout");
+        assert_eq!(
+            got.trim(),
+            naac_guest::kernels::pi_hits(seed, samples).to_string(),
+            "task {seed}"
+        );
+    }
 }

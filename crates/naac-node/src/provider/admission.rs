@@ -383,6 +383,7 @@ mod tests {
             hold_over: None,
             holders: Vec::new(),
             inline: Vec::new(),
+            reply_with_results: false,
             tasks: vec![spec; tasks],
         }
     }

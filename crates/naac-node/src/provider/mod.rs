@@ -33,6 +33,7 @@ pub mod escrows;
 pub mod held;
 mod node;
 mod paid;
+mod replies;
 pub mod reports;
 pub mod runner;
 mod services;

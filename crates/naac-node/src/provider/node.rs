@@ -6,7 +6,7 @@
 use super::ProviderConfig;
 use super::admission::{Admission, Asked, PeerLoad, peer_room};
 use super::control::{IDLE_POLICY_POLL, STATUS_EVERY, STORAGE_MEASURE, StorageUse, same_resources};
-use super::reports::{Held, JobState, Outgoing};
+use super::reports::{Held, JobState};
 use super::runner::{AssignInfo, Runner};
 use super::{HEARTBEAT, POLICY_POLL};
 use crate::device::{self, DeviceManager};
@@ -244,6 +244,7 @@ pub async fn serve(
         escrows: super::escrows::Escrows::default(),
         claims: super::claims::Claims::default(),
         held_assigns: HashMap::new(),
+        replies: Default::default(),
         provide: config.provide,
         addrs: Vec::new(),
         offer_seq: 0,
@@ -294,6 +295,8 @@ pub async fn serve(
     }
     let mut claim_tick = tokio::time::interval(super::claims::LOOK_EVERY);
     claim_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reply_tick = tokio::time::interval(super::replies::REPLY_HOLD / 5);
+    reply_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut policy_tick = tokio::time::interval(POLICY_POLL);
@@ -328,6 +331,7 @@ pub async fn serve(
             },
             Some(i) = internal.recv() => p.on_internal(i),
             _ = heartbeat.tick() => p.heartbeat(),
+            _ = reply_tick.tick(), if !p.replies.is_empty() => p.answer_expired(),
             _ = claim_tick.tick(), if p.paid_at.is_some() => p.claim_tick(),
             _ = policy_tick.tick(), if p.monitor.is_some() => p.poll_policy(),
             _ = refresh_tick.tick(), if p.monitor.is_some() => p.refresh_device(),
@@ -383,6 +387,8 @@ pub(super) struct Provider {
     pub(super) claims: super::claims::Claims,
     /// Paid assignments waiting for a fresh look at their escrow, with when they came.
     pub(super) held_assigns: HashMap<JobId, Vec<(PeerId, Assign, naac_net::Reply, Instant)>>,
+    /// `Assign`s kept unanswered for their job's next report.
+    pub(super) replies: super::replies::Replies,
     pub(super) provide: bool,
     /// Where we listen (with our peer id), for offers.
     pub(super) addrs: Vec<naac_net::Multiaddr>,
@@ -434,7 +440,14 @@ impl Provider {
                         }
                         body => (body, channel),
                     };
+                    let assign = match &body {
+                        RequestBody::Assign(a) => Some((a.job, a.reply_with_results)),
+                        _ => None,
+                    };
                     let resp = self.on_request(peer, body);
+                    if let Some((job, wants)) = assign {
+                        return self.answer_assign((peer, job), wants, resp, channel);
+                    }
                     self.runner
                         .client
                         .respond(channel, Response::new(resp))
@@ -745,53 +758,5 @@ impl Provider {
         for k in keys {
             self.send_report(k, true);
         }
-    }
-
-    /// Sends the job's next report, if [`JobState::next_report`] says there is one.
-    pub(super) fn send_report(&mut self, key: JobKey, heartbeat: bool) {
-        let Some(job) = self.jobs.get_mut(&key) else {
-            return;
-        };
-        let report = match job.next_report(key.1, heartbeat) {
-            Outgoing::Nothing => return,
-            Outgoing::Renewal(renewal) => {
-                let client = self.runner.client.clone();
-                tokio::spawn(async move {
-                    let _ = client
-                        .request(key.0, Request::new(RequestBody::Report(renewal)))
-                        .await;
-                });
-                return;
-            }
-            Outgoing::Report(r) => r,
-        };
-        let client = self.runner.client.clone();
-        let tx = self.internal.clone();
-        tokio::spawn(async move {
-            let req = Request::new(RequestBody::Report(report));
-            // A report that does not get through is not resent: its results are dropped
-            // from what we hold, and the requester reassigns them when it reconciles (the
-            // usual cause, a requester that is gone, makes resending pointless anyway).
-            let forget = match client.request(key.0, req).await {
-                Ok(Response {
-                    body: ResponseBody::Ack,
-                    ..
-                }) => false,
-                Ok(other) => {
-                    // The requester does not know the job (any more): stop working for it.
-                    tracing::debug!(
-                        "requester {} answered a report with {:?}",
-                        key.0,
-                        other.body
-                    );
-                    true
-                }
-                Err(e) => {
-                    tracing::debug!("failed to report to {}: {e}", key.0);
-                    false
-                }
-            };
-            let _ = tx.send(Internal::ReportSent { key, forget }).await;
-        });
     }
 }

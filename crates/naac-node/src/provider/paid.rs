@@ -88,13 +88,9 @@ impl Provider {
         };
         for (peer, a, channel, arrived) in held {
             self.escrows.doubt(job, arrived);
+            let wants = a.reply_with_results;
             let body = self.on_assign(peer, a);
-            let client = self.runner.client.clone();
-            tokio::spawn(async move {
-                client
-                    .respond(channel, naac_proto::Response::new(body))
-                    .await;
-            });
+            self.answer_assign((peer, job), wants, body, channel);
         }
     }
 

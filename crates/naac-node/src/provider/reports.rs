@@ -54,6 +54,10 @@ pub struct JobState {
     seen_seq: u64,
     /// Attempts handed back unfinished, for the next report.
     returned: Vec<(u32, u32)>,
+    /// `(task, attempt)` of results sent as the answer to an `Assign`: listed as held until
+    /// a later report is answered, since the requester may read that report before the
+    /// answer (they travel on different exchanges) and must not take their runs for lost.
+    replied: Vec<(u32, u32)>,
 }
 
 impl JobState {
@@ -138,6 +142,7 @@ impl JobState {
         let mut v: Vec<(u32, u32)> = self.held.iter().map(|(i, h)| (*i, h.attempt)).collect();
         v.extend(self.outbox.iter().map(|r| (r.index, r.attempt)));
         v.extend_from_slice(&self.inflight);
+        v.extend_from_slice(&self.replied);
         v
     }
 
@@ -187,6 +192,17 @@ impl JobState {
     pub fn report_answered(&mut self) {
         self.reporting = false;
         self.inflight.clear();
+        // No answer can go out while a report is in flight, so what was replied before
+        // this report is exactly what it listed.
+        self.replied.clear();
+    }
+
+    /// The report in flight went out as the answer to an `Assign` instead of a request of
+    /// its own: nothing acknowledges it, so the next report may go at once, and lists its
+    /// results as held until that one is answered.
+    pub fn report_replied(&mut self) {
+        self.reporting = false;
+        self.replied.append(&mut self.inflight);
     }
 }
 
@@ -259,6 +275,34 @@ mod tests {
         assert!(j.all_held().is_empty());
         // Idle, a heartbeat still goes out.
         assert!(matches!(j.next_report(job(), true), Outgoing::Report(_)));
+    }
+
+    #[test]
+    fn results_replied_stay_listed_until_a_later_report_is_answered() {
+        let mut j = JobState::default();
+        for i in 0..2 {
+            j.hold(i, Held::new(0));
+        }
+        assert!(j.finished(result(0, 0, 10)));
+        let Outgoing::Report(r) = j.next_report(job(), false) else {
+            panic!("a report")
+        };
+        assert_eq!(r.results.len(), 1);
+        j.report_replied();
+        assert!(j.finished(result(1, 0, 10)));
+        // Not held back behind the answer, which nothing acknowledges.
+        let Outgoing::Report(r) = j.next_report(job(), false) else {
+            panic!("a report")
+        };
+        assert_eq!(r.results.len(), 1);
+        assert_eq!(
+            sorted(r.held),
+            vec![(0, 0), (1, 0)],
+            "the replied result is listed, so the requester never takes it for lost"
+        );
+        j.report_answered();
+        assert!(j.all_held().is_empty());
+        assert_eq!(j.load(), 0, "results sent count against no share");
     }
 
     #[test]

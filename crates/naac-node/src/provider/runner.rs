@@ -786,6 +786,7 @@ mod tests {
                     bytes: big.clone(),
                 },
             ],
+            reply_with_results: false,
         };
         let info = AssignInfo::of(a);
         assert_eq!(info.inline.len(), 1);

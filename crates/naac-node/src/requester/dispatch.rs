@@ -189,6 +189,7 @@ impl Session<'_> {
             hold_over,
             holders,
             inline: self.blobs.inline_for(chunk),
+            reply_with_results: true,
         }));
         let client = self.client.clone();
         let tx = self.internal.clone();
@@ -207,6 +208,13 @@ impl Session<'_> {
                     body: ResponseBody::Ack,
                     ..
                 }) => return,
+                Ok(Response {
+                    body: ResponseBody::Report(r),
+                    ..
+                }) => {
+                    let _ = tx.send(Internal::Replied(provider, r)).await;
+                    return;
+                }
                 Ok(other) => format!("{:?}", other.body),
                 Err(e) => e.to_string(),
             };

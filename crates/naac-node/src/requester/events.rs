@@ -75,13 +75,15 @@ impl Session<'_> {
                 channel,
                 relayed,
             } => {
+                // Results answering an `Assign` are counted by the path the provider's
+                // requests last took.
+                if relayed {
+                    self.relayed.insert(peer);
+                } else if !self.relayed.is_empty() {
+                    self.relayed.remove(&peer);
+                }
                 if let RequestBody::Report(r) = &request.body {
-                    let a = self.arrived.entry(peer).or_default();
-                    *(if relayed {
-                        &mut a.relayed
-                    } else {
-                        &mut a.direct
-                    }) += r.results.len() as u64;
+                    self.count_arrived(peer, r.results.len());
                 }
                 let body = if request.v != VERSION {
                     ResponseBody::Refused(format!("message version {} is not supported", request.v))
@@ -127,7 +129,17 @@ impl Session<'_> {
         }
     }
 
-    fn on_report(&mut self, peer: PeerId, report: Report) -> ResponseBody {
+    /// Counts `n` results arrived from `peer`, by the path its requests last took.
+    fn count_arrived(&mut self, peer: PeerId, n: usize) {
+        let a = self.arrived.entry(peer).or_default();
+        *(if self.relayed.contains(&peer) {
+            &mut a.relayed
+        } else {
+            &mut a.direct
+        }) += n as u64;
+    }
+
+    pub(super) fn on_report(&mut self, peer: PeerId, report: Report) -> ResponseBody {
         if report.job != self.prepared.id {
             return ResponseBody::Refused(format!("unknown job {}", report.job));
         }
@@ -461,6 +473,13 @@ impl Session<'_> {
             Internal::Declined(peer, why) => {
                 tracing::info!("{peer} declined: {why}");
                 self.bidding.declined(peer, why);
+            }
+            Internal::Replied(peer, report) => {
+                // A report answering an `Assign`: the same as one sent as a request.
+                self.count_arrived(peer, report.results.len());
+                if let ResponseBody::Refused(why) = self.on_report(peer, *report) {
+                    tracing::debug!("refused a report from {peer} answering an assignment: {why}");
+                }
             }
             Internal::AssignFailed(peer, why, runs) => {
                 tracing::warn!("provider {peer} did not take its tasks: {why}; dropping it");

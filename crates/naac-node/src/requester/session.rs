@@ -128,6 +128,8 @@ pub(super) enum Internal {
     Declined(PeerId, String),
     /// With the runs it carried.
     AssignFailed(PeerId, String, Vec<(u32, u32)>),
+    /// A provider answered an `Assign` with a report.
+    Replied(PeerId, Box<naac_proto::Report>),
     /// The verifier's word on a result from the provider (`Err`: it could not run).
     Verified {
         peer: PeerId,
@@ -187,6 +189,8 @@ pub(super) struct Session<'a> {
     pub(super) peer_ips: HashMap<PeerId, IpAddr>,
     /// Results received per provider, by the path they took.
     pub(super) arrived: HashMap<PeerId, crate::output::Arrived>,
+    /// Providers whose last request came over a relayed connection.
+    pub(super) relayed: HashSet<PeerId>,
     /// What we greet providers with.
     pub(super) hello: Hello,
     /// When the first provider joined, from the start of the run.
@@ -330,6 +334,7 @@ pub async fn run(
         banned: HashSet::new(),
         peer_ips: HashMap::new(),
         arrived: HashMap::new(),
+        relayed: HashSet::new(),
         hello,
         first_provider: None,
         verifiers: Arc::new(tokio::sync::Semaphore::new(

@@ -86,6 +86,7 @@ fn kind(b: &ResponseBody) -> &'static str {
         ResponseBody::Refused(_) => "Refused",
         ResponseBody::Bank(_) => "Bank",
         ResponseBody::Store(_) => "Store",
+        ResponseBody::Report(_) => "Report",
     }
 }
 

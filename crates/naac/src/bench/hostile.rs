@@ -169,6 +169,7 @@ async fn input_flood(tasks: u32) -> anyhow::Result<Figure> {
         hold_over: None,
         holders: Vec::new(),
         inline: Vec::new(),
+        reply_with_results: false,
         tasks: (0..tasks)
             .map(|i| TaskSpec {
                 index: i,
