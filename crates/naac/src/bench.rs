@@ -405,7 +405,7 @@ impl Bench {
         let job = self.job(
             "failover",
             &format!(
-                "args = [\"pi\", \"{{seed}}\", \"70000000\"]\n[sweep]\nseed = {{ from = 0, to = {tasks} }}\n"
+                "args = [\"pi\", \"{{seed}}\", \"140000000\"]\n[sweep]\nseed = {{ from = 0, to = {tasks} }}\n"
             ),
         )?;
         // The calm figure is the better of two runs: this machine is noisy.

@@ -302,89 +302,8 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
     )
     .await?;
 
-    // Pay first: a job the user cannot pay for is refused before anything runs.
-    let user = user_key(&home)?;
-    let bank = match &a.bank {
-        BankChoice::None => None,
-        BankChoice::Default if !embedded => None,
-        BankChoice::Default => Some(crate::bank::embedded(&home, &user).await?),
-        BankChoice::Remote(addr) => Some(crate::bank::connect(&client, addr).await?),
-    };
-    // A run into this directory that crashed left its escrow open: close it out first.
-    if let Some(bank) = &bank {
-        reclaim_escrow(&out_dir, bank, &user).await;
-    }
-    let payment = match bank {
-        None => None,
-        Some(bank) => {
-            let claim_window = a.claim_window.unwrap_or(match a.bank {
-                BankChoice::Remote(_) => DEFAULT_CLAIM_WINDOW,
-                _ => Duration::ZERO,
-            });
-            let opened = naac_node::escrow::open(
-                &out_dir,
-                bank,
-                &user,
-                (&prepared.job, prepared.id, total),
-                claim_window,
-            )
-            .await;
-            match opened {
-                Ok(escrow) => Some(requester::Payment {
-                    escrow,
-                    user: user.clone(),
-                    // The embedded pool's bank is this machine's, and so are its workers:
-                    // its operator vouches for each, so their asks set each other's prices.
-                    operator: match (&a.bank, embedded) {
-                        (BankChoice::Default, true) => Some(naac_node::bank::bank_key(&home)?),
-                        _ => None,
-                    },
-                    unpaid: a.unpaid,
-                }),
-                Err(e @ naac_node::pay::PayError::Insufficient { .. }) => {
-                    return Ok(Executed::Refused(format!(
-                        "{e}\nhint: the escrow holds the tasks in flight, each at max_price ({} credits per giga-fuel) x limits.fuel ({}); lower [budget] max_price or [limits] fuel in the job file{}",
-                        prepared.job.budget.max_price,
-                        prepared.job.limits.fuel,
-                        if embedded {
-                            ", or run with --no-pay"
-                        } else {
-                            ", or ask the bank for credits"
-                        }
-                    )));
-                }
-                Err(e @ naac_node::pay::PayError::OverBudget { .. }) => {
-                    return Ok(Executed::Refused(format!(
-                        "{e}\nhint: the worst case is max_price ({} credits per giga-fuel) x limits.fuel ({}) x {} copies; raise [budget] max_cost, or lower max_price or [limits] fuel in the job file",
-                        prepared.job.budget.max_price,
-                        prepared.job.limits.fuel,
-                        naac_node::pay::expected_copies(&prepared.job, total),
-                    )));
-                }
-                Err(e) => return Err(anyhow::anyhow!("{e}")),
-            }
-        }
-    };
-    let escrow = payment.as_ref().map(|p| p.escrow.clone());
-    let user_for_reclaim = user.clone();
-    if let Some(p) = &payment
-        && !a.quiet
-    {
-        eprintln!(
-            "naac: escrow of {} credits opened (balance was {}; max price {} credits per giga-fuel)",
-            p.escrow.amount, p.escrow.balance_before, p.escrow.max_price
-        );
-    }
-
-    // Local workers name an owner of their own, so the run knows them (and never puts two
-    // copies of a task on this machine).
-    // The name carries a secret of this run (a fresh key's id), so no remote host can pass
-    // for one of its local workers.
-    let secret = naac_net::Keypair::generate_ed25519()
-        .public()
-        .to_peer_id()
-        .to_string();
-    let local_owner = format!("local-{}", &secret[secret.len() - 16..]);
+    // The embedded pool starts first: its workers start up while the bank loads its ledger
+    // and the escrow opens (they run nothing before the job is paid for).
     let mut pool = None;
     // The embedded pool's workers are all the bidders there will be.
     let mut bidders = None;
@@ -409,27 +328,121 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
             .workers
             .unwrap_or_else(|| crate::node::cores().max(copies))
             .max(1);
-        let p = match Pool::start(workers, 1, &addr, &a.provider_args) {
-            Ok(p) => p,
-            Err(e) => {
-                if let Some(p) = &payment {
-                    reclaim_escrow(&out_dir, &p.escrow.bank, &user).await;
-                }
-                return Err(e);
-            }
-        };
+        let p = Pool::start(workers, 1, &addr, &a.provider_args)?;
         if let Some(tx) = a.on_pool {
             let _ = tx.send(p.pids());
         }
         pool = Some(p);
         bidders = Some(workers as usize);
-        if !a.quiet {
-            eprintln!(
-                "naac: job {} ({total} tasks) on an embedded pool of {workers} providers",
-                prepared.job.name
-            );
+    }
+    // Pay first: a job the user cannot pay for is refused before anything runs.
+    let user = user_key(&home)?;
+    let paid: anyhow::Result<Result<_, String>> = async {
+        let bank = match &a.bank {
+            BankChoice::None => None,
+            BankChoice::Default if !embedded => None,
+            BankChoice::Default => Some(crate::bank::embedded(&home, &user).await?),
+            BankChoice::Remote(addr) => Some(crate::bank::connect(&client, addr).await?),
+        };
+        // A run into this directory that crashed left its escrow open: close it out first.
+        if let Some(bank) = &bank {
+            reclaim_escrow(&out_dir, bank, &user).await;
         }
-    } else if a.local > 0 {
+        let payment = match bank {
+            None => None,
+            Some(bank) => {
+                let claim_window = a.claim_window.unwrap_or(match a.bank {
+                    BankChoice::Remote(_) => DEFAULT_CLAIM_WINDOW,
+                    _ => Duration::ZERO,
+                });
+                let opened = naac_node::escrow::open(
+                    &out_dir,
+                    bank,
+                    &user,
+                    (&prepared.job, prepared.id, total),
+                    claim_window,
+                )
+                .await;
+                match opened {
+                    Ok(escrow) => Some(requester::Payment {
+                        escrow,
+                        user: user.clone(),
+                        // The embedded pool's bank is this machine's, and so are its workers:
+                        // its operator vouches for each, so their asks set each other's prices.
+                        operator: match (&a.bank, embedded) {
+                            (BankChoice::Default, true) => Some(naac_node::bank::bank_key(&home)?),
+                            _ => None,
+                        },
+                        unpaid: a.unpaid,
+                    }),
+                    Err(e @ naac_node::pay::PayError::Insufficient { .. }) => {
+                        return Ok(Err(format!(
+                            "{e}\nhint: the escrow holds the tasks in flight, each at max_price ({} credits per giga-fuel) x limits.fuel ({}); lower [budget] max_price or [limits] fuel in the job file{}",
+                            prepared.job.budget.max_price,
+                            prepared.job.limits.fuel,
+                            if embedded {
+                                ", or run with --no-pay"
+                            } else {
+                                ", or ask the bank for credits"
+                            }
+                        )));
+                    }
+                    Err(e @ naac_node::pay::PayError::OverBudget { .. }) => {
+                        return Ok(Err(format!(
+                            "{e}\nhint: the worst case is max_price ({} credits per giga-fuel) x limits.fuel ({}) x {} copies; raise [budget] max_cost, or lower max_price or [limits] fuel in the job file",
+                            prepared.job.budget.max_price,
+                            prepared.job.limits.fuel,
+                            naac_node::pay::expected_copies(&prepared.job, total),
+                        )));
+                    }
+                    Err(e) => anyhow::bail!("{e}"),
+                }
+            }
+        };
+        Ok(Ok(payment))
+    }
+    .await;
+    let payment = match paid {
+        Ok(Ok(payment)) => payment,
+        refused => {
+            // Nothing ran: the pool's workers go.
+            if let Some(p) = pool.take() {
+                p.stop().await;
+            }
+            return match refused {
+                Ok(Err(why)) => Ok(Executed::Refused(why)),
+                Err(e) => Err(e),
+                Ok(Ok(_)) => unreachable!("matched above"),
+            };
+        }
+    };
+    let escrow = payment.as_ref().map(|p| p.escrow.clone());
+    let user_for_reclaim = user.clone();
+    if let Some(p) = &payment
+        && !a.quiet
+    {
+        eprintln!(
+            "naac: escrow of {} credits opened (balance was {}; max price {} credits per giga-fuel)",
+            p.escrow.amount, p.escrow.balance_before, p.escrow.max_price
+        );
+    }
+    if let (Some(workers), false) = (bidders, a.quiet) {
+        eprintln!(
+            "naac: job {} ({total} tasks) on an embedded pool of {workers} providers",
+            prepared.job.name
+        );
+    }
+
+    // Local workers name an owner of their own, so the run knows them (and never puts two
+    // copies of a task on this machine).
+    // The name carries a secret of this run (a fresh key's id), so no remote host can pass
+    // for one of its local workers.
+    let secret = naac_net::Keypair::generate_ed25519()
+        .public()
+        .to_peer_id()
+        .to_string();
+    let local_owner = format!("local-{}", &secret[secret.len() - 16..]);
+    if !embedded && a.local > 0 {
         let p = start_local(&client, a.local, &local_owner, &a.provider_args).await?;
         pool = Some(p);
     }
