@@ -222,6 +222,7 @@ fn start_on(
                 bucket: Bucket::new(faucet.per_hour),
                 key,
                 stale: false,
+                snapshot_at: 0,
             };
             if let Err(e) = bank.reload().context("load the bank's ledger") {
                 let _ = ready_tx.send(Err(e));
@@ -254,7 +255,14 @@ struct Bank {
     /// A write failed and the ledger could not be read back: the rules in memory may hold
     /// entries the store does not, so nothing is answered from them until a reload works.
     stale: bool,
+    /// Entries the latest stored snapshot covers.
+    snapshot_at: u64,
 }
+
+/// Entries appended between snapshots of the ledger's state, at least (and at least a
+/// eighth of the ledger, so a large one is not rewritten every few entries): a restart
+/// replays at most this many. The bank also takes one when it stops.
+const SNAPSHOT_EVERY: u64 = 1024;
 
 /// What one request in a batch waits for.
 enum Pending {
@@ -270,9 +278,12 @@ enum Answer {
 
 impl Bank {
     fn reload(&mut self) -> anyhow::Result<()> {
-        let mut ledger = Ledger::new(self.key);
         let len = self.store.len()?;
-        let mut from = 0;
+        let mut ledger = self
+            .load_snapshot(len)
+            .unwrap_or_else(|| Ledger::new(self.key));
+        self.snapshot_at = ledger.len();
+        let mut from = ledger.len();
         while from < len {
             let page = self.store.read(from, 10_000)?;
             if page.is_empty() {
@@ -301,6 +312,78 @@ impl Bank {
         }
         self.ledger = ledger;
         Ok(())
+    }
+
+    /// The ledger as the stored snapshot holds it, if there is one and it is believed: the
+    /// bank signed it, and the stored chain's entry at its end is its head (anything else
+    /// is said, and the whole ledger is replayed).
+    fn load_snapshot(&mut self, len: u64) -> Option<Ledger> {
+        let snap = match self.store.latest_snapshot() {
+            Ok(snap) => snap?,
+            Err(e) => {
+                tracing::warn!("bank: cannot read the ledger's snapshot ({e}); replaying it all");
+                return None;
+            }
+        };
+        match self.check_snapshot(&snap, len) {
+            Ok(ledger) => Some(ledger),
+            Err(why) => {
+                tracing::warn!(
+                    "bank: the snapshot of the ledger's first {} entries is not believed: {why}; replaying it all",
+                    snap.size
+                );
+                None
+            }
+        }
+    }
+
+    fn check_snapshot(&mut self, snap: &store::Snapshot, len: u64) -> Result<Ledger, String> {
+        let signed = store::Snapshot::signing_bytes(snap.size, &snap.head, &snap.bytes);
+        if !naac_types::sig::verify(&self.key.0, &signed, &snap.sig) {
+            return Err("it is not signed by this bank".into());
+        }
+        if snap.size > len {
+            return Err(format!("the ledger holds only {len} entries"));
+        }
+        if let Some(last) = snap.size.checked_sub(1) {
+            let entry = self.store.read(last, 1).map_err(|e| e.to_string())?;
+            if entry.first().map(Entry::hash) != Some(snap.head) {
+                return Err(format!("entry {last} is not the one it ends with"));
+            }
+        }
+        let ledger = Ledger::from_snapshot(self.key, &snap.bytes).map_err(|e| e.to_string())?;
+        if ledger.len() != snap.size || ledger.head() != snap.head {
+            return Err("the state in it is not of its size and head".into());
+        }
+        Ok(ledger)
+    }
+
+    /// Stores a snapshot of the ledger as it is now, when enough was appended since the
+    /// last (any at all when `stopping`).
+    fn snapshot_if_due(&mut self, stopping: bool) {
+        let len = self.ledger.len();
+        let since = len.saturating_sub(self.snapshot_at);
+        let due = if stopping {
+            since > 0
+        } else {
+            since >= SNAPSHOT_EVERY.max(len / 8)
+        };
+        if !due || self.stale {
+            return;
+        }
+        let bytes = self.ledger.snapshot();
+        let head = self.ledger.head();
+        let sig = (self.sign)(&store::Snapshot::signing_bytes(len, &head, &bytes));
+        let snap = store::Snapshot {
+            size: len,
+            head,
+            sig,
+            bytes,
+        };
+        match self.store.put_snapshot(&snap) {
+            Ok(()) => self.snapshot_at = len,
+            Err(e) => tracing::warn!("bank: could not store a snapshot of the ledger: {e}"),
+        }
     }
 
     /// Replays what another process appended after our last entry, up to `n` entries.
@@ -341,7 +424,9 @@ impl Bank {
                 }
             }
             self.process(batch);
+            self.snapshot_if_due(false);
         }
+        self.snapshot_if_due(true);
         tracing::info!("bank stopped");
     }
 
@@ -861,6 +946,107 @@ mod tests {
         assert_eq!(balance(alice), Ok(Credits(80_000_000)));
         // (Bob signed nothing, so he has no grant.)
         assert_eq!(balance(bob), Ok(Credits(20_000_000)));
+    }
+
+    /// A snapshot of the ledger is believed only when the bank signed it, it ends on the
+    /// stored chain and its state is of that size and head; else the whole ledger is
+    /// replayed, and either way the state is the ledger's own.
+    #[test]
+    fn a_snapshot_is_believed_only_when_the_bank_signed_it_and_the_chain_agrees() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let (bank_kp, bank_key) = ed25519();
+        let bank_kp2 = bank_kp.clone();
+        let sign: Signer = Arc::new(move |m| naac_net::sign(&bank_kp2, m));
+        let faucet = Faucet {
+            amount: Credits(100_000_000),
+            per_hour: None,
+        };
+        let new_bank = || Bank {
+            ledger: Ledger::new(bank_key),
+            store: Box::new(store::SqliteStore::open(&path).unwrap()),
+            sign: sign.clone(),
+            faucet,
+            bucket: Bucket::new(None),
+            key: bank_key,
+            stale: false,
+            snapshot_at: 0,
+        };
+        let (alice_kp, alice) = ed25519();
+        let (_, bob) = ed25519();
+        let pay = |bank: &mut Bank, nonce: u64| {
+            let req = Request::Transfer {
+                from: alice,
+                to: bob,
+                amount: Credits(1_000_000),
+                nonce,
+            };
+            let wire = SignedRequest::new(alice, &bank_key, &req, |m| naac_net::sign(&alice_kp, m))
+                .into_wire();
+            let (tx, _rx) = oneshot::channel();
+            bank.process(vec![(BankRequest::Submit(vec![wire]), tx)]);
+        };
+        let mut bank = new_bank();
+        bank.reload().unwrap();
+        for nonce in 1..=3 {
+            pay(&mut bank, nonce);
+        }
+        let early = bank.ledger.clone();
+        for nonce in 4..=6 {
+            pay(&mut bank, nonce);
+        }
+        bank.snapshot_if_due(true);
+        let at = bank.ledger.len();
+        assert_eq!(bank.snapshot_at, at);
+        for nonce in 7..=8 {
+            pay(&mut bank, nonce);
+        }
+        let honest = bank.ledger.clone();
+        let len = honest.len();
+        assert!(early.len() < at && at < len, "the payments made entries");
+
+        // The bank's own snapshot is used, and the entries after it replayed.
+        let mut fresh = new_bank();
+        assert!(fresh.load_snapshot(len).is_some());
+        fresh.reload().unwrap();
+        assert_eq!(fresh.ledger, honest);
+        assert_eq!(fresh.snapshot_at, at);
+
+        let snap = fresh.store.latest_snapshot().unwrap().unwrap();
+        let forge = |size: u64, head: naac_ledger::Hash, bytes: Vec<u8>, kp: &naac_net::Keypair| {
+            let sig = naac_net::sign(kp, &store::Snapshot::signing_bytes(size, &head, &bytes));
+            store::Snapshot {
+                size,
+                head,
+                sig,
+                bytes,
+            }
+        };
+        let (stranger, _) = ed25519();
+        let forgeries = [
+            // Another key's signature over another state.
+            forge(at, snap.head, early.snapshot(), &stranger),
+            // The bank's signature, but a head that is not the chain's.
+            forge(at, [7; 32], snap.bytes.clone(), &bank_kp),
+            // The bank's signature over an older state passed off as this size.
+            forge(at, snap.head, early.snapshot(), &bank_kp),
+            // Past the end of the ledger.
+            forge(len + 5, snap.head, snap.bytes.clone(), &bank_kp),
+            // Garbled.
+            forge(
+                at,
+                snap.head,
+                snap.bytes[..snap.bytes.len() / 2].to_vec(),
+                &bank_kp,
+            ),
+        ];
+        for (i, f) in forgeries.iter().enumerate() {
+            let mut fresh = new_bank();
+            fresh.store.put_snapshot(f).unwrap();
+            assert!(fresh.load_snapshot(len).is_none(), "forgery {i} believed");
+            fresh.reload().unwrap();
+            assert_eq!(fresh.ledger, honest, "forgery {i} changed the state");
+        }
     }
 
     /// A bank on a fresh SQLite ledger, with `faucet`; also gives a runtime to call it.

@@ -18,7 +18,7 @@ pub use request::{
 };
 pub use rules::{
     ASK_GRACE_MS, Applied, EscrowState, HOSTILE_RULES_SINCE_MS, Ledger, LedgerError, ReplayError,
-    ReplayFault, precheck,
+    ReplayFault, SNAPSHOT_VERSION, SnapshotError, precheck,
 };
 pub use tree_head::TreeHead;
 pub use verify::{Report, VerifyError, verify_entries};

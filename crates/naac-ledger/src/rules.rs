@@ -22,6 +22,7 @@ mod error;
 mod escrow;
 mod plan;
 mod replay;
+mod snapshot;
 mod storage;
 mod wallet;
 
@@ -29,6 +30,7 @@ pub use asks::{ASK_GRACE_MS, HOSTILE_RULES_SINCE_MS};
 pub use error::LedgerError;
 pub use plan::precheck;
 pub use replay::{ReplayError, ReplayFault};
+pub use snapshot::{SNAPSHOT_VERSION, SnapshotError};
 
 use crate::entry::{Account, AccountKey, Entry, Hash};
 use crate::merkle::MerkleTree;
@@ -64,7 +66,7 @@ pub enum Applied {
 }
 
 /// The escrow of one job.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EscrowState {
     /// Who funded it; the only one who may settle from it.
     pub payer: AccountKey,
@@ -108,7 +110,7 @@ impl EscrowState {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct EscrowSlot {
     state: EscrowState,
     /// Entry that opened it and the hash of its request (to tell a retry from a clash).
@@ -122,7 +124,7 @@ struct EscrowSlot {
 
 /// The ledger's state and rules; no IO. Feed it requests ([`Ledger::apply`]) or stored
 /// entries ([`Ledger::replay`]); persist the entries it returns.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Ledger {
     bank: AccountKey,
     /// User balances in µcredits (the mint is `issued`, escrows are in `escrows`).
@@ -153,9 +155,12 @@ pub struct Ledger {
     head: Hash,
     /// `time_ms` of the last entry (0 when empty): entry times never go back.
     last_time: u64,
+    /// In a snapshot: its leaves, as bytes (the rest is made again from them).
+    #[serde(with = "snapshot::leaves")]
     tree: MerkleTree,
     /// Asks whose signature already checked out: one job's settlements repeat the same few
     /// asks thousands of times.
+    #[serde(skip)]
     asks_checked: AskCache,
 }
 

@@ -1592,6 +1592,32 @@ fn replay_rebuilds_the_same_ledger() {
 }
 
 #[test]
+fn a_snapshot_of_another_bank_or_format_or_garbled_is_refused() {
+    let (entries, bank) = history();
+    let mut l = Ledger::new(key(&bank));
+    for e in &entries {
+        l.replay_trusted(e).expect("replays");
+    }
+    let snap = l.snapshot();
+    assert_eq!(Ledger::from_snapshot(key(&bank), &snap), Ok(l.clone()));
+    let other = Ledger::from_snapshot(key(&sk(9)), &snap).expect_err("another bank's");
+    assert!(
+        other.to_string().starts_with("the snapshot is of bank"),
+        "{other}"
+    );
+    let mut newer = snap.clone();
+    newer[..2].copy_from_slice(&(naac_ledger::SNAPSHOT_VERSION + 1).to_le_bytes());
+    let e = Ledger::from_snapshot(key(&bank), &newer).expect_err("a newer format");
+    assert!(e.to_string().contains("is not"), "{e}");
+    for cut in [0, 1, 2, snap.len() / 2, snap.len() - 1] {
+        assert!(
+            Ledger::from_snapshot(key(&bank), &snap[..cut]).is_err(),
+            "a snapshot cut at {cut} bytes read"
+        );
+    }
+}
+
+#[test]
 fn verification_messages() {
     let (entries, bank) = history();
     let bank_key = key(&bank);
@@ -2479,6 +2505,21 @@ proptest! {
         }
         prop_assert!(fresh == *l, "replay differs");
         prop_assert!(trusted == *l, "trusted replay differs");
+
+        // A snapshot taken anywhere, read back and replayed on from, is the same ledger.
+        let cut = if sim.entries.is_empty() { 0 } else { pick.index(sim.entries.len() + 1) };
+        let mut part = Ledger::new(bank);
+        for e in &sim.entries[..cut] {
+            part.replay_trusted(e).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        }
+        let mut resumed = Ledger::from_snapshot(bank, &part.snapshot())
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert!(resumed == part, "a snapshot differs from its ledger");
+        for e in &sim.entries[cut..] {
+            resumed.replay_trusted(e).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        }
+        prop_assert!(resumed == *l, "replay after a snapshot differs");
+        prop_assert_eq!(resumed.root(), l.root());
         prop_assert_eq!(fresh.root(), l.root());
         prop_assert_eq!(fresh.head(), l.head());
 

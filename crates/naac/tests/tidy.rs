@@ -244,7 +244,14 @@ const SHELLS: &[(&str, &[&str])] = &[
     ),
     (
         "crates/naac-node/src/provider",
-        &["mod.rs", "node.rs", "control.rs", "paid.rs", "services.rs"],
+        &[
+            "mod.rs",
+            "node.rs",
+            "control.rs",
+            "paid.rs",
+            "services.rs",
+            "replies.rs",
+        ],
     ),
 ];
 

@@ -209,6 +209,41 @@ pub trait Store: Send {
 
     /// Human name for messages: `sqlite:/path` or `postgres:host=.. dbname=..`.
     fn describe(&self) -> String;
+
+    /// Keeps `snap` as the one snapshot (replacing any older one). Stores that keep none
+    /// (PostgreSQL: a long-running service bank replays its ledger at start) ignore it.
+    fn put_snapshot(&mut self, snap: &Snapshot) -> Result<(), StoreError> {
+        let _ = snap;
+        Ok(())
+    }
+
+    /// The snapshot kept, if any.
+    fn latest_snapshot(&mut self) -> Result<Option<Snapshot>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// The ledger's state after its first `size` entries ([`naac_ledger::Ledger::snapshot`]),
+/// signed by the bank, so a restart replays only what came after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub size: u64,
+    /// The hash of entry `size - 1` (zeros for an empty ledger).
+    pub head: naac_ledger::Hash,
+    /// The bank's signature over [`Snapshot::signing_bytes`].
+    pub sig: Vec<u8>,
+    pub bytes: Vec<u8>,
+}
+
+impl Snapshot {
+    /// What the bank signs: a domain tag, the size, the head and the state's BLAKE3 hash.
+    pub fn signing_bytes(size: u64, head: &naac_ledger::Hash, bytes: &[u8]) -> Vec<u8> {
+        let mut out = b"naac bank snapshot v1\0".to_vec();
+        out.extend_from_slice(&size.to_le_bytes());
+        out.extend_from_slice(head);
+        out.extend_from_slice(&naac_types::ContentId::of(bytes).0);
+        out
+    }
 }
 
 /// Opens the store `url` names, creating its schema if missing:

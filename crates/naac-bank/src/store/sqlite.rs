@@ -3,7 +3,8 @@
 
 use super::{
     CHECKPOINT_COLUMNS, ENTRY_COLUMNS, Encoded, EncodedCheckpoint, RawCheckpoint, RawEntry,
-    SCHEMA_VERSION, Store, StoreError, check_seqs, history_bound, limit_i64, read_range, row_seq,
+    SCHEMA_VERSION, Snapshot, Store, StoreError, check_seqs, history_bound, limit_i64, read_range,
+    row_seq,
 };
 use naac_ledger::{Account, Entry, TreeHead};
 use rusqlite::types::ValueRef;
@@ -42,6 +43,17 @@ CREATE TABLE checkpoints (
     time_ms INTEGER NOT NULL,
     bank    BLOB    NOT NULL,
     sig     BLOB    NOT NULL
+);
+";
+
+/// The one snapshot of the ledger's state; added to ledgers made before it (no new
+/// schema version: older naac ignores the table).
+const SNAPSHOTS: &str = "
+CREATE TABLE IF NOT EXISTS snapshots (
+    size  INTEGER PRIMARY KEY,
+    head  BLOB    NOT NULL,
+    sig   BLOB    NOT NULL,
+    bytes BLOB    NOT NULL
 );
 ";
 
@@ -164,6 +176,7 @@ impl SqliteStore {
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                 .map_err(&err)?;
         }
+        tx.execute_batch(SNAPSHOTS).map_err(&err)?;
         tx.commit().map_err(&err)
     }
 
@@ -348,6 +361,58 @@ impl Store for SqliteStore {
 
     fn describe(&self) -> String {
         format!("sqlite:{}", self.path.display())
+    }
+
+    fn put_snapshot(&mut self, snap: &Snapshot) -> Result<(), StoreError> {
+        self.writable()?;
+        let err = sqlite_error(&self.path);
+        let size = i64::try_from(snap.size).unwrap_or(i64::MAX);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&err)?;
+        tx.execute("DELETE FROM snapshots", []).map_err(&err)?;
+        tx.execute(
+            "INSERT INTO snapshots (size, head, sig, bytes) VALUES (?1, ?2, ?3, ?4)",
+            params![size, &snap.head[..], snap.sig, snap.bytes],
+        )
+        .map_err(&err)?;
+        tx.commit().map_err(&err)
+    }
+
+    fn latest_snapshot(&mut self) -> Result<Option<Snapshot>, StoreError> {
+        let err = sqlite_error(&self.path);
+        let row = self
+            .conn
+            .query_row(
+                "SELECT size, head, sig, bytes FROM snapshots ORDER BY size DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, Vec<u8>>(1)?,
+                        r.get::<_, Vec<u8>>(2)?,
+                        r.get::<_, Vec<u8>>(3)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(&err)?;
+        let Some((size, head, sig, bytes)) = row else {
+            return Ok(None);
+        };
+        let (Ok(size), Ok(head)) = (u64::try_from(size), <[u8; 32]>::try_from(head)) else {
+            return Err(StoreError::Corrupt {
+                seq: size.max(0) as u64,
+                what: "the snapshot's size or head is malformed".into(),
+            });
+        };
+        Ok(Some(Snapshot {
+            size,
+            head,
+            sig,
+            bytes,
+        }))
     }
 }
 

@@ -8,7 +8,7 @@ use crate::request::{DecodeError, Request, SignedRequest};
 use naac_types::{Credits, JobId};
 
 /// A request applied once: the entry and the hash of its message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(super) struct Seen {
     pub(super) seq: u64,
     pub(super) msg: Hash,
