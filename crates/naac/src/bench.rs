@@ -312,16 +312,17 @@ impl Bench {
             ratio: Some(disk_rate / paid_rate),
             raw: json!({"tasks": n, "wall_seconds": disk.wall, "tasks_per_second": disk_rate, "dir": disk_dir.path()}),
         });
-        // Time to the first task: the first run makes the home (keys, bank, module cache).
-        let cold = tmpfs.first_task("first-cold").await?;
+        // Time to the first task, on the home the paid runs above filled (a ledger of
+        // ~10,000 entries); the run before it is shown beside.
+        let before = tmpfs.first_task("first-before").await?;
         let warm = tmpfs.first_task("first-warm").await?;
         figures.push(Figure {
             name: "naac run start to first result",
             value: format!("{:.0} ms", warm * 1e3),
             target: "<= 50 ms",
-            baseline: format!("first ever run {:.0} ms", cold * 1e3),
+            baseline: format!("the run before {:.0} ms", before * 1e3),
             ratio: None,
-            raw: json!({"warm_seconds": warm, "cold_seconds": cold}),
+            raw: json!({"seconds": warm, "run_before_seconds": before, "ledger": "after 2 x 10,000 paid tasks"}),
         });
         Ok(figures)
     }
@@ -679,9 +680,9 @@ async fn round_trips(rounds: u32) -> anyhow::Result<Vec<Duration>> {
             }],
         }));
         let t0 = Instant::now();
-        let c = client.clone();
-        let (tx, mut answer) = tokio::sync::mpsc::channel(1);
-        tokio::spawn(async move { tx.send(c.request(peer, req).await).await });
+        // Polled here, as the floor polls its request: the figure is the protocol's.
+        let answer = client.request(peer, req);
+        tokio::pin!(answer);
         // The result comes in the answer, or (past the provider's hold) in a report.
         let done = |r: &naac_proto::Report| -> anyhow::Result<bool> {
             let Some(res) = r.results.iter().find(|x| x.index == i) else {
@@ -697,12 +698,12 @@ async fn round_trips(rounds: u32) -> anyhow::Result<Vec<Duration>> {
         let mut answered = false;
         loop {
             let ev = tokio::select! {
-                a = answer.recv(), if !answered => {
+                a = &mut answer, if !answered => {
                     answered = true;
                     match a {
-                        Some(Ok(Response { body: ResponseBody::Report(r), .. })) if done(&r)? => break,
-                        Some(Ok(Response { body: ResponseBody::Ack | ResponseBody::Report(_), .. })) | None => continue,
-                        Some(other) => anyhow::bail!("the provider did not take the task: {other:?}"),
+                        Ok(Response { body: ResponseBody::Report(r), .. }) if done(&r)? => break,
+                        Ok(Response { body: ResponseBody::Ack | ResponseBody::Report(_), .. }) => continue,
+                        other => anyhow::bail!("the provider did not take the task: {other:?}"),
                     }
                 }
                 ev = events.recv() => ev,
