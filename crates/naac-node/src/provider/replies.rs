@@ -15,21 +15,24 @@ pub(super) const REPLY_HOLD: Duration = Duration::from_millis(naac_proto::REPLY_
 /// Most answers held at once, over all requesters.
 const MAX_HELD_REPLIES: usize = 1024;
 
-/// The answers held, oldest first per job.
-#[derive(Default)]
-pub(super) struct Replies {
-    held: HashMap<JobKey, VecDeque<(naac_net::Reply, Instant)>>,
+/// The answers held (`C`: a response channel), oldest first per job.
+pub(super) struct Replies<C = naac_net::Reply> {
+    held: HashMap<JobKey, VecDeque<(C, Instant)>>,
     count: usize,
 }
 
-impl Replies {
+impl<C> Default for Replies<C> {
+    fn default() -> Self {
+        Self {
+            held: HashMap::new(),
+            count: 0,
+        }
+    }
+}
+
+impl<C> Replies<C> {
     /// Keeps `channel` for `key`'s next report; gives it back when too many are held.
-    fn hold(
-        &mut self,
-        key: JobKey,
-        channel: naac_net::Reply,
-        now: Instant,
-    ) -> Option<naac_net::Reply> {
+    fn hold(&mut self, key: JobKey, channel: C, now: Instant) -> Option<C> {
         if self.count >= MAX_HELD_REPLIES {
             return Some(channel);
         }
@@ -39,7 +42,7 @@ impl Replies {
     }
 
     /// The oldest answer held for `key`.
-    fn take(&mut self, key: &JobKey) -> Option<naac_net::Reply> {
+    fn take(&mut self, key: &JobKey) -> Option<C> {
         let q = self.held.get_mut(key)?;
         let (channel, _) = q.pop_front()?;
         if q.is_empty() {
@@ -50,7 +53,7 @@ impl Replies {
     }
 
     /// Answers held since before `now - REPLY_HOLD`.
-    fn expired(&mut self, now: Instant) -> Vec<naac_net::Reply> {
+    fn expired(&mut self, now: Instant) -> Vec<C> {
         let mut out = Vec::new();
         self.held.retain(|_, q| {
             while q
@@ -171,5 +174,46 @@ impl Provider {
             };
             let _ = tx.send(Internal::ReportSent { key, forget }).await;
         });
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use naac_net::PeerId;
+    use naac_types::{ContentId, JobId};
+
+    fn key(i: u8) -> JobKey {
+        (PeerId::random(), JobId::derive(&ContentId::of(&[i]), b"1"))
+    }
+
+    /// A requester that sends `Assign` after `Assign` asking for results cannot make the
+    /// provider hold more than `MAX_HELD_REPLIES` open, nor any longer than `REPLY_HOLD`.
+    #[test]
+    fn held_answers_are_bounded_in_number_and_time() {
+        let mut r = Replies::<usize>::default();
+        let t0 = Instant::now();
+        let k = key(1);
+        for i in 0..MAX_HELD_REPLIES {
+            assert_eq!(r.hold(k, i, t0), None);
+        }
+        assert_eq!(
+            r.hold(key(2), 99_999, t0),
+            Some(99_999),
+            "past the bound: at once"
+        );
+        // Oldest first.
+        assert_eq!(r.take(&k), Some(0));
+        assert_eq!(r.take(&key(3)), None);
+        assert!(r.hold(k, 5_000, t0 + REPLY_HOLD / 2).is_none());
+        // At the hold's end every answer still held goes, and nothing held later.
+        assert!(r.expired(t0 + REPLY_HOLD / 4).is_empty());
+        let gone = r.expired(t0 + REPLY_HOLD);
+        assert_eq!(gone.len(), MAX_HELD_REPLIES - 1);
+        assert!(!r.is_empty());
+        assert_eq!(r.expired(t0 + REPLY_HOLD + REPLY_HOLD / 2), vec![5_000]);
+        assert!(r.is_empty());
+        assert_eq!(r.count, 0);
     }
 }
