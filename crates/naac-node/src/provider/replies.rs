@@ -1,8 +1,9 @@
 //! Sending reports, as `Report` requests or as answers to `Assign`s that take results
-//! ([`naac_proto::Assign::reply_with_results`]). Each such `Assign` is kept unanswered for up to [`REPLY_HOLD`], and the job's next report rides back on it
-//! if one is due by then; otherwise it is answered `Ack` and results go as `Report`
-//! requests, as before. A tiny task then costs one exchange instead of two. Bounded: past
-//! [`MAX_HELD_REPLIES`] an `Assign` is answered at once.
+//! ([`naac_proto::Assign::reply_with_results`]). Each such `Assign` is kept unanswered for
+//! up to [`REPLY_HOLD`], and the job's next report rides back on it if one is due by then;
+//! otherwise it is answered `Ack` and results go as `Report` requests, as before. A tiny
+//! task then costs one exchange instead of two. Bounded: past [`MAX_HELD_REPLIES`] an
+//! `Assign` is answered at once.
 
 use super::node::{Internal, JobKey, Provider};
 use super::reports::Outgoing;
@@ -83,9 +84,8 @@ impl Provider {
         key: JobKey,
         wants_results: bool,
         body: ResponseBody,
-        channel: naac_net::Reply,
+        mut channel: naac_net::Reply,
     ) {
-        let mut channel = channel;
         if wants_results && matches!(body, ResponseBody::Ack) && self.jobs.contains_key(&key) {
             match self.replies.hold(key, channel, Instant::now()) {
                 None => {
@@ -121,7 +121,8 @@ impl Provider {
         tokio::spawn(async move { client.respond(channel, Response::new(body)).await });
     }
 
-    /// Sends the job's next report, if [`JobState::next_report`] says there is one.
+    /// Sends the job's next report, if [`super::reports::JobState::next_report`] says there is
+    /// one.
     pub(super) fn send_report(&mut self, key: JobKey, heartbeat: bool) {
         let Some(job) = self.jobs.get_mut(&key) else {
             return;

@@ -63,6 +63,7 @@ impl Session<'_> {
                 self.bidding.forget(&peer);
                 self.known_peers.retain(|p| *p != peer);
                 self.peer_ips.remove(&peer);
+                self.relayed.remove(&peer);
                 self.assigns.forget(&peer);
                 let now = self.now();
                 self.sched.provider_lost(&peer, now);
@@ -139,7 +140,7 @@ impl Session<'_> {
         }) += n as u64;
     }
 
-    pub(super) fn on_report(&mut self, peer: PeerId, report: Report) -> ResponseBody {
+    fn on_report(&mut self, peer: PeerId, report: Report) -> ResponseBody {
         if report.job != self.prepared.id {
             return ResponseBody::Refused(format!("unknown job {}", report.job));
         }
