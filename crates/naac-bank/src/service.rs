@@ -259,7 +259,7 @@ struct Bank {
     snapshot_at: u64,
 }
 
-/// Entries appended between snapshots of the ledger's state, at least (and at least a
+/// Entries appended between snapshots of the ledger's state, at least (and at least an
 /// eighth of the ledger, so a large one is not rewritten every few entries): a restart
 /// replays at most this many. The bank also takes one when it stops.
 const SNAPSHOT_EVERY: u64 = 1024;
