@@ -180,7 +180,7 @@ pub struct ResultsArgs {
     api: Api,
 }
 
-fn client(api: &Api) -> anyhow::Result<Client> {
+pub(crate) fn client(api: &Api) -> anyhow::Result<Client> {
     Ok(Client::new(&api.addr(), &api.token()?))
 }
 

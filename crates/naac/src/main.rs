@@ -9,6 +9,7 @@ mod daemon;
 mod embedded;
 mod jobs;
 mod key;
+mod manual;
 mod market;
 mod node;
 mod policy;
@@ -16,10 +17,11 @@ mod pool;
 mod reach;
 mod reputation;
 mod run;
+mod service;
 mod store;
 mod wallet;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -89,6 +91,13 @@ enum Cmd {
     /// Keep files on the pool's storage hosts, erasure-coded, audited and repaired
     #[command(subcommand)]
     Store(store::Cmd),
+    /// Run `naac node` as a systemd service: install once, and it comes back after a reboot
+    #[command(subcommand)]
+    Service(service::Cmd),
+    /// Print a completion script for your shell (see the README for where it goes)
+    Completions(manual::CompletionsArgs),
+    /// Print the man page, every command included (`naac man > naac.1; man -l naac.1`)
+    Man,
 }
 
 fn main() -> ExitCode {
@@ -145,6 +154,11 @@ fn main() -> ExitCode {
             Cmd::Results(a) => jobs::results(a).await,
             Cmd::Api(c) => jobs::api(c),
             Cmd::Store(c) => store::main(c).await,
+            Cmd::Service(c) => service::main(c, Cli::command()).await,
+            Cmd::Completions(a) => {
+                manual::completions(a, Cli::command()).map(|()| ExitCode::SUCCESS)
+            }
+            Cmd::Man => manual::man(Cli::command()).map(|()| ExitCode::SUCCESS),
         }
     });
     // Do not wait for blocking threads (a guest still winding down) on the way out.
