@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import glob
 import http.client
+import itertools
 import json
 import os
 import re
@@ -19,9 +21,6 @@ from typing import Any, Callable, Iterator, Mapping, Sequence, Union
 
 #: Where a node's API listens unless told otherwise (loopback only).
 DEFAULT_ADDR = "127.0.0.1:7878"
-
-#: The states a job ends in.
-FINISHED = frozenset({"done", "failed", "cancelled"})
 
 #: What a path may be given as.
 PathLike = Union[str, "os.PathLike[str]"]
@@ -107,8 +106,14 @@ class Job:
 
     @property
     def finished(self) -> bool:
-        """Whether the job has ended (done, failed or cancelled)."""
-        return self.state in FINISHED
+        """Whether the job is over for good: done or failed, or cancelled and (if it had
+        started) its run wound down, its summary or error written, so its results are
+        complete. The event stream ends after such a view of the job."""
+        if self.state in ("done", "failed"):
+            return True
+        if self.state == "cancelled":
+            return self.started_ms is None or self.summary is not None or self.error is not None
+        return False
 
 
 @dataclass(frozen=True)
@@ -139,15 +144,58 @@ def data_dir() -> Path:
     return Path.home() / ".local" / "share" / "naac"
 
 
-_TEMPLATE = re.compile(r"\{[^{}]*\}")
+#: Most paths one template expands to before it is matched as a pattern instead.
+_MAX_EXPANSION = 100_000
+
+
+def _template(s: str) -> list[tuple[bool, str]]:
+    """``s`` as parts ``(is_key, text)``: ``{key}`` placeholders and literal text, with
+    ``{{`` and ``}}`` standing for braces (the job file's template syntax)."""
+    parts: list[tuple[bool, str]] = []
+    lit = ""
+    i = 0
+    while i < len(s):
+        c = s[i]
+        if c in "{}" and s[i + 1 : i + 2] == c:
+            lit += c
+            i += 2
+        elif c == "{":
+            end = s.find("}", i)
+            if end < 0:
+                return [(False, s)]
+            if lit:
+                parts.append((False, lit))
+                lit = ""
+            parts.append((True, s[i + 1 : end].strip()))
+            i = end + 1
+        else:
+            lit += c
+            i += 1
+    if lit:
+        parts.append((False, lit))
+    return parts
+
+
+def _axis(v: object) -> list[str] | None:
+    """The values of one sweep key, as text, or ``None`` when there are too many to list."""
+    if isinstance(v, list):
+        return [str(x) for x in v]
+    if isinstance(v, dict) and isinstance(v.get("from"), int) and isinstance(v.get("to"), int):
+        step = v.get("step", 1)
+        if not isinstance(step, int) or step <= 0:
+            return None
+        r = range(v["from"], v["to"], step)
+        return [str(x) for x in r] if len(r) <= _MAX_EXPANSION else None
+    return None
 
 
 def job_files(job_file: PathLike) -> list[str]:
     """The files a job file names, as paths relative to its directory: every string in it
-    that is the path of a file beside it (or below), with ``{key}`` templates matched as
-    wildcards (``data/{i}.txt`` takes every ``data/*.txt``). Stored data (``naac://``) and
-    paths outside the job's directory are left out. Pass ``files=`` to
-    :meth:`Client.submit` for anything this misses."""
+    that is the path of a file beside it (or below). A ``{key}`` template is filled with
+    each value its sweep gives the key (``data/{i}.txt`` with ``i = [0, 1]`` names
+    ``data/0.txt`` and ``data/1.txt``). Stored data (``naac://``), absolute paths and paths
+    outside the job's directory are left out. Pass ``files=`` to :meth:`Client.submit` for
+    anything this misses."""
     path = Path(job_file)
     base = path.parent.resolve()
     try:
@@ -157,39 +205,64 @@ def job_files(job_file: PathLike) -> list[str]:
     except tomllib.TOMLDecodeError as e:
         raise NaacError(f"{path}: {e}") from None
     found: dict[str, None] = {}
+    me = path.resolve()
 
-    def inside(p: Path) -> str | None:
+    def take(p: Path) -> None:
         try:
-            rel = p.resolve().relative_to(base)
-        except ValueError:
-            return None
-        name = rel.as_posix()
-        if name == "." or p.resolve() == path.resolve() or not p.is_file():
-            return None
-        return name
+            full = p.resolve()
+            rel = full.relative_to(base)
+        except (ValueError, OSError):
+            return
+        if full != me and full.is_file():
+            found[rel.as_posix()] = None
 
-    def visit(v: object) -> None:
+    def expand(parts: list[tuple[bool, str]], sweep: dict[str, object]) -> None:
+        axes = [_axis(sweep.get(t)) if k else [t] for k, t in parts]
+        count = 1
+        for a in axes:
+            count *= len(a) if a is not None else _MAX_EXPANSION + 1
+        if count <= _MAX_EXPANSION:
+            for combo in itertools.product(*(a or [] for a in axes)):
+                take(base / "".join(combo))
+            return
+        # Too many (or unknown) values: match the pattern against the files that are there.
+        pattern = "".join("*" if k else glob.escape(t) for k, t in parts)
+        regex = re.compile(
+            "".join(
+                ("(" + "|".join(map(re.escape, a)) + ")") if k and a is not None
+                else "[^/]*" if k
+                else re.escape(t)
+                for (k, t), a in zip(parts, axes)
+            )
+        )
+        for c in sorted(base.glob(pattern)):
+            try:
+                rel = c.relative_to(base).as_posix()
+            except ValueError:
+                continue
+            if regex.fullmatch(rel):
+                take(c)
+
+    def visit(v: object, sweep: dict[str, object]) -> None:
         if isinstance(v, dict):
-            for x in v.values():
-                visit(x)
+            inner = v.get("sweep")
+            if isinstance(inner, dict):
+                sweep = {**sweep, **inner}
+            for k, x in v.items():
+                if k != "sweep":
+                    visit(x, sweep)
         elif isinstance(v, list):
             for x in v:
-                visit(x)
+                visit(x, sweep)
         elif isinstance(v, str) and v and "://" not in v and not os.path.isabs(v):
-            if "{" in v:
-                literal = _TEMPLATE.sub("", v)
+            parts = _template(v)
+            if not any(k for k, _ in parts):
+                take(base / "".join(t for _, t in parts))
+            elif any(t.strip() for k, t in parts if not k):
                 # `{seed}` alone is an argument, not a file.
-                if "." not in literal and "/" not in literal:
-                    return
-                candidates = sorted(base.glob(_TEMPLATE.sub("*", v)))
-            else:
-                candidates = [base / v]
-            for c in candidates:
-                name = inside(c)
-                if name is not None:
-                    found[name] = None
+                expand(parts, sweep)
 
-    visit(doc)
+    visit(doc, {})
     return list(found)
 
 
@@ -198,8 +271,10 @@ def _multipart(parts: Sequence[tuple[str, str, bytes]]) -> tuple[str, bytes]:
     boundary = "naac-" + uuid.uuid4().hex
     out = bytearray()
     for name, filename, data in parts:
-        quoted = name.replace("\\", "\\\\").replace('"', '\\"')
-        fquoted = filename.replace("\\", "\\\\").replace('"', '\\"')
+        if any(c in name + filename for c in "\\\r\n"):
+            raise NaacError(f"{name!r}: a file's name may not hold a backslash or a line break")
+        quoted = name.replace('"', '\\"')
+        fquoted = filename.replace('"', '\\"')
         out += f"--{boundary}\r\n".encode()
         out += (
             f'Content-Disposition: form-data; name="{quoted}"; filename="{fquoted}"\r\n'
@@ -265,7 +340,13 @@ class Client:
         h = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
         h.update(headers or {})
         try:
-            conn.request(method, path, body=body, headers=h)
+            try:
+                conn.request(method, path, body=body, headers=h)
+            except (BrokenPipeError, ConnectionResetError):
+                # The node may have answered before it read the whole body (413): its
+                # answer says why.
+                if conn.sock is None:
+                    raise
             resp = conn.getresponse()
         except (OSError, http.client.HTTPException) as e:
             conn.close()
@@ -391,15 +472,15 @@ class Client:
         """Cancels a queued or running job (a finished one is left as it is)."""
         return Job.from_json(self._json("DELETE", f"/v1/jobs/{self._q(job_id)}"))
 
-    def events(self, job_id: str) -> Iterator[Event]:
+    def events(self, job_id: str, timeout: float | None = None) -> Iterator[Event]:
         """The job's Server-Sent Events, each with the job as :meth:`job` shows it. The
-        iterator ends after the job does (or when the node goes away)."""
-        # Keep-alives come every 15 s; a minute of silence is a dead connection.
+        iterator ends after the job does, when the node goes away, or when nothing (not
+        even a keep-alive, sent every 15 s) arrives for ``timeout`` seconds (default 60)."""
         conn, resp = self._send(
             "GET",
             f"/v1/jobs/{self._q(job_id)}/events",
             headers={"Accept": "text/event-stream"},
-            timeout=max(self.timeout, 60.0),
+            timeout=timeout if timeout is not None else max(self.timeout, 60.0),
         )
         try:
             kind, data = "message", list[str]()
@@ -413,7 +494,11 @@ class Client:
                 line = raw.decode("utf-8", "replace").rstrip("\r\n")
                 if line == "":
                     if data:
-                        yield Event(kind, Job.from_json(json.loads("\n".join(data))))
+                        try:
+                            v = json.loads("\n".join(data))
+                        except ValueError as e:
+                            raise NaacError(f"an event of job {job_id} is not JSON: {e}") from None
+                        yield Event(kind, Job.from_json(v))
                     kind, data = "message", []
                 elif line.startswith(":"):
                     continue
@@ -433,32 +518,47 @@ class Client:
         progress: Callable[[Job], None] | None = None,
         timeout: float | None = None,
     ) -> Job:
-        """Follows the job until it ends and returns it as it ended; ``progress`` is called
-        with the job at each change. A dropped stream (the node restarting) is picked up
-        again. Raises :class:`WaitTimeout` after ``timeout`` seconds."""
+        """Follows the job until it ends and returns it as it ended (a cancelled job once
+        its run has wound down, so its results are complete); ``progress`` is called with
+        the job at each change, the last time with the job as it ended. A dropped stream
+        (the node restarting) is picked up again. Raises :class:`WaitTimeout` after
+        ``timeout`` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        job = self.job(job_id)
-        while True:
-            if job.finished:
-                return job
+        last: Job | None = None
+
+        def seen(j: Job) -> Job:
+            nonlocal last
+            if progress is not None and j != last:
+                progress(j)
+            last = j
+            return j
+
+        def left() -> float | None:
+            if deadline is None:
+                return None
+            rest = deadline - time.monotonic()
+            if rest <= 0:
+                raise WaitTimeout(last or job, timeout or 0.0)
+            return rest
+
+        job = seen(self.job(job_id))
+        while not job.finished:
+            rest = left()
             try:
-                for ev in self.events(job_id):
-                    job = ev.job
-                    if progress is not None:
-                        progress(job)
+                for ev in self.events(job_id, timeout=min(rest, 60.0) if rest else None):
+                    job = seen(ev.job)
                     if job.finished:
                         return job
-                    if deadline is not None and time.monotonic() > deadline:
-                        raise WaitTimeout(job, timeout or 0.0)
+                    left()
             except UnreachableError:
                 pass
-            if deadline is not None and time.monotonic() > deadline:
-                raise WaitTimeout(job, timeout or 0.0)
-            time.sleep(0.5)
+            left()
+            time.sleep(0.2)
             try:
-                job = self.job(job_id)
+                job = seen(self.job(job_id))
             except UnreachableError:
                 continue
+        return job
 
     def run(
         self,

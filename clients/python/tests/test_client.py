@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import time
 import types
 import typing
 from pathlib import Path
@@ -12,7 +13,16 @@ from pathlib import Path
 import pytest
 
 import naac
-from naac import Client, Event, Job, JobPage, NaacError, ProblemError, UnreachableError
+from naac import (
+    Client,
+    Event,
+    Job,
+    JobPage,
+    NaacError,
+    ProblemError,
+    UnreachableError,
+    WaitTimeout,
+)
 
 from conftest import Node, pi_job
 
@@ -126,11 +136,31 @@ def test_events_begin_with_the_state_and_end_with_the_job(node: Node, tmp_path: 
 def test_cancel_a_running_job(node: Node, tmp_path: Path) -> None:
     c = node.client
     job = c.submit(pi_job(tmp_path / "long", tasks=400, samples=50_000_000, name="long"))
-    c.cancel(job.id)
+    # Cancelled once it runs, `wait` returns only when the run has wound down: its summary
+    # written, the results kept so far complete.
+    for ev in c.events(job.id):
+        if ev.job.progress and ev.job.progress.get("succeeded", 0) > 0:
+            break
+    else:
+        pytest.fail("the long job ended before any task of it was accepted")
+    assert c.cancel(job.id).state == "cancelled"
     ended = c.wait(job.id, timeout=60)
-    assert ended.state == "cancelled", ended
+    assert ended.state == "cancelled" and ended.finished, ended
+    assert ended.summary is not None and ended.summary["interrupted"], ended.summary
+    assert 0 < ended.summary["tasks"]["succeeded"] < 400
     # A finished job is left as it is.
     assert c.cancel(job.id).state == "cancelled"
+
+
+def test_wait_gives_up_at_its_timeout(node: Node, tmp_path: Path) -> None:
+    c = node.client
+    job = c.submit(pi_job(tmp_path / "long", tasks=400, samples=50_000_000, name="slow"))
+    started = time.monotonic()
+    with pytest.raises(WaitTimeout):
+        c.wait(job.id, timeout=1.5)
+    assert time.monotonic() - started < 10
+    c.cancel(job.id)
+    c.wait(job.id, timeout=60)
 
 
 def test_idempotent_submits_return_one_job(node: Node, tmp_path: Path) -> None:
@@ -217,23 +247,46 @@ def test_the_node_and_its_pool(node: Node) -> None:
 
 def test_job_files_follow_templates(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
-    for i in range(3):
+    for i in range(5):
         (tmp_path / "data" / f"{i}.txt").write_text(str(i))
+    (tmp_path / "shard7").write_text("")
     (tmp_path / "m.wasm").write_bytes(b"")
+    (tmp_path / "v.wasm").write_bytes(b"")
+    (tmp_path / "{lit}.txt").write_text("")
     (tmp_path / "job.toml").write_text(
         'name = "t"\nmodule = "m.wasm"\nargs = ["{i}", "m.wasm-not"]\n'
-        'inputs = ["data/{i}.txt", "naac://abc/x", "/etc/passwd", "../outside"]\n'
-        "[sweep]\ni = [0, 1, 2]\n"
+        'inputs = ["data/{i}.txt", "shard{s}", "{{lit}}.txt", "naac://abc/x", "/etc/passwd", "../outside"]\n'
+        "[sweep]\ni = { from = 1, to = 4, step = 2 }\ns = [7, 8]\n"
+        '[[stage]]\nname = "v"\nmodule = "v.wasm"\nstdin = "data/{j}.txt"\n[stage.sweep]\nj = [4]\n'
     )
+    # Exactly the files the sweep names: not data/0, 2 or 4 for the first, which takes 1
+    # and 3; data/4 for the stage, whose sweep is its own.
     assert naac.job_files(tmp_path / "job.toml") == [
         "m.wasm",
-        "data/0.txt",
         "data/1.txt",
-        "data/2.txt",
+        "data/3.txt",
+        "shard7",
+        "{lit}.txt",
+        "v.wasm",
+        "data/4.txt",
     ]
+    # A sweep too large to list is matched against the files that are there.
+    (tmp_path / "big.toml").write_text(
+        'name = "b"\nmodule = "m.wasm"\ninputs = ["data/{i}.txt"]\n'
+        "[sweep]\ni = { from = 0, to = 1_000_000_000 }\n"
+    )
+    assert sorted(naac.job_files(tmp_path / "big.toml")) == sorted(
+        ["m.wasm"] + [f"data/{i}.txt" for i in range(5)]
+    )
     (tmp_path / "broken.toml").write_text("name = \n")
     with pytest.raises(NaacError, match="broken.toml"):
         naac.job_files(tmp_path / "broken.toml")
+
+
+def test_names_that_would_break_the_form_are_refused(node: Node, tmp_path: Path) -> None:
+    job_file = pi_job(tmp_path / "pi", tasks=1)
+    with pytest.raises(NaacError, match="backslash or a line break"):
+        node.client.submit(job_file, files={"a\r\nb": b"x"})
 
 
 def test_the_package_is_typed() -> None:

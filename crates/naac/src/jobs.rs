@@ -29,6 +29,14 @@ pub struct Api {
 }
 
 impl Api {
+    /// This, at `addr` unless an address was given.
+    pub(crate) fn or_addr(mut self, addr: Option<String>) -> Self {
+        if self.api.is_none() {
+            self.api = addr;
+        }
+        self
+    }
+
     fn addr(&self) -> String {
         self.api
             .clone()

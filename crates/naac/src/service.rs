@@ -13,6 +13,9 @@ use std::process::{Command, ExitCode};
 /// The unit's file name.
 pub const UNIT: &str = "naac.service";
 
+/// The data dir of a system unit run as another user (`--run-as`) unless NAAC_HOME says.
+const STATE_DIR: &str = "/var/lib/naac";
+
 #[derive(clap::Subcommand)]
 pub enum Cmd {
     /// Write a systemd unit running `naac node ARGS…` (given after `--`), restarted on
@@ -183,23 +186,31 @@ impl Unit {
         u.push_str(&format!("ExecStart={exec}\n"));
         u.push_str(&format!(
             "Environment={}\n",
-            unit_quote(&format!("NAAC_HOME={}", self.home.to_string_lossy()))
+            env_quote(&format!("NAAC_HOME={}", self.home.to_string_lossy()))
         ));
         u.push_str(
             "# On failure it comes back after 5 s; SIGTERM stops it cleanly (running tasks are\n\
              # handed back to their requesters).\n\
              Restart=on-failure\nRestartSec=5s\nTimeoutStopSec=30s\n\
+             # Exit 2 is a usage error: restarting cannot mend it.\n\
+             RestartPreventExitStatus=2\n\
+             # The journal keeps the log; no colour codes in it.\n\
+             Environment=NO_COLOR=1\n\
              # The owner's own work comes first: the lowest CPU weight and nice level, idle I/O.\n\
              Nice=19\nCPUWeight=1\nIOSchedulingClass=idle\n",
         );
         if self.scope == Scope::System {
             if let Some(user) = &self.run_as {
-                u.push_str(&format!("User={}\n", unit_quote(user)));
+                u.push_str(&format!("User={}\n", env_quote(user)));
+                if self.home == Path::new(STATE_DIR) {
+                    // systemd makes /var/lib/naac and gives it to the user.
+                    u.push_str("StateDirectory=naac\nStateDirectoryMode=0700\n");
+                }
             }
-            u.push_str(&format!(
-                "NoNewPrivileges=yes\nPrivateTmp=yes\nProtectSystem=strict\nProtectHome=read-only\nReadWritePaths={}\n",
-                unit_quote(&self.home.to_string_lossy())
-            ));
+            // Guests never leave wasmtime's sandbox; the node itself gains no privilege and
+            // keeps its temporary files to itself. (No read-only file system: the owner's
+            // storage_dir may put task scratch anywhere, and may change while it runs.)
+            u.push_str("NoNewPrivileges=yes\nPrivateTmp=yes\n");
         }
         u.push_str("\n[Install]\n");
         u.push_str(match self.scope {
@@ -210,10 +221,20 @@ impl Unit {
     }
 }
 
-/// An argument of an `ExecStart=` or `Environment=` line: quoted where systemd would split
-/// or expand it (`%` specifiers and `$` variables are escaped, never expanded).
+/// An argument of an `ExecStart=` line: quoted where systemd would split it, and `%`
+/// specifiers and `$` variables escaped, never expanded.
 fn unit_quote(s: &str) -> String {
-    let escaped = s.replace('%', "%%").replace('$', "$$");
+    quote(&s.replace('$', "$$"))
+}
+
+/// A value of an `Environment=` or `User=` line, where systemd expands `%` specifiers but
+/// takes `$` literally.
+fn env_quote(s: &str) -> String {
+    quote(s)
+}
+
+fn quote(s: &str) -> String {
+    let escaped = s.replace('%', "%%");
     let plain = !escaped.is_empty()
         && escaped
             .chars()
@@ -271,8 +292,13 @@ fn install(a: InstallArgs, cli: clap::Command) -> anyhow::Result<ExitCode> {
             dir.display()
         );
     }
-    let home = Home::from_env()?;
-    if !a.print {
+    // A node run as another user gets a data dir of its own, unless NAAC_HOME names one.
+    let explicit = std::env::var_os("NAAC_HOME").is_some_and(|h| !h.is_empty());
+    let home = match &a.run_as {
+        Some(_) if !explicit => Home::at(PathBuf::from(STATE_DIR)),
+        _ => Home::from_env()?,
+    };
+    if !a.print && a.run_as.is_none() {
         home.ensure()?;
     }
     let home_dir = std::path::absolute(home.root())
@@ -299,11 +325,9 @@ fn install(a: InstallArgs, cli: clap::Command) -> anyhow::Result<ExitCode> {
     let mut notes = Vec::new();
     // A unit written elsewhere (--unit-dir) is one systemd does not read: not started.
     if systemd && !a.no_start && a.at.unit_dir.is_none() {
-        run(scope.systemctl().arg("daemon-reload"))?;
-        run(scope.systemctl().args(["enable", "--now", UNIT]))?;
-        started = true;
         if scope == Scope::User {
-            // Without lingering a user's units start at login, not at boot.
+            // Without lingering a user's units start at login, not at boot; and with it the
+            // user's manager runs now, for the calls below.
             let user = std::env::var("USER").unwrap_or_default();
             let mut linger = Command::new("loginctl");
             linger.arg("enable-linger");
@@ -315,6 +339,28 @@ fn install(a: InstallArgs, cli: clap::Command) -> anyhow::Result<ExitCode> {
                     "the node starts at login, not at boot: {e:#} (ask root for `loginctl enable-linger {user}`)"
                 ));
             }
+        }
+        // `restart`, not `start`: a node already running takes the new arguments.
+        for args in [
+            &["daemon-reload"][..],
+            &["enable", UNIT],
+            &["restart", UNIT],
+        ] {
+            if let Err(e) = run(scope.systemctl().args(args)) {
+                let user = if scope == Scope::User { " --user" } else { "" };
+                bail!(
+                    "wrote {}, but {e:#}\nhint: a user unit needs the user's own systemd (log in as the user rather than su or sudo -u), or install a system unit as root (--system); `systemctl{user} enable --now {UNIT}` finishes the job, `naac service uninstall` removes the file",
+                    path.display()
+                );
+            }
+        }
+        started = true;
+        if let Some(user) = &a.run_as {
+            notes.push(format!(
+                "the node runs as {user} with the data dir {}: run the CLI as {user} with NAAC_HOME={} to reach it",
+                unit.home.display(),
+                unit.home.display()
+            ));
         }
     } else if !systemd {
         notes.push(format!(
@@ -421,7 +467,20 @@ async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
     } else {
         (None, None)
     };
-    let api = match crate::jobs::client(&a.api) {
+    // The node's API where the unit puts it (`--api` among its arguments), unless told.
+    let unit_api = exec.as_deref().and_then(|e| {
+        let words: Vec<&str> = e.split_whitespace().collect();
+        words
+            .iter()
+            .enumerate()
+            .find_map(|(i, w)| match w.strip_prefix("--api=") {
+                Some(v) => Some(v.to_string()),
+                None => (*w == "--api")
+                    .then(|| words.get(i + 1).map(|v| v.to_string()))
+                    .flatten(),
+            })
+    });
+    let api = match crate::jobs::client(&a.api.or_addr(unit_api)) {
         Ok(c) => match c.node().await {
             Ok(n) => Ok(n),
             Err(e) => Err(e.to_string()),
@@ -524,6 +583,8 @@ mod tests {
         assert_eq!(unit_quote("a b"), "\"a b\"");
         assert_eq!(unit_quote("say \"hi\"\\"), "\"say \\\"hi\\\"\\\\\"");
         assert_eq!(unit_quote(""), "\"\"");
+        // `Environment=` takes `$` literally and expands only `%`.
+        assert_eq!(env_quote("NAAC_HOME=/a $b 5%"), "\"NAAC_HOME=/a $b 5%%\"");
     }
 
     #[test]
@@ -550,6 +611,8 @@ mod tests {
         u.run_as = Some("alice".into());
         let t = u.text();
         assert!(t.contains("WantedBy=multi-user.target") && t.contains("User=alice\n"));
-        assert!(t.contains("ReadWritePaths=/home/a/.local/share/naac\n"));
+        assert!(t.contains("NoNewPrivileges=yes") && !t.contains("StateDirectory"));
+        u.home = STATE_DIR.into();
+        assert!(u.text().contains("StateDirectory=naac\n"));
     }
 }

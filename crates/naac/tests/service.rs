@@ -174,18 +174,61 @@ fn a_unit_with_odd_arguments_still_verifies() {
             "--no-start",
             "--",
             "--provide",
-            "--price",
-            "0.5",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
+            "--owner",
+            "alice's \"box\" $USER 50%",
         ],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let body = std::fs::read_to_string(units.join("naac.service")).unwrap();
+    // ExecStart escapes `$` (it would expand it); Environment takes it literally.
     assert!(
-        body.contains("Environment=\"NAAC_HOME=") && body.contains("$$HOME 100%%"),
+        body.contains(" node --provide --owner \"alice's \\\"box\\\" $$USER 50%%\"\n"),
         "{body}"
     );
+    assert!(
+        body.contains(&format!(
+            "Environment=\"NAAC_HOME={}/my data $HOME 100%%\"\n",
+            dir.path().display()
+        )),
+        "{body}"
+    );
+    if have("systemd-analyze") {
+        verify(&units.join("naac.service"), false, dir.path());
+    }
+}
+
+#[test]
+fn a_node_run_as_another_user_gets_a_data_dir_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let units = dir.path().join("units");
+    let out = Command::new(NAAC)
+        .env_remove("NAAC_HOME")
+        .env("HOME", dir.path())
+        .args([
+            "service",
+            "install",
+            "--system",
+            "--run-as",
+            "daemon",
+            "--unit-dir",
+            units.to_str().unwrap(),
+            "--no-start",
+            "--",
+            "--provide",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let body = std::fs::read_to_string(units.join("naac.service")).unwrap();
+    for key in [
+        "User=daemon\n",
+        "StateDirectory=naac\n",
+        "Environment=NAAC_HOME=/var/lib/naac\n",
+    ] {
+        assert!(body.contains(key), "{key} missing from:\n{body}");
+    }
+    // Nothing was made in the installer's own data dir.
+    assert!(!dir.path().join(".local").exists());
     if have("systemd-analyze") {
         verify(&units.join("naac.service"), false, dir.path());
     }
