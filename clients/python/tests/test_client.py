@@ -196,7 +196,7 @@ def test_errors_carry_the_problem_details(node: Node, tmp_path: Path) -> None:
     with pytest.raises(ProblemError) as e:
         c.submit(bad)
     assert e.value.status == 400
-    assert "line 3" in e.value.detail and "three" in e.value.detail, e.value.detail
+    assert "line 3: retries:" in e.value.detail and "three" in e.value.detail, e.value.detail
     with pytest.raises(ProblemError) as e:
         c.set_policy({"max_cpu_percent": "lots"})
     assert e.value.status == 400 and e.value.field == "max_cpu_percent", e.value

@@ -130,6 +130,44 @@ impl Source<'_> {
         }
     }
 
+    /// The dotted key whose value sits at `span`, read off the text: the key before `=` on
+    /// its line, under the last table header above it (`limits.fuel`, `stage[1].module`).
+    /// `None` where the line holds no `key =` (a value inside a multi-line array).
+    pub fn key_at(&self, span: Option<Range<usize>>) -> Option<String> {
+        let at = span?.start.min(self.src.len());
+        let start = self.src[..at].rfind('\n').map_or(0, |i| i + 1);
+        let before = &self.src[start..at];
+        let key = before.split_once('=')?.0.trim();
+        let plain = |k: &str| {
+            !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        };
+        if !plain(key) {
+            return None;
+        }
+        // The table it is in: the last header above, and which of its kind for an array of
+        // tables (`[[stage]]`).
+        let mut table: Option<String> = None;
+        let mut counts: std::collections::HashMap<&str, usize> = Default::default();
+        for line in self.src[..start].lines() {
+            let t = line.trim();
+            if let Some(name) = t.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
+                let name = name.trim();
+                let n = counts.entry(name).or_default();
+                table = Some(format!("{name}[{n}]"));
+                *n += 1;
+            } else if let Some(name) = t.strip_prefix('[').and_then(|r| r.split(']').next()) {
+                table = Some(name.trim().to_string());
+            }
+        }
+        Some(match table {
+            Some(t) if plain(&t.replace(['[', ']'], "")) => format!("{t}.{key}"),
+            Some(_) => return None,
+            None => key.to_string(),
+        })
+    }
+
     /// `unknown key "x"` at `span`, hinting at a close key of `known` or listing them all
     /// after `label`.
     pub fn unknown_key(
@@ -209,6 +247,31 @@ mod tests {
             unknown_key_hint("colour", &known, "a window's keys are"),
             "a window's keys are: days, from, to"
         );
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn the_key_of_a_value_is_read_off_the_text() {
+        let src = "name = \"x\"\nretries = \"three\"\n[limits]\nfuel = -1\n[[stage]]\nmodule = 1\n[[stage]]\nmodule = 2\nargs = [\n  3,\n]\n";
+        let cx = Source {
+            kind: FileKind::Job,
+            file: Path::new("job.toml"),
+            src,
+        };
+        // The key of value `v` on the line that starts `line`.
+        let at = |line: &str, v: &str| {
+            let i = src.find(line).unwrap() + line.rfind(v).unwrap();
+            cx.key_at(Some(i..i + v.len()))
+        };
+        assert_eq!(
+            at("retries = \"three\"", "\"three\"").as_deref(),
+            Some("retries")
+        );
+        assert_eq!(at("fuel = -1", "-1").as_deref(), Some("limits.fuel"));
+        assert_eq!(at("module = 1", "1").as_deref(), Some("stage[0].module"));
+        assert_eq!(at("module = 2", "2").as_deref(), Some("stage[1].module"));
+        assert_eq!(at("  3,", "3"), None);
+        assert_eq!(cx.key_at(None), None);
     }
 
     #[test]

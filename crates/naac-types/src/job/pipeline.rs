@@ -87,8 +87,8 @@ impl Pipeline {
             file: path,
             src,
         };
-        let raw: RawPipeline =
-            toml::from_str(src).map_err(|e| cx.err(e.span(), None, e.message().trim(), None))?;
+        let raw: RawPipeline = toml::from_str(src)
+            .map_err(|e| cx.err(e.span(), cx.key_at(e.span()), e.message().trim(), None))?;
         if raw.stage.is_empty() || raw.stage.len() > MAX_STAGES {
             return Err(cx.err(
                 None,

@@ -473,7 +473,7 @@ fn toml_error(cx: &Source<'_>, e: &toml::de::Error) -> JobError {
             )),
         );
     }
-    cx.err(e.span(), None, msg, None)
+    cx.err(e.span(), cx.key_at(e.span()), msg, None)
 }
 
 fn sweep_axis(
