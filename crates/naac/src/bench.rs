@@ -385,18 +385,28 @@ impl Bench {
                 "args = [\"bytes\", \"1048576\"]\n[sweep]\ni = {{ from = 0, to = {tasks} }}\n"
             ),
         )?;
-        let wall = self.run(&job, 2, None).await?;
-        let rate = tasks as f64 / wall;
+        // Timed from the first provider joining: the floor, too, runs over a connection
+        // already open. Each side is the better of two runs (this machine is noisy).
+        let (mut gathering, mut wall) = (f64::INFINITY, 0.0);
+        for _ in 0..2 {
+            let (w, joined) = self.run_timed(&job, 2, None).await?;
+            if w - joined < gathering {
+                (gathering, wall) = (w - joined, w);
+            }
+        }
+        let rate = tasks as f64 / gathering;
         // The floor: the same bytes as bare responses over the same transport, two at once
         // (one per provider).
-        let floor = floors::bulk(tasks, 1 << 20, 2).await?;
+        let floor = floors::bulk(tasks, 1 << 20, 2)
+            .await?
+            .max(floors::bulk(tasks, 1 << 20, 2).await?);
         Ok(vec![Figure {
             name: "1 MiB results gathered",
             value: format!("{rate:.0} MiB/s"),
             target: ">= 0.9x bare",
             baseline: format!("bare libp2p {floor:.0} MiB/s"),
             ratio: Some(rate / floor),
-            raw: json!({"tasks": tasks, "wall_seconds": wall, "mib_per_second": rate, "floor_mib_per_second": floor, "ray_mib_per_second": 172, "dask_mib_per_second": 116}),
+            raw: json!({"tasks": tasks, "gathering_seconds": gathering, "wall_seconds": wall, "mib_per_second": rate, "mib_per_second_with_startup": tasks as f64 / wall, "floor_mib_per_second": floor, "ray_mib_per_second": 172, "dask_mib_per_second": 116}),
         }])
     }
 
