@@ -52,8 +52,9 @@ pub struct Where {
 pub struct InstallArgs {
     #[command(flatten)]
     at: Where,
-    /// With --system: run the node as this user (it must be able to write NAAC_HOME)
-    /// [default: root]
+    /// With --system: run the node as this user, with the data dir /var/lib/naac (systemd
+    /// makes it theirs) unless NAAC_HOME names one they can write [default: root, with this
+    /// data dir]
     #[arg(long, value_name = "USER", requires = "system")]
     run_as: Option<String>,
     /// Write the unit only: neither enable nor start it
