@@ -394,6 +394,12 @@ class Client:
         except ValueError as e:
             raise NaacError(f"the node's answer to {method} {path} is not JSON: {e}") from None
 
+    def _obj(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        v = self._json(method, path, **kw)
+        if not isinstance(v, dict):
+            raise NaacError(f"the node's answer to {method} {path} is not a JSON object")
+        return v
+
     @staticmethod
     def _q(segment: str) -> str:
         return urllib.parse.quote(segment, safe="")
@@ -575,8 +581,7 @@ class Client:
         """Tasks ``start..start+limit`` of the job: each one's state, its accepted result's
         record (provider, fuel, verification, price) and its ``/out`` files."""
         q = urllib.parse.urlencode({"from": start, "limit": limit})
-        v: dict[str, Any] = self._json("GET", f"/v1/jobs/{self._q(job_id)}/tasks?{q}")
-        return v
+        return self._obj("GET", f"/v1/jobs/{self._q(job_id)}/tasks?{q}")
 
     def task_stdout(self, job_id: str, index: int) -> bytes:
         """Task ``index``'s standard output, once its result is accepted."""
@@ -627,40 +632,34 @@ class Client:
 
     def node(self) -> dict[str, Any]:
         """The node: its peer id, roles, version and the peers it joined."""
-        v: dict[str, Any] = self._json("GET", "/v1/node")
-        return v
+        return self._obj("GET", "/v1/node")
 
     def pool(self) -> dict[str, Any]:
         """Every host in view, its resources, state, price and reputation, and the totals
         (the node listens a few seconds for them)."""
-        v: dict[str, Any] = self._json("GET", "/v1/pool", timeout=max(self.timeout, 60.0))
-        return v
+        return self._obj("GET", "/v1/pool", timeout=max(self.timeout, 60.0))
 
     def market(self) -> dict[str, Any]:
         """The live offers: each provider's asking price and free slots."""
-        v: dict[str, Any] = self._json("GET", "/v1/market", timeout=max(self.timeout, 60.0))
-        return v
+        return self._obj("GET", "/v1/market", timeout=max(self.timeout, 60.0))
 
     def wallet(self, verify: bool = False) -> dict[str, Any]:
         """The user's account: balance and history; with ``verify``, the bank's whole ledger
         checked."""
         path = "/v1/wallet?verify=true" if verify else "/v1/wallet"
-        v: dict[str, Any] = self._json("GET", path, timeout=max(self.timeout, 60.0))
-        return v
+        return self._obj("GET", path, timeout=max(self.timeout, 60.0))
 
     def policy(self) -> dict[str, Any]:
         """The owner's policy, every key with its value (defaults included)."""
-        v: dict[str, Any] = self._json("GET", "/v1/policy")
-        return v
+        return self._obj("GET", "/v1/policy")
 
     def set_policy(self, changes: Mapping[str, str | int | float | bool]) -> dict[str, Any]:
         """Sets policy keys, all or none (each as ``naac policy set KEY VALUE`` takes it);
         the policy as it now is. A refused key is the error's ``field``."""
         body = json.dumps(dict(changes)).encode()
-        v: dict[str, Any] = self._json(
+        return self._obj(
             "PUT", "/v1/policy", body=body, headers={"Content-Type": "application/json"}
         )
-        return v
 
     def metrics(self) -> str:
         """The node's figures in Prometheus' text format."""
@@ -668,5 +667,4 @@ class Client:
 
     def openapi(self) -> dict[str, Any]:
         """The API's OpenAPI document."""
-        v: dict[str, Any] = self._json("GET", "/v1/openapi.json")
-        return v
+        return self._obj("GET", "/v1/openapi.json")

@@ -91,6 +91,14 @@ impl Scope {
         }
     }
 
+    /// ` --user` for a user unit's `systemctl` and `journalctl`, else nothing.
+    fn flag(self) -> &'static str {
+        match self {
+            Scope::User => " --user",
+            Scope::System => "",
+        }
+    }
+
     /// `systemctl` with `--user` for a user unit.
     fn systemctl(self) -> Command {
         let mut c = Command::new("systemctl");
@@ -348,7 +356,7 @@ fn install(a: InstallArgs, cli: clap::Command) -> anyhow::Result<ExitCode> {
             &["restart", UNIT],
         ] {
             if let Err(e) = run(scope.systemctl().args(args)) {
-                let user = if scope == Scope::User { " --user" } else { "" };
+                let user = scope.flag();
                 bail!(
                     "wrote {}, but {e:#}\nhint: a user unit needs the user's own systemd (log in as the user rather than su or sudo -u), or install a system unit as root (--system); `systemctl{user} enable --now {UNIT}` finishes the job, `naac service uninstall` removes the file",
                     path.display()
@@ -370,9 +378,9 @@ fn install(a: InstallArgs, cli: clap::Command) -> anyhow::Result<ExitCode> {
             unit.command()
         ));
     } else {
-        let user = if scope == Scope::User { "--user " } else { "" };
+        let user = scope.flag();
         notes.push(format!(
-            "not started (--no-start or --unit-dir): `systemctl {user}daemon-reload && systemctl {user}enable --now {UNIT}` starts it"
+            "not started (--no-start or --unit-dir): `systemctl{user} daemon-reload && systemctl{user} enable --now {UNIT}` starts it"
         ));
     }
     if a.at.json {
@@ -389,7 +397,7 @@ fn install(a: InstallArgs, cli: clap::Command) -> anyhow::Result<ExitCode> {
         println!("wrote {} ({} unit)", path.display(), scope.name());
         println!("runs  {}", unit.command());
         if started {
-            let user = if scope == Scope::User { " --user" } else { "" };
+            let user = scope.flag();
             println!(
                 "started and enabled: `systemctl{user} status {UNIT}` shows it, `journalctl{user} -u {UNIT}` its log"
             );
