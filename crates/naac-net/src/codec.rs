@@ -339,6 +339,7 @@ mod tests {
     #[test]
     fn the_writer_refuses_a_kind_over_its_limit() {
         let hello = naac_proto::Hello {
+            pass: None,
             user: Some(naac_proto::UserAttestation {
                 user: "u".into(),
                 signature: vec![0; 100_000],

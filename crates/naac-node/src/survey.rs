@@ -249,6 +249,7 @@ pub fn hello(client: &Client, user_key: Option<&Keypair>) -> Hello {
             ),
         }),
         solicit: None,
+        pass: None,
     }
 }
 
@@ -271,13 +272,17 @@ pub async fn survey(
     client: &Client,
     events: &mut mpsc::Receiver<Event>,
     user_key: Option<&Keypair>,
+    pass: Option<naac_proto::Pass>,
     wait: Duration,
 ) -> Vec<Seen> {
     let deadline = tokio::time::Instant::now() + wait;
     let (tx, mut rx) = mpsc::channel::<(PeerId, Welcome)>(256);
     let mut seen: HashMap<PeerId, Welcome> = HashMap::new();
     let mut market = Market::new(MAX_DIALS, client.home());
-    let hello = hello(client, user_key);
+    let hello = Hello {
+        pass,
+        ..hello(client, user_key)
+    };
     if let Err(e) = discover(client, Duration::from_millis(300), wait / 2).await {
         tracing::warn!("{e:#}");
     }

@@ -83,6 +83,7 @@ async fn a_provider_and_a_requester_in_one_process_run_a_job() {
         store_home: None,
         local: None,
         bidders: None,
+        pass: None,
     };
     let (progress, _watch) = watch::channel(Progress::default());
     let finished = tokio::time::timeout(

@@ -51,7 +51,7 @@ use serde::{Deserialize, Serialize};
 /// Protocol name for task dispatch and results.
 pub const TASK_PROTOCOL: &str = "/naac/task/1";
 /// Message schema version inside the protocol.
-pub const VERSION: u16 = 6;
+pub const VERSION: u16 = 7;
 /// Largest message either side accepts; larger frames are dropped by the codec.
 pub const MAX_MESSAGE_BYTES: u64 = 512 << 20;
 /// Largest frame of a message that carries no bulk data: `Hello`, `Status`, `Fetch`,
@@ -184,6 +184,19 @@ pub struct Hello {
     pub user: Option<UserAttestation>,
     /// A requester's call for a sealed ask for its job.
     pub solicit: Option<Solicit>,
+    /// A pool token the requester runs under (`naac run --token`): a provider whose owner
+    /// trusts its root lets it in even when it is not on the allow list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pass: Option<Pass>,
+}
+
+/// A pool token shown in a [`Hello`], and the job the requester means to run with it (each
+/// `Assign` is checked again under its own job name).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Pass {
+    /// The token, base64 (at most 16 KiB).
+    pub token: String,
+    pub job_name: String,
 }
 
 /// What a provider needs to price a job.

@@ -17,6 +17,7 @@
 //! min_free_disk = "1GiB"       # pause when its disk has less free space (0: never; "1GiB")
 //! allow = ["12D3KooW..."]      # if not empty: only these peers or users
 //! deny = ["12D3KooW..."]       # never these; deny wins over allow
+//! trust_tokens_from = ["12D3KooW..."]  # users whose pool tokens let holders in (none)
 //! min_battery_percent = 20     # on battery, pause below this charge (0-100; 20)
 //! on_ac_only = true            # pause whenever the machine runs on battery (default true)
 //! min_price = 0                # least credits per giga-fuel it asks; > 0: no unpaid work (0)
@@ -90,6 +91,7 @@ pub const KEYS: &[&str] = &[
     "min_free_disk",
     "allow",
     "deny",
+    "trust_tokens_from",
     "min_battery_percent",
     "on_ac_only",
     "min_price",
@@ -148,6 +150,9 @@ pub struct Policy {
     pub allow: Vec<String>,
     /// These peer or user ids may never use it; wins over `allow`.
     pub deny: Vec<String>,
+    /// Users (their ids) whose pool tokens let a requester in (`naac token mint pool`):
+    /// with any, the machine serves only requesters on `allow` or with such a token.
+    pub trust_tokens_from: Vec<String>,
     /// Off mains power, pause below this battery charge (0–100).
     pub min_battery_percent: u8,
     /// Pause whenever the machine runs on battery.
@@ -182,6 +187,7 @@ impl Default for Policy {
             min_free_disk: DEFAULT_MIN_FREE_DISK,
             allow: Vec::new(),
             deny: Vec::new(),
+            trust_tokens_from: Vec::new(),
             min_battery_percent: 20,
             on_ac_only: true,
             min_price: 0,

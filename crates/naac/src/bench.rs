@@ -253,6 +253,7 @@ impl Bench {
             progress: None,
             resume: false,
             identity: None,
+            pool_token: None,
         };
         let f = match execute(exec).await? {
             Executed::Done(f) => f,

@@ -247,6 +247,7 @@ impl Daemon {
             // throwaway identity its user key attests (as `naac pool` and `naac market`
             // look); one at a time, the node's own.
             identity: (self.max_running > 1).then(naac_net::Keypair::generate_ed25519),
+            pool_token: None,
         };
         let (state, summary, error) = outcome(execute(exec).await);
         self.running().remove(&job.id);

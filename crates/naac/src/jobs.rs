@@ -97,7 +97,7 @@ pub struct UrlArgs {
 }
 
 /// `30m`, `12h`, `7d`, `2w` (or seconds, `90s`).
-fn parse_ttl(s: &str) -> Result<std::time::Duration, String> {
+pub(crate) fn parse_ttl(s: &str) -> Result<std::time::Duration, String> {
     let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = n
         .parse()
@@ -122,6 +122,7 @@ pub fn api(cmd: ApiCmd) -> anyhow::Result<ExitCode> {
                 scope: Some(a.scope),
                 expires: a.ttl.map(|t| std::time::SystemTime::now() + t),
                 job_name_prefix: a.job_name_prefix,
+                ..Default::default()
             };
             println!("{}", naac_token::attenuate(&a.api.token()?, &limits)?);
         }

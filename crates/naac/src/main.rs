@@ -19,6 +19,7 @@ mod reputation;
 mod run;
 mod service;
 mod store;
+mod token;
 mod wallet;
 
 use clap::{CommandFactory as _, Parser, Subcommand};
@@ -91,6 +92,10 @@ enum Cmd {
     /// Keep files on the pool's storage hosts, erasure-coded, audited and repaired
     #[command(subcommand)]
     Store(store::Cmd),
+    /// Capability tokens: let others use your providers, with limits they can narrow and
+    /// hand on but never widen
+    #[command(subcommand)]
+    Token(token::Cmd),
     /// Run `naac node` as a systemd service: install once, and it comes back after a reboot
     #[command(subcommand)]
     Service(service::Cmd),
@@ -153,6 +158,7 @@ fn main() -> ExitCode {
             Cmd::Cancel(a) => jobs::cancel(a).await,
             Cmd::Results(a) => jobs::results(a).await,
             Cmd::Api(c) => jobs::api(c),
+            Cmd::Token(c) => token::main(c),
             Cmd::Store(c) => store::main(c).await,
             Cmd::Service(c) => service::main(c, Cli::command()).await,
             Cmd::Completions(a) => {

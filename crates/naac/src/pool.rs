@@ -30,7 +30,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
     home.ensure()?;
     let user = crate::run::user_key(&home)?;
     let (client, mut events) = a.reach.start().await?;
-    let seen = naac_node::survey::survey(&client, &mut events, Some(&user), a.wait).await;
+    let seen = naac_node::survey::survey(&client, &mut events, Some(&user), None, a.wait).await;
     let stores = stores(&client, &seen, a.wait).await;
     let totals = Totals::of(&seen, &stores);
     let records = records(&home, &seen);
@@ -376,7 +376,7 @@ pub async fn survey_json(
 ) -> anyhow::Result<serde_json::Value> {
     let user = crate::run::user_key(home)?;
     let (client, mut events) = crate::reach::looking_node(join, mdns).await?;
-    let seen = naac_node::survey::survey(&client, &mut events, Some(&user), wait).await;
+    let seen = naac_node::survey::survey(&client, &mut events, Some(&user), None, wait).await;
     let stores = stores(&client, &seen, wait).await;
     let records = records(home, &seen);
     Ok(pool_json(

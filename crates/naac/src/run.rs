@@ -76,6 +76,10 @@ pub struct Args {
     /// job waits
     #[arg(long, requires = "local")]
     no_local_fallback: bool,
+    /// A pool token (or a file holding one) from an owner (`naac token mint pool`): the
+    /// owner's providers that trust it run this job even when you are not on their allow list
+    #[arg(long, value_name = "TOKEN", env = "NAAC_POOL_TOKEN")]
+    token: Option<String>,
     /// Hidden testing aid: take the results and pay no provider, then close the escrow
     #[arg(long, hide = true)]
     testing_unpaid: bool,
@@ -129,6 +133,8 @@ pub struct Exec {
     /// The network identity to run under [default: the node's, from the data dir]. Jobs
     /// that run side by side in one daemon each need their own.
     pub identity: Option<naac_net::Keypair>,
+    /// A pool token shown to providers (`--token`).
+    pub pool_token: Option<String>,
 }
 
 /// How long providers may claim unpaid results after a run with a remote bank closes its
@@ -195,6 +201,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         stop: None,
         progress: None,
         identity: None,
+        pool_token: a.token.as_deref().map(crate::token::read).transpose()?,
     };
     let finished = match execute(exec).await? {
         Executed::Invalid(e) => {
@@ -501,6 +508,10 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
             fallback: a.local_fallback,
         }),
         bidders,
+        pass: a.pool_token.clone().map(|token| naac_proto::Pass {
+            token,
+            job_name: prepared.job.name.clone(),
+        }),
     };
     let output_store = prepared.job.output_store;
     let store_client = client.clone();
@@ -690,7 +701,15 @@ async fn explain(a: Args) -> anyhow::Result<ExitCode> {
     }
     let user = user_key(&home)?;
     let (client, mut events) = crate::reach::looking_node(&a.join, a.mdns_on()).await?;
-    let seen = naac_node::survey::survey(&client, &mut events, Some(&user), SURVEY_WAIT).await;
+    let pass = match a.token.as_deref().map(crate::token::read).transpose()? {
+        Some(token) => Some(naac_proto::Pass {
+            token,
+            job_name: prepared.job.name.clone(),
+        }),
+        None => None,
+    };
+    let seen =
+        naac_node::survey::survey(&client, &mut events, Some(&user), pass, SURVEY_WAIT).await;
     // What the hosts say, plus what this machine's requester learned of them: a provider
     // whose results were rejected here is not used.
     let mut reputation = {

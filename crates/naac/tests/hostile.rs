@@ -264,6 +264,7 @@ fn a_priced_provider_runs_nothing_it_made_no_ask_for() {
         assert!(why.contains("made you no ask for job"), "{why}");
         // An unpaid Hello is refused, and the Assign after it too.
         let hello = naac_proto::Hello {
+            pass: None,
             user: None,
             solicit: None,
         };
@@ -276,6 +277,7 @@ fn a_priced_provider_runs_nothing_it_made_no_ask_for() {
         assert!(matches!(r, ResponseBody::Refused(_)), "{r:?}");
         // A paid Hello gets an ask for that job; another job is still refused.
         let hello = naac_proto::Hello {
+            pass: None,
             user: None,
             solicit: Some(naac_proto::Solicit {
                 job,

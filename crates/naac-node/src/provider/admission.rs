@@ -209,9 +209,15 @@ impl Admission<'_> {
         Ok(attested_user(peer, hello))
     }
 
-    /// Whether `a` from `peer` (which works for `user`, if its `Hello` said so) may run
-    /// here; `Err(why)` refuses it.
-    pub fn assign(&self, peer: &PeerId, user: Option<&str>, a: &Assign) -> Result<(), String> {
+    /// Whether `a` from `peer` (which works for `user`, if its `Hello` said so, and shows a
+    /// token with verdict `token` for `a`'s job) may run here; `Err(why)` refuses it.
+    pub fn assign(
+        &self,
+        peer: &PeerId,
+        user: Option<&str>,
+        token: Option<Result<(), String>>,
+        a: &Assign,
+    ) -> Result<(), String> {
         if !self.provide {
             return Err(NOT_A_PROVIDER.into());
         }
@@ -221,7 +227,7 @@ impl Admission<'_> {
                 a.tasks.len()
             ));
         }
-        if let Some(why) = self.denied(peer, user) {
+        if let Some(why) = self.denied(peer, user, token) {
             return Err(format!("this node's owner does not serve you: {why}"));
         }
         if let Some(why) = self.exceeds_limits(&a.limits) {
@@ -241,9 +247,17 @@ impl Admission<'_> {
         Ok(())
     }
 
-    /// Why `peer` (working for `user`) may not use this node at all, if it may not.
-    pub fn denied(&self, peer: &PeerId, user: Option<&str>) -> Option<String> {
-        self.policy?.peer_access(&peer.to_string(), user).err()
+    /// Why `peer` (working for `user`, showing a token with verdict `token`) may not use
+    /// this node at all, if it may not.
+    pub fn denied(
+        &self,
+        peer: &PeerId,
+        user: Option<&str>,
+        token: Option<Result<(), String>>,
+    ) -> Option<String> {
+        self.policy?
+            .peer_access(&peer.to_string(), user, token)
+            .err()
     }
 
     /// Why tasks with `limits` may not run here, if they may not.
@@ -351,6 +365,7 @@ mod tests {
                     &UserAttestation::signing_bytes(&session.to_bytes()),
                 ),
             }),
+            pass: None,
             solicit: paid.then(|| Solicit {
                 job: JobId::derive(&ContentId::of(b"j"), b"1"),
                 max_price: Price(1),
@@ -478,7 +493,7 @@ mod tests {
             Err(NOT_A_PROVIDER.into())
         );
         assert_eq!(
-            a.assign(&peer, None, &assign(1, Limits::default())),
+            a.assign(&peer, None, None, &assign(1, Limits::default())),
             Err(NOT_A_PROVIDER.into())
         );
     }
@@ -494,13 +509,16 @@ mod tests {
             asked: &asked,
         };
         let why = a
-            .assign(&bad, None, &assign(1, Limits::default()))
+            .assign(&bad, None, None, &assign(1, Limits::default()))
             .expect_err("denied");
         assert!(
             why.starts_with("this node's owner does not serve you: "),
             "{why}"
         );
-        assert_eq!(a.assign(&good, None, &assign(1, Limits::default())), Ok(()));
+        assert_eq!(
+            a.assign(&good, None, None, &assign(1, Limits::default())),
+            Ok(())
+        );
         // An allow list naming a user: a session working for that user gets in.
         let pol = policy(&format!("allow = [\"{good}\"]\n"));
         let asked = Asked::default();
@@ -510,8 +528,8 @@ mod tests {
             asked: &asked,
         };
         let session = PeerId::random();
-        assert!(a.denied(&session, None).is_some());
-        assert_eq!(a.denied(&session, Some(&good.to_string())), None);
+        assert!(a.denied(&session, None, None).is_some());
+        assert_eq!(a.denied(&session, Some(&good.to_string()), None), None);
     }
 
     #[test]
@@ -529,9 +547,9 @@ mod tests {
             timeout_ms: 30_000,
             ..Limits::default()
         };
-        assert_eq!(a.assign(&peer, None, &assign(1, small)), Ok(()));
+        assert_eq!(a.assign(&peer, None, None, &assign(1, small)), Ok(()));
         let why = a
-            .assign(&peer, None, &assign(MAX_TASKS_PER_ASSIGN + 1, small))
+            .assign(&peer, None, None, &assign(MAX_TASKS_PER_ASSIGN + 1, small))
             .expect_err("too many");
         assert!(why.contains("tasks in one assignment"), "{why}");
         let big = Limits {
@@ -539,7 +557,7 @@ mod tests {
             ..small
         };
         assert_eq!(
-            a.assign(&peer, None, &assign(1, big)),
+            a.assign(&peer, None, None, &assign(1, big)),
             Err("task memory 512 MiB > its limit 256 MiB".into())
         );
         let slow = Limits {
@@ -547,7 +565,7 @@ mod tests {
             ..small
         };
         assert_eq!(
-            a.assign(&peer, None, &assign(1, slow)),
+            a.assign(&peer, None, None, &assign(1, slow)),
             Err("task time limit 120s > its limit 60s".into())
         );
     }
@@ -564,15 +582,15 @@ mod tests {
             policy: Some(&pol),
             asked: &asked,
         };
-        assert_eq!(a.assign(&paid, None, &job), Ok(()));
+        assert_eq!(a.assign(&paid, None, None, &job), Ok(()));
         let why = a
-            .assign(&stranger, None, &job)
+            .assign(&stranger, None, None, &job)
             .expect_err("no ask, no work");
         assert!(why.contains("made you no ask for job"), "{why}");
         // The ask is for one job only.
         let mut other = assign(1, Limits::default());
         other.job = JobId::derive(&ContentId::of(b"other"), b"1");
-        assert!(a.assign(&paid, None, &other).is_err());
+        assert!(a.assign(&paid, None, None, &other).is_err());
         // An unpriced host takes work without an ask.
         let free = policy("");
         let a = Admission {
@@ -580,7 +598,7 @@ mod tests {
             policy: Some(&free),
             asked: &asked,
         };
-        assert_eq!(a.assign(&stranger, None, &job), Ok(()));
+        assert_eq!(a.assign(&stranger, None, None, &job), Ok(()));
     }
 
     #[test]

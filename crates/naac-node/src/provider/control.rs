@@ -387,3 +387,40 @@ pub(super) fn same_resources(a: &Resources, b: &Resources) -> bool {
         && near(a.memory.available, b.memory.available)
         && near(a.disk.free, b.disk.free)
 }
+
+impl Provider {
+    /// Why `peer` may not use this node at all, if it may not.
+    pub(super) fn denied(&self, peer: &PeerId) -> Option<String> {
+        let token = self.peers.get(peer).and_then(|g| g.pass.as_ref()).map(|p| {
+            let (p, policy) = (p.as_ref().map_err(Clone::clone)?, self.monitor.as_ref());
+            policy.map_or(Ok(()), |m| {
+                p.admits(&self.runner.client.peer_id().to_string(), m.policy())
+            })
+        });
+        self.admission().denied(peer, self.user_of(peer), token)
+    }
+
+    /// The verdict of `peer`'s token on an `Assign` of `job_name`, and the grant its tasks
+    /// then count against with the most they may run at once.
+    pub(super) fn token_for_assign(
+        &mut self,
+        peer: &PeerId,
+        job_name: &str,
+    ) -> (Option<Result<(), String>>, Option<super::passes::Gate>) {
+        let host = self.runner.client.peer_id().to_string();
+        let (Some(m), Some(pass)) = (
+            self.monitor.as_ref(),
+            self.peers.get_mut(peer).and_then(|g| g.pass.as_mut()),
+        ) else {
+            return (None, None);
+        };
+        let shown = match pass {
+            Ok(s) => s,
+            Err(why) => return (Some(Err(why.clone())), None),
+        };
+        match shown.for_assign(&host, job_name, m.policy(), self.slots) {
+            Ok(cap) => (Some(Ok(())), Some((shown.grant(), cap))),
+            Err(why) => (Some(Err(why)), None),
+        }
+    }
+}

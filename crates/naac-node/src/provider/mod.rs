@@ -21,7 +21,8 @@
 //! Parts: [`admission`] (may this peer's `Hello` and `Assign` be served: pure), [`escrows`]
 //! (the escrows a provider paid at a bank has looked at, and when to believe a failed
 //! check: pure), [`claims`] (what it may claim from an escrow a payer left unpaid: pure),
-//! `paid.rs` (the shell's paid side: escrow looks and checks, claims), [`runner`]
+//! `paid.rs` (the shell's paid side: escrow looks and checks, claims), [`passes`] (pool
+//! tokens requesters show, and their grants' slot counts), [`runner`]
 //! (blobs, slots, sandbox, signing), [`reports`] (what each job holds and reports: pure),
 //! `control.rs` (the owner's policy, device and storage, status and offers) and `node.rs`
 //! (the shell: [`run`] builds the node's network and sandbox, [`serve`] takes them).
@@ -33,6 +34,7 @@ pub mod escrows;
 pub mod held;
 mod node;
 mod paid;
+pub mod passes;
 mod replies;
 pub mod reports;
 pub mod runner;

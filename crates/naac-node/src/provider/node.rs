@@ -234,6 +234,7 @@ pub async fn serve(
         storage_at: None,
         asked: Asked::default(),
         peers: HashMap::new(),
+        grants: Default::default(),
         work_dir,
         cache_dir: config.home.module_cache(),
         monitor,
@@ -371,8 +372,10 @@ pub(super) struct Provider {
     pub(super) storage_at: Option<Instant>,
     /// The asks this node made, by requester and job (admission of priced work).
     pub(super) asked: Asked,
-    /// Peers that said Hello (they get status updates), with their attested user.
-    pub(super) peers: HashMap<PeerId, Option<String>>,
+    /// Peers that said Hello (they get status updates), with their attested user and token.
+    pub(super) peers: HashMap<PeerId, super::passes::Greeted>,
+    /// The grants of the pool tokens shown here, with their tasks running.
+    pub(super) grants: super::passes::Grants,
     pub(super) work_dir: std::path::PathBuf,
     pub(super) cache_dir: std::path::PathBuf,
     /// Asking price before the window multiplier (the policy's `min_price` is the floor).
@@ -500,8 +503,16 @@ impl Provider {
                     self.asked.insert(peer, s.job);
                     self.look_up_escrow(s.job);
                 }
+                let pass = super::passes::shown(
+                    self.monitor.as_ref().map(|m| m.policy()),
+                    hello.pass.as_ref(),
+                    user.as_deref(),
+                    &mut self.grants,
+                )
+                .transpose();
                 if self.peers.len() < MAX_STATUS_PEERS || self.peers.contains_key(&peer) {
-                    self.peers.insert(peer, user);
+                    self.peers
+                        .insert(peer, super::passes::Greeted { user, pass });
                 }
                 ResponseBody::Welcome(Box::new(Welcome {
                     slots: self.slots,
@@ -539,7 +550,7 @@ impl Provider {
     }
 
     /// What admission looks at now.
-    fn admission(&self) -> Admission<'_> {
+    pub(super) fn admission(&self) -> Admission<'_> {
         Admission {
             provide: self.provide,
             policy: self.monitor.as_ref().map(|m| m.policy()),
@@ -549,11 +560,15 @@ impl Provider {
 
     /// The user `peer` proved it works for in its `Hello`, if any.
     pub(super) fn user_of(&self, peer: &PeerId) -> Option<&str> {
-        self.peers.get(peer).and_then(|u| u.as_deref())
+        self.peers.get(peer).and_then(|g| g.user.as_deref())
     }
 
     pub(super) fn on_assign(&mut self, peer: PeerId, mut a: Assign) -> ResponseBody {
-        if let Err(why) = self.admission().assign(&peer, self.user_of(&peer), &a) {
+        let (token, gate) = self.token_for_assign(&peer, &a.argv0);
+        if let Err(why) = self
+            .admission()
+            .assign(&peer, self.user_of(&peer), token, &a)
+        {
             return ResponseBody::Refused(why);
         }
         let key = (peer, a.job);
@@ -624,7 +639,13 @@ impl Provider {
                 .claims
                 .wants(&info.job, (spec.index, spec.attempt))
                 .then(|| (info.module, spec.input_digest(&info.argv0)));
+            let gate = gate.clone();
             tokio::spawn(async move {
+                // A token's grant runs at most its slots here at once.
+                let _place = match &gate {
+                    Some((grant, cap)) => grant.enter(*cap, &cancel).await,
+                    None => None,
+                };
                 let result = runner.run_task(peer, &info, spec, cancel, started).await;
                 let _ = tx
                     .send(Internal::Done {
@@ -746,11 +767,6 @@ impl Provider {
                 }
             }
         }
-    }
-
-    /// Why `peer` may not use this node at all, if it may not.
-    pub(super) fn denied(&self, peer: &PeerId) -> Option<String> {
-        self.admission().denied(peer, self.user_of(peer))
     }
 
     fn heartbeat(&mut self) {

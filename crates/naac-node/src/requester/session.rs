@@ -59,6 +59,8 @@ pub struct Options {
     /// Exactly this many providers will bid or decline (the embedded pool's workers): the
     /// first bidding window closes once they have, instead of after its full length.
     pub bidders: Option<usize>,
+    /// A pool token shown in every `Hello` (`naac run --token`).
+    pub pass: Option<naac_proto::Pass>,
 }
 
 /// A job's open escrow and the key that signs its payments.
@@ -282,6 +284,7 @@ pub async fn run(
         )
     });
     let mut hello = crate::survey::hello(&client, opts.user_key.as_ref());
+    hello.pass = opts.pass.clone();
     let s_bank = payer
         .as_ref()
         .map(|p| naac_proto::AccountKey(p.escrow().bank_key.0));

@@ -29,6 +29,7 @@ impl Policy {
             min_free_disk,
             allow,
             deny,
+            trust_tokens_from,
             min_battery_percent,
             on_ac_only,
             min_price,
@@ -52,7 +53,7 @@ impl Policy {
             None => "the system's zone".to_string(),
         };
         // (key, value or None when not set, comment)
-        let lines: [(&str, Option<String>, String); 20] = [
+        let lines: [(&str, Option<String>, String); 21] = [
             (
                 "max_slots",
                 max_slots.map(|n| n.to_string()),
@@ -136,6 +137,11 @@ impl Policy {
                 "deny",
                 Some(list(deny)),
                 "never these peers or users".into(),
+            ),
+            (
+                "trust_tokens_from",
+                (!trust_tokens_from.is_empty()).then(|| list(trust_tokens_from)),
+                "users whose pool tokens let holders in".into(),
             ),
             (
                 "min_battery_percent",
@@ -302,7 +308,7 @@ fn typed_value(key: &str, v: &str) -> Result<toml_edit::Value, (String, String)>
             parse_size(v).map_err(|e| (e, hint()))?;
             Ok(v.into())
         }
-        "allow" | "deny" | "labels" => {
+        "allow" | "deny" | "trust_tokens_from" | "labels" => {
             let mut a = toml_edit::Array::new();
             for id in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                 a.push(id);

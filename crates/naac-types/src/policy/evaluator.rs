@@ -112,9 +112,16 @@ impl Policy {
     }
 
     /// Whether a requester may use this machine: `peer` is its session peer id, `user` its
-    /// attested user id. Either one on the deny list refuses it; with an allow list, one of
-    /// them must be on it.
-    pub fn peer_access(&self, peer: &str, user: Option<&str>) -> Result<(), String> {
+    /// attested user id, `token` whether it shows a pool token from a root in
+    /// `trust_tokens_from` that lets it run here (`Err(why)` when it shows one that does
+    /// not). Either id on the deny list refuses it; with an allow list or trusted roots, one
+    /// of the ids must be on the allow list or the token must let it in.
+    pub fn peer_access(
+        &self,
+        peer: &str,
+        user: Option<&str>,
+        token: Option<Result<(), String>>,
+    ) -> Result<(), String> {
         let named = |list: &[String]| {
             list.iter()
                 .any(|id| id == peer || user.is_some_and(|u| u == id))
@@ -122,10 +129,24 @@ impl Policy {
         if named(&self.deny) {
             return Err("you are on its deny list".into());
         }
-        if !self.allow.is_empty() && !named(&self.allow) {
-            return Err("you are not on its allow list".into());
+        if self.allow.is_empty() && self.trust_tokens_from.is_empty() || named(&self.allow) {
+            return Ok(());
         }
-        Ok(())
+        match token {
+            Some(Ok(())) if !self.trust_tokens_from.is_empty() => Ok(()),
+            Some(Err(why)) => Err(format!(
+                "you are not on its allow list and your token does not let you in: {why}"
+            )),
+            _ if self.trust_tokens_from.is_empty() => Err("you are not on its allow list".into()),
+            _ => Err("you are not on its allow list and show no token its owner trusts".into()),
+        }
+    }
+
+    /// Minutes since midnight at `t` in the owner's time zone (0–1439).
+    pub fn minute_of_day(&self, t: std::time::SystemTime) -> u16 {
+        let t = Timestamp::try_from(t).unwrap_or(Timestamp::UNIX_EPOCH);
+        let dt = self.tz().to_datetime(t);
+        dt.hour() as u16 * 60 + dt.minute() as u16
     }
 
     /// (allowed, price multiplier, reason) at `t`.

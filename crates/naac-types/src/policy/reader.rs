@@ -116,6 +116,7 @@ impl Policy {
                 }
                 "allow" => p.allow = cx.peers(value, k)?,
                 "deny" => p.deny = cx.peers(value, k)?,
+                "trust_tokens_from" => p.trust_tokens_from = cx.peers(value, k)?,
                 "min_battery_percent" => {
                     p.min_battery_percent =
                         cx.int(value, k, 0, 100, "min_battery_percent = 20")? as u8

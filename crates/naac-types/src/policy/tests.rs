@@ -616,6 +616,7 @@ fn to_toml_round_trips() {
         min_free_disk: 7,
         allow: vec![peer('A'), peer('B')],
         deny: vec![peer('C')],
+        trust_tokens_from: vec![peer('T')],
         min_battery_percent: 0,
         on_ac_only: false,
         min_price: i64::MAX as u64,
@@ -1338,20 +1339,20 @@ fn evaluate_lists_every_reason_in_order() {
 fn peer_access_allow_and_deny() {
     let (a, b, c, u) = (peer('A'), peer('B'), peer('C'), peer('U'));
     let open = Policy::default();
-    assert_eq!(open.peer_access(&a, None), Ok(()));
+    assert_eq!(open.peer_access(&a, None, None), Ok(()));
 
     let deny = Policy {
         deny: vec![b.clone(), u.clone()],
         ..Policy::default()
     };
-    assert_eq!(deny.peer_access(&a, None), Ok(()));
+    assert_eq!(deny.peer_access(&a, None, None), Ok(()));
     assert_eq!(
-        deny.peer_access(&b, None),
+        deny.peer_access(&b, None, None),
         Err("you are on its deny list".into())
     );
     // The attested user is checked too.
     assert_eq!(
-        deny.peer_access(&a, Some(&u)),
+        deny.peer_access(&a, Some(&u), None),
         Err("you are on its deny list".into())
     );
 
@@ -1360,16 +1361,16 @@ fn peer_access_allow_and_deny() {
         deny: vec![c.clone()],
         ..Policy::default()
     };
-    assert_eq!(allow.peer_access(&a, None), Ok(()));
+    assert_eq!(allow.peer_access(&a, None, None), Ok(()));
     assert_eq!(
-        allow.peer_access(&b, None),
+        allow.peer_access(&b, None, None),
         Err("you are not on its allow list".into())
     );
     // A throwaway session id with an allowed user id is allowed.
-    assert_eq!(allow.peer_access(&b, Some(&u)), Ok(()));
+    assert_eq!(allow.peer_access(&b, Some(&u), None), Ok(()));
     // Deny wins, whether by peer or by user.
     assert_eq!(
-        allow.peer_access(&c, Some(&u)),
+        allow.peer_access(&c, Some(&u), None),
         Err("you are on its deny list".into())
     );
     let both = Policy {
@@ -1378,9 +1379,39 @@ fn peer_access_allow_and_deny() {
         ..Policy::default()
     };
     assert_eq!(
-        both.peer_access(&a, None),
+        both.peer_access(&a, None, None),
         Err("you are on its deny list".into())
     );
+}
+
+#[test]
+fn a_trusted_token_is_an_alternative_to_the_allow_list() {
+    let (a, b, u, alice) = (peer('A'), peer('B'), peer('U'), peer('L'));
+    let trusting = Policy {
+        trust_tokens_from: vec![alice.clone()],
+        deny: vec![b.clone()],
+        ..Policy::default()
+    };
+    // Trusting a root closes the machine to requesters without a token.
+    let e = trusting.peer_access(&a, None, None).expect_err("no token");
+    assert!(e.contains("no token"), "{e}");
+    assert_eq!(trusting.peer_access(&a, Some(&u), Some(Ok(()))), Ok(()));
+    let e = trusting
+        .peer_access(&a, Some(&u), Some(Err("`check if slots($n)`".into())))
+        .expect_err("a failing token");
+    assert!(
+        e.contains("your token does not let you in: `check if slots"),
+        "{e}"
+    );
+    // Deny still wins over a token.
+    assert!(trusting.peer_access(&b, None, Some(Ok(()))).is_err());
+    // A token counts for nothing where no root is trusted.
+    let allow = Policy {
+        allow: vec![u.clone()],
+        ..Policy::default()
+    };
+    assert!(allow.peer_access(&a, None, Some(Ok(()))).is_err());
+    assert_eq!(allow.peer_access(&a, Some(&u), None), Ok(()));
 }
 
 #[test]

@@ -1,0 +1,408 @@
+//! Minting, and checking tokens: signatures to a trusted root, the holder chain, the
+//! request's facts against every block's checks.
+
+use crate::{Key, Kind, Limits, Operation, TokenError, hint, holder_context, holder_in};
+use biscuit_auth::builder::Term;
+use biscuit_auth::{Biscuit, KeyPair, PrivateKey, PublicKey};
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A key that mints tokens (and signs the blocks its holder hands tokens on with).
+pub struct Root {
+    pub(crate) key: KeyPair,
+}
+
+impl Root {
+    /// The root of the ed25519 secret key `secret` (a node's identity key, a user's key).
+    pub fn from_ed25519(secret: &[u8; 32]) -> Result<Root, TokenError> {
+        let private = PrivateKey::from_bytes(secret, biscuit_auth::Algorithm::Ed25519)
+            .map_err(|e| TokenError::Invalid(format!("the root key: {e}")))?;
+        Ok(Root {
+            key: KeyPair::from(&private),
+        })
+    }
+
+    /// The public key tokens of this root are checked against.
+    pub fn public(&self) -> Key {
+        key_bytes(&self.key.public())
+    }
+
+    /// A token that may do anything on this node's API, naming `node` (the node's id).
+    pub fn mint_admin(&self, node: &str) -> Result<String, TokenError> {
+        let mut params = HashMap::new();
+        params.insert("node".to_string(), Term::Str(node.to_string()));
+        Biscuit::builder()
+            .code_with_params("kind(\"api\"); node({node});", params, HashMap::new())
+            .and_then(|b| b.build(&self.key))
+            .and_then(|b| b.to_base64())
+            .map_err(|e| TokenError::Invalid(format!("mint a token: {e}")))
+    }
+
+    /// A token of `kind`, bound to `holder` if given, limited to `limits` from the start.
+    pub fn mint(
+        &self,
+        kind: Kind,
+        holder: Option<&Key>,
+        limits: &Limits,
+    ) -> Result<String, TokenError> {
+        let (checks, mut params) = limits.code()?;
+        params.insert("kind".to_string(), Term::Str(kind.as_str().into()));
+        params.insert("root".to_string(), Term::Bytes(self.public().to_vec()));
+        let mut b = Biscuit::builder()
+            .code_with_params(
+                format!("kind({{kind}});\nroot({{root}});\n{checks}"),
+                params,
+                HashMap::new(),
+            )
+            .map_err(|e| TokenError::Invalid(format!("mint a token: {e}")))?
+            .root_key_id(hint(&self.public()));
+        if let Some(h) = holder {
+            b = b.context(holder_context(h));
+        }
+        b.build(&self.key)
+            .and_then(|b| b.to_base64())
+            .map_err(|e| TokenError::Invalid(format!("mint a token: {e}")))
+    }
+
+    /// A verifier that trusts this root only.
+    pub fn verifier(&self) -> Verifier {
+        Verifier {
+            roots: vec![(self.public(), self.key.public())],
+        }
+    }
+}
+
+fn key_bytes(k: &PublicKey) -> Key {
+    let mut out = [0u8; 32];
+    let b = k.to_bytes();
+    if b.len() == 32 {
+        out.copy_from_slice(&b);
+    }
+    out
+}
+
+/// Checks tokens against the roots it trusts.
+#[derive(Clone)]
+pub struct Verifier {
+    roots: Vec<(Key, PublicKey)>,
+}
+
+impl Verifier {
+    /// A verifier that trusts tokens rooted in any of `keys` (ed25519 public keys).
+    pub fn trusting(keys: &[Key]) -> Result<Verifier, TokenError> {
+        let roots = keys
+            .iter()
+            .map(|k| {
+                PublicKey::from_bytes(k, biscuit_auth::Algorithm::Ed25519)
+                    .map(|p| (*k, p))
+                    .map_err(|e| TokenError::Invalid(format!("a trusted root: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Verifier { roots })
+    }
+
+    /// The roots trusted.
+    pub fn roots(&self) -> impl Iterator<Item = &Key> {
+        self.roots.iter().map(|(k, _)| k)
+    }
+
+    /// Parses `token`, checks every block's signature chains to a trusted root and that
+    /// each holder was named by the holder before it.
+    pub fn verify(&self, token: &str) -> Result<Token, TokenError> {
+        let token = token.trim();
+        if token.len() > crate::MAX_TOKEN_LEN {
+            return Err(TokenError::Invalid(format!(
+                "the token is {} bytes; at most {} are accepted",
+                token.len(),
+                crate::MAX_TOKEN_LEN
+            )));
+        }
+        let chosen = Cell::new(None);
+        let provider = |id: Option<u32>| {
+            let found = match id {
+                Some(h) => self.roots.iter().find(|(k, _)| hint(k) == h),
+                None if self.roots.len() == 1 => self.roots.first(),
+                None => None,
+            };
+            let (k, p) = found.ok_or(biscuit_auth::error::Format::UnknownPublicKey)?;
+            chosen.set(Some(*k));
+            Ok(*p)
+        };
+        let b = Biscuit::from_base64(token, provider).map_err(|e| {
+            TokenError::Invalid(match e {
+                biscuit_auth::error::Token::Format(
+                    biscuit_auth::error::Format::UnknownPublicKey,
+                ) => "the token is not rooted in a key this node trusts".to_string(),
+                e => format!("not a valid token of a key this node trusts ({e})"),
+            })
+        })?;
+        let root = chosen
+            .get()
+            .ok_or_else(|| TokenError::Invalid("the token names no root".into()))?;
+        if b.block_count() > crate::MAX_BLOCKS {
+            return Err(TokenError::Invalid(format!(
+                "the token has {} blocks; at most {} are accepted",
+                b.block_count(),
+                crate::MAX_BLOCKS
+            )));
+        }
+        let holder = holders(&b)?;
+        let authority = b.print_block_source(0).unwrap_or_default();
+        let kind = authority
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("kind(\"")?.strip_suffix("\");"))
+            .map_or(Some(Kind::Api), Kind::parse)
+            .ok_or_else(|| {
+                TokenError::Invalid("the token is of a kind naac does not know".into())
+            })?;
+        Ok(Token {
+            b,
+            root,
+            holder,
+            kind,
+        })
+    }
+}
+
+/// `token` checked against the root its authority block names (`root($key)`): its
+/// signatures and holder chain hold, whoever that root is. For reading a token
+/// (`naac token inspect`); a verifier that grants anything trusts its own roots instead.
+pub fn inspect(token: &str) -> Result<Token, TokenError> {
+    if token.len() > crate::MAX_TOKEN_LEN {
+        return Err(TokenError::Invalid(format!(
+            "the token is {} bytes; at most {} are accepted",
+            token.len(),
+            crate::MAX_TOKEN_LEN
+        )));
+    }
+    let b = biscuit_auth::UnverifiedBiscuit::from_base64(token.trim())
+        .map_err(|e| TokenError::Invalid(format!("not a token ({e})")))?;
+    let authority = b.print_block_source(0).unwrap_or_default();
+    let root = authority
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("root(hex:")?.strip_suffix(");"))
+        .and_then(crate::key_of_hex)
+        .ok_or_else(|| {
+            TokenError::Invalid("the token does not name its root key (an API token?)".into())
+        })?;
+    Verifier::trusting(&[root])?.verify(token)
+}
+
+/// The holder at the end of `b`'s chain: the authority block's, then each block signed by
+/// the holder of its time (anyone, while there is none) that names the next.
+fn holders(b: &Biscuit) -> Result<Option<Key>, TokenError> {
+    let contexts = b.context();
+    let signers = b.external_public_keys();
+    let mut holder = holder_in(contexts.first().and_then(|c| c.as_deref()))?;
+    for i in 1..b.block_count() {
+        let Some(next) = holder_in(contexts.get(i).and_then(|c| c.as_deref()))? else {
+            continue;
+        };
+        let signer = signers.get(i).copied().flatten().map(|k| key_bytes(&k));
+        match (signer, holder) {
+            (Some(s), Some(h)) if s == h => holder = Some(next),
+            (Some(_), None) => holder = Some(next),
+            _ => {
+                return Err(TokenError::Invalid(format!(
+                    "block {i} hands the token on but is not signed by its holder"
+                )));
+            }
+        }
+    }
+    Ok(holder)
+}
+
+/// A token whose signatures and holder chain hold.
+pub struct Token {
+    b: Biscuit,
+    root: Key,
+    holder: Option<Key>,
+    kind: Kind,
+}
+
+/// What a provider states when a requester runs work with a pool token.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolRequest<'a> {
+    /// The provider's peer id.
+    pub host: &'a str,
+    /// The key of the user the requester proved it works for, if any.
+    pub user: Option<&'a Key>,
+    pub job_name: &'a str,
+    /// Tasks of this grant that would run at once here, this one included.
+    pub slots: u32,
+    /// The provider's local time, minutes since midnight.
+    pub minute_of_day: u16,
+    pub now: SystemTime,
+}
+
+fn secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl Token {
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The key the token is rooted in.
+    pub fn root(&self) -> &Key {
+        &self.root
+    }
+
+    /// Who holds it (`None`: a bearer token).
+    pub fn holder(&self) -> Option<&Key> {
+        self.holder.as_ref()
+    }
+
+    /// The revocation id of each block, authority first: revoking any of them revokes every
+    /// token that contains that block.
+    pub fn revocation_ids(&self) -> Vec<Vec<u8>> {
+        self.b.revocation_identifiers()
+    }
+
+    /// Each block as Datalog, authority first.
+    pub fn blocks(&self) -> Vec<String> {
+        (0..self.b.block_count())
+            .map(|i| self.b.print_block_source(i).unwrap_or_default())
+            .collect()
+    }
+
+    /// Each block's context, authority first.
+    pub fn contexts(&self) -> Vec<Option<String>> {
+        self.b.context()
+    }
+
+    /// Each block's signer when it is not the token's own chain (a holder handing it on).
+    pub fn signers(&self) -> Vec<Option<Key>> {
+        self.b
+            .external_public_keys()
+            .iter()
+            .map(|k| k.as_ref().map(key_bytes))
+            .collect()
+    }
+
+    /// The token as it travels.
+    pub fn to_base64(&self) -> Result<String, TokenError> {
+        self.b
+            .to_base64()
+            .map_err(|e| TokenError::Invalid(format!("{e}")))
+    }
+
+    /// Runs the token's checks for API operation `op` (on the job named `job_name`, if
+    /// any) at `now`.
+    pub fn authorize(
+        &self,
+        op: Operation,
+        job_name: Option<&str>,
+        now: SystemTime,
+    ) -> Result<(), TokenError> {
+        if self.kind != Kind::Api {
+            return Err(TokenError::Denied(format!(
+                "this is a {} token, not one for a node's API",
+                self.kind.as_str()
+            )));
+        }
+        let mut params = HashMap::new();
+        params.insert("op".to_string(), Term::Str(op.as_str().into()));
+        params.insert("now".to_string(), Term::Date(secs(now)));
+        let mut code = String::from("operation({op}); time({now});");
+        if let Some(n) = job_name {
+            params.insert("name".to_string(), Term::Str(n.into()));
+            code.push_str(" job_name({name});");
+        }
+        code.push_str(" deny if kind($k), $k != \"api\"; allow if true;");
+        self.run(code, params)
+    }
+
+    /// Runs the token's checks for running a task of `req.job_name` on provider `req.host`.
+    pub fn authorize_pool(&self, req: &PoolRequest<'_>) -> Result<(), TokenError> {
+        if self.kind != Kind::Pool {
+            return Err(TokenError::Denied(format!(
+                "this is a {} token, not one for running work",
+                self.kind.as_str()
+            )));
+        }
+        if let Some(h) = &self.holder
+            && req.user != Some(h)
+        {
+            return Err(TokenError::Denied(match req.user {
+                Some(_) => {
+                    "the token is held by another user than the one your run works for".to_string()
+                }
+                None => "the token is held by a user; your run names none (it needs its user key)"
+                    .to_string(),
+            }));
+        }
+        let mut params = HashMap::new();
+        params.insert("now".to_string(), Term::Date(secs(req.now)));
+        params.insert("host".to_string(), Term::Str(req.host.into()));
+        params.insert("name".to_string(), Term::Str(req.job_name.into()));
+        params.insert("slots".to_string(), Term::Integer(i64::from(req.slots)));
+        params.insert(
+            "minute".to_string(),
+            Term::Integer(i64::from(req.minute_of_day)),
+        );
+        let code = "operation(\"run\"); time({now}); host({host}); job_name({name}); \
+                    slots({slots}); minute_of_day({minute}); allow if kind(\"pool\");";
+        self.run(code.into(), params)
+    }
+
+    /// The most tasks (at most `max`) the token lets its grant run at once for `req`
+    /// (whose `slots` is ignored), or why it lets none.
+    pub fn pool_slots(&self, req: &PoolRequest<'_>, max: u32) -> Result<u32, TokenError> {
+        let at = |n: u32| self.authorize_pool(&PoolRequest { slots: n, ..*req });
+        let max = max.max(1);
+        at(1)?;
+        if at(max).is_ok() {
+            return Ok(max);
+        }
+        // Slot checks only bound from above: the largest n that passes.
+        let (mut ok, mut bad) = (1u32, max);
+        while bad - ok > 1 {
+            let mid = ok + (bad - ok) / 2;
+            if at(mid).is_ok() {
+                ok = mid;
+            } else {
+                bad = mid;
+            }
+        }
+        Ok(ok)
+    }
+
+    fn run(&self, code: String, params: HashMap<String, Term>) -> Result<(), TokenError> {
+        let mut a = biscuit_auth::AuthorizerBuilder::new()
+            .code_with_params(code, params, HashMap::new())
+            .map(|a| a.set_limits(crate::LIMITS))
+            .and_then(|a| a.build(&self.b))
+            .map_err(|e| TokenError::Invalid(format!("the token's checks cannot run: {e}")))?;
+        match a.authorize() {
+            Ok(_) => Ok(()),
+            Err(biscuit_auth::error::Token::FailedLogic(l)) => {
+                Err(TokenError::Denied(failed_checks(&l)))
+            }
+            Err(biscuit_auth::error::Token::RunLimit(l)) => Err(TokenError::Denied(format!(
+                "the token's checks ran past the verifier's limits ({l})"
+            ))),
+            Err(e) => Err(TokenError::Denied(format!("{e}"))),
+        }
+    }
+}
+
+fn failed_checks(l: &biscuit_auth::error::Logic) -> String {
+    use biscuit_auth::error::{FailedCheck, Logic};
+    let Logic::Unauthorized { checks, .. } = l else {
+        return format!("{l}");
+    };
+    let mut out: Vec<String> = checks
+        .iter()
+        .map(|c| match c {
+            FailedCheck::Block(b) => format!("`{}` (block {})", b.rule, b.block_id),
+            FailedCheck::Authorizer(a) => format!("`{}` (the verifier's)", a.rule),
+        })
+        .collect();
+    if out.is_empty() {
+        out.push(format!("{l}"));
+    }
+    format!("the token's check failed: {}", out.join("; "))
+}

@@ -1,0 +1,225 @@
+//! `naac token`: capability tokens made, narrowed, handed on and read offline with the
+//! user's key (`naac key show --user`). Providers check pool tokens against the roots their
+//! owner's `trust_tokens_from` names.
+
+use anyhow::Context as _;
+use naac_token::{Hours, Key, Kind, Limits};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(clap::Subcommand)]
+pub enum Cmd {
+    /// Make a token rooted in your user key and print it
+    Mint {
+        #[command(subcommand)]
+        kind: MintKind,
+    },
+    /// Print TOKEN narrowed by more limits (offline; nobody can widen it again); with --to,
+    /// handed on to another user (you must hold it)
+    Attenuate {
+        /// The token, or a file holding it
+        token: String,
+        /// Hand it on to this user (their `naac key show --user`): only they may use it
+        #[arg(long, value_name = "USER")]
+        to: Option<String>,
+        #[command(flatten)]
+        limits: LimitArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Say in plain words what TOKEN allows, block by block, after checking its signatures
+    Inspect {
+        /// The token, or a file holding it
+        token: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Subcommand)]
+pub enum MintKind {
+    /// Let holders run work on your providers (those whose policy.toml has your user id in
+    /// `trust_tokens_from`), even when they are not on its allow list
+    Pool {
+        /// Bind it to this user (their `naac key show --user`): only they may use it and hand
+        /// it on [default: whoever shows it]
+        #[arg(long, value_name = "USER")]
+        to: Option<String>,
+        #[command(flatten)]
+        limits: LimitArgs,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args, Default)]
+pub struct LimitArgs {
+    /// At most N tasks of this grant at once on each provider
+    #[arg(long, value_name = "N")]
+    slots: Option<u32>,
+    /// Only in these hours of the provider's day (its owner's time zone), e.g. 18:00-08:00
+    #[arg(long, value_name = "HH:MM-HH:MM")]
+    hours: Option<Hours>,
+    /// Only jobs whose name starts with this
+    #[arg(long, value_name = "PREFIX")]
+    job_name_prefix: Option<String>,
+    /// Only on this provider (its peer id; repeatable)
+    #[arg(long = "host", value_name = "PEER")]
+    hosts: Vec<String>,
+    /// How long it holds, e.g. 30m, 12h, 7d, 2w [default: no expiry]
+    #[arg(long, value_name = "DURATION", value_parser = crate::jobs::parse_ttl)]
+    ttl: Option<Duration>,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> anyhow::Result<Limits> {
+        for h in &self.hosts {
+            h.parse::<naac_net::PeerId>()
+                .with_context(|| format!("--host {h}: not a peer id"))?;
+        }
+        Ok(Limits {
+            scope: None,
+            expires: self.ttl.map(|t| std::time::SystemTime::now() + t),
+            job_name_prefix: self.job_name_prefix.clone(),
+            slots: self.slots,
+            hours: self.hours,
+            hosts: self.hosts.clone(),
+        })
+    }
+}
+
+/// A token given on the command line: itself, or the path of a file holding it.
+pub fn read(arg: &str) -> anyhow::Result<String> {
+    let p = std::path::Path::new(arg);
+    if arg.len() < 4096 && p.is_file() {
+        let s = std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?;
+        return Ok(s.trim().to_string());
+    }
+    Ok(arg.trim().to_string())
+}
+
+/// The ed25519 key of user id `id`.
+fn key_of(id: &str, what: &str) -> anyhow::Result<Key> {
+    id.parse::<naac_net::PeerId>()
+        .ok()
+        .and_then(|p| naac_net::ed25519_of(&p))
+        .with_context(|| {
+            format!(
+                "{what} {id}: not a user id (an ed25519 peer id, as `naac key show --user` prints)"
+            )
+        })
+}
+
+fn user_root() -> anyhow::Result<(naac_token::Root, Key)> {
+    let home = naac_node::Home::from_env()?;
+    home.ensure()?;
+    let key = crate::run::user_key(&home)?;
+    let (root, _) = crate::daemon::root_of(&key)?;
+    let public = root.public();
+    Ok((root, public))
+}
+
+pub fn main(cmd: Cmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Cmd::Mint {
+            kind: MintKind::Pool { to, limits, json },
+        } => {
+            let (root, _) = user_root()?;
+            let to = to.map(|t| key_of(&t, "--to")).transpose()?;
+            let t = root.mint(Kind::Pool, to.as_ref(), &limits.limits()?)?;
+            print(&t, json)
+        }
+        Cmd::Attenuate {
+            token,
+            to,
+            limits,
+            json,
+        } => {
+            let token = read(&token)?;
+            let limits = limits.limits()?;
+            let t = match to {
+                Some(to) => {
+                    let to = key_of(&to, "--to")?;
+                    let (me, my_key) = user_root()?;
+                    if let Ok(t) = naac_token::inspect(&token)
+                        && t.holder().is_some_and(|h| *h != my_key)
+                    {
+                        anyhow::bail!(
+                            "the token is held by {}, not by you: only its holder can hand it on",
+                            name(t.holder().expect("held"), &my_key)
+                        );
+                    }
+                    naac_token::delegate(&token, &me, &to, &limits)?
+                }
+                None => naac_token::attenuate(&token, &limits)?,
+            };
+            print(&t, json)
+        }
+        Cmd::Inspect { token, json } => {
+            let token = read(&token)?;
+            let t = naac_token::inspect(&token).context("the token does not check")?;
+            let me = user_root().map(|(_, k)| k).unwrap_or([0; 32]);
+            let words = naac_token::describe(&t, &|k| name(k, &me));
+            if json {
+                let blocks: Vec<_> = t
+                    .blocks()
+                    .iter()
+                    .zip(&words)
+                    .map(|(d, w)| serde_json::json!({"words": w, "datalog": d}))
+                    .collect();
+                let revocation: Vec<String> = t.revocation_ids().iter().map(|r| hex(r)).collect();
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "kind": t.kind().as_str(),
+                        "root": name(t.root(), &[0; 32]),
+                        "holder": t.holder().map(|h| name(h, &[0; 32])),
+                        "bytes": token.len(),
+                        "blocks": blocks,
+                        "revocation_ids": revocation,
+                    })
+                );
+            } else {
+                println!(
+                    "{} token, {} bytes, {} blocks",
+                    t.kind().as_str(),
+                    token.len(),
+                    words.len()
+                );
+                for w in words {
+                    println!("  {w}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print(token: &str, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        let t = naac_token::inspect(token)?;
+        println!(
+            "{}",
+            serde_json::json!({
+                "token": token,
+                "kind": t.kind().as_str(),
+                "root": name(t.root(), &[0; 32]),
+                "holder": t.holder().map(|h| name(h, &[0; 32])),
+                "bytes": token.len(),
+            })
+        );
+    } else {
+        println!("{token}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A key as a user id, "you (…)" when it is `me`.
+fn name(k: &Key, me: &Key) -> String {
+    let id = naac_net::peer_of_ed25519(k).map_or_else(|| hex(k), |p| p.to_string());
+    if k == me { format!("you ({id})") } else { id }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

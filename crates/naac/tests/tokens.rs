@@ -1,0 +1,188 @@
+//! Pool tokens across real processes: an owner's token lets a user run on a provider whose
+//! allow list does not name them, within the token's limits; the wrong holder, a job outside
+//! the token's prefix and a stolen token are refused, and `--explain` says which check
+//! failed; a holder hands a narrower token on.
+
+mod common;
+
+use common::{Scratch, provider};
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn as_user(s: &Scratch, home: &Path) -> Command {
+    let mut c = s.cmd();
+    c.env("NAAC_HOME", home);
+    c
+}
+
+fn user_id(s: &Scratch, home: &Path) -> String {
+    let out = as_user(s, home)
+        .args(["key", "show", "--user", "--json"])
+        .output()
+        .expect("key show");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("key json");
+    v["peer_id"].as_str().expect("peer id").to_string()
+}
+
+fn ok_stdout(out: Output) -> String {
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_string()
+}
+
+/// `naac run JOB --explain --json` as the user of `home`, with `extra` flags.
+fn explain(s: &Scratch, home: &Path, job: &Path, join: &[&str], extra: &[&str]) -> Value {
+    let out = as_user(s, home)
+        .arg("run")
+        .arg(job)
+        .args(["--explain", "--json"])
+        .args(join)
+        .args(extra)
+        .output()
+        .expect("explain");
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("explain json: {e}: {}", common::stderr(&out)))
+}
+
+#[test]
+fn an_owners_token_lets_another_user_in_within_its_limits() {
+    let s = Scratch::new();
+    let (alice_home, bob_home, carol_home) =
+        (s.path().join("alice"), s.home(), s.path().join("carol"));
+    let (alice, bob, carol) = (
+        user_id(&s, &alice_home),
+        user_id(&s, &bob_home),
+        user_id(&s, &carol_home),
+    );
+    // Alice's provider serves her and the holders of her tokens only.
+    let host = provider(
+        &s,
+        "host",
+        &format!("idle_only = false\nallow = [\"{alice}\"]\ntrust_tokens_from = [\"{alice}\"]\n"),
+        &[],
+    );
+    let join = ["--no-mdns", "--join", host.addr.as_str()];
+    let token = ok_stdout(
+        as_user(&s, &alice_home)
+            .args([
+                "token",
+                "mint",
+                "pool",
+                "--to",
+                &bob,
+                "--job-name-prefix",
+                "render-",
+            ])
+            .output()
+            .expect("mint"),
+    );
+    let file = s.path().join("bob.token");
+    std::fs::write(&file, &token).expect("token file");
+    let file = file.to_str().expect("utf8 path");
+
+    // Read back in plain words.
+    let words = ok_stdout(
+        as_user(&s, &bob_home)
+            .args(["token", "inspect", file])
+            .output()
+            .expect("inspect"),
+    );
+    assert!(
+        words.contains(&format!("may run work on hosts that trust {alice}")),
+        "{words}"
+    );
+    assert!(words.contains(&format!("held by you ({bob})")), "{words}");
+    assert!(
+        words.contains("job names beginning with \"render-\""),
+        "{words}"
+    );
+
+    let render = s.job(
+        "render-frames",
+        "testkit/testkit.wasm",
+        "args = [\"print\", \"{i}\"]\n[sweep]\ni = { from = 0, to = 4 }\n",
+    );
+    // Without the token bob is not served, and --explain says why.
+    let v = explain(&s, &bob_home, &render, &join, &[]);
+    assert_eq!(v["usable"], 0, "{v:#}");
+    assert!(
+        v["ruled_out"]
+            .to_string()
+            .contains("no token its owner trusts"),
+        "{v:#}"
+    );
+    // With it, he is; the job runs there.
+    let v = explain(&s, &bob_home, &render, &join, &["--token", file]);
+    assert_eq!(v["usable"], 1, "{v:#}");
+    let (out, v) = s.run(&render, &[&join[..], &["--token", file]].concat());
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert_eq!(v["tasks"]["succeeded"], 4, "{v:#}");
+
+    // A job outside the token's prefix: the failed check is named.
+    let other = s.job("other", "testkit/testkit.wasm", "args = [\"noop\"]\n");
+    let v = explain(&s, &bob_home, &other, &join, &["--token", file]);
+    assert_eq!(v["usable"], 0, "{v:#}");
+    assert!(v["ruled_out"].to_string().contains("starts_with"), "{v:#}");
+
+    // Carol with bob's token (stolen): refused, it is bob's.
+    let v = explain(&s, &carol_home, &render, &join, &["--token", file]);
+    assert_eq!(v["usable"], 0, "{v:#}");
+    assert!(
+        v["ruled_out"].to_string().contains("held by another user"),
+        "{v:#}"
+    );
+    // Nor can she hand it to herself.
+    let out = as_user(&s, &carol_home)
+        .args(["token", "attenuate", file, "--to", &carol])
+        .output()
+        .expect("attenuate");
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("only its holder can hand it on"),
+        "{}",
+        common::stderr(&out)
+    );
+
+    // Bob hands carol a narrower one: render-a… only.
+    let handed = ok_stdout(
+        as_user(&s, &bob_home)
+            .args([
+                "token",
+                "attenuate",
+                file,
+                "--to",
+                &carol,
+                "--job-name-prefix",
+                "render-a",
+            ])
+            .output()
+            .expect("delegate"),
+    );
+    let v = explain(&s, &carol_home, &render, &join, &["--token", &handed]);
+    assert_eq!(v["usable"], 0, "render-frames is outside render-a: {v:#}");
+    let anim = s.job("render-anim", "testkit/testkit.wasm", "args = [\"noop\"]\n");
+    let v = explain(&s, &carol_home, &anim, &join, &["--token", &handed]);
+    assert_eq!(v["usable"], 1, "{v:#}");
+    // The handed-on token is no longer bob's to use.
+    let v = explain(&s, &bob_home, &anim, &join, &["--token", &handed]);
+    assert_eq!(v["usable"], 0, "{v:#}");
+
+    // A token of a root the owner does not trust: refused as such.
+    let own = ok_stdout(
+        as_user(&s, &bob_home)
+            .args(["token", "mint", "pool"])
+            .output()
+            .expect("mint"),
+    );
+    let v = explain(&s, &bob_home, &render, &join, &["--token", &own]);
+    assert_eq!(v["usable"], 0, "{v:#}");
+    assert!(
+        v["ruled_out"]
+            .to_string()
+            .contains("not rooted in a key this node trusts"),
+        "{v:#}"
+    );
+}
