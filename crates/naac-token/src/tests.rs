@@ -381,7 +381,7 @@ fn a_token_reads_in_plain_words() {
     let words = describe(&alice.verifier().verify(&t).unwrap(), &name);
     assert_eq!(words.len(), 2, "{words:?}");
     assert!(
-        words[0].starts_with("may run work on hosts that trust alice; held by bob; to "),
+        words[0].starts_with("may run work on hosts that trust alice; held by bob; until "),
         "{words:?}"
     );
     assert!(words[0].contains("until 2027-01-01T00:00:00Z"), "{words:?}");
@@ -390,7 +390,7 @@ fn a_token_reads_in_plain_words() {
         "{words:?}"
     );
     assert!(
-        words[1].starts_with("handed on by bob to carol; to "),
+        words[1].starts_with("handed on by bob to carol; "),
         "{words:?}"
     );
     assert!(

@@ -1,6 +1,6 @@
 //! A token in plain words, block by block: what its root grants, to whom, and each limit
 //! added on the way ("may run work on hosts that trust alice; held by bob; then limited to
-//! job names beginning with 'render-'"). Checks naac did not write are shown as Datalog.
+//! job names beginning with "render-""). Checks naac did not write are shown as Datalog.
 
 use crate::{Key, Kind, Token};
 
@@ -36,8 +36,6 @@ pub fn describe(token: &Token, name_of: &dyn Fn(&Key) -> String) -> Vec<String> 
             parts.push(format!("handed on by {by} to {}", name_of(&to)));
         } else if let Some(Some(k)) = signers.get(i) {
             parts.push(format!("limited by {}", name_of(k)));
-        } else {
-            parts.push("then limited".into());
         }
         if named.is_some() {
             holder = named;
@@ -50,8 +48,12 @@ pub fn describe(token: &Token, name_of: &dyn Fn(&Key) -> String) -> Vec<String> 
             })
             .map(check_words)
             .collect();
+        if parts.is_empty() {
+            out.push(format!("then limited to {}", limits.join(", ")));
+            continue;
+        }
         if !limits.is_empty() {
-            parts.push(format!("to {}", limits.join(", ")));
+            parts.push(limits.join(", "));
         }
         out.push(parts.join("; "));
     }

@@ -15,6 +15,7 @@ mod nat;
 mod owner;
 mod stages;
 mod store;
+mod tokens;
 
 use crate::embedded::Pool;
 use crate::run::{Exec, Executed, execute};
@@ -47,6 +48,7 @@ const ALL: &[&str] = &[
     "daemon",
     "store",
     "stages",
+    "tokens",
 ];
 
 #[derive(clap::Args)]
@@ -59,7 +61,7 @@ pub struct Args {
     json: bool,
     /// Run only these (comma-separated): throughput, latency, scaling, guest, gather, failover,
     /// verify, owner, economy, hostile, nat (nat needs root: it builds network namespaces
-    /// with real NAT), daemon, store, stages
+    /// with real NAT), daemon, store, stages, tokens
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     only: Vec<String>,
     /// Where job outputs go [default: a temporary dir on /dev/shm (tmpfs) when there is one,
@@ -120,7 +122,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         quick: a.quick,
     };
     let mut figures = Vec::new();
-    let steps: [(&str, BenchFn); 14] = [
+    let steps: [(&str, BenchFn); 15] = [
         ("throughput", |b| Box::pin(b.throughput())),
         ("latency", |b| Box::pin(b.latency())),
         ("scaling", |b| Box::pin(b.scaling())),
@@ -135,6 +137,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         ("daemon", |b| Box::pin(b.daemon())),
         ("store", |b| Box::pin(b.store())),
         ("stages", |b| Box::pin(b.stages())),
+        ("tokens", |b| Box::pin(b.tokens())),
     ];
     for (name, f) in steps {
         if !want(name) {

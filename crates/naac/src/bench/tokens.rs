@@ -1,0 +1,88 @@
+//! The token figures: what a provider spends on a pool token per request (signature checks
+//! of every block, then the checks run with the request's facts), and a token's size per
+//! block.
+
+use super::{Bench, Figure};
+use naac_token::{Kind, Limits, PoolRequest, Root};
+use serde_json::json;
+use std::time::{Duration, Instant, SystemTime};
+
+impl Bench {
+    pub(super) async fn tokens(&self) -> anyhow::Result<Vec<Figure>> {
+        let (alice, bob, carol) = (
+            Root::from_ed25519(&[1; 32])?,
+            Root::from_ed25519(&[2; 32])?,
+            Root::from_ed25519(&[3; 32])?,
+        );
+        let minted = alice.mint(
+            Kind::Pool,
+            Some(&bob.public()),
+            &Limits {
+                slots: Some(4),
+                expires: Some(SystemTime::now() + Duration::from_secs(86_400)),
+                job_name_prefix: Some("render-".into()),
+                ..Limits::default()
+            },
+        )?;
+        let handed = naac_token::delegate(
+            &minted,
+            &bob,
+            &carol.public(),
+            &Limits {
+                hours: Some("00:00-24:00".parse().map_err(anyhow::Error::msg)?),
+                ..Limits::default()
+            },
+        )?;
+        // Three more plain blocks: five in all, the size every verifier must accept.
+        let mut token = handed.clone();
+        for n in [3, 2, 1] {
+            token = naac_token::attenuate(
+                &token,
+                &Limits {
+                    slots: Some(n),
+                    ..Limits::default()
+                },
+            )?;
+        }
+        let v = alice.verifier();
+        let key = carol.public();
+        let rounds = if self.quick { 500 } else { 5_000 };
+        let mut times = Vec::with_capacity(rounds);
+        for _ in 0..rounds {
+            let t0 = Instant::now();
+            let t = v.verify(&token)?;
+            t.authorize_pool(&PoolRequest {
+                host: "12D3KooWHost",
+                user: Some(&key),
+                job_name: "render-frames",
+                slots: 1,
+                minute_of_day: 600,
+                now: SystemTime::now(),
+            })?;
+            times.push(t0.elapsed());
+        }
+        times.sort();
+        let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
+        let (p50, p99) = (at(0.5), at(0.99));
+        let (authority, delegation) = (minted.len(), handed.len() - minted.len());
+        let plain = (token.len() - handed.len()) / 3;
+        Ok(vec![
+            Figure {
+                name: "pool token check, 5 blocks (p50 / p99)",
+                value: format!("{p50:.0} / {p99:.0} µs"),
+                target: "p99 <= 100 µs",
+                baseline: format!("{} bytes", token.len()),
+                ratio: None,
+                raw: json!({"p50_us": p50, "p99_us": p99, "rounds": rounds, "bytes": token.len(), "blocks": 5}),
+            },
+            Figure {
+                name: "token bytes: minted / handed on / narrowed",
+                value: format!("{authority} / +{delegation} / +{plain}"),
+                target: "(base64)",
+                baseline: String::new(),
+                ratio: None,
+                raw: json!({"authority": authority, "delegation_block": delegation, "attenuation_block": plain}),
+            },
+        ])
+    }
+}
