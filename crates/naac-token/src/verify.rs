@@ -2,10 +2,11 @@
 //! request's facts against every block's checks.
 
 use crate::{Key, Kind, Limits, Operation, TokenError, hint, holder_context, holder_in};
-use biscuit_auth::builder::Term;
+use biscuit_auth::builder::{Fact, Policy, Term, fact};
 use biscuit_auth::{Biscuit, KeyPair, PrivateKey, PublicKey};
 use std::cell::Cell;
 use std::collections::HashMap;
+use std::sync::LazyLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A key that mints tokens (and signs the blocks its holder hands tokens on with).
@@ -303,16 +304,14 @@ impl Token {
                 self.kind.as_str()
             )));
         }
-        let mut params = HashMap::new();
-        params.insert("op".to_string(), Term::Str(op.as_str().into()));
-        params.insert("now".to_string(), Term::Date(secs(now)));
-        let mut code = String::from("operation({op}); time({now});");
+        let mut facts = vec![
+            fact("operation", &[Term::Str(op.as_str().into())]),
+            fact("time", &[Term::Date(secs(now))]),
+        ];
         if let Some(n) = job_name {
-            params.insert("name".to_string(), Term::Str(n.into()));
-            code.push_str(" job_name({name});");
+            facts.push(fact("job_name", &[Term::Str(n.into())]));
         }
-        code.push_str(" deny if kind($k), $k != \"api\"; allow if true;");
-        self.run(code, params)
+        self.run(facts, &API_POLICIES)
     }
 
     /// Runs the token's checks for running a task of `req.job_name` on provider `req.host`.
@@ -334,18 +333,18 @@ impl Token {
                     .to_string(),
             }));
         }
-        let mut params = HashMap::new();
-        params.insert("now".to_string(), Term::Date(secs(req.now)));
-        params.insert("host".to_string(), Term::Str(req.host.into()));
-        params.insert("name".to_string(), Term::Str(req.job_name.into()));
-        params.insert("slots".to_string(), Term::Integer(i64::from(req.slots)));
-        params.insert(
-            "minute".to_string(),
-            Term::Integer(i64::from(req.minute_of_day)),
-        );
-        let code = "operation(\"run\"); time({now}); host({host}); job_name({name}); \
-                    slots({slots}); minute_of_day({minute}); allow if kind(\"pool\");";
-        self.run(code.into(), params)
+        let facts = vec![
+            fact("operation", &[Term::Str("run".into())]),
+            fact("time", &[Term::Date(secs(req.now))]),
+            fact("host", &[Term::Str(req.host.into())]),
+            fact("job_name", &[Term::Str(req.job_name.into())]),
+            fact("slots", &[Term::Integer(i64::from(req.slots))]),
+            fact(
+                "minute_of_day",
+                &[Term::Integer(i64::from(req.minute_of_day))],
+            ),
+        ];
+        self.run(facts, &POOL_POLICIES)
     }
 
     /// The most tasks (at most `max`) the token lets its grant run at once for `req`
@@ -370,11 +369,21 @@ impl Token {
         Ok(ok)
     }
 
-    fn run(&self, code: String, params: HashMap<String, Term>) -> Result<(), TokenError> {
-        let mut a = biscuit_auth::AuthorizerBuilder::new()
-            .code_with_params(code, params, HashMap::new())
-            .map(|a| a.set_limits(crate::LIMITS))
-            .and_then(|a| a.build(&self.b))
+    /// Runs every block's checks with `facts` stated, then `policies` in order.
+    fn run(&self, facts: Vec<Fact>, policies: &[Policy]) -> Result<(), TokenError> {
+        let mut builder = biscuit_auth::AuthorizerBuilder::new().set_limits(crate::LIMITS);
+        for f in facts {
+            builder = builder
+                .fact(f)
+                .map_err(|e| TokenError::Invalid(format!("the token's checks cannot run: {e}")))?;
+        }
+        for p in policies {
+            builder = builder
+                .policy(p.clone())
+                .map_err(|e| TokenError::Invalid(format!("the token's checks cannot run: {e}")))?;
+        }
+        let mut a = builder
+            .build(&self.b)
             .map_err(|e| TokenError::Invalid(format!("the token's checks cannot run: {e}")))?;
         match a.authorize() {
             Ok(_) => Ok(()),
@@ -388,6 +397,19 @@ impl Token {
         }
     }
 }
+
+/// The API's policies: an API token only (or one of no kind, minted before kinds).
+static API_POLICIES: LazyLock<Vec<Policy>> = LazyLock::new(|| {
+    ["deny if kind($k), $k != \"api\"", "allow if true"]
+        .iter()
+        .map(|p| Policy::try_from(*p).expect("a fixed policy parses"))
+        .collect()
+});
+
+/// A provider's policy: a pool token only.
+static POOL_POLICIES: LazyLock<Vec<Policy>> = LazyLock::new(|| {
+    vec![Policy::try_from("allow if kind(\"pool\")").expect("a fixed policy parses")]
+});
 
 fn failed_checks(l: &biscuit_auth::error::Logic) -> String {
     use biscuit_auth::error::{FailedCheck, Logic};
