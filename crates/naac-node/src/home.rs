@@ -70,6 +70,11 @@ impl Home {
 
     /// The user's key: requesters attest their per-run identity with it, so providers'
     /// allow and deny lists name people, not runs.
+    /// The revoked tokens this node knows of.
+    pub fn revoked(&self) -> PathBuf {
+        self.root.join("revoked.jsonl")
+    }
+
     pub fn user_identity(&self) -> PathBuf {
         self.root.join("user.key")
     }

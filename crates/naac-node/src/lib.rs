@@ -16,6 +16,7 @@ pub mod pay;
 pub mod provider;
 pub mod reputation;
 pub mod requester;
+pub mod revoked;
 pub mod store;
 pub mod survey;
 

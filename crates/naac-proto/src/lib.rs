@@ -190,6 +190,33 @@ pub struct Hello {
     pub pass: Option<Pass>,
 }
 
+/// The gossip topic revocations of tokens travel on (`naac token revoke`).
+pub const REVOCATION_TOPIC: &str = "/naac/revocations/1";
+
+/// "Block `block` of `token` is revoked", signed by `by`: the token's root, or a holder of
+/// the token at or before that block. Every token made with that block is refused once a
+/// node has it. JSON on the wire (rare and small: the token is at most 16 KiB).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Revocation {
+    pub v: u16,
+    /// The token, so a node can check that `by` may revoke it.
+    pub token: String,
+    pub block: u32,
+    /// The revoker's user id.
+    pub by: String,
+    /// `by`'s signature over [`Revocation::signing_bytes`] of the block's revocation id.
+    pub sig: Vec<u8>,
+}
+
+impl Revocation {
+    /// What a revoker signs: a domain tag and the revoked block's revocation id.
+    pub fn signing_bytes(revocation_id: &[u8]) -> Vec<u8> {
+        let mut b = b"naac revocation v1\0".to_vec();
+        b.extend_from_slice(revocation_id);
+        b
+    }
+}
+
 /// A pool token shown in a [`Hello`], and the job the requester means to run with it (each
 /// `Assign` is checked again under its own job name).
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -530,3 +530,59 @@ fn expired_tokens_are_refused_by_every_verifier_that_checks_time() {
     let tok = alice.verifier().verify(&api).unwrap();
     assert!(tok.authorize(Operation::Read, None, now()).is_err());
 }
+
+#[test]
+fn revocation_is_for_the_root_and_holders_and_lasts_until_expiry() {
+    let (alice, bob, carol, eve) = (user(1), user(2), user(3), user(5));
+    let exp = UNIX_EPOCH + Duration::from_secs(1_798_761_600);
+    let t = alice
+        .mint(
+            Kind::Pool,
+            Some(&bob.public()),
+            &Limits {
+                expires: Some(exp),
+                ..Limits::default()
+            },
+        )
+        .unwrap();
+    let t = attenuate(
+        &t,
+        &Limits {
+            slots: Some(2),
+            ..Limits::default()
+        },
+    )
+    .unwrap();
+    let t = delegate(&t, &bob, &carol.public(), &Limits::default()).unwrap();
+    let tok = alice.verifier().verify(&t).unwrap();
+    assert_eq!(tok.revocation_ids().len(), 3);
+    assert_eq!(tok.holder_at(1), Some(bob.public()));
+    assert_eq!(tok.holder_at(3), Some(carol.public()));
+    // The root revokes anything; bob the blocks from his time on; carol none of bob's;
+    // eve nothing.
+    tok.may_revoke(0, &alice.public()).unwrap();
+    tok.may_revoke(2, &bob.public()).unwrap();
+    assert!(tok.may_revoke(0, &bob.public()).is_err());
+    assert!(tok.may_revoke(2, &carol.public()).is_err());
+    assert!(tok.may_revoke(1, &eve.public()).is_err());
+    assert!(tok.may_revoke(3, &alice.public()).is_err(), "no block 3");
+    assert_eq!(tok.expires_through(2), Some(exp));
+    let bearer = alice.mint(Kind::Pool, None, &Limits::default()).unwrap();
+    assert_eq!(
+        alice.verifier().verify(&bearer).unwrap().expires_through(0),
+        None
+    );
+}
+
+#[test]
+fn utc_dates_parse_as_biscuit_prints_them() {
+    let t = words::parse_utc("2027-01-01T00:00:00Z").unwrap();
+    assert_eq!(t, UNIX_EPOCH + Duration::from_secs(1_798_761_600));
+    let t = words::parse_utc("1970-01-01T00:00:01Z").unwrap();
+    assert_eq!(t, UNIX_EPOCH + Duration::from_secs(1));
+    let t = words::parse_utc("2024-02-29T12:30:15Z").unwrap();
+    assert_eq!(t, UNIX_EPOCH + Duration::from_secs(1_709_209_815));
+    for bad in ["2027-13-01T00:00:00Z", "2027-01-01 00:00:00Z", "soon"] {
+        assert!(words::parse_utc(bad).is_none(), "{bad}");
+    }
+}

@@ -262,6 +262,53 @@ impl Token {
         self.b.revocation_identifiers()
     }
 
+    /// The holder when block `block` was added (`None` for the authority block, or while
+    /// the token was a bearer token).
+    pub fn holder_at(&self, block: usize) -> Option<Key> {
+        let contexts = self.b.context();
+        let mut holder = None;
+        for c in contexts.iter().take(block) {
+            if let Ok(Some(next)) = crate::holder_in(c.as_deref()) {
+                holder = Some(next);
+            }
+        }
+        holder
+    }
+
+    /// Whether `by` may revoke block `block` (and so every token made with it): the root
+    /// may revoke any block; a holder, any block added while it or a later holder held the
+    /// token.
+    pub fn may_revoke(&self, block: usize, by: &Key) -> Result<(), TokenError> {
+        if block >= self.b.block_count() {
+            return Err(TokenError::Invalid(format!(
+                "the token has no block {block} (it has {})",
+                self.b.block_count()
+            )));
+        }
+        if *by == self.root || (1..=block).any(|i| self.holder_at(i).as_ref() == Some(by)) {
+            return Ok(());
+        }
+        Err(TokenError::Denied(format!(
+            "only the token's root or a holder before block {block} may revoke it"
+        )))
+    }
+
+    /// The earliest expiry among blocks `0..=block`: after it, every token made with that
+    /// block is refused anyway (`None`: none of them expires).
+    pub fn expires_through(&self, block: usize) -> Option<SystemTime> {
+        (0..=block.min(self.b.block_count().saturating_sub(1)))
+            .filter_map(|i| self.b.print_block_source(i).ok())
+            .flat_map(|src| {
+                src.lines()
+                    .filter_map(|l| {
+                        let t = l.trim().strip_prefix("check if time($t), $t <= ")?;
+                        crate::words::parse_utc(t.strip_suffix(';')?)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .min()
+    }
+
     /// Each block as Datalog, authority first.
     pub fn blocks(&self) -> Vec<String> {
         (0..self.b.block_count())

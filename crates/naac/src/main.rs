@@ -158,7 +158,7 @@ fn main() -> ExitCode {
             Cmd::Cancel(a) => jobs::cancel(a).await,
             Cmd::Results(a) => jobs::results(a).await,
             Cmd::Api(c) => jobs::api(c),
-            Cmd::Token(c) => token::main(c),
+            Cmd::Token(c) => token::main(c).await,
             Cmd::Store(c) => store::main(c).await,
             Cmd::Service(c) => service::main(c, Cli::command()).await,
             Cmd::Completions(a) => {

@@ -27,6 +27,23 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Revoke TOKEN (its last block, or --block N): every token made with that block is
+    /// refused by providers in view within seconds. Its root may revoke any block; a holder,
+    /// the blocks added since it held the token
+    Revoke {
+        /// The token, or a file holding it
+        token: String,
+        /// The block to revoke: 0 revokes the whole grant (root only) [default: the last]
+        #[arg(long, value_name = "N")]
+        block: Option<usize>,
+        #[command(flatten)]
+        reach: crate::reach::Reach,
+        /// Keep publishing for this long, so hosts that join meanwhile hear it too
+        #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = crate::run::parse_duration)]
+        linger: Duration,
+        #[arg(long)]
+        json: bool,
+    },
     /// Say in plain words what TOKEN allows, block by block, after checking its signatures
     Inspect {
         /// The token, or a file holding it
@@ -119,8 +136,15 @@ fn user_root() -> anyhow::Result<(naac_token::Root, Key)> {
     Ok((root, public))
 }
 
-pub fn main(cmd: Cmd) -> anyhow::Result<ExitCode> {
+pub async fn main(cmd: Cmd) -> anyhow::Result<ExitCode> {
     match cmd {
+        Cmd::Revoke {
+            token,
+            block,
+            reach,
+            linger,
+            json,
+        } => revoke(&read(&token)?, block, &reach, linger, json).await,
         Cmd::Mint {
             kind: MintKind::Pool { to, limits, json },
         } => {
@@ -193,6 +217,61 @@ pub fn main(cmd: Cmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Publishes a revocation on the pool's revocation topic and keeps it in this data dir's set.
+async fn revoke(
+    token: &str,
+    block: Option<usize>,
+    reach: &crate::reach::Reach,
+    linger: Duration,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let home = naac_node::Home::from_env()?;
+    home.ensure()?;
+    let user = crate::run::user_key(&home)?;
+    let t = naac_token::inspect(token).context("the token does not check")?;
+    let block = block.unwrap_or(t.revocation_ids().len().saturating_sub(1));
+    let r = naac_node::revoked::revocation(token, block, &user).map_err(anyhow::Error::msg)?;
+    let (id, until) = naac_node::revoked::accept(&r, None).map_err(anyhow::Error::msg)?;
+    naac_node::revoked::Revoked::load(&home.revoked()).insert(id.clone(), until);
+    let data = serde_json::to_vec(&r)?;
+    let (client, _events) = reach.start().await?;
+    client.subscribe(naac_proto::REVOCATION_TOPIC).await?;
+    // Published as soon as a peer on the topic is in view, again while lingering.
+    let start = std::time::Instant::now();
+    let mut sent = 0u32;
+    let deadline = start + Duration::from_secs(10).max(linger);
+    while std::time::Instant::now() < deadline {
+        if client
+            .publish(naac_proto::REVOCATION_TOPIC, data.clone())
+            .await
+            .is_ok()
+        {
+            sent += 1;
+        }
+        if sent > 0 && start.elapsed() >= linger {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    if sent == 0 {
+        anyhow::bail!(
+            "no host on the revocation topic was reached in 10 s; it is kept here (revoked.jsonl): publish again with --join ADDR"
+        );
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"revoked": hex(&id), "block": block, "published": sent})
+        );
+    } else {
+        println!(
+            "revoked block {block} ({}); published to the pool",
+            hex(&id)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print(token: &str, json: bool) -> anyhow::Result<ExitCode> {

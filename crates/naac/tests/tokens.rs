@@ -1,7 +1,8 @@
 //! Pool tokens across real processes: an owner's token lets a user run on a provider whose
 //! allow list does not name them, within the token's limits; the wrong holder, a job outside
 //! the token's prefix and a stolen token are refused, and `--explain` says which check
-//! failed; a holder hands a narrower token on.
+//! failed; a holder hands a narrower token on; a revoked token is refused within seconds
+//! while the task running under it finishes.
 
 mod common;
 
@@ -185,4 +186,106 @@ fn an_owners_token_lets_another_user_in_within_its_limits() {
             .contains("not rooted in a key this node trusts"),
         "{v:#}"
     );
+}
+
+/// Result dirs of a run so far.
+fn results_in(out: &Path) -> usize {
+    std::fs::read_dir(out.join("tasks")).map_or(0, |d| {
+        d.filter_map(Result::ok)
+            .filter(|e| e.path().join("stdout").exists())
+            .count()
+    })
+}
+
+#[test]
+fn a_revoked_token_is_refused_within_seconds_while_running_work_finishes() {
+    let s = Scratch::new();
+    let (alice_home, bob_home) = (s.path().join("alice"), s.home());
+    let (alice, bob) = (user_id(&s, &alice_home), user_id(&s, &bob_home));
+    let host = provider(
+        &s,
+        "host",
+        &format!("idle_only = false\ntrust_tokens_from = [\"{alice}\"]\n"),
+        &[],
+    );
+    let join = ["--no-mdns", "--join", host.addr.as_str()];
+    let token = ok_stdout(
+        as_user(&s, &alice_home)
+            .args(["token", "mint", "pool", "--to", &bob])
+            .output()
+            .expect("mint"),
+    );
+    let file = s.path().join("bob.token");
+    std::fs::write(&file, &token).expect("token file");
+    let file = file.to_str().expect("utf8 path");
+    let job = s.job(
+        "long",
+        "testkit/testkit.wasm",
+        "args = [\"spin\", \"400\"]\n[sweep]\ni = { from = 0, to = 40 }\n",
+    );
+    let out = s.path().join("out-long");
+    let mut run = s
+        .run_cmd(&job, &out)
+        .args(join)
+        .args(["--token", file])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run");
+    let t0 = std::time::Instant::now();
+    while results_in(&out) < 2 {
+        assert!(t0.elapsed().as_secs() < 60, "the run never got going");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // A stranger cannot revoke bob's token; alice can.
+    let carol_home = s.path().join("carol");
+    let denied = as_user(&s, &carol_home)
+        .args(["token", "revoke", file])
+        .args(join)
+        .output()
+        .expect("revoke");
+    assert!(!denied.status.success());
+    assert!(
+        common::stderr(&denied).contains("may revoke"),
+        "{}",
+        common::stderr(&denied)
+    );
+    let revoked_at = std::time::Instant::now();
+    let out_revoke = as_user(&s, &alice_home)
+        .args(["token", "revoke", file, "--block", "0", "--linger", "1s"])
+        .args(join)
+        .output()
+        .expect("revoke");
+    assert!(
+        out_revoke.status.success(),
+        "{}",
+        common::stderr(&out_revoke)
+    );
+    // Refused everywhere in view within 10 s: --explain says so.
+    loop {
+        let v = explain(&s, &bob_home, &job, &join, &["--token", file]);
+        if v["usable"] == 0 && v["ruled_out"].to_string().contains("revoked") {
+            break;
+        }
+        assert!(revoked_at.elapsed().as_secs() < 10, "still usable: {v:#}");
+    }
+    eprintln!(
+        "refused {:?} after the revocation was published",
+        revoked_at.elapsed()
+    );
+    // No new task starts: at most the one running finishes.
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let n1 = results_in(&out);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let n2 = results_in(&out);
+    assert!(
+        n2 <= n1 + 1,
+        "tasks kept running after the revocation: {n1} -> {n2}"
+    );
+    assert!(n2 < 40, "the whole job ran");
+    let _ = run.kill();
+    let _ = run.wait();
+    // The provider keeps it across a restart (revoked.jsonl in its data dir).
+    let kept = std::fs::read_to_string(host.home.join("revoked.jsonl")).expect("revoked.jsonl");
+    assert_eq!(kept.lines().count(), 1, "{kept}");
 }

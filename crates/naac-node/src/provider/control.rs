@@ -394,7 +394,11 @@ impl Provider {
         let token = self.peers.get(peer).and_then(|g| g.pass.as_ref()).map(|p| {
             let (p, policy) = (p.as_ref().map_err(Clone::clone)?, self.monitor.as_ref());
             policy.map_or(Ok(()), |m| {
-                p.admits(&self.runner.client.peer_id().to_string(), m.policy())
+                p.admits(
+                    &self.runner.client.peer_id().to_string(),
+                    m.policy(),
+                    &self.revoked,
+                )
             })
         });
         self.admission().denied(peer, self.user_of(peer), token)
@@ -418,9 +422,58 @@ impl Provider {
             Ok(s) => s,
             Err(why) => return (Some(Err(why.clone())), None),
         };
-        match shown.for_assign(&host, job_name, m.policy(), self.slots) {
+        match shown.for_assign(&host, job_name, m.policy(), self.slots, &self.revoked) {
             Ok(cap) => (Some(Ok(())), Some((shown.grant(), cap))),
             Err(why) => (Some(Err(why)), None),
+        }
+    }
+
+    /// A revocation heard on the gossip topic: kept when it revokes a token this node
+    /// could accept (rooted in `trust_tokens_from`) and its signer may revoke it; every
+    /// requester's token is then checked again at its next `Assign`.
+    pub(super) fn on_revocation(&mut self, data: &[u8]) {
+        let Some(v) = self
+            .monitor
+            .as_ref()
+            .and_then(|m| super::passes::verifier(m.policy()))
+        else {
+            return;
+        };
+        if data.len() > crate::revoked::MAX_REVOCATION_BYTES {
+            return;
+        }
+        let r = match serde_json::from_slice::<naac_proto::Revocation>(data) {
+            Ok(r) => r,
+            Err(e) => return tracing::debug!("an undecodable revocation: {e}"),
+        };
+        match crate::revoked::accept(&r, Some(&v)) {
+            Ok((id, until)) => {
+                if self.revoked.insert(id, until) {
+                    tracing::info!("a token revoked by {} (block {})", r.by, r.block);
+                    let mut cut = Vec::new();
+                    for (peer, g) in &mut self.peers {
+                        if let Some(Ok(p)) = g.pass.as_mut()
+                            && p.recheck(&self.revoked)
+                        {
+                            cut.push(*peer);
+                        }
+                    }
+                    // Their running tasks finish (and are paid); what waits goes back.
+                    let keys: Vec<JobKey> = self
+                        .jobs
+                        .keys()
+                        .filter(|k| cut.contains(&k.0))
+                        .copied()
+                        .collect();
+                    for key in keys {
+                        if self.jobs.get_mut(&key).is_some_and(|j| j.hand_back(false)) {
+                            self.send_report(key, false);
+                        }
+                    }
+                    self.push_status();
+                }
+            }
+            Err(why) => tracing::debug!("a revocation not kept: {why}"),
         }
     }
 }

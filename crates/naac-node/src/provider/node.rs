@@ -235,6 +235,7 @@ pub async fn serve(
         asked: Asked::default(),
         peers: HashMap::new(),
         grants: Default::default(),
+        revoked: crate::revoked::Revoked::load(&config.home.revoked()),
         work_dir,
         cache_dir: config.home.module_cache(),
         monitor,
@@ -261,6 +262,11 @@ pub async fn serve(
         && let Err(e) = client.subscribe(&naac_market::topic(class)).await
     {
         tracing::warn!("market topic: {e:#}");
+    }
+    if p.provide
+        && let Err(e) = client.subscribe(naac_proto::REVOCATION_TOPIC).await
+    {
+        tracing::warn!("revocation topic: {e:#}");
     }
     if p.provide
         && let Err(e) = client.start_providing(naac_market::dht_key(class)).await
@@ -376,6 +382,8 @@ pub(super) struct Provider {
     pub(super) peers: HashMap<PeerId, super::passes::Greeted>,
     /// The grants of the pool tokens shown here, with their tasks running.
     pub(super) grants: super::passes::Grants,
+    /// The revoked tokens this node knows of.
+    pub(super) revoked: crate::revoked::Revoked,
     pub(super) work_dir: std::path::PathBuf,
     pub(super) cache_dir: std::path::PathBuf,
     /// Asking price before the window multiplier (the policy's `min_price` is the floor).
@@ -487,6 +495,9 @@ impl Provider {
                     let _ = tx.send(Internal::Offer).await;
                 });
             }
+            Event::Gossip { topic, data, .. } if topic == naac_proto::REVOCATION_TOPIC => {
+                self.on_revocation(&data);
+            }
             Event::Connected(..) | Event::Listening(_) | Event::Gossip { .. } => {}
         }
     }
@@ -507,7 +518,7 @@ impl Provider {
                     self.monitor.as_ref().map(|m| m.policy()),
                     hello.pass.as_ref(),
                     user.as_deref(),
-                    &mut self.grants,
+                    (&mut self.grants, &self.revoked),
                 )
                 .transpose();
                 if self.peers.len() < MAX_STATUS_PEERS || self.peers.contains_key(&peer) {

@@ -3,6 +3,7 @@
 //! slot limit kept here: every token of one grant (one authority block, however handed on)
 //! shares one count of tasks running at once on this node.
 
+use crate::revoked::Revoked;
 use naac_net::PeerId;
 use naac_proto::Pass;
 use naac_token::{Key, PoolRequest, Token, Verifier};
@@ -18,6 +19,8 @@ pub const RECHECK: Duration = Duration::from_secs(1);
 /// Most grants tracked at once (those no task holds are dropped first).
 pub const MAX_GRANTS: usize = 1024;
 
+const REVOKED: &str = "your token was revoked";
+
 /// A peer that said Hello: the user it proved it works for, and the token it showed.
 #[derive(Default)]
 pub struct Greeted {
@@ -29,6 +32,8 @@ pub struct Greeted {
 /// A token that verified against a trusted root.
 pub struct Shown {
     token: Arc<Token>,
+    /// Its blocks' revocation ids.
+    ids: Vec<Vec<u8>>,
     user_key: Option<Key>,
     /// The job the Hello said it runs under the token.
     job_name: String,
@@ -57,7 +62,7 @@ pub fn shown(
     policy: Option<&Policy>,
     pass: Option<&Pass>,
     user: Option<&str>,
-    grants: &mut Grants,
+    (grants, revoked): (&mut Grants, &Revoked),
 ) -> Result<Option<Shown>, String> {
     let (Some(pass), Some(v)) = (pass, policy.and_then(verifier)) else {
         return Ok(None);
@@ -65,16 +70,17 @@ pub fn shown(
     let token = v
         .verify(&pass.token)
         .map_err(|e| format!("your token: {e}"))?;
+    let ids = token.revocation_ids();
+    if revoked.any(&ids) {
+        return Err(REVOKED.into());
+    }
     let user_key = user
         .and_then(|u| u.parse::<PeerId>().ok())
         .and_then(|p| naac_net::ed25519_of(&p));
-    let grant = grants.of(token
-        .revocation_ids()
-        .into_iter()
-        .next()
-        .unwrap_or_default());
+    let grant = grants.of(ids.first().cloned().unwrap_or_default());
     Ok(Some(Shown {
         token: Arc::new(token),
+        ids,
         user_key,
         job_name: pass.job_name.chars().take(256).collect(),
         grant,
@@ -97,7 +103,10 @@ impl Shown {
 
     /// Whether the token lets its holder in now, for the job its Hello named (status and
     /// `--explain`).
-    pub fn admits(&self, host: &str, policy: &Policy) -> Result<(), String> {
+    pub fn admits(&self, host: &str, policy: &Policy, revoked: &Revoked) -> Result<(), String> {
+        if revoked.any(&self.ids) {
+            return Err(REVOKED.into());
+        }
         self.token
             .authorize_pool(&self.request(host, &self.job_name, policy))
             .map_err(|e| e.to_string())
@@ -111,7 +120,11 @@ impl Shown {
         job_name: &str,
         policy: &Policy,
         slots: u32,
+        revoked: &Revoked,
     ) -> Result<u32, String> {
+        if revoked.any(&self.ids) {
+            return Err(REVOKED.into());
+        }
         if let Some((name, at, verdict)) = &self.last
             && name == job_name
             && at.elapsed() < RECHECK
@@ -128,6 +141,12 @@ impl Shown {
 
     pub fn grant(&self) -> Arc<Grant> {
         self.grant.clone()
+    }
+
+    /// Forgets the last verdict (a revocation came in); whether this token is now revoked.
+    pub fn recheck(&mut self, revoked: &Revoked) -> bool {
+        self.last = None;
+        revoked.any(&self.ids)
     }
 }
 
