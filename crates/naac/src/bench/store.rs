@@ -20,6 +20,40 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// `naac node --provide --slots 1` plus `role` on 127.0.0.1 with `policy`, joined to `join`:
+/// the process and the address it listens on.
+pub(super) fn spawn_host(
+    home: &Path,
+    join: Option<&str>,
+    policy: &str,
+    role: &[&str],
+) -> anyhow::Result<(Child, String)> {
+    std::fs::create_dir_all(home)?;
+    std::fs::write(home.join("policy.toml"), policy)?;
+    let mut c = Command::new(std::env::current_exe().context("find the naac binary")?);
+    c.env("NAAC_HOME", home)
+        .env_remove("RUST_LOG")
+        .args(["node", "--provide", "--slots", "1", "--no-mdns", "--no-api"])
+        .args(role)
+        .args(["--listen", "/ip4/127.0.0.1/tcp/0"]);
+    if let Some(j) = join {
+        c.args(["--join", j]);
+    }
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("start a host")?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().context("host stdout")?).read_line(&mut line)?;
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .with_context(|| format!("unexpected host output {line:?}"))?
+        .to_string();
+    Ok((child, addr))
+}
+
 /// A storage host, killed on drop.
 struct Host {
     child: Child,
@@ -35,35 +69,7 @@ impl Drop for Host {
 
 impl Host {
     fn start(home: &Path, join: Option<&str>) -> anyhow::Result<Host> {
-        std::fs::create_dir_all(home)?;
-        std::fs::write(home.join("policy.toml"), "idle_only = false\n")?;
-        let mut c = Command::new(std::env::current_exe().context("find the naac binary")?);
-        c.env("NAAC_HOME", home).env_remove("RUST_LOG").args([
-            "node",
-            "--store",
-            "--provide",
-            "--slots",
-            "1",
-            "--no-mdns",
-            "--no-api",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-        ]);
-        if let Some(j) = join {
-            c.args(["--join", j]);
-        }
-        let mut child = c
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("start a storage host")?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().context("host stdout")?).read_line(&mut line)?;
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .with_context(|| format!("unexpected host output {line:?}"))?
-            .to_string();
+        let (child, addr) = spawn_host(home, join, "idle_only = false\n", &["--store"])?;
         Ok(Host { child, addr })
     }
 

@@ -3,6 +3,7 @@
 //! block.
 
 use super::{Bench, Figure};
+use anyhow::Context as _;
 use naac_token::{Kind, Limits, PoolRequest, Root};
 use serde_json::json;
 use std::time::{Duration, Instant, SystemTime};
@@ -74,7 +75,16 @@ impl Bench {
         let (k50, k99) = pct(&mut known);
         let (authority, delegation) = (minted.len(), handed.len() - minted.len());
         let plain = (token.len() - handed.len()) / 3;
+        let (spread, nodes) = self.revocation_spread().await?;
         Ok(vec![
+            Figure {
+                name: "revocation heard by every node",
+                value: format!("{:.2} s", spread.as_secs_f64()),
+                target: "<= 10 s",
+                baseline: format!("{nodes} nodes, loopback"),
+                ratio: None,
+                raw: json!({"seconds": spread.as_secs_f64(), "nodes": nodes}),
+            },
             Figure {
                 name: "pool token check per request (p50 / p99)",
                 value: format!("{k50:.0} / {k99:.0} µs"),
@@ -100,5 +110,71 @@ impl Bench {
                 raw: json!({"authority": authority, "delegation_block": delegation, "attenuation_block": plain}),
             },
         ])
+    }
+
+    /// Ten providers that trust one user's tokens in a line, each joined to the one before
+    /// (gossip's worst case: nine hops); a revocation published at the last: how long until
+    /// every one has it.
+    async fn revocation_spread(&self) -> anyhow::Result<(Duration, usize)> {
+        let nodes = if self.quick { 4 } else { 10 };
+        let owner = naac_net::Keypair::generate_ed25519();
+        let owner_id = naac_net::peer_id_of(&owner);
+        let (root, _) = crate::daemon::root_of(&owner)?;
+        let token = root.mint(Kind::Pool, None, &Limits::default())?;
+        let policy = format!("idle_only = false\ntrust_tokens_from = [\"{owner_id}\"]\n");
+        struct Killed(Vec<std::process::Child>);
+        impl Drop for Killed {
+            fn drop(&mut self) {
+                for c in &mut self.0 {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+            }
+        }
+        let mut hosts = Killed(Vec::new());
+        let mut addrs: Vec<String> = Vec::new();
+        let mut homes = Vec::new();
+        for i in 0..nodes {
+            let home = self.dir.join(format!("revoke-{i}"));
+            let (child, addr) =
+                super::store::spawn_host(&home, addrs.last().map(String::as_str), &policy, &[])?;
+            hosts.0.push(child);
+            addrs.push(addr);
+            homes.push(home);
+        }
+        let far: naac_net::Multiaddr = addrs.last().context("no node")?.parse()?;
+        let (client, _events) = crate::reach::looking_node(&[far], false).await?;
+        client.subscribe(naac_proto::REVOCATION_TOPIC).await?;
+        // Gossip meshes form on their heartbeat (1 s).
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let r = naac_node::revoked::revocation(&token, 0, &owner).map_err(anyhow::Error::msg)?;
+        let data = serde_json::to_vec(&r)?;
+        let t0 = Instant::now();
+        let heard = |h: &std::path::Path| {
+            std::fs::read_to_string(h.join("revoked.jsonl")).is_ok_and(|t| !t.trim().is_empty())
+        };
+        while client
+            .publish(naac_proto::REVOCATION_TOPIC, data.clone())
+            .await
+            .is_err()
+        {
+            anyhow::ensure!(
+                t0.elapsed() < Duration::from_secs(10),
+                "no node on the topic"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        loop {
+            if homes.iter().all(|h| heard(h)) {
+                break;
+            }
+            anyhow::ensure!(
+                t0.elapsed() < Duration::from_secs(30),
+                "{} of {nodes} nodes heard the revocation in 30 s",
+                homes.iter().filter(|h| heard(h)).count()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok((t0.elapsed(), nodes))
     }
 }
