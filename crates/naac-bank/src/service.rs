@@ -619,6 +619,7 @@ impl Bank {
             BankRequest::Escrow { job, provider } => Pending::Done(Ok(BankResponse::Escrow(
                 self.ledger.escrow(&job).map(|e| naac_proto::EscrowView {
                     payer: e.payer.into_wire(),
+                    controller: e.controller.map(|c| c.into_wire()),
                     left: e.left,
                     max_price: e.max_price,
                     fuel_limit: e.fuel_limit,

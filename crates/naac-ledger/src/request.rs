@@ -58,6 +58,12 @@ pub enum Request {
         /// to the payer only after it. 0: no claims, a refund is immediate.
         #[serde(default, skip_serializing_if = "is_zero")]
         claim_window_ms: u64,
+        /// A spend token rooted in `payer`'s key (`naac token mint spend`): the request is
+        /// then authorized by the token's holder, who controls the escrow (signs its
+        /// settlements, orders, top-ups and refund) while `payer`'s wallet funds it, within
+        /// the token's caps.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        spend: Option<String>,
     },
     /// `payer` → the open escrow of `job`, `amount` more; authorized by the escrow's payer.
     /// A job escrows the work in flight and tops it up as results are paid (a rolling
@@ -70,6 +76,10 @@ pub enum Request {
         nonce: u64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         expires_ms: Option<u64>,
+        /// For an escrow opened with a spend token: a token of the same grant, whose caps the
+        /// top-up must stay within.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        spend: Option<String>,
     },
     /// Escrow of `job` → `provider`, `price × fuel` (the record's claim, or less); authorized by the escrow's
     /// payer. `winner` is the provider's own signed ask for the job; `second` the

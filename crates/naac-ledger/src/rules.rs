@@ -68,8 +68,15 @@ pub enum Applied {
 /// The escrow of one job.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EscrowState {
-    /// Who funded it; the only one who may settle from it.
+    /// Who funded it; the only one who may settle from it (unless `controller`).
     pub payer: AccountKey,
+    /// Opened with a spend token: its holder, who signs for the escrow instead of the payer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<AccountKey>,
+    /// Opened with a spend token: its grant (the revocation id of its authority block), whose
+    /// running total its top-ups count toward.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_bytes")]
+    pub grant: Option<Vec<u8>>,
     /// What was put in.
     pub opened: Credits,
     /// What is still in it.
@@ -96,7 +103,28 @@ pub struct EscrowState {
     pub reserved: Credits,
 }
 
+/// `Option<Vec<u8>>` as a byte string.
+mod opt_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(b) => s.serialize_some(serde_bytes::Bytes::new(b)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        Ok(Option::<serde_bytes::ByteBuf>::deserialize(d)?.map(|b| b.into_vec()))
+    }
+}
+
 impl EscrowState {
+    /// Who signs for the escrow: its controller, else its payer.
+    pub fn signer(&self) -> AccountKey {
+        self.controller.unwrap_or(self.payer)
+    }
+
     /// When providers may start claiming (Unix milliseconds): at once when closing, else the
     /// escrow's last claim window before it expires. `None`: it takes no claims.
     pub fn claims_open_ms(&self) -> Option<u64> {
@@ -150,6 +178,9 @@ pub struct Ledger {
     /// Storage periods paid, by job, host and period.
     store_paid: HashMap<(JobId, AccountKey, u32), Seen>,
     grants: HashMap<AccountKey, Seen>,
+    /// µcredits escrowed with each spend grant so far (its caps count these), by grant id.
+    #[serde(default)]
+    spent: BTreeMap<Vec<u8>, u64>,
     /// Provider keys the operator vouched for (standing), with their entry.
     registered: HashMap<AccountKey, Seen>,
     head: Hash,
@@ -183,6 +214,7 @@ impl Ledger {
             store_paid: HashMap::new(),
             registered: HashMap::new(),
             grants: HashMap::new(),
+            spent: BTreeMap::new(),
             head: [0; 32],
             last_time: 0,
             tree: MerkleTree::new(),

@@ -156,6 +156,7 @@ fn open_req(payer: &SigningKey, job: JobId, amount: Credits, max: Price, exp: u6
         fuel_limit: u64::MAX,
         expires_ms: exp,
         claim_window_ms: 0,
+        spend: None,
     }
 }
 
@@ -517,6 +518,7 @@ fn a_top_up_adds_to_an_open_escrow_once_and_only_from_its_payer() {
         amount: c(amount),
         nonce,
         expires_ms: None,
+        spend: None,
     };
     let e = w.ok(&payer, top(50, 1));
     assert_eq!(
@@ -557,6 +559,7 @@ fn a_top_up_adds_to_an_open_escrow_once_and_only_from_its_payer() {
                 amount: c(1),
                 nonce: 2,
                 expires_ms: None,
+                spend: None,
             }
         ),
         LedgerError::NoSuchEscrow(job(8))
@@ -568,6 +571,7 @@ fn a_top_up_adds_to_an_open_escrow_once_and_only_from_its_payer() {
         amount: c(1),
         nonce: 5,
         expires_ms: Some(before + 1_000),
+        spend: None,
     };
     w.ok(&payer, later);
     assert_eq!(
@@ -579,6 +583,7 @@ fn a_top_up_adds_to_an_open_escrow_once_and_only_from_its_payer() {
         amount: c(1),
         nonce: 6,
         expires_ms: Some(1),
+        spend: None,
     };
     w.ok(&payer, sooner);
     assert_eq!(
@@ -715,6 +720,7 @@ fn windowed(payer: &SigningKey, job: JobId, amount: Credits, exp: u64) -> Reques
         fuel_limit: 2 * GIGA,
         expires_ms: exp,
         claim_window_ms: 60_000,
+        spend: None,
     }
 }
 
@@ -801,6 +807,7 @@ fn a_payer_who_closes_after_results_still_pays_the_claims_of_delivered_ones() {
         amount: c(1),
         nonce: 1,
         expires_ms: None,
+        spend: None,
     };
     assert!(matches!(
         w.refused(&payer, top),
@@ -2089,6 +2096,7 @@ impl Sim {
                     fuel_limit: if amount % 2 == 0 { GIGA / 2 } else { u64::MAX },
                     expires_ms: now + expires_in,
                     claim_window_ms: if amount % 2 == 0 { expires_in / 2 } else { 0 },
+                    spend: None,
                 };
                 signed(self.k(signer), &bank, &r)
             }
@@ -2167,6 +2175,7 @@ impl Sim {
                     amount: Credits(amount),
                     nonce: nonce.into(),
                     expires_ms: (amount % 2 == 0).then(|| now + amount),
+                    spend: None,
                 };
                 signed(self.k(signer), &bank, &r)
             }

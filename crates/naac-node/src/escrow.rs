@@ -30,7 +30,7 @@ pub async fn open(
     bank: BankConn,
     user: &Keypair,
     (job, id, tasks): (&Job, JobId, u64),
-    claim_window: Duration,
+    (claim_window, spend): (Duration, Option<&str>),
 ) -> Result<Escrow, PayError> {
     let bank_key = bank.key().await.map_err(PayError::Bank)?;
     let want = pay::first_deposit(job, tasks)?;
@@ -42,7 +42,7 @@ pub async fn open(
             user,
             (job, id),
             amount,
-            claim_window,
+            (claim_window, spend),
         )
     };
     // Asked for in full first: a bank's faucet grants with a new user's first request.
@@ -68,7 +68,7 @@ async fn open_noted(
     user: &Keypair,
     (job, id): (&Job, JobId),
     amount: Credits,
-    claim_window: Duration,
+    (claim_window, spend): (Duration, Option<&str>),
 ) -> Result<Escrow, PayError> {
     write_note(out_dir, id, bank_key, amount, true);
     let opened = pay::open_escrow(
@@ -76,9 +76,8 @@ async fn open_noted(
         user,
         id,
         amount,
-        job.budget.max_price,
-        job.limits.fuel,
-        claim_window,
+        (job.budget.max_price, job.limits.fuel),
+        (claim_window, spend),
     )
     .await;
     if opened.is_err() {
@@ -146,6 +145,9 @@ pub async fn reclaim(out_dir: &Path, bank: &BankConn, user: &Keypair) -> Option<
         bank_key,
         job: JobId(job),
         payer: AccountKey(payer),
+        // Only the refund is sent, signed by the payer (the controller, with a spend token).
+        funder: AccountKey(payer),
+        spend: None,
         amount: Credits::ZERO,
         max_price: naac_types::Price(0),
         balance_before: Credits::ZERO,
@@ -210,7 +212,14 @@ mod tests {
         let id = JobId::derive(&naac_types::ContentId::of(b"e"), b"1");
         let out = dir.path().join("out");
         // The user has nothing: refused, and the note says it is not open.
-        let e = open(&out, bank.clone(), &user, (&job, id, 4), Duration::ZERO).await;
+        let e = open(
+            &out,
+            bank.clone(),
+            &user,
+            (&job, id, 4),
+            (Duration::ZERO, None),
+        )
+        .await;
         assert!(
             matches!(e, Err(PayError::Insufficient { .. })),
             "{:?}",

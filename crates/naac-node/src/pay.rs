@@ -68,7 +68,12 @@ pub struct Escrow {
     pub bank: BankConn,
     pub bank_key: AccountKey,
     pub job: JobId,
+    /// Who signs for it: the user (with a spend token, its holder).
     pub payer: AccountKey,
+    /// Whose wallet funds it: the payer, or a spend token's root.
+    pub funder: AccountKey,
+    /// The spend token it was opened with, shown again with each top-up.
+    pub spend: Option<String>,
     pub amount: Credits,
     pub max_price: Price,
     pub balance_before: Credits,
@@ -83,37 +88,48 @@ pub async fn open_escrow(
     user: &Keypair,
     job: JobId,
     amount: Credits,
-    max_price: Price,
-    fuel_limit: u64,
-    claim_window: Duration,
+    (max_price, fuel_limit): (Price, u64),
+    (claim_window, spend): (Duration, Option<&str>),
 ) -> Result<Escrow, PayError> {
     let claim_window_ms = claim_window.as_millis() as u64;
     let payer = AccountKey(
         naac_net::ed25519_of_keypair(user)
             .ok_or(PayError::Bank("the user key is not ed25519".into()))?,
     );
+    // With a spend token, its root's wallet funds the escrow.
+    let funder = match spend {
+        Some(t) => AccountKey(
+            *naac_token::inspect(t)
+                .map_err(|e| PayError::Bank(format!("the spend token: {e}")))?
+                .root(),
+        ),
+        None => payer,
+    };
     let bank_key = bank.key().await.map_err(PayError::Bank)?;
     // The escrow request itself is the balance check.
     let expires_ms = now_ms() + ESCROW_LIFETIME.as_millis() as u64;
     let req = Request::OpenEscrow {
         job,
-        payer,
+        payer: funder,
         amount,
         max_price,
         fuel_limit,
         expires_ms,
         claim_window_ms,
+        spend: spend.map(str::to_string),
     };
     let signed = SignedRequest::new(payer, &bank_key, &req, |m| naac_net::sign(user, m));
     let mut answers = bank.submit(vec![signed]).await.map_err(PayError::Bank)?;
     match answers.pop() {
         Some(Ok(_)) => {
-            let after = bank.balance(payer).await.map_err(PayError::Bank)?;
+            let after = bank.balance(funder).await.map_err(PayError::Bank)?;
             Ok(Escrow {
                 bank,
                 bank_key,
                 job,
                 payer,
+                funder,
+                spend: spend.map(str::to_string),
                 amount,
                 max_price,
                 balance_before: Credits(after.0.saturating_add(amount.0)),
@@ -122,7 +138,7 @@ pub async fn open_escrow(
         }
         Some(Err(e)) if e.contains("balance") => Err(PayError::Insufficient {
             need: amount,
-            balance: bank.balance(payer).await.map_err(PayError::Bank)?,
+            balance: bank.balance(funder).await.map_err(PayError::Bank)?,
         }),
         Some(Err(e)) => Err(PayError::Bank(e)),
         None => Err(PayError::Bank("no answer to the escrow request".into())),
@@ -318,7 +334,7 @@ impl Payer {
             let amount = if due.exact {
                 due.want
             } else {
-                let balance = match escrow.bank.balance(escrow.payer).await {
+                let balance = match escrow.bank.balance(escrow.funder).await {
                     Ok(b) => b,
                     Err(why) => return TopUpOutcome::Failed { sent: None, why },
                 };
@@ -586,6 +602,7 @@ pub async fn top_up(
         nonce,
         // A job still paying in keeps its escrow as long again.
         expires_ms: Some(now_ms() + ESCROW_LIFETIME.as_millis() as u64),
+        spend: escrow.spend.clone(),
     };
     let signed = SignedRequest::new(escrow.payer, &escrow.bank_key, &req, |m| {
         naac_net::sign(user, m)
@@ -747,6 +764,8 @@ mod tests {
             bank_key,
             job: JobId::derive(&naac_types::ContentId::of(b"log"), b"1"),
             payer,
+            funder: payer,
+            spend: None,
             amount: Credits::ZERO,
             max_price: Price(1),
             balance_before: Credits::ZERO,

@@ -615,8 +615,12 @@ pub enum BankResponse {
 /// A job's escrow as a provider checks it before running paid work.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EscrowView {
-    /// Who funded it: the only one who may pay from it.
+    /// Who funded it: the only one who may pay from it, unless `controller`.
     pub payer: AccountKey,
+    /// Opened with a spend token: its holder, who signs for the escrow (its orders, its
+    /// payments) while `payer`'s wallet funds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<AccountKey>,
     /// What is still in it.
     pub left: Credits,
     /// The most it pays per giga-fuel.
@@ -638,6 +642,13 @@ pub struct EscrowView {
     /// `BankRequest::Escrow`): only paying it, or rejecting one of its runs, frees that.
     #[serde(default)]
     pub reserved_for: Credits,
+}
+
+impl EscrowView {
+    /// Who signs for the escrow: its controller, else its payer.
+    pub fn signer(&self) -> AccountKey {
+        self.controller.unwrap_or(self.payer)
+    }
 }
 
 /// An entry, its inclusion proof and the signed checkpoint it is proven against.

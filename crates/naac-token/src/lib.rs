@@ -34,11 +34,14 @@
 //! | fact | stated by | meaning |
 //! | --- | --- | --- |
 //! | `time($t)` | every verifier | now |
-//! | `operation($op)` | every verifier | API: `"read"`, `"submit"`, `"cancel"`, `"admin"`; pool: `"run"` |
+//! | `operation($op)` | every verifier | API: `"read"`, `"submit"`, `"cancel"`, `"admin"`; pool: `"run"`; spend: `"escrow"` |
 //! | `job_name($n)` | API (submit, cancel), pool | the job the request is for |
 //! | `host($id)` | pool | the provider's peer id |
 //! | `slots($n)` | pool | the tasks this grant would run at once on the provider, this one included |
 //! | `minute_of_day($m)` | pool | the provider's local time (its owner's time zone), 0–1439 |
+//! | `job($id)` | spend | the job whose escrow is opened or topped up (hex) |
+//! | `amount($c)` | spend | µcredits that job's escrow will have taken in, this request included |
+//! | `spent($c)` | spend | µcredits every escrow of the grant will have taken in, this request included |
 //!
 //! ## Limits, as checks
 //!
@@ -51,6 +54,8 @@
 //! | slots `N` | `check if slots($n), $n <= N` |
 //! | hours `A`–`B` (minutes of the day) | `check if minute_of_day($m), $m >= A, $m < B` (`\|\|` when it wraps midnight) |
 //! | hosts | `check if host($h), {"12D3…", …}.contains($h)` |
+//! | credits in all `N` | `check if spent($c), $c <= N` |
+//! | credits per job `N` | `check if amount($c), $c <= N` |
 //!
 //! A check over a fact its verifier does not state fails, so a limit never widens a token
 //! used somewhere it does not apply (a pool token's `slots` check refuses it at an API).
@@ -69,7 +74,7 @@ mod words;
 mod tests;
 
 pub use limits::{Hours, Limits, attenuate, delegate};
-pub use verify::{PoolRequest, Root, Token, Verifier, inspect};
+pub use verify::{PoolRequest, Root, SpendRequest, Token, Verifier, inspect};
 pub use words::describe;
 
 use std::time::Duration;

@@ -73,6 +73,10 @@ pub struct Limits {
     pub hours: Option<Hours>,
     /// Pool: only on these providers (peer ids); empty: any that trusts the root.
     pub hosts: Vec<String>,
+    /// Spend: at most this many µcredits escrowed with the grant in all.
+    pub credits_total: Option<u64>,
+    /// Spend: at most this many µcredits escrowed for one job.
+    pub credits_per_job: Option<u64>,
 }
 
 impl Limits {
@@ -115,6 +119,18 @@ impl Limits {
             } else {
                 "check if minute_of_day($m), $m >= {from} || $m < {to};".into()
             });
+        }
+        for (name, v, fact) in [
+            ("total", self.credits_total, "spent"),
+            ("per_job", self.credits_per_job, "amount"),
+        ] {
+            if let Some(n) = v {
+                let n = i64::try_from(n).map_err(|_| {
+                    TokenError::Invalid(format!("a credit limit of {n} µcredits is too large"))
+                })?;
+                params.insert(name.to_string(), Term::Integer(n));
+                code.push(format!("check if {fact}($c), $c <= {{{name}}};"));
+            }
         }
         if !self.hosts.is_empty() {
             if self.hosts.len() > MAX_HOSTS {

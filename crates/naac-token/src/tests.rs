@@ -424,6 +424,7 @@ fn limits() -> impl Strategy<Value = Limits> {
             hosts: hosts
                 .map(|s| s.into_iter().map(|h| format!("host-{h}")).collect())
                 .unwrap_or_default(),
+            ..Limits::default()
         })
 }
 
@@ -585,4 +586,49 @@ fn utc_dates_parse_as_biscuit_prints_them() {
     for bad in ["2027-13-01T00:00:00Z", "2027-01-01 00:00:00Z", "soon"] {
         assert!(words::parse_utc(bad).is_none(), "{bad}");
     }
+}
+
+#[test]
+fn a_spend_token_caps_the_total_and_each_job() {
+    let (alice, bob, eve) = (user(1), user(2), user(5));
+    let t = alice
+        .mint(
+            Kind::Spend,
+            Some(&bob.public()),
+            &Limits {
+                credits_total: Some(10_000_000),
+                credits_per_job: Some(6_000_000),
+                ..Limits::default()
+            },
+        )
+        .unwrap();
+    let tok = alice.verifier().verify(&t).unwrap();
+    let (b, e) = (bob.public(), eve.public());
+    let req = |user, amount, spent| SpendRequest {
+        user,
+        job: "ab",
+        amount,
+        spent,
+        now: now(),
+    };
+    tok.authorize_spend(&req(&b, 6_000_000, 6_000_000)).unwrap();
+    let err = tok
+        .authorize_spend(&req(&b, 6_000_001, 6_000_001))
+        .unwrap_err();
+    assert!(format!("{err}").contains("amount("), "{err}");
+    let err = tok
+        .authorize_spend(&req(&b, 5_000_000, 11_000_000))
+        .unwrap_err();
+    assert!(format!("{err}").contains("spent("), "{err}");
+    assert!(tok.authorize_spend(&req(&e, 1, 1)).is_err());
+    // A pool token does not spend; a spend token does not run work.
+    assert!(
+        tok.authorize_pool(&run("h", Some(&bob.public()), "j"))
+            .is_err()
+    );
+    let words = describe(&tok, &|_| "x".into());
+    assert!(
+        words[0].contains("at most 10 credits in all, at most 6 credits per job"),
+        "{words:?}"
+    );
 }

@@ -237,6 +237,20 @@ pub struct PoolRequest<'a> {
     pub now: SystemTime,
 }
 
+/// What a bank states when a request opens (or tops up) an escrow with a spend token.
+#[derive(Clone, Copy, Debug)]
+pub struct SpendRequest<'a> {
+    /// The key that signed the request.
+    pub user: &'a Key,
+    /// The job's id, hex.
+    pub job: &'a str,
+    /// µcredits the job's escrow will have taken in, this request included.
+    pub amount: u64,
+    /// µcredits every escrow of the grant will have taken in, this request included.
+    pub spent: u64,
+    pub now: SystemTime,
+}
+
 fn secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
@@ -394,6 +408,32 @@ impl Token {
         self.run(facts, &POOL_POLICIES)
     }
 
+    /// Runs the token's checks for escrowing credits from its root's account.
+    pub fn authorize_spend(&self, req: &SpendRequest<'_>) -> Result<(), TokenError> {
+        if self.kind != Kind::Spend {
+            return Err(TokenError::Denied(format!(
+                "this is a {} token, not one for spending",
+                self.kind.as_str()
+            )));
+        }
+        if let Some(h) = &self.holder
+            && req.user != h
+        {
+            return Err(TokenError::Denied(
+                "the token is held by another key than the one that signed the request".into(),
+            ));
+        }
+        let int = |v: u64| Term::Integer(i64::try_from(v).unwrap_or(i64::MAX));
+        let facts = vec![
+            fact("operation", &[Term::Str("escrow".into())]),
+            fact("time", &[Term::Date(secs(req.now))]),
+            fact("job", &[Term::Str(req.job.into())]),
+            fact("amount", &[int(req.amount)]),
+            fact("spent", &[int(req.spent)]),
+        ];
+        self.run(facts, &SPEND_POLICIES)
+    }
+
     /// The most tasks (at most `max`) the token lets its grant run at once for `req`
     /// (whose `slots` is ignored), or why it lets none.
     pub fn pool_slots(&self, req: &PoolRequest<'_>, max: u32) -> Result<u32, TokenError> {
@@ -456,6 +496,11 @@ static API_POLICIES: LazyLock<Vec<Policy>> = LazyLock::new(|| {
 /// A provider's policy: a pool token only.
 static POOL_POLICIES: LazyLock<Vec<Policy>> = LazyLock::new(|| {
     vec![Policy::try_from("allow if kind(\"pool\")").expect("a fixed policy parses")]
+});
+
+/// A bank's policy: a spend token only.
+static SPEND_POLICIES: LazyLock<Vec<Policy>> = LazyLock::new(|| {
+    vec![Policy::try_from("allow if kind(\"spend\")").expect("a fixed policy parses")]
 });
 
 fn failed_checks(l: &biscuit_auth::error::Logic) -> String {

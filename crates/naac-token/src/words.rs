@@ -98,10 +98,30 @@ fn check_words(line: &str) -> String {
             return format!("the hours {hours} of the host's day");
         }
     }
+    if let Some(n) = between("check if spent($c), $c <= ", "") {
+        return format!("at most {} credits in all", credits(&n));
+    }
+    if let Some(n) = between("check if amount($c), $c <= ", "") {
+        return format!("at most {} credits per job", credits(&n));
+    }
     if let Some(set) = between("check if host($h), ", ".contains($h)") {
         return format!("the hosts {set}");
     }
     format!("`{body}`")
+}
+
+/// µcredits as credits ("10", "2.5").
+fn credits(micro: &str) -> String {
+    let Ok(n) = micro.parse::<u64>() else {
+        return format!("{micro} µ");
+    };
+    let (whole, frac) = (n / 1_000_000, n % 1_000_000);
+    if frac == 0 {
+        return whole.to_string();
+    }
+    format!("{whole}.{:06}", frac)
+        .trim_end_matches('0')
+        .to_string()
 }
 
 /// A time as biscuit prints dates, `2027-01-06T22:33:01Z` (UTC).

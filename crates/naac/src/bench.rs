@@ -257,6 +257,7 @@ impl Bench {
             resume: false,
             identity: None,
             pool_token: None,
+            spend_token: None,
         };
         let f = match execute(exec).await? {
             Executed::Done(f) => f,

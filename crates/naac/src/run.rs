@@ -80,6 +80,10 @@ pub struct Args {
     /// owner's providers that trust it run this job even when you are not on their allow list
     #[arg(long, value_name = "TOKEN", env = "NAAC_POOL_TOKEN")]
     token: Option<String>,
+    /// A spend token (or a file holding one) from a user (`naac token mint spend`): the
+    /// job's escrow is paid from their wallet, within the token's caps
+    #[arg(long, value_name = "TOKEN", env = "NAAC_SPEND_TOKEN")]
+    spend_token: Option<String>,
     /// Hidden testing aid: take the results and pay no provider, then close the escrow
     #[arg(long, hide = true)]
     testing_unpaid: bool,
@@ -135,6 +139,8 @@ pub struct Exec {
     pub identity: Option<naac_net::Keypair>,
     /// A pool token shown to providers (`--token`).
     pub pool_token: Option<String>,
+    /// A spend token the escrow is opened with (`--spend-token`): its root's wallet pays.
+    pub spend_token: Option<String>,
 }
 
 /// How long providers may claim unpaid results after a run with a remote bank closes its
@@ -202,6 +208,11 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         progress: None,
         identity: None,
         pool_token: a.token.as_deref().map(crate::token::read).transpose()?,
+        spend_token: a
+            .spend_token
+            .as_deref()
+            .map(crate::token::read)
+            .transpose()?,
     };
     let finished = match execute(exec).await? {
         Executed::Invalid(e) => {
@@ -367,7 +378,7 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
                     bank,
                     &user,
                     (&prepared.job, prepared.id, total),
-                    claim_window,
+                    (claim_window, a.spend_token.as_deref()),
                 )
                 .await;
                 match opened {

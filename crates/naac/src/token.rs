@@ -55,6 +55,18 @@ pub enum Cmd {
 
 #[derive(clap::Subcommand)]
 pub enum MintKind {
+    /// Let holders open escrows paid from your wallet (`naac run --spend-token`), up to
+    /// --credits in all and --credits-per-job for one job
+    Spend {
+        /// Bind it to this user: only their signed requests may spend with it [default:
+        /// whoever shows it]
+        #[arg(long, value_name = "USER")]
+        to: Option<String>,
+        #[command(flatten)]
+        limits: LimitArgs,
+        #[arg(long)]
+        json: bool,
+    },
     /// Let holders run work on your providers (those whose policy.toml has your user id in
     /// `trust_tokens_from`), even when they are not on its allow list
     Pool {
@@ -86,6 +98,12 @@ pub struct LimitArgs {
     /// How long it holds, e.g. 30m, 12h, 7d, 2w [default: no expiry]
     #[arg(long, value_name = "DURATION", value_parser = crate::jobs::parse_ttl)]
     ttl: Option<Duration>,
+    /// Spend: at most this many credits escrowed with it in all (e.g. 10, 2.5)
+    #[arg(long, value_name = "CREDITS", value_parser = naac_types::Credits::parse)]
+    credits: Option<naac_types::Credits>,
+    /// Spend: at most this many credits escrowed for one job
+    #[arg(long, value_name = "CREDITS", value_parser = naac_types::Credits::parse)]
+    credits_per_job: Option<naac_types::Credits>,
 }
 
 impl LimitArgs {
@@ -101,6 +119,8 @@ impl LimitArgs {
             slots: self.slots,
             hours: self.hours,
             hosts: self.hosts.clone(),
+            credits_total: self.credits.map(|c| c.0),
+            credits_per_job: self.credits_per_job.map(|c| c.0),
         })
     }
 }
@@ -145,12 +165,20 @@ pub async fn main(cmd: Cmd) -> anyhow::Result<ExitCode> {
             linger,
             json,
         } => revoke(&read(&token)?, block, &reach, linger, json).await,
-        Cmd::Mint {
-            kind: MintKind::Pool { to, limits, json },
-        } => {
+        Cmd::Mint { kind } => {
+            let (kind, to, limits, json) = match kind {
+                MintKind::Pool { to, limits, json } => (Kind::Pool, to, limits, json),
+                MintKind::Spend { to, limits, json } => {
+                    anyhow::ensure!(
+                        limits.credits.is_some() || limits.credits_per_job.is_some(),
+                        "a spend token needs a cap: --credits N (in all) and/or --credits-per-job N"
+                    );
+                    (Kind::Spend, to, limits, json)
+                }
+            };
             let (root, _) = user_root()?;
             let to = to.map(|t| key_of(&t, "--to")).transpose()?;
-            let t = root.mint(Kind::Pool, to.as_ref(), &limits.limits()?)?;
+            let t = root.mint(kind, to.as_ref(), &limits.limits()?)?;
             print(&t, json)
         }
         Cmd::Attenuate {

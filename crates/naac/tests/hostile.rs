@@ -732,9 +732,8 @@ fn a_provider_paid_at_a_bank_runs_work_only_its_escrow_there_pays_for() {
             &user,
             job,
             naac_types::Credits(50),
-            naac_types::Price::whole(1),
-            fuel,
-            Duration::from_secs(120),
+            (naac_types::Price::whole(1), fuel),
+            (Duration::from_secs(120), None),
         )
         .await
         .expect("escrow");

@@ -56,6 +56,10 @@ pub enum LedgerError {
         balance: Credits,
         job: Option<JobId>,
     },
+    /// A spend token that does not verify against the payer's key, or whose checks refuse
+    /// the request (its caps, its holder, its expiry).
+    #[error("spend token: {0}")]
+    Token(String),
     /// The request is signed by someone other than the account it spends from.
     #[error("request is signed by {}, not by the payer {}", short(.signer), short(.payer))]
     NotPayer {

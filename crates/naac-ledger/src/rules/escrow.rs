@@ -18,10 +18,49 @@ impl Ledger {
     /// The escrow of `job`, for a request its payer must have signed.
     pub(super) fn paying_escrow(&self, d: &Draft, job: JobId) -> Result<&EscrowSlot, LedgerError> {
         let slot = self.escrow_slot(job)?;
-        if d.signer != slot.state.payer {
-            return Err(d.not_payer(slot.state.payer));
+        if d.signer != slot.state.signer() {
+            return Err(d.not_payer(slot.state.signer()));
         }
         Ok(slot)
+    }
+
+    /// A spend token's checks for escrowing `amount` more for `job` (whose escrow holds
+    /// `before` so far) from `payer`'s wallet, signed by `d.signer`: the token's grant and
+    /// that grant's new running total. `grant`, when given, must be the token's.
+    fn spend_check(
+        &self,
+        d: &Draft,
+        (token, payer, job): (&str, AccountKey, JobId),
+        (before, amount): (u64, u64),
+        grant: Option<&[u8]>,
+    ) -> Result<(Vec<u8>, u64), LedgerError> {
+        let err = |e: naac_token::TokenError| LedgerError::Token(e.to_string());
+        let t = naac_token::Verifier::trusting(&[payer.0])
+            .and_then(|v| v.verify(token))
+            .map_err(err)?;
+        let id = t.revocation_ids().into_iter().next().unwrap_or_default();
+        if grant.is_some_and(|g| g != id.as_slice()) {
+            return Err(LedgerError::Token(
+                "the token is not of the grant the escrow was opened with".into(),
+            ));
+        }
+        let spent = self
+            .spent
+            .get(&id)
+            .copied()
+            .unwrap_or(0)
+            .checked_add(amount)
+            .ok_or(LedgerError::Overflow)?;
+        let job_hex: String = job.0.iter().map(|b| format!("{b:02x}")).collect();
+        t.authorize_spend(&naac_token::SpendRequest {
+            user: &d.signer.0,
+            job: &job_hex,
+            amount: before.checked_add(amount).ok_or(LedgerError::Overflow)?,
+            spent,
+            now: std::time::UNIX_EPOCH + std::time::Duration::from_millis(d.now_ms),
+        })
+        .map_err(err)?;
+        Ok((id, spent))
     }
 
     /// Opens the escrow of `job`, funded by `payer`'s wallet.
@@ -34,10 +73,10 @@ impl Ledger {
         payer: AccountKey,
         amount: Credits,
         (max_price, fuel_limit): (Price, u64),
-        expires_ms: u64,
-        claim_window_ms: u64,
+        (expires_ms, claim_window_ms): (u64, u64),
+        spend: Option<&str>,
     ) -> Result<Plan, LedgerError> {
-        if d.signer != payer {
+        if spend.is_none() && d.signer != payer {
             return Err(d.not_payer(payer));
         }
         if let Some(slot) = self.escrows.get(&job) {
@@ -47,10 +86,16 @@ impl Ledger {
         if amount.0 == 0 {
             return Err(LedgerError::ZeroAmount);
         }
+        let spent = match spend {
+            Some(t) => Some(self.spend_check(d, (t, payer, job), (0, amount.0), None)?),
+            None => None,
+        };
         let payer_balance = self.debited(&payer, amount.0, Some(job))?;
         let slot = EscrowSlot {
             state: EscrowState {
                 payer,
+                controller: spend.map(|_| d.signer).filter(|s| *s != payer),
+                grant: spent.as_ref().map(|(g, _)| g.clone()),
                 opened: amount,
                 left: amount,
                 paid: Credits::ZERO,
@@ -84,6 +129,7 @@ impl Ledger {
                 payer_balance,
                 job,
                 slot,
+                spent,
             },
         )
     }
@@ -95,8 +141,8 @@ impl Ledger {
         d: &Draft,
         job: JobId,
         amount: Credits,
-        nonce: u64,
-        expires_ms: Option<u64>,
+        (nonce, expires_ms): (u64, Option<u64>),
+        spend: Option<&str>,
     ) -> Result<Plan, LedgerError> {
         let slot = self.paying_escrow(d, job)?;
         let esc = &slot.state;
@@ -114,6 +160,17 @@ impl Ledger {
             return Err(LedgerError::ZeroAmount);
         }
         let payer = esc.payer;
+        let spent = match (&esc.grant, spend) {
+            (Some(g), Some(t)) => {
+                Some(self.spend_check(d, (t, payer, job), (esc.opened.0, amount.0), Some(g))?)
+            }
+            (Some(_), None) => {
+                return Err(LedgerError::Token(
+                    "an escrow opened with a spend token is topped up with one".into(),
+                ));
+            }
+            (None, _) => None,
+        };
         let payer_balance = self.debited(&payer, amount.0, Some(job))?;
         let escrow = EscrowState {
             opened: esc
@@ -142,6 +199,7 @@ impl Ledger {
                 escrow,
                 nonce,
                 seen: d.seen,
+                spent,
             },
         )
     }
@@ -259,10 +317,10 @@ impl Ledger {
     pub(super) fn plan_refund(&self, d: &Draft, job: JobId) -> Result<Plan, LedgerError> {
         let slot = self.escrow_slot(job)?;
         let esc = &slot.state;
-        let by_payer = d.signer == esc.payer;
+        let by_payer = d.signer == esc.signer();
         let expired_by_bank = d.signer == self.bank && d.now_ms >= esc.expires_ms;
         if !(by_payer || expired_by_bank) {
-            return Err(d.not_payer(esc.payer));
+            return Err(d.not_payer(esc.signer()));
         }
         // With a claim window the payer's refund closes the escrow first: providers may
         // claim what they delivered and were not paid for until the window ends, and then
@@ -405,10 +463,10 @@ impl Ledger {
         if o.job != job {
             return Err(bad(format!("order is for job {}", o.job.short())));
         }
-        if d.sigs == Sigs::Check && !order.signed_by(&esc.payer) {
+        if d.sigs == Sigs::Check && !order.signed_by(&esc.signer()) {
             return Err(bad(format!(
                 "order is not signed by the escrow's payer {}",
-                short(&esc.payer)
+                short(&esc.signer())
             )));
         }
         if o.price > esc.max_price {

@@ -46,6 +46,8 @@ pub(super) enum Change {
         payer_balance: u64,
         job: JobId,
         slot: EscrowSlot,
+        /// A spend grant's new running total.
+        spent: Option<(Vec<u8>, u64)>,
     },
     TopUp {
         payer: AccountKey,
@@ -54,6 +56,8 @@ pub(super) enum Change {
         escrow: EscrowState,
         nonce: u64,
         seen: Seen,
+        /// A spend grant's new running total.
+        spent: Option<(Vec<u8>, u64)>,
     },
     Settle {
         job: JobId,
@@ -257,21 +261,23 @@ impl Ledger {
                 fuel_limit,
                 expires_ms,
                 claim_window_ms,
+                spend,
             } => self.plan_open_escrow(
                 &d,
                 job,
                 payer,
                 amount,
                 (max_price, fuel_limit),
-                expires_ms,
-                claim_window_ms,
+                (expires_ms, claim_window_ms),
+                spend.as_deref(),
             ),
             Request::TopUp {
                 job,
                 amount,
                 nonce,
                 expires_ms,
-            } => self.plan_top_up(&d, job, amount, nonce, expires_ms),
+                spend,
+            } => self.plan_top_up(&d, job, amount, (nonce, expires_ms), spend.as_deref()),
             Request::Settle {
                 job,
                 provider,
@@ -341,7 +347,11 @@ impl Ledger {
                 payer_balance,
                 job,
                 slot,
+                spent,
             } => {
+                if let Some((grant, total)) = spent {
+                    self.spent.insert(grant, total);
+                }
                 self.users.insert(payer, payer_balance);
                 self.open_by_expiry.insert((slot.state.expires_ms, job));
                 self.escrows.insert(job, slot);
@@ -367,7 +377,11 @@ impl Ledger {
                 escrow,
                 nonce,
                 seen,
+                spent,
             } => {
+                if let Some((grant, total)) = spent {
+                    self.spent.insert(grant, total);
+                }
                 self.users.insert(payer, payer_balance);
                 if let Some(slot) = self.escrows.get_mut(&job) {
                     if slot.state.expires_ms != escrow.expires_ms {

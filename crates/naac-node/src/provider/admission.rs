@@ -78,9 +78,9 @@ pub fn escrow_covers(
     let Some(user) = user else {
         return Err("paid work here needs a Hello that names its user (the escrow's payer)".into());
     };
-    if e.payer.0 != user {
+    if e.signer().0 != user {
         return Err(format!(
-            "the escrow of job {} was not funded by the user your Hello names",
+            "the escrow of job {} is not paid by the user your Hello names",
             job.short()
         ));
     }
@@ -178,7 +178,7 @@ pub fn order_covers(
         || order.tasks_root != naac_ledger::order_tree(&runs).root()
     {
         Some("does not list the assigned runs")
-    } else if !signed.signed_by(&naac_ledger::AccountKey(view.payer.0)) {
+    } else if !signed.signed_by(&naac_ledger::AccountKey(view.signer().0)) {
         Some("is not signed by the escrow's payer")
     } else {
         None
@@ -620,6 +620,7 @@ mod tests {
         let payer = [7u8; 32];
         let view = EscrowView {
             payer: naac_proto::AccountKey(payer),
+            controller: None,
             left: Credits(300_000),
             max_price: Price(2_000_000),
             fuel_limit: 100_000_000,
@@ -644,7 +645,7 @@ mod tests {
         );
         assert!(why(check(None, Some(payer), 1, 1, 1)).contains("has no escrow"));
         assert!(why(check(Some(&view), None, 1, 1, 1)).contains("names its user"));
-        assert!(why(check(Some(&view), Some([8; 32]), 1, 1, 1)).contains("not funded by the user"));
+        assert!(why(check(Some(&view), Some([8; 32]), 1, 1, 1)).contains("not paid by the user"));
         assert!(why(check(Some(&view), Some(payer), 3_000_000, 1, 1)).contains("pays at most"));
         assert!(
             why(check(Some(&view), Some(payer), 1, 200_000_000, 1)).contains("above its escrow's")

@@ -208,6 +208,7 @@ mod tests {
     fn view(closing: bool, expires_ms: u64) -> EscrowView {
         EscrowView {
             payer: AccountKey([1; 32]),
+            controller: None,
             left: Credits(10),
             max_price: Price(1),
             fuel_limit: 1,

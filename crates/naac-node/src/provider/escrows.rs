@@ -153,6 +153,7 @@ mod tests {
     fn view() -> EscrowView {
         EscrowView {
             payer: naac_proto::AccountKey([1; 32]),
+            controller: None,
             left: Credits(10),
             max_price: Price(1),
             fuel_limit: 1,

@@ -681,6 +681,7 @@ mod tests {
             fuel_limit: 0,
             expires_ms: u64::MAX / 2,
             claim_window_ms: 0,
+            spend: None,
         };
         let s = SignedRequest::new(key(by), &bank_key, &req, |b| naac_net::sign(by, b));
         bank.submit(vec![s]).await.unwrap().pop().unwrap().unwrap();

@@ -248,6 +248,7 @@ pub async fn open_escrow(
         fuel_limit: 0,
         expires_ms: end_ms + naac_store::DAY_MS,
         claim_window_ms: 0,
+        spend: None,
     };
     let signed = SignedRequest::new(payer, &bank_key, &req, |m| naac_net::sign(user, m));
     match bank

@@ -55,6 +55,7 @@ fn settlements(bank: &Keypair, n: usize) -> (Vec<SignedRequest>, Vec<SignedReque
                 fuel_limit: 10_000_000_000,
                 expires_ms: u64::MAX / 2,
                 claim_window_ms: 0,
+                spend: None,
             },
             |m| sign(&payer, m),
         ),
