@@ -1018,3 +1018,95 @@ fn a_requester_that_refunds_after_receiving_results_still_pays_its_provider() {
     let (o, v) = wallet(&s, &["verify", "--bank", &bank.addr]);
     assert!(o.status.success(), "{v:#}");
 }
+
+/// A user's spend token lets another user's runs pay from the first user's wallet, and its
+/// cap holds when two jobs race for it: the bank orders their escrows, and the one that
+/// would go over is refused before anything runs.
+#[test]
+fn a_spend_tokens_cap_holds_when_two_jobs_race() {
+    let s = Scratch::new();
+    let bank = Node::start(
+        &s.path().join("bank"),
+        &[
+            "--bank",
+            "--no-mdns",
+            "--listen",
+            &format!("/ip4/127.0.0.1/tcp/{}", free_port()),
+        ],
+    );
+    let id_of = |home: &Path| {
+        let out = naac()
+            .env("NAAC_HOME", home)
+            .args(["key", "show", "--user"])
+            .output()
+            .expect("key show");
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_string()
+    };
+    let alice_home = s.path().join("alice");
+    let (alice, bob) = (id_of(&alice_home), id_of(&s.home()));
+    let out = naac()
+        .env("NAAC_HOME", s.path().join("bank"))
+        .args(["bank", "grant", &alice, "100", "--bank", &bank.addr])
+        .output()
+        .expect("grant");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = naac()
+        .env("NAAC_HOME", &alice_home)
+        .args(["token", "mint", "spend", "--to", &bob, "--credits", "6"])
+        .output()
+        .expect("mint");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let token = s.path().join("spend.token");
+    std::fs::write(&token, &out.stdout).expect("token");
+    let p = Node::provider_paid_at(&s, "p", "0.1", &bank);
+    wait_accepting(&s, &[&p]);
+    // Each job escrows 4 credits up front (4 tasks, 1 credit each at most): one fits in 6,
+    // two do not.
+    let spawn = |name: &str| {
+        let job = s.job(
+            name,
+            "pi/pi.wasm",
+            "args = [\"{seed}\", \"1000\"]\n[sweep]\nseed = { from = 0, to = 4 }\n[limits]\nfuel = 1_000_000_000\n",
+        );
+        s.run_cmd(&job, &s.path().join(format!("out-{name}")))
+            .args(["--no-mdns", "--bank", &bank.addr, "--claim-window", "2s"])
+            .args(["--join", &p.addr, "--spend-token"])
+            .arg(&token)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run")
+    };
+    let (a, b) = (spawn("race-a"), spawn("race-b"));
+    let (a, b) = (
+        a.wait_with_output().expect("a"),
+        b.wait_with_output().expect("b"),
+    );
+    let ok: Vec<_> = [&a, &b]
+        .into_iter()
+        .filter(|o| o.status.success())
+        .collect();
+    assert_eq!(ok.len(), 1, "a: {}\nb: {}", stderr(&a), stderr(&b));
+    let refused = if a.status.success() { &b } else { &a };
+    assert!(
+        stderr(refused).contains("spend token") && stderr(refused).contains("spent("),
+        "{}",
+        stderr(refused)
+    );
+    let summary: Value = serde_json::from_slice(&ok[0].stdout).expect("summary");
+    assert_eq!(summary["tasks"]["succeeded"], 4, "{summary:#}");
+    // Alice paid; bob's own wallet was never touched.
+    let balance = |account: &str| {
+        let (o, v) = wallet(&s, &["balance", "--bank", &bank.addr, "--account", account]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        v["micro_credits"].as_u64().expect("balance")
+    };
+    assert_eq!(balance(&bob), 0);
+    let paid = micros(&summary["cost"]["paid"]);
+    assert!(paid > 0, "{summary:#}");
+    assert!(balance(&alice) <= 100_000_000 - paid, "alice paid for it");
+    assert!(balance(&alice) >= 94_000_000, "at most the cap left alice");
+}
