@@ -33,8 +33,13 @@ impl Root {
     pub fn mint_admin(&self, node: &str) -> Result<String, TokenError> {
         let mut params = HashMap::new();
         params.insert("node".to_string(), Term::Str(node.to_string()));
+        params.insert("root".to_string(), Term::Bytes(self.public().to_vec()));
         Biscuit::builder()
-            .code_with_params("kind(\"api\"); node({node});", params, HashMap::new())
+            .code_with_params(
+                "kind(\"api\"); root({root}); node({node});",
+                params,
+                HashMap::new(),
+            )
             .and_then(|b| b.build(&self.key))
             .and_then(|b| b.to_base64())
             .map_err(|e| TokenError::Invalid(format!("mint a token: {e}")))
@@ -185,7 +190,7 @@ pub fn inspect(token: &str) -> Result<Token, TokenError> {
         .find_map(|l| l.trim().strip_prefix("root(hex:")?.strip_suffix(");"))
         .and_then(crate::key_of_hex)
         .ok_or_else(|| {
-            TokenError::Invalid("the token does not name its root key (an API token?)".into())
+            TokenError::Invalid("the token does not name its root key (an API token minted before tokens named theirs)".into())
         })?;
     Verifier::trusting(&[root])?.verify(token)
 }
