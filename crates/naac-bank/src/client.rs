@@ -3,7 +3,7 @@
 //! `/naac/task/1`, and speaks the ledger's types to its callers (the wire's are converted
 //! here).
 
-use crate::service::BankHandle;
+use crate::handle::BankHandle;
 use crate::wire::{FromWire, ToWire};
 use naac_ledger::{Account, AccountKey, Entry, InclusionProof, SignedRequest, TreeHead};
 use naac_net::{Client, PeerId};

@@ -7,6 +7,8 @@
 //! - [`faucet`]: what a bank grants new accounts on its own (nothing by default), and the
 //!   rate limit of a faucet.
 //! - [`start_reader`]: a read-only bank over a ledger store, for wallets.
+//! - `revoked.rs`: spend tokens revoked at this bank ([`BankHandle::revoke`]), refused
+//!   before the ledger sees their requests.
 //! - [`BankConn`]: the one bank client, to a bank in this process or a bank node; [`stats`]
 //!   counts its calls and their time, for the node's metrics.
 //! - [`wire`]: conversions between the ledger's and the market's values and their
@@ -14,7 +16,9 @@
 
 mod client;
 pub mod faucet;
+mod handle;
 mod reader;
+mod revoked;
 mod service;
 pub mod stats;
 pub mod store;
@@ -22,6 +26,8 @@ pub mod wire;
 
 pub use client::BankConn;
 pub use faucet::Faucet;
+pub use handle::BankHandle;
 pub use reader::start_reader;
-pub use service::{BankConfig, BankHandle, MAX_BATCH, Signer, start, start_with_keypair};
+pub use revoked::MAX_REVOKED;
+pub use service::{BankConfig, MAX_BATCH, Signer, start, start_with_keypair};
 pub use wire::{FromWire, ToWire};

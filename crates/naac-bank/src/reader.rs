@@ -8,7 +8,8 @@
 //! is, for `naac wallet verify` to catch. A balance is recomputed by replaying every entry
 //! (without signature checks).
 
-use crate::service::{BankHandle, QUEUE, Reply};
+use crate::handle::BankHandle;
+use crate::service::{QUEUE, Reply};
 use crate::store::{self, Store};
 use crate::wire::{FromWire, ToWire};
 use anyhow::Context as _;

@@ -18,6 +18,7 @@
 //! entry. Escrows past their expiry are refunded by the bank itself.
 
 use crate::faucet::{Bucket, Faucet};
+use crate::handle::BankHandle;
 use crate::store::{self, Store};
 use crate::wire::{FromWire, ToWire};
 use anyhow::Context as _;
@@ -34,7 +35,7 @@ pub(crate) const QUEUE: usize = 4096;
 
 /// Callers that may wait on a blocking thread for room in a full queue at once; the rest
 /// wait for their turn without holding a thread.
-const WAITING_SENDERS: usize = 16;
+pub(crate) const WAITING_SENDERS: usize = 16;
 
 /// How a bank is set up.
 #[derive(Clone, Debug)]
@@ -46,139 +47,6 @@ pub struct BankConfig {
 }
 
 pub(crate) type Reply = oneshot::Sender<Result<BankResponse, String>>;
-
-/// A handle to the bank thread (or to a [`reader`](crate::start_reader)'s); cheap to clone.
-#[derive(Clone)]
-pub struct BankHandle {
-    tx: std_mpsc::SyncSender<(BankRequest, Reply)>,
-    key: AccountKey,
-    /// Signs receipts (on the caller's task, beside the bank's thread); `None` for a
-    /// read-only view, which takes no requests.
-    sign: Option<Signer>,
-    waiting: std::sync::Arc<tokio::sync::Semaphore>,
-}
-
-impl std::fmt::Debug for BankHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "BankHandle({})", naac_types::hex(&self.key.0[..8]))
-    }
-}
-
-impl BankHandle {
-    /// The bank's account key: its bank key (`bank/identity.key`), not its node's.
-    pub fn key(&self) -> AccountKey {
-        self.key
-    }
-
-    /// A handle to a thread that answers the requests `rx` takes.
-    pub(crate) fn new(tx: std_mpsc::SyncSender<(BankRequest, Reply)>, key: AccountKey) -> Self {
-        BankHandle {
-            tx,
-            key,
-            sign: None,
-            waiting: std::sync::Arc::new(tokio::sync::Semaphore::new(WAITING_SENDERS)),
-        }
-    }
-
-    /// The handle signs the receipts it hands out with `sign` (the bank's key).
-    fn with_signer(mut self, sign: Signer) -> Self {
-        self.sign = Some(sign);
-        self
-    }
-
-    /// Sends a request and waits for the answer (after the durable commit, for writes).
-    pub async fn call(&self, req: BankRequest) -> Result<BankResponse, String> {
-        let BankRequest::Submit(reqs) = req else {
-            return self.queue(req).await;
-        };
-        if reqs.len() > MAX_BANK_BATCH {
-            return Err(format!(
-                "{} requests in one submission; at most {MAX_BANK_BATCH}",
-                reqs.len()
-            ));
-        }
-        // Requests that are unsigned, undecodable or for another bank are answered here and
-        // never queued: garbage costs the bank's thread nothing.
-        let key = self.key;
-        let checked: Vec<(naac_proto::SignedRequest, Result<(), String>)> = reqs
-            .into_iter()
-            .map(|w| {
-                let r = SignedRequest::from_wire(w.clone());
-                (
-                    w,
-                    naac_ledger::precheck(&r, &key).map_err(|e| e.to_string()),
-                )
-            })
-            .collect();
-        let valid: Vec<naac_proto::SignedRequest> = checked
-            .iter()
-            .filter(|(_, c)| c.is_ok())
-            .map(|(w, _)| w.clone())
-            .collect();
-        let mut answers = if valid.is_empty() {
-            Vec::new().into_iter()
-        } else {
-            match self.queue(BankRequest::Submit(valid)).await? {
-                BankResponse::Submitted(v) => v.into_iter(),
-                other => return Ok(other),
-            }
-        };
-        let sign = self.sign.clone();
-        Ok(BankResponse::Submitted(
-            checked
-                .into_iter()
-                .map(|(_, c)| match c {
-                    Err(e) => Err(e),
-                    Ok(()) => answers
-                        .next()
-                        .unwrap_or_else(|| Err("the bank gave no answer".into())),
-                })
-                .map(|a| {
-                    a.map(|mut r| {
-                        if let Some(sign) = &sign {
-                            r.sig = sign(&r.signing_bytes(&key.0));
-                        }
-                        r
-                    })
-                })
-                .collect(),
-        ))
-    }
-
-    /// Sends a request to the bank's thread and waits for its answer.
-    async fn queue(&self, req: BankRequest) -> Result<BankResponse, String> {
-        let (tx, rx) = oneshot::channel();
-        match self.tx.try_send((req, tx)) {
-            Ok(()) => {}
-            Err(std_mpsc::TrySendError::Disconnected(_)) => {
-                return Err("the bank has stopped".to_string());
-            }
-            // The queue is full: wait for room off the runtime threads, a bounded number of
-            // callers at a time.
-            Err(std_mpsc::TrySendError::Full(msg)) => {
-                let turn = self
-                    .waiting
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| "the bank has stopped".to_string())?;
-                let sender = self.tx.clone();
-                // The turn goes with the blocking send, so it is held until the send ends
-                // even if this caller gives up waiting.
-                tokio::task::spawn_blocking(move || {
-                    let sent = sender.send(msg);
-                    drop(turn);
-                    sent
-                })
-                .await
-                .map_err(|e| format!("bank queue: {e}"))?
-                .map_err(|_| "the bank has stopped".to_string())?;
-            }
-        }
-        rx.await
-            .map_err(|_| "the bank stopped before answering".to_string())?
-    }
-}
 
 /// Signs with the bank's key.
 pub type Signer = std::sync::Arc<dyn Fn(&[u8]) -> Vec<u8> + Send + Sync>;
@@ -201,6 +69,8 @@ fn start_on(
     let (tx, rx) = std_mpsc::sync_channel(QUEUE);
     let (ready_tx, ready_rx) = std_mpsc::sync_channel::<anyhow::Result<()>>(1);
     let receipts = sign.clone();
+    let handle = BankHandle::new(tx, key).with_signer(receipts);
+    let revoked = handle.revoked.clone();
     // The store is opened, loaded and used only on the bank's own thread: database clients
     // may block (the PostgreSQL client runs its own little runtime), which must never
     // happen on the async runtime's threads.
@@ -217,6 +87,7 @@ fn start_on(
             let mut bank = Bank {
                 ledger: Ledger::new(key),
                 store,
+                revoked,
                 sign,
                 faucet,
                 bucket: Bucket::new(faucet.per_hour),
@@ -242,12 +113,13 @@ fn start_on(
     ready_rx
         .recv()
         .map_err(|_| anyhow::anyhow!("the bank thread stopped while loading its ledger"))??;
-    Ok(BankHandle::new(tx, key).with_signer(receipts))
+    Ok(handle)
 }
 
 struct Bank {
     ledger: Ledger,
     store: Box<dyn Store>,
+    revoked: crate::revoked::Revoked,
     sign: Signer,
     faucet: Faucet,
     bucket: Bucket,
@@ -681,6 +553,10 @@ impl Bank {
                 }
                 let mut out = Vec::with_capacity(reqs.len());
                 for r in Vec::<SignedRequest>::from_wire(reqs) {
+                    if let Some(why) = crate::revoked::refused(&self.revoked, &r) {
+                        out.push(Err(why));
+                        continue;
+                    }
                     self.faucet_grant(&r, now, new);
                     out.push(match self.ledger.apply(&r, now) {
                         Ok(Applied::New(e)) => {
@@ -966,6 +842,7 @@ mod tests {
         let new_bank = || Bank {
             ledger: Ledger::new(bank_key),
             store: Box::new(store::SqliteStore::open(&path).unwrap()),
+            revoked: Default::default(),
             sign: sign.clone(),
             faucet,
             bucket: Bucket::new(None),

@@ -82,6 +82,11 @@ impl Revoked {
         ids.iter().any(|id| self.map.contains_key(id))
     }
 
+    /// Every revoked id kept.
+    pub fn ids(&self) -> impl Iterator<Item = &Vec<u8>> {
+        self.map.keys()
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }

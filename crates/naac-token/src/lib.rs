@@ -74,7 +74,7 @@ mod words;
 mod tests;
 
 pub use limits::{Hours, Limits, attenuate, delegate};
-pub use verify::{PoolRequest, Root, SpendRequest, Token, Verifier, inspect};
+pub use verify::{PoolRequest, Root, SpendRequest, Token, Verifier, inspect, revocation_ids};
 pub use words::describe;
 
 use std::time::Duration;

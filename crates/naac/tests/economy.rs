@@ -1109,4 +1109,27 @@ fn a_spend_tokens_cap_holds_when_two_jobs_race() {
     assert!(paid > 0, "{summary:#}");
     assert!(balance(&alice) <= 100_000_000 - paid, "alice paid for it");
     assert!(balance(&alice) >= 94_000_000, "at most the cap left alice");
+    // Alice revokes the grant; the bank hears it and refuses the token within seconds.
+    let out = naac()
+        .env("NAAC_HOME", &alice_home)
+        .args(["token", "revoke"])
+        .arg(&token)
+        .args(["--block", "0", "--no-mdns", "--join", &bank.addr])
+        .output()
+        .expect("revoke");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let t = Instant::now();
+    loop {
+        let late = spawn("late").wait_with_output().expect("late");
+        if stderr(&late).contains("the token was revoked") {
+            assert!(!late.status.success());
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "still taken: {}",
+            stderr(&late)
+        );
+        std::fs::remove_dir_all(s.path().join("out-late")).ok();
+    }
 }

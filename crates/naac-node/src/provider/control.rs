@@ -429,51 +429,82 @@ impl Provider {
     }
 
     /// A revocation heard on the gossip topic: kept when it revokes a token this node
-    /// could accept (rooted in `trust_tokens_from`) and its signer may revoke it; every
-    /// requester's token is then checked again at its next `Assign`.
+    /// could accept (rooted in `trust_tokens_from`), or, on a bank, a spend token whose root
+    /// holds credits there (so strangers cannot fill the set with their own tokens), and its
+    /// signer may revoke it.
     pub(super) fn on_revocation(&mut self, data: &[u8]) {
-        let Some(v) = self
+        let trusted = self
             .monitor
             .as_ref()
-            .and_then(|m| super::passes::verifier(m.policy()))
-        else {
-            return;
-        };
-        if data.len() > crate::revoked::MAX_REVOCATION_BYTES {
+            .and_then(|m| super::passes::verifier(m.policy()));
+        if data.len() > crate::revoked::MAX_REVOCATION_BYTES
+            || trusted.is_none() && self.bank.is_none()
+        {
             return;
         }
         let r = match serde_json::from_slice::<naac_proto::Revocation>(data) {
             Ok(r) => r,
             Err(e) => return tracing::debug!("an undecodable revocation: {e}"),
         };
-        match crate::revoked::accept(&r, Some(&v)) {
-            Ok((id, until)) => {
-                if self.revoked.insert(id, until) {
-                    tracing::info!("a token revoked by {} (block {})", r.by, r.block);
-                    let mut cut = Vec::new();
-                    for (peer, g) in &mut self.peers {
-                        if let Some(Ok(p)) = g.pass.as_mut()
-                            && p.recheck(&self.revoked)
-                        {
-                            cut.push(*peer);
-                        }
-                    }
-                    // Their running tasks finish (and are paid); what waits goes back.
-                    let keys: Vec<JobKey> = self
-                        .jobs
-                        .keys()
-                        .filter(|k| cut.contains(&k.0))
-                        .copied()
-                        .collect();
-                    for key in keys {
-                        if self.jobs.get_mut(&key).is_some_and(|j| j.hand_back(false)) {
-                            self.send_report(key, false);
-                        }
-                    }
-                    self.push_status();
-                }
-            }
-            Err(why) => tracing::debug!("a revocation not kept: {why}"),
+        if let Some(v) = &trusted
+            && let Ok((id, until)) = crate::revoked::accept(&r, Some(v))
+        {
+            self.keep_revocation(id, until);
+            return;
         }
+        let Some(bank) = self.bank.clone() else {
+            return;
+        };
+        let spend = naac_token::inspect(&r.token)
+            .ok()
+            .filter(|t| t.kind() == naac_token::Kind::Spend)
+            .map(|t| *t.root());
+        let (Some(root), Ok((id, until))) = (spend, crate::revoked::accept(&r, None)) else {
+            return;
+        };
+        let tx = self.internal.clone();
+        tokio::spawn(async move {
+            let conn = crate::pay::BankConn::Local(bank);
+            if conn
+                .balance(naac_ledger::AccountKey(root))
+                .await
+                .is_ok_and(|b| b.0 > 0)
+            {
+                let _ = tx.send(Internal::Revoked(id, until)).await;
+            }
+        });
+    }
+
+    /// Keeps a checked revocation: refuses its token from now on (here and at this node's
+    /// bank), hands back what waits under it.
+    pub(super) fn keep_revocation(&mut self, id: Vec<u8>, until: Option<std::time::SystemTime>) {
+        if let Some(b) = &self.bank {
+            b.revoke(id.clone());
+        }
+        if !self.revoked.insert(id, until) {
+            return;
+        }
+        tracing::info!("a token was revoked");
+        let mut cut = Vec::new();
+        for (peer, g) in &mut self.peers {
+            if let Some(Ok(p)) = g.pass.as_mut()
+                && p.recheck(&self.revoked)
+            {
+                cut.push(*peer);
+            }
+        }
+        // Their running tasks finish (and are paid); what waits goes back.
+        let keys: Vec<JobKey> = self
+            .jobs
+            .keys()
+            .filter(|k| cut.contains(&k.0))
+            .copied()
+            .collect();
+        for key in keys {
+            if self.jobs.get_mut(&key).is_some_and(|j| j.hand_back(false)) {
+                self.send_report(key, false);
+            }
+        }
+        self.push_status();
     }
 }

@@ -68,6 +68,8 @@ pub(super) enum Internal {
     Storage(StorageUse, Duration),
     /// A peer connected a moment ago: let it hear our offer without waiting for the renewal.
     Offer,
+    /// A revocation this node's bank keeps (its token's root holds credits there).
+    Revoked(Vec<u8>, Option<std::time::SystemTime>),
     /// The bank this node is paid at answered about a job's escrow.
     Escrow {
         job: naac_types::JobId,
@@ -263,7 +265,10 @@ pub async fn serve(
     {
         tracing::warn!("market topic: {e:#}");
     }
-    if p.provide
+    if let Some(b) = &p.bank {
+        p.revoked.ids().for_each(|id| b.revoke(id.clone()));
+    }
+    if (p.provide || p.bank.is_some())
         && let Err(e) = client.subscribe(naac_proto::REVOCATION_TOPIC).await
     {
         tracing::warn!("revocation topic: {e:#}");
@@ -693,6 +698,7 @@ impl Provider {
                     self.publish_offer();
                 }
             }
+            Internal::Revoked(id, until) => self.keep_revocation(id, until),
             Internal::ClaimLook { job, view } => self.on_claim_look(job, view),
             Internal::Claimed { job, done } => self.claims.answered(job, &done),
             Internal::Done {
