@@ -31,10 +31,19 @@ pub fn load_or_create_identity(path: &Path) -> anyhow::Result<Keypair> {
             }
             tmp.write_all(&bytes).context("write identity key")?;
             tmp.as_file().sync_all().context("sync identity key")?;
-            // Never replace a key another process made meanwhile.
-            tmp.persist_noclobber(path)
-                .map_err(|e| e.error)
-                .with_context(|| format!("save identity key {}", path.display()))?;
+            // Never replace a key another process made meanwhile: two first runs that race
+            // (two `naac run`s started at once in a new data dir) both end up with the
+            // winner's.
+            match tmp.persist_noclobber(path) {
+                Ok(_) => {}
+                Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
+                    return load_or_create_identity(path);
+                }
+                Err(e) => {
+                    return Err(e.error)
+                        .with_context(|| format!("save identity key {}", path.display()));
+                }
+            }
             tracing::info!(
                 "created identity {} in {}",
                 key.public().to_peer_id(),
@@ -48,4 +57,26 @@ pub fn load_or_create_identity(path: &Path) -> anyhow::Result<Keypair> {
 
 pub fn peer_id_of(key: &Keypair) -> PeerId {
     key.public().to_peer_id()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_runs_that_race_share_one_identity() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("identity.key");
+            let ids: Vec<PeerId> = std::thread::scope(|s| {
+                let hs: Vec<_> = (0..4)
+                    .map(|_| s.spawn(|| peer_id_of(&load_or_create_identity(&path).unwrap())))
+                    .collect();
+                hs.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
+            assert_eq!(peer_id_of(&load_or_create_identity(&path).unwrap()), ids[0]);
+        }
+    }
 }
