@@ -289,3 +289,59 @@ fn a_revoked_token_is_refused_within_seconds_while_running_work_finishes() {
     let kept = std::fs::read_to_string(host.home.join("revoked.jsonl")).expect("revoked.jsonl");
     assert_eq!(kept.lines().count(), 1, "{kept}");
 }
+
+#[test]
+fn a_tokens_slot_limit_holds_on_a_provider_with_more_slots() {
+    let s = Scratch::new();
+    let (alice_home, bob_home) = (s.path().join("alice"), s.home());
+    let (alice, bob) = (user_id(&s, &alice_home), user_id(&s, &bob_home));
+    // A two-slot provider (`provider` makes one-slot ones).
+    let home = s.path().join("host");
+    std::fs::create_dir_all(&home).expect("home");
+    std::fs::write(
+        home.join("policy.toml"),
+        format!("idle_only = false\ntrust_tokens_from = [\"{alice}\"]\n"),
+    )
+    .expect("policy");
+    let mut c = common::naac();
+    c.env("NAAC_HOME", &home)
+        .args(["node", "--provide", "--no-mdns", "--slots", "2"])
+        .args(["--listen", "/ip4/127.0.0.1/tcp/0"]);
+    let (mut child, addr) = common::spawn_node(c);
+    let token = ok_stdout(
+        as_user(&s, &alice_home)
+            .args(["token", "mint", "pool", "--to", &bob, "--slots", "1"])
+            .output()
+            .expect("mint"),
+    );
+    let job = s.job(
+        "serial",
+        "testkit/testkit.wasm",
+        "args = [\"spin\", \"400\"]\n[sweep]\ni = { from = 0, to = 4 }\n",
+    );
+    let (out, v) = s.run(&job, &["--no-mdns", "--join", &addr, "--token", &token]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert_eq!(v["tasks"]["succeeded"], 4, "{v:#}");
+    // One at a time: each result comes a task's run time after the one before (two slots
+    // would deliver them in pairs).
+    let lines = std::fs::read_to_string(s.path().join("out-serial/tasks.jsonl")).expect("tasks");
+    let mut rows: Vec<(u64, f64)> = lines
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("line"))
+        .map(|l| {
+            (
+                l["accepted_ms"].as_u64().expect("accepted_ms"),
+                l["wall_ms"].as_f64().expect("wall_ms"),
+            )
+        })
+        .collect();
+    rows.sort_by_key(|r| r.0);
+    for w in rows.windows(2) {
+        assert!(
+            (w[1].0 - w[0].0) as f64 >= 0.5 * w[1].1,
+            "two tasks ran at once under a one-slot token: {rows:?}"
+        );
+    }
+}
