@@ -1109,6 +1109,21 @@ fn a_spend_tokens_cap_holds_when_two_jobs_race() {
     assert!(paid > 0, "{summary:#}");
     assert!(balance(&alice) <= 100_000_000 - paid, "alice paid for it");
     assert!(balance(&alice) >= 94_000_000, "at most the cap left alice");
+    // A stranger with no credits revokes spend tokens of her own: the bank keeps none.
+    let eve_home = s.path().join("eve");
+    let own = naac()
+        .env("NAAC_HOME", &eve_home)
+        .args(["token", "mint", "spend", "--credits", "1"])
+        .output()
+        .expect("mint");
+    let own = String::from_utf8(own.stdout).expect("utf-8");
+    let out = naac()
+        .env("NAAC_HOME", &eve_home)
+        .args(["token", "revoke", own.trim(), "--linger", "0s", "--no-mdns"])
+        .args(["--join", &bank.addr])
+        .output()
+        .expect("revoke");
+    assert!(out.status.success(), "{}", stderr(&out));
     // Alice revokes the grant; the bank hears it and refuses the token within seconds.
     let out = naac()
         .env("NAAC_HOME", &alice_home)
@@ -1132,4 +1147,10 @@ fn a_spend_tokens_cap_holds_when_two_jobs_race() {
         );
         std::fs::remove_dir_all(s.path().join("out-late")).ok();
     }
+    let kept = std::fs::read_to_string(s.path().join("bank/revoked.jsonl")).expect("kept");
+    assert_eq!(
+        kept.lines().count(),
+        1,
+        "a stranger's revocation was kept: {kept}"
+    );
 }

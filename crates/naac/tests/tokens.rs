@@ -250,6 +250,23 @@ fn a_revoked_token_is_refused_within_seconds_while_running_work_finishes() {
         "{}",
         common::stderr(&denied)
     );
+    // A stranger floods the topic with revocations of her own tokens: the provider keeps
+    // none of them (it trusts only alice's root), and bob's token still works.
+    let eve_home = s.path().join("eve");
+    for _ in 0..3 {
+        let own = ok_stdout(
+            as_user(&s, &eve_home)
+                .args(["token", "mint", "pool"])
+                .output()
+                .expect("mint"),
+        );
+        let out = as_user(&s, &eve_home)
+            .args(["token", "revoke", &own, "--linger", "0s"])
+            .args(join)
+            .output()
+            .expect("revoke");
+        assert!(out.status.success(), "{}", common::stderr(&out));
+    }
     let revoked_at = std::time::Instant::now();
     let out_revoke = as_user(&s, &alice_home)
         .args(["token", "revoke", file, "--block", "0", "--linger", "1s"])
@@ -285,9 +302,9 @@ fn a_revoked_token_is_refused_within_seconds_while_running_work_finishes() {
     assert!(n2 < 40, "the whole job ran");
     let _ = run.kill();
     let _ = run.wait();
-    // The provider keeps it across a restart (revoked.jsonl in its data dir).
+    // The provider keeps alice's, and only hers, across a restart (revoked.jsonl).
     let kept = std::fs::read_to_string(host.home.join("revoked.jsonl")).expect("revoked.jsonl");
-    assert_eq!(kept.lines().count(), 1, "{kept}");
+    assert_eq!(kept.lines().count(), 1, "eve's were kept too: {kept}");
 }
 
 #[test]
