@@ -412,11 +412,14 @@ class Client:
         *,
         files: Mapping[str, bytes] | Sequence[PathLike] | None = None,
         idempotency_key: str | None = None,
+        pool_token: str | None = None,
     ) -> Job:
         """Queues a job: ``job`` is a job file or a directory holding ``job.toml``. The files
         it names go with it (:func:`job_files`), or ``files``: paths relative to the job
         file's directory, or a mapping of such paths to their bytes. With
-        ``idempotency_key``, a retried submit returns the same job."""
+        ``idempotency_key``, a retried submit returns the same job. ``pool_token`` (from
+        ``naac token mint pool``) is shown to providers by the job's runs: those that trust
+        its root run the job even when its user is not on their allow list."""
         path = Path(job)
         if path.is_dir():
             path = path / "job.toml"
@@ -449,6 +452,8 @@ class Client:
         headers = {"Content-Type": ctype}
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
+        if pool_token is not None:
+            headers["Naac-Pool-Token"] = pool_token.strip()
         return Job.from_json(self._json("POST", "/v1/jobs", body=body, headers=headers))
 
     def job(self, job_id: str) -> Job:

@@ -198,6 +198,9 @@ def test_errors_carry_the_problem_details(node: Node, tmp_path: Path) -> None:
     assert e.value.status == 400
     assert "line 3: retries:" in e.value.detail and "three" in e.value.detail, e.value.detail
     with pytest.raises(ProblemError) as e:
+        c.submit(pi_job(tmp_path / "pi", tasks=1), pool_token="x" * 20_000)
+    assert e.value.status == 400 and "pool token" in e.value.detail, e.value
+    with pytest.raises(ProblemError) as e:
         c.set_policy({"max_cpu_percent": "lots"})
     assert e.value.status == 400 and e.value.field == "max_cpu_percent", e.value
     with pytest.raises(ProblemError) as e:

@@ -43,7 +43,7 @@ impl Client {
         &self,
         job: Vec<u8>,
         files: Vec<(String, Vec<u8>)>,
-        idempotency_key: Option<&str>,
+        (idempotency_key, pool_token): (Option<&str>, Option<&str>),
     ) -> Result<JobView, ClientError> {
         let mut form = Form::new().part("job", Part::bytes(job).file_name("job.toml"));
         for (name, bytes) in files {
@@ -56,6 +56,9 @@ impl Client {
             .multipart(form);
         if let Some(k) = idempotency_key {
             req = req.header("Idempotency-Key", k);
+        }
+        if let Some(t) = pool_token {
+            req = req.header("Naac-Pool-Token", t);
         }
         self.answer(req).await
     }

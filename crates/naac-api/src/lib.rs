@@ -4,7 +4,8 @@
 //!
 //! Routes: `GET /v1/node`; `POST /v1/jobs` (`multipart/form-data`: a part `job` with the
 //! job file's TOML, one part per file it references, named by its path relative to the job
-//! file; an `Idempotency-Key` header makes a retried submit return the same job); `GET
+//! file; an `Idempotency-Key` header makes a retried submit return the same job, a
+//! `Naac-Pool-Token` header gives the job a pool token its runs show providers); `GET
 //! /v1/jobs`; `GET /v1/jobs/{id}`; `DELETE /v1/jobs/{id}` (cancel); `GET
 //! /v1/jobs/{id}/tasks/{index}/stdout`, `…/stderr` and `…/out/{path}` (a task's output);
 //! `GET /v1/jobs/{id}/events` (Server-Sent Events); `GET /v1/jobs/{id}/archive` (a tar);
@@ -172,6 +173,8 @@ pub struct Upload {
     pub job: Vec<u8>,
     pub files: Vec<(String, Vec<u8>)>,
     pub idempotency_key: Option<String>,
+    /// A pool token the job's runs show providers (header `Naac-Pool-Token`).
+    pub pool_token: Option<String>,
 }
 
 /// One figure of `GET /metrics`.
@@ -554,7 +557,7 @@ async fn reduce_file(
 /// Queues a job: a part `job` with the job file's TOML, and one part per file it names,
 /// named by its path relative to the job file. `Idempotency-Key` makes a retry return the
 /// same job.
-#[utoipa::path(post, path = "/v1/jobs", request_body(content_type = "multipart/form-data", description = "the job file (part `job`) and its files"), params(("Idempotency-Key" = Option<String>, Header)), responses((status = 201, body = JobView), (status = 400, body = ProblemBody), (status = 413, body = ProblemBody), (status = 429, body = ProblemBody)))]
+#[utoipa::path(post, path = "/v1/jobs", request_body(content_type = "multipart/form-data", description = "the job file (part `job`) and its files"), params(("Idempotency-Key" = Option<String>, Header), ("Naac-Pool-Token" = Option<String>, Header, description = "a pool token (`naac token mint pool`) the job's runs show providers")), responses((status = 201, body = JobView), (status = 400, body = ProblemBody), (status = 413, body = ProblemBody), (status = 429, body = ProblemBody)))]
 async fn submit(
     State(ctx): State<Ctx>,
     Extension(token): Extension<Presented>,
@@ -566,8 +569,22 @@ async fn submit(
             .get("idempotency-key")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
+        pool_token: headers
+            .get("naac-pool-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
         ..Upload::default()
     };
+    if upload
+        .pool_token
+        .as_ref()
+        .is_some_and(|t| t.len() > naac_token::MAX_TOKEN_LEN)
+    {
+        return Err(Problem::bad_request(format!(
+            "the pool token is longer than {} bytes",
+            naac_token::MAX_TOKEN_LEN
+        )));
+    }
     let mut job = None;
     let mut parts = 0;
     let too_big = |e| multipart_problem(e, ctx.max_upload);

@@ -247,7 +247,7 @@ impl Daemon {
             // throwaway identity its user key attests (as `naac pool` and `naac market`
             // look); one at a time, the node's own.
             identity: (self.max_running > 1).then(naac_net::Keypair::generate_ed25519),
-            pool_token: None,
+            pool_token: std::fs::read_to_string(dir.join(POOL_TOKEN_FILE)).ok(),
             spend_token: None,
         };
         let (state, summary, error) = outcome(execute(exec).await);
@@ -316,6 +316,10 @@ impl Backend for Daemon {
                 return Err(p);
             }
         };
+        if let Some(t) = &upload.pool_token {
+            // Kept with the job (so a restart runs it with it too), readable by the node only.
+            write_private(&dir.join(POOL_TOKEN_FILE), t.as_bytes()).map_err(internal)?;
+        }
         let row = self
             .store
             .insert(&id, &name, upload.idempotency_key.as_deref(), now_ms())
@@ -625,16 +629,7 @@ pub fn api_token(home: &Home, root: &naac_token::Root, node: &str) -> anyhow::Re
         );
     }
     let token = root.mint_admin(node)?;
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .tempfile_in(dir)
-        .with_context(|| format!("create a temporary file in {}", dir.display()))?;
-    writeln!(tmp, "{token}").with_context(|| format!("write {}", path.display()))?;
-    tmp.persist(&path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("save the API token {}", path.display()))?;
+    write_private(&path, format!("{token}\n").as_bytes())?;
     Ok(token)
 }
 
@@ -657,6 +652,25 @@ pub fn root_of(key: &naac_net::Keypair) -> anyhow::Result<(naac_token::Root, Str
         .try_into()
         .context("an ed25519 secret key is 32 bytes")?;
     Ok((naac_token::Root::from_ed25519(&secret)?, id))
+}
+
+/// Where a submitted job's pool token is kept, in its directory.
+const POOL_TOKEN_FILE: &str = "pool.token";
+
+/// Writes `bytes` to `path` at once (a temporary file renamed), readable by this user only.
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .tempfile_in(dir)
+        .with_context(|| format!("create a temporary file in {}", dir.display()))?;
+    tmp.write_all(bytes)
+        .with_context(|| format!("write {}", path.display()))?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("save {}", path.display()))?;
+    Ok(())
 }
 
 pub fn token_path(home: &Home) -> PathBuf {

@@ -151,6 +151,10 @@ pub struct SubmitArgs {
     /// A key that makes a retried submit return the same job instead of a second one
     #[arg(long, value_name = "KEY")]
     idempotency_key: Option<String>,
+    /// A pool token (or a file holding one; `naac token mint pool`) the job's runs show
+    /// providers: those that trust its root run it even when you are not on their allow list
+    #[arg(long, value_name = "TOKEN", env = "NAAC_POOL_TOKEN")]
+    pool_token: Option<String>,
     #[command(flatten)]
     api: Api,
 }
@@ -229,7 +233,19 @@ pub async fn submit(a: SubmitArgs) -> anyhow::Result<ExitCode> {
     }
     let text = std::fs::read(&a.job).with_context(|| format!("read {}", a.job.display()))?;
     let c = client(&a.api)?;
-    match c.submit(text, parts, a.idempotency_key.as_deref()).await {
+    let pool_token = a
+        .pool_token
+        .as_deref()
+        .map(crate::token::read)
+        .transpose()?;
+    match c
+        .submit(
+            text,
+            parts,
+            (a.idempotency_key.as_deref(), pool_token.as_deref()),
+        )
+        .await
+    {
         Ok(v) if a.json => println!("{}", serde_json::to_string(&v)?),
         Ok(v) => println!("{}", v.id),
         Err(e) => return Ok(failed(e)),

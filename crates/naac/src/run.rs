@@ -81,7 +81,7 @@ pub struct Args {
     /// A pool token (or a file holding one) from an owner (`naac token mint pool`): the
     /// owner's providers that trust it run this job even when you are not on their allow list
     #[arg(long, value_name = "TOKEN", env = "NAAC_POOL_TOKEN")]
-    token: Option<String>,
+    pool_token: Option<String>,
     /// A spend token (or a file holding one) from a user (`naac token mint spend`): the
     /// job's escrow is paid from their wallet, within the token's caps
     #[arg(long, value_name = "TOKEN", env = "NAAC_SPEND_TOKEN")]
@@ -209,7 +209,11 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         stop: None,
         progress: None,
         identity: None,
-        pool_token: a.token.as_deref().map(crate::token::read).transpose()?,
+        pool_token: a
+            .pool_token
+            .as_deref()
+            .map(crate::token::read)
+            .transpose()?,
         spend_token: a
             .spend_token
             .as_deref()

@@ -116,20 +116,20 @@ fn an_owners_token_lets_another_user_in_within_its_limits() {
         "{v:#}"
     );
     // With it, he is; the job runs there.
-    let v = explain(&s, &bob_home, &render, &join, &["--token", file]);
+    let v = explain(&s, &bob_home, &render, &join, &["--pool-token", file]);
     assert_eq!(v["usable"], 1, "{v:#}");
-    let (out, v) = s.run(&render, &[&join[..], &["--token", file]].concat());
+    let (out, v) = s.run(&render, &[&join[..], &["--pool-token", file]].concat());
     assert!(out.status.success(), "{}", common::stderr(&out));
     assert_eq!(v["tasks"]["succeeded"], 4, "{v:#}");
 
     // A job outside the token's prefix: the failed check is named.
     let other = s.job("other", "testkit/testkit.wasm", "args = [\"noop\"]\n");
-    let v = explain(&s, &bob_home, &other, &join, &["--token", file]);
+    let v = explain(&s, &bob_home, &other, &join, &["--pool-token", file]);
     assert_eq!(v["usable"], 0, "{v:#}");
     assert!(v["ruled_out"].to_string().contains("starts_with"), "{v:#}");
 
     // Carol with bob's token (stolen): refused, it is bob's.
-    let v = explain(&s, &carol_home, &render, &join, &["--token", file]);
+    let v = explain(&s, &carol_home, &render, &join, &["--pool-token", file]);
     assert_eq!(v["usable"], 0, "{v:#}");
     assert!(
         v["ruled_out"].to_string().contains("held by another user"),
@@ -162,13 +162,13 @@ fn an_owners_token_lets_another_user_in_within_its_limits() {
             .output()
             .expect("delegate"),
     );
-    let v = explain(&s, &carol_home, &render, &join, &["--token", &handed]);
+    let v = explain(&s, &carol_home, &render, &join, &["--pool-token", &handed]);
     assert_eq!(v["usable"], 0, "render-frames is outside render-a: {v:#}");
     let anim = s.job("render-anim", "testkit/testkit.wasm", "args = [\"noop\"]\n");
-    let v = explain(&s, &carol_home, &anim, &join, &["--token", &handed]);
+    let v = explain(&s, &carol_home, &anim, &join, &["--pool-token", &handed]);
     assert_eq!(v["usable"], 1, "{v:#}");
     // The handed-on token is no longer bob's to use.
-    let v = explain(&s, &bob_home, &anim, &join, &["--token", &handed]);
+    let v = explain(&s, &bob_home, &anim, &join, &["--pool-token", &handed]);
     assert_eq!(v["usable"], 0, "{v:#}");
 
     // A token of a root the owner does not trust: refused as such.
@@ -178,7 +178,7 @@ fn an_owners_token_lets_another_user_in_within_its_limits() {
             .output()
             .expect("mint"),
     );
-    let v = explain(&s, &bob_home, &render, &join, &["--token", &own]);
+    let v = explain(&s, &bob_home, &render, &join, &["--pool-token", &own]);
     assert_eq!(v["usable"], 0, "{v:#}");
     assert!(
         v["ruled_out"]
@@ -227,7 +227,7 @@ fn a_revoked_token_is_refused_within_seconds_while_running_work_finishes() {
     let mut run = s
         .run_cmd(&job, &out)
         .args(join)
-        .args(["--token", file])
+        .args(["--pool-token", file])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -280,7 +280,7 @@ fn a_revoked_token_is_refused_within_seconds_while_running_work_finishes() {
     );
     // Refused everywhere in view within 10 s: --explain says so.
     loop {
-        let v = explain(&s, &bob_home, &job, &join, &["--token", file]);
+        let v = explain(&s, &bob_home, &job, &join, &["--pool-token", file]);
         if v["usable"] == 0 && v["ruled_out"].to_string().contains("revoked") {
             break;
         }
@@ -336,7 +336,10 @@ fn a_tokens_slot_limit_holds_on_a_provider_with_more_slots() {
         "testkit/testkit.wasm",
         "args = [\"spin\", \"400\"]\n[sweep]\ni = { from = 0, to = 4 }\n",
     );
-    let (out, v) = s.run(&job, &["--no-mdns", "--join", &addr, "--token", &token]);
+    let (out, v) = s.run(
+        &job,
+        &["--no-mdns", "--join", &addr, "--pool-token", &token],
+    );
     let _ = child.kill();
     let _ = child.wait();
     assert!(out.status.success(), "{}", common::stderr(&out));
@@ -361,4 +364,68 @@ fn a_tokens_slot_limit_holds_on_a_provider_with_more_slots() {
             "two tasks ran at once under a one-slot token: {rows:?}"
         );
     }
+}
+
+#[test]
+fn a_job_submitted_to_the_daemon_runs_under_its_pool_token() {
+    let s = Scratch::new();
+    let (alice_home, bob_home) = (s.path().join("alice"), s.home());
+    let (alice, bob) = (user_id(&s, &alice_home), user_id(&s, &bob_home));
+    let host = provider(
+        &s,
+        "host",
+        &format!("idle_only = false\ntrust_tokens_from = [\"{alice}\"]\n"),
+        &[],
+    );
+    let token = ok_stdout(
+        as_user(&s, &alice_home)
+            .args(["token", "mint", "pool", "--to", &bob])
+            .output()
+            .expect("mint"),
+    );
+    let api = format!("127.0.0.1:{}", common::free_port());
+    let mut daemon = common::requester_node(&s, &api, &["--join", &host.addr]);
+    let job = s.job(
+        "queued",
+        "testkit/testkit.wasm",
+        "args = [\"print\", \"{i}\"]\n[sweep]\ni = { from = 0, to = 3 }\n",
+    );
+    let submit = |extra: &[&str]| -> Value {
+        let out = s
+            .cmd()
+            .args(["submit", "--json", "--api", &api])
+            .args(extra)
+            .arg(&job)
+            .output()
+            .expect("submit");
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        serde_json::from_slice(&out.stdout).expect("json")
+    };
+    let wait = |id: &str| -> Value {
+        let out = s
+            .cmd()
+            .args(["status", id, "--watch", "--json", "--api", &api])
+            .output()
+            .expect("status");
+        serde_json::from_slice(&out.stdout).expect("status json")
+    };
+    let id = submit(&["--pool-token", &token])["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let done = wait(&id);
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert_eq!(done["state"], "done", "{done:#}");
+    assert_eq!(done["summary"]["tasks"]["succeeded"], 3, "{done:#}");
+    // The token stays with the job, readable by the node's user only.
+    let kept = std::fs::read_dir(s.home().join("jobs"))
+        .expect("jobs dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("pool.token"))
+        .find(|p| p.exists())
+        .expect("the job's pool.token");
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&kept).expect("meta").permissions().mode();
+    assert_eq!(mode & 0o077, 0, "{mode:o}");
 }

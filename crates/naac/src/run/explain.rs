@@ -31,7 +31,12 @@ pub(super) async fn explain(a: Args) -> anyhow::Result<ExitCode> {
     }
     let user = user_key(&home)?;
     let (client, mut events) = crate::reach::looking_node(&a.join, a.mdns_on()).await?;
-    let pass = match a.token.as_deref().map(crate::token::read).transpose()? {
+    let pass = match a
+        .pool_token
+        .as_deref()
+        .map(crate::token::read)
+        .transpose()?
+    {
         Some(token) => Some(naac_proto::Pass {
             token,
             job_name: prepared.job.name.clone(),
