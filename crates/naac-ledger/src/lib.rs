@@ -17,8 +17,8 @@ pub use request::{
     order_leaf, order_tree,
 };
 pub use rules::{
-    ASK_GRACE_MS, Applied, EscrowState, HOSTILE_RULES_SINCE_MS, Ledger, LedgerError, ReplayError,
-    ReplayFault, SNAPSHOT_VERSION, SnapshotError, precheck,
+    ASK_GRACE_MS, Applied, EscrowState, HOSTILE_RULES_SINCE_MS, Ledger, LedgerError,
+    MAX_SPEND_ESCROW_MS, ReplayError, ReplayFault, SNAPSHOT_VERSION, SnapshotError, precheck,
 };
 pub use tree_head::TreeHead;
 pub use verify::{Report, VerifyError, verify_entries};

@@ -20,6 +20,7 @@
 mod asks;
 mod error;
 mod escrow;
+pub use escrow::MAX_SPEND_ESCROW_MS;
 mod plan;
 mod replay;
 mod snapshot;

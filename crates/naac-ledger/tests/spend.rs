@@ -120,6 +120,24 @@ fn a_spend_token_pays_from_its_roots_wallet_within_its_caps() {
         w.refused(&bob, &open(&alice, 2, 1, None)),
         LedgerError::NotPayer { .. }
     ));
+    // An escrow that would outlive the token's reach, and a bearer spend token: refused.
+    let mut far = open(&alice, 2, 1, t);
+    if let Request::OpenEscrow { expires_ms, .. } = &mut far {
+        *expires_ms = 5_000 + naac_ledger::MAX_SPEND_ESCROW_MS + 1;
+    }
+    assert!(w.refused(&bob, &far).to_string().contains("expires by"));
+    let bearer = root
+        .mint(
+            Kind::Spend,
+            None,
+            &Limits {
+                credits_total: Some(c(50).0),
+                ..Limits::default()
+            },
+        )
+        .unwrap();
+    let e = w.refused(&bob, &open(&alice, 2, 1, Some(&bearer)));
+    assert!(e.to_string().contains("must name its holder"), "{e}");
     // Within the caps: 6 + 4 = 10.
     w.apply(&bob, &open(&alice, 2, 4, t)).unwrap();
     // Top-ups count too, and need the token.

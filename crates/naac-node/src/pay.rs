@@ -107,7 +107,7 @@ pub async fn open_escrow(
     };
     let bank_key = bank.key().await.map_err(PayError::Bank)?;
     // The escrow request itself is the balance check.
-    let expires_ms = now_ms() + ESCROW_LIFETIME.as_millis() as u64;
+    let expires_ms = lifetime_end(spend);
     let req = Request::OpenEscrow {
         job,
         payer: funder,
@@ -143,6 +143,17 @@ pub async fn open_escrow(
         Some(Err(e)) => Err(PayError::Bank(e)),
         None => Err(PayError::Bank("no answer to the escrow request".into())),
     }
+}
+
+/// When an escrow opened now should expire: [`ESCROW_LIFETIME`] ahead, and no later than the
+/// spend token it is opened with (the bank refuses escrows that outlive their token).
+fn lifetime_end(spend: Option<&str>) -> u64 {
+    let end = now_ms() + ESCROW_LIFETIME.as_millis() as u64;
+    spend
+        .and_then(|t| naac_token::inspect(t).ok())
+        .and_then(|t| t.expires_through(t.revocation_ids().len().saturating_sub(1)))
+        .and_then(|e| e.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(end, |d| end.min(d.as_millis() as u64))
 }
 
 fn now_ms() -> u64 {
@@ -601,7 +612,7 @@ pub async fn top_up(
         amount,
         nonce,
         // A job still paying in keeps its escrow as long again.
-        expires_ms: Some(now_ms() + ESCROW_LIFETIME.as_millis() as u64),
+        expires_ms: Some(lifetime_end(escrow.spend.as_deref())),
         spend: escrow.spend.clone(),
     };
     let signed = SignedRequest::new(escrow.payer, &escrow.bank_key, &req, |m| {

@@ -27,10 +27,32 @@ struct Line {
     until: Option<u64>,
 }
 
+/// Most revocations one grant's holders (not its root) may have kept here, so a holder
+/// cannot fill the set by narrowing its token again and again and revoking each new block.
+pub const MAX_PER_GRANT: u32 = 64;
+
+/// A revocation that checked out ([`accept`]).
+#[derive(Clone, Debug)]
+pub struct Accepted {
+    /// The revoked block's id.
+    pub id: Vec<u8>,
+    /// When every token made with it expires anyway.
+    pub until: Option<SystemTime>,
+    /// The token's grant (its authority block's id).
+    pub grant: Vec<u8>,
+    /// Signed by the token's root (else by a holder).
+    pub by_root: bool,
+    /// The ids of the revoked block and of the blocks before it: when one of them is revoked
+    /// already, so is this.
+    pub ids: Vec<Vec<u8>>,
+}
+
 /// The set.
 #[derive(Default)]
 pub struct Revoked {
     map: HashMap<Vec<u8>, (Option<u64>, u64)>,
+    /// Holders' revocations kept per grant since this node started.
+    per_grant: HashMap<Vec<u8>, u32>,
     /// Inserted so far (orders entries that never expire, oldest first).
     seq: u64,
     path: Option<PathBuf>,
@@ -95,6 +117,28 @@ impl Revoked {
         self.map.is_empty()
     }
 
+    /// Keeps a checked revocation; `false` when its token was revoked already (by this
+    /// block or an earlier one) or its grant's holders used up [`MAX_PER_GRANT`].
+    pub fn keep(&mut self, a: &Accepted) -> bool {
+        if self.any(&a.ids) {
+            return false;
+        }
+        if !a.by_root {
+            let n = self.per_grant.entry(a.grant.clone()).or_default();
+            if *n >= MAX_PER_GRANT {
+                tracing::warn!(
+                    "a grant's holders sent more than {MAX_PER_GRANT} revocations; more are ignored"
+                );
+                return false;
+            }
+            *n += 1;
+            if self.per_grant.len() > MAX_REVOKED {
+                self.per_grant.clear();
+            }
+        }
+        self.insert(a.id.clone(), a.until)
+    }
+
     /// Adds `id`, kept until `until`; `false` when it was known already.
     pub fn insert(&mut self, id: Vec<u8>, until: Option<SystemTime>) -> bool {
         if self.map.contains_key(&id) {
@@ -146,13 +190,10 @@ impl Revoked {
 }
 
 /// The revocation `r` checked: its token verifies against the root it names, its signer may
-/// revoke that block, and the signature holds. `Ok((id, until))` to insert; `Err(why)`.
+/// revoke that block, and the signature holds. What to keep, or `Err(why)`.
 /// `trusted`, when given, limits the roots whose tokens this node cares about (a provider
 /// keeps only revocations of tokens it could accept).
-pub fn accept(
-    r: &Revocation,
-    trusted: Option<&naac_token::Verifier>,
-) -> Result<(Vec<u8>, Option<SystemTime>), String> {
+pub fn accept(r: &Revocation, trusted: Option<&naac_token::Verifier>) -> Result<Accepted, String> {
     if r.v != 1 {
         return Err(format!("revocation version {} is not supported", r.v));
     }
@@ -175,7 +216,15 @@ pub fn accept(
     if !naac_net::verify(&by, &Revocation::signing_bytes(&id), &r.sig) {
         return Err("the revocation's signature does not hold".into());
     }
-    Ok((id, token.expires_through(block)))
+    let mut ids = token.revocation_ids();
+    ids.truncate(block + 1);
+    Ok(Accepted {
+        id,
+        until: token.expires_through(block),
+        grant: ids.first().cloned().unwrap_or_default(),
+        by_root: *token.root() == key,
+        ids,
+    })
 }
 
 /// A revocation of block `block` of `token`, signed by `user`.
@@ -263,8 +312,10 @@ mod tests {
             "bob may not revoke the grant"
         );
         // Bob revokes his narrowed token; alice the grant.
-        let (id, until) = accept(&revocation(&token, 1, &bob_k).unwrap(), None).unwrap();
+        let a = accept(&revocation(&token, 1, &bob_k).unwrap(), None).unwrap();
+        let (id, until) = (a.id.clone(), a.until);
         assert_eq!(until, None);
+        assert!(!a.by_root);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("revoked.jsonl");
         let mut set = Revoked::load(&path);
@@ -272,8 +323,13 @@ mod tests {
         assert!(!set.insert(id.clone(), until), "known already");
         let t = alice.verifier().verify(&token).unwrap();
         assert!(set.any(&t.revocation_ids()));
-        let (root_id, _) = accept(&revocation(&token, 0, &alice_k).unwrap(), None).unwrap();
-        set.insert(root_id, None);
+        let root = accept(&revocation(&token, 0, &alice_k).unwrap(), None).unwrap();
+        assert!(root.by_root);
+        assert!(
+            set.keep(&root),
+            "the root's revocation of the whole grant is kept"
+        );
+        assert!(!set.keep(&root), "and only once");
         // An expired one is dropped at load.
         set.insert(vec![1, 2, 3], Some(UNIX_EPOCH));
         let again = Revoked::load(&path);
@@ -288,6 +344,31 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn a_holder_cannot_flood_the_set_with_its_own_revocations() {
+        let (_, alice) = user();
+        let (bob_k, bob) = user();
+        let token = alice
+            .mint(Kind::Pool, Some(&bob.public()), &Limits::default())
+            .unwrap();
+        let mut set = Revoked::default();
+        let mut kept = 0;
+        for n in 0..MAX_PER_GRANT + 10 {
+            // Each time a new narrowing of the same token, and its new block revoked.
+            let narrowed = naac_token::attenuate(
+                &token,
+                &Limits {
+                    slots: Some(n + 1),
+                    ..Limits::default()
+                },
+            )
+            .unwrap();
+            let a = accept(&revocation(&narrowed, 1, &bob_k).unwrap(), None).unwrap();
+            kept += usize::from(set.keep(&a));
+        }
+        assert_eq!(kept, MAX_PER_GRANT as usize);
     }
 
     #[test]

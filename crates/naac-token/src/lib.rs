@@ -60,6 +60,16 @@
 //! A check over a fact its verifier does not state fails, so a limit never widens a token
 //! used somewhere it does not apply (a pool token's `slots` check refuses it at an API).
 //!
+//! ## Shape
+//!
+//! Before any Datalog runs, a verifier reads each block's structure and refuses what naac's
+//! tokens never hold: rules, `trusting` scopes, facts outside the authority block (at most
+//! 8 there), more than 16 checks in a block, a check of more than 2 queries, a query on
+//! more than one predicate (a join), or long expressions. biscuit checks its run limits
+//! only between rule iterations, so a single join over many facts could otherwise run
+//! unbounded; with this shape every check is linear in the few facts a verifier states. A
+//! block cannot state `time(…)` for its own expiry check either.
+//!
 //! ## Sizes
 //!
 //! Tokens of up to [`GUARANTEED_BLOCKS`] blocks and [`GUARANTEED_BYTES`] bytes are always

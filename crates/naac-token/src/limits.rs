@@ -38,7 +38,7 @@ impl std::str::FromStr for Hours {
         let minute = |t: &str| -> Option<u16> {
             let (h, m) = t.trim().split_once(':')?;
             let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
-            (m < 60 && h * 60 + m <= 1440).then_some(h * 60 + m)
+            (h <= 24 && m < 60 && h * 60 + m <= 1440).then_some(h * 60 + m)
         };
         let (from, to) = (minute(a).ok_or_else(bad)?, minute(b).ok_or_else(bad)?);
         if from >= 1440 {

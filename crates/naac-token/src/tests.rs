@@ -584,7 +584,13 @@ fn utc_dates_parse_as_biscuit_prints_them() {
     assert_eq!(t, UNIX_EPOCH + Duration::from_secs(1));
     let t = words::parse_utc("2024-02-29T12:30:15Z").unwrap();
     assert_eq!(t, UNIX_EPOCH + Duration::from_secs(1_709_209_815));
-    for bad in ["2027-13-01T00:00:00Z", "2027-01-01 00:00:00Z", "soon"] {
+    for bad in [
+        "2027-13-01T00:00:00Z",
+        "2027-01-01 00:00:00Z",
+        "soon",
+        "2027-01-01T-1:00:00Z",
+        "2027-01-01T00-00:00Z",
+    ] {
         assert!(words::parse_utc(bad).is_none(), "{bad}");
     }
 }
@@ -632,4 +638,57 @@ fn a_spend_token_caps_the_total_and_each_job() {
         words[0].contains("at most 10 credits in all, at most 6 credits per job"),
         "{words:?}"
     );
+}
+
+#[test]
+fn tokens_with_rules_joins_or_facts_in_later_blocks_are_refused_before_anything_runs() {
+    let alice = user(1);
+    let t = alice.mint(Kind::Pool, None, &Limits::default()).unwrap();
+    let append = |code: &str| {
+        biscuit_auth::UnverifiedBiscuit::from_base64(&t)
+            .unwrap()
+            .append(biscuit_auth::BlockBuilder::new().code(code).unwrap())
+            .unwrap()
+            .to_base64()
+            .unwrap()
+    };
+    let trusting = format!(
+        "check if time($t) trusting ed25519/{};",
+        hex(&user(2).public())
+    );
+    for (code, what) in [
+        ("n(1); n(2); n(3);", "facts"),
+        ("p($x, $y) <- n($x), n($y);", "rules"),
+        ("check if n($a), n($b), n($c), $a < $b;", "joins"),
+        (trusting.as_str(), "trusting"),
+        // A block stating its own time to pass its own expiry check.
+        (
+            "time(2000-01-01T00:00:00Z); check if time($t), $t <= 2001-01-01T00:00:00Z;",
+            "facts",
+        ),
+    ] {
+        let e = alice
+            .verifier()
+            .verify(&append(code))
+            .err()
+            .unwrap_or_else(|| panic!("{what} passed"));
+        assert!(matches!(e, TokenError::Invalid(_)), "{what}: {e}");
+        assert!(e.to_string().contains("never use"), "{what}: {e}");
+    }
+    // naac's own blocks pass.
+    let ok = attenuate(
+        &t,
+        &Limits {
+            scope: Some(Scope::Submit),
+            expires: Some(now() + Duration::from_secs(60)),
+            job_name_prefix: Some("a".into()),
+            slots: Some(2),
+            hours: Some("22:00-06:00".parse().unwrap()),
+            hosts: vec!["h".into()],
+            credits_total: Some(1),
+            credits_per_job: Some(1),
+        },
+    )
+    .unwrap();
+    alice.verifier().verify(&ok).unwrap();
 }

@@ -153,6 +153,7 @@ impl Verifier {
                 crate::MAX_BLOCKS
             )));
         }
+        shape(&b)?;
         let holder = holders(&b)?;
         let authority = b.print_block_source(0).unwrap_or_default();
         let kind = authority
@@ -204,6 +205,70 @@ pub fn revocation_ids(token: &str) -> Result<Vec<Vec<u8>>, TokenError> {
     biscuit_auth::UnverifiedBiscuit::from_base64(token.trim())
         .map(|b| b.revocation_identifiers())
         .map_err(|e| TokenError::Invalid(format!("not a token ({e})")))
+}
+
+/// Most checks in one block, queries in one check, expressions in one query and operations in
+/// one expression; most facts in the authority block.
+const MAX_CHECKS: usize = 16;
+const MAX_QUERIES: usize = 2;
+const MAX_EXPRESSIONS: usize = 2;
+const MAX_OPS: usize = 32;
+const MAX_AUTHORITY_FACTS: usize = 8;
+
+/// Refuses a token whose Datalog could cost more than naac's vocabulary does, read from its
+/// blocks' structure before anything runs (biscuit checks its time limit only between rule
+/// iterations, so one join of many facts could run unbounded): no rules, no `trusting`
+/// scopes, facts only in the authority block, and every check's queries on one predicate
+/// each (no joins), a few small expressions.
+fn shape(b: &Biscuit) -> Result<(), TokenError> {
+    use biscuit_auth::format::schema;
+    use prost::Message as _;
+    let bad = |i: usize, what: &str| {
+        TokenError::Invalid(format!(
+            "block {i} of the token holds {what}, which naac's tokens never use"
+        ))
+    };
+    let bytes = b
+        .to_vec()
+        .map_err(|e| TokenError::Invalid(format!("the token: {e}")))?;
+    let t = schema::Biscuit::decode(bytes.as_slice())
+        .map_err(|e| TokenError::Invalid(format!("the token does not decode: {e}")))?;
+    for (i, signed) in std::iter::once(&t.authority).chain(&t.blocks).enumerate() {
+        let block = schema::Block::decode(signed.block.as_slice())
+            .map_err(|e| TokenError::Invalid(format!("block {i} does not decode: {e}")))?;
+        if !block.rules.is_empty() {
+            return Err(bad(i, "rules"));
+        }
+        if !block.scope.is_empty() {
+            return Err(bad(i, "a trusting scope"));
+        }
+        let facts_allowed = if i == 0 { MAX_AUTHORITY_FACTS } else { 0 };
+        if block.facts.len() > facts_allowed {
+            return Err(bad(i, "facts"));
+        }
+        if block.checks.len() > MAX_CHECKS {
+            return Err(bad(i, "more than 16 checks"));
+        }
+        for c in &block.checks {
+            if c.queries.len() > MAX_QUERIES {
+                return Err(bad(i, "a check of many queries"));
+            }
+            for q in &c.queries {
+                if q.body.len() > 1 {
+                    return Err(bad(i, "a check that joins facts"));
+                }
+                if !q.scope.is_empty() {
+                    return Err(bad(i, "a trusting scope"));
+                }
+                if q.expressions.len() > MAX_EXPRESSIONS
+                    || q.expressions.iter().any(|e| e.ops.len() > MAX_OPS)
+                {
+                    return Err(bad(i, "a long expression"));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The holder at the end of `b`'s chain: the authority block's, then each block signed by
@@ -439,6 +504,12 @@ impl Token {
                 "the token is held by another key than the one that signed the request".into(),
             ));
         }
+        if self.holder.is_none() {
+            // Its requests are stored in the public ledger: a bearer token would be anyone's.
+            return Err(TokenError::Denied(
+                "a spend token must name its holder (mint it with --to)".into(),
+            ));
+        }
         let int = |v: u64| Term::Integer(i64::try_from(v).unwrap_or(i64::MAX));
         let facts = vec![
             fact("operation", &[Term::Str("escrow".into())]),
@@ -447,7 +518,7 @@ impl Token {
             fact("amount", &[int(req.amount)]),
             fact("spent", &[int(req.spent)]),
         ];
-        self.run(facts, &SPEND_POLICIES)
+        self.run_within(facts, &SPEND_POLICIES, SPEND_LIMITS)
     }
 
     /// The most tasks (at most `max`) the token lets its grant run at once for `req`
@@ -474,7 +545,16 @@ impl Token {
 
     /// Runs every block's checks with `facts` stated, then `policies` in order.
     fn run(&self, facts: Vec<Fact>, policies: &[Policy]) -> Result<(), TokenError> {
-        let mut builder = biscuit_auth::AuthorizerBuilder::new().set_limits(crate::LIMITS);
+        self.run_within(facts, policies, crate::LIMITS)
+    }
+
+    fn run_within(
+        &self,
+        facts: Vec<Fact>,
+        policies: &[Policy],
+        limits: biscuit_auth::AuthorizerLimits,
+    ) -> Result<(), TokenError> {
+        let mut builder = biscuit_auth::AuthorizerBuilder::new().set_limits(limits);
         for f in facts {
             builder = builder
                 .fact(f)
@@ -513,6 +593,14 @@ static API_POLICIES: LazyLock<Vec<Policy>> = LazyLock::new(|| {
 static POOL_POLICIES: LazyLock<Vec<Policy>> = LazyLock::new(|| {
     vec![Policy::try_from("allow if kind(\"pool\")").expect("a fixed policy parses")]
 });
+
+/// A bank's limits: the ledger replays these checks, so a loaded machine must never time out
+/// where the live bank did not; the token's shape (no rules, no joins) keeps them cheap.
+const SPEND_LIMITS: biscuit_auth::AuthorizerLimits = biscuit_auth::AuthorizerLimits {
+    max_facts: 1_000,
+    max_iterations: 100,
+    max_time: std::time::Duration::from_secs(10),
+};
 
 /// A bank's policy: a spend token only.
 static SPEND_POLICIES: LazyLock<Vec<Policy>> = LazyLock::new(|| {

@@ -58,8 +58,8 @@ pub enum MintKind {
     /// Let holders open escrows paid from your wallet (`naac run --spend-token`), up to
     /// --credits in all and --credits-per-job for one job
     Spend {
-        /// Bind it to this user: only their signed requests may spend with it [default:
-        /// whoever shows it]
+        /// The user who may spend with it (their `naac key show --user`): only requests they
+        /// sign may use it (required: the bank's ledger shows every request)
         #[arg(long, value_name = "USER")]
         to: Option<String>,
         #[command(flatten)]
@@ -170,6 +170,10 @@ pub async fn main(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 MintKind::Pool { to, limits, json } => (Kind::Pool, to, limits, json),
                 MintKind::Spend { to, limits, json } => {
                     anyhow::ensure!(
+                        to.is_some(),
+                        "a spend token names its holder: --to USER (their `naac key show --user`); its requests are public in the bank's ledger"
+                    );
+                    anyhow::ensure!(
                         limits.credits.is_some() || limits.credits_per_job.is_some(),
                         "a spend token needs a cap: --credits N (in all) and/or --credits-per-job N"
                     );
@@ -261,8 +265,9 @@ async fn revoke(
     let t = naac_token::inspect(token).context("the token does not check")?;
     let block = block.unwrap_or(t.revocation_ids().len().saturating_sub(1));
     let r = naac_node::revoked::revocation(token, block, &user).map_err(anyhow::Error::msg)?;
-    let (id, until) = naac_node::revoked::accept(&r, None).map_err(anyhow::Error::msg)?;
-    naac_node::revoked::Revoked::load(&home.revoked()).insert(id.clone(), until);
+    let a = naac_node::revoked::accept(&r, None).map_err(anyhow::Error::msg)?;
+    let id = a.id.clone();
+    naac_node::revoked::Revoked::load(&home.revoked()).keep(&a);
     let data = serde_json::to_vec(&r)?;
     let (client, _events) = reach.start().await?;
     client.subscribe(naac_proto::REVOCATION_TOPIC).await?;

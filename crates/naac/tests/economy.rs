@@ -1111,9 +1111,10 @@ fn a_spend_tokens_cap_holds_when_two_jobs_race() {
     assert!(balance(&alice) >= 94_000_000, "at most the cap left alice");
     // A stranger with no credits revokes spend tokens of her own: the bank keeps none.
     let eve_home = s.path().join("eve");
+    let eve = id_of(&eve_home);
     let own = naac()
         .env("NAAC_HOME", &eve_home)
-        .args(["token", "mint", "spend", "--credits", "1"])
+        .args(["token", "mint", "spend", "--to", &eve, "--credits", "1"])
         .output()
         .expect("mint");
     let own = String::from_utf8(own.stdout).expect("utf-8");

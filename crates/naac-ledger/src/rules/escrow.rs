@@ -9,6 +9,10 @@ use crate::request::{Order, SignedOrder, SignedRecord};
 use naac_market::{SignedAsk, verify_ed25519};
 use naac_types::{Credits, JobId, Price, ResultRecord};
 
+/// How far ahead an escrow opened with a spend token may expire: the requester's rolling
+/// escrow asks for a week, and a day more allows for clocks.
+pub const MAX_SPEND_ESCROW_MS: u64 = 8 * 24 * 3600 * 1000;
+
 impl Ledger {
     /// The escrow of `job`.
     fn escrow_slot(&self, job: JobId) -> Result<&EscrowSlot, LedgerError> {
@@ -63,6 +67,19 @@ impl Ledger {
         Ok((id, spent))
     }
 
+    /// The latest expiry an escrow opened or topped up with `token` may have at `now_ms`: the
+    /// token's own expiry, and at most [`MAX_SPEND_ESCROW_MS`] ahead (its controller must not
+    /// lock the payer's credits away for longer).
+    fn spend_expiry(token: &str, payer: AccountKey, now_ms: u64) -> u64 {
+        let cap = now_ms.saturating_add(MAX_SPEND_ESCROW_MS);
+        naac_token::Verifier::trusting(&[payer.0])
+            .and_then(|v| v.verify(token))
+            .ok()
+            .and_then(|t| t.expires_through(t.revocation_ids().len().saturating_sub(1)))
+            .and_then(|e| e.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(cap, |d| cap.min(d.as_millis() as u64))
+    }
+
     /// Opens the escrow of `job`, funded by `payer`'s wallet.
     // The request's fields, as `plan` destructures them.
     #[allow(clippy::too_many_arguments)]
@@ -87,7 +104,15 @@ impl Ledger {
             return Err(LedgerError::ZeroAmount);
         }
         let spent = match spend {
-            Some(t) => Some(self.spend_check(d, (t, payer, job), (0, amount.0), None)?),
+            Some(t) => {
+                let latest = Self::spend_expiry(t, payer, d.now_ms);
+                if expires_ms > latest {
+                    return Err(LedgerError::Token(format!(
+                        "an escrow opened with a spend token expires by {latest} (the token's expiry, and at most 8 days ahead); this one asks for {expires_ms}"
+                    )));
+                }
+                Some(self.spend_check(d, (t, payer, job), (0, amount.0), None)?)
+            }
             None => None,
         };
         let payer_balance = self.debited(&payer, amount.0, Some(job))?;

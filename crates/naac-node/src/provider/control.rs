@@ -447,9 +447,9 @@ impl Provider {
             Err(e) => return tracing::debug!("an undecodable revocation: {e}"),
         };
         if let Some(v) = &trusted
-            && let Ok((id, until)) = crate::revoked::accept(&r, Some(v))
+            && let Ok(a) = crate::revoked::accept(&r, Some(v))
         {
-            self.keep_revocation(id, until);
+            self.keep_revocation(&a, false);
             return;
         }
         let Some(bank) = self.bank.clone() else {
@@ -459,30 +459,35 @@ impl Provider {
             .ok()
             .filter(|t| t.kind() == naac_token::Kind::Spend)
             .map(|t| *t.root());
-        let (Some(root), Ok((id, until))) = (spend, crate::revoked::accept(&r, None)) else {
+        let (Some(root), Ok(a)) = (spend, crate::revoked::accept(&r, None)) else {
+            return;
+        };
+        // At most a few balance looks at once: a flood is dropped, not queued.
+        let Ok(permit) = self.revocation_looks.clone().try_acquire_owned() else {
             return;
         };
         let tx = self.internal.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let conn = crate::pay::BankConn::Local(bank);
             if conn
                 .balance(naac_ledger::AccountKey(root))
                 .await
                 .is_ok_and(|b| b.0 > 0)
             {
-                let _ = tx.send(Internal::Revoked(id, until)).await;
+                let _ = tx.send(Internal::Revoked(Box::new(a))).await;
             }
         });
     }
 
-    /// Keeps a checked revocation: refuses its token from now on (here and at this node's
-    /// bank), hands back what waits under it.
-    pub(super) fn keep_revocation(&mut self, id: Vec<u8>, until: Option<std::time::SystemTime>) {
-        if let Some(b) = &self.bank {
-            b.revoke(id.clone());
-        }
-        if !self.revoked.insert(id, until) {
+    /// Keeps a checked revocation: refuses its token from now on (here, and at this node's
+    /// bank when `spend`), hands back what waits under it.
+    pub(super) fn keep_revocation(&mut self, a: &crate::revoked::Accepted, spend: bool) {
+        if !self.revoked.keep(a) {
             return;
+        }
+        if let (true, Some(b)) = (spend, &self.bank) {
+            b.revoke(a.id.clone());
         }
         tracing::info!("a token was revoked");
         let mut cut = Vec::new();

@@ -69,7 +69,7 @@ pub(super) enum Internal {
     /// A peer connected a moment ago: let it hear our offer without waiting for the renewal.
     Offer,
     /// A revocation this node's bank keeps (its token's root holds credits there).
-    Revoked(Vec<u8>, Option<std::time::SystemTime>),
+    Revoked(Box<crate::revoked::Accepted>),
     /// The bank this node is paid at answered about a job's escrow.
     Escrow {
         job: naac_types::JobId,
@@ -238,6 +238,7 @@ pub async fn serve(
         peers: HashMap::new(),
         grants: Default::default(),
         revoked: crate::revoked::Revoked::load(&config.home.revoked()),
+        revocation_looks: Arc::new(tokio::sync::Semaphore::new(8)),
         work_dir,
         cache_dir: config.home.module_cache(),
         monitor,
@@ -387,8 +388,9 @@ pub(super) struct Provider {
     pub(super) peers: HashMap<PeerId, super::passes::Greeted>,
     /// The grants of the pool tokens shown here, with their tasks running.
     pub(super) grants: super::passes::Grants,
-    /// The revoked tokens this node knows of.
+    /// The revoked tokens this node knows of, and the bank's looks at revokers' balances.
     pub(super) revoked: crate::revoked::Revoked,
+    pub(super) revocation_looks: Arc<tokio::sync::Semaphore>,
     pub(super) work_dir: std::path::PathBuf,
     pub(super) cache_dir: std::path::PathBuf,
     /// Asking price before the window multiplier (the policy's `min_price` is the floor).
@@ -698,7 +700,7 @@ impl Provider {
                     self.publish_offer();
                 }
             }
-            Internal::Revoked(id, until) => self.keep_revocation(id, until),
+            Internal::Revoked(a) => self.keep_revocation(&a, true),
             Internal::ClaimLook { job, view } => self.on_claim_look(job, view),
             Internal::Claimed { job, done } => self.claims.answered(job, &done),
             Internal::Done {

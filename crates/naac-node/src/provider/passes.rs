@@ -77,7 +77,10 @@ pub fn shown(
     let user_key = user
         .and_then(|u| u.parse::<PeerId>().ok())
         .and_then(|p| naac_net::ed25519_of(&p));
-    let grant = grants.of(ids.first().cloned().unwrap_or_default());
+    // A full map would give each session a grant of its own, and so its own slots.
+    let grant = grants
+        .of(ids.first().cloned().unwrap_or_default())
+        .ok_or("this host tracks too many grants now; try again later")?;
     Ok(Some(Shown {
         token: Arc::new(token),
         ids,
@@ -160,18 +163,21 @@ pub struct Grants {
 }
 
 impl Grants {
-    fn of(&mut self, id: Vec<u8>) -> Arc<Grant> {
+    /// The grant `id`, shared with every session that shows a token of it; `None` when
+    /// [`MAX_GRANTS`] are in use.
+    fn of(&mut self, id: Vec<u8>) -> Option<Arc<Grant>> {
         if let Some(g) = self.map.get(&id).and_then(Weak::upgrade) {
-            return g;
+            return Some(g);
         }
         if self.map.len() >= MAX_GRANTS {
             self.map.retain(|_, g| g.strong_count() > 0);
         }
-        let g = Arc::new(Grant::default());
-        if self.map.len() < MAX_GRANTS {
-            self.map.insert(id, Arc::downgrade(&g));
+        if self.map.len() >= MAX_GRANTS {
+            return None;
         }
-        g
+        let g = Arc::new(Grant::default());
+        self.map.insert(id, Arc::downgrade(&g));
+        Some(g)
     }
 }
 
@@ -250,14 +256,16 @@ mod tests {
     #[test]
     fn grants_are_shared_by_id_and_bounded() {
         let mut gs = Grants::default();
-        let a = gs.of(vec![1]);
-        assert!(Arc::ptr_eq(&a, &gs.of(vec![1])));
-        let held: Vec<_> = (0..MAX_GRANTS as u32 + 10)
-            .map(|i| gs.of(i.to_le_bytes().to_vec()))
+        let a = gs.of(vec![1]).unwrap();
+        assert!(Arc::ptr_eq(&a, &gs.of(vec![1]).unwrap()));
+        let held: Vec<_> = (0..MAX_GRANTS as u32 - 1)
+            .map(|i| gs.of(i.to_le_bytes().to_vec()).unwrap())
             .collect();
-        assert!(gs.map.len() <= MAX_GRANTS);
+        // Full: a new grant is refused (not given an unshared count), a known one is shared.
+        assert!(gs.of(vec![9, 9, 9]).is_none());
+        assert!(Arc::ptr_eq(&a, &gs.of(vec![1]).unwrap()));
         drop(held);
-        let _ = gs.of(vec![9, 9, 9]);
+        assert!(gs.of(vec![9, 9, 9]).is_some(), "freed places are reused");
         assert!(gs.map.len() <= MAX_GRANTS);
     }
 }
