@@ -512,4 +512,29 @@ impl Provider {
         }
         self.push_status();
     }
+
+    /// Notes `peer`'s greeting. A peer that ran under a token and greets again without it (or
+    /// with one of another grant) takes back the tasks still waiting under the old one: they
+    /// were admitted by a token that no longer speaks for them (and may be revoked later).
+    pub(super) fn greet(&mut self, peer: PeerId, g: super::passes::Greeted) {
+        let grant = |g: &super::passes::Greeted| {
+            g.pass
+                .as_ref()
+                .and_then(|p| p.as_ref().ok())
+                .map(|s| s.grant())
+        };
+        let before = self.peers.get(&peer).and_then(grant);
+        let after = grant(&g);
+        if let Some(b) = before
+            && after.is_none_or(|a| !std::sync::Arc::ptr_eq(&a, &b))
+        {
+            let keys: Vec<JobKey> = self.jobs.keys().filter(|k| k.0 == peer).copied().collect();
+            for key in keys {
+                if self.jobs.get_mut(&key).is_some_and(|j| j.hand_back(false)) {
+                    self.send_report(key, false);
+                }
+            }
+        }
+        self.peers.insert(peer, g);
+    }
 }

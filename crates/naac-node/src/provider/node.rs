@@ -529,8 +529,7 @@ impl Provider {
                 )
                 .transpose();
                 if self.peers.len() < MAX_STATUS_PEERS || self.peers.contains_key(&peer) {
-                    self.peers
-                        .insert(peer, super::passes::Greeted { user, pass });
+                    self.greet(peer, super::passes::Greeted { user, pass });
                 }
                 ResponseBody::Welcome(Box::new(Welcome {
                     slots: self.slots,
