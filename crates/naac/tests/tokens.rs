@@ -26,6 +26,22 @@ fn user_id(s: &Scratch, home: &Path) -> String {
     v["peer_id"].as_str().expect("peer id").to_string()
 }
 
+/// A provider policy that serves only holders of `owner`'s pool tokens.
+fn trusting(owner: &str) -> String {
+    format!("idle_only = false\ntrust_tokens_from = [\"{owner}\"]\n")
+}
+
+/// A pool token the user of `owner_home` mints for `holder`, with `limits` flags.
+fn mint_pool(s: &Scratch, owner_home: &Path, holder: &str, limits: &[&str]) -> String {
+    ok_stdout(
+        as_user(s, owner_home)
+            .args(["token", "mint", "pool", "--to", holder])
+            .args(limits)
+            .output()
+            .expect("mint"),
+    )
+}
+
 fn ok_stdout(out: Output) -> String {
     assert!(out.status.success(), "{}", common::stderr(&out));
     String::from_utf8(out.stdout)
@@ -66,20 +82,7 @@ fn an_owners_token_lets_another_user_in_within_its_limits() {
         &[],
     );
     let join = ["--no-mdns", "--join", host.addr.as_str()];
-    let token = ok_stdout(
-        as_user(&s, &alice_home)
-            .args([
-                "token",
-                "mint",
-                "pool",
-                "--to",
-                &bob,
-                "--job-name-prefix",
-                "render-",
-            ])
-            .output()
-            .expect("mint"),
-    );
+    let token = mint_pool(&s, &alice_home, &bob, &["--job-name-prefix", "render-"]);
     let file = s.path().join("bob.token");
     std::fs::write(&file, &token).expect("token file");
     let file = file.to_str().expect("utf8 path");
@@ -202,19 +205,9 @@ fn a_revoked_token_is_refused_within_seconds_while_running_work_finishes() {
     let s = Scratch::new();
     let (alice_home, bob_home) = (s.path().join("alice"), s.home());
     let (alice, bob) = (user_id(&s, &alice_home), user_id(&s, &bob_home));
-    let host = provider(
-        &s,
-        "host",
-        &format!("idle_only = false\ntrust_tokens_from = [\"{alice}\"]\n"),
-        &[],
-    );
+    let host = provider(&s, "host", &trusting(&alice), &[]);
     let join = ["--no-mdns", "--join", host.addr.as_str()];
-    let token = ok_stdout(
-        as_user(&s, &alice_home)
-            .args(["token", "mint", "pool", "--to", &bob])
-            .output()
-            .expect("mint"),
-    );
+    let token = mint_pool(&s, &alice_home, &bob, &[]);
     let file = s.path().join("bob.token");
     std::fs::write(&file, &token).expect("token file");
     let file = file.to_str().expect("utf8 path");
@@ -315,22 +308,13 @@ fn a_tokens_slot_limit_holds_on_a_provider_with_more_slots() {
     // A two-slot provider (`provider` makes one-slot ones).
     let home = s.path().join("host");
     std::fs::create_dir_all(&home).expect("home");
-    std::fs::write(
-        home.join("policy.toml"),
-        format!("idle_only = false\ntrust_tokens_from = [\"{alice}\"]\n"),
-    )
-    .expect("policy");
+    std::fs::write(home.join("policy.toml"), trusting(&alice)).expect("policy");
     let mut c = common::naac();
     c.env("NAAC_HOME", &home)
         .args(["node", "--provide", "--no-mdns", "--slots", "2"])
         .args(["--listen", "/ip4/127.0.0.1/tcp/0"]);
     let (mut child, addr) = common::spawn_node(c);
-    let token = ok_stdout(
-        as_user(&s, &alice_home)
-            .args(["token", "mint", "pool", "--to", &bob, "--slots", "1"])
-            .output()
-            .expect("mint"),
-    );
+    let token = mint_pool(&s, &alice_home, &bob, &["--slots", "1"]);
     let job = s.job(
         "serial",
         "testkit/testkit.wasm",
@@ -371,18 +355,8 @@ fn a_job_submitted_to_the_daemon_runs_under_its_pool_token() {
     let s = Scratch::new();
     let (alice_home, bob_home) = (s.path().join("alice"), s.home());
     let (alice, bob) = (user_id(&s, &alice_home), user_id(&s, &bob_home));
-    let host = provider(
-        &s,
-        "host",
-        &format!("idle_only = false\ntrust_tokens_from = [\"{alice}\"]\n"),
-        &[],
-    );
-    let token = ok_stdout(
-        as_user(&s, &alice_home)
-            .args(["token", "mint", "pool", "--to", &bob])
-            .output()
-            .expect("mint"),
-    );
+    let host = provider(&s, "host", &trusting(&alice), &[]);
+    let token = mint_pool(&s, &alice_home, &bob, &[]);
     let api = format!("127.0.0.1:{}", common::free_port());
     let mut daemon = common::requester_node(&s, &api, &["--join", &host.addr]);
     let job = s.job(
