@@ -24,6 +24,7 @@ pub enum Cmd {
         to: Option<String>,
         #[command(flatten)]
         limits: LimitArgs,
+        /// Print one JSON object instead of text
         #[arg(long)]
         json: bool,
     },
@@ -41,6 +42,7 @@ pub enum Cmd {
         /// Keep publishing for this long, so hosts that join meanwhile hear it too
         #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = crate::run::parse_duration)]
         linger: Duration,
+        /// Print one JSON object instead of text
         #[arg(long)]
         json: bool,
     },
@@ -48,6 +50,7 @@ pub enum Cmd {
     Inspect {
         /// The token, or a file holding it
         token: String,
+        /// Print one JSON object instead of text
         #[arg(long)]
         json: bool,
     },
@@ -64,6 +67,7 @@ pub enum MintKind {
         to: Option<String>,
         #[command(flatten)]
         limits: LimitArgs,
+        /// Print one JSON object instead of text
         #[arg(long)]
         json: bool,
     },
@@ -76,6 +80,7 @@ pub enum MintKind {
         to: Option<String>,
         #[command(flatten)]
         limits: LimitArgs,
+        /// Print one JSON object instead of text
         #[arg(long)]
         json: bool,
     },
