@@ -362,20 +362,26 @@ fn an_overbilling_provider_is_caught_and_paid_only_the_honest_fuel() {
     // Its copies agreed on the output, but its fuel claims were lies: caught, then dropped.
     assert!(c["rejected"].as_u64().unwrap_or(0) >= 1, "{summary:#}");
     assert_eq!(c["verified"].as_u64().unwrap_or(0), 0, "{c:#}");
+    // What a provider earned per copy it delivered.
+    let per_copy = |p: &Value| {
+        let copies = p["arrived"]["direct"].as_u64().unwrap_or(0)
+            + p["arrived"]["relayed"].as_u64().unwrap_or(0);
+        micros(&p["earned"]) as f64 / copies.max(1) as f64
+    };
     let most = honest
         .iter()
         .map(|n| {
             // One that got no work (three honest hosts share 21 copies) is not listed.
             let p = of(n);
             assert_eq!(p["rejected"].as_u64().unwrap_or(0), 0, "{p:#}");
-            if p.is_null() { 0 } else { micros(&p["earned"]) }
+            if p.is_null() { 0.0 } else { per_copy(&p) }
         })
-        .max()
-        .unwrap_or(0);
-    assert!(most > 0);
-    // Paid no more than an honest provider (it ran no more tasks, at the same price).
+        .fold(0.0, f64::max);
+    assert!(most > 0.0);
+    // Paid no more per copy than an honest provider: the honest fuel at the same price. (Its
+    // low ask may win it more copies than any honest host, so its total can be higher.)
     if !c.is_null() && c["earned"].is_string() {
-        assert!(micros(&c["earned"]) <= most, "{summary:#}");
+        assert!(per_copy(&c) <= most * 1.001, "{summary:#}");
     }
     // No lie reached the results: every written copy's fuel is an honest one.
     for t in tasks_of(&out_dir) {
