@@ -1058,3 +1058,120 @@ fn lies_in_the_answer_to_an_assignment_are_not_believed() {
         );
     }
 }
+
+/// A requester admitted by a pool token that greets the provider again without it takes
+/// back the tasks still waiting under the token: they cannot outlive the token's say-so (a
+/// revocation would not reach a session that no longer shows it).
+#[test]
+fn a_requester_that_drops_its_token_gets_its_waiting_tasks_back() {
+    let s = Scratch::new();
+    let (alice_home, bob_home) = (s.path().join("alice"), s.home());
+    let id = |home: &std::path::Path| {
+        let out = s
+            .cmd()
+            .env("NAAC_HOME", home)
+            .args(["key", "show", "--user"])
+            .output()
+            .expect("key show");
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_string()
+    };
+    let (alice, bob) = (id(&alice_home), id(&bob_home));
+    let provider = common::provider(
+        &s,
+        "host",
+        &format!("idle_only = false\ntrust_tokens_from = [\"{alice}\"]\n"),
+        &[],
+    );
+    let out = s
+        .cmd()
+        .env("NAAC_HOME", &alice_home)
+        .args(["token", "mint", "pool", "--to", &bob])
+        .output()
+        .expect("mint");
+    let token = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string();
+    let bob_key = naac_net::load_or_create_identity(&bob_home.join("user.key")).expect("bob's key");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (client, mut events, peer) = rt.block_on(adversary(provider.addr.parse().expect("addr")));
+    let hello = |pass: bool| naac_proto::Hello {
+        user: Some(naac_proto::UserAttestation {
+            user: naac_net::peer_id_of(&bob_key).to_string(),
+            signature: naac_net::sign(
+                &bob_key,
+                &naac_proto::UserAttestation::signing_bytes(&client.peer_id().to_bytes()),
+            ),
+        }),
+        solicit: None,
+        pass: pass.then(|| naac_proto::Pass {
+            token: token.clone(),
+            job_name: "x".into(),
+        }),
+    };
+    let send = |body: RequestBody| {
+        let client = client.clone();
+        rt.block_on(async move {
+            client
+                .request(peer, Request::new(body))
+                .await
+                .expect("an answer")
+                .body
+        })
+    };
+    assert!(matches!(
+        send(RequestBody::Hello(hello(true))),
+        ResponseBody::Welcome(_)
+    ));
+    // Three tasks of a module never sent: they wait, admitted by the token.
+    let job = JobId::derive(&ContentId::of(b"regreet"), b"1");
+    let a = Assign {
+        job,
+        seq: 1,
+        module: ContentId::of(b"a module the requester never sends"),
+        argv0: "x".into(),
+        limits: Limits::default(),
+        checkpoint_interval_ms: None,
+        order: None,
+        sources: Vec::new(),
+        hold_over: None,
+        holders: Vec::new(),
+        inline: Vec::new(),
+        reply_with_results: false,
+        tasks: (0..3).map(|i| spec(i, &["noop"])).collect(),
+    };
+    assert!(matches!(send(RequestBody::Assign(a)), ResponseBody::Ack));
+    // The same session greets again, without the token.
+    assert!(matches!(
+        send(RequestBody::Hello(hello(false))),
+        ResponseBody::Welcome(_)
+    ));
+    let returned = rt.block_on(async {
+        let mut returned = 0;
+        let until = Instant::now() + Duration::from_secs(10);
+        while returned < 3 && Instant::now() < until {
+            let Ok(Some(Event::Request {
+                request, channel, ..
+            })) = tokio::time::timeout(Duration::from_millis(200), events.recv()).await
+            else {
+                continue;
+            };
+            if let RequestBody::Report(r) = &request.body {
+                returned += r.returned.len();
+            }
+            let answer = match request.body {
+                RequestBody::Fetch { .. } => ResponseBody::NotFound,
+                _ => ResponseBody::Ack,
+            };
+            client.respond(channel, Response::new(answer)).await;
+        }
+        returned
+    });
+    assert_eq!(
+        returned, 3,
+        "the tasks admitted by the dropped token went back"
+    );
+}
