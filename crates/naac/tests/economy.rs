@@ -746,17 +746,6 @@ fn a_job_pauses_when_the_balance_runs_short_and_goes_on_when_topped_up() {
             &format!("/ip4/127.0.0.1/tcp/{}", free_port()),
         ],
     );
-    let id_of = |home: &Path| {
-        let out = naac()
-            .env("NAAC_HOME", home)
-            .args(["key", "show", "--user"])
-            .output()
-            .expect("key show");
-        String::from_utf8(out.stdout)
-            .expect("utf-8")
-            .trim()
-            .to_string()
-    };
     let grant = |to: &str, amount: &str| {
         let out = naac()
             .env("NAAC_HOME", s.path().join("bank"))
@@ -765,9 +754,9 @@ fn a_job_pauses_when_the_balance_runs_short_and_goes_on_when_topped_up() {
             .expect("naac bank grant");
         assert!(out.status.success(), "{}", stderr(&out));
     };
-    let user = id_of(&s.home());
+    let user = common::user_id(&s.home());
     let friend_home = s.path().join("friend");
-    let friend = id_of(&friend_home);
+    let friend = common::user_id(&friend_home);
     // A task may cost up to 1 credit (max_price 1 × 1 giga-fuel); the user has 1.5.
     grant(&user, "1.5");
     grant(&friend, "100");
@@ -1040,19 +1029,8 @@ fn a_spend_tokens_cap_holds_when_two_jobs_race() {
             &format!("/ip4/127.0.0.1/tcp/{}", free_port()),
         ],
     );
-    let id_of = |home: &Path| {
-        let out = naac()
-            .env("NAAC_HOME", home)
-            .args(["key", "show", "--user"])
-            .output()
-            .expect("key show");
-        String::from_utf8(out.stdout)
-            .expect("utf-8")
-            .trim()
-            .to_string()
-    };
     let alice_home = s.path().join("alice");
-    let (alice, bob) = (id_of(&alice_home), id_of(&s.home()));
+    let (alice, bob) = (common::user_id(&alice_home), common::user_id(&s.home()));
     let out = naac()
         .env("NAAC_HOME", s.path().join("bank"))
         .args(["bank", "grant", &alice, "100", "--bank", &bank.addr])
@@ -1117,7 +1095,7 @@ fn a_spend_tokens_cap_holds_when_two_jobs_race() {
     assert!(balance(&alice) >= 94_000_000, "at most the cap left alice");
     // A stranger with no credits revokes spend tokens of her own: the bank keeps none.
     let eve_home = s.path().join("eve");
-    let eve = id_of(&eve_home);
+    let eve = common::user_id(&eve_home);
     let own = naac()
         .env("NAAC_HOME", &eve_home)
         .args(["token", "mint", "spend", "--to", &eve, "--credits", "1"])

@@ -1066,19 +1066,7 @@ fn lies_in_the_answer_to_an_assignment_are_not_believed() {
 fn a_requester_that_drops_its_token_gets_its_waiting_tasks_back() {
     let s = Scratch::new();
     let (alice_home, bob_home) = (s.path().join("alice"), s.home());
-    let id = |home: &std::path::Path| {
-        let out = s
-            .cmd()
-            .env("NAAC_HOME", home)
-            .args(["key", "show", "--user"])
-            .output()
-            .expect("key show");
-        String::from_utf8(out.stdout)
-            .expect("utf-8")
-            .trim()
-            .to_string()
-    };
-    let (alice, bob) = (id(&alice_home), id(&bob_home));
+    let (alice, bob) = (common::user_id(&alice_home), common::user_id(&bob_home));
     let provider = common::provider(
         &s,
         "host",

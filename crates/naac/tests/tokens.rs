@@ -17,15 +17,6 @@ fn as_user(s: &Scratch, home: &Path) -> Command {
     c
 }
 
-fn user_id(s: &Scratch, home: &Path) -> String {
-    let out = as_user(s, home)
-        .args(["key", "show", "--user", "--json"])
-        .output()
-        .expect("key show");
-    let v: Value = serde_json::from_slice(&out.stdout).expect("key json");
-    v["peer_id"].as_str().expect("peer id").to_string()
-}
-
 /// A provider policy that serves only holders of `owner`'s pool tokens.
 fn trusting(owner: &str) -> String {
     format!("idle_only = false\ntrust_tokens_from = [\"{owner}\"]\n")
@@ -70,9 +61,9 @@ fn an_owners_token_lets_another_user_in_within_its_limits() {
     let (alice_home, bob_home, carol_home) =
         (s.path().join("alice"), s.home(), s.path().join("carol"));
     let (alice, bob, carol) = (
-        user_id(&s, &alice_home),
-        user_id(&s, &bob_home),
-        user_id(&s, &carol_home),
+        common::user_id(&alice_home),
+        common::user_id(&bob_home),
+        common::user_id(&carol_home),
     );
     // Alice's provider serves her and the holders of her tokens only.
     let host = provider(
@@ -204,7 +195,7 @@ fn results_in(out: &Path) -> usize {
 fn a_revoked_token_is_refused_within_seconds_while_running_work_finishes() {
     let s = Scratch::new();
     let (alice_home, bob_home) = (s.path().join("alice"), s.home());
-    let (alice, bob) = (user_id(&s, &alice_home), user_id(&s, &bob_home));
+    let (alice, bob) = (common::user_id(&alice_home), common::user_id(&bob_home));
     let host = provider(&s, "host", &trusting(&alice), &[]);
     let join = ["--no-mdns", "--join", host.addr.as_str()];
     let token = mint_pool(&s, &alice_home, &bob, &[]);
@@ -304,7 +295,7 @@ fn a_revoked_token_is_refused_within_seconds_while_running_work_finishes() {
 fn a_tokens_slot_limit_holds_on_a_provider_with_more_slots() {
     let s = Scratch::new();
     let (alice_home, bob_home) = (s.path().join("alice"), s.home());
-    let (alice, bob) = (user_id(&s, &alice_home), user_id(&s, &bob_home));
+    let (alice, bob) = (common::user_id(&alice_home), common::user_id(&bob_home));
     // A two-slot provider (`provider` makes one-slot ones).
     let home = s.path().join("host");
     std::fs::create_dir_all(&home).expect("home");
@@ -354,7 +345,7 @@ fn a_tokens_slot_limit_holds_on_a_provider_with_more_slots() {
 fn a_job_submitted_to_the_daemon_runs_under_its_pool_token() {
     let s = Scratch::new();
     let (alice_home, bob_home) = (s.path().join("alice"), s.home());
-    let (alice, bob) = (user_id(&s, &alice_home), user_id(&s, &bob_home));
+    let (alice, bob) = (common::user_id(&alice_home), common::user_id(&bob_home));
     let host = provider(&s, "host", &trusting(&alice), &[]);
     let token = mint_pool(&s, &alice_home, &bob, &[]);
     let api = format!("127.0.0.1:{}", common::free_port());

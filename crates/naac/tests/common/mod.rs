@@ -7,6 +7,19 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
+/// The user id (`naac key show --user`) of the data dir `home`, made on first use.
+pub fn user_id(home: &Path) -> String {
+    let out = naac()
+        .env("NAAC_HOME", home)
+        .args(["key", "show", "--user"])
+        .output()
+        .expect("naac key show");
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string()
+}
+
 pub fn naac() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_naac"));
     // Runs with a bank refund at once unless a test asks for a claim window (the default
