@@ -34,7 +34,7 @@
 //! | fact | stated by | meaning |
 //! | --- | --- | --- |
 //! | `time($t)` | every verifier | now |
-//! | `operation($op)` | every verifier | API: `"read"`, `"submit"`, `"cancel"`, `"admin"`; pool: `"run"`; spend: `"escrow"` |
+//! | `operation($op)` | every verifier | API: `"read"`, `"submit"`, `"cancel"`, `"admin"`; pool: `"run"`; spend: `"escrow"`; data: `"read"`, `"write"` |
 //! | `job_name($n)` | API (submit, cancel), pool | the job the request is for |
 //! | `host($id)` | pool | the provider's peer id |
 //! | `slots($n)` | pool | the tasks this grant would run at once on the provider, this one included |
@@ -42,6 +42,9 @@
 //! | `job($id)` | spend | the job whose escrow is opened or topped up (hex) |
 //! | `amount($c)` | spend | µcredits that job's escrow will have taken in, this request included |
 //! | `spent($c)` | spend | µcredits every escrow of the grant will have taken in, this request included |
+//! | `manifest($id)` | data | the stored data's id (64 lowercase hex) |
+//! | `path($p)` | data | the file read or written, inside the stored tree |
+//! | `listing(true)` | data | the request reads the tree's listing (its manifest), not a file |
 //!
 //! ## Limits, as checks
 //!
@@ -56,6 +59,11 @@
 //! | hosts | `check if host($h), {"12D3…", …}.contains($h)` |
 //! | credits in all `N` | `check if spent($c), $c <= N` |
 //! | credits per job `N` | `check if amount($c), $c <= N` |
+//! | stored-data ids | `check if manifest($m), {"ab12…", …}.contains($m)` |
+//! | path prefix `P` | `check if listing(true) or path($p), $p.starts_with("P")` |
+//!
+//! A data token's `read` scope is the API's (`check if operation("read")`): it refuses
+//! writes.
 //!
 //! A check over a fact its verifier does not state fails, so a limit never widens a token
 //! used somewhere it does not apply (a pool token's `slots` check refuses it at an API).
@@ -84,7 +92,9 @@ mod words;
 mod tests;
 
 pub use limits::{Hours, Limits, attenuate, delegate};
-pub use verify::{PoolRequest, Root, SpendRequest, Token, Verifier, inspect, revocation_ids};
+pub use verify::{
+    DataOp, DataRequest, PoolRequest, Root, SpendRequest, Token, Verifier, inspect, revocation_ids,
+};
 pub use words::describe;
 
 use std::time::Duration;

@@ -9,6 +9,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Most hosts one `hosts` limit names.
 pub const MAX_HOSTS: usize = 64;
+/// Most stored-data ids one `manifests` limit names.
+pub const MAX_MANIFESTS: usize = 64;
 
 /// A span of the day in minutes since midnight, `from` inclusive, `to` exclusive; it wraps
 /// midnight when `to < from` (`22:00-06:00`).
@@ -77,6 +79,11 @@ pub struct Limits {
     pub credits_total: Option<u64>,
     /// Spend: at most this many µcredits escrowed for one job.
     pub credits_per_job: Option<u64>,
+    /// Data: only these stored-data ids (`naac://` ids, 64 hex); empty: any the root stored.
+    pub manifests: Vec<String>,
+    /// Data: only files whose path inside the stored tree starts with this (a directory
+    /// prefix such as `"results/"`); the tree's listing stays readable.
+    pub path_prefix: Option<String>,
 }
 
 impl Limits {
@@ -142,6 +149,25 @@ impl Limits {
             let set: BTreeSet<Term> = self.hosts.iter().map(|h| Term::Str(h.clone())).collect();
             params.insert("hosts".to_string(), Term::Set(set));
             code.push("check if host($h), {hosts}.contains($h);".into());
+        }
+        if !self.manifests.is_empty() {
+            if self.manifests.len() > MAX_MANIFESTS {
+                return Err(TokenError::Invalid(format!(
+                    "{} stored-data ids named; a token names at most {MAX_MANIFESTS}",
+                    self.manifests.len()
+                )));
+            }
+            let set: BTreeSet<Term> = self
+                .manifests
+                .iter()
+                .map(|m| Term::Str(m.to_ascii_lowercase()))
+                .collect();
+            params.insert("manifests".to_string(), Term::Set(set));
+            code.push("check if manifest($m), {manifests}.contains($m);".into());
+        }
+        if let Some(p) = &self.path_prefix {
+            params.insert("path_prefix".to_string(), Term::Str(p.clone()));
+            code.push("check if listing(true) or path($p), $p.starts_with({path_prefix});".into());
         }
         Ok((code.join("\n"), params))
     }

@@ -332,6 +332,39 @@ pub struct SpendRequest<'a> {
     pub now: SystemTime,
 }
 
+/// What a stored-data request does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataOp {
+    /// Read the tree's listing (the manifest) or a file's bytes.
+    Read,
+    /// Store new data under the root's name (through the root's own node).
+    Write,
+}
+
+impl DataOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataOp::Read => "read",
+            DataOp::Write => "write",
+        }
+    }
+}
+
+/// What a storage host (or the owner's node) states when a peer uses stored data with a
+/// data token.
+#[derive(Clone, Copy, Debug)]
+pub struct DataRequest<'a> {
+    /// The key that presents the token: the peer's own key on the network (the connection
+    /// proves it), or the user key a request was signed with.
+    pub by: Option<&'a Key>,
+    pub op: DataOp,
+    /// The stored data's id (`naac://` id, 64 lowercase hex).
+    pub manifest: &'a str,
+    /// The file the request reads or writes, inside the tree; `None`: the listing.
+    pub path: Option<&'a str>,
+    pub now: SystemTime,
+}
+
 fn secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
@@ -521,6 +554,35 @@ impl Token {
         self.run_within(facts, &SPEND_POLICIES, SPEND_LIMITS)
     }
 
+    /// Runs the token's checks for reading (or writing) stored data. A bound token must be
+    /// presented by its holder; on the network a data token must be bound (a client binds it
+    /// to its own session key before showing it, so the host it shows it to cannot reuse it).
+    pub fn authorize_data(&self, req: &DataRequest<'_>) -> Result<(), TokenError> {
+        if self.kind != Kind::Data {
+            return Err(TokenError::Denied(format!(
+                "this is a {} token, not one for stored data",
+                self.kind.as_str()
+            )));
+        }
+        if let Some(h) = &self.holder
+            && req.by != Some(h)
+        {
+            return Err(TokenError::Denied(
+                "the token is held by another key than the one that shows it".into(),
+            ));
+        }
+        let mut facts = vec![
+            fact("operation", &[Term::Str(req.op.as_str().into())]),
+            fact("time", &[Term::Date(secs(req.now))]),
+            fact("manifest", &[Term::Str(req.manifest.to_ascii_lowercase())]),
+        ];
+        match req.path {
+            Some(p) => facts.push(fact("path", &[Term::Str(p.into())])),
+            None => facts.push(fact("listing", &[Term::Bool(true)])),
+        }
+        self.run(facts, &DATA_POLICIES)
+    }
+
     /// The most tasks (at most `max`) the token lets its grant run at once for `req`
     /// (whose `slots` is ignored), or why it lets none.
     pub fn pool_slots(&self, req: &PoolRequest<'_>, max: u32) -> Result<u32, TokenError> {
@@ -601,6 +663,11 @@ const SPEND_LIMITS: biscuit_auth::AuthorizerLimits = biscuit_auth::AuthorizerLim
     max_iterations: 100,
     max_time: std::time::Duration::from_secs(10),
 };
+
+/// A storage host's (or the owner node's) policy: a data token only.
+static DATA_POLICIES: LazyLock<Vec<Policy>> = LazyLock::new(|| {
+    vec![Policy::try_from("allow if kind(\"data\")").expect("a fixed policy parses")]
+});
 
 /// A bank's policy: a spend token only.
 static SPEND_POLICIES: LazyLock<Vec<Policy>> = LazyLock::new(|| {

@@ -107,6 +107,12 @@ fn check_words(line: &str) -> String {
     if let Some(set) = between("check if host($h), ", ".contains($h)") {
         return format!("the hosts {set}");
     }
+    if let Some(set) = between("check if manifest($m), ", ".contains($m)") {
+        return format!("the stored data {set}");
+    }
+    if let Some(p) = between("check if listing(true) or path($p), $p.starts_with(", ")") {
+        return format!("files whose path begins with {p}");
+    }
     format!("`{body}`")
 }
 
