@@ -84,6 +84,7 @@ async fn a_provider_and_a_requester_in_one_process_run_a_job() {
         local: None,
         bidders: None,
         pass: None,
+        data_tokens: Vec::new(),
     };
     let (progress, _watch) = watch::channel(Progress::default());
     let finished = tokio::time::timeout(

@@ -51,7 +51,7 @@ use serde::{Deserialize, Serialize};
 /// Protocol name for task dispatch and results.
 pub const TASK_PROTOCOL: &str = "/naac/task/1";
 /// Message schema version inside the protocol.
-pub const VERSION: u16 = 7;
+pub const VERSION: u16 = 8;
 /// Largest message either side accepts; larger frames are dropped by the codec.
 pub const MAX_MESSAGE_BYTES: u64 = 512 << 20;
 /// Largest frame of a message that carries no bulk data: `Hello`, `Status`, `Fetch`,
@@ -392,6 +392,10 @@ pub struct BlobSource {
     /// DHT only when they do not hold enough (at most [`MAX_SOURCE_HOSTS`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<serde_bytes::ByteBuf>,
+    /// For private data: a data token handed on to the provider this `Assign` goes to (its
+    /// peer key is the holder), which it shows the storage hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 /// Most hosts a [`BlobSource`] names.

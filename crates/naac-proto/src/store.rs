@@ -1,7 +1,8 @@
 //! The storage exchanges of `/naac/task/1` ([`crate::RequestBody::Store`]): a data owner
 //! offers a host a shard, uploads it in order and seals it with the signed manifest that
 //! names it; anyone holding a manifest's id reads verified slices (bao proofs against the
-//! shard's root) and the manifest itself; the owner audits with reads of random chunks and
+//! shard's root) and the manifest itself — of a private manifest, only a reader showing a
+//! data token from its owner; the owner audits with reads of random chunks and
 //! removes with its signature.
 //!
 //! | request | response |
@@ -10,9 +11,9 @@
 //! | `Offer` | `Accepted` or `Refused` (quota, free disk, policy, price) |
 //! | `Put` | `Ack` or `Refused` |
 //! | `Seal` | `Stored` or `Refused` (root, length, manifest) |
-//! | `Read` | `Slice` or `NotFound` |
+//! | `Read` | `Slice`, `NotFound` or `Refused` (a private manifest: no token, or one that does not allow it) |
 //! | `Prove` | `Proof` or `NotFound` (the owner's whole-shard audit) |
-//! | `Manifest` | `Manifest` or `NotFound` |
+//! | `Manifest` | `Manifest`, `NotFound` or `Refused` (as `Read`) |
 //! | `Holds` | `Holds` |
 //! | `Remove` | `Removed` or `Refused` |
 
@@ -82,12 +83,15 @@ pub enum StoreRequest {
         #[serde(with = "serde_bytes")]
         signed: Vec<u8>,
     },
-    /// Bytes `start..start + len` of a shard, with their proof.
+    /// Bytes `start..start + len` of a shard, with their proof. A private manifest's
+    /// bytes need `pass`: a data token rooted in its owner and held by the reader.
     Read {
         manifest: ContentId,
         shard: u16,
         start: u64,
         len: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pass: Option<DataPass>,
     },
     /// The keyed BLAKE3 of the whole shard under `key` (a whole-shard audit), asked by the
     /// manifest's owner, who signs [`prove_signing_bytes`].
@@ -99,8 +103,12 @@ pub enum StoreRequest {
         #[serde(with = "serde_bytes")]
         sig: Vec<u8>,
     },
-    /// The signed manifest.
-    Manifest { manifest: ContentId },
+    /// The signed manifest (a private one's needs `pass`, as `Read`).
+    Manifest {
+        manifest: ContentId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pass: Option<DataPass>,
+    },
     /// Which shards of `manifest` the host holds.
     Holds { manifest: ContentId },
     /// Drop every shard of `manifest` stored before `at_ms`, signed by the manifest's owner
@@ -111,6 +119,17 @@ pub enum StoreRequest {
         #[serde(with = "serde_bytes")]
         sig: Vec<u8>,
     },
+}
+
+/// A data token shown to read private data (`naac-token`, kind `data`): it must be bound,
+/// and its holder is either the reader's own peer key (a provider handed the token for a
+/// task) or the user `user` attests the reader works for.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DataPass {
+    /// The token, base64 (at most 16 KiB).
+    pub token: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<crate::UserAttestation>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

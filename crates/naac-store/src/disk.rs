@@ -30,6 +30,9 @@ pub struct ShardMeta {
     pub stored_ms: u64,
     /// Paid for until then (Unix milliseconds; 0: unpaid).
     pub until_ms: u64,
+    /// The manifest is private: served only to readers with a data token from `owner`.
+    #[serde(default)]
+    pub private: bool,
 }
 
 /// Why a disk operation was refused.
@@ -323,14 +326,14 @@ pub fn manifest_names(
     shard: u16,
     root: &ContentId,
     len: u64,
-) -> Result<[u8; 32], String> {
+) -> Result<crate::Manifest, String> {
     let man = SignedManifest::open(manifest, m).map_err(|e| e.to_string())?;
     if man.shards.get(usize::from(shard)) != Some(root) || man.geometry.shard_len() != len {
         return Err(format!(
             "the manifest does not name this root and length for shard {shard}"
         ));
     }
-    Ok(man.owner)
+    Ok(man)
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), DiskError> {
@@ -367,6 +370,7 @@ mod tests {
             owner: [1; 32],
             stored_ms: 0,
             until_ms: 0,
+            private: false,
         }
     }
 

@@ -53,6 +53,11 @@ pub struct Manifest {
     pub geometry: Geometry,
     /// Each shard's BLAKE3 root, shard `i` at `i`.
     pub shards: Vec<ContentId>,
+    /// Hosts serve it only to readers with a data token rooted in `owner` (`naac store put
+    /// --private`); otherwise to anyone holding the id. Absent from public manifests' bytes,
+    /// so their ids are what they were before this field.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub private: bool,
 }
 
 /// A manifest's bytes and its uploader's signature: what hosts keep and hand out.
@@ -155,6 +160,29 @@ impl Manifest {
             .binary_search_by(|f| f.path.as_str().cmp(path))
             .ok()
             .map(|i| &self.files[i])
+    }
+
+    /// For each stripe that shard bytes `start..start + len` cover (every shard's bytes of
+    /// a stripe are at the same offsets), the files with bytes in that stripe, in order. A
+    /// reader who may read only some files may read a stripe holding a byte of one of them
+    /// (and so the neighbours' bytes sharing that stripe), or one holding no file's bytes.
+    pub fn files_by_stripe(&self, start: u64, len: u64) -> Vec<Vec<&FileEntry>> {
+        let g = &self.geometry;
+        let piece = u64::from(g.piece);
+        if len == 0 || piece == 0 {
+            return Vec::new();
+        }
+        let first = start / piece;
+        let last = (start.saturating_add(len) - 1) / piece;
+        (first..=last.min(g.stripes().saturating_sub(1)))
+            .map(|s| {
+                let (lo, hi) = (s * g.stripe_bytes(), (s + 1) * g.stripe_bytes());
+                let from = self.files.partition_point(|f| f.offset + f.len <= lo);
+                let to = from + self.files[from..].partition_point(|f| f.offset < hi);
+                // Empty files sit between bytes and hold none.
+                self.files[from..to].iter().filter(|f| f.len > 0).collect()
+            })
+            .collect()
     }
 
     /// Bytes stored for this manifest on all hosts together.
@@ -271,7 +299,53 @@ mod tests {
             empty_dirs: vec!["e".into()],
             geometry,
             shards: vec![ContentId::of(b"s"); 4],
+            private: false,
         }
+    }
+
+    #[test]
+    fn files_by_stripe_names_the_files_each_stripe_holds_bytes_of() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let mut m = manifest(&key);
+        // 2-of-4 with 1 KiB pieces: stripes of 2 KiB of data, shard bytes 1 KiB per stripe.
+        m.geometry = Geometry {
+            k: 2,
+            n: 4,
+            piece: 1024,
+            data_len: 6000,
+        };
+        let f = |path: &str, offset, len| FileEntry {
+            path: path.into(),
+            offset,
+            len,
+            hash: ContentId::of(path.as_bytes()),
+        };
+        m.files = vec![
+            f("a", 0, 1000),
+            f("b", 1000, 0),
+            f("c", 1000, 3500),
+            f("d", 4500, 1500),
+        ];
+        m.check().unwrap();
+        let names = |start, len| -> Vec<Vec<String>> {
+            m.files_by_stripe(start, len)
+                .iter()
+                .map(|s| s.iter().map(|f| f.path.clone()).collect())
+                .collect()
+        };
+        // Stripe 0 is data 0..2048 (a and c), 1 is 2048..4096 (c), 2 is 4096..6000 (c, d).
+        assert_eq!(names(0, 1), vec![vec!["a", "c"]]);
+        assert_eq!(names(1023, 2), vec![vec!["a", "c"], vec!["c"]]);
+        assert_eq!(names(2048, 1024), vec![vec!["c", "d"]]);
+        // Past the last stripe: nothing.
+        assert!(names(3072, 1024).is_empty());
+        assert!(names(0, 0).is_empty());
+        // A private manifest says so in its signed bytes; a public one's bytes are unchanged.
+        let public = m.encode();
+        m.private = true;
+        assert_ne!(m.encode(), public);
+        m.private = false;
+        assert_eq!(m.encode(), public);
     }
 
     fn sign(key: &SigningKey, m: &Manifest) -> Vec<u8> {

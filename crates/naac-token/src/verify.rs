@@ -444,6 +444,13 @@ impl Token {
             .collect()
     }
 
+    /// Whether any block's Datalog names the fact `name` (conservatively: any mention), so a
+    /// verifier may run once for requests that differ only in that fact when none does.
+    pub fn mentions(&self, name: &str) -> bool {
+        let needle = format!("{name}(");
+        self.blocks().iter().any(|b| b.contains(&needle))
+    }
+
     /// Each block's context, authority first.
     pub fn contexts(&self) -> Vec<Option<String>> {
         self.b.context()

@@ -257,6 +257,7 @@ impl Bench {
             resume: false,
             identity: None,
             pool_token: None,
+            data_tokens: Vec::new(),
             spend_token: None,
         };
         let f = match execute(exec).await? {

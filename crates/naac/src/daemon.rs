@@ -248,6 +248,7 @@ impl Daemon {
             // look); one at a time, the node's own.
             identity: (self.max_running > 1).then(naac_net::Keypair::generate_ed25519),
             pool_token: std::fs::read_to_string(dir.join(POOL_TOKEN_FILE)).ok(),
+            data_tokens: Vec::new(),
             spend_token: None,
         };
         let (state, summary, error) = outcome(execute(exec).await);

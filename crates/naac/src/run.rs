@@ -86,6 +86,11 @@ pub struct Args {
     /// job's escrow is paid from their wallet, within the token's caps
     #[arg(long, value_name = "TOKEN", env = "NAAC_SPEND_TOKEN")]
     spend_token: Option<String>,
+    /// A data token (or a file holding one) for someone else's private stored inputs
+    /// (`naac token mint data --to YOU`; repeatable); providers are handed it for the files
+    /// their tasks read. Your own private data needs none
+    #[arg(long, value_name = "TOKEN")]
+    data_token: Vec<String>,
     /// Hidden testing aid: take the results and pay no provider, then close the escrow
     #[arg(long, hide = true)]
     testing_unpaid: bool,
@@ -143,6 +148,8 @@ pub struct Exec {
     pub pool_token: Option<String>,
     /// A spend token the escrow is opened with (`--spend-token`): its root's wallet pays.
     pub spend_token: Option<String>,
+    /// Data tokens for others' private stored inputs (`--data-token`).
+    pub data_tokens: Vec<String>,
 }
 
 /// How long providers may claim unpaid results after a run with a remote bank closes its
@@ -219,6 +226,11 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
             .as_deref()
             .map(crate::token::read)
             .transpose()?,
+        data_tokens: a
+            .data_token
+            .iter()
+            .map(|t| crate::token::read(t))
+            .collect::<anyhow::Result<_>>()?,
     };
     let finished = match execute(exec).await? {
         Executed::Invalid(e) => {
@@ -270,7 +282,7 @@ fn open_with(
 
 pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
     // Modules that are stored data are fetched first (the job is checked with them).
-    let stored = match crate::store::job_modules(&a.job, &a.join).await {
+    let stored = match crate::store::job_modules(&a.job, &a.join, &a.data_tokens).await {
         Ok(s) => s,
         Err(RunError::Invalid(e)) => return Ok(Executed::Invalid(e)),
         Err(RunError::Internal(e)) => return Err(e),
@@ -525,6 +537,7 @@ pub async fn execute(a: Exec) -> anyhow::Result<Executed> {
             fallback: a.local_fallback,
         }),
         bidders,
+        data_tokens: a.data_tokens.clone(),
         pass: a.pool_token.clone().map(|token| naac_proto::Pass {
             token,
             job_name: prepared.job.name.clone(),

@@ -75,6 +75,10 @@ pub struct PutArgs {
     /// Pay at most this many credits per GiB-day to a host (hosts asking more are passed over)
     #[arg(long, value_name = "CREDITS", requires = "bank", value_parser = crate::node::parse_price)]
     max_price: Option<naac_types::Price>,
+    /// Hosts serve it only to you and to holders of a data token you mint (`naac token mint
+    /// data`) [default: to anyone who has its id]
+    #[arg(long)]
+    private: bool,
     #[command(flatten)]
     reach: Reach,
     /// Print the outcome as JSON
@@ -92,6 +96,10 @@ pub struct GetArgs {
     /// How long to look for its hosts
     #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = crate::run::parse_duration)]
     discover: Duration,
+    /// A data token (or a file holding it) for someone else's private data (`naac token
+    /// mint data --to YOU`); your own private data needs none
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
     #[command(flatten)]
     reach: Reach,
     /// Print the outcome as JSON
@@ -216,6 +224,7 @@ async fn put_cmd(a: PutArgs, home: &Home) -> anyhow::Result<ExitCode> {
         timeout: a.timeout,
         discover: a.discover,
         max_price: a.max_price,
+        private: a.private,
     };
     let bank = match &a.bank {
         Some(addr) => Some((
@@ -311,7 +320,17 @@ async fn get_cmd(a: GetArgs) -> anyhow::Result<ExitCode> {
         })
         .collect();
     let started = Instant::now();
-    let opened = get::open(&client, &id, hints, a.discover).await?;
+    let access = naac_node::store::DataAccess {
+        user: user_key(&home)?,
+        tokens: a
+            .token
+            .as_deref()
+            .map(crate::token::read)
+            .transpose()?
+            .into_iter()
+            .collect(),
+    };
+    let opened = access.open(&client, &id, hints, a.discover).await?;
     let m = &opened.manifest;
     let (bytes, failures) = match &path {
         Some(p) => {
@@ -533,6 +552,7 @@ async fn rm_cmd(a: RmArgs, home: &Home) -> anyhow::Result<ExitCode> {
 pub(crate) async fn job_modules(
     job: &std::path::Path,
     join: &[naac_net::Multiaddr],
+    data_tokens: &[String],
 ) -> Result<naac_node::requester::StoredModules, naac_node::requester::RunError> {
     let Ok(parsed) = naac_types::Job::load(job) else {
         // Reported, with its line, by the preparation that follows.
@@ -547,7 +567,11 @@ pub(crate) async fn job_modules(
         )));
     }
     let (client, _events) = crate::reach::looking_node(join, false).await?;
-    naac_node::requester::fetch_modules(&client, job).await
+    let access = naac_node::store::DataAccess {
+        user: user_key(&Home::from_env()?)?,
+        tokens: data_tokens.to_vec(),
+    };
+    naac_node::requester::fetch_modules(&client, job, Some(&access)).await
 }
 
 /// `[output] store = true`: puts the results (`out_dir/tasks`) into the store: 4-of-8, or
@@ -569,6 +593,7 @@ pub(crate) async fn keep_results(
         timeout: Duration::from_secs(600),
         discover: Duration::from_secs(3),
         max_price: None,
+        private: false,
     };
     let tasks = out_dir.join("tasks");
     match naac_node::store::put::put(client, home, user, &tasks, &opts, None).await {

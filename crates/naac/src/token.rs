@@ -1,6 +1,7 @@
 //! `naac token`: capability tokens made, narrowed, handed on and read offline with the
 //! user's key (`naac key show --user`). Providers check pool tokens against the roots their
-//! owner's `trust_tokens_from` names.
+//! owner's `trust_tokens_from` names; storage hosts check data tokens against the owner of
+//! the private data read.
 
 use anyhow::Context as _;
 use naac_token::{Hours, Key, Kind, Limits};
@@ -71,6 +72,22 @@ pub enum MintKind {
         #[arg(long)]
         json: bool,
     },
+    /// Let a user read your private stored data (`naac store put --private`): all of it, or
+    /// the ids named with --data, or the files under --path-prefix; read-only unless --write
+    Data {
+        /// The user who may read with it (their `naac key show --user`); storage hosts take
+        /// only tokens bound to a holder
+        #[arg(long, value_name = "USER")]
+        to: Option<String>,
+        /// Let it store data in your name too (through your node's API)
+        #[arg(long)]
+        write: bool,
+        #[command(flatten)]
+        limits: LimitArgs,
+        /// Print one JSON object instead of text
+        #[arg(long)]
+        json: bool,
+    },
     /// Let holders run work on your providers (those whose policy.toml has your user id in
     /// `trust_tokens_from`), even when they are not on its allow list
     Pool {
@@ -109,6 +126,15 @@ pub struct LimitArgs {
     /// Spend: at most this many credits escrowed for one job
     #[arg(long, value_name = "CREDITS", value_parser = naac_types::Credits::parse)]
     credits_per_job: Option<naac_types::Credits>,
+    /// Data: only this stored data (naac://ID; repeatable)
+    #[arg(long = "data", value_name = "NAAC_URL")]
+    data: Vec<String>,
+    /// Data: only files whose path inside the stored tree starts with this, e.g. results/
+    #[arg(long, value_name = "PREFIX")]
+    path_prefix: Option<String>,
+    /// Reading only (data: no writes)
+    #[arg(long)]
+    read_only: bool,
 }
 
 impl LimitArgs {
@@ -117,8 +143,23 @@ impl LimitArgs {
             h.parse::<naac_net::PeerId>()
                 .with_context(|| format!("--host {h}: not a peer id"))?;
         }
+        let manifests = self
+            .data
+            .iter()
+            .map(|d| {
+                let (id, path) =
+                    naac_node::store::parse_url(d).with_context(|| format!("--data {d}"))?;
+                anyhow::ensure!(
+                    path.is_none(),
+                    "--data {d}: name the stored data's id only; limit paths with --path-prefix"
+                );
+                Ok(id.to_hex())
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Limits {
-            scope: None,
+            scope: self.read_only.then_some(naac_token::Scope::Read),
+            manifests,
+            path_prefix: self.path_prefix.clone(),
             expires: self.ttl.map(|t| std::time::SystemTime::now() + t),
             job_name_prefix: self.job_name_prefix.clone(),
             slots: self.slots,
@@ -173,6 +214,19 @@ pub async fn main(cmd: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Mint { kind } => {
             let (kind, to, limits, json) = match kind {
                 MintKind::Pool { to, limits, json } => (Kind::Pool, to, limits, json),
+                MintKind::Data {
+                    to,
+                    write,
+                    mut limits,
+                    json,
+                } => {
+                    anyhow::ensure!(
+                        to.is_some(),
+                        "a data token names its holder: --to USER (their `naac key show --user`); storage hosts take only bound tokens"
+                    );
+                    limits.read_only |= !write;
+                    (Kind::Data, to, limits, json)
+                }
                 MintKind::Spend { to, limits, json } => {
                     anyhow::ensure!(
                         to.is_some(),

@@ -879,6 +879,7 @@ fn a_stored_source_that_is_not_the_blob_named_is_refused() {
                 manifest,
                 path: "real.bin".into(),
                 hosts: Vec::new(),
+                token: None,
             }],
             hold_over: None,
             holders: Vec::new(),

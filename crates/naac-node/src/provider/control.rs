@@ -429,8 +429,9 @@ impl Provider {
     }
 
     /// A revocation heard on the gossip topic: kept when it revokes a token this node
-    /// could accept (rooted in `trust_tokens_from`), or, on a bank, a spend token whose root
-    /// holds credits there (so strangers cannot fill the set with their own tokens), and its
+    /// could accept (rooted in `trust_tokens_from`), on a storage host a data token of an
+    /// owner whose private data it holds, or, on a bank, a spend token whose root holds
+    /// credits there (so strangers cannot fill the set with their own tokens), and its
     /// signer may revoke it.
     pub(super) fn on_revocation(&mut self, data: &[u8]) {
         let trusted = self
@@ -438,7 +439,7 @@ impl Provider {
             .as_ref()
             .and_then(|m| super::passes::verifier(m.policy()));
         if data.len() > crate::revoked::MAX_REVOCATION_BYTES
-            || trusted.is_none() && self.bank.is_none()
+            || trusted.is_none() && self.bank.is_none() && self.store.is_none()
         {
             return;
         }
@@ -448,6 +449,15 @@ impl Provider {
         };
         if let Some(v) = &trusted
             && let Ok(a) = crate::revoked::accept(&r, Some(v))
+        {
+            self.keep_revocation(&a, false);
+            return;
+        }
+        // A data token of an owner whose private data this host holds.
+        if let Some(store) = &self.store
+            && naac_token::inspect(&r.token)
+                .is_ok_and(|t| t.kind() == naac_token::Kind::Data && store.holds_for(t.root()))
+            && let Ok(a) = crate::revoked::accept(&r, None)
         {
             self.keep_revocation(&a, false);
             return;
@@ -488,6 +498,9 @@ impl Provider {
         }
         if let (true, Some(b)) = (spend, &self.bank) {
             b.revoke(a.id.clone());
+        }
+        if let Some(s) = &self.store {
+            s.revoke([a.id.clone()]);
         }
         tracing::info!("a token was revoked");
         let mut cut = Vec::new();

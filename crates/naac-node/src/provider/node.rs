@@ -269,7 +269,7 @@ pub async fn serve(
     if let Some(b) = &p.bank {
         p.revoked.ids().for_each(|id| b.revoke(id.clone()));
     }
-    if (p.provide || p.bank.is_some())
+    if (p.provide || p.bank.is_some() || p.store.is_some())
         && let Err(e) = client.subscribe(naac_proto::REVOCATION_TOPIC).await
     {
         tracing::warn!("revocation topic: {e:#}");

@@ -52,11 +52,16 @@ struct Blobs {
     cells: Mutex<HashMap<ContentId, BlobCell>>,
     bytes: Mutex<usize>,
     /// Stored data opened lately (manifest and holders), to read more files of it.
-    opened: Mutex<HashMap<naac_store::StoreId, Arc<crate::store::get::Opened>>>,
+    /// Manifests opened, by id and the data token shown for them (one requester's token is
+    /// never shown for another's task).
+    opened: Mutex<HashMap<OpenedKey, Arc<crate::store::get::Opened>>>,
 }
 
 /// Stored data kept opened at once.
 const MAX_OPENED: usize = 64;
+
+/// A manifest opened for tasks: its id and the data token shown for it.
+type OpenedKey = (naac_store::StoreId, Option<String>);
 
 impl Default for Blobs {
     fn default() -> Self {
@@ -78,19 +83,25 @@ impl Blobs {
         m: &naac_store::StoreId,
         path: &str,
         hosts: &[PeerId],
+        token: Option<&String>,
     ) -> anyhow::Result<Vec<u8>> {
-        let known = self.opened.lock().expect("opened lock").get(m).cloned();
+        let key = (*m, token.cloned());
+        let known = self.opened.lock().expect("opened lock").get(&key).cloned();
         let opened = match known {
             Some(o) => o,
             None => {
                 let hints = hosts.iter().map(|p| (*p, Vec::new())).collect();
-                let o = crate::store::get::open(client, m, hints, STORE_LOOKUP).await?;
+                let pass = token.map(|t| naac_proto::store::DataPass {
+                    token: t.clone(),
+                    user: None,
+                });
+                let o = crate::store::get::open(client, m, hints, STORE_LOOKUP, pass).await?;
                 let o = Arc::new(o);
                 let mut all = self.opened.lock().expect("opened lock");
                 if all.len() >= MAX_OPENED {
                     all.clear();
                 }
-                all.insert(*m, o.clone());
+                all.insert(key, o.clone());
                 o
             }
         };
@@ -128,9 +139,10 @@ impl Blobs {
                     manifest: m,
                     path,
                     hosts,
+                    token,
                 }) = source
                 {
-                    let bytes = self.stored(client, m, path, hosts).await?;
+                    let bytes = self.stored(client, m, path, hosts, token.as_ref()).await?;
                     anyhow::ensure!(
                         ContentId::of(&bytes) == id,
                         "naac://{m}/{path} is not the blob {} the requester named",
@@ -664,6 +676,8 @@ pub struct Stored {
     pub manifest: naac_store::StoreId,
     pub path: String,
     pub hosts: Vec<PeerId>,
+    /// The data token handed to this provider for private data.
+    pub token: Option<String>,
 }
 
 /// What every task of one `Assign` shares.
@@ -731,6 +745,7 @@ impl AssignInfo {
                         manifest: s.manifest,
                         hosts: peers_of(&s.hosts),
                         path: s.path,
+                        token: s.token,
                     };
                     (s.id, stored)
                 })

@@ -85,6 +85,7 @@ impl Provider {
             config.store_fault,
         )?;
         host.set_gate(self.runner.gate.clone());
+        host.revoke(self.revoked.ids().cloned());
         self.store = Some(host.clone());
         self.update_room();
         tracing::info!(

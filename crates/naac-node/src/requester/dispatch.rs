@@ -185,7 +185,7 @@ impl Session<'_> {
             checkpoint_interval_ms: job.checkpoint_interval.map(|d| d.as_millis() as u64),
             tasks: chunk.to_vec(),
             order,
-            sources: self.blobs.sources_for(chunk),
+            sources: self.blobs.sources_for(chunk, &provider),
             hold_over,
             holders,
             inline: self.blobs.inline_for(chunk),

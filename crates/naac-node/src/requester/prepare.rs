@@ -38,7 +38,16 @@ pub struct Blobs {
     /// Blobs handed to providers, and their bytes.
     pub fetches: u64,
     pub fetched_bytes: u64,
+    /// How this run reads private data (its user's key and the data tokens it was given).
+    pub access: Option<crate::store::DataAccess>,
+    /// The pass each private manifest was opened with: handed on to each provider.
+    passes: HashMap<naac_store::StoreId, naac_proto::store::DataPass>,
+    /// Tokens handed on, by provider and manifest.
+    handed: HashMap<(naac_net::PeerId, naac_store::StoreId), String>,
 }
+
+/// Most tokens handed on kept (then the cache starts again).
+const MAX_HANDED: usize = 4096;
 
 impl Blobs {
     pub fn new() -> Self {
@@ -69,6 +78,18 @@ impl Blobs {
             }
             None => ResponseBody::NotFound,
         }
+    }
+
+    /// Where providers read the module, when it is stored data (a private one's token is
+    /// kept to hand on).
+    pub fn set_module(&mut self, source: Option<BlobSource>) {
+        self.module = source.map(|mut s| {
+            if let Some(token) = s.token.take() {
+                let pass = naac_proto::store::DataPass { token, user: None };
+                self.passes.insert(s.manifest, pass);
+            }
+            s
+        });
     }
 
     /// Where providers read a blob that is stored data (a checkpoint an earlier run stored).
@@ -116,8 +137,48 @@ impl Blobs {
         out
     }
 
+    /// Where `provider` reads the stored blobs among `tasks`' inputs; for private data, with
+    /// the run's data token handed on to it.
+    pub fn sources_for(
+        &mut self,
+        tasks: &[TaskSpec],
+        provider: &naac_net::PeerId,
+    ) -> Vec<BlobSource> {
+        let mut out = self.public_sources_for(tasks);
+        for s in &mut out {
+            s.token = self.token_for(provider, &s.manifest);
+        }
+        out
+    }
+
+    /// The run's token for `m` handed on to `provider` (`None`: `m` is public).
+    fn token_for(
+        &mut self,
+        provider: &naac_net::PeerId,
+        m: &naac_store::StoreId,
+    ) -> Option<String> {
+        let pass = self.passes.get(m)?;
+        if let Some(t) = self.handed.get(&(*provider, *m)) {
+            return Some(t.clone());
+        }
+        let user = &self.access.as_ref()?.user;
+        match crate::store::hand_to(pass, user, provider, m) {
+            Ok(t) => {
+                if self.handed.len() >= MAX_HANDED {
+                    self.handed.clear();
+                }
+                self.handed.insert((*provider, *m), t.clone());
+                Some(t)
+            }
+            Err(e) => {
+                tracing::warn!("hand the data token for naac://{} on: {e:#}", m.short());
+                None
+            }
+        }
+    }
+
     /// Where the providers of `tasks` read the stored blobs among their inputs.
-    pub fn sources_for(&self, tasks: &[TaskSpec]) -> Vec<BlobSource> {
+    fn public_sources_for(&self, tasks: &[TaskSpec]) -> Vec<BlobSource> {
         let mut seen = std::collections::HashSet::new();
         let inputs = tasks
             .iter()
@@ -161,11 +222,21 @@ impl Blobs {
             })?;
             let o = match opened.entry(m) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => e.insert(
-                    crate::store::get::open(client, &m, Vec::new(), STORE_LOOKUP)
-                        .await
-                        .with_context(|| format!("task {task}: open {url}"))?,
-                ),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let o = crate::store::open_as(
+                        client,
+                        &m,
+                        Vec::new(),
+                        STORE_LOOKUP,
+                        self.access.as_ref(),
+                    )
+                    .await
+                    .with_context(|| format!("task {task}: open {url}"))?;
+                    if let (true, Some(p)) = (o.manifest.private, &o.pass) {
+                        self.passes.insert(m, p.clone());
+                    }
+                    e.insert(o)
+                }
             };
             let f = o
                 .manifest
@@ -189,6 +260,7 @@ impl Blobs {
                     manifest: m,
                     path,
                     hosts,
+                    token: None,
                 },
             );
         }
@@ -355,9 +427,12 @@ pub(super) fn job_id(job: &Job, module_id: &ContentId) -> JobId {
 
 /// Fetches the job's modules that are stored data (`naac://<id>/<path>`) from any `k` of
 /// their storage hosts, each checked against its manifest.
+/// A private module's source carries the run's own token (bound to its user), which
+/// [`Blobs::set_module`] hands on to each provider.
 pub async fn fetch_modules(
     client: &naac_net::Client,
     job_file: &Path,
+    access: Option<&crate::store::DataAccess>,
 ) -> Result<StoredModules, RunError> {
     let job = Job::load(job_file).map_err(|e| RunError::Invalid(job_error(e)))?;
     let mut out = StoredModules::new();
@@ -366,7 +441,7 @@ pub async fn fetch_modules(
             let (m, path) = crate::store::parse_url(url)?;
             let path = path
                 .with_context(|| format!("{url} names no file (naac://<id>/<path in the data>)"))?;
-            let o = crate::store::get::open(client, &m, Vec::new(), STORE_LOOKUP).await?;
+            let o = crate::store::open_as(client, &m, Vec::new(), STORE_LOOKUP, access).await?;
             let f = o
                 .manifest
                 .files
@@ -382,11 +457,13 @@ pub async fn fetch_modules(
             let id = f.hash;
             let bytes = crate::store::get::read_file(client, &o, &path).await?;
             let hosts = o.source_hosts();
+            let token = o.pass.as_ref().filter(|_| o.manifest.private);
             let source = BlobSource {
                 id,
                 manifest: m,
                 path,
                 hosts,
+                token: token.map(|p| p.token.clone()),
             };
             anyhow::Ok((bytes, source))
         }

@@ -61,6 +61,9 @@ pub struct Options {
     pub bidders: Option<usize>,
     /// A pool token shown in every `Hello` (`naac run --token`).
     pub pass: Option<naac_proto::Pass>,
+    /// Data tokens for private stored inputs of others (`naac run --data-token`); the
+    /// user's own private data needs none (with `user_key`).
+    pub data_tokens: Vec<String>,
 }
 
 /// A job's open escrow and the key that signs its payments.
@@ -246,7 +249,11 @@ pub async fn run(
     for st in &prepared.stages {
         blobs.insert(st.module_id, st.module_bytes.clone());
     }
-    blobs.module = prepared.module_source.clone();
+    blobs.access = opts.user_key.clone().map(|user| crate::store::DataAccess {
+        user,
+        tokens: opts.data_tokens.clone(),
+    });
+    blobs.set_module(prepared.module_source.clone());
     let (internal_tx, mut internal) = mpsc::channel(256);
     let reputation = match &opts.reputation {
         Some(path) => Some(Reputation::open(path)?),

@@ -208,6 +208,7 @@ fn source(s: &Saved) -> BlobSource {
         manifest: s.manifest,
         path: FILE.into(),
         hosts: crate::store::get::source_hosts(&s.hosts),
+        token: None,
     }
 }
 
@@ -226,6 +227,7 @@ async fn upload(
     let file = at.join(FILE);
     std::fs::write(&file, bytes)?;
     let opts = PutOptions {
+        private: false,
         k: 2,
         n: 4,
         happy: put::default_happy(2, 4),

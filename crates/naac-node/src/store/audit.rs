@@ -71,6 +71,17 @@ pub async fn round(
         };
         let man = SignedManifest::open(&signed, &id).map_err(|e| anyhow::anyhow!("{e}"))?;
         let pay_end = catalog.pay_row(&id)?.map(|p| p.end_ms);
+        // Private data: its owner reads chunks with a token of its own; a node auditing for
+        // the owner (an adopted bundle) may not read them and relies on the owner's signed
+        // whole-shard challenges alone.
+        let own = naac_net::ed25519_of_keypair(user) == Some(man.owner);
+        let pass = if man.private && own {
+            Some(super::data_pass(client, user, &id, None)?)
+        } else {
+            None
+        };
+        let read_chunks = !man.private || own;
+        let pass = &pass;
         let checks = rows.iter().map(|row| {
             let mut s = *seed ^ u64::from(row.shard).wrapping_mul(0x9E37_79B9);
             let (start, len) = audit::challenge(man.geometry.shard_len(), &mut s);
@@ -84,18 +95,24 @@ pub async fn round(
                         if !addrs.is_empty() {
                             let _ = client.dial_peer(peer, addrs).await;
                         }
-                        match client::read(
-                            client,
-                            peer,
-                            &id,
-                            man,
-                            row.shard,
-                            start,
-                            len,
-                            AUDIT_TIMEOUT,
-                        )
-                        .await
-                        {
+                        let chunk = if read_chunks {
+                            client::read(
+                                client,
+                                peer,
+                                &id,
+                                man,
+                                row.shard,
+                                start,
+                                len,
+                                AUDIT_TIMEOUT,
+                                pass.as_ref(),
+                            )
+                            .await
+                            .map(drop)
+                        } else {
+                            Ok(())
+                        };
+                        match chunk {
                             Ok(_) => prove(client, catalog, user, peer, &id, row.shard).await,
                             Err(e) => {
                                 tracing::info!(
@@ -253,6 +270,11 @@ pub async fn repair_one(
         signed: signed.clone(),
         holders,
         failures: Vec::new(),
+        pass: if man.private {
+            Some(super::data_pass(client, user, id, None)?)
+        } else {
+            None
+        },
     };
     std::fs::create_dir_all(home.store_outgoing())?;
     let scratch = tempfile::tempdir_in(home.store_outgoing())?;

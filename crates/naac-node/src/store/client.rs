@@ -4,7 +4,9 @@
 //! error says which of offline, lost and corrupt the host was.
 
 use naac_net::{Client, PeerId, RequestError};
-use naac_proto::store::{MAX_PUT_BYTES, MAX_READ_BYTES, StoreInfo, StoreRequest, StoreResponse};
+use naac_proto::store::{
+    DataPass, MAX_PUT_BYTES, MAX_READ_BYTES, StoreInfo, StoreRequest, StoreResponse,
+};
 use naac_proto::{Request, RequestBody, ResponseBody};
 use naac_store::audit::Verdict;
 use naac_store::{Manifest, SignedManifest, StoreId};
@@ -190,6 +192,7 @@ pub async fn read(
     start: u64,
     len: u64,
     timeout: Duration,
+    pass: Option<&DataPass>,
 ) -> Result<Vec<u8>, HostError> {
     let root = man.shards[usize::from(shard)];
     let shard_len = man.geometry.shard_len();
@@ -203,6 +206,7 @@ pub async fn read(
             shard,
             start: at,
             len: n,
+            pass: pass.cloned(),
         };
         let slice = match call(client, peer, req, timeout).await? {
             StoreResponse::Slice(s) => s,
@@ -216,16 +220,20 @@ pub async fn read(
     Ok(out)
 }
 
-/// The manifest `m` from `peer`, checked against its id.
+/// The manifest `m` from `peer`, checked against its id (`pass`: what a private one needs).
 pub async fn manifest(
     client: &Client,
     peer: PeerId,
     m: &StoreId,
+    pass: Option<&DataPass>,
 ) -> Result<(Manifest, Vec<u8>), HostError> {
     match call(
         client,
         peer,
-        StoreRequest::Manifest { manifest: *m },
+        StoreRequest::Manifest {
+            manifest: *m,
+            pass: pass.cloned(),
+        },
         REQUEST_TIMEOUT,
     )
     .await?

@@ -29,18 +29,22 @@ pub struct Opened {
     pub holders: Vec<Vec<PeerId>>,
     /// Hosts that did not answer, and why.
     pub failures: Vec<(PeerId, String)>,
+    /// What this reader shows hosts of private data ([`super::data_pass`]).
+    pub pass: Option<naac_proto::store::DataPass>,
 }
 
-/// Finds `id`'s hosts and its manifest.
+/// Finds `id`'s hosts and its manifest, showing hosts `pass` ([`super::data_pass`]) if the
+/// data is private.
 pub async fn open(
     client: &Client,
     id: &StoreId,
     hints: Vec<(PeerId, Vec<Multiaddr>)>,
     within: Duration,
+    pass: Option<naac_proto::store::DataPass>,
 ) -> anyhow::Result<Opened> {
     // The hosts the caller knows first: when they hold enough, the DHT is not asked.
     if !hints.is_empty()
-        && let Ok(o) = open_from(client, id, hints.clone()).await
+        && let Ok(o) = open_from(client, id, hints.clone(), pass.clone()).await
         && o.readable()
     {
         return Ok(o);
@@ -57,7 +61,7 @@ pub async fn open(
         !hosts.is_empty(),
         "no host holding naac://{id} was found (are its hosts up, and is this node joined to their pool with --join?)"
     );
-    open_from(client, id, hosts).await
+    open_from(client, id, hosts, pass).await
 }
 
 impl Opened {
@@ -99,6 +103,7 @@ async fn open_from(
     client: &Client,
     id: &StoreId,
     hosts: Vec<(PeerId, Vec<Multiaddr>)>,
+    pass: Option<naac_proto::store::DataPass>,
 ) -> anyhow::Result<Opened> {
     let asks = hosts.into_iter().map(|(peer, addrs)| async move {
         if !addrs.is_empty() {
@@ -118,7 +123,7 @@ async fn open_from(
     }
     let mut found = None;
     for (peer, _) in &holding {
-        match client::manifest(client, *peer, id).await {
+        match client::manifest(client, *peer, id, pass.as_ref()).await {
             Ok(m) => {
                 found = Some(m);
                 break;
@@ -149,6 +154,7 @@ async fn open_from(
         signed,
         holders,
         failures,
+        pass,
     })
 }
 
@@ -223,9 +229,10 @@ impl<'a> Reader<'a> {
             }
             let reads = want.iter().map(|&(shard, peer)| {
                 let (client, id, man) = (self.client, &self.opened.id, &self.opened.manifest);
+                let tok = self.opened.pass.as_ref();
                 async move {
-                    let r =
-                        client::read(client, peer, id, man, shard, off, len, READ_TIMEOUT).await;
+                    let r = client::read(client, peer, id, man, shard, off, len, READ_TIMEOUT, tok)
+                        .await;
                     (shard, peer, r)
                 }
             });

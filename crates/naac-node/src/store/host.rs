@@ -83,6 +83,8 @@ struct Inner {
     /// Sealed shards.
     shards: u64,
     room: Room,
+    /// The owners of private manifests held.
+    owners: std::collections::HashSet<[u8; 32]>,
 }
 
 /// Testing aid: how a host misbehaves on purpose.
@@ -105,6 +107,8 @@ pub struct StoreHost {
     fault: Option<StoreFault>,
     /// Paused while its owner has the machine (the node's task gate).
     gate: Mutex<Option<naac_sandbox::Gate>>,
+    /// Who may read private manifests.
+    access: Arc<super::access::Access>,
 }
 
 impl StoreHost {
@@ -118,7 +122,13 @@ impl StoreHost {
     ) -> anyhow::Result<Arc<Self>> {
         let disk = Disk::open(dir).map_err(|e| anyhow::anyhow!("open the shard store: {e}"))?;
         let held = disk.used();
-        let shards = disk.list().len() as u64;
+        let list = disk.list();
+        let shards = list.len() as u64;
+        let owners = list
+            .iter()
+            .filter(|(_, _, meta)| meta.private)
+            .map(|(_, _, meta)| meta.owner)
+            .collect();
         Ok(Arc::new(Self {
             disk,
             inner: Mutex::new(Inner {
@@ -126,6 +136,7 @@ impl StoreHost {
                 held,
                 shards,
                 room: Room::default(),
+                owners,
             }),
             ops: tokio::sync::Semaphore::new(MAX_DISK_OPS),
             owner,
@@ -133,11 +144,23 @@ impl StoreHost {
             paid_at,
             fault,
             gate: Mutex::new(None),
+            access: Arc::default(),
         }))
     }
 
     pub fn disk(&self) -> &Disk {
         &self.disk
+    }
+
+    /// Refuses data tokens with any of these revocation ids from now on.
+    pub fn revoke(&self, ids: impl IntoIterator<Item = Vec<u8>>) {
+        self.access.revoke(ids);
+    }
+
+    /// Whether this host holds data owned by `owner` (whose data-token revocations it
+    /// keeps).
+    pub fn holds_for(&self, owner: &[u8; 32]) -> bool {
+        self.lock().owners.contains(owner)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -269,6 +292,7 @@ impl StoreHost {
                 shard,
                 start,
                 len,
+                pass,
             } => {
                 if len == 0 || len > MAX_READ_BYTES {
                     return refused(format!("a read takes 1 to {MAX_READ_BYTES} bytes"));
@@ -279,11 +303,25 @@ impl StoreHost {
                         .collect();
                     return ResponseBody::Store(StoreResponse::Slice(junk));
                 }
+                let access = self.access.clone();
+                let now = std::time::SystemTime::now();
                 match self
-                    .blocking(move |d| d.slice(&manifest, shard, start, len))
+                    .blocking(move |d| {
+                        if d.meta(&manifest, shard).is_some_and(|m| m.private) {
+                            let gate = access.manifest(&manifest, d).and_then(|man| {
+                                let p = pass.as_ref();
+                                access.read(&man, &manifest, &peer, p, start, len, now)
+                            });
+                            if let Err(why) = gate {
+                                return Ok(Err(why));
+                            }
+                        }
+                        d.slice(&manifest, shard, start, len).map(Ok)
+                    })
                     .await
                 {
-                    Ok(s) => ResponseBody::Store(StoreResponse::Slice(s)),
+                    Ok(Ok(s)) => ResponseBody::Store(StoreResponse::Slice(s)),
+                    Ok(Err(why)) => refused(why),
                     Err(DiskError::NotFound { .. }) => ResponseBody::NotFound,
                     Err(e) => refused(e.to_string()),
                 }
@@ -315,9 +353,23 @@ impl StoreHost {
                     Err(e) => refused(e.to_string()),
                 }
             }
-            StoreRequest::Manifest { manifest } => {
-                match self.blocking(move |d| Ok(d.manifest(&manifest))).await {
-                    Ok(Some(b)) => ResponseBody::Store(StoreResponse::Manifest(b)),
+            StoreRequest::Manifest { manifest, pass } => {
+                let access = self.access.clone();
+                let now = std::time::SystemTime::now();
+                let got = self
+                    .blocking(move |d| {
+                        let Some(bytes) = d.manifest(&manifest) else {
+                            return Ok(None);
+                        };
+                        let gate = access.manifest(&manifest, d).and_then(|man| {
+                            access.listing(&man, &manifest, &peer, pass.as_ref(), now)
+                        });
+                        Ok(Some(gate.map(|()| bytes)))
+                    })
+                    .await;
+                match got {
+                    Ok(Some(Ok(b))) => ResponseBody::Store(StoreResponse::Manifest(b)),
+                    Ok(Some(Err(why))) => refused(why),
                     _ => ResponseBody::NotFound,
                 }
             }
@@ -490,8 +542,8 @@ impl StoreHost {
                 None => return refused(format!("no upload of shard {shard} is open")),
             }
         };
-        let owner = match manifest_names(&signed, &m, shard, &root, len) {
-            Ok(o) => o,
+        let (owner, private) = match manifest_names(&signed, &m, shard, &root, len) {
+            Ok(man) => (man.owner, man.private),
             Err(e) => return refused(e),
         };
         if let (Some(e), Some((bank, _))) = (escrow, &self.paid_at)
@@ -511,6 +563,7 @@ impl StoreHost {
             owner,
             stored_ms: now,
             until_ms: now + u64::from(days) * 86_400_000,
+            private,
         };
         let sealed = self
             .blocking(move |d| d.seal(&m, shard, &signed, &meta))
@@ -518,6 +571,9 @@ impl StoreHost {
         {
             let mut inner = self.lock();
             inner.uploads.remove(&(m, shard));
+            if sealed.is_ok() && private {
+                inner.owners.insert(owner);
+            }
             if sealed.is_ok() {
                 // The shard and its outboard tree (about 1/16 of it).
                 inner.held += len + len / 16;
@@ -566,6 +622,7 @@ impl StoreHost {
             inner.held = inner.held.saturating_sub(freed);
             inner.shards = shards;
         }
+        self.access.forget(&m);
         client.stop_providing(super::dht_key(&m)).await;
         Ok(freed)
     }

@@ -4,6 +4,7 @@
 //! user ([`audit`]). The rules — layout, erasure code, proofs, placement, repair planning —
 //! are `naac-store`'s, which does no network IO.
 
+pub mod access;
 pub mod audit;
 pub mod catalog;
 pub mod client;
@@ -77,6 +78,138 @@ pub fn make_challenges(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<Vec<C
         .zip(answers)
         .map(|(k, a)| Ok(k.into_iter().zip(a?).collect()))
         .collect()
+}
+
+/// How long a data token a user mints for its own reads lasts.
+pub const OWN_TOKEN_LIFE: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+/// `key` as a token root (an ed25519 key's secret).
+pub fn token_root(key: &Keypair) -> anyhow::Result<naac_token::Root> {
+    let ed = key
+        .clone()
+        .try_into_ed25519()
+        .map_err(|_| anyhow::anyhow!("the key is not an ed25519 key"))?;
+    let secret: [u8; 32] = ed
+        .secret()
+        .as_ref()
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("an ed25519 secret key is 32 bytes"))?;
+    Ok(naac_token::Root::from_ed25519(&secret)?)
+}
+
+/// What a reader working for `user` shows storage hosts to read `id` if it is private: the
+/// data token `given` (held by `user`), or else one `user` mints itself, limited to `id`
+/// for a day (of use when `user` stored it); with `user`'s attestation that `client` works
+/// for it.
+pub fn data_pass(
+    client: &Client,
+    user: &Keypair,
+    id: &StoreId,
+    given: Option<&str>,
+) -> anyhow::Result<naac_proto::store::DataPass> {
+    let token = match given {
+        // Hosts take only bound tokens: a bearer one is bound to the user first.
+        Some(t) if naac_token::inspect(t)?.holder().is_none() => {
+            let root = token_root(user)?;
+            naac_token::delegate(t, &root, &root.public(), &naac_token::Limits::default())?
+        }
+        Some(t) => t.trim().to_string(),
+        None => {
+            let root = token_root(user)?;
+            root.mint(
+                naac_token::Kind::Data,
+                Some(&root.public()),
+                &naac_token::Limits {
+                    scope: Some(naac_token::Scope::Read),
+                    expires: Some(std::time::SystemTime::now() + OWN_TOKEN_LIFE),
+                    manifests: vec![id.to_hex()],
+                    ..naac_token::Limits::default()
+                },
+            )?
+        }
+    };
+    let signature = naac_net::sign(
+        user,
+        &naac_proto::UserAttestation::signing_bytes(&client.peer_id().to_bytes()),
+    );
+    Ok(naac_proto::store::DataPass {
+        token,
+        user: Some(naac_proto::UserAttestation {
+            user: user.public().to_peer_id().to_string(),
+            signature,
+        }),
+    })
+}
+
+/// How a reader working for a user reads private data: the user's key (its own data needs
+/// no more) and data tokens others gave it (`--data-token`).
+#[derive(Clone, Debug)]
+pub struct DataAccess {
+    pub user: Keypair,
+    pub tokens: Vec<String>,
+}
+
+impl DataAccess {
+    /// Opens `id` ([`get::open`]) with a pass the user mints itself, then, if that does not
+    /// open it, with each given token in turn; returns the opened manifest (its `pass` is the
+    /// one that worked).
+    pub async fn open(
+        &self,
+        client: &Client,
+        id: &StoreId,
+        hints: Vec<(PeerId, Vec<naac_net::Multiaddr>)>,
+        within: std::time::Duration,
+    ) -> anyhow::Result<get::Opened> {
+        let own = data_pass(client, &self.user, id, None)?;
+        let mut last = match get::open(client, id, hints.clone(), within, Some(own)).await {
+            Ok(o) => return Ok(o),
+            Err(e) => e,
+        };
+        for t in &self.tokens {
+            let pass = data_pass(client, &self.user, id, Some(t))?;
+            match get::open(client, id, hints.clone(), within, Some(pass)).await {
+                Ok(o) => return Ok(o),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+}
+
+/// [`get::open`] as `access` may (`None`: public data only).
+pub async fn open_as(
+    client: &Client,
+    id: &StoreId,
+    hints: Vec<(PeerId, Vec<naac_net::Multiaddr>)>,
+    within: std::time::Duration,
+    access: Option<&DataAccess>,
+) -> anyhow::Result<get::Opened> {
+    match access {
+        Some(a) => a.open(client, id, hints, within).await,
+        None => get::open(client, id, hints, within, None).await,
+    }
+}
+
+/// `pass`'s token handed on by `user` (its holder) to the provider `to`, limited to `id`:
+/// what a task's `BlobSource` carries so the provider reads `id`'s files itself.
+pub fn hand_to(
+    pass: &naac_proto::store::DataPass,
+    user: &Keypair,
+    to: &PeerId,
+    id: &StoreId,
+) -> anyhow::Result<String> {
+    let to = naac_net::ed25519_of(to)
+        .ok_or_else(|| anyhow::anyhow!("provider {to} has no ed25519 key"))?;
+    let limits = naac_token::Limits {
+        manifests: vec![id.to_hex()],
+        ..naac_token::Limits::default()
+    };
+    Ok(naac_token::delegate(
+        &pass.token,
+        &token_root(user)?,
+        &to,
+        &limits,
+    )?)
 }
 
 /// `naac://<64 hex>[/path]` or bare hex: the id and the path inside, if any.

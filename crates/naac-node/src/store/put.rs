@@ -33,6 +33,8 @@ pub struct PutOptions {
     pub discover: Duration,
     /// The most paid per GiB-day (`None`: any ask).
     pub max_price: Option<Price>,
+    /// Hosts serve it only to readers with a data token from the owner.
+    pub private: bool,
 }
 
 /// The default `happy` for `k`-of-`n`: halfway from `k` to `n`, so a fresh upload survives
@@ -403,6 +405,7 @@ pub async fn put(
         empty_dirs: tree.empty_dirs,
         geometry: enc.geometry,
         shards: enc.roots.clone(),
+        private: opts.private,
     };
     manifest.check().map_err(|e| anyhow::anyhow!("{e}"))?;
     let signed = SignedManifest::new(&manifest, |b| naac_net::sign(user, b)).to_bytes();

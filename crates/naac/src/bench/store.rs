@@ -201,6 +201,7 @@ impl Bench {
             timeout: Duration::from_secs(600),
             discover: Duration::from_secs(2),
             max_price: None,
+            private: false,
         };
         let t = Instant::now();
         let done = put::put(&client, &user_home, &user, &file, &opts, None)
@@ -210,7 +211,7 @@ impl Bench {
         let id = done.id;
         // Get it back, from another identity that only knows the id.
         let t = Instant::now();
-        let opened = get::open(&client, &id, Vec::new(), Duration::from_secs(2)).await?;
+        let opened = get::open(&client, &id, Vec::new(), Duration::from_secs(2), None).await?;
         let copy = root.join("copy.bin");
         get::get_to(&client, &opened, &copy, |_| {}).await?;
         let get_s = t.elapsed().as_secs_f64();
