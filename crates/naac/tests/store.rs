@@ -1,6 +1,6 @@
 //! Storage across untrusted hosts, end to end over real `naac` processes on 127.0.0.1: each
 //! storage host is `naac node --store` with a data dir of its own; the user's data dir puts,
-//! gets and audits.
+//! gets and audits; private data is read only with its owner's data token.
 
 mod common;
 
@@ -851,6 +851,165 @@ fn a_delegate_audits_and_repairs_data_it_was_handed() {
         .output()
         .expect("get"));
     same_tree(&root.join("data"), &root.join("copy"));
+}
+
+/// Private data: hosts serve it only to its owner and to holders of her data token, each
+/// token only for the ids it names; a job reads private inputs (and module) through the
+/// providers the token is handed on to, never through its requester; a revoked token is
+/// refused within seconds.
+#[test]
+fn private_data_is_read_only_with_a_token_for_its_id() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path();
+    let hosts = pool_with(root, 4, &["--provide", "--slots", "1"]);
+    let join = hosts[0].addr.clone();
+    let parts = root.join("parts");
+    std::fs::create_dir_all(&parts).expect("parts");
+    let mut sizes = Vec::new();
+    for i in 0..2usize {
+        let bytes: Vec<u8> = (0..(90_000 + i * 30_000))
+            .map(|j| (j * 3 + i) as u8)
+            .collect();
+        sizes.push((bytes.len(), checksum(&bytes)));
+        std::fs::write(parts.join(format!("part-{i}.bin")), bytes).expect("part");
+    }
+    std::fs::copy(
+        common::examples().join("testkit/testkit.wasm"),
+        parts.join("testkit.wasm"),
+    )
+    .expect("module");
+    std::fs::create_dir_all(root.join("diary")).expect("diary");
+    std::fs::write(root.join("diary/today.txt"), b"dear diary\n").expect("diary");
+    let put = |dir: &str| {
+        ok(user(root, "alice")
+            .args(["store", "put", dir, "--k", "2", "--n", "4", "--private"])
+            .args(["--no-mdns", "--join", &join])
+            .output()
+            .expect("put"))
+        .trim()
+        .to_string()
+    };
+    let (id, diary) = (put("parts"), put("diary"));
+    let get = |who: &str, url: &str, out: &str, token: Option<&str>| {
+        let mut c = user(root, who);
+        c.args(["store", "get", url, "-o", out, "--no-mdns", "--join", &join]);
+        if let Some(t) = token {
+            c.args(["--token", t]);
+        }
+        c.output().expect("get")
+    };
+    // Bob has the id and no token.
+    let o = get("bob", &id, "nope", None);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("is private"), "{err}");
+    // Alice reads her own without one.
+    ok(get("alice", &format!("{id}/part-1.bin"), "mine.bin", None));
+    assert_eq!(
+        std::fs::read(root.join("mine.bin")).expect("mine"),
+        std::fs::read(parts.join("part-1.bin")).expect("part")
+    );
+    // A token for the parts, for bob.
+    let bob = common::user_id(&root.join("bob"));
+    let token = ok(user(root, "alice")
+        .args(["token", "mint", "data", "--to", &bob, "--data", &id])
+        .output()
+        .expect("mint"));
+    std::fs::write(root.join("bob.token"), token.trim()).expect("token");
+    ok(get("bob", &id, "copy", Some("bob.token")));
+    let o = Command::new("diff")
+        .arg("-r")
+        .arg(&parts)
+        .arg(root.join("copy"))
+        .output()
+        .expect("diff");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    // The same token does not open the diary.
+    let o = get("bob", &diary, "diary-copy", Some("bob.token"));
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("does not let you read"), "{err}");
+    assert!(!root.join("diary-copy").exists());
+    // Bob's job over alice's private module and inputs: providers are handed the token and
+    // read from the storage hosts; without it the job is refused up front.
+    std::fs::write(
+        root.join("job.toml"),
+        format!(
+            "name = \"private\"\nmodule = \"{id}/testkit.wasm\"\nargs = [\"readin\", \"part-{{i}}.bin\"]\ninputs = [\"{id}/part-{{i}}.bin\"]\n[sweep]\ni = [0, 1]\n"
+        ),
+    )
+    .expect("job");
+    let o = user(root, "bob")
+        .args([
+            "run",
+            "job.toml",
+            "--out",
+            "out-none",
+            "--no-mdns",
+            "--join",
+            &join,
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = user(root, "bob")
+        .args(["run", "job.toml", "--json", "--out", "out", "--no-mdns"])
+        .args(["--join", &join, "--data-token", "bob.token"])
+        .output()
+        .expect("run");
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    assert!(
+        o.status.success(),
+        "{summary}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(summary["tasks"]["succeeded"], 2, "{summary}");
+    for (i, (len, sum)) in sizes.iter().enumerate() {
+        let out =
+            std::fs::read_to_string(root.join(format!("out/tasks/{i}/stdout"))).expect("stdout");
+        assert_eq!(out.trim(), format!("{len} {sum}"), "task {i}");
+    }
+    assert_eq!(summary["served"]["blobs"], 0, "{summary}");
+    // Alice revokes bob's token: the hosts refuse it within seconds.
+    ok(user(root, "alice")
+        .args([
+            "token",
+            "revoke",
+            "bob.token",
+            "--block",
+            "0",
+            "--linger",
+            "1s",
+        ])
+        .args(["--no-mdns", "--join", &join])
+        .output()
+        .expect("revoke"));
+    let revoked_at = Instant::now();
+    loop {
+        let o = get(
+            "bob",
+            &format!("{id}/part-0.bin"),
+            "late.bin",
+            Some("bob.token"),
+        );
+        if !o.status.success() {
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(err.contains("revoked"), "{err}");
+            break;
+        }
+        let _ = std::fs::remove_file(root.join("late.bin"));
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(10),
+            "still served"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    eprintln!("revocation refused after {:?}", revoked_at.elapsed());
 }
 
 /// Alice stores `root/data` 2-of-4 through `addr`; returns its `naac://` id.

@@ -94,6 +94,11 @@ impl Access {
                 "naac://{m} is private: reading it needs a data token from its owner (naac store get --token FILE)"
             ));
         };
+        if naac_token::inspect(&pass.token).is_ok_and(|t| *t.root() != man.owner) {
+            return Err(format!(
+                "naac://{m} is private, and the data token shown is not from its owner (ask them for one: naac token mint data --to YOU)"
+            ));
+        }
         let t = Verifier::trusting(&[man.owner])
             .and_then(|v| v.verify(&pass.token))
             .map_err(|e| format!("the data token for naac://{}: {e}", m.short()))?;
@@ -359,7 +364,7 @@ mod tests {
             1,
         )
         .unwrap_err();
-        assert!(e.contains("data token"), "{e}");
+        assert!(e.contains("not from its owner"), "{e}");
         let bearer = root.mint(Kind::Data, None, &Limits::default()).unwrap();
         let e = read(
             Some(&pass(bearer, None, &bob_session)),
