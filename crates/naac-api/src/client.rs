@@ -18,6 +18,9 @@ pub enum ClientError {
     Garbled(String),
 }
 
+/// A data token's holder proving itself: its key and what signs with it.
+pub type Holder<'a> = (&'a naac_token::Key, &'a dyn Fn(&[u8]) -> Vec<u8>);
+
 /// A node's API at `addr` (`host:port`), called with `token`.
 pub struct Client {
     addr: String,
@@ -181,6 +184,57 @@ impl Client {
             .delete(self.url(&format!("/v1/jobs/{id}")))
             .bearer_auth(&self.token);
         self.answer(req).await
+    }
+
+    /// File `path` of stored data `id` (64 hex) through its owner's node, with this
+    /// client's token as the data token; `holder` proves the token's holder (its key and a
+    /// signer, see [`crate::data`]).
+    pub async fn read_data(
+        &self,
+        id: &str,
+        path: &str,
+        holder: Option<Holder<'_>>,
+    ) -> Result<Vec<u8>, ClientError> {
+        let at = format!("/v1/store/{id}/{path}");
+        let mut req = self.http.get(self.url(&at)).bearer_auth(&self.token);
+        if let Some((key, sign)) = holder {
+            let h = crate::data::holder_header(key, "GET", &at, b"", sign);
+            req = req.header(crate::data::HOLDER_HEADER, h);
+        }
+        let resp = req.send().await.map_err(|e| ClientError::Unreachable {
+            addr: self.addr.clone(),
+            why: e.to_string(),
+        })?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Garbled(e.to_string()))?;
+        if status.is_success() {
+            return Ok(bytes.to_vec());
+        }
+        Err(problem_of(status, &bytes))
+    }
+
+    /// Stores `bytes` as file `path` in the name of the node's user (see
+    /// [`Client::read_data`]); answers `{"id", "path", "bytes", "private"}`.
+    pub async fn write_data(
+        &self,
+        path: &str,
+        bytes: Vec<u8>,
+        holder: Option<Holder<'_>>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let mut req = self
+            .http
+            .put(self.url("/v1/store"))
+            .query(&[("path", path)])
+            .bearer_auth(&self.token);
+        if let Some((key, sign)) = holder {
+            let signed = format!("/v1/store?path={path}");
+            let h = crate::data::holder_header(key, "PUT", &signed, &bytes, sign);
+            req = req.header(crate::data::HOLDER_HEADER, h);
+        }
+        self.answer(req.body(bytes)).await
     }
 
     pub async fn node(&self) -> Result<serde_json::Value, ClientError> {

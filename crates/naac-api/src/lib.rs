@@ -14,6 +14,7 @@
 mod auth;
 pub mod client;
 mod dashboard;
+pub mod data;
 mod metrics;
 mod stream;
 
@@ -188,6 +189,10 @@ pub struct Sample {
     pub value: u64,
 }
 
+/// Bytes the node gathers from the network.
+pub type PendingBytes =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>, Problem>> + Send>>;
+
 /// An answer the node gathers from the network.
 pub type Pending =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<serde_json::Value, Problem>> + Send>>;
@@ -236,12 +241,26 @@ pub trait Backend: Send + Sync + 'static {
     /// Ticks whenever a job changes (queued, started, progressed, ended): what the event
     /// streams wait on.
     fn changes(&self) -> tokio::sync::watch::Receiver<u64>;
+    /// File `path` of stored data `id` (64 hex), read for the node's user (`GET
+    /// /v1/store/…`, after its data token was checked).
+    fn data_read(&self, id: String, path: String) -> PendingBytes {
+        let _ = (id, path);
+        Box::pin(async { Err(Problem::not_found("this node serves no stored data")) })
+    }
+    /// Stores `bytes` as file `path`, private, in the node's user's name (`PUT
+    /// /v1/store/…`); answers its id.
+    fn data_write(&self, path: String, bytes: Vec<u8>) -> Pending {
+        let _ = (path, bytes);
+        Box::pin(async { Err(Problem::not_found("this node serves no stored data")) })
+    }
 }
 
 #[derive(Clone)]
 struct Ctx {
     backend: Arc<dyn Backend>,
     verifier: naac_token::Verifier,
+    /// Data tokens' root: the node's user key (`None`: no `/v1/store` routes).
+    data: Option<naac_token::Verifier>,
     max_upload: usize,
     /// Answers by status class (`2xx`, `4xx`, …).
     answers: Family<Vec<(String, String)>, Counter>,
@@ -249,16 +268,19 @@ struct Ctx {
     streams: Gauge,
 }
 
-/// The API's routes over `backend`, every one behind a token `verifier` accepts; a submit
-/// holds at most `max_upload` bytes.
+/// The API's routes over `backend`, every one behind a token `verifier` accepts — but
+/// `/v1/store`'s, behind a data token `data` accepts ([`data`]); a submit holds at most
+/// `max_upload` bytes.
 pub fn router(
     backend: Arc<dyn Backend>,
     verifier: naac_token::Verifier,
+    data: Option<naac_token::Verifier>,
     max_upload: usize,
 ) -> Router {
     let ctx = Ctx {
         backend,
         verifier,
+        data,
         max_upload,
         answers: Family::default(),
         streams: Gauge::default(),
@@ -271,6 +293,11 @@ pub fn router(
         .layer(DefaultBodyLimit::max(max_upload))
         .layer(middleware::from_fn_with_state(ctx.clone(), authorize))
         .merge(dashboard::router())
+        .route("/v1/store/{id}/{*path}", get(data::read))
+        .route(
+            "/v1/store",
+            axum::routing::put(data::write).layer(DefaultBodyLimit::max(data::MAX_PUT + 1)),
+        )
         .layer(middleware::from_fn_with_state(ctx.clone(), count))
         .layer(middleware::map_response(nosniff))
         .with_state(ctx)
@@ -278,8 +305,8 @@ pub fn router(
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    info(title = "naac node API", version = "1", description = "Jobs handed to a naac node: submit, follow, cancel, fetch results. Every route needs `Authorization: Bearer TOKEN` (the node's `api.token`)."),
-    paths(task_out),
+    info(title = "naac node API", version = "1", description = "Jobs handed to a naac node: submit, follow, cancel, fetch results; the user's stored data for holders of their data tokens. Every route needs `Authorization: Bearer TOKEN`: the node's `api.token` (or a token made from it), and on `/v1/store` a data token of the node's user (`naac token mint data`)."),
+    paths(task_out, data::read, data::write),
     components(schemas(JobView, JobPage, ProblemBody)),
     modifiers(&Bearer)
 )]
@@ -295,6 +322,10 @@ impl utoipa::Modify for Bearer {
         let c = doc.components.get_or_insert_with(Default::default);
         c.add_security_scheme(
             "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        c.add_security_scheme(
+            "data_token",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
         doc.security = Some(vec![SecurityRequirement::new(
@@ -673,6 +704,8 @@ mod tests {
             ("/v1/jobs/{id}/tasks/{index}/stdout", "get"),
             ("/v1/jobs/{id}/tasks/{index}/stderr", "get"),
             ("/v1/jobs/{id}/tasks/{index}/out/{path}", "get"),
+            ("/v1/store/{id}/{path}", "get"),
+            ("/v1/store", "put"),
             ("/v1/jobs/{id}/events", "get"),
             ("/v1/jobs/{id}/archive", "get"),
             ("/v1/pool", "get"),
@@ -691,7 +724,7 @@ mod tests {
         }
         assert_eq!(
             paths.len(),
-            15,
+            17,
             "a route the test does not know: {:?}",
             paths.keys()
         );

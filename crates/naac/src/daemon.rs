@@ -426,6 +426,14 @@ impl Backend for Daemon {
         self.views.wallet(verify)
     }
 
+    fn data_read(&self, id: String, path: String) -> naac_api::PendingBytes {
+        self.views.data_read(id, path)
+    }
+
+    fn data_write(&self, path: String, bytes: Vec<u8>) -> naac_api::Pending {
+        self.views.data_write(path, bytes)
+    }
+
     fn policy(&self) -> Result<serde_json::Value, Problem> {
         self.views.policy()
     }
@@ -643,16 +651,8 @@ pub fn token_root(home: &Home) -> anyhow::Result<(naac_token::Root, String)> {
 
 pub fn root_of(key: &naac_net::Keypair) -> anyhow::Result<(naac_token::Root, String)> {
     let id = key.public().to_peer_id().to_string();
-    let ed = key
-        .clone()
-        .try_into_ed25519()
-        .context("the node's identity is not an ed25519 key")?;
-    let secret: [u8; 32] = ed
-        .secret()
-        .as_ref()
-        .try_into()
-        .context("an ed25519 secret key is 32 bytes")?;
-    Ok((naac_token::Root::from_ed25519(&secret)?, id))
+    let root = naac_node::store::token_root(key).context("the node's identity")?;
+    Ok((root, id))
 }
 
 /// Where a submitted job's pool token is kept, in its directory.
@@ -691,7 +691,14 @@ pub async fn start(home: &Home, c: Config) -> anyhow::Result<(std::net::SocketAd
     node["id"] = serde_json::Value::String(id);
     let (join, mdns) = (c.join, c.mdns);
     let daemon = Daemon::open(home, node, c.max_queued, c.max_running, join.clone(), mdns)?;
-    let router = naac_api::router(daemon.clone(), root.verifier(), c.max_upload);
+    // Data tokens are rooted in the user's key (the one that owns what the user stored).
+    let user = naac_node::store::token_root(&crate::run::user_key(home)?)?;
+    let router = naac_api::router(
+        daemon.clone(),
+        root.verifier(),
+        Some(user.verifier()),
+        c.max_upload,
+    );
     tokio::spawn(async move {
         if let Err(e) = naac_api::serve(listener, router, std::future::pending()).await {
             tracing::error!("the API stopped: {e:#}");

@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+mod via;
+
 #[derive(clap::Subcommand)]
 pub enum Cmd {
     /// Store a file or directory on the pool's storage hosts; prints its naac:// id
@@ -79,6 +81,16 @@ pub struct PutArgs {
     /// data`) [default: to anyone who has its id]
     #[arg(long)]
     private: bool,
+    /// Store the file in another user's name through their node's API (`host:port`), with
+    /// the data token they gave you (--token); it is private to them
+    #[arg(long, value_name = "ADDR", requires = "token")]
+    via: Option<String>,
+    /// With --via: the data token (or a file holding it) that lets you write
+    #[arg(long, value_name = "TOKEN", requires = "via")]
+    token: Option<String>,
+    /// With --via: the file's path inside the stored tree [default: its name]
+    #[arg(long = "as", value_name = "PATH", requires = "via")]
+    at: Option<String>,
     #[command(flatten)]
     reach: Reach,
     /// Print the outcome as JSON
@@ -100,6 +112,10 @@ pub struct GetArgs {
     /// mint data --to YOU`); your own private data needs none
     #[arg(long, value_name = "TOKEN")]
     token: Option<String>,
+    /// Read one file through its owner's node API (`host:port`) instead of from the storage
+    /// hosts, with --token (their node checks the token's exact path)
+    #[arg(long, value_name = "ADDR", requires = "token")]
+    via: Option<String>,
     #[command(flatten)]
     reach: Reach,
     /// Print the outcome as JSON
@@ -199,6 +215,9 @@ fn user_key(home: &Home) -> anyhow::Result<naac_net::Keypair> {
 }
 
 async fn put_cmd(a: PutArgs, home: &Home) -> anyhow::Result<ExitCode> {
+    if let Some(addr) = &a.via {
+        return via::put(home, addr, a.token.as_deref(), &a.path, a.at, a.json).await;
+    }
     if let Err(e) = naac_store::Geometry::new(a.k, a.n, 0) {
         eprintln!(
             "error: --k {} --n {}: {e}\nhint: e.g. --k 4 --n 8",
@@ -304,21 +323,14 @@ async fn put_cmd(a: PutArgs, home: &Home) -> anyhow::Result<ExitCode> {
 }
 
 async fn get_cmd(a: GetArgs) -> anyhow::Result<ExitCode> {
+    if let Some(addr) = &a.via {
+        let home = Home::from_env()?;
+        return via::get(&home, addr, a.token.as_deref(), &a.url, a.out, a.json).await;
+    }
     let (id, path) = store::parse_url(&a.url)?;
     let (client, _events) = a.reach.start().await?;
     let home = Home::from_env()?;
-    // Hosts this user placed it on, if this data dir put it.
-    let hints = Catalog::open(&home.store_db())
-        .and_then(|c| c.shards(&id))
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|r| {
-            Some((
-                r.host.parse().ok()?,
-                r.addrs.iter().filter_map(|s| s.parse().ok()).collect(),
-            ))
-        })
-        .collect();
+    let hints = catalog_hints(&home, &id);
     let started = Instant::now();
     let access = naac_node::store::DataAccess {
         user: user_key(&home)?,
@@ -574,6 +586,49 @@ pub(crate) async fn job_modules(
     naac_node::requester::fetch_modules(&client, job, Some(&access)).await
 }
 
+/// Puts `path` into the store for 30 days, unpaid: 4-of-8, or half of the storage hosts in
+/// view when there are fewer than 8.
+pub(crate) async fn put_spread(
+    client: &naac_net::Client,
+    home: &Home,
+    user: &naac_net::Keypair,
+    path: &std::path::Path,
+    private: bool,
+) -> Result<put::Put, put::PutError> {
+    let hosts = naac_node::store::client::find_hosts(client, Duration::from_secs(3), 1024).await;
+    let n = (hosts.len() as u16).clamp(2, naac_store::DEFAULT_N);
+    let k = (n / 2).max(1);
+    let opts = put::PutOptions {
+        k,
+        n,
+        happy: put::default_happy(k, n),
+        days: 30,
+        timeout: Duration::from_secs(600),
+        discover: Duration::from_secs(3),
+        max_price: None,
+        private,
+    };
+    put::put(client, home, user, path, &opts, None).await
+}
+
+/// The hosts this data dir placed `id`'s shards on, if it put it: asked first.
+pub(crate) fn catalog_hints(
+    home: &Home,
+    id: &naac_store::StoreId,
+) -> Vec<(naac_net::PeerId, Vec<naac_net::Multiaddr>)> {
+    Catalog::open(&home.store_db())
+        .and_then(|c| c.shards(id))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|r| {
+            Some((
+                r.host.parse().ok()?,
+                r.addrs.iter().filter_map(|s| s.parse().ok()).collect(),
+            ))
+        })
+        .collect()
+}
+
 /// `[output] store = true`: puts the results (`out_dir/tasks`) into the store: 4-of-8, or
 /// half of the storage hosts in view when there are fewer than 8.
 pub(crate) async fn keep_results(
@@ -582,21 +637,8 @@ pub(crate) async fn keep_results(
     user: &naac_net::Keypair,
     out_dir: &std::path::Path,
 ) -> naac_node::output::OutputStore {
-    let hosts = naac_node::store::client::find_hosts(client, Duration::from_secs(3), 1024).await;
-    let n = (hosts.len() as u16).clamp(2, naac_store::DEFAULT_N);
-    let k = (n / 2).max(1);
-    let opts = naac_node::store::put::PutOptions {
-        k,
-        n,
-        happy: naac_node::store::put::default_happy(k, n),
-        days: 30,
-        timeout: Duration::from_secs(600),
-        discover: Duration::from_secs(3),
-        max_price: None,
-        private: false,
-    };
     let tasks = out_dir.join("tasks");
-    match naac_node::store::put::put(client, home, user, &tasks, &opts, None).await {
+    match put_spread(client, home, user, &tasks, false).await {
         Ok(p) => naac_node::output::OutputStore {
             id: Some(format!("naac://{}", p.id)),
             files: p.manifest.files.len() as u64,

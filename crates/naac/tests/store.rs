@@ -1012,6 +1012,145 @@ fn private_data_is_read_only_with_a_token_for_its_id() {
     eprintln!("revocation refused after {:?}", revoked_at.elapsed());
 }
 
+/// Through its owner's node (`--via`), a data token is checked with its exact path: bob
+/// reads the files under the prefix alice let him read and no other, writes only under the
+/// prefix she let him write, and what he writes is alice's (private to her); eve cannot use
+/// bob's token.
+#[test]
+fn a_data_token_reads_and_writes_exact_paths_through_its_owners_node() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path();
+    let hosts = pool(root, 4);
+    let join = hosts[0].addr.clone();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let api = format!("127.0.0.1:{port}");
+    let _d = daemon(root, &api, &join);
+    std::fs::create_dir_all(root.join("data/pub")).expect("dirs");
+    std::fs::create_dir_all(root.join("data/secret")).expect("dirs");
+    std::fs::write(root.join("data/pub/a.txt"), b"for bob\n").expect("a");
+    std::fs::write(root.join("data/secret/b.txt"), b"not for bob\n").expect("b");
+    let id = ok(user(root, "alice")
+        .args(["store", "put", "data", "--k", "2", "--n", "4", "--private"])
+        .args(["--no-mdns", "--join", &join])
+        .output()
+        .expect("put"))
+    .trim()
+    .to_string();
+    let bob = common::user_id(&root.join("bob"));
+    let mint = |args: &[&str], file: &str| {
+        let t = ok(user(root, "alice")
+            .args(["token", "mint", "data", "--to", &bob])
+            .args(args)
+            .output()
+            .expect("mint"));
+        std::fs::write(root.join(file), t.trim()).expect("token");
+    };
+    mint(&["--data", &id, "--path-prefix", "pub/"], "read.token");
+    mint(&["--write", "--path-prefix", "inbox/"], "write.token");
+    let via = |who: &str, args: &[&str]| {
+        user(root, who)
+            .args(args)
+            .args(["--via", &api])
+            .output()
+            .expect("via")
+    };
+    let url = |p: &str| format!("{id}/{p}");
+    ok(via(
+        "bob",
+        &[
+            "store",
+            "get",
+            &url("pub/a.txt"),
+            "-o",
+            "a.txt",
+            "--token",
+            "read.token",
+        ],
+    ));
+    assert_eq!(std::fs::read(root.join("a.txt")).expect("a"), b"for bob\n");
+    let o = via(
+        "bob",
+        &[
+            "store",
+            "get",
+            &url("secret/b.txt"),
+            "-o",
+            "b.txt",
+            "--token",
+            "read.token",
+        ],
+    );
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("path("), "{err}");
+    assert!(!root.join("b.txt").exists());
+    // Eve shows bob's token: her key is not its holder.
+    let o = via(
+        "eve",
+        &[
+            "store",
+            "get",
+            &url("pub/a.txt"),
+            "-o",
+            "eve.txt",
+            "--token",
+            "read.token",
+        ],
+    );
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("held by another key"), "{err}");
+    // Bob writes into alice's inbox, and nowhere else; his read token writes nothing.
+    std::fs::write(root.join("note.txt"), b"hello alice\n").expect("note");
+    let put = |token: &str, at: &str| {
+        via(
+            "bob",
+            &["store", "put", "note.txt", "--token", token, "--as", at],
+        )
+    };
+    let written = ok(put("write.token", "inbox/note.txt")).trim().to_string();
+    assert!(written.starts_with("naac://"), "{written}");
+    for (token, at) in [
+        ("write.token", "outbox/note.txt"),
+        ("read.token", "pub/x.txt"),
+    ] {
+        let o = put(token, at);
+        assert!(!o.status.success(), "{token} {at}");
+    }
+    // What bob wrote is alice's: she reads it from the storage hosts; bob, there, cannot.
+    ok(user(root, "alice")
+        .args([
+            "store",
+            "get",
+            &format!("{written}/inbox/note.txt"),
+            "-o",
+            "note-back.txt",
+        ])
+        .args(["--no-mdns", "--join", &join])
+        .output()
+        .expect("get"));
+    assert_eq!(
+        std::fs::read(root.join("note-back.txt")).expect("note"),
+        b"hello alice\n"
+    );
+    let o = user(root, "bob")
+        .args([
+            "store",
+            "get",
+            &format!("{written}/inbox/note.txt"),
+            "-o",
+            "nope.txt",
+        ])
+        .args(["--no-mdns", "--join", &join])
+        .output()
+        .expect("get");
+    assert!(!o.status.success());
+}
+
 /// Alice stores `root/data` 2-of-4 through `addr`; returns its `naac://` id.
 fn put_2_of_4(root: &std::path::Path, addr: &str) -> String {
     ok(user(root, "alice")

@@ -1,9 +1,11 @@
 //! What the API shows besides jobs: the pool and the market (surveyed from a throwaway node,
 //! one survey at a time, kept [`FRESH`]), the user's wallet (the `naac wallet` commands, run
-//! as child processes of this binary so the API answers exactly what the CLI does), and the
-//! owner's policy (read and edited in place as `naac policy show|set` do).
+//! as child processes of this binary so the API answers exactly what the CLI does), the
+//! owner's policy (read and edited in place as `naac policy show|set` do), and the user's
+//! stored data read and written for holders of their data tokens (through a throwaway node,
+//! at most [`DATA_AT_ONCE`] at a time).
 
-use naac_api::{Pending, Problem};
+use naac_api::{Pending, PendingBytes, Problem};
 use naac_net::Multiaddr;
 use naac_node::home::Home;
 use std::sync::Arc;
@@ -16,6 +18,11 @@ const FRESH: Duration = Duration::from_secs(10);
 const LISTEN: Duration = Duration::from_secs(2);
 /// The longest a `naac wallet` child may take.
 const WALLET_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Stored-data reads and writes through the API at once.
+pub const DATA_AT_ONCE: usize = 4;
+/// How long a read looks for the data's hosts.
+const DATA_LOOKUP: Duration = Duration::from_secs(3);
 
 /// A survey's last answer.
 #[derive(Default)]
@@ -30,6 +37,7 @@ pub struct Views {
     mdns: bool,
     pool: Mutex<Cached>,
     market: Mutex<Cached>,
+    data: Arc<tokio::sync::Semaphore>,
 }
 
 fn failed(what: &str, e: anyhow::Error) -> Problem {
@@ -44,6 +52,7 @@ impl Views {
             mdns,
             pool: Mutex::new(Cached::default()),
             market: Mutex::new(Cached::default()),
+            data: Arc::new(tokio::sync::Semaphore::new(DATA_AT_ONCE)),
         })
     }
 
@@ -59,6 +68,86 @@ impl Views {
                 c.at = Some(Instant::now());
             }
             Ok(c.value.clone())
+        })
+    }
+
+    /// The node that reaches the storage hosts for a data request, and the user key.
+    async fn data_node(
+        &self,
+    ) -> Result<
+        (
+            naac_net::Client,
+            naac_net::Keypair,
+            tokio::sync::OwnedSemaphorePermit,
+        ),
+        Problem,
+    > {
+        let permit = self.data.clone().try_acquire_owned().map_err(|_| {
+            Problem::new(
+                429,
+                "too many requests",
+                format!("{DATA_AT_ONCE} stored-data requests are running; try again"),
+            )
+        })?;
+        if self.join.is_empty() && !self.mdns {
+            return Err(Problem::not_found(
+                "this node reaches no storage hosts: start it with --join ADDR",
+            ));
+        }
+        let (client, _events) = crate::reach::looking_node(&self.join, self.mdns)
+            .await
+            .map_err(|e| failed("reach the pool", e))?;
+        let user = crate::run::user_key(&self.home).map_err(|e| failed("the user key", e))?;
+        Ok((client, user, permit))
+    }
+
+    pub fn data_read(self: &Arc<Self>, id: String, path: String) -> PendingBytes {
+        let me = self.clone();
+        Box::pin(async move {
+            let sid = naac_store::StoreId::from_hex(&id)
+                .ok_or_else(|| Problem::bad_request(format!("{id:?} is not a stored-data id")))?;
+            let (client, user, _permit) = me.data_node().await?;
+            let access = naac_node::store::DataAccess {
+                user,
+                tokens: Vec::new(),
+            };
+            let hints = crate::store::catalog_hints(&me.home, &sid);
+            let opened = access
+                .open(&client, &sid, hints, DATA_LOOKUP)
+                .await
+                .map_err(|e| failed(&format!("open naac://{id}"), e))?;
+            if opened.manifest.file(&path).is_none() {
+                return Err(Problem::not_found(format!(
+                    "naac://{id} holds no file {path:?}"
+                )));
+            }
+            naac_node::store::get::read_file(&client, &opened, &path)
+                .await
+                .map_err(|e| failed(&format!("read naac://{id}/{path}"), e))
+        })
+    }
+
+    pub fn data_write(self: &Arc<Self>, path: String, bytes: Vec<u8>) -> Pending {
+        let me = self.clone();
+        Box::pin(async move {
+            let (client, user, _permit) = me.data_node().await?;
+            let scratch = tempfile::tempdir_in(me.home.root())
+                .map_err(|e| failed("make a scratch dir", e.into()))?;
+            let tree = scratch.path().join("upload");
+            let file = tree.join(&path);
+            if let Some(dir) = file.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| failed("make the tree", e.into()))?;
+            }
+            std::fs::write(&file, &bytes).map_err(|e| failed("write the file", e.into()))?;
+            let put = crate::store::put_spread(&client, &me.home, &user, &tree, true)
+                .await
+                .map_err(|e| failed("store it", anyhow::anyhow!("{e}")))?;
+            Ok(serde_json::json!({
+                "id": format!("naac://{}", put.id),
+                "path": path,
+                "bytes": bytes.len(),
+                "private": true,
+            }))
         })
     }
 
