@@ -16,12 +16,14 @@ from ._client import (
     DEFAULT_ADDR,
     Client,
     Event,
+    Holder,
     Job,
     JobPage,
     NaacError,
     ProblemError,
     UnreachableError,
     WaitTimeout,
+    holder_header,
     job_files,
 )
 
@@ -29,12 +31,14 @@ __all__ = [
     "DEFAULT_ADDR",
     "Client",
     "Event",
+    "Holder",
     "Job",
     "JobPage",
     "NaacError",
     "ProblemError",
     "UnreachableError",
     "WaitTimeout",
+    "holder_header",
     "job_files",
 ]
 __version__ = "0.1.0"

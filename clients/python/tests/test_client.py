@@ -16,6 +16,7 @@ import naac
 from naac import (
     Client,
     Event,
+    Holder,
     Job,
     JobPage,
     NaacError,
@@ -46,6 +47,8 @@ ROUTES = {
     ("get", "/v1/policy"): "policy",
     ("put", "/v1/policy"): "set_policy",
     ("get", "/metrics"): "metrics",
+    ("get", "/v1/store/{id}/{path}"): "read_data",
+    ("put", "/v1/store"): "write_data",
 }
 
 JSON_TYPES = {"string": str, "integer": int, "object": dict, "array": list, "boolean": bool}
@@ -228,6 +231,44 @@ def _api_token(node: Node, scope: str) -> str:
         text=True,
     )
     return out.stdout.strip()
+
+
+def _naac(node_home: Path, *args: str) -> str:
+    import os
+    import subprocess
+
+    from conftest import naac_bin
+
+    out = subprocess.run(
+        [naac_bin(), *args],
+        env=dict(os.environ, NAAC_HOME=str(node_home)),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip()
+
+
+def test_stored_data_takes_a_data_token_and_its_holders_proof(
+    node: Node, tmp_path: Path
+) -> None:
+    c = node.client
+    api_token = (node.home / "api.token").read_text().strip()
+    # The node's API token is no data token of its user.
+    with pytest.raises(ProblemError) as e:
+        c.read_data("ab" * 32, "x.txt", token=api_token)
+    assert e.value.status == 401, e.value
+    # A data token of the node's user for bob, shown without bob's proof, or with a proof
+    # by another key.
+    bob = _naac(tmp_path / "bob", "key", "show", "--user")
+    token = _naac(node.home, "token", "mint", "data", "--to", bob, "--write")
+    with pytest.raises(ProblemError) as e:
+        c.write_data("inbox/a.txt", b"hi", token=token)
+    assert e.value.status == 403 and "held by another key" in e.value.detail, e.value
+    not_bob: Holder = (bytes(32), lambda m: bytes(64))
+    with pytest.raises(ProblemError) as e:
+        c.read_data("ab" * 32, "x.txt", token=token, holder=not_bob)
+    assert e.value.status == 401 and "naac-holder" in e.value.detail, e.value
 
 
 def test_nothing_answering_is_unreachable() -> None:

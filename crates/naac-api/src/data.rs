@@ -8,7 +8,7 @@
 //! A bound token's holder proves itself per request with the header `Naac-Holder: KEY SECS
 //! SIG` — its ed25519 key (hex), the Unix time, and its signature (hex) over
 //! [`holder_signing_bytes`] of the method, the path (`/v1/store/ID/PATH`, or
-//! `/v1/store?path=PATH` unencoded for a write), the time and the body's BLAKE3 — within
+//! `/v1/store?path=PATH` unencoded for a write), the time and the body's SHA-256 — within
 //! [`HOLDER_SKEW`] of the node's clock, so a captured request cannot be replayed for long or
 //! with another body.
 
@@ -29,15 +29,17 @@ pub const HOLDER_HEADER: &str = "naac-holder";
 /// Largest file stored in one `PUT`.
 pub const MAX_PUT: usize = 64 << 20;
 
-/// What a holder signs for one request.
+/// What a holder signs for one request (SHA-256 of the body, which any client's standard
+/// library has).
 pub fn holder_signing_bytes(method: &str, path: &str, secs: u64, body: &[u8]) -> Vec<u8> {
+    use sha2::Digest as _;
     let mut b = b"naac data request v1\0".to_vec();
     b.extend_from_slice(method.as_bytes());
     b.push(b' ');
     b.extend_from_slice(path.as_bytes());
     b.push(0);
     b.extend_from_slice(&secs.to_le_bytes());
-    b.extend_from_slice(&naac_types::ContentId::of(body).0);
+    b.extend_from_slice(&sha2::Sha256::digest(body));
     b
 }
 

@@ -11,17 +11,20 @@
 //! own node serves exactly a file's bytes (`/v1/store` on its API).
 //!
 //! Bounds: manifests are decoded once and kept while small ([`MAX_CACHED`] of at most
-//! [`MAX_CACHED_BYTES`] each); a read's files are checked at most [`MAX_PATH_CHECKS`] times;
-//! the revoked set holds at most [`crate::revoked::MAX_REVOKED`] ids.
+//! [`MAX_CACHED_BYTES`] each); a pass's signatures are checked once per [`VERIFIED_FOR`]
+//! for the same peer ([`MAX_VERIFIED`] kept; revocations are looked up on every use); a
+//! read's files are checked at most [`MAX_PATH_CHECKS`] times; the revoked set holds at
+//! most [`crate::revoked::MAX_REVOKED`] ids.
 
 use naac_net::PeerId;
 use naac_proto::store::DataPass;
 use naac_store::disk::Disk;
 use naac_store::{Manifest, SignedManifest, StoreId};
 use naac_token::{DataOp, DataRequest, Key, Token, Verifier};
+use naac_types::ContentId;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 /// Decoded manifests kept.
 pub const MAX_CACHED: usize = 64;
@@ -30,11 +33,42 @@ pub const MAX_CACHED_BYTES: usize = 1 << 20;
 /// Most distinct files a path-limited token is checked against for one read.
 pub const MAX_PATH_CHECKS: usize = 1024;
 
+/// How long a verified pass is believed for the same peer (revocations are checked on every
+/// use regardless).
+pub const VERIFIED_FOR: Duration = Duration::from_secs(10);
+/// Passes kept verified (then the set starts again).
+pub const MAX_VERIFIED: usize = 1024;
+
 /// A storage host's gate for private manifests.
 #[derive(Default)]
 pub struct Access {
     cache: Mutex<HashMap<StoreId, Arc<Manifest>>>,
     revoked: Mutex<HashSet<Vec<u8>>>,
+    /// Passes verified lately, by what was shown, who showed it and the owner checked to.
+    verified: Mutex<HashMap<PassKey, Verified>>,
+}
+
+/// A pass as shown: the BLAKE3 of its token and attestation, the peer, the owner.
+type PassKey = (ContentId, PeerId, Key);
+
+/// A pass verified from scratch.
+struct Verified {
+    token: Arc<Token>,
+    by: Option<Key>,
+    ids: Vec<Vec<u8>>,
+    at: Instant,
+}
+
+fn pass_key(pass: &DataPass, peer: &PeerId, owner: &Key) -> PassKey {
+    let mut h = blake3::Hasher::new();
+    h.update(pass.token.as_bytes());
+    if let Some(a) = &pass.user {
+        h.update(&[0]);
+        h.update(a.user.as_bytes());
+        h.update(&[0]);
+        h.update(&a.signature);
+    }
+    (ContentId(*h.finalize().as_bytes()), *peer, *owner)
 }
 
 impl Access {
@@ -88,20 +122,71 @@ impl Access {
         m: &StoreId,
         peer: &PeerId,
         pass: Option<&DataPass>,
-    ) -> Result<(Token, Option<Key>), String> {
+    ) -> Result<(Arc<Token>, Option<Key>), String> {
         let Some(pass) = pass else {
             return Err(format!(
                 "naac://{m} is private: reading it needs a data token from its owner (naac store get --token FILE)"
             ));
         };
-        if naac_token::inspect(&pass.token).is_ok_and(|t| *t.root() != man.owner) {
+        let key = pass_key(pass, peer, &man.owner);
+        let known = {
+            let v = self.lock_verified();
+            v.get(&key)
+                .filter(|k| k.at.elapsed() < VERIFIED_FOR)
+                .map(|k| (k.token.clone(), k.by, k.ids.clone()))
+        };
+        let (t, by, ids) = match known {
+            Some(k) => k,
+            None => {
+                let (t, by) = self.verify(man, m, peer, pass)?;
+                let ids = t.revocation_ids();
+                let t = Arc::new(t);
+                let mut v = self.lock_verified();
+                if v.len() >= MAX_VERIFIED {
+                    v.clear();
+                }
+                v.insert(
+                    key,
+                    Verified {
+                        token: t.clone(),
+                        by,
+                        ids: ids.clone(),
+                        at: Instant::now(),
+                    },
+                );
+                (t, by, ids)
+            }
+        };
+        let revoked = self.revoked.lock().unwrap_or_else(|e| e.into_inner());
+        if ids.iter().any(|id| revoked.contains(id)) {
             return Err(format!(
-                "naac://{m} is private, and the data token shown is not from its owner (ask them for one: naac token mint data --to YOU)"
+                "the data token for naac://{} is revoked",
+                m.short()
             ));
         }
+        Ok((t, by))
+    }
+
+    /// Checks a pass from scratch: every signature to the owner, the holder, and which key
+    /// shows it.
+    fn verify(
+        &self,
+        man: &Manifest,
+        m: &StoreId,
+        peer: &PeerId,
+        pass: &DataPass,
+    ) -> Result<(Token, Option<Key>), String> {
         let t = Verifier::trusting(&[man.owner])
             .and_then(|v| v.verify(&pass.token))
-            .map_err(|e| format!("the data token for naac://{}: {e}", m.short()))?;
+            .map_err(|e| {
+                if naac_token::inspect(&pass.token).is_ok_and(|t| *t.root() != man.owner) {
+                    format!(
+                        "naac://{m} is private, and the data token shown is not from its owner (ask them for one: naac token mint data --to YOU)"
+                    )
+                } else {
+                    format!("the data token for naac://{}: {e}", m.short())
+                }
+            })?;
         let Some(holder) = t.holder().copied() else {
             // A bearer token shown to a host would be the host's to use.
             return Err(format!(
@@ -116,14 +201,11 @@ impl Access {
             naac_net::verify(&user, &bytes, &a.signature).then(|| naac_net::ed25519_of(&user))?
         });
         let by = [own, attested].into_iter().flatten().find(|k| *k == holder);
-        let revoked = self.revoked.lock().unwrap_or_else(|e| e.into_inner());
-        if t.revocation_ids().iter().any(|id| revoked.contains(id)) {
-            return Err(format!(
-                "the data token for naac://{} is revoked",
-                m.short()
-            ));
-        }
         Ok((t, by))
+    }
+
+    fn lock_verified(&self) -> std::sync::MutexGuard<'_, HashMap<PassKey, Verified>> {
+        self.verified.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether `peer` may read `man`'s listing (the signed manifest).
