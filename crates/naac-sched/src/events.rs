@@ -35,7 +35,7 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
                     Provider {
                         slots,
                         groups: info.groups,
-                        assigned: HashSet::new(),
+                        assigned: std::collections::BTreeSet::new(),
                         lease_deadline: now.plus(self.config.lease_ms),
                         lapsed: false,
                         paused: info.paused,

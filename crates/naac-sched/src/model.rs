@@ -3,7 +3,7 @@
 
 use crate::{Attempt, Millis, TaskId};
 use naac_types::ContentId;
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 
 /// Where a task stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,7 +114,9 @@ pub(crate) struct Provider {
     /// Owner and network labels; copies of a task never share one.
     pub(crate) groups: Vec<String>,
     /// Tasks it has a run of (one run per task per provider).
-    pub(crate) assigned: HashSet<TaskId>,
+    /// In task order, so what is lost with it is re-queued in the same order on every run
+    /// (a simulator replays a seed exactly).
+    pub(crate) assigned: BTreeSet<TaskId>,
     pub(crate) lease_deadline: Millis,
     /// Its lease lapsed: no new work until it renews.
     pub(crate) lapsed: bool,
