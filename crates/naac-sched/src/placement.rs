@@ -108,6 +108,15 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
         if self.finished {
             return;
         }
+        // Nothing to hand out: no copy waits, no fresh task is left and no run straggles.
+        let mut stragglers: Option<Vec<TaskId>> = None;
+        if self.waiting.is_empty() && self.next_fresh >= self.fresh_end() {
+            let found = self.stragglers(now);
+            if found.is_empty() {
+                return;
+            }
+            stragglers = Some(found);
+        }
         let order = self.order.clone();
         let active = order
             .iter()
@@ -203,7 +212,8 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
                 self.enqueue(t);
             }
             if room > 0 && self.waiting.is_empty() && self.next_fresh == fresh_end {
-                self.speculate(id, &mut room, &mut batch, now, active);
+                let candidates = stragglers.get_or_insert_with(|| self.stragglers(now));
+                self.speculate(candidates, id, &mut room, &mut batch, now, active);
             }
             if !batch.is_empty() {
                 self.commands.push_back(Command::Assign {

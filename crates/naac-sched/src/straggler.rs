@@ -37,26 +37,20 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
         });
     }
 
-    /// Starts speculative copies on `provider` of runs that are taking far longer than the
-    /// median.
-    pub(crate) fn speculate(
-        &mut self,
-        provider: &P,
-        room: &mut u32,
-        batch: &mut Vec<(TaskId, Attempt)>,
-        now: Millis,
-        active_providers: usize,
-    ) {
+    /// The open tasks whose every run has been out far longer than the median (and that
+    /// have no speculative copy yet): what [`Scheduler::speculate`] may copy. Found once per
+    /// `fill`, not once per provider: at a job's tail, with many providers and many runs
+    /// out, that scan was most of the scheduler's time.
+    pub(crate) fn stragglers(&mut self, now: Millis) -> Vec<TaskId> {
         let factor = self.config.straggler_factor;
         if factor <= 0.0 {
-            return;
+            return Vec::new();
         }
         let Some(median) = self.median_run_ms() else {
-            return;
+            return Vec::new();
         };
         let threshold = ((median as f64 * factor) as u64).max(self.config.straggler_min_ms);
-        let candidates: Vec<TaskId> = self
-            .active
+        self.active
             .iter()
             .filter(|t| {
                 let task = &self.tasks[t.0 as usize];
@@ -69,16 +63,30 @@ impl<P: Clone + Eq + Hash + std::fmt::Debug> Scheduler<P> {
                         .all(|r| now.0.saturating_sub(r.since.0) > threshold)
             })
             .copied()
-            .collect();
-        for t in candidates {
-            if *room == 0 {
-                break;
-            }
+            .collect()
+    }
+
+    /// Starts speculative copies on `provider` of the `candidates` it may take; those
+    /// copied leave the list.
+    pub(crate) fn speculate(
+        &mut self,
+        candidates: &mut Vec<TaskId>,
+        provider: &P,
+        room: &mut u32,
+        batch: &mut Vec<(TaskId, Attempt)>,
+        now: Millis,
+        active_providers: usize,
+    ) {
+        let mut i = 0;
+        while i < candidates.len() && *room > 0 {
+            let t = candidates[i];
             if !self.eligible(t, provider, active_providers) {
+                i += 1;
                 continue;
             }
             batch.push((t, self.add_run(t, provider, now, true)));
             *room -= 1;
+            candidates.remove(i);
         }
     }
 }

@@ -18,6 +18,8 @@ const TICK_MS: u64 = 2_000;
 const SILENT_MS: u64 = 20_000;
 /// Events kept for a replay's printout.
 const RECENT: usize = 64;
+/// How often a watched run reports.
+pub const WATCH_EVERY: u64 = 1 << 18;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct RunRef {
@@ -168,7 +170,13 @@ impl Sim {
 
     /// Runs to the scenario's end, or to event `stop_at` (keeping the events before it for
     /// the printout).
-    pub fn run(mut self, stop_at: Option<u64>) -> Report {
+    pub fn run(self, stop_at: Option<u64>) -> Report {
+        self.run_watched(stop_at, &mut |_, _| {})
+    }
+
+    /// As [`Sim::run`], telling `watch` the simulated time and the events so far every
+    /// [`WATCH_EVERY`] events.
+    pub fn run_watched(mut self, stop_at: Option<u64>, watch: &mut dyn FnMut(Time, u64)) -> Report {
         self.keep_recent = stop_at.is_some();
         while let Some((at, ev)) = self.q.pop() {
             if at > self.end {
@@ -178,11 +186,19 @@ impl Sim {
             self.event += 1;
             self.note(&ev);
             self.step(ev);
+            if self.event.is_multiple_of(WATCH_EVERY) {
+                watch(self.now, self.event);
+            }
             if stop_at.is_some_and(|s| self.event >= s) {
                 break;
             }
         }
         self.report()
+    }
+
+    /// The simulated time at which the run ends.
+    pub fn end(&self) -> Time {
+        self.end
     }
 
     fn note(&mut self, ev: &Ev) {

@@ -18,6 +18,7 @@ mod reach;
 mod reputation;
 mod run;
 mod service;
+mod sim;
 mod store;
 mod token;
 mod wallet;
@@ -96,6 +97,9 @@ enum Cmd {
     /// hand on but never widen
     #[command(subcommand)]
     Token(token::Cmd),
+    /// Simulate a pool deterministically: the real scheduler with simulated hosts, churn,
+    /// cheaters and a job stream; figures, broken invariants and a replayable trace
+    Sim(sim::Args),
     /// Run `naac node` as a systemd service: install once, and it comes back after a reboot
     #[command(subcommand)]
     Service(service::Cmd),
@@ -160,6 +164,7 @@ fn main() -> ExitCode {
             Cmd::Api(c) => jobs::api(c),
             Cmd::Token(c) => token::main(c).await,
             Cmd::Store(c) => store::main(c).await,
+            Cmd::Sim(a) => sim::main(a).await,
             Cmd::Service(c) => service::main(c, Cli::command()).await,
             Cmd::Completions(a) => {
                 manual::completions(a, Cli::command()).map(|()| ExitCode::SUCCESS)
