@@ -13,6 +13,7 @@ mod guest;
 mod hostile;
 mod nat;
 mod owner;
+mod sim;
 mod stages;
 mod store;
 mod tokens;
@@ -49,6 +50,7 @@ const ALL: &[&str] = &[
     "store",
     "stages",
     "tokens",
+    "sim",
 ];
 
 #[derive(clap::Args)]
@@ -122,7 +124,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         quick: a.quick,
     };
     let mut figures = Vec::new();
-    let steps: [(&str, BenchFn); 15] = [
+    let steps: [(&str, BenchFn); 16] = [
         ("throughput", |b| Box::pin(b.throughput())),
         ("latency", |b| Box::pin(b.latency())),
         ("scaling", |b| Box::pin(b.scaling())),
@@ -138,6 +140,7 @@ pub async fn main(a: Args) -> anyhow::Result<ExitCode> {
         ("store", |b| Box::pin(b.store())),
         ("stages", |b| Box::pin(b.stages())),
         ("tokens", |b| Box::pin(b.tokens())),
+        ("sim", |b| Box::pin(b.sim())),
     ];
     for (name, f) in steps {
         if !want(name) {

@@ -365,3 +365,76 @@ fn key_show_prints_a_stable_peer_id() {
         assert_eq!(mode & 0o777, 0o600);
     }
 }
+
+/// `naac sim`: one scenario and seed, one trace; a broken expectation exits 1 and prints the
+/// command that replays it, which stops at that event; a bad scenario exits 2 naming its
+/// field.
+#[test]
+fn sim_runs_a_scenario_reproducibly_and_replays_what_it_breaks() {
+    let s = Scratch::new();
+    let small = common::examples().join("../sim/small.toml");
+    let sim = |args: &[&str]| {
+        s.cmd()
+            .arg("sim")
+            .arg(&small)
+            .args(args)
+            .output()
+            .expect("naac sim")
+    };
+    let runs: Vec<Value> = (0..2)
+        .map(|_| {
+            let o = sim(&["--seed", "3", "--hours", "0.5", "--json"]);
+            assert!(o.status.success(), "{}", stderr(&o));
+            serde_json::from_slice(&o.stdout).expect("json")
+        })
+        .collect();
+    assert_eq!(runs[0]["trace"], runs[1]["trace"]);
+    assert!(
+        runs[0]["events"].as_u64().expect("events") > 1000,
+        "{}",
+        runs[0]
+    );
+    assert_eq!(runs[0]["violations"], serde_json::json!([]));
+    // Colluders get wrong answers past replicas: a scenario that expects none breaks.
+    let collude = std::fs::read_to_string(common::examples().join("../sim/collude.toml"))
+        .expect("collude.toml")
+        .replace("wrong_below", "no_wrong = [\"replicas2\"]\n# wrong_below");
+    let file = s.path().join("strict.toml");
+    std::fs::write(&file, collude).expect("write");
+    let o = s
+        .cmd()
+        .args(["sim", "--seed", "1", "--json"])
+        .arg(&file)
+        .output()
+        .expect("naac sim");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("json");
+    let first = &v["violations"][0];
+    assert!(
+        first["what"]
+            .as_str()
+            .expect("what")
+            .contains("replicas2 accepted a wrong result"),
+        "{first}"
+    );
+    let event = first["event"].as_u64().expect("event");
+    let replay = first["replay"].as_str().expect("replay");
+    assert!(
+        replay.ends_with(&format!("--seed 1 --stop-at {event}")),
+        "{replay}"
+    );
+    let o = s
+        .cmd()
+        .args(["sim", "--seed", "1", "--stop-at", &event.to_string()])
+        .arg(&file)
+        .output()
+        .expect("replay");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains(&format!("#{event} at ")), "{text}");
+    assert!(text.contains("replicas2 accepted a wrong result"), "{text}");
+    // A bad scenario names the field.
+    std::fs::write(&file, "name = \"x\"\n[pool]\nslots = [4, 1]\n").expect("write");
+    let o = s.cmd().arg("sim").arg(&file).output().expect("naac sim");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("pool.slots"), "{}", stderr(&o));
+}

@@ -6,8 +6,9 @@
 //! - **Wire types owned by proto, a network crate without databases or sandboxes**:
 //!   `naac-proto` and `naac-net` link no rusqlite, postgres or wasmtime, not even
 //!   transitively, and `naac-proto` does not depend on the ledger or the market.
-//! - **Sans-IO cores**: `naac-types`, `naac-sched`, `naac-market`, `naac-ledger` and
-//!   `naac-store` link no async runtime, network, sandbox or database.
+//! - **Sans-IO cores**: `naac-types`, `naac-sched`, `naac-market`, `naac-ledger`,
+//!   `naac-store` and the simulator that drives them, `naac-sim`, link no async runtime,
+//!   network, sandbox or database.
 //! - **Files a reader can hold**: no `src` file is over [`MAX_LINES`] lines before its
 //!   `#[cfg(test)]` module (test-only files, `tests.rs` and `*_tests.rs`, are exempt).
 //! - **Every module says what it is**: every `src` file starts with a `//!` doc.
@@ -40,6 +41,7 @@ const FORBIDDEN: &[(&[&str], &[&str])] = &[
             "naac-market",
             "naac-ledger",
             "naac-store",
+            "naac-sim",
         ],
         &[
             "tokio",
