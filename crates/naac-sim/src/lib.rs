@@ -11,6 +11,7 @@
 //! reaches the trace; the scheduler's own state is kept in ordered collections for the same
 //! reason.
 
+pub mod dht;
 pub mod engine;
 pub mod model;
 pub mod report;
@@ -18,7 +19,7 @@ pub mod rng;
 pub mod scenario;
 pub mod world;
 
-pub use report::{Report, SettingFigures, Violation};
+pub use report::{DhtFigures, Report, SettingFigures, Violation};
 pub use scenario::{Scenario, ScenarioError};
 pub use world::Sim;
 

@@ -61,6 +61,35 @@ impl SettingFigures {
     }
 }
 
+/// How the DHT's lookups fared.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct DhtFigures {
+    pub nodes: u32,
+    /// log2 of the nodes: the scale hop counts are read against.
+    pub log2_nodes: f64,
+    pub lookups: u64,
+    /// Lookups that reached a live holder of the record.
+    pub found: u64,
+    /// Rounds of α queries until found (mean, and the most any took).
+    pub mean_rounds: f64,
+    pub max_rounds: u32,
+    /// Nodes asked per lookup, and of those, how many had left.
+    pub mean_queried: f64,
+    pub mean_timeouts: f64,
+    /// Records placed (publishing and republishing).
+    pub published: u64,
+}
+
+impl DhtFigures {
+    pub fn success(&self) -> f64 {
+        if self.lookups == 0 {
+            0.0
+        } else {
+            self.found as f64 / self.lookups as f64
+        }
+    }
+}
+
 /// The outcome of a run.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
@@ -85,6 +114,8 @@ pub struct Report {
     pub online_end: u64,
     pub cheater_share: f64,
     pub settings: Vec<SettingFigures>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dht: Option<DhtFigures>,
     pub violations: Vec<Violation>,
     /// With `--stop-at`: the events before the stop.
     #[serde(skip_serializing_if = "Vec::is_empty")]

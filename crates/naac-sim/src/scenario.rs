@@ -41,7 +41,31 @@ pub struct Scenario {
     #[serde(default)]
     pub faults: Faults,
     #[serde(default)]
+    pub dht: DhtLoad,
+    #[serde(default)]
     pub expect: Expect,
+}
+
+/// The DHT's load ([`crate::dht`]): provider records and lookups for them.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DhtLoad {
+    /// Keys provided, each by one host (a market class, a stored manifest); 0: no DHT.
+    pub keys: u32,
+    /// Lookups per hour, each for a key whose provider is up, from a host that is up.
+    pub lookups_per_hour: f64,
+    /// Lookups are counted only after this many minutes (the first records placed).
+    pub warmup_min: f64,
+}
+
+impl Default for DhtLoad {
+    fn default() -> Self {
+        Self {
+            keys: 0,
+            lookups_per_hour: 0.0,
+            warmup_min: 30.0,
+        }
+    }
 }
 
 /// What the scenario holds verification to, checked as the run goes.
@@ -54,6 +78,9 @@ pub struct Expect {
     /// Settings whose share of wrong results accepted must stay below a bound, checked
     /// once a setting has 200 accepted tasks.
     pub wrong_below: std::collections::BTreeMap<String, f64>,
+    /// The least share of DHT lookups that must find a live provider (checked once 100
+    /// were made).
+    pub lookup_success: Option<f64>,
 }
 
 /// The hosts: how many, how long they stay, how fast they are, where they are.
@@ -300,6 +327,15 @@ impl Scenario {
                 field: "expect",
                 why: format!("{v:?} is not one of jobs.verify"),
             });
+        }
+        if !(self.dht.lookups_per_hour >= 0.0 && self.dht.lookups_per_hour <= 1e8) {
+            return bad("dht.lookups_per_hour", "must be 0 to 100,000,000");
+        }
+        if self.dht.keys > 1_000_000 {
+            return bad("dht.keys", "must be at most 1,000,000");
+        }
+        if self.expect.lookup_success.is_some_and(|x| !share(x)) {
+            return bad("expect.lookup_success", "is a share, 0 to 1");
         }
         if !share(self.faults.slow) {
             return bad("faults.slow", "is a share, 0 to 1");

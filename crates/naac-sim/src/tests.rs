@@ -83,3 +83,22 @@ fn a_run_stops_at_an_event_and_shows_what_led_there() {
         r.recent.last()
     );
 }
+
+#[test]
+fn dht_lookups_under_a_fifth_an_hour_of_churn_find_their_providers_in_log_n_rounds() {
+    let mut s = Scenario::parse(include_str!("../../../sim/dht.toml")).expect("sim/dht.toml");
+    s.pool.hosts = 3_000;
+    s.hours = 2.0;
+    s.dht.lookups_per_hour = 3_000.0;
+    let r = run(s, 5, None);
+    assert!(r.violations.is_empty(), "{:#?}", r.violations);
+    let d = r.dht.clone().expect("dht figures");
+    assert!(d.lookups >= 2_000, "{d:?}");
+    assert!(d.success() >= 0.99, "{d:?}");
+    assert!(d.mean_rounds <= d.log2_nodes / 3.0, "{d:?}");
+    assert!(
+        (0.1..0.4).contains(&r.churn_per_hour()),
+        "churn {}",
+        r.churn_per_hour()
+    );
+}

@@ -11,6 +11,10 @@ use crate::scenario::{self, Scenario, Strategy};
 use naac_sched::{Command, Config, Millis, ProviderInfo, Scheduler, TaskId};
 use std::collections::{HashSet, VecDeque};
 
+mod lookups;
+
+use lookups::DhtState;
+
 /// How often a requester hears from its providers and ticks its scheduler.
 const TICK_MS: u64 = 2_000;
 /// How long after a host went silent its requesters give up its connection (libp2p's ping
@@ -18,6 +22,8 @@ const TICK_MS: u64 = 2_000;
 const SILENT_MS: u64 = 20_000;
 /// Events kept for a replay's printout.
 const RECENT: usize = 64;
+/// How long before the start the hosts' sessions begin.
+const WARM_MS: Time = 24 * 3_600_000;
 /// How often a watched run reports.
 pub const WATCH_EVERY: u64 = 1 << 18;
 
@@ -31,6 +37,11 @@ struct RunRef {
 #[derive(Debug)]
 enum Ev {
     Up(u32),
+    /// Up at the start, for the rest of a session begun before it.
+    Resume {
+        host: u32,
+        stay: Time,
+    },
     Down {
         host: u32,
         session: u32,
@@ -43,6 +54,10 @@ enum Ev {
         lie: bool,
     },
     Tick(u32),
+    /// Key `.0`'s provider (re)publishes its record, if it is still in session `.1` (else
+    /// its next session's own schedule is the one that counts).
+    PublishIf(u32, u32),
+    Lookup,
 }
 
 /// What a host holds: runs waiting for a slot and runs going.
@@ -91,6 +106,7 @@ pub struct Sim {
     work: Vec<Work>,
     jobs: Vec<Option<Job>>,
     settings: Vec<SettingFigures>,
+    dht: Option<DhtState>,
     event: u64,
     trace: blake3::Hasher,
     violations: Vec<Violation>,
@@ -135,6 +151,7 @@ impl Sim {
             hosts,
             jobs: Vec::new(),
             settings,
+            dht: None,
             seed,
             event: 0,
             trace: blake3::Hasher::new(),
@@ -149,22 +166,42 @@ impl Sim {
             s,
         };
         // The steady state: a host is up with the share of time its sessions take.
-        let (on, off) = (sim.s.pool.session_median_min, sim.s.pool.offline_median_min);
-        let up_share = on / (on + off);
+        // Each host's sessions and absences run from a day before the start, so the run
+        // begins in the steady state (with heavy tails, a fresh start would have every
+        // host begin a new session at once and leave far sooner than in the long run).
+        let p = sim.s.pool.clone();
+        let (on, off) = (
+            p.session_median_min * 60_000.0,
+            p.offline_median_min * 60_000.0,
+        );
         let mut start = root.fork(5);
         for h in 0..n as u32 {
-            if start.chance(up_share) {
-                sim.q.push(0, Ev::Up(h));
-            } else {
-                let wait = sim
-                    .churn
-                    .weibull_median(sim.s.pool.session_shape, off * 60_000.0);
-                sim.q.push(wait as Time, Ev::Up(h));
+            let mut up = start.chance(on / (on + off));
+            let mut t = -(WARM_MS as f64);
+            loop {
+                let d = start.weibull_median(p.session_shape, if up { on } else { off });
+                if t + d > 0.0 {
+                    let left = (t + d).max(1.0) as Time;
+                    match up {
+                        true => sim.q.push(
+                            0,
+                            Ev::Resume {
+                                host: h,
+                                stay: left,
+                            },
+                        ),
+                        false => sim.q.push(left, Ev::Up(h)),
+                    }
+                    break;
+                }
+                t += d;
+                up = !up;
             }
         }
         if sim.s.jobs.per_hour > 0.0 {
             sim.q.push(1_000, Ev::Arrive);
         }
+        sim.start_dht(&root);
         sim
     }
 
@@ -204,12 +241,15 @@ impl Sim {
     fn note(&mut self, ev: &Ev) {
         let (kind, a, b, c) = match ev {
             Ev::Up(h) => (1u8, *h, 0, 0),
+            Ev::Resume { host, stay } => (9, *host, *stay as u32, (*stay >> 32) as u32),
             Ev::Down { host, session } => (2, *host, *session, 0),
             Ev::Arrive => (3, 0, 0, 0),
             Ev::Done { host, run, lie, .. } => {
                 (4, *host, run.job, run.task ^ u32::from(*lie) << 31)
             }
             Ev::Tick(j) => (5, *j, 0, 0),
+            Ev::PublishIf(k, session) => (7, *k, *session, 0),
+            Ev::Lookup => (8, 0, 0, 0),
         };
         self.trace.update(&self.now.to_le_bytes());
         self.trace.update(&[kind]);
@@ -235,7 +275,8 @@ impl Sim {
 
     fn step(&mut self, ev: Ev) {
         match ev {
-            Ev::Up(h) => self.up(h),
+            Ev::Up(h) => self.up(h, None),
+            Ev::Resume { host, stay } => self.up(host, Some(stay)),
             Ev::Down { host, session } => self.down(host, session),
             Ev::Arrive => self.arrive(),
             Ev::Done {
@@ -245,10 +286,17 @@ impl Sim {
                 lie,
             } => self.done(host, session, run, lie),
             Ev::Tick(j) => self.tick(j),
+            Ev::PublishIf(k, session) => {
+                let p = self.dht.as_ref().map(|d| d.provider[k as usize]);
+                if p.is_some_and(|p| self.hosts[p as usize].session == session) {
+                    self.publish(k);
+                }
+            }
+            Ev::Lookup => self.lookup(),
         }
     }
 
-    fn up(&mut self, h: u32) {
+    fn up(&mut self, h: u32, stay: Option<Time>) {
         let host = &mut self.hosts[h as usize];
         if host.up {
             return;
@@ -260,13 +308,23 @@ impl Sim {
         self.pos[h as usize] = self.online.len() as u32;
         self.online.push(h);
         let p = &self.s.pool;
-        let stay = self
-            .churn
-            .weibull_median(p.session_shape, p.session_median_min * 60_000.0);
+        let stay = stay.map_or_else(
+            || {
+                self.churn
+                    .weibull_median(p.session_shape, p.session_median_min * 60_000.0)
+            },
+            |s| s as f64,
+        );
         self.q.push(
             self.now + stay.max(1.0) as Time,
             Ev::Down { host: h, session },
         );
+        if let Some(keys) = self.dht.as_ref().and_then(|d| d.provides.get(&h)) {
+            // A node provides its keys as it starts.
+            for k in keys.clone() {
+                self.q.push(self.now + 1_000, Ev::PublishIf(k, session));
+            }
+        }
     }
 
     fn down(&mut self, h: u32, session: u32) {
@@ -630,6 +688,7 @@ impl Sim {
                 });
             }
         }
+        let dht = self.dht_figures();
         let hours = self.now as f64 / 3_600_000.0;
         Report {
             scenario: self.s.name.clone(),
@@ -648,6 +707,7 @@ impl Sim {
             online_end: self.online.len() as u64,
             cheater_share: share,
             settings: self.settings,
+            dht,
             violations: self.violations,
             recent: self.recent.into_iter().collect(),
         }

@@ -177,6 +177,20 @@ fn print_text(r: &naac_sim::Report, ran: &Ran, rss: u64, replay: &dyn Fn(u64) ->
             f.runs_per_task()
         );
     }
+    if let Some(d) = &r.dht {
+        println!(
+            "\nDHT: {} nodes (log2 {:.1}); {} lookups, {:.2}% found a live provider in {:.2} rounds on average ({} at most), {:.1} nodes asked of which {:.2} had left; {} records placed",
+            d.nodes,
+            d.log2_nodes,
+            d.lookups,
+            100.0 * d.success(),
+            d.mean_rounds,
+            d.max_rounds,
+            d.mean_queried,
+            d.mean_timeouts,
+            d.published
+        );
+    }
     if r.violations.is_empty() {
         println!("\nno invariant broken");
     } else {

@@ -3,7 +3,8 @@
 //! events and scheduler decisions per second; the full million hosts for a day is `naac sim
 //! sim/million.toml`, quoted in the README), and the share of wrong results each
 //! verification setting accepts against colluding cheaters of growing share
-//! (`sim/collude.toml`, three seeds each).
+//! (`sim/collude.toml`, three seeds each), and DHT lookups' success and rounds at 10^3 to
+//! 10^6 nodes under a fifth an hour of churn (`sim/dht.toml`).
 
 use super::{Bench, Figure};
 use serde_json::json;
@@ -52,6 +53,49 @@ impl Bench {
                 raw: json!({"decisions": r.decisions, "per_second": per_s(r.decisions)}),
             },
         ];
+        // DHT lookups under a fifth an hour of churn, against the pool's size.
+        let dht = naac_sim::Scenario::parse(include_str!("../../../../sim/dht.toml"))?;
+        let sizes: &[(u32, &'static str)] = if self.quick {
+            &[
+                (1_000, "DHT lookups, 10^3 nodes"),
+                (100_000, "DHT lookups, 10^5 nodes"),
+            ]
+        } else {
+            &[
+                (1_000, "DHT lookups, 10^3 nodes"),
+                (10_000, "DHT lookups, 10^4 nodes"),
+                (100_000, "DHT lookups, 10^5 nodes"),
+                (1_000_000, "DHT lookups, 10^6 nodes"),
+            ]
+        };
+        for &(n, name) in sizes {
+            let mut s = dht.clone();
+            s.pool.hosts = n;
+            let r = crate::sim::simulate(s, 1, None, true).await?.report;
+            let Some(d) = r.dht.clone() else { continue };
+            out.push(Figure {
+                name,
+                value: format!(
+                    "{:.2}% found, {:.2} rounds (max {})",
+                    100.0 * d.success(),
+                    d.mean_rounds,
+                    d.max_rounds
+                ),
+                target: ">= 99%, O(log N)",
+                baseline: format!(
+                    "log2 N = {:.1}, churn {:.0}%/h",
+                    d.log2_nodes,
+                    100.0 * r.churn_per_hour()
+                ),
+                ratio: None,
+                raw: json!({
+                    "nodes": n, "lookups": d.lookups, "success": d.success(),
+                    "mean_rounds": d.mean_rounds, "max_rounds": d.max_rounds,
+                    "mean_queried": d.mean_queried, "mean_timeouts": d.mean_timeouts,
+                    "log2_nodes": d.log2_nodes, "churn_per_hour": r.churn_per_hour(),
+                }),
+            });
+        }
         let seeds: u64 = if self.quick { 1 } else { 3 };
         let base = naac_sim::Scenario::parse(include_str!("../../../../sim/collude.toml"))?;
         for (share, name) in SHARES {
