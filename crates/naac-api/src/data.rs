@@ -26,6 +26,34 @@ pub const HOLDER_SKEW: Duration = Duration::from_secs(300);
 /// The header a holder proves itself with.
 pub const HOLDER_HEADER: &str = "naac-holder";
 
+/// Holder signatures seen lately: a captured request is not replayed within
+/// [`HOLDER_SKEW`] (at most [`MAX_SEEN`] kept; beyond, the oldest go).
+#[derive(Default)]
+pub(crate) struct Seen(std::sync::Mutex<std::collections::VecDeque<(u64, String)>>);
+
+/// Holder signatures remembered.
+pub const MAX_SEEN: usize = 16_384;
+
+impl Seen {
+    /// Whether `header` is new (and remembers it).
+    fn first_time(&self, header: &str) -> bool {
+        let now = unix(SystemTime::now());
+        let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        while q
+            .front()
+            .is_some_and(|(t, _)| now.saturating_sub(*t) > 2 * HOLDER_SKEW.as_secs())
+            || q.len() >= MAX_SEEN
+        {
+            q.pop_front();
+        }
+        if q.iter().any(|(_, s)| s == header) {
+            return false;
+        }
+        q.push_back((now, header.to_string()));
+        true
+    }
+}
+
 /// Largest file stored in one `PUT`.
 pub const MAX_PUT: usize = 64 << 20;
 
@@ -126,7 +154,23 @@ fn check(
         ));
     };
     let token = verifier.verify(given).map_err(auth::denied)?;
+    if token.holder().is_none() {
+        return Err(Problem::new(
+            403,
+            "forbidden",
+            "this data token names no holder; mint it with --to USER",
+        ));
+    }
     let by = holder(h, method, uri_path, body)?;
+    if let Some(v) = h.get(HOLDER_HEADER).and_then(|v| v.to_str().ok())
+        && !ctx.seen.first_time(v)
+    {
+        return Err(Problem::new(
+            401,
+            "unauthorized",
+            format!("{HOLDER_HEADER}: this signature was used already; sign each request anew"),
+        ));
+    }
     token
         .authorize_data(&DataRequest {
             by: by.as_ref(),
@@ -242,6 +286,12 @@ mod tests {
                 .unwrap(),
         );
         assert!(holder(&h, &Method::GET, "/p", b"").is_err());
+        // A signature is good once: a replay is refused, a fresh one is not.
+        let seen = Seen::default();
+        let once = holder_header(&key, "PUT", "/v1/store?path=a", b"x", &sign);
+        assert!(seen.first_time(&once));
+        assert!(!seen.first_time(&once));
+        assert!(seen.first_time(&holder_header(&key, "PUT", "/v1/store?path=b", b"x", &sign)));
         // Garbage.
         for g in ["", "a b", "zz 1 00", &format!("{} x 00", hex(&key))] {
             let mut h = HeaderMap::new();

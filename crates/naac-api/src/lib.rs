@@ -261,6 +261,8 @@ struct Ctx {
     verifier: naac_token::Verifier,
     /// Data tokens' root: the node's user key (`None`: no `/v1/store` routes).
     data: Option<naac_token::Verifier>,
+    /// Holder signatures seen lately (`/v1/store` refuses a replay).
+    seen: Arc<data::Seen>,
     max_upload: usize,
     /// Answers by status class (`2xx`, `4xx`, …).
     answers: Family<Vec<(String, String)>, Counter>,
@@ -281,6 +283,7 @@ pub fn router(
         backend,
         verifier,
         data,
+        seen: Arc::default(),
         max_upload,
         answers: Family::default(),
         streams: Gauge::default(),

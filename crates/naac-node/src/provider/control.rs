@@ -455,8 +455,9 @@ impl Provider {
         }
         // A data token of an owner whose private data this host holds.
         if let Some(store) = &self.store
-            && naac_token::inspect(&r.token)
-                .is_ok_and(|t| t.kind() == naac_token::Kind::Data && store.holds_for(t.root()))
+            && naac_token::inspect(&r.token).is_ok_and(|t| {
+                t.kind() == naac_token::Kind::Data && store.keeps_revocation_of(t.root())
+            })
             && let Ok(a) = crate::revoked::accept(&r, None)
         {
             self.keep_revocation(&a, false);

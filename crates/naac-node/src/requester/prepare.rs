@@ -42,8 +42,8 @@ pub struct Blobs {
     pub access: Option<crate::store::DataAccess>,
     /// The pass each private manifest was opened with: handed on to each provider.
     passes: HashMap<naac_store::StoreId, naac_proto::store::DataPass>,
-    /// Tokens handed on, by provider and manifest.
-    handed: HashMap<(naac_net::PeerId, naac_store::StoreId), String>,
+    /// Tokens handed on, by provider and manifest, and when.
+    handed: HashMap<(naac_net::PeerId, naac_store::StoreId), (String, std::time::Instant)>,
 }
 
 /// Most tokens handed on kept (then the cache starts again).
@@ -158,7 +158,11 @@ impl Blobs {
         m: &naac_store::StoreId,
     ) -> Option<String> {
         let pass = self.passes.get(m)?;
-        if let Some(t) = self.handed.get(&(*provider, *m)) {
+        // Handed on again halfway through its life.
+        let fresh = crate::store::HAND_ON_LIFE / 2;
+        if let Some((t, at)) = self.handed.get(&(*provider, *m))
+            && at.elapsed() < fresh
+        {
             return Some(t.clone());
         }
         let user = &self.access.as_ref()?.user;
@@ -167,7 +171,8 @@ impl Blobs {
                 if self.handed.len() >= MAX_HANDED {
                     self.handed.clear();
                 }
-                self.handed.insert((*provider, *m), t.clone());
+                self.handed
+                    .insert((*provider, *m), (t.clone(), std::time::Instant::now()));
                 Some(t)
             }
             Err(e) => {

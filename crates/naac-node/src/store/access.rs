@@ -31,7 +31,7 @@ pub const MAX_CACHED: usize = 64;
 /// Largest signed manifest kept decoded.
 pub const MAX_CACHED_BYTES: usize = 1 << 20;
 /// Most distinct files a path-limited token is checked against for one read.
-pub const MAX_PATH_CHECKS: usize = 1024;
+pub const MAX_PATH_CHECKS: usize = 256;
 
 /// How long a verified pass is believed for the same peer (revocations are checked on every
 /// use regardless).
@@ -43,10 +43,14 @@ pub const MAX_VERIFIED: usize = 1024;
 #[derive(Default)]
 pub struct Access {
     cache: Mutex<HashMap<StoreId, Arc<Manifest>>>,
-    revoked: Mutex<HashSet<Vec<u8>>>,
+    /// Revoked ids, and the order they came in (the oldest go first when it is full).
+    revoked: Mutex<RevokedIds>,
     /// Passes verified lately, by what was shown, who showed it and the owner checked to.
     verified: Mutex<HashMap<PassKey, Verified>>,
 }
+
+/// Revoked ids, and the order they came in.
+type RevokedIds = (HashSet<Vec<u8>>, std::collections::VecDeque<Vec<u8>>);
 
 /// A pass as shown: the BLAKE3 of its token and attestation, the peer, the owner.
 type PassKey = (ContentId, PeerId, Key);
@@ -103,10 +107,16 @@ impl Access {
     pub fn revoke(&self, ids: impl IntoIterator<Item = Vec<u8>>) {
         let mut r = self.revoked.lock().unwrap_or_else(|e| e.into_inner());
         for id in ids {
-            if r.len() >= crate::revoked::MAX_REVOKED {
-                break;
+            if r.0.contains(&id) {
+                continue;
             }
-            r.insert(id);
+            // Full: the oldest goes (a new revocation is never the one dropped).
+            while r.0.len() >= crate::revoked::MAX_REVOKED {
+                let Some(old) = r.1.pop_front() else { break };
+                r.0.remove(&old);
+            }
+            r.0.insert(id.clone());
+            r.1.push_back(id);
         }
     }
 
@@ -158,7 +168,7 @@ impl Access {
             }
         };
         let revoked = self.revoked.lock().unwrap_or_else(|e| e.into_inner());
-        if ids.iter().any(|id| revoked.contains(id)) {
+        if ids.iter().any(|id| revoked.0.contains(id)) {
             return Err(format!(
                 "the data token for naac://{} is revoked",
                 m.short()
@@ -493,6 +503,26 @@ mod tests {
             .unwrap();
         access.revoke(t.revocation_ids().into_iter().take(1));
         let e = read(Some(&bobs), &bob_session, &m, 0, 1024).unwrap_err();
+        assert!(e.contains("revoked"), "{e}");
+        // A handed-on token lapses on its own.
+        let t = Verifier::trusting(&[key(&alice)])
+            .unwrap()
+            .verify(
+                &crate::store::hand_to(&bobs, &bob, &provider.public().to_peer_id(), &m).unwrap(),
+            )
+            .unwrap();
+        assert!(t.expires_through(t.blocks().len() - 1).is_some());
+        // A revocation set filled by a flood still takes a new revocation (the oldest go).
+        let fresh = for_bob(&Limits::default());
+        let p = pass(fresh.clone(), Some(&bob), &bob_session);
+        read(Some(&p), &bob_session, &m, 0, 1024).unwrap();
+        access.revoke((0..crate::revoked::MAX_REVOKED as u64).map(|i| i.to_le_bytes().to_vec()));
+        let t = Verifier::trusting(&[key(&alice)])
+            .unwrap()
+            .verify(&fresh)
+            .unwrap();
+        access.revoke(t.revocation_ids().into_iter().take(1));
+        let e = read(Some(&p), &bob_session, &m, 0, 1024).unwrap_err();
         assert!(e.contains("revoked"), "{e}");
         // Public data needs nothing.
         let public = manifest(&alice, false);

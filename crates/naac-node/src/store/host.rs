@@ -33,6 +33,8 @@ pub const MAX_DAYS: u32 = 3650;
 pub const EXPIRY_GRACE: Duration = Duration::from_secs(86_400);
 /// How often a host looks for shards whose term is over.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+/// Data-token revocations one owner may have a host keep.
+pub const MAX_REVOCATIONS_PER_OWNER: u32 = 1024;
 /// Largest shard a host takes (a 64 GiB shard is 256 GiB at 4-of-8... ample).
 pub const MAX_SHARD_BYTES: u64 = 64 << 30;
 
@@ -85,6 +87,8 @@ struct Inner {
     room: Room,
     /// The owners of private manifests held.
     owners: std::collections::HashSet<[u8; 32]>,
+    /// Data-token revocations kept per owner since the host started.
+    revocations_by: HashMap<[u8; 32], u32>,
 }
 
 /// Testing aid: how a host misbehaves on purpose.
@@ -137,6 +141,7 @@ impl StoreHost {
                 shards,
                 room: Room::default(),
                 owners,
+                revocations_by: HashMap::new(),
             }),
             ops: tokio::sync::Semaphore::new(MAX_DISK_OPS),
             owner,
@@ -157,10 +162,20 @@ impl StoreHost {
         self.access.revoke(ids);
     }
 
-    /// Whether this host holds data owned by `owner` (whose data-token revocations it
-    /// keeps).
-    pub fn holds_for(&self, owner: &[u8; 32]) -> bool {
-        self.lock().owners.contains(owner)
+    /// Whether this host keeps a revocation of `owner`'s data tokens: it holds private data
+    /// of theirs, and has kept fewer than [`MAX_REVOCATIONS_PER_OWNER`] of theirs (so one
+    /// owner cannot push everyone else's revocations out).
+    pub fn keeps_revocation_of(&self, owner: &[u8; 32]) -> bool {
+        let mut inner = self.lock();
+        if !inner.owners.contains(owner) {
+            return false;
+        }
+        let n = inner.revocations_by.entry(*owner).or_default();
+        if *n >= MAX_REVOCATIONS_PER_OWNER {
+            return false;
+        }
+        *n += 1;
+        true
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -307,7 +322,13 @@ impl StoreHost {
                 let now = std::time::SystemTime::now();
                 match self
                     .blocking(move |d| {
-                        if d.meta(&manifest, shard).is_some_and(|m| m.private) {
+                        let Some(meta) = d.meta(&manifest, shard) else {
+                            return Err(DiskError::NotFound {
+                                manifest: manifest.short(),
+                                shard,
+                            });
+                        };
+                        if meta.private {
                             let gate = access.manifest(&manifest, d).and_then(|man| {
                                 let p = pass.as_ref();
                                 access.read(&man, &manifest, &peer, p, start, len, now)

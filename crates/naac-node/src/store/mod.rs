@@ -190,8 +190,12 @@ pub async fn open_as(
     }
 }
 
-/// `pass`'s token handed on by `user` (its holder) to the provider `to`, limited to `id`:
-/// what a task's `BlobSource` carries so the provider reads `id`'s files itself.
+/// How long a token handed on to a provider lasts (the requester hands it on again before).
+pub const HAND_ON_LIFE: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+
+/// `pass`'s token handed on by `user` (its holder) to the provider `to`, limited to `id`
+/// and to [`HAND_ON_LIFE`]: what a task's `BlobSource` carries so the provider reads `id`'s
+/// files itself.
 pub fn hand_to(
     pass: &naac_proto::store::DataPass,
     user: &Keypair,
@@ -202,6 +206,7 @@ pub fn hand_to(
         .ok_or_else(|| anyhow::anyhow!("provider {to} has no ed25519 key"))?;
     let limits = naac_token::Limits {
         manifests: vec![id.to_hex()],
+        expires: Some(std::time::SystemTime::now() + HAND_ON_LIFE),
         ..naac_token::Limits::default()
     };
     Ok(naac_token::delegate(
