@@ -201,19 +201,7 @@ impl Client {
             let h = crate::data::holder_header(key, "GET", &at, b"", sign);
             req = req.header(crate::data::HOLDER_HEADER, h);
         }
-        let resp = req.send().await.map_err(|e| ClientError::Unreachable {
-            addr: self.addr.clone(),
-            why: e.to_string(),
-        })?;
-        let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Garbled(e.to_string()))?;
-        if status.is_success() {
-            return Ok(bytes.to_vec());
-        }
-        Err(problem_of(status, &bytes))
+        self.bytes(req).await
     }
 
     /// Stores `bytes` as file `path` in the name of the node's user (see
@@ -246,6 +234,12 @@ impl Client {
         &self,
         req: reqwest::RequestBuilder,
     ) -> Result<T, ClientError> {
+        let bytes = self.bytes(req).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Garbled(e.to_string()))
+    }
+
+    /// The body of a successful answer; a problem otherwise.
+    async fn bytes(&self, req: reqwest::RequestBuilder) -> Result<Vec<u8>, ClientError> {
         let resp = req.send().await.map_err(|e| ClientError::Unreachable {
             addr: self.addr.clone(),
             why: e.to_string(),
@@ -256,7 +250,7 @@ impl Client {
             .await
             .map_err(|e| ClientError::Garbled(e.to_string()))?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|e| ClientError::Garbled(e.to_string()));
+            return Ok(bytes.to_vec());
         }
         Err(problem_of(status, &bytes))
     }

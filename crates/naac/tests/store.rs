@@ -489,6 +489,25 @@ fn checksum(bytes: &[u8]) -> u32 {
         .fold(0u32, |s, b| s.wrapping_add(u32::from(*b)))
 }
 
+/// `dir` with `n` input files `part-{i}.bin` of `base + i * step` bytes and the testkit
+/// module; each part's length and checksum (what the testkit's `readin` prints).
+fn write_parts(dir: &Path, n: usize, base: usize, step: usize) -> Vec<(usize, u32)> {
+    std::fs::create_dir_all(dir).expect("parts");
+    let sizes = (0..n)
+        .map(|i| {
+            let bytes: Vec<u8> = (0..base + i * step).map(|j| (j * 7 + i) as u8).collect();
+            std::fs::write(dir.join(format!("part-{i}.bin")), &bytes).expect("part");
+            (bytes.len(), checksum(&bytes))
+        })
+        .collect();
+    std::fs::copy(
+        common::examples().join("testkit/testkit.wasm"),
+        dir.join("testkit.wasm"),
+    )
+    .expect("module");
+    sizes
+}
+
 #[test]
 fn a_job_reads_its_naac_module_and_inputs_from_storage_hosts_not_from_its_requester() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -497,20 +516,7 @@ fn a_job_reads_its_naac_module_and_inputs_from_storage_hosts_not_from_its_reques
     let hosts = pool_with(root, 4, &["--provide", "--slots", "1"]);
     let join = hosts[0].addr.clone();
     let parts = root.join("parts");
-    std::fs::create_dir_all(&parts).expect("parts");
-    let mut sizes = Vec::new();
-    for i in 0..4usize {
-        let bytes: Vec<u8> = (0..(150_000 + i * 40_000))
-            .map(|j| (j * 7 + i) as u8)
-            .collect();
-        sizes.push((bytes.len(), checksum(&bytes)));
-        std::fs::write(parts.join(format!("part-{i}.bin")), bytes).expect("part");
-    }
-    std::fs::copy(
-        common::examples().join("testkit/testkit.wasm"),
-        parts.join("testkit.wasm"),
-    )
-    .expect("module");
+    let sizes = write_parts(&parts, 4, 150_000, 40_000);
     let id = ok(user(root, "alice")
         .args(["store", "put", "parts", "--k", "2", "--n", "4", "--no-mdns"])
         .args(["--join", &join])
@@ -864,20 +870,7 @@ fn private_data_is_read_only_with_a_token_for_its_id() {
     let hosts = pool_with(root, 4, &["--provide", "--slots", "1"]);
     let join = hosts[0].addr.clone();
     let parts = root.join("parts");
-    std::fs::create_dir_all(&parts).expect("parts");
-    let mut sizes = Vec::new();
-    for i in 0..2usize {
-        let bytes: Vec<u8> = (0..(90_000 + i * 30_000))
-            .map(|j| (j * 3 + i) as u8)
-            .collect();
-        sizes.push((bytes.len(), checksum(&bytes)));
-        std::fs::write(parts.join(format!("part-{i}.bin")), bytes).expect("part");
-    }
-    std::fs::copy(
-        common::examples().join("testkit/testkit.wasm"),
-        parts.join("testkit.wasm"),
-    )
-    .expect("module");
+    let sizes = write_parts(&parts, 2, 90_000, 30_000);
     std::fs::create_dir_all(root.join("diary")).expect("diary");
     std::fs::write(root.join("diary/today.txt"), b"dear diary\n").expect("diary");
     let put = |dir: &str| {
