@@ -508,6 +508,34 @@ fn write_parts(dir: &Path, n: usize, base: usize, step: usize) -> Vec<(usize, u3
     sizes
 }
 
+/// `who` runs `root/job.toml` into `root/out` with `extra` flags; it must succeed, each task
+/// printing its part's length and checksum (`sizes`). Its summary.
+fn run_parts_job(
+    root: &Path,
+    who: &str,
+    extra: &[&str],
+    sizes: &[(usize, u32)],
+) -> serde_json::Value {
+    let o = user(root, who)
+        .args(["run", "job.toml", "--json", "--out", "out", "--no-mdns"])
+        .args(extra)
+        .output()
+        .expect("run");
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    assert!(
+        o.status.success(),
+        "{summary}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(summary["tasks"]["succeeded"], sizes.len(), "{summary}");
+    for (i, (len, sum)) in sizes.iter().enumerate() {
+        let out =
+            std::fs::read_to_string(root.join(format!("out/tasks/{i}/stdout"))).expect("stdout");
+        assert_eq!(out.trim(), format!("{len} {sum}"), "task {i}");
+    }
+    summary
+}
+
 #[test]
 fn a_job_reads_its_naac_module_and_inputs_from_storage_hosts_not_from_its_requester() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -546,23 +574,7 @@ fn a_job_reads_its_naac_module_and_inputs_from_storage_hosts_not_from_its_reques
         ),
     )
     .expect("job");
-    let o = user(root, "alice")
-        .args(["run", "job.toml", "--json", "--out", "out", "--no-mdns"])
-        .args(["--join", &join])
-        .output()
-        .expect("run");
-    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
-    assert!(
-        o.status.success(),
-        "{summary}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert_eq!(summary["tasks"]["succeeded"], 4, "{summary}");
-    for (i, (len, sum)) in sizes.iter().enumerate() {
-        let out =
-            std::fs::read_to_string(root.join(format!("out/tasks/{i}/stdout"))).expect("stdout");
-        assert_eq!(out.trim(), format!("{len} {sum}"), "task {i}");
-    }
+    let summary = run_parts_job(root, "alice", &["--join", &join], &sizes);
     // No blob passed through the requester: providers read module and inputs from the hosts.
     let served = &summary["served"];
     assert_eq!(served["stored_inputs"], 4, "{summary}");
@@ -950,23 +962,12 @@ fn private_data_is_read_only_with_a_token_for_its_id() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let o = user(root, "bob")
-        .args(["run", "job.toml", "--json", "--out", "out", "--no-mdns"])
-        .args(["--join", &join, "--data-token", "bob.token"])
-        .output()
-        .expect("run");
-    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
-    assert!(
-        o.status.success(),
-        "{summary}\n{}",
-        String::from_utf8_lossy(&o.stderr)
+    let summary = run_parts_job(
+        root,
+        "bob",
+        &["--join", &join, "--data-token", "bob.token"],
+        &sizes,
     );
-    assert_eq!(summary["tasks"]["succeeded"], 2, "{summary}");
-    for (i, (len, sum)) in sizes.iter().enumerate() {
-        let out =
-            std::fs::read_to_string(root.join(format!("out/tasks/{i}/stdout"))).expect("stdout");
-        assert_eq!(out.trim(), format!("{len} {sum}"), "task {i}");
-    }
     assert_eq!(summary["served"]["blobs"], 0, "{summary}");
     // Alice revokes bob's token: the hosts refuse it within seconds.
     ok(user(root, "alice")
